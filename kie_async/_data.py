@@ -1,0 +1,21 @@
+"""Where the shipped data folders live: inside the wheel, or at the repo root in a source checkout.
+
+There is one copy of each folder (at the repo root); the wheel build maps it to ``kie_async/_data/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def data_dir(name: str) -> Path:
+    """Return the folder holding ``model_specs``, ``prompt_presets`` or ``pricing``."""
+    packaged = _PACKAGE_DIR / "_data" / name
+    if packaged.is_dir():
+        return packaged
+    source = _PACKAGE_DIR.parent / name
+    if source.is_dir():
+        return source
+    raise FileNotFoundError(f"data folder {name!r} not found in {packaged} or {source}")

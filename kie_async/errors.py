@@ -1,0 +1,175 @@
+"""Typed errors: every failure a caller can see is a ``KieError`` that says what happened and what to do.
+
+The hierarchy mirrors how callers react, not how the server phrases things: retry later (rate limit,
+server, connection, timeout), fix the request (validation), fix the account (auth, credits), or give up
+on this task (task failure). Kie.ai often returns errors inside an HTTP 200 envelope, so the class is
+chosen from the envelope ``code`` first and the HTTP status second.
+"""
+
+from __future__ import annotations
+
+
+class KieError(Exception):
+    """Root of every error raised by kie-async."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class KieConfigError(KieError):
+    """The SDK is configured in a way that cannot work (missing key, bad URL, live use not opted in)."""
+
+    hint = "check KieSettings / the KIE_* environment variables"
+
+
+class KieConnectionError(KieError):
+    """The server could not be reached or the connection broke mid-request."""
+
+    hint = "check the network or base URL; reads are retried automatically"
+
+    def __init__(self, message: str, *, request_sent: bool = True, hint: str | None = None) -> None:
+        self.request_sent = request_sent
+        super().__init__(message, hint=hint)
+
+
+class KieTimeoutError(KieError):
+    """A request or a wait took longer than its deadline."""
+
+    hint = "raise the timeout in KieSettings or pass timeout=... to the call"
+
+
+class KieAPIStatusError(KieError):
+    """The API answered with a non-success code (from the envelope or the HTTP status)."""
+
+    hint = "see the message from Kie.ai"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int,
+        http_status: int | None = None,
+        endpoint: str | None = None,
+        retry_after: float | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.code = code
+        self.http_status = http_status
+        self.endpoint = endpoint
+        self.retry_after = retry_after
+        super().__init__(message, hint=hint)
+
+    def _render(self) -> str:
+        where = f" on {self.endpoint}" if self.endpoint else ""
+        base = f"Kie.ai returned code {self.code}{where}: {self.message}"
+        return f"{base} — {self.hint}" if self.hint else base
+
+
+class KieBadRequestError(KieAPIStatusError):
+    """400: a parameter is missing or malformed."""
+
+    hint = "fix the named parameter; run validate_request() before submitting"
+
+
+class KieAuthenticationError(KieAPIStatusError):
+    """401: the API key is missing, wrong or revoked."""
+
+    hint = "set a valid key in KIE_API_KEY (kie.ai → API keys); it is never logged"
+
+
+class KieInsufficientCreditsError(KieAPIStatusError):
+    """402: the account has too few credits for this task."""
+
+    hint = "top up credits at kie.ai, or lower resolution/duration; estimate_request_cost() shows the price"
+
+
+class KieNotFoundError(KieAPIStatusError):
+    """404: the task, file or endpoint does not exist."""
+
+    hint = "check the task id / URL; generated files are deleted after 14 days"
+
+
+class KieValidationError(KieAPIStatusError):
+    """422: the server rejected the request (also: unknown task id, outside URL for download-url)."""
+
+    hint = "check the field values against the model spec; unknown task ids also answer 422"
+
+
+class KieRateLimitError(KieAPIStatusError):
+    """429: too many requests; Kie.ai drops (does not queue) requests over its limit."""
+
+    hint = "slow down; the session's rate limiter and retries handle this for reads"
+
+
+class KieUsageLimitError(KieAPIStatusError):
+    """433: a sub-key went over its usage cap."""
+
+    hint = "raise the key's usage cap in the Kie.ai dashboard or use another key"
+
+
+class KieServerError(KieAPIStatusError):
+    """5xx, 408 and 455: the service is failing or in maintenance."""
+
+    hint = "retry later; idempotent reads are retried automatically"
+
+
+class KieTaskFailedError(KieError):
+    """The task ran and ended in state ``fail``; credits may or may not have been charged."""
+
+    hint = "read fail_code/fail_msg; adjust the prompt or inputs and submit a new task"
+
+    def __init__(
+        self, task_id: str, fail_code: str | None, fail_msg: str | None, *, hint: str | None = None
+    ) -> None:
+        self.task_id = task_id
+        self.fail_code = fail_code
+        self.fail_msg = fail_msg
+        super().__init__(f"task {task_id} failed (failCode={fail_code!r}): {fail_msg or 'no message'}", hint=hint)
+
+
+class KieDownloadError(KieError):
+    """A download finished short, long or broken; nothing was left at the destination."""
+
+    hint = "retry the download; download-url links last 20 minutes, files 14 days"
+
+
+class KieCallbackVerificationError(KieError):
+    """A callback's signature or timestamp did not check out."""
+
+    hint = "check the webhook HMAC key; reject the request"
+
+
+_CODE_TO_CLASS: dict[int, type[KieAPIStatusError]] = {
+    400: KieBadRequestError,
+    401: KieAuthenticationError,
+    402: KieInsufficientCreditsError,
+    403: KieAuthenticationError,
+    404: KieNotFoundError,
+    408: KieServerError,
+    422: KieValidationError,
+    429: KieRateLimitError,
+    433: KieUsageLimitError,
+    455: KieServerError,
+}
+
+
+def error_class_for_code(code: int) -> type[KieAPIStatusError]:
+    """Pick the error class for a Kie.ai envelope code or HTTP status."""
+    if code in _CODE_TO_CLASS:
+        return _CODE_TO_CLASS[code]
+    if code >= 500:
+        return KieServerError
+    return KieAPIStatusError
+
+
+def is_retryable_code(code: int) -> bool:
+    """Codes where the same request may succeed later without changes."""
+    return code in (408, 429, 455) or code >= 500 and code not in (501, 505)

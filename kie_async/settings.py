@@ -1,0 +1,114 @@
+"""Settings: one object holding everything a session needs, read from the environment or passed in.
+
+The API key is a ``SecretStr`` so it never shows in ``repr``/``str``, logs, tracebacks or files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+DEFAULT_BASE_URL = "https://api.kie.ai"
+DEFAULT_UPLOAD_BASE_URL = "https://kieai.redpandaai.co"
+
+
+class RetrySettings(BaseModel):
+    """Backoff for idempotent reads (and for createTask only when it provably never reached the server)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_retries: int = Field(default=4, ge=0, le=20)
+    initial_backoff: float = Field(default=0.5, gt=0)
+    max_backoff: float = Field(default=20.0, gt=0)
+    multiplier: float = Field(default=2.0, ge=1.0)
+    jitter: float = Field(default=0.5, ge=0, le=1, description="fraction of each delay that is randomised")
+    max_retry_after: float = Field(default=60.0, gt=0, description="cap on a server's Retry-After")
+
+
+class RateLimitSettings(BaseModel):
+    """Client-side token buckets; defaults follow Kie.ai's published limits."""
+
+    model_config = ConfigDict(frozen=True)
+
+    create_per_window: int = Field(default=20, ge=1)
+    create_window_seconds: float = Field(default=10.0, gt=0)
+    reads_per_second: float = Field(default=10.0, gt=0)
+
+
+class PollSettings(BaseModel):
+    """Polling schedule for ``wait_for_task``: fast first, then slower, capped (the provider's guidance)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schedule: tuple[tuple[float, float], ...] = Field(
+        default=((30.0, 2.5), (120.0, 7.5), (float("inf"), 20.0)),
+        description="(until_elapsed_seconds, interval_seconds) steps",
+    )
+    timeout: float = Field(default=900.0, gt=0)
+    callback_safety_interval: float = Field(default=60.0, gt=0)
+
+
+class KieSettings(BaseModel):
+    """Configuration for a :class:`~kie_async.session.KieSession`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    api_key: SecretStr | None = None
+    base_url: str = DEFAULT_BASE_URL
+    upload_base_url: str = DEFAULT_UPLOAD_BASE_URL
+    upload_path: str = "kie-async/uploads"
+    user_agent: str = "kie-async (+python; aiohttp)"
+    connect_timeout: float = Field(default=10.0, gt=0)
+    request_timeout: float = Field(default=60.0, gt=0)
+    download_timeout: float = Field(default=600.0, gt=0)
+    upload_timeout: float = Field(default=300.0, gt=0)
+    max_connections: int = Field(default=64, ge=1)
+    max_concurrent_uploads: int = Field(default=4, ge=1)
+    max_concurrent_downloads: int = Field(default=4, ge=1)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    poll: PollSettings = Field(default_factory=PollSettings)
+    allow_live: bool = Field(
+        default=False,
+        description="must be True (or KIE_ALLOW_LIVE=1) before the SDK talks to the real Kie.ai",
+    )
+
+    @field_validator("base_url", "upload_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"URL must start with http:// or https://, got {value!r}")
+        return value
+
+    @field_validator("upload_path")
+    @classmethod
+    def _clean_upload_path(cls, value: str) -> str:
+        # Kie.ai rejects leading/trailing slashes in uploadPath.
+        return value.strip("/")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> KieSettings:
+        """Build settings from ``KIE_*`` variables; explicit keyword arguments win."""
+        values: dict[str, Any] = {}
+        if key := os.environ.get("KIE_API_KEY"):
+            values["api_key"] = key
+        if url := os.environ.get("KIE_BASE_URL"):
+            values["base_url"] = url
+        if url := os.environ.get("KIE_UPLOAD_BASE_URL"):
+            values["upload_base_url"] = url
+        if os.environ.get("KIE_ALLOW_LIVE", "").lower() in ("1", "true", "yes"):
+            values["allow_live"] = True
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def is_live(self) -> bool:
+        """True when the settings point at the real Kie.ai hosts rather than a local emulator."""
+        return self.base_url == DEFAULT_BASE_URL or self.upload_base_url == DEFAULT_UPLOAD_BASE_URL
+
+    def key_value(self) -> str | None:
+        """The raw key, for the one place that builds the Authorization header."""
+        return self.api_key.get_secret_value() if self.api_key is not None else None
