@@ -172,4 +172,4 @@ def error_class_for_code(code: int) -> type[KieAPIStatusError]:
 
 def is_retryable_code(code: int) -> bool:
     """Codes where the same request may succeed later without changes."""
-    return code in (408, 429, 455) or code >= 500 and code not in (501, 505)
+    return code in (408, 429, 455) or (code >= 500 and code not in (501, 505))
