@@ -60,8 +60,9 @@ class CreateTaskPayload(_Wire):
 
     model: str
     input: dict[str, JSONValue]
-    callback_url: str | None = Field(default=None, serialization_alias="callBackUrl",
-                                     validation_alias=AliasChoices("callBackUrl", "callback_url"))
+    callback_url: str | None = Field(
+        default=None, serialization_alias="callBackUrl", validation_alias=AliasChoices("callBackUrl", "callback_url")
+    )
 
     def to_wire(self) -> dict[str, JSONValue]:
         return self.model_dump(by_alias=True, exclude_none=True)

@@ -30,6 +30,12 @@ class KieConfigError(KieError):
     hint = "check KieSettings / the KIE_* environment variables"
 
 
+class KieInputError(KieError, ValueError):
+    """A value passed to the SDK cannot work (missing file, wrong kind); nothing was sent."""
+
+    hint = "fix the named input"
+
+
 class KieConnectionError(KieError):
     """The server could not be reached or the connection broke mid-request."""
 
@@ -40,10 +46,23 @@ class KieConnectionError(KieError):
         super().__init__(message, hint=hint)
 
 
+class KieSubmissionUncertainError(KieConnectionError):
+    """createTask may have reached the server before the connection failed; it is never retried blindly."""
+
+    hint = (
+        "the task may exist and credits may be spent: check the Kie.ai dashboard logs or wait for the callback "
+        "before submitting again"
+    )
+
+
 class KieTimeoutError(KieError):
     """A request or a wait took longer than its deadline."""
 
     hint = "raise the timeout in KieSettings or pass timeout=... to the call"
+
+    def __init__(self, message: str, *, request_sent: bool = True, hint: str | None = None) -> None:
+        self.request_sent = request_sent
+        super().__init__(message, hint=hint)
 
 
 class KieAPIStatusError(KieError):
@@ -126,9 +145,7 @@ class KieTaskFailedError(KieError):
 
     hint = "read fail_code/fail_msg; adjust the prompt or inputs and submit a new task"
 
-    def __init__(
-        self, task_id: str, fail_code: str | None, fail_msg: str | None, *, hint: str | None = None
-    ) -> None:
+    def __init__(self, task_id: str, fail_code: str | None, fail_msg: str | None, *, hint: str | None = None) -> None:
         self.task_id = task_id
         self.fail_code = fail_code
         self.fail_msg = fail_msg

@@ -1,0 +1,107 @@
+"""The one place that decides whether and when a failed request is tried again.
+
+Two kinds of call: idempotent reads (status, credits, download URL, downloads, uploads) retry on 429, 5xx,
+resets and timeouts; ``createTask`` spends credits, so it retries only when the request provably never
+reached the server (connect failure) or was refused before any work (429). Everything else after the body
+was sent would risk paying twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from kie_async.errors import (
+    KieAPIStatusError,
+    KieConnectionError,
+    KieError,
+    KieRateLimitError,
+    KieTimeoutError,
+    is_retryable_code,
+)
+from kie_async.settings import RetrySettings
+
+T = TypeVar("T")
+log = logging.getLogger("kie_async.retry")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
+    """Whether ``exc`` may be retried; ``idempotent=False`` is the no-double-spend rule for createTask."""
+    if isinstance(exc, KieRateLimitError):
+        return True  # refused before any work, for reads and createTask alike
+    if isinstance(exc, KieConnectionError):
+        return idempotent or not exc.request_sent
+    if isinstance(exc, KieTimeoutError):
+        return idempotent or not exc.request_sent
+    if isinstance(exc, KieAPIStatusError):
+        return idempotent and is_retryable_code(exc.code)
+    return False
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff with jitter that defers to the server's ``Retry-After``."""
+
+    settings: RetrySettings = field(default_factory=RetrySettings)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Delay before retry number ``attempt`` (0-based)."""
+        s = self.settings
+        if retry_after is not None:
+            # The server said when; add a little jitter so a fan-out does not return in lockstep.
+            return min(retry_after, s.max_retry_after) + self.rng.uniform(0, min(1.0, s.initial_backoff))
+        base = min(s.initial_backoff * (s.multiplier**attempt), s.max_backoff)
+        return base * (1 - s.jitter * self.rng.random())
+
+    async def run(
+        self,
+        op: Callable[[], Awaitable[T]],
+        *,
+        idempotent: bool,
+        what: str,
+        max_retries: int | None = None,
+        sleep: Sleep = asyncio.sleep,
+        on_retry: Callable[[int, KieError, float], None] | None = None,
+    ) -> T:
+        """Run ``op`` until it succeeds, a non-retryable error occurs, or retries run out."""
+        limit = self.settings.max_retries if max_retries is None else max_retries
+        attempt = 0
+        while True:
+            try:
+                return await op()
+            except KieError as exc:
+                if attempt >= limit or not is_retryable(exc, idempotent=idempotent):
+                    raise
+                retry_after = exc.retry_after if isinstance(exc, KieAPIStatusError) else None
+                wait = self.delay(attempt, retry_after)
+                log.info("%s failed (%s); retry %d/%d in %.2fs", what, type(exc).__name__, attempt + 1, limit, wait)
+                if on_retry is not None:
+                    on_retry(attempt, exc, wait)
+                await sleep(wait)
+                attempt += 1

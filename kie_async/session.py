@@ -1,0 +1,620 @@
+"""``KieSession``: the one place that speaks HTTP to Kie.ai.
+
+One ``aiohttp.ClientSession`` (one bounded connection pool) per ``KieSession``. Every API call goes through
+``_api``, which adds auth, rate limits, parses the ``{code, msg, data}`` envelope (Kie.ai often reports errors
+inside HTTP 200), maps codes to typed errors and applies the retry rules from :mod:`kie_async.retry`.
+Downloads and uploads share the same error mapping and retry policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import mimetypes
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Self, TypeVar
+from urllib.parse import urlsplit
+
+import aiofiles.os
+import aiohttp
+from pydantic import BaseModel
+
+from kie_async._version import __version__
+from kie_async.api_models import (
+    CreateTaskPayload,
+    CreditBalance,
+    DownloadResult,
+    Envelope,
+    JSONValue,
+    TaskCreated,
+    TaskRecord,
+    TaskState,
+    UploadedFile,
+)
+from kie_async.download import stream_response_to_file
+from kie_async.errors import (
+    KieAPIStatusError,
+    KieConfigError,
+    KieConnectionError,
+    KieError,
+    KieInputError,
+    KieRateLimitError,
+    KieSubmissionUncertainError,
+    KieTaskFailedError,
+    KieTimeoutError,
+    KieValidationError,
+    error_class_for_code,
+)
+from kie_async.polling import ProgressCallback, TaskProgress, is_finished, poll_interval
+from kie_async.rate_limit import SlidingWindowLimiter, TokenBucket
+from kie_async.retry import RetryPolicy, parse_retry_after
+from kie_async.settings import KieSettings, PollSettings
+
+log = logging.getLogger("kie_async.session")
+T = TypeVar("T")
+
+CREATE_TASK_PATH = "/api/v1/jobs/createTask"
+RECORD_INFO_PATH = "/api/v1/jobs/recordInfo"
+CREDIT_PATH = "/api/v1/chat/credit"
+DOWNLOAD_URL_PATH = "/api/v1/common/download-url"
+UPLOAD_STREAM_PATH = "/api/file-stream-upload"
+UPLOAD_URL_PATH = "/api/file-url-upload"
+UPLOAD_BASE64_PATH = "/api/file-base64-upload"
+
+BASE64_UPLOAD_LIMIT = 10 * 1024 * 1024
+"""Kie.ai recommends base64 uploads up to 10 MB and the stream endpoint above that."""
+
+# A task id Kie.ai has just issued may not be visible to recordInfo for a moment; tolerate that briefly.
+_NEW_TASK_GRACE_SECONDS = 30.0
+
+
+class SessionStats(BaseModel):
+    """Counters for benchmarks and tests: what this session actually sent."""
+
+    requests: dict[str, int] = {}
+    retries: int = 0
+    rate_limited: int = 0
+    bytes_downloaded: int = 0
+    bytes_uploaded: int = 0
+
+    def count(self, endpoint: str) -> None:
+        self.requests[endpoint] = self.requests.get(endpoint, 0) + 1
+
+
+class KieSession:
+    """Async client for Kie.ai (or the local emulator): ``async with KieSession(settings) as kie: ...``."""
+
+    def __init__(self, settings: KieSettings | None = None, *, retry_policy: RetryPolicy | None = None) -> None:
+        self.settings = settings if settings is not None else KieSettings.from_env()
+        self.retry_policy = retry_policy or RetryPolicy(self.settings.retry)
+        rl = self.settings.rate_limit
+        self._create_limiter = SlidingWindowLimiter(rl.create_per_window, rl.create_window_seconds)
+        self._read_limiter = TokenBucket(rl.reads_per_second)
+        self._upload_slots = asyncio.Semaphore(self.settings.max_concurrent_uploads)
+        self._download_slots = asyncio.Semaphore(self.settings.max_concurrent_downloads)
+        self._http: aiohttp.ClientSession | None = None
+        self._wakeups: dict[str, set[asyncio.Event]] = {}
+        self._auth_hosts = {urlsplit(self.settings.base_url).netloc, urlsplit(self.settings.upload_base_url).netloc}
+        self.stats = SessionStats()
+
+    def __repr__(self) -> str:
+        state = "open" if self._http is not None and not self._http.closed else "closed"
+        return f"KieSession(base_url={self.settings.base_url!r}, {state})"
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Create the connection pool; refuses the real Kie.ai unless live use was opted into."""
+        if self._http is not None:
+            return
+        if self.settings.is_live and not self.settings.allow_live:
+            raise KieConfigError(
+                "refusing to call the real Kie.ai (it spends credits) without an explicit opt-in",
+                hint="set KIE_ALLOW_LIVE=1 or KieSettings(allow_live=True); use `kie-async emulator` to work offline",
+            )
+        connector = aiohttp.TCPConnector(limit=self.settings.max_connections, limit_per_host=0)
+        self._http = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": f"{self.settings.user_agent} kie-async/{__version__}"},
+            timeout=aiohttp.ClientTimeout(
+                total=self.settings.request_timeout, sock_connect=self.settings.connect_timeout
+            ),
+            raise_for_status=False,
+        )
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise KieConfigError(
+                "KieSession is not open", hint="use `async with KieSession(settings) as kie:` or await kie.open()"
+            )
+        return self._http
+
+    # -- the one request path ----------------------------------------------------------------------------
+
+    def _headers(self, url: str, *, json_body: bool) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if json_body:
+            headers["Content-Type"] = "application/json"
+        # The key goes only to Kie.ai's own API hosts, never to file hosts that serve outputs.
+        if urlsplit(url).netloc in self._auth_hosts:
+            key = self.settings.key_value()
+            if not key:
+                raise KieConfigError("no Kie.ai API key configured", hint="set KIE_API_KEY or KieSettings(api_key=...)")
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _timeout(self, total: float | None, default: float) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=total or default, sock_connect=self.settings.connect_timeout)
+
+    @contextlib.asynccontextmanager
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        endpoint: str,
+        timeout: aiohttp.ClientTimeout,
+        json_body: JSONValue = None,
+        data: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send one request; aiohttp failures come out as typed ``KieError``s that say whether it was sent."""
+        headers = self._headers(url, json_body=json_body is not None)
+        self.stats.count(endpoint)
+        try:
+            async with self.http.request(
+                method, url, json=json_body, data=data, params=params, headers=headers, timeout=timeout
+            ) as response:
+                yield response
+        except KieError:
+            raise
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise KieTimeoutError(f"{endpoint}: connecting timed out", request_sent=False) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise KieConnectionError(
+                f"{endpoint}: cannot connect to {exc.host}:{exc.port}", request_sent=False
+            ) from exc
+        except TimeoutError as exc:
+            raise KieTimeoutError(f"{endpoint}: no complete response within {timeout.total}s") from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise KieConnectionError(f"{endpoint}: response body cut short ({exc.__class__.__name__})") from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            raise KieConnectionError(f"{endpoint}: connection dropped ({exc.__class__.__name__})") from exc
+        except aiohttp.ClientError as exc:
+            raise KieConnectionError(f"{endpoint}: {exc.__class__.__name__}: {exc}") from exc
+
+    async def _read_envelope(self, response: aiohttp.ClientResponse, endpoint: str) -> Envelope:
+        """Parse the envelope and raise the typed error its ``code`` (or the HTTP status) calls for."""
+        body = await response.read()
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict) or "code" not in payload:
+            status = response.status if response.status >= 400 else 502
+            snippet = body[:200].decode("utf-8", "replace")
+            raise error_class_for_code(status)(
+                f"HTTP {response.status} with a body that is not a Kie.ai envelope: {snippet!r}",
+                code=status,
+                http_status=response.status,
+                endpoint=endpoint,
+                retry_after=retry_after,
+            )
+        envelope = Envelope.model_validate(payload)
+        code = envelope.code if envelope.code != 200 or response.status < 400 else response.status
+        if code != 200:
+            if code == 429:
+                self.stats.rate_limited += 1
+            raise error_class_for_code(code)(
+                envelope.msg or response.reason or "error",
+                code=code,
+                http_status=response.status,
+                endpoint=endpoint,
+                retry_after=retry_after,
+            )
+        return envelope
+
+    async def _api(
+        self,
+        method: str,
+        url: str,
+        *,
+        endpoint: str,
+        idempotent: bool,
+        json_body: JSONValue = None,
+        params: dict[str, str] | None = None,
+        timeout: float | None = None,
+        limiter: SlidingWindowLimiter | TokenBucket | None = None,
+    ) -> JSONValue:
+        """One API call with rate limiting, envelope parsing, error mapping and retries; returns ``data``."""
+        client_timeout = self._timeout(timeout, self.settings.request_timeout)
+
+        async def attempt() -> JSONValue:
+            if limiter is not None:
+                await limiter.acquire()
+            async with self._send(
+                method, url, endpoint=endpoint, timeout=client_timeout, json_body=json_body, params=params
+            ) as response:
+                try:
+                    envelope = await self._read_envelope(response, endpoint)
+                except KieRateLimitError as exc:
+                    if isinstance(limiter, SlidingWindowLimiter):
+                        limiter.penalize(exc.retry_after or 1.0)
+                    raise
+                return envelope.data
+
+        return await self._with_retries(attempt, idempotent=idempotent, what=endpoint)
+
+    async def _with_retries(self, op: Callable[[], Awaitable[T]], *, idempotent: bool, what: str) -> T:
+        def note(attempt: int, exc: KieError, wait: float) -> None:
+            del attempt, exc, wait
+            self.stats.retries += 1
+
+        return await self.retry_policy.run(op, idempotent=idempotent, what=what, on_retry=note)
+
+    def _url(self, path: str) -> str:
+        return f"{self.settings.base_url}{path}"
+
+    def _upload_url(self, path: str) -> str:
+        return f"{self.settings.upload_base_url}{path}"
+
+    # -- account and tasks ---------------------------------------------------------------------------------
+
+    async def get_credits(self, *, timeout: float | None = None) -> CreditBalance:
+        """Remaining credits on the account."""
+        data = await self._api(
+            "GET",
+            self._url(CREDIT_PATH),
+            endpoint="credit",
+            idempotent=True,
+            timeout=timeout,
+            limiter=self._read_limiter,
+        )
+        if isinstance(data, dict):  # tolerate {"credits": n} shapes
+            data = data.get("credits", data.get("balance"))
+        if not isinstance(data, int | float | str):
+            raise KieAPIStatusError(f"credit balance has an unexpected shape: {data!r}", code=200, endpoint="credit")
+        return CreditBalance(credits=float(data))
+
+    async def create_task(
+        self,
+        payload: CreateTaskPayload | None = None,
+        *,
+        model: str | None = None,
+        input: dict[str, JSONValue] | None = None,
+        callback_url: str | None = None,
+        timeout: float | None = None,
+    ) -> TaskCreated:
+        """Submit a generation task. Spends credits, so it is never retried once the body may have arrived."""
+        if payload is None:
+            if not model or input is None:
+                raise KieInputError("create_task needs a CreateTaskPayload or model= and input=")
+            payload = CreateTaskPayload(model=model, input=input, callback_url=callback_url)
+        try:
+            data = await self._api(
+                "POST",
+                self._url(CREATE_TASK_PATH),
+                endpoint="createTask",
+                idempotent=False,
+                json_body=payload.to_wire(),
+                timeout=timeout,
+                limiter=self._create_limiter,
+            )
+        except (KieConnectionError, KieTimeoutError) as exc:
+            if getattr(exc, "request_sent", True):
+                raise KieSubmissionUncertainError(
+                    f"createTask for {payload.model}: {exc.message}; it may have reached Kie.ai, so it was not retried"
+                ) from exc
+            raise
+        if not isinstance(data, dict):
+            raise KieAPIStatusError(f"createTask returned no task id: {data!r}", code=200, endpoint="createTask")
+        created = TaskCreated.model_validate(data)
+        log.info("created task %s (%s)", created.task_id, payload.model)
+        return created
+
+    async def get_task(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
+        """One status read of a task (``recordInfo``)."""
+        if not task_id:
+            raise KieInputError("task_id is empty", hint="pass the taskId returned by create_task")
+        data = await self._api(
+            "GET",
+            self._url(RECORD_INFO_PATH),
+            endpoint="recordInfo",
+            idempotent=True,
+            params={"taskId": task_id},
+            timeout=timeout,
+            limiter=self._read_limiter,
+        )
+        if not isinstance(data, dict):
+            raise KieValidationError("recordInfo is null", code=422, endpoint="recordInfo")
+        return TaskRecord.model_validate(data)
+
+    async def wait_for_task(
+        self,
+        task_id: str,
+        *,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        raise_on_failure: bool = True,
+        callback_driven: bool = False,
+        poll: PollSettings | None = None,
+    ) -> TaskRecord:
+        """Poll until the task succeeds or fails.
+
+        Polls fast first, then slower (``PollSettings.schedule``). With ``callback_driven=True`` a callback
+        receiver is expected to call :meth:`notify_task_update`, and polling drops to a slow safety net.
+        Cancelling the awaiting task stops polling at once; the task itself keeps running on Kie.ai.
+        """
+        settings = poll or self.settings.poll
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + (timeout if timeout is not None else settings.timeout)
+        wake = asyncio.Event()
+        self._wakeups.setdefault(task_id, set()).add(wake)
+        polls = 0
+        try:
+            while True:
+                elapsed = loop.time() - started
+                try:
+                    record = await self.get_task(task_id)
+                except KieValidationError as exc:
+                    if "recordInfo is null" not in exc.message or elapsed > _NEW_TASK_GRACE_SECONDS:
+                        raise
+                    record = TaskRecord(task_id=task_id, state=TaskState.WAITING)
+                polls += 1
+                elapsed = loop.time() - started
+                if is_finished(record):
+                    await _report(
+                        on_progress,
+                        TaskProgress(
+                            task_id=task_id, state=record.state, elapsed=elapsed, polls=polls, next_poll_in=None
+                        ),
+                    )
+                    if record.state is TaskState.FAIL and raise_on_failure:
+                        raise KieTaskFailedError(task_id, record.fail_code, record.fail_msg)
+                    return record
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise KieTimeoutError(
+                        f"task {task_id} still {record.state.value} after {elapsed:.0f}s",
+                        hint="the task keeps running on Kie.ai; call wait_for_task again or raise timeout=",
+                    )
+                interval = settings.callback_safety_interval if callback_driven else poll_interval(elapsed, settings)
+                interval = min(interval, remaining)
+                await _report(
+                    on_progress,
+                    TaskProgress(
+                        task_id=task_id, state=record.state, elapsed=elapsed, polls=polls, next_poll_in=interval
+                    ),
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(interval):
+                        await wake.wait()
+                wake.clear()
+        finally:
+            waiters = self._wakeups.get(task_id)
+            if waiters is not None:
+                waiters.discard(wake)
+                if not waiters:
+                    del self._wakeups[task_id]
+
+    def notify_task_update(self, task_id: str) -> bool:
+        """Wake every ``wait_for_task`` waiting on ``task_id`` (called by a callback receiver)."""
+        waiters = self._wakeups.get(task_id)
+        for event in waiters or ():
+            event.set()
+        return bool(waiters)
+
+    # -- files ---------------------------------------------------------------------------------------------
+
+    async def get_download_url(self, url: str, *, timeout: float | None = None) -> str:
+        """A 20-minute download link for a Kie.ai-generated file URL (outside URLs answer 422)."""
+        data = await self._api(
+            "POST",
+            self._url(DOWNLOAD_URL_PATH),
+            endpoint="download-url",
+            idempotent=True,
+            json_body={"url": url},
+            timeout=timeout,
+            limiter=self._read_limiter,
+        )
+        if not isinstance(data, str) or not data:
+            raise KieAPIStatusError(f"download-url returned no URL: {data!r}", code=200, endpoint="download-url")
+        return data
+
+    async def download(
+        self,
+        url: str,
+        dest: str | Path,
+        *,
+        via_download_url: bool = False,
+        timeout: float | None = None,
+    ) -> DownloadResult:
+        """Stream ``url`` to ``dest`` atomically (temp file + size check + rename); retried from scratch."""
+        target = Path(dest)
+        source = await self.get_download_url(url) if via_download_url else url
+        client_timeout = aiohttp.ClientTimeout(
+            total=timeout or self.settings.download_timeout,
+            sock_connect=self.settings.connect_timeout,
+            sock_read=self.settings.request_timeout,
+        )
+
+        async def attempt() -> DownloadResult:
+            async with (
+                self._download_slots,
+                self._send("GET", source, endpoint="download", timeout=client_timeout) as response,
+            ):
+                if response.status >= 400:
+                    raise error_class_for_code(response.status)(
+                        f"file host answered HTTP {response.status} for {_redact_url(source)}",
+                        code=response.status,
+                        http_status=response.status,
+                        endpoint="download",
+                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                    )
+                try:
+                    written = await stream_response_to_file(response, target)
+                except aiohttp.ClientPayloadError as exc:
+                    raise KieConnectionError(f"download of {target.name} was cut short") from exc
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                    raise KieConnectionError(f"download of {target.name}: connection dropped") from exc
+                except TimeoutError as exc:
+                    raise KieTimeoutError(f"download of {target.name} timed out") from exc
+                self.stats.bytes_downloaded += written
+                return DownloadResult(
+                    url=url,
+                    destination_path=str(target),
+                    bytes_written=written,
+                    content_type=response.headers.get("Content-Type"),
+                )
+
+        return await self._with_retries(attempt, idempotent=True, what="download")
+
+    async def _upload(
+        self, path: str, body_factory: Callable[[], Awaitable[tuple[Any, Any]]], *, what: str
+    ) -> UploadedFile:
+        """Shared upload path: bounded concurrency, retries (uploads spend no credits), typed result."""
+        client_timeout = self._timeout(None, self.settings.upload_timeout)
+
+        async def attempt() -> UploadedFile:
+            json_body, form = await body_factory()
+            try:
+                async with (
+                    self._upload_slots,
+                    self._send(
+                        "POST",
+                        self._upload_url(path),
+                        endpoint=what,
+                        timeout=client_timeout,
+                        json_body=json_body,
+                        data=form,
+                    ) as response,
+                ):
+                    envelope = await self._read_envelope(response, what)
+            finally:
+                closer = getattr(form, "_kie_close", None)
+                if closer is not None:
+                    await asyncio.to_thread(closer)
+            if not isinstance(envelope.data, dict):
+                raise KieAPIStatusError(f"{what} returned no file data", code=200, endpoint=what)
+            return UploadedFile.model_validate(envelope.data)
+
+        return await self._with_retries(attempt, idempotent=True, what=what)
+
+    async def upload_file(
+        self, path: str | Path, *, upload_path: str | None = None, file_name: str | None = None
+    ) -> UploadedFile:
+        """Upload a local file with the stream endpoint (no size limit, flat memory)."""
+        source = Path(path)
+        if not await aiofiles.os.path.isfile(source):
+            raise KieInputError(f"upload source {str(source)!r} is not a file", hint="check the path")
+        size = await aiofiles.os.path.getsize(source)
+        name = file_name or _unique_name(source.name)
+        content_type = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
+
+        async def body() -> tuple[Any, Any]:
+            fh: BinaryIO = await asyncio.to_thread(source.open, "rb")
+            form = aiohttp.FormData()
+            form.add_field("file", fh, filename=name, content_type=content_type)
+            form.add_field("uploadPath", upload_path or self.settings.upload_path)
+            form.add_field("fileName", name)
+            form._kie_close = fh.close  # type: ignore[attr-defined]
+            return None, form
+
+        result = await self._upload(UPLOAD_STREAM_PATH, body, what="file-stream-upload")
+        self.stats.bytes_uploaded += size
+        return result
+
+    async def upload_bytes(
+        self, data: bytes, filename: str, *, upload_path: str | None = None, content_type: str | None = None
+    ) -> UploadedFile:
+        """Upload in-memory bytes: base64 JSON up to 10 MB, the stream endpoint above (Kie.ai's advice)."""
+        if not data:
+            raise KieInputError("upload_bytes got no data", hint="pass non-empty bytes")
+        name = _unique_name(filename)
+        target = upload_path or self.settings.upload_path
+        mime = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        if len(data) <= BASE64_UPLOAD_LIMIT:
+            encoded = await asyncio.to_thread(base64.b64encode, data) if len(data) > 65536 else base64.b64encode(data)
+
+            async def b64_body() -> tuple[Any, Any]:
+                return {
+                    "base64Data": f"data:{mime};base64,{encoded.decode('ascii')}",
+                    "uploadPath": target,
+                    "fileName": name,
+                }, None
+
+            result = await self._upload(UPLOAD_BASE64_PATH, b64_body, what="file-base64-upload")
+        else:
+
+            async def stream_body() -> tuple[Any, Any]:
+                form = aiohttp.FormData()
+                form.add_field("file", data, filename=name, content_type=mime)
+                form.add_field("uploadPath", target)
+                form.add_field("fileName", name)
+                return None, form
+
+            result = await self._upload(UPLOAD_STREAM_PATH, stream_body, what="file-stream-upload")
+        self.stats.bytes_uploaded += len(data)
+        return result
+
+    async def upload_url(
+        self, url: str, *, upload_path: str | None = None, file_name: str | None = None
+    ) -> UploadedFile:
+        """Have Kie.ai fetch a remote file (it gives up after 30 s) and host it for model inputs."""
+        if not url.startswith(("http://", "https://")):
+            raise KieInputError(f"upload_url needs an http(s) URL, got {url!r}")
+        body_json: dict[str, JSONValue] = {"fileUrl": url, "uploadPath": upload_path or self.settings.upload_path}
+        if file_name:
+            body_json["fileName"] = file_name
+
+        async def body() -> tuple[Any, Any]:
+            return body_json, None
+
+        return await self._upload(UPLOAD_URL_PATH, body, what="file-url-upload")
+
+
+async def _report(callback: ProgressCallback | None, progress: TaskProgress) -> None:
+    if callback is None:
+        return
+    result = callback(progress)
+    if asyncio.iscoroutine(result):
+        await result
+
+
+def _unique_name(filename: str) -> str:
+    """Kie.ai overwrites uploads with the same name, so prefix a short random id."""
+    return f"{uuid.uuid4().hex[:10]}-{Path(filename).name or 'upload.bin'}"
+
+
+def _redact_url(url: str) -> str:
+    """Drop query strings (signed links) from URLs that go into messages."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
