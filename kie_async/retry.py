@@ -69,6 +69,7 @@ class RetryPolicy:
 
     settings: RetrySettings = field(default_factory=RetrySettings)
     rng: random.Random = field(default_factory=random.Random)
+    sleep: Sleep = asyncio.sleep
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Delay before retry number ``attempt`` (0-based)."""
@@ -86,7 +87,6 @@ class RetryPolicy:
         idempotent: bool,
         what: str,
         max_retries: int | None = None,
-        sleep: Sleep = asyncio.sleep,
         on_retry: Callable[[int, KieError, float], None] | None = None,
     ) -> T:
         """Run ``op`` until it succeeds, a non-retryable error occurs, or retries run out."""
@@ -103,5 +103,5 @@ class RetryPolicy:
                 log.info("%s failed (%s); retry %d/%d in %.2fs", what, type(exc).__name__, attempt + 1, limit, wait)
                 if on_retry is not None:
                     on_retry(attempt, exc, wait)
-                await sleep(wait)
+                await self.sleep(wait)
                 attempt += 1
