@@ -1,0 +1,438 @@
+"""Model specs: the YAML files in ``model_specs/`` turned into typed, checked pydantic models.
+
+Every difference between models (field types, allowed values, media roles and counts, task modes and the
+provider model id each one uses, cross-field rules) lives in those files, so the normalizer, validator,
+payload builder and pricing code stay generic. This is the ONE place that reads spec files; everything
+else asks :func:`load_registry`. A bad spec fails loudly with its file and line, because a silently wrong
+spec would spend someone's credits on a request the provider rejects.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from kie_async._data import data_dir
+from kie_async.errors import KieConfigError
+
+FieldType = Literal["string", "integer", "number", "boolean", "enum", "list", "object"]
+MediaKind = Literal["image", "video", "audio"]
+MediaRole = Literal["first_frame", "last_frame", "reference"]
+OutputKind = Literal["image", "video"]
+TaskModeName = Literal[
+    "text_to_image",
+    "image_edit",
+    "text_to_video",
+    "image_to_video",
+    "first_last_frames",
+    "multimodal_reference",
+    "motion_control",
+]
+TASK_MODE_NAMES: tuple[str, ...] = TaskModeName.__args__  # type: ignore[attr-defined]
+Severity = Literal["invalid", "needs_input", "warning"]
+ProvenanceStatus = Literal["doc", "live_3p", "third_party", "unconfirmed", "sdk_choice"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Provenance(_Spec):
+    """Where a fact came from and when someone last checked it; the honest answer to "is this real?"."""
+
+    source: str
+    checked_on: str
+    status: ProvenanceStatus = "doc"
+    note: str | None = None
+
+
+class Condition(_Spec):
+    """One clause of a rule or conditional default; every key that is set must hold.
+
+    ``field`` names an option, ``prompt`` or ``callback_url``; slots and task modes are matched by name.
+    """
+
+    field: str | None = None
+    equals: Any = None
+    in_: list[Any] | None = Field(default=None, alias="in")
+    present: bool | None = None
+    gt: float | None = None
+    lt: float | None = None
+    task_mode: list[str] | None = None
+    slot_filled: str | None = None
+    slot_empty: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_a_test(self) -> Condition:
+        tests = ("equals", "in_", "present", "gt", "lt")
+        if self.field is not None and not any(t in self.model_fields_set for t in tests):
+            raise ValueError(f"condition on field {self.field!r} needs one of equals/in/present/gt/lt")
+        if self.field is None and self.task_mode is None and self.slot_filled is None and self.slot_empty is None:
+            raise ValueError("condition must name a field, task_mode, slot_filled or slot_empty")
+        return self
+
+    def holds(self, ctx: ConditionContext) -> bool:
+        if self.task_mode is not None and ctx.task_mode not in self.task_mode:
+            return False
+        if self.slot_filled is not None and self.slot_filled not in ctx.filled_slots:
+            return False
+        if self.slot_empty is not None and self.slot_empty in ctx.filled_slots:
+            return False
+        if self.field is None:
+            return True
+        value = ctx.values.get(self.field)
+        is_present = value is not None and value != [] and value != ""
+        if self.present is not None and is_present != self.present:
+            return False
+        if "equals" in self.model_fields_set and value != self.equals:
+            return False
+        if self.in_ is not None and value not in self.in_:
+            return False
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if self.gt is not None and (number is None or number <= self.gt):
+            return False
+        return not (self.lt is not None and (number is None or number >= self.lt))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class ConditionContext(BaseModel):
+    """What a condition may look at: normalized values (options plus prompt/callback_url) and the media plan."""
+
+    model_config = ConfigDict(frozen=True)
+
+    values: dict[str, Any]
+    task_mode: str | None = None
+    filled_slots: frozenset[str] = frozenset()
+
+
+def all_hold(conditions: Iterable[Condition], ctx: ConditionContext) -> bool:
+    return all(c.holds(ctx) for c in conditions)
+
+
+class ConditionalDefault(_Spec):
+    """A default that depends on other inputs (Kling 3.0: ``sound`` defaults to true with multi-shot)."""
+
+    when: list[Condition]
+    value: Any
+    reason: str
+
+
+class FieldSpec(_Spec):
+    """One input field: its type on our side, its type on the wire, and what values are allowed."""
+
+    type: FieldType
+    wire: Literal["native", "string"] = Field(
+        default="native", description="'string': sent as a string although it is a number (Kling durations)"
+    )
+    description: str | None = None
+    required: bool = False
+    default: Any = None
+    default_when: list[ConditionalDefault] = Field(default_factory=list)
+    send_default: bool = True
+    allowed: list[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+    min_chars: int | None = None
+    max_chars: int | None = None
+    min_items: int | None = None
+    max_items: int | None = None
+    items: FieldSpec | None = None
+    fields: dict[str, FieldSpec] | None = None
+    aliases: list[str] = Field(default_factory=list)
+    deprecated: bool = False
+    unconfirmed: bool = False
+    provenance: Provenance | None = None
+    verification_note: str | None = None
+
+    @property
+    def has_default(self) -> bool:
+        return "default" in self.model_fields_set and self.default is not None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FieldSpec:
+        if self.type == "enum" and not self.allowed:
+            raise ValueError("an enum field needs a non-empty 'allowed' list")
+        if self.type == "list" and self.items is None:
+            raise ValueError("a list field needs 'items'")
+        if self.type == "object" and not self.fields:
+            raise ValueError("an object field needs 'fields'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        if self.has_default and self.allowed is not None and self.default not in self.allowed:
+            raise ValueError(f"default {self.default!r} is not in allowed {self.allowed!r}")
+        return self
+
+
+class Range(_Spec):
+    min: float | None = None
+    max: float | None = None
+
+
+class MediaSlot(_Spec):
+    """A place media goes in a task mode: which kind and roles it takes, how many, and its payload field."""
+
+    name: str
+    kind: MediaKind
+    roles: list[MediaRole]
+    accepts_unroled: bool = True
+    min: int = 0
+    max: int = 1
+    field: str
+    shape: Literal["list", "scalar"] = "list"
+    formats: list[str] = Field(default_factory=list, description="file extensions, lower case, no dot")
+    max_mb: float | None = None
+    duration_seconds: Range | None = None
+    url_prefixes: list[str] = Field(
+        default_factory=lambda: ["https://", "http://"], description="what the provider takes as a hosted reference"
+    )
+    provenance: Provenance | None = None
+
+    @model_validator(mode="after")
+    def _counts(self) -> MediaSlot:
+        if self.min > self.max:
+            raise ValueError(f"slot {self.name!r}: min {self.min} is above max {self.max}")
+        if self.shape == "scalar" and self.max != 1:
+            raise ValueError(f"slot {self.name!r}: a scalar slot holds at most one item")
+        return self
+
+
+class TaskModeSpec(_Spec):
+    """One way to call the model: its provider model id and where each piece of media goes."""
+
+    name: TaskModeName
+    provider_model: str
+    input_pattern: str
+    slots: list[MediaSlot] = Field(default_factory=list)
+    min_total_media: int = 0
+    max_total_media: int | None = None
+    max_total_seconds: dict[MediaKind, float] = Field(default_factory=dict)
+    description: str | None = None
+    provenance: Provenance | None = None
+
+    def slot(self, name: str) -> MediaSlot | None:
+        return next((s for s in self.slots if s.name == name), None)
+
+
+class RuleSpec(_Spec):
+    """A cross-field rule: when all conditions hold, report ``severity`` on ``field`` (and maybe drop fields)."""
+
+    id: str
+    when: list[Condition]
+    severity: Severity
+    field: str
+    message: str
+    fix: str
+    drop: list[str] = Field(default_factory=list, description="fields left out of the payload when this fires")
+    provenance: Provenance | None = None
+
+
+class PromptSpec(_Spec):
+    field: str = "prompt"
+    required: bool = True
+    required_unless: list[Condition] = Field(default_factory=list)
+    min_chars: int | None = None
+    max_chars: int | None = None
+    provenance: Provenance | None = None
+
+
+class ModelSpec(_Spec):
+    """Everything the SDK knows about one model key."""
+
+    key: str
+    label: str
+    family: str
+    output_kind: OutputKind
+    aliases: list[str] = Field(default_factory=list)
+    description: str | None = None
+    prompt: PromptSpec = Field(default_factory=PromptSpec)
+    options: dict[str, FieldSpec] = Field(default_factory=dict)
+    task_modes: list[TaskModeSpec]
+    rules: list[RuleSpec] = Field(default_factory=list)
+    default_presets: dict[str, str] = Field(default_factory=dict, description="input pattern -> preset key")
+    provenance: Provenance
+    verification_notes: list[str] = Field(default_factory=list)
+    source_file: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        names = [m.name for m in self.task_modes]
+        if not names:
+            raise ValueError("a model needs at least one task mode")
+        if len(set(names)) != len(names):
+            raise ValueError(f"task modes repeat: {names}")
+        slot_names = {s.name for m in self.task_modes for s in m.slots}
+        known_values = set(self.options) | {"prompt", "callback_url"}
+        for rule in self.rules:
+            for cond in rule.when:
+                if cond.field is not None and cond.field not in known_values:
+                    raise ValueError(f"rule {rule.id!r} tests unknown field {cond.field!r}")
+                for slot in (cond.slot_filled, cond.slot_empty):
+                    if slot is not None and slot not in slot_names:
+                        raise ValueError(f"rule {rule.id!r} tests unknown slot {slot!r}")
+            for dropped in rule.drop:
+                if dropped not in self.options:
+                    raise ValueError(f"rule {rule.id!r} drops unknown option {dropped!r}")
+        wire_fields = {self.prompt.field} | set(self.options)
+        for mode in self.task_modes:
+            for media_slot in mode.slots:
+                if media_slot.field in wire_fields:
+                    raise ValueError(
+                        f"slot {media_slot.name!r} writes field {media_slot.field!r}, which is also an option")
+        seen_alias: set[str] = set()
+        for name, opt in self.options.items():
+            for alias in opt.aliases:
+                if alias in self.options or alias in seen_alias:
+                    raise ValueError(f"option alias {alias!r} of {name!r} clashes")
+                seen_alias.add(alias)
+        return self
+
+    def mode(self, name: str) -> TaskModeSpec | None:
+        return next((m for m in self.task_modes if m.name == name), None)
+
+    @property
+    def provider_models(self) -> list[str]:
+        return sorted({m.provider_model for m in self.task_modes})
+
+    def option_name(self, user_name: str) -> str | None:
+        """Map a name the user typed (field name or alias, dashes or underscores) to the spec's field name."""
+        wanted = user_name.replace("-", "_")
+        for name, opt in self.options.items():
+            if wanted == name or wanted in opt.aliases:
+                return name
+        return None
+
+
+class ModelRegistry(BaseModel):
+    """All loaded specs, by key, with alias resolution."""
+
+    model_config = ConfigDict(frozen=True)
+
+    specs: dict[str, ModelSpec]
+    spec_dir: str
+
+    def keys(self) -> list[str]:
+        return list(self.specs)
+
+    def get(self, key: str) -> ModelSpec:
+        try:
+            return self.specs[key]
+        except KeyError:
+            raise KeyError(f"unknown model key {key!r}; known: {', '.join(self.specs)}") from None
+
+    def candidates(self, name: str) -> list[ModelSpec]:
+        """Specs a typed name may mean: the exact key, else every spec listing it as an alias (in key order)."""
+        wanted = name.strip().lower()
+        if wanted in self.specs:
+            return [self.specs[wanted]]
+        return [spec for spec in self.specs.values() if wanted in (a.lower() for a in spec.aliases)]
+
+    def by_provider_model(self, model_id: str) -> list[tuple[ModelSpec, TaskModeSpec]]:
+        return [(spec, mode) for spec in self.specs.values() for mode in spec.task_modes
+                if mode.provider_model == model_id]
+
+
+class SpecError(KieConfigError):
+    """A model spec file is malformed; the message names the file and line."""
+
+    hint = "fix the YAML file named above (see model_specs/README or an existing spec)"
+
+
+def _node_line(root: Any, loc: Sequence[int | str]) -> int | None:
+    """1-based line of the deepest node along ``loc`` that ruamel kept position info for."""
+    node = root
+    line: int | None = None
+    for part in loc:
+        if isinstance(node, CommentedMap):
+            if part not in node:
+                part = "in" if part == "in_" else part
+            if part not in node:
+                break
+            pos = node.lc.key(part)
+            line = pos[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            pos = node.lc.item(part)
+            line = pos[0] + 1
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _to_plain(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {str(k): _to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_to_plain(v) for v in node]
+    return node
+
+
+def load_spec_file(path: Path) -> ModelSpec:
+    """Read and check one spec file, or raise :class:`SpecError` naming file and line."""
+    yaml = YAML(typ="rt")
+    try:
+        root = yaml.load(path.read_text(encoding="utf-8"))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else "?"
+        raise SpecError(f"{path}:{line}: YAML syntax error: {exc.problem}") from None
+    if not isinstance(root, CommentedMap):
+        raise SpecError(f"{path}:1: a model spec must be a mapping at the top level")
+    data = _to_plain(root)
+    data["source_file"] = str(path)
+    try:
+        spec = ModelSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if isinstance(p, int | str)]
+            line = _node_line(root, loc) or 1
+            where = ".".join(str(p) for p in loc) or "<top>"
+            lines.append(f"{path}:{line}: {where}: {err['msg']}")
+        raise SpecError("invalid model spec\n" + "\n".join(lines)) from None
+    if spec.key != path.stem:
+        raise SpecError(f"{path}:{_node_line(root, ['key']) or 1}: key {spec.key!r} must match the file name")
+    return spec
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(spec_dir: str) -> ModelRegistry:
+    folder = Path(spec_dir)
+    files = sorted(folder.glob("*.yaml"))
+    if not files:
+        raise SpecError(f"{folder}: no *.yaml model specs found")
+    specs: dict[str, ModelSpec] = {}
+    for path in files:
+        spec = load_spec_file(path)
+        specs[spec.key] = spec
+    alias_owner: dict[str, str] = {}
+    for spec in specs.values():
+        for alias in spec.aliases:
+            if alias in specs:
+                raise SpecError(f"{spec.source_file}: alias {alias!r} is also a model key")
+            alias_owner.setdefault(alias, spec.key)
+    return ModelRegistry(specs=specs, spec_dir=str(folder))
+
+
+def load_registry(spec_dir: str | Path | None = None) -> ModelRegistry:
+    """Load (once, then cached) every spec in ``spec_dir`` or the bundled ``model_specs`` folder.
+
+    Adding a model is adding one YAML file there: nothing in the code lists model keys.
+    """
+    folder = Path(spec_dir) if spec_dir is not None else data_dir("model_specs")
+    return _load_cached(str(folder.resolve()))
+
+
+def clear_registry_cache() -> None:
+    """Forget loaded specs (for tests and tools that edit spec files while running)."""
+    _load_cached.cache_clear()
