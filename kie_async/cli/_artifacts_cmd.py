@@ -1,11 +1,137 @@
-"""Subcommand group (filled in by its owning module's issue)."""
+"""``kie-async artifacts list|show|latest|rebuild``: browse and repair the local run artifacts."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from kie_async.artifacts import (
+    get_latest_assets,
+    load_run,
+    print_run_summary,
+    query_runs,
+    read_index,
+    rebuild_artifact_index,
+)
+from kie_async.artifacts.layout import DEFAULT_ROOT_ENV, resolve_root
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this group's subcommands to the parser."""
-    del sub
+    group = sub.add_parser("artifacts", help="list, show and repair local run artifacts")
+    actions = group.add_subparsers(dest="artifacts_command", metavar="ACTION", required=True)
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--root", default=None, help=f"artifacts root (default ${DEFAULT_ROOT_ENV} or ./outputs)")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def filters(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--model", action="append", help="model key or provider model id (repeatable)")
+        parser.add_argument("--task-mode", action="append", help="e.g. text_to_image (repeatable)")
+
+    p_list = actions.add_parser("list", help="runs, newest first")
+    common(p_list)
+    filters(p_list)
+    p_list.add_argument("--status", action="append", help="succeeded|failed|partial|cancelled (default: any)")
+    p_list.add_argument("--since", help="ISO time or a span back from now: 30m, 24h, 7d")
+    p_list.add_argument("--limit", type=int, default=20)
+    p_list.set_defaults(handler=_list)
+
+    p_show = actions.add_parser("show", help="one run's manifest")
+    common(p_show)
+    p_show.add_argument("run_id", help="run id or a unique prefix of it")
+    p_show.set_defaults(handler=_show)
+
+    p_latest = actions.add_parser("latest", help="the newest assets of succeeded runs")
+    common(p_latest)
+    filters(p_latest)
+    p_latest.add_argument("--kind", choices=["image", "video", "audio", "text", "other"])
+    p_latest.add_argument("--limit", type=int, default=1)
+    p_latest.set_defaults(handler=_latest)
+
+    p_rebuild = actions.add_parser("rebuild", help="rebuild index.jsonl from the run folders")
+    common(p_rebuild)
+    p_rebuild.set_defaults(handler=_rebuild)
+
+
+def _dump(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+async def _list(args: argparse.Namespace) -> int:
+    root = resolve_root(args.root)
+    entries = await query_runs(
+        root, model=args.model, status=args.status, since=args.since, task_mode=args.task_mode, limit=args.limit
+    )
+    if args.json:
+        _dump([e.model_dump(mode="json", exclude_none=True) for e in entries])
+        return 0
+    console = Console()
+    if not entries:
+        console.print(f"no runs under {root}")
+        return 0
+    table = Table(title=f"runs under {root}")
+    for column in ("run id", "status", "model", "mode", "created (UTC)", "outputs", "prompt"):
+        table.add_column(column, overflow="fold" if column == "run id" else "ellipsis")
+    for entry in entries:
+        table.add_row(
+            entry.run_id,
+            entry.status.value,
+            entry.model_key,
+            entry.task_mode or "",
+            entry.created_at.strftime("%Y-%m-%d %H:%M"),
+            ", ".join(a.kind.value for a in entry.assets),
+            (entry.prompt or "")[:60],
+        )
+    console.print(table)
+    report = await read_index(root)
+    if report.skipped:
+        console.print(f"[yellow]{len(report.skipped)} unreadable index line(s) skipped; run `artifacts rebuild`[/]")
+    return 0
+
+
+async def _show(args: argparse.Namespace) -> int:
+    run = await load_run(resolve_root(args.root), args.run_id)
+    if args.json:
+        _dump({"run_dir": str(run.run_dir), "manifest": run.manifest.model_dump(mode="json", exclude_none=True)})
+    else:
+        print_run_summary(run)
+    return 0
+
+
+async def _latest(args: argparse.Namespace) -> int:
+    root = resolve_root(args.root)
+    assets = await get_latest_assets(root, model=args.model, task_mode=args.task_mode, kind=args.kind, limit=args.limit)
+    if args.json:
+        _dump([a.model_dump(mode="json", exclude_none=True) for a in assets])
+        return 0
+    if not assets:
+        print(f"no matching assets under {root}")
+        return 1
+    for asset in assets:  # plain print: paths are meant to be copied, not wrapped by a console
+        print(f"{asset.run_id} {asset.kind.value} ({asset.model_key})")
+        for label, path in (("original", asset.original), ("web", asset.web), ("thumb", asset.thumb),
+                            ("poster", asset.poster)):
+            if path is not None:
+                print(f"  {label:8} {path}")
+    return 0
+
+
+async def _rebuild(args: argparse.Namespace) -> int:
+    report = await rebuild_artifact_index(resolve_root(args.root))
+    if args.json:
+        _dump(report.model_dump(mode="json"))
+        return 0
+    print(
+        f"indexed {report.runs_indexed} run(s) under {report.root} "
+        f"(previous index: {report.previous_lines} line(s), {report.previous_skipped} unreadable)"
+    )
+    for bad in report.bad_manifests:
+        print(f"  skipped unreadable manifest {bad}")
+    if report.stale_staging_dirs:
+        print(f"  {len(report.stale_staging_dirs)} unfinished run folder(s) in .tmp (crashed or in progress)")
+    return 0 if not report.bad_manifests else 1

@@ -1,0 +1,268 @@
+"""Web and thumbnail renditions with pyvips, run in a thread pool so the event loop keeps serving.
+
+Every image gets ``web`` (long edge 2048 by default) and ``thumb`` (384). The original is decoded once
+(``thumbnail`` uses shrink-on-load, so a 4K JPEG is never fully decoded), the web size is kept in memory and
+the thumbnail is cut from it. libvips releases the GIL while it computes, so worker threads do not starve
+the loop.
+
+A video gets a ``poster`` (web size) and a ``thumb``. The pixels come from, in order: a cover image the
+caller already has on disk (e.g. downloaded from the provider's cover URL), or a frame grabbed with
+``ffmpeg`` when an ``ffmpeg`` binary is already on ``PATH`` (run as an asyncio subprocess; it is optional,
+never a dependency). With neither, the video simply has no poster and the record says nothing was made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kie_async.artifacts.manifest import ArtifactKind, DerivativeRecord
+from kie_async.artifacts.media import probe
+
+
+class ArtifactDerivativeSettings(BaseModel):
+    """Sizes, format and quality of derivatives, and how much parallelism to spend on them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    web_long_edge: int = Field(default=2048, ge=16, le=16384)
+    thumb_long_edge: int = Field(default=384, ge=16, le=4096)
+    format: Literal["webp", "jpeg"] = "webp"
+    web_quality: int = Field(default=82, ge=1, le=100)
+    thumb_quality: int = Field(default=75, ge=1, le=100)
+    webp_effort: int = Field(default=2, ge=0, le=6, description="libwebp effort; 4+ is ~2x slower for ~5% bytes")
+    upscale: bool = Field(default=False, description="enlarge originals smaller than the target size")
+    max_workers: int | None = Field(default=None, ge=1, le=64, description="default: min(4, CPU count)")
+    video_posters: bool = True
+    video_frames: Literal["auto", "never"] = Field(
+        default="auto", description="auto: grab a frame with ffmpeg when it is already on PATH and no cover is given"
+    )
+    frame_at_seconds: float = Field(default=1.0, ge=0)
+    flatten_background: tuple[int, int, int] = (255, 255, 255)
+
+    @property
+    def suffix(self) -> str:
+        return ".webp" if self.format == "webp" else ".jpg"
+
+    def workers(self) -> int:
+        return self.max_workers or max(1, min(4, os.cpu_count() or 1))
+
+
+class DerivativeSource(BaseModel):
+    """An original already on disk; ``stem`` names its derivatives (default: the file's stem)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    kind: ArtifactKind | None = None
+    poster_path: Path | None = None
+    stem: str | None = None
+    duration_seconds: float | None = None
+
+
+class DerivativeSet(BaseModel):
+    """The derivatives made for one source; ``note`` explains a video without a poster."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Path
+    kind: ArtifactKind
+    derivatives: list[DerivativeRecord] = Field(default_factory=list)
+    note: str | None = None
+
+
+_executors: dict[int, ThreadPoolExecutor] = {}
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    # One long-lived pool per size: creating threads per call would cost more than a thumbnail.
+    pool = _executors.get(workers)
+    if pool is None:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kie-vips-{workers}")
+        _executors[workers] = pool
+    return pool
+
+
+def ffmpeg_binary() -> str | None:
+    """The ffmpeg on PATH, if any; frames for video posters are only grabbed when this is not None."""
+    return shutil.which("ffmpeg")
+
+
+def _to_8bit(image: Any) -> Any:
+    interpretation = image.interpretation
+    if interpretation in ("rgb16", "grey16") or image.format not in ("uchar", "char"):
+        image = image.colourspace("b-w" if interpretation in ("grey16", "b-w") else "srgb")
+        if image.format != "uchar":
+            image = image.cast("uchar")
+    return image
+
+
+def _save(image: Any, out: Path, settings: ArtifactDerivativeSettings, quality: int) -> None:
+    image = _to_8bit(image)
+    if settings.format == "jpeg":
+        if image.hasalpha():
+            image = image.flatten(background=list(settings.flatten_background))
+        image.write_to_file(str(out), Q=quality, keep="none", optimize_coding=True, interlace=True)
+    else:
+        image.write_to_file(str(out), Q=quality, keep="none", effort=settings.webp_effort)
+
+
+def _render(
+    source: Path, out_dir: Path, stem: str, large_name: Literal["web", "poster"], origin: Literal["image",
+    "provider_cover", "video_frame"], settings: ArtifactDerivativeSettings, relative_to: Path,
+) -> list[DerivativeRecord]:
+    """Blocking: decode once, write the large rendition and the thumbnail. Runs in a worker thread."""
+    import pyvips
+
+    size = "both" if settings.upscale else "down"
+    edge = settings.web_long_edge
+    large = pyvips.Image.thumbnail(str(source), edge, height=edge, size=size).copy_memory()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records: list[DerivativeRecord] = []
+    thumb_edge = settings.thumb_long_edge
+    thumb = large.thumbnail_image(thumb_edge, height=thumb_edge, size=size)
+    for name, image, quality in ((large_name, large, settings.web_quality), ("thumb", thumb, settings.thumb_quality)):
+        target = out_dir / f"{stem}.{name}{settings.suffix}"
+        _save(image, target, settings, quality)
+        records.append(
+            DerivativeRecord(
+                name=name,
+                path=target.relative_to(relative_to).as_posix(),
+                format=settings.format,
+                width=image.width,
+                height=image.height,
+                bytes=target.stat().st_size,
+                source=origin,
+            )
+        )
+    return records
+
+
+def _non_empty(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
+
+
+async def _grab_frame(video: Path, target: Path, at_seconds: float) -> bool:
+    binary = ffmpeg_binary()
+    if binary is None:
+        return False
+    for offset in (at_seconds, 0.0):
+        proc = await asyncio.create_subprocess_exec(
+            binary, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{offset:.3f}", "-i", str(video),
+            "-frames:v", "1", "-an", str(target),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            code = await asyncio.wait_for(proc.wait(), timeout=60)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return False
+        if code == 0 and await asyncio.to_thread(_non_empty, target):
+            return True
+        if offset == 0.0:
+            break
+    return False
+
+
+async def derive_one(
+    source: DerivativeSource, out_dir: Path, settings: ArtifactDerivativeSettings, relative_to: Path | None = None
+) -> DerivativeSet:
+    """Derivatives for one original (image or video); failures become a ``note``, never an exception."""
+    loop = asyncio.get_running_loop()
+    pool = _executor(settings.workers())
+    rel = relative_to or out_dir
+    stem = source.stem or source.path.stem
+    kind = source.kind
+    if kind is None:
+        kind, _ = await loop.run_in_executor(pool, probe, source.path, None)
+    if not settings.enabled:
+        return DerivativeSet(source=source.path, kind=kind, note="derivatives disabled")
+    try:
+        if kind is ArtifactKind.IMAGE:
+            records = await loop.run_in_executor(
+                pool, partial(_render, source.path, out_dir, stem, "web", "image", settings, rel)
+            )
+            return DerivativeSet(source=source.path, kind=kind, derivatives=records)
+        if kind is ArtifactKind.VIDEO and settings.video_posters:
+            return await _video_poster(source, out_dir, stem, settings, rel)
+    except Exception as exc:  # a bad original must not sink the whole run artifact
+        return DerivativeSet(source=source.path, kind=kind, note=f"derivatives failed: {type(exc).__name__}: {exc}")
+    return DerivativeSet(source=source.path, kind=kind)
+
+
+async def _video_poster(
+    source: DerivativeSource, out_dir: Path, stem: str, settings: ArtifactDerivativeSettings, rel: Path
+) -> DerivativeSet:
+    loop = asyncio.get_running_loop()
+    pool = _executor(settings.workers())
+    if source.poster_path is not None:
+        records = await loop.run_in_executor(
+            pool, partial(_render, source.poster_path, out_dir, stem, "poster", "provider_cover", settings, rel)
+        )
+        return DerivativeSet(source=source.path, kind=ArtifactKind.VIDEO, derivatives=records)
+    if settings.video_frames == "never" or ffmpeg_binary() is None:
+        return DerivativeSet(
+            source=source.path, kind=ArtifactKind.VIDEO, note="no poster: no cover image given and no ffmpeg on PATH"
+        )
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+    frame = out_dir / f".{stem}.frame.png"
+    at = settings.frame_at_seconds
+    if source.duration_seconds is not None:
+        at = min(at, source.duration_seconds / 2)
+    try:
+        if not await _grab_frame(source.path, frame, at):
+            return DerivativeSet(source=source.path, kind=ArtifactKind.VIDEO, note="no poster: ffmpeg read no frame")
+        records = await loop.run_in_executor(
+            pool, partial(_render, frame, out_dir, stem, "poster", "video_frame", settings, rel)
+        )
+    finally:
+        await asyncio.to_thread(frame.unlink, missing_ok=True)
+    return DerivativeSet(source=source.path, kind=ArtifactKind.VIDEO, derivatives=records)
+
+
+async def generate_derivatives(
+    sources: Sequence[DerivativeSource | Path | str],
+    out_dir: str | os.PathLike[str],
+    settings: ArtifactDerivativeSettings | None = None,
+    *,
+    relative_to: str | os.PathLike[str] | None = None,
+) -> list[DerivativeSet]:
+    """Make derivatives for originals already on disk, concurrently, in the order given.
+
+    Record paths are relative to ``relative_to`` (default ``out_dir``), which lets a run folder store paths
+    relative to itself. The worker pool bounds the parallelism, so passing thousands of sources is fine.
+    """
+    cfg = settings or ArtifactDerivativeSettings()
+    target = Path(out_dir)
+    rel = Path(relative_to) if relative_to is not None else target
+    items = [s if isinstance(s, DerivativeSource) else DerivativeSource(path=Path(s)) for s in sources]
+    stems = _unique_stems(items)
+    jobs = [
+        derive_one(item.model_copy(update={"stem": stem}), target, cfg, rel)
+        for item, stem in zip(items, stems, strict=True)
+    ]
+    return list(await asyncio.gather(*jobs))
+
+
+def _unique_stems(items: Sequence[DerivativeSource]) -> list[str]:
+    # Two originals named a.png in different folders must not overwrite each other's derivatives.
+    taken: set[str] = set()
+    stems: list[str] = []
+    for item in items:
+        base = item.stem or item.path.stem
+        stem, n = base, 1
+        while stem in taken:
+            stem, n = f"{base}-{n}", n + 1
+        taken.add(stem)
+        stems.append(stem)
+    return stems

@@ -1,0 +1,305 @@
+"""The run index: ``index.jsonl`` under the artifacts root, one JSON line per run event, append-only.
+
+Why JSONL rather than a database: appends are cheap and crash-safe, the file is greppable and diffable, and
+it can always be rebuilt from the run folders, which stay the source of truth.
+
+Crash safety: each append is one ``write`` of a whole line while holding an exclusive ``flock`` on a
+separate lock file (so a rebuild can atomically replace ``index.jsonl`` without racing appenders). If a
+previous writer died mid-line, the next append first terminates the torn fragment with a newline so the new
+line is never glued to it. Readers take a shared lock, skip lines that do not parse and report them; a
+damaged line is never fatal. The last event per run id wins when reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kie_async._version import __version__
+from kie_async.artifacts.layout import (
+    MANIFEST_FILENAME_GLOB,
+    index_path,
+    lock_path,
+    resolve_root,
+    runs_dir,
+    tmp_dir,
+)
+from kie_async.artifacts.manifest import ArtifactKind, RunManifest, RunStatus
+
+logger = logging.getLogger("kie_async.artifacts")
+
+INDEX_SCHEMA_VERSION = 1
+PROMPT_EXCERPT_CHARS = 240
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class IndexAsset(_Model):
+    """An output as listed in the index; paths are relative to the artifacts root."""
+
+    role: str
+    kind: ArtifactKind
+    path: str | None = None
+    url: str | None = None
+    web: str | None = None
+    thumb: str | None = None
+    poster: str | None = None
+    width: int | None = None
+    height: int | None = None
+    duration_seconds: float | None = None
+
+
+class IndexEntry(_Model):
+    """One line of ``index.jsonl``: enough to list, filter and find assets without opening run.json."""
+
+    v: int = INDEX_SCHEMA_VERSION
+    event: Literal["run_created", "run_updated"] = "run_created"
+    run_id: str
+    run_dir: str
+    status: RunStatus
+    created_at: datetime
+    recorded_at: datetime
+    model_key: str
+    provider_model: str | None = None
+    task_mode: str | None = None
+    task_id: str | None = None
+    credits_consumed: float | None = None
+    parent_run_ids: list[str] = Field(default_factory=list)
+    prompt: str | None = None
+    assets: list[IndexAsset] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    sdk_version: str = __version__
+
+    def to_line(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode("utf-8") + b"\n"
+
+
+class SkippedLine(_Model):
+    line_number: int
+    torn_tail: bool = Field(description="the last line, without a newline: a writer died mid-append")
+    reason: str
+    excerpt: str
+
+
+class IndexReadResult(_Model):
+    entries: list[IndexEntry] = Field(default_factory=list, description="every readable line, in file order")
+    skipped: list[SkippedLine] = Field(default_factory=list)
+    total_lines: int = 0
+
+    def latest_per_run(self) -> list[IndexEntry]:
+        """The last event for each run id, in the order runs were first recorded."""
+        latest: dict[str, IndexEntry] = {}
+        for entry in self.entries:
+            latest[entry.run_id] = entry
+        return list(latest.values())
+
+
+class RebuildReport(_Model):
+    root: Path
+    runs_indexed: int
+    previous_lines: int
+    previous_skipped: int
+    bad_manifests: list[str] = Field(default_factory=list)
+    stale_staging_dirs: list[str] = Field(default_factory=list)
+
+
+def entry_from_manifest(manifest: RunManifest, run_dir: str, event: str = "run_created") -> IndexEntry:
+    """Derive the index line from a manifest; deterministic, which is what lets a rebuild reproduce the index."""
+    assets: list[IndexAsset] = []
+    for out in manifest.outputs:
+        def rooted(rel: str | None) -> str | None:
+            return f"{run_dir}/{rel}" if rel else None
+
+        web = out.derivative("web")
+        thumb = out.derivative("thumb")
+        poster = out.derivative("poster")
+        assets.append(
+            IndexAsset(
+                role=out.role,
+                kind=out.kind,
+                path=rooted(out.path),
+                url=out.url,
+                web=rooted(web.path) if web else None,
+                thumb=rooted(thumb.path) if thumb else None,
+                poster=rooted(poster.path) if poster else None,
+                width=out.media.width if out.media else None,
+                height=out.media.height if out.media else None,
+                duration_seconds=out.media.duration_seconds if out.media else None,
+            )
+        )
+    prompt = manifest.prompts.final_used or manifest.prompts.enhanced or manifest.prompts.raw
+    if prompt and len(prompt) > PROMPT_EXCERPT_CHARS:
+        prompt = prompt[: PROMPT_EXCERPT_CHARS - 1] + "…"
+    trace = manifest.provider_trace
+    return IndexEntry(
+        event="run_updated" if event == "run_updated" else "run_created",
+        run_id=manifest.run_id,
+        run_dir=run_dir,
+        status=manifest.status,
+        created_at=manifest.created_at,
+        recorded_at=manifest.recorded_at,
+        model_key=manifest.model_key,
+        provider_model=manifest.provider_model,
+        task_mode=manifest.task_mode,
+        task_id=trace.task_id if trace else None,
+        credits_consumed=trace.credits_consumed if trace else None,
+        parent_run_ids=list(manifest.parent_run_ids),
+        prompt=prompt,
+        assets=assets,
+        tags=list(manifest.tags),
+        sdk_version=manifest.sdk_version,
+    )
+
+
+@contextlib.contextmanager
+def index_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
+    """Cross-process lock on ``<root>/index.lock`` (flock: released by the kernel if the holder dies)."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(root), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def append_index_line_sync(root: str | os.PathLike[str] | None, line: bytes, *, fsync: bool = True) -> None:
+    """Blocking: append one complete line under the exclusive lock."""
+    if not line.endswith(b"\n") or b"\n" in line[:-1]:
+        raise ValueError("an index line must be exactly one newline-terminated line")
+    base = resolve_root(root)
+    with index_lock(base, exclusive=True):
+        fd = os.open(index_path(base), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # seal a torn line left by a crashed writer
+            _write_all(fd, line)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def append_index_entry_sync(root: str | os.PathLike[str] | None, entry: IndexEntry, *, fsync: bool = True) -> None:
+    append_index_line_sync(root, entry.to_line(), fsync=fsync)
+
+
+async def append_index_entry(root: str | os.PathLike[str] | None, entry: IndexEntry, *, fsync: bool = True) -> None:
+    """Append one run event; the lock wait and the write happen in a worker thread."""
+    await asyncio.to_thread(append_index_entry_sync, root, entry, fsync=fsync)
+
+
+def _parse(data: bytes) -> IndexReadResult:
+    lines = data.split(b"\n")
+    has_tail = bool(lines and lines[-1])  # no trailing newline: the last line may be torn
+    if not has_tail:
+        lines.pop()
+    entries: list[IndexEntry] = []
+    skipped: list[SkippedLine] = []
+    last = len(lines)
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            entries.append(IndexEntry.model_validate_json(raw))
+        except ValidationError as exc:
+            first = exc.errors()[0] if exc.errors() else {"msg": str(exc)}
+            skipped.append(
+                SkippedLine(
+                    line_number=number,
+                    torn_tail=has_tail and number == last,
+                    reason=str(first.get("msg", "invalid")),
+                    excerpt=raw[:80].decode("utf-8", "replace"),
+                )
+            )
+    return IndexReadResult(entries=entries, skipped=skipped, total_lines=len(lines))
+
+
+def read_index_sync(root: str | os.PathLike[str] | None = None) -> IndexReadResult:
+    """Blocking: every readable line; unreadable ones are reported in ``skipped`` and logged, never raised."""
+    base = resolve_root(root)
+    path = index_path(base)
+    if not path.exists():
+        return IndexReadResult()
+    with index_lock(base, exclusive=False):
+        data = path.read_bytes()
+    result = _parse(data)
+    for bad in result.skipped:
+        kind = "torn last line" if bad.torn_tail else "unreadable line"
+        logger.warning("%s: skipped %s %d (%s)", path, kind, bad.line_number, bad.reason)
+    return result
+
+
+async def read_index(root: str | os.PathLike[str] | None = None) -> IndexReadResult:
+    return await asyncio.to_thread(read_index_sync, root)
+
+
+def _scan_manifests(base: Path) -> tuple[list[IndexEntry], list[str]]:
+    entries: list[IndexEntry] = []
+    bad: list[str] = []
+    folder = runs_dir(base)
+    if not folder.is_dir():
+        return entries, bad
+    for manifest_file in sorted(folder.glob(MANIFEST_FILENAME_GLOB)):
+        run_folder = manifest_file.parent
+        try:
+            manifest = RunManifest.model_validate_json(manifest_file.read_bytes())
+        except (OSError, ValidationError) as exc:
+            bad.append(f"{manifest_file}: {type(exc).__name__}")
+            continue
+        entries.append(entry_from_manifest(manifest, run_folder.relative_to(base).as_posix()))
+    entries.sort(key=lambda e: (e.recorded_at, e.run_id))
+    return entries, bad
+
+
+def rebuild_artifact_index_sync(root: str | os.PathLike[str] | None = None, *, fsync: bool = True) -> RebuildReport:
+    """Blocking: reconstruct ``index.jsonl`` from the run folders and swap it in atomically.
+
+    The scan runs under the exclusive lock so no append can slip between the scan and the swap and be lost.
+    Runs are written in ``recorded_at`` order, which is the order they were originally appended.
+    """
+    base = resolve_root(root)
+    path = index_path(base)
+    with index_lock(base, exclusive=True):
+        previous = _parse(path.read_bytes()) if path.exists() else IndexReadResult()
+        entries, bad = _scan_manifests(base)
+        staging = path.with_name(f".{path.name}.rebuild-{os.getpid()}")
+        with staging.open("wb") as fh:
+            fh.write(b"".join(e.to_line() for e in entries))
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(staging, path)
+    stale = sorted(p.name for p in tmp_dir(base).iterdir()) if tmp_dir(base).is_dir() else []
+    return RebuildReport(
+        root=base,
+        runs_indexed=len(entries),
+        previous_lines=previous.total_lines,
+        previous_skipped=len(previous.skipped),
+        bad_manifests=bad,
+        stale_staging_dirs=stale,
+    )
+
+
+async def rebuild_artifact_index(root: str | os.PathLike[str] | None = None, *, fsync: bool = True) -> RebuildReport:
+    """Reconstruct the index from the run folders (source of truth), in a worker thread."""
+    return await asyncio.to_thread(rebuild_artifact_index_sync, root, fsync=fsync)

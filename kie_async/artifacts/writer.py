@@ -1,0 +1,285 @@
+"""``create_run_artifact``: turn a finished run into a self-contained folder plus one index line.
+
+The folder is assembled under ``<root>/.tmp`` and renamed into ``<root>/runs/<run_id>`` only when the
+manifest is complete, so a crash never leaves a half-written run where readers look. Files are hard-linked
+when possible (outputs the pipeline just downloaded need no second copy) and copied otherwise; hashing,
+probing and pyvips work all run in threads. The index append comes last: if it fails the run still exists
+and ``rebuild_artifact_index`` picks it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import secrets as _secrets
+import shutil
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from kie_async.artifacts.derivatives import ArtifactDerivativeSettings, DerivativeSource, generate_derivatives
+from kie_async.artifacts.exceptions import KieArtifactError
+from kie_async.artifacts.index import append_index_entry, entry_from_manifest
+from kie_async.artifacts.layout import resolve_root, runs_dir, tmp_dir
+from kie_async.artifacts.manifest import (
+    MANIFEST_FILENAME,
+    ArtifactFile,
+    ArtifactKind,
+    ArtifactSource,
+    MediaInfo,
+    RunArtifact,
+    RunArtifactCreateRequest,
+    RunManifest,
+    StoredAs,
+    utc_now,
+)
+from kie_async.artifacts.media import kind_from_url, probe, sha256_file, sniff
+from kie_async.artifacts.redact import redact_value
+
+logger = logging.getLogger("kie_async.artifacts")
+
+
+class ArtifactSettings(BaseModel):
+    """Where runs go and how they are stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root: Path | None = Field(default=None, description="artifacts root; default $KIE_ARTIFACTS_ROOT or ./outputs")
+    output_link_mode: Literal["link", "copy"] = Field(
+        default="link", description="link: hard link when on the same filesystem, else copy"
+    )
+    input_link_mode: Literal["link", "copy"] = Field(
+        default="copy", description="inputs are the user's files and may be edited later, so they are copied"
+    )
+    derivatives: ArtifactDerivativeSettings = Field(default_factory=ArtifactDerivativeSettings)
+    fsync: bool = Field(default=True, description="fsync run.json, the run folder and index appends")
+    update_index: bool = True
+
+    def resolved_root(self) -> Path:
+        return resolve_root(self.root)
+
+
+_SLUG = re.compile(r"[^a-z0-9.]+")
+_ROLE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def make_run_id(model_key: str, at: datetime | None = None) -> str:
+    """Sortable, readable and unique: ``20261128-171502-123_nano-banana-2_9f3a1c``."""
+    when = at or utc_now()
+    slug = _SLUG.sub("-", model_key.lower()).strip("-.")[:40] or "run"
+    return f"{when:%Y%m%d-%H%M%S}-{when.microsecond // 1000:03d}_{slug}_{_secrets.token_hex(3)}"
+
+
+def _link_or_copy(src: Path, dst: Path, mode: Literal["link", "copy"]) -> StoredAs:
+    if mode == "link":
+        try:
+            os.link(src, dst)
+            return StoredAs.HARDLINK
+        except OSError:
+            pass  # other filesystem, no permission, or links unsupported: fall back to a copy
+    shutil.copy2(src, dst)
+    return StoredAs.COPY
+
+
+def _store_blocking(
+    source: ArtifactSource, staging: Path, group: str, number: int, mode: Literal["link", "copy"]
+) -> ArtifactFile:
+    if source.source_path is None:
+        url = source.url or ""
+        return ArtifactFile(
+            role=source.role,
+            kind=source.kind or kind_from_url(url),
+            url=url,
+            stored_as=StoredAs.REFERENCE,
+            label=source.label,
+        )
+    src = Path(source.source_path)
+    if not src.is_file():
+        raise KieArtifactError(f"{group[:-1]} file not found: {src}")
+    suffix = src.suffix.lower()
+    if not suffix:
+        _, fmt = sniff(src)
+        suffix = f".{'jpg' if fmt == 'jpeg' else fmt}" if fmt else ""
+    role = _ROLE.sub("-", source.role).strip("-") or group[:-1]
+    folder = staging / group
+    folder.mkdir(exist_ok=True)
+    target = folder / f"{role}_{number}{suffix}"
+    stored_as = _link_or_copy(src, target, mode)
+    digest, size = sha256_file(target)
+    kind, media = probe(target, source.kind)
+    return ArtifactFile(
+        role=source.role,
+        kind=kind,
+        path=target.relative_to(staging).as_posix(),
+        url=source.url,
+        original_name=src.name,
+        stored_as=stored_as,
+        sha256=digest,
+        bytes=size,
+        media=media,
+        label=source.label,
+    )
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_manifest_blocking(staging: Path, manifest: RunManifest, fsync: bool) -> None:
+    target = staging / MANIFEST_FILENAME
+    with target.open("w", encoding="utf-8") as fh:
+        fh.write(manifest.model_dump_json(indent=2, exclude_none=True))
+        fh.write("\n")
+        fh.flush()
+        if fsync:
+            os.fsync(fh.fileno())
+
+
+def _publish_blocking(staging: Path, final: Path, fsync: bool) -> None:
+    if final.exists():
+        raise KieArtifactError(f"run folder already exists: {final}")
+    if fsync:
+        _fsync_path(staging)
+    os.rename(staging, final)  # atomic on one filesystem; .tmp lives under the same root for that reason
+    if fsync:
+        _fsync_path(final.parent)
+
+
+def _secret_values(extra: Iterable[SecretStr | str]) -> list[str]:
+    values = [s.get_secret_value() if isinstance(s, SecretStr) else s for s in extra]
+    env_key = os.environ.get("KIE_API_KEY")
+    if env_key:
+        values.append(env_key)
+    return [v for v in values if v and len(v) >= 4]
+
+
+async def create_run_artifact(
+    request: RunArtifactCreateRequest,
+    settings: ArtifactSettings | None = None,
+    *,
+    secrets: Iterable[SecretStr | str] = (),
+) -> RunArtifact:
+    """Write a run folder (manifest, inputs, outputs, derivatives) atomically and append it to the index.
+
+    ``secrets`` are exact values to scrub from everything written (pass ``[kie_settings.api_key]``);
+    ``$KIE_API_KEY`` is always scrubbed, as are secret-looking keys and signed-URL query parameters.
+    Raises :class:`KieArtifactError` when an input/output file is missing or the run id is taken; nothing
+    is left behind in that case.
+    """
+    cfg = settings or ArtifactSettings()
+    root = cfg.resolved_root()
+    recorded_at = utc_now()
+    run_id = request.run_id or make_run_id(request.model_key, request.started_at or recorded_at)
+    final = runs_dir(root) / run_id
+    staging = tmp_dir(root) / f"{run_id}.{os.getpid()}.{_secrets.token_hex(4)}"
+
+    def prepare() -> None:
+        runs_dir(root).mkdir(parents=True, exist_ok=True)
+        staging.mkdir(parents=True)
+
+    await asyncio.to_thread(prepare)
+    try:
+        manifest = await _assemble(request, cfg, staging, run_id, recorded_at, _secret_values(secrets))
+        await asyncio.to_thread(_write_manifest_blocking, staging, manifest, cfg.fsync)
+        await asyncio.to_thread(_publish_blocking, staging, final, cfg.fsync)
+    except BaseException:
+        await asyncio.shield(asyncio.to_thread(shutil.rmtree, staging, True))
+        raise
+
+    indexed = False
+    if cfg.update_index:
+        entry = entry_from_manifest(manifest, final.relative_to(root).as_posix())
+        try:
+            await append_index_entry(root, entry, fsync=cfg.fsync)
+            indexed = True
+        except OSError as exc:
+            logger.warning("run %s written but not indexed (%s); run `kie-async artifacts rebuild`", run_id, exc)
+    return RunArtifact(
+        run_id=run_id, run_dir=final, manifest_path=final / MANIFEST_FILENAME, manifest=manifest, indexed=indexed
+    )
+
+
+async def _assemble(
+    request: RunArtifactCreateRequest,
+    cfg: ArtifactSettings,
+    staging: Path,
+    run_id: str,
+    recorded_at: datetime,
+    secret_values: list[str],
+) -> RunManifest:
+    input_jobs = [
+        asyncio.to_thread(_store_blocking, src, staging, "inputs", n, cfg.input_link_mode)
+        for n, src in enumerate(request.inputs)
+    ]
+    output_jobs = [
+        asyncio.to_thread(_store_blocking, src, staging, "outputs", n, cfg.output_link_mode)
+        for n, src in enumerate(request.outputs)
+    ]
+    stored = await asyncio.gather(*input_jobs, *output_jobs)
+    inputs = list(stored[: len(input_jobs)])
+    outputs = list(stored[len(input_jobs) :])
+    outputs = await _with_derivatives(request.outputs, outputs, staging, cfg.derivatives)
+
+    manifest = RunManifest(
+        run_id=run_id,
+        status=request.status,
+        created_at=request.started_at or recorded_at,
+        recorded_at=recorded_at,
+        model_key=request.model_key,
+        provider_model=request.provider_model,
+        task_mode=request.task_mode,
+        prompts=request.prompts,
+        inputs=inputs,
+        outputs=outputs,
+        provider_trace=request.provider_trace,
+        parent_run_ids=list(request.parent_run_ids),
+        error=request.error,
+        tags=list(request.tags),
+    )
+    clean = redact_value(manifest.model_dump(mode="json"), secret_values)
+    return RunManifest.model_validate(clean)
+
+
+async def _with_derivatives(
+    sources: list[ArtifactSource],
+    files: list[ArtifactFile],
+    staging: Path,
+    settings: ArtifactDerivativeSettings,
+) -> list[ArtifactFile]:
+    if not settings.enabled:
+        return files
+    wanted: list[tuple[int, DerivativeSource]] = []
+    for n, (src, stored) in enumerate(zip(sources, files, strict=True)):
+        if stored.path is None or stored.kind not in (ArtifactKind.IMAGE, ArtifactKind.VIDEO):
+            continue
+        media = stored.media or MediaInfo()
+        wanted.append(
+            (
+                n,
+                DerivativeSource(
+                    path=staging / stored.path,
+                    kind=stored.kind,
+                    poster_path=src.poster_path,
+                    stem=Path(stored.path).stem,
+                    duration_seconds=media.duration_seconds,
+                ),
+            )
+        )
+    if not wanted:
+        return files
+    sets = await generate_derivatives([d for _, d in wanted], staging / "derivatives", settings, relative_to=staging)
+    result = list(files)
+    for (n, _), made in zip(wanted, sets, strict=True):
+        if made.note and not made.derivatives:
+            logger.info("output %s: %s", files[n].path, made.note)
+        result[n] = files[n].model_copy(update={"derivatives": made.derivatives})
+    return result
