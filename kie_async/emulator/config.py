@@ -1,0 +1,91 @@
+"""Emulator configuration: every knob a test or benchmark needs, with defaults that keep tests fast.
+
+The pluggable hooks (``cost_fn``, ``input_checker``) live here too so the SDK can later plug in its pricing
+snapshot and model-spec registry without the emulator importing them (the emulator must stay usable alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kie_async.emulator.policy import basic_input_checker, default_cost
+
+CostFn = Callable[[str, dict[str, Any]], float | None]
+"""``cost_fn(model_id, input) -> credits`` (``None``: price unknown, charge ``unknown_model_cost``)."""
+
+InputChecker = Callable[[str, Any], list[str]]
+"""``input_checker(model_id, input) -> problems``; a non-empty list makes createTask answer 422."""
+
+DEFAULT_API_KEY = "kie-emulator-key"
+DEFAULT_VIDEO_MARKERS = ("kling", "seedance", "video")
+
+
+class EmulatorConfig(BaseModel):
+    """How a :class:`~kie_async.emulator.KieEmulator` behaves."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, validate_assignment=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="market host port; 0 picks a free one")
+    upload_port: int = Field(default=0, ge=0, le=65535, description="upload host port; 0 picks a free one")
+    public_host: str | None = Field(default=None, description="host name used in URLs (default: the bind host)")
+
+    api_key: str = DEFAULT_API_KEY
+    credits: float = Field(default=5000.0, ge=0, description="starting balance of ``api_key``")
+    extra_keys: dict[str, float] = Field(default_factory=dict, description="more accepted keys -> balances")
+
+    generation_seconds: float = Field(default=0.3, ge=0, description="time from createTask to a terminal state")
+    model_generation_seconds: dict[str, float] = Field(default_factory=dict, description="per-model override")
+    waiting_fraction: float = Field(default=0.25, ge=0, le=1, description="share of the time spent 'waiting'")
+    queuing_fraction: float = Field(default=0.25, ge=0, le=1, description="share spent 'queuing'")
+
+    create_rate_limit: int | None = Field(default=20, ge=1, description="createTask calls per window per key")
+    create_rate_window: float = Field(default=10.0, gt=0)
+    record_info_rate_limit: int | None = Field(default=None, ge=1, description="recordInfo calls per second")
+    http_errors: bool = Field(
+        default=False, description="mirror envelope error codes to HTTP statuses (Kie.ai answers HTTP 200)"
+    )
+
+    cost_fn: CostFn = Field(default=default_cost, exclude=True)
+    input_checker: InputChecker = Field(default=basic_input_checker, exclude=True)
+    unknown_model_cost: float = Field(default=10.0, ge=0, description="charged when cost_fn returns None")
+
+    image_long_edge: int = Field(default=256, ge=8, le=8192)
+    output_bytes: int | None = Field(default=None, ge=0, description="pad every output file to this size")
+    video_models: list[str] = Field(default_factory=list, description="model ids that produce MP4 output")
+    video_markers: tuple[str, ...] = DEFAULT_VIDEO_MARKERS
+    output_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0, description="rendered outputs kept in RAM")
+
+    download_url_ttl: float = Field(default=1200.0, gt=0, description="download-url links last 20 minutes")
+    upload_dir: Path | None = Field(default=None, description="where uploads are stored (default: a temp dir)")
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    url_fetch_timeout: float = Field(default=30.0, gt=0)
+
+    webhook_hmac_key: str | None = Field(default=None, description="sign callbacks like Kie.ai when set")
+    callback_timeout: float = Field(default=10.0, gt=0)
+    callback_any_host: bool = Field(
+        default=False, description="allow callbacks to non-loopback hosts (off so tests never leave the machine)"
+    )
+
+    seed: int = Field(default=0, description="seed for fault probabilities and generated content")
+
+    @field_validator("video_models")
+    @classmethod
+    def _lower_models(cls, value: list[str]) -> list[str]:
+        return [v.lower() for v in value]
+
+    def is_video_model(self, model_id: str) -> bool:
+        lowered = model_id.lower()
+        return lowered in self.video_models or any(marker in lowered for marker in self.video_markers)
+
+    def duration_for(self, model_id: str) -> float:
+        return self.model_generation_seconds.get(model_id, self.generation_seconds)
+
+    def url_host(self) -> str:
+        if self.public_host:
+            return self.public_host
+        return "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host

@@ -1,0 +1,121 @@
+"""What happens to a task after createTask: outputs rendered on demand, and the terminal callback.
+
+States need no ticking (see ``state.py``); this module only schedules the one-off terminal side effects and
+renders output files off the event loop, once per file, however many clients ask at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+
+from kie_async.api_models import TaskState
+from kie_async.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_callback
+from kie_async.emulator.context import EmulatorContext, log
+from kie_async.emulator.media import render_output
+from kie_async.emulator.state import EmulatedTask
+from kie_async.emulator.wire import is_loopback_url
+
+
+def output_urls(ctx: EmulatorContext, task: EmulatedTask) -> list[str]:
+    return [f"{ctx.base_url}/files/{task.task_id}/{name}" for name in task.output_names]
+
+
+async def output_file(ctx: EmulatorContext, task: EmulatedTask, name: str) -> tuple[bytes, str]:
+    """Bytes and content type of one output, rendered in a thread on first use and cached."""
+    key = f"{task.task_id}/{name}"
+    cached = ctx.outputs.get(key)
+    if cached is not None:
+        return cached
+    lock = ctx.render_locks.setdefault(key, asyncio.Lock())
+    try:
+        async with lock:
+            cached = ctx.outputs.get(key)
+            if cached is not None:
+                return cached
+            params = task.body.get("input")
+            item = await asyncio.to_thread(
+                render_output,
+                key,
+                params if isinstance(params, dict) else {},
+                video=ctx.config.is_video_model(task.model),
+                long_edge=ctx.config.image_long_edge,
+                target_bytes=ctx.config.output_bytes,
+            )
+            ctx.outputs.put(key, item)
+            return item
+    finally:
+        ctx.render_locks.pop(key, None)
+
+
+def schedule_completion(ctx: EmulatorContext, task: EmulatedTask) -> None:
+    loop = asyncio.get_running_loop()
+    handle: asyncio.TimerHandle | None = None
+
+    def fire() -> None:
+        if handle is not None:
+            ctx.timers.discard(handle)
+        ctx.spawn(finalize(ctx, task))
+
+    handle = loop.call_later(max(0.0, task.duration - task.elapsed()), fire)
+    ctx.timers.add(handle)
+
+
+async def finalize(ctx: EmulatorContext, task: EmulatedTask) -> None:
+    if task.finalized:
+        return
+    task.finalized = True
+    if task.state_at() == TaskState.FAIL:
+        ctx.stats.tasks_failed += 1
+    else:
+        ctx.stats.tasks_succeeded += 1
+    if task.callback_url:
+        await deliver_callback(ctx, task, task.callback_url)
+
+
+def callback_body(ctx: EmulatorContext, task: EmulatedTask) -> dict[str, Any]:
+    """recordInfo-shaped data plus the ``task_id``/``callbackType`` the webhook page shows."""
+    record = task.record(output_urls(ctx, task))
+    success = record.state == TaskState.SUCCESS
+    data: dict[str, Any] = record.model_dump(mode="json")
+    data["task_id"] = task.task_id
+    data["callbackType"] = "task_completed"
+    return {
+        "code": 200 if success else 501,
+        "msg": "success" if success else (record.failMsg or "generation failed"),
+        "taskId": task.task_id,
+        "data": data,
+    }
+
+
+async def deliver_callback(ctx: EmulatorContext, task: EmulatedTask, url: str) -> None:
+    """POST the terminal event; failures are logged and counted, never raised (Kie.ai gives no guarantee)."""
+    if not ctx.config.callback_any_host and not is_loopback_url(url):
+        log.warning("emulator: not calling back non-loopback host for task %s (set callback_any_host)", task.task_id)
+        ctx.stats.callbacks_failed += 1
+        return
+    headers: dict[str, str] = {"Content-Type": "application/json"}
+    if ctx.config.webhook_hmac_key:
+        timestamp = int(time.time())
+        headers[TIMESTAMP_HEADER] = str(timestamp)
+        headers[SIGNATURE_HEADER] = sign_callback(task.task_id, timestamp, ctx.config.webhook_hmac_key)
+    try:
+        async with ctx.http_client().post(
+            url,
+            json=callback_body(ctx, task),
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=ctx.config.callback_timeout),
+        ) as response:
+            await response.read()
+            if response.status >= 300:
+                raise aiohttp.ClientResponseError(
+                    response.request_info, response.history, status=response.status, message=response.reason or ""
+                )
+    except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
+        ctx.stats.callbacks_failed += 1
+        log.warning("emulator: callback for task %s failed: %s", task.task_id, type(exc).__name__)
+        return
+    ctx.stats.callbacks_delivered += 1

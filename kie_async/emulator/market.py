@@ -1,0 +1,304 @@
+"""The market host (api.kie.ai): jobs, credits, download-url, the generated files, and the control routes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from kie_async.emulator.context import CONTEXT_KEY, EmulatorContext, log
+from kie_async.emulator.faults import FaultControl, FaultEndpoint, FaultKind, FaultRule
+from kie_async.emulator.lifecycle import output_file, output_urls, schedule_completion
+from kie_async.emulator.media import blob_chunks, output_extension, parse_size
+from kie_async.emulator.state import EmulatedTask, TaskFailure, new_task_id
+from kie_async.emulator.wire import (
+    MSG_RATE_LIMITED,
+    MSG_UNAUTHORIZED,
+    POST_FAULT_KEY,
+    aiter_bytes,
+    bearer_key,
+    context,
+    drop_connection,
+    envelope,
+    fault_middleware,
+    send_spoiled_body,
+)
+
+MSG_NO_CREDITS = "The current credits are insufficient. Please top up."
+_FILE_PATH = re.compile(r"^/files/(?P<task>[0-9a-f]{32})/(?P<name>[^/]+)$")
+
+
+def _reject_create(ctx: EmulatorContext, code: int, msg: str, **kwargs: Any) -> web.Response:
+    ctx.stats.create_rejected += 1
+    return envelope(ctx, code, msg, **kwargs)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | None:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def create_task(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    key = bearer_key(request)
+    if key is None:
+        return _reject_create(ctx, 401, MSG_UNAUTHORIZED)
+    if ctx.create_limiter is not None:
+        wait = ctx.create_limiter.acquire(key)
+        if wait is not None:
+            ctx.stats.rate_limited += 1
+            return _reject_create(ctx, 429, MSG_RATE_LIMITED, retry_after=wait)
+    body = await _json_object(request)
+    if body is None:
+        return _reject_create(ctx, 400, "Request body must be a JSON object")
+    model = body.get("model")
+    params = body.get("input")
+    callback = body.get("callBackUrl")
+    try:
+        problems = list(ctx.config.input_checker(model if isinstance(model, str) else "", params))
+        if callback is not None and not (isinstance(callback, str) and callback.startswith(("http://", "https://"))):
+            problems.append("callBackUrl must be an http(s) URL")
+        if problems:
+            return _reject_create(ctx, 422, "; ".join(problems))
+        assert isinstance(model, str) and isinstance(params, dict)
+        cost = ctx.config.cost_fn(model, params)
+    except Exception:  # a plugged-in checker or price function must not take the emulator down
+        log.exception("emulator: input_checker/cost_fn raised for model %r", model)
+        return _reject_create(ctx, 500, "Internal Error, Please try again later.")
+    cost = ctx.config.unknown_model_cost if cost is None else float(cost)
+    if not ctx.ledger.try_charge(key, cost):
+        return _reject_create(ctx, 402, MSG_NO_CREDITS)
+
+    failure_rule = ctx.faults.take(FaultEndpoint.CREATE_TASK, FaultKind.TASK_FAIL)
+    if failure_rule is not None:
+        ctx.stats.count_fault(FaultKind.TASK_FAIL.value)
+    task = _new_task(ctx, key, model, body, cost, failure_rule)
+    ctx.tasks.add(task)
+    ctx.stats.create_accepted += 1
+    ctx.stats.tasks_created += 1
+    ctx.stats.credits_spent = round(ctx.stats.credits_spent + cost, 6)
+    schedule_completion(ctx, task)
+    return envelope(ctx, 200, "success", {"taskId": task.task_id, "recordId": task.task_id})
+
+
+def _new_task(ctx: EmulatorContext, key: str, model: str, body: dict[str, Any], cost: float,
+              failure_rule: FaultRule | None) -> EmulatedTask:
+    task_id = new_task_id()
+    duration = ctx.config.duration_for(model)
+    waiting = duration * ctx.config.waiting_fraction
+    queuing = min(duration, waiting + duration * ctx.config.queuing_fraction)
+    params = body.get("input")
+    extension = output_extension(params if isinstance(params, dict) else {}, video=ctx.config.is_video_model(model))
+    callback = body.get("callBackUrl")
+    return EmulatedTask(
+        task_id=task_id,
+        owner=key,
+        model=model,
+        body=body,
+        callback_url=callback if isinstance(callback, str) else None,
+        cost=cost,
+        started=time.monotonic(),
+        create_time_ms=int(time.time() * 1000),
+        duration=duration,
+        waiting_until=waiting,
+        queuing_until=queuing,
+        failure=TaskFailure(code=failure_rule.fail_code, msg=failure_rule.fail_msg) if failure_rule else None,
+        output_names=[f"{task_id}_0.{extension}"],
+    )
+
+
+async def record_info(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    key = bearer_key(request)
+    if key is None:
+        return envelope(ctx, 401, MSG_UNAUTHORIZED)
+    if ctx.record_limiter is not None:
+        wait = ctx.record_limiter.acquire(key)
+        if wait is not None:
+            ctx.stats.rate_limited += 1
+            return envelope(ctx, 429, MSG_RATE_LIMITED, retry_after=wait)
+    task_id = request.query.get("taskId", "").strip()
+    if not task_id:
+        return envelope(ctx, 400, "taskId parameter is required")
+    task = ctx.tasks.get(task_id, owner=key)
+    if task is None:
+        return envelope(ctx, 422, "recordInfo is null")
+    ctx.stats.count_status(task_id)
+    record = task.record(output_urls(ctx, task))
+    return envelope(ctx, 200, "success", record.model_dump(mode="json"))
+
+
+async def credit(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    key = bearer_key(request)
+    if key is None:
+        return envelope(ctx, 401, MSG_UNAUTHORIZED)
+    return envelope(ctx, 200, "success", ctx.ledger.balance(key))
+
+
+def _signature(ctx: EmulatorContext, path: str, expires: int) -> str:
+    return hmac.new(ctx.url_secret, f"{path}|{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def _own_file(ctx: EmulatorContext, url: str) -> tuple[EmulatedTask, str] | None:
+    """The task and file name if ``url`` is an output this emulator generated, else ``None``."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.port != ctx.market_port:
+        return None
+    if (parts.hostname or "") not in ("127.0.0.1", "localhost", "::1", ctx.config.url_host()):
+        return None
+    match = _FILE_PATH.match(parts.path)
+    if match is None:
+        return None
+    task = ctx.tasks.get(match["task"])
+    if task is None or match["name"] not in task.output_names:
+        return None
+    return task, match["name"]
+
+
+async def download_url(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    key = bearer_key(request)
+    if key is None:
+        return envelope(ctx, 401, MSG_UNAUTHORIZED)
+    body = await _json_object(request)
+    url = body.get("url") if body else None
+    if not isinstance(url, str) or not url.strip():
+        return envelope(ctx, 400, "url parameter is required")
+    found = _own_file(ctx, url.strip())
+    if found is None or found[0].owner != key:
+        return envelope(ctx, 422, "The URL is not a file generated by Kie.ai")
+    task, name = found
+    path = f"/files/{task.task_id}/{name}"
+    expires = int((time.time() + ctx.config.download_url_ttl) * 1000)  # Unix ms
+    signed = f"{ctx.base_url}{path}?expires={expires}&signature={_signature(ctx, path, expires)}"
+    return envelope(ctx, 200, "success", signed)
+
+
+async def serve_file(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    task = ctx.tasks.get(request.match_info["task_id"])
+    name = request.match_info["name"]
+    if "signature" in request.query or "expires" in request.query:
+        try:
+            expires = int(request.query.get("expires", ""))
+        except ValueError:
+            return web.Response(status=403, text="invalid download link")
+        expected = _signature(ctx, request.path, expires)
+        if not hmac.compare_digest(expected, request.query.get("signature", "")):
+            return web.Response(status=403, text="invalid download link")
+        if time.time() * 1000 > expires:
+            return web.Response(status=403, text="download link expired")
+    if task is None or name not in task.output_names or not task.state_at().is_terminal or task.failure:
+        return web.Response(status=404, text="file not found")
+    data, content_type = await output_file(ctx, task, name)
+    ctx.stats.files_served += 1
+    return web.Response(body=data, content_type=content_type)
+
+
+async def serve_blob(request: web.Request) -> web.StreamResponse:
+    """Deterministic bytes of any size at flat memory, for download benchmarks."""
+    ctx = context(request)
+    try:
+        size = parse_size(request.match_info["size"])
+    except ValueError:
+        return web.Response(status=400, text="size must be bytes, optionally with k/M/G")
+    ctx.stats.files_served += 1
+    rule = request.get(POST_FAULT_KEY)
+    if rule is not None and rule.kind == FaultKind.RESET_AFTER:
+        return drop_connection(request)
+    headers = [("Content-Type", "application/octet-stream")]
+    if rule is not None:
+        return await send_spoiled_body(request, 200, headers, aiter_bytes(blob_chunks(size)), size, rule)
+    response = web.StreamResponse(status=200, headers=dict(headers))
+    response.content_length = size
+    await response.prepare(request)
+    for chunk in blob_chunks(size):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def faults_get(request: web.Request) -> web.StreamResponse:
+    rules = context(request).faults.rules()
+    return web.json_response({"rules": [rule.model_dump(mode="json") for rule in rules]})
+
+
+async def faults_post(request: web.Request) -> web.StreamResponse:
+    """Accepts a FaultControl, one rule, or a list of rules, so shell one-liners stay short."""
+    ctx = context(request)
+    try:
+        raw = await request.json()
+        if isinstance(raw, list):
+            control = FaultControl(rules=[FaultRule.model_validate(item) for item in raw])
+        elif isinstance(raw, dict) and "endpoint" in raw:
+            control = FaultControl(rules=[FaultRule.model_validate(raw)])
+        else:
+            control = FaultControl.model_validate(raw)
+    except (ValueError, ValidationError) as exc:
+        text = exc.json() if isinstance(exc, ValidationError) else json.dumps(str(exc))
+        return web.json_response({"error": json.loads(text)}, status=400)
+    if control.clear:
+        ctx.faults.clear()
+    for rule in control.rules:
+        ctx.faults.add_rule(rule)
+    return await faults_get(request)
+
+
+async def faults_delete(request: web.Request) -> web.StreamResponse:
+    context(request).faults.clear()
+    return web.json_response({"rules": []})
+
+
+async def stats_get(request: web.Request) -> web.StreamResponse:
+    ctx = context(request)
+    payload = ctx.stats.model_dump(mode="json")
+    payload["credits"] = {"default_key": ctx.ledger.balance(ctx.config.api_key)}
+    return web.json_response(payload)
+
+
+async def stats_delete(request: web.Request) -> web.StreamResponse:
+    context(request).stats.reset()
+    return web.json_response({"reset": True})
+
+
+async def credits_post(request: web.Request) -> web.StreamResponse:
+    """Set the balance of the default key (or ``apiKey``) so a demo can run out of credits on purpose."""
+    ctx = context(request)
+    try:
+        raw = await request.json()
+        amount = float(raw["credits"])
+        key = str(raw.get("apiKey") or ctx.config.api_key)
+    except (ValueError, KeyError, TypeError):
+        return web.json_response({"error": 'body must be {"credits": number, "apiKey"?: str}'}, status=400)
+    ctx.ledger.set(key, amount)
+    return web.json_response({"credits": ctx.ledger.balance(key)})
+
+
+def build_market_app(ctx: EmulatorContext) -> web.Application:
+    app = web.Application(middlewares=[fault_middleware], client_max_size=16 * 1024 * 1024)
+    app[CONTEXT_KEY] = ctx
+    router = app.router
+    router.add_post("/api/v1/jobs/createTask", create_task, name="createTask")
+    router.add_get("/api/v1/jobs/recordInfo", record_info, name="recordInfo")
+    router.add_get("/api/v1/chat/credit", credit, name="credit")
+    router.add_post("/api/v1/common/download-url", download_url, name="download-url")
+    router.add_get("/files/{task_id}/{name}", serve_file, name="files")
+    router.add_get("/_emulator/blob/{size}", serve_blob, name="blob")
+    router.add_get("/_emulator/faults", faults_get, name="_faults_get")
+    router.add_post("/_emulator/faults", faults_post, name="_faults_post")
+    router.add_delete("/_emulator/faults", faults_delete, name="_faults_delete")
+    router.add_get("/_emulator/stats", stats_get, name="_stats_get")
+    router.add_delete("/_emulator/stats", stats_delete, name="_stats_delete")
+    router.add_post("/_emulator/credits", credits_post, name="_credits_post")
+    return app
