@@ -1,0 +1,202 @@
+"""Named example requests covering every model key in every validation state it can reach.
+
+They are data, written out by hand (not derived from the specs) so tests that run them catch spec drift,
+and wrapper repos can reuse them for their own integration tests: ``get_request_fixture(name).request``.
+Media are hosted URLs so every fixture validates without touching the file system.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kie_async.request_models import MediaInput, RawUserRequest, ValidationState
+
+
+class RequestFixture(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str
+    request: RawUserRequest
+    expected_state: ValidationState
+    expected_model_key: str
+    expected_task_mode: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+IMG = "https://example.com/media/first.png"
+IMG2 = "https://example.com/media/last.png"
+IMG3 = "https://example.com/media/third.jpg"
+VID = "https://example.com/media/driver.mp4"
+AUD = "https://example.com/media/voice.mp3"
+HTTPS_CB = "https://hooks.example.com/kie"
+HTTP_CB = "http://hooks.example.com/kie"
+
+_FIXTURES: list[RequestFixture] = []
+
+
+def _add(name: str, description: str, state: ValidationState, model_key: str, task_mode: str | None,
+         *, expected_key: str | None = None, tags: list[str] | None = None, **request: Any) -> None:
+    _FIXTURES.append(RequestFixture(
+        name=name, description=description, request=RawUserRequest(model_key=model_key, **request),
+        expected_state=state, expected_model_key=expected_key or model_key, expected_task_mode=task_mode,
+        tags=tags or [],
+    ))
+
+
+# ---- Nano Banana 2
+_NB2_ALL = {"aspect_ratio": "16:9", "resolution": "2K", "output_format": "png"}
+_add("nano_banana_2_ready", "every option given", "ready", "nano-banana-2", "text_to_image",
+     prompt="A lighthouse at dawn, watercolor", options=_NB2_ALL)
+_add("nano_banana_2_defaults", "prompt only; options defaulted", "ready_with_defaults", "nano-banana-2",
+     "text_to_image", prompt="A lighthouse at dawn")
+_add("nano_banana_2_edit_defaults", "edit with two reference images", "ready_with_defaults", "nano-banana-2",
+     "image_edit", prompt="Put the cat from image 1 on the sofa in image 2", images=[IMG, IMG2])
+_add("nano_banana_2_warning", "google_search is UNCONFIRMED", "ready_with_warning", "nano-banana-2",
+     "text_to_image", prompt="Today's weather in Paris as a poster", options={**_NB2_ALL, "google_search": True})
+_add("nano_banana_2_missing_prompt", "no prompt", "needs_input", "nano-banana-2", "text_to_image",
+     options=_NB2_ALL)
+_add("nano_banana_2_too_many_images", "15 images where 14 are allowed", "invalid", "nano-banana-2", "image_edit",
+     prompt="Collage", images=[f"https://example.com/media/{i}.png" for i in range(15)])
+
+# ---- Nano Banana Pro
+_NBP_ALL = {"aspect_ratio": "1:1", "resolution": "4K", "output_format": "jpg"}
+_add("nano_banana_pro_ready", "every option given", "ready", "nano-banana-pro", "text_to_image",
+     prompt="Isometric city block, clean typography 'OPEN'", options=_NBP_ALL)
+_add("nano_banana_pro_defaults", "edit with one image, defaults", "ready_with_defaults", "nano-banana-pro",
+     "image_edit", prompt="Make it night", images=[IMG])
+_add("nano_banana_pro_warning", "plain-http callback", "ready_with_warning", "nano-banana-pro", "text_to_image",
+     prompt="A poster", options=_NBP_ALL, callback_url=HTTP_CB)
+_add("nano_banana_pro_missing_prompt", "edit without a prompt", "needs_input", "nano-banana-pro", "image_edit",
+     images=[IMG], options=_NBP_ALL)
+_add("nano_banana_pro_bad_resolution", "8K is not offered", "invalid", "nano-banana-pro", "text_to_image",
+     prompt="A poster", options={"resolution": "8K"})
+
+# ---- Kling 2.6 text-to-video
+_K26_T2V_ALL = {"sound": False, "aspect_ratio": "16:9", "duration": "10"}
+_add("kling_2_6_t2v_ready", "every field given; duration as a string", "ready", "kling-2.6-t2v", "text_to_video",
+     prompt="A paper boat in the rain", options=_K26_T2V_ALL)
+_add("kling_2_6_t2v_defaults", "prompt only", "ready_with_defaults", "kling-2.6-t2v", "text_to_video",
+     prompt="A paper boat in the rain")
+_add("kling_2_6_t2v_warning", "plain-http callback", "ready_with_warning", "kling-2.6-t2v", "text_to_video",
+     prompt="A paper boat", options=_K26_T2V_ALL, callback_url=HTTP_CB)
+_add("kling_2_6_t2v_missing_prompt", "no prompt", "needs_input", "kling-2.6-t2v", "text_to_video",
+     options=_K26_T2V_ALL)
+_add("kling_2_6_t2v_bad_duration", "7 s is not offered (5 or 10)", "invalid", "kling-2.6-t2v", "text_to_video",
+     prompt="A paper boat", options={"duration": 7})
+
+# ---- Kling 2.6 image-to-video
+_K26_I2V_ALL = {"sound": True, "duration": 5}
+_add("kling_2_6_i2v_ready", "image and every field", "ready", "kling-2.6-i2v", "image_to_video",
+     prompt="The boat drifts away", images=[IMG], options=_K26_I2V_ALL)
+_add("kling_2_6_i2v_defaults", "image, defaults", "ready_with_defaults", "kling-2.6-i2v", "image_to_video",
+     prompt="The boat drifts away", images=[IMG])
+_add("kling_2_6_i2v_alias_defaults", "alias kling-2.6 with an image picks i2v", "ready_with_defaults", "kling-2.6",
+     "image_to_video", expected_key="kling-2.6-i2v", prompt="The boat drifts away", images=[IMG])
+_add("kling_2_6_i2v_warning", "URL without a file extension", "ready_with_warning", "kling-2.6-i2v",
+     "image_to_video", prompt="The boat drifts away", images=["https://example.com/media/frame"],
+     options=_K26_I2V_ALL)
+_add("kling_2_6_i2v_missing_image", "no image", "needs_input", "kling-2.6-i2v", "image_to_video",
+     prompt="The boat drifts away", options=_K26_I2V_ALL)
+_add("kling_2_6_i2v_two_images", "two images where one is allowed", "invalid", "kling-2.6-i2v", "image_to_video",
+     prompt="The boat drifts away", images=[IMG, IMG2])
+
+# ---- Kling 2.6 motion control
+_K26_MC_ALL = {"character_orientation": "video", "mode": "1080p"}
+_add("kling_2_6_motion_ready", "image + driver video, every field", "ready", "kling-2.6-motion", "motion_control",
+     images=[IMG], videos=[VID], options=_K26_MC_ALL)
+_add("kling_2_6_motion_defaults", "image + driver video", "ready_with_defaults", "kling-2.6-motion",
+     "motion_control", images=[IMG], videos=[VID], prompt="Keep the red jacket")
+_add("kling_2_6_motion_warning", "orientation=image caps output at 10 s", "ready_with_warning",
+     "kling-2.6-motion", "motion_control", images=[IMG], videos=[VID],
+     options={"character_orientation": "image", "mode": "720p"})
+_add("kling_2_6_motion_missing_video", "no driver video", "needs_input", "kling-2.6-motion", "motion_control",
+     images=[IMG], options=_K26_MC_ALL)
+_add("kling_2_6_motion_bad_mode", "std is not in the 720p/1080p enum", "invalid", "kling-2.6-motion",
+     "motion_control", images=[IMG], videos=[VID], options={"mode": "std"})
+
+# ---- Kling 3.0 text-to-video
+_K30_T2V_ALL = {"sound": True, "duration": "8", "aspect_ratio": "9:16", "mode": "std", "multi_shots": False}
+_add("kling_3_t2v_ready", "every field given", "ready", "kling-3.0-t2v", "text_to_video",
+     prompt="A skateboarder at sunset", options=_K30_T2V_ALL)
+_add("kling_3_t2v_defaults", "alias kling-3.0 without media picks t2v", "ready_with_defaults", "kling-3.0",
+     "text_to_video", expected_key="kling-3.0-t2v", prompt="A skateboarder at sunset")
+_add("kling_3_t2v_multishot_defaults", "multi_prompt turns multi_shots and sound on", "ready_with_defaults",
+     "kling-3.0-t2v", "text_to_video",
+     multi_prompt=[{"prompt": "Wide shot of the park", "duration": 3}, {"prompt": "Close-up", "duration": 2}])
+_add("kling_3_t2v_warning", "plain-http callback", "ready_with_warning", "kling-3.0-t2v", "text_to_video",
+     prompt="A skateboarder", options=_K30_T2V_ALL, callback_url=HTTP_CB)
+_add("kling_3_t2v_multishot_missing_shots", "multi_shots on, no multi_prompt", "needs_input", "kling-3.0-t2v",
+     "text_to_video", prompt="A skateboarder", options={**_K30_T2V_ALL, "multi_shots": True})
+_add("kling_3_t2v_bad_duration", "20 s is above 15", "invalid", "kling-3.0-t2v", "text_to_video",
+     prompt="A skateboarder", options={"duration": 20})
+
+# ---- Kling 3.0 image-to-video
+_K30_I2V_ALL = {"sound": False, "duration": 5, "mode": "pro", "multi_shots": False}
+_add("kling_3_i2v_ready", "first frame, every field", "ready", "kling-3.0-i2v", "image_to_video",
+     prompt="She turns and smiles", images=[IMG], options=_K30_I2V_ALL)
+_add("kling_3_i2v_defaults", "alias kling-3.0 with an image picks i2v", "ready_with_defaults", "kling-3.0",
+     "image_to_video", expected_key="kling-3.0-i2v", prompt="She turns and smiles", images=[IMG])
+_add("kling_3_i2v_first_last_defaults", "two images = first and last frame", "ready_with_defaults",
+     "kling-3.0-i2v", "first_last_frames", prompt="Day turns to night", images=[IMG, IMG2])
+_add("kling_3_i2v_warning", "aspect_ratio with frames is dropped", "ready_with_warning", "kling-3.0-i2v",
+     "image_to_video", prompt="She turns", images=[IMG], options={**_K30_I2V_ALL, "aspect_ratio": "9:16"})
+_add("kling_3_i2v_missing_first_frame", "only a last frame", "needs_input", "kling-3.0-i2v", "first_last_frames",
+     prompt="Day turns to night", images=[MediaInput(source=IMG2, role="last_frame")], options=_K30_I2V_ALL)
+_add("kling_3_i2v_multishot_last_frame", "multi-shot takes a first frame only", "invalid", "kling-3.0-i2v",
+     "first_last_frames", images=[IMG, IMG2],
+     multi_prompt=[{"prompt": "Shot one", "duration": 3}, {"prompt": "Shot two", "duration": 3}])
+
+# ---- Kling 3.0 motion control
+_K30_MC_ALL = {"mode": "pro", "character_orientation": "video", "background_source": "input_image"}
+_add("kling_3_motion_ready", "every field and an https callback", "ready", "kling-3.0-motion", "motion_control",
+     images=[IMG], videos=[VID], options=_K30_MC_ALL, callback_url=HTTPS_CB)
+_add("kling_3_motion_defaults", "defaults, https callback", "ready_with_defaults", "kling-3.0-motion",
+     "motion_control", images=[IMG], videos=[VID], callback_url=HTTPS_CB)
+_add("kling_3_motion_warning", "no callback although the docs list it as required", "ready_with_warning",
+     "kling-3.0-motion", "motion_control", images=[IMG], videos=[VID], options=_K30_MC_ALL)
+_add("kling_3_motion_missing_video", "no driver video", "needs_input", "kling-3.0-motion", "motion_control",
+     images=[IMG], options=_K30_MC_ALL, callback_url=HTTPS_CB)
+_add("kling_3_motion_audio_input", "audio is not an input of motion control", "invalid", "kling-3.0-motion",
+     "motion_control", images=[IMG], videos=[VID], audios=[AUD], callback_url=HTTPS_CB)
+
+# ---- Seedance 2.0 family (same shape, different ids and resolutions)
+for _key, _slug, _res in (("seedance-2.0", "seedance_2", "1080p"), ("seedance-2.0-fast", "seedance_2_fast", "480p"),
+                          ("seedance-2.0-mini", "seedance_2_mini", "720p")):
+    _all = {"generate_audio": False, "resolution": _res, "aspect_ratio": "9:16", "duration": 8,
+            "nsfw_checker": False}
+    _add(f"{_slug}_ready", "text-to-video, every defaulted field given", "ready", _key, "text_to_video",
+         prompt="A koi pond in the rain", options=_all)
+    _add(f"{_slug}_first_frame_defaults", "one image = first frame", "ready_with_defaults", _key, "image_to_video",
+         prompt="The koi swim in circles", images=[IMG])
+    _add(f"{_slug}_first_last_defaults", "two images = first + last frame", "ready_with_defaults", _key,
+         "first_last_frames", prompt="Rain starts and stops", images=[IMG, IMG2])
+    _add(f"{_slug}_reference_defaults", "reference image, video and audio", "ready_with_defaults", _key,
+         "multimodal_reference", prompt="The character from image 1 dances like video 1",
+         images=[MediaInput(source=IMG, role="reference")],
+         videos=[MediaInput(source=VID, duration_seconds=6)], audios=[MediaInput(source=AUD, duration_seconds=6)])
+    _add(f"{_slug}_warning", "deprecated return_last_frame", "ready_with_warning", _key, "text_to_video",
+         prompt="A koi pond", options={**_all, "return_last_frame": True})
+    _add(f"{_slug}_missing_prompt", "no prompt", "needs_input", _key, "image_to_video", images=[IMG],
+         options=_all)
+    _add(f"{_slug}_mixed_modes", "first frame and reference video cannot be mixed", "invalid", _key,
+         "image_to_video", prompt="A koi pond", images=[MediaInput(source=IMG, role="first_frame")], videos=[VID])
+
+_add("seedance_2_alias_bad_duration", "alias 'seedance'; 16 s is above 15", "invalid", "seedance", "text_to_video",
+     expected_key="seedance-2.0", prompt="A koi pond", options={"duration": 16})
+_add("seedance_2_fast_4k", "fast has no 4k", "invalid", "seedance-2.0-fast", "text_to_video",
+     prompt="A koi pond", options={"resolution": "4k"})
+
+REQUEST_FIXTURES: dict[str, RequestFixture] = {f.name: f for f in _FIXTURES}
+if len(REQUEST_FIXTURES) != len(_FIXTURES):  # pragma: no cover - guards hand edits
+    raise RuntimeError("duplicate request fixture names")
+
+
+def get_request_fixture(name: str) -> RequestFixture:
+    """A fixture by name; the KeyError lists the names that exist."""
+    try:
+        return REQUEST_FIXTURES[name]
+    except KeyError:
+        raise KeyError(f"no request fixture {name!r}; known: {', '.join(sorted(REQUEST_FIXTURES))}") from None
