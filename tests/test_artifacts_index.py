@@ -27,7 +27,7 @@ from kie_async.artifacts import (
     read_index,
     rebuild_artifact_index,
 )
-from kie_async.artifacts.index import append_index_entry_sync, read_index_sync
+from kie_async.artifacts.index import append_index_entry_sync, clear_index_cache, read_index_sync
 from kie_async.cli import main as cli_main
 
 WORKERS = 4
@@ -88,6 +88,27 @@ async def test_torn_last_line_is_skipped_reported_and_sealed(tmp_path: Path, cap
     result = await read_index(tmp_path)
     assert [e.run_id for e in result.entries] == ["r0", "r1", "r2", "after"]
     assert len(result.skipped) == 1 and not result.skipped[0].torn_tail  # still reported, now a sealed bad line
+
+
+async def test_cached_reads_follow_appends_and_rebuilds(tmp_path: Path) -> None:
+    for n in range(3):
+        append_index_entry_sync(tmp_path, _entry(f"a{n}"), fsync=False)
+    first = await read_index(tmp_path)
+    assert [e.run_id for e in first.entries] == ["a0", "a1", "a2"]
+    append_index_entry_sync(tmp_path, _entry("a3"), fsync=False)
+    with (tmp_path / "index.jsonl").open("ab") as fh:
+        fh.write(b'{"broken": tr')
+    cached = await read_index(tmp_path)
+    fresh = await read_index(tmp_path, use_cache=False)
+    assert cached == fresh
+    assert [e.run_id for e in cached.entries] == ["a0", "a1", "a2", "a3"] and cached.skipped[0].torn_tail
+
+    replacement = tmp_path / "new.jsonl"  # what a rebuild does: a new file swapped in
+    replacement.write_bytes(_entry("b0").to_line())
+    os.replace(replacement, tmp_path / "index.jsonl")
+    assert [e.run_id for e in (await read_index(tmp_path)).entries] == ["b0"]
+    clear_index_cache()
+    assert [e.run_id for e in (await read_index(tmp_path)).entries] == ["b0"]
 
 
 def _image(path: Path, width: int, height: int) -> Path:

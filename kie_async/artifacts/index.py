@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -208,49 +209,125 @@ async def append_index_entry(root: str | os.PathLike[str] | None, entry: IndexEn
     await asyncio.to_thread(append_index_entry_sync, root, entry, fsync=fsync)
 
 
+def _parse_line(raw: bytes, number: int, torn_tail: bool) -> IndexEntry | SkippedLine:
+    try:
+        return IndexEntry.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        return SkippedLine(
+            line_number=number,
+            torn_tail=torn_tail,
+            reason=str(errors[0].get("msg", "invalid")) if errors else str(exc),
+            excerpt=raw[:80].decode("utf-8", "replace"),
+        )
+
+
+def _sort_into(parsed: IndexEntry | SkippedLine, entries: list[IndexEntry], skipped: list[SkippedLine]) -> None:
+    if isinstance(parsed, IndexEntry):
+        entries.append(parsed)
+    else:
+        skipped.append(parsed)
+
+
+class _Chunk:
+    """Complete lines parsed from a byte range, plus a possibly torn tail left unconsumed."""
+
+    def __init__(self, data: bytes, first_number: int) -> None:
+        self.entries: list[IndexEntry] = []
+        self.skipped: list[SkippedLine] = []
+        cut = data.rfind(b"\n") + 1
+        self.consumed = cut
+        self.lines = 0
+        number = first_number
+        for raw in data[:cut].split(b"\n")[:-1]:
+            if raw.strip():
+                _sort_into(_parse_line(raw, number, torn_tail=False), self.entries, self.skipped)
+            number += 1
+            self.lines += 1
+        tail = data[cut:]
+        self.tail: SkippedLine | IndexEntry | None = _parse_line(tail, number, torn_tail=True) if tail.strip() else None
+
+
 def _parse(data: bytes) -> IndexReadResult:
-    lines = data.split(b"\n")
-    has_tail = bool(lines and lines[-1])  # no trailing newline: the last line may be torn
-    if not has_tail:
-        lines.pop()
-    entries: list[IndexEntry] = []
-    skipped: list[SkippedLine] = []
-    last = len(lines)
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            entries.append(IndexEntry.model_validate_json(raw))
-        except ValidationError as exc:
-            first = exc.errors()[0] if exc.errors() else {"msg": str(exc)}
-            skipped.append(
-                SkippedLine(
-                    line_number=number,
-                    torn_tail=has_tail and number == last,
-                    reason=str(first.get("msg", "invalid")),
-                    excerpt=raw[:80].decode("utf-8", "replace"),
-                )
-            )
-    return IndexReadResult(entries=entries, skipped=skipped, total_lines=len(lines))
+    chunk = _Chunk(data, 1)
+    entries, skipped, total = chunk.entries, chunk.skipped, chunk.lines
+    if chunk.tail is not None:
+        total += 1
+        # A last line without its newline that still parses is whole (written by hand or an older tool).
+        _sort_into(chunk.tail, entries, skipped)
+    return IndexReadResult(entries=entries, skipped=skipped, total_lines=total)
 
 
-def read_index_sync(root: str | os.PathLike[str] | None = None) -> IndexReadResult:
+class _CacheState:
+    def __init__(self, device: int, inode: int) -> None:
+        self.device = device
+        self.inode = inode
+        self.offset = 0
+        self.lines = 0
+        self.entries: list[IndexEntry] = []
+        self.skipped: list[SkippedLine] = []
+
+
+_cache: dict[Path, _CacheState] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_index_cache() -> None:
+    """Forget what this process has parsed; the next read parses the whole index again."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _read_cached(path: Path) -> IndexReadResult:
+    """Parse only what was appended since the last read in this process; start over after a rebuild swap.
+
+    Appends only ever grow the file, and a rebuild replaces it (new inode), so (device, inode, size) tells
+    which case applies. This turns repeated queries in a long-lived process into a few milliseconds.
+    """
+    key = path.resolve()
+    with _cache_lock, path.open("rb") as fh:
+        stat = os.fstat(fh.fileno())
+        state = _cache.get(key)
+        if state is None or (state.device, state.inode) != (stat.st_dev, stat.st_ino) or stat.st_size < state.offset:
+            state = _CacheState(stat.st_dev, stat.st_ino)
+            _cache[key] = state
+        fh.seek(state.offset)
+        data = fh.read()
+        chunk = _Chunk(data, state.lines + 1)
+        state.entries.extend(chunk.entries)
+        state.skipped.extend(chunk.skipped)
+        state.offset += chunk.consumed
+        state.lines += chunk.lines
+        entries, skipped, total = list(state.entries), list(state.skipped), state.lines
+    if chunk.tail is not None:
+        total += 1
+        _sort_into(chunk.tail, entries, skipped)
+    return IndexReadResult.model_construct(entries=entries, skipped=skipped, total_lines=total)
+
+
+def read_index_sync(root: str | os.PathLike[str] | None = None, *, use_cache: bool = True) -> IndexReadResult:
     """Blocking: every readable line; unreadable ones are reported in ``skipped`` and logged, never raised."""
     base = resolve_root(root)
     path = index_path(base)
     if not path.exists():
         return IndexReadResult()
     with index_lock(base, exclusive=False):
-        data = path.read_bytes()
-    result = _parse(data)
-    for bad in result.skipped:
-        kind = "torn last line" if bad.torn_tail else "unreadable line"
-        logger.warning("%s: skipped %s %d (%s)", path, kind, bad.line_number, bad.reason)
+        result = _read_cached(path) if use_cache else _parse(path.read_bytes())
+    if result.skipped:
+        torn = [b.line_number for b in result.skipped if b.torn_tail]
+        other = [b.line_number for b in result.skipped if not b.torn_tail]
+        logger.warning(
+            "%s: skipped %s%s; `kie-async artifacts rebuild` rewrites the index from the run folders",
+            path,
+            f"torn last line {torn[0]}" if torn else "",
+            f"{', ' if torn else ''}unreadable line(s) {other[:5]}" if other else "",
+        )
     return result
 
 
-async def read_index(root: str | os.PathLike[str] | None = None) -> IndexReadResult:
-    return await asyncio.to_thread(read_index_sync, root)
+async def read_index(root: str | os.PathLike[str] | None = None, *, use_cache: bool = True) -> IndexReadResult:
+    """Read the index in a worker thread; ``use_cache=False`` re-parses the whole file."""
+    return await asyncio.to_thread(read_index_sync, root, use_cache=use_cache)
 
 
 def _scan_manifests(base: Path) -> tuple[list[IndexEntry], list[str]]:
