@@ -12,8 +12,8 @@ from rich.console import Console
 
 from kie_async.settings import KieSettings
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 OUTPUT_DIR_ENV = "KIE_OUTPUT_DIR"
 
