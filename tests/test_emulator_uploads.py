@@ -149,3 +149,12 @@ async def test_uploaded_files_cannot_escape_the_upload_dir(
 ) -> None:
     async with emulator_client.get(emulator.upload_base_url + "/kieai/..%2F..%2Fetc%2Fpasswd") as response:
         assert response.status == 404
+
+
+async def test_file_names_with_spaces_get_a_working_quoted_url(
+    emulator: KieEmulator, emulator_client: aiohttp.ClientSession
+) -> None:
+    body = await post(emulator_client, emulator.upload_base_url + STREAM, data=form(b"abc", file_name="my photo.png"))
+    data = body["data"]
+    assert data["fileName"] == "my photo.png" and data["downloadUrl"].endswith("/my%20photo.png")
+    assert await fetch(emulator_client, data["downloadUrl"]) == b"abc"

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aiofiles
 import aiohttp
@@ -116,7 +116,7 @@ async def _finish(ctx: EmulatorContext, key: str, temp: Path, upload_path: str, 
     data = {
         "fileName": file_name,
         "filePath": relative,
-        "downloadUrl": f"{ctx.upload_base_url}/{relative}",
+        "downloadUrl": f"{ctx.upload_base_url}/{quote(relative)}",
         "fileSize": size,
         "mimeType": mime,
         "uploadedAt": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -279,9 +279,14 @@ async def serve_upload(request: web.Request) -> web.StreamResponse:
     """Uploaded files are public on the live temp host, so no auth here either."""
     ctx = context(request)
     relative = request.match_info["tail"]
-    root = (ctx.upload_dir / "kieai").resolve()
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root) or not await asyncio.to_thread(target.is_file):
+
+    def locate() -> Path | None:
+        root = (ctx.upload_dir / "kieai").resolve()
+        target = (root / relative).resolve()
+        return target if target.is_relative_to(root) and target.is_file() else None
+
+    target = await asyncio.to_thread(locate)
+    if target is None:
         return web.Response(status=404, text="file not found")
     ctx.stats.files_served += 1
     rule = request.get(POST_FAULT_KEY)
