@@ -1,0 +1,65 @@
+"""Keep the README honest: its two opening commands are what CI runs, and its code blocks execute."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kie_async.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def fenced_after(marker: str) -> str:
+    match = re.search(re.escape(marker) + r"\s*```bash\n(.+?)\n```", README, re.S)
+    assert match, f"README has no bash block after {marker}"
+    return match.group(1).strip()
+
+
+def test_readme_opens_with_exactly_two_commands() -> None:
+    head = README.split("## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.+?)\n```", head, re.S)
+    assert blocks == [fenced_after("<!-- ci:setup -->"), fenced_after("<!-- ci:test -->")]
+    assert all("\n" not in block for block in blocks)
+    assert "kie-async demo" in blocks[0] and "pip install -e '.[dev]'" in blocks[0]
+    assert blocks[1].endswith("python -m pytest")
+
+
+def test_ci_runs_the_readme_commands_then_type_and_lint_gates() -> None:
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "readme_command setup" in ci and "readme_command test" in ci
+    assert "mypy --strict kie_async" in ci and "ruff check" in ci
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.+?)\n```", README, re.S)
+
+
+@pytest.mark.parametrize("index", range(len(python_blocks())))
+def test_readme_python_blocks_run_offline(index: int, tmp_path: Path) -> None:
+    script = tmp_path / f"readme_{index}.py"
+    script.write_text(python_blocks()[index], encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    for saved in re.findall(r"^saved (\S+)", done.stdout, re.M):
+        assert (tmp_path / saved).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_readme_credits_command_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["credits", "--offline", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["credits"] > 0
+
+
+def test_demo_command_prints_a_png_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    path = re.search(r"^image: (.+)$", capsys.readouterr().out, re.M)
+    assert path, "demo printed no image line"
+    assert Path(path.group(1)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
