@@ -198,7 +198,7 @@ async def test_control_routes_drive_faults_and_stats(
 ) -> None:
     control = emulator.base_url + "/_emulator/faults"
     async with aiohttp.ClientSession() as anonymous:  # control routes need no key (loopback only)
-        rule = FaultRule(endpoint="credit", kind="rate_limit", count=1, retry_after=3)  # type: ignore[arg-type]
+        rule = FaultRule(endpoint="credit", kind="rate_limit", count=1, retry_after=3)
         async with anonymous.post(control, json=rule.model_dump(mode="json")) as response:
             assert response.status == 200
             assert [r["kind"] for r in (await response.json())["rules"]] == ["rate_limit"]

@@ -190,7 +190,8 @@ async def test_insufficient_credits_is_402_and_charges_nothing(
 
 async def test_bad_input_is_422_and_checkers_are_pluggable(emulator_client: aiohttp.ClientSession,
                                                           emulator: KieEmulator) -> None:
-    for bad in ({"model": "", "input": {}}, {"model": "nano-banana-2", "input": "nope"}, {"input": {}}):
+    bad_bodies: list[dict[str, Any]] = [{"model": "", "input": {}}, {"model": "m", "input": "nope"}, {"input": {}}]
+    for bad in bad_bodies:
         status, body = await post_json(emulator_client, emulator.base_url + CREATE, bad)
         assert status == 200 and body["code"] == 422, bad
 
@@ -284,3 +285,23 @@ async def test_settings_point_at_the_emulator(emulator: KieEmulator) -> None:
     assert not settings.is_live
     assert settings.request_timeout == 5.0
     assert emulator.base_url != emulator.upload_base_url
+
+
+@pytest.mark.parametrize(
+    "emulator_config", [EmulatorConfig(generation_seconds=0.05, model_generation_seconds={"slow/model": 30})]
+)
+async def test_generation_time_per_model(emulator: KieEmulator, emulator_client: aiohttp.ClientSession) -> None:
+    slow = await create(emulator, emulator_client, model="slow/model")
+    fast = await create(emulator, emulator_client)
+    await asyncio.sleep(0.1)
+    assert (await record(emulator, emulator_client, fast))["state"] == "success"
+    assert (await record(emulator, emulator_client, slow))["state"] == "waiting"
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(record_info_rate_limit=2)])
+async def test_optional_record_info_rate_limit(emulator: KieEmulator, emulator_client: aiohttp.ClientSession) -> None:
+    task_id = await create(emulator, emulator_client)
+    await record(emulator, emulator_client, task_id)
+    await record(emulator, emulator_client, task_id)
+    async with emulator_client.get(emulator.base_url + RECORD, params={"taskId": task_id}) as response:
+        assert response.status == 429 and "Retry-After" in response.headers
