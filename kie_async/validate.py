@@ -42,8 +42,8 @@ def check_field_value(spec: FieldSpec, value: Any, path: str) -> list[Impossible
     """Range/length/allowed-value problems of an already type-coerced value (recursing into lists and objects)."""
     problems: list[ImpossibleInput] = []
 
-    def bad(rule: str, message: str, fix: str, shown: Any = value) -> None:
-        problems.append(ImpossibleInput(field=path, value=shown, rule=rule, message=message, fix=fix))
+    def bad(rule: str, message: str, fix: str, shown: Any = value, where: str = path) -> None:
+        problems.append(ImpossibleInput(field=where, value=shown, rule=rule, message=message, fix=fix))
 
     if spec.allowed is not None and value not in spec.allowed:
         bad("allowed", f"{path}={value!r} is not allowed", f"use one of {spec.allowed}")
@@ -70,7 +70,7 @@ def check_field_value(spec: FieldSpec, value: Any, path: str) -> list[Impossible
             sub_path = f"{path}.{name}"
             if value.get(name) is None:
                 if sub.required:
-                    bad("required", f"{sub_path} is required", f"add {name} to each item of {path}", None)
+                    bad("required", f"{sub_path} is required", f"add {name} to each item of {path}", None, sub_path)
                 continue
             problems.extend(check_field_value(sub, value[name], sub_path))
     return problems

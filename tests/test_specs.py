@@ -1,0 +1,202 @@
+"""Model specs: every key loads, facts match, bad specs fail with file + line, and a new model is one YAML file."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kie_async._data import data_dir
+from kie_async.payload import build_submission_payload, check_wire_payload
+from kie_async.presets import load_presets
+from kie_async.request_models import RawUserRequest
+from kie_async.specs import SpecError, clear_registry_cache, load_registry
+from kie_async.validate import validate_request
+
+EXPECTED_KEYS = {
+    "nano-banana-2", "nano-banana-pro", "seedance-2.0", "seedance-2.0-fast", "seedance-2.0-mini",
+    "kling-2.6-t2v", "kling-2.6-i2v", "kling-2.6-motion", "kling-3.0-t2v", "kling-3.0-i2v", "kling-3.0-motion",
+}
+
+# From shared/kie-api-facts.md §5.
+PROVIDER_IDS = {
+    "nano-banana-2": {"nano-banana-2"},
+    "nano-banana-pro": {"nano-banana-pro"},
+    "seedance-2.0": {"bytedance/seedance-2"},
+    "seedance-2.0-fast": {"bytedance/seedance-2-fast"},
+    "seedance-2.0-mini": {"bytedance/seedance-2-mini"},
+    "kling-2.6-t2v": {"kling-2.6/text-to-video"},
+    "kling-2.6-i2v": {"kling-2.6/image-to-video"},
+    "kling-2.6-motion": {"kling-2.6/motion-control"},
+    "kling-3.0-t2v": {"kling-3.0/video"},
+    "kling-3.0-i2v": {"kling-3.0/video"},
+    "kling-3.0-motion": {"kling-3.0/motion-control"},
+}
+
+
+def test_every_model_key_has_a_spec_that_loads() -> None:
+    registry = load_registry()
+    assert set(registry.keys()) == EXPECTED_KEYS
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED_KEYS))
+def test_provider_model_ids_match_the_facts_file(key: str) -> None:
+    assert set(load_registry().get(key).provider_models) == PROVIDER_IDS[key]
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED_KEYS))
+def test_every_field_records_provenance_and_the_spec_has_notes(key: str) -> None:
+    spec = load_registry().get(key)
+    assert spec.verification_notes
+    assert spec.prompt.provenance is not None
+    for name, opt in spec.options.items():
+        assert opt.provenance is not None, name
+        assert opt.provenance.checked_on
+    for mode in spec.task_modes:
+        for slot in mode.slots:
+            assert slot.provenance is not None, slot.name
+
+
+@pytest.mark.parametrize(("key", "needle"), [
+    ("kling-3.0-motion", "UNCONFIRMED"),
+    ("seedance-2.0-mini", "UNCONFIRMED"),
+    ("nano-banana-2", "UNCONFIRMED"),
+    ("kling-3.0-t2v", "UNCONFIRMED"),
+    ("seedance-2.0", "UNCONFIRMED"),
+])
+def test_unconfirmed_facts_are_recorded_in_verification_notes(key: str, needle: str) -> None:
+    assert any(needle in note for note in load_registry().get(key).verification_notes)
+
+
+def test_kling_durations_are_strings_on_the_wire_and_seedance_an_integer() -> None:
+    registry = load_registry()
+    for key in ("kling-2.6-t2v", "kling-2.6-i2v", "kling-3.0-t2v", "kling-3.0-i2v"):
+        assert registry.get(key).options["duration"].wire == "string"
+    for key in ("seedance-2.0", "seedance-2.0-fast", "seedance-2.0-mini"):
+        opt = registry.get(key).options["duration"]
+        assert (opt.wire, opt.min, opt.max, opt.default) == ("native", 4, 15, 5)
+
+
+def test_unconfirmed_fields_are_flagged() -> None:
+    registry = load_registry()
+    assert registry.get("nano-banana-2").options["google_search"].unconfirmed
+    mode = registry.get("kling-3.0-motion").options["mode"]
+    assert mode.provenance is not None and mode.provenance.status == "unconfirmed"
+
+
+def test_aliases_resolve_to_candidates() -> None:
+    registry = load_registry()
+    assert [s.key for s in registry.candidates("kling-3.0")] == ["kling-3.0-i2v", "kling-3.0-t2v"]
+    assert [s.key for s in registry.candidates("seedance")] == ["seedance-2.0"]
+    assert [s.key for s in registry.candidates("Kling-2.6-T2V")] == ["kling-2.6-t2v"]
+    assert registry.candidates("no-such-model") == []
+
+
+def test_registry_is_cached() -> None:
+    assert load_registry() is load_registry()
+
+
+def test_default_presets_named_by_specs_exist_and_fit() -> None:
+    presets = load_presets()
+    for spec in load_registry().specs.values():
+        patterns = {m.input_pattern for m in spec.task_modes}
+        for pattern, key in spec.default_presets.items():
+            assert pattern in patterns, (spec.key, pattern)
+            assert presets[key].fits(spec.key, pattern), (spec.key, key)
+
+
+def _copy_specs(tmp_path: Path) -> Path:
+    folder = tmp_path / "specs"
+    shutil.copytree(data_dir("model_specs"), folder)
+    return folder
+
+
+def test_bad_field_type_fails_with_file_and_line(tmp_path: Path) -> None:
+    folder = _copy_specs(tmp_path)
+    path = folder / "kling-2.6-t2v.yaml"
+    lines = path.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if line.strip() == "type: integer")
+    lines[index] = lines[index].replace("integer", "integr")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SpecError) as info:
+        load_registry(folder)
+    message = str(info.value)
+    assert f"{path}:{index + 1}:" in message
+    assert "options.duration.type" in message
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    folder = _copy_specs(tmp_path)
+    path = folder / "nano-banana-2.yaml"
+    text = path.read_text().replace("label: Nano Banana 2", "label: [Nano Banana 2", 1)
+    path.write_text(text)
+    with pytest.raises(SpecError, match=r"nano-banana-2\.yaml:\d+: YAML syntax error"):
+        load_registry(folder)
+
+
+def test_key_must_match_file_name(tmp_path: Path) -> None:
+    folder = _copy_specs(tmp_path)
+    (folder / "nano-banana-2.yaml").rename(folder / "nano-banana-two.yaml")
+    with pytest.raises(SpecError, match="must match the file name"):
+        load_registry(folder)
+
+
+def test_rule_on_unknown_field_is_rejected(tmp_path: Path) -> None:
+    folder = _copy_specs(tmp_path)
+    path = folder / "kling-3.0-i2v.yaml"
+    path.write_text(path.read_text().replace("{field: aspect_ratio, present: true}", "{field: aspect, present: true}"))
+    with pytest.raises(SpecError, match="unknown field 'aspect'"):
+        load_registry(folder)
+
+
+NEW_MODEL = """
+key: acme-video-1
+label: Acme Video 1
+family: acme
+output_kind: video
+provenance: {source: "test", checked_on: "2026-11-28", status: doc}
+prompt: {required: true, max_chars: 100}
+options:
+  length:
+    type: integer
+    wire: string
+    allowed: [4, 8]
+    default: 4
+    required: true
+    provenance: {source: "test", checked_on: "2026-11-28"}
+task_modes:
+  - name: text_to_video
+    provider_model: acme/video-1
+    input_pattern: prompt_only
+  - name: image_to_video
+    provider_model: acme/video-1-i2v
+    input_pattern: single_image
+    slots:
+      - {name: start, kind: image, roles: [first_frame], min: 1, max: 1, field: start_image, shape: scalar,
+         formats: [png]}
+verification_notes: ["test model"]
+"""
+
+
+def test_adding_a_model_is_adding_one_yaml_file(tmp_path: Path) -> None:
+    folder = _copy_specs(tmp_path)
+    (folder / "acme-video-1.yaml").write_text(NEW_MODEL)
+    clear_registry_cache()
+    registry = load_registry(folder)
+    assert "acme-video-1" in registry.specs
+    request = RawUserRequest(model_key="acme-video-1", prompt="hi", images=["https://x.test/a.png"],
+                             options={"length": "8"})
+    result = validate_request(request, registry=registry)
+    assert result.state == "ready"
+    assert result.task_mode == "image_to_video"
+    payload = build_submission_payload(result, registry=registry)
+    assert payload.model == "acme/video-1-i2v"
+    assert payload.input == {"prompt": "hi", "start_image": "https://x.test/a.png", "length": "8"}
+    bad = validate_request(RawUserRequest(model_key="acme-video-1", prompt="hi", options={"length": 5}),
+                           registry=registry)
+    assert bad.state == "invalid" and bad.impossible_inputs[0].field == "length"
+    # The bundled registry is untouched.
+    assert "acme-video-1" not in load_registry().specs
+    assert check_wire_payload("kling-2.6/text-to-video", {"prompt": "x", "sound": False, "aspect_ratio": "1:1",
+                                                          "duration": "5"}) == []
