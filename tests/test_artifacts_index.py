@@ -23,6 +23,8 @@ from kie_async.artifacts import (
     RunStatus,
     create_run_artifact,
     get_latest_assets,
+    get_latest_successful_run,
+    list_recent_runs,
     query_runs,
     read_index,
     rebuild_artifact_index,
@@ -176,10 +178,17 @@ async def test_queries_filter_and_order(tmp_path: Path) -> None:
     newest_first = await query_runs(root, status=None, limit=None)
     assert [e.run_id for e in newest_first] == ids[::-1]
     banana = await query_runs(root, model="nano-banana-2")
-    assert [e.run_id for e in banana] == [ids[4], ids[0]]  # failed run excluded by default
+    assert [e.run_id for e in banana] == [ids[4], ids[1], ids[0]]
+    ok_banana = await query_runs(root, model="nano-banana-2", status=RunStatus.SUCCEEDED)
+    assert [e.run_id for e in ok_banana] == [ids[4], ids[0]]
+    assert [e.run_id for e in await query_runs(root, status=["failed", "cancelled"])] == [ids[1]]
     assert [e.run_id for e in await query_runs(root, model="prov/kling-3.0")] == [ids[2]]
     assert [e.run_id for e in await query_runs(root, status="failed")] == [ids[1]]
     t2i = await query_runs(root, task_mode="text_to_image", limit=2)
+    assert [e.run_id for e in await list_recent_runs(root, limit=2)] == [ids[4], ids[3]]
+    latest = await get_latest_successful_run(root, model="kling-3.0")
+    assert latest is not None and latest.run_id == ids[2] and latest.manifest.task_mode == "image_to_video"
+    assert await get_latest_successful_run(root, model="no-such-model") is None
     assert [e.run_id for e in t2i] == [ids[4], ids[3]]
     assert await query_runs(root, since=datetime.now(UTC) + timedelta(minutes=1)) == []
     assert len(await query_runs(root, since="1h", status=None)) == 5
@@ -194,6 +203,21 @@ async def test_queries_filter_and_order(tmp_path: Path) -> None:
     (latest_video,) = await get_latest_assets(root, kind=ArtifactKind.VIDEO)
     assert latest_video.run_id == ids[2]
     assert len(await get_latest_assets(root, model="nano-banana-2", limit=5)) == 2
+
+
+async def test_rebuild_reports_and_cleans_stale_staging(tmp_path: Path) -> None:
+    root = tmp_path / "outputs"
+    await _populate(root, tmp_path)
+    old = root / ".tmp" / "crashed.123.abcd"
+    (old / "outputs").mkdir(parents=True)
+    os.utime(old, (0, 0))
+    fresh = root / ".tmp" / "in-progress.456.ef01"
+    fresh.mkdir()
+    report = await rebuild_artifact_index(root)
+    assert set(report.stale_staging_dirs) == {old.name, fresh.name} and report.cleaned_staging_dirs == []
+    report = await rebuild_artifact_index(root, clean_staging_older_than=3600)
+    assert report.cleaned_staging_dirs == [old.name] and report.stale_staging_dirs == [fresh.name]
+    assert not old.exists() and fresh.exists()
 
 
 async def test_queries_without_index_scan_run_folders(tmp_path: Path) -> None:

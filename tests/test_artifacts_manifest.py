@@ -12,6 +12,7 @@ import pyvips
 from pydantic import SecretStr
 
 from kie_async._version import __version__
+from kie_async.api_models import TaskRecord, TaskState
 from kie_async.artifacts import (
     ArtifactDerivativeSettings,
     ArtifactKind,
@@ -232,6 +233,30 @@ def _tiny_mp4(width: int, height: int, duration_s: float) -> bytes:
     trak = _box(b"trak", _box(b"tkhd", tkhd_body))
     ftyp = _box(b"ftyp", b"isom" + bytes(4) + b"isomiso2mp41")
     return ftyp + _box(b"moov", mvhd + trak) + _box(b"mdat", b"")
+
+
+def test_provider_trace_and_status_from_task_record() -> None:
+    record = TaskRecord.model_validate(
+        {
+            "taskId": "abc",
+            "model": "nano-banana-2",
+            "state": "fail",
+            "param": json.dumps({"model": "nano-banana-2", "input": json.dumps({"prompt": "hi"})}),
+            "failCode": "422",
+            "failMsg": "bad",
+            "costTime": 7,
+            "createTime": 1_760_000_000_000,
+            "completeTime": 1_760_000_007_000,
+        }
+    )
+    trace = ProviderTrace.from_task_record(record, wall_seconds=7.5, credits_estimated=8)
+    assert (trace.task_id, trace.provider_state, trace.fail_code, trace.cost_time) == ("abc", "fail", "422", 7)
+    assert trace.request_input == {"prompt": "hi"} and trace.wall_seconds == 7.5
+    assert trace.provider_completed_at is not None and trace.provider_created_at is not None
+    assert (trace.provider_completed_at - trace.provider_created_at).total_seconds() == 7
+    assert RunStatus.from_task_state(record.state) is RunStatus.FAILED
+    assert RunStatus.from_task_state(TaskState.SUCCESS) is RunStatus.SUCCEEDED
+    assert RunStatus.from_task_state(TaskState.GENERATING) is RunStatus.CANCELLED
 
 
 def test_manifest_json_has_stable_shape(tmp_path: Path) -> None:

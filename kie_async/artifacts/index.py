@@ -17,7 +17,9 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -112,7 +114,8 @@ class RebuildReport(_Model):
     previous_lines: int
     previous_skipped: int
     bad_manifests: list[str] = Field(default_factory=list)
-    stale_staging_dirs: list[str] = Field(default_factory=list)
+    stale_staging_dirs: list[str] = Field(default_factory=list, description="left in .tmp (crashed or in progress)")
+    cleaned_staging_dirs: list[str] = Field(default_factory=list)
 
 
 def entry_from_manifest(manifest: RunManifest, run_dir: str, event: str = "run_created") -> IndexEntry:
@@ -348,13 +351,35 @@ def _scan_manifests(base: Path) -> tuple[list[IndexEntry], list[str]]:
     return entries, bad
 
 
-def rebuild_artifact_index_sync(root: str | os.PathLike[str] | None = None, *, fsync: bool = True) -> RebuildReport:
+def _clean_staging(base: Path, older_than_seconds: float) -> list[str]:
+    """Remove staging folders no live writer can still own (a writer finishes in seconds, not hours)."""
+    folder = tmp_dir(base)
+    if not folder.is_dir():
+        return []
+    cutoff = time.time() - older_than_seconds
+    removed = []
+    for child in sorted(folder.iterdir()):
+        with contextlib.suppress(OSError):
+            if child.stat().st_mtime < cutoff:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+                removed.append(child.name)
+    return removed
+
+
+def rebuild_artifact_index_sync(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    fsync: bool = True,
+    clean_staging_older_than: float | None = None,
+) -> RebuildReport:
     """Blocking: reconstruct ``index.jsonl`` from the run folders and swap it in atomically.
 
     The scan runs under the exclusive lock so no append can slip between the scan and the swap and be lost.
-    Runs are written in ``recorded_at`` order, which is the order they were originally appended.
+    Runs are written in ``recorded_at`` order, which is the order they were originally appended. With
+    ``clean_staging_older_than`` (seconds), unfinished run folders left in ``.tmp`` by crashes are removed.
     """
     base = resolve_root(root)
+    cleaned = _clean_staging(base, clean_staging_older_than) if clean_staging_older_than is not None else []
     path = index_path(base)
     with index_lock(base, exclusive=True):
         previous = _parse(path.read_bytes()) if path.exists() else IndexReadResult()
@@ -374,9 +399,17 @@ def rebuild_artifact_index_sync(root: str | os.PathLike[str] | None = None, *, f
         previous_skipped=len(previous.skipped),
         bad_manifests=bad,
         stale_staging_dirs=stale,
+        cleaned_staging_dirs=cleaned,
     )
 
 
-async def rebuild_artifact_index(root: str | os.PathLike[str] | None = None, *, fsync: bool = True) -> RebuildReport:
+async def rebuild_artifact_index(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    fsync: bool = True,
+    clean_staging_older_than: float | None = None,
+) -> RebuildReport:
     """Reconstruct the index from the run folders (source of truth), in a worker thread."""
-    return await asyncio.to_thread(rebuild_artifact_index_sync, root, fsync=fsync)
+    return await asyncio.to_thread(
+        rebuild_artifact_index_sync, root, fsync=fsync, clean_staging_older_than=clean_staging_older_than
+    )

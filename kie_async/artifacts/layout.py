@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_ROOT_ENV = "KIE_ARTIFACTS_ROOT"
+DEFAULT_ROOT_ENV = "KIE_OUTPUT_DIR"  # the same knob the CLI uses for downloads
 DEFAULT_ROOT = Path("outputs")
 INDEX_FILENAME = "index.jsonl"
 LOCK_FILENAME = "index.lock"
@@ -20,7 +20,7 @@ TMP_DIRNAME = ".tmp"
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The artifacts root: explicit argument, else ``$KIE_ARTIFACTS_ROOT``, else ``./outputs``."""
+    """The artifacts root: explicit argument, else ``$KIE_OUTPUT_DIR``, else ``./outputs``."""
     if root is not None:
         return Path(root)
     env = os.environ.get(DEFAULT_ROOT_ENV)

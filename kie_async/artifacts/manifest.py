@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kie_async._version import __version__
+from kie_async.api_models import TaskRecord, TaskState
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILENAME = "run.json"
@@ -30,6 +31,13 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     PARTIAL = "partial"
     CANCELLED = "cancelled"
+
+    @classmethod
+    def from_task_state(cls, state: TaskState) -> RunStatus:
+        """Terminal provider state → run status (a non-terminal state means the wait was abandoned)."""
+        if state is TaskState.SUCCESS:
+            return cls.SUCCEEDED
+        return cls.FAILED if state is TaskState.FAIL else cls.CANCELLED
 
 
 class ArtifactKind(StrEnum):
@@ -108,6 +116,27 @@ class ProviderTrace(_Model):
     @classmethod
     def _to_utc(cls, value: datetime | None) -> datetime | None:
         return _utc(value) if value is not None else None
+
+    @classmethod
+    def from_task_record(cls, record: TaskRecord, **measured: Any) -> ProviderTrace:
+        """Provider facts from a terminal ``TaskRecord``; pass locally measured fields (wall_seconds, credits_*...).
+
+        The submitted ``input`` is taken from the record's ``param`` unless ``request_input`` is given.
+        """
+        request_input = record.request_param.get("input")
+        values: dict[str, Any] = {
+            "task_id": record.task_id,
+            "provider_state": record.state.value,
+            "fail_code": record.fail_code,
+            "fail_msg": record.fail_msg,
+            "cost_time": record.cost_time,
+            "provider_created_at": record.created_at,
+            "provider_completed_at": record.completed_at,
+            "credits_consumed": record.credits_consumed,
+            "request_input": request_input if isinstance(request_input, dict) else None,
+        }
+        values.update(measured)
+        return cls.model_validate(values)
 
 
 class ArtifactSource(_Model):

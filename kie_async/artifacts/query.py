@@ -91,7 +91,7 @@ def query_runs_sync(
     root: str | os.PathLike[str] | None = None,
     *,
     model: str | Iterable[str] | None = None,
-    status: str | RunStatus | Iterable[str | RunStatus] | None = "succeeded",
+    status: str | RunStatus | Iterable[str | RunStatus] | None = None,
     since: datetime | timedelta | str | None = None,
     task_mode: str | Iterable[str] | None = None,
     parent_run_id: str | None = None,
@@ -124,7 +124,7 @@ async def query_runs(
     root: str | os.PathLike[str] | None = None,
     *,
     model: str | Iterable[str] | None = None,
-    status: str | RunStatus | Iterable[str | RunStatus] | None = "succeeded",
+    status: str | RunStatus | Iterable[str | RunStatus] | None = None,
     since: datetime | timedelta | str | None = None,
     task_mode: str | Iterable[str] | None = None,
     parent_run_id: str | None = None,
@@ -132,8 +132,9 @@ async def query_runs(
 ) -> list[IndexEntry]:
     """Runs matching every given filter, newest first.
 
-    ``model`` matches the model key or the provider model id; ``status`` defaults to ``succeeded`` (pass
-    ``None`` for all); ``since`` bounds ``created_at``; ``parent_run_id`` finds the children of a run.
+    ``model`` matches the model key or the provider model id; ``status`` is one status or several (default:
+    any); ``since`` bounds ``created_at``; ``parent_run_id`` finds the children of a run; ``limit=None``
+    returns every match.
     """
     return await asyncio.to_thread(
         query_runs_sync,
@@ -201,6 +202,24 @@ async def get_latest_assets(
     return await asyncio.to_thread(
         get_latest_assets_sync, root, model=model, task_mode=task_mode, kind=kind, role=role, limit=limit
     )
+
+
+async def list_recent_runs(
+    root: str | os.PathLike[str] | None = None, *, limit: int = 20, model: str | None = None
+) -> list[IndexEntry]:
+    """The newest runs of any status (the sync toolkit's name for ``query_runs(limit=...)``)."""
+    return await query_runs(root, model=model, limit=limit)
+
+
+async def get_latest_successful_run(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    model: str | Iterable[str] | None = None,
+    task_mode: str | Iterable[str] | None = None,
+) -> RunArtifact | None:
+    """The newest succeeded run with its full manifest, or None when there is none."""
+    entries = await query_runs(root, model=model, task_mode=task_mode, status=RunStatus.SUCCEEDED, limit=1)
+    return await load_run(root, entries[0].run_id) if entries else None
 
 
 def find_run_dir(root: str | os.PathLike[str] | None, run_id: str) -> Path:

@@ -49,7 +49,7 @@ class ArtifactSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    root: Path | None = Field(default=None, description="artifacts root; default $KIE_ARTIFACTS_ROOT or ./outputs")
+    root: Path | None = Field(default=None, description="artifacts root; default $KIE_OUTPUT_DIR or ./outputs")
     output_link_mode: Literal["link", "copy"] = Field(
         default="link", description="link: hard link when on the same filesystem, else copy"
     )
@@ -146,10 +146,13 @@ def _write_manifest_blocking(staging: Path, manifest: RunManifest, fsync: bool) 
 
 def _publish_blocking(staging: Path, final: Path, fsync: bool) -> None:
     if final.exists():
-        raise KieArtifactError(f"run folder already exists: {final}")
+        raise KieArtifactError(f"run folder already exists: {final}", hint="pick another run_id or leave it unset")
     if fsync:
         _fsync_path(staging)
-    os.rename(staging, final)  # atomic on one filesystem; .tmp lives under the same root for that reason
+    try:
+        os.rename(staging, final)  # atomic on one filesystem; .tmp lives under the same root for that reason
+    except OSError as exc:  # lost a race for the same run id, or the root is not writable
+        raise KieArtifactError(f"could not publish run folder {final}: {exc}") from exc
     if fsync:
         _fsync_path(final.parent)
 
@@ -176,7 +179,7 @@ async def create_run_artifact(
     is left behind in that case.
     """
     cfg = settings or ArtifactSettings()
-    root = cfg.resolved_root()
+    root = cfg.resolved_root().absolute()
     recorded_at = utc_now()
     run_id = request.run_id or make_run_id(request.model_key, request.started_at or recorded_at)
     final = runs_dir(root) / run_id

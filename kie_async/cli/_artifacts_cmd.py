@@ -55,6 +55,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     p_rebuild = actions.add_parser("rebuild", help="rebuild index.jsonl from the run folders")
     common(p_rebuild)
+    p_rebuild.add_argument(
+        "--clean-staging", action="store_true", help="also delete unfinished run folders in .tmp older than 1 hour"
+    )
     p_rebuild.set_defaults(handler=_rebuild)
 
 
@@ -122,7 +125,9 @@ async def _latest(args: argparse.Namespace) -> int:
 
 
 async def _rebuild(args: argparse.Namespace) -> int:
-    report = await rebuild_artifact_index(resolve_root(args.root))
+    report = await rebuild_artifact_index(
+        resolve_root(args.root), clean_staging_older_than=3600.0 if args.clean_staging else None
+    )
     if args.json:
         _dump(report.model_dump(mode="json"))
         return 0
@@ -132,6 +137,9 @@ async def _rebuild(args: argparse.Namespace) -> int:
     )
     for bad in report.bad_manifests:
         print(f"  skipped unreadable manifest {bad}")
+    if report.cleaned_staging_dirs:
+        print(f"  removed {len(report.cleaned_staging_dirs)} stale unfinished run folder(s) from .tmp")
     if report.stale_staging_dirs:
-        print(f"  {len(report.stale_staging_dirs)} unfinished run folder(s) in .tmp (crashed or in progress)")
+        print(f"  {len(report.stale_staging_dirs)} unfinished run folder(s) in .tmp (crashed or in progress; "
+              "--clean-staging removes those older than 1 hour)")
     return 0 if not report.bad_manifests else 1
