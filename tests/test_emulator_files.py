@@ -109,7 +109,7 @@ async def test_output_files_are_rendered_once_and_identical(
 
     bodies = await asyncio.gather(*(fetch() for _ in range(5)))
     assert len(set(bodies)) == 1
-    assert emulator.stats.files_served == 5
+    assert emulator.stats.files_served == 5 and emulator.stats.outputs_rendered == 1
 
 
 async def test_blob_streams_exact_deterministic_bytes(
@@ -124,3 +124,20 @@ async def test_blob_streams_exact_deterministic_bytes(
     assert second[:200_000] == first
     async with emulator_client.get(emulator.base_url + "/_emulator/blob/lots") as response:
         assert response.status == 400
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=0.05, render_on_completion=True)])
+async def test_render_on_completion_fills_the_cache_before_any_download(
+    emulator: KieEmulator, emulator_client: aiohttp.ClientSession
+) -> None:
+    url = await finished_output(emulator, emulator_client)
+    for _ in range(50):
+        if emulator.stats.tasks_succeeded:
+            break
+        await asyncio.sleep(0.02)
+    task = emulator.task(urlsplit(url).path.split("/")[2])
+    assert task is not None and task.finalized
+    assert (emulator.stats.outputs_rendered, emulator.stats.files_served) == (1, 0)
+    async with emulator_client.get(url) as response:
+        assert (await response.read())[:8] == b"\x89PNG\r\n\x1a\n"
+    assert emulator.stats.outputs_rendered == 1

@@ -58,6 +58,9 @@ class EmulatorConfig(BaseModel):
     output_bytes: int | None = Field(default=None, ge=0, description="pad every output file to this size")
     video_models: list[str] = Field(default_factory=list, description="model ids that produce MP4 output")
     video_markers: tuple[str, ...] = DEFAULT_VIDEO_MARKERS
+    render_on_completion: bool = Field(
+        default=False, description="render outputs when a task succeeds instead of on first GET (benchmarks)"
+    )
     output_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0, description="rendered outputs kept in RAM")
 
     download_url_ttl: float = Field(default=1200.0, gt=0, description="download-url links last 20 minutes")

@@ -46,6 +46,7 @@ async def output_file(ctx: EmulatorContext, task: EmulatedTask, name: str) -> tu
                 target_bytes=ctx.config.output_bytes,
             )
             ctx.outputs.put(key, item)
+            ctx.stats.outputs_rendered += 1
             return item
     finally:
         ctx.render_locks.pop(key, None)
@@ -71,7 +72,10 @@ async def finalize(ctx: EmulatorContext, task: EmulatedTask) -> None:
     if task.state_at() == TaskState.FAIL:
         ctx.stats.tasks_failed += 1
     else:
-        ctx.stats.tasks_succeeded += 1
+        if ctx.config.render_on_completion:
+            for name in task.output_names:
+                await output_file(ctx, task, name)
+        ctx.stats.tasks_succeeded += 1  # counted after rendering, so "succeeded" means "files ready"
     if task.callback_url:
         await deliver_callback(ctx, task, task.callback_url)
 

@@ -25,6 +25,7 @@ class EmulatorStats(BaseModel):
     uploads: int = 0
     upload_bytes: int = 0
     files_served: int = 0
+    outputs_rendered: int = Field(default=0, description="output files rendered (cache misses)")
 
     def count_request(self, route: str) -> None:
         self.requests[route] = self.requests.get(route, 0) + 1
