@@ -136,6 +136,7 @@ class WireParse(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     slot_urls: dict[str, list[str]] = Field(default_factory=dict)
     problems: list[str] = Field(default_factory=list)
+    foreign_fields: int = Field(default=0, description="media fields of another task mode; ranks readings")
 
 
 def _split_field(mode: TaskModeSpec, field: str, raw: Any, problems: list[str]) -> dict[str, list[str]]:
@@ -204,8 +205,10 @@ def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any
             continue
         slot_urls.update(_split_field(mode, field, raw, problems))
     other_fields = {s.field for m in spec.task_modes for s in m.slots} - mode_fields
+    foreign = 0
     for field in sorted(other_fields):
         if body.get(field) not in (None, [], ""):
+            foreign += 1
             problems.append(f"{field}: not accepted in {mode.name} mode")
     total = sum(len(v) for v in slot_urls.values())
     if total < mode.min_total_media:
@@ -229,7 +232,7 @@ def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any
         if rule.severity != "warning" and all_hold(rule.when, ctx):
             problems.append(f"{rule.field}: {rule.message}")
     return WireParse(model_key=spec.key, task_mode=mode.name, provider_model=mode.provider_model, prompt=prompt,
-                     options=options, slot_urls=slot_urls, problems=problems)
+                     options=options, slot_urls=slot_urls, problems=problems, foreign_fields=foreign)
 
 
 def best_wire_parse(model_id: str, body: Mapping[str, Any], *, registry: ModelRegistry | None = None
@@ -241,7 +244,7 @@ def best_wire_parse(model_id: str, body: Mapping[str, Any], *, registry: ModelRe
         parsed = parse_wire_input(spec, mode, body)
         if not parsed.problems:
             return parsed
-        if best is None or len(parsed.problems) < len(best.problems):
+        if best is None or (parsed.foreign_fields, len(parsed.problems)) < (best.foreign_fields, len(best.problems)):
             best = parsed
     return best
 
