@@ -49,6 +49,8 @@ async def wait_terminal(emu: KieEmulator, client: aiohttp.ClientSession, task_id
     raise AssertionError("task never finished")
 
 
+# Phases of 0.2 s each, wide enough that a loaded CI machine polling every 10 ms still sees all of them.
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=0.8)])
 async def test_happy_path_walks_every_state_with_live_field_quirks(
     emulator: KieEmulator, emulator_client: aiohttp.ClientSession
 ) -> None:
