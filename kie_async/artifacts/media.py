@@ -112,7 +112,9 @@ def probe(path: Path, kind: ArtifactKind | None = None) -> tuple[ArtifactKind, M
 def _probe_image(path: Path, info: MediaInfo) -> MediaInfo:
     import pyvips
 
-    image = pyvips.Image.new_from_file(str(path))  # lazy: reads the header only
+    # Lazy: reads the header only. revalidate: libvips caches loads by filename, so a file rewritten in place
+    # would otherwise report the old size.
+    image = pyvips.Image.new_from_file(str(path), revalidate=True)
     n_pages = image.get("n-pages") if image.get_typeof("n-pages") else 1
     height = image.get("page-height") if n_pages > 1 and image.get_typeof("page-height") else image.height
     return info.model_copy(update={"width": image.width, "height": height, "has_alpha": bool(image.hasalpha())})
