@@ -476,7 +476,7 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
         issue = ImpossibleInput(
             field="model_key", value=request.model_key, rule="unknown_model",
             message=f"unknown model {request.model_key!r}",
-            fix=f"use one of: {', '.join(reg.keys())}",
+            fix=f"use one of: {', '.join(reg.model_keys())}",
         )
         return NormalizedRequest(
             model_key=request.model_key, requested_model_key=request.model_key, known_model=False,

@@ -320,7 +320,7 @@ class ModelRegistry(BaseModel):
     specs: dict[str, ModelSpec]
     spec_dir: str
 
-    def keys(self) -> list[str]:
+    def model_keys(self) -> list[str]:
         return list(self.specs)
 
     def get(self, key: str) -> ModelSpec:

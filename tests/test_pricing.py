@@ -65,7 +65,7 @@ def test_estimates_follow_the_published_prices(model: str, options: dict[str, An
 
 def test_every_model_has_prices_in_the_bundled_snapshot() -> None:
     snapshot = latest_snapshot(data_dir("pricing"))
-    assert set(snapshot.models) == set(load_registry().keys())
+    assert set(snapshot.models) == set(load_registry().model_keys())
 
 
 def test_numeric_is_not_known_for_published_page_prices() -> None:

@@ -37,7 +37,7 @@ PROVIDER_IDS = {
 
 def test_every_model_key_has_a_spec_that_loads() -> None:
     registry = load_registry()
-    assert set(registry.keys()) == EXPECTED_KEYS
+    assert set(registry.model_keys()) == EXPECTED_KEYS
 
 
 @pytest.mark.parametrize("key", sorted(EXPECTED_KEYS))

@@ -114,7 +114,7 @@ def models_command(args: argparse.Namespace) -> int:
     if args.model:
         candidates = registry.candidates(args.model)
         if not candidates:
-            console.print(f"[red]unknown model {args.model!r}[/]; known: {', '.join(registry.keys())}")
+            console.print(f"[red]unknown model {args.model!r}[/]; known: {', '.join(registry.model_keys())}")
             return 1
         specs = candidates
         if args.json:
