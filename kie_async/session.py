@@ -101,6 +101,8 @@ class KieSession:
         self._download_slots = asyncio.Semaphore(self.settings.max_concurrent_downloads)
         self._http: aiohttp.ClientSession | None = None
         self._wakeups: dict[str, set[asyncio.Event]] = {}
+        self._upload_cache: dict[str, asyncio.Future[UploadedFile]] = {}
+        self._upload_waiters: dict[str, int] = {}
         self._auth_hosts = {urlsplit(self.settings.base_url).netloc, urlsplit(self.settings.upload_base_url).netloc}
         self.stats = SessionStats()
 
@@ -523,6 +525,30 @@ class KieSession:
             return UploadedFile.model_validate(envelope.data)
 
         return await self._with_retries(attempt, idempotent=True, what=what)
+
+    async def upload_once(
+        self, content_key: str, upload: Callable[[], Awaitable[UploadedFile]]
+    ) -> tuple[UploadedFile, bool]:
+        """Upload identical content (same ``content_key``, e.g. a sha256) once per session.
+
+        Returns the hosted file and whether it was reused. Concurrent callers share one in-flight upload; a
+        failed upload is forgotten so a later call retries; when the last caller waiting on an in-flight
+        upload is cancelled, the upload is cancelled too.
+        """
+        task = self._upload_cache.get(content_key)
+        started = task is None or (task.done() and (task.cancelled() or task.exception() is not None))
+        if task is None or started:
+            task = asyncio.ensure_future(upload())
+            self._upload_cache[content_key] = task
+            self._upload_waiters[content_key] = 0
+        self._upload_waiters[content_key] = self._upload_waiters.get(content_key, 0) + 1
+        try:
+            return await asyncio.shield(task), not started
+        finally:
+            self._upload_waiters[content_key] -= 1
+            if self._upload_waiters[content_key] == 0 and not task.done():
+                task.cancel()
+                self._upload_cache.pop(content_key, None)
 
     async def upload_file(
         self, path: str | Path, *, upload_path: str | None = None, file_name: str | None = None
