@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -166,16 +166,35 @@ def entry_from_manifest(manifest: RunManifest, run_dir: str, event: str = "run_c
     )
 
 
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _lock_fd(fd: int, exclusive: bool) -> None:
+        # Windows has no shared flock; an exclusive byte-range lock on byte 0 serialises everyone.
+        del exclusive
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:
+                continue  # LK_LOCK gives up after ~10 s; keep waiting like flock would
+else:
+    import fcntl
+
+    def _lock_fd(fd: int, exclusive: bool) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+
+
 @contextlib.contextmanager
 def index_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
     """Cross-process lock on ``<root>/index.lock`` (flock: released by the kernel if the holder dies)."""
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path(root), os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        _lock_fd(fd, exclusive)
         yield
     finally:
-        os.close(fd)  # closing releases the flock
+        os.close(fd)  # closing releases the lock
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -194,8 +213,10 @@ def append_index_line_sync(root: str | os.PathLike[str] | None, line: bytes, *, 
         fd = os.open(index_path(base), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = b"\n" + line  # seal a torn line left by a crashed writer
+            if size:
+                os.lseek(fd, size - 1, os.SEEK_SET)  # O_APPEND still sends the write to the end
+                if os.read(fd, 1) != b"\n":
+                    line = b"\n" + line  # seal a torn line left by a crashed writer
             _write_all(fd, line)
             if fsync:
                 os.fsync(fd)
