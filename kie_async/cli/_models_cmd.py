@@ -131,7 +131,7 @@ def models_command(args: argparse.Namespace) -> int:
         return 0
     table = Table(title=f"Model specs ({registry.spec_dir})")
     for column in ("key", "output", "task modes", "provider model", "aliases"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold", no_wrap=column in ("key", "field"))
     for s in specs_all:
         table.add_row(s.key, s.output_kind, "\n".join(m.name for m in s.task_modes),
                       "\n".join(m.provider_model for m in s.task_modes), ", ".join(s.aliases))
@@ -144,7 +144,7 @@ def _print_spec(console: Console, key: str) -> None:
     console.print(f"[bold]{spec.key}[/] — {spec.label} ({spec.output_kind})")
     table = Table(title="fields")
     for column in ("field", "type", "wire", "default", "allowed / range", "required", "source"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold", no_wrap=column in ("key", "field"))
     prompt = spec.prompt
     table.add_row(prompt.field, "string", "native", "", f"{prompt.min_chars or 0}-{prompt.max_chars or '∞'} chars",
                   "yes" if prompt.required else "no", prompt.provenance.status if prompt.provenance else "")
