@@ -54,8 +54,14 @@ async def test_emulated_image_then_video_chain(emulator: KieEmulator, tmp_path: 
             settings,
             secrets=[emulator.settings().api_key or ""],
         )
+        first_frame = image_run.run_dir / "outputs" / "output_0.png"
+        uploaded = await kie.upload_file(first_frame)
         video_path, video_trace = await _generate(
-            kie, "kling-3.0/video", {"prompt": "slow push in", "duration": "5"}, tmp_path / "dl" / "clip.mp4"
+            kie,
+            "kling-3.0/video",
+            {"prompt": "slow push in", "image_urls": [uploaded.download_url], "sound": False, "mode": "std",
+             "duration": "5"},
+            tmp_path / "dl" / "clip.mp4",
         )
         video_run = await create_run_artifact(
             RunArtifactCreateRequest(
@@ -64,7 +70,7 @@ async def test_emulated_image_then_video_chain(emulator: KieEmulator, tmp_path: 
                 provider_model="kling-3.0/video",
                 task_mode="image_to_video",
                 prompts=PromptRecord(raw="slow push in", final_used="slow push in"),
-                inputs=[ArtifactSource(role="first_frame", source_path=image_run.run_dir / "outputs" / "output_0.png")],
+                inputs=[ArtifactSource(role="first_frame", source_path=first_frame, url=uploaded.download_url)],
                 outputs=[ArtifactSource(role="output", source_path=video_path)],
                 provider_trace=video_trace,
                 parent_run_ids=[image_run.run_id],
@@ -85,6 +91,7 @@ async def test_emulated_image_then_video_chain(emulator: KieEmulator, tmp_path: 
         poster = video_out.derivative("poster")
         assert poster is not None and poster.source == "video_frame"
     assert video_run.manifest.inputs[0].sha256 == image_out.sha256
+    assert video_run.manifest.inputs[0].url == uploaded.download_url
 
     index = await read_index(root)
     assert [e.run_id for e in index.entries] == [image_run.run_id, video_run.run_id] and index.skipped == []

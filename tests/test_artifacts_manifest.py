@@ -27,6 +27,9 @@ from kie_async.artifacts import (
     StoredAs,
     create_run_artifact,
     load_run,
+    query_runs,
+    read_index,
+    regenerate_run_derivatives,
 )
 from kie_async.artifacts.media import sha256_file
 
@@ -217,6 +220,34 @@ async def test_video_output_media_info_and_cover_poster(tmp_path: Path) -> None:
     assert poster is not None and poster.source == "provider_cover" and poster.format == "jpeg"
     assert (poster.width, poster.height) == (1280, 720)
     assert pyvips.Image.new_from_file(str(art.run_dir / poster.path)).get("vips-loader") == "jpegload"
+    assert out.cover_path == "outputs/output_0.cover.jpg" and (art.run_dir / out.cover_path).is_file()
+
+
+async def test_regenerate_derivatives_swaps_manifest_and_logs_update(tmp_path: Path) -> None:
+    root = tmp_path / "outputs"
+    first = await create_run_artifact(_request(tmp_path), _settings(root))
+    other = await create_run_artifact(_request(tmp_path, model_key="other"), _settings(root))
+    assert first.manifest.outputs[0].derivative("web") is not None
+    settings = ArtifactDerivativeSettings(format="jpeg", web_long_edge=320, thumb_long_edge=64)
+    updated = await regenerate_run_derivatives(root, first.run_id, settings, fsync=False)
+
+    out = updated.manifest.outputs[0]
+    web, thumb = out.derivative("web"), out.derivative("thumb")
+    assert web is not None and thumb is not None
+    assert (web.format, web.width, web.height, thumb.width) == ("jpeg", 320, 180, 64)
+    assert (first.run_dir / web.path).is_file() and not (first.run_dir / "derivatives").exists()
+    on_disk = RunManifest.model_validate_json(first.manifest_path.read_bytes())
+    assert on_disk == updated.manifest and on_disk.updated_at is not None
+    assert on_disk.recorded_at == first.manifest.recorded_at  # ordering of runs is unchanged
+
+    index = await read_index(root)
+    assert [(e.run_id, e.event) for e in index.entries] == [
+        (first.run_id, "run_created"), (other.run_id, "run_created"), (first.run_id, "run_updated")
+    ]
+    (latest,) = [e for e in index.latest_per_run() if e.run_id == first.run_id]
+    assert latest.assets[0].web is not None and latest.assets[0].web.endswith(".web.jpg")
+    runs = await query_runs(root, limit=None)
+    assert [r.run_id for r in runs] == [other.run_id, first.run_id]
 
 
 def _box(kind: bytes, body: bytes) -> bytes:

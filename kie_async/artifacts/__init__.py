@@ -45,7 +45,12 @@ from kie_async.artifacts.query import (
     query_runs,
     query_runs_sync,
 )
-from kie_async.artifacts.writer import ArtifactSettings, create_run_artifact, make_run_id
+from kie_async.artifacts.writer import (
+    ArtifactSettings,
+    create_run_artifact,
+    make_run_id,
+    regenerate_run_derivatives,
+)
 
 __all__ = [
     "ArtifactDerivativeSettings",
@@ -88,4 +93,5 @@ __all__ = [
     "read_index",
     "rebuild_artifact_index",
     "rebuild_artifact_index_sync",
+    "regenerate_run_derivatives",
 ]

@@ -185,6 +185,7 @@ class ArtifactFile(_Model):
     sha256: str | None = None
     bytes: int | None = None
     media: MediaInfo | None = None
+    cover_path: str | None = Field(default=None, description="provider cover image kept next to a video output")
     derivatives: list[DerivativeRecord] = Field(default_factory=list)
     label: str | None = None
 
@@ -223,6 +224,7 @@ class RunManifest(_Model):
     status: RunStatus
     created_at: datetime = Field(description="when the run started (the request's started_at, else write time)")
     recorded_at: datetime = Field(description="when the artifact was written; the index is ordered by it")
+    updated_at: datetime | None = Field(default=None, description="when derivatives were last remade")
     model_key: str
     provider_model: str | None = None
     task_mode: str | None = None
@@ -235,10 +237,10 @@ class RunManifest(_Model):
     tags: list[str] = Field(default_factory=list)
     sdk_version: str = __version__
 
-    @field_validator("created_at", "recorded_at")
+    @field_validator("created_at", "recorded_at", "updated_at")
     @classmethod
-    def _to_utc(cls, value: datetime) -> datetime:
-        return _utc(value)
+    def _to_utc(cls, value: datetime | None) -> datetime | None:
+        return _utc(value) if value is not None else None
 
     def primary_output(self) -> ArtifactFile | None:
         return self.outputs[0] if self.outputs else None

@@ -39,6 +39,7 @@ from kie_async.artifacts.manifest import (
     utc_now,
 )
 from kie_async.artifacts.media import kind_from_url, probe, sha256_file, sniff
+from kie_async.artifacts.query import load_run
 from kie_async.artifacts.redact import redact_value
 
 logger = logging.getLogger("kie_async.artifacts")
@@ -112,6 +113,15 @@ def _store_blocking(
     stored_as = _link_or_copy(src, target, mode)
     digest, size = sha256_file(target)
     kind, media = probe(target, source.kind)
+    cover_path: str | None = None
+    if source.poster_path is not None:
+        cover = Path(source.poster_path)
+        if cover.is_file():  # kept in the run so derivatives can be remade without the provider's URL
+            cover_target = folder / f"{role}_{number}.cover{cover.suffix.lower() or '.img'}"
+            _link_or_copy(cover, cover_target, mode)
+            cover_path = cover_target.relative_to(staging).as_posix()
+        else:
+            logger.warning("cover image %s not found; %s gets no provider poster", cover, target.name)
     return ArtifactFile(
         role=source.role,
         kind=kind,
@@ -122,6 +132,7 @@ def _store_blocking(
         sha256=digest,
         bytes=size,
         media=media,
+        cover_path=cover_path,
         label=source.label,
     )
 
@@ -235,7 +246,7 @@ async def _assemble(
     stored = await asyncio.gather(*input_jobs, *output_jobs)
     inputs = list(stored[: len(input_jobs)])
     outputs = list(stored[len(input_jobs) :])
-    outputs = await _with_derivatives(request.outputs, outputs, staging, cfg.derivatives)
+    outputs = await _with_derivatives(outputs, staging, cfg.derivatives)
 
     manifest = RunManifest(
         run_id=run_id,
@@ -257,16 +268,9 @@ async def _assemble(
     return RunManifest.model_validate(clean)
 
 
-async def _with_derivatives(
-    sources: list[ArtifactSource],
-    files: list[ArtifactFile],
-    staging: Path,
-    settings: ArtifactDerivativeSettings,
-) -> list[ArtifactFile]:
-    if not settings.enabled:
-        return files
+def _derivative_sources(files: list[ArtifactFile], run_dir: Path) -> list[tuple[int, DerivativeSource]]:
     wanted: list[tuple[int, DerivativeSource]] = []
-    for n, (src, stored) in enumerate(zip(sources, files, strict=True)):
+    for n, stored in enumerate(files):
         if stored.path is None or stored.kind not in (ArtifactKind.IMAGE, ArtifactKind.VIDEO):
             continue
         media = stored.media or MediaInfo()
@@ -274,20 +278,72 @@ async def _with_derivatives(
             (
                 n,
                 DerivativeSource(
-                    path=staging / stored.path,
+                    path=run_dir / stored.path,
                     kind=stored.kind,
-                    poster_path=src.poster_path,
+                    poster_path=run_dir / stored.cover_path if stored.cover_path else None,
                     stem=Path(stored.path).stem,
                     duration_seconds=media.duration_seconds,
                 ),
             )
         )
-    if not wanted:
+    return wanted
+
+
+async def _with_derivatives(
+    files: list[ArtifactFile],
+    run_dir: Path,
+    settings: ArtifactDerivativeSettings,
+    folder: str = "derivatives",
+) -> list[ArtifactFile]:
+    """Outputs with derivatives made from the files already stored in ``run_dir``."""
+    wanted = _derivative_sources(files, run_dir)
+    if not settings.enabled or not wanted:
         return files
-    sets = await generate_derivatives([d for _, d in wanted], staging / "derivatives", settings, relative_to=staging)
+    sets = await generate_derivatives([d for _, d in wanted], run_dir / folder, settings, relative_to=run_dir)
     result = list(files)
     for (n, _), made in zip(wanted, sets, strict=True):
         if made.note and not made.derivatives:
             logger.info("output %s: %s", files[n].path, made.note)
         result[n] = files[n].model_copy(update={"derivatives": made.derivatives})
     return result
+
+
+def _replace_manifest_blocking(run_dir: Path, manifest: RunManifest, fsync: bool) -> None:
+    staging = run_dir / f".{MANIFEST_FILENAME}.{_secrets.token_hex(4)}"
+    with staging.open("w", encoding="utf-8") as fh:
+        fh.write(manifest.model_dump_json(indent=2, exclude_none=True))
+        fh.write("\n")
+        fh.flush()
+        if fsync:
+            os.fsync(fh.fileno())
+    os.replace(staging, run_dir / MANIFEST_FILENAME)
+    if fsync:
+        _fsync_path(run_dir)
+
+
+async def regenerate_run_derivatives(
+    root: str | os.PathLike[str] | None,
+    run_id: str,
+    settings: ArtifactDerivativeSettings | None = None,
+    *,
+    fsync: bool = True,
+) -> RunArtifact:
+    """Remake a stored run's derivatives from its originals (new sizes or format) and record a ``run_updated``.
+
+    New files go to a fresh folder and ``run.json`` is swapped atomically before the old folder is removed,
+    so a crash leaves either the old or the new set referenced, never a mix.
+    """
+    base = resolve_root(root).absolute()
+    run = await load_run(base, run_id)
+    cfg = settings or ArtifactDerivativeSettings()
+    folder = f"derivatives-{_secrets.token_hex(3)}"
+    cleared = [f.model_copy(update={"derivatives": []}) for f in run.manifest.outputs]
+    outputs = await _with_derivatives(cleared, run.run_dir, cfg, folder)
+    manifest = run.manifest.model_copy(update={"outputs": outputs, "updated_at": utc_now()})
+    await asyncio.to_thread(_replace_manifest_blocking, run.run_dir, manifest, fsync)
+    old_folders = {Path(d.path).parts[0] for f in run.manifest.outputs for d in f.derivatives} - {folder}
+    for old in old_folders:
+        await asyncio.to_thread(shutil.rmtree, run.run_dir / old, True)
+    entry = entry_from_manifest(manifest, run.run_dir.relative_to(base).as_posix(), event="run_updated")
+    await append_index_entry(base, entry, fsync=fsync)
+    return run.model_copy(update={"manifest": manifest})
