@@ -48,7 +48,7 @@ log = logging.getLogger("kie_async.pipeline")
 StageName = Literal[
     "normalize", "prompt", "enhance", "validate", "preflight", "prepare", "submit", "wait", "download", "artifact"
 ]
-StageStatus = Literal["ok", "skipped", "blocked", "failed", "cancelled"]
+StageStatus = Literal["running", "ok", "skipped", "blocked", "failed", "cancelled"]
 PipelineStatus = Literal["succeeded", "failed", "blocked", "over_budget", "submit_uncertain", "cancelled"]
 
 Enhancer = Callable[[PromptContext], Awaitable[str | None]]
@@ -147,7 +147,9 @@ class PipelineHooks(BaseModel):
 
     on_submitting: Callable[[CreateTaskPayload, float | None], Awaitable[None]] | None = None
     on_submitted: Callable[[str, float | None], Awaitable[None]] | None = None
-    on_stage: Callable[[StageOutcome], None] | None = None
+    on_stage: Callable[[StageOutcome], None] | None = Field(
+        default=None, description="called with status 'running' when a stage starts and again when it ends"
+    )
 
 
 class _Recorder:
@@ -166,6 +168,8 @@ class _Recorder:
     @contextlib.asynccontextmanager
     async def stage(self, name: StageName) -> AsyncIterator[None]:
         started = time.perf_counter()
+        if self._on_stage is not None:
+            self._on_stage(StageOutcome(name=name, status="running", seconds=0.0))
         try:
             yield
         except asyncio.CancelledError:

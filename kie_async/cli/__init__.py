@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from kie_async._version import __version__
-from kie_async.cli import _artifacts_cmd, _core_cmd, _emulator_cmd, _models_cmd
+from kie_async.cli import _artifacts_cmd, _core_cmd, _emulator_cmd, _models_cmd, _run_cmd
 from kie_async.errors import KieError
 
-_GROUPS = (_core_cmd, _emulator_cmd, _models_cmd, _artifacts_cmd)
+_GROUPS = (_core_cmd, _run_cmd, _emulator_cmd, _models_cmd, _artifacts_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

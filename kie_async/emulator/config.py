@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kie_async.emulator.policy import basic_input_checker, default_cost
+from kie_async.emulator.policy import default_cost, spec_input_checker
 
 CostFn = Callable[[str, dict[str, Any]], float | None]
 """``cost_fn(model_id, input) -> credits`` (``None``: price unknown, charge ``unknown_model_cost``)."""
@@ -51,7 +51,7 @@ class EmulatorConfig(BaseModel):
     )
 
     cost_fn: CostFn = Field(default=default_cost, exclude=True)
-    input_checker: InputChecker = Field(default=basic_input_checker, exclude=True)
+    input_checker: InputChecker = Field(default=spec_input_checker, exclude=True)
     unknown_model_cost: float = Field(default=10.0, ge=0, description="charged when cost_fn returns None")
 
     image_long_edge: int = Field(default=256, ge=8, le=8192)

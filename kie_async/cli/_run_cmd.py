@@ -1,0 +1,176 @@
+"""``kie-async run`` (one request through the whole pipeline) and ``kie-async run-batch`` (a JSONL file)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kie_async.artifacts import ArtifactSettings
+from kie_async.cli._common import add_offline_flag, console, default_output_dir, resolve_settings
+from kie_async.cli._models_cmd import _request_args, build_request
+from kie_async.errors import KieInputError
+from kie_async.fanout import BatchProgress, run_many
+from kie_async.pipeline import PipelineOptions, RunResult, run_pipeline
+from kie_async.request_models import RawUserRequest
+from kie_async.session import KieSession
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add this group's subcommands to the parser."""
+    run = sub.add_parser("run", help="validate, price, upload, submit, wait, download and record one request")
+    _request_args(run)
+    _common_run_args(run)
+    run.add_argument("--preset", default=None, help="prompt preset key (default: the model's)")
+    run.set_defaults(handler=_run)
+
+    batch = sub.add_parser("run-batch", help="run every request in a JSONL file (one RawUserRequest per line)")
+    batch.add_argument("file", type=Path, help='JSONL: {"model_key": ..., "prompt": ..., "options": {...}}')
+    batch.add_argument("--concurrency", type=int, default=8, help="pipelines in flight at once (default 8)")
+    batch.add_argument("--journal", type=Path, default=None, help="journal file (default OUT/journals/FILE.jsonl)")
+    batch.add_argument("--retry-failed", action="store_true", help="re-submit requests whose task failed before")
+    batch.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _common_run_args(batch)
+    batch.set_defaults(handler=_run_batch)
+
+
+def _common_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=None, help="artifacts root (default $KIE_OUTPUT_DIR or ./outputs)")
+    parser.add_argument("--budget", type=float, default=None, help="credit cap: never submit past it")
+    parser.add_argument("--allow-unknown-cost", action="store_true", help="submit even when no price is known")
+    parser.add_argument("--wait-timeout", type=float, default=None, help="seconds to wait per task")
+    parser.add_argument("--no-derivatives", action="store_true", help="skip web/thumb images")
+    add_offline_flag(parser)
+
+
+def _options(args: argparse.Namespace, out: Path) -> PipelineOptions:
+    artifacts = ArtifactSettings(root=out)
+    if args.no_derivatives:
+        artifacts = artifacts.model_copy(
+            update={"derivatives": artifacts.derivatives.model_copy(update={"enabled": False})}
+        )
+    return PipelineOptions(
+        artifacts=artifacts,
+        preset_key=getattr(args, "preset", None),
+        allow_unknown_cost=args.allow_unknown_cost,
+        budget_credits=args.budget if hasattr(args, "prompt") else None,
+        wait_timeout=args.wait_timeout,
+    )
+
+
+def _summary(result: RunResult) -> dict[str, Any]:
+    return {
+        "status": result.status,
+        "model_key": result.model_key,
+        "task_id": result.task_id,
+        "run_id": result.run_id,
+        "run_dir": result.run_dir,
+        "outputs": [str(o.path) for o in result.outputs],
+        "credits_estimated": result.credits_estimated,
+        "credits_charged": result.credits_charged,
+        "resumed": result.resumed,
+        "error": result.error,
+    }
+
+
+def _run(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    out = (args.out or default_output_dir()).absolute()
+    return _run_async(args, build_request(args), out)
+
+
+async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Path) -> int:
+    async with resolve_settings(args.offline) as settings, KieSession(settings) as kie:
+        result = await run_pipeline(request, kie, options=_options(args, out))
+    if args.json:
+        print(json.dumps(_summary(result), indent=2))
+    else:
+        for stage in result.stages:
+            mark = {"ok": "[green]✓[/]", "blocked": "[yellow]■[/]"}.get(stage.status, "[red]✗[/]")
+            console.print(f"{mark} {stage.name:<10} {stage.seconds:7.3f}s {stage.detail or ''}")
+        console.print(f"status: [bold]{result.status}[/bold]" + (f" — {result.error}" if result.error else ""))
+        for output in result.outputs:
+            console.print(f"output: {output.path}")
+        if result.run_dir:
+            console.print(f"run folder: {result.run_dir}")
+    return 0 if result.succeeded else 1
+
+
+def load_batch_file(path: Path) -> list[RawUserRequest]:
+    """Parse a JSONL batch file; a bad line is reported with its number and what is wrong."""
+    requests: list[RawUserRequest] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            requests.append(RawUserRequest.model_validate_json(line))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "line"
+            raise KieInputError(
+                f"{path}:{number}: {where}: {first.get('msg')}",
+                hint='each line is a JSON object such as {"model_key": "nano-banana-2", "prompt": "..."}',
+            ) from None
+    if not requests:
+        raise KieInputError(f"{path} has no requests", hint="one JSON object per line")
+    return requests
+
+
+def _run_batch(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    out = (args.out or default_output_dir()).absolute()
+    journal = (args.journal or out / "journals" / f"{args.file.stem}.jsonl").absolute()
+    return _run_batch_async(args, load_batch_file(args.file), out, journal)
+
+
+async def _run_batch_async(args: argparse.Namespace, requests: list[RawUserRequest], out: Path, journal: Path) -> int:
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=args.json,
+        transient=False,
+    )
+    bar: TaskID = progress.add_task("batch", total=len(requests), detail="")
+
+    def show(p: BatchProgress) -> None:
+        detail = (
+            f"submitted {p.submitted} · generating {p.generating} · done {p.done} · failed {p.failed}"
+            f" · skipped {p.skipped} · credits {p.credits_spent:g}"
+        )
+        progress.update(bar, completed=p.finished, detail=detail)
+
+    async with resolve_settings(args.offline) as settings, KieSession(settings) as kie:
+        with progress:
+            results = await run_many(
+                requests,
+                kie,
+                concurrency=args.concurrency,
+                budget_credits=args.budget,
+                on_progress=show,
+                options=_options(args, out),
+                journal_path=journal,
+                retry_failed=args.retry_failed,
+            )
+    if args.json:
+        print(json.dumps({"journal": str(journal), "results": [_summary(r) for r in results]}, indent=2))
+    else:
+        table = Table(title=f"{len(results)} requests")
+        for column in ("#", "model", "status", "credits", "task", "output / error"):
+            table.add_column(column)
+        for i, r in enumerate(results):
+            credits = f"{r.credits_charged:g}" if r.credits_charged is not None else "-"
+            tail = str(r.outputs[0].path) if r.outputs else (r.error or "")
+            table.add_row(
+                str(i), r.model_key, r.status + (" (resumed)" if r.resumed else ""), credits, r.task_id or "-", tail
+            )
+        console.print(table)
+        console.print(f"journal: {journal}")
+    return 0 if all(r.succeeded for r in results) else 1
