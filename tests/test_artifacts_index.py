@@ -112,6 +112,10 @@ async def test_cached_reads_follow_appends_and_rebuilds(tmp_path: Path) -> None:
     clear_index_cache()
     assert [e.run_id for e in (await read_index(tmp_path)).entries] == ["b0"]
 
+    # Same inode, longer content, different bytes (an in-place rewrite or a reused inode): start over.
+    (tmp_path / "index.jsonl").write_bytes(_entry("c0").to_line() + _entry("c1").to_line())
+    assert [e.run_id for e in (await read_index(tmp_path)).entries] == ["c0", "c1"]
+
 
 def _image(path: Path, width: int, height: int) -> Path:
     xyz = pyvips.Image.xyz(width, height)

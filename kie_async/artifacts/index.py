@@ -288,6 +288,7 @@ class _CacheState:
         self.inode = inode
         self.offset = 0
         self.lines = 0
+        self.mark = b""  # the last parsed line, to notice a different file that reused the inode
         self.entries: list[IndexEntry] = []
         self.skipped: list[SkippedLine] = []
 
@@ -306,13 +307,24 @@ def _read_cached(path: Path) -> IndexReadResult:
     """Parse only what was appended since the last read in this process; start over after a rebuild swap.
 
     Appends only ever grow the file, and a rebuild replaces it (new inode), so (device, inode, size) tells
-    which case applies. This turns repeated queries in a long-lived process into a few milliseconds.
+    which case applies; inode numbers can be reused, so the bytes just before the parsed offset must also
+    still match. This turns repeated queries in a long-lived process into a few milliseconds.
     """
     key = path.resolve()
     with _cache_lock, path.open("rb") as fh:
         stat = os.fstat(fh.fileno())
         state = _cache.get(key)
-        if state is None or (state.device, state.inode) != (stat.st_dev, stat.st_ino) or stat.st_size < state.offset:
+        if state is not None and state.mark:
+            fh.seek(max(state.offset - len(state.mark), 0))
+            same_prefix = fh.read(len(state.mark)) == state.mark
+        else:
+            same_prefix = True
+        if (
+            state is None
+            or not same_prefix
+            or (state.device, state.inode) != (stat.st_dev, stat.st_ino)
+            or stat.st_size < state.offset
+        ):
             state = _CacheState(stat.st_dev, stat.st_ino)
             _cache[key] = state
         fh.seek(state.offset)
@@ -320,6 +332,9 @@ def _read_cached(path: Path) -> IndexReadResult:
         chunk = _Chunk(data, state.lines + 1)
         state.entries.extend(chunk.entries)
         state.skipped.extend(chunk.skipped)
+        if chunk.consumed:  # the whole last complete line: it carries a run id, so it is distinctive
+            start = data.rfind(b"\n", 0, chunk.consumed - 1) + 1
+            state.mark = data[start : chunk.consumed]
         state.offset += chunk.consumed
         state.lines += chunk.lines
         entries, skipped, total = list(state.entries), list(state.skipped), state.lines
