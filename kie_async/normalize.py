@@ -434,7 +434,7 @@ def condition_context(
     )
 
 
-def _fill_defaults(
+def fill_defaults(
     spec: ModelSpec, explicit: dict[str, Any], *, prompt: str | None, callback_url: str | None,
     task_mode: str | None, filled_slots: frozenset[str],
 ) -> dict[str, tuple[Any, str]]:
@@ -489,7 +489,7 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
     explicit, option_problems = _coerce_options(spec, request)
     mode_name = plan.mode.name if plan.mode else None
     filled = frozenset(m.slot for m in plan.media if m.slot is not None)
-    defaults = _fill_defaults(spec, explicit, prompt=request.prompt, callback_url=request.callback_url,
+    defaults = fill_defaults(spec, explicit, prompt=request.prompt, callback_url=request.callback_url,
                               task_mode=mode_name, filled_slots=filled)
     options: dict[str, Any] = {}
     for name in spec.options:  # spec order, so payloads are stable

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kie_async.api_models import CreateTaskPayload
 from kie_async.errors import KieError
-from kie_async.normalize import coerce_value, condition_context
+from kie_async.normalize import coerce_value, condition_context, fill_defaults
 from kie_async.request_models import NormalizedMedia, NormalizedRequest, ValidationResult
 from kie_async.specs import FieldSpec, MediaSlot, ModelRegistry, ModelSpec, TaskModeSpec, all_hold, load_registry
 from kie_async.validate import check_field_value, validate_request
@@ -133,7 +133,9 @@ class WireParse(BaseModel):
     task_mode: str
     provider_model: str
     prompt: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="fields present in the body, typed")
+    effective_options: dict[str, Any] = Field(
+        default_factory=dict, description="options plus the documented defaults the provider would apply")
     slot_urls: dict[str, list[str]] = Field(default_factory=dict)
     problems: list[str] = Field(default_factory=list)
     foreign_fields: int = Field(default=0, description="media fields of another task mode; ranks readings")
@@ -213,8 +215,12 @@ def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any
     total = sum(len(v) for v in slot_urls.values())
     if total < mode.min_total_media:
         problems.append(f"{'/'.join(mode_fields)}: at least {mode.min_total_media} media item(s) required")
-    ctx = condition_context(options, prompt=prompt, callback_url=None, task_mode=mode.name,
-                            filled_slots=frozenset(slot_urls))
+    filled = frozenset(slot_urls)
+    defaults = fill_defaults(spec, options, prompt=prompt, callback_url=None, task_mode=mode.name,
+                             filled_slots=filled)
+    effective = {name: options[name] if name in options else defaults[name][0]
+                 for name in spec.options if name in options or name in defaults}
+    ctx = condition_context(effective, prompt=prompt, callback_url=None, task_mode=mode.name, filled_slots=filled)
     prompt_needed = spec.prompt.required and not (spec.prompt.required_unless
                                                   and all_hold(spec.prompt.required_unless, ctx))
     if prompt is None or not prompt.strip():
@@ -232,7 +238,8 @@ def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any
         if rule.severity != "warning" and all_hold(rule.when, ctx):
             problems.append(f"{rule.field}: {rule.message}")
     return WireParse(model_key=spec.key, task_mode=mode.name, provider_model=mode.provider_model, prompt=prompt,
-                     options=options, slot_urls=slot_urls, problems=problems, foreign_fields=foreign)
+                     options=options, effective_options=effective, slot_urls=slot_urls, problems=problems,
+                     foreign_fields=foreign)
 
 
 def best_wire_parse(model_id: str, body: Mapping[str, Any], *, registry: ModelRegistry | None = None

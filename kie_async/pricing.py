@@ -289,7 +289,7 @@ def estimate_wire_cost(model_id: str, input: dict[str, Any]) -> float | None:
     normalized = NormalizedRequest(
         model_key=parsed.model_key, requested_model_key=parsed.model_key, provider_model=model_id,
         task_mode=parsed.task_mode, raw_prompt=parsed.prompt, final_prompt_used=parsed.prompt,
-        options=parsed.options, media=media,
+        options=parsed.effective_options, media=media,
     )
     return estimate_normalized(normalized, latest_snapshot()).credits
 

@@ -177,3 +177,8 @@ def test_bad_snapshot_file_names_the_file(tmp_path: Path) -> None:
                     "  m: {unit: per_second, rules: [{credits: 1}]}\n")
     with pytest.raises(PricingError, match=r"bad\.yaml.*quantity"):
         load_snapshot_file(path)
+
+
+def test_wire_cost_applies_documented_defaults_like_the_provider() -> None:
+    assert estimate_wire_cost("nano-banana-2", {"prompt": "p"}) == 8  # resolution defaults to 1K
+    assert estimate_wire_cost("bytedance/seedance-2", {"prompt": "abc"}) == pytest.approx(205)  # 720p, 5 s
