@@ -200,3 +200,9 @@ def test_adding_a_model_is_adding_one_yaml_file(tmp_path: Path) -> None:
     assert "acme-video-1" not in load_registry().specs
     assert check_wire_payload("kling-2.6/text-to-video", {"prompt": "x", "sound": False, "aspect_ratio": "1:1",
                                                           "duration": "5"}) == []
+
+
+async def test_async_load_returns_the_cached_registry() -> None:
+    from kie_async.specs import aload_registry
+
+    assert await aload_registry() is load_registry()
