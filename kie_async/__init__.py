@@ -15,6 +15,26 @@ from kie_async.api_models import (
     TaskState,
     UploadedFile,
 )
+from kie_async.artifacts import (
+    ArtifactDerivativeSettings,
+    ArtifactSettings,
+    ArtifactSource,
+    PromptRecord,
+    ProviderTrace,
+    RunArtifact,
+    RunArtifactCreateRequest,
+    RunManifest,
+    create_run_artifact,
+    generate_derivatives,
+    get_latest_assets,
+    get_latest_successful_run,
+    list_recent_runs,
+    print_run_summary,
+    query_runs,
+    rebuild_artifact_index,
+)
+from kie_async.budget import CreditBudget
+from kie_async.callback_receiver import CallbackReceiver, add_callback_route
 from kie_async.callbacks import sign_callback, verify_callback_signature
 from kie_async.errors import (
     KieAPIStatusError,
@@ -36,15 +56,50 @@ from kie_async.errors import (
     KieUsageLimitError,
     KieValidationError,
 )
+from kie_async.fanout import BatchProgress, run_many
+from kie_async.fixtures import REQUEST_FIXTURES, get_request_fixture
+from kie_async.normalize import normalize_request
+from kie_async.payload import build_submission_payload
+from kie_async.pipeline import PipelineOptions, RunOutput, RunResult, StageOutcome, run_pipeline
 from kie_async.polling import TaskProgress
+from kie_async.preflight import PreflightResult, run_preflight
+from kie_async.prepare import PreparedRequest, prepare_request_for_submission
+from kie_async.presets import (
+    PromptContext,
+    apply_enhanced_prompt,
+    dry_run_prompt_enhancement,
+    resolve_prompt_context,
+)
+from kie_async.pricing import CostEstimate, estimate_request_cost
+from kie_async.request_models import MediaInput, NormalizedRequest, RawUserRequest, ValidationResult
 from kie_async.retry import RetryPolicy
 from kie_async.session import KieSession, SessionStats
 from kie_async.settings import KieSettings, PollSettings, RateLimitSettings, RetrySettings
+from kie_async.specs import load_registry
+from kie_async.submit import download_output_file, get_credit_balance, submit_prepared_request, wait_for_task
+
+
+def __getattr__(name: str) -> object:
+    """The emulator (and its pyvips/aiohttp.web imports) loads only when asked for."""
+    if name in ("KieEmulator", "EmulatorConfig"):
+        from kie_async import emulator
+
+        return getattr(emulator, name)
+    raise AttributeError(f"module 'kie_async' has no attribute {name!r}")
+
 
 __all__ = [
+    "REQUEST_FIXTURES",
+    "ArtifactDerivativeSettings",
+    "ArtifactSettings",
+    "ArtifactSource",
+    "BatchProgress",
     "CallbackEvent",
+    "CallbackReceiver",
+    "CostEstimate",
     "CreateTaskPayload",
     "CreditBalance",
+    "CreditBudget",
     "DownloadResult",
     "KieAPIStatusError",
     "KieAuthenticationError",
@@ -66,18 +121,59 @@ __all__ = [
     "KieTimeoutError",
     "KieUsageLimitError",
     "KieValidationError",
+    "MediaInput",
+    "NormalizedRequest",
+    "PipelineOptions",
     "PollSettings",
+    "PreflightResult",
+    "PreparedRequest",
+    "PromptContext",
+    "PromptRecord",
+    "ProviderTrace",
     "RateLimitSettings",
+    "RawUserRequest",
     "RetryPolicy",
     "RetrySettings",
+    "RunArtifact",
+    "RunArtifactCreateRequest",
+    "RunManifest",
+    "RunOutput",
+    "RunResult",
     "SessionStats",
+    "StageOutcome",
     "TaskCreated",
     "TaskProgress",
     "TaskRecord",
     "TaskResult",
     "TaskState",
     "UploadedFile",
+    "ValidationResult",
     "__version__",
+    "add_callback_route",
+    "apply_enhanced_prompt",
+    "build_submission_payload",
+    "create_run_artifact",
+    "download_output_file",
+    "dry_run_prompt_enhancement",
+    "estimate_request_cost",
+    "generate_derivatives",
+    "get_credit_balance",
+    "get_latest_assets",
+    "get_latest_successful_run",
+    "get_request_fixture",
+    "list_recent_runs",
+    "load_registry",
+    "normalize_request",
+    "prepare_request_for_submission",
+    "print_run_summary",
+    "query_runs",
+    "rebuild_artifact_index",
+    "resolve_prompt_context",
+    "run_many",
+    "run_pipeline",
+    "run_preflight",
     "sign_callback",
+    "submit_prepared_request",
     "verify_callback_signature",
+    "wait_for_task",
 ]

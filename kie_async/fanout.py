@@ -15,7 +15,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from kie_async.api_models import CreateTaskPayload
 from kie_async.budget import BudgetSnapshot, CreditBudget
 from kie_async.errors import KieError
 from kie_async.journal import BatchJournal, JournalRecord, request_key
@@ -187,7 +186,7 @@ async def run_many(
                 error_type="KieSubmissionUncertainError",
             )
 
-        async def submitting(payload: CreateTaskPayload, estimate: float | None) -> None:
+        async def submitting(estimate: float | None) -> None:
             if journal is not None:
                 await journal.write(
                     JournalRecord(key=key, event="submitting", model_key=raw.model_key, credits_estimated=estimate)

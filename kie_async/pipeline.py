@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kie_async.api_models import CreateTaskPayload, TaskRecord, TaskState
+from kie_async.api_models import TaskRecord, TaskState
 from kie_async.artifacts import (
     ArtifactSettings,
     ArtifactSource,
@@ -35,12 +35,12 @@ from kie_async.artifacts import (
 from kie_async.budget import CreditBudget
 from kie_async.errors import KieError, KieSubmissionUncertainError
 from kie_async.normalize import normalize_request
-from kie_async.payload import build_submission_payload
 from kie_async.preflight import PreflightResult, run_preflight
 from kie_async.prepare import PreparedRequest, prepare_request_for_submission
 from kie_async.presets import PromptContext, apply_enhanced_prompt, resolve_prompt_context
 from kie_async.request_models import MediaInput, NormalizedRequest, RawUserRequest, ValidationResult
 from kie_async.session import KieSession
+from kie_async.submit import submit_prepared_request
 from kie_async.validate import validate_request
 
 log = logging.getLogger("kie_async.pipeline")
@@ -145,7 +145,7 @@ class PipelineHooks(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    on_submitting: Callable[[CreateTaskPayload, float | None], Awaitable[None]] | None = None
+    on_submitting: Callable[[float | None], Awaitable[None]] | None = None
     on_submitted: Callable[[str, float | None], Awaitable[None]] | None = None
     on_stage: Callable[[StageOutcome], None] | None = Field(
         default=None, description="called with status 'running' when a stage starts and again when it ends"
@@ -281,11 +281,10 @@ async def run_pipeline(
                 prepared = await prepare_request_for_submission(validation, session, rehost_urls=opts.rehost_urls)
             base["prepared"] = prepared
             async with rec.stage("submit"):
-                payload = build_submission_payload(prepared.validation, callback_url=opts.callback_url)
                 if hooks and hooks.on_submitting:
-                    await hooks.on_submitting(payload, estimate)
+                    await hooks.on_submitting(estimate)
                 submitted_at = datetime.now(UTC)
-                created = await session.create_task(payload)
+                created = await submit_prepared_request(prepared, session, callback_url=opts.callback_url)
                 task_id = created.task_id
                 if hooks and hooks.on_submitted:
                     await hooks.on_submitted(task_id, estimate)
