@@ -58,8 +58,16 @@ def test_readme_credits_command_offline(capsys: pytest.CaptureFixture[str]) -> N
     assert json.loads(capsys.readouterr().out)["credits"] > 0
 
 
-def test_demo_command_prints_a_png_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_leaves_a_png_a_run_folder_and_an_index_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--out", str(tmp_path)]) == 0
     path = re.search(r"^image: (.+)$", capsys.readouterr().out, re.M)
     assert path, "demo printed no image line"
-    assert Path(path.group(1)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = Path(path.group(1))
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    run_dir = image.parent.parent
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "succeeded" and manifest["model_key"] == "nano-banana-2"
+    names = sorted(p.name for p in (run_dir / "derivatives").iterdir())
+    assert any(".web." in n for n in names) and any(".thumb." in n for n in names)
+    index_lines = (tmp_path / "index.jsonl").read_text().splitlines()
+    assert len(index_lines) == 1 and manifest["run_id"] in index_lines[0]

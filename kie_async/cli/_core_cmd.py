@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from kie_async.api_models import TaskState
+from kie_async.artifacts import ArtifactSettings
 from kie_async.cli._common import (
     add_json_flag,
     add_offline_flag,
@@ -16,7 +16,8 @@ from kie_async.cli._common import (
     default_output_dir,
     resolve_settings,
 )
-from kie_async.polling import TaskProgress
+from kie_async.pipeline import PipelineHooks, PipelineOptions, StageOutcome, run_pipeline
+from kie_async.request_models import RawUserRequest
 from kie_async.session import KieSession
 
 
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this group's subcommands to the parser."""
     demo = sub.add_parser(
         "demo",
-        help="offline tour: start the embedded emulator, check credits, generate one image, download it",
+        help="offline tour: embedded emulator, credits, one image through the whole pipeline, a run folder",
     )
     demo.add_argument("--out", type=Path, default=None, help="output folder (default $KIE_OUTPUT_DIR or ./outputs)")
     demo.add_argument("--prompt", default="A lighthouse on a cliff at dawn, watercolor", help="image prompt")
@@ -53,26 +54,25 @@ def _demo(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 async def _demo_async(args: argparse.Namespace, out_dir: Path) -> int:
     console.print("[bold]kie-async demo[/bold]: everything runs against the embedded emulator (no key, no credits)")
+    request = RawUserRequest(
+        model_key="nano-banana-2", prompt=args.prompt, options={"aspect_ratio": "1:1", "output_format": "png"}
+    )
+    options = PipelineOptions(artifacts=ArtifactSettings(root=out_dir))
+
+    def show(stage: StageOutcome) -> None:
+        if stage.status != "running":
+            console.print(f"  {stage.name:<10} {stage.status:<8} {stage.seconds:6.2f}s {stage.detail or ''}")
+
     async with resolve_settings(True, generation_seconds=1.0) as settings, KieSession(settings) as kie:
         console.print(f"emulator at {settings.base_url} (uploads at {settings.upload_base_url})")
-        balance = await kie.get_credits()
-        console.print(f"1. credits: {balance.credits:g}")
-        created = await kie.create_task(
-            model="nano-banana-2",
-            input={"prompt": args.prompt, "aspect_ratio": "1:1", "resolution": "1K", "output_format": "png"},
-        )
-        console.print(f"2. submitted nano-banana-2 task {created.task_id}")
-
-        def show(progress: TaskProgress) -> None:
-            if progress.state is not TaskState.SUCCESS:
-                console.print(f"   … {progress.state.value} ({progress.elapsed:.1f}s)")
-
-        record = await kie.wait_for_task(created.task_id, on_progress=show, timeout=60)
-        console.print(f"3. task finished: {record.state.value}")
-        url = record.output_urls[0]
-        dest = out_dir / "demo" / f"{created.task_id}.png"
-        result = await kie.download(url, dest)
+        before = await kie.get_credits()
+        console.print(f"credits before: {before.credits:g}")
+        result = await run_pipeline(request, kie, options=options, hooks=PipelineHooks(on_stage=show))
         after = await kie.get_credits()
-    console.print(f"4. downloaded {result.bytes_written} bytes; credits now {after.credits:g}")
-    console.print(f"image: {result.destination_path}")
+    console.print(f"credits after: {after.credits:g} (charged {before.credits - after.credits:g})")
+    if not result.succeeded or not result.outputs:
+        console.print(f"[red]demo failed[/red]: {result.status} {result.error or ''}")
+        return 1
+    console.print(f"run folder: {result.run_dir}")
+    print(f"image: {result.outputs[0].path}")
     return 0
