@@ -36,6 +36,50 @@ from kie_async.specs import (
 )
 
 _MB = 1024 * 1024
+_SNIFF_BYTES = 32
+_FORMAT_KIND = {"png": "image", "jpg": "image", "webp": "image", "gif": "image", "bmp": "image", "tiff": "image",
+                "mp4": "video", "mov": "video", "mkv": "video", "wav": "audio", "mp3": "audio"}
+_SAME_FORMAT = {"jpeg": "jpg", "tif": "tiff", "webm": "mkv"}
+
+
+def sniff_format(header: bytes) -> str | None:
+    """Guess a media format from a file's first bytes (magic numbers); None when unsure.
+
+    The name can lie (a renamed file, bytes with no name); the header tells the kind the provider will see.
+    """
+    if header.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if header.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if header[:4] == b"RIFF" and header[8:12] == b"WEBP":
+        return "webp"
+    if header[:4] == b"RIFF" and header[8:12] == b"WAVE":
+        return "wav"
+    if header.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if header.startswith((b"II*\x00", b"MM\x00*")):
+        return "tiff"
+    if header.startswith(b"BM") and len(header) >= 14:
+        return "bmp"
+    if header[4:8] == b"ftyp":
+        return "mov" if header[8:12] == b"qt  " else "mp4"
+    if header.startswith(b"\x1aE\xdf\xa3"):
+        return "mkv"
+    if header.startswith(b"ID3") or header[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        return "mp3"
+    return None
+
+
+def _same(fmt: str) -> str:
+    return _SAME_FORMAT.get(fmt, fmt)
+
+
+def _read_header(path: Path) -> bytes | None:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(_SNIFF_BYTES)
+    except OSError:
+        return None
 
 
 def check_field_value(spec: FieldSpec, value: Any, path: str) -> list[ImpossibleInput]:
@@ -130,6 +174,7 @@ def check_media_item(item: NormalizedMedia, slot: MediaSlot, *, check_files: boo
             bad("url_scheme", f"{item.id} ({value}) is not a reference {slot.field} accepts",
                 f"use a URL starting with one of {slot.url_prefixes}", value)
     size: int | None = item.size_bytes
+    header: bytes | None = item.data[:_SNIFF_BYTES] if item.data is not None else None
     if item.source_type == "local_path" and check_files:
         path = Path(item.value or "")
         try:
@@ -141,17 +186,26 @@ def check_media_item(item: NormalizedMedia, slot: MediaSlot, *, check_files: boo
             bad("file_exists", f"{item.id}: {path} is not a regular file", "pass a file, not a folder", str(path))
             return impossible, warnings
         size = stat.st_size
+        header = _read_header(path)
+    sniffed = sniff_format(header) if header else None
+    if sniffed is not None and _FORMAT_KIND[sniffed] != slot.kind:
+        bad("media_kind", f"{item.id} contains {_FORMAT_KIND[sniffed]} data ({sniffed}), but {slot.field} takes "
+            f"{slot.kind}s", f"pass it as a {_FORMAT_KIND[sniffed]} or pick the right file", sniffed)
+        return impossible, warnings
+    fmt = sniffed or item.extension
     if slot.formats:
-        if item.extension is None:
+        accepted = {_same(f) for f in slot.formats}
+        if fmt is None:
             if item.source_type != "asset":
                 warnings.append(WarningDetail(
                     field=item.id, value=item.value or item.filename, rule="format_unknown",
                     message=f"{item.id}: file type cannot be told from the name; {slot.field} takes "
                             f"{', '.join(slot.formats)}",
                     fix="use a name with a file extension (or pass MediaInput(filename=...))"))
-        elif item.extension not in slot.formats:
-            bad("format", f"{item.id} is .{item.extension}; {slot.field} takes {', '.join(slot.formats)}",
-                f"convert it to one of {', '.join(slot.formats)}", item.extension)
+        elif _same(fmt) not in accepted:
+            seen = "contains" if sniffed else "is"
+            bad("format", f"{item.id} {seen} .{fmt}; {slot.field} takes {', '.join(slot.formats)}",
+                f"convert it to one of {', '.join(slot.formats)}", fmt)
     if size is not None and slot.max_mb is not None and size > slot.max_mb * _MB:
         bad("max_mb", f"{item.id} is {size / _MB:.1f} MB; {slot.field} allows {slot.max_mb:g} MB",
             f"compress or resize it below {slot.max_mb:g} MB", size)

@@ -147,3 +147,54 @@ def test_unreadable_path_does_not_raise(tmp_path: Path) -> None:
     result = validate_request(RawUserRequest(model_key="kling-2.6-i2v", prompt="x",
                                              images=[tmp_path / "a" / "b" / "c.png"]))
     assert result.state == "invalid"
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 28
+MP4 = b"\x00\x00\x00\x18ftypisom" + b"\x00" * 20
+MOV = b"\x00\x00\x00\x14ftypqt  " + b"\x00" * 20
+WAV = b"RIFF\x00\x00\x00\x00WAVEfmt " + b"\x00" * 16
+GIF = b"GIF89a" + b"\x00" * 26
+
+
+@pytest.mark.parametrize(("header", "fmt"), [
+    (PNG, "png"), (JPEG, "jpg"), (MP4, "mp4"), (MOV, "mov"), (WAV, "wav"), (GIF, "gif"),
+    (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "webp"), (b"ID3\x04", "mp3"), (b"\x1aE\xdf\xa3", "mkv"),
+    (b"II*\x00", "tiff"), (b"hello world", None),
+])
+def test_sniff_format(header: bytes, fmt: str | None) -> None:
+    from kie_async.validate import sniff_format
+
+    assert sniff_format(header) == fmt
+
+
+def test_content_beats_the_name(tmp_path: Path) -> None:
+    fake = tmp_path / "frame.png"
+    fake.write_bytes(MP4)
+    result = validate_request(RawUserRequest(model_key="kling-2.6-i2v", prompt="x", images=[fake]))
+    assert result.state == "invalid"
+    assert (result.impossible_inputs[0].rule, result.impossible_inputs[0].value) == ("media_kind", "mp4")
+    renamed = tmp_path / "frame.png"
+    renamed.write_bytes(JPEG)  # a JPEG named .png is still an accepted image
+    assert validate_request(RawUserRequest(model_key="kling-2.6-i2v", prompt="x", images=[renamed])).state == \
+        "ready_with_defaults"
+    gif = tmp_path / "anim.png"
+    gif.write_bytes(GIF)
+    bad = validate_request(RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[gif]))
+    assert bad.impossible_inputs[0].rule == "format"
+    assert "contains .gif" in bad.impossible_inputs[0].message
+
+
+def test_unnamed_bytes_are_recognised_by_content() -> None:
+    ok = validate_request(RawUserRequest(model_key="nano-banana-2", prompt="x", images=[PNG]))
+    assert ok.state == "ready_with_defaults"
+    wrong = validate_request(RawUserRequest(model_key="seedance-2.0", prompt="abc", videos=[WAV]))
+    assert wrong.state == "invalid" and wrong.impossible_inputs[0].rule == "media_kind"
+    unknown = validate_request(RawUserRequest(model_key="nano-banana-2", prompt="x", images=[b"??"]))
+    assert unknown.state == "ready_with_warning"
+
+
+def test_asset_references_are_for_seedance_frames_only() -> None:
+    result = validate_request(RawUserRequest(model_key="seedance-2.0", prompt="abc",
+                                             images=[MediaInput(source="asset://a-1", role="reference")]))
+    assert result.state == "invalid" and result.impossible_inputs[0].rule == "url_scheme"
