@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kie_async.cli import main
+from kie_async.emulator import EmulatorConfig, KieEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -51,6 +54,41 @@ def test_readme_python_blocks_run_offline(index: int, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     for saved in re.findall(r"^saved (\S+)", done.stdout, re.M):
         assert (tmp_path / saved).read_bytes()[:4] == b"\x89PNG"
+    if "run_many" in python_blocks()[index]:
+        statuses = [line.split()[0] for line in done.stdout.splitlines()]
+        assert sorted(statuses) == ["over_budget", "over_budget", "succeeded", "succeeded"], done.stdout
+
+
+def other_bash_blocks() -> list[str]:
+    body = README.split("## ", 1)[1]
+    return re.findall(r"```bash\n(.+?)\n```", body, re.S)
+
+
+@pytest.mark.parametrize("index", range(len(other_bash_blocks())))
+async def test_readme_bash_blocks_run(index: int, tmp_path: Path) -> None:
+    """Every other shell block runs too; the 'real key' one runs against an emulator that accepts its key."""
+    block = other_bash_blocks()[index]
+    key = re.search(r"KIE_API_KEY=(\S+)", block)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    async with KieEmulator(EmulatorConfig(api_key=key.group(1) if key else "unused")) as emulator:
+        env.update(KIE_BASE_URL=emulator.base_url, KIE_UPLOAD_BASE_URL=emulator.upload_base_url)
+        proc = await asyncio.create_subprocess_exec(
+            "bash",
+            "-euo",
+            "pipefail",
+            "-c",
+            block,
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    if "run-batch" in block:
+        assert (tmp_path / "outputs" / "batch" / "index.jsonl").read_text().count("\n") == 2
+    if "credits" in block:
+        assert "credits:" in out.decode()
 
 
 def test_readme_credits_command_offline(capsys: pytest.CaptureFixture[str]) -> None:
