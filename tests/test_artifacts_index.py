@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
 import os
@@ -175,6 +176,30 @@ async def test_rebuild_equals_original_index(tmp_path: Path) -> None:
     assert index.read_bytes() == original
 
 
+async def test_concurrent_creates_are_all_indexed_and_rebuild_matches(tmp_path: Path) -> None:
+    root = tmp_path / "outputs"
+    settings = ArtifactSettings(root=root, fsync=False, derivatives=ArtifactDerivativeSettings(format="jpeg"))
+    sources = [_image(tmp_path / f"c{n}.png", 64 + n, 48) for n in range(8)]
+    arts = await asyncio.gather(
+        *(
+            create_run_artifact(
+                RunArtifactCreateRequest(
+                    status=RunStatus.SUCCEEDED,
+                    model_key="nano-banana-2",
+                    outputs=[ArtifactSource(role="output", source_path=src)],
+                ),
+                settings,
+            )
+            for src in sources
+        )
+    )
+    original = (root / "index.jsonl").read_bytes().splitlines()
+    assert len(original) == 8 and {a.run_id for a in arts} == {e.run_id for e in read_index_sync(root).entries}
+    await rebuild_artifact_index(root)
+    rebuilt = (root / "index.jsonl").read_bytes().splitlines()
+    assert sorted(rebuilt) == sorted(original)  # same lines; order is recorded_at order
+
+
 async def test_queries_filter_and_order(tmp_path: Path) -> None:
     root = tmp_path / "outputs"
     ids = await _populate(root, tmp_path)
@@ -232,8 +257,6 @@ async def test_queries_without_index_scan_run_folders(tmp_path: Path) -> None:
 
 
 def test_cli_list_show_latest_rebuild(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import asyncio
-
     root = tmp_path / "outputs"
     ids = asyncio.run(_populate(root, tmp_path))
 

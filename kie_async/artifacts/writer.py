@@ -196,8 +196,8 @@ async def create_run_artifact(
     """
     cfg = settings or ArtifactSettings()
     root = cfg.resolved_root().absolute()
-    recorded_at = utc_now()
-    run_id = request.run_id or make_run_id(request.model_key, request.started_at or recorded_at)
+    started = utc_now()
+    run_id = request.run_id or make_run_id(request.model_key, request.started_at or started)
     final = runs_dir(root) / run_id
     staging = tmp_dir(root) / f"{run_id}.{os.getpid()}.{_secrets.token_hex(4)}"
 
@@ -207,7 +207,7 @@ async def create_run_artifact(
 
     await asyncio.to_thread(prepare)
     try:
-        manifest = await _assemble(request, cfg, staging, run_id, recorded_at, _secret_values(secrets))
+        manifest = await _assemble(request, cfg, staging, run_id, started, _secret_values(secrets))
         await asyncio.to_thread(_write_manifest_blocking, staging, manifest, cfg.fsync)
         await asyncio.to_thread(_publish_blocking, staging, final, cfg.fsync)
     except BaseException:
@@ -232,7 +232,7 @@ async def _assemble(
     cfg: ArtifactSettings,
     staging: Path,
     run_id: str,
-    recorded_at: datetime,
+    started: datetime,
     secret_values: list[str],
 ) -> RunManifest:
     input_jobs = [
@@ -243,16 +243,21 @@ async def _assemble(
         asyncio.to_thread(_store_blocking, src, staging, "outputs", n, cfg.output_link_mode)
         for n, src in enumerate(request.outputs)
     ]
-    stored = await asyncio.gather(*input_jobs, *output_jobs)
-    inputs = list(stored[: len(input_jobs)])
-    outputs = list(stored[len(input_jobs) :])
+    # Let every copy finish before failing, so no thread is still writing while the staging folder is removed.
+    results = await asyncio.gather(*input_jobs, *output_jobs, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    stored = [r for r in results if isinstance(r, ArtifactFile)]
+    inputs = stored[: len(input_jobs)]
+    outputs = stored[len(input_jobs) :]
     outputs = await _with_derivatives(outputs, staging, cfg.derivatives)
 
     manifest = RunManifest(
         run_id=run_id,
         status=request.status,
-        created_at=request.started_at or recorded_at,
-        recorded_at=recorded_at,
+        created_at=request.started_at or started,
+        recorded_at=utc_now(),  # as late as possible: the index (and a rebuild) is ordered by it
         model_key=request.model_key,
         provider_model=request.provider_model,
         task_mode=request.task_mode,
