@@ -7,16 +7,19 @@ so later steps (validate, price, build the payload, upload) never guess at shape
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from kie_async.specs import MediaKind, MediaRole
 
 ValidationState = Literal["ready", "ready_with_defaults", "ready_with_warning", "needs_input", "invalid"]
 SUBMITTABLE_STATES: frozenset[str] = frozenset({"ready", "ready_with_defaults", "ready_with_warning"})
 MediaSourceType = Literal["local_path", "url", "bytes", "asset"]
+_PLACEHOLDER = re.compile(r"^<\d+ bytes( sha256=[0-9a-f]+)?>$")
 
 
 class MediaInput(BaseModel):
@@ -69,7 +72,17 @@ class NormalizedMedia(BaseModel):
 
     @field_serializer("data")
     def _hide_bytes(self, data: bytes | None) -> str | None:
-        return None if data is None else f"<{len(data)} bytes>"
+        """Dumps carry a digest, not the bytes: small logs, yet equal-length different files never look equal."""
+        if data is None:
+            return None
+        return f"<{len(data)} bytes sha256={hashlib.sha256(data).hexdigest()[:16]}>"
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _refuse_placeholder(cls, value: object) -> object:
+        if isinstance(value, str) and _PLACEHOLDER.match(value):
+            raise ValueError("media bytes were dumped as a placeholder; pass the real bytes again")
+        return value
 
     @property
     def is_hosted(self) -> bool:

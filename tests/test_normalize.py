@@ -165,9 +165,18 @@ def test_media_classification(tmp_path: Path) -> None:
     assert "b'data'" not in repr(normalized.media[5])
 
 
-def test_bytes_are_not_dumped_in_json() -> None:
-    normalized = normalize_request(RawUserRequest(model_key="nano-banana-2", prompt="x", images=[b"0" * 100]))
-    assert "<100 bytes>" in normalized.model_dump_json()
+def test_bytes_are_dumped_as_a_digest_not_content() -> None:
+    import pydantic
+
+    from kie_async.request_models import NormalizedRequest
+
+    first = normalize_request(RawUserRequest(model_key="nano-banana-2", prompt="x", images=[b"0" * 100]))
+    second = normalize_request(RawUserRequest(model_key="nano-banana-2", prompt="x", images=[b"1" * 100]))
+    dumped = first.model_dump_json()
+    assert "<100 bytes sha256=" in dumped and "0" * 100 not in dumped
+    assert first.model_dump() != second.model_dump()  # equal length, different content
+    with pytest.raises(pydantic.ValidationError, match="placeholder"):
+        NormalizedRequest.model_validate_json(dumped)
 
 
 def test_unknown_model_is_recorded_not_raised() -> None:
