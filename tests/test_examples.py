@@ -1,0 +1,92 @@
+"""Every script in docs/examples/ runs offline (embedded emulator) and prints what the docs say it prints.
+
+The scripts are started together (each is its own interpreter, mostly import time) and their results are
+checked one test per script, so a failure names the example.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "docs" / "examples"
+SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
+
+EXPECTED = {
+    "credits": [r"^credits: 5000 "],
+    "validate": [r"^nano-banana-2: ready_with_defaults", r"^kling-2.6-i2v: needs_input", r"^seedance-2.0: invalid"],
+    "estimate": [r"^nano-banana-2: 18 credits", r"^kling-3.0-t2v: 270 credits", r"^seedance-2.0: 152 credits"],
+    "preflight": [r"^nano-banana-2: allowed", r"BLOCK over_budget", r"BLOCK not_ready"],
+    "text_to_image": [r"^status: succeeded", r"^image: .+\.png$"],
+    "image_to_video_chain": [r"^video run: succeeded", r"^video: .+\.mp4$", r"^parents of the video run: \['\d"],
+    "seedance_references": [r"task mode multimodal_reference", r"audios\[0\]: uploaded", r"^video: .+\.mp4$"],
+    "batch": [r"^second pass", r"resumed=True", r"1 request\(s\) held back"],
+    "artifacts_query": [
+        r"^2 succeeded nano-banana-2 run", r"^latest image: .+\.(jpeg|jpg|png) ", r"^rebuilt index: 2 run"
+    ],
+}
+
+
+def test_every_example_has_expectations() -> None:
+    assert {p.stem for p in SCRIPTS} == set(EXPECTED)
+
+
+async def _run(script: Path, workdir: Path) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}  # never live, never a stray key
+    env.update(KIE_OUTPUT_DIR=str(workdir / "outputs"), KIE_EXAMPLES_GENERATION_SECONDS="0.2")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), "--offline", cwd=workdir, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture(scope="module")
+def example_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, str, Path]]:
+    base = tmp_path_factory.mktemp("examples")
+
+    async def all_of_them() -> list[tuple[int, str, str]]:
+        for script in SCRIPTS:
+            (base / script.stem).mkdir()
+        return list(await asyncio.gather(*(_run(s, base / s.stem) for s in SCRIPTS)))
+
+    results = asyncio.run(all_of_them())
+    return {s.stem: (*r, base / s.stem) for s, r in zip(SCRIPTS, results, strict=True)}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs_offline(name: str, example_runs: dict[str, tuple[int, str, str, Path]]) -> None:
+    code, out, err, workdir = example_runs[name]
+    assert code == 0, f"{name} exited {code}\n{out[-2000:]}\n{err[-3000:]}"
+    for pattern in EXPECTED[name]:
+        assert re.search(pattern, out, re.M), f"{name}: no line matching {pattern!r} in:\n{out}"
+    for path in re.findall(r"^(?:image|video): (.+)$", out, re.M):
+        produced = Path(path)
+        assert produced.is_file() and produced.stat().st_size > 0, path
+        assert str(workdir) in str(produced), f"{name} wrote outside its working folder: {path}"
+
+
+def test_examples_without_offline_refuse_the_real_service(tmp_path: Path) -> None:
+    """No --offline and no KIE_ALLOW_LIVE: the session refuses before any request (exit 2, a clear message)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
+    env["KIE_API_KEY"] = "not-a-real-key"
+
+    async def go() -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(EXAMPLES / "credits.py"), cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    code, _, err = asyncio.run(go())
+    assert code == 2 and "KIE_ALLOW_LIVE" in err, err
