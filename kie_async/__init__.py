@@ -58,25 +58,35 @@ from kie_async.errors import (
 )
 from kie_async.fanout import BatchProgress, run_many
 from kie_async.fixtures import REQUEST_FIXTURES, get_request_fixture
+from kie_async.model_data import preload_model_data
 from kie_async.normalize import normalize_request
-from kie_async.payload import build_submission_payload
+from kie_async.payload import (
+    MediaNotUploadedError,
+    RequestNotReadyError,
+    build_submission_payload,
+    check_wire_payload,
+    media_needing_upload,
+    with_hosted_media,
+)
 from kie_async.pipeline import PipelineOptions, RunOutput, RunResult, StageOutcome, run_pipeline
 from kie_async.polling import TaskProgress
-from kie_async.preflight import PreflightResult, run_preflight
+from kie_async.preflight import CreditSource, PreflightResult, run_preflight
 from kie_async.prepare import PreparedRequest, prepare_request_for_submission
 from kie_async.presets import (
     PromptContext,
+    PromptEnhancementPreview,
     apply_enhanced_prompt,
     dry_run_prompt_enhancement,
     resolve_prompt_context,
 )
-from kie_async.pricing import CostEstimate, estimate_request_cost
+from kie_async.pricing import CostEstimate, estimate_request_cost, estimate_wire_cost
 from kie_async.request_models import MediaInput, NormalizedRequest, RawUserRequest, ValidationResult
 from kie_async.retry import RetryPolicy
 from kie_async.session import KieSession, SessionStats
 from kie_async.settings import KieSettings, PollSettings, RateLimitSettings, RetrySettings
-from kie_async.specs import load_registry
+from kie_async.specs import aload_registry, load_registry
 from kie_async.submit import download_output_file, get_credit_balance, submit_prepared_request, wait_for_task
+from kie_async.validate import validate_request
 
 
 def __getattr__(name: str) -> object:
@@ -100,6 +110,7 @@ __all__ = [
     "CreateTaskPayload",
     "CreditBalance",
     "CreditBudget",
+    "CreditSource",
     "DownloadResult",
     "KieAPIStatusError",
     "KieAuthenticationError",
@@ -122,16 +133,19 @@ __all__ = [
     "KieUsageLimitError",
     "KieValidationError",
     "MediaInput",
+    "MediaNotUploadedError",
     "NormalizedRequest",
     "PipelineOptions",
     "PollSettings",
     "PreflightResult",
     "PreparedRequest",
     "PromptContext",
+    "PromptEnhancementPreview",
     "PromptRecord",
     "ProviderTrace",
     "RateLimitSettings",
     "RawUserRequest",
+    "RequestNotReadyError",
     "RetryPolicy",
     "RetrySettings",
     "RunArtifact",
@@ -150,12 +164,15 @@ __all__ = [
     "ValidationResult",
     "__version__",
     "add_callback_route",
+    "aload_registry",
     "apply_enhanced_prompt",
     "build_submission_payload",
+    "check_wire_payload",
     "create_run_artifact",
     "download_output_file",
     "dry_run_prompt_enhancement",
     "estimate_request_cost",
+    "estimate_wire_cost",
     "generate_derivatives",
     "get_credit_balance",
     "get_latest_assets",
@@ -163,7 +180,9 @@ __all__ = [
     "get_request_fixture",
     "list_recent_runs",
     "load_registry",
+    "media_needing_upload",
     "normalize_request",
+    "preload_model_data",
     "prepare_request_for_submission",
     "print_run_summary",
     "query_runs",
@@ -174,6 +193,8 @@ __all__ = [
     "run_preflight",
     "sign_callback",
     "submit_prepared_request",
+    "validate_request",
     "verify_callback_signature",
     "wait_for_task",
+    "with_hosted_media",
 ]

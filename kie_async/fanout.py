@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from kie_async.budget import BudgetSnapshot, CreditBudget
 from kie_async.errors import KieError
 from kie_async.journal import BatchJournal, JournalRecord, request_key
+from kie_async.model_data import preload_model_data
 from kie_async.normalize import normalize_request
 from kie_async.pipeline import (
     PipelineHooks,
@@ -148,6 +149,7 @@ async def run_many(
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     opts = options or PipelineOptions()
+    await preload_model_data()
     journal = await BatchJournal.open(journal_path) if journal_path is not None else None
     cap = budget_credits
     if opts.check_balance and opts.available_credits is None:

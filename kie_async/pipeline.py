@@ -34,6 +34,7 @@ from kie_async.artifacts import (
 )
 from kie_async.budget import CreditBudget
 from kie_async.errors import KieError, KieSubmissionUncertainError
+from kie_async.model_data import preload_model_data
 from kie_async.normalize import normalize_request
 from kie_async.preflight import PreflightResult, run_preflight
 from kie_async.prepare import PreparedRequest, prepare_request_for_submission
@@ -218,6 +219,7 @@ async def run_pipeline(
 
     # -- normalize, prompt, enhance, validate: pure work, no credits --------------------------------------
     async with rec.stage("normalize"):
+        await preload_model_data()
         if isinstance(request, RawUserRequest):
             parents.extend(p for p in _parents(request) if p not in parents)
             normalized = await asyncio.to_thread(normalize_request, request)
