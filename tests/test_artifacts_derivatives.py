@@ -120,41 +120,65 @@ async def test_video_frame_poster_with_ffmpeg(tmp_path: Path) -> None:
     assert not list((tmp_path / "d").glob(".*frame*"))  # the grabbed frame is cleaned up
 
 
-async def _max_loop_lag_while_processing(sources: list[DerivativeSource], out: Path) -> tuple[float, int]:
-    """Run a 5 ms ticker while the derivatives are made; return (worst lag in seconds, ticks)."""
-    interval = 0.005
+async def _ticker_lags(stop: asyncio.Event, lags: list[float], interval: float = 0.005) -> None:
+    while not stop.is_set():
+        before = time.perf_counter()
+        await asyncio.sleep(interval)
+        lags.append(time.perf_counter() - before - interval)
+
+
+async def _idle_lag(seconds: float) -> float:
+    """Worst lag of a ticker with nothing else running: the machine's own scheduling noise."""
     lags: list[float] = []
     stop = asyncio.Event()
+    tick = asyncio.create_task(_ticker_lags(stop, lags))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await tick
+    return max(lags)
 
-    async def ticker() -> None:
-        while not stop.is_set():
-            before = time.perf_counter()
-            await asyncio.sleep(interval)
-            lags.append(time.perf_counter() - before - interval)
 
-    tick = asyncio.create_task(ticker())
+async def _max_loop_lag_while_processing(sources: list[DerivativeSource], out: Path) -> tuple[float, int, float]:
+    """Run a 5 ms ticker while the derivatives are made; return (worst lag, ticks, seconds taken)."""
+    lags: list[float] = []
+    stop = asyncio.Event()
+    tick = asyncio.create_task(_ticker_lags(stop, lags))
     await asyncio.sleep(0.02)
+    started = time.perf_counter()
     sets = await generate_derivatives(sources, out, ArtifactDerivativeSettings(format="jpeg"))
+    took = time.perf_counter() - started
     stop.set()
     await tick
     assert len(sets) == 50 and all(len(s.derivatives) == 2 for s in sets)
     assert len({d.path for s in sets for d in s.derivatives}) == 100
-    return max(lags), len(lags)
+    return max(lags), len(lags), took
+
+
+LAG_LIMIT = 0.020
 
 
 async def test_event_loop_keeps_ticking_during_50_uhd_images(uhd_images: list[Path], tmp_path: Path) -> None:
     """The whole point of the thread pool: a 5 ms ticker never falls more than 20 ms behind.
 
-    Work done on the loop would stall it for 60+ ms per 4K image on every attempt. A machine shared with
-    other CPU-heavy jobs can add a rare scheduling spike of its own, so the measurement gets up to three
-    attempts; one clean attempt proves the loop was never blocked by our code.
+    Work done on the loop would stall it for 60+ ms per 4K image, every time. A machine shared with other
+    CPU-heavy jobs stalls even an idle loop now and then, so a failed attempt is followed by an idle ticker
+    over the same span: one clean attempt passes; three failed attempts fail the test when the idle loop
+    was clean in at least two of them, and otherwise skip (too busy for the measurement to mean anything).
     """
     sources = [DerivativeSource(path=uhd_images[n % len(uhd_images)], stem=f"img{n:02d}") for n in range(50)]
     worst: list[float] = []
+    idle: list[float] = []
     for attempt in range(3):
-        lag, ticks = await _max_loop_lag_while_processing(sources, tmp_path / f"attempt{attempt}")
-        assert ticks > 20
+        lag, ticks, took = await _max_loop_lag_while_processing(sources, tmp_path / f"attempt{attempt}")
+        assert ticks > 20, f"only {ticks} ticks in 50 images: the loop was blocked"
+        if lag < LAG_LIMIT:
+            return
         worst.append(lag)
-        if lag < 0.020:
-            break
-    assert min(worst) < 0.020, f"loop lag peaked at {[round(w * 1000, 1) for w in worst]} ms"
+        idle.append(await _idle_lag(took))
+    def ms(values: list[float]) -> list[float]:
+        return [round(v * 1000, 1) for v in values]
+
+    report = f"loop lag peaked at {ms(worst)} ms; an idle loop over the same spans: {ms(idle)} ms"
+    if sum(i < LAG_LIMIT for i in idle) >= 2:
+        pytest.fail(report)
+    pytest.skip(f"machine too busy to measure loop lag: {report}")
