@@ -82,12 +82,19 @@ def test_redaction_rules() -> None:
     )
     assert redact_url("https://h.example/a.png?w=2") == "https://h.example/a.png?w=2"
     cleaned = redact_value(
-        {"apiKey": "k1", "max_tokens": 5, "prompt": "Bearer abcdefghij and s3cr3t-value", "list": ["s3cr3t-value"]},
+        {
+            "apiKey": "k1",
+            "max_tokens": 5,
+            "prompt": "Bearer abc123defghij and s3cr3t-value",
+            "style": "Basic watercolours, bearer of light",
+            "list": ["s3cr3t-value"],
+        },
         ["s3cr3t-value"],
     )
     assert cleaned == {
         "apiKey": REDACTED,
         "max_tokens": 5,
         "prompt": f"Bearer {REDACTED} and {REDACTED}",
+        "style": "Basic watercolours, bearer of light",
         "list": [REDACTED],
     }

@@ -19,7 +19,9 @@ _SECRET_KEY = re.compile(
     r"private[_-]?key|credential|x-amz-security-token|x-amz-signature|x-amz-credential|sig)$",
     re.IGNORECASE,
 )
-_BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
+# An Authorization value: the scheme, then a token-looking word (long, with a digit) so that prompts such as
+# "basic watercolours" are left alone.
+_BEARER = re.compile(r"\b(Bearer|Basic)\s+(?=[A-Za-z0-9._~+/=-]*\d)[A-Za-z0-9._~+/=-]{12,}", re.IGNORECASE)
 
 
 def is_secret_key(key: str) -> bool:
