@@ -237,16 +237,19 @@ async def test_queries_filter_and_order(tmp_path: Path) -> None:
 async def test_rebuild_reports_and_cleans_stale_staging(tmp_path: Path) -> None:
     root = tmp_path / "outputs"
     await _populate(root, tmp_path)
-    old = root / ".tmp" / "crashed.123.abcd"
+    old = root / ".tmp" / "crashed.123.abcd0123"
     (old / "outputs").mkdir(parents=True)
     os.utime(old, (0, 0))
-    fresh = root / ".tmp" / "in-progress.456.ef01"
+    fresh = root / ".tmp" / "in-progress.456.ef01ef01"
     fresh.mkdir()
+    someone_elses = root / ".tmp" / "downloads"  # the pipeline stages downloads here; never touched
+    someone_elses.mkdir()
+    os.utime(someone_elses, (0, 0))
     report = await rebuild_artifact_index(root)
     assert set(report.stale_staging_dirs) == {old.name, fresh.name} and report.cleaned_staging_dirs == []
     report = await rebuild_artifact_index(root, clean_staging_older_than=3600)
     assert report.cleaned_staging_dirs == [old.name] and report.stale_staging_dirs == [fresh.name]
-    assert not old.exists() and fresh.exists()
+    assert not old.exists() and fresh.exists() and someone_elses.exists()
 
 
 async def test_queries_without_index_scan_run_folders(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from kie_async._version import __version__
 from kie_async.artifacts.layout import (
     MANIFEST_FILENAME_GLOB,
+    STAGING_NAME,
     index_path,
     lock_path,
     resolve_root,
@@ -387,17 +388,22 @@ def _scan_manifests(base: Path) -> tuple[list[IndexEntry], list[str]]:
     return entries, bad
 
 
-def _clean_staging(base: Path, older_than_seconds: float) -> list[str]:
-    """Remove staging folders no live writer can still own (a writer finishes in seconds, not hours)."""
+def _run_staging_dirs(base: Path) -> list[Path]:
+    """Run folders being assembled (``<run_id>.<pid>.<hex>``); other users of ``.tmp`` are left alone."""
     folder = tmp_dir(base)
     if not folder.is_dir():
         return []
+    return sorted(p for p in folder.iterdir() if STAGING_NAME.match(p.name) and p.is_dir())
+
+
+def _clean_staging(base: Path, older_than_seconds: float) -> list[str]:
+    """Remove staging folders no live writer can still own (a writer finishes in seconds, not hours)."""
     cutoff = time.time() - older_than_seconds
     removed = []
-    for child in sorted(folder.iterdir()):
+    for child in _run_staging_dirs(base):
         with contextlib.suppress(OSError):
             if child.stat().st_mtime < cutoff:
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+                shutil.rmtree(child)
                 removed.append(child.name)
     return removed
 
@@ -427,7 +433,7 @@ def rebuild_artifact_index_sync(
             if fsync:
                 os.fsync(fh.fileno())
         os.replace(staging, path)
-    stale = sorted(p.name for p in tmp_dir(base).iterdir()) if tmp_dir(base).is_dir() else []
+    stale = [p.name for p in _run_staging_dirs(base)]
     return RebuildReport(
         root=base,
         runs_indexed=len(entries),

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 DEFAULT_ROOT_ENV = "KIE_OUTPUT_DIR"  # the same knob the CLI uses for downloads
@@ -43,3 +44,5 @@ def tmp_dir(root: Path) -> Path:
     return root / TMP_DIRNAME
 
 MANIFEST_FILENAME_GLOB = "*/run.json"
+STAGING_NAME = re.compile(r"^.+\.\d+\.[0-9a-f]{8}$")
+"""How the writer names a run folder under assembly in ``.tmp``: ``<run_id>.<pid>.<8 hex>``."""
