@@ -1,0 +1,173 @@
+"""Large download: ``KieSession.download`` of a 1 GB output vs a plain aiohttp loop, throughput and peak RSS.
+
+    python benchmarks/bench_download.py               # 1 GiB, 3 repeats per client (about a minute)
+    python benchmarks/bench_download.py --size 256M   # any size: bytes or k/M/G
+    python benchmarks/bench_download.py --quick       # 32 MiB, one repeat
+
+The file comes from the emulator's ``/_emulator/blob/<size>`` route (deterministic bytes at flat memory),
+served by a separate process. Each download runs in a fresh child process, because a process's peak RSS
+(VmHWM) cannot be reset: the child reads VmRSS after its imports and session setup, samples VmRSS every
+20 ms during the download, and reads VmHWM at the end. "Peak RSS growth" = VmHWM at the end − VmRSS before.
+
+Clients: the SDK (atomic temp file, aiofiles writes, fsync, rename) and raw aiohttp (``iter_chunked(1 MiB)``,
+blocking writes, fsync) — both durable, both streaming. Throughput in MB/s (10^6 bytes) includes the fsync.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from _common import (
+    EmulatorProcess,
+    RssSampler,
+    add_common_flags,
+    fmt,
+    median,
+    print_table,
+    proc_status_kb,
+    ratio,
+    write_results,
+)
+
+from kie_async import KieSession, KieSettings
+from kie_async.emulator.media import parse_size
+
+
+async def child_download(client: str, url: str, dest: Path) -> dict[str, Any]:
+    settings = KieSettings.from_env()  # KIE_BASE_URL / KIE_UPLOAD_BASE_URL / KIE_API_KEY set by the parent
+    if client == "sdk":
+        async with KieSession(settings) as kie:
+            rss_before = proc_status_kb("VmRSS")
+            with RssSampler() as sampler:
+                t0 = time.perf_counter()
+                result = await kie.download(url, dest)
+                seconds = time.perf_counter() - t0
+            written = result.bytes_written
+    else:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
+            headers = {"Authorization": f"Bearer {settings.key_value()}"}
+            rss_before = proc_status_kb("VmRSS")
+            with RssSampler() as sampler:
+                t0 = time.perf_counter()
+                written = 0
+                async with http.get(url, headers=headers) as response:
+                    response.raise_for_status()
+                    with dest.open("wb") as fh:
+                        async for chunk in response.content.iter_chunked(1 << 20):
+                            fh.write(chunk)
+                            written += len(chunk)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                seconds = time.perf_counter() - t0
+    return {
+        "client": client,
+        "bytes": written,
+        "seconds": seconds,
+        "mb_per_s": written / seconds / 1e6,
+        "rss_before_kb": rss_before,
+        "rss_peak_sampled_kb": sampler.peak_kb,
+        "hwm_after_kb": proc_status_kb("VmHWM"),
+        "rss_after_kb": proc_status_kb("VmRSS"),
+    }
+
+
+def run_child(client: str, url: str, dest: Path, env: dict[str, str]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", client, "--url", url, "--dest", str(dest)],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dest.unlink(missing_ok=True)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    before = result["rss_before_kb"] or 0
+    result["peak_growth_mb"] = ((result["hwm_after_kb"] or 0) - before) / 1024
+    result["sampled_growth_mb"] = ((result["rss_peak_sampled_kb"] or 0) - before) / 1024
+    return result
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    size = parse_size("32M" if args.quick else args.size)
+    repeats = 1 if args.quick else args.repeats
+    folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="kie-bench-download-"))
+    samples: dict[str, list[dict[str, Any]]] = {"sdk": [], "raw": []}
+    async with EmulatorProcess(create_rate_limit=None) as emu:
+        url = f"{emu.base_url}/_emulator/blob/{size}"
+        env = {"KIE_BASE_URL": emu.base_url, "KIE_UPLOAD_BASE_URL": emu.info["upload_base_url"],
+               "KIE_API_KEY": emu.api_key}
+        for r in range(repeats):
+            for client in (("sdk", "raw") if r % 2 == 0 else ("raw", "sdk")):
+                sample = await asyncio.to_thread(run_child, client, url, folder / f"{client}_{r}.bin", env)
+                if sample["bytes"] != size:
+                    raise RuntimeError(f"{client} wrote {sample['bytes']} bytes, expected {size}")
+                samples[client].append(sample)
+                print(f"repeat {r + 1}/{repeats} {client}: {sample['mb_per_s']:.0f} MB/s, "
+                      f"peak RSS growth {sample['peak_growth_mb']:.1f} MB", flush=True)
+    await asyncio.to_thread(folder.rmdir)
+
+    figures: dict[str, Any] = {"size_bytes": size}
+    for client, runs in samples.items():
+        figures[f"{client}_mb_per_s"] = round(median([s["mb_per_s"] for s in runs]), 1)
+        figures[f"{client}_seconds"] = round(median([s["seconds"] for s in runs]), 3)
+        figures[f"{client}_peak_rss_growth_mb"] = round(median([s["peak_growth_mb"] for s in runs]), 1)
+        figures[f"{client}_sampled_rss_growth_mb"] = round(median([s["sampled_growth_mb"] for s in runs]), 1)
+    figures["throughput_ratio_sdk_over_raw"] = round(ratio(figures["sdk_mb_per_s"], figures["raw_mb_per_s"]), 3)
+    figures["rss_growth_ratio_sdk_over_raw"] = round(
+        ratio(figures["sdk_peak_rss_growth_mb"], figures["raw_peak_rss_growth_mb"]), 3
+    )
+    figures["sdk_rss_growth_per_gb_of_file_mb"] = round(figures["sdk_peak_rss_growth_mb"] / (size / 1e9), 2)
+    print_table(
+        f"download of {size / 2**20:,.0f} MiB from the emulator blob route, median of {repeats} repeat(s)",
+        ["figure", "SDK download()", "raw aiohttp", "SDK / raw"],
+        [
+            ["throughput (MB/s)", fmt(figures["sdk_mb_per_s"], 1), fmt(figures["raw_mb_per_s"], 1),
+             fmt(figures["throughput_ratio_sdk_over_raw"])],
+            ["time (s)", fmt(figures["sdk_seconds"]), fmt(figures["raw_seconds"]),
+             fmt(ratio(figures["sdk_seconds"], figures["raw_seconds"]))],
+            ["peak RSS growth, VmHWM (MB)", fmt(figures["sdk_peak_rss_growth_mb"], 1),
+             fmt(figures["raw_peak_rss_growth_mb"], 1), fmt(figures["rss_growth_ratio_sdk_over_raw"])],
+            ["peak RSS growth, sampled (MB)", fmt(figures["sdk_sampled_rss_growth_mb"], 1),
+             fmt(figures["raw_sampled_rss_growth_mb"], 1),
+             fmt(ratio(figures["sdk_sampled_rss_growth_mb"], figures["raw_sampled_rss_growth_mb"]))],
+        ],
+    )
+    params = {
+        "size": args.size if not args.quick else "32M",
+        "size_bytes": size,
+        "repeats": repeats,
+        "isolation": "fresh child process per download; emulator in its own process",
+        "rss_sampling_interval_s": 0.02,
+    }
+    write_results("bench_download", args.out, quick=args.quick, params=params, figures=figures, samples=samples)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_flags(parser)
+    parser.add_argument("--size", default="1G", help="download size: bytes or k/M/G (default 1G = 1 GiB)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", choices=["sdk", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--dest", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(asyncio.run(child_download(args.child, args.url, args.dest))))
+        return 0
+    asyncio.run(main_async(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""Every benchmark script still runs: quickest mode, as a subprocess, results JSON parseable with its keys.
+
+No timing assertions (figures depend on the machine); the scripts are started together once per module so the
+whole file costs about as long as the slowest script. Results go to a temp dir, never over the committed ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+TIMEOUT = 150
+
+COMMON_KEYS = {"benchmark", "timestamp", "quick", "machine", "params", "figures", "samples"}
+FIGURE_KEYS: dict[str, set[str]] = {
+    "bench_roundtrip": {
+        "sdk_median_ms", "raw_median_ms", "sdk_p90_ms", "raw_p90_ms", "median_ratio", "p90_ratio",
+        "sdk_rt_per_s", "raw_rt_per_s", "throughput_ratio",
+    },
+    "bench_fanout": {"scaled", "real_limit"},
+    "bench_sync_baseline": {
+        "sync_per_run_median_s", "sync_projected_s", "fanout_sample_wall_s", "sample_speedup_sync_over_fanout",
+        "fanout_projected_real_limit_s", "speedup_projected_real_limit",
+    },
+    "bench_download": {
+        "sdk_mb_per_s", "raw_mb_per_s", "sdk_peak_rss_growth_mb", "raw_peak_rss_growth_mb",
+        "throughput_ratio_sdk_over_raw",
+    },
+    "bench_derivatives": {
+        "pyvips_ms_per_image", "pillow_ms_per_image", "pyvips_images_per_s_parallel", "pillow_images_per_s_parallel",
+        "pyvips_peak_rss_growth_mb_parallel", "pillow_peak_rss_growth_mb_parallel",
+        "speedup_per_image_pillow_over_pyvips",
+    },
+}
+FANOUT_SCENARIO_KEYS = {
+    "wall_s", "floor_s", "wall_over_floor", "achieved_over_allowed", "emulator_429s_total", "loop_lag_p50_ms",
+    "loop_lag_p99_ms", "status_requests_per_task_mean", "succeeded_min", "runs",
+}
+
+
+class Finished:
+    """One script started in the background; its output goes to a log file so no pipe can fill up."""
+
+    def __init__(self, cmd: list[str], out: Path, log: Path, env: dict[str, str]) -> None:
+        self.out = out
+        self.log = log
+        with log.open("w") as fh:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        self.stdout = ""
+
+    def wait(self) -> int:
+        try:
+            self.proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.stdout = self.log.read_text(errors="replace")
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Finished]]:
+    out = tmp_path_factory.mktemp("bench-results")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+    started: dict[str, Finished] = {}
+    for name in FIGURE_KEYS:
+        cmd = [sys.executable, str(BENCH / f"{name}.py"), "--quick", "--out", str(out)]
+        started[name] = Finished(cmd, out / f"{name}.quick.json", out / f"{name}.log", env)
+    artifacts_out = out / "bench_artifacts.json"
+    cmd = [sys.executable, str(BENCH / "bench_artifacts.py"), "--quick", "--out", str(artifacts_out)]
+    started["bench_artifacts"] = Finished(cmd, artifacts_out, out / "bench_artifacts.log", env)
+    t0 = time.monotonic()
+    for finished in started.values():
+        finished.wait()
+    print(f"benchmarks (quick) finished in {time.monotonic() - t0:.1f}s")
+    yield started
+
+
+def _load(finished: Finished) -> dict[str, Any]:
+    assert finished.proc.returncode == 0, finished.stdout[-3000:]
+    assert finished.out.is_file(), f"no results file {finished.out}\n{finished.stdout[-3000:]}"
+    document: dict[str, Any] = json.loads(finished.out.read_text())
+    return document
+
+
+@pytest.mark.parametrize("name", sorted(FIGURE_KEYS))
+def test_benchmark_runs_and_writes_results(runs: dict[str, Finished], name: str) -> None:
+    document = _load(runs[name])
+    assert document.keys() >= COMMON_KEYS
+    assert document["benchmark"] == name
+    assert document["quick"] is True
+    assert {"python", "cpu_count", "sdk_version"} <= document["machine"].keys()
+    missing = FIGURE_KEYS[name] - document["figures"].keys()
+    assert not missing, f"{name} figures lack {missing}"
+    assert "results:" in runs[name].stdout  # the table was printed and the path reported
+
+
+def test_fanout_scenarios_have_every_figure(runs: dict[str, Finished]) -> None:
+    figures = _load(runs["bench_fanout"])["figures"]
+    for scenario in ("scaled", "real_limit"):
+        missing = FANOUT_SCENARIO_KEYS - figures[scenario].keys()
+        assert not missing, f"{scenario} lacks {missing}"
+        assert figures[scenario]["succeeded_min"] == figures[scenario]["runs"]
+
+
+def test_quick_runs_leave_committed_results_alone(runs: dict[str, Finished]) -> None:
+    for finished in runs.values():
+        assert finished.out.parent != BENCH / "results"
+        assert not finished.out.is_relative_to(BENCH)
+
+
+def test_artifacts_benchmark_runs(runs: dict[str, Finished]) -> None:
+    document = _load(runs["bench_artifacts"])
+    assert document.get("benchmark") == "bench_artifacts"
+    assert "params" in document
