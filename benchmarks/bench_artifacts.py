@@ -253,6 +253,7 @@ async def main() -> int:
         "python": sys.version.split()[0],
         "libvips": f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}",
         "cpu_count": os.cpu_count(),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],  # other jobs on the machine skew figures
         "platform": platform.platform(),
         "params": {"images": args.images, "input_size": list(UHD), "runs": args.runs, "repeats": args.repeats},
         "derivatives": deriv,
@@ -281,6 +282,8 @@ async def main() -> int:
     table.add_row("index append (no fsync)", f"{queries['append_ms_fsync_false']['median']:.3f} ms", "")
     table.add_row("index append (fsync)", f"{queries['append_ms_fsync_true']['median']:.3f} ms", "")
     Console(width=max(console.width, 130)).print(table)
+    load = results["load_average_1_5_15"]
+    console.print(f"load average during the run: {load} (other jobs on the machine lower these figures)")
     console.print(f"results written to {args.out}")
     return 0
 

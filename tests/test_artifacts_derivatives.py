@@ -70,6 +70,20 @@ async def test_portrait_jpeg_custom_sizes_and_alpha_flatten(tmp_path: Path) -> N
     assert web.get("vips-loader") == "jpegload" and web.bands == 3  # alpha flattened for JPEG
 
 
+async def test_16bit_and_cmyk_originals_become_8bit_srgb(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.png"
+    (_photo_like(600, 400, seed=4).cast("ushort") * 256).copy(interpretation="rgb16").write_to_file(str(deep))
+    cmyk = tmp_path / "print.jpg"
+    _photo_like(600, 400, seed=5).colourspace("cmyk").write_to_file(str(cmyk))
+    assert pyvips.Image.new_from_file(str(cmyk)).interpretation == "cmyk"
+    sets = await generate_derivatives([deep, cmyk], tmp_path / "d")
+    for made in sets:
+        assert [d.name for d in made.derivatives] == ["web", "thumb"], made.note
+        for record in made.derivatives:
+            image = pyvips.Image.new_from_file(str(tmp_path / "d" / record.path))
+            assert (image.format, image.bands, image.interpretation) == ("uchar", 3, "srgb")
+
+
 async def test_small_images_are_not_upscaled(tmp_path: Path) -> None:
     small = tmp_path / "small.png"
     _photo_like(200, 100, seed=2).write_to_file(str(small))

@@ -97,17 +97,18 @@ def ffmpeg_binary() -> str | None:
     return shutil.which("ffmpeg")
 
 
-def _to_8bit(image: Any) -> Any:
+def _to_display(image: Any) -> Any:
+    """8-bit sRGB (or grey): what browsers show and WebP/JPEG store; 16-bit PNGs, CMYK and Lab get here."""
     interpretation = image.interpretation
-    if interpretation in ("rgb16", "grey16") or image.format not in ("uchar", "char"):
-        image = image.colourspace("b-w" if interpretation in ("grey16", "b-w") else "srgb")
-        if image.format != "uchar":
-            image = image.cast("uchar")
+    if interpretation not in ("srgb", "b-w"):
+        image = image.colourspace("b-w" if interpretation == "grey16" else "srgb")
+    if image.format != "uchar":
+        image = image.cast("uchar")
     return image
 
 
 def _save(image: Any, out: Path, settings: ArtifactDerivativeSettings, quality: int) -> None:
-    image = _to_8bit(image)
+    image = _to_display(image)
     if settings.format == "jpeg":
         if image.hasalpha():
             image = image.flatten(background=list(settings.flatten_background))
@@ -116,9 +117,17 @@ def _save(image: Any, out: Path, settings: ArtifactDerivativeSettings, quality: 
         image.write_to_file(str(out), Q=quality, keep="none", effort=settings.webp_effort)
 
 
+Origin = Literal["image", "provider_cover", "video_frame"]
+
+
 def _render(
-    source: Path, out_dir: Path, stem: str, large_name: Literal["web", "poster"], origin: Literal["image",
-    "provider_cover", "video_frame"], settings: ArtifactDerivativeSettings, relative_to: Path,
+    source: Path,
+    out_dir: Path,
+    stem: str,
+    large_name: Literal["web", "poster"],
+    origin: Origin,
+    settings: ArtifactDerivativeSettings,
+    relative_to: Path,
 ) -> list[DerivativeRecord]:
     """Blocking: decode once, write the large rendition and the thumbnail. Runs in a worker thread."""
     import pyvips
