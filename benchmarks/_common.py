@@ -174,6 +174,14 @@ def proc_status_kb(field: str, pid: int | str = "self") -> int | None:
     return None
 
 
+def process_cpu_seconds(pid: int | str = "self") -> float | None:
+    """user + system CPU seconds of a process (all its threads), from /proc/<pid>/stat."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
 class RssSampler:
     """Samples VmRSS of this process every ``interval`` s on a thread (sees libvips and aiohttp buffers alike)."""
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from typing import Any
@@ -26,7 +27,6 @@ from kie_async.emulator import EmulatorConfig, KieEmulator
 
 
 def install_template_renderer() -> None:
-    import os
     import threading
 
     from kie_async.emulator import lifecycle, media
@@ -60,7 +60,7 @@ def install_template_renderer() -> None:
             return media.pad_jpeg(data, target_bytes, seed_text), content_type
         return media.pad_png(data, target_bytes, seed_text), content_type
 
-    media._noise = cached_noise  # type: ignore[attr-defined]
+    media._noise = cached_noise
     lifecycle.render_output = render  # type: ignore[attr-defined]
 
 
@@ -71,7 +71,7 @@ async def serve(overrides: dict[str, Any]) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     def stdin_closed() -> None:
-        if not sys.stdin.buffer.read1(4096):  # type: ignore[attr-defined]
+        if not os.read(sys.stdin.fileno(), 4096):
             loop.remove_reader(sys.stdin.fileno())
             stop.set()
 

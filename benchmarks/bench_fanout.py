@@ -37,12 +37,14 @@ from _common import (
     fmt,
     median,
     print_table,
+    process_cpu_seconds,
     ratio,
     status_request_summary,
     write_results,
 )
 
 from kie_async import (
+    ArtifactDerivativeSettings,
     ArtifactSettings,
     BatchProgress,
     CreateTaskPayload,
@@ -80,6 +82,9 @@ class TimedSession(KieSession):
         return created
 
 
+STAGES = ("normalize", "prompt", "validate", "preflight", "prepare", "submit", "wait", "download", "artifact")
+
+
 def requests_for(count: int, tag: str) -> list[RawUserRequest]:
     return [
         RawUserRequest(
@@ -114,9 +119,12 @@ async def run_scenario(
     poll: PollSettings | None,
     reads_per_second: float | None,
     downloads: int | None,
+    sdk_limit: int | None,
     concurrency: int,
     progress: bool,
     render: str,
+    derivatives: bool,
+    artifact_fsync: bool,
 ) -> dict[str, Any]:
     emulator_config = {
         "_render": render,
@@ -134,14 +142,20 @@ async def run_scenario(
             overrides: dict[str, Any] = {}
             if reads_per_second is not None:
                 overrides["rate_limit"] = RateLimitSettings(
-                    create_per_window=limit, create_window_seconds=window, reads_per_second=reads_per_second
+                    create_per_window=sdk_limit or limit, create_window_seconds=window,
+                    reads_per_second=reads_per_second,
                 )
             if poll is not None:
                 overrides["poll"] = poll
             if downloads is not None:
                 overrides["max_concurrent_downloads"] = downloads
             settings = emu.settings(**overrides)
-            options = PipelineOptions(artifacts=ArtifactSettings(root=root / "outputs"))
+            artifact_settings = ArtifactSettings(
+                root=root / "outputs",
+                fsync=artifact_fsync,
+                derivatives=ArtifactDerivativeSettings(enabled=derivatives),
+            )
+            options = PipelineOptions(artifacts=artifact_settings)
             events = 0
 
             def on_progress(update: BatchProgress) -> None:
@@ -152,6 +166,7 @@ async def run_scenario(
                 transfer = await measure_transfer(kie, emu.base_url, output_bytes, root / "transfer")
                 await emu.reset_stats()
                 batch = requests_for(runs, label)
+                cpu_client0, cpu_emu0 = process_cpu_seconds(), process_cpu_seconds(emu.pid)
                 async with LoopLagProbe() as lag:
                     t0 = time.perf_counter()
                     results = await run_many(
@@ -162,6 +177,7 @@ async def run_scenario(
                         on_progress=on_progress if progress else None,
                     )
                     wall = time.perf_counter() - t0
+                cpu_client1, cpu_emu1 = process_cpu_seconds(), process_cpu_seconds(emu.pid)
                 submits = sorted(kie.submit_times)
                 sdk_stats = kie.stats.model_copy(deep=True)
             emu_stats = await emu.stats()
@@ -176,7 +192,7 @@ async def run_scenario(
     statuses = Counter(r.status for r in results)
     stage_medians = {
         name: round(median([s.seconds for r in results if (s := r.stage(name)) is not None]), 4)  # type: ignore[arg-type]
-        for name in ("submit", "wait", "download", "artifact")
+        for name in STAGES
     }
     return {
         "runs": runs,
@@ -206,14 +222,29 @@ async def run_scenario(
         "progress_events": events,
         "stage_median_s": stage_medians,
         "throughput_runs_per_s": round(runs / wall, 3),
+        "client_cpu_ms_per_run": _per_run_ms(cpu_client0, cpu_client1, runs),
+        "emulator_cpu_ms_per_run": _per_run_ms(cpu_emu0, cpu_emu1, runs),
+        "loadavg_after": _loadavg(),
     }
+
+
+def _per_run_ms(before: float | None, after: float | None, runs: int) -> float:
+    return round((after - before) * 1000 / runs, 2) if before is not None and after is not None else math.nan
+
+
+def _loadavg() -> list[str]:
+    try:
+        return Path("/proc/loadavg").read_text().split()[:3]
+    except OSError:
+        return []
 
 
 def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Median of each numeric figure over repeats (429s: the sum, since the goal is zero in every run)."""
     keys = [
         "wall_s", "transfer_s", "floor_s", "window_floor_s", "wall_over_floor", "wall_over_window_floor",
-        "achieved_rate_per_s", "achieved_over_allowed", "throughput_runs_per_s",
+        "achieved_rate_per_s", "achieved_over_allowed", "throughput_runs_per_s", "client_cpu_ms_per_run",
+        "emulator_cpu_ms_per_run",
     ]
     out: dict[str, Any] = {k: round(median([s[k] for s in samples]), 4) for k in keys}
     out["runs"] = samples[0]["runs"]
@@ -245,6 +276,8 @@ FIGURE_ROWS: list[tuple[str, Any]] = [
     ("status requests / task (mean)", lambda f: fmt(f["status_requests_per_task_mean"])),
     ("status requests / task (max)", lambda f: str(f["status_requests_per_task_max"])),
     ("runs / s", lambda f: fmt(f["throughput_runs_per_s"])),
+    ("client CPU per run (ms)", lambda f: fmt(f["client_cpu_ms_per_run"], 1)),
+    ("emulator CPU per run (ms)", lambda f: fmt(f["emulator_cpu_ms_per_run"], 1)),
 ]
 
 
@@ -260,6 +293,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "image_edge": args.image_edge,
         "progress": not args.no_progress,
         "render": args.emulator_render,
+        "derivatives": not args.no_derivatives,
+        "artifact_fsync": not args.no_artifact_fsync,
     }
     scaled = []
     for n in range(repeats):
@@ -271,6 +306,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             poll=scaled_poll,
             reads_per_second=args.reads_per_second,
             downloads=args.downloads,
+            sdk_limit=args.sdk_create_limit,
             concurrency=args.concurrency or runs,
             **common,
         )
@@ -288,6 +324,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 poll=None,  # the SDK's default schedule (2.5 s early): what a user gets out of the box
                 reads_per_second=None,
                 downloads=None,
+                sdk_limit=None,
                 concurrency=args.concurrency or real_runs,
                 **common,
             )
@@ -317,11 +354,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "scaled_poll_schedule": [list(step) for step in scaled_poll.schedule],
         "scaled_reads_per_second": args.reads_per_second,
         "scaled_max_concurrent_downloads": args.downloads,
+        "scaled_sdk_create_limit": args.sdk_create_limit or args.scaled_limit,
         "real_poll_schedule": "SDK default",
         "concurrency": args.concurrency or "= runs",
         "repeats": repeats,
         "progress_callback": not args.no_progress,
-        "derivatives": "on (webp 2048 + 384 thumb, SDK defaults)",
+        "derivatives": "off" if args.no_derivatives else "on (webp 2048 + 384 thumb, SDK defaults)",
+        "artifact_fsync": not args.no_artifact_fsync,
         "emulator": "separate process, render_on_completion",
     }
     write_results(
@@ -349,9 +388,13 @@ def main() -> int:
     parser.add_argument("--scaled-window", type=float, default=1.0, help="window seconds, scaled (default 1)")
     parser.add_argument("--reads-per-second", type=float, default=2000.0, help="SDK read limit, scaled (2000)")
     parser.add_argument("--poll-interval", type=float, default=0.5, help="scaled poll interval for 30 s (0.5)")
+    parser.add_argument("--sdk-create-limit", type=int, default=0,
+                        help="SDK createTask limit per window in the scaled scenario (default: the emulator's)")
     parser.add_argument("--downloads", type=int, default=16, help="scaled max_concurrent_downloads (default 16)")
     parser.add_argument("--concurrency", type=int, default=0, help="run_many concurrency (default: all runs)")
     parser.add_argument("--no-progress", action="store_true", help="no on_progress callback")
+    parser.add_argument("--no-derivatives", action="store_true", help="diagnosis: derivatives off")
+    parser.add_argument("--no-artifact-fsync", action="store_true", help="diagnosis: ArtifactSettings(fsync=False)")
     parser.add_argument("--emulator-render", choices=["template", "full"], default="template",
                         help="template: cached image padded to size (default); full: the emulator's pyvips render")
     args = parser.parse_args()

@@ -8,10 +8,12 @@ headers and the same JSON bodies; raw aiohttp parses the JSON and checks ``code`
 client does), the SDK adds its limiter, envelope mapping, pydantic models and retry wrapper. The SDK's read
 limiter is raised out of the way (reads_per_second=1e6) so only code overhead is measured.
 
-Two phases, each repeated and interleaved (SDK, raw, SDK, raw, ...) so drift hits both alike:
-  * sequential: one round trip at a time -> latency median and p90 per client;
-  * concurrent: many round trips in flight (``--concurrency``) -> round trips per second.
-Ratios (SDK / raw) are computed per repeat, then the median of those ratios is reported.
+Two phases, repeated, so machine noise hits both clients alike:
+  * sequential: one round trip at a time, alternating SDK and raw call by call -> latency median and p90;
+  * concurrent: many round trips in flight (``--concurrency``), SDK and raw blocks in alternating order
+    -> round trips per second.
+Every figure is the median over repeats of the per-repeat value; ratios (SDK / raw) are computed per repeat
+and the median of those ratios is reported (so one noisy repeat cannot skew a ratio).
 """
 
 from __future__ import annotations
@@ -74,12 +76,14 @@ def raw_roundtrip(http: aiohttp.ClientSession, base_url: str, api_key: str) -> R
     return run
 
 
-async def sequential(fn: RoundTrip, count: int, start: int) -> list[float]:
-    latencies = []
+async def sequential(clients: dict[str, RoundTrip], order: list[str], count: int, start: int) -> dict[str, list[float]]:
+    """One round trip at a time, alternating clients every call so both see the same machine conditions."""
+    latencies: dict[str, list[float]] = {name: [] for name in order}
     for n in range(count):
-        t0 = time.perf_counter()
-        await fn(start + n)
-        latencies.append((time.perf_counter() - t0) * 1000)
+        for name in order:
+            t0 = time.perf_counter()
+            await clients[name](start + 2 * n + (name == "raw"))
+            latencies[name].append((time.perf_counter() - t0) * 1000)
     return latencies
 
 
@@ -107,16 +111,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         async with KieSession(settings) as kie, aiohttp.ClientSession(connector=connector) as http:
             clients = {"sdk": sdk_roundtrip(kie), "raw": raw_roundtrip(http, emu.base_url, emu.api_key)}
             counter = 0
-            for fn in clients.values():  # warm both pools and code paths
-                await sequential(fn, warmup, counter)
-                counter += warmup
+            await sequential(clients, ["sdk", "raw"], warmup, counter)  # warm both pools and code paths
+            counter += 2 * warmup
             seq: dict[str, list[list[float]]] = {"sdk": [], "raw": []}
             conc: dict[str, list[float]] = {"sdk": [], "raw": []}
             for r in range(repeats):
                 order = ["sdk", "raw"] if r % 2 == 0 else ["raw", "sdk"]
+                lat = await sequential(clients, order, seq_n, counter)
+                counter += 2 * seq_n
                 for name in order:
-                    seq[name].append(await sequential(clients[name], seq_n, counter))
-                    counter += seq_n
+                    seq[name].append(lat[name])
                 for name in order:
                     conc[name].append(await concurrent(clients[name], conc_n, args.concurrency, counter))
                     counter += conc_n
@@ -146,7 +150,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     print_table(
         f"create_task + get_task round trip, medians of {repeats} repeats ({seq_n} sequential, "
         f"{conc_n} at concurrency {args.concurrency}, pool {args.pool})",
-        ["figure", "SDK", "raw aiohttp", "SDK / raw"],
+        ["figure", "SDK", "raw aiohttp", "SDK / raw (median of per-repeat ratios)"],
         [
             ["latency median (ms)", fmt(figures["sdk_median_ms"], 3), fmt(figures["raw_median_ms"], 3),
              fmt(figures["median_ratio"])],
@@ -183,7 +187,7 @@ def main() -> int:
     parser.add_argument("--concurrent-runs", type=int, default=1000, help="round trips per concurrent repeat")
     parser.add_argument("--concurrency", type=int, default=32, help="round trips in flight (concurrent phase)")
     parser.add_argument("--pool", type=int, default=32, help="connection pool size for both clients")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     asyncio.run(main_async(args))
     return 0

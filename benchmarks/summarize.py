@@ -1,0 +1,152 @@
+"""Print the latest committed figures (``results/*.json``) as Markdown tables, for the README or a closing note.
+
+    python benchmarks/summarize.py [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from _common import RESULTS_DIR
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def roundtrip(doc: dict[str, Any]) -> str:
+    f = doc["figures"]
+    return _table(
+        ["round trip (create_task + get_task)", "SDK", "raw aiohttp", "SDK / raw"],
+        [
+            ["latency median (ms)", _f(f["sdk_median_ms"], 3), _f(f["raw_median_ms"], 3), _f(f["median_ratio"])],
+            ["latency p90 (ms)", _f(f["sdk_p90_ms"], 3), _f(f["raw_p90_ms"], 3), _f(f["p90_ratio"])],
+            ["round trips/s at concurrency " + str(doc["params"]["concurrency"]), _f(f["sdk_rt_per_s"], 1),
+             _f(f["raw_rt_per_s"], 1), _f(f["throughput_ratio"])],
+        ],
+    )
+
+
+def fanout(doc: dict[str, Any]) -> str:
+    f = doc["figures"]
+    scenarios = [("scaled", f"{doc['params']['scaled_limit']}/{doc['params']['scaled_window_s']:g} s")]
+    if "real_limit" in f:
+        scenarios.append(("real_limit", "20/10 s"))
+    rows_spec = [
+        ("runs (succeeded)", lambda s: f"{s['runs']:,} ({s['succeeded_min']:,})"),
+        ("wall time (s)", lambda s: _f(s["wall_s"])),
+        ("floor = N/rate + gen + transfer (s)", lambda s: _f(s["floor_s"])),
+        ("**wall / floor**", lambda s: _f(s["wall_over_floor"])),
+        ("wall / window floor", lambda s: _f(s["wall_over_window_floor"])),
+        ("**achieved / allowed submit rate**", lambda s: _f(s["achieved_over_allowed"])),
+        ("**429s** (all repeats)", lambda s: str(s["emulator_429s_total"])),
+        ("loop lag p50 / p99 (ms)", lambda s: f"{_f(s['loop_lag_p50_ms'])} / {_f(s['loop_lag_p99_ms'])}"),
+        ("status requests per task (mean / max)",
+         lambda s: f"{_f(s['status_requests_per_task_mean'])} / {s['status_requests_per_task_max']}"),
+        ("client / emulator CPU per run (ms)",
+         lambda s: f"{_f(s.get('client_cpu_ms_per_run'), 1)} / {_f(s.get('emulator_cpu_ms_per_run'), 1)}"),
+    ]
+    return _table(
+        ["fan-out (run_many)", *(label for _, label in scenarios)],
+        [[name, *(cell(f[key]) for key, _ in scenarios)] for name, cell in rows_spec],
+    )
+
+
+def sync(doc: dict[str, Any]) -> str:
+    f = doc["figures"]
+    n = doc["params"]["extrapolate_to"]
+    rows = [
+        [f"{f['sample_runs']} runs, measured", f"{_f(f['sync_sample_wall_s'], 1)} s",
+         f"{_f(f['fanout_sample_wall_s'], 1)} s", _f(f["sample_speedup_sync_over_fanout"])],
+        [f"{n:,} runs, projected at 20/10 s", f"{_f(f['sync_projected_s'], 0)} s",
+         f"{_f(f['fanout_projected_real_limit_s'], 0)} s", _f(f["speedup_projected_real_limit"])],
+    ]
+    if "speedup_vs_scaled_fanout" in f:
+        rows.append([f"{n:,} runs, fan-out at {f['fanout_scaled_json_rate_per_s']:g}/s (bench_fanout)",
+                     f"{_f(f['sync_projected_s'], 0)} s", f"{_f(f['fanout_scaled_json_wall_s'], 1)} s",
+                     _f(f["speedup_vs_scaled_fanout"], 1)])
+    return _table(["sync baseline", "sequential urllib", "SDK fan-out", "sync ÷ fan-out"], rows) + (
+        f"\n\nSync per run: median {_f(f['sync_per_run_median_s'])} s ({_f(f['sync_polls_per_run_median'], 0)} polls, "
+        f"poll every {doc['params']['poll_every_s']:g} s)."
+    )
+
+
+def download(doc: dict[str, Any]) -> str:
+    f = doc["figures"]
+    return _table(
+        [f"download {f['size_bytes'] / 2**20:,.0f} MiB", "SDK download()", "raw aiohttp", "SDK / raw"],
+        [
+            ["throughput (MB/s)", _f(f["sdk_mb_per_s"], 1), _f(f["raw_mb_per_s"], 1),
+             _f(f["throughput_ratio_sdk_over_raw"])],
+            ["peak RSS growth, VmHWM (MB)", _f(f["sdk_peak_rss_growth_mb"], 1), _f(f["raw_peak_rss_growth_mb"], 1),
+             _f(f["rss_growth_ratio_sdk_over_raw"])],
+            ["peak RSS growth, sampled (MB)", _f(f["sdk_sampled_rss_growth_mb"], 1),
+             _f(f["raw_sampled_rss_growth_mb"], 1), "-"],
+        ],
+    )
+
+
+def derivatives(doc: dict[str, Any]) -> str:
+    f = doc["figures"]
+    w = doc["params"]["parallel_workers"]
+    return _table(
+        [f"derivatives, {doc['params']['images']} × 4K JPEG", "pyvips (SDK)", "Pillow", "ratio"],
+        [
+            ["time per image, sequential (ms)", _f(f["pyvips_ms_per_image"], 1), _f(f["pillow_ms_per_image"], 1),
+             _f(f["speedup_per_image_pillow_over_pyvips"]) + " (Pillow ÷ pyvips)"],
+            ["images/s, sequential", _f(f["pyvips_images_per_s_sequential"]),
+             _f(f["pillow_images_per_s_sequential"]), "-"],
+            [f"images/s, {w} workers", _f(f["pyvips_images_per_s_parallel"]), _f(f["pillow_images_per_s_parallel"]),
+             _f(f["throughput_ratio_parallel_pyvips_over_pillow"]) + " (pyvips ÷ Pillow)"],
+            ["peak RSS growth, sequential (MB)", _f(f["pyvips_peak_rss_growth_mb_sequential"], 1),
+             _f(f["pillow_peak_rss_growth_mb_sequential"], 1),
+             _f(f["memory_ratio_sequential_pillow_over_pyvips"]) + " (Pillow ÷ pyvips)"],
+            [f"peak RSS growth, {w} workers (MB)", _f(f["pyvips_peak_rss_growth_mb_parallel"], 1),
+             _f(f["pillow_peak_rss_growth_mb_parallel"], 1),
+             _f(f["memory_ratio_parallel_pillow_over_pyvips"]) + " (Pillow ÷ pyvips)"],
+        ],
+    )
+
+
+SECTIONS = {
+    "bench_roundtrip": roundtrip,
+    "bench_fanout": fanout,
+    "bench_sync_baseline": sync,
+    "bench_download": download,
+    "bench_derivatives": derivatives,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
+    args = parser.parse_args()
+    for name, render in SECTIONS.items():
+        path = args.out / f"{name}.json"
+        if not path.exists():
+            print(f"### {name}\n\n(no results yet: run `python benchmarks/{name}.py`)\n")
+            continue
+        doc = json.loads(path.read_text())
+        load = doc["machine"].get("loadavg")
+        print(f"### {name} ({doc['timestamp']}, load average {' '.join(load) if load else '?'})\n")
+        print(render(doc) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
