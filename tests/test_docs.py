@@ -36,6 +36,7 @@ import pytest
 
 from kie_async import KieSession, PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
+from tests import test_examples
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -95,14 +96,24 @@ def test_docs_exist_and_the_index_links_every_page() -> None:
     assert linked <= pages, f"index links to missing pages: {sorted(linked - pages)}"
 
 
-def test_relative_links_in_docs_resolve() -> None:
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    text = FENCE.sub("", page.read_text(encoding="utf-8"))
+    return {_slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def test_relative_links_and_anchors_in_docs_resolve() -> None:
+    link = re.compile(r"\]\(((?:\.\./|\./)?[A-Za-z0-9_./-]*)(?:#([^)]*))?\)")
     for page in PAGES:
-        for target in re.findall(r"\]\(((?:\.\./|\./)?[A-Za-z0-9_./-]+\.(?:md|py))(?:#[^)]*)?\)", page.read_text()):
-            if target.startswith("http"):
-                continue
-            if target.endswith("benchmarks/README.md"):
-                continue  # written by the benchmarks helper at the same time
-            assert (page.parent / target).resolve().exists(), f"docs/{page.name}: broken link {target}"
+        for target, anchor in link.findall(FENCE.sub("", page.read_text(encoding="utf-8"))):
+            path = (page.parent / target).resolve() if target else page
+            assert path.exists(), f"docs/{page.name}: broken link {target}"
+            if anchor and path.suffix == ".md":
+                assert anchor in _anchors(path), f"docs/{page.name}: no heading for #{anchor} in {path.name}"
 
 
 def test_every_block_is_classified_and_none_is_skipped_silently() -> None:
@@ -283,7 +294,14 @@ def page_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, 
         return proc.returncode, out.decode(), err.decode()
 
     async def all_pages() -> list[tuple[int, str, str]]:
-        return list(await asyncio.gather(*(one(p) for p in RUN_PAGES)))
+        pages = asyncio.gather(*(one(p) for p in RUN_PAGES))
+        if test_examples.RESULTS:
+            return list(await pages)
+        # The examples wait on the emulator too; running them now overlaps their waits with the pages'.
+        examples = test_examples.run_examples(base / "_examples")
+        page_results, example_results = await asyncio.gather(pages, examples)
+        test_examples.RESULTS.update(example_results)
+        return list(page_results)
 
     return {p.name: r for p, r in zip(RUN_PAGES, asyncio.run(all_pages()), strict=True)}
 

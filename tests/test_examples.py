@@ -1,7 +1,8 @@
 """Every script in docs/examples/ runs offline (embedded emulator) and prints what the docs say it prints.
 
-The scripts are started together (each is its own interpreter, mostly import time) and their results are
-checked one test per script, so a failure names the example.
+The scripts are started together (each is its own interpreter, mostly import time), usually while the docs
+pages run (see tests/test_docs.py), and their results are checked one test per script, so a failure names
+the example.
 """
 
 from __future__ import annotations
@@ -49,17 +50,24 @@ async def _run(script: Path, workdir: Path) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-@pytest.fixture(scope="module")
-def example_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, str, Path]]:
-    base = tmp_path_factory.mktemp("examples")
+ExampleRuns = dict[str, tuple[int, str, str, Path]]
+RESULTS: ExampleRuns = {}
+"""Filled once per test session; tests/test_docs.py fills it while the docs pages run, to overlap the waits."""
 
-    async def all_of_them() -> list[tuple[int, str, str]]:
-        for script in SCRIPTS:
-            (base / script.stem).mkdir()
-        return list(await asyncio.gather(*(_run(s, base / s.stem) for s in SCRIPTS)))
 
-    results = asyncio.run(all_of_them())
+async def run_examples(base: Path) -> ExampleRuns:
+    """Run every example at once, each in its own folder under ``base``."""
+    for script in SCRIPTS:
+        (base / script.stem).mkdir(parents=True)
+    results = await asyncio.gather(*(_run(s, base / s.stem) for s in SCRIPTS))
     return {s.stem: (*r, base / s.stem) for s, r in zip(SCRIPTS, results, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def example_runs(tmp_path_factory: pytest.TempPathFactory) -> ExampleRuns:
+    if not RESULTS:
+        RESULTS.update(asyncio.run(run_examples(tmp_path_factory.mktemp("examples"))))
+    return RESULTS
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
