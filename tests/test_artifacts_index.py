@@ -283,3 +283,8 @@ def test_cli_list_show_latest_rebuild(tmp_path: Path, capsys: pytest.CaptureFixt
     assert json.loads(capsys.readouterr().out)["runs_indexed"] == 5
 
     assert cli_main(["artifacts", "show", "nope", "--root", str(root)]) == 2  # KieArtifactError → exit 2
+    assert cli_main(["artifacts", "rebuild", "--root", str(tmp_path / "typo")]) == 2
+    assert not (tmp_path / "typo").exists()
+
+    assert cli_main(["artifacts", "list", "--root", str(root), "--status", "failed"]) == 0
+    assert ids[1] in capsys.readouterr().out

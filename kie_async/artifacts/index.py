@@ -28,6 +28,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kie_async._version import __version__
+from kie_async.artifacts.exceptions import KieArtifactError
 from kie_async.artifacts.layout import (
     MANIFEST_FILENAME_GLOB,
     STAGING_NAME,
@@ -421,6 +422,8 @@ def rebuild_artifact_index_sync(
     ``clean_staging_older_than`` (seconds), unfinished run folders left in ``.tmp`` by crashes are removed.
     """
     base = resolve_root(root)
+    if not base.is_dir():  # a typo in --root should not silently create an empty artifacts root
+        raise KieArtifactError(f"no artifacts root at {base}", hint="check --root / $KIE_OUTPUT_DIR")
     cleaned = _clean_staging(base, clean_staging_older_than) if clean_staging_older_than is not None else []
     path = index_path(base)
     with index_lock(base, exclusive=True):

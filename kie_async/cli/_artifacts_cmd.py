@@ -78,18 +78,23 @@ async def _list(args: argparse.Namespace) -> int:
         console.print(f"no runs under {root}")
         return 0
     table = Table(title=f"runs under {root}")
-    for column in ("run id", "status", "model", "mode", "created (UTC)", "outputs", "prompt"):
-        table.add_column(column, overflow="fold" if column == "run id" else "ellipsis")
-    for entry in entries:
-        table.add_row(
-            entry.run_id,
-            entry.status.value,
-            entry.model_key,
-            entry.task_mode or "",
-            entry.created_at.strftime("%Y-%m-%d %H:%M"),
-            ", ".join(a.kind.value for a in entry.assets),
-            (entry.prompt or "")[:60],
-        )
+    # One line per run: the id already carries the time and the model, and it is what `show` takes, so it
+    # is never cut; the task mode shows when the terminal is wide enough; the prompt takes what is left.
+    wide = console.width >= 110
+    rows = [
+        (e.run_id, e.status.value, *((e.task_mode or "",) if wide else ()),
+         ",".join(a.kind.value for a in e.assets), e.prompt or "")
+        for e in entries
+    ]
+    headers = ("run id", "status", *(("mode",) if wide else ()), "outputs")
+    widths = [max(len(header), *(len(r[n]) for r in rows)) for n, header in enumerate(headers)]
+    for header, width in zip(headers, widths, strict=True):
+        table.add_column(header, no_wrap=True, min_width=width)
+    room = max(console.width - sum(widths) - 3 * (len(widths) + 1) - 1, 8)  # borders and padding
+    table.add_column("prompt", no_wrap=True, max_width=room)
+    for row in rows:
+        prompt = row[-1] if len(row[-1]) <= room else row[-1][: room - 1] + "…"
+        table.add_row(*row[:-1], prompt)
     console.print(table)
     report = await read_index(root)
     if report.skipped:
