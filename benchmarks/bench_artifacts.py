@@ -83,21 +83,36 @@ def make_uhd_jpegs(folder: Path, count: int) -> list[Path]:
     return paths
 
 
+async def _tick(stop: asyncio.Event, lags: list[float], interval: float = 0.005) -> None:
+    while not stop.is_set():
+        before = time.perf_counter()
+        await asyncio.sleep(interval)
+        lags.append(time.perf_counter() - before - interval)
+
+
 async def bench_derivatives(images: list[Path], work: Path, repeats: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for fmt in ("webp", "jpeg"):
         settings = ArtifactDerivativeSettings(format=fmt)
         samples = []
         await generate_derivatives(images[:2], work / f"warm-{fmt}", settings)  # warm the pool and libvips
+        lags: list[float] = []
         for r in range(repeats):
             sources = [DerivativeSource(path=p, stem=f"{p.stem}-{r}") for p in images]
+            stop = asyncio.Event()
+            ticker = asyncio.create_task(_tick(stop, lags))  # how far the event loop falls behind meanwhile
             start = time.perf_counter()
             sets = await generate_derivatives(sources, work / f"{fmt}-{r}", settings)
             elapsed = time.perf_counter() - start
+            stop.set()
+            await ticker
             assert all(len(s.derivatives) == 2 for s in sets)
             samples.append(len(images) / elapsed)
+        lags.sort()
         out[fmt] = {"images_per_s": samples, "median_images_per_s": statistics.median(samples),
-                    "workers": settings.workers()}
+                    "workers": settings.workers(),
+                    "loop_lag_ms": {"max": lags[-1] * 1000, "p99": lags[int(len(lags) * 0.99)] * 1000,
+                                    "ticks": len(lags)}}
     return out
 
 
@@ -270,6 +285,9 @@ async def main() -> int:
     for fmt, data in deriv.items():
         table.add_row(f"derivatives web+thumb, 4K JPEG in, {fmt} out ({data['workers']} workers)",
                       f"{data['median_images_per_s']:.2f} images/s", "")
+        lag = data["loop_lag_ms"]
+        table.add_row(f"  event-loop lag meanwhile (5 ms ticker, {lag['ticks']} ticks): max / p99",
+                      f"{lag['max']:.1f} / {lag['p99']:.1f} ms", "")
     table.add_row("create_run_artifact, one 4K image (hash, probe, derivatives, index)",
                   f"{create['median_ms']:.0f} ms", "")
     table.add_row(f"rebuild_artifact_index from {args.runs:,} run folders",
