@@ -116,6 +116,19 @@ def test_relative_links_and_anchors_in_docs_resolve() -> None:
                 assert anchor in _anchors(path), f"docs/{page.name}: no heading for #{anchor} in {path.name}"
 
 
+def test_tables_have_as_many_cells_as_their_header() -> None:
+    """A ``|`` inside a code span still splits a GitHub table cell; catch the broken rows."""
+    for page in PAGES:
+        width = None
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.startswith("|"):
+                width = None
+                continue
+            cells = len(re.findall(r"(?<!\\)\|", line))
+            width = width or cells
+            assert cells == width, f"docs/{page.name}:{number}: {cells - 1} cells, header has {width - 1}"
+
+
 def test_every_block_is_classified_and_none_is_skipped_silently() -> None:
     blocks = all_blocks()
     assert len(blocks) >= 40, len(blocks)
