@@ -1,12 +1,13 @@
 """Print the latest committed figures (``results/*.json``) as Markdown tables, for the README or a closing note.
 
-    python benchmarks/summarize.py [--out benchmarks/results]
+    python benchmarks/summarize.py [--out benchmarks/results] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def fanout(doc: dict[str, Any]) -> str:
     scenarios = [("scaled", f"{doc['params']['scaled_limit']}/{doc['params']['scaled_window_s']:g} s")]
     if "real_limit" in f:
         scenarios.append(("real_limit", "20/10 s"))
-    rows_spec = [
+    rows_spec: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         ("runs (succeeded)", lambda s: f"{s['runs']:,} ({s['succeeded_min']:,})"),
         ("wall time (s)", lambda s: _f(s["wall_s"])),
         ("floor = N/rate + gen + transfer (s)", lambda s: _f(s["floor_s"])),
@@ -136,9 +137,10 @@ SECTIONS = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
+    parser.add_argument("--quick", action="store_true", help="summarise the <name>.quick.json files instead")
     args = parser.parse_args()
     for name, render in SECTIONS.items():
-        path = args.out / f"{name}.json"
+        path = args.out / f"{name}{'.quick' if args.quick else ''}.json"
         if not path.exists():
             print(f"### {name}\n\n(no results yet: run `python benchmarks/{name}.py`)\n")
             continue

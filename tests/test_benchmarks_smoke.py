@@ -68,9 +68,18 @@ class Finished:
         return self.proc.returncode
 
 
+class BenchRuns(dict[str, Finished]):
+    """The finished scripts by name, plus the committed results' mtimes taken before they started."""
+
+    def __init__(self, started: dict[str, Finished], committed: dict[str, int]) -> None:
+        super().__init__(started)
+        self.committed = committed
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Finished]]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BenchRuns]:
     out = tmp_path_factory.mktemp("bench-results")
+    committed = {p.name: p.stat().st_mtime_ns for p in (BENCH / "results").glob("*")}
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
     started: dict[str, Finished] = {}
     for name in FIGURE_KEYS:
@@ -83,7 +92,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Finishe
     for finished in started.values():
         finished.wait()
     print(f"benchmarks (quick) finished in {time.monotonic() - t0:.1f}s")
-    yield started
+    yield BenchRuns(started, committed)
 
 
 def _load(finished: Finished) -> dict[str, Any]:
@@ -113,13 +122,24 @@ def test_fanout_scenarios_have_every_figure(runs: dict[str, Finished]) -> None:
         assert figures[scenario]["succeeded_min"] == figures[scenario]["runs"]
 
 
-def test_quick_runs_leave_committed_results_alone(runs: dict[str, Finished]) -> None:
-    for finished in runs.values():
-        assert finished.out.parent != BENCH / "results"
-        assert not finished.out.is_relative_to(BENCH)
+def test_quick_runs_leave_committed_results_alone(runs: BenchRuns) -> None:
+    after = {p.name: p.stat().st_mtime_ns for p in (BENCH / "results").glob("*")}
+    assert after == runs.committed
 
 
 def test_artifacts_benchmark_runs(runs: dict[str, Finished]) -> None:
     document = _load(runs["bench_artifacts"])
     assert document.get("benchmark") == "bench_artifacts"
     assert "params" in document
+
+
+def test_summarize_renders_every_benchmark(runs: BenchRuns) -> None:
+    out = runs["bench_roundtrip"].out.parent
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "summarize.py"), "--out", str(out), "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    )
+    for name in FIGURE_KEYS:
+        assert f"### {name} (" in done.stdout
+    assert "no results yet" not in done.stdout
+    assert sum(line.startswith("|---") for line in done.stdout.splitlines()) == len(FIGURE_KEYS)
