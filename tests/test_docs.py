@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,45 +290,79 @@ async def run_page(page: Path, workdir: Path) -> list[str]:
 RUN_PAGES = [p for p in PAGES if any(b.marker != "live" for b in page_blocks(p))]
 
 
+def _in_process_only(page: Path) -> bool:
+    """Pages whose blocks all run inside the worker share one worker (an interpreter start costs ~1 s CPU)."""
+    runnable = [b for b in page_blocks(page) if b.marker not in ("live", "file")]
+    return not is_sandbox(page) and all(b.lang == "python" and b.marker is None for b in runnable)
+
+
+@dataclass(frozen=True)
+class PageRun:
+    failed: bool
+    lines: list[str]
+    stderr: str
+
+
 @pytest.fixture(scope="module")
-def page_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, str]]:
-    """Run every page at once, each in its own interpreter (pages are independent; most time is waiting)."""
+def page_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PageRun]:
+    """Run every page at once in worker interpreters (pages are independent; most time is waiting)."""
     base = tmp_path_factory.mktemp("docs")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
+    light = [p for p in RUN_PAGES if _in_process_only(p)]
+    groups = [light] + [[p] for p in RUN_PAGES if p not in light]
 
-    async def one(page: Path) -> tuple[int, str, str]:
-        workdir = base / page.stem
-        workdir.mkdir()
+    async def worker(pages: list[Path]) -> tuple[list[Path], str, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, str(page), str(workdir), cwd=workdir, env=env,
+            sys.executable, __file__, str(base), *map(str, pages), cwd=base, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
+        return pages, out.decode(), err.decode()
 
-    async def all_pages() -> list[tuple[int, str, str]]:
-        pages = asyncio.gather(*(one(p) for p in RUN_PAGES))
+    async def everything() -> list[tuple[list[Path], str, str]]:
+        workers = asyncio.gather(*(worker(g) for g in groups if g))
         if test_examples.RESULTS:
-            return list(await pages)
+            return list(await workers)
         # The examples wait on the emulator too; running them now overlaps their waits with the pages'.
-        examples = test_examples.run_examples(base / "_examples")
-        page_results, example_results = await asyncio.gather(pages, examples)
+        done, example_results = await asyncio.gather(workers, test_examples.run_examples(base / "_examples"))
         test_examples.RESULTS.update(example_results)
-        return list(page_results)
+        return list(done)
 
-    return {p.name: r for p, r in zip(RUN_PAGES, asyncio.run(all_pages()), strict=True)}
+    runs: dict[str, PageRun] = {}
+    for pages, out, err in asyncio.run(everything()):
+        for page in pages:
+            prefix = f"docs/{page.name}:"
+            runs[page.name] = PageRun(
+                failed=f"FAILED docs/{page.name}" in out or not out.strip(),
+                lines=[line for line in out.splitlines() if line.startswith(prefix)],
+                stderr=err,
+            )
+    return runs
 
 
 @pytest.mark.parametrize("page", RUN_PAGES, ids=lambda p: p.name)
-def test_page_blocks_run_against_the_emulator(page: Path, page_runs: dict[str, tuple[int, str, str]]) -> None:
-    code, out, err = page_runs[page.name]
-    assert code == 0, f"docs/{page.name} failed:\n{err[-6000:]}"
+def test_page_blocks_run_against_the_emulator(page: Path, page_runs: dict[str, PageRun]) -> None:
+    run = page_runs[page.name]
+    assert not run.failed, f"docs/{page.name} failed:\n{run.stderr[-6000:]}"
     expected = [b for b in page_blocks(page) if b.marker != "live"]
-    ran = [line for line in out.splitlines() if line.startswith("docs/")]
-    assert len(ran) == len(expected), out
+    assert len(run.lines) == len(expected), run.lines
 
 
-if __name__ == "__main__":  # worker: python tests/test_docs.py PAGE WORKDIR
-    for line in asyncio.run(run_page(Path(sys.argv[1]), Path(sys.argv[2]))):
-        print(line)
+def _worker(base: Path, pages: list[Path]) -> int:
+    """``python tests/test_docs.py BASE PAGE...``: run pages one after another, each in BASE/<page stem>."""
+    failures = 0
+    for page in pages:
+        workdir = base / page.stem
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            for line in asyncio.run(run_page(page, workdir)):
+                print(line, flush=True)
+        except Exception:
+            failures += 1
+            print(f"FAILED docs/{page.name}", flush=True)
+            traceback.print_exc()
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]))
