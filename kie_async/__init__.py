@@ -68,7 +68,7 @@ from kie_async.payload import (
     media_needing_upload,
     with_hosted_media,
 )
-from kie_async.pipeline import PipelineOptions, RunOutput, RunResult, StageOutcome, run_pipeline
+from kie_async.pipeline import PipelineHooks, PipelineOptions, RunOutput, RunResult, StageOutcome, run_pipeline
 from kie_async.polling import TaskProgress
 from kie_async.preflight import CreditSource, PreflightResult, run_preflight
 from kie_async.prepare import PreparedRequest, prepare_request_for_submission
@@ -135,6 +135,7 @@ __all__ = [
     "MediaInput",
     "MediaNotUploadedError",
     "NormalizedRequest",
+    "PipelineHooks",
     "PipelineOptions",
     "PollSettings",
     "PreflightResult",

@@ -196,11 +196,11 @@ async def run_many(
 
         async def submitted(task_id: str, estimate: float | None) -> None:
             if journal is not None:
-                await journal.write(
-                    JournalRecord(
-                        key=key, event="submitted", model_key=raw.model_key, task_id=task_id, credits_estimated=estimate
-                    )
+                # Once a task id exists it must reach the journal even if the batch is cancelled (write shields).
+                record = JournalRecord(
+                    key=key, event="submitted", model_key=raw.model_key, task_id=task_id, credits_estimated=estimate
                 )
+                await journal.write(record)
 
         def stage(outcome: StageOutcome) -> None:
             phase = _STAGE_PHASE.get(outcome.name)
@@ -252,4 +252,8 @@ async def run_many(
         return result
 
     await tracker.emit()
-    return list(await asyncio.gather(*(one(i) for i in range(len(requests)))))
+    try:
+        return list(await asyncio.gather(*(one(i) for i in range(len(requests)))))
+    finally:
+        if journal is not None:
+            await journal.drain()  # a cancelled batch still leaves every started journal line on disk

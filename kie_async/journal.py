@@ -86,6 +86,7 @@ class BatchJournal:
         self.path = path
         self.entries: dict[str, JournalEntry] = {}
         self.skipped_lines: list[int] = []
+        self._pending: set[asyncio.Future[None]] = set()
 
     def __repr__(self) -> str:
         return f"BatchJournal({str(self.path)!r}, keys={len(self.entries)})"
@@ -124,6 +125,18 @@ class BatchJournal:
         return self.entries.get(key)
 
     async def write(self, record: JournalRecord) -> None:
-        """Append durably (fsync) in a worker thread, then fold into the in-memory view."""
-        await asyncio.to_thread(append_line, self.path, record.to_line())
+        """Append durably (fsync) in a worker thread, then fold into the in-memory view.
+
+        The append is shielded: a cancelled caller does not stop a line that is already being written, and
+        :meth:`drain` lets the batch wait for such lines before it unwinds.
+        """
+        pending = asyncio.ensure_future(asyncio.to_thread(append_line, self.path, record.to_line()))
+        self._pending.add(pending)
+        pending.add_done_callback(self._pending.discard)
+        await asyncio.shield(pending)
         self._fold(record)
+
+    async def drain(self) -> None:
+        """Wait until every append already started has reached the file."""
+        if self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)

@@ -50,7 +50,8 @@ StageName = Literal[
     "normalize", "prompt", "enhance", "validate", "preflight", "prepare", "submit", "wait", "download", "artifact"
 ]
 StageStatus = Literal["running", "ok", "skipped", "blocked", "failed", "cancelled"]
-PipelineStatus = Literal["succeeded", "failed", "blocked", "over_budget", "submit_uncertain", "cancelled"]
+PipelineStatus = Literal["succeeded", "failed", "blocked", "over_budget", "submit_uncertain"]
+"""Cancellation is not a status: it propagates as ``asyncio.CancelledError`` after cleaning up."""
 
 Enhancer = Callable[[PromptContext], Awaitable[str | None]]
 """An async prompt enhancer (e.g. an LLM call): gets the rendered preset context, returns the new prompt."""
@@ -268,7 +269,7 @@ async def run_pipeline(
             if not await budget.reserve(reserved):
                 snap = budget.snapshot()
                 why = f"estimated {reserved:g} credits would pass the batch budget (remaining {snap.remaining:g})"
-                rec.add("preflight", "blocked", time.perf_counter(), why)
+                rec.stages[-1] = rec.stages[-1].model_copy(update={"status": "blocked", "detail": why})
                 return result("over_budget", error=why, error_type="budget")
     else:
         estimate = None
@@ -328,7 +329,12 @@ async def run_pipeline(
     wall = time.perf_counter() - started_wait
     polls = session.stats.requests.get("recordInfo", 0) - polls_before
     failed = record.state is TaskState.FAIL
-    staging = opts.artifacts.resolved_root() / ".tmp" / "downloads" / f"{task_id}-{uuid.uuid4().hex[:6]}"
+    root = opts.artifacts.resolved_root()
+    # With an artifact the downloads are staged and moved into the run folder; without one they are the result.
+    staging = (
+        root / ".tmp" / "downloads" / f"{task_id}-{uuid.uuid4().hex[:6]}" if opts.write_artifact
+        else root / "downloads" / task_id
+    )
     downloaded: list[Path] = []
     try:
         if not failed and record.output_urls:

@@ -9,6 +9,7 @@ pricing page is numeric but not known; gating code can decide how much to trust 
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Mapping
 from datetime import date
@@ -160,17 +161,23 @@ def load_snapshot_file(path: Path) -> PricingSnapshot:
         raise PricingError(f"{path}: invalid pricing snapshot: {details}") from None
 
 
+PRICING_DIR_ENV = "KIE_PRICING_DIR"
+
+
 @functools.lru_cache(maxsize=8)
-def _snapshots_cached(folder: str) -> tuple[PricingSnapshot, ...]:
-    files = sorted(Path(folder).glob("*.yaml"))
+def _snapshots_cached(folders: tuple[str, ...]) -> tuple[PricingSnapshot, ...]:
+    files = sorted(p for folder in folders for p in Path(folder).glob("*.yaml"))
     snaps = [load_snapshot_file(p) for p in files]
     return tuple(sorted(snaps, key=lambda s: (s.captured_on, s.snapshot_id)))
 
 
 def list_snapshots(pricing_dir: str | Path | None = None) -> list[PricingSnapshot]:
-    """All snapshots, oldest first."""
-    folder = Path(pricing_dir) if pricing_dir is not None else data_dir("pricing")
-    return list(_snapshots_cached(str(folder.resolve())))
+    """All snapshots, oldest first: ``pricing_dir``, or the bundled ``pricing`` folder plus the folders in
+    ``$KIE_PRICING_DIR`` (``os.pathsep``-separated), so a refreshed snapshot outside the install is picked up."""
+    if pricing_dir is not None:
+        return list(_snapshots_cached((str(Path(pricing_dir).resolve()),)))
+    extra = [Path(d) for d in os.environ.get(PRICING_DIR_ENV, "").split(os.pathsep) if d]
+    return list(_snapshots_cached(tuple(str(f.resolve()) for f in (data_dir("pricing"), *extra))))
 
 
 def latest_snapshot(pricing_dir: str | Path | None = None) -> PricingSnapshot:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 
 class SlidingWindowLimiter:
@@ -37,7 +38,8 @@ class SlidingWindowLimiter:
     def __repr__(self) -> str:
         return f"SlidingWindowLimiter(limit={self.limit}, window={self.window:.2f}s)"
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> float:
+        """Wait for a slot and return its stamp (pass it to :meth:`restamp` once the request is answered)."""
         async with self._lock:  # FIFO: waiters are served in arrival order
             while True:
                 now = self._clock()
@@ -48,8 +50,30 @@ class SlidingWindowLimiter:
                     self._stamps.popleft()
                 if len(self._stamps) < self.limit:
                     self._stamps.append(now)
-                    return
+                    return now
                 await asyncio.sleep(self.window - (now - self._stamps[0]))
+
+    def restamp(self, stamp: float) -> None:
+        """Move a slot's stamp to now, when the request has been answered.
+
+        The server counts a request when it *arrives*, which can be well after the slot was taken (a full
+        connection pool, a busy loop). Arrival lies between the two stamps, so counting the window from the
+        answer is the safe bound.
+        """
+        try:
+            self._stamps.remove(stamp)
+        except ValueError:
+            return  # already aged out of the window
+        self._stamps.append(self._clock())  # every other stamp is <= now, so the deque stays sorted
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """``async with limiter.slot():`` around one request: acquire before, restamp after."""
+        stamp = await self.acquire()
+        try:
+            yield
+        finally:
+            self.restamp(stamp)
 
     def penalize(self, seconds: float) -> None:
         """After a 429, hold every submitter back for ``seconds`` (the server's ``Retry-After``)."""

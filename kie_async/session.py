@@ -255,11 +255,16 @@ class KieSession:
         client_timeout = self._timeout(timeout, self.settings.request_timeout)
 
         async def attempt() -> JSONValue:
-            if limiter is not None:
-                await limiter.acquire()
-            async with self._send(
-                method, url, endpoint=endpoint, timeout=client_timeout, json_body=json_body, params=params
-            ) as response:
+            async with contextlib.AsyncExitStack() as stack:
+                if isinstance(limiter, SlidingWindowLimiter):
+                    await stack.enter_async_context(limiter.slot())
+                elif limiter is not None:
+                    await limiter.acquire()
+                response = await stack.enter_async_context(
+                    self._send(
+                        method, url, endpoint=endpoint, timeout=client_timeout, json_body=json_body, params=params
+                    )
+                )
                 try:
                     envelope = await self._read_envelope(response, endpoint)
                 except KieRateLimitError as exc:

@@ -5,8 +5,10 @@ The API key is a ``SecretStr`` so it never shows in ``repr``/``str``, logs, trac
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -50,6 +52,16 @@ class PollSettings(BaseModel):
     callback_safety_interval: float = Field(default=60.0, gt=0)
 
 
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class KieSettings(BaseModel):
     """Configuration for a :class:`~kie_async.session.KieSession`."""
 
@@ -66,13 +78,13 @@ class KieSettings(BaseModel):
     upload_timeout: float = Field(default=300.0, gt=0)
     max_connections: int = Field(default=64, ge=1)
     max_concurrent_uploads: int = Field(default=4, ge=1)
-    max_concurrent_downloads: int = Field(default=4, ge=1)
+    max_concurrent_downloads: int = Field(default=8, ge=1)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     poll: PollSettings = Field(default_factory=PollSettings)
     allow_live: bool = Field(
         default=False,
-        description="must be True (or KIE_ALLOW_LIVE=1) before the SDK talks to the real Kie.ai",
+        description="must be True (or KIE_ALLOW_LIVE=1) before the SDK talks to any non-loopback host",
     )
 
     @field_validator("base_url", "upload_base_url")
@@ -106,8 +118,11 @@ class KieSettings(BaseModel):
 
     @property
     def is_live(self) -> bool:
-        """True when the settings point at the real Kie.ai hosts rather than a local emulator."""
-        return self.base_url == DEFAULT_BASE_URL or self.upload_base_url == DEFAULT_UPLOAD_BASE_URL
+        """True unless both hosts are on this machine (loopback): anything else may be the real Kie.ai.
+
+        Comparing host names instead would let ``https://API.kie.ai:443`` or a proxy slip past the opt-in.
+        """
+        return not (_is_loopback(self.base_url) and _is_loopback(self.upload_base_url))
 
     def key_value(self) -> str | None:
         """The raw key, for the one place that builds the Authorization header."""

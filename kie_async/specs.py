@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -412,14 +413,18 @@ def load_spec_file(path: Path) -> ModelSpec:
     return spec
 
 
+SPEC_DIR_ENV = "KIE_MODEL_SPECS_DIR"
+
+
 @functools.lru_cache(maxsize=8)
-def _load_cached(spec_dir: str) -> ModelRegistry:
-    folder = Path(spec_dir)
-    files = sorted(folder.glob("*.yaml"))
+def _load_cached(spec_dirs: tuple[str, ...]) -> ModelRegistry:
+    files: dict[str, Path] = {}
+    for folder in map(Path, spec_dirs):
+        files.update((p.stem, p) for p in sorted(folder.glob("*.yaml")))  # a later folder overrides by file name
     if not files:
-        raise SpecError(f"{folder}: no *.yaml model specs found")
+        raise SpecError(f"{os.pathsep.join(spec_dirs)}: no *.yaml model specs found")
     specs: dict[str, ModelSpec] = {}
-    for path in files:
+    for path in sorted(files.values(), key=lambda p: p.name):
         spec = load_spec_file(path)
         specs[spec.key] = spec
     alias_owner: dict[str, str] = {}
@@ -428,16 +433,20 @@ def _load_cached(spec_dir: str) -> ModelRegistry:
             if alias in specs:
                 raise SpecError(f"{spec.source_file}: alias {alias!r} is also a model key")
             alias_owner.setdefault(alias, spec.key)
-    return ModelRegistry(specs=specs, spec_dir=str(folder))
+    return ModelRegistry(specs=specs, spec_dir=os.pathsep.join(spec_dirs))
 
 
 def load_registry(spec_dir: str | Path | None = None) -> ModelRegistry:
-    """Load (once, then cached) every spec in ``spec_dir`` or the bundled ``model_specs`` folder.
+    """Load (once, then cached) every spec in ``spec_dir``, or the bundled ``model_specs`` folder plus any
+    folders in ``$KIE_MODEL_SPECS_DIR`` (``os.pathsep``-separated; their files override bundled ones by name).
 
-    Adding a model is adding one YAML file there: nothing in the code lists model keys.
+    Adding a model is adding one YAML file: nothing in the code lists model keys.
     """
-    folder = Path(spec_dir) if spec_dir is not None else data_dir("model_specs")
-    return _load_cached(str(folder.resolve()))
+    if spec_dir is not None:
+        return _load_cached((str(Path(spec_dir).resolve()),))
+    extra = [d for d in os.environ.get(SPEC_DIR_ENV, "").split(os.pathsep) if d]
+    folders = [data_dir("model_specs"), *map(Path, extra)]
+    return _load_cached(tuple(str(f.resolve()) for f in folders))
 
 
 async def aload_registry(spec_dir: str | Path | None = None) -> ModelRegistry:

@@ -122,13 +122,18 @@ async def test_cancelled_batch_resumes_without_resubmitting(tmp_path: Path) -> N
             results = await run_many(
                 requests, kie, concurrency=6, options=options(tmp_path / "out"), journal_path=journal
             )
-        assert all(r.succeeded for r in results), [r.error for r in results]
-        assert emulator.stats.tasks_created == 12 and created_before >= 6
+        # A cancel can land after the intent line and before createTask answered: such a request is
+        # "submit_uncertain" and deliberately not resubmitted; every other one finishes.
+        statuses = Counter(r.status for r in results)
+        assert statuses["succeeded"] + statuses["submit_uncertain"] == 12, [r.error for r in results]
+        assert statuses["succeeded"] >= 12 - 6
+        assert emulator.stats.tasks_created <= 12 and created_before >= 6
         assert max(tasks_per_prompt(emulator).values()) == 1
-        assert sum(r.resumed for r in results) >= 6  # waited on earlier task ids instead of paying again
+        assert sum(r.resumed for r in results) >= 6 - statuses["submit_uncertain"]
         async with KieSession(settings) as kie:
             again = await run_many(requests, kie, options=options(tmp_path / "out"), journal_path=journal)
-        assert all(r.resumed and r.succeeded for r in again) and emulator.stats.tasks_created == 12
+        assert [r.status for r in again] == [r.status for r in results]
+        assert all(r.resumed for r in again if r.succeeded) and max(tasks_per_prompt(emulator).values()) == 1
 
 
 async def test_intent_without_task_id_is_not_resubmitted(emulator: KieEmulator, tmp_path: Path) -> None:

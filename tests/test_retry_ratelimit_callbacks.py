@@ -143,3 +143,13 @@ def test_verify_rejects_missing_headers() -> None:
         verify_callback_signature("t1", None, None, "key")
     with pytest.raises(KieCallbackVerificationError, match="Unix seconds"):
         verify_callback_signature("t1", "yesterday", "abc", "key")
+
+
+async def test_sliding_window_counts_from_the_answer_not_the_send() -> None:
+    """A request that sat 0.15 s in a busy pool reached the server late: its window starts when it is answered."""
+    limiter = SlidingWindowLimiter(1, 0.2, margin=0.0)
+    async with limiter.slot():
+        await asyncio.sleep(0.15)
+        answered = time.monotonic()
+    await limiter.acquire()
+    assert time.monotonic() - answered >= 0.2 - 1e-3

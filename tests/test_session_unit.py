@@ -63,6 +63,7 @@ def make_settings(**overrides: Any) -> KieSettings:
         "api_key": SECRET,
         "base_url": BASE,
         "upload_base_url": UPLOAD,
+        "allow_live": True,  # kie.test is not loopback; aioresponses answers, nothing leaves the process
         "retry": RetrySettings(max_retries=3, initial_backoff=0.01, max_backoff=0.05),
         "poll": PollSettings(schedule=((float("inf"), 0.01),), timeout=5.0),
     }
@@ -397,6 +398,24 @@ async def test_live_host_needs_opt_in() -> None:
             pass
     async with KieSession(KieSettings(api_key=SECRET, allow_live=True)) as kie:
         assert "open" in repr(kie)
+
+
+@pytest.mark.parametrize(
+    ("base", "live"),
+    [
+        ("https://api.kie.ai", True),
+        ("https://API.kie.ai:443", True),
+        ("https://kie-proxy.example.com", True),
+        ("http://127.0.0.1:8787", False),
+        ("http://127.9.9.9:1", False),
+        ("http://localhost:8787", False),
+        ("http://[::1]:8787", False),
+    ],
+)
+def test_anything_off_this_machine_counts_as_live(base: str, live: bool) -> None:
+    settings = KieSettings(api_key=SECRET, base_url=base, upload_base_url=base)
+    assert settings.is_live is live
+    assert KieSettings(api_key=SECRET, base_url="http://127.0.0.1:1").is_live  # default upload host is real
 
 
 async def test_missing_key_is_config_error() -> None:

@@ -206,3 +206,24 @@ async def test_async_load_returns_the_cached_registry() -> None:
     from kie_async.specs import aload_registry
 
     assert await aload_registry() is load_registry()
+
+
+def test_env_spec_folder_is_merged_over_the_bundled_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package onboards a model from a folder of the user's own, not by editing site-packages."""
+    from kie_async._data import data_dir
+    from kie_async.specs import SPEC_DIR_ENV, clear_registry_cache
+
+    bundled = data_dir("model_specs")
+    (tmp_path / "nano-banana-2-copy.yaml").write_text(
+        (bundled / "nano-banana-2.yaml").read_text().replace("key: nano-banana-2", "key: nano-banana-2-copy", 1)
+        .replace("aliases: [nano-banana2, nanobanana-2]", "aliases: []", 1)
+    )
+    monkeypatch.setenv(SPEC_DIR_ENV, str(tmp_path))
+    clear_registry_cache()
+    try:
+        registry = load_registry()
+        assert "nano-banana-2-copy" in registry.specs and "kling-3.0-i2v" in registry.specs
+    finally:
+        monkeypatch.delenv(SPEC_DIR_ENV)
+        clear_registry_cache()
+    assert "nano-banana-2-copy" not in load_registry().specs

@@ -39,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `kie-async ... | head` closed our stdout: not an error worth a traceback.
+        sys.stderr.close()
+        return 141
     return code
 
 

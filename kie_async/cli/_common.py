@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kie_async.settings import KieSettings
+from kie_async.settings import KieSettings, PollSettings
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -44,4 +44,5 @@ async def resolve_settings(offline: bool, *, generation_seconds: float = 1.5) ->
     from kie_async.emulator import EmulatorConfig, KieEmulator
 
     async with KieEmulator(EmulatorConfig(generation_seconds=generation_seconds)) as emulator:
-        yield emulator.settings()
+        # Poll the local emulator quickly; the real service gets Kie.ai's recommended schedule.
+        yield emulator.settings(poll=PollSettings(schedule=((float("inf"), 0.25),)))

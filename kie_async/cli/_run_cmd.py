@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     batch.add_argument("--concurrency", type=int, default=8, help="pipelines in flight at once (default 8)")
     batch.add_argument("--journal", type=Path, default=None, help="journal file (default OUT/journals/FILE.jsonl)")
     batch.add_argument("--retry-failed", action="store_true", help="re-submit requests whose task failed before")
+    batch.add_argument(
+        "--resubmit-uncertain",
+        action="store_true",
+        help="re-submit requests an interrupted run may already have submitted (check the dashboard first: "
+        "this can pay twice)",
+    )
     batch.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _common_run_args(batch)
     batch.set_defaults(handler=_run_batch)
@@ -158,6 +164,7 @@ async def _run_batch_async(args: argparse.Namespace, requests: list[RawUserReque
                 options=_options(args, out),
                 journal_path=journal,
                 retry_failed=args.retry_failed,
+                resubmit_uncertain=args.resubmit_uncertain,
             )
     if args.json:
         print(json.dumps({"journal": str(journal), "results": [_summary(r) for r in results]}, indent=2))
