@@ -9,8 +9,8 @@ and say so. Everything here blocks: call it through ``asyncio.to_thread``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,16 +27,35 @@ class JsonlLines(BaseModel):
     torn_line_number: int | None = None
 
 
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _lock_fd(fd: int, exclusive: bool) -> None:
+        # Windows has no shared flock; an exclusive byte-range lock on byte 0 serialises everyone.
+        del exclusive
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:
+                continue  # LK_LOCK gives up after ~10 s; keep waiting like flock would
+else:
+    import fcntl
+
+    def _lock_fd(fd: int, exclusive: bool) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+
+
 @contextlib.contextmanager
 def locked(lock_file: Path, *, exclusive: bool) -> Iterator[None]:
-    """Cross-process lock on ``lock_file`` (created if missing)."""
+    """Cross-process lock on ``lock_file`` (created if missing; released by the kernel if the holder dies)."""
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        _lock_fd(fd, exclusive)
         yield
     finally:
-        os.close(fd)  # closing releases the flock
+        os.close(fd)  # closing releases the lock
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -54,8 +73,10 @@ def append_line(path: Path, line: bytes, *, lock_file: Path | None = None, fsync
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = b"\n" + line  # seal a torn line left by a crashed writer
+            if size:
+                os.lseek(fd, size - 1, os.SEEK_SET)  # O_APPEND still sends the write to the end
+                if os.read(fd, 1) != b"\n":
+                    line = b"\n" + line  # seal a torn line left by a crashed writer
             _write_all(fd, line)
             if fsync:
                 os.fsync(fd)

@@ -17,7 +17,6 @@ import contextlib
 import logging
 import os
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from kie_async.artifacts.layout import (
     tmp_dir,
 )
 from kie_async.artifacts.manifest import ArtifactKind, RunManifest, RunStatus
+from kie_async.jsonl_log import append_line, locked
 
 logger = logging.getLogger("kie_async.artifacts")
 
@@ -168,62 +168,17 @@ def entry_from_manifest(manifest: RunManifest, run_dir: str, event: str = "run_c
     )
 
 
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _lock_fd(fd: int, exclusive: bool) -> None:
-        # Windows has no shared flock; an exclusive byte-range lock on byte 0 serialises everyone.
-        del exclusive
-        while True:
-            try:
-                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-                return
-            except OSError:
-                continue  # LK_LOCK gives up after ~10 s; keep waiting like flock would
-else:
-    import fcntl
-
-    def _lock_fd(fd: int, exclusive: bool) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-
-
 @contextlib.contextmanager
 def index_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
-    """Cross-process lock on ``<root>/index.lock`` (flock: released by the kernel if the holder dies)."""
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path(root), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        _lock_fd(fd, exclusive)
+    """Cross-process lock on ``<root>/index.lock`` (shared for readers, exclusive for writers)."""
+    with locked(lock_path(root), exclusive=exclusive):
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def append_index_line_sync(root: str | os.PathLike[str] | None, line: bytes, *, fsync: bool = True) -> None:
-    """Blocking: append one complete line under the exclusive lock."""
-    if not line.endswith(b"\n") or b"\n" in line[:-1]:
-        raise ValueError("an index line must be exactly one newline-terminated line")
+    """Blocking: append one complete line under the exclusive lock (torn tails sealed first)."""
     base = resolve_root(root)
-    with index_lock(base, exclusive=True):
-        fd = os.open(index_path(base), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            size = os.fstat(fd).st_size
-            if size:
-                os.lseek(fd, size - 1, os.SEEK_SET)  # O_APPEND still sends the write to the end
-                if os.read(fd, 1) != b"\n":
-                    line = b"\n" + line  # seal a torn line left by a crashed writer
-            _write_all(fd, line)
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+    append_line(index_path(base), line, lock_file=lock_path(base), fsync=fsync)
 
 
 def append_index_entry_sync(root: str | os.PathLike[str] | None, entry: IndexEntry, *, fsync: bool = True) -> None:
