@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import mimetypes
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -646,6 +645,3 @@ def _redact_url(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
