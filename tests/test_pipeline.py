@@ -217,3 +217,23 @@ async def test_media_input_roles_reach_the_payload(
     assert task is not None
     sent = json.loads(json.loads(task.param_json())["input"])
     assert sent["first_frame_url"].startswith(emulator.upload_base_url) and sent["duration"] == 5
+
+
+async def test_cancel_during_upload_cancels_the_upload(
+    kie: KieSession, emulator: KieEmulator, opts: PipelineOptions, image_file: Path
+) -> None:
+    emulator.faults.add("uploads", "latency", count=None, delay=5.0)
+    request = RawUserRequest(model_key="nano-banana-pro", prompt="edit", images=[image_file])
+    job = asyncio.create_task(run_pipeline(request, kie, options=opts))
+    for _ in range(300):
+        await asyncio.sleep(0.01)
+        if kie._upload_cache:
+            break
+    assert kie._upload_cache, "the upload never started"
+    (upload,) = kie._upload_cache.values()
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    await asyncio.sleep(0)
+    assert upload.cancelled() and not kie._upload_cache
+    assert emulator.stats.requests.get("createTask", 0) == 0
