@@ -140,6 +140,13 @@ class KieSession:
         )
 
     async def close(self) -> None:
+        """Cancel uploads still in flight, then close the connection pool."""
+        pending = [task for task in self._upload_cache.values() if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._upload_cache.clear()
         if self._http is not None:
             await self._http.close()
             self._http = None
