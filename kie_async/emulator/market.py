@@ -7,6 +7,7 @@ import hmac
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +18,7 @@ from kie_async.emulator.context import CONTEXT_KEY, EmulatorContext, log
 from kie_async.emulator.faults import FaultControl, FaultEndpoint, FaultKind, FaultRule
 from kie_async.emulator.lifecycle import output_file, output_urls, schedule_completion
 from kie_async.emulator.media import blob_chunks, output_extension, parse_size
-from kie_async.emulator.state import EmulatedTask, TaskFailure, new_task_id
+from kie_async.emulator.state import EmulatedTask, SlidingWindowLimiter, TaskFailure, new_task_id
 from kie_async.emulator.wire import (
     MSG_RATE_LIMITED,
     MSG_UNAUTHORIZED,
@@ -40,6 +41,24 @@ def _reject_create(ctx: EmulatorContext, code: int, msg: str, **kwargs: Any) -> 
     return envelope(ctx, code, msg, **kwargs)
 
 
+def _admit(
+    request: web.Request,
+    ctx: EmulatorContext,
+    limiter: SlidingWindowLimiter | None,
+    reject: Callable[..., web.Response],
+) -> str | web.Response:
+    """The key of an authorised request within its per-key limit, or the 401/429 answer to send instead."""
+    key = bearer_key(request)
+    if key is None:
+        return reject(ctx, 401, MSG_UNAUTHORIZED)
+    if limiter is not None:
+        wait = limiter.acquire(key)
+        if wait is not None:
+            ctx.stats.rate_limited += 1
+            return reject(ctx, 429, MSG_RATE_LIMITED, retry_after=wait)
+    return key
+
+
 async def _json_object(request: web.Request) -> dict[str, Any] | None:
     try:
         body = await request.json()
@@ -50,14 +69,9 @@ async def _json_object(request: web.Request) -> dict[str, Any] | None:
 
 async def create_task(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    key = bearer_key(request)
-    if key is None:
-        return _reject_create(ctx, 401, MSG_UNAUTHORIZED)
-    if ctx.create_limiter is not None:
-        wait = ctx.create_limiter.acquire(key)
-        if wait is not None:
-            ctx.stats.rate_limited += 1
-            return _reject_create(ctx, 429, MSG_RATE_LIMITED, retry_after=wait)
+    key = _admit(request, ctx, ctx.create_limiter, _reject_create)
+    if isinstance(key, web.Response):
+        return key
     body = await _json_object(request)
     if body is None:
         return _reject_create(ctx, 400, "Request body must be a JSON object")
@@ -119,14 +133,9 @@ def _new_task(ctx: EmulatorContext, key: str, model: str, body: dict[str, Any], 
 
 async def record_info(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    key = bearer_key(request)
-    if key is None:
-        return envelope(ctx, 401, MSG_UNAUTHORIZED)
-    if ctx.record_limiter is not None:
-        wait = ctx.record_limiter.acquire(key)
-        if wait is not None:
-            ctx.stats.rate_limited += 1
-            return envelope(ctx, 429, MSG_RATE_LIMITED, retry_after=wait)
+    key = _admit(request, ctx, ctx.record_limiter, envelope)
+    if isinstance(key, web.Response):
+        return key
     task_id = request.query.get("taskId", "").strip()
     if not task_id:
         return envelope(ctx, 400, "taskId parameter is required")
