@@ -26,6 +26,7 @@ from kie_async.pipeline import (
     RunOutput,
     RunResult,
     StageOutcome,
+    parent_run_ids_of,
     run_pipeline,
 )
 from kie_async.request_models import RawUserRequest
@@ -212,8 +213,9 @@ async def run_many(
             await tracker.set(index, "preparing")
             try:
                 result = await run_pipeline(
-                    raw,
+                    normalized_all[index],  # normalized once above (for the key); lineage passed explicitly
                     session,
+                    parent_run_ids=parent_run_ids_of(raw),
                     options=per_item,
                     budget=budget,
                     hooks=hooks,

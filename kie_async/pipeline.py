@@ -183,7 +183,8 @@ class _Recorder:
         self.add(name, "ok", started)
 
 
-def _parents(raw: RawUserRequest) -> list[str]:
+def parent_run_ids_of(raw: RawUserRequest) -> list[str]:
+    """Run ids of earlier outputs used as media in ``raw`` (chaining lineage), in order, without repeats."""
     found = [m.run_id for m in (*raw.images, *raw.videos, *raw.audios) if isinstance(m, RunOutput) and m.run_id]
     return list(dict.fromkeys(found))
 
@@ -222,7 +223,7 @@ async def run_pipeline(
     async with rec.stage("normalize"):
         await preload_model_data()
         if isinstance(request, RawUserRequest):
-            parents.extend(p for p in _parents(request) if p not in parents)
+            parents.extend(p for p in parent_run_ids_of(request) if p not in parents)
             normalized = await asyncio.to_thread(normalize_request, request)
         else:
             normalized = request
