@@ -29,7 +29,7 @@ from kie_async.pipeline import (
     parent_run_ids_of,
     run_pipeline,
 )
-from kie_async.request_models import RawUserRequest
+from kie_async.request_models import NormalizedRequest, RawUserRequest
 from kie_async.session import KieSession
 
 log = logging.getLogger("kie_async.fanout")
@@ -129,6 +129,11 @@ def _from_journal(record: JournalRecord, model_key: str) -> RunResult:
     )
 
 
+def _normalize_and_key(request: RawUserRequest) -> tuple[NormalizedRequest, str]:
+    normalized = normalize_request(request)
+    return normalized, request_key(normalized)
+
+
 async def run_many(
     requests: Sequence[RawUserRequest],
     session: KieSession,
@@ -164,9 +169,10 @@ async def run_many(
     slots = asyncio.Semaphore(concurrency)
     seen: dict[str, int] = {}
     keys: list[str] = []
-    normalized_all = await asyncio.gather(*(asyncio.to_thread(normalize_request, r) for r in requests))
-    for normalized in normalized_all:
-        base = request_key(normalized)
+    # Normalizing and hashing (bytes media included) is CPU work: do it in worker threads, not on the loop.
+    prepared = await asyncio.gather(*(asyncio.to_thread(_normalize_and_key, r) for r in requests))
+    normalized_all = [normalized for normalized, _ in prepared]
+    for _, base in prepared:
         seen[base] = seen.get(base, 0) + 1
         keys.append(base if seen[base] == 1 else f"{base}#{seen[base]}")  # identical requests stay distinct
 
