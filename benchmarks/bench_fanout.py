@@ -57,6 +57,7 @@ from kie_async import (
     run_many,
 )
 from kie_async.api_models import JSONValue
+from kie_async.session import UnsentHook, WireHook
 
 
 class TimedSession(KieSession):
@@ -74,9 +75,17 @@ class TimedSession(KieSession):
         input: dict[str, JSONValue] | None = None,
         callback_url: str | None = None,
         timeout: float | None = None,
+        on_wire: WireHook | None = None,
+        on_unsent: UnsentHook | None = None,
     ) -> TaskCreated:
         created = await super().create_task(
-            payload, model=model, input=input, callback_url=callback_url, timeout=timeout
+            payload,
+            model=model,
+            input=input,
+            callback_url=callback_url,
+            timeout=timeout,
+            on_wire=on_wire,
+            on_unsent=on_unsent,
         )
         self.submit_times.append(time.perf_counter())
         return created

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from kie_async.api_models import CallbackEvent
 from kie_async.callbacks import DEFAULT_MAX_AGE_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_callback_signature
 from kie_async.errors import KieCallbackVerificationError
-from kie_async.session import KieSession
+from kie_async.session import CORRELATION_PARAM, KieSession
 
 log = logging.getLogger("kie_async.callbacks")
 
@@ -94,6 +94,9 @@ class CallbackReceiver:
                 return web.json_response({"code": 409, "msg": "callback already received"}, status=409)
         self.stats.accepted += 1
         self._session.notify_task_update(event.task_id)
+        token = request.query.get(CORRELATION_PARAM)
+        if token:  # settles a request whose createTask answer was lost (confirmed against recordInfo first)
+            await self._session.adopt_task(token, event.task_id)
         if self._on_event is not None:
             result = self._on_event(event)
             if asyncio.iscoroutine(result):

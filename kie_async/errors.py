@@ -79,11 +79,14 @@ class KieAPIStatusError(KieError):
         endpoint: str | None = None,
         retry_after: float | None = None,
         hint: str | None = None,
+        enveloped: bool = True,
     ) -> None:
         self.code = code
         self.http_status = http_status
         self.endpoint = endpoint
         self.retry_after = retry_after
+        self.enveloped = enveloped
+        """False when the body was not a Kie.ai envelope (a proxy or gateway page): not the provider's word."""
         super().__init__(message, hint=hint)
 
     def _render(self) -> str:
@@ -156,6 +159,12 @@ class KieDownloadError(KieError):
     """A download finished short, long or broken; nothing was left at the destination."""
 
     hint = "retry the download; download-url links last 20 minutes, files 14 days"
+
+
+class KieJournalBusyError(KieError):
+    """A batch journal already has an owner (another process, or another batch in this one)."""
+
+    hint = "wait for the other run to finish, or use another journal file"
 
 
 class KieCallbackVerificationError(KieError):

@@ -15,9 +15,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from kie_async.artifacts.staging import sweep_staging
 from kie_async.budget import BudgetSnapshot, CreditBudget
 from kie_async.errors import KieError
-from kie_async.journal import BatchJournal, JournalRecord, request_key
+from kie_async.journal import BatchJournal, JournalEntry, JournalRecord, append_adoption, request_key
 from kie_async.model_data import preload_model_data
 from kie_async.normalize import normalize_request
 from kie_async.pipeline import (
@@ -26,16 +27,18 @@ from kie_async.pipeline import (
     RunOutput,
     RunResult,
     StageOutcome,
+    outputs_intact,
     parent_run_ids_of,
     run_pipeline,
 )
 from kie_async.request_models import NormalizedRequest, RawUserRequest
+from kie_async.request_state import RequestState, facts
 from kie_async.session import KieSession
 
 log = logging.getLogger("kie_async.fanout")
 
 ItemPhase = Literal["queued", "preparing", "submitted", "generating", "downloading", "done", "failed", "skipped"]
-_RESUMABLE_DONE = frozenset({"succeeded", "failed"})
+_SKIPPED_STATES = frozenset({RequestState.SUCCEEDED, RequestState.FAILED})
 
 
 class BatchProgress(BaseModel):
@@ -107,26 +110,55 @@ class _Tracker:
             await result
 
 
-def _from_journal(record: JournalRecord, model_key: str) -> RunResult:
+def _from_journal(entry: JournalEntry, record: JournalRecord, model_key: str) -> RunResult:
+    """A finished request's result, read back from the journal (nothing is sent)."""
     outputs = [
-        RunOutput(source=Path(p), run_id=record.run_id, url=u)
+        RunOutput(source=Path(p), run_id=entry.run_id, url=u)
         for p, u in zip(record.outputs, record.output_urls + [None] * len(record.outputs), strict=False)
     ]
-    status: Literal["succeeded", "failed"] = "succeeded" if record.status == "succeeded" else "failed"
+    status: Literal["succeeded", "failed"] = "succeeded" if record.state is RequestState.SUCCEEDED else "failed"
     return RunResult(
         status=status,
+        state=record.state,
         model_key=record.model_key or model_key,
         request_key=record.key,
         task_id=record.task_id,
-        run_id=record.run_id,
+        run_id=entry.run_id,
         run_dir=record.run_dir,
         outputs=outputs,
         output_urls=record.output_urls,
         credits_estimated=record.credits_estimated,
         credits_charged=record.credits_charged,
         error=record.error,
+        error_type=record.error_type,
         resumed=True,
     )
+
+
+def _uncertain_result(entry: JournalEntry, model_key: str) -> RunResult:
+    """An earlier createTask may have bought this: say exactly what to look for before buying it again."""
+    intent = entry.intent
+    when = intent.at.strftime("%Y-%m-%d %H:%M:%S UTC") if intent else "an earlier run"
+    what = f"model {intent.provider_model or intent.model_key}" if intent else f"model {model_key}"
+    if intent and intent.prompt:
+        what += f", prompt {intent.prompt[:80]!r}"
+    return RunResult(
+        status="submit_uncertain",
+        state=RequestState.UNCERTAIN,
+        model_key=model_key,
+        request_key=entry.key,
+        error=(
+            f"an earlier run may have bought this request (createTask sent around {when}, {what}; no answer was "
+            "recorded). Check the Kie.ai dashboard logs for that task; re-run with resubmit_uncertain / "
+            "--resubmit-uncertain only if it is not there"
+        ),
+        error_type="KieSubmissionUncertainError",
+    )
+
+
+async def _outputs_still_there(record: JournalRecord) -> bool:
+    paths = [Path(p) for p in record.outputs]
+    return await asyncio.to_thread(outputs_intact, paths, record.output_sha256, record.output_bytes)
 
 
 def _normalize_and_key(request: RawUserRequest) -> tuple[NormalizedRequest, str]:
@@ -157,6 +189,58 @@ async def run_many(
     opts = options or PipelineOptions()
     await preload_model_data()
     journal = await BatchJournal.open(journal_path) if journal_path is not None else None
+    try:
+        return await _run_all(
+            requests, session, journal, concurrency, budget_credits, on_progress, opts, retry_failed, resubmit_uncertain
+        )
+    finally:
+        if journal is not None:
+            await journal.close()  # a cancelled batch still leaves every started journal line on disk
+
+
+class _Plan(BaseModel):
+    """What a request needs this time: a fresh attempt, or a resume of the task the journal knows."""
+
+    state: RequestState
+    task_id: str | None = None
+    run_id: str | None = None
+
+
+async def _plan(
+    entry: JournalEntry | None, model_key: str, *, retry_failed: bool, resubmit_uncertain: bool
+) -> _Plan | RunResult:
+    """Decide from the journal's state alone; only the provider's "fail" can ever lead to a second purchase."""
+    if entry is None:
+        return _Plan(state=RequestState.PENDING)
+    state = entry.state
+    if state is RequestState.SUCCEEDED and entry.result is not None:
+        if await _outputs_still_there(entry.result):
+            return _from_journal(entry, entry.result, model_key)
+        return _Plan(state=state, task_id=entry.task_id, run_id=entry.run_id)  # lost files: fetch them again
+    if state is RequestState.FAILED and entry.result is not None and not retry_failed:
+        return _from_journal(entry, entry.result, model_key)
+    if entry.uncertain and not resubmit_uncertain:
+        return _uncertain_result(entry, model_key)
+    if facts(state).resumable and entry.task_id is not None:
+        return _Plan(state=state, task_id=entry.task_id, run_id=entry.run_id)
+    return _Plan(state=state)
+
+
+async def _run_all(
+    requests: Sequence[RawUserRequest],
+    session: KieSession,
+    journal: BatchJournal | None,
+    concurrency: int,
+    budget_credits: float | None,
+    on_progress: ProgressCallback | None,
+    opts: PipelineOptions,
+    retry_failed: bool,
+    resubmit_uncertain: bool,
+) -> list[RunResult]:
+    if opts.write_artifact:
+        swept = await asyncio.to_thread(sweep_staging, opts.artifacts.resolved_root().absolute())
+        if swept.removed:
+            log.info("removed %d staging folder(s) left by crashed runs", len(swept.removed))
     cap = budget_credits
     if opts.check_balance and opts.available_credits is None:
         balance = (await session.get_credits()).credits  # once for the batch, not once per item
@@ -179,42 +263,20 @@ async def run_many(
     async def one(index: int) -> RunResult:
         raw, key = requests[index], keys[index]
         entry = journal.get(key) if journal else None
-        done = entry.finished if entry is not None else None
-        if done is not None and done.status in _RESUMABLE_DONE and (done.status == "succeeded" or not retry_failed):
-            await budget.settle(0.0, done.credits_charged)
-            await tracker.set(index, "skipped")
-            return _from_journal(done, raw.model_key)
-        resume_task = entry.task_id if entry is not None and entry.finished is None else None
-        if entry is not None and entry.uncertain and not resubmit_uncertain:
-            await tracker.set(index, "failed")
-            return RunResult(
-                status="submit_uncertain",
-                model_key=raw.model_key,
-                request_key=key,
-                error="an earlier run may have submitted this request (no task id was recorded); not resubmitting",
-                error_type="KieSubmissionUncertainError",
-            )
-
-        async def submitting(estimate: float | None) -> None:
-            if journal is not None:
-                await journal.write(
-                    JournalRecord(key=key, event="submitting", model_key=raw.model_key, credits_estimated=estimate)
-                )
-
-        async def submitted(task_id: str, estimate: float | None) -> None:
-            if journal is not None:
-                # Once a task id exists it must reach the journal even if the batch is cancelled (write shields).
-                record = JournalRecord(
-                    key=key, event="submitted", model_key=raw.model_key, task_id=task_id, credits_estimated=estimate
-                )
-                await journal.write(record)
+        plan = await _plan(entry, raw.model_key, retry_failed=retry_failed, resubmit_uncertain=resubmit_uncertain)
+        if isinstance(plan, RunResult):
+            await budget.settle(0.0, plan.credits_charged)
+            await tracker.set(index, "skipped" if plan.state in _SKIPPED_STATES else "failed")
+            return plan
 
         def stage(outcome: StageOutcome) -> None:
             phase = _STAGE_PHASE.get(outcome.name)
             if phase is not None and outcome.status == "running":
                 tracker.phases[index] = phase
 
-        hooks = PipelineHooks(on_submitting=submitting, on_submitted=submitted, on_stage=stage)
+        hooks = PipelineHooks(
+            on_state=journal.record if journal else None, on_stage=stage, on_late_adoption=adopt_late
+        )
         async with slots:
             await tracker.set(index, "preparing")
             try:
@@ -225,43 +287,35 @@ async def run_many(
                     options=per_item,
                     budget=budget,
                     hooks=hooks,
-                    resume_task_id=resume_task,
+                    resume_task_id=plan.task_id,
                     request_key=key,
+                    prior_state=plan.state,
+                    run_id=plan.run_id,
                 )
             except asyncio.CancelledError:
                 raise
             except (KieError, ValueError, OSError) as exc:
-                log.warning("request %d (%s) failed before submit: %s", index, raw.model_key, exc)
+                log.warning("request %d (%s) failed: %s", index, raw.model_key, exc)
+                state = entry.state if entry is not None else RequestState.PENDING
                 result = RunResult(
-                    status="failed",
+                    status="incomplete" if facts(state).has_task else "failed",
+                    state=state,
                     model_key=raw.model_key,
                     request_key=key,
+                    task_id=entry.task_id if entry is not None else None,
                     error=str(exc),
                     error_type=type(exc).__name__,
                 )
-        if journal is not None and result.task_id is not None and result.status in _RESUMABLE_DONE:
-            await journal.write(
-                JournalRecord(
-                    key=key,
-                    event="finished",
-                    model_key=result.model_key,
-                    task_id=result.task_id,
-                    status=result.status,
-                    run_id=result.run_id,
-                    run_dir=result.run_dir,
-                    outputs=[str(o.path) for o in result.outputs],
-                    output_urls=result.output_urls,
-                    credits_estimated=result.credits_estimated,
-                    credits_charged=result.credits_charged,
-                    error=result.error,
-                )
-            )
         await tracker.set(index, "done" if result.succeeded else "failed")
         return result
 
-    await tracker.emit()
-    try:
-        return list(await asyncio.gather(*(one(i) for i in range(len(requests)))))
-    finally:
+    async def adopt_late(token: str, task_id: str) -> None:
+        """A verified callback named the task of an attempt whose answer was lost: record it (never rebuy).
+
+        Appended by path, so it lands whether or not this batch still owns the journal.
+        """
+        key, _, attempt = token.rpartition(".")
         if journal is not None:
-            await journal.drain()  # a cancelled batch still leaves every started journal line on disk
+            await append_adoption(journal.path, key, attempt, task_id)
+    await tracker.emit()
+    return list(await asyncio.gather(*(one(i) for i in range(len(requests)))))

@@ -1,8 +1,15 @@
-"""The batch journal: what was submitted and what finished, so a re-run after a crash never pays twice.
+"""The batch journal: the request state machine on disk, so a re-run after any crash never pays twice.
 
-One JSON line per event, keyed by a stable hash of the normalized request. The ``submitting`` line is written
-*before* createTask is sent and ``submitted`` right after it returns: a crash between the two leaves an intent
-without a task id, which a re-run treats as "may exist" and does not submit again (no double spend).
+One JSON line per state change (see :mod:`kie_async.request_state`), keyed by a stable hash of the
+normalized request, appended and fsynced before the step it announces. ``submitting`` is written only when
+``createTask`` is about to go on the wire (after the rate limiter), and every attempt is closed by
+``submitted`` (task id), ``refused`` (a definite no, or provably never sent) or ``uncertain``. A process that
+dies between ``submitting`` and its close leaves a request that reads as uncertain: it may have been bought,
+so it is not bought again unless the caller says so.
+
+A journal has one owner at a time (an exclusive lock held for the batch's life); a second process fails fast
+naming the holder. Adoptions from a callback receiver in another process are plain appends and need no
+ownership: they only ever add a task id.
 """
 
 from __future__ import annotations
@@ -13,34 +20,65 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from types import TracebackType
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kie_async.jsonl_log import append_line, read_lines
+from kie_async.owner_lock import OwnerLock
 from kie_async.request_models import NormalizedRequest
+from kie_async.request_state import RequestState, can_move, check_move, facts
 
 log = logging.getLogger("kie_async.journal")
 
-JournalEvent = Literal["submitting", "submitted", "finished"]
+_LEGACY_EVENTS = {"submitting": RequestState.SUBMITTING, "submitted": RequestState.SUBMITTED}
 
 
 class JournalRecord(BaseModel):
+    """One state change of one request."""
+
     model_config = ConfigDict(frozen=True)
 
     key: str
-    event: JournalEvent
+    state: RequestState
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    attempt: str | None = Field(default=None, description="createTask attempt id; the callback token carries it")
     model_key: str | None = None
+    provider_model: str | None = None
+    prompt: str | None = Field(default=None, description="start of the prompt, to find an uncertain task")
     task_id: str | None = None
-    status: str | None = None
+    adopted: bool = Field(default=False, description="task id learnt from a correlated callback")
     run_id: str | None = None
     run_dir: str | None = None
     outputs: list[str] = Field(default_factory=list)
     output_urls: list[str] = Field(default_factory=list)
+    output_sha256: list[str] = Field(default_factory=list)
+    output_bytes: list[int] = Field(default_factory=list)
     credits_estimated: float | None = None
     credits_charged: float | None = None
     error: str | None = None
+    error_type: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_event(cls, data: Any) -> Any:
+        """Journals written before the state machine said ``event``; read them with the same meaning."""
+        if not isinstance(data, dict) or "state" in data or "event" not in data:
+            return data
+        data = dict(data)
+        event = data.pop("event")
+        if event in _LEGACY_EVENTS:
+            data["state"] = _LEGACY_EVENTS[event]
+        elif data.get("status") == "succeeded":
+            data["state"] = RequestState.SUCCEEDED
+        elif str(data.get("error") or "").startswith("task failed"):
+            data["state"] = RequestState.FAILED  # the provider said fail
+        else:
+            # An old "failed" after a transient error (outage, download): paid for, so resumable, not final.
+            data["state"] = RequestState.INCOMPLETE if data.get("task_id") else RequestState.REFUSED
+        data.pop("status", None)
+        return data
 
     def to_line(self) -> bytes:
         return (self.model_dump_json(exclude_defaults=True) + "\n").encode()
@@ -50,14 +88,65 @@ class JournalEntry(BaseModel):
     """Everything known about one key, folded from its records in order."""
 
     key: str
-    intent: bool = False
+    state: RequestState = RequestState.PENDING
     task_id: str | None = None
-    finished: JournalRecord | None = None
+    attempt: str | None = None
+    run_id: str | None = Field(default=None, description="the run folder allocated to the task")
+    last: JournalRecord | None = Field(default=None, description="the record that set the current state")
+    intent: JournalRecord | None = Field(default=None, description="the latest submitting record")
+    result: JournalRecord | None = Field(default=None, description="the latest succeeded/failed record")
+    extra_task_ids: list[str] = Field(
+        default_factory=list, description="more tasks found for this key (a double purchase, reported)"
+    )
 
     @property
     def uncertain(self) -> bool:
-        """createTask may have been sent but its answer was never recorded."""
-        return self.intent and self.task_id is None and self.finished is None
+        """createTask may have been sent but no task id was ever learnt."""
+        return self.state in (RequestState.SUBMITTING, RequestState.UNCERTAIN)
+
+    @property
+    def resumable(self) -> bool:
+        return facts(self.state).resumable
+
+    def apply(self, record: JournalRecord) -> None:
+        """Fold one record. Tolerant of odd files: a known task id is never forgotten."""
+        if record.run_id and (record.task_id is None or record.task_id == self.task_id or self.task_id is None):
+            self.run_id = record.run_id
+        if record.adopted:
+            self._adopt(record)
+            return
+        if not can_move(self.state, record.state):
+            if self.task_id is not None and not facts(record.state).has_task:
+                log.warning("journal %s: ignoring %s after %s", self.key, record.state.value, self.state.value)
+                return
+            log.warning("journal %s: unexpected %s after %s", self.key, record.state.value, self.state.value)
+        if record.state is RequestState.SUBMITTING:
+            self.intent = record
+            self.attempt = record.attempt
+            if self.task_id is not None:
+                self.task_id = None  # retry_failed: a new purchase gets a new task id (and run folder)
+                self.run_id = None
+        if record.task_id:
+            self.task_id = record.task_id
+        if record.state in (RequestState.SUCCEEDED, RequestState.FAILED):
+            self.result = record
+        self.state = record.state
+        self.last = record
+
+    def _adopt(self, record: JournalRecord) -> None:
+        if record.task_id is None:
+            return
+        if self.task_id is None and self.state in (
+            RequestState.SUBMITTING,
+            RequestState.UNCERTAIN,
+            RequestState.REFUSED,  # a lying "no": a task exists after all, so it must never be bought again
+        ):
+            self.task_id = record.task_id
+            self.state = RequestState.SUBMITTED
+            self.last = record
+        elif record.task_id != self.task_id and record.task_id not in self.extra_task_ids:
+            self.extra_task_ids.append(record.task_id)
+            log.warning("journal %s: a second task %s exists besides %s", self.key, record.task_id, self.task_id)
 
 
 def _stable(value: Any) -> Any:
@@ -79,26 +168,41 @@ def request_key(normalized: NormalizedRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:24]
 
 
+def owner_lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".owner")
+
+
 class BatchJournal:
-    """An append-only journal file plus the folded view of it."""
+    """An append-only journal file plus the folded view of it; ``async with await BatchJournal.open(p):``."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries: dict[str, JournalEntry] = {}
         self.skipped_lines: list[int] = []
         self._pending: set[asyncio.Future[None]] = set()
+        self._lock: OwnerLock | None = None
 
     def __repr__(self) -> str:
-        return f"BatchJournal({str(self.path)!r}, keys={len(self.entries)})"
+        return f"BatchJournal({str(self.path)!r}, keys={len(self.entries)}, owned={self._lock is not None})"
 
     @classmethod
-    async def open(cls, path: str | Path) -> BatchJournal:
+    async def open(cls, path: str | Path, *, exclusive: bool = True) -> BatchJournal:
+        """Load the journal and (by default) become its only owner until :meth:`close`."""
         journal = cls(Path(path))
-        await asyncio.to_thread(journal._load)
+        await asyncio.to_thread(journal._open_blocking, exclusive)
         return journal
 
-    def _load(self) -> None:
+    def _open_blocking(self, exclusive: bool) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if exclusive:
+            self._lock = OwnerLock.acquire(owner_lock_path(self.path), what=f"journal {self.path}")
+        try:
+            self._load()
+        except BaseException:
+            self._release()
+            raise
+
+    def _load(self) -> None:
         content = read_lines(self.path)
         for number, raw in content.lines:
             try:
@@ -109,34 +213,73 @@ class BatchJournal:
             self.skipped_lines.append(content.torn_line_number)
         if self.skipped_lines:
             log.warning("journal %s: skipped unreadable line(s) %s (torn by a crash?)", self.path, self.skipped_lines)
+        for entry in self.entries.values():
+            if entry.state is RequestState.SUBMITTING:
+                entry.state = RequestState.UNCERTAIN  # its process died with createTask possibly on the wire
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    async def close(self) -> None:
+        """Wait for started appends, then give up ownership."""
+        try:
+            await self.drain()
+        finally:
+            self._release()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
 
     def _fold(self, record: JournalRecord) -> None:
-        entry = self.entries.setdefault(record.key, JournalEntry(key=record.key))
-        if record.event == "submitting":
-            entry.intent = True
-        elif record.event == "submitted":
-            entry.intent = True
-            entry.task_id = record.task_id
-        else:
-            entry.finished = record
-            entry.task_id = record.task_id or entry.task_id
+        self.entries.setdefault(record.key, JournalEntry(key=record.key)).apply(record)
 
     def get(self, key: str) -> JournalEntry | None:
         return self.entries.get(key)
 
+    def state_of(self, key: str) -> RequestState:
+        entry = self.entries.get(key)
+        return entry.state if entry is not None else RequestState.PENDING
+
+    async def record(self, record: JournalRecord) -> None:
+        """Append a state change after checking it is a legal move (a bug otherwise, never user input)."""
+        if not record.adopted:
+            check_move(self.state_of(record.key), record.state, key=record.key)
+        await self.write(record)
+
     async def write(self, record: JournalRecord) -> None:
         """Append durably (fsync) in a worker thread, then fold into the in-memory view.
 
-        The append is shielded: a cancelled caller does not stop a line that is already being written, and
-        :meth:`drain` lets the batch wait for such lines before it unwinds.
+        The append is shielded and folds itself in when it lands, so a cancelled caller neither stops a line
+        that is being written nor leaves the in-memory view behind the file; :meth:`drain` waits for such lines.
         """
         pending = asyncio.ensure_future(asyncio.to_thread(append_line, self.path, record.to_line()))
         self._pending.add(pending)
-        pending.add_done_callback(self._pending.discard)
+
+        def landed(future: asyncio.Future[None]) -> None:
+            self._pending.discard(future)
+            if not future.cancelled() and future.exception() is None:
+                self._fold(record)
+
+        pending.add_done_callback(landed)
         await asyncio.shield(pending)
-        self._fold(record)
 
     async def drain(self) -> None:
         """Wait until every append already started has reached the file."""
-        if self._pending:
+        while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+async def append_adoption(path: str | Path, key: str, attempt: str | None, task_id: str) -> None:
+    """Record, from any process, that a correlated callback named ``task_id`` for journal key ``key``.
+
+    No ownership needed: an adoption only ever adds a task id, and the owner (or the next run) folds it in.
+    """
+    record = JournalRecord(key=key, state=RequestState.SUBMITTED, attempt=attempt, task_id=task_id, adopted=True)
+    await asyncio.to_thread(append_line, Path(path), record.to_line())

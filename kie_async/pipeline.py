@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import shutil
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -26,22 +26,30 @@ from kie_async.api_models import TaskRecord, TaskState
 from kie_async.artifacts import (
     ArtifactSettings,
     ArtifactSource,
+    KieArtifactError,
     PromptRecord,
     ProviderTrace,
+    RunArtifact,
     RunArtifactCreateRequest,
     RunStatus,
     create_run_artifact,
+    load_run,
+    make_run_id,
 )
+from kie_async.artifacts.layout import staging_name
+from kie_async.artifacts.media import sha256_file
 from kie_async.budget import CreditBudget
-from kie_async.errors import KieError, KieSubmissionUncertainError
+from kie_async.errors import KieDownloadError, KieError, KieSubmissionUncertainError
+from kie_async.journal import JournalRecord
 from kie_async.model_data import preload_model_data
 from kie_async.normalize import normalize_request
+from kie_async.payload import build_submission_payload
 from kie_async.preflight import PreflightResult, run_preflight
 from kie_async.prepare import PreparedRequest, prepare_request_for_submission
 from kie_async.presets import PromptContext, apply_enhanced_prompt, resolve_prompt_context
 from kie_async.request_models import MediaInput, NormalizedRequest, RawUserRequest, ValidationResult
-from kie_async.session import KieSession
-from kie_async.submit import submit_prepared_request
+from kie_async.request_state import Money, RequestState, can_move, check_move, facts
+from kie_async.session import KieSession, with_correlation
 from kie_async.validate import validate_request
 
 log = logging.getLogger("kie_async.pipeline")
@@ -50,8 +58,11 @@ StageName = Literal[
     "normalize", "prompt", "enhance", "validate", "preflight", "prepare", "submit", "wait", "download", "artifact"
 ]
 StageStatus = Literal["running", "ok", "skipped", "blocked", "failed", "cancelled"]
-PipelineStatus = Literal["succeeded", "failed", "blocked", "over_budget", "submit_uncertain"]
-"""Cancellation is not a status: it propagates as ``asyncio.CancelledError`` after cleaning up."""
+PipelineStatus = Literal["succeeded", "failed", "blocked", "over_budget", "submit_uncertain", "incomplete"]
+"""How a run ended, for people. ``incomplete``: the task is paid for but the run stopped on a transient error
+(outage, timeout, download, disk); a re-run with the same journal resumes it and never buys it again.
+Cancellation is not a status: it propagates as ``asyncio.CancelledError`` after cleaning up. The precise
+money meaning is :attr:`RunResult.state` (see :mod:`kie_async.request_state`)."""
 
 Enhancer = Callable[[PromptContext], Awaitable[str | None]]
 """An async prompt enhancer (e.g. an LLM call): gets the rendered preset context, returns the new prompt."""
@@ -87,6 +98,9 @@ class RunResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     status: PipelineStatus
+    state: RequestState = Field(
+        default=RequestState.PENDING, description="where the request stands in the state machine (money meaning)"
+    )
     model_key: str
     request_key: str | None = Field(default=None, description="journal key when run inside run_many")
     task_id: str | None = None
@@ -111,8 +125,13 @@ class RunResult(BaseModel):
 
     @property
     def spent_nothing(self) -> bool:
-        """True when the run stopped before createTask was sent."""
-        return self.task_id is None and self.status != "submit_uncertain"
+        """True when nothing was bought: stopped before createTask, or Kie.ai definitely refused it."""
+        return facts(self.state).money is Money.NOTHING and self.task_id is None
+
+    @property
+    def resumable(self) -> bool:
+        """Paid for and not finished: a re-run (same journal, or ``resume_task_id``) continues the same task."""
+        return facts(self.state).resumable
 
     @property
     def total_seconds(self) -> float:
@@ -143,7 +162,7 @@ class PipelineOptions(BaseModel):
 
 
 class PipelineHooks(BaseModel):
-    """Seams for run_many's journal: told just before and just after createTask."""
+    """Seams for run_many's journal: every state change, and just before / just after createTask goes out."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -151,6 +170,13 @@ class PipelineHooks(BaseModel):
     on_submitted: Callable[[str, float | None], Awaitable[None]] | None = None
     on_stage: Callable[[StageOutcome], None] | None = Field(
         default=None, description="called with status 'running' when a stage starts and again when it ends"
+    )
+    on_state: Callable[[JournalRecord], Awaitable[None]] | None = Field(
+        default=None, description="every state change, before the step it announces (run_many's journal)"
+    )
+    on_late_adoption: Callable[[str, str], Awaitable[None]] | None = Field(
+        default=None,
+        description="(token, task_id) of a correlated callback that arrived after the run ended uncertain",
     )
 
 
@@ -204,30 +230,122 @@ async def run_pipeline(
     resume_task_id: str | None = None,
     parent_run_ids: list[str] | None = None,
     request_key: str | None = None,
+    prior_state: RequestState | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
     """Run one request end to end; returns a :class:`RunResult` (errors after submit are recorded, not raised).
 
-    ``resume_task_id`` skips everything up to submit and waits on a task submitted earlier (journal resume).
-    Cancellation propagates: in-flight uploads, polls and downloads stop and no partial files remain.
+    ``resume_task_id`` skips everything up to submit and continues with a task bought earlier (journal resume);
+    ``prior_state`` is where the request stood before (``run_many`` passes the journal's view) and ``run_id``
+    the run folder already allocated to that task. Every state change goes through the request state machine
+    (:mod:`kie_async.request_state`) and out to ``hooks.on_state``. Cancellation propagates: in-flight
+    uploads, polls and downloads stop and no partial files remain.
     """
     opts = options or PipelineOptions()
-    rec = _Recorder(hooks)
-    parents = list(parent_run_ids or [])
-    base: dict[str, Any] = {"model_key": request.model_key, "request_key": request_key}
+    run = _Run(opts, session, hooks, request_key, parent_run_ids, prior_state, resume_task_id, request.model_key)
+    if run_id:
+        run.base["run_id"] = run_id
 
-    def result(status: PipelineStatus, **fields: Any) -> RunResult:
-        merged = {**base, **fields, "parent_run_ids": parents, "stages": rec.stages}
-        return RunResult(status=status, **merged)
+    checked = await _check(run, request)
+    if isinstance(checked, RunResult):
+        return checked
+    normalized, validation = checked
+    if resume_task_id is not None:
+        run.base["resumed"] = True
+        return await _complete(
+            run, normalized, validation, None, resume_task_id, reserved=0.0, estimate=None, budget=budget
+        )
 
-    # -- normalize, prompt, enhance, validate: pure work, no credits --------------------------------------
+    gated = await _gate(run, validation, budget)
+    if isinstance(gated, RunResult):
+        return gated
+    reserved, estimate = gated
+    try:
+        prepared = await _prepare(run, validation, budget, reserved)
+        if isinstance(prepared, RunResult):
+            return prepared
+        submitted = await _submit(run, normalized, prepared, budget, reserved, estimate)
+    except asyncio.CancelledError:
+        if budget is not None and run.ledger.state is not RequestState.UNCERTAIN:
+            await budget.release(reserved)
+        raise
+    if isinstance(submitted, RunResult):
+        return submitted
+    return await _complete(
+        run, normalized, validation, prepared, submitted, reserved=reserved, estimate=estimate, budget=budget
+    )
+
+
+class _Ledger:
+    """The request's place in the state machine; every move is checked and reported to ``hooks.on_state``."""
+
+    def __init__(self, key: str, model_key: str, hooks: PipelineHooks | None, state: RequestState) -> None:
+        self.key = key
+        self.model_key = model_key
+        self.state = state
+        self._on_state = hooks.on_state if hooks else None
+
+    async def move(self, state: RequestState, **fields: Any) -> None:
+        check_move(self.state, state, key=self.key)
+        record = JournalRecord(key=self.key, state=state, model_key=self.model_key, **fields)
+        self.state = state  # before the (shielded) write: a cancel mid-write still knows what the journal holds
+        if self._on_state is not None:
+            await self._on_state(record)
+
+    def block(self) -> None:
+        """Stopped before the wire: only a request with nothing at stake becomes ``blocked`` (not journaled)."""
+        if can_move(self.state, RequestState.BLOCKED):
+            self.state = RequestState.BLOCKED
+
+
+class _Run:
+    """What one pipeline run carries between its steps."""
+
+    def __init__(
+        self,
+        opts: PipelineOptions,
+        session: KieSession,
+        hooks: PipelineHooks | None,
+        request_key: str | None,
+        parent_run_ids: list[str] | None,
+        prior_state: RequestState | None,
+        resume_task_id: str | None,
+        model_key: str,
+    ) -> None:
+        self.opts = opts
+        self.session = session
+        self.hooks = hooks
+        self.rec = _Recorder(hooks)
+        self.parents = list(parent_run_ids or [])
+        start = prior_state or (RequestState.SUBMITTED if resume_task_id else RequestState.PENDING)
+        self.ledger = _Ledger(request_key or "", model_key, hooks, start)
+        self.base: dict[str, Any] = {"model_key": model_key, "request_key": request_key}
+        self.submitted_at = datetime.now(UTC)
+
+    def result(self, status: PipelineStatus, **fields: Any) -> RunResult:
+        merged = {**self.base, **fields, "parent_run_ids": self.parents, "stages": self.rec.stages}
+        return RunResult(status=status, state=self.ledger.state, **merged)
+
+    def stopped(self, status: PipelineStatus, why: str, error_type: str) -> RunResult:
+        """The last stage blocked: nothing was sent."""
+        self.rec.stages[-1] = self.rec.stages[-1].model_copy(update={"status": "blocked", "detail": why})
+        self.ledger.block()
+        return self.result(status, error=why, error_type=error_type)
+
+
+async def _check(
+    run: _Run, request: RawUserRequest | NormalizedRequest
+) -> tuple[NormalizedRequest, ValidationResult] | RunResult:
+    """normalize, prompt, enhance, validate: pure work, no credits."""
+    rec, opts = run.rec, run.opts
     async with rec.stage("normalize"):
         await preload_model_data()
         if isinstance(request, RawUserRequest):
-            parents.extend(p for p in parent_run_ids_of(request) if p not in parents)
+            run.parents.extend(p for p in parent_run_ids_of(request) if p not in run.parents)
             normalized = await asyncio.to_thread(normalize_request, request)
         else:
             normalized = request
-    base["model_key"] = normalized.model_key
+    run.base["model_key"] = run.ledger.model_key = normalized.model_key
     async with rec.stage("prompt"):
         context = await asyncio.to_thread(
             resolve_prompt_context, normalized, preset_key=opts.preset_key, preset_dirs=opts.preset_dirs
@@ -241,150 +359,434 @@ async def run_pipeline(
                 )
     async with rec.stage("validate"):
         validation = await asyncio.to_thread(validate_request, normalized)
-    base["validation"] = validation
+    run.base["validation"] = validation
     if not validation.is_submittable:
-        rec.stages[-1] = rec.stages[-1].model_copy(update={"status": "blocked", "detail": validation.summary()})
-        return result("blocked", error=f"{validation.state}: {validation.summary()}", error_type="validation")
+        return run.stopped("blocked", f"{validation.state}: {validation.summary()}", "validation")
+    return normalized, validation
 
-    # -- preflight and budget: the gate in front of the money ---------------------------------------------
+
+async def _gate(
+    run: _Run, validation: ValidationResult, budget: CreditBudget | None
+) -> tuple[float, float | None] | RunResult:
+    """Preflight and the batch budget: the gate in front of the money. Returns (reserved, estimate)."""
+    opts = run.opts
+    async with run.rec.stage("preflight"):
+        preflight = await run_preflight(
+            validation,
+            credit_source=run.session if opts.check_balance and opts.available_credits is None else None,
+            available_credits=opts.available_credits,
+            budget_credits=opts.budget_credits,
+            allow_unknown_cost=opts.allow_unknown_cost,
+            check_files=False,
+        )
+    run.base["preflight"] = preflight
+    estimate = preflight.estimate.credits if preflight.estimate.has_numeric_estimate else None
+    run.base["credits_estimated"] = estimate
+    if not preflight.allowed:
+        return run.stopped("blocked", "; ".join(r.message for r in preflight.blocking_reasons), "preflight")
     reserved = 0.0
-    if resume_task_id is None:
-        async with rec.stage("preflight"):
-            preflight = await run_preflight(
-                validation,
-                credit_source=session if opts.check_balance and opts.available_credits is None else None,
-                available_credits=opts.available_credits,
-                budget_credits=opts.budget_credits,
-                allow_unknown_cost=opts.allow_unknown_cost,
-                check_files=False,
-            )
-        base["preflight"] = preflight
-        estimate = preflight.estimate.credits if preflight.estimate.has_numeric_estimate else None
-        base["credits_estimated"] = estimate
-        if not preflight.allowed:
-            why = "; ".join(r.message for r in preflight.blocking_reasons)
-            rec.stages[-1] = rec.stages[-1].model_copy(update={"status": "blocked", "detail": why})
-            return result("blocked", error=why, error_type="preflight")
-        if budget is not None:
-            reserved = estimate or 0.0
-            if not await budget.reserve(reserved):
-                snap = budget.snapshot()
-                why = f"estimated {reserved:g} credits would pass the batch budget (remaining {snap.remaining:g})"
-                rec.stages[-1] = rec.stages[-1].model_copy(update={"status": "blocked", "detail": why})
-                return result("over_budget", error=why, error_type="budget")
-    else:
-        estimate = None
+    if budget is not None:
+        reserved = estimate or 0.0
+        if not await budget.reserve(reserved):
+            snap = budget.snapshot()
+            why = f"estimated {reserved:g} credits would pass the batch budget (remaining {snap.remaining:g})"
+            return run.stopped("over_budget", why, "budget")
+    return reserved, estimate
 
-    # -- prepare and submit --------------------------------------------------------------------------------
-    task_id = resume_task_id
-    prepared: PreparedRequest | None = None
-    submitted_at = datetime.now(UTC)
+
+async def _prepare(
+    run: _Run, validation: ValidationResult, budget: CreditBudget | None, reserved: float
+) -> PreparedRequest | RunResult:
+    """Upload-first: every local input becomes a hosted URL before anything is bought."""
     try:
-        if task_id is None:
-            async with rec.stage("prepare"):
-                prepared = await prepare_request_for_submission(validation, session, rehost_urls=opts.rehost_urls)
-            base["prepared"] = prepared
-            async with rec.stage("submit"):
-                if hooks and hooks.on_submitting:
-                    await hooks.on_submitting(estimate)
-                submitted_at = datetime.now(UTC)
-                created = await submit_prepared_request(prepared, session, callback_url=opts.callback_url)
-                task_id = created.task_id
-                if hooks and hooks.on_submitted:
-                    await hooks.on_submitted(task_id, estimate)
-    except KieSubmissionUncertainError as exc:
-        if budget is not None:
-            await budget.settle(reserved, None)  # may have been charged: count it
-        return result("submit_uncertain", error=str(exc), error_type=type(exc).__name__)
-    except asyncio.CancelledError:
-        if budget is not None and task_id is None:
-            await budget.release(reserved)
-        raise
+        async with run.rec.stage("prepare"):
+            prepared = await prepare_request_for_submission(validation, run.session, rehost_urls=run.opts.rehost_urls)
     except KieError as exc:
         if budget is not None:
             await budget.release(reserved)
-        return result("failed", error=str(exc), error_type=type(exc).__name__)
-    base["task_id"] = task_id
-    base["resumed"] = resume_task_id is not None
+        run.ledger.block()
+        return run.result("failed", error=str(exc), error_type=type(exc).__name__)
+    run.base["prepared"] = prepared
+    return prepared
 
-    # -- wait, download, artifact ---------------------------------------------------------------------------
-    started_wait = time.perf_counter()
-    polls_before = session.stats.requests.get("recordInfo", 0)
+
+async def _submit(
+    run: _Run,
+    normalized: NormalizedRequest,
+    prepared: PreparedRequest,
+    budget: CreditBudget | None,
+    reserved: float,
+    estimate: float | None,
+) -> str | RunResult:
+    """createTask, once. Returns the task id, or the result when nothing (or maybe something) was bought.
+
+    The intent is journaled per attempt, only once the rate limiter has granted a slot; an attempt that
+    provably did no work is closed as refused at once; an answer that was lost leaves ``uncertain``, which a
+    correlated callback can settle (the task's callBackUrl carries ``<journal key>.<attempt>``).
+    """
+    ledger, hooks, session = run.ledger, run.hooks, run.session
+    attempt = secrets.token_hex(4)
+    token = f"{ledger.key}.{attempt}" if ledger.key else attempt
+    callback = run.opts.callback_url or normalized.callback_url
+    payload = build_submission_payload(
+        prepared.validation, callback_url=with_correlation(callback, token) if callback else None
+    )
+    intent: dict[str, Any] = {
+        "attempt": attempt,
+        "provider_model": payload.model,
+        "prompt": (normalized.prompt or "")[:200] or None,
+        "credits_estimated": estimate,
+    }
+    on_wire_now = False
+
+    async def on_wire() -> None:
+        nonlocal on_wire_now
+        await ledger.move(RequestState.SUBMITTING, **intent)
+        if hooks and hooks.on_submitting:
+            await hooks.on_submitting(estimate)
+        on_wire_now = True
+
+    async def on_unsent(exc: KieError) -> None:
+        nonlocal on_wire_now
+        on_wire_now = False
+        why = f"not sent: {exc}"
+        await ledger.move(RequestState.REFUSED, attempt=attempt, error=why, error_type=type(exc).__name__)
+
+    adoption = session.expect_adoption(token) if callback else None
+    run.submitted_at = datetime.now(UTC)
     try:
-        async with rec.stage("wait"):
-            record = await session.wait_for_task(
+        async with run.rec.stage("submit"):
+            created = await session.create_task(payload, on_wire=on_wire, on_unsent=on_unsent)
+    except KieSubmissionUncertainError as exc:
+        if ledger.state is RequestState.SUBMITTING:
+            await ledger.move(RequestState.UNCERTAIN, attempt=attempt, error=str(exc), error_type=type(exc).__name__)
+        adopted = await _await_adoption(run, adoption, token) if adoption is not None else None
+        if adopted is None:
+            if budget is not None:
+                await budget.settle(reserved, None)  # may have been charged: count it
+            hint = _uncertain_hint(normalized, payload.model, run.submitted_at, callback is not None)
+            return run.result("submit_uncertain", error=f"{exc} {hint}", error_type=type(exc).__name__)
+        task_id = adopted
+        await _mark_submitted(run, task_id, estimate, attempt=attempt, adopted=True)
+        return task_id
+    except asyncio.CancelledError:
+        if ledger.state is RequestState.SUBMITTING:
+            closing = RequestState.UNCERTAIN if on_wire_now else RequestState.REFUSED
+            why = "cancelled while createTask was on the wire" if on_wire_now else "cancelled before sending"
+            await asyncio.shield(ledger.move(closing, attempt=attempt, error=why, error_type="CancelledError"))
+        raise
+    except KieError as exc:
+        if ledger.state is RequestState.SUBMITTING:  # a definite answer: Kie.ai created nothing
+            await ledger.move(RequestState.REFUSED, attempt=attempt, error=str(exc), error_type=type(exc).__name__)
+        if budget is not None:
+            await budget.release(reserved)
+        return run.result("failed", error=str(exc), error_type=type(exc).__name__)
+    finally:
+        if adoption is not None:
+            still_open = ledger.state is RequestState.UNCERTAIN  # only then can a late callback settle anything
+            session.forget_adoption(token, late=hooks.on_late_adoption if hooks and still_open else None)
+    await _mark_submitted(run, created.task_id, estimate, attempt=attempt, adopted=False)
+    return created.task_id
+
+
+async def _await_adoption(run: _Run, adoption: asyncio.Future[str], token: str) -> str | None:
+    """Wait (up to the wait timeout) for a verified callback to name the task this attempt created."""
+    timeout = run.opts.wait_timeout if run.opts.wait_timeout is not None else run.session.settings.poll.timeout
+    async with run.rec.stage("wait"):
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(adoption)
+        except TimeoutError:
+            log.info("no callback adopted %s within %ss", token, timeout)
+            return None
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are being cancelled, not the adoption
+            return None  # the session closed its adoption futures
+
+
+async def _mark_submitted(run: _Run, task_id: str, estimate: float | None, *, attempt: str, adopted: bool) -> None:
+    run.base["task_id"] = task_id
+    run.base.setdefault("run_id", None)
+    if not run.base["run_id"]:
+        run.base["run_id"] = make_run_id(run.ledger.model_key)
+    await run.ledger.move(
+        RequestState.SUBMITTED,
+        task_id=task_id,
+        attempt=attempt,
+        adopted=adopted,
+        run_id=run.base["run_id"],
+        credits_estimated=estimate,
+    )
+    if run.hooks and run.hooks.on_submitted:
+        await run.hooks.on_submitted(task_id, estimate)
+
+
+def _uncertain_hint(normalized: NormalizedRequest, provider_model: str, at: datetime, callbacks: bool) -> str:
+    prompt = (normalized.prompt or "")[:80]
+    what = f"model {provider_model}" + (f", prompt {prompt!r}" if prompt else "")
+    when = at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    tail = " A correlated callback, if one arrives, settles it." if callbacks else ""
+    return (
+        f"Check the Kie.ai dashboard logs for a task created around {when} ({what}) before buying it again."
+        + tail
+    )
+async def _complete(
+    run: _Run,
+    normalized: NormalizedRequest,
+    validation: ValidationResult,
+    prepared: PreparedRequest | None,
+    task_id: str,
+    *,
+    reserved: float,
+    estimate: float | None,
+    budget: CreditBudget | None = None,
+) -> RunResult:
+    """Wait, download, record. From here on the task is paid for: every failure is resumable on ``task_id``."""
+    run.base["task_id"] = task_id
+    started_wait = time.perf_counter()
+    polls_before = run.session.stats.requests.get("recordInfo", 0)
+    try:
+        async with run.rec.stage("wait"):
+            record = await run.session.wait_for_task(
                 task_id,
-                timeout=opts.wait_timeout,
+                timeout=run.opts.wait_timeout,
                 raise_on_failure=False,
-                callback_driven=opts.callback_driven,
+                callback_driven=run.opts.callback_driven,
             )
     except KieError as exc:
         if budget is not None:
             await budget.settle(reserved, None)
-        return result("failed", error=str(exc), error_type=type(exc).__name__)
+        return await _incomplete(run, exc)
     charged = record.credits_consumed if record.credits_consumed is not None else estimate
     if budget is not None:
         await budget.settle(reserved, charged)
-    base["credits_charged"] = charged
-    base["output_urls"] = record.output_urls
-    wall = time.perf_counter() - started_wait
-    polls = session.stats.requests.get("recordInfo", 0) - polls_before
-    failed = record.state is TaskState.FAIL
-    root = opts.artifacts.resolved_root()
-    # With an artifact the downloads are staged and moved into the run folder; without one they are the result.
-    staging = (
-        root / ".tmp" / "downloads" / f"{task_id}-{uuid.uuid4().hex[:6]}" if opts.write_artifact
-        else root / "downloads" / task_id
+    run.base["credits_charged"] = charged
+    run.base["output_urls"] = record.output_urls
+    trace = _TraceFacts(
+        submitted_at=run.submitted_at,
+        wall=time.perf_counter() - started_wait,
+        polls=run.session.stats.requests.get("recordInfo", 0) - polls_before,
+        estimate=estimate,
+        charged=charged,
     )
-    downloaded: list[Path] = []
-    try:
-        if not failed and record.output_urls:
-            async with rec.stage("download"):
-                downloaded = await _download_all(session, record, staging, normalized.output_kind)
-        outputs = [
-            RunOutput(source=p, url=u, kind=_kind(normalized.output_kind))
-            for p, u in zip(downloaded, record.output_urls, strict=False)
-        ]
-        if opts.write_artifact:
-            async with rec.stage("artifact"):
-                artifact = await create_run_artifact(
-                    _artifact_request(
-                        normalized,
-                        validation,
-                        prepared,
-                        record,
-                        downloaded,
-                        parents,
-                        submitted_at,
-                        wall,
-                        polls,
-                        opts,
-                        estimate,
-                        charged,
-                    ),
-                    opts.artifacts,
-                    secrets=[session.settings.api_key] if session.settings.api_key else [],
-                )
-            base["run_id"] = artifact.run_id
-            base["run_dir"] = str(artifact.run_dir)
-            stored = [artifact.run_dir / f.path for f in artifact.manifest.outputs if f.path]
-            outputs = [
-                o.model_copy(update={"source": s, "run_id": artifact.run_id})
-                for o, s in zip(outputs, stored, strict=False)
-            ]
-    except KieError as exc:
-        return result("failed", error=str(exc), error_type=type(exc).__name__)
-    finally:
-        if opts.write_artifact:
-            await asyncio.shield(asyncio.to_thread(shutil.rmtree, staging, True))
-    if failed:
-        return result(
-            "failed",
-            outputs=outputs,
-            error=f"task failed: {record.fail_code} {record.fail_msg}",
-            error_type="KieTaskFailedError",
+    if record.state is not TaskState.SUCCESS:
+        return await _provider_failed(run, normalized, validation, prepared, record, trace)
+    if not record.output_urls:
+        problem = KieDownloadError(
+            f"task {task_id} reported success but its result has no usable output URLs",
+            hint="re-run to read the task again; if it stays empty, check the task in the Kie.ai dashboard",
         )
-    return result("succeeded", outputs=outputs)
+        return await _incomplete(run, problem)
+    try:
+        outputs, files = await _deliver(run, normalized, validation, prepared, record, trace)
+    except (KieError, OSError) as exc:
+        return await _incomplete(run, exc)
+    await run.ledger.move(
+        RequestState.SUCCEEDED,
+        task_id=task_id,
+        run_id=run.base.get("run_id"),
+        run_dir=run.base.get("run_dir"),
+        outputs=[str(f.path) for f in files],
+        output_urls=record.output_urls,
+        output_sha256=[f.sha256 for f in files],
+        output_bytes=[f.size for f in files],
+        credits_estimated=estimate,
+        credits_charged=charged,
+    )
+    return run.result("succeeded", outputs=outputs)
+
+
+class _TraceFacts(BaseModel):
+    submitted_at: datetime
+    wall: float
+    polls: int
+    estimate: float | None
+    charged: float | None
+
+
+class _StoredOutput(BaseModel):
+    path: Path
+    sha256: str
+    size: int
+
+
+async def _incomplete(run: _Run, exc: BaseException) -> RunResult:
+    """Paid for but not finished here (outage, timeout, download, disk): resumable on the task id."""
+    error = str(exc) or type(exc).__name__
+    await run.ledger.move(
+        RequestState.INCOMPLETE,
+        task_id=run.base.get("task_id"),
+        run_id=run.base.get("run_id"),
+        error=error,
+        error_type=type(exc).__name__,
+    )
+    return run.result("incomplete", error=f"{error} (task {run.base.get('task_id')} is paid for: re-run to resume)",
+                      error_type=type(exc).__name__)
+
+
+async def _provider_failed(
+    run: _Run,
+    normalized: NormalizedRequest,
+    validation: ValidationResult,
+    prepared: PreparedRequest | None,
+    record: TaskRecord,
+    trace: _TraceFacts,
+) -> RunResult:
+    """The provider said the task failed: final. The run folder still records what was asked."""
+    if run.opts.write_artifact:
+        try:
+            async with run.rec.stage("artifact"):
+                await _write_artifact(run, normalized, validation, prepared, record, [], trace)
+        except (KieError, OSError) as exc:
+            log.warning("task %s failed and its run folder could not be written: %s", record.task_id, exc)
+    error = f"task failed: {record.fail_code} {record.fail_msg}"
+    await run.ledger.move(
+        RequestState.FAILED,
+        task_id=record.task_id,
+        run_id=run.base.get("run_id"),
+        run_dir=run.base.get("run_dir"),
+        credits_estimated=trace.estimate,
+        credits_charged=trace.charged,
+        error=error,
+        error_type="KieTaskFailedError",
+    )
+    return run.result("failed", error=error, error_type="KieTaskFailedError")
+
+
+async def _deliver(
+    run: _Run,
+    normalized: NormalizedRequest,
+    validation: ValidationResult,
+    prepared: PreparedRequest | None,
+    record: TaskRecord,
+    trace: _TraceFacts,
+) -> tuple[list[RunOutput], list[_StoredOutput]]:
+    """Outputs on disk and (by default) in their run folder; an intact folder from an earlier attempt is kept."""
+    kind = _kind(normalized.output_kind)
+    if run.opts.write_artifact:
+        existing = await _intact_run(run)
+        if existing is not None:
+            return existing
+    root = run.opts.artifacts.resolved_root()
+    staging = (
+        root / ".tmp" / "downloads" / staging_name(record.task_id) if run.opts.write_artifact
+        else root / "downloads" / record.task_id
+    )
+    try:
+        async with run.rec.stage("download"):
+            downloaded = await _download_all(run.session, record, staging, normalized.output_kind)
+        if not run.opts.write_artifact:
+            files = await asyncio.to_thread(_describe_files, downloaded)
+            urls = record.output_urls
+            outputs = [RunOutput(source=f.path, url=u, kind=kind) for f, u in zip(files, urls, strict=False)]
+            return outputs, files
+        async with run.rec.stage("artifact"):
+            artifact = await _write_artifact(run, normalized, validation, prepared, record, downloaded, trace)
+    finally:
+        if run.opts.write_artifact:
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, staging, True))
+    return _from_artifact(artifact, record, kind)
+
+
+def _from_artifact(
+    artifact: RunArtifact, record: TaskRecord, kind: Literal["image", "video", "audio"] | None
+) -> tuple[list[RunOutput], list[_StoredOutput]]:
+    stored = [f for f in artifact.manifest.outputs if f.path]
+    files = [
+        _StoredOutput(path=artifact.run_dir / f.path, sha256=f.sha256 or "", size=f.bytes or 0)
+        for f in stored
+        if f.path
+    ]
+    outputs = [
+        RunOutput(source=f.path, url=u, kind=kind, run_id=artifact.run_id)
+        for f, u in zip(files, record.output_urls, strict=False)
+    ]
+    return outputs, files
+
+
+async def _intact_run(run: _Run) -> tuple[list[RunOutput], list[_StoredOutput]] | None:
+    """The run folder an earlier attempt finished for this task, if it is complete and unchanged."""
+    run_id = run.base.get("run_id")
+    if not run_id:
+        return None
+    root = run.opts.artifacts.resolved_root()
+    try:
+        artifact = await load_run(root, run_id)
+    except (KieArtifactError, OSError):
+        return None
+    manifest = artifact.manifest
+    if manifest.status is not RunStatus.SUCCEEDED or not manifest.outputs:
+        return None
+    files = [
+        _StoredOutput(path=artifact.run_dir / f.path, sha256=f.sha256 or "", size=f.bytes or 0)
+        for f in manifest.outputs
+        if f.path
+    ]
+    if not await asyncio.to_thread(outputs_intact, [f.path for f in files], [f.sha256 for f in files],
+                                   [f.size for f in files]):
+        return None
+    run.base["run_dir"] = str(artifact.run_dir)
+    urls = [f.url for f in manifest.outputs if f.path]
+    outputs = [
+        RunOutput(source=f.path, url=u, kind=None, run_id=artifact.run_id)
+        for f, u in zip(files, urls, strict=False)
+    ]
+    return outputs, files
+
+
+def _describe_files(paths: list[Path]) -> list[_StoredOutput]:
+    described = []
+    for path in paths:
+        digest, size = sha256_file(path)
+        described.append(_StoredOutput(path=path, sha256=digest, size=size))
+    return described
+
+
+def outputs_intact(paths: list[Path], sha256s: list[str], sizes: list[int]) -> bool:
+    """Blocking: every recorded output still exists with its recorded size and sha256."""
+    if not paths or len(paths) != len(sha256s) or len(paths) != len(sizes):
+        return False
+    for path, digest, size in zip(paths, sha256s, sizes, strict=True):
+        try:
+            if path.stat().st_size != size or sha256_file(path)[0] != digest:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+async def _write_artifact(
+    run: _Run,
+    normalized: NormalizedRequest,
+    validation: ValidationResult,
+    prepared: PreparedRequest | None,
+    record: TaskRecord,
+    downloaded: list[Path],
+    trace: _TraceFacts,
+) -> RunArtifact:
+    request = _artifact_request(
+        normalized,
+        validation,
+        prepared,
+        record,
+        downloaded,
+        run.parents,
+        trace.submitted_at,
+        trace.wall,
+        trace.polls,
+        run.opts,
+        trace.estimate,
+        trace.charged,
+    )
+    if run.base.get("run_id"):
+        request = request.model_copy(update={"run_id": run.base["run_id"]})
+    key = run.session.settings.api_key
+    artifact = await create_run_artifact(request, run.opts.artifacts, secrets=[key] if key else [], replace=True)
+    run.base["run_id"] = artifact.run_id
+    run.base["run_dir"] = str(artifact.run_dir)
+    return artifact
 
 
 def _kind(output_kind: str | None) -> Literal["image", "video", "audio"] | None:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiofiles.os
 import aiohttp
@@ -53,11 +53,48 @@ from kie_async.errors import (
 )
 from kie_async.polling import ProgressCallback, TaskProgress, is_finished, poll_interval
 from kie_async.rate_limit import SlidingWindowLimiter, TokenBucket
-from kie_async.retry import RetryPolicy, parse_retry_after
+from kie_async.retry import RetryPolicy, is_retryable, parse_retry_after
 from kie_async.settings import KieSettings, PollSettings
 
 log = logging.getLogger("kie_async.session")
 T = TypeVar("T")
+
+WireHook = Callable[[], Awaitable[None]]
+"""Called once per createTask attempt, after the rate limiter and just before the request is sent."""
+UnsentHook = Callable[[KieError], Awaitable[None]]
+"""Called after a createTask attempt that provably did no work (never connected, or refused with 429)."""
+
+
+AdoptionSink = Callable[[str, str], Awaitable[None]]
+"""``sink(token, task_id)``: told of every adoption the session confirmed."""
+
+CORRELATION_PARAM = "kie_request"
+"""The query parameter of ``callBackUrl`` that carries a request's correlation token (``<journal key>.<attempt>``)."""
+
+
+def with_correlation(callback_url: str, token: str) -> str:
+    """``callback_url`` with the correlation token added as a query parameter (other parameters kept)."""
+    parts = urlsplit(callback_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != CORRELATION_PARAM]
+    query.append((CORRELATION_PARAM, token))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def correlation_token(url: object) -> str | None:
+    """The correlation token in a callback URL, if any."""
+    if not isinstance(url, str) or not url:
+        return None
+    values = [v for k, v in parse_qsl(urlsplit(url).query) if k == CORRELATION_PARAM]
+    return values[-1] if values else None
+
+
+def did_no_work(exc: KieError) -> bool:
+    """True when a failed attempt provably neither reached the server nor made it do anything."""
+    if isinstance(exc, KieRateLimitError):
+        return True
+    if isinstance(exc, KieConnectionError | KieTimeoutError):
+        return not exc.request_sent
+    return False
 
 CREATE_TASK_PATH = "/api/v1/jobs/createTask"
 RECORD_INFO_PATH = "/api/v1/jobs/recordInfo"
@@ -69,6 +106,8 @@ UPLOAD_BASE64_PATH = "/api/file-base64-upload"
 
 BASE64_UPLOAD_LIMIT = 10 * 1024 * 1024
 """Kie.ai recommends base64 uploads up to 10 MB and the stream endpoint above that."""
+
+_LATE_ADOPTIONS_KEPT = 10_000
 
 # A task id Kie.ai has just issued may not be visible to recordInfo for a moment; tolerate that briefly.
 _NEW_TASK_GRACE_SECONDS = 30.0
@@ -100,6 +139,8 @@ class KieSession:
         self._download_slots = asyncio.Semaphore(self.settings.max_concurrent_downloads)
         self._http: aiohttp.ClientSession | None = None
         self._wakeups: dict[str, set[asyncio.Event]] = {}
+        self._adoptions: dict[str, asyncio.Future[str]] = {}
+        self._late_adoptions: dict[str, AdoptionSink] = {}
         self._upload_cache: dict[str, asyncio.Future[UploadedFile]] = {}
         self._upload_waiters: dict[str, int] = {}
         self._auth_hosts = {urlsplit(self.settings.base_url).netloc, urlsplit(self.settings.upload_base_url).netloc}
@@ -141,6 +182,9 @@ class KieSession:
 
     async def close(self) -> None:
         """Cancel uploads still in flight, then close the connection pool."""
+        for future in self._adoptions.values():
+            future.cancel()
+        self._adoptions.clear()
         pending = [task for task in self._upload_cache.values() if not task.done()]
         for task in pending:
             task.cancel()
@@ -230,6 +274,7 @@ class KieSession:
                 http_status=response.status,
                 endpoint=endpoint,
                 retry_after=retry_after,
+                enveloped=False,
             )
         envelope = Envelope.model_validate(payload)
         code = envelope.code if envelope.code != 200 or response.status < 400 else response.status
@@ -256,8 +301,15 @@ class KieSession:
         params: dict[str, str] | None = None,
         timeout: float | None = None,
         limiter: SlidingWindowLimiter | TokenBucket | None = None,
+        on_wire: WireHook | None = None,
+        on_unsent: UnsentHook | None = None,
     ) -> JSONValue:
-        """One API call with rate limiting, envelope parsing, error mapping and retries; returns ``data``."""
+        """One API call with rate limiting, envelope parsing, error mapping and retries; returns ``data``.
+
+        ``on_wire`` runs once per attempt after the rate limiter granted a slot, just before the request is
+        sent (the journal's intent line); ``on_unsent`` runs after an attempt that provably did no work (a
+        connect failure, a 429), so an intent is never left open while the request waits to be retried.
+        """
         client_timeout = self._timeout(timeout, self.settings.request_timeout)
 
         async def attempt() -> JSONValue:
@@ -266,16 +318,23 @@ class KieSession:
                     await stack.enter_async_context(limiter.slot())
                 elif limiter is not None:
                     await limiter.acquire()
-                response = await stack.enter_async_context(
-                    self._send(
-                        method, url, endpoint=endpoint, timeout=client_timeout, json_body=json_body, params=params
-                    )
-                )
+                if on_wire is not None:
+                    await on_wire()
                 try:
-                    envelope = await self._read_envelope(response, endpoint)
-                except KieRateLimitError as exc:
-                    if isinstance(limiter, SlidingWindowLimiter):
-                        limiter.penalize(exc.retry_after or 1.0)
+                    response = await stack.enter_async_context(
+                        self._send(
+                            method, url, endpoint=endpoint, timeout=client_timeout, json_body=json_body, params=params
+                        )
+                    )
+                    try:
+                        envelope = await self._read_envelope(response, endpoint)
+                    except KieRateLimitError as exc:
+                        if isinstance(limiter, SlidingWindowLimiter):
+                            limiter.penalize(exc.retry_after or 1.0)
+                        raise
+                except KieError as exc:
+                    if on_unsent is not None and did_no_work(exc):
+                        await on_unsent(exc)
                     raise
                 return envelope.data
 
@@ -320,8 +379,16 @@ class KieSession:
         input: dict[str, JSONValue] | None = None,
         callback_url: str | None = None,
         timeout: float | None = None,
+        on_wire: WireHook | None = None,
+        on_unsent: UnsentHook | None = None,
     ) -> TaskCreated:
-        """Submit a generation task. Spends credits, so it is never retried once the body may have arrived."""
+        """Submit a generation task. Spends credits, so it is never retried once the body may have arrived.
+
+        Raises :class:`KieSubmissionUncertainError` when the request may have reached Kie.ai but no usable
+        answer came back (a reset, a timeout, a gateway error page): a task may exist, so nothing is retried.
+        Any other :class:`KieError` is a definite "no": nothing was bought. ``on_wire`` / ``on_unsent`` are
+        the journal's seams (see :meth:`_api`).
+        """
         if payload is None:
             if not model or input is None:
                 raise KieInputError("create_task needs a CreateTaskPayload or model= and input=")
@@ -335,9 +402,18 @@ class KieSession:
                 json_body=payload.to_wire(),
                 timeout=timeout,
                 limiter=self._create_limiter,
+                on_wire=on_wire,
+                on_unsent=on_unsent,
             )
         except (KieConnectionError, KieTimeoutError) as exc:
             if getattr(exc, "request_sent", True):
+                raise KieSubmissionUncertainError(
+                    f"createTask for {payload.model}: {exc.message}; it may have reached Kie.ai, so it was not retried"
+                ) from exc
+            raise
+        except KieAPIStatusError as exc:
+            if not exc.enveloped and exc.code >= 500:
+                # A gateway's error page, not Kie.ai's answer: the backend may have created the task behind it.
                 raise KieSubmissionUncertainError(
                     f"createTask for {payload.model}: {exc.message}; it may have reached Kie.ai, so it was not retried"
                 ) from exc
@@ -388,15 +464,25 @@ class KieSession:
         wake = asyncio.Event()
         self._wakeups.setdefault(task_id, set()).add(wake)
         polls = 0
+        outage: KieError | None = None
         try:
             while True:
                 elapsed = loop.time() - started
                 try:
                     record = await self.get_task(task_id)
+                    outage = None
                 except KieValidationError as exc:
                     if "recordInfo is null" not in exc.message or elapsed > _NEW_TASK_GRACE_SECONDS:
                         raise
                     record = TaskRecord(task_id=task_id, state=TaskState.WAITING)
+                except KieError as exc:
+                    # An outage longer than one read's retries is not the task's fault: keep waiting (the task
+                    # runs on regardless) until the deadline, instead of giving up on something already paid for.
+                    if not is_retryable(exc, idempotent=True):
+                        raise
+                    outage = exc
+                    record = TaskRecord(task_id=task_id, state=TaskState.WAITING)
+                    log.warning("task %s: status read failed (%s); still waiting", task_id, exc.message)
                 polls += 1
                 elapsed = loop.time() - started
                 if is_finished(record):
@@ -411,8 +497,9 @@ class KieSession:
                     return record
                 remaining = deadline - loop.time()
                 if remaining <= 0:
+                    seen = f"status unreadable ({outage.message})" if outage else f"still {record.state.value}"
                     raise KieTimeoutError(
-                        f"task {task_id} still {record.state.value} after {elapsed:.0f}s",
+                        f"task {task_id} {seen} after {elapsed:.0f}s",
                         hint="the task keeps running on Kie.ai; call wait_for_task again or raise timeout=",
                     )
                 interval = settings.callback_safety_interval if callback_driven else poll_interval(elapsed, settings)
@@ -433,6 +520,60 @@ class KieSession:
                 waiters.discard(wake)
                 if not waiters:
                     del self._wakeups[task_id]
+
+    # -- correlated callbacks: settling an uncertain createTask -----------------------------------------------
+
+    def expect_adoption(self, token: str) -> asyncio.Future[str]:
+        """A future that resolves with the task id a verified callback carrying ``token`` names.
+
+        Kie.ai has no idempotency key, so after a lost createTask answer only the task's own callback can
+        tell which task (if any) the request created; the pipeline waits on this future.
+        """
+        future = self._adoptions.get(token)
+        if future is None or future.done():
+            future = asyncio.get_running_loop().create_future()
+            self._adoptions[token] = future
+        return future
+
+    def forget_adoption(self, token: str, *, late: AdoptionSink | None = None) -> None:
+        """Stop waiting for ``token``; with ``late``, a callback that still arrives is handed to it instead.
+
+        Late sinks live as long as the session (the most recent 10,000), so a long-running web process that
+        receives the callback hours later still settles the request in its journal.
+        """
+        future = self._adoptions.pop(token, None)
+        if future is not None and not future.done():
+            future.cancel()
+        if late is not None:
+            self._late_adoptions[token] = late
+            while len(self._late_adoptions) > _LATE_ADOPTIONS_KEPT:
+                self._late_adoptions.pop(next(iter(self._late_adoptions)))
+
+    async def adopt_task(self, token: str, task_id: str) -> bool:
+        """Called by a callback receiver for a callback whose URL carried ``token``.
+
+        The token sits in the (unsigned) URL query, so it is confirmed against the provider before anything
+        is adopted: the task's own recorded request (``recordInfo`` ``param.callBackUrl``) must carry it.
+        Returns whether the task was adopted.
+        """
+        try:
+            record = await self.get_task(task_id)
+        except KieError as exc:
+            log.warning("callback token %s: cannot read task %s to confirm it (%s)", token, task_id, exc.message)
+            return False
+        if correlation_token(record.request_param.get("callBackUrl")) != token:
+            log.warning("callback token %s does not match task %s's own callBackUrl; not adopted", token, task_id)
+            return False
+        future = self._adoptions.get(token)
+        if future is not None and not future.done():
+            future.set_result(task_id)  # the pipeline that lost the answer is still waiting: it records it
+            return True
+        late = self._late_adoptions.pop(token, None)
+        if late is None:
+            log.info("callback token %s: no request of this session is waiting for it", token)
+            return False
+        await late(token, task_id)
+        return True
 
     def notify_task_update(self, task_id: str) -> bool:
         """Wake every ``wait_for_task`` waiting on ``task_id`` (called by a callback receiver)."""

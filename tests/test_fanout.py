@@ -21,6 +21,7 @@ from kie_async.journal import BatchJournal, JournalRecord, request_key
 from kie_async.normalize import normalize_request
 from kie_async.pipeline import PipelineOptions
 from kie_async.request_models import RawUserRequest
+from kie_async.request_state import RequestState
 from kie_async.session import KieSession
 from kie_async.settings import PollSettings, RateLimitSettings, RetrySettings
 
@@ -140,8 +141,8 @@ async def test_intent_without_task_id_is_not_resubmitted(emulator: KieEmulator, 
     journal_path = tmp_path / "journal.jsonl"
     request = nb2(1)
     key = request_key(normalize_request(request))
-    journal = await BatchJournal.open(journal_path)
-    await journal.write(JournalRecord(key=key, event="submitting", model_key="nano-banana-2"))
+    async with await BatchJournal.open(journal_path) as journal:
+        await journal.write(JournalRecord(key=key, state=RequestState.SUBMITTING, model_key="nano-banana-2"))
     async with KieSession(emulator.settings(poll=FAST_POLL)) as kie:
         (result,) = await run_many([request], kie, options=options(tmp_path), journal_path=journal_path)
         assert result.status == "submit_uncertain" and emulator.stats.requests.get("createTask", 0) == 0
@@ -153,13 +154,14 @@ async def test_intent_without_task_id_is_not_resubmitted(emulator: KieEmulator, 
 
 async def test_torn_journal_line_is_skipped_and_sealed(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
-    good = JournalRecord(key="k1", event="submitted", task_id="t1")
-    path.write_bytes(good.to_line() + b'{"key": "k2", "event": "subm')
-    journal = await BatchJournal.open(path)
-    assert journal.skipped_lines == [2]
-    assert journal.get("k1") is not None and journal.get("k1").task_id == "t1"  # type: ignore[union-attr]
-    await journal.write(JournalRecord(key="k3", event="submitting"))
+    good = JournalRecord(key="k1", state=RequestState.SUBMITTED, task_id="t1")
+    path.write_bytes(good.to_line() + b'{"key": "k2", "state": "subm')
+    async with await BatchJournal.open(path) as journal:
+        assert journal.skipped_lines == [2]
+        assert journal.get("k1") is not None and journal.get("k1").task_id == "t1"  # type: ignore[union-attr]
+        await journal.write(JournalRecord(key="k3", state=RequestState.SUBMITTING))
     reopened = await BatchJournal.open(path)
+    await reopened.close()
     assert reopened.skipped_lines == [2] and reopened.get("k3") is not None and reopened.get("k3").intent  # type: ignore[union-attr]
 
 

@@ -16,9 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -30,14 +28,13 @@ from kie_async._version import __version__
 from kie_async.artifacts.exceptions import KieArtifactError
 from kie_async.artifacts.layout import (
     MANIFEST_FILENAME_GLOB,
-    STAGING_NAME,
     index_path,
     lock_path,
     resolve_root,
     runs_dir,
-    tmp_dir,
 )
 from kie_async.artifacts.manifest import ArtifactKind, RunManifest, RunStatus
+from kie_async.artifacts.staging import sweep_staging
 from kie_async.jsonl_log import append_line, locked
 
 logger = logging.getLogger("kie_async.artifacts")
@@ -344,26 +341,6 @@ def _scan_manifests(base: Path) -> tuple[list[IndexEntry], list[str]]:
     return entries, bad
 
 
-def _run_staging_dirs(base: Path) -> list[Path]:
-    """Run folders being assembled (``<run_id>.<pid>.<hex>``); other users of ``.tmp`` are left alone."""
-    folder = tmp_dir(base)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if STAGING_NAME.match(p.name) and p.is_dir())
-
-
-def _clean_staging(base: Path, older_than_seconds: float) -> list[str]:
-    """Remove staging folders no live writer can still own (a writer finishes in seconds, not hours)."""
-    cutoff = time.time() - older_than_seconds
-    removed = []
-    for child in _run_staging_dirs(base):
-        with contextlib.suppress(OSError):
-            if child.stat().st_mtime < cutoff:
-                shutil.rmtree(child)
-                removed.append(child.name)
-    return removed
-
-
 def rebuild_artifact_index_sync(
     root: str | os.PathLike[str] | None = None,
     *,
@@ -375,11 +352,12 @@ def rebuild_artifact_index_sync(
     The scan runs under the exclusive lock so no append can slip between the scan and the swap and be lost.
     Runs are written in ``recorded_at`` order, which is the order they were originally appended. With
     ``clean_staging_older_than`` (seconds), unfinished run folders left in ``.tmp`` by crashes are removed.
+    Staging left by processes that are gone (on this host) is always removed: nothing can finish it.
     """
     base = resolve_root(root)
     if not base.is_dir():  # a typo in --root should not silently create an empty artifacts root
         raise KieArtifactError(f"no artifacts root at {base}", hint="check --root / $KIE_OUTPUT_DIR")
-    cleaned = _clean_staging(base, clean_staging_older_than) if clean_staging_older_than is not None else []
+    sweep = sweep_staging(base, older_than=clean_staging_older_than)
     path = index_path(base)
     with index_lock(base, exclusive=True):
         previous = _parse(path.read_bytes()) if path.exists() else IndexReadResult()
@@ -391,15 +369,14 @@ def rebuild_artifact_index_sync(
             if fsync:
                 os.fsync(fh.fileno())
         os.replace(staging, path)
-    stale = [p.name for p in _run_staging_dirs(base)]
     return RebuildReport(
         root=base,
         runs_indexed=len(entries),
         previous_lines=previous.total_lines,
         previous_skipped=len(previous.skipped),
         bad_manifests=bad,
-        stale_staging_dirs=stale,
-        cleaned_staging_dirs=cleaned,
+        stale_staging_dirs=sweep.kept,
+        cleaned_staging_dirs=sweep.removed,
     )
 
 

@@ -8,8 +8,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import secrets
+import socket
 from pathlib import Path
 
 DEFAULT_ROOT_ENV = "KIE_OUTPUT_DIR"  # the same knob the CLI uses for downloads
@@ -44,5 +47,17 @@ def tmp_dir(root: Path) -> Path:
     return root / TMP_DIRNAME
 
 MANIFEST_FILENAME_GLOB = "*/run.json"
-STAGING_NAME = re.compile(r"^.+\.\d+\.[0-9a-f]{8}$")
-"""How the writer names a run folder under assembly in ``.tmp``: ``<run_id>.<pid>.<8 hex>``."""
+STAGING_NAME = re.compile(r"^(?P<stem>.+)\.(?:(?P<host>[0-9a-f]{6})-)?(?P<pid>\d+)\.[0-9a-f]{8}$")
+"""How staging folders in ``.tmp`` are named: ``<stem>.<host>-<pid>.<8 hex>`` (older: ``<stem>.<pid>.<8 hex>``)."""
+DOWNLOADS_DIRNAME = "downloads"
+"""``.tmp/downloads/<task_id>.<host>-<pid>.<8 hex>``: outputs being fetched before they join a run folder."""
+
+
+def host_tag() -> str:
+    """A short, stable tag of this machine, so a sweep never judges another host's pids."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def staging_name(stem: str) -> str:
+    """``<stem>.<host>-<pid>.<8 hex>``: whose staging folder this is, for the sweep after a crash."""
+    return f"{stem}.{host_tag()}-{os.getpid()}.{secrets.token_hex(4)}"

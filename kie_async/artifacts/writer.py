@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from kie_async.artifacts.derivatives import ArtifactDerivativeSettings, DerivativeSource, generate_derivatives
 from kie_async.artifacts.exceptions import KieArtifactError
 from kie_async.artifacts.index import append_index_entry, entry_from_manifest
-from kie_async.artifacts.layout import resolve_root, runs_dir, tmp_dir
+from kie_async.artifacts.layout import resolve_root, runs_dir, staging_name, tmp_dir
 from kie_async.artifacts.manifest import (
     MANIFEST_FILENAME,
     ArtifactFile,
@@ -160,9 +160,16 @@ def _write_manifest_blocking(staging: Path, manifest: RunManifest, fsync: bool) 
             os.fsync(fh.fileno())
 
 
-def _publish_blocking(staging: Path, final: Path, fsync: bool) -> None:
+def _publish_blocking(staging: Path, final: Path, fsync: bool, replace: bool) -> bool:
+    """Rename the assembled folder into place; True when it replaced an existing one."""
+    old: Path | None = None
     if final.exists():
-        raise KieArtifactError(f"run folder already exists: {final}", hint="pick another run_id or leave it unset")
+        if not replace:
+            raise KieArtifactError(f"run folder already exists: {final}", hint="pick another run_id or leave it unset")
+        # Move the old folder aside under a staging name, so a crash between the two renames leaves only
+        # sweepable leftovers (the journal then sees the outputs missing and fetches them again).
+        old = staging.with_name(f"replaced-{staging.name}")
+        os.rename(final, old)
     if fsync:
         _fsync_path(staging)
     try:
@@ -171,6 +178,9 @@ def _publish_blocking(staging: Path, final: Path, fsync: bool) -> None:
         raise KieArtifactError(f"could not publish run folder {final}: {exc}") from exc
     if fsync:
         _fsync_path(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return old is not None
 
 
 def _secret_values(extra: Iterable[SecretStr | str]) -> list[str]:
@@ -186,20 +196,22 @@ async def create_run_artifact(
     settings: ArtifactSettings | None = None,
     *,
     secrets: Iterable[SecretStr | str] = (),
+    replace: bool = False,
 ) -> RunArtifact:
     """Write a run folder (manifest, inputs, outputs, derivatives) atomically and append it to the index.
 
     ``secrets`` are exact values to scrub from everything written (pass ``[kie_settings.api_key]``);
     ``$KIE_API_KEY`` is always scrubbed, as are secret-looking keys and signed-URL query parameters.
     Raises :class:`KieArtifactError` when an input/output file is missing or the run id is taken; nothing
-    is left behind in that case.
+    is left behind in that case. ``replace=True`` swaps out an existing folder of the same ``run_id`` (a resumed
+    task whose files were lost keeps its one run folder).
     """
     cfg = settings or ArtifactSettings()
     root = cfg.resolved_root().absolute()
     started = utc_now()
     run_id = request.run_id or make_run_id(request.model_key, request.started_at or started)
     final = runs_dir(root) / run_id
-    staging = tmp_dir(root) / f"{run_id}.{os.getpid()}.{_secrets.token_hex(4)}"
+    staging = tmp_dir(root) / staging_name(run_id)
 
     def prepare() -> None:
         runs_dir(root).mkdir(parents=True, exist_ok=True)
@@ -209,14 +221,15 @@ async def create_run_artifact(
     try:
         manifest = await _assemble(request, cfg, staging, run_id, started, _secret_values(secrets))
         await asyncio.to_thread(_write_manifest_blocking, staging, manifest, cfg.fsync)
-        await asyncio.to_thread(_publish_blocking, staging, final, cfg.fsync)
+        replaced = await asyncio.to_thread(_publish_blocking, staging, final, cfg.fsync, replace)
     except BaseException:
         await asyncio.shield(asyncio.to_thread(shutil.rmtree, staging, True))
         raise
 
     indexed = False
     if cfg.update_index:
-        entry = entry_from_manifest(manifest, final.relative_to(root).as_posix())
+        event = "run_updated" if replaced else "run_created"
+        entry = entry_from_manifest(manifest, final.relative_to(root).as_posix(), event=event)
         try:
             await append_index_entry(root, entry, fsync=cfg.fsync)
             indexed = True

@@ -1,0 +1,424 @@
+"""Money safety at the seams (issue 9): each case reproduced against the emulator, then proven fixed.
+
+Every test counts what the emulator really sold (tasks per prompt), never what the SDK believes it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings, rebuild_artifact_index
+from kie_async.artifacts.layout import host_tag
+from kie_async.artifacts.media import sha256_file
+from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.errors import KieJournalBusyError
+from kie_async.fanout import run_many
+from kie_async.journal import BatchJournal
+from kie_async.pipeline import PipelineOptions, RunResult
+from kie_async.request_models import RawUserRequest
+from kie_async.request_state import RequestState
+from kie_async.session import KieSession
+from kie_async.settings import PollSettings, RateLimitSettings, RetrySettings
+from tests.aioresponses_compat import patch_aioresponses  # noqa: F401  (autouse fixture)
+
+FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=30.0)
+FAST_RETRY = RetrySettings(max_retries=2, initial_backoff=0.01, max_backoff=0.05)
+OPEN_LIMITS = RateLimitSettings(create_per_window=1000, create_window_seconds=1.0, reads_per_second=5000)
+
+
+def nb2(i: int, tag: str = "money") -> RawUserRequest:
+    return RawUserRequest(model_key="nano-banana-2", prompt=f"{tag} request {i}")
+
+
+def opts(root: Path, **extra: object) -> PipelineOptions:
+    artifacts = ArtifactSettings(root=root, derivatives=ArtifactDerivativeSettings(enabled=False), fsync=False)
+    return PipelineOptions(artifacts=artifacts, **extra)  # type: ignore[arg-type]
+
+
+def tasks_per_prompt(emulator: KieEmulator) -> Counter[str]:
+    return Counter(json.loads(json.loads(t.param_json())["input"])["prompt"] for t in emulator.tasks())
+
+
+def fast(emulator: KieEmulator, **overrides: object) -> KieSession:
+    values: dict[str, object] = {"poll": FAST_POLL, "retry": FAST_RETRY, "rate_limit": OPEN_LIMITS, **overrides}
+    return KieSession(emulator.settings(**values))
+
+
+def run_dirs(root: Path) -> list[Path]:
+    runs = root / "runs"
+    return sorted(runs.iterdir()) if runs.is_dir() else []
+
+
+# -- 2. a paid task that hit a transient error is resumable, never bought again --------------------------------
+
+
+async def test_download_outage_leaves_incomplete_and_rerun_resumes_without_buying(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    requests = [nb2(i) for i in range(3)]
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        emulator.faults.add("files", "server_error", count=None)
+        async with fast(emulator) as kie:
+            first = await run_many(requests, kie, options=opts(tmp_path / "out"), journal_path=journal)
+        assert [r.status for r in first] == ["incomplete"] * 3
+        assert all(r.task_id and r.state is RequestState.INCOMPLETE and r.resumable for r in first)
+        assert not any(r.spent_nothing for r in first)
+        # still failing: still incomplete, and retry_failed must not buy a paid task again
+        async with fast(emulator) as kie:
+            again = await run_many(
+                requests, kie, options=opts(tmp_path / "out"), journal_path=journal, retry_failed=True
+            )
+        assert [r.status for r in again] == ["incomplete"] * 3 and all(r.resumed for r in again)
+        assert emulator.stats.tasks_created == 3
+        emulator.faults.clear()
+        async with fast(emulator) as kie:
+            last = await run_many(
+                requests, kie, options=opts(tmp_path / "out"), journal_path=journal, retry_failed=True
+            )
+        assert [r.status for r in last] == ["succeeded"] * 3 and all(r.resumed for r in last)
+        assert [r.task_id for r in last] == [r.task_id for r in first]
+        assert emulator.stats.tasks_created == 3 and max(tasks_per_prompt(emulator).values()) == 1
+        assert all(o.path.is_file() for r in last for o in r.outputs)
+
+
+async def test_api_outage_while_tasks_generate_is_waited_out(tmp_path: Path) -> None:
+    """recordInfo down for a while: the waiter keeps polling (the task is paid for) and finishes once it's back."""
+    requests = [nb2(i, "outage") for i in range(6)]
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.1)) as emulator:
+        outage = emulator.faults.add("recordInfo", "server_error", count=None)
+        async with fast(emulator) as kie:
+            job = asyncio.create_task(run_many(requests, kie, options=opts(tmp_path / "out")))
+            while emulator.stats.tasks_created < 6:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(1.0)  # an outage far longer than one read's retries
+            outage.count = 0
+            results = await asyncio.wait_for(job, timeout=30)
+        assert [r.status for r in results] == ["succeeded"] * 6
+        assert emulator.stats.tasks_created == 6
+
+
+async def test_outage_past_the_wait_timeout_is_incomplete_then_resumed(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    requests = [nb2(i, "long-outage") for i in range(4)]
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        emulator.faults.add("recordInfo", "server_error", count=None)
+        async with fast(emulator) as kie:
+            first = await run_many(
+                requests, kie, options=opts(tmp_path / "out", wait_timeout=0.5), journal_path=journal
+            )
+        assert [r.status for r in first] == ["incomplete"] * 4, [r.error for r in first]
+        assert all("paid for" in (r.error or "") for r in first)
+        emulator.faults.clear()
+        async with fast(emulator) as kie:
+            second = await run_many(
+                requests, kie, options=opts(tmp_path / "out"), journal_path=journal, retry_failed=True
+            )
+        assert [r.status for r in second] == ["succeeded"] * 4
+        assert emulator.stats.tasks_created == 4
+
+
+async def test_provider_failure_is_final_and_only_retry_failed_buys_again(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        emulator.fail_next(1)
+        async with fast(emulator) as kie:
+            (first,) = await run_many([nb2(0)], kie, options=opts(tmp_path / "out"), journal_path=journal)
+            assert first.status == "failed" and first.state is RequestState.FAILED and not first.resumable
+            (skipped,) = await run_many([nb2(0)], kie, options=opts(tmp_path / "out"), journal_path=journal)
+            assert skipped.status == "failed" and skipped.resumed and emulator.stats.tasks_created == 1
+            (retried,) = await run_many(
+                [nb2(0)], kie, options=opts(tmp_path / "out"), journal_path=journal, retry_failed=True
+            )
+        assert retried.succeeded and retried.task_id != first.task_id and emulator.stats.tasks_created == 2
+
+
+# -- 3. the intent is journaled only when createTask goes on the wire ------------------------------------------
+
+
+async def test_requests_queued_in_the_rate_limiter_are_not_uncertain_after_a_cancel(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    requests = [nb2(i, "queued") for i in range(10)]
+    slow_submits = RateLimitSettings(create_per_window=3, create_window_seconds=30.0, reads_per_second=5000)
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05, create_rate_limit=None)) as emulator:
+        async with fast(emulator, rate_limit=slow_submits) as kie:
+            job = asyncio.create_task(
+                run_many(requests, kie, concurrency=10, options=opts(tmp_path / "out"), journal_path=journal)
+            )
+            while emulator.stats.tasks_created < 3:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)  # seven requests now wait in the limiter
+            job.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await job
+        async with await BatchJournal.open(journal) as view:
+            states = Counter(entry.state for entry in view.entries.values())
+        assert states[RequestState.UNCERTAIN] == 0 and states[RequestState.SUBMITTING] == 0, states
+        assert sum(states.values()) <= 3  # nothing at all was journaled for the queued seven
+        async with fast(emulator) as kie:
+            results = await run_many(requests, kie, options=opts(tmp_path / "out"), journal_path=journal)
+        assert [r.status for r in results] == ["succeeded"] * 10
+        assert emulator.stats.tasks_created == 10 and max(tasks_per_prompt(emulator).values()) == 1
+
+
+def _cli_env(emulator: KieEmulator) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KIE_BASE_URL": emulator.base_url,
+        "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
+        "KIE_API_KEY": emulator.api_key,
+    }
+
+
+def _batch_file(path: Path, count: int, tag: str) -> Path:
+    path.write_text("".join(json.dumps({"model_key": "nano-banana-2", "prompt": f"{tag} {i}"}) + "\n"
+                            for i in range(count)))
+    return path
+
+
+async def test_sigkill_while_requests_queue_in_the_limiter_leaves_no_false_uncertain(tmp_path: Path) -> None:
+    """The issue's reproduction, shrunk: 24 requests at concurrency 24 through the real 20-per-10-s limiter."""
+    batch = _batch_file(tmp_path / "batch.jsonl", 24, "sigkill queued")
+    command = [sys.executable, "-m", "kie_async", "run-batch", str(batch), "--out", str(tmp_path / "out"),
+               "--concurrency", "24", "--no-derivatives", "--json"]
+    config = EmulatorConfig(generation_seconds=0.2, create_rate_limit=1000, create_rate_window=1.0)
+    async with KieEmulator(config) as emulator:
+        env = _cli_env(emulator)
+        proc = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.DEVNULL,
+                                                    stderr=subprocess.DEVNULL)
+        deadline = asyncio.get_running_loop().time() + 30
+        while emulator.stats.tasks_created < 20 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        assert proc.returncode is None, "the batch finished before the kill"
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        sold_before_rerun = emulator.stats.tasks_created
+        final = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
+                                                     stderr=subprocess.PIPE)
+        stdout, stderr = await asyncio.wait_for(final.communicate(), timeout=90)
+        per_prompt = tasks_per_prompt(emulator)
+    assert sold_before_rerun == 20
+    statuses = Counter(r["status"] for r in json.loads(stdout)["results"])
+    assert statuses == Counter({"succeeded": 24}), (statuses, stderr[-2000:])
+    assert len(per_prompt) == 24 and max(per_prompt.values()) == 1
+
+
+# -- 4. a definite refusal closes the intent ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "server_error", "status": 500},  # an error envelope: Kie.ai created nothing
+        {"kind": "server_error", "status": 422},
+        {"kind": "rate_limit", "retry_after": 0, "count": 10},  # 429 after every retry
+    ],
+)
+async def test_definite_refusal_is_refused_not_uncertain(tmp_path: Path, fault: dict[str, object]) -> None:
+    journal = tmp_path / "journal.jsonl"
+    params = dict(fault)
+    count = params.pop("count", 1)
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        emulator.faults.add("createTask", str(params.pop("kind")), count=count, **params)  # type: ignore[arg-type]
+        async with fast(emulator) as kie:
+            (first,) = await run_many([nb2(0)], kie, options=opts(tmp_path / "out"), journal_path=journal)
+            assert first.status == "failed" and first.spent_nothing and first.state is RequestState.REFUSED
+            emulator.faults.clear()
+            (second,) = await run_many([nb2(0)], kie, options=opts(tmp_path / "out"), journal_path=journal)
+        assert second.succeeded, second.error
+        assert emulator.stats.tasks_created == 1
+
+
+async def test_402_then_top_up_buys_once(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05, credits=0)) as emulator:
+        async with fast(emulator) as kie:
+            (first,) = await run_many(
+                [nb2(0)], kie, options=opts(tmp_path / "out", check_balance=False), journal_path=journal
+            )
+            assert first.status == "failed" and first.error_type == "KieInsufficientCreditsError"
+            assert first.spent_nothing and first.state is RequestState.REFUSED
+            emulator.set_credits(100)
+            (second,) = await run_many(
+                [nb2(0)], kie, options=opts(tmp_path / "out", check_balance=False), journal_path=journal
+            )
+        assert second.succeeded and emulator.stats.tasks_created == 1
+
+
+async def test_a_gateway_error_page_on_createtask_is_uncertain_not_refused(tmp_path: Path) -> None:
+    """An HTML 502 is a proxy speaking, not Kie.ai: the backend may have created the task behind it."""
+    from aioresponses import aioresponses
+
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        async with fast(emulator) as kie:
+            with aioresponses(passthrough=[emulator.upload_base_url]) as mocked:
+                mocked.post(
+                    emulator.base_url + "/api/v1/jobs/createTask", status=502, body="<html>Bad Gateway</html>"
+                )
+                (result,) = await run_many(
+                    [nb2(0)], kie, options=opts(tmp_path / "out", check_balance=False), journal_path=tmp_path / "j"
+                )
+    assert result.status == "submit_uncertain" and result.state is RequestState.UNCERTAIN
+    assert not result.spent_nothing
+
+
+# -- 5. one journal, one owner ---------------------------------------------------------------------------------
+
+
+async def test_two_batches_on_one_journal_in_one_process_fail_fast(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.5)) as emulator, fast(emulator) as kie:
+        first = asyncio.create_task(run_many([nb2(0)], kie, options=opts(tmp_path / "out"), journal_path=journal))
+        while emulator.stats.tasks_created < 1:
+            await asyncio.sleep(0.01)
+        with pytest.raises(KieJournalBusyError) as caught:
+            await run_many([nb2(0)], kie, options=opts(tmp_path / "out"), journal_path=journal)
+        assert f"pid {os.getpid()}" in str(caught.value)
+        assert (await first)[0].succeeded
+        # the lock went with the first batch: the same journal opens again at once
+        (again,) = await run_many([nb2(0)], kie, options=opts(tmp_path / "out"), journal_path=journal)
+    assert again.succeeded and again.resumed and emulator.stats.tasks_created == 1
+
+
+async def test_a_second_run_batch_process_on_the_same_journal_is_refused(tmp_path: Path) -> None:
+    batch = _batch_file(tmp_path / "batch.jsonl", 6, "two processes")
+    journal = tmp_path / "journal.jsonl"
+    command = [sys.executable, "-m", "kie_async", "run-batch", str(batch), "--out", str(tmp_path / "out"),
+               "--journal", str(journal), "--no-derivatives", "--json"]
+    async with KieEmulator(EmulatorConfig(generation_seconds=1.5)) as emulator:
+        env = _cli_env(emulator)
+        owner = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
+                                                     stderr=subprocess.PIPE)
+        while emulator.stats.tasks_created < 1:
+            await asyncio.sleep(0.02)
+        second = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
+                                                      stderr=subprocess.PIPE)
+        out2, err2 = await asyncio.wait_for(second.communicate(), timeout=30)
+        out1, _ = await asyncio.wait_for(owner.communicate(), timeout=60)
+        per_prompt = tasks_per_prompt(emulator)
+    assert second.returncode == 2 and b"Traceback" not in err2
+    assert f"in use by pid {owner.pid}".encode() in err2, err2
+    assert owner.returncode == 0 and len(per_prompt) == 6 and max(per_prompt.values()) == 1
+
+
+# -- 11, 12. one run folder per task; lost outputs are fetched again from the same task -------------------------
+
+
+async def test_deleted_outputs_are_fetched_again_from_the_same_task(tmp_path: Path) -> None:
+    journal, root = tmp_path / "journal.jsonl", tmp_path / "out"
+    requests = [nb2(i, "lost") for i in range(2)]
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
+        first = await run_many(requests, kie, options=opts(root), journal_path=journal)
+        lost = first[0].outputs[0].path
+        digest = sha256_file(lost)[0]
+        lost.unlink()
+        tampered = first[1].outputs[0].path
+        tampered.write_bytes(b"not the image any more")
+        again = await run_many(requests, kie, options=opts(root), journal_path=journal)
+        assert [r.status for r in again] == ["succeeded", "succeeded"] and all(r.resumed for r in again)
+        assert sha256_file(lost)[0] == digest and tampered.read_bytes() != b"not the image any more"
+        assert emulator.stats.tasks_created == 2
+        assert len(run_dirs(root)) == 2  # refetched into the same run folders
+        untouched = await run_many(requests, kie, options=opts(root), journal_path=journal)
+    downloads_before = emulator.stats.snapshot().model_dump()
+    assert all(r.resumed for r in untouched) and downloads_before
+
+
+async def test_kill_after_the_run_folder_but_before_the_journal_keeps_one_folder(tmp_path: Path) -> None:
+    """Strip the final journal line (as a kill right after publishing the run folder would) and re-run."""
+    journal, root = tmp_path / "journal.jsonl", tmp_path / "out"
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
+        (first,) = await run_many([nb2(0, "folder")], kie, options=opts(root), journal_path=journal)
+        lines = journal.read_bytes().splitlines(keepends=True)
+        assert json.loads(lines[-1])["state"] == "succeeded"
+        journal.write_bytes(b"".join(lines[:-1]))
+        files_before = emulator.stats.requests.get("files", 0)
+        (again,) = await run_many([nb2(0, "folder")], kie, options=opts(root), journal_path=journal)
+        files_after = emulator.stats.requests.get("files", 0)
+    assert again.succeeded and again.resumed and again.run_id == first.run_id
+    assert len(run_dirs(root)) == 1 and emulator.stats.tasks_created == 1
+    assert files_after == files_before  # the intact folder was kept, nothing downloaded again
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+async def test_staging_left_by_dead_processes_is_swept(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    dead, tag = _dead_pid(), host_tag()
+    orphans = [
+        root / ".tmp" / "downloads" / f"task1.{tag}-{dead}.0badc0de",
+        root / ".tmp" / f"20261129-000000-000_nano-banana-2_abc123.{tag}-{dead}.0badc0de",
+    ]
+    alive = root / ".tmp" / "downloads" / f"task2.{tag}-{os.getpid()}.0badc0de"
+    for folder in [*orphans, alive]:
+        folder.mkdir(parents=True)
+        (folder / ".output_0.png.123.part").write_bytes(b"half")
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
+        (result,) = await run_many([nb2(0, "sweep")], kie, options=opts(root))
+    assert result.succeeded
+    assert not any(p.exists() for p in orphans) and alive.exists()
+    report = await rebuild_artifact_index(root)
+    assert report.stale_staging_dirs == [f"downloads/{alive.name}"] and report.runs_indexed == 1
+
+
+# -- uncertainty settled by a correlated callback --------------------------------------------------------------
+
+
+async def test_lost_createtask_answer_is_settled_by_the_tasks_callback(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from kie_async.callback_receiver import add_callback_route
+
+    hmac_key = "adoption-test-key"
+    journal = tmp_path / "journal.jsonl"
+    config = EmulatorConfig(generation_seconds=0.2, webhook_hmac_key=hmac_key)
+    async with KieEmulator(config) as emulator, fast(emulator) as kie:
+        app = web.Application()
+        add_callback_route(app, kie, "/kie/callback", hmac_key=hmac_key)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        try:
+            emulator.faults.add("createTask", "reset_after")
+            options = opts(tmp_path / "out", callback_url=f"http://{host}:{port}/kie/callback", wait_timeout=10)
+            (result,) = await run_many([nb2(0, "adopt")], kie, options=options, journal_path=journal)
+        finally:
+            await runner.cleanup()
+    assert result.succeeded, result.error
+    assert emulator.stats.tasks_created == 1 and result.task_id == emulator.tasks()[0].task_id
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [r["state"] for r in records] == ["submitting", "uncertain", "submitted", "succeeded"]
+    assert records[2].get("adopted") is True
+
+
+async def test_lost_answer_without_callbacks_says_what_to_check(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
+        emulator.faults.add("createTask", "reset_after")
+        (first,) = await run_many([nb2(0, "uncertain")], kie, options=opts(tmp_path / "out"), journal_path=journal)
+        (second,) = await run_many(
+            [nb2(0, "uncertain")], kie, options=opts(tmp_path / "out"), journal_path=journal, retry_failed=True
+        )
+    for result in (first, second):
+        assert result.status == "submit_uncertain" and not result.spent_nothing
+        assert "nano-banana-2" in (result.error or "") and "uncertain request 0" in (result.error or "")
+        assert "dashboard" in (result.error or "")
+    assert emulator.stats.tasks_created == 1
+
+
+def _statuses(results: list[RunResult]) -> list[str]:
+    return [r.status for r in results]
