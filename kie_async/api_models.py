@@ -187,6 +187,12 @@ class DownloadResult(_Wire):
     destination_path: str
     bytes_written: int
     content_type: str | None = None
+    format: str | None = None
+    """What the content is, from its magic bytes (``png``, ``jpeg``, ``mp4``...); None when no known format."""
+    extension: str | None = None
+    """The file extension for ``format`` without the dot (``jpg`` for JPEG); never taken from the URL."""
+    sha256: str | None = None
+    """Hex digest of the bytes written, computed while streaming."""
 
 
 class CallbackEvent(_Wire):

@@ -159,6 +159,24 @@ class KieDownloadError(KieError):
     """A download finished short, long or broken; nothing was left at the destination."""
 
     hint = "retry the download; download-url links last 20 minutes, files 14 days"
+    retryable: bool = True
+    """Whether the same download may succeed if tried again (the retry policy reads this)."""
+
+
+class KieDownloadContentError(KieDownloadError):
+    """The file host answered 200, but the body is not the output (empty, an error page, the wrong kind)."""
+
+    hint = (
+        "the file host sent something other than the output (often a transient error page); it was retried and "
+        "no file was kept: try again later or fetch a fresh link with get_download_url()"
+    )
+
+
+class KieDownloadURLError(KieDownloadError):
+    """The URL can never be downloaded (not http(s), no host, unparsable); refused before any request."""
+
+    hint = "only http(s) URLs can be downloaded; check where the URL came from (the task's resultUrls?)"
+    retryable = False
 
 
 class KieJournalBusyError(KieError):

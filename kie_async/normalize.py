@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from kie_async.request_models import (
     DefaultedField,
@@ -236,7 +236,13 @@ def _classify_one(media_id: str, list_kind: MediaKind, item: MediaItem) -> Norma
         return NormalizedMedia(source_type="asset", value=text, filename=filename,
                                extension=_extension(filename), **common)
     if lowered.startswith("file://"):
-        text = urlparse(text).path
+        # A file URL is another spelling of a local path (file pickers, browsers): it is read and sniffed like
+        # one. On another host it cannot be read here; leaving it a URL gets it refused with the accepted schemes.
+        parts = urlparse(text)
+        if parts.netloc.lower() not in ("", "localhost"):
+            return NormalizedMedia(source_type="asset", value=text, filename=filename,
+                                   extension=_extension(filename), **common)
+        text = unquote(parts.path)
     path = Path(text).expanduser()
     return NormalizedMedia(source_type="local_path", value=str(path), filename=filename or path.name,
                            extension=_extension(filename or path.name), **common)

@@ -16,9 +16,8 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -213,11 +212,6 @@ def parent_run_ids_of(raw: RawUserRequest) -> list[str]:
     """Run ids of earlier outputs used as media in ``raw`` (chaining lineage), in order, without repeats."""
     found = [m.run_id for m in (*raw.images, *raw.videos, *raw.audios) if isinstance(m, RunOutput) and m.run_id]
     return list(dict.fromkeys(found))
-
-
-def _extension(url: str, fallback: str) -> str:
-    suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
-    return suffix if 1 < len(suffix) <= 6 else fallback
 
 
 async def run_pipeline(
@@ -794,9 +788,18 @@ def _kind(output_kind: str | None) -> Literal["image", "video", "audio"] | None:
 
 
 async def _download_all(session: KieSession, record: TaskRecord, folder: Path, output_kind: str | None) -> list[Path]:
-    fallback = ".mp4" if output_kind == "video" else ".png"
-    targets = [folder / f"output_{i}{_extension(url, fallback)}" for i, url in enumerate(record.output_urls)]
-    results = await asyncio.gather(*(session.download(u, t) for u, t in zip(record.output_urls, targets, strict=True)))
+    """Each output checked against the model's output kind and named ``output_{i}.{ext}`` from its content.
+
+    The server's URL never names the file (a URL ending in ``.sh`` must not give ``output_0.sh``), and an
+    error page or empty body served with 200 is retried as a download error instead of becoming the output.
+    """
+    expect = _kind(output_kind)
+    results = await asyncio.gather(
+        *(
+            session.download(url, folder / f"output_{i}", expect_kind=expect, name_from_content=True)
+            for i, url in enumerate(record.output_urls)
+        )
+    )
     return [Path(r.destination_path) for r in results]
 
 

@@ -17,9 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kie_async.artifacts.media import sha256_file
 from kie_async.errors import KieInputError
+from kie_async.media_sniff import MediaCheck, check_media, input_fix
 from kie_async.payload import media_needing_upload, with_hosted_media
 from kie_async.request_models import NormalizedMedia, ValidationResult
 from kie_async.session import KieSession
+from kie_async.validate import media_subject
 
 
 class MediaUpload(BaseModel):
@@ -78,6 +80,24 @@ async def _host_one(session: KieSession, media: NormalizedMedia) -> MediaUpload:
     raise KieInputError(f"{media.id}: nothing to upload for source type {media.source_type}")
 
 
+def _check_content(media: NormalizedMedia) -> MediaCheck:
+    if media.source_type == "bytes":
+        return check_media(media.data if media.data is not None else b"", media.kind)
+    return check_media(Path(media.value or ""), media.kind)
+
+
+async def _refuse_non_media(local: list[NormalizedMedia]) -> None:
+    """The last look before bytes leave the machine: validation may have skipped files, or a file changed since."""
+    checks = await asyncio.gather(*(asyncio.to_thread(_check_content, m) for m in local))
+    failed = [(m, c.problem) for m, c in zip(local, checks, strict=True) if c.problem is not None]
+    if failed:
+        media, first = failed[0]
+        raise KieInputError(
+            "; ".join(f"{media_subject(m)} {p.message}" for m, p in failed) + "; nothing was uploaded",
+            hint=input_fix(first.rule, media.kind),
+        )
+
+
 async def _rehost(session: KieSession, media: NormalizedMedia) -> MediaUpload:
     assert media.value is not None
     url = media.value
@@ -94,7 +114,9 @@ async def prepare_request_for_submission(
     """Upload every local/bytes input (and optionally re-host remote URLs); return the hosted request.
 
     Limits (kinds, counts, sizes) were checked by ``validate_request`` before anything is sent here, so an
-    oversize or wrong-kind file fails before a byte is uploaded. Cancelling this cancels the uploads.
+    oversize or wrong-kind file fails before a byte is uploaded. The content of every local file and bytes input
+    is sniffed once more (in worker threads) before the first upload starts, so a non-media input raises
+    :class:`KieInputError` with nothing sent. Cancelling this cancels the uploads.
     """
     if not validation.is_submittable:
         raise KieInputError(
@@ -104,6 +126,7 @@ async def prepare_request_for_submission(
     normalized = validation.normalized
     local = media_needing_upload(normalized)
     remote = [m for m in normalized.media if m.source_type == "url" and m.value] if rehost_urls else []
+    await _refuse_non_media(local)
     jobs = [_host_one(session, m) for m in local] + [_rehost(session, m) for m in remote]
     uploads: list[MediaUpload] = list(await asyncio.gather(*jobs)) if jobs else []
     passed = {u.media_id for u in uploads}

@@ -1,9 +1,9 @@
 """The one place that decides whether and when a failed request is tried again.
 
 Two kinds of call: idempotent reads (status, credits, download URL, downloads, uploads) retry on 429, 5xx,
-resets and timeouts; ``createTask`` spends credits, so it retries only when the request provably never
-reached the server (connect failure) or was refused before any work (429). Everything else after the body
-was sent would risk paying twice.
+resets, timeouts and broken download bodies (short, long, not the output); ``createTask`` spends credits, so
+it retries only when the request provably never reached the server (connect failure) or was refused before
+any work (429). Everything else after the body was sent would risk paying twice.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TypeVar
 from kie_async.errors import (
     KieAPIStatusError,
     KieConnectionError,
+    KieDownloadError,
     KieError,
     KieRateLimitError,
     KieTimeoutError,
@@ -60,6 +61,9 @@ def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
         return idempotent or not exc.request_sent
     if isinstance(exc, KieAPIStatusError):
         return idempotent and is_retryable_code(exc.code)
+    if isinstance(exc, KieDownloadError):
+        # A short, long or wrong body is a fault of that one response; a hopeless URL stays hopeless.
+        return idempotent and exc.retryable
     return False
 
 

@@ -37,7 +37,7 @@ from kie_async.api_models import (
     TaskState,
     UploadedFile,
 )
-from kie_async.download import stream_response_to_file
+from kie_async.download import check_download_url, stream_response_to_file
 from kie_async.errors import (
     KieAPIStatusError,
     KieConfigError,
@@ -51,6 +51,7 @@ from kie_async.errors import (
     KieValidationError,
     error_class_for_code,
 )
+from kie_async.media_sniff import MediaKind
 from kie_async.polling import ProgressCallback, TaskProgress, is_finished, poll_interval
 from kie_async.rate_limit import SlidingWindowLimiter, TokenBucket
 from kie_async.retry import RetryPolicy, is_retryable, parse_retry_after
@@ -606,10 +607,22 @@ class KieSession:
         *,
         via_download_url: bool = False,
         timeout: float | None = None,
+        expect_kind: MediaKind | None = None,
+        name_from_content: bool = False,
     ) -> DownloadResult:
-        """Stream ``url`` to ``dest`` atomically (temp file + size check + rename); retried from scratch."""
+        """Stream ``url`` to ``dest`` atomically (temp file + size and content checks + rename); retried from scratch.
+
+        ``expect_kind`` ("image", "video", "audio") makes a 200 answer that is not that media (empty, an HTML
+        page, a header that does not read) a retryable :class:`KieDownloadContentError` that leaves no file.
+        ``name_from_content`` gives the saved file the extension of what was received (``dest.with_suffix``),
+        so a server URL ending in ``.sh`` cannot name it; the result's ``destination_path`` says where it
+        landed. A URL that can never be fetched (``ftp://``, ``file://``, no host) raises
+        :class:`KieDownloadURLError` before any request and is not retried.
+        """
         target = Path(dest)
+        check_download_url(url)
         source = await self.get_download_url(url) if via_download_url else url
+        check_download_url(source)
         client_timeout = aiohttp.ClientTimeout(
             total=timeout or self.settings.download_timeout,
             sock_connect=self.settings.connect_timeout,
@@ -630,19 +643,24 @@ class KieSession:
                         retry_after=parse_retry_after(response.headers.get("Retry-After")),
                     )
                 try:
-                    written = await stream_response_to_file(response, target)
+                    saved = await stream_response_to_file(
+                        response, target, expect_kind=expect_kind, name_from_content=name_from_content
+                    )
                 except aiohttp.ClientPayloadError as exc:
                     raise KieConnectionError(f"download of {target.name} was cut short") from exc
                 except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                     raise KieConnectionError(f"download of {target.name}: connection dropped") from exc
                 except TimeoutError as exc:
                     raise KieTimeoutError(f"download of {target.name} timed out") from exc
-                self.stats.bytes_downloaded += written
+                self.stats.bytes_downloaded += saved.bytes_written
                 return DownloadResult(
                     url=url,
-                    destination_path=str(target),
-                    bytes_written=written,
+                    destination_path=str(saved.path),
+                    bytes_written=saved.bytes_written,
                     content_type=response.headers.get("Content-Type"),
+                    format=saved.sniffed.format,
+                    extension=saved.sniffed.extension,
+                    sha256=saved.sha256,
                 )
 
         return await self._with_retries(attempt, idempotent=True, what="download")

@@ -2,8 +2,9 @@
 
 The verdict is one of five states (``ready``, ``ready_with_defaults``, ``ready_with_warning``,
 ``needs_input``, ``invalid``) plus structured details that each name the field, the value, the rule and
-the fix. It is pure apart from ``stat`` calls on local media files, so it is cheap enough to run on every
-keystroke of an interactive wrapper and again after prompt enhancement.
+the fix. It is pure apart from reading local media files' first bytes and headers (``stat``, magic numbers, a lazy
+pyvips header read), so it is cheap enough to run again after prompt enhancement; in async code call it from a
+worker thread.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from kie_async.media_sniff import SniffedMedia, check_media, header_problem, input_fix, sniff_head
 from kie_async.normalize import condition_context, normalize_request
 from kie_async.request_models import (
     DefaultedField,
@@ -36,9 +38,6 @@ from kie_async.specs import (
 )
 
 _MB = 1024 * 1024
-_SNIFF_BYTES = 32
-_FORMAT_KIND = {"png": "image", "jpg": "image", "webp": "image", "gif": "image", "bmp": "image", "tiff": "image",
-                "mp4": "video", "mov": "video", "mkv": "video", "wav": "audio", "mp3": "audio"}
 _SAME_FORMAT = {"jpeg": "jpg", "tif": "tiff", "webm": "mkv"}
 
 
@@ -46,40 +45,15 @@ def sniff_format(header: bytes) -> str | None:
     """Guess a media format from a file's first bytes (magic numbers); None when unsure.
 
     The name can lie (a renamed file, bytes with no name); the header tells the kind the provider will see.
+    Formats are named like file extensions (``jpg``, ``mkv`` for any Matroska/WebM) so they compare with
+    the spec's ``formats`` lists.
     """
-    if header.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if header.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if header[:4] == b"RIFF" and header[8:12] == b"WEBP":
-        return "webp"
-    if header[:4] == b"RIFF" and header[8:12] == b"WAVE":
-        return "wav"
-    if header.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
-    if header.startswith((b"II*\x00", b"MM\x00*")):
-        return "tiff"
-    if header.startswith(b"BM") and len(header) >= 14:
-        return "bmp"
-    if header[4:8] == b"ftyp":
-        return "mov" if header[8:12] == b"qt  " else "mp4"
-    if header.startswith(b"\x1aE\xdf\xa3"):
-        return "mkv"
-    if header.startswith(b"ID3") or header[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
-        return "mp3"
-    return None
+    found = sniff_head(header)
+    return _same(found.extension) if found.extension is not None else None
 
 
 def _same(fmt: str) -> str:
     return _SAME_FORMAT.get(fmt, fmt)
-
-
-def _read_header(path: Path) -> bytes | None:
-    try:
-        with path.open("rb") as handle:
-            return handle.read(_SNIFF_BYTES)
-    except OSError:
-        return None
 
 
 def check_field_value(spec: FieldSpec, value: Any, path: str) -> list[ImpossibleInput]:
@@ -174,7 +148,7 @@ def check_media_item(item: NormalizedMedia, slot: MediaSlot, *, check_files: boo
             bad("url_scheme", f"{item.id} ({value}) is not a reference {slot.field} accepts",
                 f"use a URL starting with one of {slot.url_prefixes}", value)
     size: int | None = item.size_bytes
-    header: bytes | None = item.data[:_SNIFF_BYTES] if item.data is not None else None
+    content: Path | bytes | None = item.data
     if item.source_type == "local_path" and check_files:
         path = Path(item.value or "")
         try:
@@ -186,13 +160,22 @@ def check_media_item(item: NormalizedMedia, slot: MediaSlot, *, check_files: boo
             bad("file_exists", f"{item.id}: {path} is not a regular file", "pass a file, not a folder", str(path))
             return impossible, warnings
         size = stat.st_size
-        header = _read_header(path)
-    sniffed = sniff_format(header) if header else None
-    if sniffed is not None and _FORMAT_KIND[sniffed] != slot.kind:
-        bad("media_kind", f"{item.id} contains {_FORMAT_KIND[sniffed]} data ({sniffed}), but {slot.field} takes "
-            f"{slot.kind}s", f"pass it as a {_FORMAT_KIND[sniffed]} or pick the right file", sniffed)
-        return impossible, warnings
-    fmt = sniffed or item.extension
+        content = path
+    sniffed: SniffedMedia | None = None
+    if content is not None:
+        # The content decides, not the name: a text file called .png must not be uploaded and paid for.
+        check = check_media(content, slot.kind, decode=False)
+        sniffed = check.sniffed
+        if check.problem is not None and check.problem.rule == "media_kind" and sniffed is not None:
+            found = _same(sniffed.extension or "")
+            bad("media_kind", f"{item.id} contains {sniffed.kind} data ({found}), but {slot.field} takes "
+                f"{slot.kind}s", f"pass it as a {sniffed.kind} or pick the right file", found)
+            return impossible, warnings
+        if check.problem is not None:
+            bad(check.problem.rule, f"{media_subject(item)} {check.problem.message}",
+                input_fix(check.problem.rule, slot.kind, slot.formats), _shown(item))
+            return impossible, warnings
+    fmt = _same(sniffed.extension) if sniffed is not None and sniffed.extension else item.extension
     if slot.formats:
         accepted = {_same(f) for f in slot.formats}
         if fmt is None:
@@ -217,7 +200,25 @@ def check_media_item(item: NormalizedMedia, slot: MediaSlot, *, check_files: boo
         if limits.max is not None and item.duration_seconds > limits.max:
             bad("max_seconds", f"{item.id} lasts {item.duration_seconds:g} s; {slot.field} allows at most "
                 f"{limits.max:g} s", f"trim it to {limits.max:g} s", item.duration_seconds)
+    if content is not None and sniffed is not None and not impossible:
+        # Last, as it is the dearest check: a header read (pyvips for images) catches magic-byte look-alikes.
+        trouble = header_problem(content, sniffed)
+        if trouble is not None:
+            bad("media_corrupt", f"{media_subject(item)} looks like {sniffed.looks_like} but {trouble}",
+                input_fix("media_corrupt", slot.kind, slot.formats), _shown(item))
     return impossible, warnings
+
+
+def media_subject(item: NormalizedMedia) -> str:
+    """How a message names a media input: its id and where it comes from ("images[0]: /tmp/x.png")."""
+    if item.source_type == "bytes":
+        name = f", {item.filename}" if item.filename else ""
+        return f"{item.id} ({len(item.data or b'')} bytes in memory{name})"
+    return f"{item.id}: {item.value}"
+
+
+def _shown(item: NormalizedMedia) -> str:
+    return f"<{len(item.data or b'')} bytes>" if item.source_type == "bytes" else str(item.value)
 
 
 def _check_total_seconds(spec: ModelSpec, mode: TaskModeSpec, media: list[NormalizedMedia]) -> list[ImpossibleInput]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pyvips
 
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.fixtures import REQUEST_FIXTURES
@@ -133,9 +134,10 @@ def test_callback_url_is_carried_to_the_wire_name() -> None:
 def test_upload_first_hooks(tmp_path: Any) -> None:
     local = tmp_path / "frame.png"
     local.write_bytes(b"png")
+    png: bytes = pyvips.Image.black(2, 2).write_to_buffer(".png")  # bytes are sniffed even without file checks
     normalized = normalize_request(RawUserRequest(
         model_key="seedance-2.0", prompt="abc",
-        images=[local, MediaInput(source=b"raw", filename="b.png", role="last_frame")]))
+        images=[local, MediaInput(source=png, filename="b.png", role="last_frame")]))
     pending = media_needing_upload(normalized)
     assert [m.id for m in pending] == ["images[0]", "images[1]"]
     with pytest.raises(MediaNotUploadedError, match=r"images\[0\], images\[1\]"):

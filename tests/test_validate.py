@@ -6,12 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
+import pyvips
 
 from kie_async.normalize import normalize_request
 from kie_async.request_models import MediaInput, RawUserRequest
 from kie_async.validate import validate_request
 
 IMG = "https://cdn.test/a.png"
+REAL_PNG: bytes = pyvips.Image.black(8, 8).write_to_buffer(".png")
+REAL_JPEG: bytes = pyvips.Image.black(8, 8).write_to_buffer(".jpg")
+REAL_GIF: bytes = pyvips.Image.black(8, 8).write_to_buffer(".gif")
 VID = "https://cdn.test/v.mp4"
 
 
@@ -91,7 +95,7 @@ def test_reference_total_length_is_checked_when_known() -> None:
 
 def test_local_file_checks(tmp_path: Path) -> None:
     good = tmp_path / "frame.png"
-    good.write_bytes(b"\x89PNG....")
+    good.write_bytes(REAL_PNG)
     result = validate_request(RawUserRequest(model_key="kling-2.6-i2v", prompt="x", images=[good]))
     assert result.state == "ready_with_defaults"
 
@@ -105,7 +109,8 @@ def test_local_file_checks(tmp_path: Path) -> None:
 
     big = tmp_path / "big.png"
     with big.open("wb") as handle:
-        handle.truncate(11 * 1024 * 1024)  # sparse: no real 11 MB written
+        handle.write(REAL_PNG)
+        handle.truncate(11 * 1024 * 1024)  # sparse: no real 11 MB written; a real PNG header, then zeros
     too_big = validate_request(RawUserRequest(model_key="kling-2.6-i2v", prompt="x", images=[big]))
     assert too_big.state == "invalid"
     assert too_big.impossible_inputs[0].rule == "max_mb"
@@ -118,7 +123,7 @@ def test_check_files_false_never_touches_the_file_system(tmp_path: Path) -> None
 
 
 def test_bytes_media_size_is_checked() -> None:
-    data = b"0" * (10 * 1024 * 1024 + 1)
+    data = REAL_PNG + bytes(10 * 1024 * 1024 + 1)
     result = validate_request(RawUserRequest(model_key="kling-2.6-i2v", prompt="x",
                                              images=[MediaInput(source=data, filename="a.png")]))
     assert result.impossible_inputs[0].rule == "max_mb"
@@ -175,23 +180,26 @@ def test_content_beats_the_name(tmp_path: Path) -> None:
     assert result.state == "invalid"
     assert (result.impossible_inputs[0].rule, result.impossible_inputs[0].value) == ("media_kind", "mp4")
     renamed = tmp_path / "frame.png"
-    renamed.write_bytes(JPEG)  # a JPEG named .png is still an accepted image
+    renamed.write_bytes(REAL_JPEG)  # a JPEG named .png is still an accepted image
     assert validate_request(RawUserRequest(model_key="kling-2.6-i2v", prompt="x", images=[renamed])).state == \
         "ready_with_defaults"
     gif = tmp_path / "anim.png"
-    gif.write_bytes(GIF)
+    gif.write_bytes(REAL_GIF)
     bad = validate_request(RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[gif]))
     assert bad.impossible_inputs[0].rule == "format"
     assert "contains .gif" in bad.impossible_inputs[0].message
 
 
 def test_unnamed_bytes_are_recognised_by_content() -> None:
-    ok = validate_request(RawUserRequest(model_key="nano-banana-2", prompt="x", images=[PNG]))
+    ok = validate_request(RawUserRequest(model_key="nano-banana-2", prompt="x", images=[REAL_PNG]))
     assert ok.state == "ready_with_defaults"
     wrong = validate_request(RawUserRequest(model_key="seedance-2.0", prompt="abc", videos=[WAV]))
     assert wrong.state == "invalid" and wrong.impossible_inputs[0].rule == "media_kind"
+    # Bytes that are no known media are refused (they used to be a warning, then uploaded and paid for).
     unknown = validate_request(RawUserRequest(model_key="nano-banana-2", prompt="x", images=[b"??"]))
-    assert unknown.state == "ready_with_warning"
+    assert unknown.state == "invalid" and unknown.impossible_inputs[0].rule == "not_media"
+    fake = validate_request(RawUserRequest(model_key="nano-banana-2", prompt="x", images=[PNG]))
+    assert fake.impossible_inputs[0].rule == "media_corrupt"  # PNG magic, but no PNG header behind it
 
 
 def test_asset_references_are_for_seedance_frames_only() -> None:

@@ -1,5 +1,7 @@
 """Facts about a file on disk: kind, MIME type, size, sha256 and media info.
 
+The magic-byte table is :mod:`kie_async.media_sniff`'s, shared with input and download checks.
+
 Everything here is blocking and meant to run in a worker thread. Images are probed with pyvips, which reads
 only the header. MP4/MOV dimensions and duration come from a small ISO-BMFF box walk and WAV from the
 standard library, so no ffprobe or other system tool is needed for the manifest.
@@ -15,29 +17,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kie_async.artifacts.manifest import ArtifactKind, MediaInfo
+from kie_async.media_sniff import read_head, sniff_head
 
 _CHUNK = 1024 * 1024
-
-_MAGIC: tuple[tuple[bytes, int, str, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", 0, "image/png", "png"),
-    (b"\xff\xd8\xff", 0, "image/jpeg", "jpeg"),
-    (b"GIF8", 0, "image/gif", "gif"),
-    (b"RIFF", 0, "", ""),  # resolved below: WEBP or WAVE
-    (b"ftyp", 4, "", ""),  # resolved below: mp4/mov/heic/avif
-    (b"\x1aE\xdf\xa3", 0, "video/webm", "webm"),
-    (b"ID3", 0, "audio/mpeg", "mp3"),
-    (b"OggS", 0, "audio/ogg", "ogg"),
-    (b"fLaC", 0, "audio/flac", "flac"),
-)
-
-_FTYP_BRANDS = {
-    b"qt  ": ("video/quicktime", "mov"),
-    b"heic": ("image/heic", "heic"),
-    b"heix": ("image/heic", "heic"),
-    b"mif1": ("image/heif", "heif"),
-    b"avif": ("image/avif", "avif"),
-    b"M4A ": ("audio/mp4", "m4a"),
-}
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -54,23 +36,12 @@ def sha256_file(path: Path) -> tuple[str, int]:
 def sniff(path: Path) -> tuple[str | None, str | None]:
     """(mime type, format) from magic bytes, falling back to the extension: providers mislabel files."""
     try:
-        with path.open("rb") as fh:
-            head = fh.read(32)
+        head = read_head(path)
     except OSError:
         head = b""
-    for magic, offset, mime, fmt in _MAGIC:
-        if head[offset : offset + len(magic)] != magic:
-            continue
-        if magic == b"RIFF":
-            if head[8:12] == b"WEBP":
-                return "image/webp", "webp"
-            if head[8:12] == b"WAVE":
-                return "audio/wav", "wav"
-            break
-        if magic == b"ftyp":
-            brand = head[8:12]
-            return _FTYP_BRANDS.get(brand, ("video/mp4", "mp4"))
-        return mime, fmt
+    found = sniff_head(head)
+    if found.format is not None:
+        return found.mime_type, found.format
     guessed, _ = mimetypes.guess_type(path.name)
     suffix = path.suffix.lower().lstrip(".")
     return guessed, ("jpeg" if suffix == "jpg" else suffix or None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,13 +32,16 @@ class FaultKind(StrEnum):
     RESET_AFTER = "reset_after"
     TRUNCATED_BODY = "truncated_body"
     SLOW_BODY = "slow_body"
+    WRONG_BODY = "wrong_body"
     TASK_FAIL = "task_fail"
 
 
 PRE_HANDLER_KINDS = frozenset({FaultKind.RATE_LIMIT, FaultKind.SERVER_ERROR, FaultKind.RESET, FaultKind.RESET_BEFORE})
 """Kinds that answer instead of the handler: the request does no work (no task, no charge)."""
 
-POST_HANDLER_KINDS = frozenset({FaultKind.RESET_AFTER, FaultKind.TRUNCATED_BODY, FaultKind.SLOW_BODY})
+POST_HANDLER_KINDS = frozenset(
+    {FaultKind.RESET_AFTER, FaultKind.TRUNCATED_BODY, FaultKind.SLOW_BODY, FaultKind.WRONG_BODY}
+)
 """Kinds that let the handler do its work and then spoil the response."""
 
 
@@ -59,6 +63,9 @@ class FaultRule(BaseModel):
     keep_fraction: float = Field(default=0.5, ge=0, lt=1, description="truncated_body: share of bytes sent")
     chunk_size: int = Field(default=1024, ge=1, description="slow_body: bytes per chunk")
     chunk_delay: float = Field(default=0.05, ge=0, description="slow_body: pause between chunks")
+    wrong_body: Literal["html", "empty"] = Field(
+        default="html", description="wrong_body: answer 200 with an HTML error page or with an empty body"
+    )
     fail_code: str = Field(default="500", description="task_fail: failCode of the failed task")
     fail_msg: str = Field(default="Generation failed (injected by the emulator)", description="task_fail: failMsg")
 

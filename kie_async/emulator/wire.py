@@ -40,6 +40,10 @@ POST_FAULT_KEY: web.RequestKey[FaultRule] = web.RequestKey("kie_emulator_post_fa
 
 MSG_UNAUTHORIZED = "You do not have access permissions"
 MSG_RATE_LIMITED = "Rate limit exceeded"
+WRONG_BODY_HTML = (
+    "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>"
+    "<body><h1>502 Bad Gateway</h1><p>injected by the kie-async emulator</p></body></html>\n"
+)
 
 _SERVER_ERROR_MESSAGES = {
     500: "Internal Error, Please try again later.",
@@ -111,7 +115,15 @@ def drop_connection(request: web.Request) -> web.Response:
 
 async def send_spoiled_body(request: web.Request, status: int, headers: Iterable[tuple[str, str]],
                             chunks: AsyncIterable[bytes], total: int, rule: FaultRule) -> web.StreamResponse:
-    """Stream a body under a truncated_body or slow_body rule, honestly declaring ``total`` bytes."""
+    """Stream a body under a truncated_body or slow_body rule, honestly declaring ``total`` bytes.
+
+    A wrong_body rule answers instead with a 200 that is not the resource (what a misconfigured CDN or proxy
+    sends): an HTML error page, or nothing at all.
+    """
+    if rule.kind == FaultKind.WRONG_BODY:
+        if rule.wrong_body == "empty":
+            return web.Response(status=200, body=b"", content_type="application/octet-stream")
+        return web.Response(status=200, text=WRONG_BODY_HTML, content_type="text/html")
     response = web.StreamResponse(status=status)
     for name, value in headers:
         if name.lower() not in (hdrs.CONTENT_LENGTH.lower(), hdrs.TRANSFER_ENCODING.lower()):
