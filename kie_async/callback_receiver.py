@@ -54,6 +54,7 @@ class CallbackReceiver:
         self._clock = clock
         self._seen: OrderedDict[str, float] = OrderedDict()
         self.stats = CallbackReceiverStats()
+        session.attach_callback_receiver()
 
     def __repr__(self) -> str:
         return f"CallbackReceiver(signed={self._hmac_key is not None}, accepted={self.stats.accepted})"

@@ -109,29 +109,41 @@ class JournalEntry(BaseModel):
         return facts(self.state).resumable
 
     def apply(self, record: JournalRecord) -> None:
-        """Fold one record. Tolerant of odd files: a known task id is never forgotten."""
-        if record.run_id and (record.task_id is None or record.task_id == self.task_id or self.task_id is None):
-            self.run_id = record.run_id
+        """Fold one record. Tolerant of odd files (hand edits, old versions): a known task id is never forgotten."""
         if record.adopted:
             self._adopt(record)
             return
+        if not self._acceptable(record):
+            log.warning("journal %s: ignoring %s after %s", self.key, record.state.value, self.state.value)
+            return
         if not can_move(self.state, record.state):
-            if self.task_id is not None and not facts(record.state).has_task:
-                log.warning("journal %s: ignoring %s after %s", self.key, record.state.value, self.state.value)
-                return
             log.warning("journal %s: unexpected %s after %s", self.key, record.state.value, self.state.value)
+        if record.state is RequestState.SUBMITTING and self.task_id is not None:
+            self.task_id = None  # retry_failed: a new purchase gets a new task id (and run folder)
+            self.run_id = None
         if record.state is RequestState.SUBMITTING:
             self.intent = record
             self.attempt = record.attempt
-            if self.task_id is not None:
-                self.task_id = None  # retry_failed: a new purchase gets a new task id (and run folder)
-                self.run_id = None
         if record.task_id:
             self.task_id = record.task_id
+        if record.run_id:
+            self.run_id = record.run_id
         if record.state in (RequestState.SUCCEEDED, RequestState.FAILED):
             self.result = record
         self.state = record.state
         self.last = record
+
+    def _acceptable(self, record: JournalRecord) -> bool:
+        if record.state is RequestState.PENDING:
+            return False  # never written: "pending" means no record
+        if facts(record.state).has_task and not (record.task_id or self.task_id):
+            return False  # a paid state needs its task id
+        if record.task_id and self.task_id and record.task_id != self.task_id:
+            return False  # another task for this key arrives only as an adoption (recorded as extra)
+        if self.task_id is not None and not facts(record.state).has_task:
+            # Only the provider's "fail" may be followed by a fresh attempt; anything else would drop a paid task.
+            return self.state is RequestState.FAILED and record.state is RequestState.SUBMITTING
+        return True
 
     def _adopt(self, record: JournalRecord) -> None:
         if record.task_id is None:

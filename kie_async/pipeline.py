@@ -446,7 +446,9 @@ async def _submit(
         why = f"not sent: {exc}"
         await ledger.move(RequestState.REFUSED, attempt=attempt, error=why, error_type=type(exc).__name__)
 
-    adoption = session.expect_adoption(token) if callback else None
+    # Only a receiver in this process can settle a lost answer while we wait; otherwise the journal is settled
+    # later (a receiver elsewhere appends the adoption) and the next run resumes.
+    adoption = session.expect_adoption(token) if callback and session.receives_callbacks else None
     run.submitted_at = datetime.now(UTC)
     try:
         async with run.rec.stage("submit"):

@@ -142,6 +142,7 @@ class KieSession:
         self._wakeups: dict[str, set[asyncio.Event]] = {}
         self._adoptions: dict[str, asyncio.Future[str]] = {}
         self._late_adoptions: dict[str, AdoptionSink] = {}
+        self._callback_receivers = 0
         self._upload_cache: dict[str, asyncio.Future[UploadedFile]] = {}
         self._upload_waiters: dict[str, int] = {}
         self._auth_hosts = {urlsplit(self.settings.base_url).netloc, urlsplit(self.settings.upload_base_url).netloc}
@@ -550,7 +551,15 @@ class KieSession:
             while len(self._late_adoptions) > _LATE_ADOPTIONS_KEPT:
                 self._late_adoptions.pop(next(iter(self._late_adoptions)))
 
-    async def adopt_task(self, token: str, task_id: str) -> bool:
+    def attach_callback_receiver(self) -> None:
+        """Say a receiver in this process feeds callbacks to this session (so a lost answer is worth awaiting)."""
+        self._callback_receivers += 1
+
+    @property
+    def receives_callbacks(self) -> bool:
+        return self._callback_receivers > 0
+
+    async def adopt_task(self, token: str, task_id: str, *, fallback: AdoptionSink | None = None) -> bool:
         """Called by a callback receiver for a callback whose URL carried ``token``.
 
         The token sits in the (unsigned) URL query, so it is confirmed against the provider before anything
@@ -569,7 +578,7 @@ class KieSession:
         if future is not None and not future.done():
             future.set_result(task_id)  # the pipeline that lost the answer is still waiting: it records it
             return True
-        late = self._late_adoptions.pop(token, None)
+        late = self._late_adoptions.pop(token, None) or fallback
         if late is None:
             log.info("callback token %s: no request of this session is waiting for it", token)
             return False

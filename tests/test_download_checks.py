@@ -129,14 +129,16 @@ async def test_pipeline_names_outputs_from_content_not_the_url(
     pyvips.Image.new_from_file(str(saved))  # a real image
 
 
-async def test_pipeline_with_a_garbage_file_host_fails_and_keeps_nothing(
+async def test_pipeline_with_a_garbage_file_host_is_incomplete_and_keeps_nothing(
     kie: KieSession, emulator: KieEmulator, tmp_path: Path
 ) -> None:
     root = tmp_path / "out"
     emulator.faults.add("files", "wrong_body", count=None, wrong_body="html")
     result = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt="a fox"), kie,
                                 options=PipelineOptions(artifacts=ArtifactSettings(root=root)))
-    assert result.status == "failed" and result.error_type == "KieDownloadContentError", result.error
+    # the task is paid for: not "failed" (which would invite buying it again) but resumable on its task id
+    assert result.status == "incomplete" and result.error_type == "KieDownloadContentError", result.error
+    assert result.resumable and result.task_id and not result.spent_nothing
     assert "looks like an HTML page" in (result.error or "")
     assert result.outputs == []
     assert [p for p in files_in(root) if "output" in p] == []

@@ -257,15 +257,14 @@ async def test_a_gateway_error_page_on_createtask_is_uncertain_not_refused(tmp_p
     """An HTML 502 is a proxy speaking, not Kie.ai: the backend may have created the task behind it."""
     from aioresponses import aioresponses
 
-    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
-        async with fast(emulator) as kie:
-            with aioresponses(passthrough=[emulator.upload_base_url]) as mocked:
-                mocked.post(
-                    emulator.base_url + "/api/v1/jobs/createTask", status=502, body="<html>Bad Gateway</html>"
-                )
-                (result,) = await run_many(
-                    [nb2(0)], kie, options=opts(tmp_path / "out", check_balance=False), journal_path=tmp_path / "j"
-                )
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
+        with aioresponses(passthrough=[emulator.upload_base_url]) as mocked:
+            mocked.post(
+                emulator.base_url + "/api/v1/jobs/createTask", status=502, body="<html>Bad Gateway</html>"
+            )
+            (result,) = await run_many(
+                [nb2(0)], kie, options=opts(tmp_path / "out", check_balance=False), journal_path=tmp_path / "j"
+            )
     assert result.status == "submit_uncertain" and result.state is RequestState.UNCERTAIN
     assert not result.spent_nothing
 
@@ -301,8 +300,8 @@ async def test_a_second_run_batch_process_on_the_same_journal_is_refused(tmp_pat
             await asyncio.sleep(0.02)
         second = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
                                                       stderr=subprocess.PIPE)
-        out2, err2 = await asyncio.wait_for(second.communicate(), timeout=30)
-        out1, _ = await asyncio.wait_for(owner.communicate(), timeout=60)
+        _, err2 = await asyncio.wait_for(second.communicate(), timeout=30)
+        await asyncio.wait_for(owner.communicate(), timeout=60)
         per_prompt = tasks_per_prompt(emulator)
     assert second.returncode == 2 and b"Traceback" not in err2
     assert f"in use by pid {owner.pid}".encode() in err2, err2
@@ -422,3 +421,19 @@ async def test_lost_answer_without_callbacks_says_what_to_check(tmp_path: Path) 
 
 def _statuses(results: list[RunResult]) -> list[str]:
     return [r.status for r in results]
+
+
+async def test_garbage_200_downloads_leave_the_paid_task_resumable(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        emulator.faults.add("files", "wrong_body", count=None, wrong_body="html")
+        async with fast(emulator) as kie:
+            (first,) = await run_many([nb2(0, "garbage")], kie, options=opts(tmp_path / "out"), journal_path=journal)
+            assert first.status == "incomplete" and first.error_type == "KieDownloadContentError"
+            assert not list((tmp_path / "out").rglob("output_*"))  # the HTML page was never kept as output
+            emulator.faults.clear()
+            (second,) = await run_many(
+                [nb2(0, "garbage")], kie, options=opts(tmp_path / "out"), journal_path=journal
+            )
+    assert second.succeeded and second.outputs[0].path.suffix == ".jpg"  # nano-banana-2 answers JPEG by default
+    assert second.outputs[0].path.read_bytes()[:3] == b"\xff\xd8\xff" and emulator.stats.tasks_created == 1

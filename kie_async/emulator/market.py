@@ -276,6 +276,25 @@ async def stats_get(request: web.Request) -> web.StreamResponse:
     return web.json_response(payload)
 
 
+async def tasks_get(request: web.Request) -> web.StreamResponse:
+    """Every task this emulator sold, for soak tests and benchmarks that count purchases from outside."""
+    ctx = context(request)
+    now = time.monotonic()
+    tasks = [
+        {
+            "taskId": task.task_id,
+            "model": task.model,
+            "state": task.state_at(now).value,
+            "input": task.body.get("input"),
+            "callBackUrl": task.callback_url,
+            "cost": task.cost,
+            "createTime": task.create_time_ms,
+        }
+        for task in ctx.tasks.all()
+    ]
+    return web.json_response({"tasks": tasks})
+
+
 async def stats_delete(request: web.Request) -> web.StreamResponse:
     context(request).stats.reset()
     return web.json_response({"reset": True})
@@ -308,6 +327,7 @@ def build_market_app(ctx: EmulatorContext) -> web.Application:
     router.add_post("/_emulator/faults", faults_post, name="_faults_post")
     router.add_delete("/_emulator/faults", faults_delete, name="_faults_delete")
     router.add_get("/_emulator/stats", stats_get, name="_stats_get")
+    router.add_get("/_emulator/tasks", tasks_get, name="_tasks_get")
     router.add_delete("/_emulator/stats", stats_delete, name="_stats_delete")
     router.add_post("/_emulator/credits", credits_post, name="_credits_post")
     return app

@@ -1,0 +1,308 @@
+"""Money-safety soak: a batch through ``kie-async run-batch`` under faults, SIGKILLs and a SIGINT, re-run until done.
+
+    python benchmarks/soak_money.py            # 300 requests, ~20% faults per endpoint, 5 SIGKILLs + 1 SIGINT
+    python benchmarks/soak_money.py --quick    # 30 requests, 2 SIGKILLs + 1 SIGINT (the test suite runs this)
+
+Three processes, as in production: the emulator (its own process, standing in for Kie.ai), a long-lived
+callback receiver (``kie-async receive-callbacks``, standing in for the web app that receives Kie.ai's
+callbacks), and ``kie-async run-batch`` itself, started again after every interruption. The receiver settles
+requests whose createTask answer was lost (the ``reset_after`` fault, or a kill mid-send) by appending the
+task id to the journal; the next run resumes them.
+
+Figures (every one must be 0):
+
+- ``requests_with_two_tasks``: prompts the emulator sold more than one task for;
+- ``false_submit_uncertain``: requests left ``submit_uncertain`` although the emulator never created a task
+  for them (the request never reached it);
+- ``succeeded_missing_or_wrong_output``: ``succeeded`` runs whose output file is gone, or whose sha256
+  differs from the emulator's own file for that task;
+- ``orphan_temp_files``: files left under ``<out>/.tmp`` or ``*.part`` anywhere under ``<out>``;
+- ``paid_tasks_not_final``: tasks the emulator sold that do not end ``succeeded`` or provider-``failed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from _common import EmulatorProcess, add_common_flags, print_table, write_results
+
+HMAC_KEY = "soak-webhook-key"
+FAULT_KINDS: dict[str, list[dict[str, Any]]] = {
+    "createTask": [
+        {"kind": "rate_limit", "retry_after": 0},
+        {"kind": "server_error", "status": 500},
+        {"kind": "reset_after"},  # the task exists, the answer is lost: only its callback can settle it
+        {"kind": "latency", "delay": 0.3},
+    ],
+    "recordInfo": [
+        {"kind": "server_error", "status": 502},
+        {"kind": "rate_limit", "retry_after": 0},
+        {"kind": "truncated_body"},
+        {"kind": "reset"},
+    ],
+    "credit": [{"kind": "server_error", "status": 503}, {"kind": "reset"}],
+    "files": [
+        {"kind": "server_error", "status": 500},
+        {"kind": "truncated_body"},
+        {"kind": "wrong_body", "wrong_body": "html"},
+        {"kind": "reset"},
+    ],
+}
+
+
+def fault_rules(rate: float) -> list[dict[str, Any]]:
+    """About ``rate`` of the requests to every endpoint misbehave, spread over that endpoint's fault kinds."""
+    rules = []
+    for endpoint, kinds in FAULT_KINDS.items():
+        for kind in kinds:
+            rules.append({"endpoint": endpoint, "count": None, "probability": rate / len(kinds), **kind})
+    rules.append({"endpoint": "createTask", "kind": "task_fail", "count": None, "probability": 0.05})
+    return rules
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace, work: Path, emulator: EmulatorProcess) -> None:
+        self.args = args
+        self.work = work
+        self.emulator = emulator
+        self.out = work / "out"
+        self.journal = work / "journal.jsonl"
+        self.batch = work / "batch.jsonl"
+        self.env = {
+            **os.environ,
+            "KIE_BASE_URL": emulator.base_url,
+            "KIE_UPLOAD_BASE_URL": str(emulator.info["upload_base_url"]),
+            "KIE_API_KEY": emulator.api_key,
+            "KIE_WEBHOOK_HMAC_KEY": HMAC_KEY,
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.rng = random.Random(args.seed)
+        self.http = aiohttp.ClientSession()
+        self.callback_url = ""
+        self.receiver: asyncio.subprocess.Process | None = None
+        self.runs: list[dict[str, Any]] = []
+
+    async def control(self, method: str, path: str, body: Any = None) -> Any:
+        async with self.http.request(method, f"{self.emulator.base_url}{path}", json=body) as response:
+            return await response.json()
+
+    async def tasks(self) -> list[dict[str, Any]]:
+        tasks: list[dict[str, Any]] = (await self.control("GET", "/_emulator/tasks"))["tasks"]
+        return tasks
+
+    def cli(self, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "kie_async", *extra]
+
+    async def start_receiver(self) -> None:
+        self.receiver = await asyncio.create_subprocess_exec(
+            *self.cli("receive-callbacks", "--journal", str(self.journal), "--port", "0"),
+            env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert self.receiver.stdout is not None
+        while True:
+            line = (await asyncio.wait_for(self.receiver.stdout.readline(), timeout=30)).decode()
+            if not line:
+                raise RuntimeError("the callback receiver exited before listening")
+            if line.startswith("callback url: "):
+                self.callback_url = line.split(": ", 1)[1].strip()
+                return
+
+    async def stop_receiver(self) -> None:
+        if self.receiver is not None and self.receiver.returncode is None:
+            self.receiver.send_signal(signal.SIGINT)
+            await asyncio.wait_for(self.receiver.wait(), timeout=30)
+
+    def batch_command(self) -> list[str]:
+        return self.cli(
+            "run-batch", str(self.batch), "--out", str(self.out), "--journal", str(self.journal),
+            "--concurrency", str(self.args.concurrency), "--no-derivatives", "--json",
+            "--callback-url", self.callback_url,
+        )
+
+    async def interrupted_run(self, how: signal.Signals) -> dict[str, Any]:
+        before = len(await self.tasks())
+        proc = await asyncio.create_subprocess_exec(
+            *self.batch_command(), env=self.env, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        target = before + self.rng.randint(1, max(2, self.args.requests // 6))
+        deadline = time.monotonic() + self.args.max_wait
+        while proc.returncode is None and time.monotonic() < deadline and len(await self.tasks()) < target:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(self.rng.uniform(0.0, 1.5))  # land anywhere: in the limiter, mid-send, mid-download
+        fired = proc.returncode is None
+        if fired:
+            proc.send_signal(how)
+        code = await asyncio.wait_for(proc.wait(), timeout=120)
+        return {"signal": how.name, "fired": fired, "exit": code, "tasks_before": before,
+                "tasks_after": len(await self.tasks())}
+
+    async def full_run(self) -> dict[str, Any]:
+        proc = await asyncio.create_subprocess_exec(
+            *self.batch_command(), env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=self.args.max_wait * 4)
+        if not stdout.strip():
+            raise RuntimeError(f"run-batch printed nothing (exit {proc.returncode}): {stderr.decode()[-2000:]}")
+        report: dict[str, Any] = json.loads(stdout)
+        report["exit"] = proc.returncode
+        return report
+
+    async def play(self) -> dict[str, Any]:
+        self.batch.write_text("".join(
+            json.dumps({"model_key": "nano-banana-2", "prompt": f"soak request {i}"}) + "\n"
+            for i in range(self.args.requests)
+        ))
+        await self.start_receiver()
+        await self.control("POST", "/_emulator/faults", {"clear": True, "rules": fault_rules(self.args.fault_rate)})
+        interruptions = [signal.SIGKILL] * self.args.kills + [signal.SIGINT] * self.args.sigints
+        self.rng.shuffle(interruptions)
+        for how in interruptions:
+            self.runs.append(await self.interrupted_run(how))
+        final: dict[str, Any] = {}
+        for _ in range(self.args.max_reruns):
+            final = await self.full_run()
+            statuses = Counter(r["status"] for r in final["results"])
+            self.runs.append({"signal": None, "exit": final["exit"], "statuses": dict(statuses)})
+            if set(statuses) <= {"succeeded", "failed", "submit_uncertain"} and not self._settling(final):
+                break
+            await asyncio.sleep(self.args.settle_seconds)  # callbacks of lost answers reach the receiver
+        await self.control("POST", "/_emulator/faults", {"clear": True, "rules": []})
+        await asyncio.sleep(self.args.settle_seconds)
+        await self.stop_receiver()
+        return await self.measure(final)
+
+    def _settling(self, final: dict[str, Any]) -> bool:
+        """An uncertain request may still be settled by a callback on its way; give it another run."""
+        return any(r["status"] == "submit_uncertain" for r in final["results"]) and len(self.runs) < 40
+
+    async def emulator_sha256(self, task_id: str) -> list[str]:
+        params = {"taskId": task_id}
+        headers = {"Authorization": f"Bearer {self.emulator.api_key}"}
+        async with self.http.get(f"{self.emulator.base_url}/api/v1/jobs/recordInfo", params=params,
+                                 headers=headers) as response:
+            data = (await response.json())["data"]
+        urls = json.loads(data["resultJson"] or "{}").get("resultUrls") or []
+        digests = []
+        for url in urls:
+            async with self.http.get(url) as response:
+                digests.append(hashlib.sha256(await response.read()).hexdigest())
+        return digests
+
+    async def measure(self, final: dict[str, Any]) -> dict[str, Any]:
+        tasks = await self.tasks()
+        by_prompt: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            by_prompt.setdefault(str((task["input"] or {}).get("prompt")), []).append(task)
+        prompts = [json.loads(line)["prompt"] for line in self.batch.read_text().splitlines()]
+        results = dict(zip(prompts, final["results"], strict=True))
+        two_tasks = sum(len(v) > 1 for v in by_prompt.values())
+        false_uncertain = sum(
+            r["status"] == "submit_uncertain" and not by_prompt.get(p) for p, r in results.items()
+        )
+        bad_success = 0
+        for result in final["results"]:
+            if result["status"] != "succeeded":
+                continue
+            paths = [Path(p) for p in result["outputs"]]
+            if not paths or not all(p.is_file() for p in paths):
+                bad_success += 1
+                continue
+            mine = [await asyncio.to_thread(lambda p=p: hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths]
+            if mine != await self.emulator_sha256(result["task_id"]):
+                bad_success += 1
+        orphans = [str(p) for p in (self.out / ".tmp").rglob("*") if p.is_file()] if (self.out / ".tmp").exists() else []
+        orphans += [str(p) for p in self.out.rglob("*.part")]
+        final_ok = {
+            r["task_id"]: r for r in final["results"]
+            if r["status"] == "succeeded" or (r["status"] == "failed" and r.get("error_type") == "KieTaskFailedError")
+        }
+        paid_not_final = [t["taskId"] for t in tasks if t["taskId"] not in final_ok]
+        statuses = Counter(r["status"] for r in final["results"])
+        stats = await self.control("GET", "/_emulator/stats")
+        return {
+            "requests_with_two_tasks": two_tasks,
+            "false_submit_uncertain": false_uncertain,
+            "succeeded_missing_or_wrong_output": bad_success,
+            "orphan_temp_files": len(orphans),
+            "paid_tasks_not_final": len(paid_not_final),
+            "statuses": dict(statuses),
+            "tasks_sold": len(tasks),
+            "runs": len(self.runs),
+            "interruptions_fired": sum(1 for r in self.runs if r.get("fired")),
+            "faults_fired": sum(stats.get("faults_fired", {}).values()),
+            "callbacks_delivered": stats.get("callbacks_delivered"),
+            "orphan_examples": orphans[:5],
+            "paid_not_final_examples": paid_not_final[:5],
+        }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    config = {
+        "generation_seconds": args.generation_seconds,
+        "webhook_hmac_key": HMAC_KEY,
+        "create_rate_limit": args.create_limit,
+        "create_rate_window": args.create_window,
+        "seed": args.seed,
+    }
+    with tempfile.TemporaryDirectory(prefix="kie-soak-") as tmp:
+        async with EmulatorProcess(**config) as emulator:
+            soak = Soak(args, Path(tmp), emulator)
+            try:
+                started = time.monotonic()
+                figures = await soak.play()
+                figures["wall_s"] = round(time.monotonic() - started, 1)
+            finally:
+                await soak.stop_receiver()
+                await soak.http.close()
+            figures["run_log"] = soak.runs
+            return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_flags(parser)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--sigints", type=int, default=1)
+    parser.add_argument("--fault-rate", type=float, default=0.2)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=20261129)
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.kills = 30, 2
+    # The real limit (20 per 10 s) in a full run; a scaled one in --quick so the suite stays fast.
+    args.create_limit, args.create_window = (200, 1.0) if args.quick else (20, 10.0)
+    args.generation_seconds = 0.3 if args.quick else 1.0
+    args.max_wait, args.max_reruns, args.settle_seconds = (60.0, 8, 0.5) if args.quick else (600.0, 12, 2.0)
+    figures = asyncio.run(main_async(args))
+    zero_keys = ["requests_with_two_tasks", "false_submit_uncertain", "succeeded_missing_or_wrong_output",
+                 "orphan_temp_files", "paid_tasks_not_final"]
+    print_table(
+        f"money soak: {args.requests} requests, {args.kills} SIGKILL + {args.sigints} SIGINT, "
+        f"{args.fault_rate:.0%} faults per endpoint",
+        ["figure", "value"],
+        [[k, str(figures[k])] for k in [*zero_keys, "statuses", "tasks_sold", "runs", "interruptions_fired",
+                                        "faults_fired", "callbacks_delivered", "wall_s"]],
+    )
+    params = {k: getattr(args, k) for k in ("requests", "kills", "sigints", "fault_rate", "concurrency", "seed",
+                                            "create_limit", "create_window", "generation_seconds")}
+    write_results("soak_money", args.out, quick=args.quick, params=params, figures=figures)
+    return 0 if all(figures[k] == 0 for k in zero_keys) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
