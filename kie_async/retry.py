@@ -22,6 +22,7 @@ from kie_async.errors import (
     KieConnectionError,
     KieError,
     KieRateLimitError,
+    KieResponseShapeError,
     KieTimeoutError,
     is_retryable_code,
 )
@@ -58,6 +59,8 @@ def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
         return idempotent or not exc.request_sent
     if isinstance(exc, KieTimeoutError):
         return idempotent or not exc.request_sent
+    if isinstance(exc, KieResponseShapeError):
+        return idempotent  # an unreadable answer to a read; for createTask it may hide a created task
     if isinstance(exc, KieAPIStatusError):
         return idempotent and is_retryable_code(exc.code)
     return False
