@@ -43,11 +43,19 @@ from kie_async.artifacts import (
 )
 from kie_async.budget import CreditBudget
 from kie_async.callback_receiver import CallbackReceiver, add_callback_route
-from kie_async.callbacks import sign_callback, verify_callback_signature
+from kie_async.callbacks import (
+    KIE_REQUEST_PARAM,
+    CallbackReplayGuard,
+    request_token_from_url,
+    sign_callback,
+    verify_callback,
+    verify_callback_signature,
+)
 from kie_async.errors import (
     KieAPIStatusError,
     KieAuthenticationError,
     KieBadRequestError,
+    KieCallbackBodyError,
     KieCallbackVerificationError,
     KieConfigError,
     KieConnectionError,
@@ -59,6 +67,7 @@ from kie_async.errors import (
     KieInsufficientCreditsError,
     KieNotFoundError,
     KieRateLimitError,
+    KieResponseShapeError,
     KieServerError,
     KieSubmissionUncertainError,
     KieTaskFailedError,
@@ -109,6 +118,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "KIE_REQUEST_PARAM",
     "REQUEST_FIXTURES",
     "ArtifactDerivativeSettings",
     "ArtifactKind",
@@ -118,6 +128,7 @@ __all__ = [
     "BatchProgress",
     "CallbackEvent",
     "CallbackReceiver",
+    "CallbackReplayGuard",
     "CostEstimate",
     "CreateTaskPayload",
     "CreditBalance",
@@ -129,6 +140,7 @@ __all__ = [
     "KieArtifactError",
     "KieAuthenticationError",
     "KieBadRequestError",
+    "KieCallbackBodyError",
     "KieCallbackVerificationError",
     "KieConfigError",
     "KieConnectionError",
@@ -140,6 +152,7 @@ __all__ = [
     "KieInsufficientCreditsError",
     "KieNotFoundError",
     "KieRateLimitError",
+    "KieResponseShapeError",
     "KieServerError",
     "KieSession",
     "KieSettings",
@@ -208,6 +221,7 @@ __all__ = [
     "read_index",
     "rebuild_artifact_index",
     "regenerate_run_derivatives",
+    "request_token_from_url",
     "resolve_prompt_context",
     "run_many",
     "run_pipeline",
@@ -215,6 +229,7 @@ __all__ = [
     "sign_callback",
     "submit_prepared_request",
     "validate_request",
+    "verify_callback",
     "verify_callback_signature",
     "wait_for_task",
     "with_hosted_media",

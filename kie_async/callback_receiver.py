@@ -1,26 +1,32 @@
-"""Receiving Kie.ai callbacks: verify, de-duplicate, then wake the matching ``wait_for_task``.
+"""Receiving Kie.ai callbacks in aiohttp: verify, de-duplicate, then wake the matching ``wait_for_task``.
 
 A callback is only a hint (delivery is not documented as guaranteed), so it never replaces polling: it makes
-the waiter poll *now* instead of at its slow safety interval. Only the task id and timestamp are signed, so a
-captured callback could be replayed; a timestamp window plus a memory of recent signatures rejects that.
+the waiter poll *now* instead of at its slow safety interval. The checks themselves are framework-neutral
+(:func:`kie_async.callbacks.verify_callback` and :class:`~kie_async.callbacks.CallbackReplayGuard`); this
+module only maps them to HTTP answers: 400 bad body, 401 bad signature or timestamp, 409 replay.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from kie_async.api_models import CallbackEvent
-from kie_async.callbacks import DEFAULT_MAX_AGE_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_callback_signature
-from kie_async.errors import KieCallbackVerificationError
-from kie_async.session import CORRELATION_PARAM, KieSession
+from kie_async.callbacks import (
+    DEFAULT_MAX_AGE_SECONDS,
+    MAX_CALLBACK_BODY_BYTES,
+    CallbackReplayGuard,
+    verify_callback,
+)
+from kie_async.errors import KieCallbackBodyError, KieCallbackVerificationError
+from kie_async.journal import settle_from_callback
+from kie_async.session import KieSession
 
 log = logging.getLogger("kie_async.callbacks")
 
@@ -33,10 +39,20 @@ class CallbackReceiverStats(BaseModel):
     accepted: int = 0
     rejected: int = 0
     replayed: int = 0
+    settled: int = Field(default=0, description="lost createTask answers settled in the journal")
 
 
 class CallbackReceiver:
-    """An aiohttp handler for Kie.ai callbacks, bound to the session whose waiters it wakes."""
+    """An aiohttp handler for Kie.ai callbacks, bound to the session whose waiters it wakes.
+
+    ``on_event`` receives a :class:`CallbackEvent`: the signed task id and timestamp, the correlation
+    ``request_token`` from the URL, and the body only as ``unverified_body``. It runs once per accepted
+    ``(task id, timestamp)``.
+
+    A callback whose URL carries a correlation token settles a request whose createTask answer was lost: the
+    session's own waiting run takes it, else the batch ``journal`` given here records it (for a receiver that
+    outlives the batch, e.g. in a web process). Either way the token is first confirmed against recordInfo.
+    """
 
     def __init__(
         self,
@@ -46,58 +62,61 @@ class CallbackReceiver:
         max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
         on_event: EventHandler | None = None,
         clock: Callable[[], float] = time.time,
+        journal: str | Path | None = None,
     ) -> None:
         self._session = session
+        self._journal = Path(journal) if journal is not None else None
         self._hmac_key = hmac_key
         self._max_age = max_age_seconds
         self._on_event = on_event
         self._clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._replays = CallbackReplayGuard(max_age_seconds)
         self.stats = CallbackReceiverStats()
         session.attach_callback_receiver()
 
     def __repr__(self) -> str:
         return f"CallbackReceiver(signed={self._hmac_key is not None}, accepted={self.stats.accepted})"
 
-    def _remember(self, fingerprint: str, now: float) -> bool:
-        """False if this exact signed callback was already accepted inside the window (a replay)."""
-        while self._seen and next(iter(self._seen.values())) < now - 2 * self._max_age:
-            self._seen.popitem(last=False)
-        if fingerprint in self._seen:
-            return False
-        self._seen[fingerprint] = now
-        return True
+    async def _fallback(self, token: str, task_id: str) -> None:
+        if self._journal is not None:
+            settled = await settle_from_callback(self._journal, token, task_id)
+            if settled:
+                self.stats.settled += 1
+
+    def _refuse(self, status: int, message: str) -> web.Response:
+        self.stats.rejected += 1
+        return web.json_response({"code": status, "msg": message}, status=status)
 
     async def handle(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > MAX_CALLBACK_BODY_BYTES:
+            return self._refuse(400, f"bad callback: body over {MAX_CALLBACK_BODY_BYTES} bytes")
         try:
-            body = await request.json(loads=json.loads)
-            if not isinstance(body, dict):
-                raise ValueError("callback body is not a JSON object")
-            event = CallbackEvent.from_body(body)
-        except ValueError as exc:
-            self.stats.rejected += 1
-            return web.json_response({"code": 400, "msg": f"bad callback: {exc}"}, status=400)
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._refuse(400, "bad callback: body too large")
         now = self._clock()
-        timestamp = request.headers.get(TIMESTAMP_HEADER)
-        signature = request.headers.get(SIGNATURE_HEADER)
-        if self._hmac_key is not None:
-            try:
-                verify_callback_signature(
-                    event.task_id, timestamp, signature, self._hmac_key, max_age_seconds=self._max_age, now=now
-                )
-            except KieCallbackVerificationError as exc:
-                self.stats.rejected += 1
-                log.warning("rejected callback for task %s: %s", event.task_id, exc.message)
-                return web.json_response({"code": 401, "msg": exc.message}, status=401)
-            if not self._remember(f"{event.task_id}|{timestamp}|{signature}", now):
-                self.stats.replayed += 1
-                self.stats.rejected += 1
-                return web.json_response({"code": 409, "msg": "callback already received"}, status=409)
+        try:
+            event = verify_callback(
+                request.headers,
+                body,
+                self._hmac_key,
+                request_url=str(request.rel_url),
+                max_age_seconds=self._max_age,
+                now=now,
+            )
+        except KieCallbackBodyError as exc:
+            log.warning("rejected callback body: %s", exc.message)
+            return self._refuse(400, f"bad callback: {exc.message}")
+        except KieCallbackVerificationError as exc:
+            log.warning("rejected callback: %s", exc.message)
+            return self._refuse(401, exc.message)
+        if not self._replays.first_time(event, now):
+            self.stats.replayed += 1
+            return self._refuse(409, "callback already received")
         self.stats.accepted += 1
         self._session.notify_task_update(event.task_id)
-        token = request.query.get(CORRELATION_PARAM)
-        if token:  # settles a request whose createTask answer was lost (confirmed against recordInfo first)
-            await self._session.adopt_task(token, event.task_id)
+        if event.request_token:  # a request whose createTask answer was lost (confirmed against recordInfo first)
+            await self._session.adopt_task(event.request_token, event.task_id, fallback=self._fallback)
         if self._on_event is not None:
             result = self._on_event(event)
             if asyncio.iscoroutine(result):
@@ -113,8 +132,11 @@ def add_callback_route(
     hmac_key: str | None = None,
     max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
     on_event: EventHandler | None = None,
+    journal: str | Path | None = None,
 ) -> CallbackReceiver:
     """Mount a :class:`CallbackReceiver` on ``app`` at ``path`` (POST) and return it."""
-    receiver = CallbackReceiver(session, hmac_key=hmac_key, max_age_seconds=max_age_seconds, on_event=on_event)
+    receiver = CallbackReceiver(
+        session, hmac_key=hmac_key, max_age_seconds=max_age_seconds, on_event=on_event, journal=journal
+    )
     app.router.add_post(path, receiver.handle)
     return receiver

@@ -143,6 +143,35 @@ class KieServerError(KieAPIStatusError):
     hint = "retry later; idempotent reads are retried automatically"
 
 
+class KieResponseShapeError(KieServerError):
+    """A success answer whose body cannot be read as what the endpoint promises.
+
+    Not JSON, no envelope, an envelope ``code`` that is not a number, a ``recordInfo`` that is not an object
+    or names another task. A read that met this may be repeated (it is retried like a 5xx); the task id the
+    caller asked about is kept in ``task_id``.
+    """
+
+    hint = "Kie.ai answered in a shape the SDK cannot read; reads are retried, and the task (if any) is unaffected"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str | None = None,
+        code: int = 502,
+        http_status: int | None = 200,
+        endpoint: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.task_id = task_id
+        super().__init__(message, code=code, http_status=http_status, endpoint=endpoint, hint=hint)
+
+    def _render(self) -> str:
+        where = f" on {self.endpoint}" if self.endpoint else ""
+        base = f"unreadable answer from Kie.ai{where}: {self.message}"
+        return f"{base} — {self.hint}" if self.hint else base
+
+
 class KieTaskFailedError(KieError):
     """The task ran and ended in state ``fail``; credits may or may not have been charged."""
 
@@ -189,6 +218,12 @@ class KieCallbackVerificationError(KieError):
     """A callback's signature or timestamp did not check out."""
 
     hint = "check the webhook HMAC key; reject the request"
+
+
+class KieCallbackBodyError(KieCallbackVerificationError):
+    """A callback body is too large, nested too deeply, not a JSON object, or names no single task id."""
+
+    hint = "answer 400; a genuine Kie.ai callback is a small JSON object naming its task"
 
 
 _CODE_TO_CLASS: dict[int, type[KieAPIStatusError]] = {

@@ -18,7 +18,14 @@ from pydantic import BaseModel, ConfigDict
 from kie_async.artifacts.staging import sweep_staging
 from kie_async.budget import BudgetSnapshot, CreditBudget
 from kie_async.errors import KieError
-from kie_async.journal import BatchJournal, JournalEntry, JournalRecord, append_adoption, request_key
+from kie_async.journal import (
+    BatchJournal,
+    JournalEntry,
+    JournalRecord,
+    append_adoption,
+    parse_correlation_token,
+    request_key,
+)
 from kie_async.model_data import preload_model_data
 from kie_async.normalize import normalize_request
 from kie_async.pipeline import (
@@ -314,7 +321,7 @@ async def _run_all(
 
         Appended by path, so it lands whether or not this batch still owns the journal.
         """
-        key, _, attempt = token.rpartition(".")
+        key, attempt = parse_correlation_token(token)
         if journal is not None:
             await append_adoption(journal.path, key, attempt, task_id)
     await tracker.emit()

@@ -288,6 +288,34 @@ class BatchJournal:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
 
+def correlation_token(key: str, attempt: str) -> str:
+    """``<journal key>.<attempt>``, in URL-unreserved characters (a duplicate's ``#n`` becomes ``~n``)."""
+    return f"{key.replace('#', '~')}.{attempt}" if key else attempt
+
+
+def parse_correlation_token(token: str) -> tuple[str, str]:
+    """(journal key, attempt) from a token made by :func:`correlation_token`."""
+    key, _, attempt = token.rpartition(".")
+    return key.replace("~", "#"), attempt
+
+
+async def settle_from_callback(path: str | Path, token: str, task_id: str) -> bool:
+    """Record a confirmed callback's task in the journal at ``path`` if it settles one of its requests.
+
+    For a receiver that runs apart from the batch (another process, or after the batch ended): it reads the
+    journal without taking ownership and appends only when the task is news. Returns whether the token named
+    a request of this journal.
+    """
+    key, attempt = parse_correlation_token(token)
+    view = await BatchJournal.open(path, exclusive=False)
+    entry = view.get(key)
+    if entry is None:
+        return False
+    if task_id != entry.task_id and task_id not in entry.extra_task_ids:
+        await append_adoption(path, key, attempt, task_id)
+    return True
+
+
 async def append_adoption(path: str | Path, key: str, attempt: str | None, task_id: str) -> None:
     """Record, from any process, that a correlated callback named ``task_id`` for journal key ``key``.
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kie_async.api_models import TaskRecord, TaskState
+from kie_async.api_models import TaskRecord
 from kie_async.artifacts import (
     ArtifactSettings,
     ArtifactSource,
@@ -38,8 +38,8 @@ from kie_async.artifacts import (
 from kie_async.artifacts.layout import staging_name
 from kie_async.artifacts.media import sha256_file
 from kie_async.budget import CreditBudget
-from kie_async.errors import KieDownloadError, KieError, KieSubmissionUncertainError
-from kie_async.journal import JournalRecord
+from kie_async.errors import KieError, KieResponseShapeError, KieSubmissionUncertainError
+from kie_async.journal import JournalRecord, correlation_token
 from kie_async.model_data import preload_model_data
 from kie_async.normalize import normalize_request
 from kie_async.payload import build_submission_payload
@@ -420,7 +420,7 @@ async def _submit(
     """
     ledger, hooks, session = run.ledger, run.hooks, run.session
     attempt = secrets.token_hex(4)
-    token = f"{ledger.key}.{attempt}" if ledger.key else attempt
+    token = correlation_token(ledger.key, attempt)
     callback = run.opts.callback_url or normalized.callback_url
     payload = build_submission_payload(
         prepared.validation, callback_url=with_correlation(callback, token) if callback else None
@@ -567,11 +567,15 @@ async def _complete(
         estimate=estimate,
         charged=charged,
     )
-    if record.state is not TaskState.SUCCESS:
+    if record.state.is_failure:
         return await _provider_failed(run, normalized, validation, prepared, record, trace)
-    if not record.output_urls:
-        problem = KieDownloadError(
-            f"task {task_id} reported success but its result has no usable output URLs",
+    if not record.has_usable_result:
+        why = "; ".join(record.result_problems) or f"state {record.state_description}"
+        problem = KieResponseShapeError(
+            f"task {task_id} reported success but gave no usable output ({why})",
+            code=200,
+            endpoint="recordInfo",
+            task_id=task_id,
             hint="re-run to read the task again; if it stays empty, check the task in the Kie.ai dashboard",
         )
         return await _incomplete(run, problem)
@@ -860,5 +864,5 @@ def _artifact_request(
         provider_trace=trace,
         parent_run_ids=parents,
         started_at=submitted_at,
-        error=f"{record.fail_code}: {record.fail_msg}" if record.state is TaskState.FAIL else None,
+        error=f"{record.fail_code}: {record.fail_msg}" if record.state.is_failure else None,
     )

@@ -41,7 +41,10 @@ def poll_interval(elapsed: float, settings: PollSettings, rng: random.Random | N
 
 
 def is_finished(record: TaskRecord) -> bool:
-    """A task is done when it is terminal; ``success`` additionally needs its ``resultJson`` to have arrived."""
-    if record.state is TaskState.FAIL:
+    """A task is done when it is terminal; ``success`` additionally needs its ``resultJson`` to have arrived.
+
+    ``fail`` and ``canceled`` are final; an unrecognised state is not (the waiter keeps polling).
+    """
+    if record.state.is_failure:
         return True
     return record.state is TaskState.SUCCESS and bool(record.result_json)

@@ -23,6 +23,7 @@ from kie_async.errors import (
     KieDownloadError,
     KieError,
     KieRateLimitError,
+    KieResponseShapeError,
     KieTimeoutError,
     is_retryable_code,
 )
@@ -59,6 +60,8 @@ def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
         return idempotent or not exc.request_sent
     if isinstance(exc, KieTimeoutError):
         return idempotent or not exc.request_sent
+    if isinstance(exc, KieResponseShapeError):
+        return idempotent  # an unreadable answer to a read; for createTask it may hide a created task
     if isinstance(exc, KieAPIStatusError):
         return idempotent and is_retryable_code(exc.code)
     if isinstance(exc, KieDownloadError):

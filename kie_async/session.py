@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiofiles.os
 import aiohttp
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from kie_async._version import __version__
 from kie_async.api_models import (
@@ -37,6 +37,7 @@ from kie_async.api_models import (
     TaskState,
     UploadedFile,
 )
+from kie_async.callbacks import KIE_REQUEST_PARAM, request_token_from_url
 from kie_async.download import check_download_url, stream_response_to_file
 from kie_async.errors import (
     KieAPIStatusError,
@@ -45,6 +46,7 @@ from kie_async.errors import (
     KieError,
     KieInputError,
     KieRateLimitError,
+    KieResponseShapeError,
     KieSubmissionUncertainError,
     KieTaskFailedError,
     KieTimeoutError,
@@ -69,24 +71,12 @@ UnsentHook = Callable[[KieError], Awaitable[None]]
 AdoptionSink = Callable[[str, str], Awaitable[None]]
 """``sink(token, task_id)``: told of every adoption the session confirmed."""
 
-CORRELATION_PARAM = "kie_request"
-"""The query parameter of ``callBackUrl`` that carries a request's correlation token (``<journal key>.<attempt>``)."""
-
-
 def with_correlation(callback_url: str, token: str) -> str:
-    """``callback_url`` with the correlation token added as a query parameter (other parameters kept)."""
+    """``callback_url`` with the correlation token added as the ``kie_request`` query parameter (others kept)."""
     parts = urlsplit(callback_url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != CORRELATION_PARAM]
-    query.append((CORRELATION_PARAM, token))
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != KIE_REQUEST_PARAM]
+    query.append((KIE_REQUEST_PARAM, token))
     return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def correlation_token(url: object) -> str | None:
-    """The correlation token in a callback URL, if any."""
-    if not isinstance(url, str) or not url:
-        return None
-    values = [v for k, v in parse_qsl(urlsplit(url).query) if k == CORRELATION_PARAM]
-    return values[-1] if values else None
 
 
 def did_no_work(exc: KieError) -> bool:
@@ -267,18 +257,26 @@ class KieSession:
             payload = json.loads(body) if body else None
         except ValueError:
             payload = None
-        if not isinstance(payload, dict) or "code" not in payload:
-            status = response.status if response.status >= 400 else 502
+        envelope: Envelope | None = None
+        problem = "a body that is not a Kie.ai envelope"
+        if isinstance(payload, dict) and "code" in payload:
+            try:
+                envelope = Envelope.model_validate(payload)
+            except ValidationError as exc:
+                problem = f"an envelope Kie.ai would not send ({_first_error(exc)})"
+        if envelope is None:
             snippet = body[:200].decode("utf-8", "replace")
-            raise error_class_for_code(status)(
-                f"HTTP {response.status} with a body that is not a Kie.ai envelope: {snippet!r}",
-                code=status,
+            message = f"HTTP {response.status} with {problem}: {snippet!r}"
+            if response.status < 400:
+                raise KieResponseShapeError(message, http_status=response.status, endpoint=endpoint)
+            raise error_class_for_code(response.status)(
+                message,
+                code=response.status,
                 http_status=response.status,
                 endpoint=endpoint,
                 retry_after=retry_after,
                 enveloped=False,
             )
-        envelope = Envelope.model_validate(payload)
         code = envelope.code if envelope.code != 200 or response.status < 400 else response.status
         if code != 200:
             if code == 429:
@@ -305,12 +303,15 @@ class KieSession:
         limiter: SlidingWindowLimiter | TokenBucket | None = None,
         on_wire: WireHook | None = None,
         on_unsent: UnsentHook | None = None,
+        parse: Callable[[JSONValue], JSONValue] | None = None,
     ) -> JSONValue:
         """One API call with rate limiting, envelope parsing, error mapping and retries; returns ``data``.
 
         ``on_wire`` runs once per attempt after the rate limiter granted a slot, just before the request is
         sent (the journal's intent line); ``on_unsent`` runs after an attempt that provably did no work (a
         connect failure, a 429), so an intent is never left open while the request waits to be retried.
+        ``parse`` turns ``data`` into the endpoint's model inside the attempt, so an unreadable answer
+        (``KieResponseShapeError``) is retried like any other failed read.
         """
         client_timeout = self._timeout(timeout, self.settings.request_timeout)
 
@@ -338,7 +339,7 @@ class KieSession:
                     if on_unsent is not None and did_no_work(exc):
                         await on_unsent(exc)
                     raise
-                return envelope.data
+                return parse(envelope.data) if parse is not None else envelope.data
 
         return await self._with_retries(attempt, idempotent=idempotent, what=endpoint)
 
@@ -407,12 +408,20 @@ class KieSession:
                 on_wire=on_wire,
                 on_unsent=on_unsent,
             )
+            created = TaskCreated.model_validate(data)
         except (KieConnectionError, KieTimeoutError) as exc:
             if getattr(exc, "request_sent", True):
                 raise KieSubmissionUncertainError(
                     f"createTask for {payload.model}: {exc.message}; it may have reached Kie.ai, so it was not retried"
                 ) from exc
             raise
+        except (KieResponseShapeError, ValidationError) as exc:
+            # Kie.ai answered, so the request arrived; we just cannot read which task (if any) it created.
+            detail = exc.message if isinstance(exc, KieError) else f"no task id in {str(data)[:200]!r}"
+            raise KieSubmissionUncertainError(
+                f"createTask for {payload.model} got an answer without a readable task id ({detail}); "
+                "the task may exist, so it was not retried"
+            ) from exc
         except KieAPIStatusError as exc:
             if not exc.enveloped and exc.code >= 500:
                 # A gateway's error page, not Kie.ai's answer: the backend may have created the task behind it.
@@ -420,9 +429,6 @@ class KieSession:
                     f"createTask for {payload.model}: {exc.message}; it may have reached Kie.ai, so it was not retried"
                 ) from exc
             raise
-        if not isinstance(data, dict):
-            raise KieAPIStatusError(f"createTask returned no task id: {data!r}", code=200, endpoint="createTask")
-        created = TaskCreated.model_validate(data)
         log.info("created task %s (%s)", created.task_id, payload.model)
         return created
 
@@ -430,18 +436,24 @@ class KieSession:
         """One status read of a task (``recordInfo``)."""
         if not task_id:
             raise KieInputError("task_id is empty", hint="pass the taskId returned by create_task")
-        data = await self._api(
-            "GET",
-            self._url(RECORD_INFO_PATH),
-            endpoint="recordInfo",
-            idempotent=True,
-            params={"taskId": task_id},
-            timeout=timeout,
-            limiter=self._read_limiter,
-        )
-        if not isinstance(data, dict):
-            raise KieValidationError("recordInfo is null", code=422, endpoint="recordInfo")
-        return TaskRecord.model_validate(data)
+        try:
+            record: TaskRecord = await self._api(
+                "GET",
+                self._url(RECORD_INFO_PATH),
+                endpoint="recordInfo",
+                idempotent=True,
+                params={"taskId": task_id},
+                timeout=timeout,
+                limiter=self._read_limiter,
+                parse=lambda data: _parse_record(task_id, data),
+            )
+        except KieResponseShapeError as exc:
+            if exc.task_id is not None:
+                raise
+            raise KieResponseShapeError(
+                f"task {task_id}: {exc.message}", task_id=task_id, http_status=exc.http_status, endpoint=exc.endpoint
+            ) from exc
+        return record
 
     async def wait_for_task(
         self,
@@ -467,6 +479,7 @@ class KieSession:
         self._wakeups.setdefault(task_id, set()).add(wake)
         polls = 0
         outage: KieError | None = None
+        unknown_seen: set[str | None] = set()
         try:
             while True:
                 elapsed = loop.time() - started
@@ -487,6 +500,13 @@ class KieSession:
                     log.warning("task %s: status read failed (%s); still waiting", task_id, exc.message)
                 polls += 1
                 elapsed = loop.time() - started
+                if record.state is TaskState.UNKNOWN and record.raw_state not in unknown_seen:
+                    unknown_seen.add(record.raw_state)
+                    log.warning(
+                        "task %s reports an unrecognised state %r; treating it as still running",
+                        task_id,
+                        record.raw_state,
+                    )
                 if is_finished(record):
                     await _report(
                         on_progress,
@@ -494,12 +514,15 @@ class KieSession:
                             task_id=task_id, state=record.state, elapsed=elapsed, polls=polls, next_poll_in=None
                         ),
                     )
-                    if record.state is TaskState.FAIL and raise_on_failure:
-                        raise KieTaskFailedError(task_id, record.fail_code, record.fail_msg)
+                    if record.state.is_failure and raise_on_failure:
+                        reason = record.fail_msg or (
+                            "canceled by the provider" if record.state is TaskState.CANCELED else None
+                        )
+                        raise KieTaskFailedError(task_id, record.fail_code, reason)
                     return record
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    seen = f"status unreadable ({outage.message})" if outage else f"still {record.state.value}"
+                    seen = f"status unreadable ({outage.message})" if outage else f"still {record.state_description}"
                     raise KieTimeoutError(
                         f"task {task_id} {seen} after {elapsed:.0f}s",
                         hint="the task keeps running on Kie.ai; call wait_for_task again or raise timeout=",
@@ -571,7 +594,8 @@ class KieSession:
         except KieError as exc:
             log.warning("callback token %s: cannot read task %s to confirm it (%s)", token, task_id, exc.message)
             return False
-        if correlation_token(record.request_param.get("callBackUrl")) != token:
+        stored = record.request_param.get("callBackUrl")
+        if request_token_from_url(stored if isinstance(stored, str) else None) != token:
             log.warning("callback token %s does not match task %s's own callBackUrl; not adopted", token, task_id)
             return False
         future = self._adoptions.get(token)
@@ -800,6 +824,41 @@ class KieSession:
             return body_json, None
 
         return await self._upload(UPLOAD_URL_PATH, body, what="file-url-upload")
+
+
+def _parse_record(task_id: str, data: JSONValue) -> TaskRecord:
+    """``recordInfo`` data → ``TaskRecord`` for ``task_id``; anything unreadable is a typed, retryable error."""
+    if data is None:
+        raise KieValidationError("recordInfo is null", code=422, endpoint="recordInfo")
+    if not isinstance(data, dict):
+        raise KieResponseShapeError(
+            f"recordInfo for task {task_id} is {type(data).__name__}, not an object: {str(data)[:120]!r}",
+            task_id=task_id,
+            endpoint="recordInfo",
+        )
+    answered = data.get("taskId", data.get("task_id"))
+    if answered is None or answered == "":
+        data = {**data, "taskId": task_id}
+    elif str(answered) != task_id or not isinstance(answered, str | int) or isinstance(answered, bool):
+        raise KieResponseShapeError(
+            f"recordInfo asked for task {task_id} answered for task {str(answered)[:80]!r}",
+            task_id=task_id,
+            endpoint="recordInfo",
+        )
+    try:
+        return TaskRecord.model_validate(data)
+    except ValidationError as exc:
+        raise KieResponseShapeError(
+            f"recordInfo for task {task_id} has an unexpected shape ({_first_error(exc)})",
+            task_id=task_id,
+            endpoint="recordInfo",
+        ) from exc
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"{where}: {first['msg']}"
 
 
 async def _report(callback: ProgressCallback | None, progress: TaskProgress) -> None:

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from kie_async.api_models import CallbackEvent, TaskState
-from kie_async.callbacks import verify_callback_signature
+from kie_async.api_models import TaskRecord, TaskState
+from kie_async.callbacks import verify_callback, verify_callback_signature
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieCallbackVerificationError
 
@@ -77,9 +77,11 @@ async def test_signed_success_callback(
     assert json.loads(data["resultJson"])["resultUrls"][0].startswith(emulator.base_url + "/files/")
     assert isinstance(json.loads(data["param"])["input"], str)
 
-    event = CallbackEvent.from_body(body)
-    assert event.task_id == task_id and event.state == TaskState.SUCCESS
-    assert event.record is not None and len(event.record.output_urls) == 1
+    # What a receiver may rely on: the signed task id and timestamp; the recordInfo-shaped body stays a claim.
+    event = verify_callback(headers, json.dumps(body).encode(), HMAC_KEY)
+    assert event.task_id == task_id and event.verified and event.timestamp == int(headers["X-Webhook-Timestamp"])
+    claimed = TaskRecord.model_validate(event.unverified_body["data"])
+    assert claimed.state is TaskState.SUCCESS and len(claimed.output_urls) == 1
     await asyncio.sleep(0.05)
     assert emulator.stats.callbacks_delivered == 1
 

@@ -37,7 +37,7 @@ class RunStatus(StrEnum):
         """Terminal provider state → run status (a non-terminal state means the wait was abandoned)."""
         if state is TaskState.SUCCESS:
             return cls.SUCCEEDED
-        return cls.FAILED if state is TaskState.FAIL else cls.CANCELLED
+        return cls.FAILED if state.is_failure else cls.CANCELLED  # provider-canceled counts as failed
 
 
 class ArtifactKind(StrEnum):
