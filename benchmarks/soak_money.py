@@ -140,8 +140,8 @@ class Soak:
         )
         target = before + self.rng.randint(1, max(2, self.args.requests // 6))
         deadline = time.monotonic() + self.args.max_wait
-        while proc.returncode is None and time.monotonic() < deadline and len(await self.tasks()) < target:
-            await asyncio.sleep(0.05)
+        while proc.returncode is None and time.monotonic() < deadline and len(await self.tasks()) < target:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # polling another process's progress over HTTP: there is no event to wait on
         await asyncio.sleep(self.rng.uniform(0.0, 1.5))  # land anywhere: in the limiter, mid-send, mid-download
         fired = proc.returncode is None
         if fired:
@@ -224,7 +224,8 @@ class Soak:
             mine = [await asyncio.to_thread(lambda p=p: hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths]
             if mine != await self.emulator_sha256(result["task_id"]):
                 bad_success += 1
-        orphans = [str(p) for p in (self.out / ".tmp").rglob("*") if p.is_file()] if (self.out / ".tmp").exists() else []
+        tmp = self.out / ".tmp"
+        orphans = [str(p) for p in tmp.rglob("*") if p.is_file()] if tmp.exists() else []
         orphans += [str(p) for p in self.out.rglob("*.part")]
         final_ok = {
             r["task_id"]: r for r in final["results"]
