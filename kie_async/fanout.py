@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from kie_async._limits import check_run_many_args
 from kie_async.budget import BudgetSnapshot, CreditBudget
 from kie_async.errors import KieError
 from kie_async.journal import BatchJournal, JournalRecord, request_key
@@ -152,6 +153,7 @@ async def run_many(
     reconciled with what each task really cost). With ``journal_path``, a re-run skips finished keys, resumes
     waiting on submitted ones, and leaves "may have been submitted" ones alone unless ``resubmit_uncertain``.
     """
+    check_run_many_args(concurrency, budget_credits)  # before the balance read: a NaN budget is no budget
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     opts = options or PipelineOptions()

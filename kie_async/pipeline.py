@@ -132,13 +132,19 @@ class PipelineOptions(BaseModel):
     preset_dirs: list[Path] | None = None
     enhance: Enhancer | None = None
     check_balance: bool = Field(default=True, description="read the live balance in preflight")
-    available_credits: float | None = Field(default=None, description="use this balance instead of reading it")
-    budget_credits: float | None = Field(default=None, description="refuse a single run estimated above this")
+    # Finite and in range, checked at construction: NaN passes every `cost > limit` test (no gate at all), and a
+    # bad wait_timeout found at wait time is found after the task was bought.
+    available_credits: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="use this balance instead of reading it"
+    )
+    budget_credits: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="refuse a single run estimated above this"
+    )
     allow_unknown_cost: bool = False
     rehost_urls: bool = False
     callback_url: str | None = None
     callback_driven: bool = False
-    wait_timeout: float | None = None
+    wait_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="seconds; None = settings")
     write_artifact: bool = True
 
 

@@ -25,6 +25,7 @@ import aiofiles.os
 import aiohttp
 from pydantic import BaseModel
 
+from kie_async._limits import check_timeout
 from kie_async._version import __version__
 from kie_async.api_models import (
     CreateTaskPayload,
@@ -298,6 +299,7 @@ class KieSession:
 
     async def get_credits(self, *, timeout: float | None = None) -> CreditBalance:
         """Remaining credits on the account."""
+        check_timeout("timeout", timeout)
         data = await self._api(
             "GET",
             self._url(CREDIT_PATH),
@@ -322,6 +324,7 @@ class KieSession:
         timeout: float | None = None,
     ) -> TaskCreated:
         """Submit a generation task. Spends credits, so it is never retried once the body may have arrived."""
+        check_timeout("timeout", timeout)
         if payload is None:
             if not model or input is None:
                 raise KieInputError("create_task needs a CreateTaskPayload or model= and input=")
@@ -350,6 +353,7 @@ class KieSession:
 
     async def get_task(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
         """One status read of a task (``recordInfo``)."""
+        check_timeout("timeout", timeout)
         if not task_id:
             raise KieInputError("task_id is empty", hint="pass the taskId returned by create_task")
         data = await self._api(
@@ -381,6 +385,7 @@ class KieSession:
         receiver is expected to call :meth:`notify_task_update`, and polling drops to a slow safety net.
         Cancelling the awaiting task stops polling at once; the task itself keeps running on Kie.ai.
         """
+        check_timeout("timeout", timeout)
         settings = poll or self.settings.poll
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -445,6 +450,7 @@ class KieSession:
 
     async def get_download_url(self, url: str, *, timeout: float | None = None) -> str:
         """A 20-minute download link for a Kie.ai-generated file URL (outside URLs answer 422)."""
+        check_timeout("timeout", timeout)
         data = await self._api(
             "POST",
             self._url(DOWNLOAD_URL_PATH),
@@ -467,6 +473,7 @@ class KieSession:
         timeout: float | None = None,
     ) -> DownloadResult:
         """Stream ``url`` to ``dest`` atomically (temp file + size check + rename); retried from scratch."""
+        check_timeout("timeout", timeout)
         target = Path(dest)
         source = await self.get_download_url(url) if via_download_url else url
         client_timeout = aiohttp.ClientTimeout(
