@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from kie_async._limits import check_run_many_args
 from kie_async.artifacts.staging import sweep_staging
 from kie_async.budget import BudgetSnapshot, CreditBudget
 from kie_async.errors import KieError
@@ -185,14 +186,15 @@ async def run_many(
     retry_failed: bool = False,
     resubmit_uncertain: bool = False,
 ) -> list[RunResult]:
-    """Run every request; results in input order, each with its own status.
+    """Run every request; results in input order, each with its own status and state.
 
     ``budget_credits`` caps the batch's total estimated spend (checked under a lock before each submit, then
-    reconciled with what each task really cost). With ``journal_path``, a re-run skips finished keys, resumes
-    waiting on submitted ones, and leaves "may have been submitted" ones alone unless ``resubmit_uncertain``.
+    reconciled with what each task really cost). With ``journal_path`` (owned by this batch alone while it
+    runs), a re-run skips finished requests (re-checking their files), resumes every paid one on its task id,
+    and leaves "may have been bought" ones alone unless ``resubmit_uncertain``. ``retry_failed`` buys again
+    only what the provider itself failed. See ``docs/batches-and-resuming.md`` for the state machine.
     """
-    if concurrency < 1:
-        raise ValueError("concurrency must be >= 1")
+    check_run_many_args(concurrency, budget_credits)  # before the balance read: a NaN budget is no budget
     opts = options or PipelineOptions()
     await preload_model_data()
     journal = await BatchJournal.open(journal_path) if journal_path is not None else None

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kie_async._limits import check_credits, check_timeout
 from kie_async.api_models import TaskRecord
 from kie_async.artifacts import (
     ArtifactSettings,
@@ -150,13 +151,19 @@ class PipelineOptions(BaseModel):
     preset_dirs: list[Path] | None = None
     enhance: Enhancer | None = None
     check_balance: bool = Field(default=True, description="read the live balance in preflight")
-    available_credits: float | None = Field(default=None, description="use this balance instead of reading it")
-    budget_credits: float | None = Field(default=None, description="refuse a single run estimated above this")
+    # Finite and in range, checked at construction: NaN passes every `cost > limit` test (no gate at all), and a
+    # bad wait_timeout found at wait time is found after the task was bought.
+    available_credits: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="use this balance instead of reading it"
+    )
+    budget_credits: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="refuse a single run estimated above this"
+    )
     allow_unknown_cost: bool = False
     rehost_urls: bool = False
     callback_url: str | None = None
     callback_driven: bool = False
-    wait_timeout: float | None = None
+    wait_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="seconds; None = settings")
     write_artifact: bool = True
 
 
@@ -236,6 +243,7 @@ async def run_pipeline(
     uploads, polls and downloads stop and no partial files remain.
     """
     opts = options or PipelineOptions()
+    _recheck(opts)  # model_copy(update=...) skips validation: a NaN budget or -1 timeout must not get through
     run = _Run(opts, session, hooks, request_key, parent_run_ids, prior_state, resume_task_id, request.model_key)
     if run_id:
         run.base["run_id"] = run_id
@@ -268,6 +276,12 @@ async def run_pipeline(
     return await _complete(
         run, normalized, validation, prepared, submitted, reserved=reserved, estimate=estimate, budget=budget
     )
+
+
+def _recheck(opts: PipelineOptions) -> None:
+    check_timeout("wait_timeout", opts.wait_timeout)
+    check_credits("budget_credits", opts.budget_credits)
+    check_credits("available_credits", opts.available_credits)
 
 
 class _Ledger:

@@ -13,6 +13,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kie_async._limits import check_credits, number_problem
 from kie_async.api_models import CreditBalance
 from kie_async.errors import KieError
 from kie_async.pricing import CostEstimate, PricingSnapshot, estimate_request_cost
@@ -77,7 +78,11 @@ async def run_preflight(
 
     ``available_credits`` wins over ``credit_source`` (no network call then). When a balance or budget is in
     play and the cost cannot be computed, the request is blocked unless ``allow_unknown_cost`` is set.
+    ``available_credits`` and ``budget_credits`` must be finite and >= 0 (``KieInputError`` otherwise): with
+    NaN every ``cost > limit`` test is false, which would let anything through.
     """
+    available_credits = check_credits("available_credits", available_credits)
+    budget_credits = check_credits("budget_credits", budget_credits)
     validation = request if isinstance(request, ValidationResult) else validate_request(
         request, registry=registry, check_files=check_files)
     estimate = estimate_request_cost(validation, snapshot=snapshot, pricing_dir=pricing_dir, registry=registry)
@@ -92,13 +97,20 @@ async def run_preflight(
     source: Literal["live", "given", "none"] = "given" if available_credits is not None else "none"
     if balance is None and credit_source is not None:
         try:
-            balance = (await credit_source.get_credits()).credits
-            source = "live"
+            live = (await credit_source.get_credits()).credits
         except KieError as exc:
             add("balance_unavailable", True, f"could not read the credit balance: {exc.message}")
+        else:
+            if number_problem(live, minimum=0.0) is None:
+                balance, source = live, "live"
+            else:
+                add("balance_unavailable", True, f"the service reported an unusable credit balance ({live!r})")
     cost = estimate.credits if estimate.has_numeric_estimate else None
     checks_money = balance is not None or budget_credits is not None
-    if cost is None:
+    if cost is not None and number_problem(cost, minimum=0.0) is not None:
+        # Even allow_unknown_cost does not cover this: a NaN reservation would switch the batch cap off.
+        add("cost_unknown", True, f"the estimate is not a usable number ({cost!r}); check the pricing snapshot")
+    elif cost is None:
         note = "; ".join(estimate.notes) or "no price known"
         if checks_money and not allow_unknown_cost:
             add("cost_unknown", True, f"cannot estimate the cost ({note}); pass allow_unknown_cost=True to proceed")

@@ -9,6 +9,7 @@ pricing page is numeric but not known; gating code can decide how much to trust 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from kie_async._data import data_dir
+from kie_async._limits import number_problem
 from kie_async.errors import KieConfigError
 from kie_async.normalize import condition_context, normalize_request
 from kie_async.request_models import NormalizedMedia, NormalizedRequest, RawUserRequest, ValidationResult
@@ -31,7 +33,8 @@ PriceUnit = Literal["per_image", "per_video", "per_second"]
 
 
 class _Price(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN/inf anywhere in price data: a NaN price makes every estimate NaN, and NaN passes every budget test.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class QuantityCap(_Price):
@@ -55,8 +58,8 @@ class QuantitySpec(_Price):
 
 class PriceRule(_Price):
     when: list[Condition] = Field(default_factory=list)
-    credits: float | None = None
-    usd: float | None = None
+    credits: float | None = Field(default=None, ge=0)
+    usd: float | None = Field(default=None, ge=0)
     description: str | None = Field(default=None, description="pricing-API modelDescription this rule refreshes from")
     assumption: str | None = None
     billing_verified: bool | None = None
@@ -88,7 +91,7 @@ class PricingSnapshot(_Price):
     captured_on: date
     source: str
     source_kind: str
-    credit_usd: float = 0.005
+    credit_usd: float = Field(default=0.005, gt=0)
     billing_verified: bool = False
     notes: list[str] = Field(default_factory=list)
     models: dict[str, ModelPricing]
@@ -326,6 +329,18 @@ class RefreshReport(BaseModel):
     unmatched_records: list[str]
 
 
+def _price(record: PricingRecord, field: str, value: str | float) -> float:
+    """A pricing-API price as a finite number >= 0, or a ``PricingError`` naming the record."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if number_problem(number, minimum=0.0) is not None:
+        raise PricingError(f"pricing record {record.description!r}: {field} {value!r} is not a finite price >= 0",
+                           hint="the pricing-API document is damaged; fetch it again")
+    return number
+
+
 def _key(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().casefold())
 
@@ -363,8 +378,8 @@ def refresh_snapshot(doc: Any, base: PricingSnapshot, *, captured_on: date | Non
                 carried.append(f"{key}: {rule.description or rule.when}")
                 continue
             used.add(_key(record.description))
-            credits = float(record.credit_price)
-            usd = float(record.usd_price) if record.usd_price not in (None, "") else None
+            credits = _price(record, "creditPrice", record.credit_price)
+            usd = _price(record, "usdPrice", record.usd_price) if record.usd_price not in (None, "") else None
             rules.append(rule.model_copy(update={"credits": credits, "usd": usd}))
             updated.append(f"{key}: {rule.description}")
         models[key] = pricing.model_copy(update={"rules": rules})

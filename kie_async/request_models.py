@@ -25,22 +25,27 @@ _PLACEHOLDER = re.compile(r"^<\d+ bytes( sha256=[0-9a-f]+)?>$")
 class MediaInput(BaseModel):
     """One piece of input media with optional hints: its role, kind, and (if known) its length in seconds."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")  # a typo ("rol") must not silently drop the role
 
     source: str | Path | bytes = Field(repr=False)
     role: MediaRole | None = None
     kind: MediaKind | None = None
     filename: str | None = Field(default=None, description="name to upload bytes under; helps detect the format")
-    duration_seconds: float | None = Field(default=None, ge=0, description="for length checks and per-second prices")
+    duration_seconds: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="for length checks and per-second prices"
+    )
 
 
 MediaItem = str | Path | bytes | MediaInput
 
 
 class RawUserRequest(BaseModel):
-    """A request as a user or wrapper writes it; nothing is checked yet."""
+    """A request as a user or wrapper writes it; only its shape is checked yet.
 
-    model_config = ConfigDict(frozen=True)
+    Unknown keys are refused: ``{"optons": {"resolution": "4K"}}`` silently ran at the default 1K.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     model_key: str
     task_mode: str | None = None

@@ -25,6 +25,7 @@ import aiofiles.os
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
+from kie_async._limits import check_timeout
 from kie_async._version import __version__
 from kie_async.api_models import (
     CreateTaskPayload,
@@ -360,6 +361,7 @@ class KieSession:
 
     async def get_credits(self, *, timeout: float | None = None) -> CreditBalance:
         """Remaining credits on the account."""
+        check_timeout("timeout", timeout)
         data = await self._api(
             "GET",
             self._url(CREDIT_PATH),
@@ -392,6 +394,7 @@ class KieSession:
         Any other :class:`KieError` is a definite "no": nothing was bought. ``on_wire`` / ``on_unsent`` are
         the journal's seams (see :meth:`_api`).
         """
+        check_timeout("timeout", timeout)
         if payload is None:
             if not model or input is None:
                 raise KieInputError("create_task needs a CreateTaskPayload or model= and input=")
@@ -434,6 +437,7 @@ class KieSession:
 
     async def get_task(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
         """One status read of a task (``recordInfo``)."""
+        check_timeout("timeout", timeout)
         if not task_id:
             raise KieInputError("task_id is empty", hint="pass the taskId returned by create_task")
         try:
@@ -471,6 +475,7 @@ class KieSession:
         receiver is expected to call :meth:`notify_task_update`, and polling drops to a slow safety net.
         Cancelling the awaiting task stops polling at once; the task itself keeps running on Kie.ai.
         """
+        check_timeout("timeout", timeout)
         settings = poll or self.settings.poll
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -620,6 +625,7 @@ class KieSession:
 
     async def get_download_url(self, url: str, *, timeout: float | None = None) -> str:
         """A 20-minute download link for a Kie.ai-generated file URL (outside URLs answer 422)."""
+        check_timeout("timeout", timeout)
         data = await self._api(
             "POST",
             self._url(DOWNLOAD_URL_PATH),
@@ -652,6 +658,7 @@ class KieSession:
         landed. A URL that can never be fetched (``ftp://``, ``file://``, no host) raises
         :class:`KieDownloadURLError` before any request and is not retried.
         """
+        check_timeout("timeout", timeout)
         target = Path(dest)
         check_download_url(url)
         source = await self.get_download_url(url) if via_download_url else url

@@ -1,11 +1,14 @@
 """Settings: one object holding everything a session needs, read from the environment or passed in.
 
-The API key is a ``SecretStr`` so it never shows in ``repr``/``str``, logs, tracebacks or files.
+The API key is a ``SecretStr`` so it never shows in ``repr``/``str``, logs, tracebacks or files. Every
+number must be finite (``allow_inf_nan=False``): a NaN timeout or rate does not fail loudly, it turns a wait
+or a limit into nonsense. The one infinity allowed is the poll schedule's last "until" (meaning "from then on").
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +22,7 @@ DEFAULT_UPLOAD_BASE_URL = "https://kieai.redpandaai.co"
 class RetrySettings(BaseModel):
     """Backoff for idempotent reads (and for createTask only when it provably never reached the server)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     max_retries: int = Field(default=4, ge=0, le=20)
     initial_backoff: float = Field(default=0.5, gt=0)
@@ -32,7 +35,7 @@ class RetrySettings(BaseModel):
 class RateLimitSettings(BaseModel):
     """Client-side token buckets; defaults follow Kie.ai's published limits."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     create_per_window: int = Field(default=20, ge=1)
     create_window_seconds: float = Field(default=10.0, gt=0)
@@ -46,10 +49,25 @@ class PollSettings(BaseModel):
 
     schedule: tuple[tuple[float, float], ...] = Field(
         default=((30.0, 2.5), (120.0, 7.5), (float("inf"), 20.0)),
-        description="(until_elapsed_seconds, interval_seconds) steps",
+        description="(until_elapsed_seconds, interval_seconds) steps; the last until may be inf",
     )
-    timeout: float = Field(default=900.0, gt=0)
-    callback_safety_interval: float = Field(default=60.0, gt=0)
+    timeout: float = Field(default=900.0, gt=0, allow_inf_nan=False)
+    callback_safety_interval: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("schedule")
+    @classmethod
+    def _sane_schedule(cls, schedule: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+        if not schedule:
+            raise ValueError("needs at least one (until_elapsed_seconds, interval_seconds) step, e.g. ((inf, 5.0),)")
+        previous = 0.0
+        for index, (until, interval) in enumerate(schedule):
+            if not (math.isfinite(interval) and interval > 0):
+                raise ValueError(f"step {index}: interval must be a finite number of seconds > 0, got {interval!r}")
+            if math.isnan(until) or until <= previous:
+                raise ValueError(f"step {index}: until must be > {previous:g} (steps in increasing order; the last "
+                                 f"may be inf), got {until!r}")
+            previous = until
+        return schedule
 
 
 def _is_loopback(url: str) -> bool:
@@ -65,7 +83,7 @@ def _is_loopback(url: str) -> bool:
 class KieSettings(BaseModel):
     """Configuration for a :class:`~kie_async.session.KieSession`."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     api_key: SecretStr | None = None
     base_url: str = DEFAULT_BASE_URL

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from kie_async.artifacts import (
+    RunStatus,
     get_latest_assets,
     load_run,
     print_run_summary,
@@ -18,6 +21,23 @@ from kie_async.artifacts import (
     rebuild_artifact_index,
 )
 from kie_async.artifacts.layout import DEFAULT_ROOT_ENV, resolve_root
+from kie_async.cli._common import count_arg
+from kie_async.errors import KieInputError
+
+_Command = Callable[[argparse.Namespace, Path], Coroutine[Any, Any, int]]
+
+
+def _at_root(command: _Command) -> Callable[[argparse.Namespace], Coroutine[Any, Any, int]]:
+    """Resolve ``--root`` and refuse a file there before the event loop starts (a missing root is fine)."""
+
+    def handler(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+        root = resolve_root(args.root)
+        if root.exists() and not root.is_dir():
+            raise KieInputError(f"--root {root} is not a folder", hint=f"give --root (or ${DEFAULT_ROOT_ENV}) the "
+                                "artifacts folder, e.g. ./outputs")
+        return command(args, root)
+
+    return handler
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -36,37 +56,37 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p_list = actions.add_parser("list", help="runs, newest first")
     common(p_list)
     filters(p_list)
-    p_list.add_argument("--status", action="append", help="succeeded|failed|partial|cancelled (default: any)")
+    p_list.add_argument("--status", action="append", choices=[s.value for s in RunStatus],
+                        help="succeeded|failed|partial|cancelled, repeatable (default: any)")
     p_list.add_argument("--since", help="ISO time or a span back from now: 30m, 24h, 7d")
-    p_list.add_argument("--limit", type=int, default=20)
-    p_list.set_defaults(handler=_list)
+    p_list.add_argument("--limit", type=count_arg, default=20, help="at most this many runs (default 20)")
+    p_list.set_defaults(handler=_at_root(_list))
 
     p_show = actions.add_parser("show", help="one run's manifest")
     common(p_show)
     p_show.add_argument("run_id", help="run id or a unique prefix of it")
-    p_show.set_defaults(handler=_show)
+    p_show.set_defaults(handler=_at_root(_show))
 
     p_latest = actions.add_parser("latest", help="the newest assets of succeeded runs")
     common(p_latest)
     filters(p_latest)
     p_latest.add_argument("--kind", choices=["image", "video", "audio", "text", "other"])
-    p_latest.add_argument("--limit", type=int, default=1)
-    p_latest.set_defaults(handler=_latest)
+    p_latest.add_argument("--limit", type=count_arg, default=1, help="at most this many assets (default 1)")
+    p_latest.set_defaults(handler=_at_root(_latest))
 
     p_rebuild = actions.add_parser("rebuild", help="rebuild index.jsonl from the run folders")
     common(p_rebuild)
     p_rebuild.add_argument(
         "--clean-staging", action="store_true", help="also delete unfinished run folders in .tmp older than 1 hour"
     )
-    p_rebuild.set_defaults(handler=_rebuild)
+    p_rebuild.set_defaults(handler=_at_root(_rebuild))
 
 
 def _dump(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-async def _list(args: argparse.Namespace) -> int:
-    root = resolve_root(args.root)
+async def _list(args: argparse.Namespace, root: Path) -> int:
     entries = await query_runs(
         root, model=args.model, status=args.status, since=args.since, task_mode=args.task_mode, limit=args.limit
     )
@@ -102,8 +122,8 @@ async def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _show(args: argparse.Namespace) -> int:
-    run = await load_run(resolve_root(args.root), args.run_id)
+async def _show(args: argparse.Namespace, root: Path) -> int:
+    run = await load_run(root, args.run_id)
     if args.json:
         _dump({"run_dir": str(run.run_dir), "manifest": run.manifest.model_dump(mode="json", exclude_none=True)})
     else:
@@ -111,8 +131,7 @@ async def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _latest(args: argparse.Namespace) -> int:
-    root = resolve_root(args.root)
+async def _latest(args: argparse.Namespace, root: Path) -> int:
     assets = await get_latest_assets(root, model=args.model, task_mode=args.task_mode, kind=args.kind, limit=args.limit)
     if args.json:
         _dump([a.model_dump(mode="json", exclude_none=True) for a in assets])
@@ -129,10 +148,8 @@ async def _latest(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _rebuild(args: argparse.Namespace) -> int:
-    report = await rebuild_artifact_index(
-        resolve_root(args.root), clean_staging_older_than=3600.0 if args.clean_staging else None
-    )
+async def _rebuild(args: argparse.Namespace, root: Path) -> int:
+    report = await rebuild_artifact_index(root, clean_staging_older_than=3600.0 if args.clean_staging else None)
     if args.json:
         _dump(report.model_dump(mode="json"))
         return 0

@@ -12,6 +12,7 @@ from kie_async.artifacts import ArtifactSettings
 from kie_async.cli._common import (
     add_json_flag,
     add_offline_flag,
+    check_folder_arg,
     console,
     default_output_dir,
     resolve_settings,
@@ -49,7 +50,7 @@ async def _credits(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     # Resolve the folder before the loop starts, so the printed path is absolute and the loop never blocks.
-    return _demo_async(args, (args.out or default_output_dir()).absolute())
+    return _demo_async(args, check_folder_arg(args.out or default_output_dir(), "--out"))
 
 
 async def _demo_async(args: argparse.Namespace, out_dir: Path) -> int:

@@ -8,7 +8,11 @@ import contextlib
 import signal
 from typing import Any
 
+from kie_async.cli._common import count_arg, credits_arg, number_arg, seconds_arg
 from kie_async.emulator import DEFAULT_API_KEY, EmulatorConfig, KieEmulator
+from kie_async.errors import KieInputError
+
+_port_arg = number_arg(minimum=0, maximum=65535, integer=True)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -19,19 +23,20 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description="Serve the Kie.ai market and upload APIs on loopback for offline development.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8787, help="market API port (default: 8787; 0 = any free)")
-    parser.add_argument("--upload-port", type=int, default=None, help="upload API port (default: port + 1)")
-    parser.add_argument("--generation-seconds", type=float, default=3.0,
+    parser.add_argument("--port", type=_port_arg, default=8787, help="market API port (default: 8787; 0 = any free)")
+    parser.add_argument("--upload-port", type=_port_arg, default=None, help="upload API port (default: port + 1)")
+    parser.add_argument("--generation-seconds", type=number_arg(minimum=0.0), default=3.0,
                         help="seconds from createTask to success (default: 3)")
-    parser.add_argument("--credits", type=float, default=5000.0, help="starting balance (default: 5000)")
+    parser.add_argument("--credits", type=credits_arg, default=5000.0, help="starting balance (default: 5000)")
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help=f"accepted key (default: {DEFAULT_API_KEY})")
-    parser.add_argument("--rate-limit", type=int, default=20, help="createTask calls per window (default: 20)")
-    parser.add_argument("--rate-window", type=float, default=10.0, help="rate window in seconds (default: 10)")
+    parser.add_argument("--rate-limit", type=count_arg, default=20, help="createTask calls per window (default: 20)")
+    parser.add_argument("--rate-window", type=seconds_arg, default=10.0, help="rate window in seconds (default: 10)")
     parser.add_argument("--webhook-hmac-key", default=None, help="sign callbacks with this key")
     parser.add_argument("--http-errors", action="store_true", help="send error codes as HTTP statuses too")
     parser.add_argument("--callback-any-host", action="store_true",
                         help="allow callBackUrl hosts other than loopback (e.g. a tunnel to your webhook)")
-    parser.add_argument("--image-size", type=int, default=256, help="long edge of generated images (default: 256)")
+    parser.add_argument("--image-size", type=number_arg(minimum=8, maximum=8192, integer=True), default=256,
+                        help="long edge of generated images, 8-8192 (default: 256)")
     parser.set_defaults(handler=run_emulator)
 
 
@@ -39,6 +44,9 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
     upload_port = args.upload_port
     if upload_port is None:
         upload_port = args.port + 1 if args.port else 0
+    if upload_port > 65535:
+        raise KieInputError(f"--port {args.port} leaves no room for the upload port (port + 1)",
+                            hint="pass --upload-port, or a lower --port")
     return EmulatorConfig(
         host=args.host,
         port=args.port,

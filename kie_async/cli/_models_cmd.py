@@ -8,11 +8,13 @@ import json
 from datetime import date
 from pathlib import Path
 from typing import Any, get_args
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.table import Table
 
 from kie_async._data import data_dir
+from kie_async.cli._common import check_folder_arg, credits_arg, json_kind, strict_json
 from kie_async.preflight import run_preflight
 from kie_async.pricing import PricingError, latest_snapshot, refresh_snapshot, write_snapshot
 from kie_async.request_models import MediaInput, MediaItem, RawUserRequest, ValidationResult
@@ -38,8 +40,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     estimate = sub.add_parser("estimate", help="estimate a request's cost and gate it on balance/budget",
                               description="Price a request from the latest pricing snapshot; exit 0 if allowed.")
     _request_args(estimate)
-    estimate.add_argument("--credits", type=float, default=None, help="available credits to check against")
-    estimate.add_argument("--budget", type=float, default=None, help="refuse if the estimate exceeds this")
+    estimate.add_argument("--credits", type=credits_arg, default=None, help="available credits to check against")
+    estimate.add_argument("--budget", type=credits_arg, default=None, help="refuse if the estimate exceeds this")
     estimate.add_argument("--allow-unknown-cost", action="store_true", help="do not block when no price is known")
     estimate.set_defaults(handler=estimate_command)
 
@@ -50,7 +52,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                                                  "dated snapshot based on the latest one.")
     refresh.add_argument("--from", dest="source", required=True, type=Path, help="pricing-API JSON file")
     refresh.add_argument("--out", type=Path, default=None, help="folder to write to (default: bundled pricing/)")
-    refresh.add_argument("--date", default=None, help="snapshot date YYYY-MM-DD (default: today)")
+    refresh.add_argument("--date", type=_date_arg, default=None, help="snapshot date YYYY-MM-DD (default: today)")
     refresh.add_argument("--base-dir", type=Path, default=None, help="snapshot folder to start from")
     refresh.add_argument("--json", action="store_true", help="machine-readable output")
     refresh.set_defaults(handler=pricing_refresh_command)
@@ -64,10 +66,12 @@ def _request_args(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{kind}", action="append", default=[], metavar="[ROLE=]SRC",
                             help=f"{kind} path or URL, optionally prefixed with first_frame=, last_frame= or "
                                  f"reference=; repeatable")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--option", action="append", type=_option_arg, default=[], metavar="KEY=VALUE",
                         help="model option (JSON values allowed for lists); repeatable")
-    parser.add_argument("--multi-prompt", default=None, help="JSON list of {prompt, duration} shots")
-    parser.add_argument("--callback-url", default=None)
+    parser.add_argument("--multi-prompt", type=_multi_prompt_arg, default=None,
+                        help="JSON list of {prompt, duration} shots")
+    parser.add_argument("--callback-url", type=_callback_url_arg, default=None,
+                        help="http(s) URL Kie.ai calls when the task ends")
     parser.add_argument("--no-file-check", action="store_true", help="do not look at local files")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -93,14 +97,52 @@ def _option_value(text: str) -> Any:
     return text
 
 
+def _option_arg(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` as an argparse type, so a malformed one is a usage error naming ``--option``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), _option_value(value)
+
+
+def _multi_prompt_arg(text: str) -> list[dict[str, Any]]:
+    """The ``--multi-prompt`` JSON, checked for shape here: a list of objects, else a usage error."""
+    try:
+        shots = strict_json(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not isinstance(shots, list):
+        raise argparse.ArgumentTypeError(f'expected a JSON list of {{"prompt": ..., "duration": ...}} objects, '
+                                         f"got {json_kind(shots)}")
+    for index, shot in enumerate(shots):
+        if not isinstance(shot, dict):
+            raise argparse.ArgumentTypeError(f"item {index} should be an object, got {json_kind(shot)}")
+    return shots
+
+
+def _callback_url_arg(text: str) -> str:
+    """An http(s) URL with a host that parses (``http://[::1`` used to be submitted, then crash the callback)."""
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+        _ = parts.port  # raises ValueError for a port that is not a number or out of range
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a valid URL ({exc}): {text!r}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL with a host, got {text!r}")
+    return text
+
+
+def _date_arg(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
 def build_request(args: argparse.Namespace) -> RawUserRequest:
-    options: dict[str, Any] = {}
-    for item in args.option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--option expects KEY=VALUE, got {item!r}")
-        options[key.strip()] = _option_value(value)
-    multi = json.loads(args.multi_prompt) if args.multi_prompt else None
+    options: dict[str, Any] = dict(args.option)
+    multi: list[dict[str, Any]] | None = args.multi_prompt
     return RawUserRequest(
         model_key=args.model, task_mode=args.task_mode, prompt=args.prompt, images=_media(args.image),
         videos=_media(args.video), audios=_media(args.audio), options=options, callback_url=args.callback_url,
@@ -213,12 +255,11 @@ def estimate_command(args: argparse.Namespace) -> int:
 def pricing_refresh_command(args: argparse.Namespace) -> int:
     try:
         doc = json.loads(Path(args.source).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
         raise PricingError(f"cannot read {args.source}: {exc}") from None
+    out_dir = check_folder_arg(args.out, "--out") if args.out is not None else data_dir("pricing")
     base = latest_snapshot(args.base_dir)
-    when = date.fromisoformat(args.date) if args.date else None
-    report = refresh_snapshot(doc, base, captured_on=when)
-    out_dir = args.out if args.out is not None else data_dir("pricing")
+    report = refresh_snapshot(doc, base, captured_on=args.date)
     path = write_snapshot(report.snapshot, out_dir)
     if args.json:
         print(json.dumps({"path": str(path), "snapshot_id": report.snapshot.snapshot_id, "updated": report.updated,

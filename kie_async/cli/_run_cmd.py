@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kie_async.artifacts import ArtifactSettings
-from kie_async.cli._common import add_offline_flag, console, default_output_dir, resolve_settings
+from kie_async.cli._common import (
+    add_offline_flag,
+    check_file_arg,
+    check_folder_arg,
+    console,
+    count_arg,
+    credits_arg,
+    default_output_dir,
+    json_kind,
+    resolve_settings,
+    seconds_arg,
+    strict_json,
+)
 from kie_async.cli._models_cmd import _request_args, build_request
 from kie_async.errors import KieInputError
 from kie_async.fanout import BatchProgress, run_many
 from kie_async.pipeline import PipelineOptions, RunResult, run_pipeline
-from kie_async.request_models import RawUserRequest
+from kie_async.request_models import MediaInput, RawUserRequest
 from kie_async.session import KieSession
 
 
@@ -32,7 +45,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     batch = sub.add_parser("run-batch", help="run every request in a JSONL file (one RawUserRequest per line)")
     batch.add_argument("file", type=Path, help='JSONL: {"model_key": ..., "prompt": ..., "options": {...}}')
-    batch.add_argument("--concurrency", type=int, default=8, help="pipelines in flight at once (default 8)")
+    batch.add_argument("--concurrency", type=count_arg, default=8, help="pipelines in flight at once (default 8)")
     batch.add_argument("--journal", type=Path, default=None, help="journal file (default OUT/journals/FILE.jsonl)")
     batch.add_argument("--retry-failed", action="store_true", help="re-submit requests whose task failed before")
     batch.add_argument(
@@ -48,9 +61,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _common_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="artifacts root (default $KIE_OUTPUT_DIR or ./outputs)")
-    parser.add_argument("--budget", type=float, default=None, help="credit cap: never submit past it")
+    parser.add_argument("--budget", type=credits_arg, default=None, help="credit cap: never submit past it")
     parser.add_argument("--allow-unknown-cost", action="store_true", help="submit even when no price is known")
-    parser.add_argument("--wait-timeout", type=float, default=None, help="seconds to wait per task")
+    parser.add_argument("--wait-timeout", type=seconds_arg, default=None, help="seconds to wait per task (> 0)")
     parser.add_argument("--no-derivatives", action="store_true", help="skip web/thumb images")
     add_offline_flag(parser)
 
@@ -86,7 +99,8 @@ def _summary(result: RunResult) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    out = (args.out or default_output_dir()).absolute()
+    # Everything that can be refused is refused here, before the session (or the emulator) starts.
+    out = check_folder_arg(args.out or default_output_dir(), "--out")
     return _run_async(args, build_request(args), out)
 
 
@@ -107,30 +121,91 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
     return 0 if result.succeeded else 1
 
 
+_LINE_HINT = 'each line is a JSON object such as {"model_key": "nano-banana-2", "prompt": "..."}'
+_MEDIA_LISTS = ("images", "videos", "audios")
+
+
+def _read_batch_text(path: Path) -> str:
+    """The file as text, or a ``KieInputError`` that says what is wrong with it (never an ``OSError``)."""
+    if path.is_dir():
+        raise KieInputError(f"{path} is a folder, not a JSONL batch file", hint="pass the .jsonl file itself")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KieInputError(f"{path}: no such file", hint="check the batch file's name and folder") from None
+    except OSError as exc:
+        raise KieInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")  # a BOM (some Windows editors) is not an error
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise KieInputError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            hint="save the batch file as UTF-8",
+        ) from None
+
+
+def _loc_path(loc: tuple[int | str, ...]) -> str:
+    """``('images', 0, 'MediaInput', 'rol')`` -> ``images[0].rol`` (pydantic's union-member tags dropped)."""
+    known = set(RawUserRequest.model_fields) | set(MediaInput.model_fields)
+    text = ""
+    for position, part in enumerate(loc):
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in known or position == len(loc) - 1:
+            text += f".{part}" if text else part
+    return text
+
+
+def _describe(exc: ValidationError) -> str:
+    """The one problem worth reporting: an unknown key first (with a close match), else the first error."""
+    errors = exc.errors()
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            loc = error["loc"]
+            key = str(loc[-1])
+            model: type[BaseModel] = MediaInput if loc and loc[0] in _MEDIA_LISTS else RawUserRequest
+            close = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
+            suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"unknown key {_loc_path(loc)!r}{suggestion}"
+    first = errors[0]
+    return f"{_loc_path(first['loc']) or 'line'}: {first['msg']}"
+
+
 def load_batch_file(path: Path) -> list[RawUserRequest]:
-    """Parse a JSONL batch file; a bad line is reported with its number and what is wrong."""
+    """Parse a JSONL batch file; a bad line is reported as ``FILE:LINE: what is wrong``, nothing is half-read.
+
+    Unknown keys are errors, not ignored: ``"optons": {"resolution": "4K"}`` used to run at the default 1K.
+    """
     requests: list[RawUserRequest] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    # Split on newlines only: str.splitlines() also splits on U+2028 & co, which JSON strings may contain.
+    for number, line in enumerate(_read_batch_text(path).split("\n"), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
+        where = f"{path}:{number}"
         try:
-            requests.append(RawUserRequest.model_validate_json(line))
+            data = strict_json(line)
+        except ValueError as exc:
+            raise KieInputError(f"{where}: {exc}", hint=_LINE_HINT) from None
+        if not isinstance(data, dict):
+            raise KieInputError(f"{where}: expected a JSON object, got {json_kind(data)}", hint=_LINE_HINT)
+        try:
+            requests.append(RawUserRequest.model_validate(data))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "line"
-            raise KieInputError(
-                f"{path}:{number}: {where}: {first.get('msg')}",
-                hint='each line is a JSON object such as {"model_key": "nano-banana-2", "prompt": "..."}',
-            ) from None
+            raise KieInputError(f"{where}: {_describe(exc)}", hint=_LINE_HINT) from None
     if not requests:
         raise KieInputError(f"{path} has no requests", hint="one JSON object per line")
     return requests
 
 
 def _run_batch(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    out = (args.out or default_output_dir()).absolute()
-    journal = (args.journal or out / "journals" / f"{args.file.stem}.jsonl").absolute()
-    return _run_batch_async(args, load_batch_file(args.file), out, journal)
+    # Everything that can be refused is refused here, before the session (or the emulator) starts.
+    requests = load_batch_file(args.file)
+    out = check_folder_arg(args.out or default_output_dir(), "--out")
+    journal = check_file_arg(args.journal or out / "journals" / f"{args.file.stem}.jsonl", "--journal")
+    if journal.resolve() == args.file.resolve():
+        raise KieInputError(f"--journal {journal} is the batch file itself", hint="give --journal another file name")
+    return _run_batch_async(args, requests, out, journal)
 
 
 async def _run_batch_async(args: argparse.Namespace, requests: list[RawUserRequest], out: Path, journal: Path) -> int:
