@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -138,11 +139,12 @@ class Soak:
             *self.batch_command(), env=self.env, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
+        # A random moment: after a random number of new purchases, or a random time, whichever comes first.
         target = before + self.rng.randint(1, max(2, self.args.requests // 6))
-        deadline = time.monotonic() + self.args.max_wait
+        deadline = time.monotonic() + self.rng.uniform(1.0, 4.0)
         while proc.returncode is None and time.monotonic() < deadline and len(await self.tasks()) < target:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # polling another process's progress over HTTP: there is no event to wait on
-        await asyncio.sleep(self.rng.uniform(0.0, 1.5))  # land anywhere: in the limiter, mid-send, mid-download
+        await asyncio.sleep(self.rng.uniform(0.0, 0.5))  # land anywhere: in the limiter, mid-send, mid-download
         fired = proc.returncode is None
         if fired:
             proc.send_signal(how)
@@ -168,8 +170,11 @@ class Soak:
         ))
         await self.start_receiver()
         await self.control("POST", "/_emulator/faults", {"clear": True, "rules": fault_rules(self.args.fault_rate)})
-        interruptions = [signal.SIGKILL] * self.args.kills + [signal.SIGINT] * self.args.sigints
-        self.rng.shuffle(interruptions)
+        kills = [signal.SIGKILL] * self.args.kills
+        self.rng.shuffle(kills)
+        # The SIGINT goes to the first run, the longest one (it meets the 20-per-10-s limiter), so it always lands
+        # mid-flight; the SIGKILLs land wherever their random moment falls, startup and resume-only runs included.
+        interruptions = [signal.SIGINT] * self.args.sigints + kills
         for how in interruptions:
             self.runs.append(await self.interrupted_run(how))
         final: dict[str, Any] = {}
@@ -184,6 +189,10 @@ class Soak:
         await asyncio.sleep(self.args.settle_seconds)
         await self.stop_receiver()
         return await self.measure(final)
+
+    def _journal_lines(self, key: str) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
+        return [line for line in lines if line.get("key") == key]
 
     def _settling(self, final: dict[str, Any]) -> bool:
         """An uncertain request may still be settled by a callback on its way; give it another run."""
@@ -210,9 +219,10 @@ class Soak:
         prompts = [json.loads(line)["prompt"] for line in self.batch.read_text().splitlines()]
         results = dict(zip(prompts, final["results"], strict=True))
         two_tasks = sum(len(v) > 1 for v in by_prompt.values())
-        false_uncertain = sum(
-            r["status"] == "submit_uncertain" and not by_prompt.get(p) for p, r in results.items()
-        )
+        false_uncertain_prompts = [
+            p for p, r in results.items() if r["status"] == "submit_uncertain" and not by_prompt.get(p)
+        ]
+        false_uncertain = len(false_uncertain_prompts)
         bad_success = 0
         for result in final["results"]:
             if result["status"] != "succeeded":
@@ -247,6 +257,11 @@ class Soak:
             "faults_fired": sum(stats.get("faults_fired", {}).values()),
             "callbacks_delivered": stats.get("callbacks_delivered"),
             "orphan_examples": orphans[:5],
+            "false_uncertain_examples": [
+                {"prompt": p, "journal": self._journal_lines(str(results[p]["request_key"]))}
+                for p in false_uncertain_prompts[:3]
+            ],
+            "work_dir": str(self.work) if self.args.keep else None,
             "paid_not_final_examples": paid_not_final[:5],
         }
 
@@ -259,7 +274,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "create_rate_window": args.create_window,
         "seed": args.seed,
     }
-    with tempfile.TemporaryDirectory(prefix="kie-soak-") as tmp:
+    tmp = tempfile.mkdtemp(prefix="kie-soak-")
+    try:
         async with EmulatorProcess(**config) as emulator:
             soak = Soak(args, Path(tmp), emulator)
             try:
@@ -271,6 +287,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 await soak.http.close()
             figures["run_log"] = soak.runs
             return figures
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> int:
@@ -282,12 +301,13 @@ def main() -> int:
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seed", type=int, default=20261129)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (journal, outputs) to inspect")
     args = parser.parse_args()
     if args.quick:
         args.requests, args.kills = 30, 2
     # The real limit (20 per 10 s) in a full run; a scaled one in --quick so the suite stays fast.
     args.create_limit, args.create_window = (200, 1.0) if args.quick else (20, 10.0)
-    args.generation_seconds = 0.3 if args.quick else 1.0
+    args.generation_seconds = 0.5 if args.quick else 1.0
     args.max_wait, args.max_reruns, args.settle_seconds = (60.0, 8, 0.5) if args.quick else (600.0, 12, 2.0)
     figures = asyncio.run(main_async(args))
     zero_keys = ["requests_with_two_tasks", "false_submit_uncertain", "succeeded_missing_or_wrong_output",

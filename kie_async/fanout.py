@@ -327,4 +327,11 @@ async def _run_all(
         if journal is not None:
             await append_adoption(journal.path, key, attempt, task_id)
     await tracker.emit()
-    return list(await asyncio.gather(*(one(i) for i in range(len(requests)))))
+    # return_exceptions=True: on a cancel (Ctrl-C) gather waits for every run to finish its own cleanup (an
+    # answer already on its way, a journal line) instead of returning when the first run is cancelled, which
+    # would close the session under the others.
+    outcomes = await asyncio.gather(*(one(i) for i in range(len(requests))), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome  # one() turns every expected failure into a result: this is a bug, not a run's error
+    return [o for o in outcomes if isinstance(o, RunResult)]

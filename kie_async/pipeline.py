@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from kie_async._limits import check_credits, check_timeout
-from kie_async.api_models import TaskRecord
+from kie_async.api_models import TaskCreated, TaskRecord
 from kie_async.artifacts import (
     ArtifactSettings,
     ArtifactSource,
@@ -268,7 +268,7 @@ async def run_pipeline(
             return prepared
         submitted = await _submit(run, normalized, prepared, budget, reserved, estimate)
     except asyncio.CancelledError:
-        if budget is not None and run.ledger.state is not RequestState.UNCERTAIN:
+        if budget is not None and facts(run.ledger.state).money is Money.NOTHING:
             await budget.release(reserved)
         raise
     if isinstance(submitted, RunResult):
@@ -282,6 +282,10 @@ def _recheck(opts: PipelineOptions) -> None:
     check_timeout("wait_timeout", opts.wait_timeout)
     check_credits("budget_credits", opts.budget_credits)
     check_credits("available_credits", opts.available_credits)
+
+
+_CANCEL_GRACE_SECONDS = 30.0
+"""How long a cancelled run still waits for a createTask answer already on its way."""
 
 
 class _Ledger:
@@ -464,9 +468,10 @@ async def _submit(
     # later (a receiver elsewhere appends the adoption) and the next run resumes.
     adoption = session.expect_adoption(token) if callback and session.receives_callbacks else None
     run.submitted_at = datetime.now(UTC)
+    send = asyncio.ensure_future(session.create_task(payload, on_wire=on_wire, on_unsent=on_unsent))
     try:
         async with run.rec.stage("submit"):
-            created = await session.create_task(payload, on_wire=on_wire, on_unsent=on_unsent)
+            created = await asyncio.shield(send)
     except KieSubmissionUncertainError as exc:
         if ledger.state is RequestState.SUBMITTING:
             await ledger.move(RequestState.UNCERTAIN, attempt=attempt, error=str(exc), error_type=type(exc).__name__)
@@ -480,10 +485,7 @@ async def _submit(
         await _mark_submitted(run, task_id, estimate, attempt=attempt, adopted=True)
         return task_id
     except asyncio.CancelledError:
-        if ledger.state is RequestState.SUBMITTING:
-            closing = RequestState.UNCERTAIN if on_wire_now else RequestState.REFUSED
-            why = "cancelled while createTask was on the wire" if on_wire_now else "cancelled before sending"
-            await asyncio.shield(ledger.move(closing, attempt=attempt, error=why, error_type="CancelledError"))
+        await asyncio.shield(_close_cancelled_submit(run, send, on_wire_now, attempt, estimate))
         raise
     except KieError as exc:
         if ledger.state is RequestState.SUBMITTING:  # a definite answer: Kie.ai created nothing
@@ -497,6 +499,36 @@ async def _submit(
             session.forget_adoption(token, late=hooks.on_late_adoption if hooks and still_open else None)
     await _mark_submitted(run, created.task_id, estimate, attempt=attempt, adopted=False)
     return created.task_id
+
+
+async def _close_cancelled_submit(
+    run: _Run, send: asyncio.Future[TaskCreated], on_wire: bool, attempt: str, estimate: float | None
+) -> None:
+    """A cancel (Ctrl-C, a cancelled batch) must not leave money in limbo when it can be avoided.
+
+    Not yet sent: stop it (nothing bought). Already on the wire: let its answer arrive (bounded), so a graceful
+    stop records the task id instead of an uncertain purchase. Only when that answer cannot come is the
+    attempt closed as uncertain.
+    """
+    if not on_wire:
+        send.cancel()
+    grace = min(run.session.settings.request_timeout, _CANCEL_GRACE_SECONDS)
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait({send}, timeout=grace)
+    if not send.done():
+        send.cancel()
+    ledger = run.ledger
+    outcome = None if send.cancelled() or not send.done() else send.exception()
+    if send.done() and not send.cancelled() and outcome is None:
+        await _mark_submitted(run, send.result().task_id, estimate, attempt=attempt, adopted=False)
+    elif ledger.state is RequestState.SUBMITTING:
+        if isinstance(outcome, KieError) and not isinstance(outcome, KieSubmissionUncertainError):
+            closing, why = RequestState.REFUSED, f"{outcome} (while cancelling)"
+        elif on_wire or isinstance(outcome, KieSubmissionUncertainError):
+            closing, why = RequestState.UNCERTAIN, "cancelled while createTask was on the wire"
+        else:
+            closing, why = RequestState.REFUSED, "cancelled before sending"
+        await ledger.move(closing, attempt=attempt, error=why, error_type="CancelledError")
 
 
 async def _await_adoption(run: _Run, adoption: asyncio.Future[str], token: str) -> str | None:

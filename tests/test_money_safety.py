@@ -437,3 +437,104 @@ async def test_garbage_200_downloads_leave_the_paid_task_resumable(tmp_path: Pat
             )
     assert second.succeeded and second.outputs[0].path.suffix == ".jpg"  # nano-banana-2 answers JPEG by default
     assert second.outputs[0].path.read_bytes()[:3] == b"\xff\xd8\xff" and emulator.stats.tasks_created == 1
+
+
+async def test_a_cancel_while_createtask_is_on_the_wire_waits_for_the_answer(tmp_path: Path) -> None:
+    """Ctrl-C is graceful: answers already on their way are recorded, so nothing is left uncertain.
+
+    Two requests are at the emulator (which answers after 0.6 s) and a third waits in the limiter; the
+    third's instant cancellation must not end the batch under the other two.
+    """
+    journal = tmp_path / "journal.jsonl"
+    two_at_once = RateLimitSettings(create_per_window=2, create_window_seconds=60.0, reads_per_second=5000)
+    config = EmulatorConfig(generation_seconds=0.05, create_rate_limit=None)
+    requests = [nb2(i, "graceful") for i in range(3)]
+    async with KieEmulator(config) as emulator:
+        emulator.faults.add("createTask", "latency", count=None, delay=0.6)
+        async with fast(emulator, rate_limit=two_at_once) as kie:
+            job = asyncio.create_task(run_many(requests, kie, options=opts(tmp_path / "out"), journal_path=journal))
+            while (journal.read_bytes() if journal.exists() else b"").count(b'"state":"submitting"') < 2:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # both requests are at the emulator now
+            job.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await job
+        states = Counter(json.loads(line)["state"] for line in journal.read_text().splitlines())
+        assert states == Counter({"submitting": 2, "submitted": 2}) and emulator.stats.tasks_created == 2
+        emulator.faults.clear()
+        async with fast(emulator) as kie:
+            again = await run_many(requests, kie, options=opts(tmp_path / "out"), journal_path=journal)
+    assert [r.status for r in again] == ["succeeded"] * 3 and emulator.stats.tasks_created == 3
+    assert sum(r.resumed for r in again) == 2
+
+
+async def test_a_cancel_before_the_wire_closes_the_intent_as_refused(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    slow_submits = RateLimitSettings(create_per_window=1, create_window_seconds=60.0, reads_per_second=5000)
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05, create_rate_limit=None)) as emulator:
+        async with fast(emulator, rate_limit=slow_submits) as kie:
+            job = asyncio.create_task(
+                run_many([nb2(i, "queue") for i in range(3)], kie, options=opts(tmp_path / "out"),
+                         journal_path=journal)
+            )
+            while emulator.stats.tasks_created < 1:
+                await asyncio.sleep(0.01)
+            job.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await job
+        async with await BatchJournal.open(journal) as view:
+            states = Counter(e.state for e in view.entries.values())
+    assert RequestState.UNCERTAIN not in states and sum(states.values()) == 1, states
+
+
+async def test_a_receiver_in_another_session_settles_the_journal_for_the_next_run(tmp_path: Path) -> None:
+    """The batch ends uncertain; the callback reaches a receiver elsewhere, which records the task; re-run resumes."""
+    from aiohttp import web
+
+    from kie_async.callback_receiver import add_callback_route
+
+    hmac_key = "settle-test-key"
+    journal = tmp_path / "journal.jsonl"
+    config = EmulatorConfig(generation_seconds=0.3, webhook_hmac_key=hmac_key)
+    async with KieEmulator(config) as emulator, fast(emulator) as web_app_session, fast(emulator) as batch_session:
+        app = web.Application()
+        receiver = add_callback_route(app, web_app_session, "/hook", hmac_key=hmac_key, journal=journal)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        try:
+            emulator.faults.add("createTask", "reset_after")
+            options = opts(tmp_path / "out", callback_url=f"http://{host}:{port}/hook")
+            (first,) = await run_many([nb2(0, "settle")], batch_session, options=options, journal_path=journal)
+            assert first.status == "submit_uncertain"
+            for _ in range(200):
+                if receiver.stats.settled:
+                    break
+                await asyncio.sleep(0.02)
+            assert receiver.stats.settled == 1
+            (second,) = await run_many([nb2(0, "settle")], batch_session, options=options, journal_path=journal)
+        finally:
+            await runner.cleanup()
+    assert second.succeeded and second.resumed and second.task_id == emulator.tasks()[0].task_id
+    assert emulator.stats.tasks_created == 1
+
+
+async def test_a_forged_token_is_not_adopted(tmp_path: Path) -> None:
+    """The token sits in the unsigned URL: a genuine callback replayed with another request's token is refused."""
+    journal = tmp_path / "journal.jsonl"
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
+        emulator.faults.add("createTask", "reset_after")
+        (lost,) = await run_many([nb2(0, "victim")], kie, options=opts(tmp_path / "out"), journal_path=journal)
+        assert lost.status == "submit_uncertain"
+        (other,) = await run_many([nb2(1, "other")], kie, options=opts(tmp_path / "o2"))
+        assert other.task_id is not None
+        async with await BatchJournal.open(journal) as view:
+            (entry,) = view.entries.values()
+        token = f"{entry.key}.{entry.attempt}"
+        from kie_async.journal import settle_from_callback
+
+        adopted = await kie.adopt_task(token, other.task_id, fallback=lambda t, i: settle_from_callback(journal, t, i))
+        assert adopted is False
+        (again,) = await run_many([nb2(0, "victim")], kie, options=opts(tmp_path / "out"), journal_path=journal)
+    assert again.status == "submit_uncertain"  # still uncertain: the other request's task was not taken

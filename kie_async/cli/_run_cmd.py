@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+from collections import Counter
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from kie_async.cli._common import (
     seconds_arg,
     strict_json,
 )
-from kie_async.cli._models_cmd import _request_args, build_request
+from kie_async.cli._models_cmd import _callback_url_arg, _request_args, build_request
 from kie_async.errors import KieInputError
 from kie_async.fanout import BatchProgress, run_many
 from kie_async.pipeline import PipelineOptions, RunResult, run_pipeline
@@ -41,6 +42,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     _request_args(run)
     _common_run_args(run)
     run.add_argument("--preset", default=None, help="prompt preset key (default: the model's)")
+    run.add_argument(
+        "--resume-task",
+        default=None,
+        metavar="TASK_ID",
+        help="continue a task an earlier run bought (it ended 'incomplete'): wait, download, record; buys nothing",
+    )
     run.set_defaults(handler=_run)
 
     batch = sub.add_parser("run-batch", help="run every request in a JSONL file (one RawUserRequest per line)")
@@ -53,6 +60,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="re-submit requests an interrupted run may already have submitted (check the dashboard first: "
         "this can pay twice)",
+    )
+    batch.add_argument(
+        "--callback-url",
+        type=_callback_url_arg,
+        default=None,
+        help="Kie.ai calls this URL when each task finishes; a receiver there (e.g. `kie-async receive-callbacks "
+        "--journal JOURNAL`) settles requests whose createTask answer was lost",
     )
     batch.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _common_run_args(batch)
@@ -80,6 +94,7 @@ def _options(args: argparse.Namespace, out: Path) -> PipelineOptions:
         allow_unknown_cost=args.allow_unknown_cost,
         budget_credits=args.budget if hasattr(args, "prompt") else None,
         wait_timeout=args.wait_timeout,
+        callback_url=getattr(args, "callback_url", None) if not hasattr(args, "prompt") else None,
     )
 
 
@@ -94,7 +109,12 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "credits_estimated": result.credits_estimated,
         "credits_charged": result.credits_charged,
         "resumed": result.resumed,
+        "state": result.state.value,
+        "resumable": result.resumable,
+        "spent_nothing": result.spent_nothing,
+        "request_key": result.request_key,
         "error": result.error,
+        "error_type": result.error_type,
     }
 
 
@@ -106,7 +126,7 @@ def _run(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Path) -> int:
     async with resolve_settings(args.offline) as settings, KieSession(settings) as kie:
-        result = await run_pipeline(request, kie, options=_options(args, out))
+        result = await run_pipeline(request, kie, options=_options(args, out), resume_task_id=args.resume_task)
     if args.json:
         print(json.dumps(_summary(result), indent=2))
     else:
@@ -118,6 +138,11 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
             console.print(f"output: {output.path}")
         if result.run_dir:
             console.print(f"run folder: {result.run_dir}")
+        if result.resumable and result.task_id:
+            console.print(
+                f"[yellow]task {result.task_id} is paid for.[/] Finish it without buying again: the same command "
+                f"with [bold]--resume-task {result.task_id}[/]"
+            )
     return 0 if result.succeeded else 1
 
 
@@ -255,4 +280,15 @@ async def _run_batch_async(args: argparse.Namespace, requests: list[RawUserReque
             )
         console.print(table)
         console.print(f"journal: {journal}")
+        states = Counter(r.status for r in results)
+        if states["incomplete"]:
+            console.print(
+                f"[yellow]{states['incomplete']} paid task(s) did not finish here.[/] Run the same command again to "
+                "resume them (nothing is bought twice; --retry-failed never re-buys them)."
+            )
+        if states["submit_uncertain"]:
+            console.print(
+                f"[yellow]{states['submit_uncertain']} request(s) may have been bought already[/] (createTask's "
+                "answer was lost); see each error for when and what to look for in the Kie.ai dashboard."
+            )
     return 0 if all(r.succeeded for r in results) else 1
