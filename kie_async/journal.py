@@ -25,6 +25,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from kie_async.errors import KieInputError
 from kie_async.jsonl_log import append_line, read_lines
 from kie_async.owner_lock import OwnerLock
 from kie_async.request_models import NormalizedRequest
@@ -205,6 +206,8 @@ class BatchJournal:
         return journal
 
     def _open_blocking(self, exclusive: bool) -> None:
+        if self.path.is_dir():
+            raise KieInputError(f"journal_path {self.path} is a folder", hint="give the journal a file name")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if exclusive:
             self._lock = OwnerLock.acquire(owner_lock_path(self.path), what=f"journal {self.path}")

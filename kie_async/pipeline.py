@@ -248,7 +248,7 @@ async def run_pipeline(
     if run_id:
         run.base["run_id"] = run_id
 
-    checked = await _check(run, request)
+    checked = await _check(run, request, blocking=resume_task_id is None)
     if isinstance(checked, RunResult):
         return checked
     normalized, validation = checked
@@ -298,11 +298,22 @@ class _Ledger:
         self._on_state = hooks.on_state if hooks else None
 
     async def move(self, state: RequestState, **fields: Any) -> None:
+        """Record a state change. Only the intent must reach the journal before the step; see below."""
         check_move(self.state, state, key=self.key)
         record = JournalRecord(key=self.key, state=state, model_key=self.model_key, **fields)
         self.state = state  # before the (shielded) write: a cancel mid-write still knows what the journal holds
-        if self._on_state is not None:
+        if self._on_state is None:
+            return
+        if state is RequestState.SUBMITTING:
+            await self._on_state(record)  # no durable intent, no send: a failing disk stops the purchase here
+            return
+        try:
             await self._on_state(record)
+        except OSError as exc:
+            # After the wire the run goes on (the result keeps the task id); the journal still holds the
+            # intent, which a re-run reads as uncertain: it will not buy again, and the log says why.
+            log.error("journal: could not record %s for %s (%s); the result still carries it", state.value,
+                      self.key, exc)
 
     def block(self) -> None:
         """Stopped before the wire: only a request with nothing at stake becomes ``blocked`` (not journaled)."""
@@ -346,9 +357,13 @@ class _Run:
 
 
 async def _check(
-    run: _Run, request: RawUserRequest | NormalizedRequest
+    run: _Run, request: RawUserRequest | NormalizedRequest, *, blocking: bool = True
 ) -> tuple[NormalizedRequest, ValidationResult] | RunResult:
-    """normalize, prompt, enhance, validate: pure work, no credits."""
+    """normalize, prompt, enhance, validate: pure work, no credits.
+
+    When resuming a task that is already bought, nothing here may stop the run (a spec that changed since,
+    say): the task is collected whatever validation thinks of the request now.
+    """
     rec, opts = run.rec, run.opts
     async with rec.stage("normalize"):
         await preload_model_data()
@@ -372,7 +387,7 @@ async def _check(
     async with rec.stage("validate"):
         validation = await asyncio.to_thread(validate_request, normalized)
     run.base["validation"] = validation
-    if not validation.is_submittable:
+    if not validation.is_submittable and blocking:
         return run.stopped("blocked", f"{validation.state}: {validation.summary()}", "validation")
     return normalized, validation
 
@@ -485,7 +500,9 @@ async def _submit(
         await _mark_submitted(run, task_id, estimate, attempt=attempt, adopted=True)
         return task_id
     except asyncio.CancelledError:
-        await asyncio.shield(_close_cancelled_submit(run, send, on_wire_now, attempt, estimate))
+        if not on_wire_now:
+            send.cancel()  # now, in this step: a shielded task would start later, after the send may have gone out
+        await asyncio.shield(_close_cancelled_submit(run, send, lambda: on_wire_now, attempt, estimate))
         raise
     except KieError as exc:
         if ledger.state is RequestState.SUBMITTING:  # a definite answer: Kie.ai created nothing
@@ -502,16 +519,15 @@ async def _submit(
 
 
 async def _close_cancelled_submit(
-    run: _Run, send: asyncio.Future[TaskCreated], on_wire: bool, attempt: str, estimate: float | None
+    run: _Run, send: asyncio.Future[TaskCreated], sent: Callable[[], bool], attempt: str, estimate: float | None
 ) -> None:
     """A cancel (Ctrl-C, a cancelled batch) must not leave money in limbo when it can be avoided.
 
-    Not yet sent: stop it (nothing bought). Already on the wire: let its answer arrive (bounded), so a graceful
-    stop records the task id instead of an uncertain purchase. Only when that answer cannot come is the
-    attempt closed as uncertain.
+    Not yet sent: the caller already stopped it (nothing bought). Already on the wire: let its answer arrive
+    (bounded), so a graceful stop records the task id instead of an uncertain purchase. Only when that answer
+    cannot come is the attempt closed as uncertain. ``sent()`` is read at the end, not at the cancel: whether
+    the request went out is decided by what the send task actually did.
     """
-    if not on_wire:
-        send.cancel()
     grace = min(run.session.settings.request_timeout, _CANCEL_GRACE_SECONDS)
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait({send}, timeout=grace)
@@ -524,7 +540,7 @@ async def _close_cancelled_submit(
     elif ledger.state is RequestState.SUBMITTING:
         if isinstance(outcome, KieError) and not isinstance(outcome, KieSubmissionUncertainError):
             closing, why = RequestState.REFUSED, f"{outcome} (while cancelling)"
-        elif on_wire or isinstance(outcome, KieSubmissionUncertainError):
+        elif sent() or isinstance(outcome, KieSubmissionUncertainError):
             closing, why = RequestState.UNCERTAIN, "cancelled while createTask was on the wire"
         else:
             closing, why = RequestState.REFUSED, "cancelled before sending"

@@ -127,8 +127,9 @@ TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
     _S.UNCERTAIN: frozenset({_S.SUBMITTED, _S.SUBMITTING}),
     _S.SUBMITTED: frozenset({_S.SUCCEEDED, _S.FAILED, _S.INCOMPLETE}),
     _S.INCOMPLETE: frozenset({_S.SUCCEEDED, _S.FAILED, _S.INCOMPLETE}),
-    # Outputs deleted since: refetched from the same task (succeeded again) or stuck trying (incomplete).
-    _S.SUCCEEDED: frozenset({_S.SUCCEEDED, _S.INCOMPLETE}),
+    # Outputs deleted since: refetched from the same task (succeeded again) or stuck trying (incomplete); a
+    # provider that now says "fail" has the last word (the money was spent either way).
+    _S.SUCCEEDED: frozenset({_S.SUCCEEDED, _S.INCOMPLETE, _S.FAILED}),
     # retry_failed: the one deliberate second purchase, after the provider itself said fail.
     _S.FAILED: frozenset({_S.SUBMITTING}),
 }

@@ -527,7 +527,12 @@ class KieSession:
                     return record
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    seen = f"status unreadable ({outage.message})" if outage else f"still {record.state_description}"
+                    if outage is not None:
+                        seen = f"status unreadable ({outage.message})"
+                    elif record.state is TaskState.SUCCESS:
+                        seen = "reported success but its resultJson never arrived"
+                    else:
+                        seen = f"still {record.state_description}"
                     raise KieTimeoutError(
                         f"task {task_id} {seen} after {elapsed:.0f}s",
                         hint="the task keeps running on Kie.ai; call wait_for_task again or raise timeout=",

@@ -538,3 +538,92 @@ async def test_a_forged_token_is_not_adopted(tmp_path: Path) -> None:
         assert adopted is False
         (again,) = await run_many([nb2(0, "victim")], kie, options=opts(tmp_path / "out"), journal_path=journal)
     assert again.status == "submit_uncertain"  # still uncertain: the other request's task was not taken
+
+
+# -- 10. a success that is not a result; odd states -----------------------------------------------------------
+
+
+def _record(task_id: str, state: object, result_json: str = "") -> dict[str, object]:
+    data = {"taskId": task_id, "model": "nano-banana-2", "state": state, "param": "{}", "resultJson": result_json,
+            "failCode": None, "failMsg": None, "createTime": 1, "updateTime": 1}
+    return {"code": 200, "msg": "success", "data": data}
+
+
+@pytest.mark.parametrize(
+    ("state", "result_json", "status", "state_after"),
+    [
+        ("success", "", "incomplete", RequestState.INCOMPLETE),  # unparsable / missing result
+        ("success", "{not json", "incomplete", RequestState.INCOMPLETE),
+        ("success", '{"resultUrls": [null, 5]}', "incomplete", RequestState.INCOMPLETE),
+        ("success", '{"resultUrls": []}', "incomplete", RequestState.INCOMPLETE),
+        ("CANCELED", "", "failed", RequestState.FAILED),  # the provider ended it: final
+    ],
+)
+async def test_odd_records_never_become_empty_successes_and_keep_the_task_id(
+    tmp_path: Path, state: str, result_json: str, status: str, state_after: RequestState
+) -> None:
+    import re
+
+    from aioresponses import aioresponses
+
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
+        passthrough = [f"{emulator.base_url}/api/v1/jobs/createTask", f"{emulator.base_url}/api/v1/chat/credit"]
+        with aioresponses(passthrough=passthrough) as mocked:
+            mocked.get(re.compile(r".*/api/v1/jobs/recordInfo\?taskId=(?P<id>\w+)"), repeat=True,
+                       callback=lambda url, **_: _odd_answer(url, state, result_json))
+            (result,) = await run_many([nb2(0, "odd")], kie, options=opts(tmp_path / "out", wait_timeout=1.0),
+                                       journal_path=tmp_path / "journal.jsonl")
+    assert result.status == status and result.state is state_after, result.error
+    assert result.task_id == emulator.tasks()[0].task_id and result.outputs == []
+    if status == "incomplete":
+        expected = "resultJson never arrived" if not result_json else "no usable output"
+        assert expected in (result.error or "") and result.resumable
+
+
+def _odd_answer(url: object, state: str, result_json: str) -> object:
+    from aioresponses import CallbackResult
+
+    task_id = str(url).rsplit("=", 1)[-1]
+    return CallbackResult(payload=_record(task_id, state, result_json))
+
+
+# -- a failing disk, a changed spec ------------------------------------------------------------------------------
+
+
+async def test_journal_failure_before_the_wire_buys_nothing_after_it_keeps_the_task(tmp_path: Path) -> None:
+    from kie_async.journal import JournalRecord
+    from kie_async.pipeline import PipelineHooks, run_pipeline
+
+    def failing_at(state: RequestState) -> PipelineHooks:
+        async def on_state(record: JournalRecord) -> None:
+            if record.state is state:
+                raise OSError(28, "No space left on device")
+
+        return PipelineHooks(on_state=on_state)
+
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
+        with pytest.raises(OSError, match="No space left"):
+            await run_pipeline(nb2(0, "disk"), kie, options=opts(tmp_path), hooks=failing_at(RequestState.SUBMITTING))
+        assert emulator.stats.tasks_created == 0 and emulator.stats.requests.get("createTask", 0) == 0
+        result = await run_pipeline(nb2(1, "disk"), kie, options=opts(tmp_path),
+                                    hooks=failing_at(RequestState.SUBMITTED))
+    assert result.succeeded and result.task_id == emulator.tasks()[0].task_id
+
+
+async def test_resuming_a_bought_task_is_not_blocked_by_todays_validation(tmp_path: Path) -> None:
+    from kie_async.pipeline import run_pipeline
+
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
+        task = await kie.create_task(model="nano-banana-2", input={"prompt": "bought yesterday"})
+        invalid_now = RawUserRequest(model_key="nano-banana-2", prompt=None)  # a spec change made it invalid
+        result = await run_pipeline(invalid_now, kie, options=opts(tmp_path), resume_task_id=task.task_id)
+    assert result.succeeded and result.resumed and result.outputs and emulator.stats.tasks_created == 1
+
+
+async def test_a_journal_path_that_is_a_folder_is_a_clear_error(tmp_path: Path) -> None:
+    from kie_async.errors import KieInputError
+
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
+        with pytest.raises(KieInputError, match="is a folder"):
+            await run_many([nb2(0)], kie, options=opts(tmp_path), journal_path=tmp_path)
+    assert emulator.stats.tasks_created == 0

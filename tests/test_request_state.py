@@ -152,7 +152,7 @@ rounds = st.fixed_dictionaries(
 scenarios = st.fixed_dictionaries(
     {"rounds": st.lists(rounds, min_size=1, max_size=3), "callbacks": st.booleans(), "size": st.integers(2, 4)}
 )
-EXAMPLES = int(os.environ.get("KIE_PROPERTY_EXAMPLES", "10"))
+EXAMPLES = int(os.environ.get("KIE_PROPERTY_EXAMPLES", "20"))
 HMAC = "property-test-key"
 
 
@@ -264,8 +264,12 @@ async def _scenario(scenario: dict[str, Any], root: Path) -> None:
                     await world.play(kie, round_)
                     await world.check(settled=False)
                 clean = {"faults": [], "kill_after_lines": None, "retry_failed": False}
-                for _ in range(3):
+                settled_states = PROVIDER_SAID | {RequestState.UNCERTAIN}
+                for _ in range(6):
                     await world.play(kie, clean)
+                    await asyncio.sleep(0.2)  # callbacks still in flight land (an adoption makes a key resumable)
+                    if all(e.state in settled_states for e in (await world.entries()).values()):
+                        break
                 await world.check(settled=True)
             finally:
                 if runner is not None:
