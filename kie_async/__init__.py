@@ -65,6 +65,7 @@ from kie_async.errors import (
     KieError,
     KieInputError,
     KieInsufficientCreditsError,
+    KieJournalBusyError,
     KieNotFoundError,
     KieRateLimitError,
     KieResponseShapeError,
@@ -100,6 +101,7 @@ from kie_async.presets import (
 )
 from kie_async.pricing import CostEstimate, estimate_request_cost, estimate_wire_cost
 from kie_async.request_models import MediaInput, NormalizedRequest, RawUserRequest, ValidationResult
+from kie_async.request_state import RequestState
 from kie_async.retry import RetryPolicy
 from kie_async.session import KieSession, SessionStats
 from kie_async.settings import KieSettings, PollSettings, RateLimitSettings, RetrySettings
@@ -150,6 +152,7 @@ __all__ = [
     "KieError",
     "KieInputError",
     "KieInsufficientCreditsError",
+    "KieJournalBusyError",
     "KieNotFoundError",
     "KieRateLimitError",
     "KieResponseShapeError",
@@ -176,6 +179,7 @@ __all__ = [
     "RateLimitSettings",
     "RawUserRequest",
     "RequestNotReadyError",
+    "RequestState",
     "RetryPolicy",
     "RetrySettings",
     "RunArtifact",

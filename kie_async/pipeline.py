@@ -755,17 +755,21 @@ async def _deliver(
 def _from_artifact(
     artifact: RunArtifact, record: TaskRecord, kind: Literal["image", "video", "audio"] | None
 ) -> tuple[list[RunOutput], list[_StoredOutput]]:
-    stored = [f for f in artifact.manifest.outputs if f.path]
-    files = [
-        _StoredOutput(path=artifact.run_dir / f.path, sha256=f.sha256 or "", size=f.bytes or 0)
-        for f in stored
-        if f.path
-    ]
+    files = _stored_outputs(artifact)
     outputs = [
         RunOutput(source=f.path, url=u, kind=kind, run_id=artifact.run_id)
         for f, u in zip(files, record.output_urls, strict=False)
     ]
     return outputs, files
+
+
+def _stored_outputs(artifact: RunArtifact) -> list[_StoredOutput]:
+    """The run folder's outputs as recorded in its manifest (path, sha256, size)."""
+    return [
+        _StoredOutput(path=artifact.run_dir / f.path, sha256=f.sha256 or "", size=f.bytes or 0)
+        for f in artifact.manifest.outputs
+        if f.path
+    ]
 
 
 async def _intact_run(run: _Run) -> tuple[list[RunOutput], list[_StoredOutput]] | None:
@@ -781,11 +785,7 @@ async def _intact_run(run: _Run) -> tuple[list[RunOutput], list[_StoredOutput]] 
     manifest = artifact.manifest
     if manifest.status is not RunStatus.SUCCEEDED or not manifest.outputs:
         return None
-    files = [
-        _StoredOutput(path=artifact.run_dir / f.path, sha256=f.sha256 or "", size=f.bytes or 0)
-        for f in manifest.outputs
-        if f.path
-    ]
+    files = _stored_outputs(artifact)
     if not await asyncio.to_thread(outputs_intact, [f.path for f in files], [f.sha256 for f in files],
                                    [f.size for f in files]):
         return None

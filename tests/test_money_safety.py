@@ -29,6 +29,7 @@ from kie_async.request_state import RequestState
 from kie_async.session import KieSession
 from kie_async.settings import PollSettings, RateLimitSettings, RetrySettings
 from tests.aioresponses_compat import patch_aioresponses  # noqa: F401  (autouse fixture)
+from tests.conftest import serve_app
 
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=30.0)
 FAST_RETRY = RetrySettings(max_retries=2, initial_backoff=0.01, max_backoff=0.05)
@@ -386,17 +387,10 @@ async def test_lost_createtask_answer_is_settled_by_the_tasks_callback(tmp_path:
     async with KieEmulator(config) as emulator, fast(emulator) as kie:
         app = web.Application()
         add_callback_route(app, kie, "/kie/callback", hmac_key=hmac_key)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        try:
+        async with serve_app(app) as base:
             emulator.faults.add("createTask", "reset_after")
-            options = opts(tmp_path / "out", callback_url=f"http://{host}:{port}/kie/callback", wait_timeout=10)
+            options = opts(tmp_path / "out", callback_url=f"{base}/kie/callback", wait_timeout=10)
             (result,) = await run_many([nb2(0, "adopt")], kie, options=options, journal_path=journal)
-        finally:
-            await runner.cleanup()
     assert result.succeeded, result.error
     assert emulator.stats.tasks_created == 1 and result.task_id == emulator.tasks()[0].task_id
     records = [json.loads(line) for line in journal.read_text().splitlines()]
@@ -499,13 +493,9 @@ async def test_a_receiver_in_another_session_settles_the_journal_for_the_next_ru
     async with KieEmulator(config) as emulator, fast(emulator) as web_app_session, fast(emulator) as batch_session:
         app = web.Application()
         receiver = add_callback_route(app, web_app_session, "/hook", hmac_key=hmac_key, journal=journal)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        try:
+        async with serve_app(app) as base:
             emulator.faults.add("createTask", "reset_after")
-            options = opts(tmp_path / "out", callback_url=f"http://{host}:{port}/hook")
+            options = opts(tmp_path / "out", callback_url=f"{base}/hook")
             (first,) = await run_many([nb2(0, "settle")], batch_session, options=options, journal_path=journal)
             assert first.status == "submit_uncertain"
             for _ in range(200):
@@ -514,8 +504,6 @@ async def test_a_receiver_in_another_session_settles_the_journal_for_the_next_ru
                 await asyncio.sleep(0.02)
             assert receiver.stats.settled == 1
             (second,) = await run_many([nb2(0, "settle")], batch_session, options=options, journal_path=journal)
-        finally:
-            await runner.cleanup()
     assert second.succeeded and second.resumed and second.task_id == emulator.tasks()[0].task_id
     assert emulator.stats.tasks_created == 1
 

@@ -7,6 +7,7 @@ and no state is final unless the provider said so or nothing was spent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -38,6 +39,7 @@ from kie_async.request_state import (
 )
 from kie_async.session import KieSession
 from kie_async.settings import PollSettings, RateLimitSettings, RetrySettings
+from tests.conftest import serve_app
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "batches-and-resuming.md"
 PROVIDER_SAID = {RequestState.SUCCEEDED, RequestState.FAILED}
@@ -247,33 +249,24 @@ class _World:
 async def _scenario(scenario: dict[str, Any], root: Path) -> None:
     config = EmulatorConfig(generation_seconds=0.03, webhook_hmac_key=HMAC, seed=len(str(scenario)))
     async with KieEmulator(config) as emulator:
-        runner: web.AppRunner | None = None
         world = _World(emulator, root, scenario["size"], None)
-        async with KieSession(world.settings()) as kie:
+        async with KieSession(world.settings()) as kie, contextlib.AsyncExitStack() as stack:
             if scenario["callbacks"]:
                 app = web.Application()
                 add_callback_route(app, kie, "/cb", hmac_key=HMAC)
-                runner = web.AppRunner(app, access_log=None)
-                await runner.setup()
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                await site.start()
-                host, port = runner.addresses[0][:2]
-                world.options = world.options.model_copy(update={"callback_url": f"http://{host}:{port}/cb"})
-            try:
-                for round_ in scenario["rounds"]:
-                    await world.play(kie, round_)
-                    await world.check(settled=False)
-                clean = {"faults": [], "kill_after_lines": None, "retry_failed": False}
-                settled_states = PROVIDER_SAID | {RequestState.UNCERTAIN}
-                for _ in range(6):
-                    await world.play(kie, clean)
-                    await asyncio.sleep(0.2)  # callbacks still in flight land (an adoption makes a key resumable)
-                    if all(e.state in settled_states for e in (await world.entries()).values()):
-                        break
-                await world.check(settled=True)
-            finally:
-                if runner is not None:
-                    await runner.cleanup()
+                base = await stack.enter_async_context(serve_app(app))
+                world.options = world.options.model_copy(update={"callback_url": f"{base}/cb"})
+            for round_ in scenario["rounds"]:
+                await world.play(kie, round_)
+                await world.check(settled=False)
+            clean = {"faults": [], "kill_after_lines": None, "retry_failed": False}
+            settled_states = PROVIDER_SAID | {RequestState.UNCERTAIN}
+            for _ in range(6):
+                await world.play(kie, clean)
+                await asyncio.sleep(0.2)  # callbacks still in flight land (an adoption makes a key resumable)
+                if all(e.state in settled_states for e in (await world.entries()).values()):
+                    break
+            await world.check(settled=True)
 
 
 @settings(
