@@ -12,8 +12,10 @@ task id to the journal; the next run resumes them.
 Figures (every one must be 0):
 
 - ``requests_with_two_tasks``: prompts the emulator sold more than one task for;
-- ``false_submit_uncertain``: requests left ``submit_uncertain`` although the emulator never created a task
-  for them (the request never reached it);
+- ``false_submit_uncertain``: requests left ``submit_uncertain`` whose uncertain createTask never reached the
+  emulator (no task, and the emulator never saw that attempt's correlation token). An attempt that arrived and
+  lost its answer is real uncertainty even if nothing was created (say a 429 whose answer was cut off): the
+  client cannot tell it from a task being created; those are counted in ``uncertain_arrived_no_task``;
 - ``succeeded_missing_or_wrong_output``: ``succeeded`` runs whose output file is gone, or whose sha256
   differs from the emulator's own file for that task;
 - ``orphan_temp_files``: files left under ``<out>/.tmp`` or ``*.part`` anywhere under ``<out>``;
@@ -40,7 +42,12 @@ from typing import Any
 import aiohttp
 from _common import EmulatorProcess, add_common_flags, print_table, write_results
 
+from kie_async.callbacks import request_token_from_url
+from kie_async.journal import correlation_token
+
 HMAC_KEY = "soak-webhook-key"
+SHOWN = ("uncertain_arrived_no_task", "statuses", "tasks_sold", "runs", "interruptions_fired", "faults_fired",
+         "callbacks_delivered", "wall_s")
 FAULT_KINDS: dict[str, list[dict[str, Any]]] = {
     "createTask": [
         {"kind": "rate_limit", "retry_after": 0},
@@ -103,6 +110,11 @@ class Soak:
     async def tasks(self) -> list[dict[str, Any]]:
         tasks: list[dict[str, Any]] = (await self.control("GET", "/_emulator/tasks"))["tasks"]
         return tasks
+
+    async def arrived_tokens(self) -> set[str]:
+        """Correlation tokens of every createTask that reached the emulator's handler (answered or not)."""
+        arrivals = (await self.control("GET", "/_emulator/tasks"))["create_arrivals"]
+        return {token for a in arrivals if (token := request_token_from_url(a.get("callBackUrl")))}
 
     def cli(self, *extra: str) -> list[str]:
         return [sys.executable, "-m", "kie_async", *extra]
@@ -190,6 +202,10 @@ class Soak:
         await self.stop_receiver()
         return await self.measure(final)
 
+    def _uncertain_token(self, key: str) -> str:
+        attempts = [line.get("attempt") for line in self._journal_lines(key) if line["state"] == "uncertain"]
+        return correlation_token(key, str(attempts[-1])) if attempts else ""
+
     def _journal_lines(self, key: str) -> list[dict[str, Any]]:
         lines = [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
         return [line for line in lines if line.get("key") == key]
@@ -219,9 +235,18 @@ class Soak:
         prompts = [json.loads(line)["prompt"] for line in self.batch.read_text().splitlines()]
         results = dict(zip(prompts, final["results"], strict=True))
         two_tasks = sum(len(v) > 1 for v in by_prompt.values())
+        # False: uncertain although the uncertain attempt never reached the emulator. (Reaching it and losing
+        # the answer is real uncertainty, even when the emulator then created nothing, e.g. a 429 whose answer
+        # was cut: the client cannot tell that from a task being created.)
+        arrived = await self.arrived_tokens()
         false_uncertain_prompts = [
-            p for p, r in results.items() if r["status"] == "submit_uncertain" and not by_prompt.get(p)
+            p for p, r in results.items()
+            if r["status"] == "submit_uncertain" and not by_prompt.get(p)
+            and self._uncertain_token(str(r["request_key"])) not in arrived
         ]
+        true_uncertain_without_task = sum(
+            r["status"] == "submit_uncertain" and not by_prompt.get(p) for p, r in results.items()
+        ) - len(false_uncertain_prompts)
         false_uncertain = len(false_uncertain_prompts)
         bad_success = 0
         for result in final["results"]:
@@ -250,6 +275,7 @@ class Soak:
             "succeeded_missing_or_wrong_output": bad_success,
             "orphan_temp_files": len(orphans),
             "paid_tasks_not_final": len(paid_not_final),
+            "uncertain_arrived_no_task": true_uncertain_without_task,
             "statuses": dict(statuses),
             "tasks_sold": len(tasks),
             "runs": len(self.runs),
@@ -316,8 +342,7 @@ def main() -> int:
         f"money soak: {args.requests} requests, {args.kills} SIGKILL + {args.sigints} SIGINT, "
         f"{args.fault_rate:.0%} faults per endpoint",
         ["figure", "value"],
-        [[k, str(figures[k])] for k in [*zero_keys, "statuses", "tasks_sold", "runs", "interruptions_fired",
-                                        "faults_fired", "callbacks_delivered", "wall_s"]],
+        [[k, str(figures[k])] for k in [*zero_keys, *SHOWN]],
     )
     params = {k: getattr(args, k) for k in ("requests", "kills", "sigints", "fault_rate", "concurrency", "seed",
                                             "create_limit", "create_window", "generation_seconds")}

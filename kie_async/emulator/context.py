@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import deque
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ class EmulatorContext:
         self.faults = FaultRegistry(config.seed)
         self.stats = EmulatorStats()
         self.tasks = TaskStore()
+        self.create_arrivals: deque[dict[str, str | None]] = deque(maxlen=100_000)
         self.ledger = CreditLedger({config.api_key: config.credits, **config.extra_keys})
         self.create_limiter = (
             SlidingWindowLimiter(config.create_rate_limit, config.create_rate_window)

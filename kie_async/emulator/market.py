@@ -69,6 +69,7 @@ async def _json_object(request: web.Request) -> dict[str, Any] | None:
 
 async def create_task(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
+    await _note_arrival(request, ctx)
     key = _admit(request, ctx, ctx.create_limiter, _reject_create)
     if isinstance(key, web.Response):
         return key
@@ -103,6 +104,22 @@ async def create_task(request: web.Request) -> web.StreamResponse:
     ctx.stats.credits_spent = round(ctx.stats.credits_spent + cost, 6)
     schedule_completion(ctx, task)
     return envelope(ctx, 200, "success", {"taskId": task.task_id, "recordId": task.task_id})
+
+
+async def _note_arrival(request: web.Request, ctx: EmulatorContext) -> None:
+    """Remember every createTask that reached the handler, answered or not (the soak tells "never arrived"
+    from "arrived, then the answer was lost" by it)."""
+    try:
+        body = await _json_object(request)
+    except web.HTTPException:
+        return  # too large to read: the handler answers it as before
+    callback = body.get("callBackUrl") if body else None
+    params = body.get("input") if body else None
+    prompt = params.get("prompt") if isinstance(params, dict) else None
+    ctx.create_arrivals.append(
+        {"callBackUrl": callback if isinstance(callback, str) else None,
+         "prompt": prompt if isinstance(prompt, str) else None}
+    )
 
 
 def _new_task(ctx: EmulatorContext, key: str, model: str, body: dict[str, Any], cost: float,
@@ -292,7 +309,7 @@ async def tasks_get(request: web.Request) -> web.StreamResponse:
         }
         for task in ctx.tasks.all()
     ]
-    return web.json_response({"tasks": tasks})
+    return web.json_response({"tasks": tasks, "create_arrivals": list(ctx.create_arrivals)})
 
 
 async def stats_delete(request: web.Request) -> web.StreamResponse:
