@@ -7,6 +7,13 @@ normalized request, appended and fsynced before the step it announces. ``submitt
 dies between ``submitting`` and its close leaves a request that reads as uncertain: it may have been bought,
 so it is not bought again unless the caller says so.
 
+Each attempt writes two ``submitting`` lines: the intent (fsynced) with this machine's boot id, then, just
+before the bytes go out, a ``sending`` marker (written, not fsynced). A process that dies leaves the page cache
+intact, so on the same boot an intent without its marker proves the request never left: the attempt reads as
+refused, not uncertain, and the next run buys it. Only an intent with its marker (or one from an earlier boot,
+whose marker a power loss could have eaten) reads as uncertain. This keeps a kill during the intent's fsync
+from turning into a false "maybe bought".
+
 A journal has one owner at a time (an exclusive lock held for the batch's life); a second process fails fast
 naming the holder. Adoptions from a callback receiver in another process are plain appends and need no
 ownership: they only ever add a task id.
@@ -15,9 +22,11 @@ ownership: they only ever add a task id.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -50,6 +59,10 @@ class JournalRecord(BaseModel):
     prompt: str | None = Field(default=None, description="start of the prompt, to find an uncertain task")
     task_id: str | None = None
     adopted: bool = Field(default=False, description="task id learnt from a correlated callback")
+    sending: bool = Field(
+        default=False, description="submitting: the request goes out now (written without fsync; see module doc)"
+    )
+    boot: str | None = Field(default=None, description="submitting: host and boot id, to prove a send never happened")
     run_id: str | None = None
     run_dir: str | None = None
     outputs: list[str] = Field(default_factory=list)
@@ -92,6 +105,7 @@ class JournalEntry(BaseModel):
     state: RequestState = RequestState.PENDING
     task_id: str | None = None
     attempt: str | None = None
+    sending: bool = Field(default=False, description="the current attempt's request may have left")
     run_id: str | None = Field(default=None, description="the run folder allocated to the task")
     last: JournalRecord | None = Field(default=None, description="the record that set the current state")
     intent: JournalRecord | None = Field(default=None, description="the latest submitting record")
@@ -114,6 +128,10 @@ class JournalEntry(BaseModel):
         if record.adopted:
             self._adopt(record)
             return
+        if record.sending:
+            if self.state is RequestState.SUBMITTING and record.attempt == self.attempt:
+                self.sending = True
+            return
         if not self._acceptable(record):
             log.warning("journal %s: ignoring %s after %s", self.key, record.state.value, self.state.value)
             return
@@ -125,6 +143,7 @@ class JournalEntry(BaseModel):
         if record.state is RequestState.SUBMITTING:
             self.intent = record
             self.attempt = record.attempt
+            self.sending = False
         if record.task_id:
             self.task_id = record.task_id
         if record.run_id:
@@ -230,7 +249,10 @@ class BatchJournal:
             log.warning("journal %s: skipped unreadable line(s) %s (torn by a crash?)", self.path, self.skipped_lines)
         for entry in self.entries.values():
             if entry.state is RequestState.SUBMITTING:
-                entry.state = RequestState.UNCERTAIN  # its process died with createTask possibly on the wire
+                # Its process died mid-attempt. Same boot and no "sending" marker: the request never left.
+                stamp = entry.intent.boot if entry.intent is not None else None
+                never_sent = not entry.sending and stamp is not None and stamp == boot_stamp()
+                entry.state = RequestState.REFUSED if never_sent else RequestState.UNCERTAIN
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -264,17 +286,17 @@ class BatchJournal:
 
     async def record(self, record: JournalRecord) -> None:
         """Append a state change after checking it is a legal move (a bug otherwise, never user input)."""
-        if not record.adopted:
+        if not record.adopted and not record.sending:
             check_move(self.state_of(record.key), record.state, key=record.key)
-        await self.write(record)
+        await self.write(record, fsync=not record.sending)
 
-    async def write(self, record: JournalRecord) -> None:
+    async def write(self, record: JournalRecord, *, fsync: bool = True) -> None:
         """Append durably (fsync) in a worker thread, then fold into the in-memory view.
 
         The append is shielded and folds itself in when it lands, so a cancelled caller neither stops a line
         that is being written nor leaves the in-memory view behind the file; :meth:`drain` waits for such lines.
         """
-        pending = asyncio.ensure_future(asyncio.to_thread(append_line, self.path, record.to_line()))
+        pending = asyncio.ensure_future(asyncio.to_thread(append_line, self.path, record.to_line(), fsync=fsync))
         self._pending.add(pending)
 
         def landed(future: asyncio.Future[None]) -> None:
@@ -289,6 +311,16 @@ class BatchJournal:
         """Wait until every append already started has reached the file."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+@functools.cache
+def boot_stamp() -> str | None:
+    """``<host>/<boot id>`` where the OS has one (Linux); ``None`` elsewhere, where every dead intent is uncertain."""
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return None
+    return f"{socket.gethostname()}/{boot_id}" if boot_id else None
 
 
 def correlation_token(key: str, attempt: str) -> str:

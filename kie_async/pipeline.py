@@ -40,7 +40,7 @@ from kie_async.artifacts.layout import staging_name
 from kie_async.artifacts.media import sha256_file
 from kie_async.budget import CreditBudget
 from kie_async.errors import KieError, KieResponseShapeError, KieSubmissionUncertainError
-from kie_async.journal import JournalRecord, correlation_token
+from kie_async.journal import JournalRecord, boot_stamp, correlation_token
 from kie_async.model_data import preload_model_data
 from kie_async.normalize import normalize_request
 from kie_async.payload import build_submission_payload
@@ -315,6 +315,13 @@ class _Ledger:
             log.error("journal: could not record %s for %s (%s); the result still carries it", state.value,
                       self.key, exc)
 
+    async def mark_sending(self, attempt: str) -> None:
+        """The request goes out now: the journal's proof-of-not-sent marker (see :mod:`kie_async.journal`)."""
+        if self._on_state is not None:
+            await self._on_state(
+                JournalRecord(key=self.key, state=RequestState.SUBMITTING, attempt=attempt, sending=True)
+            )
+
     def block(self) -> None:
         """Stopped before the wire: only a request with nothing at stake becomes ``blocked`` (not journaled)."""
         if can_move(self.state, RequestState.BLOCKED):
@@ -463,6 +470,7 @@ async def _submit(
         "provider_model": payload.model,
         "prompt": (normalized.prompt or "")[:200] or None,
         "credits_estimated": estimate,
+        "boot": boot_stamp(),
     }
     on_wire_now = False
 
@@ -471,6 +479,7 @@ async def _submit(
         await ledger.move(RequestState.SUBMITTING, **intent)
         if hooks and hooks.on_submitting:
             await hooks.on_submitting(estimate)
+        await ledger.mark_sending(attempt)
         on_wire_now = True
 
     async def on_unsent(exc: KieError) -> None:

@@ -307,3 +307,24 @@ async def test_optional_record_info_rate_limit(emulator: KieEmulator, emulator_c
     await record(emulator, emulator_client, task_id)
     async with emulator_client.get(emulator.base_url + RECORD, params={"taskId": task_id}) as response:
         assert response.status == 429 and "Retry-After" in response.headers
+
+
+async def test_control_route_lists_tasks_sold_and_every_createtask_that_arrived(
+    emulator: KieEmulator, emulator_client: aiohttp.ClientSession
+) -> None:
+    """What the money soak counts: tasks sold, and arrivals even when the answer was a refusal."""
+    create = emulator.base_url + "/api/v1/jobs/createTask"
+    hook = "http://127.0.0.1:9/cb?kie_request=k1.a1"
+    body = {"model": "nano-banana-2", "callBackUrl": hook, "input": {"prompt": "sold"}}
+    async with emulator_client.post(create, json=body) as response:
+        sold = (await response.json())["data"]["taskId"]
+    emulator.set_credits(0)
+    refused = {**body, "callBackUrl": "http://127.0.0.1:9/cb?kie_request=k2.a2", "input": {"prompt": "refused"}}
+    async with emulator_client.post(create, json=refused) as response:
+        assert (await response.json())["code"] == 402
+    async with emulator_client.get(emulator.base_url + "/_emulator/tasks") as response:
+        listing = await response.json()
+    (task,) = listing["tasks"]
+    assert task["taskId"] == sold and task["input"] == {"prompt": "sold"} and task["callBackUrl"] == hook
+    assert [a["prompt"] for a in listing["create_arrivals"]] == ["sold", "refused"]
+    assert listing["create_arrivals"][1]["callBackUrl"].endswith("kie_request=k2.a2")

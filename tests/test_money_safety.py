@@ -394,6 +394,7 @@ async def test_lost_createtask_answer_is_settled_by_the_tasks_callback(tmp_path:
     assert result.succeeded, result.error
     assert emulator.stats.tasks_created == 1 and result.task_id == emulator.tasks()[0].task_id
     records = [json.loads(line) for line in journal.read_text().splitlines()]
+    records = [r for r in records if not r.get("sending")]  # the "going out now" marker
     assert [r["state"] for r in records] == ["submitting", "uncertain", "submitted", "succeeded"]
     assert records[2].get("adopted") is True
 
@@ -453,8 +454,10 @@ async def test_a_cancel_while_createtask_is_on_the_wire_waits_for_the_answer(tmp
             job.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await job
-        states = Counter(json.loads(line)["state"] for line in journal.read_text().splitlines())
-        assert states == Counter({"submitting": 2, "submitted": 2}) and emulator.stats.tasks_created == 2
+        lines = [json.loads(line) for line in journal.read_text().splitlines()]
+        states = Counter(r["state"] + ("+sending" if r.get("sending") else "") for r in lines)
+        assert states == Counter({"submitting": 2, "submitting+sending": 2, "submitted": 2}), states
+        assert emulator.stats.tasks_created == 2
         emulator.faults.clear()
         async with fast(emulator) as kie:
             again = await run_many(requests, kie, options=opts(tmp_path / "out"), journal_path=journal)
@@ -615,3 +618,71 @@ async def test_a_journal_path_that_is_a_folder_is_a_clear_error(tmp_path: Path) 
         with pytest.raises(KieInputError, match="is a folder"):
             await run_many([nb2(0)], kie, options=opts(tmp_path), journal_path=tmp_path)
     assert emulator.stats.tasks_created == 0
+
+
+
+# -- a dead process's intent: sent or not? -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sending", "boot", "expected"),
+    [
+        (False, "this", RequestState.REFUSED),  # same boot, no marker: the request provably never left
+        (True, "this", RequestState.UNCERTAIN),  # the marker says it may have left
+        (False, "other", RequestState.UNCERTAIN),  # an OS crash since could have eaten the (unsynced) marker
+        (False, None, RequestState.UNCERTAIN),  # no boot id on this OS: assume the worst
+    ],
+)
+async def test_an_intent_left_by_a_dead_process_reads_by_its_sending_marker(
+    tmp_path: Path, sending: bool, boot: str | None, expected: RequestState
+) -> None:
+    from kie_async.journal import JournalRecord, boot_stamp
+
+    stamp = {"this": boot_stamp(), "other": "elsewhere/0000", None: None}[boot]
+    if boot == "this" and stamp is None:
+        pytest.skip("this OS has no boot id; every dead intent reads as uncertain here")
+    journal = tmp_path / "journal.jsonl"
+    lines = [JournalRecord(key="k", state=RequestState.SUBMITTING, attempt="a1", boot=stamp)]
+    if sending:
+        lines.append(JournalRecord(key="k", state=RequestState.SUBMITTING, attempt="a1", sending=True))
+    journal.write_bytes(b"".join(r.to_line() for r in lines))
+    async with await BatchJournal.open(journal) as view:
+        assert view.state_of("k") is expected
+
+
+async def test_sigkill_during_intent_fsyncs_leaves_no_false_uncertain(tmp_path: Path) -> None:
+    """Kill run-batch right as a burst of intents is being fsynced: those never sent must not read as uncertain."""
+    from kie_async.journal import boot_stamp
+
+    if boot_stamp() is None:
+        pytest.skip("needs a boot id (Linux)")
+    batch = _batch_file(tmp_path / "batch.jsonl", 30, "fsync kill")
+    journal = tmp_path / "journal.jsonl"
+    command = [sys.executable, "-m", "kie_async", "run-batch", str(batch), "--out", str(tmp_path / "out"),
+               "--journal", str(journal), "--concurrency", "30", "--no-derivatives", "--json"]
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.5, create_rate_limit=None)) as emulator:
+        env = _cli_env(emulator)
+        proc = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.DEVNULL,
+                                                    stderr=subprocess.DEVNULL)
+        while b'"state":"submitting"' not in (journal.read_bytes() if journal.exists() else b""):
+            await asyncio.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)  # mid-burst: 20 intents released by the limiter at once
+        await proc.wait()
+        async with await BatchJournal.open(journal) as view:
+            entries = list(view.entries.values())
+        arrived = {json.loads(json.loads(t.param_json())["input"])["prompt"] for t in emulator.tasks()}
+        print("states after the kill:", Counter(e.state.value for e in entries), "tasks:", len(arrived))
+        for entry in entries:
+            prompt = entry.intent.prompt if entry.intent else None
+            if entry.state is RequestState.UNCERTAIN:
+                assert entry.sending, f"{prompt} reads uncertain without having been sent"
+            if prompt in arrived:
+                assert entry.state in (RequestState.UNCERTAIN, RequestState.SUBMITTED), (prompt, entry.state)
+        final = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
+                                                     stderr=subprocess.PIPE)
+        stdout, _ = await asyncio.wait_for(final.communicate(), timeout=90)
+        per_prompt = tasks_per_prompt(emulator)
+    assert max(per_prompt.values()) == 1
+    statuses = Counter(r["status"] for r in json.loads(stdout)["results"])
+    assert statuses["succeeded"] + statuses["submit_uncertain"] == 30
+    assert statuses["submit_uncertain"] <= sum(e.sending and e.state is RequestState.UNCERTAIN for e in entries)
