@@ -74,7 +74,8 @@ STATE_FACTS: dict[RequestState, StateFacts] = {
         final=False,
         resumable=False,
         has_task=False,
-        meaning="createTask on the wire; if the process died here, it reads as uncertain",
+        meaning="createTask going out; a process that died here reads as uncertain, or refused when the journal "
+        "proves the request never left",
     ),
     RequestState.REFUSED: StateFacts(
         money=Money.NOTHING,
