@@ -1,0 +1,148 @@
+"""The pipeline's public models: options, hooks, stage outcomes, outputs and the result of one run."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kie_async.artifacts import ArtifactSettings
+from kie_async.journal import JournalRecord
+from kie_async.preflight import PreflightResult
+from kie_async.prepare import PreparedRequest
+from kie_async.presets import PromptContext
+from kie_async.request_models import MediaInput, ValidationResult
+from kie_async.request_state import Money, RequestState, facts
+
+StageName = Literal[
+    "normalize", "prompt", "enhance", "validate", "preflight", "prepare", "submit", "wait", "download", "artifact"
+]
+StageStatus = Literal["running", "ok", "skipped", "blocked", "failed", "cancelled"]
+PipelineStatus = Literal["succeeded", "failed", "blocked", "over_budget", "submit_uncertain", "incomplete"]
+"""How a run ended, for people. ``incomplete``: the task is paid for but the run stopped on a transient error
+(outage, timeout, download, disk); a re-run with the same journal resumes it and never buys it again.
+Cancellation is not a status: it propagates as ``asyncio.CancelledError`` after cleaning up. The precise
+money meaning is :attr:`RunResult.state` (see :mod:`kie_async.request_state`)."""
+
+Enhancer = Callable[[PromptContext], Awaitable[str | None]]
+"""An async prompt enhancer (e.g. an LLM call): gets the rendered preset context, returns the new prompt."""
+
+
+class StageOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: StageName
+    status: StageStatus
+    seconds: float
+    detail: str | None = None
+
+
+class RunOutput(MediaInput):
+    """A downloaded output; pass it as media to another request to chain runs (lineage is recorded)."""
+
+    run_id: str | None = None
+    url: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return Path(str(self.source))
+
+    def as_media(self, role: Literal["first_frame", "last_frame", "reference"] | None = None) -> RunOutput:
+        """This output as an input with a role, e.g. ``run.outputs[0].as_media("first_frame")``."""
+        return self.model_copy(update={"role": role})
+
+
+class RunResult(BaseModel):
+    """Everything that happened to one request, stage by stage."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: PipelineStatus
+    state: RequestState = Field(
+        default=RequestState.PENDING, description="where the request stands in the state machine (money meaning)"
+    )
+    model_key: str
+    request_key: str | None = Field(default=None, description="journal key when run inside run_many")
+    task_id: str | None = None
+    run_id: str | None = None
+    run_dir: str | None = None
+    outputs: list[RunOutput] = Field(default_factory=list)
+    output_urls: list[str] = Field(default_factory=list)
+    credits_estimated: float | None = None
+    credits_charged: float | None = Field(default=None, description="reconciled: provider figure, else estimate")
+    parent_run_ids: list[str] = Field(default_factory=list)
+    validation: ValidationResult | None = None
+    preflight: PreflightResult | None = None
+    prepared: PreparedRequest | None = None
+    error: str | None = None
+    error_type: str | None = None
+    stages: list[StageOutcome] = Field(default_factory=list)
+    resumed: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def spent_nothing(self) -> bool:
+        """True when nothing was bought: stopped before createTask, or Kie.ai definitely refused it."""
+        return facts(self.state).money is Money.NOTHING and self.task_id is None
+
+    @property
+    def resumable(self) -> bool:
+        """Paid for and not finished: a re-run (same journal, or ``resume_task_id``) continues the same task."""
+        return facts(self.state).resumable
+
+    @property
+    def total_seconds(self) -> float:
+        return round(sum(s.seconds for s in self.stages), 4)
+
+    def stage(self, name: StageName) -> StageOutcome | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+
+class PipelineOptions(BaseModel):
+    """Knobs for :func:`run_pipeline`; defaults are what a careful user wants."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    preset_key: str | None = None
+    preset_dirs: list[Path] | None = None
+    enhance: Enhancer | None = None
+    check_balance: bool = Field(default=True, description="read the live balance in preflight")
+    # Finite and in range, checked at construction: NaN passes every `cost > limit` test (no gate at all), and a
+    # bad wait_timeout found at wait time is found after the task was bought.
+    available_credits: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="use this balance instead of reading it"
+    )
+    budget_credits: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="refuse a single run estimated above this"
+    )
+    allow_unknown_cost: bool = False
+    rehost_urls: bool = False
+    callback_url: str | None = None
+    callback_driven: bool = False
+    wait_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="seconds; None = settings")
+    write_artifact: bool = True
+
+
+class PipelineHooks(BaseModel):
+    """Seams for run_many's journal: every state change, and just before / just after createTask goes out."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    on_submitting: Callable[[float | None], Awaitable[None]] | None = None
+    on_submitted: Callable[[str, float | None], Awaitable[None]] | None = None
+    on_stage: Callable[[StageOutcome], None] | None = Field(
+        default=None, description="called with status 'running' when a stage starts and again when it ends"
+    )
+    on_state: Callable[[JournalRecord], Awaitable[None]] | None = Field(
+        default=None, description="every state change, before the step it announces (run_many's journal)"
+    )
+    on_late_adoption: Callable[[str, str], Awaitable[None]] | None = Field(
+        default=None,
+        description="(token, task_id) of a correlated callback that arrived after the run ended uncertain",
+    )
