@@ -80,8 +80,11 @@ async def collect_task(
         estimate=estimate,
         charged=charged,
     )
+    finished = {
+        "normalized": normalized, "validation": validation, "prepared": prepared, "record": record, "trace": trace
+    }
     if record.state.is_failure:
-        return await _provider_failed(run, normalized, validation, prepared, record, trace)
+        return await _provider_failed(run, _Finished(**finished))
     if not record.has_usable_result:
         why = "; ".join(record.result_problems) or f"state {record.state_description}"
         problem = KieResponseShapeError(
@@ -93,7 +96,7 @@ async def collect_task(
         )
         return await _incomplete(run, problem)
     try:
-        outputs, files = await _deliver(run, normalized, validation, prepared, record, trace)
+        outputs, files = await _deliver(run, _Finished(**finished))
     except (KieError, OSError) as exc:
         return await _incomplete(run, exc)
     await run.ledger.move(
@@ -119,6 +122,16 @@ class _TraceFacts(BaseModel):
     charged: float | None
 
 
+class _Finished(BaseModel):
+    """A task the provider has finished, with what was asked of it: everything the run folder records."""
+
+    normalized: NormalizedRequest
+    validation: ValidationResult
+    prepared: PreparedRequest | None
+    record: TaskRecord
+    trace: _TraceFacts
+
+
 class _StoredOutput(BaseModel):
     path: Path
     sha256: str
@@ -139,19 +152,13 @@ async def _incomplete(run: RunContext, exc: BaseException) -> RunResult:
                       error_type=type(exc).__name__)
 
 
-async def _provider_failed(
-    run: RunContext,
-    normalized: NormalizedRequest,
-    validation: ValidationResult,
-    prepared: PreparedRequest | None,
-    record: TaskRecord,
-    trace: _TraceFacts,
-) -> RunResult:
+async def _provider_failed(run: RunContext, task: _Finished) -> RunResult:
     """The provider said the task failed: final. The run folder still records what was asked."""
+    record, trace = task.record, task.trace
     if run.opts.write_artifact:
         try:
             async with run.rec.stage("artifact"):
-                await _write_artifact(run, normalized, validation, prepared, record, [], trace)
+                await _write_artifact(run, task, [])
         except (KieError, OSError) as exc:
             log.warning("task %s failed and its run folder could not be written: %s", record.task_id, exc)
     error = f"task failed: {record.fail_code} {record.fail_msg}"
@@ -168,15 +175,9 @@ async def _provider_failed(
     return run.result("failed", error=error, error_type="KieTaskFailedError")
 
 
-async def _deliver(
-    run: RunContext,
-    normalized: NormalizedRequest,
-    validation: ValidationResult,
-    prepared: PreparedRequest | None,
-    record: TaskRecord,
-    trace: _TraceFacts,
-) -> tuple[list[RunOutput], list[_StoredOutput]]:
+async def _deliver(run: RunContext, task: _Finished) -> tuple[list[RunOutput], list[_StoredOutput]]:
     """Outputs on disk and (by default) in their run folder; an intact folder from an earlier attempt is kept."""
+    normalized, record = task.normalized, task.record
     kind = _kind(normalized.output_kind)
     if run.opts.write_artifact:
         existing = await _intact_run(run)
@@ -196,7 +197,7 @@ async def _deliver(
             outputs = [RunOutput(source=f.path, url=u, kind=kind) for f, u in zip(files, urls, strict=False)]
             return outputs, files
         async with run.rec.stage("artifact"):
-            artifact = await _write_artifact(run, normalized, validation, prepared, record, downloaded, trace)
+            artifact = await _write_artifact(run, task, downloaded)
     finally:
         if run.opts.write_artifact:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, staging, True))
@@ -270,20 +271,13 @@ def outputs_intact(paths: list[Path], sha256s: list[str], sizes: list[int]) -> b
     return True
 
 
-async def _write_artifact(
-    run: RunContext,
-    normalized: NormalizedRequest,
-    validation: ValidationResult,
-    prepared: PreparedRequest | None,
-    record: TaskRecord,
-    downloaded: list[Path],
-    trace: _TraceFacts,
-) -> RunArtifact:
+async def _write_artifact(run: RunContext, task: _Finished, downloaded: list[Path]) -> RunArtifact:
+    trace = task.trace
     request = _artifact_request(
-        normalized,
-        validation,
-        prepared,
-        record,
+        task.normalized,
+        task.validation,
+        task.prepared,
+        task.record,
         downloaded,
         run.parents,
         trace.submitted_at,
