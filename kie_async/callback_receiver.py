@@ -114,7 +114,7 @@ class CallbackReceiver:
             self.stats.replayed += 1
             return self._refuse(409, "callback already received")
         self.stats.accepted += 1
-        self._session.notify_task_update(event.task_id)
+        await self._session.publish_task_update(event.task_id)  # wakes its waiters in every process
         if event.request_token:  # a request whose createTask answer was lost (confirmed against recordInfo first)
             await self._session.adopt_task(event.request_token, event.task_id, fallback=self._fallback)
         if self._on_event is not None:

@@ -214,6 +214,12 @@ class KieJournalBusyError(KieError):
     hint = "wait for the other run to finish, or use another journal file"
 
 
+class KieCoordinationError(KieError):
+    """The shared coordination store (Redis) cannot be reached or used; nothing was bought because of it."""
+
+    hint = "check that Redis is running and KIE_COORDINATION_URL points at it"
+
+
 class KieCallbackVerificationError(KieError):
     """A callback's signature or timestamp did not check out."""
 

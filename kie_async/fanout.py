@@ -185,6 +185,7 @@ async def run_many(
     journal_path: str | Path | None = None,
     retry_failed: bool = False,
     resubmit_uncertain: bool = False,
+    batch_id: str | None = None,
 ) -> list[RunResult]:
     """Run every request; results in input order, each with its own status and state.
 
@@ -193,6 +194,8 @@ async def run_many(
     runs), a re-run skips finished requests (re-checking their files), resumes every paid one on its task id,
     and leaves "may have been bought" ones alone unless ``resubmit_uncertain``. ``retry_failed`` buys again
     only what the provider itself failed. See ``docs/batches-and-resuming.md`` for the state machine.
+    With a shared coordinator (``KieSettings.coordination_url``), ``batch_id`` makes ``budget_credits`` one
+    budget for every process running that batch.
     """
     check_run_many_args(concurrency, budget_credits)  # before the balance read: a NaN budget is no budget
     opts = options or PipelineOptions()
@@ -200,7 +203,16 @@ async def run_many(
     journal = await BatchJournal.open(journal_path) if journal_path is not None else None
     try:
         return await _run_all(
-            requests, session, journal, concurrency, budget_credits, on_progress, opts, retry_failed, resubmit_uncertain
+            requests,
+            session,
+            journal,
+            concurrency,
+            budget_credits,
+            on_progress,
+            opts,
+            retry_failed,
+            resubmit_uncertain,
+            batch_id,
         )
     finally:
         if journal is not None:
@@ -245,6 +257,7 @@ async def _run_all(
     opts: PipelineOptions,
     retry_failed: bool,
     resubmit_uncertain: bool,
+    batch_id: str | None,
 ) -> list[RunResult]:
     if opts.write_artifact:
         swept = await asyncio.to_thread(sweep_staging, opts.artifacts.resolved_root().absolute())
@@ -256,7 +269,7 @@ async def _run_all(
         cap = balance if cap is None else min(cap, balance)
     elif opts.available_credits is not None:
         cap = opts.available_credits if cap is None else min(cap, opts.available_credits)
-    budget = CreditBudget(cap)
+    budget = session.coordinator.budget(cap, batch_id=batch_id)
     per_item = opts.model_copy(update={"check_balance": False, "available_credits": None})
     tracker = _Tracker(len(requests), budget, on_progress)
     slots = asyncio.Semaphore(concurrency)

@@ -39,6 +39,8 @@ from kie_async.api_models import (
     UploadedFile,
 )
 from kie_async.callbacks import KIE_REQUEST_PARAM, request_token_from_url
+from kie_async.coordination import Coordinator, LocalCoordinator, ReadLimit, SubmitWindow, account_namespace
+from kie_async.coordination.shared import open_shared_coordinator
 from kie_async.download import check_download_url, stream_response_to_file
 from kie_async.errors import (
     KieAPIStatusError,
@@ -56,7 +58,6 @@ from kie_async.errors import (
 )
 from kie_async.media_sniff import MediaKind
 from kie_async.polling import ProgressCallback, TaskProgress, is_finished, poll_interval
-from kie_async.rate_limit import SlidingWindowLimiter, TokenBucket
 from kie_async.retry import RetryPolicy, is_retryable, parse_retry_after
 from kie_async.settings import KieSettings, PollSettings
 
@@ -124,9 +125,9 @@ class KieSession:
     def __init__(self, settings: KieSettings | None = None, *, retry_policy: RetryPolicy | None = None) -> None:
         self.settings = settings if settings is not None else KieSettings.from_env()
         self.retry_policy = retry_policy or RetryPolicy(self.settings.retry)
-        rl = self.settings.rate_limit
-        self._create_limiter = SlidingWindowLimiter(rl.create_per_window, rl.create_window_seconds)
-        self._read_limiter = TokenBucket(rl.reads_per_second)
+        self._coordinator: Coordinator = LocalCoordinator(
+            account_namespace(self.settings.key_value(), self.settings.coordination_prefix), self.settings.rate_limit
+        )
         self._upload_slots = asyncio.Semaphore(self.settings.max_concurrent_uploads)
         self._download_slots = asyncio.Semaphore(self.settings.max_concurrent_downloads)
         self._http: aiohttp.ClientSession | None = None
@@ -136,6 +137,7 @@ class KieSession:
         self._callback_receivers = 0
         self._upload_cache: dict[str, asyncio.Future[UploadedFile]] = {}
         self._upload_waiters: dict[str, int] = {}
+        self._shared_uploads: set[str] = set()
         self._auth_hosts = {urlsplit(self.settings.base_url).netloc, urlsplit(self.settings.upload_base_url).netloc}
         self.stats = SessionStats()
 
@@ -163,6 +165,9 @@ class KieSession:
                 "refusing to call the real Kie.ai (it spends credits) without an explicit opt-in",
                 hint="set KIE_ALLOW_LIVE=1 or KieSettings(allow_live=True); use `kie-async emulator` to work offline",
             )
+        if self.settings.coordination_url is not None and self._coordinator.kind == "local":
+            self._coordinator = await open_shared_coordinator(self.settings)
+        self._coordinator.add_task_listener(self._wake_waiters)
         connector = aiohttp.TCPConnector(limit=self.settings.max_connections, limit_per_host=0)
         self._http = aiohttp.ClientSession(
             connector=connector,
@@ -187,6 +192,7 @@ class KieSession:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        await self._coordinator.close()
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -301,7 +307,7 @@ class KieSession:
         json_body: JSONValue = None,
         params: dict[str, str] | None = None,
         timeout: float | None = None,
-        limiter: SlidingWindowLimiter | TokenBucket | None = None,
+        limiter: SubmitWindow | ReadLimit | None = None,
         on_wire: WireHook | None = None,
         on_unsent: UnsentHook | None = None,
         parse: Callable[[JSONValue], JSONValue] | None = None,
@@ -318,7 +324,7 @@ class KieSession:
 
         async def attempt() -> JSONValue:
             async with contextlib.AsyncExitStack() as stack:
-                if isinstance(limiter, SlidingWindowLimiter):
+                if isinstance(limiter, SubmitWindow):
                     await stack.enter_async_context(limiter.slot())
                 elif limiter is not None:
                     await limiter.acquire()
@@ -333,8 +339,8 @@ class KieSession:
                     try:
                         envelope = await self._read_envelope(response, endpoint)
                     except KieRateLimitError as exc:
-                        if isinstance(limiter, SlidingWindowLimiter):
-                            limiter.penalize(exc.retry_after or 1.0)
+                        if isinstance(limiter, SubmitWindow):
+                            await limiter.pause(exc.retry_after or 1.0)  # every submitter on the account waits
                         raise
                 except KieError as exc:
                     if on_unsent is not None and did_no_work(exc):
@@ -368,7 +374,7 @@ class KieSession:
             endpoint="credit",
             idempotent=True,
             timeout=timeout,
-            limiter=self._read_limiter,
+            limiter=self.coordinator.read_limit,
         )
         if isinstance(data, dict):  # tolerate {"credits": n} shapes
             data = data.get("credits", data.get("balance"))
@@ -407,7 +413,7 @@ class KieSession:
                 idempotent=False,
                 json_body=payload.to_wire(),
                 timeout=timeout,
-                limiter=self._create_limiter,
+                limiter=self.coordinator.submit_window,
                 on_wire=on_wire,
                 on_unsent=on_unsent,
             )
@@ -448,7 +454,7 @@ class KieSession:
                 idempotent=True,
                 params={"taskId": task_id},
                 timeout=timeout,
-                limiter=self._read_limiter,
+                limiter=self.coordinator.read_limit,
                 parse=lambda data: _parse_record(task_id, data),
             )
         except KieResponseShapeError as exc:
@@ -619,8 +625,22 @@ class KieSession:
         await late(token, task_id)
         return True
 
+    @property
+    def coordinator(self) -> Coordinator:
+        """Where this session meets the others on the same account (in-process unless ``coordination_url``)."""
+        return self._coordinator
+
     def notify_task_update(self, task_id: str) -> bool:
-        """Wake every ``wait_for_task`` waiting on ``task_id`` (called by a callback receiver)."""
+        """Wake every ``wait_for_task`` waiting on ``task_id`` in this process (a callback receiver calls it)."""
+        return self._wake_waiters(task_id)
+
+    async def publish_task_update(self, task_id: str) -> None:
+        """Wake ``task_id``'s waiters in every process on the account (through the coordinator)."""
+        self._wake_waiters(task_id)
+        if self._coordinator.kind != "local":
+            await self._coordinator.publish_task_update(task_id)
+
+    def _wake_waiters(self, task_id: str) -> bool:
         waiters = self._wakeups.get(task_id)
         for event in waiters or ():
             event.set()
@@ -638,7 +658,7 @@ class KieSession:
             idempotent=True,
             json_body={"url": url},
             timeout=timeout,
-            limiter=self._read_limiter,
+            limiter=self.coordinator.read_limit,
         )
         if not isinstance(data, str) or not data:
             raise KieAPIStatusError(f"download-url returned no URL: {data!r}", code=200, endpoint="download-url")
@@ -744,26 +764,38 @@ class KieSession:
     async def upload_once(
         self, content_key: str, upload: Callable[[], Awaitable[UploadedFile]]
     ) -> tuple[UploadedFile, bool]:
-        """Upload identical content (same ``content_key``, e.g. a sha256) once per session.
+        """Upload identical content (same ``content_key``, e.g. a sha256) once per session, or once per account.
 
         Returns the hosted file and whether it was reused. Concurrent callers share one in-flight upload; a
         failed upload is forgotten so a later call retries; when the last caller waiting on an in-flight
-        upload is cancelled, the upload is cancelled too.
+        upload is cancelled, the upload is cancelled too. With a shared coordinator, a file another process
+        uploaded recently (well within Kie.ai's 3-day upload lifetime) is reused instead.
         """
         task = self._upload_cache.get(content_key)
         started = task is None or (task.done() and (task.cancelled() or task.exception() is not None))
         if task is None or started:
-            task = asyncio.ensure_future(upload())
+            task = asyncio.ensure_future(self._upload_or_reuse(content_key, upload))
             self._upload_cache[content_key] = task
             self._upload_waiters[content_key] = 0
         self._upload_waiters[content_key] = self._upload_waiters.get(content_key, 0) + 1
         try:
-            return await asyncio.shield(task), not started
+            hosted = await asyncio.shield(task)
+            return hosted, not started or content_key in self._shared_uploads
         finally:
             self._upload_waiters[content_key] -= 1
             if self._upload_waiters[content_key] == 0 and not task.done():
                 task.cancel()
                 self._upload_cache.pop(content_key, None)
+
+    async def _upload_or_reuse(self, content_key: str, upload: Callable[[], Awaitable[UploadedFile]]) -> UploadedFile:
+        if self._coordinator.kind != "local":
+            found = await self._coordinator.find_upload(content_key)
+            if found is not None:
+                self._shared_uploads.add(content_key)
+                return found
+        uploaded = await upload()
+        await self._coordinator.remember_upload(content_key, uploaded)
+        return uploaded
 
     async def upload_file(
         self, path: str | Path, *, upload_path: str | None = None, file_name: str | None = None

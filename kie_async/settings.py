@@ -100,6 +100,11 @@ class KieSettings(BaseModel):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     poll: PollSettings = Field(default_factory=PollSettings)
+    coordination_url: SecretStr | None = Field(
+        default=None,
+        description="redis://… shared by every process on this account (limits, callbacks, budgets, journal)",
+    )
+    coordination_prefix: str = Field(default="", description="namespace prefix in the shared store")
     allow_live: bool = Field(
         default=False,
         description="must be True (or KIE_ALLOW_LIVE=1) before the SDK talks to any non-loopback host",
@@ -129,6 +134,10 @@ class KieSettings(BaseModel):
             values["base_url"] = url
         if url := os.environ.get("KIE_UPLOAD_BASE_URL"):
             values["upload_base_url"] = url
+        if url := os.environ.get("KIE_COORDINATION_URL"):
+            values["coordination_url"] = url
+        if prefix := os.environ.get("KIE_COORDINATION_PREFIX"):
+            values["coordination_prefix"] = prefix
         if os.environ.get("KIE_ALLOW_LIVE", "").lower() in ("1", "true", "yes"):
             values["allow_live"] = True
         values.update(overrides)
@@ -141,6 +150,10 @@ class KieSettings(BaseModel):
         Comparing host names instead would let ``https://API.kie.ai:443`` or a proxy slip past the opt-in.
         """
         return not (_is_loopback(self.base_url) and _is_loopback(self.upload_base_url))
+
+    def coordination_url_value(self) -> str | None:
+        """The raw coordination URL (it may carry a Redis password), for the one place that connects."""
+        return self.coordination_url.get_secret_value() if self.coordination_url is not None else None
 
     def key_value(self) -> str | None:
         """The raw key, for the one place that builds the Authorization header."""

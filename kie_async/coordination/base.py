@@ -1,0 +1,115 @@
+"""The coordination seam: what every session on one Kie.ai account must share, whatever process it runs in.
+
+Kie.ai counts its limits per account, not per process. Several workers (``uvicorn -w 4``) or machines on one
+key must therefore share the ``createTask`` window, a 429's pause, callbacks (which land on any worker),
+batch budgets, the batch journal and the upload cache. :class:`Coordinator` is that shared place; the
+in-process one (:mod:`kie_async.coordination.local`) is the default and keeps everything in this process,
+the Redis one (:mod:`kie_async.coordination.redis`) shares it across processes and machines.
+
+Everything a coordinator stores is namespaced by a hash of the API key (never the key itself) plus an
+optional prefix, so two accounts, or two deployments, never mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from kie_async.api_models import UploadedFile
+from kie_async.budget import CreditBudget
+
+TaskListener = Callable[[str], object]
+"""Told the task id of every verified callback, from whichever process received it."""
+
+UPLOAD_REUSE_SECONDS = 2 * 24 * 3600.0
+"""Kie.ai keeps uploads 3 days; a shared upload is reused for 2, so a reused URL never expires mid-task."""
+
+
+def account_namespace(api_key: str | None, prefix: str = "") -> str:
+    """``<prefix>kie:<sha256(key)[:16]>``: one namespace per account, without the key itself."""
+    digest = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
+    return f"{prefix}kie:{digest}"
+
+
+class SubmitWindow(ABC):
+    """The account's ``createTask`` limit: an exact sliding window over every session on the key."""
+
+    @abstractmethod
+    def slot(self) -> AbstractAsyncContextManager[None]:
+        """Held around one ``createTask``: waits for room in the window, counts the call from its answer."""
+
+    @abstractmethod
+    async def pause(self, seconds: float) -> None:
+        """A 429 with ``Retry-After`` seen anywhere: every submitter on the account waits that long."""
+
+
+class ReadLimit(ABC):
+    """The account's read budget (status, credits, download links)."""
+
+    @abstractmethod
+    async def acquire(self) -> None:
+        """Wait for one read."""
+
+
+class Coordinator(ABC):
+    """Where the sessions of one account meet. ``start`` before use, ``close`` after (a session does both)."""
+
+    kind: str = "abstract"
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self._listeners: list[TaskListener] = []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(namespace={self.namespace!r})"
+
+    async def start(self) -> None:  # noqa: B027 (optional hook: the local coordinator has nothing to connect)
+        """Connect (and fail with a typed error naming the URL, without credentials, when that is impossible)."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Let go of connections and background tasks."""
+
+    # -- limits ---------------------------------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def submit_window(self) -> SubmitWindow:
+        """The shared ``createTask`` window."""
+
+    @property
+    @abstractmethod
+    def read_limit(self) -> ReadLimit:
+        """The shared read limit."""
+
+    # -- callbacks ------------------------------------------------------------------------------------------
+
+    def add_task_listener(self, listener: TaskListener) -> None:
+        """``listener(task_id)`` runs for every task update published by any process on the account (once)."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def _tell_listeners(self, task_id: str) -> None:
+        for listener in list(self._listeners):
+            listener(task_id)
+
+    @abstractmethod
+    async def publish_task_update(self, task_id: str) -> None:
+        """A receiver verified a callback for ``task_id``: wake its waiters in every process."""
+
+    # -- budgets --------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def budget(self, cap: float | None, *, batch_id: str | None = None) -> CreditBudget:
+        """A batch budget; with ``batch_id`` (and a shared coordinator) every process on the batch shares it."""
+
+    # -- uploads --------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def find_upload(self, content_key: str) -> UploadedFile | None:
+        """A file uploaded by any session on the account with this content (sha256), still safe to reuse."""
+
+    @abstractmethod
+    async def remember_upload(self, content_key: str, uploaded: UploadedFile) -> None:
+        """Offer an upload for reuse (for :data:`UPLOAD_REUSE_SECONDS`)."""
