@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from kie_async.emulator import EmulatorConfig, KieEmulator
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -43,3 +44,21 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server for the whole test session (see tests/redis_server.py); tests get it flushed."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A clean Redis for one test."""
+    if redis_server.proc is None:
+        redis_server.start()  # an earlier test stopped it
+    redis_server.flush()
+    return redis_server.url
