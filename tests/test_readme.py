@@ -40,6 +40,14 @@ def test_ci_runs_the_readme_commands_then_type_and_lint_gates() -> None:
     assert "mypy --strict kie_async" in ci and "ruff check" in ci
 
 
+def test_ci_installs_redis_and_makes_its_absence_a_failure() -> None:
+    """The coordination tests run against a real redis-server; in CI a missing one must fail, not skip."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "apt-get install -y redis-server" in ci and "command -v redis-server" in ci
+    assert "export KIE_REQUIRE_REDIS=1" in ci
+    assert ci.index("export KIE_REQUIRE_REDIS=1") < ci.index('bash -c "set -euo pipefail; $test_cmd"')
+
+
 def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.+?)\n```", README, re.S)
 
