@@ -168,6 +168,7 @@ class KieSession:
         if self.settings.coordination_url is not None and self._coordinator.kind == "local":
             self._coordinator = await open_shared_coordinator(self.settings)
         self._coordinator.add_task_listener(self._wake_waiters)
+        self._coordinator.add_resync_listener(self._wake_all_waiters)
         connector = aiohttp.TCPConnector(limit=self.settings.max_connections, limit_per_host=0)
         self._http = aiohttp.ClientSession(
             connector=connector,
@@ -639,6 +640,12 @@ class KieSession:
         self._wake_waiters(task_id)
         if self._coordinator.kind != "local":
             await self._coordinator.publish_task_update(task_id)
+
+    def _wake_all_waiters(self) -> None:
+        """Callbacks may have been lost (the shared channel was down): every waiter re-reads its task now."""
+        for waiters in self._wakeups.values():
+            for event in waiters:
+                event.set()
 
     def _wake_waiters(self, task_id: str) -> bool:
         waiters = self._wakeups.get(task_id)

@@ -23,6 +23,9 @@ from kie_async.budget import CreditBudget
 TaskListener = Callable[[str], object]
 """Told the task id of every verified callback, from whichever process received it."""
 
+ResyncListener = Callable[[], object]
+"""Told that task updates may have been missed (the shared channel was lost and is back): re-read everything."""
+
 UPLOAD_REUSE_SECONDS = 2 * 24 * 3600.0
 """Kie.ai keeps uploads 3 days; a shared upload is reused for 2, so a reused URL never expires mid-task."""
 
@@ -61,6 +64,7 @@ class Coordinator(ABC):
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self._listeners: list[TaskListener] = []
+        self._resync_listeners: list[ResyncListener] = []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(namespace={self.namespace!r})"
@@ -93,6 +97,15 @@ class Coordinator(ABC):
     def _tell_listeners(self, task_id: str) -> None:
         for listener in list(self._listeners):
             listener(task_id)
+
+    def add_resync_listener(self, listener: ResyncListener) -> None:
+        """``listener()`` runs when updates may have been lost (e.g. published while Redis was away)."""
+        if listener not in self._resync_listeners:
+            self._resync_listeners.append(listener)
+
+    def _tell_resync(self) -> None:
+        for listener in list(self._resync_listeners):
+            listener()
 
     @abstractmethod
     async def publish_task_update(self, task_id: str) -> None:
