@@ -49,6 +49,9 @@ RUNNABLE = {"python", "bash"}
 MAX_LIVE_BLOCKS = 6
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),))
 BLOCK_TIMEOUT = 90.0
+NEEDS_REDIS = {"deployment.md"}
+"""Pages about several processes on one account: their blocks get the suite's redis-server as KIE_COORDINATION_URL."""
+REDIS_URL_ENV = "KIE_DOCS_REDIS_URL"  # how page_runs hands the URL to its worker interpreters
 
 
 @dataclass(frozen=True)
@@ -198,8 +201,10 @@ def _chdir(path: Path) -> Iterator[None]:
         os.chdir(old)
 
 
-def _env(workdir: Path, emulator: KieEmulator, sandbox: bool) -> dict[str, str]:
+def _env(workdir: Path, emulator: KieEmulator, sandbox: bool, page: str = "") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
+    if page in NEEDS_REDIS and os.environ.get(REDIS_URL_ENV):
+        env["KIE_COORDINATION_URL"] = os.environ[REDIS_URL_ENV]
     path = [str(Path(sys.executable).parent), env.get("PATH", "")]
     if sandbox:
         path.insert(0, str(workdir / "bin"))
@@ -261,7 +266,7 @@ async def run_page(page: Path, workdir: Path) -> list[str]:
             report.append(f"{block.where}: wrote {block.arg}")
             continue
         async with KieEmulator(EmulatorConfig(generation_seconds=0.2)) as emulator:
-            env = _env(workdir, emulator, sandbox)
+            env = _env(workdir, emulator, sandbox, page.name)
             if block.lang == "python" and block.marker is None:
                 saved = dict(os.environ)
                 os.environ.update({k: v for k, v in env.items() if k.startswith("KIE_")})
@@ -304,12 +309,16 @@ class PageRun:
 
 
 @pytest.fixture(scope="module")
-def page_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PageRun]:
+def page_runs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> dict[str, PageRun]:
     """Run every page at once in worker interpreters (pages are independent; most time is waiting)."""
     base = tmp_path_factory.mktemp("docs")
+    redis_url = test_examples.redis_for_examples(request)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
-    light = [p for p in RUN_PAGES if _in_process_only(p)]
-    groups = [light] + [[p] for p in RUN_PAGES if p not in light]
+    pages_to_run = [p for p in RUN_PAGES if redis_url is not None or p.name not in NEEDS_REDIS]
+    if redis_url is not None:
+        env[REDIS_URL_ENV] = redis_url
+    light = [p for p in pages_to_run if _in_process_only(p)]
+    groups = [light] + [[p] for p in pages_to_run if p not in light]
 
     async def worker(pages: list[Path]) -> tuple[list[Path], str, str]:
         proc = await asyncio.create_subprocess_exec(
@@ -324,7 +333,9 @@ def page_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PageRun]:
         if test_examples.RESULTS:
             return list(await workers)
         # The examples wait on the emulator too; running them now overlaps their waits with the pages'.
-        done, example_results = await asyncio.gather(workers, test_examples.run_examples(base / "_examples"))
+        done, example_results = await asyncio.gather(
+            workers, test_examples.run_examples(base / "_examples", redis_url)
+        )
         test_examples.RESULTS.update(example_results)
         return list(done)
 
@@ -342,6 +353,9 @@ def page_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PageRun]:
 
 @pytest.mark.parametrize("page", RUN_PAGES, ids=lambda p: p.name)
 def test_page_blocks_run_against_the_emulator(page: Path, page_runs: dict[str, PageRun]) -> None:
+    if page.name in NEEDS_REDIS and test_examples.REDIS.get("url") is None:
+        fail_or_skip = pytest.fail if test_examples.REDIS.get("fatal") else pytest.skip
+        fail_or_skip(f"docs/{page.name} needs Redis: {test_examples.REDIS.get('problem')}")
     run = page_runs[page.name]
     assert not run.failed, f"docs/{page.name} failed:\n{run.stderr[-6000:]}"
     expected = [b for b in page_blocks(page) if b.marker != "live"]

@@ -31,16 +31,22 @@ EXPECTED = {
     "artifacts_query": [
         r"^2 succeeded nano-banana-2 run", r"^latest image: .+\.(jpeg|jpg|png) ", r"^rebuilt index: 2 run"
     ],
+    "deploy_fastapi": [r"^workers that submitted: [12] ", r"^all 6 requests succeeded .* every waiter was woken"],
+    "deploy_aiohttp": [r"^workers that submitted: [12] ", r"^all 6 requests succeeded .* every waiter was woken"],
 }
+NEEDS_REDIS = {"deploy_fastapi", "deploy_aiohttp"}
+"""Examples of several worker processes on one account: they get the suite's redis-server as KIE_COORDINATION_URL."""
 
 
 def test_every_example_has_expectations() -> None:
     assert {p.stem for p in SCRIPTS} == set(EXPECTED)
 
 
-async def _run(script: Path, workdir: Path) -> tuple[int, str, str]:
+async def _run(script: Path, workdir: Path, redis_url: str | None = None) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}  # never live, never a stray key
     env.update(KIE_OUTPUT_DIR=str(workdir / "outputs"), KIE_EXAMPLES_GENERATION_SECONDS="0.2")
+    if script.stem in NEEDS_REDIS and redis_url is not None:
+        env["KIE_COORDINATION_URL"] = redis_url
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(script), "--offline", cwd=workdir, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -55,23 +61,45 @@ RESULTS: ExampleRuns = {}
 """Filled once per test session; tests/test_docs.py fills it while the docs pages run, to overlap the waits."""
 
 
-async def run_examples(base: Path) -> ExampleRuns:
+REDIS: dict[str, str | None] = {}
+"""The suite's Redis URL for NEEDS_REDIS, or why there is none (``problem``: a skip, or a failure under CI)."""
+
+
+def redis_for_examples(request: pytest.FixtureRequest) -> str | None:
+    """The session's redis-server URL; None (and the reason kept for the deploy examples' tests) without one."""
+    if "url" not in REDIS:
+        try:
+            server = request.getfixturevalue("redis_server")
+            if server.proc is None:
+                server.start()  # an earlier test stopped it
+            REDIS.update(url=server.url, problem=None, fatal=None)
+        except pytest.skip.Exception as exc:
+            REDIS.update(url=None, problem=str(exc), fatal=None)
+        except pytest.fail.Exception as exc:
+            REDIS.update(url=None, problem=str(exc), fatal="1")
+    return REDIS["url"]
+
+
+async def run_examples(base: Path, redis_url: str | None = None) -> ExampleRuns:
     """Run every example at once, each in its own folder under ``base``."""
     for script in SCRIPTS:
         (base / script.stem).mkdir(parents=True)
-    results = await asyncio.gather(*(_run(s, base / s.stem) for s in SCRIPTS))
+    results = await asyncio.gather(*(_run(s, base / s.stem, redis_url) for s in SCRIPTS))
     return {s.stem: (*r, base / s.stem) for s, r in zip(SCRIPTS, results, strict=True)}
 
 
 @pytest.fixture(scope="module")
-def example_runs(tmp_path_factory: pytest.TempPathFactory) -> ExampleRuns:
+def example_runs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> ExampleRuns:
+    redis_url = redis_for_examples(request)
     if not RESULTS:
-        RESULTS.update(asyncio.run(run_examples(tmp_path_factory.mktemp("examples"))))
+        RESULTS.update(asyncio.run(run_examples(tmp_path_factory.mktemp("examples"), redis_url)))
     return RESULTS
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_runs_offline(name: str, example_runs: dict[str, tuple[int, str, str, Path]]) -> None:
+    if name in NEEDS_REDIS and REDIS.get("url") is None:
+        (pytest.fail if REDIS.get("fatal") else pytest.skip)(f"{name} needs Redis: {REDIS.get('problem')}")
     code, out, err, workdir = example_runs[name]
     assert code == 0, f"{name} exited {code}\n{out[-2000:]}\n{err[-3000:]}"
     for pattern in EXPECTED[name]:
