@@ -125,12 +125,41 @@ def derivatives(doc: dict[str, Any]) -> str:
     )
 
 
+def coordination(doc: dict[str, Any]) -> str:
+    f = doc["figures"]
+    co, ctl = f.get("submit_coordinated") or {}, f.get("submit_control") or {}
+    fan, budget, restart = f.get("fan_in") or {}, f.get("budget") or {}, f.get("restart") or {}
+    seconds = co.get("seconds", doc["params"].get("seconds"))
+    return _table(
+        ["several processes, one account, Redis", "measured", "goal"],
+        [
+            [f"429s in {_f(seconds, 0)} s at 20 per 10 s, 4 processes: coordinated / control",
+             f"{_f(co.get('emulator_429s'))} / {_f(ctl.get('emulator_429s'))}", "0 coordinated"],
+            ["submit rate ÷ allowed, coordinated (after the first burst)", _f(co.get("rate_over_allowed")), "≥ 0.95"],
+            [f"wake-up after the callback, p50 / p99 ({_f(fan.get('waiters'))} waiters in "
+             f"{_f(fan.get('waiter_processes'))} processes, receiver in another)",
+             f"{_f(fan.get('wake_p50_ms'), 1)} / {_f(fan.get('wake_p99_ms'), 1)} ms", "p99 ≤ 50 ms"],
+            ["extra status requests per task (callback-driven waits)",
+             _f(fan.get("extra_status_requests_per_task"), 3), "≤ 0.1"],
+            [f"shared budget: spent / cap ({_f(budget.get('processes'))} processes, "
+             f"{_f(budget.get('succeeded'))} bought, {_f(budget.get('over_budget'))} over budget)",
+             f"{_f(budget.get('spent'), 0)} / {_f(budget.get('cap'), 0)}", "≤ cap"],
+            [f"Redis restarted mid-batch: createTask while down ({_f(restart.get('outage_s'), 0)} s)",
+             _f(restart.get("creates_while_down")), "0"],
+            ["Redis restarted mid-batch: succeeded / requests (distinct tasks)",
+             f"{_f(restart.get('succeeded'))} / {_f(restart.get('requests'))} "
+             f"({_f(restart.get('distinct_task_ids'))})", "all, one task each"],
+        ],
+    )
+
+
 SECTIONS = {
     "bench_roundtrip": roundtrip,
     "bench_fanout": fanout,
     "bench_sync_baseline": sync,
     "bench_download": download,
     "bench_derivatives": derivatives,
+    "bench_coordination": coordination,
 }
 
 

@@ -41,6 +41,7 @@ FIGURE_KEYS: dict[str, set[str]] = {
         "pyvips_peak_rss_growth_mb_parallel", "pillow_peak_rss_growth_mb_parallel",
         "speedup_per_image_pillow_over_pyvips",
     },
+    "bench_coordination": {"submit_coordinated", "submit_control", "fan_in", "budget", "restart"},
 }
 FANOUT_SCENARIO_KEYS = {
     "wall_s", "floor_s", "wall_over_floor", "achieved_over_allowed", "emulator_429s_total", "loop_lag_p50_ms",
