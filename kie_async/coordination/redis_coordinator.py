@@ -305,7 +305,9 @@ class RedisCoordinator(Coordinator):
     async def start(self) -> None:
         try:
             await asyncio.wait_for(self.client.ping(), timeout=10)
-            # The first process on a store creates the epoch without a hold (nothing can have been lost yet).
+            # The first process on a store creates the epoch without a hold (nothing can have been lost yet). One
+            # that starts right after a restart, before a running process noticed, does the same: the running
+            # ones still re-seed within WATCH_SECONDS, and a 429 in that gap is paused and retried like any other.
             await self.client.set(self.key("epoch"), f"{secrets.token_hex(8)}:0", nx=True)
             self.epoch = await self._heartbeat_once()
         except (RedisError, OSError, TimeoutError) as exc:
