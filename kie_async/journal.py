@@ -245,7 +245,14 @@ class BatchJournal:
     async def open(cls, path: str | Path, *, exclusive: bool = True) -> BatchJournal:
         """Load the journal and (by default) become its only owner until :meth:`close`."""
         journal = cls(Path(path))
-        await asyncio.to_thread(journal._open_blocking, exclusive)
+        opening = asyncio.ensure_future(asyncio.to_thread(journal._open_blocking, exclusive))
+        try:
+            await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The worker thread goes on and may still take the lock: give it back when it does, or this
+            # process (a notebook, a web server) could never open the journal again.
+            opening.add_done_callback(lambda _: journal._release())
+            raise
         return journal
 
     def _open_blocking(self, exclusive: bool) -> None:

@@ -313,3 +313,31 @@ async def test_a_spec_change_between_runs_does_not_buy_a_paid_request_again(
     assert again.succeeded and again.resumed and again.task_id == first.task_id
     assert emulator.stats.tasks_created == 1
 
+
+
+# -- a cancel while the journal loads -------------------------------------------------------------------------------
+
+
+async def test_a_cancel_while_the_journal_loads_does_not_keep_it_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupting a notebook cell (or a web handler) while a big journal loads: the worker thread still took
+    the owner lock and nobody released it, so this process could never open that journal again."""
+    import time
+
+    journal = tmp_path / "journal.jsonl"
+    slow_load = BatchJournal._load
+
+    def load_slowly(self: BatchJournal) -> None:
+        time.sleep(0.6)  # a journal of tens of thousands of lines
+        slow_load(self)
+
+    monkeypatch.setattr(BatchJournal, "_load", load_slowly)
+    opening = asyncio.create_task(BatchJournal.open(journal))
+    await asyncio.sleep(0.2)
+    opening.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    await asyncio.sleep(1.0)  # the thread has finished by now
+    async with await BatchJournal.open(journal) as again:
+        assert again.entries == {}
