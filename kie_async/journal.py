@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from kie_async.errors import KieInputError
 from kie_async.jsonl_log import append_line, read_lines
 from kie_async.owner_lock import OwnerLock
-from kie_async.request_models import NormalizedRequest
+from kie_async.request_models import NormalizedRequest, RawUserRequest
 from kie_async.request_state import RequestState, can_move, check_move, facts
 
 log = logging.getLogger("kie_async.journal")
@@ -63,6 +63,9 @@ class JournalRecord(BaseModel):
         default=False, description="submitting: the request goes out now (written without fsync; see module doc)"
     )
     boot: str | None = Field(default=None, description="submitting: host and boot id, to prove a send never happened")
+    raw_key: str | None = Field(
+        default=None, description="submitting: hash of the request as written, so a spec change cannot re-key it"
+    )
     run_id: str | None = None
     run_dir: str | None = None
     outputs: list[str] = Field(default_factory=list)
@@ -213,6 +216,18 @@ def _stable(value: Any) -> Any:
     return value
 
 
+def raw_request_key(raw: RawUserRequest) -> str:
+    """A stable hash of the request as the user wrote it (no spec defaults, aliases or modes).
+
+    Journals are keyed by :func:`request_key`, which follows the specs; a spec that changed between runs (an
+    upgrade, an override folder) would re-key a paid request. The intent also records this key, and a re-run
+    that does not find a request by its spec key finds it by this one, so it is resumed, never bought again.
+    """
+    dump = raw.model_dump(mode="python")
+    canonical = json.dumps(_stable(dump), sort_keys=True, separators=(",", ":"), default=str)
+    return "raw-" + hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+
 def request_key(normalized: NormalizedRequest) -> str:
     """A stable hash of what would be submitted (model, mode, prompts, options, media, callback)."""
     dump = normalized.model_dump(mode="python", exclude={"issues", "defaulted", "explicit_options"})
@@ -232,6 +247,7 @@ class BatchJournal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries: dict[str, JournalEntry] = {}
+        self.raw_index: dict[str, str] = {}
         self.skipped_lines: list[int] = []
         self._pending: set[asyncio.Future[None]] = set()
         self._lock: OwnerLock | None = None
@@ -311,7 +327,15 @@ class BatchJournal:
     ) -> None:
         await self.close()
 
+    def key_for(self, key: str, raw_key: str) -> str:
+        """The journal's key for a request: its spec key, else the key its written form was journaled under."""
+        if key in self.entries or raw_key not in self.raw_index:
+            return key
+        return self.raw_index[raw_key]
+
     def _fold(self, record: JournalRecord) -> None:
+        if record.raw_key:
+            self.raw_index.setdefault(record.raw_key, record.key)
         self.entries.setdefault(record.key, JournalEntry(key=record.key)).apply(record)
 
     def get(self, key: str) -> JournalEntry | None:

@@ -256,7 +256,6 @@ def test_cli_empty_resume_task_is_one_error_line(tmp_path: Path) -> None:
 # -- left open: the budget across re-runs, and a spec change between runs -------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="budget does not count resumed paid tasks up front; see the report")
 async def test_the_batch_budget_counts_tasks_bought_by_an_earlier_run(tmp_path: Path) -> None:
     """Budget 16 (two 8-credit tasks). Run 1 buys two that cannot download; run 2 adds two new requests with the
     same budget: the two paid tasks already use it all, so the new ones must be ``over_budget``. The docs say the
@@ -279,7 +278,6 @@ async def test_the_batch_budget_counts_tasks_bought_by_an_earlier_run(tmp_path: 
     assert emulator.stats.tasks_created == 2
 
 
-@pytest.mark.xfail(strict=True, reason="the journal key hashes spec-derived fields; see the report")
 async def test_a_spec_change_between_runs_does_not_buy_a_paid_request_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
