@@ -25,6 +25,7 @@ from kie_async.journal import (
     JournalRecord,
     append_adoption,
     parse_correlation_token,
+    raw_request_key,
     request_key,
 )
 from kie_async.model_data import preload_model_data
@@ -40,7 +41,7 @@ from kie_async.pipeline import (
     run_pipeline,
 )
 from kie_async.request_models import NormalizedRequest, RawUserRequest
-from kie_async.request_state import RequestState, facts
+from kie_async.request_state import Money, RequestState, facts
 from kie_async.session import KieSession
 
 log = logging.getLogger("kie_async.fanout")
@@ -169,9 +170,35 @@ async def _outputs_still_there(record: JournalRecord) -> bool:
     return await asyncio.to_thread(outputs_intact, paths, record.output_sha256, record.output_bytes)
 
 
-def _normalize_and_key(request: RawUserRequest) -> tuple[NormalizedRequest, str]:
+def _normalize_and_key(request: RawUserRequest) -> tuple[NormalizedRequest, str, str]:
     normalized = normalize_request(request)
-    return normalized, request_key(normalized)
+    return normalized, request_key(normalized), raw_request_key(request)
+
+
+def _batch_keys(pairs: list[tuple[str, str]], journal: BatchJournal | None) -> tuple[list[str], list[str]]:
+    """Journal keys in input order: identical requests get ``#2``, ``#3``…, and a request the journal knows by
+    its written form (the specs changed since) keeps its old key, so it is resumed instead of bought again."""
+    seen: dict[str, int] = {}
+    keys: list[str] = []
+    raw_keys: list[str] = []
+    for base, raw in pairs:
+        seen[base] = seen.get(base, 0) + 1
+        suffix = "" if seen[base] == 1 else f"#{seen[base]}"
+        key, raw_key = base + suffix, raw + suffix
+        keys.append(journal.key_for(key, raw_key) if journal is not None else key)
+        raw_keys.append(raw_key)
+    return keys, raw_keys
+
+
+def _known_cost(entry: JournalEntry) -> float:
+    """What a request with a task id cost: the provider's figure if the journal has it, else the estimate."""
+    for record in (entry.result, entry.last, entry.intent):
+        if record is not None and record.credits_charged is not None:
+            return record.credits_charged
+    for record in (entry.last, entry.intent):
+        if record is not None and record.credits_estimated is not None:
+            return record.credits_estimated
+    return 0.0
 
 
 async def run_many(
@@ -269,25 +296,30 @@ async def _run_all(
         cap = balance if cap is None else min(cap, balance)
     elif opts.available_credits is not None:
         cap = opts.available_credits if cap is None else min(cap, opts.available_credits)
-    budget = session.coordinator.budget(cap, batch_id=batch_id)
+    # Normalizing and hashing (bytes media included) is CPU work: do it in worker threads, not on the loop.
+    prepared = await asyncio.gather(*(asyncio.to_thread(_normalize_and_key, r) for r in requests))
+    normalized_all = [normalized for normalized, _, _ in prepared]
+    keys, raw_keys = _batch_keys([(key, raw) for _, key, raw in prepared], journal)
+    # What earlier runs already bought counts against this run's budget from the start, and only once.
+    prepaid = {
+        k: _known_cost(e)
+        for k in keys
+        if journal and (e := journal.get(k)) and facts(e.state).money is not Money.NOTHING
+    }
+    if batch_id is not None and session.coordinator.kind != "local":
+        # A shared batch budget lives in the coordinator and already holds what earlier runs spent.
+        budget = session.coordinator.budget(cap, batch_id=batch_id)
+    else:
+        budget = CreditBudget(cap, already_spent=sum(prepaid.values()))
     per_item = opts.model_copy(update={"check_balance": False, "available_credits": None})
     tracker = _Tracker(len(requests), budget, on_progress)
     slots = asyncio.Semaphore(concurrency)
-    seen: dict[str, int] = {}
-    keys: list[str] = []
-    # Normalizing and hashing (bytes media included) is CPU work: do it in worker threads, not on the loop.
-    prepared = await asyncio.gather(*(asyncio.to_thread(_normalize_and_key, r) for r in requests))
-    normalized_all = [normalized for normalized, _ in prepared]
-    for _, base in prepared:
-        seen[base] = seen.get(base, 0) + 1
-        keys.append(base if seen[base] == 1 else f"{base}#{seen[base]}")  # identical requests stay distinct
 
     async def one(index: int) -> RunResult:
         raw, key = requests[index], keys[index]
         entry = journal.get(key) if journal else None
         plan = await _plan(entry, raw.model_key, retry_failed=retry_failed, resubmit_uncertain=resubmit_uncertain)
         if isinstance(plan, RunResult):
-            await budget.settle(0.0, plan.credits_charged)
             await tracker.set(index, "skipped" if plan.state in _SKIPPED_STATES else "failed")
             return plan
 
@@ -296,9 +328,13 @@ async def _run_all(
             if phase is not None and outcome.status == "running":
                 tracker.phases[index] = phase
 
-        hooks = PipelineHooks(
-            on_state=journal.record if journal else None, on_stage=stage, on_late_adoption=adopt_late
-        )
+        async def on_state(record: JournalRecord) -> None:
+            assert journal is not None
+            if record.state is RequestState.SUBMITTING and not record.sending:
+                record = record.model_copy(update={"raw_key": raw_keys[index]})
+            await journal.record(record)
+
+        hooks = PipelineHooks(on_state=on_state if journal else None, on_stage=stage, on_late_adoption=adopt_late)
         async with slots:
             await tracker.set(index, "preparing")
             try:
@@ -307,7 +343,7 @@ async def _run_all(
                     session,
                     parent_run_ids=parent_run_ids_of(raw),
                     options=per_item,
-                    budget=budget,
+                    budget=budget if plan.task_id is None else None,  # a resumed task is in `prepaid`
                     hooks=hooks,
                     resume_task_id=plan.task_id,
                     request_key=key,
@@ -328,6 +364,8 @@ async def _run_all(
                     error=str(exc),
                     error_type=type(exc).__name__,
                 )
+        if key in prepaid and result.credits_charged is None:
+            result = result.model_copy(update={"credits_charged": prepaid[key], "credits_estimated": prepaid[key]})
         await tracker.set(index, "done" if result.succeeded else "failed")
         return result
 

@@ -121,6 +121,8 @@ def _summary(result: RunResult) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     # Everything that can be refused is refused here, before the session (or the emulator) starts.
     out = check_folder_arg(args.out or default_output_dir(), "--out")
+    if args.resume_task is not None and not args.resume_task.strip():
+        raise KieInputError("--resume-task is empty", hint="pass the task id the earlier run printed")
     return _run_async(args, build_request(args), out)
 
 
