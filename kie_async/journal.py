@@ -68,6 +68,7 @@ class JournalRecord(BaseModel):
     )
     run_id: str | None = None
     run_dir: str | None = None
+    host: str | None = Field(default=None, description="the machine holding run_dir (shared journals span machines)")
     outputs: list[str] = Field(default_factory=list)
     output_urls: list[str] = Field(default_factory=list)
     output_sha256: list[str] = Field(default_factory=list)

@@ -21,7 +21,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -34,6 +34,9 @@ from kie_async.coordination.shared import redacted_url
 from kie_async.errors import KieCoordinationError
 from kie_async.rate_limit import TokenBucket
 from kie_async.settings import RateLimitSettings
+
+if TYPE_CHECKING:
+    from kie_async.coordination.shared_journal import SharedJournal
 
 log = logging.getLogger("kie_async.coordination")
 T = TypeVar("T")
@@ -273,6 +276,13 @@ class RedisCoordinator(Coordinator):
         current = await self.client.hget(key, "cap")
         if current is None or current == "none" or float(current) > cap:
             await self.client.hset(key, "cap", repr(float(cap)))
+
+    # -- batch journals -------------------------------------------------------------------------------------
+
+    async def open_journal(self, batch_id: str, *, lease_seconds: float) -> SharedJournal:
+        from kie_async.coordination.redis_journal import RedisJournal  # imports the pipeline's models
+
+        return await RedisJournal.open(self, batch_id, lease_seconds=lease_seconds)
 
     # -- uploads --------------------------------------------------------------------------------------------
 
