@@ -236,8 +236,14 @@ class RedisCoordinator(Coordinator):
                 async with self.client.pubsub() as pubsub:
                     await pubsub.subscribe(self.key("tasks"))
                     attempt = 0
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message" and isinstance(message.get("data"), str):
+                    while True:
+                        # redis-py can swallow a cancel that lands while it connects; honour it here, or
+                        # close() would wait forever on a listener that never stops.
+                        current = asyncio.current_task()
+                        if current is not None and current.cancelling():
+                            raise asyncio.CancelledError
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if message and message.get("type") == "message" and isinstance(message.get("data"), str):
                             self._tell_listeners(message["data"])
             except asyncio.CancelledError:
                 raise

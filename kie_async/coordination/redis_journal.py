@@ -425,6 +425,7 @@ class RedisJournal(SharedJournal):
 
     async def _renewals(self) -> None:
         while True:
+            _honour_cancel()
             await asyncio.sleep(self.lease_ms / 3000)
             try:
                 if self._held:
@@ -477,6 +478,7 @@ class RedisJournal(SharedJournal):
     async def _polls(self) -> None:
         """One read of every awaited request per interval, for all of this process's waiters at once."""
         while True:
+            _honour_cancel()
             await asyncio.sleep(self.poll_interval)
             if not self._watched:
                 continue
@@ -495,6 +497,13 @@ class RedisJournal(SharedJournal):
             }
             tick, self._tick = self._tick, asyncio.Event()
             tick.set()
+
+
+def _honour_cancel() -> None:
+    """redis-py can swallow a cancel that lands mid-command; a background loop must still stop when asked."""
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        raise asyncio.CancelledError
 
 
 def _fold(entry: JournalEntry | None, key: str, record: JournalRecord) -> JournalEntry:
