@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -94,6 +95,20 @@ async def test_two_sessions_split_one_batch_and_both_return_all_results(
     ran_by_b = [not r.resumed for r in rb]
     assert [x ^ y for x, y in zip(ran_by_a, ran_by_b, strict=True)] == [True] * 12  # each ran by exactly one
     assert 0 < sum(ran_by_a) < 12  # and really split
+
+
+async def test_two_calls_in_one_process_split_a_batch_too(
+    emulator: KieEmulator, redis_url: str, tmp_path: Path
+) -> None:
+    requests = batch("one process", 6)
+    async with session(emulator, redis_url) as kie:  # e.g. two web requests starting the same batch
+        first, second = await asyncio.gather(
+            run_many(requests, kie, concurrency=2, options=opts(tmp_path), batch_id="same-process"),
+            run_many(requests, kie, concurrency=2, options=opts(tmp_path), batch_id="same-process"),
+        )
+    assert all(r.succeeded for r in first + second)
+    assert sum(not r.resumed for r in first + second) == 6
+    assert tasks_per_prompt(emulator) == Counter(r.prompt for r in requests)
 
 
 async def test_a_file_journal_and_a_shared_batch_are_refused_together(
@@ -354,3 +369,28 @@ def test_run_batch_refuses_a_shared_batch_it_cannot_run(tmp_path: Path, capsys: 
     finally:
         if env_had is not None:
             os.environ["KIE_COORDINATION_URL"] = env_had
+
+
+# -- the benchmark, reduced ----------------------------------------------------------------------------------
+
+BENCH_ZERO = ("requests_with_two_tasks", "not_settled", "dead_claims_unfinished", "survivors_disagree",
+              "uncertain_not_from_the_kill")
+
+
+def test_quick_shared_batch_benchmark_buys_nothing_twice(redis_server: RedisServer, tmp_path: Path) -> None:
+    """``bench_shared_batch.py --quick``: 3 run-batch processes on 30 requests, one SIGKILLed while it holds some.
+
+    (``redis_server`` only for its skip-or-fail rule: the benchmark starts its own.)
+    """
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_shared_batch.py"), "--quick", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    results = tmp_path / "bench_shared_batch.quick.json"
+    assert results.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(results.read_text())["figures"]
+    assert {k: figures[k] for k in BENCH_ZERO} == dict.fromkeys(BENCH_ZERO, 0), json.dumps(figures, indent=1)
+    assert done.returncode == 0
+    # the kill really landed on a process holding requests, and the survivors took them over
+    assert figures["dead_claims_at_kill"] >= 1 and figures["claims_taken_over"] >= figures["dead_claims_at_kill"]
+    assert figures["requests"] == 30 and figures["statuses"].get("succeeded", 0) >= 25

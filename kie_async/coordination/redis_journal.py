@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import secrets
 import socket
 import time
 from datetime import UTC, datetime
@@ -166,7 +167,8 @@ class RedisJournal(SharedJournal):
     ) -> None:
         self.c = coordinator
         self.batch_id = batch_id
-        self.owner = coordinator.owner
+        # Per journal, not per process: two run_many calls on one batch in one process split it like two processes.
+        self.owner = f"{coordinator.owner}:{secrets.token_hex(2)}"
         self.host = host or socket.gethostname()
         self.lease_ms = max(100, round(lease_seconds * 1000))
         self.poll_interval = poll_interval

@@ -52,7 +52,7 @@ class SharedJournal(ABC):
 
     batch_id: str
     owner: str
-    """This process's claim identity (``host:pid:random``)."""
+    """This journal's claim identity (``host:pid:random:random``; one per ``run_many`` call)."""
     host: str
     """This machine: recorded with every run folder, since run folders stay on the machine that wrote them."""
     entries: dict[str, JournalEntry]
