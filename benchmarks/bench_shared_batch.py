@@ -6,17 +6,19 @@
 Four processes besides this one: the emulator (standing in for Kie.ai), a ``redis-server`` (no persistence), and
 three ``run-batch`` processes with the same file and ``--coordination``: they split the batch through the shared
 journal. Once about 40% of the batch is bought and the first process holds requests, it is killed with SIGKILL,
-aiming (for up to 5 s) at a moment when one of its createTask calls is on the wire (the emulator answers
-createTask after 0.4 s, as a remote service does). Its claims expire after the lease and the two survivors take
-them over, each printing the outcome of the whole batch.
+aiming (for up to one createTask window) at a moment when one of its createTask calls is on the wire (the
+emulator answers createTask after 0.4 s, as a remote service does). Its claims expire after the lease and the
+two survivors take them over, each printing the outcome of the whole batch.
 
 Figures that must be 0:
 
 - ``requests_with_two_tasks``: prompts the emulator sold more than one task for;
 - ``not_settled``: requests whose final status is not ``succeeded``, a provider ``failed`` or
   ``submit_uncertain`` (a maybe-sent claim of the dead process, which is left alone by design);
-- ``dead_claims_unfinished``: requests the dead process held at the kill that the survivors did not finish
-  (its maybe-sent ones excepted, they stay uncertain);
+- ``dead_claims_unfinished``: requests the dead process held at the kill (createTask not on the wire) that
+  the survivors did not finish (``succeeded`` or a provider ``failed``);
+- ``dead_maybe_sent_not_left_uncertain``: requests whose createTask the dead process had on the wire (sending
+  marker, no answer) that did not end ``submit_uncertain``: a taker must never buy those again;
 - ``survivors_disagree``: requests whose status or task id differs between the two survivors' reports;
 - ``uncertain_not_from_the_kill``: uncertain results that no takeover explains (no faults are injected).
 
@@ -50,12 +52,11 @@ from _common import EmulatorProcess, add_common_flags, print_table, write_result
 from kie_async.cli._run_cmd import default_batch_id
 from kie_async.coordination import account_namespace
 
-ZERO_KEYS = ("requests_with_two_tasks", "not_settled", "dead_claims_unfinished", "survivors_disagree",
-             "uncertain_not_from_the_kill")
-SHOWN = ("requests", "dead_claims_at_kill", "claims_taken_over", "dead_maybe_sent_left_uncertain",
-         "dead_never_sent_bought", "tasks_sold", "statuses", "claims_finished_per_process", "killed_after_tasks",
-         "killed_mid_send", "wall_s")
-FINAL = {"succeeded", "submit_uncertain"}
+ZERO_KEYS = ("requests_with_two_tasks", "not_settled", "dead_claims_unfinished", "dead_maybe_sent_not_left_uncertain",
+             "survivors_disagree", "uncertain_not_from_the_kill")
+SHOWN = ("requests", "dead_claims_at_kill", "dead_states_at_kill", "claims_taken_over",
+         "dead_maybe_sent_left_uncertain", "dead_never_sent_bought", "tasks_sold", "statuses",
+         "claims_finished_per_process", "killed_after_tasks", "wall_s")
 
 
 class RedisProcess:
@@ -137,14 +138,23 @@ class SharedBatch:
         holders: dict[str, str] = await client.hgetall(self.batch_key("holders"))
         return {key for key, owner in holders.items() if owner.split(":")[1] == str(pid)}
 
+    async def states(self, client: aioredis.Redis, keys: set[str]) -> dict[str, str]:
+        """Each request's journal state; ``submitting+sending`` when its createTask is on the wire."""
+        if not keys:
+            return {}
+        ordered = sorted(keys)
+        raw = await client.hmget(self.batch_key("entries"), [f"e:{key}" for key in ordered])
+        states = {}
+        for key, text in zip(ordered, raw, strict=True):
+            entry = json.loads(text) if text else {"state": "pending"}
+            sending = entry.get("state") == "submitting" and entry.get("sending")
+            states[key] = "submitting+sending" if sending else str(entry.get("state"))
+        return states
+
     async def sending(self, client: aioredis.Redis, pid: int | None) -> bool:
         """Whether a request the process holds has its createTask on the wire (sending marker, no answer)."""
-        held = sorted(await self.held_by(client, pid))
-        if not held:
-            return False
-        raw = await client.hmget(self.batch_key("entries"), [f"e:{key}" for key in held])
-        entries = [json.loads(text) for text in raw if text]
-        return any(e.get("state") == "submitting" and e.get("sending") for e in entries)
+        states = await self.states(client, await self.held_by(client, pid))
+        return "submitting+sending" in states.values()
 
     def batch_key(self, part: str) -> str:
         batch_id = default_batch_id(self.file.read_bytes())
@@ -173,18 +183,17 @@ class SharedBatch:
             # Then, for a while, aim at a createTask of the victim's that is on the wire (marker written, no
             # answer yet): the case a taker must leave uncertain. Otherwise the kill lands wherever it falls.
             aim_until = time.monotonic() + self.args.aim_seconds
-            mid_send = False
             while victim.returncode is None and time.monotonic() < aim_until:
                 if await self.sending(client, victim.pid):
-                    mid_send = True
-                    break
-                await asyncio.sleep(0.01)
-            killed_after = len(await self.tasks())
+                    break  # kill now: its answer is at most a fraction of a second away
+                await asyncio.sleep(0.005)
             if victim.returncode is not None:
                 raise RuntimeError(f"the victim exited (code {victim.returncode}) before the kill")
             victim.send_signal(signal.SIGKILL)
             await victim.wait()
-            dead_keys = await self.held_by(client, victim.pid)  # read well before its lease runs out
+            # What it left, read well before its lease runs out (nobody can have taken anything over yet).
+            dead = await self.states(client, await self.held_by(client, victim.pid))
+            killed_after = len(await self.tasks())
             outputs = await asyncio.wait_for(asyncio.gather(*readers), timeout=self.args.max_wait)
             wall = time.monotonic() - started
             meta = await client.hgetall(self.batch_key("meta"))
@@ -195,15 +204,13 @@ class SharedBatch:
             if not stdout.strip():
                 raise RuntimeError(f"a survivor printed nothing (exit {proc.returncode}): {stderr.decode()[-2000:]}")
             reports.append(json.loads(stdout))
-        figures = await self.measure(prompts, reports, dead_keys, meta, killed_after, wall)
-        figures["killed_mid_send"] = mid_send
-        return figures
+        return await self.measure(prompts, reports, dead, meta, killed_after, wall)
 
     async def measure(
         self,
         prompts: list[str],
         reports: list[dict[str, Any]],
-        dead_keys: set[str],
+        dead: dict[str, str],
         meta: dict[str, str],
         killed_after: int,
         wall: float,
@@ -215,33 +222,42 @@ class SharedBatch:
             (a["status"], a["task_id"]) != (b["status"], b["task_id"]) for a, b in zip(first, second, strict=True)
         )
 
-        def settled(result: dict[str, Any]) -> bool:
+        def finished(result: dict[str, Any]) -> bool:
             provider_failed = result["status"] == "failed" and result.get("error_type") == "KieTaskFailedError"
-            return result["status"] in FINAL or provider_failed
+            return result["status"] == "succeeded" or provider_failed
+
+        def settled(result: dict[str, Any]) -> bool:
+            return finished(result) or result["status"] == "submit_uncertain"
 
         by_key = {r["request_key"]: r for r in first}
         uncertain = sum(r["status"] == "submit_uncertain" for r in first)
         taken_uncertain = int(meta.get("takeover_uncertain", 0))
         # Per survivor pid: requests it claimed and finished (run, or read back from the journal when it got
         # there after another process had finished them).
-        finished = {field.removeprefix("finished:").split(":")[1]: int(n) for field, n in meta.items()
-                    if field.startswith("finished:")}
+        per_process = {field.removeprefix("finished:").split(":")[1]: int(n) for field, n in meta.items()
+                       if field.startswith("finished:")}
         return {
             "requests_with_two_tasks": sum(n > 1 for n in sold.values()),
             "not_settled": sum(not settled(r) for r in first),
             "dead_claims_unfinished": sum(
-                1 for key in dead_keys if key in by_key and not settled(by_key[key])
+                1 for key, state in dead.items()
+                if state != "submitting+sending" and not finished(by_key[key])
+            ),
+            "dead_maybe_sent_not_left_uncertain": sum(
+                1 for key, state in dead.items()
+                if state == "submitting+sending" and by_key[key]["status"] != "submit_uncertain"
             ),
             "survivors_disagree": disagree,
             "uncertain_not_from_the_kill": max(0, uncertain - taken_uncertain),
             "requests": len(prompts),
-            "dead_claims_at_kill": len(dead_keys),
+            "dead_claims_at_kill": len(dead),
+            "dead_states_at_kill": dict(Counter(dead.values())),
             "claims_taken_over": int(meta.get("takeovers", 0)),
             "dead_maybe_sent_left_uncertain": taken_uncertain,
             "dead_never_sent_bought": int(meta.get("takeover_refused", 0)),
             "tasks_sold": len(tasks),
             "statuses": dict(Counter(r["status"] for r in first)),
-            "claims_finished_per_process": finished,
+            "claims_finished_per_process": per_process,
             "killed_after_tasks": killed_after,
             "wall_s": round(wall, 1),
         }
@@ -283,7 +299,8 @@ def main() -> int:
     args.create_limit, args.create_window = 20, 10.0
     args.lease = 2.0 if args.quick else 15.0
     args.generation_seconds = 0.5 if args.quick else 2.0
-    args.create_latency, args.aim_seconds = 0.4, 5.0
+    # Aim for longer than one createTask window: at the limit, sends come in bursts as the window frees.
+    args.create_latency, args.aim_seconds = 0.4, args.create_window * 1.2
     args.max_wait = 120.0 if args.quick else 900.0
     figures = asyncio.run(main_async(args))
     print_table(

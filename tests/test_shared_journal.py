@@ -373,8 +373,8 @@ def test_run_batch_refuses_a_shared_batch_it_cannot_run(tmp_path: Path, capsys: 
 
 # -- the benchmark, reduced ----------------------------------------------------------------------------------
 
-BENCH_ZERO = ("requests_with_two_tasks", "not_settled", "dead_claims_unfinished", "survivors_disagree",
-              "uncertain_not_from_the_kill")
+BENCH_ZERO = ("requests_with_two_tasks", "not_settled", "dead_claims_unfinished", "dead_maybe_sent_not_left_uncertain",
+              "survivors_disagree", "uncertain_not_from_the_kill")
 
 
 def test_quick_shared_batch_benchmark_buys_nothing_twice(redis_server: RedisServer, tmp_path: Path) -> None:
@@ -394,3 +394,5 @@ def test_quick_shared_batch_benchmark_buys_nothing_twice(redis_server: RedisServ
     # the kill really landed on a process holding requests, and the survivors took them over
     assert figures["dead_claims_at_kill"] >= 1 and figures["claims_taken_over"] >= figures["dead_claims_at_kill"]
     assert figures["requests"] == 30 and figures["statuses"].get("succeeded", 0) >= 25
+    maybe_sent = figures["dead_states_at_kill"].get("submitting+sending", 0)
+    assert figures["dead_maybe_sent_left_uncertain"] == maybe_sent == figures["statuses"].get("submit_uncertain", 0)
