@@ -7,7 +7,9 @@ download or a full disk leave the request ``incomplete``, and the next run colle
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 import shutil
 import time
 from datetime import datetime
@@ -40,6 +42,8 @@ from kie_async.run_models import PipelineOptions, RunOutput, RunResult
 from kie_async.session import KieSession
 
 log = logging.getLogger("kie_async.pipeline")
+
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 async def collect_task(
     run: RunContext,
@@ -185,8 +189,8 @@ async def _deliver(run: RunContext, task: _Finished) -> tuple[list[RunOutput], l
             return existing
     root = run.opts.artifacts.resolved_root()
     staging = (
-        root / ".tmp" / "downloads" / staging_name(record.task_id) if run.opts.write_artifact
-        else root / "downloads" / record.task_id
+        root / ".tmp" / "downloads" / staging_name(folder_name(record.task_id)) if run.opts.write_artifact
+        else root / "downloads" / folder_name(record.task_id)
     )
     try:
         async with run.rec.stage("download"):
@@ -202,6 +206,19 @@ async def _deliver(run: RunContext, task: _Finished) -> tuple[list[RunOutput], l
         if run.opts.write_artifact:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, staging, True))
     return _from_artifact(artifact, record, kind)
+
+
+def folder_name(task_id: str) -> str:
+    """A task id as one safe folder name under the output root.
+
+    The id comes from the network (a garbage or hostile ``{"taskId": "../../x"}`` or an absolute path), from
+    ``--resume-task`` or from a journal edited by hand; used as is, it put downloads outside the root. Kie.ai's
+    hex ids pass unchanged; anything else is made one plain component, with a hash so two odd ids never meet.
+    """
+    safe = _UNSAFE_IN_NAME.sub("_", task_id).lstrip(".")[:96]
+    if safe == task_id:
+        return safe
+    return f"{safe or 'task'}-{hashlib.sha256(task_id.encode()).hexdigest()[:12]}"
 
 
 def _from_artifact(

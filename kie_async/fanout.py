@@ -18,13 +18,15 @@ from pydantic import BaseModel, ConfigDict
 from kie_async._limits import check_run_many_args
 from kie_async.artifacts.staging import sweep_staging
 from kie_async.budget import BudgetSnapshot, CreditBudget
-from kie_async.errors import KieError
+from kie_async.coordination.shared_journal import ClaimResult, SharedJournal
+from kie_async.errors import KieError, KieInputError
 from kie_async.journal import (
     BatchJournal,
     JournalEntry,
     JournalRecord,
     append_adoption,
     parse_correlation_token,
+    raw_request_key,
     request_key,
 )
 from kie_async.model_data import preload_model_data
@@ -40,7 +42,7 @@ from kie_async.pipeline import (
     run_pipeline,
 )
 from kie_async.request_models import NormalizedRequest, RawUserRequest
-from kie_async.request_state import RequestState, facts
+from kie_async.request_state import Money, RequestState, facts
 from kie_async.session import KieSession
 
 log = logging.getLogger("kie_async.fanout")
@@ -164,14 +166,59 @@ def _uncertain_result(entry: JournalEntry, model_key: str) -> RunResult:
     )
 
 
+def _still_running(
+    entry: JournalEntry | None, model_key: str, key: str, holder: str | None, waited: float
+) -> RunResult:
+    """Another (live) process holds this request and showed no progress for the whole wait: report, don't grab."""
+    state = entry.state if entry is not None else RequestState.PENDING
+    return RunResult(
+        status="incomplete" if facts(state).has_task else "failed",
+        state=state,
+        model_key=model_key,
+        request_key=key,
+        task_id=entry.task_id if entry is not None else None,
+        error=f"still held by process {holder} with no progress for {waited:g}s; run the batch again to collect it",
+        error_type="TimeoutError",
+        resumed=True,
+    )
+
+
 async def _outputs_still_there(record: JournalRecord) -> bool:
     paths = [Path(p) for p in record.outputs]
     return await asyncio.to_thread(outputs_intact, paths, record.output_sha256, record.output_bytes)
 
 
-def _normalize_and_key(request: RawUserRequest) -> tuple[NormalizedRequest, str]:
+def _normalize_and_key(request: RawUserRequest) -> tuple[NormalizedRequest, str, str]:
     normalized = normalize_request(request)
-    return normalized, request_key(normalized)
+    return normalized, request_key(normalized), raw_request_key(request)
+
+
+def _batch_keys(
+    pairs: list[tuple[str, str]], journal: BatchJournal | SharedJournal | None
+) -> tuple[list[str], list[str]]:
+    """Journal keys in input order: identical requests get ``#2``, ``#3``…, and a request the journal knows by
+    its written form (the specs changed since) keeps its old key, so it is resumed instead of bought again."""
+    seen: dict[str, int] = {}
+    keys: list[str] = []
+    raw_keys: list[str] = []
+    for base, raw in pairs:
+        seen[base] = seen.get(base, 0) + 1
+        suffix = "" if seen[base] == 1 else f"#{seen[base]}"
+        key, raw_key = base + suffix, raw + suffix
+        keys.append(journal.key_for(key, raw_key) if journal is not None else key)
+        raw_keys.append(raw_key)
+    return keys, raw_keys
+
+
+def _known_cost(entry: JournalEntry) -> float:
+    """What a request with a task id cost: the provider's figure if the journal has it, else the estimate."""
+    for record in (entry.result, entry.last, entry.intent):
+        if record is not None and record.credits_charged is not None:
+            return record.credits_charged
+    for record in (entry.last, entry.intent):
+        if record is not None and record.credits_estimated is not None:
+            return record.credits_estimated
+    return 0.0
 
 
 async def run_many(
@@ -194,13 +241,35 @@ async def run_many(
     runs), a re-run skips finished requests (re-checking their files), resumes every paid one on its task id,
     and leaves "may have been bought" ones alone unless ``resubmit_uncertain``. ``retry_failed`` buys again
     only what the provider itself failed. See ``docs/batches-and-resuming.md`` for the state machine.
-    With a shared coordinator (``KieSettings.coordination_url``), ``batch_id`` makes ``budget_credits`` one
-    budget for every process running that batch.
+
+    With a shared coordinator (``KieSettings.coordination_url``), ``batch_id`` splits the batch over every
+    process that runs it: the journal lives in the coordinator (not in a file), each request is claimed and
+    run by one process at a time, a dead process's requests are taken over by the others, and every process
+    returns the results of the whole batch (requests run elsewhere come back with ``resumed=True``).
+    ``budget_credits`` is then one budget for the batch. A file journal and a shared one cannot both be the
+    batch's memory: ``journal_path`` together with a shared ``batch_id`` is refused (``KieInputError``).
     """
     check_run_many_args(concurrency, budget_credits)  # before the balance read: a NaN budget is no budget
+    shared_batch = batch_id is not None and session.coordinator.kind != "local"
+    if batch_id is not None and (not batch_id.strip() or len(batch_id) > 200 or not batch_id.isprintable()):
+        raise KieInputError(f"batch_id {batch_id!r} is not usable", hint="give a short printable name, e.g. the file's")
+    if shared_batch and journal_path is not None:
+        raise KieInputError(
+            f"journal_path {journal_path} and batch_id {batch_id!r} with a shared coordinator are two journals for "
+            "one batch",
+            hint="drop journal_path: the shared batch's journal lives in the coordinator (or drop batch_id)",
+        )
     opts = options or PipelineOptions()
     await preload_model_data()
-    journal = await BatchJournal.open(journal_path) if journal_path is not None else None
+    shared: SharedJournal | None = None
+    journal: BatchJournal | None = None
+    if shared_batch:
+        assert batch_id is not None
+        shared = await session.coordinator.open_journal(
+            batch_id, lease_seconds=session.settings.coordination_lease_seconds
+        )
+    elif journal_path is not None:
+        journal = await BatchJournal.open(journal_path)
     try:
         return await _run_all(
             requests,
@@ -213,10 +282,13 @@ async def run_many(
             retry_failed,
             resubmit_uncertain,
             batch_id,
+            shared,
         )
     finally:
         if journal is not None:
             await journal.close()  # a cancelled batch still leaves every started journal line on disk
+        if shared is not None:
+            await shared.close()
 
 
 class _Plan(BaseModel):
@@ -258,6 +330,7 @@ async def _run_all(
     retry_failed: bool,
     resubmit_uncertain: bool,
     batch_id: str | None,
+    shared: SharedJournal | None = None,
 ) -> list[RunResult]:
     if opts.write_artifact:
         swept = await asyncio.to_thread(sweep_staging, opts.artifacts.resolved_root().absolute())
@@ -269,66 +342,143 @@ async def _run_all(
         cap = balance if cap is None else min(cap, balance)
     elif opts.available_credits is not None:
         cap = opts.available_credits if cap is None else min(cap, opts.available_credits)
-    budget = session.coordinator.budget(cap, batch_id=batch_id)
+    # Normalizing and hashing (bytes media included) is CPU work: do it in worker threads, not on the loop.
+    prepared = await asyncio.gather(*(asyncio.to_thread(_normalize_and_key, r) for r in requests))
+    normalized_all = [normalized for normalized, _, _ in prepared]
+    keys, raw_keys = _batch_keys([(key, raw) for _, key, raw in prepared], shared or journal)
+    # What earlier runs already bought counts against this run's budget from the start, and only once.
+    prepaid = {
+        k: _known_cost(e)
+        for k in keys
+        if journal and (e := journal.get(k)) and facts(e.state).money is not Money.NOTHING
+    }
+    if batch_id is not None and session.coordinator.kind != "local":
+        # A shared batch budget lives in the coordinator and already holds what earlier runs spent.
+        budget = session.coordinator.budget(cap, batch_id=batch_id)
+    else:
+        budget = CreditBudget(cap, already_spent=sum(prepaid.values()))
+    # How long to wait on a request another process holds without seeing any progress on it: its longest run.
+    wait = opts.wait_timeout if opts.wait_timeout is not None else session.settings.poll.timeout
+    stall_timeout = wait + session.settings.download_timeout + session.settings.coordination_lease_seconds
     per_item = opts.model_copy(update={"check_balance": False, "available_credits": None})
     tracker = _Tracker(len(requests), budget, on_progress)
     slots = asyncio.Semaphore(concurrency)
-    seen: dict[str, int] = {}
-    keys: list[str] = []
-    # Normalizing and hashing (bytes media included) is CPU work: do it in worker threads, not on the loop.
-    prepared = await asyncio.gather(*(asyncio.to_thread(_normalize_and_key, r) for r in requests))
-    normalized_all = [normalized for normalized, _ in prepared]
-    for _, base in prepared:
-        seen[base] = seen.get(base, 0) + 1
-        keys.append(base if seen[base] == 1 else f"{base}#{seen[base]}")  # identical requests stay distinct
 
     async def one(index: int) -> RunResult:
+        if shared is not None:
+            return await shared_one(index)
         raw, key = requests[index], keys[index]
         entry = journal.get(key) if journal else None
         plan = await _plan(entry, raw.model_key, retry_failed=retry_failed, resubmit_uncertain=resubmit_uncertain)
         if isinstance(plan, RunResult):
-            await budget.settle(0.0, plan.credits_charged)
             await tracker.set(index, "skipped" if plan.state in _SKIPPED_STATES else "failed")
             return plan
+        async with slots:
+            result = await execute(index, entry, plan)
+        if key in prepaid and result.credits_charged is None:
+            result = result.model_copy(update={"credits_charged": prepaid[key], "credits_estimated": prepaid[key]})
+        await tracker.set(index, "done" if result.succeeded else "failed")
+        return result
+
+    async def execute(index: int, entry: JournalEntry | None, plan: _Plan) -> RunResult:
+        """One pipeline run (the caller holds a slot); every expected failure becomes a result."""
+        raw, key = requests[index], keys[index]
 
         def stage(outcome: StageOutcome) -> None:
             phase = _STAGE_PHASE.get(outcome.name)
             if phase is not None and outcome.status == "running":
                 tracker.phases[index] = phase
 
-        hooks = PipelineHooks(
-            on_state=journal.record if journal else None, on_stage=stage, on_late_adoption=adopt_late
-        )
-        async with slots:
-            await tracker.set(index, "preparing")
-            try:
-                result = await run_pipeline(
-                    normalized_all[index],  # normalized once above (for the key); lineage passed explicitly
-                    session,
-                    parent_run_ids=parent_run_ids_of(raw),
-                    options=per_item,
-                    budget=budget,
-                    hooks=hooks,
-                    resume_task_id=plan.task_id,
-                    request_key=key,
-                    prior_state=plan.state,
-                    run_id=plan.run_id,
-                )
-            except asyncio.CancelledError:
-                raise
-            except (KieError, ValueError, OSError) as exc:
-                log.warning("request %d (%s) failed: %s", index, raw.model_key, exc)
-                state = entry.state if entry is not None else RequestState.PENDING
-                result = RunResult(
-                    status="incomplete" if facts(state).has_task else "failed",
-                    state=state,
-                    model_key=raw.model_key,
-                    request_key=key,
-                    task_id=entry.task_id if entry is not None else None,
-                    error=str(exc),
-                    error_type=type(exc).__name__,
-                )
-        await tracker.set(index, "done" if result.succeeded else "failed")
+        async def on_state(record: JournalRecord) -> None:
+            if record.state is RequestState.SUBMITTING and not record.sending:
+                record = record.model_copy(update={"raw_key": raw_keys[index]})
+            if shared is not None:
+                await shared.record(record)
+            elif journal is not None:
+                await journal.record(record)
+
+        has_journal = shared is not None or journal is not None
+        hooks = PipelineHooks(on_state=on_state if has_journal else None, on_stage=stage, on_late_adoption=adopt_late)
+        await tracker.set(index, "preparing")
+        try:
+            return await run_pipeline(
+                normalized_all[index],  # normalized once above (for the key); lineage passed explicitly
+                session,
+                parent_run_ids=parent_run_ids_of(raw),
+                options=per_item,
+                # A resumed task was paid for already: in `prepaid` here, or in the shared budget (a dead
+                # holder's reservation counts as spent there).
+                budget=budget if plan.task_id is None else None,
+                hooks=hooks,
+                resume_task_id=plan.task_id,
+                request_key=key,
+                prior_state=plan.state,
+                run_id=plan.run_id,
+            )
+        except asyncio.CancelledError:
+            raise
+        except (KieError, ValueError, OSError) as exc:
+            log.warning("request %d (%s) failed: %s", index, raw.model_key, exc)
+            state = entry.state if entry is not None else RequestState.PENDING
+            return RunResult(
+                status="incomplete" if facts(state).has_task else "failed",
+                state=state,
+                model_key=raw.model_key,
+                request_key=key,
+                task_id=entry.task_id if entry is not None else None,
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
+
+    async def shared_one(index: int) -> RunResult:
+        """Claim the request and run it, or wait for the process that holds it; take it over if that one dies."""
+        assert shared is not None
+        key = keys[index]
+        seen: int | None = None
+        while True:
+            result: RunResult | None = None
+            async with slots:  # claim only with a free slot, so requests spread over the processes
+                claim = await shared.try_claim(key)
+                if claim.claimed:
+                    result = await run_claimed(index, claim)
+            if result is not None:
+                if result.resumed and result.state in _SKIPPED_STATES:
+                    await tracker.set(index, "skipped")
+                else:
+                    await tracker.set(index, "done" if result.succeeded else "failed")
+                return result
+            if seen is None:
+                seen = claim.seq  # from the refused claim itself: a run finishing after it is the holder's
+            waited = await shared.wait_for_key(key, after_seq=seen, stall_timeout=stall_timeout)
+            if waited.outcome is not None:
+                await tracker.set(index, "skipped" if waited.outcome.state in _SKIPPED_STATES else "failed")
+                return waited.outcome
+            if waited.timed_out:
+                await tracker.set(index, "failed")
+                return _still_running(shared.get(key), requests[index].model_key, key, waited.holder, stall_timeout)
+
+    async def run_claimed(index: int, claim: ClaimResult) -> RunResult | None:
+        """The claimed request's run, its outcome stored for the others; None if another process took it over."""
+        assert shared is not None
+        raw, key, entry = requests[index], keys[index], claim.entry
+        # A taker never buys again what its dead holder may have sent, whatever resubmit_uncertain says.
+        resubmit = resubmit_uncertain and claim.closed is not RequestState.UNCERTAIN
+        try:
+            result: RunResult
+            if entry is not None and entry.state is RequestState.SUCCEEDED and entry.result is not None and (
+                entry.result.host not in (None, shared.host)
+            ):
+                result = _from_journal(entry, entry.result, raw.model_key)  # its files are on that machine
+            else:
+                plan = await _plan(entry, raw.model_key, retry_failed=retry_failed, resubmit_uncertain=resubmit)
+                # Results read from the journal are not settled again: the shared budget counted them when paid.
+                result = plan if isinstance(plan, RunResult) else await execute(index, entry, plan)
+        except BaseException:
+            await asyncio.shield(shared.release(key))  # a cancel: the others may take it now
+            raise
+        if not await shared.finish(key, result):
+            log.warning("request %d (%s): another process took it over; waiting for its result", index, key)
+            return None
         return result
 
     async def adopt_late(token: str, task_id: str) -> None:
@@ -337,7 +487,9 @@ async def _run_all(
         Appended by path, so it lands whether or not this batch still owns the journal.
         """
         key, attempt = parse_correlation_token(token)
-        if journal is not None:
+        if shared is not None:
+            await shared.adopt(key, attempt, task_id)
+        elif journal is not None:
             await append_adoption(journal.path, key, attempt, task_id)
     await tracker.emit()
     # return_exceptions=True: on a cancel (Ctrl-C) gather waits for every run to finish its own cleanup (an

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from kie_async.errors import KieInputError
 from kie_async.jsonl_log import append_line, read_lines
 from kie_async.owner_lock import OwnerLock
-from kie_async.request_models import NormalizedRequest
+from kie_async.request_models import NormalizedRequest, RawUserRequest
 from kie_async.request_state import RequestState, can_move, check_move, facts
 
 log = logging.getLogger("kie_async.journal")
@@ -63,8 +63,12 @@ class JournalRecord(BaseModel):
         default=False, description="submitting: the request goes out now (written without fsync; see module doc)"
     )
     boot: str | None = Field(default=None, description="submitting: host and boot id, to prove a send never happened")
+    raw_key: str | None = Field(
+        default=None, description="submitting: hash of the request as written, so a spec change cannot re-key it"
+    )
     run_id: str | None = None
     run_dir: str | None = None
+    host: str | None = Field(default=None, description="the machine holding run_dir (shared journals span machines)")
     outputs: list[str] = Field(default_factory=list)
     output_urls: list[str] = Field(default_factory=list)
     output_sha256: list[str] = Field(default_factory=list)
@@ -113,6 +117,7 @@ class JournalEntry(BaseModel):
     extra_task_ids: list[str] = Field(
         default_factory=list, description="more tasks found for this key (a double purchase, reported)"
     )
+    adopted_attempt: str | None = Field(default=None, description="the attempt whose task id came from a callback")
 
     @property
     def uncertain(self) -> bool:
@@ -132,6 +137,12 @@ class JournalEntry(BaseModel):
             if self.state is RequestState.SUBMITTING and record.attempt == self.attempt:
                 self.sending = True
             return
+        if self._answers_open_attempt_after_late_adoption(record) and self.task_id is not None:
+            # A callback for an older attempt was adopted (by a receiver elsewhere) while this attempt was on the
+            # wire. Both tasks were bought; the one this attempt created is what its run waited on and recorded.
+            self.extra_task_ids.append(self.task_id)
+            log.warning("journal %s: a second task %s exists besides %s", self.key, self.task_id, record.task_id)
+            self.task_id = self.adopted_attempt = None
         if not self._acceptable(record):
             log.warning("journal %s: ignoring %s after %s", self.key, record.state.value, self.state.value)
             return
@@ -139,7 +150,7 @@ class JournalEntry(BaseModel):
             log.warning("journal %s: unexpected %s after %s", self.key, record.state.value, self.state.value)
         if record.state is RequestState.SUBMITTING and self.task_id is not None:
             self.task_id = None  # retry_failed: a new purchase gets a new task id (and run folder)
-            self.run_id = None
+            self.run_id = self.adopted_attempt = None
         if record.state is RequestState.SUBMITTING:
             self.intent = record
             self.attempt = record.attempt
@@ -165,6 +176,18 @@ class JournalEntry(BaseModel):
             return self.state is RequestState.FAILED and record.state is RequestState.SUBMITTING
         return True
 
+    def _answers_open_attempt_after_late_adoption(self, record: JournalRecord) -> bool:
+        return (
+            record.state is RequestState.SUBMITTED
+            and record.task_id is not None
+            and self.task_id is not None
+            and record.task_id != self.task_id
+            and self.adopted_attempt is not None
+            and record.attempt is not None
+            and record.attempt == self.attempt
+            and record.attempt != self.adopted_attempt
+        )
+
     def _adopt(self, record: JournalRecord) -> None:
         if record.task_id is None:
             return
@@ -174,6 +197,7 @@ class JournalEntry(BaseModel):
             RequestState.REFUSED,  # a lying "no": a task exists after all, so it must never be bought again
         ):
             self.task_id = record.task_id
+            self.adopted_attempt = record.attempt
             self.state = RequestState.SUBMITTED
             self.last = record
         elif record.task_id != self.task_id and record.task_id not in self.extra_task_ids:
@@ -193,6 +217,18 @@ def _stable(value: Any) -> Any:
     return value
 
 
+def raw_request_key(raw: RawUserRequest) -> str:
+    """A stable hash of the request as the user wrote it (no spec defaults, aliases or modes).
+
+    Journals are keyed by :func:`request_key`, which follows the specs; a spec that changed between runs (an
+    upgrade, an override folder) would re-key a paid request. The intent also records this key, and a re-run
+    that does not find a request by its spec key finds it by this one, so it is resumed, never bought again.
+    """
+    dump = raw.model_dump(mode="python")
+    canonical = json.dumps(_stable(dump), sort_keys=True, separators=(",", ":"), default=str)
+    return "raw-" + hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+
 def request_key(normalized: NormalizedRequest) -> str:
     """A stable hash of what would be submitted (model, mode, prompts, options, media, callback)."""
     dump = normalized.model_dump(mode="python", exclude={"issues", "defaulted", "explicit_options"})
@@ -201,7 +237,9 @@ def request_key(normalized: NormalizedRequest) -> str:
 
 
 def owner_lock_path(path: Path) -> Path:
-    return path.with_name(path.name + ".owner")
+    """Next to the file the journal really is: a symlink (or macOS's /tmp -> /private/tmp) is not a second journal."""
+    real = path.resolve()
+    return real.with_name(real.name + ".owner")
 
 
 class BatchJournal:
@@ -210,9 +248,12 @@ class BatchJournal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries: dict[str, JournalEntry] = {}
+        self.raw_index: dict[str, str] = {}
         self.skipped_lines: list[int] = []
         self._pending: set[asyncio.Future[None]] = set()
         self._lock: OwnerLock | None = None
+        self._lagging: set[str] = set()
+        """Keys whose last append failed: the view is behind the request's ledger until one succeeds."""
 
     def __repr__(self) -> str:
         return f"BatchJournal({str(self.path)!r}, keys={len(self.entries)}, owned={self._lock is not None})"
@@ -221,12 +262,25 @@ class BatchJournal:
     async def open(cls, path: str | Path, *, exclusive: bool = True) -> BatchJournal:
         """Load the journal and (by default) become its only owner until :meth:`close`."""
         journal = cls(Path(path))
-        await asyncio.to_thread(journal._open_blocking, exclusive)
+        opening = asyncio.ensure_future(asyncio.to_thread(journal._open_blocking, exclusive))
+        try:
+            await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The worker thread goes on and may still take the lock: give it back when it does, or this
+            # process (a notebook, a web server) could never open the journal again.
+            opening.add_done_callback(lambda _: journal._release())
+            raise
         return journal
 
     def _open_blocking(self, exclusive: bool) -> None:
         if self.path.is_dir():
             raise KieInputError(f"journal_path {self.path} is a folder", hint="give the journal a file name")
+        if self.path.exists() and not self.path.is_file():
+            # /dev/zero or /dev/full read until memory runs out, a FIFO blocks forever, /dev/null fails every append.
+            raise KieInputError(
+                f"journal_path {self.path} is not a regular file (a device or a pipe)",
+                hint="give the journal a file name of its own; it must be read back on the next run",
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if exclusive:
             self._lock = OwnerLock.acquire(owner_lock_path(self.path), what=f"journal {self.path}")
@@ -274,7 +328,15 @@ class BatchJournal:
     ) -> None:
         await self.close()
 
+    def key_for(self, key: str, raw_key: str) -> str:
+        """The journal's key for a request: its spec key, else the key its written form was journaled under."""
+        if key in self.entries or raw_key not in self.raw_index:
+            return key
+        return self.raw_index[raw_key]
+
     def _fold(self, record: JournalRecord) -> None:
+        if record.raw_key:
+            self.raw_index.setdefault(record.raw_key, record.key)
         self.entries.setdefault(record.key, JournalEntry(key=record.key)).apply(record)
 
     def get(self, key: str) -> JournalEntry | None:
@@ -285,8 +347,12 @@ class BatchJournal:
         return entry.state if entry is not None else RequestState.PENDING
 
     async def record(self, record: JournalRecord) -> None:
-        """Append a state change after checking it is a legal move (a bug otherwise, never user input)."""
-        if not record.adopted and not record.sending:
+        """Append a state change after checking it is a legal move (a bug otherwise, never user input).
+
+        After a failed append (a moment of ENOSPC on ``submitted``) the view lags the pipeline's ledger, which
+        already checked the move; refusing the next record (``succeeded``, with the task id) would lose the task.
+        """
+        if not record.adopted and not record.sending and record.key not in self._lagging:
             check_move(self.state_of(record.key), record.state, key=record.key)
         await self.write(record, fsync=not record.sending)
 
@@ -303,6 +369,9 @@ class BatchJournal:
             self._pending.discard(future)
             if not future.cancelled() and future.exception() is None:
                 self._fold(record)
+                self._lagging.discard(record.key)
+            elif not record.sending:
+                self._lagging.add(record.key)
 
         pending.add_done_callback(landed)
         await asyncio.shield(pending)

@@ -16,7 +16,7 @@ from kie_async._limits import check_credits, check_timeout
 from kie_async._run_context import RunContext
 from kie_async.budget import CreditBudget
 from kie_async.collect import collect_task, outputs_intact
-from kie_async.errors import KieError
+from kie_async.errors import KieError, KieInputError
 from kie_async.model_data import preload_model_data
 from kie_async.normalize import normalize_request
 from kie_async.preflight import run_preflight
@@ -86,6 +86,11 @@ async def run_pipeline(
     """
     opts = options or PipelineOptions()
     _recheck(opts)  # model_copy(update=...) skips validation: a NaN budget or -1 timeout must not get through
+    if resume_task_id is not None and not resume_task_id.strip():
+        # "" is falsy: it started as a fresh request yet took the resume path, an illegal pending -> incomplete.
+        raise KieInputError(
+            "resume_task_id is empty", hint="pass the task id an earlier run printed, or None to buy a new task"
+        )
     run = RunContext(opts, session, hooks, request_key, parent_run_ids, prior_state, resume_task_id, request.model_key)
     if run_id:
         run.base["run_id"] = run_id

@@ -125,9 +125,7 @@ class KieSession:
     def __init__(self, settings: KieSettings | None = None, *, retry_policy: RetryPolicy | None = None) -> None:
         self.settings = settings if settings is not None else KieSettings.from_env()
         self.retry_policy = retry_policy or RetryPolicy(self.settings.retry)
-        self._coordinator: Coordinator = LocalCoordinator(
-            account_namespace(self.settings.key_value(), self.settings.coordination_prefix), self.settings.rate_limit
-        )
+        self._coordinator: Coordinator = self._local_coordinator()
         self._upload_slots = asyncio.Semaphore(self.settings.max_concurrent_uploads)
         self._download_slots = asyncio.Semaphore(self.settings.max_concurrent_downloads)
         self._http: aiohttp.ClientSession | None = None
@@ -140,6 +138,10 @@ class KieSession:
         self._shared_uploads: set[str] = set()
         self._auth_hosts = {urlsplit(self.settings.base_url).netloc, urlsplit(self.settings.upload_base_url).netloc}
         self.stats = SessionStats()
+
+    def _local_coordinator(self) -> Coordinator:
+        namespace = account_namespace(self.settings.key_value(), self.settings.coordination_prefix)
+        return LocalCoordinator(namespace, self.settings.rate_limit)
 
     def __repr__(self) -> str:
         state = "open" if self._http is not None and not self._http.closed else "closed"
@@ -193,7 +195,9 @@ class KieSession:
         if self._http is not None:
             await self._http.close()
             self._http = None
-        await self._coordinator.close()
+        if self._coordinator.kind != "local":
+            await self._coordinator.close()
+            self._coordinator = self._local_coordinator()  # a reopened session connects afresh
 
     @property
     def http(self) -> aiohttp.ClientSession:

@@ -105,6 +105,12 @@ class KieSettings(BaseModel):
         description="redis://… shared by every process on this account (limits, callbacks, budgets, journal)",
     )
     coordination_prefix: str = Field(default="", description="namespace prefix in the shared store")
+    coordination_lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="a shared batch's claim on a request lives this long unless renewed (every third of it): "
+        "how soon the others take over a dead process's requests",
+    )
     allow_live: bool = Field(
         default=False,
         description="must be True (or KIE_ALLOW_LIVE=1) before the SDK talks to any non-loopback host",
@@ -138,6 +144,8 @@ class KieSettings(BaseModel):
             values["coordination_url"] = url
         if prefix := os.environ.get("KIE_COORDINATION_PREFIX"):
             values["coordination_prefix"] = prefix
+        if lease := os.environ.get("KIE_COORDINATION_LEASE_SECONDS"):
+            values["coordination_lease_seconds"] = lease
         if os.environ.get("KIE_ALLOW_LIVE", "").lower() in ("1", "true", "yes"):
             values["allow_live"] = True
         values.update(overrides)

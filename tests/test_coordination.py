@@ -176,3 +176,13 @@ async def test_no_createtask_while_redis_is_down_and_the_run_continues_when_it_i
             redis_server.start()
         created = await asyncio.wait_for(submit, timeout=30)
     assert created.task_id and emulator.stats.tasks_created == 1
+
+
+async def test_a_session_closed_and_reopened_connects_again(emulator: KieEmulator, redis_url: str) -> None:
+    kie = session(emulator, redis_url)
+    for _ in range(2):
+        async with kie:
+            assert kie.coordinator.kind == "redis"
+            await kie.create_task(model="nano-banana-2", input={"prompt": "reopen"})
+        assert kie.coordinator.kind == "local"
+    assert emulator.stats.tasks_created == 2

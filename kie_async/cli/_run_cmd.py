@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -34,6 +36,9 @@ from kie_async.fanout import BatchProgress, run_many
 from kie_async.pipeline import PipelineOptions, RunResult, run_pipeline
 from kie_async.request_models import MediaInput, RawUserRequest
 from kie_async.session import KieSession
+from kie_async.settings import KieSettings
+
+COORDINATION_ENV = "KIE_COORDINATION_URL"
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -67,6 +72,19 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default=None,
         help="Kie.ai calls this URL when each task finishes; a receiver there (e.g. `kie-async receive-callbacks "
         "--journal JOURNAL`) settles requests whose createTask answer was lost",
+    )
+    batch.add_argument(
+        "--coordination",
+        default=None,
+        metavar="URL",
+        help="redis://… shared with other run-batch processes (default $KIE_COORDINATION_URL): they split the "
+        "batch, take over a dead one's requests, and each prints the outcome of the whole batch",
+    )
+    batch.add_argument(
+        "--batch-id",
+        default=None,
+        metavar="ID",
+        help="the shared batch's name (default: a hash of FILE's content, so the same file is the same batch)",
     )
     batch.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _common_run_args(batch)
@@ -121,6 +139,8 @@ def _summary(result: RunResult) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     # Everything that can be refused is refused here, before the session (or the emulator) starts.
     out = check_folder_arg(args.out or default_output_dir(), "--out")
+    if args.resume_task is not None and not args.resume_task.strip():
+        raise KieInputError("--resume-task is empty", hint="pass the task id the earlier run printed")
     return _run_async(args, build_request(args), out)
 
 
@@ -144,6 +164,12 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
                 f"with [bold]--resume-task {result.task_id}[/]"
             )
     return 0 if result.succeeded else 1
+
+
+def _coordinated(settings: KieSettings, shared: _SharedBatch | None) -> KieSettings:
+    if shared is None:
+        return settings
+    return settings.model_copy(update={"coordination_url": shared.url})
 
 
 _LINE_HINT = 'each line is a JSON object such as {"model_key": "nano-banana-2", "prompt": "..."}'
@@ -223,17 +249,62 @@ def load_batch_file(path: Path) -> list[RawUserRequest]:
     return requests
 
 
+def default_batch_id(content: bytes) -> str:
+    """The shared batch id of a batch file: a hash of its content, the same on every machine that has the file."""
+    return "file-" + hashlib.sha256(content).hexdigest()[:20]
+
+
+class _SharedBatch(BaseModel):
+    """``run-batch --coordination``: which shared batch this process joins, and where."""
+
+    url: SecretStr
+    batch_id: str
+
+
+def _shared_batch(args: argparse.Namespace) -> _SharedBatch | None:
+    url = args.coordination or os.environ.get(COORDINATION_ENV)
+    if not url:
+        if args.batch_id is not None:
+            raise KieInputError("--batch-id names a batch shared over processes", hint="add --coordination redis://…")
+        return None
+    if args.offline:
+        raise KieInputError(
+            "--offline starts a private emulator in each process; a shared batch needs one service for all of them",
+            hint=f"start one (`kie-async emulator serve`), point KIE_BASE_URL at it, and drop --offline (or unset "
+            f"{COORDINATION_ENV})",
+        )
+    if args.journal is not None:
+        raise KieInputError(
+            "--journal is the journal of a batch run by one process; a shared batch's journal lives in the "
+            "coordination store",
+            hint="drop --journal (or --coordination)",
+        )
+    batch_id = args.batch_id if args.batch_id is not None else default_batch_id(args.file.read_bytes())
+    if not batch_id.strip() or len(batch_id) > 200 or not batch_id.isprintable():
+        raise KieInputError(f"--batch-id {batch_id!r} is not usable", hint="give a short printable name")
+    return _SharedBatch(url=SecretStr(url), batch_id=batch_id)
+
+
 def _run_batch(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     # Everything that can be refused is refused here, before the session (or the emulator) starts.
     requests = load_batch_file(args.file)
     out = check_folder_arg(args.out or default_output_dir(), "--out")
+    shared = _shared_batch(args)
+    if shared is not None:
+        return _run_batch_async(args, requests, out, None, shared)
     journal = check_file_arg(args.journal or out / "journals" / f"{args.file.stem}.jsonl", "--journal")
     if journal.resolve() == args.file.resolve():
         raise KieInputError(f"--journal {journal} is the batch file itself", hint="give --journal another file name")
-    return _run_batch_async(args, requests, out, journal)
+    return _run_batch_async(args, requests, out, journal, None)
 
 
-async def _run_batch_async(args: argparse.Namespace, requests: list[RawUserRequest], out: Path, journal: Path) -> int:
+async def _run_batch_async(
+    args: argparse.Namespace,
+    requests: list[RawUserRequest],
+    out: Path,
+    journal: Path | None,
+    shared: _SharedBatch | None,
+) -> int:
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -253,7 +324,7 @@ async def _run_batch_async(args: argparse.Namespace, requests: list[RawUserReque
         )
         progress.update(bar, completed=p.finished, detail=detail)
 
-    async with resolve_settings(args.offline) as settings, KieSession(settings) as kie:
+    async with resolve_settings(args.offline) as settings, KieSession(_coordinated(settings, shared)) as kie:
         with progress:
             results = await run_many(
                 requests,
@@ -265,9 +336,16 @@ async def _run_batch_async(args: argparse.Namespace, requests: list[RawUserReque
                 journal_path=journal,
                 retry_failed=args.retry_failed,
                 resubmit_uncertain=args.resubmit_uncertain,
+                batch_id=shared.batch_id if shared is not None else None,
             )
+    where = f"shared batch {shared.batch_id}" if shared is not None else f"journal: {journal}"
     if args.json:
-        print(json.dumps({"journal": str(journal), "results": [_summary(r) for r in results]}, indent=2))
+        document = {
+            "journal": str(journal) if journal is not None else None,
+            "batch_id": shared.batch_id if shared is not None else None,
+            "results": [_summary(r) for r in results],
+        }
+        print(json.dumps(document, indent=2))
     else:
         table = Table(title=f"{len(results)} requests")
         for column in ("#", "model", "status", "credits", "task", "output / error"):
@@ -279,7 +357,7 @@ async def _run_batch_async(args: argparse.Namespace, requests: list[RawUserReque
                 str(i), r.model_key, r.status + (" (resumed)" if r.resumed else ""), credits, r.task_id or "-", tail
             )
         console.print(table)
-        console.print(f"journal: {journal}")
+        console.print(where)
         states = Counter(r.status for r in results)
         if states["incomplete"]:
             console.print(

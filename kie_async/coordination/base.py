@@ -16,9 +16,13 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 from kie_async.api_models import UploadedFile
 from kie_async.budget import CreditBudget
+
+if TYPE_CHECKING:
+    from kie_async.coordination.shared_journal import SharedJournal
 
 TaskListener = Callable[[str], object]
 """Told the task id of every verified callback, from whichever process received it."""
@@ -116,6 +120,13 @@ class Coordinator(ABC):
     @abstractmethod
     def budget(self, cap: float | None, *, batch_id: str | None = None) -> CreditBudget:
         """A batch budget; with ``batch_id`` (and a shared coordinator) every process on the batch shares it."""
+
+    # -- batch journals -------------------------------------------------------------------------------------
+
+    async def open_journal(self, batch_id: str, *, lease_seconds: float) -> SharedJournal | None:
+        """The journal of ``batch_id`` shared by every process running it; ``None`` where nothing is shared."""
+        del batch_id, lease_seconds  # in-process: run_many's journal is a file (or none)
+        return None
 
     # -- uploads --------------------------------------------------------------------------------------------
 

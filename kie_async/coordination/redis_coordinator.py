@@ -34,7 +34,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -49,6 +49,9 @@ from kie_async.coordination.shared import redacted_url
 from kie_async.errors import KieCoordinationError
 from kie_async.rate_limit import TokenBucket
 from kie_async.settings import RateLimitSettings
+
+if TYPE_CHECKING:
+    from kie_async.coordination.shared_journal import SharedJournal
 
 log = logging.getLogger("kie_async.coordination")
 T = TypeVar("T")
@@ -457,8 +460,14 @@ class RedisCoordinator(Coordinator):
                     if pubsub.connection is not None:
                         pubsub.connection.register_connect_callback(self._channel_reconnected)
                     attempt = 0
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message" and isinstance(message.get("data"), str):
+                    while True:
+                        # redis-py can swallow a cancel that lands while it connects; honour it here, or
+                        # close() would wait forever on a listener that never stops.
+                        current = asyncio.current_task()
+                        if current is not None and current.cancelling():
+                            raise asyncio.CancelledError
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if message and message.get("type") == "message" and isinstance(message.get("data"), str):
                             self._tell_listeners(message["data"])
             except asyncio.CancelledError:
                 raise
@@ -507,6 +516,13 @@ class RedisCoordinator(Coordinator):
             memory.open = max(0.0, memory.open - amount)
         memory.floor = snapshot.spent + max(0.0, snapshot.reserved - memory.open)
         return int(status) == 1, snapshot
+
+    # -- batch journals -------------------------------------------------------------------------------------
+
+    async def open_journal(self, batch_id: str, *, lease_seconds: float) -> SharedJournal:
+        from kie_async.coordination.redis_journal import RedisJournal  # imports the pipeline's models
+
+        return await RedisJournal.open(self, batch_id, lease_seconds=lease_seconds)
 
     # -- uploads --------------------------------------------------------------------------------------------
 
