@@ -78,9 +78,11 @@ async def submit_once(
         why = f"not sent: {exc}"
         await ledger.move(RequestState.REFUSED, attempt=attempt, error=why, error_type=type(exc).__name__)
 
-    # Only a receiver in this process can settle a lost answer while we wait; otherwise the journal is settled
-    # later (a receiver elsewhere appends the adoption) and the next run resumes.
-    adoption = session.expect_adoption(token) if callback and session.receives_callbacks else None
+    # Only a receiver that reaches this process can settle a lost answer while we wait; otherwise the journal
+    # is settled later (a receiver elsewhere appends the adoption) and the next run resumes.
+    # With a shared coordinator the receiver may be any worker on the account: its adoption is relayed here.
+    listening = session.receives_callbacks or session.coordinator.kind != "local"
+    adoption = session.expect_adoption(token) if callback and listening else None
     run.submitted_at = datetime.now(UTC)
     send = asyncio.ensure_future(session.create_task(payload, on_wire=on_wire, on_unsent=on_unsent))
     try:

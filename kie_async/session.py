@@ -132,6 +132,7 @@ class KieSession:
         self._wakeups: dict[str, set[asyncio.Event]] = {}
         self._adoptions: dict[str, asyncio.Future[str]] = {}
         self._late_adoptions: dict[str, AdoptionSink] = {}
+        self._relays: set[asyncio.Future[bool]] = set()
         self._callback_receivers = 0
         self._upload_cache: dict[str, asyncio.Future[UploadedFile]] = {}
         self._upload_waiters: dict[str, int] = {}
@@ -170,6 +171,7 @@ class KieSession:
         if self.settings.coordination_url is not None and self._coordinator.kind == "local":
             self._coordinator = await open_shared_coordinator(self.settings)
         self._coordinator.add_task_listener(self._wake_waiters)
+        self._coordinator.add_adoption_listener(self._adoption_relayed)
         self._coordinator.add_resync_listener(self._wake_all_waiters)
         connector = aiohttp.TCPConnector(limit=self.settings.max_connections, limit_per_host=0)
         self._http = aiohttp.ClientSession(
@@ -619,16 +621,36 @@ class KieSession:
         if request_token_from_url(stored if isinstance(stored, str) else None) != token:
             log.warning("callback token %s does not match task %s's own callBackUrl; not adopted", token, task_id)
             return False
+        if await self._settle_adoption(token, task_id):
+            return True
+        relayed = self._coordinator.kind != "local"
+        if relayed:  # the worker that lost the answer may be another process: tell every one of them
+            await self._coordinator.publish_adoption(token, task_id)
+        if fallback is not None:
+            await fallback(token, task_id)
+            return True
+        if not relayed:
+            log.info("callback token %s: no request of this session is waiting for it", token)
+        return relayed
+
+    async def _settle_adoption(self, token: str, task_id: str) -> bool:
+        """Hand a confirmed adoption to this process's waiting run, or to the batch that ended uncertain."""
         future = self._adoptions.get(token)
         if future is not None and not future.done():
             future.set_result(task_id)  # the pipeline that lost the answer is still waiting: it records it
             return True
-        late = self._late_adoptions.pop(token, None) or fallback
+        late = self._late_adoptions.pop(token, None)
         if late is None:
-            log.info("callback token %s: no request of this session is waiting for it", token)
             return False
         await late(token, task_id)
         return True
+
+    def _adoption_relayed(self, token: str, task_id: str) -> None:
+        """Another process confirmed an adoption (it checked recordInfo): settle it here if it is ours."""
+        if token in self._adoptions or token in self._late_adoptions:
+            task = asyncio.ensure_future(self._settle_adoption(token, task_id))
+            self._relays.add(task)
+            task.add_done_callback(self._relays.discard)
 
     @property
     def coordinator(self) -> Coordinator:

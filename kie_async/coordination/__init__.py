@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kie_async.coordination.base import (
     UPLOAD_REUSE_SECONDS,
+    AdoptionListener,
     Coordinator,
     ReadLimit,
     ResyncListener,
@@ -15,6 +16,7 @@ from kie_async.coordination.local import LocalCoordinator
 
 __all__ = [
     "UPLOAD_REUSE_SECONDS",
+    "AdoptionListener",
     "Coordinator",
     "LocalCoordinator",
     "ReadLimit",

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from kie_async.coordination.shared_journal import SharedJournal
 
 TaskListener = Callable[[str], object]
+AdoptionListener = Callable[[str, str], object]
+"""Told ``(token, task_id)`` of a lost createTask answer that a receiver in any process confirmed."""
 """Told the task id of every verified callback, from whichever process received it."""
 
 ResyncListener = Callable[[], object]
@@ -68,6 +70,7 @@ class Coordinator(ABC):
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self._listeners: list[TaskListener] = []
+        self._adoption_listeners: list[AdoptionListener] = []
         self._resync_listeners: list[ResyncListener] = []
 
     def __repr__(self) -> str:
@@ -97,6 +100,20 @@ class Coordinator(ABC):
         """``listener(task_id)`` runs for every task update published by any process on the account (once)."""
         if listener not in self._listeners:
             self._listeners.append(listener)
+
+    def add_adoption_listener(self, listener: AdoptionListener) -> None:
+        """``listener(token, task_id)`` runs for every confirmed lost-answer adoption published on the account."""
+        if listener not in self._adoption_listeners:
+            self._adoption_listeners.append(listener)
+
+    def _tell_adoption(self, token: str, task_id: str) -> None:
+        for listener in list(self._adoption_listeners):
+            listener(token, task_id)
+
+    async def publish_adoption(self, token: str, task_id: str) -> None:  # noqa: B027 (in-process: nothing to relay)
+        """A receiver confirmed that ``task_id`` is the task a lost createTask answer hid (``token`` names the
+        request and attempt): let the process that sent it, wherever it runs, settle it. In-process: nothing
+        to relay (the session already looked at its own waiters)."""
 
     def _tell_listeners(self, task_id: str) -> None:
         for listener in list(self._listeners):

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from kie_async.coordination.shared_journal import SharedJournal
 
 log = logging.getLogger("kie_async.coordination")
+_ADOPT_PREFIX = "adopt:"
 T = TypeVar("T")
 
 OWNER_TTL_MS = 15_000
@@ -443,6 +444,25 @@ class RedisCoordinator(Coordinator):
             self._unreachable_now(exc)
             log.warning("could not publish a callback for %s (%s)", task_id, type(exc).__name__)
 
+    async def publish_adoption(self, token: str, task_id: str) -> None:
+        if self.looks_down:
+            log.warning("could not relay the adoption of %s (coordination store unreachable)", task_id)
+            return
+        try:
+            await self.client.publish(self.key("tasks"), f"{_ADOPT_PREFIX}{token} {task_id}")
+        except (RedisError, OSError) as exc:
+            self._unreachable_now(exc)
+            log.warning("could not relay the adoption of %s (%s)", task_id, type(exc).__name__)
+
+    def _dispatch(self, data: str) -> None:
+        """One channel carries task updates (a bare task id) and adoptions (``adopt:<token> <task id>``)."""
+        if data.startswith(_ADOPT_PREFIX):
+            token, _, task_id = data[len(_ADOPT_PREFIX):].partition(" ")
+            if token and task_id:
+                self._tell_adoption(token, task_id)
+            return
+        self._tell_listeners(data)
+
     async def _channel_reconnected(self, connection: object) -> None:
         """redis-py reconnected the channel by itself (and re-subscribed): updates meanwhile were lost."""
         del connection
@@ -468,7 +488,7 @@ class RedisCoordinator(Coordinator):
                             raise asyncio.CancelledError
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                         if message and message.get("type") == "message" and isinstance(message.get("data"), str):
-                            self._tell_listeners(message["data"])
+                            self._dispatch(message["data"])
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
