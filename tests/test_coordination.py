@@ -193,16 +193,19 @@ async def test_a_lost_answer_is_settled_by_a_callback_that_reached_another_worke
 ) -> None:
     """Worker B's createTask answer is lost; the task's callback lands on worker A, which relays it over Redis."""
     config = EmulatorConfig(generation_seconds=0.2, webhook_hmac_key="relay-key")
-    async with KieEmulator(config) as emulator:
-        async with session(emulator, redis_url) as worker_a, session(emulator, redis_url) as worker_b:
-            app = web.Application()
-            add_callback_route(app, worker_a, "/cb", hmac_key="relay-key")
-            async with serve_app(app) as base:
-                emulator.faults.add("createTask", "reset_after")
-                options = opts(tmp_path).model_copy(update={"callback_url": f"{base}/cb", "wait_timeout": 10})
-                (result,) = await run_many(
-                    [RawUserRequest(model_key="nano-banana-2", prompt="relayed")], worker_b, options=options,
-                    journal_path=tmp_path / "journal.jsonl",
-                )
+    async with (
+        KieEmulator(config) as emulator,
+        session(emulator, redis_url) as worker_a,
+        session(emulator, redis_url) as worker_b,
+    ):
+        app = web.Application()
+        add_callback_route(app, worker_a, "/cb", hmac_key="relay-key")
+        async with serve_app(app) as base:
+            emulator.faults.add("createTask", "reset_after")
+            options = opts(tmp_path).model_copy(update={"callback_url": f"{base}/cb", "wait_timeout": 10})
+            (result,) = await run_many(
+                [RawUserRequest(model_key="nano-banana-2", prompt="relayed")], worker_b, options=options,
+                journal_path=tmp_path / "journal.jsonl",
+            )
     assert result.succeeded, result.error
     assert emulator.stats.tasks_created == 1 and result.task_id == emulator.tasks()[0].task_id
