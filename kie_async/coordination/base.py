@@ -84,15 +84,18 @@ class Coordinator(ABC):
 
     # -- limits ---------------------------------------------------------------------------------------------
 
-    @property
-    @abstractmethod
-    def submit_window(self) -> SubmitWindow:
-        """The shared ``createTask`` window."""
+    _submit: SubmitWindow
+    _read: ReadLimit
 
     @property
-    @abstractmethod
+    def submit_window(self) -> SubmitWindow:
+        """The shared ``createTask`` window (each implementation sets ``_submit``)."""
+        return self._submit
+
+    @property
     def read_limit(self) -> ReadLimit:
-        """The shared read limit."""
+        """The shared read limit (each implementation sets ``_read``)."""
+        return self._read
 
     # -- callbacks ------------------------------------------------------------------------------------------
 

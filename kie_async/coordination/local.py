@@ -44,14 +44,6 @@ class LocalCoordinator(Coordinator):
         self._read = LocalReadLimit(TokenBucket(limits.reads_per_second))
         self._uploads: dict[str, tuple[float, UploadedFile]] = {}
 
-    @property
-    def submit_window(self) -> SubmitWindow:
-        return self._submit
-
-    @property
-    def read_limit(self) -> ReadLimit:
-        return self._read
-
     async def publish_task_update(self, task_id: str) -> None:
         self._tell_listeners(task_id)
 

@@ -279,7 +279,7 @@ class RedisCoordinator(Coordinator):
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         )
         self._window_ms = round(limits.create_window_seconds * (1 + margin) * 1000)
-        self._submit = RedisSubmitWindow(self)
+        self._submit: RedisSubmitWindow = RedisSubmitWindow(self)
         self._read = RedisReadLimit(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._acquire = self.client.register_script(_ACQUIRE)
@@ -421,14 +421,6 @@ class RedisCoordinator(Coordinator):
         return [self.epoch, secrets.token_hex(8), RESET_HOLD_MS]
 
     # -- limits ---------------------------------------------------------------------------------------------
-
-    @property
-    def submit_window(self) -> SubmitWindow:
-        return self._submit
-
-    @property
-    def read_limit(self) -> ReadLimit:
-        return self._read
 
     # -- callbacks ------------------------------------------------------------------------------------------
 
