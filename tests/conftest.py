@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -62,3 +64,26 @@ def redis_url(redis_server: RedisServer) -> str:
         redis_server.start()  # an earlier test stopped it
     redis_server.flush()
     return redis_server.url
+
+
+def provider_docs_root() -> Path | None:
+    """Kie.ai's captured docs pages (reference material beside the repo, never inside it).
+
+    ``KIE_PROVIDER_DOCS`` names the folder explicitly; otherwise ``../shared/kie-docs`` next to the checkout.
+    """
+    explicit = os.environ.get("KIE_PROVIDER_DOCS")
+    candidates = [Path(explicit)] if explicit else []
+    candidates.append(Path(__file__).resolve().parents[1].parent / "shared" / "kie-docs")
+    for candidate in candidates:
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture
+def kie_docs() -> Path:
+    """The captured provider docs; tests that compare against the pages skip (saying why) without them."""
+    root = provider_docs_root()
+    if root is None:
+        pytest.skip("Kie.ai's captured docs pages are not here (set KIE_PROVIDER_DOCS or put ../shared/kie-docs)")
+    return root
