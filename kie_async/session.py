@@ -244,6 +244,23 @@ class KieSession:
             )
         return state
 
+    def with_options(
+        self, *, timeout: float | None = None, max_retries: int | None = None, poll: PollSettings | None = None
+    ) -> KieSession:
+        """This session with other defaults for the calls made through it; everything else is shared.
+
+        ``timeout``: seconds per API request; ``max_retries``: retries of a failed read (0 = none);
+        ``poll``: ``wait_for_task``'s schedule and deadline. The returned view shares this session's pool,
+        rate limiters, coordination, caches and callback waiters, so two views together still keep Kie.ai's
+        limits; closing a view closes nothing (see :mod:`kie_async._session_view`).
+        """
+        from kie_async._session_view import make_view, view_settings  # the view subclasses KieSession
+
+        settings, policy = view_settings(
+            self.settings, self.retry_policy, timeout=timeout, max_retries=max_retries, poll=poll
+        )
+        return make_view(self, settings, policy)
+
     @property
     def http(self) -> aiohttp.ClientSession:
         self._bound()
