@@ -46,7 +46,11 @@ def setup_logging_from_env() -> int | None:
     return level
 
 
-def log_request(method: str, path: str, status: int | str, elapsed_ms: float) -> None:
-    """The one line per request: ``POST /api/v1/jobs/createTask -> 200 (attempt 1, 12 ms)``."""
+def log_request(method: str, path: str, status: str, elapsed_ms: float) -> None:
+    """The one line per request, when it is done: ``POST /api/v1/jobs/createTask -> 200 (attempt 1, 12 ms)``.
+
+    ``status`` is the HTTP status, plus ``code=…`` when the envelope disagrees (Kie.ai's errors inside an
+    HTTP 200), or the name of what went wrong when no answer came.
+    """
     if http_log.isEnabledFor(logging.INFO):
         http_log.info("%s %s -> %s (attempt %d, %.0f ms)", method, path, status, attempt_number.get(), elapsed_ms)

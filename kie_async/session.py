@@ -311,23 +311,28 @@ class KieSession:
         self.stats.count(endpoint)
         path = urlsplit(url).path or "/"
         started = time.perf_counter()
-        answered = False
+        outcome: str | None = None
         try:
             async with http.request(
                 method, url, json=json_body, data=data, params=params, headers=headers, timeout=timeout, proxy=proxy
             ) as response:
-                answered = True
-                log_request(method, path, response.status, (time.perf_counter() - started) * 1000)
-                yield response
+                outcome = str(response.status)
+                try:
+                    yield response
+                except KieAPIStatusError as exc:
+                    if exc.code != response.status:  # Kie.ai's error inside an HTTP 200
+                        outcome += f" code={exc.code}"
+                    raise
         except KieError:
             raise
         except BaseException as exc:
-            if not answered:
-                log_request(method, path, type(exc).__name__, (time.perf_counter() - started) * 1000)
+            outcome = f"{outcome} {type(exc).__name__}" if outcome else type(exc).__name__
             mapped = _transport_error(exc, endpoint, timeout)
             if mapped is None:
                 raise
             raise mapped from exc
+        finally:
+            log_request(method, path, outcome or "?", (time.perf_counter() - started) * 1000)
 
     def _evidence(self, response: aiohttp.ClientResponse, body: bytes) -> dict[str, Any]:
         """What an error keeps of ``response`` (body, headers, request id), with the key cut out."""
