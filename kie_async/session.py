@@ -206,29 +206,39 @@ class KieSession:
         (its connections cannot be awaited any more); while that loop runs, close it from there.
         """
         state = self._loop_state
-        if state is not None and running_loop() is not state.loop and not state.loop.is_closed():
+        ended = state is not None and running_loop() is not state.loop
+        if state is not None and ended and not state.loop.is_closed():
             raise wrong_loop_error("close", opened_loop_closed=False)
-        for future in self._adoptions.values():
-            future.cancel()
-        self._adoptions.clear()
-        for relay in self._relays:
-            relay.cancel()
-        self._relays.clear()
-        pending = [task for task in self._upload_cache.values() if not task.done()]
-        same_loop = state is None or state.loop is running_loop()
-        for task in pending:
-            task.cancel()
-        if pending and same_loop:
-            await asyncio.gather(*pending, return_exceptions=True)
+        if ended:
+            # The loop that opened it has ended, and its tasks and connections with it: forget them, and only
+            # let the pool go (aiohttp closes its sockets without the old loop).
+            self._adoptions.clear()
+            self._relays.clear()
+            with contextlib.suppress(RuntimeError):
+                if self._transport is not None:
+                    await self._transport.close()
+        else:
+            for future in self._adoptions.values():
+                future.cancel()
+            self._adoptions.clear()
+            for relay in self._relays:
+                relay.cancel()
+            self._relays.clear()
+            pending = [task for task in self._upload_cache.values() if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+            if self._transport is not None:
+                await self._transport.close()
         self._upload_cache.clear()
         self._upload_waiters.clear()
-        if self._transport is not None:
-            await self._transport.close()
         self._transport = None
         self._http = None
         self._loop_state = None
         if self._coordinator.kind != "local":
-            await self._coordinator.close()
+            if not ended:  # a shared store's connections belong to the loop that opened them
+                await self._coordinator.close()
             self._coordinator = self._local_coordinator()  # a reopened session connects afresh
 
     def _bound(self, action: str = "send a request") -> LoopState:
@@ -825,7 +835,7 @@ class KieSession:
                         http_status=response.status,
                         endpoint="download",
                         retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                        **self._evidence(response, await response.content.read(MAX_BODY_CHARS)),
+                        **self._evidence(response, await _error_body(response)),
                     )
                 try:
                     saved = await stream_response_to_file(
@@ -988,6 +998,14 @@ class KieSession:
             return body_json, None
 
         return await self._upload(UPLOAD_URL_PATH, body, what="file-url-upload")
+
+
+async def _error_body(response: aiohttp.ClientResponse) -> bytes:
+    """The first bytes of an error answer, as evidence; a body that breaks off is no reason to lose the status."""
+    try:
+        return await response.content.read(MAX_BODY_CHARS)
+    except (aiohttp.ClientError, TimeoutError):
+        return b""
 
 
 def _transport_error(exc: BaseException, endpoint: str, timeout: aiohttp.ClientTimeout) -> KieError | None:

@@ -124,3 +124,26 @@ async def test_rate_window_carries_over_to_the_next_loop(emulator: KieEmulator) 
     assert len(set(first) | set(second)) == 25
     assert emulator.stats.rate_limited == 0
     assert kie.stats.rate_limited == 0
+
+
+async def test_shared_coordination_reconnects_in_each_loop(emulator: KieEmulator, redis_url: str) -> None:
+    kie = KieSession(emulator.settings(rate_limit=READS, coordination_url=redis_url))
+
+    async def thirty_reads() -> str:
+        async with kie:
+            await asyncio.gather(*(kie.get_credits() for _ in range(30)))
+            return kie.coordinator.kind
+
+    async def open_and_read() -> str:
+        await kie.open()
+        await kie.get_credits()
+        return kie.coordinator.kind
+
+    async def close_then_read() -> str:
+        await kie.close()  # the ended loop's Redis connections are let go of, not awaited
+        return await thirty_reads()
+
+    kinds = await asyncio.to_thread(in_new_loops, thirty_reads, open_and_read, close_then_read)
+    assert kinds == ["redis", "redis", "redis"]
+    assert kie.coordinator.kind == "local"
+    assert emulator.stats.requests["credit"] == 61

@@ -7,7 +7,7 @@ import pytest
 from kie_async import KieSession
 from kie_async.emulator import KieEmulator
 from kie_async.errors import KieRateLimitError, KieTimeoutError
-from kie_async.retry import RetryPolicy
+from kie_async.retry import RetryPolicy, parse_retry_after
 from kie_async.settings import PollSettings, RetrySettings
 
 
@@ -77,3 +77,17 @@ async def test_waiting_on_a_task_respects_a_long_retry_after(emulator: KieEmulat
     assert "status unreadable" in str(caught.value)
     # One read at the start and one at the deadline; every 0.05 s would have been about 16.
     assert emulator.stats.rate_limited == 2
+
+
+@pytest.mark.parametrize("garbage", ["inf", "nan", "-inf", "1e400"])
+def test_a_retry_after_that_is_not_a_finite_number_is_ignored(garbage: str) -> None:
+    assert parse_retry_after(garbage) is None
+
+
+async def test_an_infinite_retry_after_never_makes_the_session_wait_forever(emulator: KieEmulator) -> None:
+    sleep = RecordedSleep()
+    settings = emulator.settings(retry=RetrySettings(over_retry_after_cap="wait"))
+    async with KieSession(settings, retry_policy=RetryPolicy(settings.retry, sleep=sleep)) as kie:
+        emulator.faults.add("credit", "server_error", count=1, status=503)
+        assert (await kie.get_credits()).credits == emulator.credits()
+    assert len(sleep.waits) == 1 and sleep.waits[0] < 1  # the ordinary backoff
