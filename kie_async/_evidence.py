@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import aiohttp
+
 from kie_async.artifacts.redact import REDACTED, is_secret_key, redact_text
 
 MAX_BODY_CHARS = 4096
@@ -41,6 +43,19 @@ def response_evidence(headers: Mapping[str, str], body: bytes, secrets: Iterable
         "headers": redacted_headers(headers, known),
         "request_id": request_id(headers),
     }
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` (a server's message) with the given secrets and any ``Bearer`` token cut out."""
+    return redact_text(text, tuple(secret for secret in secrets if secret))
+
+
+async def error_body(response: aiohttp.ClientResponse) -> bytes:
+    """The first bytes of an error answer, as evidence; a body that breaks off is no reason to lose the status."""
+    try:
+        return await response.content.read(MAX_BODY_CHARS)
+    except (aiohttp.ClientError, TimeoutError):
+        return b""
 
 
 def capped_body(body: bytes, secrets: Iterable[str]) -> str:

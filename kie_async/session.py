@@ -26,7 +26,7 @@ import aiofiles.os
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
-from kie_async._evidence import MAX_BODY_CHARS, response_evidence
+from kie_async._evidence import error_body, response_evidence, scrub
 from kie_async._limits import check_timeout
 from kie_async._loop_state import LoopState, not_open_error, running_loop, wrong_loop_error
 from kie_async.api_models import (
@@ -40,7 +40,6 @@ from kie_async.api_models import (
     TaskState,
     UploadedFile,
 )
-from kie_async.artifacts.redact import redact_text
 from kie_async.callbacks import KIE_REQUEST_PARAM, request_token_from_url
 from kie_async.coordination import Coordinator, LocalCoordinator, ReadLimit, SubmitWindow, account_namespace
 from kie_async.coordination.shared import open_shared_coordinator
@@ -64,7 +63,7 @@ from kie_async.media_sniff import MediaKind
 from kie_async.polling import ProgressCallback, TaskProgress, is_finished, poll_interval
 from kie_async.retry import RetryPolicy, is_retryable, parse_retry_after
 from kie_async.settings import KieSettings, PollSettings
-from kie_async.transport import Transport, open_transport, user_agent
+from kie_async.transport import Transport, open_transport, transport_error, user_agent
 
 log = logging.getLogger("kie_async.session")
 T = TypeVar("T")
@@ -337,7 +336,7 @@ class KieSession:
             raise
         except BaseException as exc:
             outcome = f"{outcome} {type(exc).__name__}" if outcome else type(exc).__name__
-            mapped = _transport_error(exc, endpoint, timeout)
+            mapped = transport_error(exc, endpoint, timeout)
             if mapped is None:
                 raise
             raise mapped from exc
@@ -387,7 +386,7 @@ class KieSession:
             if code == 429:
                 self.stats.rate_limited += 1
             raise error_class_for_code(code)(
-                redact_text(envelope.msg or response.reason or "error", [self.settings.key_value() or ""]),
+                scrub(envelope.msg or response.reason or "error", [self.settings.key_value() or ""]),
                 code=code,
                 http_status=response.status,
                 endpoint=endpoint,
@@ -835,7 +834,7 @@ class KieSession:
                         http_status=response.status,
                         endpoint="download",
                         retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                        **self._evidence(response, await _error_body(response)),
+                        **self._evidence(response, await error_body(response)),
                     )
                 try:
                     saved = await stream_response_to_file(
@@ -998,38 +997,6 @@ class KieSession:
             return body_json, None
 
         return await self._upload(UPLOAD_URL_PATH, body, what="file-url-upload")
-
-
-async def _error_body(response: aiohttp.ClientResponse) -> bytes:
-    """The first bytes of an error answer, as evidence; a body that breaks off is no reason to lose the status."""
-    try:
-        return await response.content.read(MAX_BODY_CHARS)
-    except (aiohttp.ClientError, TimeoutError):
-        return b""
-
-
-def _transport_error(exc: BaseException, endpoint: str, timeout: aiohttp.ClientTimeout) -> KieError | None:
-    """An aiohttp failure as the typed error that says whether the request was sent; None for anything else."""
-    if isinstance(exc, aiohttp.ClientHttpProxyError):
-        # The proxy refused the CONNECT tunnel: the request never left for Kie.ai.
-        return KieConnectionError(
-            f"{endpoint}: the proxy refused the tunnel (HTTP {exc.status})",
-            request_sent=False,
-            hint="check HTTPS_PROXY / NO_PROXY, or KieSettings(trust_env=False) to go direct",
-        )
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return KieTimeoutError(f"{endpoint}: connecting timed out", request_sent=False)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return KieConnectionError(f"{endpoint}: cannot connect to {exc.host}:{exc.port}", request_sent=False)
-    if isinstance(exc, TimeoutError):
-        return KieTimeoutError(f"{endpoint}: no complete response within {timeout.total}s")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return KieConnectionError(f"{endpoint}: response body cut short ({exc.__class__.__name__})")
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        return KieConnectionError(f"{endpoint}: connection dropped ({exc.__class__.__name__})")
-    if isinstance(exc, aiohttp.ClientError):
-        return KieConnectionError(f"{endpoint}: {exc.__class__.__name__}: {exc}")
-    return None
 
 
 def _parse_record(task_id: str, data: JSONValue) -> TaskRecord:

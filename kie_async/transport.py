@@ -11,6 +11,9 @@ silently going around it fails in locked-down networks. The proxy is chosen per 
 aiohttp's own ``trust_env`` for two reasons: loopback hosts (the emulator, a local receiver) always go
 direct, and aiohttp's ``trust_env`` would also read ``~/.netrc`` and send credentials found there to file
 hosts. HTTPS goes through the proxy as a CONNECT tunnel, so the proxy never sees the API key.
+
+:func:`transport_error` turns what aiohttp raises into the typed error that says whether the request was sent
+(``request_sent``), which is what decides whether a ``createTask`` may be retried.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from kie_async._version import __version__
-from kie_async.errors import KieConfigError
+from kie_async.errors import KieConfigError, KieConnectionError, KieError, KieTimeoutError
 from kie_async.settings import KieSettings, is_loopback_host
 
 
@@ -89,3 +92,27 @@ def _env_proxies() -> dict[str, str]:
     """``{"https": url, "http": url, "no": "host,…"}`` from the environment (either case of the names)."""
     found = urllib.request.getproxies_environment()
     return {scheme: url for scheme, url in found.items() if scheme in ("http", "https", "no") and url}
+
+
+def transport_error(exc: BaseException, endpoint: str, timeout: aiohttp.ClientTimeout) -> KieError | None:
+    """An aiohttp failure as the typed error that says whether the request was sent; None for anything else."""
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        # The proxy refused the CONNECT tunnel: the request never left for Kie.ai.
+        return KieConnectionError(
+            f"{endpoint}: the proxy refused the tunnel (HTTP {exc.status})",
+            request_sent=False,
+            hint="check HTTPS_PROXY / NO_PROXY, or KieSettings(trust_env=False) to go direct",
+        )
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return KieTimeoutError(f"{endpoint}: connecting timed out", request_sent=False)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return KieConnectionError(f"{endpoint}: cannot connect to {exc.host}:{exc.port}", request_sent=False)
+    if isinstance(exc, TimeoutError):
+        return KieTimeoutError(f"{endpoint}: no complete response within {timeout.total}s")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return KieConnectionError(f"{endpoint}: response body cut short ({exc.__class__.__name__})")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return KieConnectionError(f"{endpoint}: connection dropped ({exc.__class__.__name__})")
+    if isinstance(exc, aiohttp.ClientError):
+        return KieConnectionError(f"{endpoint}: {exc.__class__.__name__}: {exc}")
+    return None
