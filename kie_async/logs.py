@@ -46,11 +46,18 @@ def setup_logging_from_env() -> int | None:
     return level
 
 
-def log_request(method: str, path: str, status: str, elapsed_ms: float) -> None:
+def log_request(method: str, path: str, status: str, elapsed_ms: float, *, endpoint: str, proxied: bool) -> None:
     """The one line per request, when it is done: ``POST /api/v1/jobs/createTask -> 200 (attempt 1, 12 ms)``.
 
     ``status`` is the HTTP status, plus ``code=…`` when the envelope disagrees (Kie.ai's errors inside an
-    HTTP 200), or the name of what went wrong when no answer came.
+    HTTP 200), or the name of what went wrong when no answer came. At DEBUG the line also names the SDK's
+    endpoint and whether it went through a proxy.
     """
-    if http_log.isEnabledFor(logging.INFO):
-        http_log.info("%s %s -> %s (attempt %d, %.0f ms)", method, path, status, attempt_number.get(), elapsed_ms)
+    if not http_log.isEnabledFor(logging.INFO):
+        return
+    line = "%s %s -> %s (attempt %d, %.0f ms)"
+    args: tuple[object, ...] = (method, path, status, attempt_number.get(), elapsed_ms)
+    if http_log.isEnabledFor(logging.DEBUG):
+        line += " [%s, %s]"
+        args += (endpoint, "via proxy" if proxied else "direct")
+    http_log.info(line, *args)

@@ -341,7 +341,8 @@ class KieSession:
                 raise
             raise mapped from exc
         finally:
-            log_request(method, path, outcome or "?", (time.perf_counter() - started) * 1000)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            log_request(method, path, outcome or "?", elapsed_ms, endpoint=endpoint, proxied=proxy is not None)
 
     def _evidence(self, response: aiohttp.ClientResponse, body: bytes) -> dict[str, Any]:
         """What an error keeps of ``response`` (body, headers, request id), with the key cut out."""

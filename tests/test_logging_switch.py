@@ -74,11 +74,14 @@ def run_script(kie_log: str | None) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize(("value", "level"), [("debug", logging.DEBUG), ("INFO", logging.INFO)])
-def test_kie_log_variable_turns_the_loggers_on(value: str, level: int) -> None:
+@pytest.mark.parametrize(
+    ("value", "level", "tail"), [("debug", logging.DEBUG, r" \[credit, direct\]$"), ("INFO", logging.INFO, r"$")]
+)
+def test_kie_log_variable_turns_the_loggers_on(value: str, level: int, tail: str) -> None:
     done = run_script(value)
     assert f"level {level}" in done.stdout
-    assert re.search(r"kie_async\.http INFO\] GET /api/v1/chat/credit -> 200 \(attempt 1, \d+ ms\)", done.stderr)
+    line = r"kie_async\.http INFO\] GET /api/v1/chat/credit -> 200 \(attempt 1, \d+ ms\)" + tail
+    assert re.search(line, done.stderr, re.M), done.stderr
     assert SECRET not in done.stderr + done.stdout
 
 
