@@ -18,6 +18,7 @@ hosts. HTTPS goes through the proxy as a CONNECT tunnel, so the proxy never sees
 
 from __future__ import annotations
 
+import asyncio
 import urllib.request
 from urllib.parse import urlsplit
 
@@ -70,8 +71,23 @@ def open_transport(
         raise KieConfigError(
             "KieSession got both http_session= and connector=", hint="pass one: your ClientSession or a connector"
         )
+    if http_session is not None and not isinstance(http_session, aiohttp.ClientSession):
+        raise KieConfigError(
+            f"http_session must be an aiohttp.ClientSession, got {type(http_session).__name__}",
+            hint="pass an aiohttp.ClientSession you opened, or leave it out to let the session build its own pool",
+        )
+    if connector is not None and not isinstance(connector, aiohttp.BaseConnector):
+        raise KieConfigError(
+            f"connector must be an aiohttp connector (e.g. aiohttp.TCPConnector), got {type(connector).__name__}",
+            hint="pass aiohttp.TCPConnector(...), or leave it out",
+        )
     proxies = _env_proxies() if settings.trust_env else {}
     if http_session is not None:
+        if getattr(http_session, "_loop", None) not in (None, asyncio.get_running_loop()):
+            raise KieConfigError(
+                "the aiohttp.ClientSession passed as http_session= belongs to another event loop",
+                hint="create it inside the loop that opens the KieSession (e.g. in the same `async def`)",
+            )
         if http_session.closed:
             raise KieConfigError(
                 "the aiohttp.ClientSession passed as http_session= is closed",

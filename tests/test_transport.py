@@ -178,3 +178,20 @@ async def test_own_connector_is_used_and_never_closed(emulator: KieEmulator) -> 
     with pytest.raises(KieConfigError):
         async with aiohttp.ClientSession() as mine:
             await KieSession(emulator.settings(), http_session=mine, connector=aiohttp.TCPConnector()).open()
+
+
+async def test_things_that_are_not_a_pool_are_refused_by_name(emulator: KieEmulator) -> None:
+    for kwargs, named in (({"http_session": "a string"}, "http_session"), ({"connector": object()}, "connector")):
+        with pytest.raises(KieConfigError) as caught:
+            await KieSession(emulator.settings(), **kwargs).open()  # type: ignore[arg-type]
+        assert named in str(caught.value)
+
+
+async def test_own_session_from_another_loop_is_refused(emulator: KieEmulator) -> None:
+    async def make() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession()
+
+    theirs = await asyncio.to_thread(asyncio.run, make())
+    with pytest.raises(KieConfigError) as caught:
+        await KieSession(emulator.settings(), http_session=theirs).open()
+    assert "another event loop" in str(caught.value)
