@@ -213,6 +213,7 @@ class KieSession:
             # let the pool go (aiohttp closes its sockets without the old loop).
             self._adoptions.clear()
             self._relays.clear()
+            self._wakeups.clear()  # waiters of a dead loop: setting their events would touch that loop
             with contextlib.suppress(RuntimeError):
                 if self._transport is not None:
                     await self._transport.close()

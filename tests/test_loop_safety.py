@@ -147,3 +147,35 @@ async def test_shared_coordination_reconnects_in_each_loop(emulator: KieEmulator
     assert kinds == ["redis", "redis", "redis"]
     assert kie.coordinator.kind == "local"
     assert emulator.stats.requests["credit"] == 61
+
+
+async def test_waiters_left_by_a_loop_that_was_never_cleaned_up_do_not_break_the_next(emulator: KieEmulator) -> None:
+    """A loop closed with a wait_for_task still pending (no asyncio.run cleanup) leaves a waiter behind."""
+    kie = KieSession(emulator.settings(rate_limit=READS))
+    task_id: list[str] = []
+    waiting: list[asyncio.Task[object]] = []
+
+    def abandon_a_loop() -> None:
+        loop = asyncio.new_event_loop()
+
+        async def start_waiting() -> None:
+            await kie.open()
+            created = await kie.create_task(model="nano-banana-2", input={"prompt": "fox"})
+            task_id.append(created.task_id)
+            emulator.task(created.task_id).duration = 60.0  # type: ignore[union-attr]
+            waiting.append(loop.create_task(kie.wait_for_task(created.task_id)))
+            await asyncio.sleep(0.1)  # the waiter is now parked on its event
+
+        loop.run_until_complete(start_waiting())
+        loop.close()  # no cancellation, no close(): the waiter's event belongs to a dead loop
+
+    def reuse() -> None:
+        async def run() -> bool:
+            await kie.close()
+            async with kie:
+                return kie.notify_task_update(task_id[0])
+
+        assert asyncio.run(run()) is False  # nothing left to wake, and no RuntimeError from the dead loop
+
+    await asyncio.to_thread(abandon_a_loop)
+    await asyncio.to_thread(reuse)
