@@ -8,6 +8,9 @@ chosen from the envelope ``code`` first and the HTTP status second.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Self
+
 
 class KieError(Exception):
     """Root of every error raised by kie-async."""
@@ -22,6 +25,17 @@ class KieError(Exception):
 
     def _render(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message
+
+    def with_hint(self, hint: str) -> Self:
+        """The same error with another hint (``str()`` follows), for a layer that knows the better fix."""
+        self.hint = hint
+        self.args = (self._render(),)
+        return self
+
+
+def _one_line(text: str) -> str:
+    """A server's message may hold newlines; ``str(error)`` stays one line for logs and the CLI."""
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
 class KieConfigError(KieError):
@@ -66,7 +80,13 @@ class KieTimeoutError(KieError):
 
 
 class KieAPIStatusError(KieError):
-    """The API answered with a non-success code (from the envelope or the HTTP status)."""
+    """The API answered with a non-success code (from the envelope or the HTTP status).
+
+    It keeps the evidence for a bug report: ``body`` (the answer as text, capped at 4 KiB), ``headers`` (the
+    response headers), ``request_id`` (if a gateway sent one), ``endpoint`` and ``task_id`` (when the call
+    was about one task). Cookies, credentials and the API key are cut out of all of them; ``str()`` stays
+    one line with the hint.
+    """
 
     hint = "see the message from Kie.ai"
 
@@ -80,6 +100,10 @@ class KieAPIStatusError(KieError):
         retry_after: float | None = None,
         hint: str | None = None,
         enveloped: bool = True,
+        task_id: str | None = None,
+        body: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.code = code
         self.http_status = http_status
@@ -87,11 +111,19 @@ class KieAPIStatusError(KieError):
         self.retry_after = retry_after
         self.enveloped = enveloped
         """False when the body was not a Kie.ai envelope (a proxy or gateway page): not the provider's word."""
-        super().__init__(message, hint=hint)
+        self.task_id = task_id
+        self.body = body
+        """The response body as text (secrets cut out, capped at 4 KiB); None when no response was read."""
+        self.headers: dict[str, str] = dict(headers or {})
+        """The response headers, cookies and credentials replaced by ``[redacted]``."""
+        self.request_id = request_id
+        super().__init__(_one_line(message), hint=hint)
 
     def _render(self) -> str:
         where = f" on {self.endpoint}" if self.endpoint else ""
-        base = f"Kie.ai returned code {self.code}{where}: {self.message}"
+        task = f" (task {self.task_id})" if self.task_id and self.task_id not in self.message else ""
+        request = f" [request id {self.request_id}]" if self.request_id else ""
+        base = f"Kie.ai returned code {self.code}{where}{task}: {self.message}{request}"
         return f"{base} — {self.hint}" if self.hint else base
 
 
@@ -162,13 +194,26 @@ class KieResponseShapeError(KieServerError):
         http_status: int | None = 200,
         endpoint: str | None = None,
         hint: str | None = None,
+        body: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
     ) -> None:
-        self.task_id = task_id
-        super().__init__(message, code=code, http_status=http_status, endpoint=endpoint, hint=hint)
+        super().__init__(
+            message,
+            code=code,
+            http_status=http_status,
+            endpoint=endpoint,
+            hint=hint,
+            task_id=task_id,
+            body=body,
+            headers=headers,
+            request_id=request_id,
+        )
 
     def _render(self) -> str:
         where = f" on {self.endpoint}" if self.endpoint else ""
-        base = f"unreadable answer from Kie.ai{where}: {self.message}"
+        request = f" [request id {self.request_id}]" if self.request_id else ""
+        base = f"unreadable answer from Kie.ai{where}: {self.message}{request}"
         return f"{base} — {self.hint}" if self.hint else base
 
 

@@ -3,6 +3,10 @@
 Kie.ai admits 20 createTask calls per 10 s per account and drops (does not queue) the rest. A classic token
 bucket with capacity 20 refilling at 2/s would let 40 through in some 10 s window, so submissions use an
 exact sliding window instead; reads use a token bucket (their limit is softer and unconfirmed).
+
+Both outlive an event loop: a session may be closed in one ``asyncio.run()`` and reopened in the next, and
+the account's window must carry over (20 calls just before the loop ended still count). Their counts are
+plain numbers; only the lock that orders waiters is an asyncio object, so it is built in the loop that uses it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,25 @@ import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+
+
+class _LoopLock:
+    """An ``asyncio.Lock`` for whichever loop is running: a new one when the loop changed.
+
+    A lock that once had a waiter is bound to that loop for good and fails in the next one with a raw
+    ``RuntimeError``. Only one loop uses a limiter at a time (the session refuses a second one), so a fresh
+    lock per loop keeps the FIFO order without carrying a dead loop's binding along.
+    """
+
+    def __init__(self) -> None:
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+        return self._lock
 
 
 class SlidingWindowLimiter:
@@ -33,14 +56,14 @@ class SlidingWindowLimiter:
         self._clock = clock
         self._stamps: collections.deque[float] = collections.deque()
         self._blocked_until = 0.0
-        self._lock = asyncio.Lock()
+        self._lock = _LoopLock()
 
     def __repr__(self) -> str:
         return f"SlidingWindowLimiter(limit={self.limit}, window={self.window:.2f}s)"
 
     async def acquire(self) -> float:
         """Wait for a slot and return its stamp (pass it to :meth:`restamp` once the request is answered)."""
-        async with self._lock:  # FIFO: waiters are served in arrival order
+        async with self._lock.get():  # FIFO: waiters are served in arrival order
             while True:
                 now = self._clock()
                 if now < self._blocked_until:
@@ -91,13 +114,13 @@ class TokenBucket:
         self._tokens = self.capacity
         self._clock = clock
         self._last = clock()
-        self._lock = asyncio.Lock()
+        self._lock = _LoopLock()
 
     def __repr__(self) -> str:
         return f"TokenBucket(rate={self.rate}/s, capacity={self.capacity})"
 
     async def acquire(self) -> None:
-        async with self._lock:
+        async with self._lock.get():
             while True:
                 now = self._clock()
                 self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from kie_async.errors import (
     KieTimeoutError,
     is_retryable_code,
 )
+from kie_async.logs import attempt_number
 from kie_async.settings import RetrySettings
 
 T = TypeVar("T")
@@ -41,9 +43,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     text = value.strip()
     try:
-        return max(0.0, float(text))
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None  # "inf" / "nan" are garbage, not advice
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):
@@ -79,11 +83,16 @@ class RetryPolicy:
     sleep: Sleep = asyncio.sleep
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Delay before retry number ``attempt`` (0-based)."""
+        """Delay before retry number ``attempt`` (0-based).
+
+        A ``Retry-After`` above ``max_retry_after`` is waited in full only with ``over_retry_after_cap="wait"``;
+        with the default ``"raise"`` :meth:`run` never gets here with one (it raises instead).
+        """
         s = self.settings
         if retry_after is not None:
             # The server said when; add a little jitter so a fan-out does not return in lockstep.
-            return min(retry_after, s.max_retry_after) + self.rng.uniform(0, min(1.0, s.initial_backoff))
+            wait = retry_after if s.over_retry_after_cap == "wait" else min(retry_after, s.max_retry_after)
+            return wait + self.rng.uniform(0, min(1.0, s.initial_backoff))
         base = min(s.initial_backoff * (s.multiplier**attempt), s.max_backoff)
         return base * (1 - s.jitter * self.rng.random())
 
@@ -100,15 +109,30 @@ class RetryPolicy:
         limit = self.settings.max_retries if max_retries is None else max_retries
         attempt = 0
         while True:
+            token = attempt_number.set(attempt + 1)
             try:
                 return await op()
             except KieError as exc:
                 if attempt >= limit or not is_retryable(exc, idempotent=idempotent):
                     raise
                 retry_after = exc.retry_after if isinstance(exc, KieAPIStatusError) else None
+                if self._too_long(retry_after):
+                    assert isinstance(exc, KieAPIStatusError)
+                    exc.with_hint(
+                        f"Kie.ai asked to wait {retry_after:.0f}s before retrying, above max_retry_after "
+                        f"({self.settings.max_retry_after:g}s), so the SDK did not sleep through it: retry after "
+                        "error.retry_after seconds, or set RetrySettings(over_retry_after_cap='wait')"
+                    )
+                    raise
                 wait = self.delay(attempt, retry_after)
                 log.info("%s failed (%s); retry %d/%d in %.2fs", what, type(exc).__name__, attempt + 1, limit, wait)
                 if on_retry is not None:
                     on_retry(attempt, exc, wait)
                 await self.sleep(wait)
                 attempt += 1
+            finally:
+                attempt_number.reset(token)
+
+    def _too_long(self, retry_after: float | None) -> bool:
+        s = self.settings
+        return retry_after is not None and retry_after > s.max_retry_after and s.over_retry_after_cap == "raise"

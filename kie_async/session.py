@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import mimetypes
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,8 +26,9 @@ import aiofiles.os
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
+from kie_async._evidence import error_body, response_evidence, scrub
 from kie_async._limits import check_timeout
-from kie_async._version import __version__
+from kie_async._loop_state import LoopState, not_open_error, running_loop, wrong_loop_error
 from kie_async.api_models import (
     CreateTaskPayload,
     CreditBalance,
@@ -56,10 +58,12 @@ from kie_async.errors import (
     KieValidationError,
     error_class_for_code,
 )
+from kie_async.logs import log_request, setup_logging_from_env
 from kie_async.media_sniff import MediaKind
 from kie_async.polling import ProgressCallback, TaskProgress, is_finished, poll_interval
 from kie_async.retry import RetryPolicy, is_retryable, parse_retry_after
 from kie_async.settings import KieSettings, PollSettings
+from kie_async.transport import Transport, open_transport, transport_error, user_agent
 
 log = logging.getLogger("kie_async.session")
 T = TypeVar("T")
@@ -122,12 +126,24 @@ class SessionStats(BaseModel):
 class KieSession:
     """Async client for Kie.ai (or the local emulator): ``async with KieSession(settings) as kie: ...``."""
 
-    def __init__(self, settings: KieSettings | None = None, *, retry_policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        settings: KieSettings | None = None,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        http_session: aiohttp.ClientSession | None = None,
+        connector: aiohttp.BaseConnector | None = None,
+    ) -> None:
+        """``http_session`` / ``connector``: send through your own aiohttp pool; it is never closed by the session
+        (see :mod:`kie_async.transport`)."""
+        setup_logging_from_env()
         self.settings = settings if settings is not None else KieSettings.from_env()
         self.retry_policy = retry_policy or RetryPolicy(self.settings.retry)
         self._coordinator: Coordinator = self._local_coordinator()
-        self._upload_slots = asyncio.Semaphore(self.settings.max_concurrent_uploads)
-        self._download_slots = asyncio.Semaphore(self.settings.max_concurrent_downloads)
+        self._byo_http = http_session
+        self._byo_connector = connector
+        self._transport: Transport | None = None
+        self._loop_state: LoopState | None = None
         self._http: aiohttp.ClientSession | None = None
         self._wakeups: dict[str, set[asyncio.Event]] = {}
         self._adoptions: dict[str, asyncio.Future[str]] = {}
@@ -160,8 +176,13 @@ class KieSession:
         await self.close()
 
     async def open(self) -> None:
-        """Create the connection pool; refuses the real Kie.ai unless live use was opted into."""
-        if self._http is not None:
+        """Create the connection pool in the running loop; refuses the real Kie.ai unless live use was opted into.
+
+        Opening again in the same loop does nothing; from another loop while still open it raises
+        :class:`KieConfigError` (close it first). A closed session reopens in any loop.
+        """
+        if self._http is not None and self._loop_state is not None:
+            self._loop_state.check("open again")
             return
         if self.settings.is_live and not self.settings.allow_live:
             raise KieConfigError(
@@ -173,46 +194,101 @@ class KieSession:
         self._coordinator.add_task_listener(self._wake_waiters)
         self._coordinator.add_adoption_listener(self._adoption_relayed)
         self._coordinator.add_resync_listener(self._wake_all_waiters)
-        connector = aiohttp.TCPConnector(limit=self.settings.max_connections, limit_per_host=0)
-        self._http = aiohttp.ClientSession(
-            connector=connector,
-            headers={"User-Agent": f"{self.settings.user_agent} kie-async/{__version__}"},
-            timeout=aiohttp.ClientTimeout(
-                total=self.settings.request_timeout, sock_connect=self.settings.connect_timeout
-            ),
-            raise_for_status=False,
-        )
+        self._transport = open_transport(self.settings, http_session=self._byo_http, connector=self._byo_connector)
+        self._loop_state = LoopState(self.settings)
+        self._http = self._transport.http
 
     async def close(self) -> None:
-        """Cancel uploads still in flight, then close the connection pool."""
-        for future in self._adoptions.values():
-            future.cancel()
-        self._adoptions.clear()
-        pending = [task for task in self._upload_cache.values() if not task.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        """Cancel uploads still in flight, then close the connection pool (never one the caller brought).
+
+        From another loop than the one that opened it, only a pool whose loop has ended can be let go of
+        (its connections cannot be awaited any more); while that loop runs, close it from there.
+        """
+        state = self._loop_state
+        ended = state is not None and running_loop() is not state.loop
+        if state is not None and ended and not state.loop.is_closed():
+            raise wrong_loop_error("close", opened_loop_closed=False)
+        if ended:
+            # The loop that opened it has ended, and its tasks and connections with it: forget them, and only
+            # let the pool go (aiohttp closes its sockets without the old loop).
+            self._adoptions.clear()
+            self._relays.clear()
+            self._wakeups.clear()  # waiters of a dead loop: setting their events would touch that loop
+            with contextlib.suppress(RuntimeError):
+                if self._transport is not None:
+                    await self._transport.close()
+        else:
+            for future in self._adoptions.values():
+                future.cancel()
+            self._adoptions.clear()
+            for relay in self._relays:
+                relay.cancel()
+            self._relays.clear()
+            pending = [task for task in self._upload_cache.values() if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+            if self._transport is not None:
+                await self._transport.close()
         self._upload_cache.clear()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        self._upload_waiters.clear()
+        self._transport = None
+        self._http = None
+        self._loop_state = None
         if self._coordinator.kind != "local":
-            await self._coordinator.close()
+            if not ended:  # a shared store's connections belong to the loop that opened them
+                await self._coordinator.close()
             self._coordinator = self._local_coordinator()  # a reopened session connects afresh
+
+    def _bound(self, action: str = "send a request") -> LoopState:
+        """The loop-bound state, after checking the session is open and used from the loop that opened it."""
+        state = self._loop_state
+        if state is None or self._http is None:
+            raise not_open_error()
+        state.check(action)
+        if self._http.closed:
+            raise KieConfigError(
+                "the aiohttp.ClientSession this KieSession sends through was closed by its owner",
+                hint="keep your http_session= open until the KieSession is closed",
+            )
+        return state
+
+    def with_options(
+        self, *, timeout: float | None = None, max_retries: int | None = None, poll: PollSettings | None = None
+    ) -> KieSession:
+        """This session with other defaults for the calls made through it; everything else is shared.
+
+        ``timeout``: seconds per API request; ``max_retries``: retries of a failed read (0 = none);
+        ``poll``: ``wait_for_task``'s schedule and deadline. The returned view shares this session's pool,
+        rate limiters, coordination, caches and callback waiters, so two views together still keep Kie.ai's
+        limits; closing a view closes nothing (see :mod:`kie_async._session_view`).
+        """
+        from kie_async._session_view import make_view, view_settings  # the view subclasses KieSession
+
+        settings, policy = view_settings(
+            self.settings, self.retry_policy, timeout=timeout, max_retries=max_retries, poll=poll
+        )
+        return make_view(self, settings, policy)
 
     @property
     def http(self) -> aiohttp.ClientSession:
-        if self._http is None:
-            raise KieConfigError(
-                "KieSession is not open", hint="use `async with KieSession(settings) as kie:` or await kie.open()"
-            )
+        self._bound()
+        assert self._http is not None  # _bound checked it
         return self._http
+
+    @property
+    def _upload_slots(self) -> asyncio.Semaphore:
+        return self._bound("upload").upload_slots
+
+    @property
+    def _download_slots(self) -> asyncio.Semaphore:
+        return self._bound("download").download_slots
 
     # -- the one request path ----------------------------------------------------------------------------
 
     def _headers(self, url: str, *, json_body: bool) -> dict[str, str]:
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = {"User-Agent": user_agent(self.settings)}  # also on a pool the caller brought
         if json_body:
             headers["Content-Type"] = "application/json"
         # The key goes only to Kie.ai's own API hosts, never to file hosts that serve outputs.
@@ -240,30 +316,42 @@ class KieSession:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send one request; aiohttp failures come out as typed ``KieError``s that say whether it was sent."""
         headers = self._headers(url, json_body=json_body is not None)
+        http = self.http
+        proxy = self._transport.proxy_for(url) if self._transport is not None else None
         self.stats.count(endpoint)
+        path = urlsplit(url).path or "/"
+        started = time.perf_counter()
+        outcome: str | None = None
         try:
-            async with self.http.request(
-                method, url, json=json_body, data=data, params=params, headers=headers, timeout=timeout
+            async with http.request(
+                method, url, json=json_body, data=data, params=params, headers=headers, timeout=timeout, proxy=proxy
             ) as response:
-                yield response
+                outcome = str(response.status)
+                try:
+                    yield response
+                except KieAPIStatusError as exc:
+                    if exc.code != response.status:  # Kie.ai's error inside an HTTP 200
+                        outcome += f" code={exc.code}"
+                    raise
         except KieError:
             raise
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise KieTimeoutError(f"{endpoint}: connecting timed out", request_sent=False) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise KieConnectionError(
-                f"{endpoint}: cannot connect to {exc.host}:{exc.port}", request_sent=False
-            ) from exc
-        except TimeoutError as exc:
-            raise KieTimeoutError(f"{endpoint}: no complete response within {timeout.total}s") from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise KieConnectionError(f"{endpoint}: response body cut short ({exc.__class__.__name__})") from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            raise KieConnectionError(f"{endpoint}: connection dropped ({exc.__class__.__name__})") from exc
-        except aiohttp.ClientError as exc:
-            raise KieConnectionError(f"{endpoint}: {exc.__class__.__name__}: {exc}") from exc
+        except BaseException as exc:
+            outcome = f"{outcome} {type(exc).__name__}" if outcome else type(exc).__name__
+            mapped = transport_error(exc, endpoint, timeout)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            log_request(method, path, outcome or "?", elapsed_ms, endpoint=endpoint, proxied=proxy is not None)
 
-    async def _read_envelope(self, response: aiohttp.ClientResponse, endpoint: str) -> Envelope:
+    def _evidence(self, response: aiohttp.ClientResponse, body: bytes) -> dict[str, Any]:
+        """What an error keeps of ``response`` (body, headers, request id), with the key cut out."""
+        return response_evidence(response.headers, body, [self.settings.key_value() or ""])
+
+    async def _read_envelope(
+        self, response: aiohttp.ClientResponse, endpoint: str, *, task_id: str | None = None
+    ) -> Envelope:
         """Parse the envelope and raise the typed error its ``code`` (or the HTTP status) calls for."""
         body = await response.read()
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -279,10 +367,12 @@ class KieSession:
             except ValidationError as exc:
                 problem = f"an envelope Kie.ai would not send ({_first_error(exc)})"
         if envelope is None:
-            snippet = body[:200].decode("utf-8", "replace")
-            message = f"HTTP {response.status} with {problem}: {snippet!r}"
+            evidence = self._evidence(response, body)
+            message = f"HTTP {response.status} with {problem}: {evidence['body'][:200]!r}"
             if response.status < 400:
-                raise KieResponseShapeError(message, http_status=response.status, endpoint=endpoint)
+                raise KieResponseShapeError(
+                    message, http_status=response.status, endpoint=endpoint, task_id=task_id, **evidence
+                )
             raise error_class_for_code(response.status)(
                 message,
                 code=response.status,
@@ -290,17 +380,21 @@ class KieSession:
                 endpoint=endpoint,
                 retry_after=retry_after,
                 enveloped=False,
+                task_id=task_id,
+                **evidence,
             )
         code = envelope.code if envelope.code != 200 or response.status < 400 else response.status
         if code != 200:
             if code == 429:
                 self.stats.rate_limited += 1
             raise error_class_for_code(code)(
-                envelope.msg or response.reason or "error",
+                scrub(envelope.msg or response.reason or "error", [self.settings.key_value() or ""]),
                 code=code,
                 http_status=response.status,
                 endpoint=endpoint,
                 retry_after=retry_after,
+                task_id=task_id,
+                **self._evidence(response, body),
             )
         return envelope
 
@@ -327,6 +421,7 @@ class KieSession:
         ``parse`` turns ``data`` into the endpoint's model inside the attempt, so an unreadable answer
         (``KieResponseShapeError``) is retried like any other failed read.
         """
+        self._bound()  # before the limiter: a wrong loop or a closed session fails here, having waited for nothing
         client_timeout = self._timeout(timeout, self.settings.request_timeout)
 
         async def attempt() -> JSONValue:
@@ -344,7 +439,7 @@ class KieSession:
                         )
                     )
                     try:
-                        envelope = await self._read_envelope(response, endpoint)
+                        envelope = await self._read_envelope(response, endpoint, task_id=(params or {}).get("taskId"))
                     except KieRateLimitError as exc:
                         if isinstance(limiter, SubmitWindow):
                             await limiter.pause(exc.retry_after or 1.0)  # every submitter on the account waits
@@ -551,6 +646,8 @@ class KieSession:
                         hint="the task keeps running on Kie.ai; call wait_for_task again or raise timeout=",
                     )
                 interval = settings.callback_safety_interval if callback_driven else poll_interval(elapsed, settings)
+                if isinstance(outage, KieAPIStatusError) and outage.retry_after:  # the server said when to ask again
+                    interval = max(interval, outage.retry_after)
                 interval = min(interval, remaining)
                 await _report(
                     on_progress,
@@ -739,6 +836,7 @@ class KieSession:
                         http_status=response.status,
                         endpoint="download",
                         retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                        **self._evidence(response, await error_body(response)),
                     )
                 try:
                     saved = await stream_response_to_file(

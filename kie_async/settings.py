@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -29,7 +29,12 @@ class RetrySettings(BaseModel):
     max_backoff: float = Field(default=20.0, gt=0)
     multiplier: float = Field(default=2.0, ge=1.0)
     jitter: float = Field(default=0.5, ge=0, le=1, description="fraction of each delay that is randomised")
-    max_retry_after: float = Field(default=60.0, gt=0, description="cap on a server's Retry-After")
+    max_retry_after: float = Field(default=60.0, gt=0, description="longest Retry-After the SDK sleeps through")
+    over_retry_after_cap: Literal["raise", "wait"] = Field(
+        default="raise",
+        description="a Retry-After above max_retry_after: raise at once (the error's retry_after says how long) "
+        "or wait the full time",
+    )
 
 
 class RateLimitSettings(BaseModel):
@@ -71,7 +76,12 @@ class PollSettings(BaseModel):
 
 
 def _is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
+    return is_loopback_host(urlsplit(url).hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, ``*.localhost`` or a loopback address: this machine."""
+    host = host.lower().strip("[]")
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -111,6 +121,11 @@ class KieSettings(BaseModel):
         description="a shared batch's claim on a request lives this long unless renewed (every third of it): "
         "how soon the others take over a dead process's requests",
     )
+    trust_env: bool = Field(
+        default=True,
+        description="honour HTTPS_PROXY / HTTP_PROXY / NO_PROXY (loopback always goes direct); KIE_TRUST_ENV=0 "
+        "turns it off",
+    )
     allow_live: bool = Field(
         default=False,
         description="must be True (or KIE_ALLOW_LIVE=1) before the SDK talks to any non-loopback host",
@@ -146,6 +161,8 @@ class KieSettings(BaseModel):
             values["coordination_prefix"] = prefix
         if lease := os.environ.get("KIE_COORDINATION_LEASE_SECONDS"):
             values["coordination_lease_seconds"] = lease
+        if os.environ.get("KIE_TRUST_ENV", "").lower() in ("0", "false", "no"):
+            values["trust_env"] = False
         if os.environ.get("KIE_ALLOW_LIVE", "").lower() in ("1", "true", "yes"):
             values["allow_live"] = True
         values.update(overrides)

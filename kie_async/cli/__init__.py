@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from kie_async._version import __version__
 from kie_async.cli import _artifacts_cmd, _callbacks_cmd, _core_cmd, _emulator_cmd, _models_cmd, _run_cmd
+from kie_async.cli._version_info import VersionAction
 from kie_async.errors import KieError
 
 _GROUPS = (_core_cmd, _run_cmd, _callbacks_cmd, _emulator_cmd, _models_cmd, _artifacts_cmd)
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kie-async",
         description="Asyncio SDK for Kie.ai: validate, price and gate requests before they spend credits.",
     )
-    parser.add_argument("--version", action="version", version=f"kie-async {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in _GROUPS:
         group.register(sub)
