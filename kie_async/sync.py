@@ -32,7 +32,7 @@ from kie_async.pipeline import run_pipeline
 from kie_async.preflight import PreflightResult, run_preflight
 from kie_async.pricing import CostEstimate, estimate_request_cost
 from kie_async.request_models import NormalizedRequest, RawUserRequest, ValidationResult
-from kie_async.run_models import PipelineOptions, RunResult
+from kie_async.run_models import PipelineOptions, RunResult, RunResults
 from kie_async.session import KieSession
 from kie_async.settings import KieSettings
 from kie_async.validate import validate_request
@@ -261,7 +261,8 @@ class KieClient:
         retry_failed: bool = False,
         resubmit_uncertain: bool = False,
         batch_id: str | None = None,
-    ) -> list[RunResult]:
+        progress: bool = False,
+    ) -> RunResults:
         """:func:`~kie_async.fanout.run_many` (``on_progress`` runs on the client's loop thread)."""
         return self._run(
             lambda: run_many(
@@ -275,6 +276,7 @@ class KieClient:
                 retry_failed=retry_failed,
                 resubmit_uncertain=resubmit_uncertain,
                 batch_id=batch_id,
+                progress=progress,
             )
         )
 
