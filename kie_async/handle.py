@@ -56,7 +56,7 @@ _CANCEL_GRACE_SECONDS = 30.0
 _OUTPUT_KINDS: frozenset[str] = frozenset({"image", "video", "audio"})
 
 
-class TaskResult(BaseModel):
+class TaskOutcome(BaseModel):
     """A finished task: its last record and its outputs, readable without saving them first."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -175,7 +175,7 @@ class TaskHandle:
                     with contextlib.suppress(asyncio.CancelledError):
                         await pending
 
-    async def wait(self, *, timeout: float | None = None, raise_on_failure: bool = True) -> TaskResult:
+    async def wait(self, *, timeout: float | None = None, raise_on_failure: bool = True) -> TaskOutcome:
         """Wait until the task finishes and return it with its outputs.
 
         Raises :class:`KieTaskFailedError` for ``fail``/``canceled`` unless ``raise_on_failure=False``, and
@@ -194,7 +194,7 @@ class TaskHandle:
         if raise_on_failure and record.state.is_failure:
             reason = record.fail_msg or ("canceled by the provider" if record.state is TaskState.CANCELED else None)
             raise KieTaskFailedError(self.task_id, record.fail_code, reason)
-        return TaskResult(
+        return TaskOutcome(
             task_id=self.task_id,
             model_key=self.model_key,
             record=record,
@@ -343,7 +343,7 @@ async def create_and_wait(
     options: PipelineOptions | None = None,
     timeout: float | None = None,
     raise_on_failure: bool = True,
-) -> TaskResult:
+) -> TaskOutcome:
     """``submit`` then ``wait``: the one-call case. A timeout's message carries the task id to re-attach to."""
     handle = await submit_request(session, request, options=options)
     return await handle.wait(timeout=timeout, raise_on_failure=raise_on_failure)

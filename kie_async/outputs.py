@@ -145,7 +145,7 @@ class FileOutput:
     """One generated file (a URL on Kie.ai's file host) that can be streamed, read or saved.
 
     ``kind`` ("image", "video", "audio"), when known, is checked against the first bytes of every read.
-    Built by :meth:`TaskHandle.outputs`, :attr:`TaskResult.outputs` or :meth:`KieSession.output`.
+    Built by :meth:`TaskHandle.outputs`, :attr:`TaskOutcome.outputs` or :meth:`KieSession.output`.
     """
 
     def __init__(

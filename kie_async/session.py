@@ -62,7 +62,7 @@ from kie_async.retry import RetryPolicy, is_retryable, parse_retry_after
 from kie_async.settings import KieSettings, PollSettings
 
 if TYPE_CHECKING:
-    from kie_async.handle import TaskHandle, TaskResult
+    from kie_async.handle import TaskHandle, TaskOutcome
     from kie_async.outputs import FileOutput
     from kie_async.request_models import NormalizedRequest, RawUserRequest
     from kie_async.run_models import PipelineOptions
@@ -602,8 +602,8 @@ class KieSession:
         options: PipelineOptions | None = None,
         timeout: float | None = None,
         raise_on_failure: bool = True,
-    ) -> TaskResult:
-        """``submit`` then ``wait``: one request to a finished :class:`TaskResult` with readable outputs."""
+    ) -> TaskOutcome:
+        """``submit`` then ``wait``: one request to a finished :class:`TaskOutcome` with readable outputs."""
         from kie_async.handle import create_and_wait
 
         check_timeout("timeout", timeout)

@@ -26,7 +26,7 @@ from typing import Any, Self, TypeVar
 from kie_async.api_models import CreditBalance, DownloadResult, TaskCreated, TaskRecord
 from kie_async.errors import KieConfigError
 from kie_async.fanout import ProgressCallback, run_many
-from kie_async.handle import TaskHandle, TaskResult
+from kie_async.handle import TaskHandle, TaskOutcome
 from kie_async.outputs import FileOutput
 from kie_async.pipeline import run_pipeline
 from kie_async.preflight import PreflightResult, run_preflight
@@ -59,7 +59,7 @@ class SyncTaskHandle:
     def refresh(self, *, timeout: float | None = None) -> TaskRecord:
         return self._client._run(lambda: self.handle.refresh(timeout=timeout))
 
-    def wait(self, *, timeout: float | None = None, raise_on_failure: bool = True) -> TaskResult:
+    def wait(self, *, timeout: float | None = None, raise_on_failure: bool = True) -> TaskOutcome:
         return self._client._run(lambda: self.handle.wait(timeout=timeout, raise_on_failure=raise_on_failure))
 
 
@@ -206,7 +206,7 @@ class KieClient:
         options: PipelineOptions | None = None,
         timeout: float | None = None,
         raise_on_failure: bool = True,
-    ) -> TaskResult:
+    ) -> TaskOutcome:
         return self._run(
             lambda: self.session.create_and_wait(
                 request, options=options, timeout=timeout, raise_on_failure=raise_on_failure

@@ -23,7 +23,7 @@ from kie_async.errors import (
     KieTaskFailedError,
     KieTimeoutError,
 )
-from kie_async.handle import TaskHandle, TaskResult
+from kie_async.handle import TaskHandle, TaskOutcome
 from kie_async.outputs import FileOutput
 from kie_async.settings import PollSettings
 
@@ -42,7 +42,7 @@ async def test_submit_wait_and_read_outputs(emulator: KieEmulator, tmp_path: Pat
         assert isinstance(handle, TaskHandle) and handle.model_key == "nano-banana-2"
         assert handle.credits_estimated == 8 and not handle.done
         result = await handle.wait()
-        assert isinstance(result, TaskResult) and result.succeeded and result.state is TaskState.SUCCESS
+        assert isinstance(result, TaskOutcome) and result.succeeded and result.state is TaskState.SUCCESS
         assert handle.done and len(result.outputs) == len(result.output_urls) == 1
         output = result.outputs[0]
         assert output.kind == "image" and output.task_id == handle.task_id
