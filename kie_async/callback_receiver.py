@@ -27,7 +27,7 @@ from kie_async.callbacks import (
     CallbackReplayGuard,
     verify_callback,
 )
-from kie_async.errors import KieCallbackBodyError, KieCallbackVerificationError
+from kie_async.errors import KieCallbackBodyError, KieCallbackVerificationError, KieInputError
 from kie_async.journal import settle_from_callback
 from kie_async.session import KieSession
 
@@ -114,6 +114,8 @@ class CallbackReceiver:
         ``request_url`` the URL (path and query are enough) for the correlation token. Answers: 200 done,
         400 bad body, 401 bad signature or timestamp, 409 replay.
         """
+        if isinstance(body, str):
+            raise KieInputError("CallbackReceiver.receive needs the raw body bytes, not text", hint="pass request.body")
         announced = _content_length(headers)
         if announced is not None and announced > MAX_CALLBACK_BODY_BYTES:
             return self._refuse(400, f"bad callback: body over {MAX_CALLBACK_BODY_BYTES} bytes")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kie_async._limits import check_credits, check_timeout
 from kie_async.api_models import CreateTaskPayload, TaskRecord, TaskState
 from kie_async.errors import (
     KieInputError,
@@ -137,6 +138,7 @@ class TaskHandle:
         A failed task ends the iteration normally (its ``state`` says so); ``wait()`` then raises at once
         without another read. Breaking out of the loop stops polling; the task runs on at Kie.ai.
         """
+        check_timeout("timeout", timeout)
         if self.done:
             assert self.last is not None
             yield TaskProgress(task_id=self.task_id, state=self.last.state, elapsed=0.0, polls=0, next_poll_in=None)
@@ -181,6 +183,7 @@ class TaskHandle:
         Raises :class:`KieTaskFailedError` for ``fail``/``canceled`` unless ``raise_on_failure=False``, and
         :class:`KieTimeoutError` after ``timeout`` (the task keeps running: call ``wait`` again).
         """
+        check_timeout("timeout", timeout)
         if not self.done:
             self.last = await self.session.wait_for_task(
                 self.task_id,
@@ -262,6 +265,11 @@ async def submit_request(
     (nothing is downloaded here: use ``save()`` on an output).
     """
     opts = options or PipelineOptions()
+    # model_copy(update=...) skips validation: a NaN budget or a -1 wait timeout must be refused before the
+    # purchase, not found when waiting on a task already paid for.
+    check_timeout("wait_timeout", opts.wait_timeout)
+    check_credits("budget_credits", opts.budget_credits)
+    check_credits("available_credits", opts.available_credits)
     await preload_model_data()
     normalized = await asyncio.to_thread(normalize_request, request) if isinstance(request, RawUserRequest) else request
     if opts.enhance is not None and normalized.raw_prompt:

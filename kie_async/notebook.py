@@ -67,8 +67,8 @@ def preview_data_uri(result: RunResult) -> str | None:
     run_dir = Path(result.run_dir)
     try:
         manifest_path = run_dir / "run.json"
-        if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
-            return None
+        if not manifest_path.is_file() or manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+            return None  # a FIFO or a device would block the read (and the kernel) for ever
         manifest = RunManifest.model_validate_json(manifest_path.read_bytes())
     except (OSError, ValueError, ValidationError):
         return None

@@ -105,12 +105,11 @@ class OutputStream:
         A body that ends short of its ``Content-Length`` raises :class:`KieDownloadError` after the last
         chunk (the caller has sent the rest on; it must not treat the file as whole).
         """
-        if chunk_size < 1:
-            raise KieInputError(f"chunk_size must be at least 1, got {chunk_size}")
         if self._started:
             raise KieInputError(f"{self._name} was already read", hint="open the output again for a second read")
         self._started = True
         try:
+            _check_chunk_size(chunk_size)
             if self._head:
                 self.bytes_read += len(self._head)
                 yield self._head
@@ -234,6 +233,7 @@ class FileOutput:
 
         The first chunk comes only after the content was checked (see the module docstring).
         """
+        _check_chunk_size(chunk_size)
         stream = await self.open(timeout=timeout, via_download_url=via_download_url)
         async for chunk in stream.aiter_bytes(chunk_size):
             yield chunk
@@ -275,6 +275,11 @@ class FileOutput:
 
 
 _ARTICLE: dict[MediaKind, str] = {"image": "an image", "video": "a video", "audio": "an audio file"}
+
+
+def _check_chunk_size(chunk_size: int) -> None:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise KieInputError(f"chunk_size must be a whole number of bytes >= 1, got {chunk_size!r}")
 
 
 def _too_big(name: str, size: int, limit: int) -> KieDownloadError:

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.errors import LiveError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kie_async.fanout import BatchProgress
@@ -62,7 +63,10 @@ class BatchProgressBar:
                 transient=False,
             )
             self._bar = self._rich.add_task("batch", total=total, detail="")
-            self._rich.start()
+            try:
+                self._rich.start()
+            except LiveError:  # another bar (another batch in this process) holds the terminal: draw nothing
+                self._rich = None
 
     def _render(self, p: BatchProgress | None) -> str:
         finished = p.finished if p is not None else 0
@@ -77,6 +81,8 @@ class BatchProgressBar:
         self._last = p
         if self._rich is not None:
             self._rich.update(self._bar, completed=p.finished, detail=describe(p))
+            return
+        if self._handle is None:
             return
         now = time.monotonic()
         if now - self._last_draw >= _REDRAW_SECONDS or p.finished == self.total:

@@ -25,6 +25,7 @@ from kie_async import KieSession, sign_callback
 from kie_async.callback_receiver import CallbackReceiver, add_callback_route
 from kie_async.callbacks import MAX_CALLBACK_BODY_BYTES
 from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.errors import KieInputError
 from kie_async.settings import PollSettings
 from tests.conftest import serve_app
 
@@ -147,3 +148,11 @@ async def test_a_token_in_the_url_settles_a_lost_answer(emulator: KieEmulator, f
             assert right.status_code == 200
         assert await asyncio.wait_for(adoption, 5) == created.task_id
         assert events == ["order-8", "order-7"] and receiver.stats.accepted == 2
+
+
+async def test_text_instead_of_bytes_is_a_programming_error(emulator: KieEmulator) -> None:
+    async with KieSession(emulator.settings()) as kie:
+        receiver = CallbackReceiver(kie, hmac_key=KEY)
+        with pytest.raises(KieInputError, match="raw body bytes"):
+            await receiver.receive({}, '{"taskId": "x"}')  # type: ignore[arg-type]
+        assert (await receiver.receive({"Content-Length": "abc"}, b"{}")).status == 401  # unsigned

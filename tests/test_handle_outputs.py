@@ -235,3 +235,32 @@ async def test_output_refuses_non_http_urls(emulator: KieEmulator) -> None:
         for url in ("file:///etc/passwd", "ftp://x/y.png", "not a url"):
             with pytest.raises(KieDownloadError):
                 kie.output(url)
+
+
+async def test_hostile_arguments_are_refused_before_any_spend_or_read(emulator: KieEmulator) -> None:
+    async with KieSession(settings(emulator)) as kie:
+        for update in ({"budget_credits": float("nan")}, {"wait_timeout": -1.0}, {"available_credits": -5.0}):
+            options = PipelineOptions().model_copy(update=update)  # model_copy skips the model's own checks
+            with pytest.raises(KieInputError):
+                await kie.submit(FOX, options=options)
+        assert emulator.stats.requests.get("createTask", 0) == 0
+        handle = kie.task("some-task")
+        for bad in (float("nan"), -1.0, 0.0, float("inf")):
+            with pytest.raises(KieInputError):
+                await handle.wait(timeout=bad)
+            with pytest.raises(KieInputError):
+                [p async for p in handle.progress(timeout=bad)]
+            with pytest.raises(KieInputError):
+                await kie.create_and_wait(FOX, timeout=bad)
+        assert emulator.stats.requests.get("recordInfo", 0) == 0 and emulator.stats.tasks_created == 0
+        output = await _finished_output(kie)
+        before = emulator.stats.files_served
+        for size in (0, -1, 1.5, True):
+            with pytest.raises(KieInputError):
+                [c async for c in output.aiter_bytes(chunk_size=size)]  # type: ignore[arg-type]
+        assert emulator.stats.files_served == before
+        stream = await output.open()
+        with pytest.raises(KieInputError):
+            [c async for c in stream.aiter_bytes(chunk_size=0)]
+        with pytest.raises(KieInputError, match="already read"):
+            [c async for c in stream.aiter_bytes()]

@@ -141,3 +141,24 @@ def test_terminal_progress_bar_draws_and_closes(capsys: pytest.CaptureFixture[st
     bar.close()
     err = capsys.readouterr().err
     assert "2/2" in err and "done 2" in err
+
+
+def test_a_fifo_run_json_does_not_hang_the_kernel(tmp_path: Path) -> None:
+    run_dir = tmp_path / "fifo"
+    run_dir.mkdir()
+    os.mkfifo(run_dir / "run.json")
+    assert preview_data_uri(_result(run_dir)) is None
+
+
+def test_two_terminal_bars_at_once_do_not_crash() -> None:
+    from kie_async.budget import BudgetSnapshot
+    from kie_async.fanout import BatchProgress
+
+    first, second = BatchProgressBar(1, notebook=False), BatchProgressBar(1, notebook=False)
+    snap = BudgetSnapshot(cap=None, reserved=0, spent=0)
+    update = BatchProgress(total=1, queued=0, preparing=0, submitted=0, generating=0, downloading=0, done=1,
+                           failed=0, skipped=0, credits_spent=0, budget=snap)
+    first(update)
+    second(update)
+    second.close()
+    first.close()
