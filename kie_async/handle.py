@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from kie_async._limits import check_credits, check_timeout
 from kie_async.api_models import CreateTaskPayload, TaskRecord, TaskState
@@ -67,6 +67,11 @@ class TaskOutcome(BaseModel):
     record: TaskRecord
     outputs: list[FileOutput] = Field(default_factory=list)
     credits_estimated: float | None = None
+
+    @field_serializer("outputs")
+    def _outputs_as_data(self, outputs: list[FileOutput]) -> list[dict[str, str | int | None]]:
+        """``model_dump_json()`` works (a web backend returns it): each output as its index, kind and URL."""
+        return [{"index": o.index, "kind": o.kind, "url": o.url} for o in outputs]
 
     @property
     def state(self) -> TaskState:

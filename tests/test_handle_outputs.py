@@ -264,3 +264,13 @@ async def test_hostile_arguments_are_refused_before_any_spend_or_read(emulator: 
             [c async for c in stream.aiter_bytes(chunk_size=0)]
         with pytest.raises(KieInputError, match="already read"):
             [c async for c in stream.aiter_bytes()]
+
+
+async def test_an_outcome_serialises_for_a_web_answer(emulator: KieEmulator) -> None:
+    import json
+
+    async with KieSession(settings(emulator)) as kie:
+        outcome = await kie.create_and_wait(FOX)
+    data = json.loads(outcome.model_dump_json())
+    assert data["task_id"] == outcome.task_id and data["record"]["state"] == "success"
+    assert data["outputs"] == [{"index": 0, "kind": "image", "url": outcome.output_urls[0]}]
