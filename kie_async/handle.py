@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -136,7 +136,7 @@ class TaskHandle:
 
     async def progress(
         self, *, timeout: float | None = None, callback_driven: bool | None = None
-    ) -> AsyncIterator[TaskProgress]:
+    ) -> AsyncGenerator[TaskProgress, None]:
         """One :class:`TaskProgress` per status read until the task finishes (the last one has no next poll).
 
         Polls on the session's schedule (fast, then slower) and is woken by callbacks like ``wait_for_task``.

@@ -18,7 +18,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -29,6 +29,7 @@ from kie_async.fanout import ProgressCallback, run_many
 from kie_async.handle import TaskHandle, TaskOutcome
 from kie_async.outputs import FileOutput
 from kie_async.pipeline import run_pipeline
+from kie_async.polling import TaskProgress
 from kie_async.preflight import PreflightResult, run_preflight
 from kie_async.pricing import CostEstimate, estimate_request_cost
 from kie_async.request_models import NormalizedRequest, RawUserRequest, ValidationResult
@@ -43,7 +44,7 @@ __all__ = ["KieClient", "SyncTaskHandle"]
 
 
 class SyncTaskHandle:
-    """The blocking twin of :class:`~kie_async.handle.TaskHandle` (``refresh``, ``wait``, ``outputs``)."""
+    """The blocking twin of :class:`~kie_async.handle.TaskHandle` (``refresh``, ``progress``, ``wait``)."""
 
     def __init__(self, client: KieClient, handle: TaskHandle) -> None:
         self._client = client
@@ -61,6 +62,19 @@ class SyncTaskHandle:
 
     def wait(self, *, timeout: float | None = None, raise_on_failure: bool = True) -> TaskOutcome:
         return self._client._run(lambda: self.handle.wait(timeout=timeout, raise_on_failure=raise_on_failure))
+
+    def progress(self, *, timeout: float | None = None) -> Iterator[TaskProgress]:
+        """``for p in handle.progress():`` one :class:`TaskProgress` per poll; breaking out stops the polling."""
+        stream = self.handle.progress(timeout=timeout)
+        try:
+            while True:
+                try:
+                    yield self._client._run(stream.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            if self._client._session is not None:
+                self._client._run(stream.aclose)
 
 
 class KieClient:

@@ -48,6 +48,8 @@ async def test_everything_a_script_needs(emulator: KieEmulator, tmp_path: Path) 
             assert [r.status for r in batch] == ["succeeded", "succeeded"]
             handle = kie.submit(FOX)
             assert handle.refresh().task_id == handle.task_id
+            seen = list(handle.progress())
+            assert seen and seen[-1].next_poll_in is None
             result = handle.wait()
             assert result.succeeded
             again = kie.task(handle.task_id).wait()
@@ -179,3 +181,20 @@ async def test_a_callback_calling_back_into_the_client_is_refused(emulator: KieE
         assert seen and "own loop thread" in str(seen[0])
 
     await asyncio.to_thread(script)
+
+
+async def test_breaking_out_of_sync_progress_stops_polling(emulator: KieEmulator) -> None:
+    emulator.config.generation_seconds = 30
+    settings = emulator.settings(poll=FAST_POLL)
+
+    def script() -> tuple[int, int]:
+        with KieClient(settings) as kie:
+            handle = kie.submit(FOX)
+            for _ in handle.progress():
+                break
+            reads = emulator.stats.status_requests[handle.task_id]
+            threading.Event().wait(0.3)
+            return reads, emulator.stats.status_requests[handle.task_id]
+
+    before, after = await asyncio.to_thread(script)
+    assert before == after
