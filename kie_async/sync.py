@@ -121,9 +121,15 @@ class KieClient:
             thread = threading.Thread(target=serve, name="kie-async-sync", daemon=True)
             thread.start()
             ready.wait()
-            session = KieSession(self.settings)
+            settings = self.settings
+
+            async def make() -> KieSession:
+                session = KieSession(settings)  # built and opened on its own loop: loop-bound state lands there
+                await session.open()
+                return session
+
             try:
-                asyncio.run_coroutine_threadsafe(session.open(), loop).result()
+                session = asyncio.run_coroutine_threadsafe(make(), loop).result()
             except BaseException:
                 _stop(loop, thread)
                 raise
