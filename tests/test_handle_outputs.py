@@ -274,3 +274,32 @@ async def test_an_outcome_serialises_for_a_web_answer(emulator: KieEmulator) -> 
     data = json.loads(outcome.model_dump_json())
     assert data["task_id"] == outcome.task_id and data["record"]["state"] == "success"
     assert data["outputs"] == [{"index": 0, "kind": "image", "url": outcome.output_urls[0]}]
+
+
+async def test_a_web_backend_submits_in_one_request_and_streams_the_result_in_another(emulator: KieEmulator) -> None:
+    import httpx
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    async with KieSession(settings(emulator)) as kie:
+        app = FastAPI()
+
+        @app.post("/images")
+        async def create(prompt: str) -> dict[str, str]:
+            handle = await kie.submit(RawUserRequest(model_key="nano-banana-2", prompt=prompt))
+            return {"task_id": handle.task_id}
+
+        @app.get("/images/{task_id}")
+        async def result(task_id: str) -> StreamingResponse:
+            outcome = await kie.task(task_id).wait(timeout=20)
+            stream = await outcome.outputs[0].open()
+            return StreamingResponse(stream.aiter_bytes(), media_type=stream.media_type)
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://backend") as client:
+            task_id = (await client.post("/images", params={"prompt": "a red fox"})).json()["task_id"]
+            answer = await client.get(f"/images/{task_id}")
+        direct = await kie.task(task_id).outputs()
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
+        assert answer.content == await direct[0].aread()
+    assert emulator.stats.tasks_created == 1
