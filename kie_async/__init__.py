@@ -68,6 +68,7 @@ from kie_async.errors import (
     KieJournalBusyError,
     KieNotFoundError,
     KieRateLimitError,
+    KieRequestBlockedError,
     KieResponseShapeError,
     KieServerError,
     KieSubmissionUncertainError,
@@ -78,8 +79,10 @@ from kie_async.errors import (
 )
 from kie_async.fanout import BatchProgress, run_many
 from kie_async.fixtures import REQUEST_FIXTURES, get_request_fixture
+from kie_async.handle import TaskHandle, TaskOutcome
 from kie_async.model_data import preload_model_data
 from kie_async.normalize import normalize_request
+from kie_async.outputs import FileOutput
 from kie_async.payload import (
     MediaNotUploadedError,
     RequestNotReadyError,
@@ -137,6 +140,7 @@ __all__ = [
     "CreditBudget",
     "CreditSource",
     "DownloadResult",
+    "FileOutput",
     "IndexEntry",
     "KieAPIStatusError",
     "KieArtifactError",
@@ -155,6 +159,7 @@ __all__ = [
     "KieJournalBusyError",
     "KieNotFoundError",
     "KieRateLimitError",
+    "KieRequestBlockedError",
     "KieResponseShapeError",
     "KieServerError",
     "KieSession",
@@ -191,6 +196,8 @@ __all__ = [
     "SessionStats",
     "StageOutcome",
     "TaskCreated",
+    "TaskHandle",
+    "TaskOutcome",
     "TaskProgress",
     "TaskRecord",
     "TaskResult",

@@ -1,9 +1,12 @@
-"""Receiving Kie.ai callbacks in aiohttp: verify, de-duplicate, then wake the matching ``wait_for_task``.
+"""Receiving Kie.ai callbacks in any web framework: verify, de-duplicate, then wake the matching ``wait_for_task``.
 
 A callback is only a hint (delivery is not documented as guaranteed), so it never replaces polling: it makes
 the waiter poll *now* instead of at its slow safety interval. The checks themselves are framework-neutral
 (:func:`kie_async.callbacks.verify_callback` and :class:`~kie_async.callbacks.CallbackReplayGuard`); this
-module only maps them to HTTP answers: 400 bad body, 401 bad signature or timestamp, 409 replay.
+module adds what a receiver does with a good one and maps the rest to HTTP answers (400 bad body, 401 bad
+signature or timestamp, 409 replay) as a :class:`CallbackReply`. :meth:`CallbackReceiver.receive` takes any
+framework's headers and body (bytes or a chunk stream); ``handle`` is the aiohttp handler built on it, and a
+FastAPI/Starlette route is three lines (see docs/callbacks.md).
 """
 
 from __future__ import annotations
@@ -11,26 +14,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from kie_async.api_models import CallbackEvent
+from kie_async.api_models import CallbackEvent, JSONValue
 from kie_async.callbacks import (
     DEFAULT_MAX_AGE_SECONDS,
     MAX_CALLBACK_BODY_BYTES,
     CallbackReplayGuard,
     verify_callback,
 )
-from kie_async.errors import KieCallbackBodyError, KieCallbackVerificationError
+from kie_async.errors import KieCallbackBodyError, KieCallbackVerificationError, KieInputError
 from kie_async.journal import settle_from_callback
 from kie_async.session import KieSession
 
 log = logging.getLogger("kie_async.callbacks")
 
 EventHandler = Callable[[CallbackEvent], Awaitable[None] | None]
+
+
+class CallbackReply(BaseModel):
+    """What to answer a callback with, in any framework: ``status`` and the JSON ``body``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: int
+    body: dict[str, JSONValue]
 
 
 class CallbackReceiverStats(BaseModel):
@@ -83,26 +95,39 @@ class CallbackReceiver:
             if settled:
                 self.stats.settled += 1
 
-    def _refuse(self, status: int, message: str) -> web.Response:
+    def _refuse(self, status: int, message: str) -> CallbackReply:
         self.stats.rejected += 1
-        return web.json_response({"code": status, "msg": message}, status=status)
+        return CallbackReply(status=status, body={"code": status, "msg": message})
 
-    async def handle(self, request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > MAX_CALLBACK_BODY_BYTES:
+    async def receive(
+        self,
+        headers: Mapping[str, str],
+        body: bytes | AsyncIterable[bytes],
+        *,
+        request_url: str | None = None,
+    ) -> CallbackReply:
+        """Check and act on one callback from any web framework; answer with the returned status and JSON body.
+
+        ``headers`` is the request's header mapping (a repeated signature header must show in ``items()``, as
+        it does in Starlette's and aiohttp's), ``body`` the raw bytes or the framework's chunk stream (read at
+        most :data:`MAX_CALLBACK_BODY_BYTES`, so a huge body is refused without being buffered), and
+        ``request_url`` the URL (path and query are enough) for the correlation token. Answers: 200 done,
+        400 bad body, 401 bad signature or timestamp, 409 replay.
+        """
+        if isinstance(body, str):
+            raise KieInputError("CallbackReceiver.receive needs the raw body bytes, not text", hint="pass request.body")
+        announced = _content_length(headers)
+        if announced is not None and announced > MAX_CALLBACK_BODY_BYTES:
             return self._refuse(400, f"bad callback: body over {MAX_CALLBACK_BODY_BYTES} bytes")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._refuse(400, "bad callback: body too large")
+        if not isinstance(body, bytes | bytearray):
+            read = await _read_capped(body)
+            if read is None:
+                return self._refuse(400, f"bad callback: body over {MAX_CALLBACK_BODY_BYTES} bytes")
+            body = read
         now = self._clock()
         try:
             event = verify_callback(
-                request.headers,
-                body,
-                self._hmac_key,
-                request_url=str(request.rel_url),
-                max_age_seconds=self._max_age,
-                now=now,
+                headers, bytes(body), self._hmac_key, request_url=request_url, max_age_seconds=self._max_age, now=now
             )
         except KieCallbackBodyError as exc:
             log.warning("rejected callback body: %s", exc.message)
@@ -121,7 +146,45 @@ class CallbackReceiver:
             result = self._on_event(event)
             if asyncio.iscoroutine(result):
                 await result
-        return web.json_response({"code": 200, "msg": "success"})
+        return CallbackReply(status=200, body={"code": 200, "msg": "success"})
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """The aiohttp handler: :meth:`receive` on the request's headers, body and URL.
+
+        ``request.read()`` (not the raw stream) so that middleware that already read the body still works;
+        aiohttp refuses bodies over the app's ``client_max_size`` (1 MiB by default, the same cap) itself.
+        """
+        announced = request.content_length
+        if announced is not None and announced > MAX_CALLBACK_BODY_BYTES:
+            reply = self._refuse(400, f"bad callback: body over {MAX_CALLBACK_BODY_BYTES} bytes")
+        else:
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                body = None
+            if body is None or len(body) > MAX_CALLBACK_BODY_BYTES:
+                reply = self._refuse(400, f"bad callback: body over {MAX_CALLBACK_BODY_BYTES} bytes")
+            else:
+                reply = await self.receive(request.headers, body, request_url=str(request.rel_url))
+        return web.json_response(reply.body, status=reply.status)
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    for key, value in headers.items():
+        if key.lower() == "content-length":
+            text = value.strip()
+            return int(text) if text.isascii() and text.isdigit() else None
+    return None
+
+
+async def _read_capped(chunks: AsyncIterable[bytes]) -> bytes | None:
+    """The whole body, or None as soon as it passes the cap (the rest is never read into memory)."""
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > MAX_CALLBACK_BODY_BYTES:
+            return None
+    return bytes(body)
 
 
 def add_callback_route(

@@ -43,6 +43,7 @@ from kie_async.pipeline import (
 )
 from kie_async.request_models import NormalizedRequest, RawUserRequest
 from kie_async.request_state import Money, RequestState, facts
+from kie_async.run_models import RunResults
 from kie_async.session import KieSession
 
 log = logging.getLogger("kie_async.fanout")
@@ -233,8 +234,13 @@ async def run_many(
     retry_failed: bool = False,
     resubmit_uncertain: bool = False,
     batch_id: str | None = None,
-) -> list[RunResult]:
+    progress: bool = False,
+) -> RunResults:
     """Run every request; results in input order, each with its own status and state.
+
+    ``progress=True`` draws a progress bar (rich on stderr in a terminal, an HTML bar redrawn in place in a
+    Jupyter notebook) besides any ``on_progress`` callback. The result is a list (:class:`RunResults`) that
+    renders as a table in a notebook.
 
     ``budget_credits`` caps the batch's total estimated spend (checked under a lock before each submit, then
     reconciled with what each task really cost). With ``journal_path`` (owned by this batch alone while it
@@ -270,25 +276,46 @@ async def run_many(
         )
     elif journal_path is not None:
         journal = await BatchJournal.open(journal_path)
+    bar = None
+    if progress:
+        from kie_async.progress import BatchProgressBar
+
+        bar = BatchProgressBar(len(requests))
+        on_progress = _both(on_progress, bar)
     try:
-        return await _run_all(
-            requests,
-            session,
-            journal,
-            concurrency,
-            budget_credits,
-            on_progress,
-            opts,
-            retry_failed,
-            resubmit_uncertain,
-            batch_id,
-            shared,
+        return RunResults(
+            await _run_all(
+                requests,
+                session,
+                journal,
+                concurrency,
+                budget_credits,
+                on_progress,
+                opts,
+                retry_failed,
+                resubmit_uncertain,
+                batch_id,
+                shared,
+            )
         )
     finally:
+        if bar is not None:
+            bar.close()
         if journal is not None:
             await journal.close()  # a cancelled batch still leaves every started journal line on disk
         if shared is not None:
             await shared.close()
+
+
+def _both(first: ProgressCallback | None, second: ProgressCallback) -> ProgressCallback:
+    async def call(p: BatchProgress) -> None:
+        for callback in (first, second):
+            if callback is not None:
+                result = callback(p)
+                if asyncio.iscoroutine(result):
+                    await result
+
+    return call
 
 
 class _Plan(BaseModel):

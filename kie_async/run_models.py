@@ -102,6 +102,30 @@ class RunResult(BaseModel):
     def stage(self, name: StageName) -> StageOutcome | None:
         return next((s for s in self.stages if s.name == name), None)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the thumbnail (or video poster) inline, status, model, credits, run folder."""
+        from kie_async.notebook import run_result_html
+
+        return run_result_html(self)
+
+
+class RunResults(list[RunResult]):
+    """What ``run_many`` returns: a plain list of results, in input order, that also renders as a table in Jupyter."""
+
+    @property
+    def succeeded(self) -> list[RunResult]:
+        return [r for r in self if r.succeeded]
+
+    @property
+    def credits_charged(self) -> float:
+        """Total reconciled spend of the batch (runs that bought nothing count 0)."""
+        return sum(r.credits_charged or 0.0 for r in self)
+
+    def _repr_html_(self) -> str:
+        from kie_async.notebook import run_results_html
+
+        return run_results_html(self)
+
 
 class PipelineOptions(BaseModel):
     """Knobs for :func:`run_pipeline`; defaults are what a careful user wants."""

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Self, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiofiles.os
@@ -64,6 +64,12 @@ from kie_async.polling import ProgressCallback, TaskProgress, is_finished, poll_
 from kie_async.retry import RetryPolicy, is_retryable, parse_retry_after
 from kie_async.settings import KieSettings, PollSettings
 from kie_async.transport import Transport, open_transport, transport_error, user_agent
+
+if TYPE_CHECKING:
+    from kie_async.handle import TaskHandle, TaskOutcome
+    from kie_async.outputs import FileOutput
+    from kie_async.request_models import NormalizedRequest, RawUserRequest
+    from kie_async.run_models import PipelineOptions
 
 log = logging.getLogger("kie_async.session")
 T = TypeVar("T")
@@ -665,6 +671,48 @@ class KieSession:
                 waiters.discard(wake)
                 if not waiters:
                     del self._wakeups[task_id]
+
+    # -- task handles and readable outputs (the code lives in kie_async.handle / kie_async.outputs) ------------
+
+    async def submit(
+        self, request: RawUserRequest | NormalizedRequest, *, options: PipelineOptions | None = None
+    ) -> TaskHandle:
+        """Validate, preflight, upload and buy one request; return a :class:`TaskHandle` to wait on later.
+
+        Refusals before any spend raise :class:`KieRequestBlockedError`; createTask is sent once (see
+        :mod:`kie_async.handle`).
+        """
+        from kie_async.handle import submit_request
+
+        return await submit_request(self, request, options=options)
+
+    def task(self, task_id: str, *, model_key: str | None = None) -> TaskHandle:
+        """Re-attach to a task by id (created by this process or another); nothing is read until asked."""
+        from kie_async.handle import task_handle
+
+        return task_handle(self, task_id, model_key=model_key)
+
+    async def create_and_wait(
+        self,
+        request: RawUserRequest | NormalizedRequest,
+        *,
+        options: PipelineOptions | None = None,
+        timeout: float | None = None,
+        raise_on_failure: bool = True,
+    ) -> TaskOutcome:
+        """``submit`` then ``wait``: one request to a finished :class:`TaskOutcome` with readable outputs."""
+        from kie_async.handle import create_and_wait
+
+        check_timeout("timeout", timeout)
+        return await create_and_wait(
+            self, request, options=options, timeout=timeout, raise_on_failure=raise_on_failure
+        )
+
+    def output(self, url: str, *, kind: MediaKind | None = None) -> FileOutput:
+        """A generated file's URL as a :class:`FileOutput` (``aiter_bytes``, ``aread``, ``save``)."""
+        from kie_async.outputs import FileOutput
+
+        return FileOutput(self, url, kind=kind)
 
     # -- correlated callbacks: settling an uncertain createTask -----------------------------------------------
 

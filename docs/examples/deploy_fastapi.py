@@ -25,18 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from kie_async import (
-    CallbackReplayGuard,
-    KieCallbackBodyError,
-    KieCallbackVerificationError,
-    KieSession,
-    KieSettings,
-    PipelineOptions,
-    RawUserRequest,
-    run_pipeline,
-    verify_callback,
-)
-from kie_async.callbacks import MAX_CALLBACK_BODY_BYTES
+from kie_async import CallbackReceiver, KieSession, KieSettings, PipelineOptions, RawUserRequest, run_pipeline
 
 CALLBACK_PATH = "/kie/callback"
 
@@ -46,9 +35,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # One session per worker process, for the worker's whole life. KIE_COORDINATION_URL makes it join the others
     # on the account in Redis (createTask window, 429 pauses, callbacks, batch budgets, uploads).
     async with KieSession(KieSettings.from_env()) as kie:
-        kie.attach_callback_receiver()  # this process receives callbacks: a lost createTask answer is worth awaiting
         app.state.kie = kie
-        app.state.replays = CallbackReplayGuard()
+        # Verifies (KIE_WEBHOOK_HMAC_KEY), refuses replays, wakes the task's waiters in every worker through Redis,
+        # and settles a request of this worker whose createTask answer was lost.
+        app.state.callbacks = CallbackReceiver(kie, hmac_key=os.environ.get("KIE_WEBHOOK_HMAC_KEY") or None)
         yield
 
 
@@ -86,24 +76,10 @@ async def images(body: ImageRequest, request: Request) -> dict[str, Any]:
 
 @app.post(CALLBACK_PATH)
 async def kie_callback(request: Request) -> JSONResponse:
-    kie: KieSession = request.app.state.kie
-    if int(request.headers.get("content-length") or 0) > MAX_CALLBACK_BODY_BYTES:
-        return JSONResponse({"code": 400, "msg": "body too large"}, status_code=400)
-    body = await request.body()  # the raw bytes: verify_callback parses them itself
-    try:
-        event = verify_callback(
-            request.headers, body, os.environ.get("KIE_WEBHOOK_HMAC_KEY") or None, request_url=str(request.url)
-        )
-    except KieCallbackBodyError as exc:
-        return JSONResponse({"code": 400, "msg": exc.message}, status_code=400)
-    except KieCallbackVerificationError as exc:
-        return JSONResponse({"code": 401, "msg": exc.message}, status_code=401)
-    if not request.app.state.replays.first_time(event):
-        return JSONResponse({"code": 409, "msg": "callback already received"}, status_code=409)
-    await kie.publish_task_update(event.task_id)  # wakes the task's waiters in every worker, through Redis
-    if event.request_token:  # a request of this worker whose createTask answer was lost (confirmed first)
-        await kie.adopt_task(event.request_token, event.task_id)
-    return JSONResponse({"code": 200, "msg": "success"})
+    callbacks: CallbackReceiver = request.app.state.callbacks
+    # The raw body as a stream (a huge one is refused without being buffered), the headers and the URL.
+    reply = await callbacks.receive(request.headers, request.stream(), request_url=str(request.url))
+    return JSONResponse(reply.body, status_code=reply.status)
 
 
 def _uvicorn(port: int) -> list[list[str]]:
