@@ -65,6 +65,12 @@ def _kling30_multi_prompt(params: dict[str, Any]) -> str | None:
     return None
 
 
+def _kling30_prompt(params: dict[str, Any]) -> str | None:
+    if params.get("multi_shots") is not True and not _filled(params, "prompt"):
+        return "prompt: is required unless multi_shots is true"
+    return None
+
+
 def _kling30_aspect_ratio(params: dict[str, Any]) -> str | None:
     if not _filled(params, "image_urls") and not _filled(params, "aspect_ratio"):
         return "aspect_ratio: is required when no image_urls (frames) are given"
@@ -89,6 +95,9 @@ PAGE_RULES: tuple[PageRule, ...] = (
     PageRule(name="kling30-multi-prompt-with-multi-shots", models=("kling-3.0/video",),
              page="market/kling/kling-3-0.md", says="multi-shot mode uses the multi_prompt array to define its shots",
              check=_kling30_multi_prompt),
+    PageRule(name="kling30-prompt-single-shot", models=("kling-3.0/video",), page="market/kling/kling-3-0.md",
+             says="prompt drives a single-shot video (multi_shots false); multi-shot videos use multi_prompt",
+             check=_kling30_prompt),
     PageRule(name="kling30-aspect-ratio", models=("kling-3.0/video",), page="market/kling/kling-3-0.md",
              says="aspect_ratio is optional only when image_urls (frames) are given; it then follows the images",
              check=_kling30_aspect_ratio),

@@ -62,16 +62,42 @@ _PAGE_CORRECTIONS: dict[str, list[Correction]] = {
             "qwen2/text-to-image")],
     "market/kling/kling-3-0.md": [Correction(
         name="multi-shot-fields-not-always-required", pointer="/properties/input/required",
-        value=["prompt", "sound", "duration", "mode"],
+        value=["sound", "duration", "mode"],
         why="the page's input.required lists multi_shots and multi_prompt, yet multi_shots defaults to false and "
             "the page says multi_prompt is used only when multi_shots is true; it lists aspect_ratio, yet says "
-            "aspect_ratio becomes optional when image_urls are given (Aspect Ratio Auto-Adaptation). Both "
-            "conditions are the named rules kling30-multi-prompt-with-multi-shots and kling30-aspect-ratio")],
-    "market/kling/motion-control-v3.md": [Correction(
-        name="callback-optional", pointer="/required", value=["model", "input"],
-        why="the top-level required list names callBackUrl, which every other createTask page and the "
-            "createTask description mark optional (the facts file calls it an oddity in the docs)")],
+            "aspect_ratio becomes optional when image_urls are given (Aspect Ratio Auto-Adaptation); it lists prompt, "
+            "yet prompt is used when multi_shots is false. Those conditions are the named rules "
+            "kling30-multi-prompt-with-multi-shots, kling30-aspect-ratio and kling30-prompt-single-shot")],
+    "market/kling/motion-control-v3.md": [
+        Correction(
+            name="callback-optional", pointer="/required", value=["model", "input"],
+            why="the top-level required list names callBackUrl, which every other createTask page and the "
+                "createTask description mark optional (the facts file calls it an oddity in the docs)"),
+        Correction(name="prompt-length-from-text", pointer="/properties/input/properties/prompt/maxLength",
+                   value=2500, why="the prompt description says it may be up to 2500 characters long"),
+        Correction(name="one-image-from-text", pointer="/properties/input/properties/input_urls/maxItems", value=1,
+                   why="input_urls is described as '(Required) Include a URL of an image'"),
+        Correction(name="one-video-from-text", pointer="/properties/input/properties/video_urls/maxItems", value=1,
+                   why="video_urls is described as '(Required) Include a video URL'"),
+        Correction(name="orientation-values-from-text",
+                   pointer="/properties/input/properties/character_orientation/enum", value=["video", "image"],
+                   why="character_orientation is described as 'video: Refer to video; image: Refer to image'"),
+        Correction(name="background-values-from-text",
+                   pointer="/properties/input/properties/background_source/enum", value=["input_video", "input_image"],
+                   why="background_source is described as 'input_video: Use video background; input_image: Use "
+                       "image background'"),
+    ],
+    "market/bytedance/seedance-2.md": [
+        Correction(name="prompt-required-from-text", pointer="/properties/input/required", value=["prompt"],
+                   why="the prompt description says 'Required field' but the schema has no required list"),
+        Correction(name="duration-range-from-text", pointer="/properties/input/properties/duration/minimum", value=4,
+                   why="duration is described as 'Video duration in 4-15 seconds'"),
+        Correction(name="duration-range-from-text", pointer="/properties/input/properties/duration/maximum", value=15,
+                   why="duration is described as 'Video duration in 4-15 seconds'"),
+    ],
 }
+
+_PAGE_CORRECTIONS["market/bytedance/seedance-2-fast.md"] = _PAGE_CORRECTIONS["market/bytedance/seedance-2.md"]
 
 # Models the emulator serves whose page is not among the captured docs: derived from a sibling page.
 _DERIVED_MODELS: dict[str, tuple[str, str]] = {
@@ -95,6 +121,8 @@ class BundledSchema(BaseModel):
     corrections: list[Correction] = []
     derived_from: str | None = None
     derived_why: str | None = None
+    example_inputs: list[Any] = []
+    """The ``input`` of each request example the page gives (for the SDK-vs-page cross-check)."""
     schema_: JsonSchema
 
     def file_name(self) -> str:
@@ -192,8 +220,11 @@ def _bundle(page: ProviderPage, op: PageOperation) -> BundledSchema:
         models = list(models) if isinstance(models, list) else list(op.model_ids)
     else:
         models = [str(m) for m in models] if isinstance(models, list) else []
+    examples = [e.get("input") if op.path == CREATE_TASK_PATH else e for e in op.request_examples
+                if isinstance(e, dict)]
     return BundledSchema(endpoint=op.path, models=[str(m) for m in models], page=_provenance(page),
-                         corrections=corrections, schema_=schema)
+                         corrections=corrections, example_inputs=[e for e in examples if isinstance(e, dict)],
+                         schema_=schema)
 
 
 def extract_all(docs_root: Path) -> dict[str, BundledSchema]:

@@ -32,6 +32,7 @@ class ProviderSchema(BaseModel):
     page: dict[str, str | None]
     schema_: dict[str, Any]
     corrections: tuple[dict[str, Any], ...] = ()
+    example_inputs: tuple[dict[str, Any], ...] = ()
 
     @property
     def page_url(self) -> str | None:
@@ -90,6 +91,7 @@ def _load_one(path: Path) -> ProviderSchema:
     return ProviderSchema(
         file=path.relative_to(BUNDLE_DIR).as_posix(), endpoint=raw["endpoint"], models=tuple(raw["models"]),
         page=raw["page"], schema_=raw["schema"], corrections=tuple(raw.get("corrections", [])),
+        example_inputs=tuple(raw.get("example_inputs", [])),
     )
 
 
