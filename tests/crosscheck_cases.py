@@ -93,7 +93,8 @@ def _boundary(spec: ModelSpec, mode: TaskModeSpec, base: dict[str, Any]) -> Iter
                 number = int(value) if opt.type == "integer" else value
                 yield f"{name}={label}", _with(base, **{name: to_wire(opt, number)})
                 past = number - step if label == "min" else number + step
-                yield f"{name}={label}{'-' if label == 'min' else '+'}{step}", _with(base, **{name: to_wire(opt, past)})
+                sign = "-" if label == "min" else "+"
+                yield f"{name}={label}{sign}{step}", _with(base, **{name: to_wire(opt, past)})
         if opt.required:
             yield f"missing {name}", _without(base, name)
     if spec.prompt.required:
@@ -104,7 +105,8 @@ def _boundary(spec: ModelSpec, mode: TaskModeSpec, base: dict[str, Any]) -> Iter
         slots = [s for s in mode.slots if s.field == field]
         if slots[0].shape == "list":
             high = sum(s.max for s in slots)
-            yield f"{field}: one too many ({high + 1})", _with(base, **{field: [URL.format(i) for i in range(high + 1)]})
+            too_many = [URL.format(i) for i in range(high + 1)]
+            yield f"{field}: one too many ({high + 1})", _with(base, **{field: too_many})
         if sum(s.min for s in slots):
             yield f"missing {field}", _without(base, field)
 
