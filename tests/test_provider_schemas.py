@@ -120,3 +120,18 @@ async def test_flat_cost_mode_is_an_explicit_test_setting(emulator: KieEmulator)
     assert answer["code"] == 200
     assert emulator.credits() == pytest.approx(5000 - 7)
     assert (await _create(emulator, {"model": "any/model", "input": "nope"}))["code"] == 422
+
+
+async def test_hostile_inputs_get_a_bounded_422_not_a_crash(emulator: KieEmulator) -> None:
+    many = {"model": "nano-banana-2", "input": {"prompt": "x", "image_input": [{"bad": i} for i in range(5000)]}}
+    answer = await _create(emulator, many)
+    assert answer["code"] == 422 and "more" in answer["msg"] and len(answer["msg"]) < 10_000
+    for params in ({"prompt": None}, {"prompt": ["x"]}, {"prompt": "x", "resolution": None},
+                   {"prompt": "x" * 20_001}, {"prompt": "a", "duration": float("inf")}):
+        body = {"model": "bytedance/seedance-2", "input": params}
+        assert (await _create(emulator, body))["code"] == 422, params
+    nested: dict[str, Any] = {}
+    for _ in range(200):
+        nested = {"deeper": nested}
+    deep = {"model": "nano-banana-2", "input": {"prompt": "x", "extra": nested}}
+    assert (await _create(emulator, deep))["code"] == 200  # unknown fields pass, as the schemas allow them

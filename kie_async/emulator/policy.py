@@ -20,6 +20,10 @@ UNKNOWN_MODEL = "model: {model!r} is not a model this service offers"
 """The refusal for an unknown model id (422). Kie.ai's exact code and wording are not in our facts: UNCONFIRMED."""
 
 
+MAX_REASONS = 20
+"""At most this many schema violations are listed in one 422 ``msg``."""
+
+
 def basic_input_checker(model_id: str, params: Any) -> list[str]:
     """The checks any model shares: a model id and an ``input`` object (the flat-cost test mode uses only these)."""
     problems: list[str] = []
@@ -40,6 +44,8 @@ def schema_input_checker(model_id: str, params: Any) -> list[str]:
     if schema is None:
         return [UNKNOWN_MODEL.format(model=model_id)]
     problems = bundle.violations(schema, {"model": model_id, "input": params})
+    if len(problems) > MAX_REASONS:  # a 10 000-item list of bad URLs must not make a megabyte-long 422
+        problems = [*problems[:MAX_REASONS], f"... and {len(problems) - MAX_REASONS} more"]
     if problems:
         return problems
     return rule_problems(model_id, params)
