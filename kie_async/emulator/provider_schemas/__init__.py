@@ -12,11 +12,13 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError as SchemaViolation
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # imported when first used: every CLI command imports the emulator, few validate
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError as SchemaViolation
 
 BUNDLE_DIR = Path(__file__).resolve().parent
 
@@ -71,6 +73,8 @@ class SchemaBundle:
 
     def violations(self, schema: ProviderSchema, body: Any) -> list[str]:
         """Every way ``body`` breaks ``schema``, as ``path: reason`` lines in document order."""
+        from jsonschema import Draft202012Validator
+
         validator = self._validators.get(schema.file)
         if validator is None:
             validator = self._validators[schema.file] = Draft202012Validator(schema.schema_)
