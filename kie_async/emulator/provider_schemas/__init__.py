@@ -102,4 +102,6 @@ def _load_one(path: Path) -> ProviderSchema:
 @functools.lru_cache(maxsize=1)
 def load_provider_schemas() -> SchemaBundle:
     """Read every bundled file once (blocking: call it from a thread, as ``KieEmulator.start`` does)."""
+    import jsonschema  # noqa: F401  -- imported here, in the loading thread, so no request pays for it
+
     return SchemaBundle([_load_one(p) for p in sorted(BUNDLE_DIR.rglob("*.json"))])
