@@ -135,3 +135,21 @@ async def test_hostile_inputs_get_a_bounded_422_not_a_crash(emulator: KieEmulato
         nested = {"deeper": nested}
     deep = {"model": "nano-banana-2", "input": {"prompt": "x", "extra": nested}}
     assert (await _create(emulator, deep))["code"] == 200  # unknown fields pass, as the schemas allow them
+
+
+# Page examples that break their own page: the emulator follows the page's rules and schema, not the example.
+_SELF_CONTRADICTING_EXAMPLES = {
+    "bytedance/seedance-2": "mixes frames and references, which the page calls mutually exclusive",
+    "bytedance/seedance-2-fast": "mixes frames and references, which the page calls mutually exclusive",
+    "bytedance/seedance-2-mini": "derived from the Fast page, whose example mixes frames and references",
+    "grok-imagine/extend": "sends extend_at as a number; the page's schema says string",
+    "grok-imagine/text-to-video": "sends duration as a string; the page's schema says number",
+}
+
+
+def test_each_pages_own_example_passes_its_schema_unless_the_page_contradicts_itself() -> None:
+    from kie_async.emulator.policy import schema_input_checker
+
+    refused = {model for model, schema in load_provider_schemas().by_model.items()
+               for example in schema.example_inputs if schema_input_checker(model, example)}
+    assert refused == set(_SELF_CONTRADICTING_EXAMPLES)

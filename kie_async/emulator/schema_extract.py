@@ -187,6 +187,11 @@ def _trim_property_names(node: Any, pointer: str) -> list[Correction]:
     done: list[Correction] = []
     if not isinstance(node, dict):
         return done
+    required = node.get("required")
+    if isinstance(required, list) and any(isinstance(r, str) and r != r.strip() for r in required):
+        node["required"] = [r.strip() if isinstance(r, str) else r for r in required]
+        done.append(Correction(name="trimmed-required-name", pointer=f"{pointer}/required", value=node["required"],
+                               why="the page's required list spells a key with stray whitespace"))
     props = node.get("properties")
     if isinstance(props, dict):
         for name in list(props):
