@@ -103,6 +103,9 @@ CREATE_TASK_PATH = "/api/v1/jobs/createTask"
 RECORD_INFO_PATH = "/api/v1/jobs/recordInfo"
 CREDIT_PATH = "/api/v1/chat/credit"
 DOWNLOAD_URL_PATH = "/api/v1/common/download-url"
+PRICING_COUNT_PATH = "/client/v1/model-pricing/count"
+PRICING_PAGE_PATH = "/client/v1/model-pricing/page"
+PRICING_MAX_PAGES = 100
 UPLOAD_STREAM_PATH = "/api/file-stream-upload"
 UPLOAD_URL_PATH = "/api/file-url-upload"
 UPLOAD_BASE64_PATH = "/api/file-base64-upload"
@@ -489,6 +492,37 @@ class KieSession:
         if not isinstance(data, int | float | str):
             raise KieAPIStatusError(f"credit balance has an unexpected shape: {data!r}", code=200, endpoint="credit")
         return CreditBalance(credits=float(data))
+
+    async def get_pricing_records(self, *, page_size: int = 100, timeout: float | None = None
+                                  ) -> list[dict[str, JSONValue]]:
+        """Every row of the pricing API behind kie.ai/pricing (undocumented; facts file section 1), page by page.
+
+        Read-only and free, so retried like any read. The row count comes from ``/count``; paging stops at
+        ``PRICING_MAX_PAGES`` so a server that always claims more cannot keep the SDK looping.
+        """
+        check_timeout("timeout", timeout)
+        if not 1 <= page_size <= 500:
+            raise ValueError(f"page_size must be 1..500, got {page_size}")
+        count = await self._api("GET", self._url(PRICING_COUNT_PATH), endpoint="pricing", idempotent=True,
+                                timeout=timeout, limiter=self.coordinator.read_limit)
+        total = count.get("all") if isinstance(count, dict) else None
+        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            raise KieAPIStatusError(f"pricing count has an unexpected shape: {count!r:.200}", code=200,
+                                    endpoint="pricing")
+        records: list[dict[str, JSONValue]] = []
+        pages = min(PRICING_MAX_PAGES, max(1, -(-total // page_size)))
+        for page_num in range(1, pages + 1):
+            data = await self._api("POST", self._url(PRICING_PAGE_PATH), endpoint="pricing", idempotent=True,
+                                   json_body={"pageNum": page_num, "pageSize": page_size}, timeout=timeout,
+                                   limiter=self.coordinator.read_limit)
+            rows = data.get("records") if isinstance(data, dict) else None
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise KieAPIStatusError(f"pricing page {page_num} has no records list", code=200,
+                                        endpoint="pricing")
+            records.extend(rows)
+            if len(rows) < page_size:
+                break
+        return records
 
     async def create_task(
         self,

@@ -90,7 +90,8 @@ async def test_outside_or_bogus_urls_are_422(emulator: KieEmulator, emulator_cli
 async def test_files_of_unfinished_or_unknown_tasks_are_404(
     emulator: KieEmulator, emulator_client: aiohttp.ClientSession
 ) -> None:
-    async with emulator_client.post(emulator.base_url + CREATE, json={"model": "m", "input": {}}) as r:
+    body = {"model": "nano-banana-2", "input": {"prompt": "x"}}
+    async with emulator_client.post(emulator.base_url + CREATE, json=body) as r:
         task_id = (await r.json())["data"]["taskId"]
     async with emulator_client.get(f"{emulator.base_url}/files/{task_id}/{task_id}_0.png") as response:
         assert response.status == 404  # still running

@@ -290,10 +290,10 @@ async def test_settings_point_at_the_emulator(emulator: KieEmulator) -> None:
 
 
 @pytest.mark.parametrize(
-    "emulator_config", [EmulatorConfig(generation_seconds=0.05, model_generation_seconds={"slow/model": 30})]
+    "emulator_config", [EmulatorConfig(generation_seconds=0.05, model_generation_seconds={"nano-banana-pro": 30})]
 )
 async def test_generation_time_per_model(emulator: KieEmulator, emulator_client: aiohttp.ClientSession) -> None:
-    slow = await create(emulator, emulator_client, model="slow/model")
+    slow = await create(emulator, emulator_client, model="nano-banana-pro")
     fast = await create(emulator, emulator_client)
     await asyncio.sleep(0.1)
     assert (await record(emulator, emulator_client, fast))["state"] == "success"

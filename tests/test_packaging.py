@@ -38,7 +38,11 @@ def test_wheel_ships_data_and_installed_copy_uses_it(tmp_path: Path) -> None:
         shipped = {n for n in names if n.startswith(f"kie_async/_data/{folder}/")}
         on_disk = {f"kie_async/_data/{folder}/{p.name}" for p in (ROOT / folder).iterdir() if p.is_file()}
         assert shipped == on_disk, f"{folder}: wheel and repo differ"
-    assert {"kie_async/py.typed", "kie_async/emulator/assets/sample.mp4"} <= names
+    assert {"kie_async/py.typed", "kie_async/emulator/assets/sample.mp4", "kie_async/emulator/pricing_catalogue.json",
+            "kie_async/emulator/provider_schemas/__init__.py"} <= names
+    schemas = ROOT / "kie_async" / "emulator" / "provider_schemas"
+    bundled = {p.relative_to(ROOT).as_posix() for p in schemas.rglob("*.json")}
+    assert bundled and bundled <= names, "the emulator's provider schemas must ship in the wheel"
 
     target = tmp_path / "site"
     install = subprocess.run(
@@ -51,7 +55,9 @@ def test_wheel_ships_data_and_installed_copy_uses_it(tmp_path: Path) -> None:
     assert install.returncode == 0, install.stderr
     probe = (
         "from kie_async._data import data_dir; from kie_async.specs import load_registry; "
-        "print(data_dir('model_specs')); print(len(load_registry().specs))"
+        "print(data_dir('model_specs')); print(len(load_registry().specs)); "
+        "from kie_async.emulator.provider_schemas import load_provider_schemas; "
+        "assert load_provider_schemas().for_model('nano-banana-2') is not None"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     done = subprocess.run(

@@ -144,7 +144,7 @@ async def _dead_owner(
         await journal.record(intent.model_copy(update={"sending": True}))
         if label == "paid":
             prompt = requests[2].prompt
-            created = await kie.create_task(model="google/nano-banana-2", input={"prompt": prompt})
+            created = await kie.create_task(model="nano-banana-2", input={"prompt": prompt})
             await journal.record(JournalRecord(key=key, state=RequestState.SUBMITTED, attempt="dead-paid",
                                                task_id=created.task_id, model_key=MODEL))
             labels["paid_task"] = created.task_id
@@ -214,7 +214,7 @@ async def test_a_succeeded_run_on_another_machine_is_reported_without_downloadin
     request = RawUserRequest(model_key=MODEL, prompt="rendered elsewhere")
     key = key_of(request)
     async with session(emulator, redis_url) as there, session(emulator, redis_url) as here:
-        created = await there.create_task(model="google/nano-banana-2", input={"prompt": request.prompt})
+        created = await there.create_task(model="nano-banana-2", input={"prompt": request.prompt})
         journal = await RedisJournal.open(coordinator_of(there), "machines", host="render-02")
         assert (await journal.try_claim(key)).claimed
         await journal.record(JournalRecord(key=key, state=RequestState.SUBMITTING, attempt="x", model_key=MODEL))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Coroutine
 from datetime import date
 from pathlib import Path
 from typing import Any, get_args
@@ -14,7 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 from kie_async._data import data_dir
-from kie_async.cli._common import check_folder_arg, credits_arg, json_kind, strict_json
+from kie_async.cli._common import (
+    add_offline_flag,
+    check_folder_arg,
+    credits_arg,
+    json_kind,
+    resolve_settings,
+    strict_json,
+)
 from kie_async.preflight import run_preflight
 from kie_async.pricing import PricingError, latest_snapshot, refresh_snapshot, write_snapshot
 from kie_async.request_models import MediaInput, MediaItem, RawUserRequest, ValidationResult
@@ -47,10 +55,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     pricing = sub.add_parser("pricing", help="pricing snapshots")
     pricing_sub = pricing.add_subparsers(dest="pricing_command", metavar="ACTION", required=True)
-    refresh = pricing_sub.add_parser("refresh", help="build a dated snapshot from a pricing-API JSON document",
-                                     description="Read a saved kie.ai pricing-API response and write a new "
+    refresh = pricing_sub.add_parser("refresh", help="build a dated snapshot from Kie.ai's pricing API",
+                                     description="Read Kie.ai's pricing API (live: needs KIE_ALLOW_LIVE=1; or "
+                                                 "--offline, or a saved response with --from) and write a new "
                                                  "dated snapshot based on the latest one.")
-    refresh.add_argument("--from", dest="source", required=True, type=Path, help="pricing-API JSON file")
+    refresh.add_argument("--from", dest="source", default=None, type=Path,
+                         help="a saved pricing-API JSON file instead of asking the API")
+    add_offline_flag(refresh)
     refresh.add_argument("--out", type=Path, default=None, help="folder to write to (default: bundled pricing/)")
     refresh.add_argument("--date", type=_date_arg, default=None, help="snapshot date YYYY-MM-DD (default: today)")
     refresh.add_argument("--base-dir", type=Path, default=None, help="snapshot folder to start from")
@@ -252,14 +263,30 @@ def estimate_command(args: argparse.Namespace) -> int:
     return 0 if result.allowed else 1
 
 
-def pricing_refresh_command(args: argparse.Namespace) -> int:
+def pricing_refresh_command(args: argparse.Namespace) -> int | Coroutine[Any, Any, int]:
+    if args.source is None:
+        return _pricing_refresh_live(args)
     try:
         doc = json.loads(Path(args.source).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
         raise PricingError(f"cannot read {args.source}: {exc}") from None
+    return _write_refresh(args, doc, f"saved pricing-API document {Path(args.source).name}")
+
+
+async def _pricing_refresh_live(args: argparse.Namespace) -> int:
+    """Ask the pricing API through KieSession (so the live gate, retries and limits apply), then write."""
+    from kie_async.session import KieSession
+
+    async with resolve_settings(args.offline) as settings, KieSession(settings) as kie:
+        records = await kie.get_pricing_records()
+        source = f"kie.ai pricing API at {settings.base_url} (client/v1/model-pricing/page)"
+    return await asyncio.to_thread(_write_refresh, args, {"records": records}, source)
+
+
+def _write_refresh(args: argparse.Namespace, doc: Any, source: str) -> int:
     out_dir = check_folder_arg(args.out, "--out") if args.out is not None else data_dir("pricing")
     base = latest_snapshot(args.base_dir)
-    report = refresh_snapshot(doc, base, captured_on=args.date)
+    report = refresh_snapshot(doc, base, captured_on=args.date, source=source)
     path = write_snapshot(report.snapshot, out_dir)
     if args.json:
         print(json.dumps({"path": str(path), "snapshot_id": report.snapshot.snapshot_id, "updated": report.updated,

@@ -1,7 +1,7 @@
 """Emulator configuration: every knob a test or benchmark needs, with defaults that keep tests fast.
 
-The pluggable hooks (``cost_fn``, ``input_checker``) live here too so the SDK can later plug in its pricing
-snapshot and model-spec registry without the emulator importing them (the emulator must stay usable alone).
+The pluggable hooks (``cost_fn``, ``input_checker``) default to the provider's word (its published schemas,
+the emulator's own price list), never to the SDK's specs or estimates; tests may plug in others.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kie_async.emulator.policy import default_cost, spec_input_checker
+from kie_async.emulator.policy import basic_input_checker, price_table_cost, schema_input_checker
 
 CostFn = Callable[[str, dict[str, Any]], float | None]
 """``cost_fn(model_id, input) -> credits`` (``None``: price unknown, charge ``unknown_model_cost``)."""
@@ -50,9 +50,14 @@ class EmulatorConfig(BaseModel):
         default=False, description="mirror envelope error codes to HTTP statuses (Kie.ai answers HTTP 200)"
     )
 
-    cost_fn: CostFn = Field(default=default_cost, exclude=True)
-    input_checker: InputChecker = Field(default=spec_input_checker, exclude=True)
+    cost_fn: CostFn = Field(default=price_table_cost, exclude=True)
+    input_checker: InputChecker = Field(default=schema_input_checker, exclude=True)
     unknown_model_cost: float = Field(default=10.0, ge=0, description="charged when cost_fn returns None")
+    accept_unknown_models: bool = Field(
+        default=False,
+        description="test setting: accept any model id with an input object (basic checks only) at a flat "
+                    "unknown_model_cost, as the emulator did before it judged by the provider's schemas",
+    )
 
     image_long_edge: int = Field(default=256, ge=8, le=8192)
     output_bytes: int | None = Field(default=None, ge=0, description="pad every output file to this size")
@@ -80,6 +85,15 @@ class EmulatorConfig(BaseModel):
     @classmethod
     def _lower_models(cls, value: list[str]) -> list[str]:
         return [v.lower() for v in value]
+
+    def check_input(self, model_id: str, params: Any) -> list[str]:
+        """The problems ``input_checker`` finds, or only the basic ones in the flat-cost test mode."""
+        if self.accept_unknown_models:
+            return basic_input_checker(model_id, params)
+        return self.input_checker(model_id, params)
+
+    def cost(self, model_id: str, params: dict[str, Any]) -> float | None:
+        return None if self.accept_unknown_models else self.cost_fn(model_id, params)
 
     def is_video_model(self, model_id: str) -> bool:
         lowered = model_id.lower()

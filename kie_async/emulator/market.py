@@ -18,6 +18,7 @@ from kie_async.emulator.context import CONTEXT_KEY, EmulatorContext, log
 from kie_async.emulator.faults import FaultControl, FaultEndpoint, FaultKind, FaultRule
 from kie_async.emulator.lifecycle import output_file, output_urls, schedule_completion
 from kie_async.emulator.media import blob_chunks, output_extension, parse_size
+from kie_async.emulator.pricing_routes import add_pricing_routes
 from kie_async.emulator.state import EmulatedTask, SlidingWindowLimiter, TaskFailure, new_task_id
 from kie_async.emulator.wire import (
     MSG_RATE_LIMITED,
@@ -80,13 +81,13 @@ async def create_task(request: web.Request) -> web.StreamResponse:
     params = body.get("input")
     callback = body.get("callBackUrl")
     try:
-        problems = list(ctx.config.input_checker(model if isinstance(model, str) else "", params))
+        problems = list(ctx.config.check_input(model if isinstance(model, str) else "", params))
         if callback is not None and not (isinstance(callback, str) and callback.startswith(("http://", "https://"))):
             problems.append("callBackUrl must be an http(s) URL")
         if problems:
             return _reject_create(ctx, 422, "; ".join(problems))
         assert isinstance(model, str) and isinstance(params, dict)
-        cost = ctx.config.cost_fn(model, params)
+        cost = ctx.config.cost(model, params)
     except Exception:  # a plugged-in checker or price function must not take the emulator down
         log.exception("emulator: input_checker/cost_fn raised for model %r", model)
         return _reject_create(ctx, 500, "Internal Error, Please try again later.")
@@ -338,6 +339,7 @@ def build_market_app(ctx: EmulatorContext) -> web.Application:
     router.add_get("/api/v1/jobs/recordInfo", record_info, name="recordInfo")
     router.add_get("/api/v1/chat/credit", credit, name="credit")
     router.add_post("/api/v1/common/download-url", download_url, name="download-url")
+    add_pricing_routes(router)
     router.add_get("/files/{task_id}/{name}", serve_file, name="files")
     router.add_get("/_emulator/blob/{size}", serve_blob, name="blob")
     router.add_get("/_emulator/faults", faults_get, name="_faults_get")
