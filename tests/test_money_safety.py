@@ -293,7 +293,9 @@ async def test_a_second_run_batch_process_on_the_same_journal_is_refused(tmp_pat
     journal = tmp_path / "journal.jsonl"
     command = [sys.executable, "-m", "kie_async", "run-batch", str(batch), "--out", str(tmp_path / "out"),
                "--journal", str(journal), "--no-derivatives", "--json"]
-    async with KieEmulator(EmulatorConfig(generation_seconds=1.5)) as emulator:
+    # The owner must still hold the journal when the second process gets to it; on a loaded machine a Python
+    # start-up alone can take seconds, so the owner's tasks take long enough to outlast it.
+    async with KieEmulator(EmulatorConfig(generation_seconds=8.0)) as emulator:
         env = _cli_env(emulator)
         owner = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
                                                      stderr=subprocess.PIPE)
@@ -301,8 +303,9 @@ async def test_a_second_run_batch_process_on_the_same_journal_is_refused(tmp_pat
             await asyncio.sleep(0.02)
         second = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
                                                       stderr=subprocess.PIPE)
-        _, err2 = await asyncio.wait_for(second.communicate(), timeout=30)
-        await asyncio.wait_for(owner.communicate(), timeout=60)
+        _, err2 = await asyncio.wait_for(second.communicate(), timeout=60)
+        assert owner.returncode is None, "the owner finished before the second process was refused"
+        await asyncio.wait_for(owner.communicate(), timeout=90)
         per_prompt = tasks_per_prompt(emulator)
     assert second.returncode == 2 and b"Traceback" not in err2
     assert f"in use by pid {owner.pid}".encode() in err2, err2
