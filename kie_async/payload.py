@@ -118,7 +118,8 @@ def build_submission_payload(
             continue
         body[name] = to_wire(opt, value)
     return CreateTaskPayload(
-        model=normalized.provider_model, input=body, callback_url=callback_url or normalized.callback_url)
+        model=normalized.provider_model, input=body, callback_url=callback_url or normalized.callback_url,
+        transport=None if spec.transport.is_market else spec.transport)
 
 
 # ---------------------------------------------------------------- reading a wire body back
