@@ -19,6 +19,7 @@ from kie_async.emulator.faults import FaultControl, FaultEndpoint, FaultKind, Fa
 from kie_async.emulator.lifecycle import output_file, output_urls, schedule_completion
 from kie_async.emulator.media import blob_chunks, output_extension, parse_size
 from kie_async.emulator.state import EmulatedTask, SlidingWindowLimiter, TaskFailure, new_task_id
+from kie_async.emulator.transports import add_transport_routes
 from kie_async.emulator.wire import (
     MSG_RATE_LIMITED,
     MSG_UNAUTHORIZED,
@@ -338,6 +339,7 @@ def build_market_app(ctx: EmulatorContext) -> web.Application:
     router.add_get("/api/v1/jobs/recordInfo", record_info, name="recordInfo")
     router.add_get("/api/v1/chat/credit", credit, name="credit")
     router.add_post("/api/v1/common/download-url", download_url, name="download-url")
+    add_transport_routes(router)
     router.add_get("/files/{task_id}/{name}", serve_file, name="files")
     router.add_get("/_emulator/blob/{size}", serve_blob, name="blob")
     router.add_get("/_emulator/faults", faults_get, name="_faults_get")
