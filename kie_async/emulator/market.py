@@ -158,7 +158,7 @@ async def record_info(request: web.Request) -> web.StreamResponse:
     if not task_id:
         return envelope(ctx, 400, "taskId parameter is required")
     task = ctx.tasks.get(task_id, owner=key)
-    if task is None:
+    if task is None or task.dialect is not None:  # a Veo/Runway/Suno... task is read on its own API only
         return envelope(ctx, 422, "recordInfo is null")
     ctx.stats.count_status(task_id)
     record = task.record(output_urls(ctx, task))
