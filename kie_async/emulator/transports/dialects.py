@@ -262,7 +262,8 @@ DIALECTS: dict[str, Dialect] = {d.name: d for d in (
             catalogue_model=lambda body: "runway-aleph", required=("prompt", "videoUrl")),
     Dialect("suno", "/api/v1/generate", "/api/v1/generate/record-info", "audio", _suno_record, _suno_callback,
             catalogue_model=lambda body: "suno-music",
-            required=("prompt", "customMode", "instrumental", "model", "callBackUrl"), outputs=2),
+            # The schema lists prompt as required; its description exempts custom-mode instrumentals.
+            required=("customMode", "instrumental", "model", "callBackUrl"), outputs=2),
     Dialect("gpt4o-image", "/api/v1/gpt4o-image/generate", "/api/v1/gpt4o-image/record-info", "image",
             _gpt4o_record, _gpt4o_callback, catalogue_model=lambda body: "gpt4o-image", required=("size",),
             render_params=lambda body: {"aspect_ratio": body.get("size", "1:1"), "output_format": "png"}),
