@@ -650,9 +650,8 @@ class KieSession:
         is adopted: the task's own recorded request (``recordInfo`` ``param.callBackUrl``) must carry it.
         Returns whether the task was adopted.
         """
-        api = self._adoption_apis.get(token)
         try:
-            record = await self.get_task(task_id, transport=api)
+            record = await self._read_for_adoption(token, task_id)
         except KieError as exc:
             log.warning("callback token %s: cannot read task %s to confirm it (%s)", token, task_id, exc.message)
             return False
@@ -671,6 +670,34 @@ class KieSession:
         if not relayed:
             log.info("callback token %s: no request of this session is waiting for it", token)
         return relayed
+
+    async def _read_for_adoption(self, token: str, task_id: str) -> TaskRecord:
+        """The task a callback names, read on the API its request went to.
+
+        A process that did not send the request (another worker on the account) does not know that API: the
+        market is read first, and only when it does not know the task, each separate API the specs describe.
+        Reads spend nothing, and the token check that follows is what confirms the task, wherever it was read.
+        """
+        api = self._adoption_apis.get(token) or self._task_apis.get(task_id)
+        if api is not None:
+            return await self.get_task(task_id, transport=api)
+        try:
+            return await self.get_task(task_id)
+        except KieValidationError as exc:
+            if "recordInfo is null" not in exc.message:
+                raise
+            from kie_async.specs import aload_registry  # the specs know every API; the session needs them only here
+
+            registry = await aload_registry()
+            others = {spec.transport.name: spec.transport for spec in registry.specs.values()
+                      if not spec.transport.is_market}
+            for other in others.values():
+                try:
+                    return await self.get_task(task_id, transport=other)
+                except KieValidationError as miss:
+                    if "recordInfo is null" not in miss.message:
+                        raise
+            raise
 
     async def _settle_adoption(self, token: str, task_id: str) -> bool:
         """Hand a confirmed adoption to this process's waiting run, or to the batch that ended uncertain."""

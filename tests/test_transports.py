@@ -380,3 +380,24 @@ def test_specs_sharing_an_api_describe_it_identically() -> None:
         seen = by_name.setdefault(spec.transport.name, spec.transport)
         assert seen == spec.transport, f"{spec.key}: transport {spec.transport.name!r} differs from another spec's"
 
+
+
+async def test_another_process_confirms_an_adoption_on_the_right_api() -> None:
+    """A worker that never sent the request finds the task on its own API; a forged token is still refused."""
+    from kie_async.session import with_correlation
+
+    settled: list[tuple[str, str]] = []
+
+    async def sink(token: str, task_id: str) -> None:
+        settled.append((token, task_id))
+
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        async with fast(emulator) as sender:
+            payload = build_submission_payload(
+                validate_request(request_for("gpt4o-image")), callback_url=with_correlation(CALLBACK, "batch.a1"))
+            created = await sender.create_task(payload)
+        async with fast(emulator) as worker:  # knows nothing of the task or its API
+            assert await worker.adopt_task("batch.a1", created.task_id, fallback=sink) is True
+            assert await worker.adopt_task("batch.zz", created.task_id, fallback=sink) is False
+            assert await worker.adopt_task("batch.a1", "0" * 32, fallback=sink) is False  # no such task anywhere
+    assert settled == [("batch.a1", created.task_id)]
