@@ -8,6 +8,7 @@ specs, so a wrong path, state word or result path in a spec fails here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from kie_async.fixtures import REQUEST_FIXTURES
 from kie_async.media_sniff import SniffedMedia, read_head, sniff_head
 from kie_async.payload import build_submission_payload
 from kie_async.pipeline import PipelineOptions, run_pipeline
+from kie_async.provider_pages import PageOperation, iter_pages
 from kie_async.request_models import RawUserRequest
 from kie_async.session import KieSession, _parse_record
 from kie_async.settings import PollSettings, RateLimitSettings, RetrySettings
@@ -341,22 +343,29 @@ def test_a_spec_whose_fields_collide_with_its_transport_is_refused(tmp_path: Pat
 # -- the specs against the provider's own pages ---------------------------------------------------------------
 
 
-def _page_ops(kie_docs: Path, folder: str) -> dict[tuple[str, str], object]:
-    from kie_async.provider_pages import iter_pages
+API_FOLDERS = {"veo3": "veo3-api", "runway": "runway-api", "aleph": "runway-api", "suno": "suno-api",
+               "gpt4o-image": "4o-image-api", "flux-kontext": "flux-kontext-api"}
 
-    return {(op.method.upper(), op.path): op for page in iter_pages(kie_docs, under=folder) for op in page.operations}
+
+@functools.cache
+def _api_operations(kie_docs: Path, folder: str) -> tuple[PageOperation, ...]:
+    """Every operation the pages of one API folder document (read once per run: parsing pages is slow)."""
+    return tuple(op for page in iter_pages(kie_docs, under=folder) for op in page.operations)
+
+
+def _page_ops(kie_docs: Path, folder: str) -> dict[tuple[str, str], PageOperation]:
+    return {(op.method.upper(), op.path): op for op in _api_operations(kie_docs, folder)}
 
 
 @pytest.mark.parametrize("key", sorted(CASES))
 def test_transport_paths_and_fields_match_the_providers_page(key: str, kie_docs: Path) -> None:
     spec = load_registry().get(key)
-    folder = {"veo3": "veo3-api", "runway": "runway-api", "aleph": "runway-api", "suno": "suno-api",
-              "gpt4o-image": "4o-image-api", "flux-kontext": "flux-kontext-api"}[spec.transport.name]
+    folder = API_FOLDERS[spec.transport.name]
     ops = _page_ops(kie_docs, folder)
     create = ops.get(("POST", spec.transport.create.path))
     assert create is not None, f"{spec.transport.create.path} is not documented in {folder}"
     assert ("GET", spec.transport.status.path) in ops
-    schema = create.request_schema or {}  # type: ignore[attr-defined]
+    schema = create.request_schema or {}
     documented = set(schema.get("properties", {}))
     ours = {spec.prompt.field, *spec.options, *(s.field for m in spec.task_modes for s in m.slots)}
     ours |= {f for f in (spec.transport.create.model_field, spec.transport.create.callback_field) if f}
@@ -401,3 +410,26 @@ async def test_another_process_confirms_an_adoption_on_the_right_api() -> None:
             assert await worker.adopt_task("batch.zz", created.task_id, fallback=sink) is False
             assert await worker.adopt_task("batch.a1", "0" * 32, fallback=sink) is False  # no such task anywhere
     assert settled == [("batch.a1", created.task_id)]
+
+
+# The page's own example where it contradicts its schema (the schema is followed; the spec notes it).
+EXAMPLE_CONTRADICTIONS = {"runway-gen": ["duration: must be a whole number, got '5'"]}
+
+
+@pytest.mark.parametrize("key", sorted(CASES))
+def test_the_pages_example_request_passes_the_wire_check(key: str, kie_docs: Path) -> None:
+    from kie_async.payload import check_wire_payload
+
+    spec = load_registry().get(key)
+    create = spec.transport.create
+    examples = [ex for op in _api_operations(kie_docs, API_FOLDERS[spec.transport.name])
+                if op.path == create.path and op.method.lower() == "post" for ex in op.request_examples]
+    checked = 0
+    for example in examples:
+        model, fields, _ = create.split(example)
+        if create.model_field is not None and model not in spec.provider_models:
+            continue  # the example is for the sibling model (veo3_fast on the Veo page)
+        assert check_wire_payload(spec.provider_models[0], fields) == EXAMPLE_CONTRADICTIONS.get(key, [])
+        checked += 1
+    if key not in ("veo-3.1", "flux-kontext-max"):  # their pages' single example uses the sibling model
+        assert checked, f"no example request found for {create.path}"
