@@ -433,3 +433,18 @@ def test_the_pages_example_request_passes_the_wire_check(key: str, kie_docs: Pat
         checked += 1
     if key not in ("veo-3.1", "flux-kontext-max"):  # their pages' single example uses the sibling model
         assert checked, f"no example request found for {create.path}"
+
+
+@pytest.mark.parametrize("key", ["veo-3.1", "suno-music", "gpt4o-image"])
+async def test_status_faults_on_a_separate_api_are_ridden_out(key: str, tmp_path: Path) -> None:
+    """The emulator's recordInfo faults hit each API's status route; reads are retried, nothing is bought twice."""
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.1)) as emulator, fast(emulator) as kie:
+        emulator.faults.add("recordInfo", "server_error", count=2, status=503)
+        emulator.faults.add("recordInfo", "wrong_body", count=1)
+        emulator.faults.add("recordInfo", "truncated_body", count=1)
+        emulator.faults.add("createTask", "rate_limit", count=1, retry_after=0)
+        result = await run_pipeline(request_for(key), kie, options=opts(tmp_path))
+        fired = dict(emulator.stats.faults_fired)
+    assert result.succeeded, result.error
+    assert emulator.stats.tasks_created == 1
+    assert fired.get("server_error") == 2 and fired.get("wrong_body") == 1 and fired.get("rate_limit") == 1
