@@ -36,6 +36,12 @@ class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _is_api_path(value: str) -> bool:
+    """A path on the API host: absolute, not ``//host`` (which a URL join would read as another host)."""
+    return (value.startswith("/") and not value.startswith("//") and value.isascii() and value.isprintable()
+            and not any(c in value for c in "?# \\"))
+
+
 def _alternatives(path: Path | None) -> list[str]:
     if path is None:
         return []
@@ -96,7 +102,7 @@ class CreateSpec(_Part):
     @field_validator("path")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        if not value.startswith("/") or "?" in value or "#" in value:
+        if not _is_api_path(value):
             raise ValueError(f"create path {value!r} must be an absolute path without a query")
         return value
 
@@ -183,7 +189,7 @@ class StatusSpec(_Part):
     @field_validator("path")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        if not value.startswith("/") or "?" in value or "#" in value:
+        if not _is_api_path(value):
             raise ValueError(f"status path {value!r} must be an absolute path without a query")
         return value
 

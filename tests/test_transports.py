@@ -319,8 +319,11 @@ def test_transport_specs_refuse_nonsense() -> None:
     from pydantic import ValidationError
 
     good = market_transport().model_dump()
-    with pytest.raises(ValidationError, match="absolute path"):
-        TransportSpec.model_validate({**good, "create": {**good["create"], "path": "api/v1/x?y=1"}})
+    for bad_path in ("api/v1/x", "/api/v1/x?y=1", "//evil.test/x", "/a b", "/a\\b", "/é"):
+        with pytest.raises(ValidationError, match="absolute path"):
+            TransportSpec.model_validate({**good, "create": {**good["create"], "path": bad_path}})
+        with pytest.raises(ValidationError, match="absolute path"):
+            TransportSpec.model_validate({**good, "status": {**good["status"], "path": bad_path}})
     with pytest.raises(ValidationError, match="result_json or result_urls"):
         TransportSpec.model_validate({**good, "status": {**good["status"], "result_json": None}})
     with pytest.raises(ValidationError, match="state"):
