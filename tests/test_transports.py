@@ -451,3 +451,19 @@ async def test_status_faults_on_a_separate_api_are_ridden_out(key: str, tmp_path
     assert result.succeeded, result.error
     assert emulator.stats.tasks_created == 1
     assert fired.get("server_error") == 2 and fired.get("wrong_body") == 1 and fired.get("rate_limit") == 1
+
+
+@pytest.mark.parametrize("key", ["veo-3.1-fast", "suno-music"])
+async def test_run_many_resumes_an_incomplete_separate_api_task_from_its_journal(key: str, tmp_path: Path) -> None:
+    """Paid, then the files would not download: the second pass reads the task on its own API, buys nothing."""
+    journal = tmp_path / "journal.jsonl"
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.1)) as emulator:
+        async with fast(emulator) as kie:
+            emulator.faults.add("files", "server_error", count=None, status=503)
+            (first,) = await run_many([request_for(key)], kie, options=opts(tmp_path / "out"), journal_path=journal)
+            emulator.faults.clear()
+        assert first.status == "incomplete" and first.resumable, first.error
+        async with fast(emulator) as fresh:
+            (second,) = await run_many([request_for(key)], fresh, options=opts(tmp_path / "out"), journal_path=journal)
+    assert second.succeeded and second.resumed and second.task_id == first.task_id, second.error
+    assert emulator.stats.tasks_created == 1
