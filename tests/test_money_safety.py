@@ -293,7 +293,8 @@ async def test_a_second_run_batch_process_on_the_same_journal_is_refused(tmp_pat
     journal = tmp_path / "journal.jsonl"
     command = [sys.executable, "-m", "kie_async", "run-batch", str(batch), "--out", str(tmp_path / "out"),
                "--journal", str(journal), "--no-derivatives", "--json"]
-    async with KieEmulator(EmulatorConfig(generation_seconds=1.5)) as emulator:
+    # The owner's tasks must outlast the second process's start-up (interpreter, imports, every spec parsed).
+    async with KieEmulator(EmulatorConfig(generation_seconds=5.0)) as emulator:
         env = _cli_env(emulator)
         owner = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
                                                      stderr=subprocess.PIPE)
