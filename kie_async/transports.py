@@ -71,6 +71,10 @@ def _walk(data: Any, path: str) -> list[Any]:
 def pick(data: Any, path: Path | None) -> Any:
     """The first value found along ``path`` (or its first alternative that exists); ``None`` if none does."""
     for alternative in _alternatives(path):
+        if "." not in alternative and alternative != "*" and isinstance(data, dict):
+            if alternative in data:  # the common case, one key: every status read does a dozen of these
+                return data[alternative]
+            continue
         hits = _walk(data, alternative)
         if hits:
             return hits[0] if "*" not in alternative.split(".") else hits
