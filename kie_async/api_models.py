@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kie_async.transports import TransportSpec, market_transport
+from kie_async.task_apis import TransportSpec, market_transport
 
 JSONValue = Any
 """A JSON value as decoded by ``json.loads`` (kept as ``Any``: model inputs differ per model spec)."""

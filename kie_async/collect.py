@@ -41,7 +41,7 @@ from kie_async.request_state import RequestState
 from kie_async.run_models import PipelineOptions, RunOutput, RunResult
 from kie_async.session import KieSession
 from kie_async.specs import aload_registry
-from kie_async.transports import TransportSpec
+from kie_async.task_apis import TransportSpec
 
 log = logging.getLogger("kie_async.pipeline")
 

@@ -60,7 +60,7 @@ from kie_async.media_sniff import MediaKind
 from kie_async.polling import ProgressCallback, TaskProgress, is_finished, poll_interval
 from kie_async.retry import RetryPolicy, is_retryable, parse_retry_after
 from kie_async.settings import KieSettings, PollSettings
-from kie_async.transports import TransportSpec, market_transport, pick
+from kie_async.task_apis import TransportSpec, market_transport, pick
 
 log = logging.getLogger("kie_async.session")
 T = TypeVar("T")

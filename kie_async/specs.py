@@ -23,7 +23,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from kie_async._data import data_dir
 from kie_async.errors import KieConfigError
-from kie_async.transports import TransportSpec, market_transport
+from kie_async.task_apis import TransportSpec, market_transport
 
 FieldType = Literal["string", "integer", "number", "boolean", "enum", "list", "object"]
 MediaKind = Literal["image", "video", "audio"]

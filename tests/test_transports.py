@@ -33,7 +33,7 @@ from kie_async.request_models import RawUserRequest
 from kie_async.session import KieSession, _parse_record
 from kie_async.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.specs import load_registry
-from kie_async.transports import StateSpec, TransportSpec, market_transport, pick, pick_all
+from kie_async.task_apis import StateSpec, TransportSpec, market_transport, pick, pick_all
 from kie_async.validate import validate_request
 from tests.conftest import serve_app
 

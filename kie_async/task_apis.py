@@ -1,4 +1,7 @@
-"""Transports: how one Kie.ai API is spoken (create path, status path, state words, where results are).
+"""Task APIs ("transports"): how one Kie.ai API is spoken (create path, status path, state words, results).
+
+Not to be confused with :mod:`kie_async.transport`, which is about the HTTP pool and proxies; this module is
+about which of Kie.ai's APIs a model's tasks are bought and read through.
 
 Most models go through the market jobs API (``createTask`` + ``recordInfo``), but Veo 3.1, Runway, Aleph,
 Suno, 4o Image and Flux Kontext each have their own endpoints, body layout, state vocabulary (``successFlag``
