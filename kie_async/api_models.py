@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kie_async.task_apis import TransportSpec, market_transport
+
 JSONValue = Any
 """A JSON value as decoded by ``json.loads`` (kept as ``Any``: model inputs differ per model spec)."""
 
@@ -116,16 +118,25 @@ class CreditBalance(_Wire):
 
 
 class CreateTaskPayload(_Wire):
-    """The body of ``POST /api/v1/jobs/createTask``."""
+    """A task to buy: the provider model, its input fields, the callback URL, and the API that sells it.
+
+    ``transport`` (from the model spec) decides the body layout and the path; ``None`` is the market
+    ``createTask`` (``{model, callBackUrl?, input: {...}}``).
+    """
 
     model: str
     input: dict[str, JSONValue]
     callback_url: str | None = Field(
         default=None, serialization_alias="callBackUrl", validation_alias=AliasChoices("callBackUrl", "callback_url")
     )
+    transport: TransportSpec | None = Field(default=None, exclude=True, repr=False)
+
+    @property
+    def api(self) -> TransportSpec:
+        return self.transport or market_transport()
 
     def to_wire(self) -> dict[str, JSONValue]:
-        return self.model_dump(by_alias=True, exclude_none=True)
+        return self.api.create.body(self.model, self.input, self.callback_url)
 
 
 def _id_text(value: object) -> object:

@@ -40,6 +40,8 @@ from kie_async.request_models import NormalizedRequest, ValidationResult
 from kie_async.request_state import RequestState
 from kie_async.run_models import PipelineOptions, RunOutput, RunResult
 from kie_async.session import KieSession
+from kie_async.specs import aload_registry
+from kie_async.task_apis import TransportSpec
 
 log = logging.getLogger("kie_async.pipeline")
 
@@ -67,6 +69,7 @@ async def collect_task(
                 timeout=run.opts.wait_timeout,
                 raise_on_failure=False,
                 callback_driven=run.opts.callback_driven,
+                transport=await _transport_of(normalized.model_key),
             )
     except KieError as exc:
         if budget is not None:
@@ -311,6 +314,14 @@ async def _write_artifact(run: RunContext, task: _Finished, downloaded: list[Pat
     run.base["run_id"] = artifact.run_id
     run.base["run_dir"] = str(artifact.run_dir)
     return artifact
+
+
+async def _transport_of(model_key: str) -> TransportSpec | None:
+    """The API a model's tasks are read through (its spec's ``transport``); ``None`` for the market or for a
+    key no spec knows any more (a resumed task whose spec was removed is read as a market task)."""
+    registry = await aload_registry()
+    spec = registry.specs.get(model_key)
+    return None if spec is None or spec.transport.is_market else spec.transport
 
 
 def _kind(output_kind: str | None) -> Literal["image", "video", "audio"] | None:

@@ -189,6 +189,97 @@ _add("seedance_2_alias_bad_duration", "alias 'seedance'; 16 s is above 15", "inv
 _add("seedance_2_fast_4k", "fast has no 4k", "invalid", "seedance-2.0-fast", "text_to_video",
      prompt="A koi pond", options={"resolution": "4k"})
 
+# ---- Separate APIs (their own endpoints and states; see docs/transports.md)
+# Veo 3.1 Quality and Fast
+for _key, _slug in (("veo-3.1", "veo_3_1"), ("veo-3.1-fast", "veo_3_1_fast")):
+    _veo_all = {"aspect_ratio": "9:16", "enableTranslation": False}
+    _add(f"{_slug}_ready", "text-to-video, every defaulted field given", "ready", _key, "text_to_video",
+         prompt="A paper lantern drifting over a night river", options=_veo_all)
+    _add(f"{_slug}_first_frame_defaults", "one image = first frame", "ready_with_defaults", _key, "image_to_video",
+         prompt="The lantern rises slowly", images=[IMG])
+    _add(f"{_slug}_first_last_defaults", "two images = first + last frame", "ready_with_defaults", _key,
+         "first_last_frames", prompt="Day turns to night", images=[IMG, IMG2])
+    _add(f"{_slug}_warning", "deprecated enableFallback", "ready_with_warning", _key, "text_to_video",
+         prompt="A lantern", options={**_veo_all, "enableFallback": True})
+    _add(f"{_slug}_missing_prompt", "no prompt", "needs_input", _key, "image_to_video", images=[IMG],
+         options=_veo_all)
+    _add(f"{_slug}_text_mode_with_image", "TEXT_2_VIDEO takes no images", "invalid", _key, "image_to_video",
+         prompt="A lantern", images=[IMG], options={"generationType": "TEXT_2_VIDEO"})
+_add("veo_3_1_fast_references", "three reference images (fast only)", "ready_with_defaults", "veo-3.1-fast",
+     "multimodal_reference", prompt="The fox from image 1 walks through the forest of image 2",
+     images=[MediaInput(source=u, role="reference") for u in (IMG, IMG2, IMG3)],
+     options={"generationType": "REFERENCE_2_VIDEO"})
+_add("veo_3_1_fast_references_no_type", "references without REFERENCE_2_VIDEO", "needs_input", "veo-3.1-fast",
+     "multimodal_reference", prompt="The fox", images=[MediaInput(source=IMG, role="reference")])
+
+# Runway (Gen) and Aleph
+_RW_ALL = {"duration": 10, "quality": "720p", "aspectRatio": "9:16", "waterMark": ""}
+_add("runway_ready", "text-to-video, every field and a callback", "ready", "runway-gen", "text_to_video",
+     prompt="A hummingbird in slow motion", options=_RW_ALL, callback_url=HTTPS_CB)
+_add("runway_image_defaults", "image-to-video, defaults", "ready_with_defaults", "runway-gen", "image_to_video",
+     prompt="The bird takes off", images=[IMG], callback_url=HTTPS_CB)
+_add("runway_warning", "aspectRatio with an image is dropped", "ready_with_warning", "runway-gen", "image_to_video",
+     prompt="The bird takes off", images=[IMG], options=_RW_ALL, callback_url=HTTPS_CB)
+_add("runway_missing_prompt", "no prompt", "needs_input", "runway-gen", "text_to_video", options=_RW_ALL,
+     callback_url=HTTPS_CB)
+_add("runway_1080p_10s", "1080p is 5 s only", "invalid", "runway-gen", "text_to_video", prompt="A bird",
+     options={**_RW_ALL, "quality": "1080p"}, callback_url=HTTPS_CB)
+_add("runway_aleph_ready", "video plus every option", "ready", "runway-aleph", "video_to_video",
+     prompt="Make it a watercolor painting", videos=[VID],
+     options={"aspectRatio": "16:9", "seed": 7, "waterMark": "", "uploadCn": False})
+_add("runway_aleph_defaults", "video and a reference image, defaults", "ready_with_defaults", "runway-aleph",
+     "video_to_video", prompt="Restyle like image 1", videos=[VID], images=[MediaInput(source=IMG, role="reference")])
+_add("runway_aleph_warning", "plain-http callback", "ready_with_warning", "runway-aleph", "video_to_video",
+     prompt="Make it snow", videos=[VID], callback_url=HTTP_CB)
+_add("runway_aleph_missing_video", "no input video", "needs_input", "runway-aleph", "video_to_video",
+     prompt="Make it snow")
+_add("runway_aleph_bad_ratio", "2:1 is not offered", "invalid", "runway-aleph", "video_to_video",
+     prompt="Make it snow", videos=[VID], options={"aspectRatio": "2:1"})
+
+# Suno music generation
+_SUNO_ALL = {"customMode": True, "instrumental": True, "model": "V5", "style": "Classical, calm piano",
+             "title": "Quiet Harbour"}
+_add("suno_ready", "custom instrumental, every field", "ready", "suno-music", "text_to_audio",
+     options=_SUNO_ALL, callback_url=HTTPS_CB)
+_add("suno_defaults", "a description only (non-custom mode)", "ready_with_defaults", "suno-music", "text_to_audio",
+     prompt="A calm piano piece for a rainy morning", callback_url=HTTPS_CB)
+_add("suno_warning", "vocalGender outside custom mode is dropped", "ready_with_warning", "suno-music",
+     "text_to_audio", prompt="An upbeat pop song about summer", callback_url=HTTPS_CB,
+     options={"customMode": False, "instrumental": False, "model": "V4_5", "vocalGender": "f"})
+_add("suno_missing_callback", "Suno requires a callback URL", "needs_input", "suno-music", "text_to_audio",
+     prompt="A calm piano piece")
+_add("suno_bad_weight", "styleWeight above 1", "invalid", "suno-music", "text_to_audio",
+     prompt="A calm piano piece", callback_url=HTTPS_CB, options={"styleWeight": 1.5})
+
+# 4o Image
+_add("gpt4o_image_ready", "text-to-image, every defaulted field given", "ready", "gpt4o-image", "text_to_image",
+     prompt="A ceramic teapot shaped like a whale", options={"size": "3:2", "isEnhance": False,
+                                                              "enableFallback": False})
+_add("gpt4o_image_edit_defaults", "edit with two images, no prompt needed", "ready_with_defaults", "gpt4o-image",
+     "image_edit", images=[IMG, IMG2])
+_add("gpt4o_image_warning", "fallbackModel without enableFallback", "ready_with_warning", "gpt4o-image",
+     "text_to_image", prompt="A teapot", options={"size": "1:1", "isEnhance": False, "enableFallback": False,
+                                                  "fallbackModel": "FLUX_MAX"})
+_add("gpt4o_image_missing_prompt", "no prompt and no image", "needs_input", "gpt4o-image", "text_to_image",
+     options={"size": "1:1"})
+_add("gpt4o_image_too_many", "six images where 5 are allowed", "invalid", "gpt4o-image", "image_edit",
+     prompt="Collage", images=[f"https://example.com/media/{i}.png" for i in range(6)])
+
+# Flux Kontext Pro and Max
+for _key, _slug in (("flux-kontext-pro", "flux_kontext_pro"), ("flux-kontext-max", "flux_kontext_max")):
+    _fk_all = {"aspectRatio": "1:1", "outputFormat": "png", "promptUpsampling": False, "safetyTolerance": 2,
+               "enableTranslation": False}
+    _add(f"{_slug}_ready", "text-to-image, every defaulted field given", "ready", _key, "text_to_image",
+         prompt="A glass greenhouse on a cliff at dusk", options=_fk_all)
+    _add(f"{_slug}_edit_defaults", "edit one image, defaults", "ready_with_defaults", _key, "image_edit",
+         prompt="Make it winter", images=[IMG])
+    _add(f"{_slug}_warning", "plain-http callback", "ready_with_warning", _key, "text_to_image",
+         prompt="A greenhouse", options=_fk_all, callback_url=HTTP_CB)
+    _add(f"{_slug}_missing_prompt", "edit without a prompt", "needs_input", _key, "image_edit", images=[IMG],
+         options=_fk_all)
+    _add(f"{_slug}_edit_safety", "safetyTolerance 5 is for generation only", "invalid", _key, "image_edit",
+         prompt="Make it winter", images=[IMG], options={"safetyTolerance": 5})
+
 REQUEST_FIXTURES: dict[str, RequestFixture] = {f.name: f for f in _FIXTURES}
 if len(REQUEST_FIXTURES) != len(_FIXTURES):  # pragma: no cover - guards hand edits
     raise RuntimeError("duplicate request fixture names")

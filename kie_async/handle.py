@@ -252,7 +252,10 @@ def task_handle(session: KieSession, task_id: str, *, model_key: str | None = No
         candidates = load_registry().candidates(model_key)
         if len(candidates) != 1:
             raise KieInputError(f"unknown model_key {model_key!r}", hint="see `kie-async models`, or leave it out")
-        output_kind, model_key = candidates[0].output_kind, candidates[0].key
+        spec = candidates[0]
+        output_kind, model_key = spec.output_kind, spec.key
+        # A task bought through a separate API (Veo, Suno, ...) is read through that API, also from a new session.
+        session.remember_transport(task_id, None if spec.transport.is_market else spec.transport)
     return TaskHandle(session, task_id, model_key=model_key, output_kind=output_kind)
 
 

@@ -118,7 +118,8 @@ def build_submission_payload(
             continue
         body[name] = to_wire(opt, value)
     return CreateTaskPayload(
-        model=normalized.provider_model, input=body, callback_url=callback_url or normalized.callback_url)
+        model=normalized.provider_model, input=body, callback_url=callback_url or normalized.callback_url,
+        transport=None if spec.transport.is_market else spec.transport)
 
 
 # ---------------------------------------------------------------- reading a wire body back
@@ -235,7 +236,9 @@ def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any
         if opt.required and name not in options and body.get(name) is None:
             problems.append(f"{name}: is required")
     for rule in spec.rules:
-        if rule.severity != "warning" and all_hold(rule.when, ctx):
+        # The callback URL sits beside the input, not in it (a rule about it is checked on the whole request).
+        about_callback = any(cond.field == "callback_url" for cond in rule.when)
+        if rule.severity != "warning" and not about_callback and all_hold(rule.when, ctx):
             problems.append(f"{rule.field}: {rule.message}")
     return WireParse(model_key=spec.key, task_mode=mode.name, provider_model=mode.provider_model, prompt=prompt,
                      options=options, effective_options=effective, slot_urls=slot_urls, problems=problems,

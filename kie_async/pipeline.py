@@ -159,6 +159,9 @@ async def _check(
                 normalized = apply_enhanced_prompt(
                     normalized, enhanced, enhanced_prompt=enhanced, preset_key=context.preset_key
                 )
+    if opts.callback_url and not normalized.callback_url:
+        # The callback the task will be sent with is the options' one: rules about it (Suno requires one) see it.
+        normalized = normalized.model_copy(update={"callback_url": opts.callback_url})
     async with rec.stage("validate"):
         validation = await asyncio.to_thread(validate_request, normalized)
     run.base["validation"] = validation

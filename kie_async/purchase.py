@@ -82,7 +82,7 @@ async def submit_once(
     # is settled later (a receiver elsewhere appends the adoption) and the next run resumes.
     # With a shared coordinator the receiver may be any worker on the account: its adoption is relayed here.
     listening = session.receives_callbacks or session.coordinator.kind != "local"
-    adoption = session.expect_adoption(token) if callback and listening else None
+    adoption = session.expect_adoption(token, transport=payload.transport) if callback and listening else None
     run.submitted_at = datetime.now(UTC)
     send = asyncio.ensure_future(session.create_task(payload, on_wire=on_wire, on_unsent=on_unsent))
     try:

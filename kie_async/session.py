@@ -63,6 +63,7 @@ from kie_async.media_sniff import MediaKind
 from kie_async.polling import ProgressCallback, TaskProgress, is_finished, poll_interval
 from kie_async.retry import RetryPolicy, is_retryable, parse_retry_after
 from kie_async.settings import KieSettings, PollSettings
+from kie_async.task_apis import TransportSpec, market_transport, pick
 from kie_async.transport import Transport, open_transport, transport_error, user_agent
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ BASE64_UPLOAD_LIMIT = 10 * 1024 * 1024
 """Kie.ai recommends base64 uploads up to 10 MB and the stream endpoint above that."""
 
 _LATE_ADOPTIONS_KEPT = 10_000
+_TASK_TRANSPORTS_KEPT = 10_000
 
 # A task id Kie.ai has just issued may not be visible to recordInfo for a moment; tolerate that briefly.
 _NEW_TASK_GRACE_SECONDS = 30.0
@@ -157,6 +159,8 @@ class KieSession:
         self._wakeups: dict[str, set[asyncio.Event]] = {}
         self._adoptions: dict[str, asyncio.Future[str]] = {}
         self._late_adoptions: dict[str, AdoptionSink] = {}
+        self._adoption_apis: dict[str, TransportSpec] = {}
+        self._task_apis: dict[str, TransportSpec] = {}
         self._relays: set[asyncio.Future[bool]] = set()
         self._callback_receivers = 0
         self._upload_cache: dict[str, asyncio.Future[UploadedFile]] = {}
@@ -534,23 +538,29 @@ class KieSession:
         timeout: float | None = None,
         on_wire: WireHook | None = None,
         on_unsent: UnsentHook | None = None,
+        transport: TransportSpec | None = None,
     ) -> TaskCreated:
         """Submit a generation task. Spends credits, so it is never retried once the body may have arrived.
 
         Raises :class:`KieSubmissionUncertainError` when the request may have reached Kie.ai but no usable
         answer came back (a reset, a timeout, a gateway error page): a task may exist, so nothing is retried.
         Any other :class:`KieError` is a definite "no": nothing was bought. ``on_wire`` / ``on_unsent`` are
-        the journal's seams (see :meth:`_api`).
+        the journal's seams (see :meth:`_api`). ``transport`` (or ``payload.transport``, set from the model
+        spec) names the API that sells the model; the default is the market ``createTask``. The session
+        remembers it per task id, so ``get_task``/``wait_for_task`` on that id read the matching status path.
         """
         check_timeout("timeout", timeout)
         if payload is None:
             if not model or input is None:
                 raise KieInputError("create_task needs a CreateTaskPayload or model= and input=")
-            payload = CreateTaskPayload(model=model, input=input, callback_url=callback_url)
+            payload = CreateTaskPayload(model=model, input=input, callback_url=callback_url, transport=transport)
+        elif transport is not None:
+            payload = payload.model_copy(update={"transport": transport})
+        api = payload.api
         try:
             data = await self._api(
                 "POST",
-                self._url(CREATE_TASK_PATH),
+                self._url(api.create.path),
                 endpoint="createTask",
                 idempotent=False,
                 json_body=payload.to_wire(),
@@ -559,7 +569,7 @@ class KieSession:
                 on_wire=on_wire,
                 on_unsent=on_unsent,
             )
-            created = TaskCreated.model_validate(data)
+            created = TaskCreated.model_validate(_created_data(api, data))
         except (KieConnectionError, KieTimeoutError) as exc:
             if getattr(exc, "request_sent", True):
                 raise KieSubmissionUncertainError(
@@ -581,23 +591,41 @@ class KieSession:
                 ) from exc
             raise
         log.info("created task %s (%s)", created.task_id, payload.model)
+        self.remember_transport(created.task_id, api)
         return created
 
-    async def get_task(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
-        """One status read of a task (``recordInfo``)."""
+    def remember_transport(self, task_id: str, transport: TransportSpec | None) -> None:
+        """Read ``task_id`` through ``transport`` from now on (``create_task`` does this; a resume may too)."""
+        if transport is None or transport.is_market:
+            return
+        self._task_apis[task_id] = transport
+        while len(self._task_apis) > _TASK_TRANSPORTS_KEPT:
+            self._task_apis.pop(next(iter(self._task_apis)))
+
+    def _transport_for(self, task_id: str, transport: TransportSpec | None) -> TransportSpec:
+        return transport or self._task_apis.get(task_id) or market_transport()
+
+    async def get_task(
+        self, task_id: str, *, timeout: float | None = None, transport: TransportSpec | None = None
+    ) -> TaskRecord:
+        """One status read of a task (``recordInfo``, or the status path of the task's ``transport``).
+
+        Without ``transport`` the one this session bought the task through is used, else the market's.
+        """
         check_timeout("timeout", timeout)
         if not task_id:
             raise KieInputError("task_id is empty", hint="pass the taskId returned by create_task")
+        api = self._transport_for(task_id, transport)
         try:
             record: TaskRecord = await self._api(
                 "GET",
-                self._url(RECORD_INFO_PATH),
+                self._url(api.status.path),
                 endpoint="recordInfo",
                 idempotent=True,
-                params={"taskId": task_id},
+                params={api.status.task_id_param: task_id},
                 timeout=timeout,
                 limiter=self.coordinator.read_limit,
-                parse=lambda data: _parse_record(task_id, data),
+                parse=lambda data: _parse_record(task_id, data, api),
             )
         except KieResponseShapeError as exc:
             if exc.task_id is not None:
@@ -616,14 +644,17 @@ class KieSession:
         raise_on_failure: bool = True,
         callback_driven: bool = False,
         poll: PollSettings | None = None,
+        transport: TransportSpec | None = None,
     ) -> TaskRecord:
         """Poll until the task succeeds or fails.
 
         Polls fast first, then slower (``PollSettings.schedule``). With ``callback_driven=True`` a callback
         receiver is expected to call :meth:`notify_task_update`, and polling drops to a slow safety net.
         Cancelling the awaiting task stops polling at once; the task itself keeps running on Kie.ai.
+        ``transport`` is the API the task was bought through (see :meth:`get_task`).
         """
         check_timeout("timeout", timeout)
+        api = self._transport_for(task_id, transport)
         settings = poll or self.settings.poll
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -637,7 +668,7 @@ class KieSession:
             while True:
                 elapsed = loop.time() - started
                 try:
-                    record = await self.get_task(task_id)
+                    record = await self.get_task(task_id, transport=api)
                     outage = None
                 except KieValidationError as exc:
                     if "recordInfo is null" not in exc.message or elapsed > _NEW_TASK_GRACE_SECONDS:
@@ -750,12 +781,15 @@ class KieSession:
 
     # -- correlated callbacks: settling an uncertain createTask -----------------------------------------------
 
-    def expect_adoption(self, token: str) -> asyncio.Future[str]:
+    def expect_adoption(self, token: str, *, transport: TransportSpec | None = None) -> asyncio.Future[str]:
         """A future that resolves with the task id a verified callback carrying ``token`` names.
 
         Kie.ai has no idempotency key, so after a lost createTask answer only the task's own callback can
-        tell which task (if any) the request created; the pipeline waits on this future.
+        tell which task (if any) the request created; the pipeline waits on this future. ``transport`` is
+        the API the lost request went to: the adoption is confirmed by reading the task there.
         """
+        if transport is not None and not transport.is_market:
+            self._adoption_apis[token] = transport
         future = self._adoptions.get(token)
         if future is None or future.done():
             future = asyncio.get_running_loop().create_future()
@@ -774,7 +808,11 @@ class KieSession:
         if late is not None:
             self._late_adoptions[token] = late
             while len(self._late_adoptions) > _LATE_ADOPTIONS_KEPT:
-                self._late_adoptions.pop(next(iter(self._late_adoptions)))
+                dropped = next(iter(self._late_adoptions))
+                self._late_adoptions.pop(dropped)
+                self._adoption_apis.pop(dropped, None)
+        else:
+            self._adoption_apis.pop(token, None)
 
     def attach_callback_receiver(self) -> None:
         """Say a receiver in this process feeds callbacks to this session (so a lost answer is worth awaiting)."""
@@ -792,7 +830,7 @@ class KieSession:
         Returns whether the task was adopted.
         """
         try:
-            record = await self.get_task(task_id)
+            record = await self._read_for_adoption(token, task_id)
         except KieError as exc:
             log.warning("callback token %s: cannot read task %s to confirm it (%s)", token, task_id, exc.message)
             return False
@@ -811,6 +849,34 @@ class KieSession:
         if not relayed:
             log.info("callback token %s: no request of this session is waiting for it", token)
         return relayed
+
+    async def _read_for_adoption(self, token: str, task_id: str) -> TaskRecord:
+        """The task a callback names, read on the API its request went to.
+
+        A process that did not send the request (another worker on the account) does not know that API: the
+        market is read first, and only when it does not know the task, each separate API the specs describe.
+        Reads spend nothing, and the token check that follows is what confirms the task, wherever it was read.
+        """
+        api = self._adoption_apis.get(token) or self._task_apis.get(task_id)
+        if api is not None:
+            return await self.get_task(task_id, transport=api)
+        try:
+            return await self.get_task(task_id)
+        except KieValidationError as exc:
+            if "recordInfo is null" not in exc.message:
+                raise
+            from kie_async.specs import aload_registry  # the specs know every API; the session needs them only here
+
+            registry = await aload_registry()
+            others = {spec.transport.name: spec.transport for spec in registry.specs.values()
+                      if not spec.transport.is_market}
+            for other in others.values():
+                try:
+                    return await self.get_task(task_id, transport=other)
+                except KieValidationError as miss:
+                    if "recordInfo is null" not in miss.message:
+                        raise
+            raise
 
     async def _settle_adoption(self, token: str, task_id: str) -> bool:
         """Hand a confirmed adoption to this process's waiting run, or to the batch that ended uncertain."""
@@ -1083,8 +1149,18 @@ class KieSession:
         return await self._upload(UPLOAD_URL_PATH, body, what="file-url-upload")
 
 
-def _parse_record(task_id: str, data: JSONValue) -> TaskRecord:
-    """``recordInfo`` data → ``TaskRecord`` for ``task_id``; anything unreadable is a typed, retryable error."""
+def _created_data(api: TransportSpec, data: JSONValue) -> JSONValue:
+    """A create answer's ``data`` as ``TaskCreated`` reads it (the task id found where ``api`` says it is)."""
+    if not isinstance(data, dict):
+        return data
+    return {"taskId": pick(data, api.create.task_id), "recordId": data.get("recordId")}
+
+
+def _parse_record(task_id: str, data: JSONValue, api: TransportSpec | None = None) -> TaskRecord:
+    """Status data → ``TaskRecord`` for ``task_id``; anything unreadable is a typed, retryable error.
+
+    A separate API's answer is first translated into the ``recordInfo`` shape by its transport spec.
+    """
     if data is None:
         raise KieValidationError("recordInfo is null", code=422, endpoint="recordInfo")
     if not isinstance(data, dict):
@@ -1093,6 +1169,7 @@ def _parse_record(task_id: str, data: JSONValue) -> TaskRecord:
             task_id=task_id,
             endpoint="recordInfo",
         )
+    data = (api or market_transport()).record_data(data)
     answered = data.get("taskId", data.get("task_id"))
     if answered is None or answered == "":
         data = {**data, "taskId": task_id}

@@ -23,11 +23,12 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from kie_async._data import data_dir
 from kie_async.errors import KieConfigError
+from kie_async.task_apis import TransportSpec, market_transport
 
 FieldType = Literal["string", "integer", "number", "boolean", "enum", "list", "object"]
 MediaKind = Literal["image", "video", "audio"]
 MediaRole = Literal["first_frame", "last_frame", "reference"]
-OutputKind = Literal["image", "video"]
+OutputKind = Literal["image", "video", "audio"]
 TaskModeName = Literal[
     "text_to_image",
     "image_edit",
@@ -36,6 +37,8 @@ TaskModeName = Literal[
     "first_last_frames",
     "multimodal_reference",
     "motion_control",
+    "video_to_video",
+    "text_to_audio",
 ]
 TASK_MODE_NAMES: tuple[str, ...] = TaskModeName.__args__  # type: ignore[attr-defined]
 Severity = Literal["invalid", "needs_input", "warning"]
@@ -263,6 +266,10 @@ class ModelSpec(_Spec):
     default_presets: dict[str, str] = Field(default_factory=dict, description="input pattern -> preset key")
     provenance: Provenance
     verification_notes: list[str] = Field(default_factory=list)
+    transport: TransportSpec = Field(
+        default_factory=market_transport,
+        description="the API this model is bought through; absent: the market createTask/recordInfo",
+    )
     source_file: str | None = None
 
     @model_validator(mode="after")
@@ -290,6 +297,12 @@ class ModelSpec(_Spec):
                 if media_slot.field in wire_fields:
                     raise ValueError(
                         f"slot {media_slot.name!r} writes field {media_slot.field!r}, which is also an option")
+        body_fields = {f for f in (self.transport.create.model_field, self.transport.create.callback_field) if f}
+        if self.transport.create.input_field is None:
+            wire_names = wire_fields | {s.field for m in self.task_modes for s in m.slots}
+            clash = sorted(wire_names & body_fields)
+            if clash:
+                raise ValueError(f"field(s) {clash} collide with the transport's own body fields")
         seen_alias: set[str] = set()
         for name, opt in self.options.items():
             for alias in opt.aliases:

@@ -92,6 +92,52 @@ for _key, _id in (("seedance-2.0", "bytedance/seedance-2"), ("seedance-2.0-fast"
     ]
 
 
+# Separate APIs: the fields of their flat bodies (the transport adds the model and callback fields beside them).
+HOOK = "https://hooks.test/kie"
+for _key, _id in (("veo-3.1", "veo3"), ("veo-3.1-fast", "veo3_fast")):
+    CASES += [
+        (f"{_key} text_to_video", RawUserRequest(model_key=_key, prompt="p"), _id,
+         {"prompt": "p", "aspect_ratio": "16:9"}),
+        (f"{_key} image_to_video", RawUserRequest(model_key=_key, prompt="p", images=[IMG]), _id,
+         {"prompt": "p", "imageUrls": [IMG], "aspect_ratio": "16:9"}),
+        (f"{_key} first_last_frames",
+         RawUserRequest(model_key=_key, prompt="p", images=[MediaInput(source=IMG2, role="last_frame"), IMG],
+                        options={"aspect_ratio": "9:16", "watermark": "w"}), _id,
+         {"prompt": "p", "imageUrls": [IMG, IMG2], "aspect_ratio": "9:16", "watermark": "w"}),
+    ]
+CASES += [
+    ("veo-3.1-fast multimodal_reference",
+     RawUserRequest(model_key="veo-3.1-fast", prompt="p", images=[MediaInput(source=IMG, role="reference")],
+                    options={"generationType": "REFERENCE_2_VIDEO"}), "veo3_fast",
+     {"prompt": "p", "imageUrls": [IMG], "aspect_ratio": "16:9", "generationType": "REFERENCE_2_VIDEO"}),
+    ("runway-gen text_to_video", RawUserRequest(model_key="runway-gen", prompt="p", callback_url=HOOK), "runway",
+     {"prompt": "p", "duration": 5, "quality": "720p", "aspectRatio": "16:9"}),
+    ("runway-gen image_to_video",
+     RawUserRequest(model_key="runway-gen", prompt="p", images=[IMG], options={"aspectRatio": "1:1"},
+                    callback_url=HOOK), "runway",
+     {"prompt": "p", "imageUrl": IMG, "duration": 5, "quality": "720p"}),
+    ("runway-aleph video_to_video",
+     RawUserRequest(model_key="runway-aleph", prompt="p", videos=[VID],
+                    images=[MediaInput(source=IMG, role="reference")], options={"seed": "7"}), "runway-aleph",
+     {"prompt": "p", "videoUrl": VID, "referenceImage": IMG, "seed": 7, "uploadCn": False}),
+    ("suno-music text_to_audio",
+     RawUserRequest(model_key="suno-music", options={"customMode": True, "instrumental": True, "style": "lo-fi",
+                                                      "title": "t", "styleWeight": "0.5"}, callback_url=HOOK),
+     "suno-music",
+     {"customMode": True, "instrumental": True, "model": "V4_5", "style": "lo-fi", "title": "t", "styleWeight": 0.5}),
+    ("gpt4o-image text_to_image", RawUserRequest(model_key="gpt4o-image", prompt="p"), "gpt4o-image",
+     {"prompt": "p", "size": "1:1"}),
+    ("gpt4o-image image_edit", RawUserRequest(model_key="gpt4o-image", images=[IMG, IMG2]), "gpt4o-image",
+     {"filesUrl": [IMG, IMG2], "size": "1:1"}),
+]
+for _key in ("flux-kontext-pro", "flux-kontext-max"):
+    CASES += [
+        (f"{_key} text_to_image", RawUserRequest(model_key=_key, prompt="p"), _key,
+         {"prompt": "p", "aspectRatio": "16:9", "outputFormat": "jpeg", "safetyTolerance": 2}),
+        (f"{_key} image_edit", RawUserRequest(model_key=_key, prompt="p", images=[IMG]), _key,
+         {"prompt": "p", "inputImage": IMG, "aspectRatio": "16:9", "outputFormat": "jpeg", "safetyTolerance": 2}),
+    ]
+
 @pytest.mark.parametrize(("request_", "model_id", "expected"), [pytest.param(*c[1:], id=c[0]) for c in CASES])
 def test_payload_matches_facts(request_: RawUserRequest, model_id: str, expected: dict[str, Any]) -> None:
     payload = build_submission_payload(validate_request(request_))
@@ -222,7 +268,8 @@ async def test_emulator_with_sdk_checker_accepts_sdk_payloads_and_rejects_malfor
     async with aiohttp.ClientSession(headers=headers) as http:
         for param in _submittable_payloads():
             payload = param.values[0]
-            async with http.post(url, json=payload.to_wire()) as response:
+            # Each payload goes where its transport says: the market createTask, or its own API's create path.
+            async with http.post(emulator.base_url + payload.api.create.path, json=payload.to_wire()) as response:
                 body = await response.json()
             assert body["code"] == 200, (payload.model, body)
         bad = {"model": "kling-2.6/text-to-video", "input": {"prompt": "p", "sound": False, "duration": 5}}

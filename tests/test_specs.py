@@ -17,6 +17,8 @@ from kie_async.validate import validate_request
 EXPECTED_KEYS = {
     "nano-banana-2", "nano-banana-pro", "seedance-2.0", "seedance-2.0-fast", "seedance-2.0-mini",
     "kling-2.6-t2v", "kling-2.6-i2v", "kling-2.6-motion", "kling-3.0-t2v", "kling-3.0-i2v", "kling-3.0-motion",
+    "veo-3.1", "veo-3.1-fast", "runway-gen", "runway-aleph", "suno-music", "gpt4o-image", "flux-kontext-pro",
+    "flux-kontext-max",
 }
 
 # From shared/kie-api-facts.md §5.
@@ -32,6 +34,15 @@ PROVIDER_IDS = {
     "kling-3.0-t2v": {"kling-3.0/video"},
     "kling-3.0-i2v": {"kling-3.0/video"},
     "kling-3.0-motion": {"kling-3.0/motion-control"},
+    # Separate APIs (shared/kie-docs/<api>/): the body's model value, or the SDK's name where none is sent.
+    "veo-3.1": {"veo3"},
+    "veo-3.1-fast": {"veo3_fast"},
+    "runway-gen": {"runway"},
+    "runway-aleph": {"runway-aleph"},
+    "suno-music": {"suno-music"},
+    "gpt4o-image": {"gpt4o-image"},
+    "flux-kontext-pro": {"flux-kontext-pro"},
+    "flux-kontext-max": {"flux-kontext-max"},
 }
 
 

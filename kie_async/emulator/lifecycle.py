@@ -14,6 +14,7 @@ import aiohttp
 
 from kie_async.api_models import TaskState
 from kie_async.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_callback
+from kie_async.emulator.audio import render_audio
 from kie_async.emulator.context import EmulatorContext, log
 from kie_async.emulator.media import render_output
 from kie_async.emulator.state import EmulatedTask
@@ -36,15 +37,20 @@ async def output_file(ctx: EmulatorContext, task: EmulatedTask, name: str) -> tu
             cached = ctx.outputs.get(key)
             if cached is not None:
                 return cached
-            params = task.body.get("input")
-            item = await asyncio.to_thread(
-                render_output,
-                key,
-                params if isinstance(params, dict) else {},
-                video=ctx.config.is_video_model(task.model),
-                long_edge=ctx.config.image_long_edge,
-                target_bytes=ctx.config.output_bytes,
-            )
+            params = task.body.get("input") if task.render_params is None else task.render_params
+            if task.output_kind == "audio":
+                item = await asyncio.to_thread(render_audio, key)
+            else:
+                kind = task.output_kind
+                video = ctx.config.is_video_model(task.model) if kind is None else kind == "video"
+                item = await asyncio.to_thread(
+                    render_output,
+                    key,
+                    params if isinstance(params, dict) else {},
+                    video=video,
+                    long_edge=ctx.config.image_long_edge,
+                    target_bytes=ctx.config.output_bytes,
+                )
             ctx.outputs.put(key, item)
             ctx.stats.outputs_rendered += 1
             return item
@@ -81,7 +87,14 @@ async def finalize(ctx: EmulatorContext, task: EmulatedTask) -> None:
 
 
 def callback_body(ctx: EmulatorContext, task: EmulatedTask) -> dict[str, Any]:
-    """recordInfo-shaped data plus the ``task_id``/``callbackType`` the webhook page shows."""
+    """recordInfo-shaped data plus the ``task_id``/``callbackType`` the webhook page shows.
+
+    A task sold by a separate API (Veo, Runway, Suno...) calls back in that API's own shape.
+    """
+    if task.dialect is not None:
+        from kie_async.emulator.transports import dialect_callback_body  # the dialects import this module
+
+        return dialect_callback_body(ctx, task)
     record = task.record(output_urls(ctx, task))
     success = record.state == TaskState.SUCCESS
     data: dict[str, Any] = record.model_dump(mode="json")

@@ -20,6 +20,7 @@ from kie_async.emulator.lifecycle import output_file, output_urls, schedule_comp
 from kie_async.emulator.media import blob_chunks, output_extension, parse_size
 from kie_async.emulator.pricing_routes import add_pricing_routes
 from kie_async.emulator.state import EmulatedTask, SlidingWindowLimiter, TaskFailure, new_task_id
+from kie_async.emulator.transports import add_transport_routes
 from kie_async.emulator.wire import (
     MSG_RATE_LIMITED,
     MSG_UNAUTHORIZED,
@@ -158,7 +159,7 @@ async def record_info(request: web.Request) -> web.StreamResponse:
     if not task_id:
         return envelope(ctx, 400, "taskId parameter is required")
     task = ctx.tasks.get(task_id, owner=key)
-    if task is None:
+    if task is None or task.dialect is not None:  # a Veo/Runway/Suno... task is read on its own API only
         return envelope(ctx, 422, "recordInfo is null")
     ctx.stats.count_status(task_id)
     record = task.record(output_urls(ctx, task))
@@ -303,7 +304,8 @@ async def tasks_get(request: web.Request) -> web.StreamResponse:
             "taskId": task.task_id,
             "model": task.model,
             "state": task.state_at(now).value,
-            "input": task.body.get("input"),
+            "input": task.body.get("input") if task.dialect is None else task.body,
+            "api": task.dialect or "market",
             "callBackUrl": task.callback_url,
             "cost": task.cost,
             "createTime": task.create_time_ms,
@@ -340,6 +342,7 @@ def build_market_app(ctx: EmulatorContext) -> web.Application:
     router.add_get("/api/v1/chat/credit", credit, name="credit")
     router.add_post("/api/v1/common/download-url", download_url, name="download-url")
     add_pricing_routes(router)
+    add_transport_routes(router)
     router.add_get("/files/{task_id}/{name}", serve_file, name="files")
     router.add_get("/_emulator/blob/{size}", serve_blob, name="blob")
     router.add_get("/_emulator/faults", faults_get, name="_faults_get")

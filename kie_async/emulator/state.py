@@ -59,6 +59,9 @@ class EmulatedTask(BaseModel):
     failure: TaskFailure | None = None
     output_names: list[str] = Field(default_factory=list)
     finalized: bool = False
+    dialect: str | None = Field(default=None, description="the separate API that sold it; None: the market")
+    output_kind: str | None = Field(default=None, description="image/video/audio; None: decided by model id")
+    render_params: dict[str, Any] | None = Field(default=None, description="what shapes the output; None: input")
 
     def elapsed(self, now: float | None = None) -> float:
         return (time.monotonic() if now is None else now) - self.started

@@ -173,7 +173,7 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     if route.startswith("_"):  # control routes: never faulted, never counted
         return await handler(request)
     ctx.stats.count_request(route)
-    endpoint = ROUTE_ENDPOINTS.get(route)
+    endpoint = ROUTE_ENDPOINTS.get(route.partition(":")[0])  # "createTask:veo3": a separate API's createTask
     if endpoint is None:
         return await handler(request)
     plan = ctx.faults.plan(endpoint)

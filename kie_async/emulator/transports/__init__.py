@@ -1,0 +1,167 @@
+"""The emulator's separate APIs (Veo 3.1, Runway, Aleph, Suno, 4o Image, Flux Kontext): create and status routes.
+
+They share the market's books (credits, the createTask rate window, the task timeline, the download host,
+signed callbacks) and its fault injection: each create route is faulted as ``createTask`` and each status
+route as ``recordInfo`` (route names ``createTask:<api>`` / ``recordInfo:<api>``). Only the spelling differs,
+and that lives in :mod:`.dialects`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from kie_async.emulator.context import EmulatorContext, log
+from kie_async.emulator.faults import FaultEndpoint, FaultKind
+from kie_async.emulator.lifecycle import output_urls, schedule_completion
+from kie_async.emulator.policy import MAX_REASONS, schema_input_checker
+from kie_async.emulator.provider_schemas import load_provider_schemas
+from kie_async.emulator.state import EmulatedTask, TaskFailure, new_task_id
+from kie_async.emulator.transports.dialects import DIALECTS, Dialect, view_of
+from kie_async.emulator.wire import MSG_RATE_LIMITED, MSG_UNAUTHORIZED, bearer_key, context, envelope
+
+__all__ = ["DIALECTS", "Dialect", "add_transport_routes", "dialect_callback_body"]
+
+MSG_NO_CREDITS = "The current credits are insufficient. Please top up."
+
+
+def dialect_callback_body(ctx: EmulatorContext, task: EmulatedTask) -> dict[str, Any]:
+    """The terminal callback of a task sold by a separate API, in that API's documented shape."""
+    dialect = DIALECTS[task.dialect or ""]
+    return dialect.callback(view_of(task, output_urls(ctx, task)))
+
+
+def _refuse(ctx: EmulatorContext, code: int, msg: str, **kwargs: Any) -> web.Response:
+    ctx.stats.create_rejected += 1
+    return envelope(ctx, code, msg, **kwargs)
+
+
+def _problems(dialect: Dialect, body: dict[str, Any]) -> list[str]:
+    problems = [f"{name} is required" for name in dialect.required if body.get(name) in (None, "")]
+    callback = body.get("callBackUrl")
+    if callback is not None and not (isinstance(callback, str) and callback.startswith(("http://", "https://"))):
+        problems.append("callBackUrl must be an http(s) URL")
+    if dialect.model_field is not None and not isinstance(body.get(dialect.model_field, ""), str):
+        problems.append(f"{dialect.model_field} must be a string")
+    return problems
+
+
+def _create_handler(dialect: Dialect) -> Any:
+    async def create(request: web.Request) -> web.StreamResponse:
+        ctx = context(request)
+        key = bearer_key(request)
+        if key is None:
+            return _refuse(ctx, 401, MSG_UNAUTHORIZED)
+        if ctx.create_limiter is not None:
+            wait = ctx.create_limiter.acquire(key)
+            if wait is not None:
+                ctx.stats.rate_limited += 1
+                return _refuse(ctx, 429, MSG_RATE_LIMITED, retry_after=wait)
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            return _refuse(ctx, 400, "Request body must be a JSON object")
+        callback = body.get("callBackUrl")
+        prompt = body.get("prompt")
+        ctx.create_arrivals.append({"callBackUrl": callback if isinstance(callback, str) else None,
+                                    "prompt": prompt if isinstance(prompt, str) else None})
+        problems = _problems(dialect, body)
+        model = dialect.catalogue_model(body)
+        fields = {k: v for k, v in body.items() if k not in (dialect.model_field, "callBackUrl")}
+        try:
+            if not problems:
+                problems = _judge(ctx, dialect, model, body, fields)
+            if problems:
+                return _refuse(ctx, 422, "; ".join(problems))
+            cost = ctx.config.cost_fn(model, fields)
+        except Exception:  # a plugged-in checker or price function must not take the emulator down
+            log.exception("emulator: input_checker/cost_fn raised for %s model %r", dialect.name, model)
+            return _refuse(ctx, 500, "Internal Error, Please try again later.")
+        cost = ctx.config.unknown_model_cost if cost is None else float(cost)
+        if not ctx.ledger.try_charge(key, cost):
+            return _refuse(ctx, 402, MSG_NO_CREDITS)
+        task = _new_task(ctx, dialect, key, model, body, cost)
+        ctx.tasks.add(task)
+        ctx.stats.create_accepted += 1
+        ctx.stats.tasks_created += 1
+        ctx.stats.credits_spent = round(ctx.stats.credits_spent + cost, 6)
+        schedule_completion(ctx, task)
+        return envelope(ctx, 200, "success", {"taskId": task.task_id})
+
+    return create
+
+
+def _judge(
+    ctx: EmulatorContext, dialect: Dialect, model: str, body: dict[str, Any], fields: dict[str, Any]
+) -> list[str]:
+    """A separate API is judged by its create endpoint's published schema (the whole body: these APIs have no
+    ``input`` object and the model, where there is one, sits beside the fields); a test's own ``input_checker``
+    override, or the flat-cost mode, still takes precedence."""
+    config = ctx.config
+    if config.accept_unknown_models or config.input_checker is not schema_input_checker:
+        return list(config.check_input(model, fields))
+    bundle = load_provider_schemas()
+    schema = bundle.for_endpoint(dialect.create_path)
+    if schema is None:
+        return []
+    problems = bundle.violations(schema, body)
+    if len(problems) > MAX_REASONS:
+        problems = [*problems[:MAX_REASONS], f"... and {len(problems) - MAX_REASONS} more"]
+    return problems
+
+
+def _new_task(ctx: EmulatorContext, dialect: Dialect, key: str, model: str, body: dict[str, Any],
+              cost: float) -> EmulatedTask:
+    failure_rule = ctx.faults.take(FaultEndpoint.CREATE_TASK, FaultKind.TASK_FAIL)
+    if failure_rule is not None:
+        ctx.stats.count_fault(FaultKind.TASK_FAIL.value)
+    task_id = new_task_id()
+    duration = ctx.config.duration_for(model)
+    waiting = duration * ctx.config.waiting_fraction
+    render = dialect.render_params(body)
+    extension = {"video": "mp4", "audio": "wav"}.get(dialect.output_kind) or (
+        "jpeg" if str(render.get("output_format", "png")).lower() in ("jpg", "jpeg") else "png")
+    callback = body.get("callBackUrl")
+    return EmulatedTask(
+        task_id=task_id, owner=key, model=model, body=body,
+        callback_url=callback if isinstance(callback, str) else None,
+        cost=cost, started=time.monotonic(), create_time_ms=int(time.time() * 1000), duration=duration,
+        waiting_until=waiting, queuing_until=min(duration, waiting + duration * ctx.config.queuing_fraction),
+        failure=TaskFailure(code=failure_rule.fail_code, msg=failure_rule.fail_msg) if failure_rule else None,
+        output_names=[f"{task_id}_{n}.{extension}" for n in range(dialect.outputs)],
+        dialect=dialect.name, output_kind=dialect.output_kind, render_params=render,
+    )
+
+
+def _status_handler(dialect: Dialect) -> Any:
+    async def status(request: web.Request) -> web.StreamResponse:
+        ctx = context(request)
+        key = bearer_key(request)
+        if key is None:
+            return envelope(ctx, 401, MSG_UNAUTHORIZED)
+        if ctx.record_limiter is not None:
+            wait = ctx.record_limiter.acquire(key)
+            if wait is not None:
+                ctx.stats.rate_limited += 1
+                return envelope(ctx, 429, MSG_RATE_LIMITED, retry_after=wait)
+        task_id = request.query.get("taskId", "").strip()
+        if not task_id:
+            return envelope(ctx, 400, "taskId parameter is required")
+        task = ctx.tasks.get(task_id, owner=key)
+        if task is None or task.dialect != dialect.name:
+            return envelope(ctx, 422, "recordInfo is null")  # the market's answer; these APIs' own is UNCONFIRMED
+        ctx.stats.count_status(task_id)
+        return envelope(ctx, 200, "success", dialect.record(view_of(task, output_urls(ctx, task))))
+
+    return status
+
+
+def add_transport_routes(router: web.UrlDispatcher) -> None:
+    """Every separate API's create and status route, named so the fault middleware treats them as the market's."""
+    for dialect in DIALECTS.values():
+        router.add_post(dialect.create_path, _create_handler(dialect), name=f"createTask:{dialect.name}")
+        router.add_get(dialect.status_path, _status_handler(dialect), name=f"recordInfo:{dialect.name}")
