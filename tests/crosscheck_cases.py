@@ -145,7 +145,15 @@ def all_cases(model_keys: list[str] | None = None) -> list[Case]:
 
 
 def judge(case: Case) -> Verdict:
-    from kie_async.emulator.policy import schema_input_checker
+    """Both judges; a model sold through a separate API is judged as its whole create body at that API's path."""
+    from kie_async.emulator.policy import api_body_problems, schema_input_checker
 
-    return Verdict(case=case, sdk_problems=check_wire_payload(case.provider_model, case.input),
-                   emulator_problems=schema_input_checker(case.provider_model, case.input))
+    sdk = check_wire_payload(case.provider_model, case.input)
+    create = load_registry().get(case.model_key).transport.create
+    if create.input_field is None:
+        try:
+            body = create.body(case.provider_model, case.input, None)
+        except ValueError as exc:  # a field colliding with the API's own body fields: nothing could be sent
+            return Verdict(case=case, sdk_problems=sdk, emulator_problems=[str(exc)])
+        return Verdict(case=case, sdk_problems=sdk, emulator_problems=api_body_problems(create.path, body))
+    return Verdict(case=case, sdk_problems=sdk, emulator_problems=schema_input_checker(case.provider_model, case.input))

@@ -51,6 +51,21 @@ def schema_input_checker(model_id: str, params: Any) -> list[str]:
     return rule_problems(model_id, params)
 
 
+def api_body_problems(create_path: str, body: Any) -> list[str]:
+    """A separate API's whole create body (Veo, Suno, ...: no ``input`` object) against that endpoint's bundled
+    schema; an endpoint with no bundled schema only needs a JSON object."""
+    if not isinstance(body, dict):
+        return ["the request body must be a JSON object"]
+    bundle = load_provider_schemas()
+    schema = bundle.for_endpoint(create_path)
+    if schema is None:
+        return []
+    problems = bundle.violations(schema, body)
+    if len(problems) > MAX_REASONS:
+        problems = [*problems[:MAX_REASONS], f"... and {len(problems) - MAX_REASONS} more"]
+    return problems
+
+
 def spec_input_checker(model_id: str, params: Any) -> list[str]:
     """The SDK's own opinion (its model specs), for tests that want the emulator to agree with the SDK."""
     from kie_async.payload import check_wire_payload

@@ -16,8 +16,7 @@ from aiohttp import web
 from kie_async.emulator.context import EmulatorContext, log
 from kie_async.emulator.faults import FaultEndpoint, FaultKind
 from kie_async.emulator.lifecycle import output_urls, schedule_completion
-from kie_async.emulator.policy import MAX_REASONS, schema_input_checker
-from kie_async.emulator.provider_schemas import load_provider_schemas
+from kie_async.emulator.policy import api_body_problems, schema_input_checker
 from kie_async.emulator.state import EmulatedTask, TaskFailure, new_task_id
 from kie_async.emulator.transports.dialects import DIALECTS, Dialect, view_of
 from kie_async.emulator.wire import MSG_RATE_LIMITED, MSG_UNAUTHORIZED, bearer_key, context, envelope
@@ -104,14 +103,7 @@ def _judge(
     config = ctx.config
     if config.accept_unknown_models or config.input_checker is not schema_input_checker:
         return list(config.check_input(model, fields))
-    bundle = load_provider_schemas()
-    schema = bundle.for_endpoint(dialect.create_path)
-    if schema is None:
-        return []
-    problems = bundle.violations(schema, body)
-    if len(problems) > MAX_REASONS:
-        problems = [*problems[:MAX_REASONS], f"... and {len(problems) - MAX_REASONS} more"]
-    return problems
+    return api_body_problems(dialect.create_path, body)
 
 
 def _new_task(ctx: EmulatorContext, dialect: Dialect, key: str, model: str, body: dict[str, Any],
