@@ -27,7 +27,7 @@ from kie_async.errors import KieConfigError
 FieldType = Literal["string", "integer", "number", "boolean", "enum", "list", "object"]
 MediaKind = Literal["image", "video", "audio"]
 MediaRole = Literal["first_frame", "last_frame", "reference"]
-OutputKind = Literal["image", "video"]
+OutputKind = Literal["image", "video", "audio"]
 TaskModeName = Literal[
     "text_to_image",
     "image_edit",
@@ -36,6 +36,12 @@ TaskModeName = Literal[
     "first_last_frames",
     "multimodal_reference",
     "motion_control",
+    "video_to_video",
+    "audio_to_video",
+    "text_to_audio",
+    "audio_to_audio",
+    "upscale",
+    "follow_up",
 ]
 TASK_MODE_NAMES: tuple[str, ...] = TaskModeName.__args__  # type: ignore[attr-defined]
 Severity = Literal["invalid", "needs_input", "warning"]
@@ -240,11 +246,38 @@ class RuleSpec(_Spec):
 
 class PromptSpec(_Spec):
     field: str = "prompt"
+    accepted: bool = Field(
+        default=True, description="false: the model takes no prompt at all (upscalers), so one given is refused")
     required: bool = True
     required_unless: list[Condition] = Field(default_factory=list)
     min_chars: int | None = None
     max_chars: int | None = None
     provenance: Provenance | None = None
+
+
+class SourcePage(_Spec):
+    """The provider docs page a spec was imported from (``kie-async models import``), for the drift check."""
+
+    page: str = Field(description="path below the captured docs root, e.g. market/kling/kling-3-0.md")
+    url: str | None = None
+    captured: str | None = None
+    operation: str = "/api/v1/jobs/createTask"
+
+
+class Override(_Spec):
+    """A fact that deliberately differs from the source page; the drift check skips ``path`` and below."""
+
+    path: str = Field(description="a drift fact path, e.g. options.mode.allowed or media.image_urls")
+    why: str = Field(min_length=8)
+
+
+class ExampleCorrection(_Spec):
+    """A page's own example request breaks the page's rules: the offline check applies this fix first."""
+
+    field: str
+    value: Any = None
+    remove: bool = Field(default=False, description="drop the field from the example instead of replacing it")
+    why: str = Field(min_length=8)
 
 
 class ModelSpec(_Spec):
@@ -263,6 +296,9 @@ class ModelSpec(_Spec):
     default_presets: dict[str, str] = Field(default_factory=dict, description="input pattern -> preset key")
     provenance: Provenance
     verification_notes: list[str] = Field(default_factory=list)
+    source_page: SourcePage | None = None
+    overrides: list[Override] = Field(default_factory=list)
+    example_corrections: list[ExampleCorrection] = Field(default_factory=list)
     source_file: str | None = None
 
     @model_validator(mode="after")
@@ -290,6 +326,11 @@ class ModelSpec(_Spec):
                 if media_slot.field in wire_fields:
                     raise ValueError(
                         f"slot {media_slot.name!r} writes field {media_slot.field!r}, which is also an option")
+        override_paths = [o.path for o in self.overrides]
+        if len(set(override_paths)) != len(override_paths):
+            raise ValueError(f"overrides repeat a path: {override_paths}")
+        if self.overrides and self.source_page is None:
+            raise ValueError("overrides need a source_page to differ from")
         seen_alias: set[str] = set()
         for name, opt in self.options.items():
             for alias in opt.aliases:
