@@ -31,7 +31,11 @@ _MIME_FORMATS: dict[str, list[str]] = {
 }
 _TYPES_CLAUSE = re.compile(r"(?:types|formats?)\s*:\s*([^;)\n]+)", re.I)
 _MIME = re.compile(r"\b(?:image|video|audio)/([a-z0-9.+-]+)", re.I)
-_MAX_MB = re.compile(r"(?:max(?:imum)?\s*(?:file\s*)?size\s*:?\s*(?:of\s*)?|not exceeding\s*|up to\s*)"
+_SUPPORTS = re.compile(r"supports?\s+((?:[A-Za-z0-9]+(?:,\s*|\s+and\s+|\s*/\s*|,\s*and\s+))+[A-Za-z0-9]+)\s+"
+                       r"(?:formats?|files?)", re.I)
+_STATED_MIN = re.compile(r"minimum\s*(?:value)?\s*:\s*`?(-?\d+(?:\.\d+)?)", re.I)
+_STATED_MAX = re.compile(r"maximum\s*(?:value)?\s*:\s*`?(-?\d+(?:\.\d+)?)", re.I)
+_MAX_MB = re.compile(r"(?:max(?:imum)?\s*(?:file\s*)?size[^:\d]{0,30}:?\s*(?:of\s*)?|not exceeding\s*|up to\s*)"
                      r"(\d+(?:\.\d+)?)\s*MB", re.I)
 _UP_TO = re.compile(r"(?:up to|maximum of|max(?:imum)?\s*:?|at most|no more than)\s*(\d+)\s*"
                     r"(?:\w+\s+)?(?:images?|videos?|audios?|files?|urls?|items?|shots?)", re.I)
@@ -39,7 +43,7 @@ _COUNT_RANGE = re.compile(r"\b(\d+)\s*(?:-|to)\s*(\d+)\s*(?:images?|videos?|audi
                           re.I)
 _VALUE_RANGE = re.compile(r"(?:range\s*:?\s*|\bin\s+|between\s+|from\s+)(-?\d+)\s*(?:-|to|and)\s*(-?\d+)\b", re.I)
 _EXCLUSIVE = re.compile(r"mutually exclusive|cannot be used (?:together|with|simultaneously)|not both|"
-                        r"only one of|either\b.*\bor\b|choose one", re.I)
+                        r"only one of|choose one", re.I)
 _CONDITIONAL = re.compile(r"required (?:when|if)|only (?:when|if|takes effect)|takes effect when|"
                           r"(?:not supported|unsupported) (?:for|with|when)|is ignored when|only supported", re.I)
 
@@ -70,8 +74,8 @@ _KEY_WORDS = (("text-to-video", "t2v"), ("image-to-video", "i2v"), ("text-to-ima
               ("reference-to-video", "r2v"))
 _PROMPT_NAMES = ("prompt", "text")
 _NON_MEDIA = re.compile(r"task_id|callback", re.I)
-_MEDIA_NAME = re.compile(r"(_url|_urls|^image|^video|^audio|reference_(image|video|voice)|first_frame|first_clip|"
-                         r"^input_urls$|^image_input$|^mask)", re.I)
+_MEDIA_NAME = re.compile(r"(_url|_urls)$|^(image|video|audio|image_input|input_urls|mask|reference_image|"
+                         r"reference_video|reference_voice|first_frame|first_clip)$", re.I)
 
 
 class ImportedSpec(BaseModel):
@@ -235,7 +239,7 @@ def _media_kind(name: str, prop: JsonSchema) -> str:
 
 def _role(name: str, prop: JsonSchema) -> str:
     lowered = name.lower()
-    text = str(prop.get("description") or "").lower()
+    text = str(prop.get("description") or "").lower().replace("-", " ")
     if any(w in lowered for w in ("end_image", "last_frame", "tail_image")) or (
             "last frame" in text and "first" not in text):
         return "last_frame"
@@ -280,7 +284,7 @@ def _slot(name: str, prop: JsonSchema, required: bool, todos: list[str]) -> dict
 
 
 def _formats(text: str) -> list[str]:
-    clause = _TYPES_CLAUSE.search(text)
+    clause = _TYPES_CLAUSE.search(text) or _SUPPORTS.search(text)
     if clause is None:
         return []
     found: list[str] = []
@@ -397,8 +401,11 @@ def _field(name: str, prop: JsonSchema, todos: list[str], notes: list[str], *, t
             out[dst] = prop[src]
     text = str(prop.get("description") or "")
     if out["type"] in ("integer", "number") and "allowed" not in out and "min" not in out and "max" not in out:
+        low, high = _STATED_MIN.search(text), _STATED_MAX.search(text)
         stated = _VALUE_RANGE.search(text)
-        if stated:
+        if low and high:
+            out["min"], out["max"] = _as_number(out["type"], low.group(1)), _as_number(out["type"], high.group(1))
+        elif stated:
             out["min"], out["max"] = int(stated.group(1)), int(stated.group(2))
     if out["type"] == "string":
         _chars(prop, out, notes, name)
