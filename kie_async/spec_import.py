@@ -33,8 +33,8 @@ _TYPES_CLAUSE = re.compile(r"(?:types|formats?)\s*:\s*([^;)\n]+)", re.I)
 _MIME = re.compile(r"\b(?:image|video|audio)/([a-z0-9.+-]+)", re.I)
 _SUPPORTS = re.compile(r"supports?\s+((?:[A-Za-z0-9]+(?:,\s*|\s+and\s+|\s*/\s*|,\s*and\s+))+[A-Za-z0-9]+)\s+"
                        r"(?:formats?|files?)", re.I)
-_STATED_MIN = re.compile(r"minimum\s*(?:value)?\s*:\s*`?(-?\d+(?:\.\d+)?)", re.I)
-_STATED_MAX = re.compile(r"maximum\s*(?:value)?\s*:\s*`?(-?\d+(?:\.\d+)?)", re.I)
+_STATED_MIN = re.compile(r"min(?:imum)?\s*(?:value)?\s*:\s*`?(-?\d+(?:\.\d+)?)", re.I)
+_STATED_MAX = re.compile(r"max(?:imum)?\s*(?:value)?\s*:\s*`?(-?\d+(?:\.\d+)?)", re.I)
 _MAX_MB = re.compile(r"(?:max(?:imum)?\s*(?:file\s*)?size[^:\d]{0,30}:?\s*(?:of\s*)?|not exceeding\s*|up to\s*)"
                      r"(\d+(?:\.\d+)?)\s*MB", re.I)
 _UP_TO = re.compile(r"(?:up to|maximum of|max(?:imum)?\s*:?|at most|no more than)\s*(\d+)\s*"
@@ -156,8 +156,9 @@ def import_page(page: ProviderPage, *, family: str | None = None, key: str | Non
     media_names = [n for n in props if n != prompt_name and _is_media(n, props[n])]
     option_names = [n for n in props if n != prompt_name and n not in media_names]
 
-    mode_name = _mode_name(provider_model, media_names, props)
-    output_kind = _output_kind(mode_name, provider_model, props)
+    context = f"{provider_model} {page.title or ''} {op.summary or ''}"
+    mode_name = _mode_name(context, media_names, props, required)
+    output_kind = _output_kind(mode_name, context, props)
     slots = [_slot(n, props[n], n in required, todos) for n in media_names]
     _role_todos(mode_name, slots, todos)
     for name, prop in props.items():
@@ -198,7 +199,8 @@ def import_page(page: ProviderPage, *, family: str | None = None, key: str | Non
     if slots:
         mode["slots"] = slots
     data["task_modes"] = [mode]
-    data["default_presets"] = {_PATTERNS[mode_name]: f"{fam.replace('-', '_')}_v1"}
+    if prompt_name is not None:  # a preset rewrites the prompt: pointless for a model that takes none
+        data["default_presets"] = {_PATTERNS[mode_name]: f"{fam.replace('-', '_')}_v1"}
     data["verification_notes"] = [f"Imported from the provider's OpenAPI block ({page.source}, captured "
                                   f"{provenance['checked_on']}); nothing here was checked against the live API by "
                                   f"us."] + [f"Page defect: {n}" for n in notes]
@@ -296,24 +298,38 @@ def _formats(text: str) -> list[str]:
     return found
 
 
-def _mode_name(model_id: str, media: list[str], props: dict[str, JsonSchema]) -> str:
-    lowered = model_id.lower()
+def _mode_name(context: str, media: list[str], props: dict[str, JsonSchema], required: set[str]) -> str:
+    """The task mode: from mode words in the model id or page title, else from the prose and required media."""
+    words = context.lower().replace(" ", "-")
     for word, mode in _MODE_WORDS:
-        if word in lowered:
+        if word in words:
             return mode
-    kinds = {_media_kind(n, props[n]) for n in media}
-    if "video" in lowered or "video" in kinds:
-        return "image_to_video" if "image" in kinds else ("video_to_video" if "video" in kinds else "text_to_video")
-    return "image_edit" if "image" in kinds else "text_to_image"
+    needed = {_media_kind(n, props[n]) for n in media if n in required}
+    if _makes_video(context, props):
+        if "image" in needed:
+            return "image_to_video"
+        return "video_to_video" if "video" in needed else "text_to_video"
+    return "image_edit" if "image" in needed else "text_to_image"
 
 
-def _output_kind(mode: str, model_id: str, props: dict[str, JsonSchema]) -> str:
+def _makes_video(context: str, props: dict[str, JsonSchema]) -> bool:
+    if "video" in context.lower():
+        return True
+    prompt = next((props[n] for n in _PROMPT_NAMES if n in props), {})
+    prompt_text = str(prompt.get("description") or "").lower()
+    if "video" in prompt_text or "image" in prompt_text:
+        return "video" in prompt_text
+    prose = _MIME.sub("", " ".join(str(p.get("description") or "") for p in props.values()).lower())
+    return prose.count("video") > prose.count("image")
+
+
+def _output_kind(mode: str, context: str, props: dict[str, JsonSchema]) -> str:
     if mode in _VIDEO_MODES:
         return "video"
     if mode in _AUDIO_MODES:
         return "audio"
     if mode in ("upscale", "follow_up"):
-        return "video" if "video" in model_id.lower() or any("video" in n for n in props) else "image"
+        return "video" if _makes_video(context, props) or any("video" in n for n in props) else "image"
     return "image"
 
 
@@ -333,6 +349,9 @@ def _chars(prop: JsonSchema, out: dict[str, Any], notes: list[str], name: str) -
         high = int(stated.group(1).replace(",", ""))
     elif high is not None and stated and int(stated.group(1).replace(",", "")) != int(high):
         notes.append(f"{name}: maxLength {high} but the description says {stated.group(1)} characters")
+    stated_low = re.search(r"min(?:imum)?\s*length\s*:?\s*(\d+)", text, re.I)
+    if low is None and stated_low:
+        low = int(stated_low.group(1))
     if isinstance(low, int) and low > 0:
         out["min_chars"] = low
     if isinstance(high, int | float):
