@@ -146,3 +146,53 @@ def reimport(spec: ModelSpec, docs_root: Path) -> ModelSpec:
 def check_spec(spec: ModelSpec, docs_root: Path) -> list[Drift]:
     """Drift between ``spec`` and its page (empty when they agree or every difference is an override)."""
     return compare(spec, reimport(spec, docs_root))
+
+
+class PageExample(BaseModel):
+    """One of a page's own example requests, with the spec's recorded corrections applied."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str | None
+    input: dict[str, Any]
+    corrected: list[str]
+    """Fields the spec's ``example_corrections`` changed (a correction that changes nothing is stale)."""
+
+
+def page_examples(spec: ModelSpec, docs_root: Path) -> tuple[list[PageExample], list[str]]:
+    """The page's example requests for ``spec``, corrected; plus the corrections that matched nothing.
+
+    A correction on field ``*`` with ``remove`` declares the page's example unusable (empty or not JSON):
+    such examples are skipped, and the correction is stale if the page has a usable one.
+    """
+    if spec.source_page is None:
+        return [], []
+    page = read_page(docs_root / spec.source_page.page, docs_root=docs_root)
+    op = page.operation(spec.source_page.operation)
+    raw = list(op.request_examples) if op is not None else []
+    skip_all = any(c.field == "*" and c.remove for c in spec.example_corrections)
+    used: set[int] = set()
+    examples: list[PageExample] = []
+    for entry in raw:
+        if not isinstance(entry, dict) or not isinstance(entry.get("input"), dict):
+            if skip_all:
+                used.update(i for i, c in enumerate(spec.example_corrections) if c.field == "*")
+            continue
+        body = {str(k).strip(): v for k, v in entry["input"].items()}
+        changed: list[str] = []
+        for index, fix in enumerate(spec.example_corrections):
+            if fix.field == "*":
+                continue
+            if fix.remove:
+                if fix.field in body:
+                    body.pop(fix.field)
+                    changed.append(fix.field)
+                    used.add(index)
+            elif body.get(fix.field) != fix.value:
+                body[fix.field] = fix.value
+                changed.append(fix.field)
+                used.add(index)
+        model = entry.get("model")
+        examples.append(PageExample(model=model if isinstance(model, str) else None, input=body, corrected=changed))
+    stale = [c.field for i, c in enumerate(spec.example_corrections) if i not in used]
+    return examples, stale

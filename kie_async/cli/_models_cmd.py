@@ -198,6 +198,7 @@ def models_command(args: argparse.Namespace) -> int:
                            "task_modes": {m.name: m.provider_model for m in registry.get(r.key).task_modes}}
                           for r in rows], indent=2))
         return 0
+    console = Console(width=max(console.width, 132))  # one row per model reads better than folded cells
     console.print(f"{len(rows)} models in {len({r.family for r in rows})} families ({registry.spec_dir})")
     for family, members in group_by_family(rows).items():
         table = Table(title=f"{family} ({len(members)})", title_justify="left")

@@ -42,6 +42,7 @@ async def output_file(ctx: EmulatorContext, task: EmulatedTask, name: str) -> tu
                 key,
                 params if isinstance(params, dict) else {},
                 video=ctx.config.is_video_model(task.model),
+                audio=ctx.config.is_audio_model(task.model),
                 long_edge=ctx.config.image_long_edge,
                 target_bytes=ctx.config.output_bytes,
             )
