@@ -482,8 +482,16 @@ def render_yaml(imported: ImportedSpec) -> str:
 
 
 def _flow_leaves(value: Any) -> Any:
-    """Short scalar lists read best inline (``allowed: [a, b]``); mappings stay in block style."""
+    """Short scalar lists read best inline (``allowed: [a, b]``); mappings stay in block style.
+
+    Strings with a colon (``16:9``) are quoted: libyaml, the C parser the specs are loaded with, refuses a plain
+    ``1:1`` inside ``[...]``, and YAML 1.1 readers would take a plain one for a base-60 number.
+    """
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.scalarstring import SingleQuotedScalarString
+
+    if isinstance(value, str) and ":" in value and "\n" not in value:
+        return SingleQuotedScalarString(value)
 
     if isinstance(value, dict):
         out = CommentedMap()
