@@ -12,6 +12,7 @@ The importer holds no per-model knowledge: names, descriptions and the model id 
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -78,6 +79,9 @@ _MEDIA_NAME = re.compile(r"(_url|_urls)$|^(image|video|audio|image_input|input_u
                          r"reference_video|reference_voice|first_frame|first_clip)$", re.I)
 
 
+_KEY = re.compile(r"[a-z0-9][a-z0-9.-]{0,99}")
+
+
 class ImportedSpec(BaseModel):
     """An importer result: the spec data (our YAML format) and what a person still has to decide."""
 
@@ -139,6 +143,9 @@ def import_page(page: ProviderPage, *, family: str | None = None, key: str | Non
     if len(op.model_ids) > 1:
         todos.append(f"the page lists several model ids {list(op.model_ids)}; this spec uses {provider_model}")
     model_key = key or model_key_for(provider_model)
+    if not _KEY.fullmatch(model_key):
+        raise SpecImportError(f"model key {model_key!r} is not lower-case letters, digits, '.' and '-' "
+                              f"(it names the spec file)")
     fam = family or _default_family(page.source)
     raw_props: dict[str, Any] = inp["properties"]
     required = {str(r).strip() for r in inp.get("required") or []}
@@ -416,8 +423,12 @@ def _field(name: str, prop: JsonSchema, todos: list[str], notes: list[str], *, t
         else:
             out["default"] = default
     for src, dst in (("minimum", "min"), ("maximum", "max")):
-        if isinstance(prop.get(src), int | float) and not isinstance(prop.get(src), bool):
-            out[dst] = prop[src]
+        bound = prop.get(src)
+        if isinstance(bound, int | float) and not isinstance(bound, bool):
+            if math.isfinite(bound):
+                out[dst] = bound
+            else:
+                notes.append(f"{name}: {src} {bound!r} is not a finite number; left out")
     text = str(prop.get("description") or "")
     if out["type"] in ("integer", "number") and "allowed" not in out and "min" not in out and "max" not in out:
         low, high = _STATED_MIN.search(text), _STATED_MAX.search(text)

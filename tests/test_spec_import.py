@@ -167,3 +167,28 @@ def test_committed_spec_matches_its_page(spec: ModelSpec, kie_docs: Path) -> Non
 def test_committed_specs_have_no_open_todos() -> None:
     open_todos = [p.name for p in SPEC_DIR.glob("*.yaml") if TODO in p.read_text(encoding="utf-8")]
     assert open_todos == []
+
+
+def test_hostile_pages_and_arguments(openapi_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "specs"
+    # A key that would leave the output folder is refused before anything is written.
+    assert main(["models", "import", str(openapi_file), "--key", "../../evil", "--out", str(out)]) == 2
+    assert "model key" in capsys.readouterr().err and not (tmp_path / "evil.yaml").exists()
+    # Non-finite bounds (YAML .nan / .inf) never become limits that no value can break.
+    doc = json.loads(json.dumps(OPENAPI))
+    schema = doc["components"]["schemas"]["Body"]["properties"]["input"]["properties"]
+    schema["cfg_scale"].update({"minimum": float("nan"), "maximum": float("inf")})
+    weird = tmp_path / "weird.yaml"
+    from ruamel.yaml import YAML
+
+    YAML(typ="safe", pure=True).dump(doc, weird)
+    imported = import_page(read_page(weird))
+    cfg = ModelSpec.model_validate(imported.data).options["cfg_scale"]
+    assert cfg.min is None and cfg.max is None and any("finite" in n for n in imported.page_notes)
+    # Binary garbage and a directory are one-line refusals, not tracebacks.
+    garbage = tmp_path / "garbage.md"
+    garbage.write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["models", "import", str(garbage)]) == 2
+    assert main(["models", "import", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 2

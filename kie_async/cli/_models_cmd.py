@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import urlsplit
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -22,7 +23,7 @@ from kie_async.pricing import PricingError, latest_snapshot, refresh_snapshot, w
 from kie_async.provider_pages import ProviderPageError, read_page
 from kie_async.request_models import MediaInput, MediaItem, RawUserRequest, ValidationResult
 from kie_async.spec_import import SpecImportError, import_page, render_yaml
-from kie_async.specs import MediaRole, load_registry, load_spec_file
+from kie_async.specs import MediaRole, ModelSpec, load_registry, load_spec_file
 from kie_async.validate import validate_request
 
 _ROLES: tuple[str, ...] = get_args(MediaRole)
@@ -224,6 +225,11 @@ def models_import_command(args: argparse.Namespace) -> int:
     except (ProviderPageError, SpecImportError, OSError, UnicodeDecodeError) as exc:
         raise KieInputError(f"cannot import {source}: {exc}") from None
     text = render_yaml(imported)
+    try:
+        ModelSpec.model_validate(imported.data)  # refuse before writing: a half-valid file helps nobody
+    except ValidationError as exc:
+        raise KieInputError(f"cannot import {source}: the derived spec is not valid: {exc.errors()[0]['msg']}",
+                            hint="import with --key/--model-id, or write the spec by hand") from None
     if args.out is None:
         print(text, end="")
         return 0
