@@ -37,9 +37,12 @@ class CatalogueRow(BaseModel):
 
 def price_range(key: str) -> str:
     """``"8-18 cr/image"`` from the latest snapshot, or ``"unknown"`` when it has no price for the key."""
-    from kie_async.pricing import latest_snapshot
+    from kie_async.pricing import PricingError, latest_snapshot
 
-    snapshot = latest_snapshot()
+    try:
+        snapshot = latest_snapshot()
+    except PricingError:  # no snapshot at all: every price is unknown, the listing still works
+        return "unknown"
     pricing = snapshot.models.get(key)
     if pricing is None:
         return "unknown"

@@ -215,7 +215,8 @@ def _generated() -> list[Any]:
         for mode in spec.task_modes[:1]:
             for slot in mode.slots:
                 target = {"image": "images", "video": "videos", "audio": "audios"}[slot.kind]
-                base.setdefault(target, []).extend([f"https://cdn.test/x{slot.min}.{slot.formats[0]}"] * slot.min)
+                ext = slot.formats[0] if slot.formats else {"image": "png", "video": "mp4", "audio": "mp3"}[slot.kind]
+                base.setdefault(target, []).extend([f"https://cdn.test/x{slot.min}.{ext}"] * slot.min)
         cases.append(pytest.param(spec.key, {**base, "options": {"colour_grade": "teal"}}, "invalid",
                                   "colour_grade", id=f"{spec.key}-unknown-option"))
         for name, opt in spec.options.items():
