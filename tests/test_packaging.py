@@ -38,7 +38,7 @@ def test_wheel_ships_data_and_installed_copy_uses_it(tmp_path: Path) -> None:
         shipped = {n for n in names if n.startswith(f"kie_async/_data/{folder}/")}
         on_disk = {f"kie_async/_data/{folder}/{p.name}" for p in (ROOT / folder).iterdir() if p.is_file()}
         assert shipped == on_disk, f"{folder}: wheel and repo differ"
-    assert {"kie_async/py.typed", "kie_async/emulator/assets/sample.mp4"} <= names
+    assert {"kie_async/py.typed", "kie_async/emulator/assets/sample.mp4", "kie_async/catalogue_fixtures.yaml"} <= names
 
     target = tmp_path / "site"
     install = subprocess.run(
@@ -59,4 +59,4 @@ def test_wheel_ships_data_and_installed_copy_uses_it(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     where, count = done.stdout.split()
-    assert Path(where).is_relative_to(target) and int(count) == 11
+    assert Path(where).is_relative_to(target) and int(count) == len(list((ROOT / "model_specs").glob("*.yaml")))
