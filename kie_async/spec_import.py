@@ -501,7 +501,7 @@ def _flow_leaves(value: Any) -> Any:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
     from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
-    if isinstance(value, str) and ":" in value and "\n" not in value:
+    if isinstance(value, str) and ":" in value and "://" not in value and not any(c.isspace() for c in value):
         return SingleQuotedScalarString(value)
 
     if isinstance(value, dict):
