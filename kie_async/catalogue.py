@@ -91,6 +91,9 @@ def limits_text(opt: FieldSpec) -> str:
         parts.append(f"{opt.min_chars or 0}-{opt.max_chars or '∞'} chars")
     if opt.min_items is not None or opt.max_items is not None:
         parts.append(f"{opt.min_items or 0}-{opt.max_items if opt.max_items is not None else '∞'} items")
+    shape = opt.items.fields if opt.items is not None else opt.fields
+    if shape:  # objects: name their fields, required ones starred
+        parts.append("{" + ", ".join(f"{n}{'*' if f.required else ''}" for n, f in shape.items()) + "}")
     return "; ".join(parts)
 
 

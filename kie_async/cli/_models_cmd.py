@@ -266,10 +266,10 @@ def _print_spec(console: Console, key: str) -> None:
     if prompt.accepted:
         table.add_row(prompt.field, "string", "native", "",
                       f"{prompt.min_chars or 0}-{prompt.max_chars or '∞'} chars",
-                      "yes" if prompt.required else "no", prompt.provenance.status if prompt.provenance else "")
+                      "yes" if prompt.required else "no", (prompt.provenance or spec.provenance).status)
     for name, opt in spec.options.items():
         table.add_row(name, opt.type, opt.wire, "" if opt.default is None else str(opt.default), limits_text(opt),
-                      "yes" if opt.required else "no", opt.provenance.status if opt.provenance else "")
+                      "yes" if opt.required else "no", (opt.provenance or spec.provenance).status)
     console.print(table)
     if not prompt.accepted:
         console.print("  takes no prompt")
