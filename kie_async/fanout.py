@@ -43,6 +43,7 @@ from kie_async.pipeline import (
 )
 from kie_async.request_models import NormalizedRequest, RawUserRequest
 from kie_async.request_state import Money, RequestState, facts
+from kie_async.run_models import ConfirmCallback
 from kie_async.session import KieSession
 
 log = logging.getLogger("kie_async.fanout")
@@ -233,8 +234,12 @@ async def run_many(
     retry_failed: bool = False,
     resubmit_uncertain: bool = False,
     batch_id: str | None = None,
+    confirm: ConfirmCallback | None = None,
 ) -> list[RunResult]:
     """Run every request; results in input order, each with its own status and state.
+
+    ``confirm`` is asked (with the preflight result) for each request whose estimate reaches a confirmation
+    threshold (``PreflightThresholds``); a request it does not confirm ends ``blocked`` and buys nothing.
 
     ``budget_credits`` caps the batch's total estimated spend (checked under a lock before each submit, then
     reconciled with what each task really cost). With ``journal_path`` (owned by this batch alone while it
@@ -260,6 +265,8 @@ async def run_many(
             hint="drop journal_path: the shared batch's journal lives in the coordinator (or drop batch_id)",
         )
     opts = options or PipelineOptions()
+    if confirm is not None:
+        opts = opts.model_copy(update={"confirm": confirm})
     await preload_model_data()
     shared: SharedJournal | None = None
     journal: BatchJournal | None = None

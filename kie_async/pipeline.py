@@ -10,6 +10,7 @@ downloads and records, where every failure but the provider's own ``fail`` is re
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 
 from kie_async._limits import check_credits, check_timeout
@@ -19,7 +20,7 @@ from kie_async.collect import collect_task, outputs_intact
 from kie_async.errors import KieError, KieInputError
 from kie_async.model_data import preload_model_data
 from kie_async.normalize import normalize_request
-from kie_async.preflight import run_preflight
+from kie_async.preflight import PreflightResult, run_preflight
 from kie_async.prepare import PreparedRequest, prepare_request_for_submission
 from kie_async.presets import apply_enhanced_prompt, resolve_prompt_context
 from kie_async.purchase import submit_once
@@ -180,7 +181,10 @@ async def _gate(
             budget_credits=opts.budget_credits,
             allow_unknown_cost=opts.allow_unknown_cost,
             check_files=False,
+            thresholds=opts.thresholds,
+            confirmed=opts.confirmed,
         )
+        preflight = await _ask_confirmation(preflight, opts)
     run.base["preflight"] = preflight
     estimate = preflight.estimate.credits if preflight.estimate.has_numeric_estimate else None
     run.base["credits_estimated"] = estimate
@@ -194,6 +198,20 @@ async def _gate(
             why = f"estimated {reserved:g} credits would pass the batch budget (remaining {snap.remaining:g})"
             return run.stopped("over_budget", why, "budget")
     return reserved, estimate
+
+
+async def _ask_confirmation(preflight: PreflightResult, opts: PipelineOptions) -> PreflightResult:
+    """A run held only by the confirmation tier goes on if the caller's ``confirm`` callback says yes."""
+    held = [r for r in preflight.blocking_reasons if r.code == "needs_confirmation"]
+    if not held or len(held) != len(preflight.blocking_reasons) or opts.confirm is None:
+        return preflight
+    answer = opts.confirm(preflight)
+    if inspect.isawaitable(answer):
+        answer = await answer
+    if answer is not True:
+        return preflight
+    reasons = [r for r in preflight.reasons if r.code != "needs_confirmation"]
+    return preflight.model_copy(update={"allowed": True, "reasons": reasons})
 
 
 async def _prepare(

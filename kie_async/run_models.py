@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kie_async.artifacts import ArtifactSettings
+from kie_async.artifacts.manifest import clean_tags
 from kie_async.journal import JournalRecord
-from kie_async.preflight import PreflightResult
+from kie_async.preflight import PreflightResult, PreflightThresholds
 from kie_async.prepare import PreparedRequest
 from kie_async.presets import PromptContext
 from kie_async.request_models import MediaInput, ValidationResult
@@ -25,6 +26,9 @@ PipelineStatus = Literal["succeeded", "failed", "blocked", "over_budget", "submi
 (outage, timeout, download, disk); a re-run with the same journal resumes it and never buys it again.
 Cancellation is not a status: it propagates as ``asyncio.CancelledError`` after cleaning up. The precise
 money meaning is :attr:`RunResult.state` (see :mod:`kie_async.request_state`)."""
+
+ConfirmCallback = Callable[[PreflightResult], Awaitable[bool] | bool]
+"""Asked when a run's estimate reaches the confirmation threshold; return True to buy it. May be sync or async."""
 
 Enhancer = Callable[[PromptContext], Awaitable[str | None]]
 """An async prompt enhancer (e.g. an LLM call): gets the rendered preset context, returns the new prompt."""
@@ -127,6 +131,27 @@ class PipelineOptions(BaseModel):
     callback_driven: bool = False
     wait_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="seconds; None = settings")
     write_artifact: bool = True
+    tags: list[str] = Field(default_factory=list, description="recorded in run.json and the index; query_runs(tag=)")
+    source_context: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the caller's context (web request id, user, ticket), stored verbatim in run.json",
+    )
+    thresholds: PreflightThresholds | None = Field(
+        default=None, description="warn / require_confirmation cost tiers; None reads KIE_*_THRESHOLD variables"
+    )
+    confirmed: bool = Field(
+        default=False,
+        description="the caller already confirmed the cost: a require_confirmation preflight tier lets it through",
+    )
+    confirm: ConfirmCallback | None = Field(
+        default=None,
+        description="asked (with the preflight result) when a run needs confirmation; True lets it through",
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _clean_tags(cls, value: list[str]) -> list[str]:
+        return clean_tags(value)
 
 
 class PipelineHooks(BaseModel):

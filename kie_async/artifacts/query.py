@@ -96,12 +96,14 @@ def query_runs_sync(
     task_mode: str | Iterable[str] | None = None,
     parent_run_id: str | None = None,
     limit: int | None = 50,
+    tag: str | Iterable[str] | None = None,
 ) -> list[IndexEntry]:
     """Blocking twin of :func:`query_runs`."""
     base = resolve_root(root)
     models = _as_set(model)
     statuses = _as_set([status] if isinstance(status, str) else status)
     modes = _as_set(task_mode)
+    tags = _as_set(tag)
     after = parse_since(since)
     matched: list[IndexEntry] = []
     for entry in _load_entries(base):
@@ -114,6 +116,8 @@ def query_runs_sync(
         if after is not None and entry.created_at < after:
             continue
         if parent_run_id is not None and parent_run_id not in entry.parent_run_ids:
+            continue
+        if tags is not None and not tags.issubset(entry.tags):
             continue
         matched.append(entry)
     matched.sort(key=lambda e: (e.recorded_at, e.run_id), reverse=True)
@@ -129,11 +133,13 @@ async def query_runs(
     task_mode: str | Iterable[str] | None = None,
     parent_run_id: str | None = None,
     limit: int | None = 50,
+    tag: str | Iterable[str] | None = None,
 ) -> list[IndexEntry]:
     """Runs matching every given filter, newest first.
 
     ``model`` matches the model key or the provider model id; ``status`` is one status or several (default:
-    any); ``since`` bounds ``created_at``; ``parent_run_id`` finds the children of a run; ``limit=None``
+    any); ``since`` bounds ``created_at``; ``parent_run_id`` finds the children of a run; ``tag`` keeps runs
+    carrying that tag (several: all of them), set at run time or later with ``update_run_tags``; ``limit=None``
     returns every match.
     """
     return await asyncio.to_thread(
@@ -145,6 +151,7 @@ async def query_runs(
         task_mode=task_mode,
         parent_run_id=parent_run_id,
         limit=limit,
+        tag=tag,
     )
 
 
