@@ -69,6 +69,14 @@ def _as_request(arguments: dict[str, Any]) -> RawUserRequest:
         raise _tool_error(f"{field}: {first['msg']} (fix: correct {field} and call again)") from None
 
 
+_REQUEST_ARGS = ("model_key", "prompt", "images", "videos", "audios", "options", "task_mode", "extra_options")
+
+
+def _picked(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The request fields among a tool's locals (which also hold closure names such as the settings)."""
+    return {k: arguments[k] for k in _REQUEST_ARGS if k in arguments}
+
+
 def _problems(validation: ValidationResult) -> list[dict[str, Any]]:
     return [
         {"field": d.field, "rule": d.rule, "message": d.message, "fix": d.fix}
@@ -164,7 +172,7 @@ def build_server(settings: KieSettings, artifacts_root: Path) -> MCPServer[Any]:
         extra_options: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Check a request without spending anything: state, problems (field + fix), defaults filled."""
-        request = _as_request(locals())
+        request = _as_request(_picked(locals()))
         try:
             return _validation_view(validate_request(request))
         except KieError as exc:
@@ -183,9 +191,8 @@ def build_server(settings: KieSettings, artifacts_root: Path) -> MCPServer[Any]:
         budget_credits: float | None = None,
     ) -> dict[str, Any]:
         """Price a request from the pricing snapshot (credits and USD) and gate it on an optional budget."""
-        args = dict(locals())
-        budget = args.pop("budget_credits")
-        request = _as_request(args)
+        request = _as_request(_picked(locals()))
+        budget = budget_credits
         try:
             validation = validate_request(request)
             _refuse_unsubmittable(validation)
@@ -211,10 +218,7 @@ def build_server(settings: KieSettings, artifacts_root: Path) -> MCPServer[Any]:
         """Run a request end to end. budget_credits caps what it may cost. Without confirm=true this is a dry
         run: it validates, prices and checks the balance, and buys nothing. Live Kie.ai also needs
         KIE_ALLOW_LIVE=1 in the server's environment."""
-        args = dict(locals())
-        for name in ("budget_credits", "tags", "confirm"):
-            args.pop(name)
-        request = _as_request(args)
+        request = _as_request(_picked(locals()))
         from kie_async.pipeline import run_pipeline
 
         try:
