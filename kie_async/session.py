@@ -89,6 +89,7 @@ def did_no_work(exc: KieError) -> bool:
         return not exc.request_sent
     return False
 
+# Kie.ai's own paths; a proxy or gateway may move them (KieSettings.paths, KIE_*_PATH variables).
 CREATE_TASK_PATH = "/api/v1/jobs/createTask"
 RECORD_INFO_PATH = "/api/v1/jobs/recordInfo"
 CREDIT_PATH = "/api/v1/chat/credit"
@@ -377,7 +378,7 @@ class KieSession:
         check_timeout("timeout", timeout)
         data = await self._api(
             "GET",
-            self._url(CREDIT_PATH),
+            self._url(self.settings.paths.credits),
             endpoint="credit",
             idempotent=True,
             timeout=timeout,
@@ -415,7 +416,7 @@ class KieSession:
         try:
             data = await self._api(
                 "POST",
-                self._url(CREATE_TASK_PATH),
+                self._url(self.settings.paths.create_task),
                 endpoint="createTask",
                 idempotent=False,
                 json_body=payload.to_wire(),
@@ -456,7 +457,7 @@ class KieSession:
         try:
             record: TaskRecord = await self._api(
                 "GET",
-                self._url(RECORD_INFO_PATH),
+                self._url(self.settings.paths.record_info),
                 endpoint="recordInfo",
                 idempotent=True,
                 params={"taskId": task_id},
@@ -686,7 +687,7 @@ class KieSession:
         check_timeout("timeout", timeout)
         data = await self._api(
             "POST",
-            self._url(DOWNLOAD_URL_PATH),
+            self._url(self.settings.paths.download_url),
             endpoint="download-url",
             idempotent=True,
             json_body={"url": url},
@@ -850,7 +851,7 @@ class KieSession:
             form._kie_close = fh.close  # type: ignore[attr-defined]
             return None, form
 
-        result = await self._upload(UPLOAD_STREAM_PATH, body, what="file-stream-upload")
+        result = await self._upload(self.settings.paths.upload_stream, body, what="file-stream-upload")
         self.stats.bytes_uploaded += size
         return result
 
@@ -873,7 +874,7 @@ class KieSession:
                     "fileName": name,
                 }, None
 
-            result = await self._upload(UPLOAD_BASE64_PATH, b64_body, what="file-base64-upload")
+            result = await self._upload(self.settings.paths.upload_base64, b64_body, what="file-base64-upload")
         else:
 
             async def stream_body() -> tuple[Any, Any]:
@@ -883,7 +884,7 @@ class KieSession:
                 form.add_field("fileName", name)
                 return None, form
 
-            result = await self._upload(UPLOAD_STREAM_PATH, stream_body, what="file-stream-upload")
+            result = await self._upload(self.settings.paths.upload_stream, stream_body, what="file-stream-upload")
         self.stats.bytes_uploaded += len(data)
         return result
 
@@ -900,7 +901,7 @@ class KieSession:
         async def body() -> tuple[Any, Any]:
             return body_json, None
 
-        return await self._upload(UPLOAD_URL_PATH, body, what="file-url-upload")
+        return await self._upload(self.settings.paths.upload_url, body, what="file-url-upload")
 
 
 def _parse_record(task_id: str, data: JSONValue) -> TaskRecord:

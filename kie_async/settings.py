@@ -70,6 +70,44 @@ class PollSettings(BaseModel):
         return schedule
 
 
+PATH_ENV = {
+    "create_task": "KIE_CREATE_TASK_PATH",
+    "record_info": "KIE_STATUS_PATH",
+    "credits": "KIE_CREDITS_PATH",
+    "download_url": "KIE_DOWNLOAD_URL_PATH",
+    "upload_stream": "KIE_UPLOAD_STREAM_PATH",
+    "upload_url": "KIE_UPLOAD_URL_PATH",
+    "upload_base64": "KIE_UPLOAD_BASE64_PATH",
+}
+"""Environment variable of each endpoint path; the names are the seed toolkit's (plus the download-url one)."""
+
+
+class EndpointPaths(BaseModel):
+    """Where each endpoint lives under its host; change them only for a proxy or gateway that moves them.
+
+    Each is a path (``/…``), never a URL: a full URL here would send the key to whatever host it names,
+    past the base URL's live opt-in.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    create_task: str = "/api/v1/jobs/createTask"
+    record_info: str = "/api/v1/jobs/recordInfo"
+    credits: str = "/api/v1/chat/credit"
+    download_url: str = "/api/v1/common/download-url"
+    upload_stream: str = "/api/file-stream-upload"
+    upload_url: str = "/api/file-url-upload"
+    upload_base64: str = "/api/file-base64-upload"
+
+    @field_validator("*")
+    @classmethod
+    def _a_path(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith("/") or value.startswith("//") or any(c in value for c in "?#\\ \t\r\n"):
+            raise ValueError(f"an endpoint path starts with one '/' and has no host, query or spaces, got {value!r}")
+        return value.rstrip("/") or "/"
+
+
 def _is_loopback(url: str) -> bool:
     host = (urlsplit(url).hostname or "").lower()
     if host == "localhost" or host.endswith(".localhost"):
@@ -111,6 +149,7 @@ class KieSettings(BaseModel):
         description="a shared batch's claim on a request lives this long unless renewed (every third of it): "
         "how soon the others take over a dead process's requests",
     )
+    paths: EndpointPaths = Field(default_factory=EndpointPaths, description="endpoint paths (KIE_*_PATH)")
     allow_live: bool = Field(
         default=False,
         description="must be True (or KIE_ALLOW_LIVE=1) before the SDK talks to any non-loopback host",
@@ -146,6 +185,9 @@ class KieSettings(BaseModel):
             values["coordination_prefix"] = prefix
         if lease := os.environ.get("KIE_COORDINATION_LEASE_SECONDS"):
             values["coordination_lease_seconds"] = lease
+        paths = {field: os.environ[name] for field, name in PATH_ENV.items() if os.environ.get(name, "").strip()}
+        if paths:
+            values["paths"] = EndpointPaths(**paths)
         if os.environ.get("KIE_ALLOW_LIVE", "").lower() in ("1", "true", "yes"):
             values["allow_live"] = True
         values.update(overrides)
