@@ -140,6 +140,12 @@ def _coerce_enum(spec: FieldSpec, value: Any, strict: bool) -> tuple[Any, list[C
     allowed = spec.allowed or []
     if value in allowed and not isinstance(value, bool):
         return value, []
+    if isinstance(value, str) and spec.value_aliases:
+        # Another documented spelling of an allowed value: accepted even on the strict wire path, because the
+        # provider's own docs disagree on which one it takes (see the spec's provenance).
+        folded = {k.lower(): v for k, v in spec.value_aliases.items()}
+        if value.strip().lower() in folded:
+            return folded[value.strip().lower()], []
     if not strict and isinstance(value, str | int | float) and not isinstance(value, bool):
         wanted = str(value).strip().lower()
         for option in allowed:
