@@ -68,6 +68,9 @@ def _request_args(parser: argparse.ArgumentParser) -> None:
                                  f"reference=; repeatable")
     parser.add_argument("--option", action="append", type=_option_arg, default=[], metavar="KEY=VALUE",
                         help="model option (JSON values allowed for lists); repeatable")
+    parser.add_argument("--extra-option", action="append", type=_option_arg, default=[], metavar="KEY=VALUE",
+                        help="a field Kie.ai takes that the spec does not know yet: sent verbatim, unchecked, "
+                             "with a warning; repeatable")
     parser.add_argument("--multi-prompt", type=_multi_prompt_arg, default=None,
                         help="JSON list of {prompt, duration} shots")
     parser.add_argument("--callback-url", type=_callback_url_arg, default=None,
@@ -146,7 +149,7 @@ def build_request(args: argparse.Namespace) -> RawUserRequest:
     return RawUserRequest(
         model_key=args.model, task_mode=args.task_mode, prompt=args.prompt, images=_media(args.image),
         videos=_media(args.video), audios=_media(args.audio), options=options, callback_url=args.callback_url,
-        multi_prompt=multi,
+        multi_prompt=multi, extra_options=dict(getattr(args, "extra_option", [])),
     )
 
 
