@@ -22,7 +22,7 @@ from kie_async.model_data import preload_model_data
 from kie_async.normalize import normalize_request
 from kie_async.preflight import PreflightResult, run_preflight
 from kie_async.prepare import PreparedRequest, prepare_request_for_submission
-from kie_async.presets import apply_enhanced_prompt, resolve_prompt_context
+from kie_async.presets import PromptContext, apply_enhanced_prompt, resolve_prompt_context
 from kie_async.purchase import submit_once
 from kie_async.request_models import NormalizedRequest, RawUserRequest, ValidationResult
 from kie_async.request_state import Money, RequestState, facts
@@ -151,21 +151,42 @@ async def _check(
     run.base["model_key"] = run.ledger.model_key = normalized.model_key
     async with rec.stage("prompt"):
         context = await asyncio.to_thread(
-            resolve_prompt_context, normalized, preset_key=opts.preset_key, preset_dirs=opts.preset_dirs
+            resolve_prompt_context, normalized, preset_key=opts.preset_key, preset_dirs=opts.preset_dirs,
+            system_prompt_override=opts.system_prompt_override,
+            allow_unknown_placeholders=opts.allow_unknown_placeholders,
         )
-    if opts.enhance is not None and normalized.raw_prompt:
+    if opts.prompt_policy != "off" and opts.enhance is not None and normalized.raw_prompt:
         async with rec.stage("enhance"):
             enhanced = await opts.enhance(context)
-            if enhanced and enhanced != normalized.raw_prompt:
-                normalized = apply_enhanced_prompt(
-                    normalized, enhanced, enhanced_prompt=enhanced, preset_key=context.preset_key
-                )
+        sent = await _apply_policy(opts, context, normalized.raw_prompt, enhanced)
+        if sent is None:
+            return run.stopped("blocked", "prompt policy 'ask': the reviewer did not approve a prompt", "enhance")
+        if enhanced or sent != normalized.raw_prompt:
+            normalized = apply_enhanced_prompt(
+                normalized, sent, enhanced_prompt=enhanced or sent, preset_key=context.preset_key
+            )
+    elif opts.prompt_policy == "ask" and opts.enhance is None and blocking:
+        return run.stopped("blocked", "prompt policy 'ask' needs an enhancer (enhance=) and a reviewer "
+                           "(review_prompt=)", "prompt")
     async with rec.stage("validate"):
         validation = await asyncio.to_thread(validate_request, normalized)
     run.base["validation"] = validation
     if not validation.is_submittable and blocking:
         return run.stopped("blocked", f"{validation.state}: {validation.summary()}", "validation")
     return normalized, validation
+
+
+async def _apply_policy(
+    opts: PipelineOptions, context: PromptContext, raw: str, enhanced: str | None
+) -> str | None:
+    """The prompt to send under the policy: None stops the run (``ask`` not approved)."""
+    if opts.prompt_policy == "preview":
+        return raw  # the enhanced prompt is recorded, the user's own is sent
+    if opts.prompt_policy == "ask":
+        if opts.review_prompt is None:
+            return None
+        return await opts.review_prompt(context, enhanced)
+    return enhanced or raw
 
 
 async def _gate(

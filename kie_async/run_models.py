@@ -27,6 +27,13 @@ PipelineStatus = Literal["succeeded", "failed", "blocked", "over_budget", "submi
 Cancellation is not a status: it propagates as ``asyncio.CancelledError`` after cleaning up. The precise
 money meaning is :attr:`RunResult.state` (see :mod:`kie_async.request_state`)."""
 
+PromptPolicy = Literal["off", "ask", "auto", "preview"]
+"""The seed toolkit's prompt policies; see ``PipelineOptions.prompt_policy``."""
+
+PromptReviewer = Callable[[PromptContext, str | None], Awaitable[str | None]]
+"""For ``prompt_policy="ask"``: gets the context and the enhanced prompt, returns the prompt to send (the
+enhanced one, an edit, or the raw one), or None to stop the run before anything is bought."""
+
 ConfirmCallback = Callable[[PreflightResult], Awaitable[bool] | bool]
 """Asked when a run's estimate reaches the confirmation threshold; return True to buy it. May be sync or async."""
 
@@ -113,9 +120,21 @@ class PipelineOptions(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
-    preset_key: str | None = None
+    preset_key: str | None = Field(default=None, description="a preset key, or the seed toolkit's key for it")
     preset_dirs: list[Path] | None = None
     enhance: Enhancer | None = None
+    prompt_policy: PromptPolicy = Field(
+        default="auto",
+        description="off: never enhance; auto: send the enhanced prompt; preview: enhance and record it, send the "
+        "raw one; ask: enhance, then review_prompt decides what is sent (without it the run stops, buying nothing)",
+    )
+    review_prompt: PromptReviewer | None = None
+    system_prompt_override: str | None = Field(
+        default=None, description="replaces the preset's system prompt (same {{placeholders}})"
+    )
+    allow_unknown_placeholders: bool = Field(
+        default=False, description="leave unknown {{names}} in a preset as written instead of failing"
+    )
     check_balance: bool = Field(default=True, description="read the live balance in preflight")
     # Finite and in range, checked at construction: NaN passes every `cost > limit` test (no gate at all), and a
     # bad wait_timeout found at wait time is found after the task was bought.
