@@ -167,6 +167,11 @@ def load_presets(preset_dirs: str | Path | Sequence[str | Path] | None = None) -
     return merged
 
 
+def bundled_presets() -> tuple[PromptPreset, ...]:
+    """The presets shipped with kie-async, without any user folder."""
+    return _load_dir(str(data_dir("prompt_presets").resolve()))
+
+
 def clear_preset_cache() -> None:
     _load_dir.cache_clear()
 

@@ -1,4 +1,5 @@
-"""``kie-async mcp``: serve the SDK to LLM agents over the Model Context Protocol (stdio or streamable HTTP)."""
+"""Commands for LLM agents: ``kie-async mcp`` (the SDK over the Model Context Protocol, stdio or streamable
+HTTP) and ``kie-async guides`` (regenerate the per-family agent guides from the specs)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kie_async.cli._common import add_offline_flag, check_folder_arg, default_output_dir, resolve_settings
+from kie_async.errors import KieInputError
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -28,6 +30,41 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     mcp.add_argument("--out", type=Path, default=None, help="artifacts root (default $KIE_OUTPUT_DIR or ./outputs)")
     add_offline_flag(mcp)
     mcp.set_defaults(handler=_mcp)
+
+    guides = sub.add_parser(
+        "guides",
+        help="regenerate the agent guides (docs/agents/) from model_specs/, pricing/ and prompt_presets/",
+        description="Write one markdown guide per model family from the bundled specs, prices and presets. "
+        "Run it after adding or changing a model; --check only reports stale guides (exit 1).",
+    )
+    guides.add_argument("--out", type=Path, default=None, help="folder (default: docs/agents of this checkout)")
+    guides.add_argument("--check", action="store_true", help="write nothing; exit 1 if a guide is stale")
+    guides.set_defaults(handler=_guides)
+
+
+def _default_guides_dir() -> Path:
+    checkout = Path(__file__).resolve().parents[2]
+    if not (checkout / "docs").is_dir():
+        raise KieInputError("no docs/ folder next to this install (not a source checkout)",
+                            hint="pass --out FOLDER")
+    return checkout / "docs" / "agents"
+
+
+def _guides(args: argparse.Namespace) -> int:
+    from kie_async.guides import stale_guides, write_guides
+
+    folder = args.out or _default_guides_dir()
+    if args.check:
+        stale = stale_guides(folder)
+        for name in stale:
+            print(f"stale: {folder / name}")
+        if stale:
+            print("run `kie-async guides` to regenerate them")
+        return 1 if stale else 0
+    check_folder_arg(folder, "--out")
+    for path in write_guides(folder):
+        print(path)
+    return 0
 
 
 def _mcp(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
