@@ -108,6 +108,31 @@ class EndpointPaths(BaseModel):
         return value.rstrip("/") or "/"
 
 
+SEED_NUMBER_ENV = {
+    "connect_timeout": "KIE_CONNECT_TIMEOUT_SECONDS",
+    "request_timeout": "KIE_READ_TIMEOUT_SECONDS",
+    "upload_timeout": "KIE_UPLOAD_READ_TIMEOUT_SECONDS",
+}
+"""The seed toolkit's timeout variables, read into the matching fields."""
+
+
+def _poll_from_env() -> PollSettings | None:
+    """``KIE_WAIT_TIMEOUT_SECONDS`` and ``KIE_WAIT_POLL_INTERVAL_SECONDS`` (the toolkit's names).
+
+    An interval replaces the adaptive schedule with that fixed interval, as the toolkit polled.
+    """
+    timeout = os.environ.get("KIE_WAIT_TIMEOUT_SECONDS", "").strip()
+    interval = os.environ.get("KIE_WAIT_POLL_INTERVAL_SECONDS", "").strip()
+    if not timeout and not interval:
+        return None
+    update: dict[str, Any] = {}
+    if timeout:
+        update["timeout"] = timeout
+    if interval:
+        update["schedule"] = ((float("inf"), interval),)
+    return PollSettings.model_validate({**PollSettings().model_dump(), **update})
+
+
 def _is_loopback(url: str) -> bool:
     host = (urlsplit(url).hostname or "").lower()
     if host == "localhost" or host.endswith(".localhost"):
@@ -175,7 +200,8 @@ class KieSettings(BaseModel):
         values: dict[str, Any] = {}
         if key := os.environ.get("KIE_API_KEY"):
             values["api_key"] = key
-        if url := os.environ.get("KIE_BASE_URL"):
+        # The seed toolkit's name for the market host still works; ours wins when both are set.
+        if url := os.environ.get("KIE_BASE_URL") or os.environ.get("KIE_MARKET_BASE_URL"):
             values["base_url"] = url
         if url := os.environ.get("KIE_UPLOAD_BASE_URL"):
             values["upload_base_url"] = url
@@ -185,6 +211,14 @@ class KieSettings(BaseModel):
             values["coordination_prefix"] = prefix
         if lease := os.environ.get("KIE_COORDINATION_LEASE_SECONDS"):
             values["coordination_lease_seconds"] = lease
+        for field, name in SEED_NUMBER_ENV.items():
+            if text := os.environ.get(name, "").strip():
+                values[field] = text  # pydantic refuses a non-number, NaN or a value out of range, naming the field
+        if upload_path := os.environ.get("KIE_UPLOAD_DEFAULT_PATH", "").strip():
+            values["upload_path"] = upload_path
+        poll = _poll_from_env()
+        if poll is not None:
+            values["poll"] = poll
         paths = {field: os.environ[name] for field, name in PATH_ENV.items() if os.environ.get(name, "").strip()}
         if paths:
             values["paths"] = EndpointPaths(**paths)

@@ -98,3 +98,26 @@ def test_defaults_are_kie_paths_and_bad_paths_are_refused(monkeypatch: pytest.Mo
     monkeypatch.setenv("KIE_CREATE_TASK_PATH", "http://evil.example/steal")
     with pytest.raises(ValueError, match="endpoint path"):
         KieSettings.from_env()
+
+
+def test_the_toolkits_other_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KIE_BASE_URL", raising=False)
+    monkeypatch.setenv("KIE_MARKET_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("KIE_UPLOAD_DEFAULT_PATH", "/team/uploads/")
+    monkeypatch.setenv("KIE_READ_TIMEOUT_SECONDS", "30")
+    monkeypatch.setenv("KIE_CONNECT_TIMEOUT_SECONDS", "4")
+    monkeypatch.setenv("KIE_UPLOAD_READ_TIMEOUT_SECONDS", "90")
+    monkeypatch.setenv("KIE_WAIT_TIMEOUT_SECONDS", "120")
+    monkeypatch.setenv("KIE_WAIT_POLL_INTERVAL_SECONDS", "3")
+    settings = KieSettings.from_env()
+    assert settings.base_url == "http://127.0.0.1:9" and settings.upload_path == "team/uploads"
+    assert (settings.request_timeout, settings.connect_timeout, settings.upload_timeout) == (30, 4, 90)
+    assert settings.poll.timeout == 120 and settings.poll.schedule == ((float("inf"), 3.0),)
+    monkeypatch.setenv("KIE_BASE_URL", "http://127.0.0.1:8")  # ours wins over the toolkit's name
+    assert KieSettings.from_env().base_url == "http://127.0.0.1:8"
+    for name, bad in (("KIE_WAIT_POLL_INTERVAL_SECONDS", "nan"), ("KIE_READ_TIMEOUT_SECONDS", "-1"),
+                      ("KIE_WAIT_TIMEOUT_SECONDS", "soon")):
+        with monkeypatch.context() as m:
+            m.setenv(name, bad)
+            with pytest.raises(ValueError):
+                KieSettings.from_env()
