@@ -10,6 +10,7 @@ itself instead of guessing. Needs the optional extra: ``pip install 'kie-async[m
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,12 +22,13 @@ from kie_async.errors import KieError, KieInputError
 from kie_async.preflight import PreflightResult, run_preflight
 from kie_async.request_models import RawUserRequest, ValidationResult
 from kie_async.run_models import PipelineOptions
-from kie_async.settings import KieSettings
 from kie_async.specs import load_registry
 from kie_async.validate import validate_request
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
+
+    from kie_async.session import KieSession
 
 INSTRUCTIONS = (
     "kie-async generates images and videos on Kie.ai, paid in credits (1 credit = $0.005). Work in this order: "
@@ -125,15 +127,22 @@ def _kie_error(exc: KieError) -> Exception:
     return _tool_error(f"{type(exc).__name__}: {exc.message}{hint}")
 
 
-def build_server(settings: KieSettings, artifacts_root: Path) -> MCPServer[Any]:
-    """The MCP server object; every tool opens its own short session with ``settings``."""
+def build_server(kie: KieSession, artifacts_root: Path) -> MCPServer[Any]:
+    """The MCP server object. Every tool shares ``kie``: one connection pool and, above all, one rate
+    limiter, so an agent firing calls in parallel stays under Kie.ai's createTask limit as a single client
+    would. The tools that need the network open it on first use (``open`` is idempotent), so the offline
+    tools work without a key or the live opt-in; close it after the server stops."""
     try:
         from mcp.server.mcpserver import MCPServer
     except ImportError:
         raise _missing_extra() from None
-    from kie_async.session import KieSession
 
     server: MCPServer[Any] = MCPServer(name="kie-async", instructions=INSTRUCTIONS)
+    opening = asyncio.Lock()  # two first calls at once must not open two pools (open awaits with a coordinator)
+
+    async def open_session() -> None:
+        async with opening:
+            await kie.open()
     artifacts = ArtifactSettings(root=artifacts_root)
 
     @server.tool()
@@ -224,20 +233,21 @@ def build_server(settings: KieSettings, artifacts_root: Path) -> MCPServer[Any]:
         try:
             validation = validate_request(request)
             _refuse_unsubmittable(validation)
-            async with KieSession(settings) as kie:
-                if not confirm:
-                    preflight = await run_preflight(validation, credit_source=kie, budget_credits=budget_credits)
-                    return {
-                        "dry_run": True,
-                        "validation": _validation_view(validation),
-                        "preflight": _preflight_view(preflight),
-                        "next": "nothing was bought; call again with confirm=true to buy this"
-                        if preflight.allowed else "blocked: fix the reasons above",
-                    }
-                # confirm=true is the agent's (and its user's) answer to a require_confirmation tier too.
-                opts = PipelineOptions(artifacts=artifacts, budget_credits=budget_credits, confirmed=True,
-                                       tags=list(tags or []))
-                result = await run_pipeline(request, kie, options=opts)
+            await open_session()  # refuses the real Kie.ai without KIE_ALLOW_LIVE: a tool error naming the fix
+            if not confirm:
+                preflight = await run_preflight(validation, credit_source=kie, budget_credits=budget_credits)
+                return {
+                    "dry_run": True,
+                    "validation": _validation_view(validation),
+                    "preflight": _preflight_view(preflight),
+                    "next": "nothing was bought; call again with confirm=true to buy this"
+                    if preflight.allowed or preflight.blocking_reasons[0].code == "needs_confirmation"
+                    else "blocked: fix the reasons above",
+                }
+            # confirm=true is the agent's (and its user's) answer to a require_confirmation tier too.
+            opts = PipelineOptions(artifacts=artifacts, budget_credits=budget_credits, confirmed=True,
+                                   tags=list(tags or []))
+            result = await run_pipeline(request, kie, options=opts)
         except KieError as exc:
             raise _kie_error(exc) from None
         except ValueError as exc:
@@ -259,6 +269,8 @@ def build_server(settings: KieSettings, artifacts_root: Path) -> MCPServer[Any]:
     @server.tool()
     async def get_run(run_id: str) -> dict[str, Any]:
         """A stored run's manifest: status, prompts, options, outputs (paths and URLs), tags and notes."""
+        if not run_id.strip() or any(c in run_id for c in "/\\") or run_id.startswith("."):
+            raise _tool_error(f"run_id: {run_id!r} is not a run id (fix: use a run_id from run_request or query_runs)")
         try:
             run = await load_run(artifacts_root, run_id)
         except KieError as exc:
@@ -288,8 +300,8 @@ def build_server(settings: KieSettings, artifacts_root: Path) -> MCPServer[Any]:
     async def credits() -> dict[str, Any]:
         """The account's credit balance (and its USD value at $0.005 a credit)."""
         try:
-            async with KieSession(settings) as kie:
-                balance = await kie.get_credits()
+            await open_session()
+            balance = await kie.get_credits()
         except KieError as exc:
             raise _kie_error(exc) from None
         return {"credits": balance.credits, "usd": round(balance.credits * 0.005, 4)}

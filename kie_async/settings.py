@@ -214,7 +214,7 @@ class KieSettings(BaseModel):
         for field, name in SEED_NUMBER_ENV.items():
             if text := os.environ.get(name, "").strip():
                 values[field] = text  # pydantic refuses a non-number, NaN or a value out of range, naming the field
-        if upload_path := os.environ.get("KIE_UPLOAD_DEFAULT_PATH", "").strip():
+        if upload_path := os.environ.get("KIE_UPLOAD_DEFAULT_PATH", "").strip().strip("/"):
             values["upload_path"] = upload_path
         poll = _poll_from_env()
         if poll is not None:

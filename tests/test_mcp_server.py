@@ -26,11 +26,11 @@ def emulator_config() -> EmulatorConfig:
 
 
 @contextlib.asynccontextmanager
-async def connect(emulator: KieEmulator, tmp_path: Path) -> AsyncIterator[ClientSession]:
+async def connect(emulator: KieEmulator, tmp_path: Path, **env_over: str) -> AsyncIterator[ClientSession]:
     """One server process per test; a context manager, not a fixture: anyio's scopes must open and close in one
     task, and pytest-asyncio may run a fixture's setup and teardown in different ones."""
     env = {"KIE_BASE_URL": emulator.base_url, "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
-           "KIE_API_KEY": emulator.api_key, "KIE_OUTPUT_DIR": str(tmp_path / "out")}
+           "KIE_API_KEY": emulator.api_key, "KIE_OUTPUT_DIR": str(tmp_path / "out"), **env_over}
     params = StdioServerParameters(command=sys.executable, args=["-m", "kie_async", "mcp"], env=env,
                                    cwd=str(tmp_path))
     with (tmp_path / "server.log").open("w") as errlog:
@@ -116,3 +116,19 @@ async def test_bad_request_shapes_name_the_field(emulator: KieEmulator, tmp_path
         assert "prompt" in text
         text = error_text(await client.call_tool("run_request", {**FOX, "budget_credits": float("nan")}))
         assert "budget" in text
+
+
+async def test_live_kie_needs_the_opt_in_but_offline_tools_work(emulator: KieEmulator, tmp_path: Path) -> None:
+    # A non-loopback host without KIE_ALLOW_LIVE: the session refuses before any connection is made.
+    async with connect(emulator, tmp_path, KIE_BASE_URL="https://api.kie.ai") as client:
+        assert payload(await client.call_tool("validate", FOX))["submittable"]
+        assert "KIE_ALLOW_LIVE" in error_text(await client.call_tool("credits", {}))
+        refused = error_text(await client.call_tool("run_request", {**FOX, "budget_credits": 50, "confirm": True}))
+        assert "KIE_ALLOW_LIVE" in refused
+    assert emulator.stats.tasks_created == 0
+
+
+async def test_traversal_run_ids_are_refused(emulator: KieEmulator, tmp_path: Path) -> None:
+    async with connect(emulator, tmp_path) as client:
+        for bad in ("../../etc", "a/b", ".hidden", " "):
+            assert "run_id" in error_text(await client.call_tool("get_run", {"run_id": bad}))

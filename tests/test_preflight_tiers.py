@@ -134,3 +134,31 @@ def test_cli_refuses_without_a_terminal_and_yes_confirms(
     assert refused["status"] == "blocked" and refused["task_id"] is None and refused["spent_nothing"]
     assert main([*base, "--yes"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(("answer", "status"), [(b"y\n", "succeeded"), (b"n\n", "blocked")])
+def test_cli_asks_on_a_terminal(tmp_path: Path, answer: bytes, status: str) -> None:
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "KIE_CONFIRM_CREDIT_THRESHOLD": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kie_async", "run", "--offline", "--model", "nano-banana-2", "--prompt", "a fox",
+         "--out", str(tmp_path), "--json"],
+        stdin=slave, stderr=slave, stdout=subprocess.PIPE, env=env,
+    )
+    os.close(slave)
+    seen = b""
+    while b"[y/N]" not in seen:
+        ready, _, _ = select.select([master], [], [], 60)
+        assert ready, f"no question asked; saw {seen!r}"
+        seen += os.read(master, 1024)
+    assert b"confirmation threshold" in seen
+    os.write(master, answer)
+    out, _ = proc.communicate(timeout=120)
+    os.close(master)
+    assert json.loads(out)["status"] == status

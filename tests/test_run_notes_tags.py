@@ -110,3 +110,12 @@ def test_cli_tag_notes_and_list_by_tag(tmp_path: Path, capsys: pytest.CaptureFix
     manifest = json.loads((tmp_path / "runs" / run_id / "run.json").read_text(encoding="utf-8"))
     assert manifest["source_context"] == {"request_id": "r1"}
     assert main(["artifacts", "tag", run_id, "--root", out]) == 2
+
+
+async def test_run_ids_cannot_leave_the_root(kie: KieSession, tmp_path: Path) -> None:
+    run_id = await run_one(kie, tmp_path / "a", "a fox")
+    outside = tmp_path / "b"
+    with pytest.raises(KieArtifactError, match="no run"):
+        await update_run_notes(f"../../a/runs/{run_id}", "x", root=outside)
+    with pytest.raises(KieArtifactError, match="no run"):
+        await load_run(outside, f"../../a/runs/{run_id}")

@@ -232,11 +232,12 @@ async def get_latest_successful_run(
 def find_run_dir(root: str | os.PathLike[str] | None, run_id: str) -> Path:
     """The folder of a run by full id or unique prefix."""
     base = runs_dir(resolve_root(root))
+    # Checked before the path is used: "../../x" must not reach a run.json (or, for notes, a folder) elsewhere.
+    if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
+        raise KieArtifactError(f"no run {run_id!r} under {base}")
     exact = base / run_id
     if (exact / MANIFEST_FILENAME).is_file():
         return exact
-    if "/" in run_id or not run_id:
-        raise KieArtifactError(f"no run {run_id!r} under {base}")
     matches = [p.parent for p in base.glob(MANIFEST_FILENAME_GLOB) if p.parent.name.startswith(run_id)]
     if len(matches) == 1:
         return matches[0]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import difflib
 import hashlib
 import json
 import os
 import sys
+import threading
 from collections import Counter
 from collections.abc import Coroutine
 from pathlib import Path
@@ -121,6 +123,31 @@ def _context_arg(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
+async def _ask_line(prompt: str) -> str | None:
+    """``input()`` on a daemon thread: the loop keeps running other runs meanwhile, and a Ctrl-C ends the
+    command at once (a worker-pool thread blocked in ``input()`` would hold the interpreter's exit)."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str | None] = loop.create_future()
+
+    def settle(value: str | None) -> None:
+        if not answer.done():
+            answer.set_result(value)
+
+    def read() -> None:
+        try:
+            # The question goes to stderr: input(prompt) writes to stdout, which may be --json output.
+            sys.stderr.write(prompt)
+            sys.stderr.flush()
+            line: str | None = input()
+        except (EOFError, OSError):
+            line = None
+        with contextlib.suppress(RuntimeError):  # the loop already closed (Ctrl-C): nobody waits any more
+            loop.call_soon_threadsafe(settle, line)
+
+    threading.Thread(target=read, name="kie-async-confirm", daemon=True).start()
+    return await answer
+
+
 def confirm_on_terminal(yes: bool) -> ConfirmCallback:
     """The CLI's answer to a require_confirmation tier: ``--yes``, else ask on a terminal, else refuse.
 
@@ -140,11 +167,8 @@ def confirm_on_terminal(yes: bool) -> ConfirmCallback:
         async with lock:
             err_console.print(f"[yellow]{preflight.validation.model_key}: estimated {what} reaches the "
                               "confirmation threshold.[/]")
-            try:
-                answer = await asyncio.to_thread(input, "Buy it? [y/N] ")
-            except EOFError:
-                return False
-        return answer.strip().lower() in ("y", "yes")
+            answer = await _ask_line("Buy it? [y/N] ")
+        return answer is not None and answer.strip().lower() in ("y", "yes")
 
     return confirm
 
