@@ -241,7 +241,7 @@ def build_server(kie: KieSession, artifacts_root: Path) -> MCPServer[Any]:
                     "validation": _validation_view(validation),
                     "preflight": _preflight_view(preflight),
                     "next": "nothing was bought; call again with confirm=true to buy this"
-                    if preflight.allowed or preflight.blocking_reasons[0].code == "needs_confirmation"
+                    if all(r.code == "needs_confirmation" for r in preflight.blocking_reasons)
                     else "blocked: fix the reasons above",
                 }
             # confirm=true is the agent's (and its user's) answer to a require_confirmation tier too.

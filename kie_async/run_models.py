@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -171,6 +172,17 @@ class PipelineOptions(BaseModel):
     @classmethod
     def _clean_tags(cls, value: list[str]) -> list[str]:
         return clean_tags(value)
+
+    @field_validator("source_context")
+    @classmethod
+    def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Checked now: found when run.json is written, it would fail every run after the task was bought.
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"source_context must be plain JSON (strings, finite numbers, lists, objects): {exc}") from None
+        return value
 
 
 class PipelineHooks(BaseModel):

@@ -119,3 +119,12 @@ async def test_run_ids_cannot_leave_the_root(kie: KieSession, tmp_path: Path) ->
         await update_run_notes(f"../../a/runs/{run_id}", "x", root=outside)
     with pytest.raises(KieArtifactError, match="no run"):
         await load_run(outside, f"../../a/runs/{run_id}")
+
+
+def test_source_context_must_be_plain_json() -> None:
+    from datetime import datetime
+
+    for bad in ({"when": datetime(2026, 1, 1)}, {"x": float("nan")}, {"x": object()}):
+        with pytest.raises(ValueError, match="source_context"):
+            PipelineOptions(source_context=bad)
+    assert PipelineOptions(source_context={"a": [1, {"b": None}]}).source_context == {"a": [1, {"b": None}]}
