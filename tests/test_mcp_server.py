@@ -132,3 +132,39 @@ async def test_traversal_run_ids_are_refused(emulator: KieEmulator, tmp_path: Pa
     async with connect(emulator, tmp_path) as client:
         for bad in ("../../etc", "a/b", ".hidden", " "):
             assert "run_id" in error_text(await client.call_tool("get_run", {"run_id": bad}))
+
+
+async def test_streamable_http_transport(emulator: KieEmulator, tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import socket
+
+    from mcp.client.streamable_http import streamable_http_client
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "KIE_BASE_URL": emulator.base_url, "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
+           "KIE_API_KEY": emulator.api_key, "KIE_OUTPUT_DIR": str(tmp_path / "out")}
+    with (tmp_path / "http.log").open("w") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "kie_async", "mcp", "--transport", "streamable-http", "--port", str(port),
+            env=env, stdout=log, stderr=log)
+        try:
+            for _ in range(1200):  # wait until it listens (not a timed assertion: it only bounds the wait)
+                assert proc.returncode is None, (tmp_path / "http.log").read_text()
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the server never listened: " + (tmp_path / "http.log").read_text())
+            async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write), \
+                    ClientSession(read, write) as client:
+                await client.initialize()
+                assert payload(await client.call_tool("credits", {}))["credits"] == emulator.credits()
+        finally:
+            proc.terminate()
+            await proc.wait()
