@@ -162,3 +162,11 @@ def test_cli_asks_on_a_terminal(tmp_path: Path, answer: bytes, status: str) -> N
     out, _ = proc.communicate(timeout=120)
     os.close(master)
     assert json.loads(out)["status"] == status
+
+
+def test_cli_estimate_names_the_tier(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KIE_CONFIRM_COST_USD_THRESHOLD", "0.08")
+    assert main(["estimate", "--model", "nano-banana-2", "--prompt", "a fox", "--option", "resolution=4K"]) == 1
+    assert "needs confirmation" in capsys.readouterr().out
+    assert main(["estimate", "--model", "nano-banana-2", "--prompt", "a fox", "--option", "resolution=1K"]) == 0
+    assert "allowed" in capsys.readouterr().out

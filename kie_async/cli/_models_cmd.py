@@ -251,7 +251,12 @@ def estimate_command(args: argparse.Namespace) -> int:
     for reason in result.reasons:
         style = "red" if reason.blocking else "dim"
         console.print(f"  [{style}]{reason.code}[/] {reason.message}", highlight=False)
-    console.print("[bold green]allowed[/]" if result.allowed else "[bold red]blocked[/]")
+    if result.allowed:
+        console.print("[bold green]allowed[/]" + (" (with a cost warning)" if result.decision == "warn" else ""))
+    elif result.decision == "require_confirmation":
+        console.print("[bold yellow]needs confirmation[/] (`kie-async run` asks on a terminal, or takes --yes)")
+    else:
+        console.print("[bold red]blocked[/]")
     return 0 if result.allowed else 1
 
 
