@@ -47,7 +47,7 @@ from kie_async.emulator.media import parse_size
 
 async def child_download(client: str, url: str, dest: Path) -> dict[str, Any]:
     settings = KieSettings.from_env()  # KIE_BASE_URL / KIE_UPLOAD_BASE_URL / KIE_API_KEY set by the parent
-    if client == "sdk":
+    if client in ("sdk", "before"):
         async with KieSession(settings) as kie:
             rss_before = proc_status_kb("VmRSS")
             with RssSampler() as sampler:
@@ -88,10 +88,11 @@ async def child_download(client: str, url: str, dest: Path) -> dict[str, Any]:
     }
 
 
-def run_child(client: str, url: str, dest: Path, env: dict[str, str]) -> dict[str, Any]:
+def run_child(client: str, url: str, dest: Path, env: dict[str, str], compare: Path | None = None) -> dict[str, Any]:
+    extra = {"PYTHONPATH": str(compare)} if client == "before" and compare is not None else {}
     out = subprocess.run(
         [sys.executable, __file__, "--child", client, "--url", url, "--dest", str(dest)],
-        env={**os.environ, **env},
+        env={**os.environ, **env, **extra},
         check=True,
         capture_output=True,
         text=True,
@@ -109,13 +110,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     repeats = 1 if args.quick else args.repeats
     folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="kie-bench-download-"))
     samples: dict[str, list[dict[str, Any]]] = {"sdk": [], "raw": []}
+    if args.compare is not None:
+        samples["before"] = []
     async with EmulatorProcess(create_rate_limit=None) as emu:
         url = f"{emu.base_url}/_emulator/blob/{size}"
         env = {"KIE_BASE_URL": emu.base_url, "KIE_UPLOAD_BASE_URL": emu.info["upload_base_url"],
                "KIE_API_KEY": emu.api_key}
         for r in range(repeats):
-            for client in (("sdk", "raw") if r % 2 == 0 else ("raw", "sdk")):
-                sample = await asyncio.to_thread(run_child, client, url, folder / f"{client}_{r}.bin", env)
+            order = [c for c in ("sdk", "raw", "before") if c in samples]
+            for client in (order if r % 2 == 0 else order[::-1]):
+                sample = await asyncio.to_thread(
+                    run_child, client, url, folder / f"{client}_{r}.bin", env, args.compare
+                )
                 if sample["bytes"] != size:
                     raise RuntimeError(f"{client} wrote {sample['bytes']} bytes, expected {size}")
                 samples[client].append(sample)
@@ -142,7 +148,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     figures["cpu_ratio"] = spread([ratio(a["cpu_seconds"], b["cpu_seconds"]) for a, b in pairs])
     for client, runs in samples.items():
         figures[f"{client}_cpu_seconds"] = round(median([s["cpu_seconds"] for s in runs]), 3)
+    if "before" in samples:  # the --compare checkout against the same naive loop, same repeats
+        before = list(zip(samples["before"], samples["raw"], strict=True))
+        figures["before_wall_ratio"] = spread([ratio(a["seconds"], b["seconds"]) for a, b in before])
+        figures["before_cpu_ratio"] = spread([ratio(a["cpu_seconds"], b["cpu_seconds"]) for a, b in before])
     figures["sdk_rss_growth_per_gb_of_file_mb"] = round(figures["sdk_peak_rss_growth_mb"] / (size / 1e9), 2)
+    if "before" in samples:
+        print_table(
+            f"--compare {args.compare}: its download() over the same naive loop",
+            ["figure", "before (--compare)", "this tree"],
+            [
+                ["wall ÷ naive", fmt_spread(figures["before_wall_ratio"]), fmt_spread(figures["wall_ratio"])],
+                ["CPU ÷ naive", fmt_spread(figures["before_cpu_ratio"]), fmt_spread(figures["cpu_ratio"])],
+            ],
+        )
     print_table(
         f"download of {size / 2**20:,.0f} MiB from the emulator blob route, median of {repeats} repeat(s)",
         ["figure", "SDK download()", "raw aiohttp", "SDK / raw: median (min–max) of per-repeat ratios"],
@@ -175,7 +194,8 @@ def main() -> int:
     add_common_flags(parser)
     parser.add_argument("--size", default="256M", help="download size: bytes or k/M/G (default 256M = 256 MiB)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--child", choices=["sdk", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument("--compare", type=Path, help="another SDK checkout, downloaded the same way (before/after)")
+    parser.add_argument("--child", choices=["sdk", "raw", "before"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--dest", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
