@@ -359,7 +359,11 @@ async def regenerate_run_derivatives(
     outputs = await _with_derivatives(cleared, run.run_dir, cfg, folder)
     manifest = run.manifest.model_copy(update={"outputs": outputs, "updated_at": utc_now()})
     await asyncio.to_thread(_replace_manifest_blocking, run.run_dir, manifest, fsync)
-    old_folders = {Path(d.path).parts[0] for f in run.manifest.outputs for d in f.derivatives} - {folder}
+    # Reused renditions name the original under outputs/: only derivative folders are ever removed.
+    old_folders = {
+        Path(d.path).parts[0] for f in run.manifest.outputs for d in f.derivatives if not d.reused
+    } - {folder}
+    old_folders = {name for name in old_folders if name.startswith("derivatives")}
     for old in old_folders:
         await asyncio.to_thread(shutil.rmtree, run.run_dir / old, True)
     entry = entry_from_manifest(manifest, run.run_dir.relative_to(base).as_posix(), event="run_updated")
