@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from kie_async._run_context import RunContext
+from kie_async._threads import run_file_io
 from kie_async.api_models import TaskRecord
 from kie_async.artifacts import (
     ArtifactSource,
@@ -196,7 +197,7 @@ async def _deliver(run: RunContext, task: _Finished) -> tuple[list[RunOutput], l
         async with run.rec.stage("download"):
             downloaded = await _download_all(run.session, record, staging, normalized.output_kind)
         if not run.opts.write_artifact:
-            files = await asyncio.to_thread(_describe_files, downloaded)
+            files = await run_file_io(_describe_files, downloaded)
             urls = record.output_urls
             outputs = [RunOutput(source=f.path, url=u, kind=kind) for f, u in zip(files, urls, strict=False)]
             return outputs, files

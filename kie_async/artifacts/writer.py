@@ -22,6 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from kie_async._threads import run_file_io
 from kie_async.artifacts.derivatives import ArtifactDerivativeSettings, DerivativeSource, generate_derivatives
 from kie_async.artifacts.exceptions import KieArtifactError
 from kie_async.artifacts.index import append_index_entry, entry_from_manifest
@@ -217,13 +218,13 @@ async def create_run_artifact(
         runs_dir(root).mkdir(parents=True, exist_ok=True)
         staging.mkdir(parents=True)
 
-    await asyncio.to_thread(prepare)
+    await run_file_io(prepare)
     try:
         manifest = await _assemble(request, cfg, staging, run_id, started, _secret_values(secrets))
-        await asyncio.to_thread(_write_manifest_blocking, staging, manifest, cfg.fsync)
-        replaced = await asyncio.to_thread(_publish_blocking, staging, final, cfg.fsync, replace)
+        await run_file_io(_write_manifest_blocking, staging, manifest, cfg.fsync)
+        replaced = await run_file_io(_publish_blocking, staging, final, cfg.fsync, replace)
     except BaseException:
-        await asyncio.shield(asyncio.to_thread(shutil.rmtree, staging, True))
+        await asyncio.shield(run_file_io(shutil.rmtree, staging, True))
         raise
 
     indexed = False
@@ -249,11 +250,11 @@ async def _assemble(
     secret_values: list[str],
 ) -> RunManifest:
     input_jobs = [
-        asyncio.to_thread(_store_blocking, src, staging, "inputs", n, cfg.input_link_mode)
+        run_file_io(_store_blocking, src, staging, "inputs", n, cfg.input_link_mode)
         for n, src in enumerate(request.inputs)
     ]
     output_jobs = [
-        asyncio.to_thread(_store_blocking, src, staging, "outputs", n, cfg.output_link_mode)
+        run_file_io(_store_blocking, src, staging, "outputs", n, cfg.output_link_mode)
         for n, src in enumerate(request.outputs)
     ]
     # Let every copy finish before failing, so no thread is still writing while the staging folder is removed.
@@ -358,7 +359,7 @@ async def regenerate_run_derivatives(
     cleared = [f.model_copy(update={"derivatives": []}) for f in run.manifest.outputs]
     outputs = await _with_derivatives(cleared, run.run_dir, cfg, folder)
     manifest = run.manifest.model_copy(update={"outputs": outputs, "updated_at": utc_now()})
-    await asyncio.to_thread(_replace_manifest_blocking, run.run_dir, manifest, fsync)
+    await run_file_io(_replace_manifest_blocking, run.run_dir, manifest, fsync)
     # Reused renditions name the original under outputs/: only derivative folders are ever removed.
     old_folders = {
         Path(d.path).parts[0] for f in run.manifest.outputs for d in f.derivatives if not d.reused
