@@ -23,8 +23,11 @@ never a dependency). With neither, the video simply has no poster and the record
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -130,6 +133,29 @@ def _executor(settings: ArtifactDerivativeSettings) -> ThreadPoolExecutor:
     return pool
 
 
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim`` where there is one (not on musl, macOS or Windows), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def _release_freed_memory() -> None:
+    """Hand freed decode/encode buffers back to the OS after an image.
+
+    glibc keeps freed blocks in per-thread arenas; with libvips' worker threads, RSS ratcheted up by tens of
+    MB over a few 4K images although nothing was still in use (measured: peak RSS growth of 4 sequential 4K
+    images fell from ~63-70 MB to ~55 MB). Costs well under a millisecond.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def ffmpeg_binary() -> str | None:
     """The ffmpeg on PATH, if any; frames for video posters are only grabbed when this is not None."""
     return shutil.which("ffmpeg")
@@ -196,6 +222,21 @@ def _render(
     relative_to: Path,
 ) -> list[DerivativeRecord]:
     """Blocking: decode once, write the large rendition and the thumbnail. Runs in a worker thread."""
+    try:
+        return _render_blocking(source, out_dir, stem, large_name, origin, settings, relative_to)
+    finally:
+        _release_freed_memory()
+
+
+def _render_blocking(
+    source: Path,
+    out_dir: Path,
+    stem: str,
+    large_name: Literal["web", "poster"],
+    origin: Origin,
+    settings: ArtifactDerivativeSettings,
+    relative_to: Path,
+) -> list[DerivativeRecord]:
     import pyvips
 
     size = "both" if settings.upscale else "down"
