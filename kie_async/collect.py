@@ -7,12 +7,13 @@ download or a full disk leave the request ``incomplete``, and the next run colle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
 import shutil
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +42,7 @@ from kie_async.request_models import NormalizedRequest, ValidationResult
 from kie_async.request_state import RequestState
 from kie_async.run_models import PipelineOptions, RunOutput, RunResult
 from kie_async.session import KieSession
+from kie_async.specs import load_registry
 
 log = logging.getLogger("kie_async.pipeline")
 
@@ -68,6 +70,7 @@ async def collect_task(
                 timeout=run.opts.wait_timeout,
                 raise_on_failure=False,
                 callback_driven=run.opts.callback_driven,
+                first_poll_after=_first_poll_after(run, normalized),
             )
     except KieError as exc:
         if budget is not None:
@@ -207,6 +210,17 @@ async def _deliver(run: RunContext, task: _Finished) -> tuple[list[RunOutput], l
         if run.opts.write_artifact:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, staging, True))
     return _from_artifact(artifact, record, kind)
+
+
+def _first_poll_after(run: RunContext, normalized: NormalizedRequest) -> float | None:
+    """A task this run just bought is read first when it may be done; a resumed one is read at once."""
+    if not run.submitted_here:
+        return None
+    typical: float | None = None
+    with contextlib.suppress(KeyError, KieError):
+        typical = load_registry().get(normalized.model_key).typical_generation_seconds
+    delay = run.session.first_poll_delay(normalized.provider_model, typical)
+    return max(0.0, delay - (datetime.now(UTC) - run.submitted_at).total_seconds())
 
 
 def folder_name(task_id: str) -> str:

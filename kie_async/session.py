@@ -57,7 +57,14 @@ from kie_async.errors import (
     error_class_for_code,
 )
 from kie_async.media_sniff import MediaKind
-from kie_async.polling import ProgressCallback, TaskProgress, is_finished, poll_interval
+from kie_async.polling import (
+    ProgressCallback,
+    TaskProgress,
+    first_poll_delay,
+    is_finished,
+    poll_interval,
+    provider_generation_seconds,
+)
 from kie_async.retry import RetryPolicy, is_retryable, parse_retry_after
 from kie_async.settings import KieSettings, PollSettings
 
@@ -130,6 +137,7 @@ class KieSession:
         self._download_slots = asyncio.Semaphore(self.settings.max_concurrent_downloads)
         self._http: aiohttp.ClientSession | None = None
         self._wakeups: dict[str, set[asyncio.Event]] = {}
+        self._generation_seconds: dict[str, float] = {}
         self._adoptions: dict[str, asyncio.Future[str]] = {}
         self._late_adoptions: dict[str, AdoptionSink] = {}
         self._relays: set[asyncio.Future[bool]] = set()
@@ -481,12 +489,15 @@ class KieSession:
         raise_on_failure: bool = True,
         callback_driven: bool = False,
         poll: PollSettings | None = None,
+        first_poll_after: float | None = None,
     ) -> TaskRecord:
         """Poll until the task succeeds or fails.
 
         Polls fast first, then slower (``PollSettings.schedule``). With ``callback_driven=True`` a callback
         receiver is expected to call :meth:`notify_task_update`, and polling drops to a slow safety net.
         Cancelling the awaiting task stops polling at once; the task itself keeps running on Kie.ai.
+        ``first_poll_after`` delays the first read of a task just created (see :meth:`first_poll_delay`); a
+        callback still wakes the wait early. Every successful record teaches the session its model's time.
         """
         check_timeout("timeout", timeout)
         settings = poll or self.settings.poll
@@ -498,14 +509,21 @@ class KieSession:
         polls = 0
         outage: KieError | None = None
         unknown_seen: set[str | None] = set()
+        waited_first = 0.0
         try:
+            if first_poll_after is not None and first_poll_after > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, min(first_poll_after, deadline - loop.time()))):
+                        await wake.wait()
+                wake.clear()
+                waited_first = loop.time() - started
             while True:
                 elapsed = loop.time() - started
                 try:
                     record = await self.get_task(task_id)
                     outage = None
                 except KieValidationError as exc:
-                    if "recordInfo is null" not in exc.message or elapsed > _NEW_TASK_GRACE_SECONDS:
+                    if "recordInfo is null" not in exc.message or elapsed - waited_first > _NEW_TASK_GRACE_SECONDS:
                         raise
                     record = TaskRecord(task_id=task_id, state=TaskState.WAITING)
                 except KieError as exc:
@@ -526,6 +544,7 @@ class KieSession:
                         record.raw_state,
                     )
                 if is_finished(record):
+                    self._learn_generation_time(record)
                     await _report(
                         on_progress,
                         TaskProgress(
@@ -680,6 +699,25 @@ class KieSession:
         return bool(waiters)
 
     # -- files ---------------------------------------------------------------------------------------------
+
+    def first_poll_delay(self, model: str | None, typical_seconds: float | None = None) -> float:
+        """The wait before the first status read of a task of ``model`` just created.
+
+        Seeded from the model's typical generation time (``typical_seconds``, from its spec) and replaced by
+        what this session has seen that model take (provider-reported, averaged), so a task that is done on its
+        first read costs one status request instead of the 2 an immediate read plus the schedule's first step
+        cost. Capped by ``PollSettings.first_poll_max``; after the first read the schedule applies unchanged.
+        """
+        learned = self._generation_seconds.get(model) if model else None
+        return first_poll_delay(learned if learned is not None else typical_seconds, self.settings.poll)
+
+    def _learn_generation_time(self, record: TaskRecord) -> None:
+        took = provider_generation_seconds(record)
+        if took is None or not record.model:
+            return
+        seen = self._generation_seconds.get(record.model)
+        # A moving average: follows a model that slows down (provider load) without one outlier dominating.
+        self._generation_seconds[record.model] = took if seen is None else 0.7 * seen + 0.3 * took
 
     async def get_download_url(self, url: str, *, timeout: float | None = None) -> str:
         """A 20-minute download link for a Kie.ai-generated file URL (outside URLs answer 422)."""

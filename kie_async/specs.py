@@ -258,6 +258,11 @@ class ModelSpec(_Spec):
     task_modes: list[TaskModeSpec]
     rules: list[RuleSpec] = Field(default_factory=list)
     default_presets: dict[str, str] = Field(default_factory=dict, description="input pattern -> preset key")
+    typical_generation_seconds: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="how long a task usually takes on Kie.ai; seeds the first status read of a new task (the "
+        "session then learns the real figure per model). Unset: the poll schedule's first interval",
+    )
     provenance: Provenance
     verification_notes: list[str] = Field(default_factory=list)
     source_file: str | None = None
