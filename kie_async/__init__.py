@@ -243,11 +243,19 @@ _EXPORTS: dict[str, str] = {
 
 def __getattr__(name: str) -> object:
     """Import the module behind a public name the first time it is asked for, then cache the name here."""
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'kie_async' has no attribute {name!r}")
     import importlib
 
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        # ``import kie_async`` then ``kie_async.artifacts.…`` worked while the package imported everything.
+        if name.startswith("_"):
+            raise AttributeError(f"module 'kie_async' has no attribute {name!r}")
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'kie_async' has no attribute {name!r}") from None
     value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value
     return value

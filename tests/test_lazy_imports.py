@@ -64,3 +64,15 @@ def test_type_checking_imports_match_the_runtime_map() -> None:
     runtime = {k: v for k, v in kie_async._EXPORTS.items() if v != "kie_async.emulator"}
     assert declared == runtime
     assert set(kie_async.__all__) == set(runtime) | {"__version__"}
+
+
+def test_submodules_stay_reachable_as_attributes() -> None:
+    code = "import kie_async; print(kie_async.artifacts.ArtifactSettings.__name__, kie_async.errors.KieError.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split() == ["ArtifactSettings", "KieError"]
+    try:
+        kie_async.no_such_module  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("an unknown submodule resolved")

@@ -109,11 +109,18 @@ _executors: dict[tuple[int, int, int], ThreadPoolExecutor] = {}
 
 
 def _size_vips_cache(max_ops: int, max_mem_mb: int) -> None:
-    """Worker initializer: size libvips' (process-wide) operation cache before the first derivative."""
-    import pyvips
+    """Worker initializer: size libvips' (process-wide) operation cache before the first derivative.
 
-    pyvips.cache_set_max(max_ops)
-    pyvips.cache_set_max_mem(max_mem_mb * 1024 * 1024)
+    Never raises: a failing initializer would break the pool for good, while a missing libvips should
+    become each derivative's ``note``, as it does when the render imports pyvips.
+    """
+    try:
+        import pyvips
+
+        pyvips.cache_set_max(max_ops)
+        pyvips.cache_set_max_mem(max_mem_mb * 1024 * 1024)
+    except Exception:  # reported by the render itself
+        pass
 
 
 def _executor(settings: ArtifactDerivativeSettings) -> ThreadPoolExecutor:
