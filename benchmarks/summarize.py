@@ -87,42 +87,72 @@ def sync(doc: dict[str, Any]) -> str:
     )
 
 
+def _s(value: Any, digits: int = 2) -> str:
+    """A ``spread`` dict as ``median (min–max)``; plain numbers as they are."""
+    if isinstance(value, dict) and "median" in value:
+        return f"{_f(value['median'], digits)} ({_f(value['min'], digits)}–{_f(value['max'], digits)})"
+    return _f(value, digits)
+
+
 def download(doc: dict[str, Any]) -> str:
     f = doc["figures"]
+    rows = [
+        ["throughput (MB/s)", _f(f["sdk_mb_per_s"], 1), _f(f["raw_mb_per_s"], 1),
+         _f(f["throughput_ratio_sdk_over_raw"])],
+        ["wall time (s)", _f(f["sdk_seconds"], 3), _f(f["raw_seconds"], 3), _s(f.get("wall_ratio"))],
+        ["CPU, all threads (s)", _f(f.get("sdk_cpu_seconds"), 3), _f(f.get("raw_cpu_seconds"), 3),
+         _s(f.get("cpu_ratio"))],
+        ["CPU vs naive + sha256 of the body", "", "", _s(f.get("cpu_ratio_vs_naive_plus_sha256"))],
+        ["peak RSS growth, VmHWM (MB)", _f(f["sdk_peak_rss_growth_mb"], 1), _f(f["raw_peak_rss_growth_mb"], 1),
+         _f(f["rss_growth_ratio_sdk_over_raw"])],
+    ]
+    if "before_wall_ratio" in f:
+        rows.append(["before (--compare): wall / CPU ÷ naive", "", "",
+                     f"{_s(f['before_wall_ratio'])} / {_s(f['before_cpu_ratio'])}"])
     return _table(
-        [f"download {f['size_bytes'] / 2**20:,.0f} MiB", "SDK download()", "raw aiohttp", "SDK / raw"],
-        [
-            ["throughput (MB/s)", _f(f["sdk_mb_per_s"], 1), _f(f["raw_mb_per_s"], 1),
-             _f(f["throughput_ratio_sdk_over_raw"])],
-            ["peak RSS growth, VmHWM (MB)", _f(f["sdk_peak_rss_growth_mb"], 1), _f(f["raw_peak_rss_growth_mb"], 1),
-             _f(f["rss_growth_ratio_sdk_over_raw"])],
-            ["peak RSS growth, sampled (MB)", _f(f["sdk_sampled_rss_growth_mb"], 1),
-             _f(f["raw_sampled_rss_growth_mb"], 1), "-"],
-        ],
+        [f"download {f['size_bytes'] / 2**20:,.0f} MiB", "SDK download()", "naive aiohttp",
+         "SDK / naive: median (min–max)"],
+        rows,
+    )
+
+
+def imports(doc: dict[str, Any]) -> str:
+    f = doc["figures"]
+    statements = doc["params"]["statements"]
+    rows = []
+    for tree in ("this", "compare"):
+        for name, statement in statements.items():
+            key = f"{tree}:{name}"
+            if f"{key}_ratio" in f:
+                label = f"`{statement}`" + (" (before: --compare tree)" if tree == "compare" else "")
+                rows.append([label, _f(f[f"{key}_cpu_ms"], 1), _s(f[f"{key}_ratio"])])
+    return _table(
+        ["import, fresh interpreter", "CPU (ms)",
+         f"÷ `{doc['params']['baseline']}` ({_f(f['baseline_cpu_ms'], 1)} ms)"],
+        rows,
     )
 
 
 def derivatives(doc: dict[str, Any]) -> str:
     f = doc["figures"]
-    w = doc["params"]["parallel_workers"]
-    return _table(
-        [f"derivatives, {doc['params']['images']} × 4K JPEG", "pyvips (SDK)", "Pillow", "ratio"],
-        [
-            ["time per image, sequential (ms)", _f(f["pyvips_ms_per_image"], 1), _f(f["pillow_ms_per_image"], 1),
-             _f(f["speedup_per_image_pillow_over_pyvips"]) + " (Pillow ÷ pyvips)"],
-            ["images/s, sequential", _f(f["pyvips_images_per_s_sequential"]),
-             _f(f["pillow_images_per_s_sequential"]),
-             _f(f.get("throughput_ratio_sequential_pyvips_over_pillow")) + " (pyvips ÷ Pillow)"],
-            [f"images/s, {w} workers", _f(f["pyvips_images_per_s_parallel"]), _f(f["pillow_images_per_s_parallel"]),
-             _f(f["throughput_ratio_parallel_pyvips_over_pillow"]) + " (pyvips ÷ Pillow)"],
-            ["peak RSS growth, sequential (MB)", _f(f["pyvips_peak_rss_growth_mb_sequential"], 1),
-             _f(f["pillow_peak_rss_growth_mb_sequential"], 1),
-             _f(f["memory_ratio_sequential_pillow_over_pyvips"]) + " (Pillow ÷ pyvips)"],
-            [f"peak RSS growth, {w} workers (MB)", _f(f["pyvips_peak_rss_growth_mb_parallel"], 1),
-             _f(f["pillow_peak_rss_growth_mb_parallel"], 1),
-             _f(f["memory_ratio_parallel_pillow_over_pyvips"]) + " (Pillow ÷ pyvips)"],
-        ],
-    )
+    engines = f.get("engines", ["sdk", "pillow"])
+    rows = []
+    for kind in ("jpeg", "png"):
+        rows.append([f"time per image, {kind.upper()} (ms)"]
+                    + [_f(f.get(f"{e}_{kind}_ms_per_image"), 1) for e in engines])
+        rows.append([f"peak RSS growth, {kind.upper()} (MB)"]
+                    + [_f(f.get(f"{e}_{kind}_peak_rss_growth_mb"), 1) for e in engines])
+    ratio_rows = []
+    for kind in ("jpeg", "png"):
+        for key, label in ((f"seed_over_sdk_time_{kind}", "time, seed ÷ SDK"),
+                           (f"sdk_over_seed_rss_{kind}", "peak RSS growth, SDK ÷ seed"),
+                           (f"pillow_over_sdk_time_{kind}", "time, Pillow ÷ SDK"),
+                           (f"sdk_over_pillow_rss_{kind}", "peak RSS growth, SDK ÷ Pillow")):
+            if key in f:
+                ratio_rows.append([f"{label}, {kind.upper()} (median, min–max per repeat)", _s(f[key])]
+                                  + [""] * (len(engines) - 1))
+    header = [f"derivatives, {doc['params'].get('images_per_kind', '?')} × 4K per kind", *engines]
+    return _table(header, rows + ratio_rows)
 
 
 def coordination(doc: dict[str, Any]) -> str:
@@ -158,6 +188,7 @@ SECTIONS = {
     "bench_fanout": fanout,
     "bench_sync_baseline": sync,
     "bench_download": download,
+    "bench_import": imports,
     "bench_derivatives": derivatives,
     "bench_coordination": coordination,
 }
