@@ -194,11 +194,66 @@ SECTIONS = {
 }
 
 
+def _load(folder: Path, name: str) -> dict[str, Any] | None:
+    path = folder / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def goals(folder: Path, fanout_before: Path | None) -> str:
+    """Issue 11's table: each row as the ratio it names, the goal, main when the issue was filed, before
+    (the ``--compare`` checkout measured in the same run, or a fan-out results file of it) and now."""
+    dl, im, de, fo = (_load(folder, n) for n in ("bench_download", "bench_import", "bench_derivatives", "bench_fanout"))
+    fb = json.loads(fanout_before.read_text()) if fanout_before and fanout_before.exists() else None
+    g = lambda doc, *keys: _dig(doc["figures"] if doc else None, keys)  # noqa: E731
+    rows = [
+        ["`download()` 256 MiB ÷ naive loop (writes on the loop, fsyncs): wall", "≤ 1.0", "1.82",
+         _s(g(dl, "before_wall_ratio")), _s(g(dl, "wall_ratio"))],
+        ["same, CPU", "≤ 1.2", "2.82", _s(g(dl, "before_cpu_ratio")), _s(g(dl, "cpu_ratio"))],
+        ["same, CPU ÷ (naive + sha256 of the body)", "-", "-", "-", _s(g(dl, "cpu_ratio_vs_naive_plus_sha256"))],
+        ["CPU of `import kie_async` ÷ `import aiohttp, aiofiles, pydantic`", "≤ 1.4", "2.30",
+         _s(g(im, "compare:package_ratio")), _s(g(im, "this:package_ratio"))],
+        ["same for `from kie_async import KieSession, RawUserRequest, run_many`", "-", "-",
+         _s(g(im, "compare:script_ratio")), _s(g(im, "this:script_ratio"))],
+        ["same for `import kie_async.cli`", "-", "-", _s(g(im, "compare:cli_ratio")), _s(g(im, "this:cli_ratio"))],
+        ["derivatives, 4K, time seed ÷ SDK: JPEG", "≥ 5", "3.5", _s(g(de, "seed_over_before_time_jpeg")),
+         _s(g(de, "seed_over_sdk_time_jpeg"))],
+        ["same, PNG", "≥ 5", "3.4", _s(g(de, "seed_over_before_time_png")), _s(g(de, "seed_over_sdk_time_png"))],
+        ["same, peak RSS growth SDK ÷ seed: JPEG", "≤ 0.8", "1.13", _s(g(de, "before_over_seed_rss_jpeg")),
+         _s(g(de, "sdk_over_seed_rss_jpeg"))],
+        ["same, PNG", "≤ 0.8", "0.93", _s(g(de, "before_over_seed_rss_png")), _s(g(de, "sdk_over_seed_rss_png"))],
+        ["fan-out 200/s, 1,000 runs, derivatives on: client CPU per run (ms)", "≤ 8", "23–30",
+         _s(g(fb, "scaled", "spread", "client_cpu_ms_per_run"), 1),
+         _s(g(fo, "scaled", "spread", "client_cpu_ms_per_run"), 1)],
+        ["same: wall ÷ floor", "≤ 1.3", "2.5–2.7", _s(g(fb, "scaled", "spread", "wall_over_floor")),
+         _s(g(fo, "scaled", "spread", "wall_over_floor"))],
+        ["same: loop lag p99 (ms)", "≤ 20", "41–81", _s(g(fb, "scaled", "spread", "loop_lag_p99_ms"), 1),
+         _s(g(fo, "scaled", "spread", "loop_lag_p99_ms"), 1)],
+        ["status requests per task at the real limit (20 per 10 s)", "≤ 1.5", "2.0",
+         _s(g(fb, "real_limit", "spread", "status_requests_per_task_mean")),
+         _s(g(fo, "real_limit", "spread", "status_requests_per_task_mean"))],
+    ]
+    return _table(["figure (ratio as named)", "goal", "filed", "before: median (min–max)", "now: median (min–max)"],
+                  rows)
+
+
+def _dig(value: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
     parser.add_argument("--quick", action="store_true", help="summarise the <name>.quick.json files instead")
+    parser.add_argument("--goals", action="store_true", help="only issue 11's goal-vs-now table")
+    parser.add_argument("--fanout-before", type=Path, help="bench_fanout.json of the checkout compared against")
     args = parser.parse_args()
+    if args.goals:
+        print(goals(args.out, args.fanout_before))
+        return 0
     for name, render in SECTIONS.items():
         path = args.out / f"{name}{'.quick' if args.quick else ''}.json"
         if not path.exists():
