@@ -53,7 +53,7 @@ class ArtifactDerivativeSettings(BaseModel):
     thumb_quality: int = Field(default=75, ge=1, le=100)
     webp_effort: int = Field(
         default=2, ge=0, le=6, description="libwebp effort for the web/poster rendition: 2 is the measured sweet "
-        "spot (0-1 are slower on this size and ~30% bigger; 3+ is 3-20x slower for 5-30% fewer bytes)"
+        "spot (0-1 give the same PSNR in ~30% more bytes; 3+ is 2.5-20x slower for 5-30% fewer bytes)"
     )
     thumb_webp_effort: int = Field(
         default=4, ge=0, le=6, description="libwebp effort for the thumbnail: on 384 px it costs a few ms and "
