@@ -698,8 +698,6 @@ class KieSession:
             event.set()
         return bool(waiters)
 
-    # -- files ---------------------------------------------------------------------------------------------
-
     def first_poll_delay(self, model: str | None, typical_seconds: float | None = None) -> float:
         """The wait before the first status read of a task of ``model`` just created.
 
@@ -718,6 +716,8 @@ class KieSession:
         seen = self._generation_seconds.get(record.model)
         # A moving average: follows a model that slows down (provider load) without one outlier dominating.
         self._generation_seconds[record.model] = took if seen is None else 0.7 * seen + 0.3 * took
+
+    # -- files ---------------------------------------------------------------------------------------------
 
     async def get_download_url(self, url: str, *, timeout: float | None = None) -> str:
         """A 20-minute download link for a Kie.ai-generated file URL (outside URLs answer 422)."""
