@@ -120,14 +120,18 @@ Image.new("RGB", (64, 64)).save(warm / "w.jpg")
 generate_image_derivatives(warm / "w.jpg", warm / "w.web.webp", warm / "w.thumb.webp", **opts)
 before = kb("VmRSS")
 per = []
+cpu = []
 t0 = time.perf_counter()
 for path in inputs:
     t = time.perf_counter()
+    c = time.process_time()
     generate_image_derivatives(path, out / f"{path.stem}.web.webp", out / f"{path.stem}.thumb.webp", **opts)
+    cpu.append(time.process_time() - c)
     per.append(time.perf_counter() - t)
 wall = time.perf_counter() - t0
 hwm = kb("VmHWM")
-print(json.dumps({"wall_s": wall, "per_image_s": per, "images": len(inputs), "images_per_s": len(inputs) / wall,
+print(json.dumps({"wall_s": wall, "per_image_s": per, "cpu_per_image_s": cpu, "images": len(inputs),
+                  "images_per_s": len(inputs) / wall,
                   "rss_before_kb": before, "hwm_after_kb": hwm, "peak_growth_mb": (hwm - before) / 1024,
                   "outputs": sum(1 for p in out.iterdir() if p.is_file())}))
 """
@@ -176,12 +180,15 @@ async def child(
         pillow_one(warm / "w.jpg", warm, settings)
     rss_before = proc_status_kb("VmRSS")
     per_image: list[float] = []
+    cpu_per_image: list[float] = []
     t0 = time.perf_counter()
     if engine in ("pyvips", "sdk", "before"):
         if mode == "sequential":
             for path in inputs:
                 t = time.perf_counter()
+                c = time.process_time()
                 sets = await generate_derivatives([path], out_dir, settings)
+                cpu_per_image.append(time.process_time() - c)
                 per_image.append(time.perf_counter() - t)
                 if sets[0].note:
                     raise RuntimeError(sets[0].note)
@@ -192,7 +199,9 @@ async def child(
     elif mode == "sequential":
         for path in inputs:
             t = time.perf_counter()
+            c = time.process_time()
             pillow_one(path, out_dir, settings)
+            cpu_per_image.append(time.process_time() - c)
             per_image.append(time.perf_counter() - t)
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -205,6 +214,7 @@ async def child(
         "images": len(inputs),
         "wall_s": wall,
         "per_image_s": per_image,
+        "cpu_per_image_s": cpu_per_image,
         "images_per_s": len(inputs) / wall,
         "rss_before_kb": rss_before,
         "hwm_after_kb": proc_status_kb("VmHWM"),
@@ -303,7 +313,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         values = []
         for r in range(repeats):
             x, y = one(a, kind, mode, r), one(b, kind, mode, r)
-            values.append(ratio(median(x[key]), median(y[key])) if key == "per_image_s" else ratio(x[key], y[key]))
+            values.append(ratio(median(x[key]), median(y[key])) if key.endswith("per_image_s")
+                          else ratio(x[key], y[key]))
         return spread(values)
 
     figures: dict[str, Any] = {"engines": engines, "seed_note": seed_note or None}
@@ -313,6 +324,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             figures[f"{engine}_{kind}_ms_per_image"] = round(
                 median([x * 1000 for s in seq for x in s["per_image_s"]]), 1)
             figures[f"{engine}_{kind}_peak_rss_growth_mb"] = round(median([s["peak_growth_mb"] for s in seq]), 1)
+            figures[f"{engine}_{kind}_cpu_ms_per_image"] = round(
+                median([x * 1000 for s in seq for x in s.get("cpu_per_image_s", [])]), 1)
     for kind in KINDS:
         figures[f"pillow_over_sdk_time_{kind}"] = per_repeat("pillow", "sdk", kind, "sequential", "per_image_s")
         figures[f"sdk_over_pillow_rss_{kind}"] = per_repeat("sdk", "pillow", kind, "sequential", "peak_growth_mb")
@@ -321,10 +334,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             if other == "seed":
                 figures[f"seed_over_sdk_time_{kind}"] = per_repeat("seed", "sdk", kind, "sequential", "per_image_s")
+                figures[f"seed_over_sdk_cpu_{kind}"] = per_repeat(
+                    "seed", "sdk", kind, "sequential", "cpu_per_image_s")
                 figures[f"sdk_over_seed_rss_{kind}"] = per_repeat("sdk", "seed", kind, "sequential", "peak_growth_mb")
                 if has("before"):
                     figures[f"seed_over_before_time_{kind}"] = per_repeat(
                         "seed", "before", kind, "sequential", "per_image_s")
+                    figures[f"seed_over_before_cpu_{kind}"] = per_repeat(
+                        "seed", "before", kind, "sequential", "cpu_per_image_s")
                     figures[f"before_over_seed_rss_{kind}"] = per_repeat(
                         "before", "seed", kind, "sequential", "peak_growth_mb")
             else:
@@ -347,6 +364,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     for kind in KINDS:
         label = kind.upper()
         rows.append([f"time per image, {label} (ms)"] + [fmt(figures[f"{e}_{kind}_ms_per_image"], 1) for e in engines])
+        rows.append([f"CPU per image, all threads, {label} (ms)"]
+                    + [fmt(figures[f"{e}_{kind}_cpu_ms_per_image"], 1) for e in engines])
         rows.append([f"peak RSS growth, {label} (MB)"]
                     + [fmt(figures[f"{e}_{kind}_peak_rss_growth_mb"], 1) for e in engines])
     print_table(
@@ -361,11 +380,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if has("seed"):
             ratio_rows.append([f"time, seed ÷ SDK, {label} (goal ≥ 5)",
                                fmt_spread(figures[f"seed_over_sdk_time_{kind}"])])
+            ratio_rows.append([f"CPU (all threads), seed ÷ SDK, {label}",
+                               fmt_spread(figures[f"seed_over_sdk_cpu_{kind}"])])
             ratio_rows.append([f"peak RSS growth, SDK ÷ seed, {label} (goal ≤ 0.8)",
                                fmt_spread(figures[f"sdk_over_seed_rss_{kind}"])])
             if has("before"):
                 ratio_rows.append([f"  before (--compare): time seed ÷ before, {label}",
                                    fmt_spread(figures[f"seed_over_before_time_{kind}"])])
+                ratio_rows.append([f"  before (--compare): CPU seed ÷ before, {label}",
+                                   fmt_spread(figures[f"seed_over_before_cpu_{kind}"])])
                 ratio_rows.append([f"  before (--compare): RSS before ÷ seed, {label}",
                                    fmt_spread(figures[f"before_over_seed_rss_{kind}"])])
         ratio_rows.append([f"time, Pillow ÷ SDK, {label}", fmt_spread(figures[f"pillow_over_sdk_time_{kind}"])])

@@ -145,6 +145,7 @@ def derivatives(doc: dict[str, Any]) -> str:
     ratio_rows = []
     for kind in ("jpeg", "png"):
         for key, label in ((f"seed_over_sdk_time_{kind}", "time, seed ÷ SDK"),
+                           (f"seed_over_sdk_cpu_{kind}", "CPU (all threads), seed ÷ SDK"),
                            (f"sdk_over_seed_rss_{kind}", "peak RSS growth, SDK ÷ seed"),
                            (f"pillow_over_sdk_time_{kind}", "time, Pillow ÷ SDK"),
                            (f"sdk_over_pillow_rss_{kind}", "peak RSS growth, SDK ÷ Pillow")):
@@ -218,6 +219,9 @@ def goals(folder: Path, fanout_before: Path | None) -> str:
         ["derivatives, 4K, time seed ÷ SDK: JPEG", "≥ 5", "3.5", _s(g(de, "seed_over_before_time_jpeg")),
          _s(g(de, "seed_over_sdk_time_jpeg"))],
         ["same, PNG", "≥ 5", "3.4", _s(g(de, "seed_over_before_time_png")), _s(g(de, "seed_over_sdk_time_png"))],
+        ["same, CPU (all threads) seed ÷ SDK: JPEG / PNG", "-", "-",
+         f"{_s(g(de, 'seed_over_before_cpu_jpeg'))} / {_s(g(de, 'seed_over_before_cpu_png'))}",
+         f"{_s(g(de, 'seed_over_sdk_cpu_jpeg'))} / {_s(g(de, 'seed_over_sdk_cpu_png'))}"],
         ["same, peak RSS growth SDK ÷ seed: JPEG", "≤ 0.8", "1.13", _s(g(de, "before_over_seed_rss_jpeg")),
          _s(g(de, "sdk_over_seed_rss_jpeg"))],
         ["same, PNG", "≤ 0.8", "0.93", _s(g(de, "before_over_seed_rss_png")), _s(g(de, "sdk_over_seed_rss_png"))],
