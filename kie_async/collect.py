@@ -13,7 +13,7 @@ import logging
 import re
 import shutil
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -219,8 +219,9 @@ def _first_poll_after(run: RunContext, normalized: NormalizedRequest) -> float |
     typical: float | None = None
     with contextlib.suppress(KeyError, KieError):
         typical = load_registry().get(normalized.model_key).typical_generation_seconds
-    delay = run.session.first_poll_delay(normalized.provider_model, typical)
-    return max(0.0, delay - (datetime.now(UTC) - run.submitted_at).total_seconds())
+    # Counted from now, right after createTask answered: ``submitted_at`` is taken before the request waits
+    # for a rate-limit slot, which at the real limit is often longer than the generation itself.
+    return run.session.first_poll_delay(normalized.provider_model, typical)
 
 
 def folder_name(task_id: str) -> str:
