@@ -147,6 +147,7 @@ class _FileWriter:
     def _run(self) -> None:
         fd: int | None = None
         outcome: StreamedFile | None = None
+        error: BaseException | None = None
         try:
             self.dest.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), _FILE_MODE)
@@ -162,11 +163,11 @@ class _FileWriter:
                     break
                 self._write(fd, item)
         except BaseException as exc:  # disk full, permission, a failed check: report it, keep no file
+            error = exc
             with self._lock:
                 self._error = exc
                 room, self._room = self._room, None
-            self._notify(room, error=exc)
-            self._notify(self.done, error=exc)
+            self._notify(room, error=exc)  # a loop waiting for room stops reading and aborts
         finally:
             if fd is not None:
                 with contextlib.suppress(OSError):
@@ -174,7 +175,8 @@ class _FileWriter:
             if outcome is None:  # aborted or failed: the temp file must not outlive the call
                 with contextlib.suppress(OSError):
                     self.tmp.unlink()
-            self._notify(self.done, outcome)  # a no-op after an error: the future is settled once
+            # Only now: whoever awaits ``done`` may look at the folder and must find no temp file.
+            self._notify(self.done, outcome, error)
 
     def _write(self, fd: int, chunks: list[bytes]) -> None:
         # One buffer per batch: one hash update and one write release and retake the GIL twice per batch
