@@ -40,12 +40,12 @@ def test_generation_time_is_read_only_from_sane_success_records() -> None:
 
 async def test_each_task_costs_one_status_read_once_learned(tmp_path: Path) -> None:
     options = PipelineOptions(artifacts=ArtifactSettings(root=tmp_path, fsync=False))
-    async with KieEmulator(EmulatorConfig(generation_seconds=1.0, create_rate_limit=400)) as emulator:
-        async with KieSession(emulator.settings(poll=POLL)) as kie:
-            first = await run_pipeline(REQUEST, kie, options=options)
-            learned = kie.first_poll_delay("nano-banana-2")  # the provider model id the specs send
-            results = [await run_pipeline(REQUEST, kie, options=options) for _ in range(3)]
-            resumed = await run_pipeline(REQUEST, kie, options=options, resume_task_id=results[0].task_id)
+    config = EmulatorConfig(generation_seconds=1.0, create_rate_limit=400)
+    async with KieEmulator(config) as emulator, KieSession(emulator.settings(poll=POLL)) as kie:
+        first = await run_pipeline(REQUEST, kie, options=options)
+        learned = kie.first_poll_delay("nano-banana-2")  # the provider model id the specs send
+        results = [await run_pipeline(REQUEST, kie, options=options) for _ in range(3)]
+        resumed = await run_pipeline(REQUEST, kie, options=options, resume_task_id=results[0].task_id)
     assert first.succeeded and all(r.succeeded for r in results) and resumed.succeeded
     per_task = emulator.stats.status_requests
     # The first task: read after 0.4 s (not at 0), then every 0.4 s until done at 1.0 s.
