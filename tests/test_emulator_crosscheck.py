@@ -18,6 +18,7 @@ from tests.crosscheck_cases import Verdict, all_cases, judge
 KLING30 = "market/kling/kling-3-0.md"
 KLING30_MOTION = "market/kling/motion-control-v3.md"
 SEEDANCE2 = "market/bytedance/seedance-2.md"
+RUNWAY = "runway-api/generate-ai-video.md"
 
 # (case-id pattern, page, why). Case ids read "<model key>/<task mode>: <case>".
 DOCUMENTED: list[tuple[str, str, str]] = [
@@ -42,6 +43,10 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     (r"^seedance-2\.0(-fast|-mini)?/first_last_frames: missing first_frame_url$", SEEDANCE2,
      "SDK stricter on purpose: the page names 'first & last frames' as one scenario; a last frame alone is none "
      "of its three scenarios, so the SDK's first_last_frames mode needs both"),
+    (r"^runway-gen/image_to_video: missing imageUrl$", RUNWAY,
+     "SDK fills the gap itself: the page requires aspectRatio for text-to-video; the SDK always sends one there "
+     "(16:9 unless asked), and its wire check reads an absent aspectRatio as that default, so it accepts a text "
+     "body the SDK itself never sends without one"),
 ]
 
 

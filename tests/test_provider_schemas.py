@@ -71,6 +71,8 @@ def test_every_page_rule_names_a_bundled_page_and_model() -> None:
     for rule in PAGE_RULES:
         assert rule.page in sources, rule.name
         assert all(bundle.for_model(m) is not None for m in rule.models), rule.name
+        assert all(bundle.for_endpoint(p) is not None for p in rule.endpoints), rule.name
+        assert bool(rule.models) != bool(rule.endpoints), rule.name  # judges inputs or whole bodies, not both
 
 
 async def _create(emu: KieEmulator, body: dict[str, Any]) -> dict[str, Any]:
