@@ -284,6 +284,35 @@ for _key, _slug in (("flux-kontext-pro", "flux_kontext_pro"), ("flux-kontext-max
     _add(f"{_slug}_edit_safety", "safetyTolerance 5 is for generation only", "invalid", _key, "image_edit",
          prompt="Make it winter", images=[IMG], options={"safetyTolerance": 5})
 
+# ---- The imported catalogue: one entry per model key in catalogue_fixtures.yaml (built once from each docs
+# page's own example request, then kept as data), in every state the model can reach.
+_STATES: tuple[ValidationState, ...] = ("ready", "ready_with_defaults", "ready_with_warning", "needs_input",
+                                        "invalid")
+UNREACHABLE_STATES: dict[str, dict[str, str]] = {}
+"""Model key -> validation state -> why no request can land there (e.g. a model without defaults)."""
+
+
+def _load_catalogue() -> None:
+    from importlib import resources
+
+    from ruamel.yaml import YAML
+
+    text = resources.files("kie_async").joinpath("catalogue_fixtures.yaml").read_text(encoding="utf-8")
+    data: dict[str, dict[str, Any]] = YAML(typ="safe").load(text) or {}
+    for key, entry in data.items():
+        slug = key.replace("-", "_").replace(".", "_")
+        for state in _STATES:
+            if state in entry:
+                _add(f"{slug}_{state}", f"catalogue: {key} {state.replace('_', ' ')}", state, key,
+                     entry["task_mode"], tags=["catalogue"], **entry[state])
+        for extra in entry.get("more") or []:  # the other task modes of a multi-mode model
+            _add(f"{slug}_{extra['task_mode']}_{extra['state']}", f"catalogue: {key} {extra['task_mode']}",
+                 extra["state"], key, extra["task_mode"], tags=["catalogue"], **extra["request"])
+        UNREACHABLE_STATES[key] = dict(entry.get("unreachable") or {})
+
+
+_load_catalogue()
+
 REQUEST_FIXTURES: dict[str, RequestFixture] = {f.name: f for f in _FIXTURES}
 if len(REQUEST_FIXTURES) != len(_FIXTURES):  # pragma: no cover - guards hand edits
     raise RuntimeError("duplicate request fixture names")

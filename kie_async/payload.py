@@ -101,7 +101,7 @@ def build_submission_payload(
         raise RequestNotReadyError(f"{spec.key}: no task mode resolved")
     body: dict[str, Any] = {}
     prompt = normalized.prompt
-    if prompt is not None and prompt.strip():
+    if spec.prompt.accepted and prompt is not None and prompt.strip():
         body[spec.prompt.field] = prompt
     for slot in mode.slots:
         urls = [m.value for m in normalized.media if m.slot == slot.name and m.value]
@@ -182,6 +182,10 @@ def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any
     problems: list[str] = []
     prompt_raw = body.get(spec.prompt.field)
     prompt: str | None = None
+    if not spec.prompt.accepted:
+        if prompt_raw not in (None, ""):
+            problems.append(f"{spec.prompt.field}: {spec.key} takes no prompt")
+        prompt_raw = None
     if prompt_raw is not None and not isinstance(prompt_raw, str):
         problems.append(f"{spec.prompt.field}: must be a string")
     elif isinstance(prompt_raw, str):

@@ -38,7 +38,11 @@ TaskModeName = Literal[
     "multimodal_reference",
     "motion_control",
     "video_to_video",
+    "audio_to_video",
     "text_to_audio",
+    "audio_to_audio",
+    "upscale",
+    "follow_up",
 ]
 TASK_MODE_NAMES: tuple[str, ...] = TaskModeName.__args__  # type: ignore[attr-defined]
 Severity = Literal["invalid", "needs_input", "warning"]
@@ -243,11 +247,38 @@ class RuleSpec(_Spec):
 
 class PromptSpec(_Spec):
     field: str = "prompt"
+    accepted: bool = Field(
+        default=True, description="false: the model takes no prompt at all (upscalers), so one given is refused")
     required: bool = True
     required_unless: list[Condition] = Field(default_factory=list)
     min_chars: int | None = None
     max_chars: int | None = None
     provenance: Provenance | None = None
+
+
+class SourcePage(_Spec):
+    """The provider docs page a spec was imported from (``kie-async models import``), for the drift check."""
+
+    page: str = Field(description="path below the captured docs root, e.g. market/kling/kling-3-0.md")
+    url: str | None = None
+    captured: str | None = None
+    operation: str = "/api/v1/jobs/createTask"
+
+
+class Override(_Spec):
+    """A fact that deliberately differs from the source page; the drift check skips ``path`` and below."""
+
+    path: str = Field(description="a drift fact path, e.g. options.mode.allowed or media.image_urls")
+    why: str = Field(min_length=8)
+
+
+class ExampleCorrection(_Spec):
+    """A page's own example request breaks the page's rules: the offline check applies this fix first."""
+
+    field: str
+    value: Any = None
+    remove: bool = Field(default=False, description="drop the field from the example instead of replacing it")
+    why: str = Field(min_length=8)
 
 
 class ModelSpec(_Spec):
@@ -270,6 +301,9 @@ class ModelSpec(_Spec):
         default_factory=market_transport,
         description="the API this model is bought through; absent: the market createTask/recordInfo",
     )
+    source_page: SourcePage | None = None
+    overrides: list[Override] = Field(default_factory=list)
+    example_corrections: list[ExampleCorrection] = Field(default_factory=list)
     source_file: str | None = None
 
     @model_validator(mode="after")
@@ -303,6 +337,11 @@ class ModelSpec(_Spec):
             clash = sorted(wire_names & body_fields)
             if clash:
                 raise ValueError(f"field(s) {clash} collide with the transport's own body fields")
+        override_paths = [o.path for o in self.overrides]
+        if len(set(override_paths)) != len(override_paths):
+            raise ValueError(f"overrides repeat a path: {override_paths}")
+        if self.overrides and self.source_page is None:
+            raise ValueError("overrides need a source_page to differ from")
         seen_alias: set[str] = set()
         for name, opt in self.options.items():
             for alias in opt.aliases:

@@ -116,6 +116,13 @@ def _check_prompt(spec: ModelSpec, normalized: NormalizedRequest, ctx_values: di
     ctx = condition_context(ctx_values, prompt=prompt, callback_url=normalized.callback_url,
                             task_mode=normalized.task_mode, filled_slots=normalized.filled_slots)
     needed = rules.required and not (rules.required_unless and all_hold(rules.required_unless, ctx))
+    if not rules.accepted:
+        if prompt is not None and prompt.strip():
+            impossible.append(ImpossibleInput(
+                field=rules.field, value=len(prompt), rule="no_prompt",
+                message=f"{spec.key} takes no prompt; a prompt would be ignored or refused by the provider",
+                fix="leave the prompt out"))
+        return
     if prompt is None or not prompt.strip():
         if needed:
             missing.append(MissingInput(field=rules.field, value=prompt, rule="required",

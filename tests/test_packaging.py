@@ -39,7 +39,8 @@ def test_wheel_ships_data_and_installed_copy_uses_it(tmp_path: Path) -> None:
         on_disk = {f"kie_async/_data/{folder}/{p.name}" for p in (ROOT / folder).iterdir() if p.is_file()}
         assert shipped == on_disk, f"{folder}: wheel and repo differ"
     assert {"kie_async/py.typed", "kie_async/emulator/assets/sample.mp4", "kie_async/emulator/pricing_catalogue.json",
-            "kie_async/emulator/provider_schemas/__init__.py"} <= names
+            "kie_async/emulator/provider_schemas/__init__.py",
+            "kie_async/catalogue_fixtures.yaml"} <= names
     schemas = ROOT / "kie_async" / "emulator" / "provider_schemas"
     bundled = {p.relative_to(ROOT).as_posix() for p in schemas.rglob("*.json")}
     assert bundled and bundled <= names, "the emulator's provider schemas must ship in the wheel"
@@ -65,5 +66,4 @@ def test_wheel_ships_data_and_installed_copy_uses_it(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     where, count = done.stdout.split()
-    shipped = len(list((Path(__file__).parents[1] / "model_specs").glob("*.yaml")))  # every spec of the checkout
-    assert Path(where).is_relative_to(target) and int(count) == shipped
+    assert Path(where).is_relative_to(target) and int(count) == len(list((ROOT / "model_specs").glob("*.yaml")))

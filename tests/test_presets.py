@@ -51,8 +51,14 @@ def test_default_preset_follows_model_and_input_pattern(request_: RawUserRequest
 
 def test_every_model_and_pattern_has_a_default_preset() -> None:
     for spec in load_registry().specs.values():
+        if not spec.prompt.accepted:  # nothing to rewrite (upscalers, background removal, dialogue lists)
+            assert not spec.default_presets, spec.key
+            continue
         for mode in spec.task_modes:
             assert mode.input_pattern in spec.default_presets, (spec.key, mode.input_pattern)
+            preset = spec.default_presets[mode.input_pattern]
+            context = resolve_prompt_context(RawUserRequest(model_key=spec.key, prompt="x", task_mode=mode.name))
+            assert context.preset_key == preset and not context.warnings, (spec.key, context.warnings)
 
 
 def test_rendering_fills_model_details() -> None:

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import urlsplit
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from kie_async._data import data_dir
+from kie_async.catalogue import catalogue_rows, example_command, group_by_family, limits_text, price_range
 from kie_async.cli._common import (
     add_offline_flag,
     check_folder_arg,
@@ -23,10 +25,13 @@ from kie_async.cli._common import (
     resolve_settings,
     strict_json,
 )
+from kie_async.errors import KieInputError
 from kie_async.preflight import run_preflight
 from kie_async.pricing import PricingError, latest_snapshot, refresh_snapshot, write_snapshot
+from kie_async.provider_pages import ProviderPageError, read_page
 from kie_async.request_models import MediaInput, MediaItem, RawUserRequest, ValidationResult
-from kie_async.specs import MediaRole, load_registry
+from kie_async.spec_import import SpecImportError, import_page, render_yaml
+from kie_async.specs import MediaRole, ModelSpec, load_registry, load_spec_file
 from kie_async.validate import validate_request
 
 _ROLES: tuple[str, ...] = get_args(MediaRole)
@@ -34,10 +39,21 @@ _ROLES: tuple[str, ...] = get_args(MediaRole)
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this group's subcommands to the parser."""
-    models = sub.add_parser("models", help="list model keys, task modes and provider ids",
-                            description="Show the model specs the SDK knows (from model_specs/*.yaml).")
-    models.add_argument("model", nargs="?", help="show one model's fields and verification notes")
+    models = sub.add_parser(
+        "models", help="list model keys by family; show one; import a provider docs page",
+        description="Show the model specs the SDK knows (from model_specs/*.yaml), grouped by family. "
+                    "`models show KEY` prints one model's fields, limits, defaults and an example; "
+                    "`models import PAGE_OR_OPENAPI_FILE` turns a Kie.ai docs page into a spec.")
+    models.add_argument("model", nargs="?", metavar="KEY | show | import",
+                        help="a model key or alias to show; `show KEY`; or `import PAGE`")
+    models.add_argument("target", nargs="?", help="the KEY of `show`, or the page/OpenAPI file of `import`")
     models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument("--family", default=None, help="import: the spec's family (default: the page's folder)")
+    models.add_argument("--out", type=Path, default=None, help="import: folder to write KEY.yaml to "
+                                                                "(default: print the spec)")
+    models.add_argument("--key", default=None, help="import: model key (default: derived from the provider id)")
+    models.add_argument("--model-id", default=None, help="import: provider model id, when the page's is wrong")
+    models.add_argument("--force", action="store_true", help="import: overwrite an existing spec file")
     models.set_defaults(handler=models_command)
 
     validate = sub.add_parser("validate", help="check a request without spending credits",
@@ -162,6 +178,17 @@ def build_request(args: argparse.Namespace) -> RawUserRequest:
 
 
 def models_command(args: argparse.Namespace) -> int:
+    if args.model == "import":
+        return models_import_command(args)
+    import_only = [f for f in ("family", "out", "key", "model_id") if getattr(args, f) is not None]
+    if import_only or args.force:
+        raise KieInputError(f"--{(import_only or ['force'])[0].replace('_', '-')} is only for `models import`")
+    if args.model == "show":
+        if not args.target:
+            raise KieInputError("`models show` needs a model KEY (see `kie-async models`)")
+        args.model = args.target
+    elif args.target:
+        raise KieInputError(f"unexpected argument {args.target!r}; did you mean `models show {args.model}`?")
     registry = load_registry()
     console = Console()
     if args.model:
@@ -176,42 +203,102 @@ def models_command(args: argparse.Namespace) -> int:
         for spec in specs:
             _print_spec(console, spec.key)
         return 0
-    specs_all = list(registry.specs.values())
+    rows = catalogue_rows(registry)
     if args.json:
-        rows = [{"key": s.key, "label": s.label, "output": s.output_kind, "aliases": s.aliases,
-                 "task_modes": {m.name: m.provider_model for m in s.task_modes}} for s in specs_all]
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([{"key": r.key, "label": r.label, "family": r.family, "output": r.output,
+                           "aliases": r.aliases, "price": r.price, "priced": r.priced,
+                           "task_modes": {m.name: m.provider_model for m in registry.get(r.key).task_modes}}
+                          for r in rows], indent=2))
         return 0
-    table = Table(title=f"Model specs ({registry.spec_dir})")
-    for column in ("key", "output", "task modes", "provider model", "aliases"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("key", "field"))
-    for s in specs_all:
-        table.add_row(s.key, s.output_kind, "\n".join(m.name for m in s.task_modes),
-                      "\n".join(m.provider_model for m in s.task_modes), ", ".join(s.aliases))
-    console.print(table)
+    console = Console(width=max(console.width, 132))  # one row per model reads better than folded cells
+    console.print(f"{len(rows)} models in {len({r.family for r in rows})} families ({registry.spec_dir})")
+    for family, members in group_by_family(rows).items():
+        table = Table(title=f"{family} ({len(members)})", title_justify="left")
+        for column in ("key", "output", "task modes", "provider model", "price"):
+            table.add_column(column, overflow="fold", no_wrap=column == "key")
+        for row in members:
+            table.add_row(row.key, row.output, "\n".join(row.task_modes), "\n".join(row.provider_models),
+                          row.price)
+        console.print(table)
+    return 0
+
+
+def models_import_command(args: argparse.Namespace) -> int:
+    """``models import PAGE``: derive a spec from a docs page; print it, or write it with ``--out``."""
+    if not args.target:
+        raise KieInputError("`models import` needs a docs page (.md) or an OpenAPI file (.yaml/.json)")
+    source = Path(args.target)
+    if not source.is_file():
+        raise KieInputError(f"no such file: {source}")
+    try:
+        page = read_page(source)
+        imported = import_page(page, family=args.family, key=args.key, model_id=args.model_id)
+    except (ProviderPageError, SpecImportError, OSError, UnicodeDecodeError) as exc:
+        raise KieInputError(f"cannot import {source}: {exc}") from None
+    text = render_yaml(imported)
+    try:
+        ModelSpec.model_validate(imported.data)  # refuse before writing: a half-valid file helps nobody
+    except ValidationError as exc:
+        raise KieInputError(f"cannot import {source}: the derived spec is not valid: {exc.errors()[0]['msg']}",
+                            hint="import with --key/--model-id, or write the spec by hand") from None
+    if args.out is None:
+        print(text, end="")
+        return 0
+    out_dir = check_folder_arg(args.out, "--out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{imported.key}.yaml"
+    if target.exists() and not args.force:
+        raise KieInputError(f"{target} exists (it may hold hand edits); pass --force to overwrite it")
+    target.write_text(text, encoding="utf-8")
+    load_spec_file(target)  # the importer's output must load; a failure here is an importer bug
+    if args.json:
+        print(json.dumps({"path": str(target), "key": imported.key, "todos": imported.todos,
+                          "page_notes": imported.page_notes}, indent=2))
+        return 0
+    console = Console()
+    console.print(f"wrote [bold]{target}[/] ({len(imported.todos)} TODO(import) to resolve by hand)")
+    for todo in imported.todos:
+        console.print(f"  [yellow]TODO[/] {todo}", highlight=False)
+    for note in imported.page_notes:
+        console.print(f"  [dim]page[/] {note}", highlight=False)
     return 0
 
 
 def _print_spec(console: Console, key: str) -> None:
     spec = load_registry().get(key)
-    console.print(f"[bold]{spec.key}[/] — {spec.label} ({spec.output_kind})")
+    console.print(f"[bold]{spec.key}[/] — {spec.label} ({spec.family}, {spec.output_kind}; price {price_range(key)})")
+    if spec.source_page is not None:
+        console.print(f"  source: {spec.source_page.url or spec.source_page.page} "
+                      f"(captured {spec.source_page.captured})", highlight=False)
     table = Table(title="fields")
     for column in ("field", "type", "wire", "default", "allowed / range", "required", "source"):
         table.add_column(column, overflow="fold", no_wrap=column in ("key", "field"))
     prompt = spec.prompt
-    table.add_row(prompt.field, "string", "native", "", f"{prompt.min_chars or 0}-{prompt.max_chars or '∞'} chars",
-                  "yes" if prompt.required else "no", prompt.provenance.status if prompt.provenance else "")
+    if prompt.accepted:
+        table.add_row(prompt.field, "string", "native", "",
+                      f"{prompt.min_chars or 0}-{prompt.max_chars or '∞'} chars",
+                      "yes" if prompt.required else "no", (prompt.provenance or spec.provenance).status)
     for name, opt in spec.options.items():
-        allowed = ", ".join(map(str, opt.allowed)) if opt.allowed else (
-            f"{opt.min:g}-{opt.max:g}" if opt.min is not None and opt.max is not None else "")
-        table.add_row(name, opt.type, opt.wire, "" if opt.default is None else str(opt.default), allowed,
-                      "yes" if opt.required else "no", opt.provenance.status if opt.provenance else "")
+        table.add_row(name, opt.type, opt.wire, "" if opt.default is None else str(opt.default), limits_text(opt),
+                      "yes" if opt.required else "no", (opt.provenance or spec.provenance).status)
     console.print(table)
+    if not prompt.accepted:
+        console.print("  takes no prompt")
     for mode in spec.task_modes:
-        slots = "; ".join(f"{s.name}: {s.min}-{s.max} {s.kind} -> {s.field}" for s in mode.slots) or "no media"
-        console.print(f"  {mode.name} -> {mode.provider_model}: {slots}")
+        console.print(f"  {mode.name} -> {mode.provider_model}")
+        for slot in mode.slots:
+            extras = ", ".join(x for x in (
+                "/".join(slot.formats), f"<= {slot.max_mb:g} MB" if slot.max_mb else "") if x)
+            console.print(f"    {slot.field}: {slot.min}-{slot.max} {slot.kind} ({'/'.join(slot.roles)})"
+                          f"{'; ' + extras if extras else ''}", highlight=False)
+    for rule in spec.rules:
+        console.print(f"  [cyan]rule[/] {rule.id}: {rule.message}", highlight=False)
+    example = example_command(spec.key)
+    if example:
+        console.print("  [bold]example[/]")
+        console.print(f"    {example}", highlight=False, soft_wrap=True)
     for note in spec.verification_notes:
-        console.print(f"  [yellow]note[/] {note}")
+        console.print(f"  [yellow]note[/] {note}", highlight=False)
 
 
 def _print_validation(console: Console, result: ValidationResult) -> None:

@@ -21,7 +21,11 @@ InputChecker = Callable[[str, Any], list[str]]
 """``input_checker(model_id, input) -> problems``; a non-empty list makes createTask answer 422."""
 
 DEFAULT_API_KEY = "kie-emulator-key"
-DEFAULT_VIDEO_MARKERS = ("kling", "seedance", "video")
+DEFAULT_VIDEO_MARKERS = ("kling", "seedance", "video", "hailuo", "happyhorse", "sora", "infinitalk", "avatar",
+                         "wan/2-2-animate", "wan/2-7-r2v", "grok-imagine/extend", "grok-imagine/upscale")
+"""Model ids (substrings) whose output is an MP4: the emulator's own reading of Kie.ai's catalogue pages."""
+DEFAULT_AUDIO_MARKERS = ("elevenlabs/",)
+"""Model ids (substrings) whose output is audio (ElevenLabs speech, dialogue, sound effects, isolation)."""
 
 
 class EmulatorConfig(BaseModel):
@@ -63,6 +67,8 @@ class EmulatorConfig(BaseModel):
     output_bytes: int | None = Field(default=None, ge=0, description="pad every output file to this size")
     video_models: list[str] = Field(default_factory=list, description="model ids that produce MP4 output")
     video_markers: tuple[str, ...] = DEFAULT_VIDEO_MARKERS
+    audio_models: list[str] = Field(default_factory=list, description="model ids that produce audio output")
+    audio_markers: tuple[str, ...] = DEFAULT_AUDIO_MARKERS
     render_on_completion: bool = Field(
         default=False, description="render outputs when a task succeeds instead of on first GET (benchmarks)"
     )
@@ -81,7 +87,7 @@ class EmulatorConfig(BaseModel):
 
     seed: int = Field(default=0, description="seed for fault probabilities and generated content")
 
-    @field_validator("video_models")
+    @field_validator("video_models", "audio_models")
     @classmethod
     def _lower_models(cls, value: list[str]) -> list[str]:
         return [v.lower() for v in value]
@@ -95,8 +101,14 @@ class EmulatorConfig(BaseModel):
     def cost(self, model_id: str, params: dict[str, Any]) -> float | None:
         return None if self.accept_unknown_models else self.cost_fn(model_id, params)
 
+    def is_audio_model(self, model_id: str) -> bool:
+        lowered = model_id.lower()
+        return lowered in self.audio_models or any(marker in lowered for marker in self.audio_markers)
+
     def is_video_model(self, model_id: str) -> bool:
         lowered = model_id.lower()
+        if self.is_audio_model(model_id) and lowered not in self.video_models:
+            return False
         return lowered in self.video_models or any(marker in lowered for marker in self.video_markers)
 
     def duration_for(self, model_id: str) -> float:

@@ -43,11 +43,13 @@ async def output_file(ctx: EmulatorContext, task: EmulatedTask, name: str) -> tu
             else:
                 kind = task.output_kind
                 video = ctx.config.is_video_model(task.model) if kind is None else kind == "video"
+                audio = kind is None and ctx.config.is_audio_model(task.model)  # a market audio model (ElevenLabs)
                 item = await asyncio.to_thread(
                     render_output,
                     key,
                     params if isinstance(params, dict) else {},
                     video=video,
+                    audio=audio,
                     long_edge=ctx.config.image_long_edge,
                     target_bytes=ctx.config.output_bytes,
                 )

@@ -131,7 +131,8 @@ def _new_task(ctx: EmulatorContext, key: str, model: str, body: dict[str, Any], 
     waiting = duration * ctx.config.waiting_fraction
     queuing = min(duration, waiting + duration * ctx.config.queuing_fraction)
     params = body.get("input")
-    extension = output_extension(params if isinstance(params, dict) else {}, video=ctx.config.is_video_model(model))
+    extension = output_extension(params if isinstance(params, dict) else {}, video=ctx.config.is_video_model(model),
+                                 audio=ctx.config.is_audio_model(model))
     callback = body.get("callBackUrl")
     return EmulatedTask(
         task_id=task_id,

@@ -123,9 +123,37 @@ def sample_video() -> bytes:
     return resources.files("kie_async.emulator").joinpath("assets/sample.mp4").read_bytes()
 
 
+@lru_cache(maxsize=1)
+def sample_audio() -> bytes:
+    """A tiny real WAV (0.1 s of a 440 Hz tone, 8 kHz mono 16-bit) served for every audio model."""
+    import io
+    import math
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000)))
+                                 for i in range(800)))
+    return buf.getvalue()
+
+
+def pad_wav(data: bytes, target: int | None, seed_text: str) -> bytes:
+    """Append a RIFF ``JUNK`` chunk (ignored by players) and fix the RIFF size so the file is ``target`` bytes."""
+    if target is None or target < len(data) + 8:
+        return data
+    size = target - len(data) - 8
+    padded = data + b"JUNK" + struct.pack("<I", size) + _noise(seed_text, size)
+    return padded[:4] + struct.pack("<I", len(padded) - 8) + padded[8:]
+
+
 def render_output(seed_text: str, params: dict[str, Any], *, video: bool, long_edge: int,
-                  target_bytes: int | None) -> tuple[bytes, str]:
+                  target_bytes: int | None, audio: bool = False) -> tuple[bytes, str]:
     """Bytes and content type for one output file."""
+    if audio:
+        return pad_wav(sample_audio(), target_bytes, seed_text), "audio/wav"
     if video:
         return pad_mp4(sample_video(), target_bytes, seed_text), "video/mp4"
     fmt = output_format(params)
@@ -133,7 +161,9 @@ def render_output(seed_text: str, params: dict[str, Any], *, video: bool, long_e
     return render_image(seed_text, width, height, fmt, target_bytes), f"image/{fmt}"
 
 
-def output_extension(params: dict[str, Any], *, video: bool) -> str:
+def output_extension(params: dict[str, Any], *, video: bool, audio: bool = False) -> str:
+    if audio:
+        return "wav"
     if video:
         return "mp4"
     return "jpeg" if output_format(params) == "jpeg" else "png"
