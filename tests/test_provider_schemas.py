@@ -145,6 +145,7 @@ _SELF_CONTRADICTING_EXAMPLES = {
     "bytedance/seedance-2-fast": "mixes frames and references, which the page calls mutually exclusive",
     "bytedance/seedance-2-mini": "derived from the Fast page, whose example mixes frames and references",
     "grok-imagine/extend": "sends extend_at as a number; the page's schema says string",
+    "grok-imagine/image-to-video": "sends task_id with image_urls, which the page says not to use together",
     "grok-imagine/text-to-video": "sends duration as a string; the page's schema says number",
 }
 

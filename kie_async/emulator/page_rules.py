@@ -89,6 +89,22 @@ def _kling30_frames(params: dict[str, Any]) -> str | None:
     return None
 
 
+def _grok_task_id_or_images(params: dict[str, Any]) -> str | None:
+    if _filled(params, "task_id") and _filled(params, "image_urls"):
+        return "task_id: cannot be used together with image_urls"
+    return None
+
+
+def _wan27_i2v_modes(params: dict[str, Any]) -> str | None:
+    first, last, clip = (_filled(params, f) for f in ("first_frame_url", "last_frame_url", "first_clip_url"))
+    if clip and (first or last):
+        return "first_clip_url: video continuation takes no frame images (send frames or a first clip, not both)"
+    if not (first or clip):
+        what = "a last frame needs a first frame" if last else "give first_frame_url or first_clip_url"
+        return f"first_frame_url: {what} (first frame, first and last frame, or video continuation)"
+    return None
+
+
 _VEO_IMAGES = {"TEXT_2_VIDEO": (0, 0), "FIRST_AND_LAST_FRAMES_2_VIDEO": (1, 2), "REFERENCE_2_VIDEO": (1, 3)}
 
 
@@ -181,6 +197,12 @@ PAGE_RULES: tuple[PageRule, ...] = (
     PageRule(name="kling30-frames", models=("kling-3.0/video",), page="market/kling/kling-3-0.md",
              says="image_urls holds the first and last frame; multi-shot mode supports only the first frame",
              check=_kling30_frames),
+    PageRule(name="grok-i2v-task-id-or-images", models=("grok-imagine/image-to-video",),
+             page="market/grok-imagine/image-to-video.md",
+             says="image_urls must not be used simultaneously with task_id", check=_grok_task_id_or_images),
+    PageRule(name="wan27-i2v-modes", models=("wan/2-7-image-to-video",), page="market/wan/2-7-image-to-video.md",
+             says="three modes: first_frame_url only, first_frame_url and last_frame_url, or first_clip_url",
+             check=_wan27_i2v_modes),
     PageRule(name="veo-images-by-generation-type", endpoints=_VEO, page=_VEO_PAGE,
              says="imageUrls holds 1 or 2 images; TEXT_2_VIDEO uses text only, FIRST_AND_LAST_FRAMES_2_VIDEO one or "
                   "two images, REFERENCE_2_VIDEO requires 1-3 images",

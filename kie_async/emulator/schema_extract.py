@@ -95,6 +95,22 @@ _PAGE_CORRECTIONS: dict[str, list[Correction]] = {
         Correction(name="duration-range-from-text", pointer="/properties/input/properties/duration/maximum", value=15,
                    why="duration is described as 'Video duration in 4-15 seconds'"),
     ],
+    "market/grok-imagine/text-to-video.md": [
+        Correction(name="prompt-length-from-text", pointer="/properties/input/properties/prompt/maxLength",
+                   value=5000, why="the prompt description says 'Maximum length: 5000 characters'"),
+        Correction(name="duration-range-from-text", pointer="/properties/input/properties/duration/minimum", value=6,
+                   why="duration is described as '(6-30). (Minimum: 6, Maximum: 30, Step: 1)'"),
+        Correction(name="duration-range-from-text", pointer="/properties/input/properties/duration/maximum",
+                   value=30, why="duration is described as '(6-30). (Minimum: 6, Maximum: 30, Step: 1)'"),
+    ],
+    "market/grok-imagine/image-to-video.md": [
+        Correction(name="prompt-length-from-text", pointer="/properties/input/properties/prompt/maxLength",
+                   value=5000, why="the prompt description says 'Maximum length: 5000 characters'"),
+    ],
+    "market/grok-imagine/text-to-image.md": [
+        Correction(name="prompt-length-from-text", pointer="/properties/input/properties/prompt/maxLength",
+                   value=5000, why="the prompt description says 'Maximum length: 5000 characters'"),
+    ],
 }
 
 _PAGE_CORRECTIONS["market/bytedance/seedance-2-fast.md"] = _PAGE_CORRECTIONS["market/bytedance/seedance-2.md"]
