@@ -40,6 +40,8 @@ from kie_async.artifacts import (
     read_index,
     rebuild_artifact_index,
     regenerate_run_derivatives,
+    update_run_notes,
+    update_run_tags,
 )
 from kie_async.budget import CreditBudget
 from kie_async.callback_receiver import CallbackReceiver, add_callback_route
@@ -93,7 +95,7 @@ from kie_async.payload import (
 )
 from kie_async.pipeline import PipelineHooks, PipelineOptions, RunOutput, RunResult, StageOutcome, run_pipeline
 from kie_async.polling import TaskProgress
-from kie_async.preflight import CreditSource, PreflightResult, run_preflight
+from kie_async.preflight import CreditSource, PreflightResult, PreflightThresholds, run_preflight
 from kie_async.prepare import PreparedRequest, prepare_request_for_submission
 from kie_async.presets import (
     PromptContext,
@@ -176,6 +178,7 @@ __all__ = [
     "PipelineOptions",
     "PollSettings",
     "PreflightResult",
+    "PreflightThresholds",
     "PreparedRequest",
     "PromptContext",
     "PromptEnhancementPreview",
@@ -239,6 +242,8 @@ __all__ = [
     "run_preflight",
     "sign_callback",
     "submit_prepared_request",
+    "update_run_notes",
+    "update_run_tags",
     "validate_request",
     "verify_callback",
     "verify_callback_signature",

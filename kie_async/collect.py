@@ -400,4 +400,7 @@ def _artifact_request(
         parent_run_ids=parents,
         started_at=submitted_at,
         error=f"{record.fail_code}: {record.fail_msg}" if record.state.is_failure else None,
+        tags=list(opts.tags),
+        source_context=dict(opts.source_context),
+        warnings=[f"{d.field}: {d.message}" for d in validation.warning_details],
     )

@@ -43,7 +43,7 @@ from kie_async.pipeline import (
 )
 from kie_async.request_models import NormalizedRequest, RawUserRequest
 from kie_async.request_state import Money, RequestState, facts
-from kie_async.run_models import RunResults
+from kie_async.run_models import ConfirmCallback, RunResults
 from kie_async.session import KieSession
 
 log = logging.getLogger("kie_async.fanout")
@@ -235,12 +235,15 @@ async def run_many(
     resubmit_uncertain: bool = False,
     batch_id: str | None = None,
     progress: bool = False,
+    confirm: ConfirmCallback | None = None,
 ) -> RunResults:
     """Run every request; results in input order, each with its own status and state.
 
     ``progress=True`` draws a progress bar (rich on stderr in a terminal, an HTML bar redrawn in place in a
     Jupyter notebook) besides any ``on_progress`` callback. The result is a list (:class:`RunResults`) that
-    renders as a table in a notebook.
+    renders as a table in a notebook. ``confirm`` is asked (with the preflight result) for each request whose
+    estimate reaches a confirmation threshold (``PreflightThresholds``); a request it does not confirm ends
+    ``blocked`` and buys nothing.
 
     ``budget_credits`` caps the batch's total estimated spend (checked under a lock before each submit, then
     reconciled with what each task really cost). With ``journal_path`` (owned by this batch alone while it
@@ -266,6 +269,8 @@ async def run_many(
             hint="drop journal_path: the shared batch's journal lives in the coordinator (or drop batch_id)",
         )
     opts = options or PipelineOptions()
+    if confirm is not None:
+        opts = opts.model_copy(update={"confirm": confirm})
     await preload_model_data()
     shared: SharedJournal | None = None
     journal: BatchJournal | None = None

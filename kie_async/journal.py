@@ -217,6 +217,13 @@ def _stable(value: Any) -> Any:
     return value
 
 
+def _without_empty_extras(dump: dict[str, Any]) -> dict[str, Any]:
+    """Keys of requests without ``extra_options`` stay what they were before the field existed (journals resume)."""
+    if not dump.get("extra_options"):
+        dump.pop("extra_options", None)
+    return dump
+
+
 def raw_request_key(raw: RawUserRequest) -> str:
     """A stable hash of the request as the user wrote it (no spec defaults, aliases or modes).
 
@@ -224,14 +231,15 @@ def raw_request_key(raw: RawUserRequest) -> str:
     upgrade, an override folder) would re-key a paid request. The intent also records this key, and a re-run
     that does not find a request by its spec key finds it by this one, so it is resumed, never bought again.
     """
-    dump = raw.model_dump(mode="python")
+    dump = _without_empty_extras(raw.model_dump(mode="python"))
     canonical = json.dumps(_stable(dump), sort_keys=True, separators=(",", ":"), default=str)
     return "raw-" + hashlib.sha256(canonical.encode()).hexdigest()[:24]
 
 
 def request_key(normalized: NormalizedRequest) -> str:
     """A stable hash of what would be submitted (model, mode, prompts, options, media, callback)."""
-    dump = normalized.model_dump(mode="python", exclude={"issues", "defaulted", "explicit_options"})
+    dump = _without_empty_extras(
+        normalized.model_dump(mode="python", exclude={"issues", "defaulted", "explicit_options"}))
     canonical = json.dumps(_stable(dump), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:24]
 

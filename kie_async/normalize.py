@@ -7,6 +7,7 @@ Nothing here raises on bad input: problems are collected so validation can expla
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from kie_async.request_models import (
     NormalizedMedia,
     NormalizedRequest,
     RawUserRequest,
+    WarningDetail,
 )
 from kie_async.specs import (
     TASK_MODE_NAMES,
@@ -140,6 +142,12 @@ def _coerce_enum(spec: FieldSpec, value: Any, strict: bool) -> tuple[Any, list[C
     allowed = spec.allowed or []
     if value in allowed and not isinstance(value, bool):
         return value, []
+    if isinstance(value, str) and spec.value_aliases:
+        # Another documented spelling of an allowed value: accepted even on the strict wire path, because the
+        # provider's own docs disagree on which one it takes (see the spec's provenance).
+        folded = {k.lower(): v for k, v in spec.value_aliases.items()}
+        if value.strip().lower() in folded:
+            return folded[value.strip().lower()], []
     if not strict and isinstance(value, str | int | float) and not isinstance(value, bool):
         wanted = str(value).strip().lower()
         for option in allowed:
@@ -473,6 +481,50 @@ def fill_defaults(
 # ---------------------------------------------------------------- entry point
 
 
+_RESERVED_WIRE = frozenset({"model", "callBackUrl", "input"})
+
+
+def _extra_options(
+    spec: ModelSpec, request: RawUserRequest
+) -> tuple[dict[str, Any], list[ImpossibleInput], list[WarningDetail]]:
+    """``extra_options``: sent as written, never checked against the spec, always reported.
+
+    Only what could not mean "a field Kie.ai added" is refused: a name the spec already knows (it belongs in
+    ``options``, where it is checked), and a value JSON cannot carry (NaN, bytes, objects).
+    """
+    known = {spec.prompt.field, *spec.options, *(a for o in spec.options.values() for a in o.aliases),
+             *(s.field for m in spec.task_modes for s in m.slots)}
+    extras: dict[str, Any] = {}
+    impossible: list[ImpossibleInput] = []
+    warnings: list[WarningDetail] = []
+    for name, value in request.extra_options.items():
+        field = f"extra_options.{name}"
+        if not name.strip() or name in _RESERVED_WIRE:
+            impossible.append(ImpossibleInput(field=field, value=name, rule="extra_option_name",
+                                              message=f"{name!r} cannot be an input field name",
+                                              fix="use the exact field name from Kie.ai's docs"))
+            continue
+        if name in known or spec.option_name(name) is not None:
+            impossible.append(ImpossibleInput(
+                field=field, value=value, rule="extra_option_known",
+                message=f"{name} is a field the {spec.key} spec knows",
+                fix=f"pass it in options (options={{{spec.option_name(name) or name!r}: ...}}), where it is checked"))
+            continue
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            impossible.append(ImpossibleInput(field=field, value=repr(value)[:80], rule="extra_option_value",
+                                              message=f"{name}: the value is not plain JSON",
+                                              fix="use strings, finite numbers, booleans, lists and objects"))
+            continue
+        extras[name] = value
+        warnings.append(WarningDetail(
+            field=field, value=value, rule="extra_option",
+            message=f"{name} is not in the {spec.key} spec: sent to Kie.ai verbatim, unchecked and unpriced",
+            fix="check the provider's docs for it; once confirmed, add it to the model spec"))
+    return extras, impossible, warnings
+
+
 def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None = None) -> NormalizedRequest:
     """Resolve, classify, coerce and fill defaults. Never raises on bad input; see ``issues``."""
     reg = registry or load_registry()
@@ -493,6 +545,7 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
     plan = choose_plan(candidates, media, request.task_mode)
     spec = plan.spec
     explicit, option_problems = _coerce_options(spec, request)
+    extras, extra_problems, extra_warnings = _extra_options(spec, request)
     mode_name = plan.mode.name if plan.mode else None
     filled = frozenset(m.slot for m in plan.media if m.slot is not None)
     defaults = fill_defaults(spec, explicit, prompt=request.prompt, callback_url=request.callback_url,
@@ -519,9 +572,11 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
         final_prompt_used=request.prompt,
         prompt_preset=request.prompt_preset,
         options=options,
+        extra_options=extras,
         explicit_options=list(explicit),
         defaulted=defaulted,
         media=plan.media,
         callback_url=request.callback_url,
-        issues=NormalizationIssues(missing=plan.missing, impossible=[*plan.impossible, *option_problems]),
+        issues=NormalizationIssues(missing=plan.missing, impossible=[*plan.impossible, *option_problems,
+                                                                    *extra_problems], warnings=extra_warnings),
     )

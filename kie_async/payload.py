@@ -117,6 +117,7 @@ def build_submission_payload(
         if value is None or name in result.dropped_fields:
             continue
         body[name] = to_wire(opt, value)
+    body.update(normalized.extra_options)  # the caller's escape hatch: verbatim, after everything we know
     return CreateTaskPayload(
         model=normalized.provider_model, input=body, callback_url=callback_url or normalized.callback_url,
         transport=None if spec.transport.is_market else spec.transport)

@@ -10,6 +10,7 @@ downloads and records, where every failure but the provider's own ``fail`` is re
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 
 from kie_async._limits import check_credits, check_timeout
@@ -19,9 +20,9 @@ from kie_async.collect import collect_task, outputs_intact
 from kie_async.errors import KieError, KieInputError
 from kie_async.model_data import preload_model_data
 from kie_async.normalize import normalize_request
-from kie_async.preflight import run_preflight
+from kie_async.preflight import PreflightResult, run_preflight
 from kie_async.prepare import PreparedRequest, prepare_request_for_submission
-from kie_async.presets import apply_enhanced_prompt, resolve_prompt_context
+from kie_async.presets import PromptContext, apply_enhanced_prompt, resolve_prompt_context
 from kie_async.purchase import submit_once
 from kie_async.request_models import NormalizedRequest, RawUserRequest, ValidationResult
 from kie_async.request_state import Money, RequestState, facts
@@ -150,15 +151,23 @@ async def _check(
     run.base["model_key"] = run.ledger.model_key = normalized.model_key
     async with rec.stage("prompt"):
         context = await asyncio.to_thread(
-            resolve_prompt_context, normalized, preset_key=opts.preset_key, preset_dirs=opts.preset_dirs
+            resolve_prompt_context, normalized, preset_key=opts.preset_key, preset_dirs=opts.preset_dirs,
+            system_prompt_override=opts.system_prompt_override,
+            allow_unknown_placeholders=opts.allow_unknown_placeholders,
         )
-    if opts.enhance is not None and normalized.raw_prompt:
+    if opts.prompt_policy != "off" and opts.enhance is not None and normalized.raw_prompt:
         async with rec.stage("enhance"):
             enhanced = await opts.enhance(context)
-            if enhanced and enhanced != normalized.raw_prompt:
-                normalized = apply_enhanced_prompt(
-                    normalized, enhanced, enhanced_prompt=enhanced, preset_key=context.preset_key
-                )
+        sent = await _apply_policy(opts, context, normalized.raw_prompt, enhanced)
+        if sent is None:
+            return run.stopped("blocked", "prompt policy 'ask': the reviewer did not approve a prompt", "enhance")
+        if enhanced or sent != normalized.raw_prompt:
+            normalized = apply_enhanced_prompt(
+                normalized, sent, enhanced_prompt=enhanced or sent, preset_key=context.preset_key
+            )
+    elif opts.prompt_policy == "ask" and opts.enhance is None and blocking:
+        return run.stopped("blocked", "prompt policy 'ask' needs an enhancer (enhance=) and a reviewer "
+                           "(review_prompt=)", "prompt")
     if opts.callback_url and not normalized.callback_url:
         # The callback the task will be sent with is the options' one: rules about it (Suno requires one) see it.
         normalized = normalized.model_copy(update={"callback_url": opts.callback_url})
@@ -168,6 +177,19 @@ async def _check(
     if not validation.is_submittable and blocking:
         return run.stopped("blocked", f"{validation.state}: {validation.summary()}", "validation")
     return normalized, validation
+
+
+async def _apply_policy(
+    opts: PipelineOptions, context: PromptContext, raw: str, enhanced: str | None
+) -> str | None:
+    """The prompt to send under the policy: None stops the run (``ask`` not approved)."""
+    if opts.prompt_policy == "preview":
+        return raw  # the enhanced prompt is recorded, the user's own is sent
+    if opts.prompt_policy == "ask":
+        if opts.review_prompt is None:
+            return None
+        return await opts.review_prompt(context, enhanced)
+    return enhanced or raw
 
 
 async def _gate(
@@ -183,7 +205,10 @@ async def _gate(
             budget_credits=opts.budget_credits,
             allow_unknown_cost=opts.allow_unknown_cost,
             check_files=False,
+            thresholds=opts.thresholds,
+            confirmed=opts.confirmed,
         )
+        preflight = await _ask_confirmation(preflight, opts)
     run.base["preflight"] = preflight
     estimate = preflight.estimate.credits if preflight.estimate.has_numeric_estimate else None
     run.base["credits_estimated"] = estimate
@@ -197,6 +222,20 @@ async def _gate(
             why = f"estimated {reserved:g} credits would pass the batch budget (remaining {snap.remaining:g})"
             return run.stopped("over_budget", why, "budget")
     return reserved, estimate
+
+
+async def _ask_confirmation(preflight: PreflightResult, opts: PipelineOptions) -> PreflightResult:
+    """A run held only by the confirmation tier goes on if the caller's ``confirm`` callback says yes."""
+    held = [r for r in preflight.blocking_reasons if r.code == "needs_confirmation"]
+    if not held or len(held) != len(preflight.blocking_reasons) or opts.confirm is None:
+        return preflight
+    answer = opts.confirm(preflight)
+    if inspect.isawaitable(answer):
+        answer = await answer
+    if answer is not True:
+        return preflight
+    reasons = [r for r in preflight.reasons if r.code != "needs_confirmation"]
+    return preflight.model_copy(update={"allowed": True, "reasons": reasons})
 
 
 async def _prepare(

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML
@@ -42,6 +42,7 @@ class PromptPreset(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     key: str
+    aliases: list[str] = Field(default_factory=list, description="other keys it answers to (the seed toolkit's)")
     version: int | str
     title: str | None = None
     description: str | None = None
@@ -65,6 +66,8 @@ class PromptContext(BaseModel):
     preset_key: str | None = None
     preset_version: int | str | None = None
     preset_source: str | None = None
+    requested_preset_key: str | None = Field(default=None, description="the key asked for (maybe an alias)")
+    system_prompt_source: Literal["preset", "override", "none"] = "none"
     system_prompt: str | None = None
     raw_prompt: str | None = None
     prompt_max_chars: int | None = None
@@ -111,7 +114,33 @@ def _load_dir(folder: str) -> tuple[PromptPreset, ...]:
     dupes = [k for k, n in keys.items() if n > 1]
     if dupes:
         raise PresetError(f"{folder}: preset key(s) defined twice: {dupes}")
+    clash = sorted({a for p in presets for a in p.aliases} & set(keys))
+    if clash:
+        raise PresetError(f"{folder}: alias(es) {clash} are also preset keys; an alias names another key's preset")
     return tuple(presets)
+
+
+def find_preset(
+    presets: Mapping[str, PromptPreset], wanted: str, model_key: str, input_pattern: str | None
+) -> PromptPreset | None:
+    """The preset with key ``wanted``, else the one listing it as an alias.
+
+    The toolkit had one prompt per model family (``nano_banana_2_v1``) where we have one per input pattern,
+    so an alias may be listed by several presets: the one that fits the request's model and input pattern
+    wins. ``None`` when nothing answers to ``wanted``.
+    """
+    if wanted in presets:
+        return presets[wanted]
+    named = [p for p in presets.values() if wanted in p.aliases]
+    fitting = [p for p in named if p.fits(model_key, input_pattern)] or [p for p in named if model_key in p.model_keys]
+    if len(fitting) == 1:
+        return fitting[0]
+    if len(named) == 1:
+        return named[0]
+    if not named:
+        return None
+    raise PresetError(f"prompt preset alias {wanted!r} means one of {sorted(p.key for p in named)}, and none fits "
+                      f"{model_key} / {input_pattern}", hint="name the preset by its key")
 
 
 def preset_folders(preset_dirs: str | Path | Sequence[str | Path] | None = None) -> list[Path]:
@@ -138,6 +167,11 @@ def load_presets(preset_dirs: str | Path | Sequence[str | Path] | None = None) -
     return merged
 
 
+def bundled_presets() -> tuple[PromptPreset, ...]:
+    """The presets shipped with kie-async, without any user folder."""
+    return _load_dir(str(data_dir("prompt_presets").resolve()))
+
+
 def clear_preset_cache() -> None:
     _load_dir.cache_clear()
 
@@ -151,6 +185,11 @@ def _media_summary(normalized: NormalizedRequest) -> str:
 
 def render_preset(preset: PromptPreset, variables: Mapping[str, object]) -> tuple[str, list[str]]:
     """Fill ``{{name}}`` placeholders; unknown names stay as written and are reported."""
+    return render_template(preset.body, variables)
+
+
+def render_template(template: str, variables: Mapping[str, object]) -> tuple[str, list[str]]:
+    """Fill ``{{name}}`` placeholders in any template; unknown names stay as written and are reported."""
     unknown: list[str] = []
 
     def fill(match: re.Match[str]) -> str:
@@ -160,7 +199,7 @@ def render_preset(preset: PromptPreset, variables: Mapping[str, object]) -> tupl
         unknown.append(name)
         return match.group(0)
 
-    return _PLACEHOLDER.sub(fill, preset.body), unknown
+    return _PLACEHOLDER.sub(fill, template), unknown
 
 
 def _as_normalized(request: RawUserRequest | NormalizedRequest | ValidationResult,
@@ -178,8 +217,17 @@ def resolve_prompt_context(
     preset_key: str | None = None,
     preset_dirs: str | Path | Sequence[str | Path] | None = None,
     registry: ModelRegistry | None = None,
+    system_prompt_override: str | None = None,
+    allow_unknown_placeholders: bool = False,
 ) -> PromptContext:
-    """Pick the requested preset (or the model's default for the detected input pattern) and render it."""
+    """Pick the requested preset (or the model's default for the detected input pattern) and render it.
+
+    ``preset_key`` may be a seed toolkit key (an alias). ``system_prompt_override`` replaces the preset's text
+    (same ``{{placeholders}}``); the preset still names the context. A placeholder that is not one of the
+    known variables is a :class:`PresetError` (a typo would otherwise reach the LLM as literal braces);
+    ``allow_unknown_placeholders=True`` leaves it as written, with a warning, for templates meant for an
+    enhancer that fills its own variables.
+    """
     reg = registry or load_registry()
     normalized = _as_normalized(request, reg)
     presets = load_presets(preset_dirs)
@@ -193,14 +241,6 @@ def resolve_prompt_context(
     base = {"model_key": normalized.model_key, "task_mode": normalized.task_mode, "input_pattern": pattern,
             "raw_prompt": normalized.raw_prompt, "available_presets": fitting,
             "prompt_max_chars": spec.prompt.max_chars if spec else None}
-    if wanted is None:
-        return PromptContext(**base, warnings=["no preset for this model and input pattern"])
-    preset = presets.get(wanted)
-    if preset is None:
-        raise PresetError(f"no prompt preset {wanted!r}; available for {normalized.model_key}: {fitting}")
-    if not preset.fits(normalized.model_key, pattern):
-        warnings.append(f"preset {wanted!r} is written for {preset.model_keys} / {preset.input_patterns}, "
-                        f"not {normalized.model_key} / {pattern}")
     variables = {
         "model_key": normalized.model_key,
         "model_label": spec.label if spec else normalized.model_key,
@@ -208,11 +248,41 @@ def resolve_prompt_context(
         "input_pattern": pattern or "",
         "prompt_max_chars": spec.prompt.max_chars if spec and spec.prompt.max_chars else "the model's limit",
         "media_summary": _media_summary(normalized),
+        "user_prompt": normalized.raw_prompt or "",
     }
-    system, unknown = render_preset(preset, variables)
+    if wanted is None and system_prompt_override is None:
+        return PromptContext(**base, warnings=["no preset for this model and input pattern"])
+    preset = find_preset(presets, wanted, normalized.model_key, pattern) if wanted is not None else None
+    if preset is None and wanted is not None:
+        raise PresetError(f"no prompt preset {wanted!r}; available for {normalized.model_key}: {fitting}")
+    if system_prompt_override is not None:
+        system = _render_checked(system_prompt_override, "system_prompt_override", variables,
+                                 allow_unknown_placeholders, warnings)
+        return PromptContext(**base, preset_key=preset.key if preset else None,
+                             preset_version=preset.version if preset else None, requested_preset_key=wanted,
+                             preset_source=preset.source_path if preset else None, system_prompt_source="override",
+                             system_prompt=system, warnings=warnings)
+    assert preset is not None and wanted is not None
+    if not preset.fits(normalized.model_key, pattern):
+        warnings.append(f"preset {wanted!r} is written for {preset.model_keys} / {preset.input_patterns}, "
+                        f"not {normalized.model_key} / {pattern}")
+    system = _render_checked(preset.body, f"preset {preset.key} ({preset.source_path})", variables,
+                             allow_unknown_placeholders, warnings)
+    return PromptContext(**base, preset_key=preset.key, preset_version=preset.version, requested_preset_key=wanted,
+                         preset_source=preset.source_path, system_prompt_source="preset", system_prompt=system,
+                         warnings=warnings)
+
+
+def _render_checked(template: str, what: str, variables: Mapping[str, object], allow_unknown: bool,
+                    warnings: list[str]) -> str:
+    text, unknown = render_template(template, variables)
+    if unknown and not allow_unknown:
+        names = ", ".join(f"{{{{{n}}}}}" for n in dict.fromkeys(unknown))
+        raise PresetError(f"{what}: unknown placeholder(s) {names}",
+                          hint=f"use only {', '.join(f'{{{{{v}}}}}' for v in variables)}, or pass "
+                               "allow_unknown_placeholders=True to leave them as written")
     warnings.extend(f"unknown placeholder {{{{{name}}}}} left as written" for name in unknown)
-    return PromptContext(**base, preset_key=preset.key, preset_version=preset.version,
-                         preset_source=preset.source_path, system_prompt=system, warnings=warnings)
+    return text
 
 
 def apply_enhanced_prompt(

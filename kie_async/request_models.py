@@ -57,6 +57,10 @@ class RawUserRequest(BaseModel):
     callback_url: str | None = None
     multi_prompt: list[dict[str, Any]] | None = None
     prompt_preset: str | None = None
+    extra_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fields Kie.ai takes that the spec does not know yet: sent verbatim, unchecked, with a warning",
+    )
 
 
 class NormalizedMedia(BaseModel):
@@ -153,6 +157,7 @@ class NormalizedRequest(BaseModel):
     final_prompt_used: str | None = None
     prompt_preset: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    extra_options: dict[str, Any] = Field(default_factory=dict, description="sent verbatim after the spec's fields")
     explicit_options: list[str] = Field(default_factory=list)
     defaulted: list[DefaultedField] = Field(default_factory=list)
     media: list[NormalizedMedia] = Field(default_factory=list)

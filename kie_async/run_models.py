@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kie_async.artifacts import ArtifactSettings
+from kie_async.artifacts.manifest import clean_tags
 from kie_async.journal import JournalRecord
-from kie_async.preflight import PreflightResult
+from kie_async.preflight import PreflightResult, PreflightThresholds
 from kie_async.prepare import PreparedRequest
 from kie_async.presets import PromptContext
 from kie_async.request_models import MediaInput, ValidationResult
@@ -25,6 +27,16 @@ PipelineStatus = Literal["succeeded", "failed", "blocked", "over_budget", "submi
 (outage, timeout, download, disk); a re-run with the same journal resumes it and never buys it again.
 Cancellation is not a status: it propagates as ``asyncio.CancelledError`` after cleaning up. The precise
 money meaning is :attr:`RunResult.state` (see :mod:`kie_async.request_state`)."""
+
+PromptPolicy = Literal["off", "ask", "auto", "preview"]
+"""The seed toolkit's prompt policies; see ``PipelineOptions.prompt_policy``."""
+
+PromptReviewer = Callable[[PromptContext, str | None], Awaitable[str | None]]
+"""For ``prompt_policy="ask"``: gets the context and the enhanced prompt, returns the prompt to send (the
+enhanced one, an edit, or the raw one), or None to stop the run before anything is bought."""
+
+ConfirmCallback = Callable[[PreflightResult], Awaitable[bool] | bool]
+"""Asked when a run's estimate reaches the confirmation threshold; return True to buy it. May be sync or async."""
 
 Enhancer = Callable[[PromptContext], Awaitable[str | None]]
 """An async prompt enhancer (e.g. an LLM call): gets the rendered preset context, returns the new prompt."""
@@ -133,9 +145,21 @@ class PipelineOptions(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
-    preset_key: str | None = None
+    preset_key: str | None = Field(default=None, description="a preset key, or the seed toolkit's key for it")
     preset_dirs: list[Path] | None = None
     enhance: Enhancer | None = None
+    prompt_policy: PromptPolicy = Field(
+        default="auto",
+        description="off: never enhance; auto: send the enhanced prompt; preview: enhance and record it, send the "
+        "raw one; ask: enhance, then review_prompt decides what is sent (without it the run stops, buying nothing)",
+    )
+    review_prompt: PromptReviewer | None = None
+    system_prompt_override: str | None = Field(
+        default=None, description="replaces the preset's system prompt (same {{placeholders}})"
+    )
+    allow_unknown_placeholders: bool = Field(
+        default=False, description="leave unknown {{names}} in a preset as written instead of failing"
+    )
     check_balance: bool = Field(default=True, description="read the live balance in preflight")
     # Finite and in range, checked at construction: NaN passes every `cost > limit` test (no gate at all), and a
     # bad wait_timeout found at wait time is found after the task was bought.
@@ -151,6 +175,38 @@ class PipelineOptions(BaseModel):
     callback_driven: bool = False
     wait_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="seconds; None = settings")
     write_artifact: bool = True
+    tags: list[str] = Field(default_factory=list, description="recorded in run.json and the index; query_runs(tag=)")
+    source_context: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the caller's context (web request id, user, ticket), stored verbatim in run.json",
+    )
+    thresholds: PreflightThresholds | None = Field(
+        default=None, description="warn / require_confirmation cost tiers; None reads KIE_*_THRESHOLD variables"
+    )
+    confirmed: bool = Field(
+        default=False,
+        description="the caller already confirmed the cost: a require_confirmation preflight tier lets it through",
+    )
+    confirm: ConfirmCallback | None = Field(
+        default=None,
+        description="asked (with the preflight result) when a run needs confirmation; True lets it through",
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _clean_tags(cls, value: list[str]) -> list[str]:
+        return clean_tags(value)
+
+    @field_validator("source_context")
+    @classmethod
+    def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Checked now: found when run.json is written, it would fail every run after the task was bought.
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"source_context must be plain JSON (strings, finite numbers, lists, objects): {exc}") from None
+        return value
 
 
 class PipelineHooks(BaseModel):

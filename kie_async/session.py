@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, Self, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiofiles.os
@@ -100,6 +100,7 @@ def did_no_work(exc: KieError) -> bool:
         return not exc.request_sent
     return False
 
+# Kie.ai's own paths; a proxy or gateway may move them (KieSettings.paths, KIE_*_PATH variables).
 CREATE_TASK_PATH = "/api/v1/jobs/createTask"
 RECORD_INFO_PATH = "/api/v1/jobs/recordInfo"
 CREDIT_PATH = "/api/v1/chat/credit"
@@ -472,6 +473,12 @@ class KieSession:
 
         return await self.retry_policy.run(op, idempotent=idempotent, what=what, on_retry=note)
 
+    def _path(self, api: TransportSpec, step: Literal["create", "status"]) -> str:
+        """The market's paths come from ``settings.paths`` (a gateway may move them); a separate API's from its spec."""
+        if api.is_market:
+            return self.settings.paths.create_task if step == "create" else self.settings.paths.record_info
+        return api.create.path if step == "create" else api.status.path
+
     def _url(self, path: str) -> str:
         return f"{self.settings.base_url}{path}"
 
@@ -485,7 +492,7 @@ class KieSession:
         check_timeout("timeout", timeout)
         data = await self._api(
             "GET",
-            self._url(CREDIT_PATH),
+            self._url(self.settings.paths.credits),
             endpoint="credit",
             idempotent=True,
             timeout=timeout,
@@ -560,7 +567,7 @@ class KieSession:
         try:
             data = await self._api(
                 "POST",
-                self._url(api.create.path),
+                self._url(self._path(api, "create")),
                 endpoint="createTask",
                 idempotent=False,
                 json_body=payload.to_wire(),
@@ -619,7 +626,7 @@ class KieSession:
         try:
             record: TaskRecord = await self._api(
                 "GET",
-                self._url(api.status.path),
+                self._url(self._path(api, "status")),
                 endpoint="recordInfo",
                 idempotent=True,
                 params={api.status.task_id_param: task_id},
@@ -931,7 +938,7 @@ class KieSession:
         check_timeout("timeout", timeout)
         data = await self._api(
             "POST",
-            self._url(DOWNLOAD_URL_PATH),
+            self._url(self.settings.paths.download_url),
             endpoint="download-url",
             idempotent=True,
             json_body={"url": url},
@@ -1096,7 +1103,7 @@ class KieSession:
             form._kie_close = fh.close  # type: ignore[attr-defined]
             return None, form
 
-        result = await self._upload(UPLOAD_STREAM_PATH, body, what="file-stream-upload")
+        result = await self._upload(self.settings.paths.upload_stream, body, what="file-stream-upload")
         self.stats.bytes_uploaded += size
         return result
 
@@ -1119,7 +1126,7 @@ class KieSession:
                     "fileName": name,
                 }, None
 
-            result = await self._upload(UPLOAD_BASE64_PATH, b64_body, what="file-base64-upload")
+            result = await self._upload(self.settings.paths.upload_base64, b64_body, what="file-base64-upload")
         else:
 
             async def stream_body() -> tuple[Any, Any]:
@@ -1129,7 +1136,7 @@ class KieSession:
                 form.add_field("fileName", name)
                 return None, form
 
-            result = await self._upload(UPLOAD_STREAM_PATH, stream_body, what="file-stream-upload")
+            result = await self._upload(self.settings.paths.upload_stream, stream_body, what="file-stream-upload")
         self.stats.bytes_uploaded += len(data)
         return result
 
@@ -1146,7 +1153,7 @@ class KieSession:
         async def body() -> tuple[Any, Any]:
             return body_json, None
 
-        return await self._upload(UPLOAD_URL_PATH, body, what="file-url-upload")
+        return await self._upload(self.settings.paths.upload_url, body, what="file-url-upload")
 
 
 def _created_data(api: TransportSpec, data: JSONValue) -> JSONValue:

@@ -75,6 +75,69 @@ class PollSettings(BaseModel):
         return schedule
 
 
+PATH_ENV = {
+    "create_task": "KIE_CREATE_TASK_PATH",
+    "record_info": "KIE_STATUS_PATH",
+    "credits": "KIE_CREDITS_PATH",
+    "download_url": "KIE_DOWNLOAD_URL_PATH",
+    "upload_stream": "KIE_UPLOAD_STREAM_PATH",
+    "upload_url": "KIE_UPLOAD_URL_PATH",
+    "upload_base64": "KIE_UPLOAD_BASE64_PATH",
+}
+"""Environment variable of each endpoint path; the names are the seed toolkit's (plus the download-url one)."""
+
+
+class EndpointPaths(BaseModel):
+    """Where each endpoint lives under its host; change them only for a proxy or gateway that moves them.
+
+    Each is a path (``/…``), never a URL: a full URL here would send the key to whatever host it names,
+    past the base URL's live opt-in.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    create_task: str = "/api/v1/jobs/createTask"
+    record_info: str = "/api/v1/jobs/recordInfo"
+    credits: str = "/api/v1/chat/credit"
+    download_url: str = "/api/v1/common/download-url"
+    upload_stream: str = "/api/file-stream-upload"
+    upload_url: str = "/api/file-url-upload"
+    upload_base64: str = "/api/file-base64-upload"
+
+    @field_validator("*")
+    @classmethod
+    def _a_path(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith("/") or value.startswith("//") or any(c in value for c in "?#\\ \t\r\n"):
+            raise ValueError(f"an endpoint path starts with one '/' and has no host, query or spaces, got {value!r}")
+        return value.rstrip("/") or "/"
+
+
+SEED_NUMBER_ENV = {
+    "connect_timeout": "KIE_CONNECT_TIMEOUT_SECONDS",
+    "request_timeout": "KIE_READ_TIMEOUT_SECONDS",
+    "upload_timeout": "KIE_UPLOAD_READ_TIMEOUT_SECONDS",
+}
+"""The seed toolkit's timeout variables, read into the matching fields."""
+
+
+def _poll_from_env() -> PollSettings | None:
+    """``KIE_WAIT_TIMEOUT_SECONDS`` and ``KIE_WAIT_POLL_INTERVAL_SECONDS`` (the toolkit's names).
+
+    An interval replaces the adaptive schedule with that fixed interval, as the toolkit polled.
+    """
+    timeout = os.environ.get("KIE_WAIT_TIMEOUT_SECONDS", "").strip()
+    interval = os.environ.get("KIE_WAIT_POLL_INTERVAL_SECONDS", "").strip()
+    if not timeout and not interval:
+        return None
+    update: dict[str, Any] = {}
+    if timeout:
+        update["timeout"] = timeout
+    if interval:
+        update["schedule"] = ((float("inf"), interval),)
+    return PollSettings.model_validate({**PollSettings().model_dump(), **update})
+
+
 def _is_loopback(url: str) -> bool:
     return is_loopback_host(urlsplit(url).hostname or "")
 
@@ -126,6 +189,7 @@ class KieSettings(BaseModel):
         description="honour HTTPS_PROXY / HTTP_PROXY / NO_PROXY (loopback always goes direct); KIE_TRUST_ENV=0 "
         "turns it off",
     )
+    paths: EndpointPaths = Field(default_factory=EndpointPaths, description="endpoint paths (KIE_*_PATH)")
     allow_live: bool = Field(
         default=False,
         description="must be True (or KIE_ALLOW_LIVE=1) before the SDK talks to any non-loopback host",
@@ -151,7 +215,8 @@ class KieSettings(BaseModel):
         values: dict[str, Any] = {}
         if key := os.environ.get("KIE_API_KEY"):
             values["api_key"] = key
-        if url := os.environ.get("KIE_BASE_URL"):
+        # The seed toolkit's name for the market host still works; ours wins when both are set.
+        if url := os.environ.get("KIE_BASE_URL") or os.environ.get("KIE_MARKET_BASE_URL"):
             values["base_url"] = url
         if url := os.environ.get("KIE_UPLOAD_BASE_URL"):
             values["upload_base_url"] = url
@@ -163,6 +228,17 @@ class KieSettings(BaseModel):
             values["coordination_lease_seconds"] = lease
         if os.environ.get("KIE_TRUST_ENV", "").lower() in ("0", "false", "no"):
             values["trust_env"] = False
+        for field, name in SEED_NUMBER_ENV.items():
+            if text := os.environ.get(name, "").strip():
+                values[field] = text  # pydantic refuses a non-number, NaN or a value out of range, naming the field
+        if upload_path := os.environ.get("KIE_UPLOAD_DEFAULT_PATH", "").strip().strip("/"):
+            values["upload_path"] = upload_path
+        poll = _poll_from_env()
+        if poll is not None:
+            values["poll"] = poll
+        paths = {field: os.environ[name] for field, name in PATH_ENV.items() if os.environ.get(name, "").strip()}
+        if paths:
+            values["paths"] = EndpointPaths(**paths)
         if os.environ.get("KIE_ALLOW_LIVE", "").lower() in ("1", "true", "yes"):
             values["allow_live"] = True
         values.update(overrides)

@@ -149,6 +149,11 @@ class FieldSpec(_Spec):
     default_when: list[ConditionalDefault] = Field(default_factory=list)
     send_default: bool = True
     allowed: list[Any] | None = None
+    value_aliases: dict[str, Any] = Field(
+        default_factory=dict,
+        description="other spellings of allowed values (e.g. std -> 720p): accepted from users and on the wire, "
+        "sent as the value they map to",
+    )
     min: float | None = None
     max: float | None = None
     min_chars: int | None = None
@@ -177,6 +182,9 @@ class FieldSpec(_Spec):
             raise ValueError("an object field needs 'fields'")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
+        stray = {k: v for k, v in self.value_aliases.items() if self.allowed is None or v not in self.allowed}
+        if stray:
+            raise ValueError(f"value_aliases must map to allowed values; {stray!r} do not")
         if self.has_default and self.allowed is not None and self.default not in self.allowed:
             raise ValueError(f"default {self.default!r} is not in allowed {self.allowed!r}")
         return self

@@ -72,7 +72,7 @@ CASES: list[tuple[str, RawUserRequest, str, dict[str, Any]]] = [
     ("kling-3.0-motion",
      RawUserRequest(model_key="kling-3.0-motion", images=[IMG], videos=[VID], prompt="keep the coat"),
      "kling-3.0/motion-control",
-     {"prompt": "keep the coat", "input_urls": [IMG], "video_urls": [VID], "mode": "std",
+     {"prompt": "keep the coat", "input_urls": [IMG], "video_urls": [VID], "mode": "720p",
       "character_orientation": "video", "background_source": "input_video"}),
 ]
 for _key, _id in (("seedance-2.0", "bytedance/seedance-2"), ("seedance-2.0-fast", "bytedance/seedance-2-fast"),
@@ -227,7 +227,7 @@ def test_dropped_fields_are_not_sent() -> None:
      "image_urls: at most"),
     ("kling-3.0/video", {"prompt": "p", "sound": False, "duration": "20", "mode": "pro", "aspect_ratio": "16:9"},
      "duration"),
-    ("kling-3.0/motion-control", {"input_urls": [IMG], "video_urls": [VID], "mode": "720p",
+    ("kling-3.0/motion-control", {"input_urls": [IMG], "video_urls": [VID], "mode": "4K",
                                   "character_orientation": "video"}, "mode"),
     ("bytedance/seedance-2", {"prompt": "abc", "duration": "5"}, "duration"),
     ("bytedance/seedance-2", {"prompt": "abc", "first_frame_url": [IMG]}, "first_frame_url"),

@@ -91,8 +91,12 @@ def test_user_folder_adds_and_overrides_presets(tmp_path: Path) -> None:
     assert context.preset_version == 7
     assert context.preset_source is not None
     assert Path(context.preset_source).parent == tmp_path.resolve()
+    with pytest.raises(PresetError, match="unknown_thing"):  # a typo must not reach the LLM as literal braces
+        resolve_prompt_context(RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG]),
+                               preset_dirs=[tmp_path], preset_key="house_style_v1")
     custom = resolve_prompt_context(RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG]),
-                                    preset_dirs=[tmp_path], preset_key="house_style_v1")
+                                    preset_dirs=[tmp_path], preset_key="house_style_v1",
+                                    allow_unknown_placeholders=True)
     assert custom.system_prompt == "House style, {{unknown_thing}}."
     assert any("unknown_thing" in w for w in custom.warnings)
     assert "kling_image_to_video_v1" in load_presets()  # bundled set untouched

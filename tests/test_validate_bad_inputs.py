@@ -86,8 +86,9 @@ HAND_WRITTEN = [
                                        "start_time": -1}]}),
     _case("k26mc-mode-std", "invalid", "mode", "kling-2.6-motion", images=[IMG], videos=[VID],
           options={"mode": "std"}),
-    _case("k30mc-mode-720p", "invalid", "mode", "kling-3.0-motion", images=[IMG], videos=[VID],
-          options={"mode": "720p"}),
+    # 720p/1080p and std/pro are both spellings of Kling 3.0 motion's mode; anything else is not.
+    _case("k30mc-mode-4k", "invalid", "mode", "kling-3.0-motion", images=[IMG], videos=[VID],
+          options={"mode": "4K"}),
     _case("k30mc-background-other", "invalid", "background_source", "kling-3.0-motion", images=[IMG], videos=[VID],
           options={"background_source": "none"}),
     _case("sd-duration-3", "invalid", "duration", "seedance-2.0", prompt="abc", options={"duration": 3}),

@@ -33,6 +33,7 @@ from kie_async.artifacts.manifest import (
     RunStatus,
     StoredAs,
 )
+from kie_async.artifacts.notes import update_run_notes, update_run_tags
 from kie_async.artifacts.query import (
     AssetRef,
     get_latest_assets,
@@ -94,4 +95,6 @@ __all__ = [
     "rebuild_artifact_index",
     "rebuild_artifact_index_sync",
     "regenerate_run_derivatives",
+    "update_run_notes",
+    "update_run_tags",
 ]

@@ -81,6 +81,7 @@ class IndexEntry(_Model):
     prompt: str | None = None
     assets: list[IndexAsset] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
+    notes: str | None = Field(default=None, description="the start of the run's notes.md")
     sdk_version: str = __version__
 
     def to_line(self) -> bytes:
@@ -161,6 +162,7 @@ def entry_from_manifest(manifest: RunManifest, run_dir: str, event: str = "run_c
         prompt=prompt,
         assets=assets,
         tags=list(manifest.tags),
+        notes=manifest.notes_excerpt,
         sdk_version=manifest.sdk_version,
     )
 

@@ -9,6 +9,8 @@ be moved or synced elsewhere without rewriting manifests.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -21,9 +23,29 @@ from kie_async.api_models import TaskRecord, TaskState
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILENAME = "run.json"
+PROMPT_FILENAME = "prompt.txt"
+NOTES_FILENAME = "notes.md"
+NOTES_EXCERPT_CHARS = 240
 
 JSONValue = Any
 """A JSON value; model inputs differ per model spec, so the recorded request input stays open."""
+
+
+_TAG = re.compile(r"^[^\s,][^,\n\r]{0,63}$")
+
+
+def clean_tags(tags: Iterable[str]) -> list[str]:
+    """Tags trimmed, de-duplicated in order; a tag is 1-64 printable characters without commas or newlines.
+
+    Commas are refused because ``--tag a,b`` style lists and the CLI's filters split on them.
+    """
+    seen: dict[str, None] = {}
+    for tag in tags:
+        text = str(tag).strip()
+        if not _TAG.match(text) or not text.isprintable():
+            raise ValueError(f"tag {tag!r} is not usable: 1-64 printable characters, no commas or newlines")
+        seen.setdefault(text, None)
+    return list(seen)
 
 
 class RunStatus(StrEnum):
@@ -209,6 +231,15 @@ class RunArtifactCreateRequest(_Model):
     started_at: datetime | None = None
     error: str | None = None
     tags: list[str] = Field(default_factory=list)
+    source_context: dict[str, Any] = Field(
+        default_factory=dict, description="the caller's own context (web request id, user, ticket): kept verbatim"
+    )
+    warnings: list[str] = Field(default_factory=list, description="what the run did that deserves a look later")
+
+    @field_validator("tags")
+    @classmethod
+    def _clean_tags(cls, value: list[str]) -> list[str]:
+        return clean_tags(value)
 
     @field_validator("started_at")
     @classmethod
@@ -235,9 +266,13 @@ class RunManifest(_Model):
     parent_run_ids: list[str] = Field(default_factory=list)
     error: str | None = None
     tags: list[str] = Field(default_factory=list)
+    source_context: dict[str, Any] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    notes_updated_at: datetime | None = Field(default=None, description="when notes.md was last written")
+    notes_excerpt: str | None = Field(default=None, description="the start of notes.md, for the index")
     sdk_version: str = __version__
 
-    @field_validator("created_at", "recorded_at", "updated_at")
+    @field_validator("created_at", "recorded_at", "updated_at", "notes_updated_at")
     @classmethod
     def _to_utc(cls, value: datetime | None) -> datetime | None:
         return _utc(value) if value is not None else None

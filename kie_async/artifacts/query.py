@@ -96,12 +96,14 @@ def query_runs_sync(
     task_mode: str | Iterable[str] | None = None,
     parent_run_id: str | None = None,
     limit: int | None = 50,
+    tag: str | Iterable[str] | None = None,
 ) -> list[IndexEntry]:
     """Blocking twin of :func:`query_runs`."""
     base = resolve_root(root)
     models = _as_set(model)
     statuses = _as_set([status] if isinstance(status, str) else status)
     modes = _as_set(task_mode)
+    tags = _as_set(tag)
     after = parse_since(since)
     matched: list[IndexEntry] = []
     for entry in _load_entries(base):
@@ -114,6 +116,8 @@ def query_runs_sync(
         if after is not None and entry.created_at < after:
             continue
         if parent_run_id is not None and parent_run_id not in entry.parent_run_ids:
+            continue
+        if tags is not None and not tags.issubset(entry.tags):
             continue
         matched.append(entry)
     matched.sort(key=lambda e: (e.recorded_at, e.run_id), reverse=True)
@@ -129,11 +133,13 @@ async def query_runs(
     task_mode: str | Iterable[str] | None = None,
     parent_run_id: str | None = None,
     limit: int | None = 50,
+    tag: str | Iterable[str] | None = None,
 ) -> list[IndexEntry]:
     """Runs matching every given filter, newest first.
 
     ``model`` matches the model key or the provider model id; ``status`` is one status or several (default:
-    any); ``since`` bounds ``created_at``; ``parent_run_id`` finds the children of a run; ``limit=None``
+    any); ``since`` bounds ``created_at``; ``parent_run_id`` finds the children of a run; ``tag`` keeps runs
+    carrying that tag (several: all of them), set at run time or later with ``update_run_tags``; ``limit=None``
     returns every match.
     """
     return await asyncio.to_thread(
@@ -145,6 +151,7 @@ async def query_runs(
         task_mode=task_mode,
         parent_run_id=parent_run_id,
         limit=limit,
+        tag=tag,
     )
 
 
@@ -225,11 +232,12 @@ async def get_latest_successful_run(
 def find_run_dir(root: str | os.PathLike[str] | None, run_id: str) -> Path:
     """The folder of a run by full id or unique prefix."""
     base = runs_dir(resolve_root(root))
+    # Checked before the path is used: "../../x" must not reach a run.json (or, for notes, a folder) elsewhere.
+    if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
+        raise KieArtifactError(f"no run {run_id!r} under {base}")
     exact = base / run_id
     if (exact / MANIFEST_FILENAME).is_file():
         return exact
-    if "/" in run_id or not run_id:
-        raise KieArtifactError(f"no run {run_id!r} under {base}")
     matches = [p.parent for p in base.glob(MANIFEST_FILENAME_GLOB) if p.parent.name.startswith(run_id)]
     if len(matches) == 1:
         return matches[0]

@@ -28,6 +28,7 @@ from kie_async.artifacts.index import append_index_entry, entry_from_manifest
 from kie_async.artifacts.layout import resolve_root, runs_dir, staging_name, tmp_dir
 from kie_async.artifacts.manifest import (
     MANIFEST_FILENAME,
+    PROMPT_FILENAME,
     ArtifactFile,
     ArtifactKind,
     ArtifactSource,
@@ -160,6 +161,13 @@ def _write_manifest_blocking(staging: Path, manifest: RunManifest, fsync: bool) 
             os.fsync(fh.fileno())
 
 
+def _write_prompt_blocking(staging: Path, manifest: RunManifest) -> None:
+    """``prompt.txt``: the prompt that was sent, readable without opening JSON (the manifest keeps all three)."""
+    prompt = manifest.prompts.final_used or manifest.prompts.enhanced or manifest.prompts.raw
+    if prompt:
+        (staging / PROMPT_FILENAME).write_text(prompt if prompt.endswith("\n") else prompt + "\n", encoding="utf-8")
+
+
 def _publish_blocking(staging: Path, final: Path, fsync: bool, replace: bool) -> bool:
     """Rename the assembled folder into place; True when it replaced an existing one."""
     old: Path | None = None
@@ -221,6 +229,7 @@ async def create_run_artifact(
     try:
         manifest = await _assemble(request, cfg, staging, run_id, started, _secret_values(secrets))
         await asyncio.to_thread(_write_manifest_blocking, staging, manifest, cfg.fsync)
+        await asyncio.to_thread(_write_prompt_blocking, staging, manifest)
         replaced = await asyncio.to_thread(_publish_blocking, staging, final, cfg.fsync, replace)
     except BaseException:
         await asyncio.shield(asyncio.to_thread(shutil.rmtree, staging, True))
@@ -281,6 +290,8 @@ async def _assemble(
         parent_run_ids=list(request.parent_run_ids),
         error=request.error,
         tags=list(request.tags),
+        source_context=dict(request.source_context),
+        warnings=list(request.warnings),
     )
     clean = redact_value(manifest.model_dump(mode="json"), secret_values)
     return RunManifest.model_validate(clean)
@@ -326,7 +337,7 @@ async def _with_derivatives(
     return result
 
 
-def _replace_manifest_blocking(run_dir: Path, manifest: RunManifest, fsync: bool) -> None:
+def replace_manifest_blocking(run_dir: Path, manifest: RunManifest, fsync: bool) -> None:
     staging = run_dir / f".{MANIFEST_FILENAME}.{_secrets.token_hex(4)}"
     with staging.open("w", encoding="utf-8") as fh:
         fh.write(manifest.model_dump_json(indent=2, exclude_none=True))
@@ -358,7 +369,7 @@ async def regenerate_run_derivatives(
     cleared = [f.model_copy(update={"derivatives": []}) for f in run.manifest.outputs]
     outputs = await _with_derivatives(cleared, run.run_dir, cfg, folder)
     manifest = run.manifest.model_copy(update={"outputs": outputs, "updated_at": utc_now()})
-    await asyncio.to_thread(_replace_manifest_blocking, run.run_dir, manifest, fsync)
+    await asyncio.to_thread(replace_manifest_blocking, run.run_dir, manifest, fsync)
     old_folders = {Path(d.path).parts[0] for f in run.manifest.outputs for d in f.derivatives} - {folder}
     for old in old_folders:
         await asyncio.to_thread(shutil.rmtree, run.run_dir / old, True)

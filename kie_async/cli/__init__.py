@@ -18,11 +18,19 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from kie_async.cli import _artifacts_cmd, _callbacks_cmd, _core_cmd, _emulator_cmd, _models_cmd, _run_cmd
+from kie_async.cli import (
+    _agents_cmd,
+    _artifacts_cmd,
+    _callbacks_cmd,
+    _core_cmd,
+    _emulator_cmd,
+    _models_cmd,
+    _run_cmd,
+)
 from kie_async.cli._version_info import VersionAction
 from kie_async.errors import KieError
 
-_GROUPS = (_core_cmd, _run_cmd, _callbacks_cmd, _emulator_cmd, _models_cmd, _artifacts_cmd)
+_GROUPS = (_core_cmd, _run_cmd, _callbacks_cmd, _emulator_cmd, _models_cmd, _artifacts_cmd, _agents_cmd)
 TRACEBACK_ENV = "KIE_ASYNC_TRACEBACK"
 _REPORT_HINT = (
     f"this is a bug in kie-async: please report it with the command you ran ({TRACEBACK_ENV}=1 shows the traceback)"

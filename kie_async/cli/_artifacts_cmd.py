@@ -1,9 +1,10 @@
-"""``kie-async artifacts list|show|latest|rebuild``: browse and repair the local run artifacts."""
+"""``kie-async artifacts list|show|latest|rebuild|notes|tag``: browse and repair the local run artifacts."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,11 @@ from kie_async.artifacts import (
     query_runs,
     read_index,
     rebuild_artifact_index,
+    update_run_notes,
+    update_run_tags,
 )
 from kie_async.artifacts.layout import DEFAULT_ROOT_ENV, resolve_root
+from kie_async.artifacts.manifest import NOTES_FILENAME
 from kie_async.cli._common import count_arg
 from kie_async.errors import KieInputError
 
@@ -60,7 +64,22 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                         help="succeeded|failed|partial|cancelled, repeatable (default: any)")
     p_list.add_argument("--since", help="ISO time or a span back from now: 30m, 24h, 7d")
     p_list.add_argument("--limit", type=count_arg, default=20, help="at most this many runs (default 20)")
+    p_list.add_argument("--tag", action="append", help="only runs carrying this tag (repeatable: all of them)")
     p_list.set_defaults(handler=_at_root(_list))
+
+    p_notes = actions.add_parser("notes", help="write (or --append to) a run's notes.md")
+    common(p_notes)
+    p_notes.add_argument("run_id", help="run id or a unique prefix of it")
+    p_notes.add_argument("text", help="the notes (markdown); '-' reads them from standard input")
+    p_notes.add_argument("--append", action="store_true", help="add to the existing notes instead of replacing them")
+    p_notes.set_defaults(handler=_at_root(_notes))
+
+    p_tag = actions.add_parser("tag", help="add or remove tags of a stored run")
+    common(p_tag)
+    p_tag.add_argument("run_id", help="run id or a unique prefix of it")
+    p_tag.add_argument("--add", action="append", default=[], metavar="TAG", help="tag to add (repeatable)")
+    p_tag.add_argument("--remove", action="append", default=[], metavar="TAG", help="tag to remove (repeatable)")
+    p_tag.set_defaults(handler=_at_root(_tag))
 
     p_show = actions.add_parser("show", help="one run's manifest")
     common(p_show)
@@ -88,7 +107,8 @@ def _dump(data: Any) -> None:
 
 async def _list(args: argparse.Namespace, root: Path) -> int:
     entries = await query_runs(
-        root, model=args.model, status=args.status, since=args.since, task_mode=args.task_mode, limit=args.limit
+        root, model=args.model, status=args.status, since=args.since, task_mode=args.task_mode, limit=args.limit,
+        tag=args.tag,
     )
     if args.json:
         _dump([e.model_dump(mode="json", exclude_none=True) for e in entries])
@@ -128,6 +148,27 @@ async def _show(args: argparse.Namespace, root: Path) -> int:
         _dump({"run_dir": str(run.run_dir), "manifest": run.manifest.model_dump(mode="json", exclude_none=True)})
     else:
         print_run_summary(run)
+    return 0
+
+
+async def _notes(args: argparse.Namespace, root: Path) -> int:
+    text = sys.stdin.read() if args.text == "-" else args.text
+    run = await update_run_notes(args.run_id, text, root=root, append=args.append)
+    if args.json:
+        _dump({"run_id": run.run_id, "notes": str(run.run_dir / NOTES_FILENAME), "indexed": run.indexed})
+    else:
+        print(f"notes of {run.run_id}: {run.run_dir / NOTES_FILENAME}")
+    return 0
+
+
+async def _tag(args: argparse.Namespace, root: Path) -> int:
+    if not args.add and not args.remove:
+        raise KieInputError("nothing to do", hint="give --add TAG and/or --remove TAG")
+    run = await update_run_tags(args.run_id, add=args.add, remove=args.remove, root=root)
+    if args.json:
+        _dump({"run_id": run.run_id, "tags": run.manifest.tags})
+    else:
+        print(f"tags of {run.run_id}: {', '.join(run.manifest.tags) or '(none)'}")
     return 0
 
 

@@ -95,6 +95,9 @@ def _request_args(parser: argparse.ArgumentParser) -> None:
                                  f"reference=; repeatable")
     parser.add_argument("--option", action="append", type=_option_arg, default=[], metavar="KEY=VALUE",
                         help="model option (JSON values allowed for lists); repeatable")
+    parser.add_argument("--extra-option", action="append", type=_option_arg, default=[], metavar="KEY=VALUE",
+                        help="a field Kie.ai takes that the spec does not know yet: sent verbatim, unchecked, "
+                             "with a warning; repeatable")
     parser.add_argument("--multi-prompt", type=_multi_prompt_arg, default=None,
                         help="JSON list of {prompt, duration} shots")
     parser.add_argument("--callback-url", type=_callback_url_arg, default=None,
@@ -173,7 +176,7 @@ def build_request(args: argparse.Namespace) -> RawUserRequest:
     return RawUserRequest(
         model_key=args.model, task_mode=args.task_mode, prompt=args.prompt, images=_media(args.image),
         videos=_media(args.video), audios=_media(args.audio), options=options, callback_url=args.callback_url,
-        multi_prompt=multi,
+        multi_prompt=multi, extra_options=dict(getattr(args, "extra_option", [])),
     )
 
 
@@ -346,7 +349,12 @@ def estimate_command(args: argparse.Namespace) -> int:
     for reason in result.reasons:
         style = "red" if reason.blocking else "dim"
         console.print(f"  [{style}]{reason.code}[/] {reason.message}", highlight=False)
-    console.print("[bold green]allowed[/]" if result.allowed else "[bold red]blocked[/]")
+    if result.allowed:
+        console.print("[bold green]allowed[/]" + (" (with a cost warning)" if result.decision == "warn" else ""))
+    elif result.decision == "require_confirmation":
+        console.print("[bold yellow]needs confirmation[/] (`kie-async run` asks on a terminal, or takes --yes)")
+    else:
+        console.print("[bold red]blocked[/]")
     return 0 if result.allowed else 1
 
 

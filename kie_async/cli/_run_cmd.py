@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import difflib
 import hashlib
 import json
 import os
+import sys
+import threading
 from collections import Counter
 from collections.abc import Coroutine
 from pathlib import Path
@@ -25,6 +29,7 @@ from kie_async.cli._common import (
     count_arg,
     credits_arg,
     default_output_dir,
+    err_console,
     json_kind,
     resolve_settings,
     seconds_arg,
@@ -34,7 +39,9 @@ from kie_async.cli._models_cmd import _callback_url_arg, _request_args, build_re
 from kie_async.errors import KieInputError
 from kie_async.fanout import BatchProgress, run_many
 from kie_async.pipeline import PipelineOptions, RunResult, run_pipeline
+from kie_async.preflight import PreflightResult
 from kie_async.request_models import MediaInput, RawUserRequest
+from kie_async.run_models import ConfirmCallback
 from kie_async.session import KieSession
 from kie_async.settings import KieSettings
 
@@ -97,7 +104,73 @@ def _common_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-unknown-cost", action="store_true", help="submit even when no price is known")
     parser.add_argument("--wait-timeout", type=seconds_arg, default=None, help="seconds to wait per task (> 0)")
     parser.add_argument("--no-derivatives", action="store_true", help="skip web/thumb images")
+    parser.add_argument(
+        "--yes", action="store_true",
+        help="confirm runs whose estimate reaches KIE_CONFIRM_CREDIT_THRESHOLD / KIE_CONFIRM_COST_USD_THRESHOLD "
+        "(without it a terminal asks; with no terminal such runs are refused)",
+    )
+    parser.add_argument("--tag", action="append", default=[], metavar="TAG",
+                        help="tag recorded with the run (repeatable); find it later with `artifacts list --tag`")
+    parser.add_argument("--context", action="append", type=_context_arg, default=[], metavar="KEY=VALUE",
+                        help="your own context stored verbatim in run.json (e.g. request_id=abc); repeatable")
     add_offline_flag(parser)
+
+
+def _context_arg(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+async def _ask_line(prompt: str) -> str | None:
+    """``input()`` on a daemon thread: the loop keeps running other runs meanwhile, and a Ctrl-C ends the
+    command at once (a worker-pool thread blocked in ``input()`` would hold the interpreter's exit)."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str | None] = loop.create_future()
+
+    def settle(value: str | None) -> None:
+        if not answer.done():
+            answer.set_result(value)
+
+    def read() -> None:
+        try:
+            # The question goes to stderr: input(prompt) writes to stdout, which may be --json output.
+            sys.stderr.write(prompt)
+            sys.stderr.flush()
+            line: str | None = input()
+        except (EOFError, OSError):
+            line = None
+        with contextlib.suppress(RuntimeError):  # the loop already closed (Ctrl-C): nobody waits any more
+            loop.call_soon_threadsafe(settle, line)
+
+    threading.Thread(target=read, name="kie-async-confirm", daemon=True).start()
+    return await answer
+
+
+def confirm_on_terminal(yes: bool) -> ConfirmCallback:
+    """The CLI's answer to a require_confirmation tier: ``--yes``, else ask on a terminal, else refuse.
+
+    Questions are asked one at a time (a batch may hold several runs at the threshold at once), and the
+    blocking ``input()`` runs in a worker thread so the other runs' polls and downloads go on meanwhile.
+    """
+    lock = asyncio.Lock()
+
+    async def confirm(preflight: PreflightResult) -> bool:
+        if yes:
+            return True
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return False  # the run ends blocked with the threshold's reason; --yes is named in the summary
+        est = preflight.estimate
+        usd = f" (${est.usd:.2f})" if est.usd is not None else ""
+        what = f"{est.credits:g} credits{usd}" if est.credits is not None else "an unknown cost"
+        async with lock:
+            err_console.print(f"[yellow]{preflight.validation.model_key}: estimated {what} reaches the "
+                              "confirmation threshold.[/]")
+            answer = await _ask_line("Buy it? [y/N] ")
+        return answer is not None and answer.strip().lower() in ("y", "yes")
+
+    return confirm
 
 
 def _options(args: argparse.Namespace, out: Path) -> PipelineOptions:
@@ -113,6 +186,9 @@ def _options(args: argparse.Namespace, out: Path) -> PipelineOptions:
         budget_credits=args.budget if hasattr(args, "prompt") else None,
         wait_timeout=args.wait_timeout,
         callback_url=getattr(args, "callback_url", None) if not hasattr(args, "prompt") else None,
+        tags=args.tag,
+        source_context=dict(args.context),
+        confirm=confirm_on_terminal(args.yes),
     )
 
 
@@ -154,6 +230,8 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
             mark = {"ok": "[green]✓[/]", "blocked": "[yellow]■[/]"}.get(stage.status, "[red]✗[/]")
             console.print(f"{mark} {stage.name:<10} {stage.seconds:7.3f}s {stage.detail or ''}")
         console.print(f"status: [bold]{result.status}[/bold]" + (f" — {result.error}" if result.error else ""))
+        if _held_for_confirmation(result):
+            console.print("[yellow]nothing was bought.[/] Confirm on a terminal, or add [bold]--yes[/] in scripts.")
         for output in result.outputs:
             console.print(f"output: {output.path}")
         if result.run_dir:
@@ -164,6 +242,10 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
                 f"with [bold]--resume-task {result.task_id}[/]"
             )
     return 0 if result.succeeded else 1
+
+
+def _held_for_confirmation(result: RunResult) -> bool:
+    return result.preflight is not None and any(r.code == "needs_confirmation" for r in result.preflight.reasons)
 
 
 def _coordinated(settings: KieSettings, shared: _SharedBatch | None) -> KieSettings:
