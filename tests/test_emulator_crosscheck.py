@@ -42,9 +42,6 @@ IDEOGRAM_CHARACTER = {"ideogram-character": "market/ideogram/character.md",
 
 # (case-id pattern, page, why). Case ids read "<model key>/<task mode>: <case>".
 DOCUMENTED: list[tuple[str, str, str]] = [
-    (r"^kling-3\.0-motion/page: page example 1 of kling-3\.0/motion-control$", KLING30_MOTION,
-     "KNOWN SDK BUG, fixed on the SDK side by another change: the page's example sends mode '720p' and the page "
-     "states no enum, while our spec allows only std/pro"),
     (r"^kling-3\.0-motion/motion_control: mode=<not a listed value>$", KLING30_MOTION,
      "SDK stricter on purpose: the page gives mode no enum (its text says std/pro, its example 720p), so the "
      "emulator accepts any string; the SDK refuses values nobody documents"),
