@@ -59,6 +59,22 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else math.nan
 
 
+def spread(values: Sequence[float], digits: int = 3) -> dict[str, float]:
+    """Median, min and max of repeated figures (ratios taken per repeat): what the README quotes."""
+    if not values:
+        return {"median": math.nan, "min": math.nan, "max": math.nan}
+    return {
+        "median": round(median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
+def fmt_spread(value: dict[str, float], digits: int = 2) -> str:
+    """``1.23 (1.10–1.40)``: a median with its min–max over the repeats."""
+    return f"{fmt(value['median'], digits)} ({fmt(value['min'], digits)}–{fmt(value['max'], digits)})"
+
+
 def fmt(value: float | int | None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"

@@ -1,6 +1,6 @@
-"""Large download: ``KieSession.download`` of a 1 GB output vs a plain aiohttp loop, throughput and peak RSS.
+"""Large download: ``KieSession.download`` of a 256 MiB output vs a naive aiohttp loop: wall, CPU, peak RSS.
 
-    python benchmarks/bench_download.py               # 1 GiB, 3 repeats per client (about a minute)
+    python benchmarks/bench_download.py               # 256 MiB, 5 repeats per client (about 30 s)
     python benchmarks/bench_download.py --size 256M   # any size: bytes or k/M/G
     python benchmarks/bench_download.py --quick       # 32 MiB, one repeat
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -32,10 +33,12 @@ from _common import (
     RssSampler,
     add_common_flags,
     fmt,
+    fmt_spread,
     median,
     print_table,
     proc_status_kb,
     ratio,
+    spread,
     write_results,
 )
 
@@ -45,12 +48,14 @@ from kie_async.emulator.media import parse_size
 
 async def child_download(client: str, url: str, dest: Path) -> dict[str, Any]:
     settings = KieSettings.from_env()  # KIE_BASE_URL / KIE_UPLOAD_BASE_URL / KIE_API_KEY set by the parent
-    if client == "sdk":
+    if client in ("sdk", "before"):
         async with KieSession(settings) as kie:
             rss_before = proc_status_kb("VmRSS")
             with RssSampler() as sampler:
                 t0 = time.perf_counter()
+                c0 = time.process_time()
                 result = await kie.download(url, dest)
+                cpu = time.process_time() - c0
                 seconds = time.perf_counter() - t0
             written = result.bytes_written
     else:
@@ -59,6 +64,7 @@ async def child_download(client: str, url: str, dest: Path) -> dict[str, Any]:
             rss_before = proc_status_kb("VmRSS")
             with RssSampler() as sampler:
                 t0 = time.perf_counter()
+                c0 = time.process_time()
                 written = 0
                 async with http.get(url, headers=headers) as response:
                     response.raise_for_status()
@@ -68,11 +74,22 @@ async def child_download(client: str, url: str, dest: Path) -> dict[str, Any]:
                             written += len(chunk)
                         fh.flush()
                         os.fsync(fh.fileno())
+                cpu = time.process_time() - c0
                 seconds = time.perf_counter() - t0
+    # What the SDK's integrity hash alone costs on this machine for the same number of bytes (the naive loop
+    # does not hash): a row divides by naive + this, to show what is left beyond the sha256.
+    block = bytes(1 << 20)
+    h0 = time.process_time()
+    digest = hashlib.sha256()
+    for _ in range(max(1, written >> 20)):
+        digest.update(block)
+    hash_cpu = time.process_time() - h0
     return {
+        "hash_cpu_seconds": hash_cpu,
         "client": client,
         "bytes": written,
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "mb_per_s": written / seconds / 1e6,
         "rss_before_kb": rss_before,
         "rss_peak_sampled_kb": sampler.peak_kb,
@@ -81,10 +98,11 @@ async def child_download(client: str, url: str, dest: Path) -> dict[str, Any]:
     }
 
 
-def run_child(client: str, url: str, dest: Path, env: dict[str, str]) -> dict[str, Any]:
+def run_child(client: str, url: str, dest: Path, env: dict[str, str], compare: Path | None = None) -> dict[str, Any]:
+    extra = {"PYTHONPATH": str(compare)} if client == "before" and compare is not None else {}
     out = subprocess.run(
         [sys.executable, __file__, "--child", client, "--url", url, "--dest", str(dest)],
-        env={**os.environ, **env},
+        env={**os.environ, **env, **extra},
         check=True,
         capture_output=True,
         text=True,
@@ -102,17 +120,23 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     repeats = 1 if args.quick else args.repeats
     folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="kie-bench-download-"))
     samples: dict[str, list[dict[str, Any]]] = {"sdk": [], "raw": []}
+    if args.compare is not None:
+        samples["before"] = []
     async with EmulatorProcess(create_rate_limit=None) as emu:
         url = f"{emu.base_url}/_emulator/blob/{size}"
         env = {"KIE_BASE_URL": emu.base_url, "KIE_UPLOAD_BASE_URL": emu.info["upload_base_url"],
                "KIE_API_KEY": emu.api_key}
         for r in range(repeats):
-            for client in (("sdk", "raw") if r % 2 == 0 else ("raw", "sdk")):
-                sample = await asyncio.to_thread(run_child, client, url, folder / f"{client}_{r}.bin", env)
+            order = [c for c in ("sdk", "raw", "before") if c in samples]
+            for client in (order if r % 2 == 0 else order[::-1]):
+                sample = await asyncio.to_thread(
+                    run_child, client, url, folder / f"{client}_{r}.bin", env, args.compare
+                )
                 if sample["bytes"] != size:
                     raise RuntimeError(f"{client} wrote {sample['bytes']} bytes, expected {size}")
                 samples[client].append(sample)
                 print(f"repeat {r + 1}/{repeats} {client}: {sample['mb_per_s']:.0f} MB/s, "
+                      f"CPU {sample['cpu_seconds']:.2f} s, "
                       f"peak RSS growth {sample['peak_growth_mb']:.1f} MB", flush=True)
     await asyncio.to_thread(folder.rmdir)
 
@@ -129,15 +153,42 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         median([ratio(a["peak_growth_mb"], b["peak_growth_mb"]) for a, b in pairs]), 3
     )
     figures["time_ratio_sdk_over_raw"] = round(median([ratio(a["seconds"], b["seconds"]) for a, b in pairs]), 3)
+    # The issue's rows: wall and CPU of download() over the naive loop, median with min and max over repeats.
+    figures["wall_ratio"] = spread([ratio(a["seconds"], b["seconds"]) for a, b in pairs])
+    figures["cpu_ratio"] = spread([ratio(a["cpu_seconds"], b["cpu_seconds"]) for a, b in pairs])
+    figures["cpu_ratio_vs_naive_plus_sha256"] = spread(
+        [ratio(a["cpu_seconds"], b["cpu_seconds"] + b["hash_cpu_seconds"]) for a, b in pairs]
+    )
+    figures["sha256_cpu_seconds"] = round(median([s["hash_cpu_seconds"] for s in samples["raw"]]), 3)
+    for client, runs in samples.items():
+        figures[f"{client}_cpu_seconds"] = round(median([s["cpu_seconds"] for s in runs]), 3)
+    if "before" in samples:  # the --compare checkout against the same naive loop, same repeats
+        before = list(zip(samples["before"], samples["raw"], strict=True))
+        figures["before_wall_ratio"] = spread([ratio(a["seconds"], b["seconds"]) for a, b in before])
+        figures["before_cpu_ratio"] = spread([ratio(a["cpu_seconds"], b["cpu_seconds"]) for a, b in before])
     figures["sdk_rss_growth_per_gb_of_file_mb"] = round(figures["sdk_peak_rss_growth_mb"] / (size / 1e9), 2)
+    if "before" in samples:
+        print_table(
+            f"--compare {args.compare}: its download() over the same naive loop",
+            ["figure", "before (--compare)", "this tree"],
+            [
+                ["wall ÷ naive", fmt_spread(figures["before_wall_ratio"]), fmt_spread(figures["wall_ratio"])],
+                ["CPU ÷ naive", fmt_spread(figures["before_cpu_ratio"]), fmt_spread(figures["cpu_ratio"])],
+            ],
+        )
     print_table(
         f"download of {size / 2**20:,.0f} MiB from the emulator blob route, median of {repeats} repeat(s)",
-        ["figure", "SDK download()", "raw aiohttp", "SDK / raw (median of per-repeat ratios)"],
+        ["figure", "SDK download()", "raw aiohttp", "SDK / raw: median (min–max) of per-repeat ratios"],
         [
             ["throughput (MB/s)", fmt(figures["sdk_mb_per_s"], 1), fmt(figures["raw_mb_per_s"], 1),
              fmt(figures["throughput_ratio_sdk_over_raw"])],
-            ["time (s)", fmt(figures["sdk_seconds"]), fmt(figures["raw_seconds"]),
-             fmt(figures["time_ratio_sdk_over_raw"])],
+            ["wall time (s)", fmt(figures["sdk_seconds"]), fmt(figures["raw_seconds"]),
+             fmt_spread(figures["wall_ratio"])],
+            ["CPU, all threads (s)", fmt(figures["sdk_cpu_seconds"]), fmt(figures["raw_cpu_seconds"]),
+             fmt_spread(figures["cpu_ratio"])],
+            ["CPU vs naive + sha256 of the body (s)", fmt(figures["sdk_cpu_seconds"]),
+             fmt(figures["raw_cpu_seconds"] + figures["sha256_cpu_seconds"]),
+             fmt_spread(figures["cpu_ratio_vs_naive_plus_sha256"])],
             ["peak RSS growth, VmHWM (MB)", fmt(figures["sdk_peak_rss_growth_mb"], 1),
              fmt(figures["raw_peak_rss_growth_mb"], 1), fmt(figures["rss_growth_ratio_sdk_over_raw"])],
             ["peak RSS growth, sampled (MB)", fmt(figures["sdk_sampled_rss_growth_mb"], 1),
@@ -158,9 +209,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_flags(parser)
-    parser.add_argument("--size", default="1G", help="download size: bytes or k/M/G (default 1G = 1 GiB)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--child", choices=["sdk", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument("--size", default="256M", help="download size: bytes or k/M/G (default 256M = 256 MiB)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compare", type=Path, help="another SDK checkout, downloaded the same way (before/after)")
+    parser.add_argument("--child", choices=["sdk", "raw", "before"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--dest", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

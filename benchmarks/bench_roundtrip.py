@@ -37,8 +37,9 @@ from _common import (
     write_results,
 )
 
-from kie_async import CreateTaskPayload, KieSession, RateLimitSettings
+from kie_async import KieSession, RateLimitSettings
 from kie_async.session import CREATE_TASK_PATH, RECORD_INFO_PATH
+from kie_async.types import CreateTaskPayload
 
 RoundTrip = Callable[[int], Awaitable[None]]
 

@@ -87,42 +87,73 @@ def sync(doc: dict[str, Any]) -> str:
     )
 
 
+def _s(value: Any, digits: int = 2) -> str:
+    """A ``spread`` dict as ``median (min–max)``; plain numbers as they are."""
+    if isinstance(value, dict) and "median" in value:
+        return f"{_f(value['median'], digits)} ({_f(value['min'], digits)}–{_f(value['max'], digits)})"
+    return _f(value, digits)
+
+
 def download(doc: dict[str, Any]) -> str:
     f = doc["figures"]
+    rows = [
+        ["throughput (MB/s)", _f(f["sdk_mb_per_s"], 1), _f(f["raw_mb_per_s"], 1),
+         _f(f["throughput_ratio_sdk_over_raw"])],
+        ["wall time (s)", _f(f["sdk_seconds"], 3), _f(f["raw_seconds"], 3), _s(f.get("wall_ratio"))],
+        ["CPU, all threads (s)", _f(f.get("sdk_cpu_seconds"), 3), _f(f.get("raw_cpu_seconds"), 3),
+         _s(f.get("cpu_ratio"))],
+        ["CPU vs naive + sha256 of the body", "", "", _s(f.get("cpu_ratio_vs_naive_plus_sha256"))],
+        ["peak RSS growth, VmHWM (MB)", _f(f["sdk_peak_rss_growth_mb"], 1), _f(f["raw_peak_rss_growth_mb"], 1),
+         _f(f["rss_growth_ratio_sdk_over_raw"])],
+    ]
+    if "before_wall_ratio" in f:
+        rows.append(["before (--compare): wall / CPU ÷ naive", "", "",
+                     f"{_s(f['before_wall_ratio'])} / {_s(f['before_cpu_ratio'])}"])
     return _table(
-        [f"download {f['size_bytes'] / 2**20:,.0f} MiB", "SDK download()", "raw aiohttp", "SDK / raw"],
-        [
-            ["throughput (MB/s)", _f(f["sdk_mb_per_s"], 1), _f(f["raw_mb_per_s"], 1),
-             _f(f["throughput_ratio_sdk_over_raw"])],
-            ["peak RSS growth, VmHWM (MB)", _f(f["sdk_peak_rss_growth_mb"], 1), _f(f["raw_peak_rss_growth_mb"], 1),
-             _f(f["rss_growth_ratio_sdk_over_raw"])],
-            ["peak RSS growth, sampled (MB)", _f(f["sdk_sampled_rss_growth_mb"], 1),
-             _f(f["raw_sampled_rss_growth_mb"], 1), "-"],
-        ],
+        [f"download {f['size_bytes'] / 2**20:,.0f} MiB", "SDK download()", "naive aiohttp",
+         "SDK / naive: median (min–max)"],
+        rows,
+    )
+
+
+def imports(doc: dict[str, Any]) -> str:
+    f = doc["figures"]
+    statements = doc["params"]["statements"]
+    rows = []
+    for tree in ("this", "compare"):
+        for name, statement in statements.items():
+            key = f"{tree}:{name}"
+            if f"{key}_ratio" in f:
+                label = f"`{statement}`" + (" (before: --compare tree)" if tree == "compare" else "")
+                rows.append([label, _f(f[f"{key}_cpu_ms"], 1), _s(f[f"{key}_ratio"])])
+    return _table(
+        ["import, fresh interpreter", "CPU (ms)",
+         f"÷ `{doc['params']['baseline']}` ({_f(f['baseline_cpu_ms'], 1)} ms)"],
+        rows,
     )
 
 
 def derivatives(doc: dict[str, Any]) -> str:
     f = doc["figures"]
-    w = doc["params"]["parallel_workers"]
-    return _table(
-        [f"derivatives, {doc['params']['images']} × 4K JPEG", "pyvips (SDK)", "Pillow", "ratio"],
-        [
-            ["time per image, sequential (ms)", _f(f["pyvips_ms_per_image"], 1), _f(f["pillow_ms_per_image"], 1),
-             _f(f["speedup_per_image_pillow_over_pyvips"]) + " (Pillow ÷ pyvips)"],
-            ["images/s, sequential", _f(f["pyvips_images_per_s_sequential"]),
-             _f(f["pillow_images_per_s_sequential"]),
-             _f(f.get("throughput_ratio_sequential_pyvips_over_pillow")) + " (pyvips ÷ Pillow)"],
-            [f"images/s, {w} workers", _f(f["pyvips_images_per_s_parallel"]), _f(f["pillow_images_per_s_parallel"]),
-             _f(f["throughput_ratio_parallel_pyvips_over_pillow"]) + " (pyvips ÷ Pillow)"],
-            ["peak RSS growth, sequential (MB)", _f(f["pyvips_peak_rss_growth_mb_sequential"], 1),
-             _f(f["pillow_peak_rss_growth_mb_sequential"], 1),
-             _f(f["memory_ratio_sequential_pillow_over_pyvips"]) + " (Pillow ÷ pyvips)"],
-            [f"peak RSS growth, {w} workers (MB)", _f(f["pyvips_peak_rss_growth_mb_parallel"], 1),
-             _f(f["pillow_peak_rss_growth_mb_parallel"], 1),
-             _f(f["memory_ratio_parallel_pillow_over_pyvips"]) + " (Pillow ÷ pyvips)"],
-        ],
-    )
+    engines = f.get("engines", ["sdk", "pillow"])
+    rows = []
+    for kind in ("jpeg", "png"):
+        rows.append([f"time per image, {kind.upper()} (ms)"]
+                    + [_f(f.get(f"{e}_{kind}_ms_per_image"), 1) for e in engines])
+        rows.append([f"peak RSS growth, {kind.upper()} (MB)"]
+                    + [_f(f.get(f"{e}_{kind}_peak_rss_growth_mb"), 1) for e in engines])
+    ratio_rows = []
+    for kind in ("jpeg", "png"):
+        for key, label in ((f"seed_over_sdk_time_{kind}", "time, seed ÷ SDK"),
+                           (f"seed_over_sdk_cpu_{kind}", "CPU (all threads), seed ÷ SDK"),
+                           (f"sdk_over_seed_rss_{kind}", "peak RSS growth, SDK ÷ seed"),
+                           (f"pillow_over_sdk_time_{kind}", "time, Pillow ÷ SDK"),
+                           (f"sdk_over_pillow_rss_{kind}", "peak RSS growth, SDK ÷ Pillow")):
+            if key in f:
+                ratio_rows.append([f"{label}, {kind.upper()} (median, min–max per repeat)", _s(f[key])]
+                                  + [""] * (len(engines) - 1))
+    header = [f"derivatives, {doc['params'].get('images_per_kind', '?')} × 4K per kind", *engines]
+    return _table(header, rows + ratio_rows)
 
 
 def coordination(doc: dict[str, Any]) -> str:
@@ -158,16 +189,75 @@ SECTIONS = {
     "bench_fanout": fanout,
     "bench_sync_baseline": sync,
     "bench_download": download,
+    "bench_import": imports,
     "bench_derivatives": derivatives,
     "bench_coordination": coordination,
 }
+
+
+def _load(folder: Path, name: str) -> dict[str, Any] | None:
+    path = folder / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def goals(folder: Path, fanout_before: Path | None) -> str:
+    """Issue 11's table: each row as the ratio it names, the goal, main when the issue was filed, before
+    (the ``--compare`` checkout measured in the same run, or a fan-out results file of it) and now."""
+    dl, im, de, fo = (_load(folder, n) for n in ("bench_download", "bench_import", "bench_derivatives", "bench_fanout"))
+    fb = json.loads(fanout_before.read_text()) if fanout_before and fanout_before.exists() else None
+    g = lambda doc, *keys: _dig(doc["figures"] if doc else None, keys)  # noqa: E731
+    rows = [
+        ["`download()` 256 MiB ÷ naive loop (writes on the loop, fsyncs): wall", "≤ 1.0", "1.82",
+         _s(g(dl, "before_wall_ratio")), _s(g(dl, "wall_ratio"))],
+        ["same, CPU", "≤ 1.2", "2.82", _s(g(dl, "before_cpu_ratio")), _s(g(dl, "cpu_ratio"))],
+        ["same, CPU ÷ (naive + sha256 of the body)", "-", "-", "-", _s(g(dl, "cpu_ratio_vs_naive_plus_sha256"))],
+        ["CPU of `import kie_async` ÷ `import aiohttp, aiofiles, pydantic`", "≤ 1.4", "2.30",
+         _s(g(im, "compare:package_ratio")), _s(g(im, "this:package_ratio"))],
+        ["same for `from kie_async import KieSession, RawUserRequest, run_many`", "-", "-",
+         _s(g(im, "compare:script_ratio")), _s(g(im, "this:script_ratio"))],
+        ["same for `import kie_async.cli`", "-", "-", _s(g(im, "compare:cli_ratio")), _s(g(im, "this:cli_ratio"))],
+        ["derivatives, 4K, time seed ÷ SDK: JPEG", "≥ 5", "3.5", _s(g(de, "seed_over_before_time_jpeg")),
+         _s(g(de, "seed_over_sdk_time_jpeg"))],
+        ["same, PNG", "≥ 5", "3.4", _s(g(de, "seed_over_before_time_png")), _s(g(de, "seed_over_sdk_time_png"))],
+        ["same, CPU (all threads) seed ÷ SDK: JPEG / PNG", "-", "-",
+         f"{_s(g(de, 'seed_over_before_cpu_jpeg'))} / {_s(g(de, 'seed_over_before_cpu_png'))}",
+         f"{_s(g(de, 'seed_over_sdk_cpu_jpeg'))} / {_s(g(de, 'seed_over_sdk_cpu_png'))}"],
+        ["same, peak RSS growth SDK ÷ seed: JPEG", "≤ 0.8", "1.13", _s(g(de, "before_over_seed_rss_jpeg")),
+         _s(g(de, "sdk_over_seed_rss_jpeg"))],
+        ["same, PNG", "≤ 0.8", "0.93", _s(g(de, "before_over_seed_rss_png")), _s(g(de, "sdk_over_seed_rss_png"))],
+        ["fan-out 200/s, 1,000 runs, derivatives on: client CPU per run (ms)", "≤ 8", "23–30",
+         _s(g(fb, "scaled", "spread", "client_cpu_ms_per_run"), 1),
+         _s(g(fo, "scaled", "spread", "client_cpu_ms_per_run"), 1)],
+        ["same: wall ÷ floor", "≤ 1.3", "2.5–2.7", _s(g(fb, "scaled", "spread", "wall_over_floor")),
+         _s(g(fo, "scaled", "spread", "wall_over_floor"))],
+        ["same: loop lag p99 (ms)", "≤ 20", "41–81", _s(g(fb, "scaled", "spread", "loop_lag_p99_ms"), 1),
+         _s(g(fo, "scaled", "spread", "loop_lag_p99_ms"), 1)],
+        ["status requests per task at the real limit (20 per 10 s)", "≤ 1.5", "2.0",
+         _s(g(fb, "real_limit", "spread", "status_requests_per_task_mean")),
+         _s(g(fo, "real_limit", "spread", "status_requests_per_task_mean"))],
+    ]
+    return _table(["figure (ratio as named)", "goal", "filed", "before: median (min–max)", "now: median (min–max)"],
+                  rows)
+
+
+def _dig(value: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
     parser.add_argument("--quick", action="store_true", help="summarise the <name>.quick.json files instead")
+    parser.add_argument("--goals", action="store_true", help="only issue 11's goal-vs-now table")
+    parser.add_argument("--fanout-before", type=Path, help="bench_fanout.json of the checkout compared against")
     args = parser.parse_args()
+    if args.goals:
+        print(goals(args.out, args.fanout_before))
+        return 0
     for name, render in SECTIONS.items():
         path = args.out / f"{name}{'.quick' if args.quick else ''}.json"
         if not path.exists():

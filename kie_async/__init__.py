@@ -1,252 +1,322 @@
 """kie-async: an asyncio-native client SDK for Kie.ai.
 
-Everything a user needs is importable from here; modules not re-exported are private by convention.
+The top level holds what a user reaches for (``docs/api.md`` lists it, by task): the session and its settings,
+the request, the checks that come before money, the three ways to run (``run_pipeline`` for one request with a
+record, ``run_many`` for a batch, ``KieSession.submit`` for a bare task handle), callbacks, run records and the
+errors worth catching. The models behind them live in :mod:`kie_async.types`, every error in
+:mod:`kie_async.errors`, and the step-by-step functions in the module named for their step.
+
+Names load on first use (module ``__getattr__``): ``import kie_async`` costs about what its dependencies do.
+Names that used to live here still import, with a ``DeprecationWarning`` naming their home.
 """
 
+import warnings
+from typing import TYPE_CHECKING
+
 from kie_async._version import __version__
-from kie_async.api_models import (
-    CallbackEvent,
-    CreateTaskPayload,
-    CreditBalance,
-    DownloadResult,
-    TaskCreated,
-    TaskRecord,
-    TaskResult,
-    TaskState,
-    UploadedFile,
-)
-from kie_async.artifacts import (
-    ArtifactDerivativeSettings,
-    ArtifactKind,
-    ArtifactSettings,
-    ArtifactSource,
-    AssetRef,
-    IndexEntry,
-    KieArtifactError,
-    PromptRecord,
-    ProviderTrace,
-    RunArtifact,
-    RunArtifactCreateRequest,
-    RunManifest,
-    RunStatus,
-    create_run_artifact,
-    generate_derivatives,
-    get_latest_assets,
-    get_latest_successful_run,
-    list_recent_runs,
-    load_run,
-    print_run_summary,
-    query_runs,
-    read_index,
-    rebuild_artifact_index,
-    regenerate_run_derivatives,
-    update_run_notes,
-    update_run_tags,
-)
-from kie_async.budget import CreditBudget
-from kie_async.callback_receiver import CallbackReceiver, add_callback_route
-from kie_async.callbacks import (
-    KIE_REQUEST_PARAM,
-    CallbackReplayGuard,
-    request_token_from_url,
-    sign_callback,
-    verify_callback,
-    verify_callback_signature,
-)
-from kie_async.errors import (
-    KieAPIStatusError,
-    KieAuthenticationError,
-    KieBadRequestError,
-    KieCallbackBodyError,
-    KieCallbackVerificationError,
-    KieConfigError,
-    KieConnectionError,
-    KieDownloadContentError,
-    KieDownloadError,
-    KieDownloadURLError,
-    KieError,
-    KieInputError,
-    KieInsufficientCreditsError,
-    KieJournalBusyError,
-    KieNotFoundError,
-    KieRateLimitError,
-    KieRequestBlockedError,
-    KieResponseShapeError,
-    KieServerError,
-    KieSubmissionUncertainError,
-    KieTaskFailedError,
-    KieTimeoutError,
-    KieUsageLimitError,
-    KieValidationError,
-)
-from kie_async.fanout import BatchProgress, run_many
-from kie_async.fixtures import REQUEST_FIXTURES, get_request_fixture
-from kie_async.handle import TaskHandle, TaskOutcome
-from kie_async.model_data import preload_model_data
-from kie_async.normalize import normalize_request
-from kie_async.outputs import FileOutput
-from kie_async.payload import (
-    MediaNotUploadedError,
-    RequestNotReadyError,
-    build_submission_payload,
-    check_wire_payload,
-    media_needing_upload,
-    with_hosted_media,
-)
-from kie_async.pipeline import PipelineHooks, PipelineOptions, RunOutput, RunResult, StageOutcome, run_pipeline
-from kie_async.polling import TaskProgress
-from kie_async.preflight import CreditSource, PreflightResult, PreflightThresholds, run_preflight
-from kie_async.prepare import PreparedRequest, prepare_request_for_submission
-from kie_async.presets import (
-    PromptContext,
-    PromptEnhancementPreview,
-    apply_enhanced_prompt,
-    dry_run_prompt_enhancement,
-    resolve_prompt_context,
-)
-from kie_async.pricing import CostEstimate, estimate_request_cost, estimate_wire_cost
-from kie_async.request_models import MediaInput, NormalizedRequest, RawUserRequest, ValidationResult
-from kie_async.request_state import RequestState
-from kie_async.retry import RetryPolicy
-from kie_async.session import KieSession, SessionStats
-from kie_async.settings import KieSettings, PollSettings, RateLimitSettings, RetrySettings
-from kie_async.specs import aload_registry, load_registry
-from kie_async.submit import download_output_file, get_credit_balance, submit_prepared_request, wait_for_task
-from kie_async.validate import validate_request
+
+if TYPE_CHECKING:
+    from kie_async.api_models import (
+        CallbackEvent,
+    )
+    from kie_async.artifacts import (
+        ArtifactSettings,
+        load_run,
+        query_runs,
+        update_run_notes,
+        update_run_tags,
+    )
+    from kie_async.budget import (
+        CreditBudget,
+    )
+    from kie_async.callback_receiver import (
+        CallbackReceiver,
+    )
+    from kie_async.callbacks import (
+        verify_callback,
+    )
+    from kie_async.errors import (
+        KieAPIStatusError,
+        KieAuthenticationError,
+        KieConfigError,
+        KieConnectionError,
+        KieDownloadError,
+        KieError,
+        KieInputError,
+        KieInsufficientCreditsError,
+        KieJournalBusyError,
+        KieRateLimitError,
+        KieRequestBlockedError,
+        KieServerError,
+        KieSubmissionUncertainError,
+        KieTaskFailedError,
+        KieTimeoutError,
+        KieValidationError,
+    )
+    from kie_async.fanout import (
+        BatchProgress,
+        run_many,
+    )
+    from kie_async.handle import (
+        TaskHandle,
+        TaskOutcome,
+    )
+    from kie_async.outputs import (
+        FileOutput,
+    )
+    from kie_async.pipeline import (
+        run_pipeline,
+    )
+    from kie_async.preflight import (
+        PreflightResult,
+        PreflightThresholds,
+        run_preflight,
+    )
+    from kie_async.pricing import (
+        CostEstimate,
+        estimate_request_cost,
+    )
+    from kie_async.request_models import (
+        MediaInput,
+        RawUserRequest,
+        ValidationResult,
+    )
+    from kie_async.run_models import (
+        PipelineOptions,
+        RunResult,
+    )
+    from kie_async.session import (
+        KieSession,
+    )
+    from kie_async.settings import (
+        KieSettings,
+        PollSettings,
+        RateLimitSettings,
+        RetrySettings,
+    )
+    from kie_async.validate import (
+        validate_request,
+    )
+
+_EXPORTS: dict[str, str] = {
+    "KieSession": "kie_async.session",
+    "KieSettings": "kie_async.settings",
+    "PollSettings": "kie_async.settings",
+    "RetrySettings": "kie_async.settings",
+    "RateLimitSettings": "kie_async.settings",
+    "RawUserRequest": "kie_async.request_models",
+    "MediaInput": "kie_async.request_models",
+    "validate_request": "kie_async.validate",
+    "ValidationResult": "kie_async.request_models",
+    "estimate_request_cost": "kie_async.pricing",
+    "CostEstimate": "kie_async.pricing",
+    "run_preflight": "kie_async.preflight",
+    "PreflightResult": "kie_async.preflight",
+    "PreflightThresholds": "kie_async.preflight",
+    "CreditBudget": "kie_async.budget",
+    "run_pipeline": "kie_async.pipeline",
+    "PipelineOptions": "kie_async.run_models",
+    "RunResult": "kie_async.run_models",
+    "run_many": "kie_async.fanout",
+    "BatchProgress": "kie_async.fanout",
+    "TaskHandle": "kie_async.handle",
+    "TaskOutcome": "kie_async.handle",
+    "FileOutput": "kie_async.outputs",
+    "verify_callback": "kie_async.callbacks",
+    "CallbackEvent": "kie_async.api_models",
+    "CallbackReceiver": "kie_async.callback_receiver",
+    "ArtifactSettings": "kie_async.artifacts",
+    "query_runs": "kie_async.artifacts",
+    "load_run": "kie_async.artifacts",
+    "update_run_notes": "kie_async.artifacts",
+    "update_run_tags": "kie_async.artifacts",
+    "KieError": "kie_async.errors",
+    "KieConfigError": "kie_async.errors",
+    "KieInputError": "kie_async.errors",
+    "KieRequestBlockedError": "kie_async.errors",
+    "KieConnectionError": "kie_async.errors",
+    "KieSubmissionUncertainError": "kie_async.errors",
+    "KieTimeoutError": "kie_async.errors",
+    "KieAPIStatusError": "kie_async.errors",
+    "KieAuthenticationError": "kie_async.errors",
+    "KieInsufficientCreditsError": "kie_async.errors",
+    "KieRateLimitError": "kie_async.errors",
+    "KieValidationError": "kie_async.errors",
+    "KieServerError": "kie_async.errors",
+    "KieTaskFailedError": "kie_async.errors",
+    "KieDownloadError": "kie_async.errors",
+    "KieJournalBusyError": "kie_async.errors",
+    "KieEmulator": "kie_async.emulator",
+    "EmulatorConfig": "kie_async.emulator",
+}
+"""Public name -> the module defining it (the emulator is reachable but not in ``__all__``)."""
+
+_MOVED: dict[str, str] = {
+    "ArtifactDerivativeSettings": "kie_async.types",
+    "ArtifactKind": "kie_async.types",
+    "ArtifactSource": "kie_async.types",
+    "AssetRef": "kie_async.types",
+    "CallbackReplayGuard": "kie_async.callbacks",
+    "CreateTaskPayload": "kie_async.types",
+    "CreditBalance": "kie_async.types",
+    "CreditSource": "kie_async.types",
+    "DownloadResult": "kie_async.types",
+    "IndexEntry": "kie_async.types",
+    "KIE_REQUEST_PARAM": "kie_async.callbacks",
+    "KieArtifactError": "kie_async.artifacts",
+    "KieBadRequestError": "kie_async.errors",
+    "KieCallbackBodyError": "kie_async.errors",
+    "KieCallbackVerificationError": "kie_async.errors",
+    "KieDownloadContentError": "kie_async.errors",
+    "KieDownloadURLError": "kie_async.errors",
+    "KieNotFoundError": "kie_async.errors",
+    "KieResponseShapeError": "kie_async.errors",
+    "KieUsageLimitError": "kie_async.errors",
+    "MediaNotUploadedError": "kie_async.payload",
+    "NormalizedRequest": "kie_async.types",
+    "PipelineHooks": "kie_async.types",
+    "PreparedRequest": "kie_async.types",
+    "PromptContext": "kie_async.types",
+    "PromptEnhancementPreview": "kie_async.types",
+    "PromptRecord": "kie_async.types",
+    "ProviderTrace": "kie_async.types",
+    "REQUEST_FIXTURES": "kie_async.fixtures",
+    "RequestNotReadyError": "kie_async.payload",
+    "RequestState": "kie_async.types",
+    "RetryPolicy": "kie_async.types",
+    "RunArtifact": "kie_async.types",
+    "RunArtifactCreateRequest": "kie_async.types",
+    "RunManifest": "kie_async.types",
+    "RunOutput": "kie_async.types",
+    "RunStatus": "kie_async.types",
+    "SessionStats": "kie_async.types",
+    "StageOutcome": "kie_async.types",
+    "TaskCreated": "kie_async.types",
+    "TaskProgress": "kie_async.types",
+    "TaskRecord": "kie_async.types",
+    "TaskResult": "kie_async.types",
+    "TaskState": "kie_async.types",
+    "UploadedFile": "kie_async.types",
+    "add_callback_route": "kie_async.callback_receiver",
+    "aload_registry": "kie_async.specs",
+    "apply_enhanced_prompt": "kie_async.presets",
+    "build_submission_payload": "kie_async.payload",
+    "check_wire_payload": "kie_async.payload",
+    "create_run_artifact": "kie_async.artifacts",
+    "download_output_file": "kie_async.submit",
+    "dry_run_prompt_enhancement": "kie_async.presets",
+    "estimate_wire_cost": "kie_async.pricing",
+    "generate_derivatives": "kie_async.artifacts",
+    "get_credit_balance": "kie_async.submit",
+    "get_latest_assets": "kie_async.artifacts",
+    "get_latest_successful_run": "kie_async.artifacts",
+    "get_request_fixture": "kie_async.fixtures",
+    "list_recent_runs": "kie_async.artifacts",
+    "load_registry": "kie_async.specs",
+    "media_needing_upload": "kie_async.payload",
+    "normalize_request": "kie_async.normalize",
+    "preload_model_data": "kie_async.model_data",
+    "prepare_request_for_submission": "kie_async.prepare",
+    "print_run_summary": "kie_async.artifacts",
+    "read_index": "kie_async.artifacts",
+    "rebuild_artifact_index": "kie_async.artifacts",
+    "regenerate_run_derivatives": "kie_async.artifacts",
+    "request_token_from_url": "kie_async.callbacks",
+    "resolve_prompt_context": "kie_async.presets",
+    "sign_callback": "kie_async.callbacks",
+    "submit_prepared_request": "kie_async.submit",
+    "verify_callback_signature": "kie_async.callbacks",
+    "wait_for_task": "kie_async.submit",
+    "with_hosted_media": "kie_async.payload",
+}
+"""Names the top level no longer lists -> where to import them from now (they still resolve, with a warning)."""
+
+_SESSION_METHODS: dict[str, str] = {
+    "wait_for_task": "KieSession.wait_for_task",
+    "get_credit_balance": "KieSession.get_credits",
+    "download_output_file": "KieSession.download",
+    "submit_prepared_request": "KieSession.create_task",
+}
+"""Free functions that repeated a session method: the method is the one way now."""
 
 
 def __getattr__(name: str) -> object:
-    """The emulator (and its pyvips/aiohttp.web imports) loads only when asked for."""
-    if name in ("KieEmulator", "EmulatorConfig"):
-        from kie_async import emulator
+    """Import the module behind a public name the first time it is asked for, then cache the name here."""
+    import importlib
 
-        return getattr(emulator, name)
-    raise AttributeError(f"module 'kie_async' has no attribute {name!r}")
+    module_name = _EXPORTS.get(name)
+    if module_name is not None:
+        value = getattr(importlib.import_module(module_name), name)
+        globals()[name] = value
+        return value
+    home = _MOVED.get(name)
+    if home is not None:
+        instead = _SESSION_METHODS.get(name)
+        advice = f"use {instead} (or import it from {home})" if instead else f"import it from {home}"
+        warnings.warn(f"kie_async.{name} is no longer a top-level name: {advice}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(home), name)
+    # ``import kie_async`` then ``kie_async.artifacts.…`` worked while the package imported everything.
+    if name.startswith("_"):
+        raise AttributeError(f"module 'kie_async' has no attribute {name!r}")
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module 'kie_async' has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
 
 
 __all__ = [
-    "KIE_REQUEST_PARAM",
-    "REQUEST_FIXTURES",
-    "ArtifactDerivativeSettings",
-    "ArtifactKind",
     "ArtifactSettings",
-    "ArtifactSource",
-    "AssetRef",
     "BatchProgress",
     "CallbackEvent",
     "CallbackReceiver",
-    "CallbackReplayGuard",
     "CostEstimate",
-    "CreateTaskPayload",
-    "CreditBalance",
     "CreditBudget",
-    "CreditSource",
-    "DownloadResult",
     "FileOutput",
-    "IndexEntry",
     "KieAPIStatusError",
-    "KieArtifactError",
     "KieAuthenticationError",
-    "KieBadRequestError",
-    "KieCallbackBodyError",
-    "KieCallbackVerificationError",
     "KieConfigError",
     "KieConnectionError",
-    "KieDownloadContentError",
     "KieDownloadError",
-    "KieDownloadURLError",
     "KieError",
     "KieInputError",
     "KieInsufficientCreditsError",
     "KieJournalBusyError",
-    "KieNotFoundError",
     "KieRateLimitError",
     "KieRequestBlockedError",
-    "KieResponseShapeError",
     "KieServerError",
     "KieSession",
     "KieSettings",
     "KieSubmissionUncertainError",
     "KieTaskFailedError",
     "KieTimeoutError",
-    "KieUsageLimitError",
     "KieValidationError",
     "MediaInput",
-    "MediaNotUploadedError",
-    "NormalizedRequest",
-    "PipelineHooks",
     "PipelineOptions",
     "PollSettings",
     "PreflightResult",
     "PreflightThresholds",
-    "PreparedRequest",
-    "PromptContext",
-    "PromptEnhancementPreview",
-    "PromptRecord",
-    "ProviderTrace",
     "RateLimitSettings",
     "RawUserRequest",
-    "RequestNotReadyError",
-    "RequestState",
-    "RetryPolicy",
     "RetrySettings",
-    "RunArtifact",
-    "RunArtifactCreateRequest",
-    "RunManifest",
-    "RunOutput",
     "RunResult",
-    "RunStatus",
-    "SessionStats",
-    "StageOutcome",
-    "TaskCreated",
     "TaskHandle",
     "TaskOutcome",
-    "TaskProgress",
-    "TaskRecord",
-    "TaskResult",
-    "TaskState",
-    "UploadedFile",
     "ValidationResult",
     "__version__",
-    "add_callback_route",
-    "aload_registry",
-    "apply_enhanced_prompt",
-    "build_submission_payload",
-    "check_wire_payload",
-    "create_run_artifact",
-    "download_output_file",
-    "dry_run_prompt_enhancement",
     "estimate_request_cost",
-    "estimate_wire_cost",
-    "generate_derivatives",
-    "get_credit_balance",
-    "get_latest_assets",
-    "get_latest_successful_run",
-    "get_request_fixture",
-    "list_recent_runs",
-    "load_registry",
     "load_run",
-    "media_needing_upload",
-    "normalize_request",
-    "preload_model_data",
-    "prepare_request_for_submission",
-    "print_run_summary",
     "query_runs",
-    "read_index",
-    "rebuild_artifact_index",
-    "regenerate_run_derivatives",
-    "request_token_from_url",
-    "resolve_prompt_context",
     "run_many",
     "run_pipeline",
     "run_preflight",
-    "sign_callback",
-    "submit_prepared_request",
     "update_run_notes",
     "update_run_tags",
     "validate_request",
     "verify_callback",
-    "verify_callback_signature",
-    "wait_for_task",
-    "with_hosted_media",
 ]

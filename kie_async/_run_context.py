@@ -121,6 +121,7 @@ class RunContext:
         self.ledger = RequestLedger(request_key or "", model_key, hooks, start)
         self.base: dict[str, Any] = {"model_key": model_key, "request_key": request_key}
         self.submitted_at = datetime.now(UTC)
+        self.submitted_here = False  # True once this run sent createTask itself (not a resumed task)
 
     def result(self, status: PipelineStatus, **fields: Any) -> RunResult:
         merged = {**self.base, **fields, "parent_run_ids": self.parents, "stages": self.rec.stages}

@@ -7,6 +7,7 @@ download or a full disk leave the request ``incomplete``, and the next run colle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -19,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from kie_async._run_context import RunContext
+from kie_async._threads import run_file_io
 from kie_async.api_models import TaskRecord
 from kie_async.artifacts import (
     ArtifactSource,
@@ -40,7 +42,7 @@ from kie_async.request_models import NormalizedRequest, ValidationResult
 from kie_async.request_state import RequestState
 from kie_async.run_models import PipelineOptions, RunOutput, RunResult
 from kie_async.session import KieSession
-from kie_async.specs import aload_registry
+from kie_async.specs import aload_registry, load_registry
 from kie_async.task_apis import TransportSpec
 
 log = logging.getLogger("kie_async.pipeline")
@@ -70,6 +72,7 @@ async def collect_task(
                 raise_on_failure=False,
                 callback_driven=run.opts.callback_driven,
                 transport=await _transport_of(normalized.model_key),
+                first_poll_after=_first_poll_after(run, normalized),
             )
     except KieError as exc:
         if budget is not None:
@@ -199,7 +202,7 @@ async def _deliver(run: RunContext, task: _Finished) -> tuple[list[RunOutput], l
         async with run.rec.stage("download"):
             downloaded = await _download_all(run.session, record, staging, normalized.output_kind)
         if not run.opts.write_artifact:
-            files = await asyncio.to_thread(_describe_files, downloaded)
+            files = await run_file_io(_describe_files, downloaded)
             urls = record.output_urls
             outputs = [RunOutput(source=f.path, url=u, kind=kind) for f, u in zip(files, urls, strict=False)]
             return outputs, files
@@ -209,6 +212,18 @@ async def _deliver(run: RunContext, task: _Finished) -> tuple[list[RunOutput], l
         if run.opts.write_artifact:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, staging, True))
     return _from_artifact(artifact, record, kind)
+
+
+def _first_poll_after(run: RunContext, normalized: NormalizedRequest) -> float | None:
+    """A task this run just bought is read first when it may be done; a resumed one is read at once."""
+    if not run.submitted_here:
+        return None
+    typical: float | None = None
+    with contextlib.suppress(KeyError, KieError):
+        typical = load_registry().get(normalized.model_key).typical_generation_seconds
+    # Counted from now, right after createTask answered: ``submitted_at`` is taken before the request waits
+    # for a rate-limit slot, which at the real limit is often longer than the generation itself.
+    return run.session.first_poll_delay(normalized.provider_model, typical)
 
 
 def folder_name(task_id: str) -> str:

@@ -34,6 +34,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from kie_async._threads import run_file_io
 from kie_async.errors import KieInputError
 from kie_async.jsonl_log import append_line, read_lines
 from kie_async.owner_lock import OwnerLock
@@ -370,7 +371,7 @@ class BatchJournal:
         The append is shielded and folds itself in when it lands, so a cancelled caller neither stops a line
         that is being written nor leaves the in-memory view behind the file; :meth:`drain` waits for such lines.
         """
-        pending = asyncio.ensure_future(asyncio.to_thread(append_line, self.path, record.to_line(), fsync=fsync))
+        pending = asyncio.ensure_future(run_file_io(append_line, self.path, record.to_line(), fsync=fsync))
         self._pending.add(pending)
 
         def landed(future: asyncio.Future[None]) -> None:

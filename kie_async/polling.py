@@ -5,6 +5,7 @@ Kept apart from the session so the schedule can be tested without a clock or a s
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Awaitable, Callable
 
@@ -38,6 +39,31 @@ def poll_interval(elapsed: float, settings: PollSettings, rng: random.Random | N
             break
     jitter = (rng or random).uniform(-0.1, 0.1)
     return max(0.01, interval * (1 + jitter))
+
+
+GENERATION_MARGIN = 1.1
+"""The first read of a new task waits this much longer than its expected generation time, plus
+:data:`GENERATION_SLACK` seconds for the createTask answer and clock granularity: one read too early costs a
+whole second poll interval and a request, one slightly late costs a fraction of a second."""
+GENERATION_SLACK = 0.25
+
+
+def first_poll_delay(expected_seconds: float | None, settings: PollSettings, rng: random.Random | None = None) -> float:
+    """The wait before a new task's first status read: its expected generation time with a margin, else the
+    schedule's first interval; at most ``settings.first_poll_max``. Jitter only ever delays (0 to +10%)."""
+    if expected_seconds is None or not math.isfinite(expected_seconds) or expected_seconds <= 0:
+        base = settings.schedule[0][1]
+    else:
+        base = expected_seconds * GENERATION_MARGIN + GENERATION_SLACK
+    return min(settings.first_poll_max, base * (1 + (rng or random).uniform(0.0, 0.1)))
+
+
+def provider_generation_seconds(record: TaskRecord) -> float | None:
+    """How long the provider says a successful task took (completeTime − createTime), when it says so sanely."""
+    if record.state is not TaskState.SUCCESS or record.create_time is None or record.complete_time is None:
+        return None
+    took = (record.complete_time - record.create_time) / 1000
+    return took if 0 < took < 86_400 else None
 
 
 def is_finished(record: TaskRecord) -> bool:

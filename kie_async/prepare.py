@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kie_async._threads import run_file_io
 from kie_async.artifacts.media import sha256_file
 from kie_async.errors import KieInputError
 from kie_async.media_sniff import MediaCheck, check_media, input_fix
@@ -69,7 +70,7 @@ async def _host_one(session: KieSession, media: NormalizedMedia) -> MediaUpload:
     if media.source_type == "local_path" and media.value:
         path = Path(media.value)
         try:
-            digest, size = await asyncio.to_thread(sha256_file, path)
+            digest, size = await run_file_io(sha256_file, path)
         except OSError as exc:
             raise KieInputError(f"{media.id}: cannot read {path}: {exc.strerror}", hint="check the path") from exc
         hosted, reused = await session.upload_once(digest, lambda: session.upload_file(path))

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from kie_async._data import data_dir
 from kie_async.errors import KieConfigError
@@ -92,6 +90,9 @@ def parse_preset(text: str, source: str) -> PromptPreset:
     match = _FRONT_MATTER.match(text)
     if not match:
         raise PresetError(f"{source}: a preset starts with a '---' front matter block")
+    from ruamel.yaml import YAML  # loaded with the first preset, not with the package
+    from ruamel.yaml.error import YAMLError
+
     try:
         meta: Any = YAML(typ="safe").load(match.group(1))
     except YAMLError as exc:

@@ -16,11 +16,9 @@ from collections.abc import Mapping
 from datetime import date
 from io import StringIO
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
 
 from kie_async._data import data_dir
 from kie_async._limits import number_problem
@@ -28,6 +26,9 @@ from kie_async.errors import KieConfigError
 from kie_async.normalize import condition_context, normalize_request
 from kie_async.request_models import NormalizedMedia, NormalizedRequest, RawUserRequest, ValidationResult
 from kie_async.specs import Condition, ModelRegistry, all_hold, load_registry
+
+if TYPE_CHECKING:
+    from ruamel.yaml import YAML
 
 PriceUnit = Literal["per_image", "per_video", "per_second"]
 
@@ -135,6 +136,8 @@ class PricingError(KieConfigError):
 
 
 def _yaml() -> YAML:
+    from ruamel.yaml import YAML  # loaded with the first snapshot, not with the package
+
     yaml = YAML(typ="rt")
     yaml.default_flow_style = False
     return yaml
@@ -149,6 +152,8 @@ def _plain(node: Any) -> Any:
 
 
 def load_snapshot_file(path: Path) -> PricingSnapshot:
+    from ruamel.yaml.error import MarkedYAMLError
+
     try:
         data = _plain(_yaml().load(path.read_text(encoding="utf-8")))
     except MarkedYAMLError as exc:

@@ -84,6 +84,7 @@ async def submit_once(
     listening = session.receives_callbacks or session.coordinator.kind != "local"
     adoption = session.expect_adoption(token, transport=payload.transport) if callback and listening else None
     run.submitted_at = datetime.now(UTC)
+    run.submitted_here = True
     send = asyncio.ensure_future(session.create_task(payload, on_wire=on_wire, on_unsent=on_unsent))
     try:
         async with run.rec.stage("submit"):

@@ -60,7 +60,14 @@ from kie_async.errors import (
 )
 from kie_async.logs import log_request, setup_logging_from_env
 from kie_async.media_sniff import MediaKind
-from kie_async.polling import ProgressCallback, TaskProgress, is_finished, poll_interval
+from kie_async.polling import (
+    ProgressCallback,
+    TaskProgress,
+    first_poll_delay,
+    is_finished,
+    poll_interval,
+    provider_generation_seconds,
+)
 from kie_async.retry import RetryPolicy, is_retryable, parse_retry_after
 from kie_async.settings import KieSettings, PollSettings
 from kie_async.task_apis import TransportSpec, market_transport, pick
@@ -158,6 +165,7 @@ class KieSession:
         self._loop_state: LoopState | None = None
         self._http: aiohttp.ClientSession | None = None
         self._wakeups: dict[str, set[asyncio.Event]] = {}
+        self._generation_seconds: dict[str, float] = {}
         self._adoptions: dict[str, asyncio.Future[str]] = {}
         self._late_adoptions: dict[str, AdoptionSink] = {}
         self._adoption_apis: dict[str, TransportSpec] = {}
@@ -652,6 +660,7 @@ class KieSession:
         callback_driven: bool = False,
         poll: PollSettings | None = None,
         transport: TransportSpec | None = None,
+        first_poll_after: float | None = None,
     ) -> TaskRecord:
         """Poll until the task succeeds or fails.
 
@@ -659,6 +668,8 @@ class KieSession:
         receiver is expected to call :meth:`notify_task_update`, and polling drops to a slow safety net.
         Cancelling the awaiting task stops polling at once; the task itself keeps running on Kie.ai.
         ``transport`` is the API the task was bought through (see :meth:`get_task`).
+        ``first_poll_after`` delays the first read of a task just created (see :meth:`first_poll_delay`); a
+        callback still wakes the wait early. Every successful record teaches the session its model's time.
         """
         check_timeout("timeout", timeout)
         api = self._transport_for(task_id, transport)
@@ -671,14 +682,21 @@ class KieSession:
         polls = 0
         outage: KieError | None = None
         unknown_seen: set[str | None] = set()
+        waited_first = 0.0
         try:
+            if first_poll_after is not None and first_poll_after > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, min(first_poll_after, deadline - loop.time()))):
+                        await wake.wait()
+                wake.clear()
+                waited_first = loop.time() - started
             while True:
                 elapsed = loop.time() - started
                 try:
                     record = await self.get_task(task_id, transport=api)
                     outage = None
                 except KieValidationError as exc:
-                    if "recordInfo is null" not in exc.message or elapsed > _NEW_TASK_GRACE_SECONDS:
+                    if "recordInfo is null" not in exc.message or elapsed - waited_first > _NEW_TASK_GRACE_SECONDS:
                         raise
                     record = TaskRecord(task_id=task_id, state=TaskState.WAITING)
                 except KieError as exc:
@@ -699,6 +717,7 @@ class KieSession:
                         record.raw_state,
                     )
                 if is_finished(record):
+                    self._learn_generation_time(record)
                     await _report(
                         on_progress,
                         TaskProgress(
@@ -930,6 +949,25 @@ class KieSession:
         for event in waiters or ():
             event.set()
         return bool(waiters)
+
+    def first_poll_delay(self, model: str | None, typical_seconds: float | None = None) -> float:
+        """The wait before the first status read of a task of ``model`` just created.
+
+        Seeded from the model's typical generation time (``typical_seconds``, from its spec) and replaced by
+        what this session has seen that model take (provider-reported, averaged), so a task that is done on its
+        first read costs one status request instead of the 2 an immediate read plus the schedule's first step
+        cost. Capped by ``PollSettings.first_poll_max``; after the first read the schedule applies unchanged.
+        """
+        learned = self._generation_seconds.get(model) if model else None
+        return first_poll_delay(learned if learned is not None else typical_seconds, self.settings.poll)
+
+    def _learn_generation_time(self, record: TaskRecord) -> None:
+        took = provider_generation_seconds(record)
+        if took is None or not record.model:
+            return
+        seen = self._generation_seconds.get(record.model)
+        # A moving average: follows a model that slows down (provider load) without one outlier dominating.
+        self._generation_seconds[record.model] = took if seen is None else 0.7 * seen + 0.3 * took
 
     # -- files ---------------------------------------------------------------------------------------------
 

@@ -57,6 +57,11 @@ class PollSettings(BaseModel):
         description="(until_elapsed_seconds, interval_seconds) steps; the last until may be inf",
     )
     timeout: float = Field(default=900.0, gt=0, allow_inf_nan=False)
+    first_poll_max: float = Field(
+        default=30.0, gt=0, allow_inf_nan=False,
+        description="cap on the wait before a new task's first status read (which is seeded from the model's "
+        "typical generation time: a read before the task can be done is a wasted request)",
+    )
     callback_safety_interval: float = Field(default=60.0, gt=0, allow_inf_nan=False)
 
     @field_validator("schedule")

@@ -17,9 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
 from kie_async._data import data_dir
 from kie_async.errors import KieConfigError
@@ -303,6 +300,11 @@ class ModelSpec(_Spec):
     task_modes: list[TaskModeSpec]
     rules: list[RuleSpec] = Field(default_factory=list)
     default_presets: dict[str, str] = Field(default_factory=dict, description="input pattern -> preset key")
+    typical_generation_seconds: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="how long a task usually takes on Kie.ai; seeds the first status read of a new task (the "
+        "session then learns the real figure per model). Unset: the poll schedule's first interval",
+    )
     provenance: Provenance
     verification_notes: list[str] = Field(default_factory=list)
     transport: TransportSpec = Field(
@@ -411,6 +413,8 @@ class SpecError(KieConfigError):
 
 def _node_line(root: Any, loc: Sequence[int | str]) -> int | None:
     """1-based line of the deepest node along ``loc`` that ruamel kept position info for."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
     node = root
     line: int | None = None
     for part in loc:
@@ -445,6 +449,9 @@ def load_spec_file(path: Path) -> ModelSpec:
     The fast ``safe`` loader reads good files; only a bad file is re-read with the round-trip loader,
     which keeps the line numbers the error message needs.
     """
+    from ruamel.yaml import YAML  # loaded with the first spec, not with the package (~120 ms of import)
+    from ruamel.yaml.error import MarkedYAMLError
+
     text = path.read_text(encoding="utf-8")
     try:
         data = YAML(typ="safe").load(text)

@@ -34,18 +34,20 @@ FIGURE_KEYS: dict[str, set[str]] = {
     },
     "bench_download": {
         "sdk_mb_per_s", "raw_mb_per_s", "sdk_peak_rss_growth_mb", "raw_peak_rss_growth_mb",
-        "throughput_ratio_sdk_over_raw",
+        "throughput_ratio_sdk_over_raw", "wall_ratio", "cpu_ratio",
     },
     "bench_derivatives": {
         "pyvips_ms_per_image", "pillow_ms_per_image", "pyvips_images_per_s_parallel", "pillow_images_per_s_parallel",
         "pyvips_peak_rss_growth_mb_parallel", "pillow_peak_rss_growth_mb_parallel",
-        "speedup_per_image_pillow_over_pyvips",
+        "speedup_per_image_pillow_over_pyvips", "pillow_over_sdk_time_jpeg", "pillow_over_sdk_time_png",
+        "webp_effort",
     },
     "bench_coordination": {"submit_coordinated", "submit_control", "fan_in", "budget", "restart"},
+    "bench_import": {"baseline_cpu_ms", "import_ratio", "this:package_ratio", "this:script_ratio", "this:cli_ratio"},
 }
 FANOUT_SCENARIO_KEYS = {
     "wall_s", "floor_s", "wall_over_floor", "achieved_over_allowed", "emulator_429s_total", "loop_lag_p50_ms",
-    "loop_lag_p99_ms", "status_requests_per_task_mean", "succeeded_min", "runs",
+    "loop_lag_p99_ms", "status_requests_per_task_mean", "succeeded_min", "runs", "spread",
 }
 
 

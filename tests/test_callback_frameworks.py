@@ -21,9 +21,9 @@ from fastapi.responses import JSONResponse
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from kie_async import KieSession, sign_callback
+from kie_async import KieSession
 from kie_async.callback_receiver import CallbackReceiver, add_callback_route
-from kie_async.callbacks import MAX_CALLBACK_BODY_BYTES
+from kie_async.callbacks import MAX_CALLBACK_BODY_BYTES, sign_callback
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieInputError
 from kie_async.settings import PollSettings

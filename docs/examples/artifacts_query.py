@@ -12,16 +12,8 @@ import argparse
 
 from _shared import make_parser, open_session, run
 
-from kie_async import (
-    ArtifactSettings,
-    PipelineOptions,
-    RawUserRequest,
-    get_latest_assets,
-    get_latest_successful_run,
-    query_runs,
-    rebuild_artifact_index,
-    run_pipeline,
-)
+from kie_async import ArtifactSettings, PipelineOptions, RawUserRequest, query_runs, run_pipeline
+from kie_async.artifacts import get_latest_assets, get_latest_successful_run, rebuild_artifact_index
 from kie_async.artifacts.layout import resolve_root
 
 

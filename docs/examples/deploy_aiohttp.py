@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from kie_async import KieSession, KieSettings, PipelineOptions, RawUserRequest, add_callback_route, run_pipeline
+from kie_async import KieSession, KieSettings, PipelineOptions, RawUserRequest, run_pipeline
+from kie_async.callback_receiver import add_callback_route
 
 CALLBACK_PATH = "/kie/callback"
 KIE = web.AppKey("kie", KieSession)

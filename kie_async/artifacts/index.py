@@ -24,6 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from kie_async._threads import run_file_io
 from kie_async._version import __version__
 from kie_async.artifacts.exceptions import KieArtifactError
 from kie_async.artifacts.layout import (
@@ -186,7 +187,7 @@ def append_index_entry_sync(root: str | os.PathLike[str] | None, entry: IndexEnt
 
 async def append_index_entry(root: str | os.PathLike[str] | None, entry: IndexEntry, *, fsync: bool = True) -> None:
     """Append one run event; the lock wait and the write happen in a worker thread."""
-    await asyncio.to_thread(append_index_entry_sync, root, entry, fsync=fsync)
+    await run_file_io(append_index_entry_sync, root, entry, fsync=fsync)
 
 
 def _parse_line(raw: bytes, number: int, torn_tail: bool) -> IndexEntry | SkippedLine:

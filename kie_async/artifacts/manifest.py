@@ -193,6 +193,11 @@ class DerivativeRecord(_Model):
     height: int
     bytes: int
     source: Literal["image", "provider_cover", "video_frame"] = "image"
+    reused: bool = Field(
+        default=False,
+        description="the original already fitted this size in a web format: the record names the original (or a "
+        "copy of it) instead of a re-encode, which would only have cost time and quality",
+    )
 
 
 class ArtifactFile(_Model):

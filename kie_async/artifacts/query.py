@@ -13,10 +13,9 @@ import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
-from rich.console import Console
-from rich.table import Table
 
 from kie_async.artifacts.exceptions import KieArtifactError
 from kie_async.artifacts.index import IndexEntry, _scan_manifests, read_index_sync
@@ -30,6 +29,9 @@ from kie_async.artifacts.manifest import (
     _utc,
     utc_now,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -270,6 +272,9 @@ def _fmt_time(value: datetime) -> str:
 
 def print_run_summary(run: RunManifest | RunArtifact | IndexEntry, console: Console | None = None) -> None:
     """Print a human summary of one run (manifest, artifact or index entry) with rich."""
+    from rich.console import Console  # rich loads only when something is printed (~40 ms of import)
+    from rich.table import Table
+
     out = console or Console()
     if isinstance(run, RunArtifact):
         folder: str | None = str(run.run_dir)

@@ -1,0 +1,98 @@
+"""The data types kie-async returns and takes, in one place to import from and annotate with.
+
+The top level (``kie_async``) keeps what most code reaches for; these are the models behind it: task records and
+states, run results and manifests, settings parts, progress reports. Everything here is a pydantic model, an
+enum or a small class; nothing here does I/O.
+"""
+
+from kie_async.api_models import (
+    CreateTaskPayload,
+    CreditBalance,
+    DownloadResult,
+    TaskCreated,
+    TaskRecord,
+    TaskResult,
+    TaskState,
+    UploadedFile,
+)
+from kie_async.artifacts import (
+    ArtifactDerivativeSettings,
+    ArtifactKind,
+    ArtifactSource,
+    AssetRef,
+    IndexEntry,
+    PromptRecord,
+    ProviderTrace,
+    RunArtifact,
+    RunArtifactCreateRequest,
+    RunManifest,
+    RunStatus,
+)
+from kie_async.pipeline import (
+    PipelineHooks,
+    RunOutput,
+    StageOutcome,
+)
+from kie_async.polling import (
+    TaskProgress,
+)
+from kie_async.preflight import (
+    CreditSource,
+)
+from kie_async.prepare import (
+    PreparedRequest,
+)
+from kie_async.presets import (
+    PromptContext,
+    PromptEnhancementPreview,
+)
+from kie_async.request_models import (
+    NormalizedRequest,
+)
+from kie_async.request_state import (
+    RequestState,
+)
+from kie_async.retry import (
+    RetryPolicy,
+)
+from kie_async.run_models import (
+    RunResults,
+)
+from kie_async.session import (
+    SessionStats,
+)
+
+__all__ = [
+    "ArtifactDerivativeSettings",
+    "ArtifactKind",
+    "ArtifactSource",
+    "AssetRef",
+    "CreateTaskPayload",
+    "CreditBalance",
+    "CreditSource",
+    "DownloadResult",
+    "IndexEntry",
+    "NormalizedRequest",
+    "PipelineHooks",
+    "PreparedRequest",
+    "PromptContext",
+    "PromptEnhancementPreview",
+    "PromptRecord",
+    "ProviderTrace",
+    "RequestState",
+    "RetryPolicy",
+    "RunArtifact",
+    "RunArtifactCreateRequest",
+    "RunManifest",
+    "RunOutput",
+    "RunResults",
+    "RunStatus",
+    "SessionStats",
+    "StageOutcome",
+    "TaskCreated",
+    "TaskProgress",
+    "TaskRecord",
+    "TaskResult",
+    "TaskState",
+    "UploadedFile",
+]

@@ -1,0 +1,54 @@
+"""The download writer thread: many batches land byte-exact, a disk error surfaces typed, nothing is left behind.
+
+A body larger than several batches exercises the hand-off and the back-pressure between the loop and the
+writer thread; the sha256 the download reports must be the file's; a destination whose folder cannot exist
+ends in the OS error with no temp file; a writer that is behind never leaves a partial file on cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from kie_async import KieSession
+from kie_async.download import BATCH_BYTES
+from kie_async.emulator import EmulatorConfig, KieEmulator
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_multi_batch_body_lands_exact(tmp_path: Path) -> None:
+    size = 5 * BATCH_BYTES + 12345  # several hand-offs, the last one partial
+    async with KieEmulator(EmulatorConfig()) as emulator, KieSession(emulator.settings()) as kie:
+        result = await kie.download(f"{emulator.base_url}/_emulator/blob/{size}", tmp_path / "sub" / "big.bin")
+    target = tmp_path / "sub" / "big.bin"
+    assert result.bytes_written == size == target.stat().st_size
+    assert result.sha256 == await asyncio.to_thread(_sha, target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["big.bin"]
+
+
+async def test_unwritable_destination_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    async with KieEmulator(EmulatorConfig()) as emulator, KieSession(emulator.settings()) as kie:
+        with pytest.raises(OSError):
+            await kie.download(f"{emulator.base_url}/_emulator/blob/{3 * BATCH_BYTES}", blocker / "out.bin")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-folder"]
+
+
+async def test_cancel_mid_body_removes_the_temp_file(tmp_path: Path) -> None:
+    async with KieEmulator(EmulatorConfig()) as emulator, KieSession(emulator.settings()) as kie:
+        job = asyncio.create_task(kie.download(f"{emulator.base_url}/_emulator/blob/{400 << 20}", tmp_path / "x"))
+        for _ in range(500):
+            await asyncio.sleep(0.005)
+            if any(p.name.endswith(".part") for p in tmp_path.iterdir()):
+                break
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+    assert list(tmp_path.iterdir()) == []

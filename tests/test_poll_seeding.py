@@ -1,0 +1,56 @@
+"""A new task's first status read waits until it may be done; the session learns each model's time.
+
+Against the emulator: the first task of a model is read after the schedule's first interval (never at once),
+later ones after the learned provider-reported time, so each costs one status request; a resumed task is read
+at once; the cap and the jitter never shorten or stretch the wait beyond the settings.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from kie_async import KieSession, PipelineOptions, PollSettings, RawUserRequest, run_pipeline
+from kie_async.api_models import TaskRecord, TaskState
+from kie_async.artifacts import ArtifactSettings
+from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.polling import first_poll_delay, provider_generation_seconds
+
+POLL = PollSettings(schedule=((30.0, 0.4), (float("inf"), 1.0)), first_poll_max=5.0, timeout=30)
+REQUEST = RawUserRequest(model_key="nano-banana-2", prompt="a lighthouse", options={"resolution": "1K"})
+
+
+def test_first_poll_delay_margin_cap_and_fallback() -> None:
+    rng = random.Random(1)
+    for _ in range(50):
+        assert 0.4 <= first_poll_delay(None, POLL, rng) <= 0.44  # the schedule's first interval, jitter only later
+        assert 2 * 1.1 + 0.25 <= first_poll_delay(2.0, POLL, rng) <= (2 * 1.1 + 0.25) * 1.1
+        assert first_poll_delay(1000.0, POLL, rng) == 5.0  # capped
+    for bad in (float("nan"), float("inf"), -3.0, 0.0):
+        assert first_poll_delay(bad, POLL, rng) <= 0.44
+
+
+def test_generation_time_is_read_only_from_sane_success_records() -> None:
+    ok = TaskRecord(task_id="t", state=TaskState.SUCCESS, create_time=1_000, complete_time=4_500)
+    assert provider_generation_seconds(ok) == 3.5
+    assert provider_generation_seconds(ok.model_copy(update={"state": TaskState.FAIL})) is None
+    assert provider_generation_seconds(ok.model_copy(update={"complete_time": 500})) is None
+    assert provider_generation_seconds(ok.model_copy(update={"complete_time": None})) is None
+
+
+async def test_each_task_costs_one_status_read_once_learned(tmp_path: Path) -> None:
+    options = PipelineOptions(artifacts=ArtifactSettings(root=tmp_path, fsync=False))
+    config = EmulatorConfig(generation_seconds=1.0, create_rate_limit=400)
+    async with KieEmulator(config) as emulator, KieSession(emulator.settings(poll=POLL)) as kie:
+        first = await run_pipeline(REQUEST, kie, options=options)
+        learned = kie.first_poll_delay("nano-banana-2")  # the provider model id the specs send
+        results = [await run_pipeline(REQUEST, kie, options=options) for _ in range(3)]
+        resumed = await run_pipeline(REQUEST, kie, options=options, resume_task_id=results[0].task_id)
+    assert first.succeeded and all(r.succeeded for r in results) and resumed.succeeded
+    per_task = emulator.stats.status_requests
+    # The first task: read after 0.4 s (not at 0), then every 0.4 s until done at 1.0 s.
+    assert 2 <= per_task[first.task_id] <= 3
+    assert 1.0 * 1.1 + 0.25 <= learned <= (1.0 * 1.1 + 0.25) * 1.1
+    assert [per_task[r.task_id] for r in results[1:]] == [1, 1]
+    assert resumed.task_id == results[0].task_id
+    assert per_task[results[0].task_id] == 1 + 1  # its own read, then one at once on resume
