@@ -211,6 +211,10 @@ _add("veo_3_1_fast_references", "three reference images (fast only)", "ready_wit
      options={"generationType": "REFERENCE_2_VIDEO"})
 _add("veo_3_1_fast_references_no_type", "references without REFERENCE_2_VIDEO", "needs_input", "veo-3.1-fast",
      "multimodal_reference", prompt="The fox", images=[MediaInput(source=IMG, role="reference")])
+_add("veo_3_1_fast_references_frames_type", "reference images under FIRST_AND_LAST_FRAMES_2_VIDEO", "invalid",
+     "veo-3.1-fast", "multimodal_reference", prompt="The fox",
+     images=[MediaInput(source=u, role="reference") for u in (IMG, IMG2, IMG3)],
+     options={"generationType": "FIRST_AND_LAST_FRAMES_2_VIDEO"})
 
 # Runway (Gen) and Aleph
 _RW_ALL = {"duration": 10, "quality": "720p", "aspectRatio": "9:16", "waterMark": ""}

@@ -275,7 +275,8 @@ def _slot(name: str, prop: JsonSchema, required: bool, todos: list[str]) -> dict
         if high is None:
             todos.append(f"{name}: the page gives no item count; set slot max by hand (imported as 1)")
             high = 1
-        slot["min"] = max(low, 1 if required else 0)
+        # minItems bounds a list only when it is sent: a field the page does not require stays optional.
+        slot["min"] = max(low, 1) if required else 0
         slot["max"] = max(int(high), slot["min"], 1)
     else:
         slot["min"] = 1 if required else 0

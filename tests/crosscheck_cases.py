@@ -30,6 +30,8 @@ class Case(BaseModel):
     provider_model: str
     case: str
     input: dict[str, Any]
+    callback_url: str | None = None
+    """What the SDK would send as the callback (a separate API's body carries it; Suno's page requires it)."""
 
     @property
     def id(self) -> str:
@@ -48,8 +50,8 @@ class Verdict(BaseModel):
         return bool(self.sdk_problems) == bool(self.emulator_problems)
 
 
-def _ready_bases() -> Iterator[tuple[str, ModelSpec, TaskModeSpec, str, dict[str, Any]]]:
-    """(fixture name, spec, mode, provider model, wire input) for every submittable fixture."""
+def _ready_bases() -> Iterator[tuple[str, ModelSpec, TaskModeSpec, str, dict[str, Any], str | None]]:
+    """(fixture name, spec, mode, provider model, wire input, callback URL) for every submittable fixture."""
     registry = load_registry()
     for fixture in REQUEST_FIXTURES.values():
         if fixture.expected_model_key not in registry.specs:
@@ -62,7 +64,7 @@ def _ready_bases() -> Iterator[tuple[str, ModelSpec, TaskModeSpec, str, dict[str
         mode = spec.mode(result.normalized.task_mode or "")
         if mode is None:
             continue
-        yield fixture.name, spec, mode, payload.model, dict(payload.input)
+        yield fixture.name, spec, mode, payload.model, dict(payload.input), payload.callback_url
 
 
 def _with(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -120,11 +122,31 @@ def _page_examples(model_keys: list[str] | None) -> Iterator[Case]:
     for spec in registry.specs.values():
         if model_keys is not None and spec.key not in model_keys:
             continue
+        create = spec.transport.create
         for provider_model in spec.provider_models:
+            if create.input_field is None:  # a separate API: its examples are whole bodies for its create path
+                yield from _api_page_examples(spec, provider_model)
+                continue
             schema = bundle.for_model(provider_model)
             for index, example in enumerate(schema.example_inputs if schema else ()):
                 yield Case(model_key=spec.key, task_mode="page", provider_model=provider_model,
                            case=f"page example {index + 1} of {provider_model}", input=dict(example))
+
+
+def _api_page_examples(spec: ModelSpec, provider_model: str) -> Iterator[Case]:
+    """A separate API page's example bodies, split the way the emulator reads a body; an example naming
+    another model of the same endpoint (veo3 vs veo3_fast) belongs to that model's key."""
+    from kie_async.emulator.provider_schemas import load_provider_schemas
+
+    create = spec.transport.create
+    schema = load_provider_schemas().for_endpoint(create.path)
+    for index, example in enumerate(schema.example_inputs if schema else ()):
+        model, fields, callback = create.split(example)
+        if create.model_field is not None and model != provider_model:
+            continue
+        yield Case(model_key=spec.key, task_mode="page", provider_model=provider_model,
+                   case=f"page example {index + 1} of {create.path}", input=dict(fields),
+                   callback_url=callback if isinstance(callback, str) else None)
 
 
 def all_cases(model_keys: list[str] | None = None) -> list[Case]:
@@ -133,26 +155,27 @@ def all_cases(model_keys: list[str] | None = None) -> list[Case]:
     for example in _page_examples(model_keys):
         if not any(c.provider_model == example.provider_model and c.case == example.case for c in cases.values()):
             cases[example.id] = example
-    for fixture_name, spec, mode, provider_model, base in _ready_bases():
+    for fixture_name, spec, mode, provider_model, base, callback_url in _ready_bases():
         if model_keys is not None and spec.key not in model_keys:
             continue
         found = [(f"fixture {fixture_name}", base), *_boundary(spec, mode, base)]
         for label, wire in found:
             case = Case(model_key=spec.key, task_mode=mode.name, provider_model=provider_model, case=label,
-                        input=wire)
+                        input=wire, callback_url=callback_url)
             cases.setdefault(case.id, case)  # the first fixture of a mode is the base of its boundary cases
     return list(cases.values())
 
 
 def judge(case: Case) -> Verdict:
-    """Both judges; a model sold through a separate API is judged as its whole create body at that API's path."""
+    """Both judges; a model sold through a separate API is judged as its whole create body at that API's path,
+    with the callback URL the SDK would send."""
     from kie_async.emulator.policy import api_body_problems, schema_input_checker
 
     sdk = check_wire_payload(case.provider_model, case.input)
     create = load_registry().get(case.model_key).transport.create
     if create.input_field is None:
         try:
-            body = create.body(case.provider_model, case.input, None)
+            body = create.body(case.provider_model, case.input, case.callback_url)
         except ValueError as exc:  # a field colliding with the API's own body fields: nothing could be sent
             return Verdict(case=case, sdk_problems=sdk, emulator_problems=[str(exc)])
         return Verdict(case=case, sdk_problems=sdk, emulator_problems=api_body_problems(create.path, body))

@@ -18,12 +18,30 @@ from tests.crosscheck_cases import Verdict, all_cases, judge
 KLING30 = "market/kling/kling-3-0.md"
 KLING30_MOTION = "market/kling/motion-control-v3.md"
 SEEDANCE2 = "market/bytedance/seedance-2.md"
+RUNWAY = "runway-api/generate-ai-video.md"
+
+# Page examples that leave a required field empty (a placeholder: "" or []), which the page's schema accepts
+# (a string or a list is present) and the SDK refuses: (model key, provider model, page, the empty fields).
+EMPTY_PLACEHOLDER_EXAMPLES: list[tuple[str, str, str, str]] = [
+    ("elevenlabs-sound-effect-v2", "elevenlabs/sound-effect-v2", "market/elevenlabs/sound-effect-v2.md", "text"),
+    ("kling-ai-avatar-pro", "kling/ai-avatar-pro", "market/kling/ai-avatar-pro.md", "prompt"),
+    ("kling-ai-avatar-standard", "kling/ai-avatar-standard", "market/kling/ai-avatar-standard.md", "prompt"),
+    ("qwen-i2i", "qwen/image-to-image", "market/qwen/image-to-image.md", "prompt and image_url"),
+    ("qwen-image-edit", "qwen/image-edit", "market/qwen/image-edit.md", "prompt"),
+    ("qwen-t2i", "qwen/text-to-image", "market/qwen/text-to-image.md", "prompt"),
+    ("qwen2-image-edit", "qwen2/image-edit", "market/qwen2/image-edit.md", "prompt"),
+    ("qwen2-t2i", "qwen2/text-to-image", "market/qwen2/text-to-image.md", "prompt"),
+    ("sora-2-pro-i2v", "sora-2-pro-image-to-video", "market/sora2/sora-2-pro-image-to-video.md",
+     "prompt and image_urls"),
+    ("wan-2.6-flash-i2v", "wan/2-6-flash-image-to-video", "market/wan/2-6-flash-image-to-video.md", "image_urls"),
+    ("wan-2.6-flash-v2v", "wan/2-6-flash-video-to-video", "market/wan/2-6-flash-video-to-video.md", "video_urls"),
+]
+IDEOGRAM_CHARACTER = {"ideogram-character": "market/ideogram/character.md",
+                      "ideogram-character-edit": "market/ideogram/character-edit.md",
+                      "ideogram-character-remix": "market/ideogram/character-remix.md"}
 
 # (case-id pattern, page, why). Case ids read "<model key>/<task mode>: <case>".
 DOCUMENTED: list[tuple[str, str, str]] = [
-    (r"^kling-3\.0-motion/page: page example 1 of kling-3\.0/motion-control$", KLING30_MOTION,
-     "KNOWN SDK BUG, fixed on the SDK side by another change: the page's example sends mode '720p' and the page "
-     "states no enum, while our spec allows only std/pro"),
     (r"^kling-3\.0-motion/motion_control: mode=<not a listed value>$", KLING30_MOTION,
      "SDK stricter on purpose: the page gives mode no enum (its text says std/pro, its example 720p), so the "
      "emulator accepts any string; the SDK refuses values nobody documents"),
@@ -42,6 +60,23 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     (r"^seedance-2\.0(-fast|-mini)?/first_last_frames: missing first_frame_url$", SEEDANCE2,
      "SDK stricter on purpose: the page names 'first & last frames' as one scenario; a last frame alone is none "
      "of its three scenarios, so the SDK's first_last_frames mode needs both"),
+    (r"^runway-gen/image_to_video: missing imageUrl$", RUNWAY,
+     "SDK fills the gap itself: the page requires aspectRatio for text-to-video; the SDK always sends one there "
+     "(16:9 unless asked), and its wire check reads an absent aspectRatio as that default, so it accepts a text "
+     "body the SDK itself never sends without one"),
+    *[(rf"^{re.escape(key)}/page: page example 1 of {re.escape(model)}$", page,
+       f"SDK stricter on purpose: the page's example leaves the required {fields} empty (a placeholder); its "
+       "schema accepts an empty string or list, the SDK refuses an empty required value (nothing to generate "
+       "from; the live service answers 'cannot be empty' for a missing field, facts file section 5)")
+      for key, model, page, fields in EMPTY_PLACEHOLDER_EXAMPLES],
+    *[(rf"^{re.escape(key)}/image_edit: reference_image_urls: one too many \(2\)$", page,
+       "SDK stricter on purpose: the page says 'Currently only 1 image is supported, rest will be ignored'; the "
+       "service ignores extra character references, the SDK refuses them so nothing is silently dropped")
+      for key, page in IDEOGRAM_CHARACTER.items()],
+    (r"^ideogram-character-remix/image_edit: image_urls: one too many \(4\)$",
+     IDEOGRAM_CHARACTER["ideogram-character-remix"],
+     "SDK choice: the page states no count for the style references (only a 10 MB total); the SDK allows 3 "
+     "(a spec override) rather than send an unbounded list"),
 ]
 
 

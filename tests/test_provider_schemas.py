@@ -71,6 +71,8 @@ def test_every_page_rule_names_a_bundled_page_and_model() -> None:
     for rule in PAGE_RULES:
         assert rule.page in sources, rule.name
         assert all(bundle.for_model(m) is not None for m in rule.models), rule.name
+        assert all(bundle.for_endpoint(p) is not None for p in rule.endpoints), rule.name
+        assert bool(rule.models) != bool(rule.endpoints), rule.name  # judges inputs or whole bodies, not both
 
 
 async def _create(emu: KieEmulator, body: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +145,7 @@ _SELF_CONTRADICTING_EXAMPLES = {
     "bytedance/seedance-2-fast": "mixes frames and references, which the page calls mutually exclusive",
     "bytedance/seedance-2-mini": "derived from the Fast page, whose example mixes frames and references",
     "grok-imagine/extend": "sends extend_at as a number; the page's schema says string",
+    "grok-imagine/image-to-video": "sends task_id with image_urls, which the page says not to use together",
     "grok-imagine/text-to-video": "sends duration as a string; the page's schema says number",
 }
 

@@ -29,7 +29,7 @@ OPENAPI = {
             "image_url": {"type": "string", "description": "The first frame (Accepted types: image/jpeg, "
                                                            "image/png; Max size: 10.0MB)"},
             "end_image_url": {"type": "string", "description": "Optional last frame image"},
-            "reference_audio_urls": {"type": "array", "items": {"type": "string"}, "maxItems": 3,
+            "reference_audio_urls": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 3,
                                      "description": "Format: wav, mp3. Single audio not exceeding 15 MB. "
                                                     "Cannot be used together with end_image_url."},
             "duration": {"type": "string", "enum": ["5", "10"], "default": "5"},
@@ -82,6 +82,7 @@ def test_import_reads_every_kind_of_fact(openapi_file: Path) -> None:
     assert slots["end_image_url"].roles == ["last_frame"] and slots["end_image_url"].min == 0
     audio = slots["reference_audio_urls"]
     assert (audio.kind, audio.max, audio.formats, audio.max_mb) == ("audio", 3, ["wav", "mp3"], 15)
+    assert audio.min == 0  # minItems bounds the list when sent; the page does not require the field
     assert any("exclusive" in t and "reference_audio_urls" in t for t in imported.todos)
 
 

@@ -498,3 +498,32 @@ async def test_a_separate_api_body_is_judged_by_that_apis_published_schema() -> 
             with pytest.raises(KieValidationError, match=reason):
                 await kie.create_task(model=model, input=bad, transport=veo)
         assert emulator.stats.tasks_created == 1
+
+
+async def test_a_separate_api_body_is_judged_by_the_rules_its_page_states_in_words() -> None:
+    """What a page says only in prose (Veo's image counts per generationType, Suno's prompt by mode) is a named
+    emulator rule; the 422 names it, and what the prose allows (a custom instrumental without prompt) passes."""
+    hook = "https://hooks.example.com/kie"
+    async with KieEmulator() as emulator, fast(emulator) as kie:
+        veo, suno = spec_transport("veo-3.1"), spec_transport("suno-music")
+        frames = ["https://example.com/a.png", "https://example.com/b.png", "https://example.com/c.png"]
+        refused = [
+            (veo, "veo3_fast", {"prompt": "a fox", "generationType": "TEXT_2_VIDEO", "imageUrls": frames[:1]},
+             "veo-images-by-generation-type"),
+            (veo, "veo3_fast", {"prompt": "a fox", "imageUrls": frames}, "veo-images-by-generation-type"),
+            (veo, "veo3", {"prompt": "a fox", "generationType": "REFERENCE_2_VIDEO", "imageUrls": frames[:1]},
+             "veo-reference-fast-only"),
+            (suno, "suno-music", {"customMode": False, "instrumental": True, "model": "V4_5"},
+             "suno-prompt-by-mode"),
+            (suno, "suno-music", {"customMode": True, "instrumental": True, "model": "V4", "title": "Calm"},
+             "suno-custom-style-title"),
+            (suno, "suno-music", {"customMode": False, "instrumental": False, "model": "V5", "prompt": "x" * 501},
+             "suno-lengths"),
+        ]
+        for transport, model, body, rule in refused:
+            with pytest.raises(KieValidationError, match=rule):
+                await kie.create_task(model=model, input=body, transport=transport, callback_url=hook)
+        assert emulator.stats.tasks_created == 0
+        instrumental = {"customMode": True, "instrumental": True, "model": "V4", "style": "Ambient", "title": "Calm"}
+        created = await kie.create_task(model="suno-music", input=instrumental, transport=suno, callback_url=hook)
+        assert created.task_id and emulator.stats.tasks_created == 1

@@ -21,7 +21,10 @@ class PageRule(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     name: str
-    models: tuple[str, ...]
+    models: tuple[str, ...] = ()
+    """``createTask`` model ids the rule judges (their ``input``)."""
+    endpoints: tuple[str, ...] = ()
+    """Separate APIs' create paths the rule judges (the whole body: those APIs have no ``input`` object)."""
     page: str
     says: str
     """What the page states, in our words."""
@@ -86,6 +89,96 @@ def _kling30_frames(params: dict[str, Any]) -> str | None:
     return None
 
 
+def _grok_task_id_or_images(params: dict[str, Any]) -> str | None:
+    if _filled(params, "task_id") and _filled(params, "image_urls"):
+        return "task_id: cannot be used together with image_urls"
+    return None
+
+
+def _wan27_i2v_modes(params: dict[str, Any]) -> str | None:
+    first, last, clip = (_filled(params, f) for f in ("first_frame_url", "last_frame_url", "first_clip_url"))
+    if clip and (first or last):
+        return "first_clip_url: video continuation takes no frame images (send frames or a first clip, not both)"
+    if not (first or clip):
+        what = "a last frame needs a first frame" if last else "give first_frame_url or first_clip_url"
+        return f"first_frame_url: {what} (first frame, first and last frame, or video continuation)"
+    return None
+
+
+_VEO_IMAGES = {"TEXT_2_VIDEO": (0, 0), "FIRST_AND_LAST_FRAMES_2_VIDEO": (1, 2), "REFERENCE_2_VIDEO": (1, 3)}
+
+
+def _veo_images_by_generation_type(body: dict[str, Any]) -> str | None:
+    images = _count(body, "imageUrls")
+    kind = body.get("generationType")
+    if kind not in _VEO_IMAGES:  # left out (or not a listed value, which the schema refuses): 1 or 2 images
+        return None if images <= 2 else f"imageUrls: 1 or 2 images (first and last frame), got {images}"
+    low, high = _VEO_IMAGES[kind]
+    if low <= images <= high:
+        return None
+    wanted = "no images" if high == 0 else f"{low}-{high} images"
+    return f"imageUrls: generationType {kind} takes {wanted}, got {images}"
+
+
+def _veo_reference_fast_only(body: dict[str, Any]) -> str | None:
+    if body.get("generationType") == "REFERENCE_2_VIDEO" and body.get("model", "veo3_fast") != "veo3_fast":
+        return f"generationType: REFERENCE_2_VIDEO is supported only by veo3_fast, not {body.get('model')!r}"
+    return None
+
+
+def _runway_no_1080p_at_10s(body: dict[str, Any]) -> str | None:
+    if body.get("quality") == "1080p" and body.get("duration") == 10:
+        return "quality: 1080p cannot be generated for a 10-second video"
+    return None
+
+
+def _runway_text_needs_aspect_ratio(body: dict[str, Any]) -> str | None:
+    if not _filled(body, "imageUrl") and not _filled(body, "aspectRatio"):
+        return "aspectRatio: is required for text-to-video (no imageUrl)"
+    return None
+
+
+def _suno_prompt_by_mode(body: dict[str, Any]) -> str | None:
+    if _filled(body, "prompt"):
+        return None
+    if body.get("customMode") is not True:
+        return "prompt: is required in non-custom mode"
+    if body.get("instrumental") is not True:
+        return "prompt: is required in custom mode with instrumental false (it is the lyrics)"
+    return None
+
+
+def _suno_custom_style_title(body: dict[str, Any]) -> str | None:
+    if body.get("customMode") is not True:
+        return None
+    missing = [f for f in ("style", "title") if not _filled(body, f)]
+    return f"{' and '.join(missing)}: required in custom mode" if missing else None
+
+
+def _suno_lengths(body: dict[str, Any]) -> str | None:
+    v4 = body.get("model") == "V4"
+    limits = {"prompt": (3000 if v4 else 5000) if body.get("customMode") is True else 500,
+              "style": 200 if v4 else 1000, "title": 80}
+    for field, limit in limits.items():
+        value = body.get(field)
+        if isinstance(value, str) and len(value) > limit:
+            return f"{field}: at most {limit} characters here, got {len(value)}"
+    return None
+
+
+def _gpt4o_prompt_or_images(body: dict[str, Any]) -> str | None:
+    if any(_filled(body, f) for f in ("prompt", "filesUrl", "fileUrl")):
+        return None
+    return "prompt: at least one of prompt or filesUrl must be provided"
+
+
+_VEO = ("/api/v1/veo/generate",)
+_VEO_PAGE = "veo3-api/generate-veo-3-video.md"
+_RUNWAY = ("/api/v1/runway/generate",)
+_RUNWAY_PAGE = "runway-api/generate-ai-video.md"
+_SUNO = ("/api/v1/generate",)
+_SUNO_PAGE = "suno-api/generate-music.md"
+
 PAGE_RULES: tuple[PageRule, ...] = (
     PageRule(name="seedance-scenarios-exclusive", models=_SEEDANCE, page="market/bytedance/seedance-2.md",
              says="first frame, first & last frames and multimodal reference are mutually exclusive scenarios",
@@ -104,6 +197,36 @@ PAGE_RULES: tuple[PageRule, ...] = (
     PageRule(name="kling30-frames", models=("kling-3.0/video",), page="market/kling/kling-3-0.md",
              says="image_urls holds the first and last frame; multi-shot mode supports only the first frame",
              check=_kling30_frames),
+    PageRule(name="grok-i2v-task-id-or-images", models=("grok-imagine/image-to-video",),
+             page="market/grok-imagine/image-to-video.md",
+             says="image_urls must not be used simultaneously with task_id", check=_grok_task_id_or_images),
+    PageRule(name="wan27-i2v-modes", models=("wan/2-7-image-to-video",), page="market/wan/2-7-image-to-video.md",
+             says="three modes: first_frame_url only, first_frame_url and last_frame_url, or first_clip_url",
+             check=_wan27_i2v_modes),
+    PageRule(name="veo-images-by-generation-type", endpoints=_VEO, page=_VEO_PAGE,
+             says="imageUrls holds 1 or 2 images; TEXT_2_VIDEO uses text only, FIRST_AND_LAST_FRAMES_2_VIDEO one or "
+                  "two images, REFERENCE_2_VIDEO requires 1-3 images",
+             check=_veo_images_by_generation_type),
+    PageRule(name="veo-reference-fast-only", endpoints=_VEO, page=_VEO_PAGE,
+             says="REFERENCE_2_VIDEO mode currently only supports the veo3_fast model",
+             check=_veo_reference_fast_only),
+    PageRule(name="runway-no-1080p-at-10s", endpoints=_RUNWAY, page=_RUNWAY_PAGE,
+             says="if a 10-second video is selected, 1080p resolution cannot be selected",
+             check=_runway_no_1080p_at_10s),
+    PageRule(name="runway-text-needs-aspect-ratio", endpoints=_RUNWAY, page=_RUNWAY_PAGE,
+             says="aspectRatio is required for text-to-video requests (with imageUrl the image decides it)",
+             check=_runway_text_needs_aspect_ratio),
+    PageRule(name="suno-prompt-by-mode", endpoints=_SUNO, page=_SUNO_PAGE,
+             says="prompt is always required in non-custom mode, and in custom mode when instrumental is false",
+             check=_suno_prompt_by_mode),
+    PageRule(name="suno-custom-style-title", endpoints=_SUNO, page=_SUNO_PAGE,
+             says="style and title are required in custom mode", check=_suno_custom_style_title),
+    PageRule(name="suno-lengths", endpoints=_SUNO, page=_SUNO_PAGE,
+             says="prompt: 500 characters in non-custom mode, 3000 (V4) or 5000 in custom mode; style: 200 (V4) or "
+                  "1000; title: 80", check=_suno_lengths),
+    PageRule(name="gpt4o-prompt-or-images", endpoints=("/api/v1/gpt4o-image/generate",),
+             page="4o-image-api/generate-4-o-image.md",
+             says="at least one of prompt or filesUrl must be provided", check=_gpt4o_prompt_or_images),
 )
 
 
@@ -115,4 +238,15 @@ def rule_problems(model_id: str, params: dict[str, Any]) -> list[str]:
             found = rule.check(params)
             if found is not None:
                 problems.append(f"input.{found} [{rule.name}]")
+    return problems
+
+
+def endpoint_rule_problems(create_path: str, body: dict[str, Any]) -> list[str]:
+    """What the page rules for a separate API's create endpoint find wrong with its whole ``body``."""
+    problems: list[str] = []
+    for rule in PAGE_RULES:
+        if create_path in rule.endpoints:
+            found = rule.check(body)
+            if found is not None:
+                problems.append(f"body.{found} [{rule.name}]")
     return problems

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kie_async.emulator.page_rules import rule_problems
+from kie_async.emulator.page_rules import endpoint_rule_problems, rule_problems
 from kie_async.emulator.price_table import charge_for
 from kie_async.emulator.provider_schemas import load_provider_schemas
 
@@ -53,7 +53,7 @@ def schema_input_checker(model_id: str, params: Any) -> list[str]:
 
 def api_body_problems(create_path: str, body: Any) -> list[str]:
     """A separate API's whole create body (Veo, Suno, ...: no ``input`` object) against that endpoint's bundled
-    schema; an endpoint with no bundled schema only needs a JSON object."""
+    schema, then its page rules; an endpoint with no bundled schema only needs a JSON object."""
     if not isinstance(body, dict):
         return ["the request body must be a JSON object"]
     bundle = load_provider_schemas()
@@ -63,7 +63,7 @@ def api_body_problems(create_path: str, body: Any) -> list[str]:
     problems = bundle.violations(schema, body)
     if len(problems) > MAX_REASONS:
         problems = [*problems[:MAX_REASONS], f"... and {len(problems) - MAX_REASONS} more"]
-    return problems
+    return problems or endpoint_rule_problems(create_path, body)
 
 
 def spec_input_checker(model_id: str, params: Any) -> list[str]:

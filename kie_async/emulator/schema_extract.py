@@ -95,9 +95,46 @@ _PAGE_CORRECTIONS: dict[str, list[Correction]] = {
         Correction(name="duration-range-from-text", pointer="/properties/input/properties/duration/maximum", value=15,
                    why="duration is described as 'Video duration in 4-15 seconds'"),
     ],
+    "market/grok-imagine/text-to-video.md": [
+        Correction(name="prompt-length-from-text", pointer="/properties/input/properties/prompt/maxLength",
+                   value=5000, why="the prompt description says 'Maximum length: 5000 characters'"),
+        Correction(name="duration-range-from-text", pointer="/properties/input/properties/duration/minimum", value=6,
+                   why="duration is described as '(6-30). (Minimum: 6, Maximum: 30, Step: 1)'"),
+        Correction(name="duration-range-from-text", pointer="/properties/input/properties/duration/maximum",
+                   value=30, why="duration is described as '(6-30). (Minimum: 6, Maximum: 30, Step: 1)'"),
+    ],
+    "market/grok-imagine/image-to-video.md": [
+        Correction(name="prompt-length-from-text", pointer="/properties/input/properties/prompt/maxLength",
+                   value=5000, why="the prompt description says 'Maximum length: 5000 characters'"),
+    ],
+    "market/grok-imagine/text-to-image.md": [
+        Correction(name="prompt-length-from-text", pointer="/properties/input/properties/prompt/maxLength",
+                   value=5000, why="the prompt description says 'Maximum length: 5000 characters'"),
+    ],
 }
 
 _PAGE_CORRECTIONS["market/bytedance/seedance-2-fast.md"] = _PAGE_CORRECTIONS["market/bytedance/seedance-2.md"]
+
+# The separate APIs' create endpoints, by path: limits their pages state only in the field descriptions.
+_API_CORRECTIONS: dict[str, list[Correction]] = {
+    "/api/v1/runway/generate": [
+        Correction(name="prompt-length-from-text", pointer="/properties/prompt/maxLength", value=1800,
+                   why="the prompt description says 'Maximum length is 1800 characters'"),
+        Correction(name="quality-values-from-text", pointer="/properties/quality/enum", value=["720p", "1080p"],
+                   why="quality is described as 'Video resolution, optional values are 720p or 1080p'"),
+        Correction(name="duration-values-from-text", pointer="/properties/duration/enum", value=[5, 10],
+                   why="duration is described as 'Video duration, optional values are 5 or 10'"),
+    ],
+    "/api/v1/generate": [Correction(
+        name="prompt-required-only-by-mode", pointer="/required",
+        value=["customMode", "instrumental", "model", "callBackUrl"],
+        why="the required list names prompt, yet the prompt description and the mode notes say custom mode with "
+            "instrumental true needs only style and title; when prompt is needed is the rule "
+            "suno-prompt-by-mode (page_rules)")],
+    "/api/v1/gpt4o-image/generate": [Correction(
+        name="five-images-from-text", pointer="/properties/filesUrl/maxItems", value=5,
+        why="filesUrl is described as 'Up to 5 publicly reachable image URLs'")],
+}
 
 # Models the emulator serves whose page is not among the captured docs: derived from a sibling page.
 _DERIVED_MODELS: dict[str, tuple[str, str]] = {
@@ -215,7 +252,8 @@ def _provenance(page: ProviderPage) -> dict[str, str | None]:
 def _bundle(page: ProviderPage, op: PageOperation) -> BundledSchema:
     assert op.request_schema is not None
     schema: JsonSchema = {"$schema": SCHEMA_DIALECT, **to_json_schema(op.request_schema)}
-    corrections = list(_PAGE_CORRECTIONS.get(page.source, [])) if op.path == CREATE_TASK_PATH else []
+    corrections = list(_PAGE_CORRECTIONS.get(page.source, []) if op.path == CREATE_TASK_PATH
+                       else _API_CORRECTIONS.get(op.path, []))
     for correction in corrections:
         _apply(schema, correction)
     corrections.extend(_trim_property_names(schema, ""))
