@@ -7,7 +7,6 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,18 +18,20 @@ from kie_async.emulator.faults import FaultControl, FaultEndpoint, FaultKind, Fa
 from kie_async.emulator.lifecycle import output_file, output_urls, schedule_completion
 from kie_async.emulator.media import blob_chunks, output_extension, parse_size
 from kie_async.emulator.pricing_routes import add_pricing_routes
-from kie_async.emulator.state import EmulatedTask, SlidingWindowLimiter, TaskFailure, new_task_id
+from kie_async.emulator.state import EmulatedTask, TaskFailure, new_task_id
 from kie_async.emulator.transports import add_transport_routes
 from kie_async.emulator.wire import (
-    MSG_RATE_LIMITED,
     MSG_UNAUTHORIZED,
     POST_FAULT_KEY,
+    admit,
     aiter_bytes,
     bearer_key,
     context,
     drop_connection,
     envelope,
     fault_middleware,
+    json_object,
+    reject_create,
     send_spoiled_body,
 )
 
@@ -38,46 +39,15 @@ MSG_NO_CREDITS = "The current credits are insufficient. Please top up."
 _FILE_PATH = re.compile(r"^/files/(?P<task>[0-9a-f]{32})/(?P<name>[^/]+)$")
 
 
-def _reject_create(ctx: EmulatorContext, code: int, msg: str, **kwargs: Any) -> web.Response:
-    ctx.stats.create_rejected += 1
-    return envelope(ctx, code, msg, **kwargs)
-
-
-def _admit(
-    request: web.Request,
-    ctx: EmulatorContext,
-    limiter: SlidingWindowLimiter | None,
-    reject: Callable[..., web.Response],
-) -> str | web.Response:
-    """The key of an authorised request within its per-key limit, or the 401/429 answer to send instead."""
-    key = bearer_key(request)
-    if key is None:
-        return reject(ctx, 401, MSG_UNAUTHORIZED)
-    if limiter is not None:
-        wait = limiter.acquire(key)
-        if wait is not None:
-            ctx.stats.rate_limited += 1
-            return reject(ctx, 429, MSG_RATE_LIMITED, retry_after=wait)
-    return key
-
-
-async def _json_object(request: web.Request) -> dict[str, Any] | None:
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return body if isinstance(body, dict) else None
-
-
 async def create_task(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     await _note_arrival(request, ctx)
-    key = _admit(request, ctx, ctx.create_limiter, _reject_create)
+    key = admit(request, ctx, ctx.create_limiter, reject_create)
     if isinstance(key, web.Response):
         return key
-    body = await _json_object(request)
+    body = await json_object(request)
     if body is None:
-        return _reject_create(ctx, 400, "Request body must be a JSON object")
+        return reject_create(ctx, 400, "Request body must be a JSON object")
     model = body.get("model")
     params = body.get("input")
     callback = body.get("callBackUrl")
@@ -86,15 +56,15 @@ async def create_task(request: web.Request) -> web.StreamResponse:
         if callback is not None and not (isinstance(callback, str) and callback.startswith(("http://", "https://"))):
             problems.append("callBackUrl must be an http(s) URL")
         if problems:
-            return _reject_create(ctx, 422, "; ".join(problems))
+            return reject_create(ctx, 422, "; ".join(problems))
         assert isinstance(model, str) and isinstance(params, dict)
         cost = ctx.config.cost(model, params)
     except Exception:  # a plugged-in checker or price function must not take the emulator down
         log.exception("emulator: input_checker/cost_fn raised for model %r", model)
-        return _reject_create(ctx, 500, "Internal Error, Please try again later.")
+        return reject_create(ctx, 500, "Internal Error, Please try again later.")
     cost = ctx.config.unknown_model_cost if cost is None else float(cost)
     if not ctx.ledger.try_charge(key, cost):
-        return _reject_create(ctx, 402, MSG_NO_CREDITS)
+        return reject_create(ctx, 402, MSG_NO_CREDITS)
 
     failure_rule = ctx.faults.take(FaultEndpoint.CREATE_TASK, FaultKind.TASK_FAIL)
     if failure_rule is not None:
@@ -112,7 +82,7 @@ async def _note_arrival(request: web.Request, ctx: EmulatorContext) -> None:
     """Remember every createTask that reached the handler, answered or not (the soak tells "never arrived"
     from "arrived, then the answer was lost" by it)."""
     try:
-        body = await _json_object(request)
+        body = await json_object(request)
     except web.HTTPException:
         return  # too large to read: the handler answers it as before
     callback = body.get("callBackUrl") if body else None
@@ -153,7 +123,7 @@ def _new_task(ctx: EmulatorContext, key: str, model: str, body: dict[str, Any], 
 
 async def record_info(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
-    key = _admit(request, ctx, ctx.record_limiter, envelope)
+    key = admit(request, ctx, ctx.record_limiter, envelope)
     if isinstance(key, web.Response):
         return key
     task_id = request.query.get("taskId", "").strip()
@@ -200,7 +170,7 @@ async def download_url(request: web.Request) -> web.StreamResponse:
     key = bearer_key(request)
     if key is None:
         return envelope(ctx, 401, MSG_UNAUTHORIZED)
-    body = await _json_object(request)
+    body = await json_object(request)
     url = body.get("url") if body else None
     if not isinstance(url, str) or not url.strip():
         return envelope(ctx, 400, "url parameter is required")

@@ -19,6 +19,7 @@ from aiohttp import hdrs, web
 
 from kie_async.emulator.context import CONTEXT_KEY, EmulatorContext
 from kie_async.emulator.faults import FaultEndpoint, FaultKind, FaultRule
+from kie_async.emulator.state import SlidingWindowLimiter
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -211,3 +212,36 @@ async def _not_found_as_envelope(request: web.Request, handler: Handler, ctx: Em
         if not request.path.startswith("/api/"):
             raise
         return envelope(ctx, 405, "Method Not Allowed", force_http=True)
+
+
+def reject_create(ctx: EmulatorContext, code: int, msg: str, **kwargs: Any) -> web.Response:
+    """A createTask refusal (every API's create route counts it the same way)."""
+    ctx.stats.create_rejected += 1
+    return envelope(ctx, code, msg, **kwargs)
+
+
+def admit(
+    request: web.Request,
+    ctx: EmulatorContext,
+    limiter: SlidingWindowLimiter | None,
+    reject: Callable[..., web.Response],
+) -> str | web.Response:
+    """The key of an authorised request within its per-key limit, or the 401/429 answer to send instead."""
+    key = bearer_key(request)
+    if key is None:
+        return reject(ctx, 401, MSG_UNAUTHORIZED)
+    if limiter is not None:
+        wait = limiter.acquire(key)
+        if wait is not None:
+            ctx.stats.rate_limited += 1
+            return reject(ctx, 429, MSG_RATE_LIMITED, retry_after=wait)
+    return key
+
+
+async def json_object(request: web.Request) -> dict[str, Any] | None:
+    """The body as a JSON object, or ``None`` for anything else (not JSON, a list, bad UTF-8)."""
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None

@@ -19,7 +19,7 @@ from kie_async.emulator.lifecycle import output_urls, schedule_completion
 from kie_async.emulator.policy import api_body_problems, schema_input_checker
 from kie_async.emulator.state import EmulatedTask, TaskFailure, new_task_id
 from kie_async.emulator.transports.dialects import DIALECTS, Dialect, view_of
-from kie_async.emulator.wire import MSG_RATE_LIMITED, MSG_UNAUTHORIZED, bearer_key, context, envelope
+from kie_async.emulator.wire import admit, context, envelope, json_object, reject_create
 
 __all__ = ["DIALECTS", "Dialect", "add_transport_routes", "dialect_callback_body"]
 
@@ -30,11 +30,6 @@ def dialect_callback_body(ctx: EmulatorContext, task: EmulatedTask) -> dict[str,
     """The terminal callback of a task sold by a separate API, in that API's documented shape."""
     dialect = DIALECTS[task.dialect or ""]
     return dialect.callback(view_of(task, output_urls(ctx, task)))
-
-
-def _refuse(ctx: EmulatorContext, code: int, msg: str, **kwargs: Any) -> web.Response:
-    ctx.stats.create_rejected += 1
-    return envelope(ctx, code, msg, **kwargs)
 
 
 def _problems(dialect: Dialect, body: dict[str, Any]) -> list[str]:
@@ -50,20 +45,12 @@ def _problems(dialect: Dialect, body: dict[str, Any]) -> list[str]:
 def _create_handler(dialect: Dialect) -> Any:
     async def create(request: web.Request) -> web.StreamResponse:
         ctx = context(request)
-        key = bearer_key(request)
-        if key is None:
-            return _refuse(ctx, 401, MSG_UNAUTHORIZED)
-        if ctx.create_limiter is not None:
-            wait = ctx.create_limiter.acquire(key)
-            if wait is not None:
-                ctx.stats.rate_limited += 1
-                return _refuse(ctx, 429, MSG_RATE_LIMITED, retry_after=wait)
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if not isinstance(body, dict):
-            return _refuse(ctx, 400, "Request body must be a JSON object")
+        key = admit(request, ctx, ctx.create_limiter, reject_create)
+        if isinstance(key, web.Response):
+            return key
+        body = await json_object(request)
+        if body is None:
+            return reject_create(ctx, 400, "Request body must be a JSON object")
         callback = body.get("callBackUrl")
         prompt = body.get("prompt")
         ctx.create_arrivals.append({"callBackUrl": callback if isinstance(callback, str) else None,
@@ -75,14 +62,14 @@ def _create_handler(dialect: Dialect) -> Any:
             if not problems:
                 problems = _judge(ctx, dialect, model, body, fields)
             if problems:
-                return _refuse(ctx, 422, "; ".join(problems))
+                return reject_create(ctx, 422, "; ".join(problems))
             cost = ctx.config.cost_fn(model, fields)
         except Exception:  # a plugged-in checker or price function must not take the emulator down
             log.exception("emulator: input_checker/cost_fn raised for %s model %r", dialect.name, model)
-            return _refuse(ctx, 500, "Internal Error, Please try again later.")
+            return reject_create(ctx, 500, "Internal Error, Please try again later.")
         cost = ctx.config.unknown_model_cost if cost is None else float(cost)
         if not ctx.ledger.try_charge(key, cost):
-            return _refuse(ctx, 402, MSG_NO_CREDITS)
+            return reject_create(ctx, 402, MSG_NO_CREDITS)
         task = _new_task(ctx, dialect, key, model, body, cost)
         ctx.tasks.add(task)
         ctx.stats.create_accepted += 1
@@ -132,14 +119,9 @@ def _new_task(ctx: EmulatorContext, dialect: Dialect, key: str, model: str, body
 def _status_handler(dialect: Dialect) -> Any:
     async def status(request: web.Request) -> web.StreamResponse:
         ctx = context(request)
-        key = bearer_key(request)
-        if key is None:
-            return envelope(ctx, 401, MSG_UNAUTHORIZED)
-        if ctx.record_limiter is not None:
-            wait = ctx.record_limiter.acquire(key)
-            if wait is not None:
-                ctx.stats.rate_limited += 1
-                return envelope(ctx, 429, MSG_RATE_LIMITED, retry_after=wait)
+        key = admit(request, ctx, ctx.record_limiter, envelope)
+        if isinstance(key, web.Response):
+            return key
         task_id = request.query.get("taskId", "").strip()
         if not task_id:
             return envelope(ctx, 400, "taskId parameter is required")
