@@ -16,8 +16,9 @@ from kie_async.api_models import TaskState
 from kie_async.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_callback
 from kie_async.emulator.audio import render_audio
 from kie_async.emulator.context import EmulatorContext, log
+from kie_async.emulator.faults import FaultEndpoint, FaultKind
 from kie_async.emulator.media import render_output
-from kie_async.emulator.state import EmulatedTask
+from kie_async.emulator.state import EmulatedTask, TaskFailure, new_task_id
 from kie_async.emulator.wire import is_loopback_url
 
 
@@ -58,6 +59,43 @@ async def output_file(ctx: EmulatorContext, task: EmulatedTask, name: str) -> tu
             return item
     finally:
         ctx.render_locks.pop(key, None)
+
+
+def sell_task(
+    ctx: EmulatorContext, key: str, model: str, body: dict[str, Any], cost: float, *, extension: str,
+    outputs: int = 1, **extra: Any,
+) -> EmulatedTask:
+    """One sale, whichever API sold it: a task on the timeline (failing if a ``task_fail`` fault is armed),
+    on the books and in the stats, its completion scheduled. The ledger has already been charged ``cost``."""
+    failure_rule = ctx.faults.take(FaultEndpoint.CREATE_TASK, FaultKind.TASK_FAIL)
+    if failure_rule is not None:
+        ctx.stats.count_fault(FaultKind.TASK_FAIL.value)
+    task_id = new_task_id()
+    duration = ctx.config.duration_for(model)
+    waiting = duration * ctx.config.waiting_fraction
+    callback = body.get("callBackUrl")
+    task = EmulatedTask(
+        task_id=task_id,
+        owner=key,
+        model=model,
+        body=body,
+        callback_url=callback if isinstance(callback, str) else None,
+        cost=cost,
+        started=time.monotonic(),
+        create_time_ms=int(time.time() * 1000),
+        duration=duration,
+        waiting_until=waiting,
+        queuing_until=min(duration, waiting + duration * ctx.config.queuing_fraction),
+        failure=TaskFailure(code=failure_rule.fail_code, msg=failure_rule.fail_msg) if failure_rule else None,
+        output_names=[f"{task_id}_{n}.{extension}" for n in range(outputs)],
+        **extra,
+    )
+    ctx.tasks.add(task)
+    ctx.stats.create_accepted += 1
+    ctx.stats.tasks_created += 1
+    ctx.stats.credits_spent = round(ctx.stats.credits_spent + cost, 6)
+    schedule_completion(ctx, task)
+    return task
 
 
 def schedule_completion(ctx: EmulatorContext, task: EmulatedTask) -> None:

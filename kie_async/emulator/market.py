@@ -7,18 +7,17 @@ import hmac
 import json
 import re
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from kie_async.emulator.context import CONTEXT_KEY, EmulatorContext, log
-from kie_async.emulator.faults import FaultControl, FaultEndpoint, FaultKind, FaultRule
-from kie_async.emulator.lifecycle import output_file, output_urls, schedule_completion
+from kie_async.emulator.faults import FaultControl, FaultKind, FaultRule
+from kie_async.emulator.lifecycle import output_file, output_urls, sell_task
 from kie_async.emulator.media import blob_chunks, output_extension, parse_size
 from kie_async.emulator.pricing_routes import add_pricing_routes
-from kie_async.emulator.state import EmulatedTask, TaskFailure, new_task_id
+from kie_async.emulator.state import EmulatedTask
 from kie_async.emulator.transports import add_transport_routes
 from kie_async.emulator.wire import (
     MSG_UNAUTHORIZED,
@@ -66,15 +65,8 @@ async def create_task(request: web.Request) -> web.StreamResponse:
     if not ctx.ledger.try_charge(key, cost):
         return reject_create(ctx, 402, MSG_NO_CREDITS)
 
-    failure_rule = ctx.faults.take(FaultEndpoint.CREATE_TASK, FaultKind.TASK_FAIL)
-    if failure_rule is not None:
-        ctx.stats.count_fault(FaultKind.TASK_FAIL.value)
-    task = _new_task(ctx, key, model, body, cost, failure_rule)
-    ctx.tasks.add(task)
-    ctx.stats.create_accepted += 1
-    ctx.stats.tasks_created += 1
-    ctx.stats.credits_spent = round(ctx.stats.credits_spent + cost, 6)
-    schedule_completion(ctx, task)
+    extension = output_extension(params, video=ctx.config.is_video_model(model), audio=ctx.config.is_audio_model(model))
+    task = sell_task(ctx, key, model, body, cost, extension=extension)
     return envelope(ctx, 200, "success", {"taskId": task.task_id, "recordId": task.task_id})
 
 
@@ -91,33 +83,6 @@ async def _note_arrival(request: web.Request, ctx: EmulatorContext) -> None:
     ctx.create_arrivals.append(
         {"callBackUrl": callback if isinstance(callback, str) else None,
          "prompt": prompt if isinstance(prompt, str) else None}
-    )
-
-
-def _new_task(ctx: EmulatorContext, key: str, model: str, body: dict[str, Any], cost: float,
-              failure_rule: FaultRule | None) -> EmulatedTask:
-    task_id = new_task_id()
-    duration = ctx.config.duration_for(model)
-    waiting = duration * ctx.config.waiting_fraction
-    queuing = min(duration, waiting + duration * ctx.config.queuing_fraction)
-    params = body.get("input")
-    extension = output_extension(params if isinstance(params, dict) else {}, video=ctx.config.is_video_model(model),
-                                 audio=ctx.config.is_audio_model(model))
-    callback = body.get("callBackUrl")
-    return EmulatedTask(
-        task_id=task_id,
-        owner=key,
-        model=model,
-        body=body,
-        callback_url=callback if isinstance(callback, str) else None,
-        cost=cost,
-        started=time.monotonic(),
-        create_time_ms=int(time.time() * 1000),
-        duration=duration,
-        waiting_until=waiting,
-        queuing_until=queuing,
-        failure=TaskFailure(code=failure_rule.fail_code, msg=failure_rule.fail_msg) if failure_rule else None,
-        output_names=[f"{task_id}_0.{extension}"],
     )
 
 

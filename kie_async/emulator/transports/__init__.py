@@ -8,16 +8,14 @@ and that lives in :mod:`.dialects`.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
 
 from kie_async.emulator.context import EmulatorContext, log
-from kie_async.emulator.faults import FaultEndpoint, FaultKind
-from kie_async.emulator.lifecycle import output_urls, schedule_completion
+from kie_async.emulator.lifecycle import output_urls, sell_task
 from kie_async.emulator.policy import api_body_problems, schema_input_checker
-from kie_async.emulator.state import EmulatedTask, TaskFailure, new_task_id
+from kie_async.emulator.state import EmulatedTask
 from kie_async.emulator.transports.dialects import DIALECTS, Dialect, view_of
 from kie_async.emulator.wire import admit, context, envelope, json_object, reject_create
 
@@ -63,19 +61,18 @@ def _create_handler(dialect: Dialect) -> Any:
                 problems = _judge(ctx, dialect, model, body, fields)
             if problems:
                 return reject_create(ctx, 422, "; ".join(problems))
-            cost = ctx.config.cost_fn(model, fields)
+            cost = ctx.config.cost(model, fields)
         except Exception:  # a plugged-in checker or price function must not take the emulator down
             log.exception("emulator: input_checker/cost_fn raised for %s model %r", dialect.name, model)
             return reject_create(ctx, 500, "Internal Error, Please try again later.")
         cost = ctx.config.unknown_model_cost if cost is None else float(cost)
         if not ctx.ledger.try_charge(key, cost):
             return reject_create(ctx, 402, MSG_NO_CREDITS)
-        task = _new_task(ctx, dialect, key, model, body, cost)
-        ctx.tasks.add(task)
-        ctx.stats.create_accepted += 1
-        ctx.stats.tasks_created += 1
-        ctx.stats.credits_spent = round(ctx.stats.credits_spent + cost, 6)
-        schedule_completion(ctx, task)
+        render = dialect.render_params(body)
+        extension = {"video": "mp4", "audio": "wav"}.get(dialect.output_kind) or (
+            "jpeg" if str(render.get("output_format", "png")).lower() in ("jpg", "jpeg") else "png")
+        task = sell_task(ctx, key, model, body, cost, extension=extension, outputs=dialect.outputs,
+                         dialect=dialect.name, output_kind=dialect.output_kind, render_params=render)
         return envelope(ctx, 200, "success", {"taskId": task.task_id})
 
     return create
@@ -91,29 +88,6 @@ def _judge(
     if config.accept_unknown_models or config.input_checker is not schema_input_checker:
         return list(config.check_input(model, fields))
     return api_body_problems(dialect.create_path, body)
-
-
-def _new_task(ctx: EmulatorContext, dialect: Dialect, key: str, model: str, body: dict[str, Any],
-              cost: float) -> EmulatedTask:
-    failure_rule = ctx.faults.take(FaultEndpoint.CREATE_TASK, FaultKind.TASK_FAIL)
-    if failure_rule is not None:
-        ctx.stats.count_fault(FaultKind.TASK_FAIL.value)
-    task_id = new_task_id()
-    duration = ctx.config.duration_for(model)
-    waiting = duration * ctx.config.waiting_fraction
-    render = dialect.render_params(body)
-    extension = {"video": "mp4", "audio": "wav"}.get(dialect.output_kind) or (
-        "jpeg" if str(render.get("output_format", "png")).lower() in ("jpg", "jpeg") else "png")
-    callback = body.get("callBackUrl")
-    return EmulatedTask(
-        task_id=task_id, owner=key, model=model, body=body,
-        callback_url=callback if isinstance(callback, str) else None,
-        cost=cost, started=time.monotonic(), create_time_ms=int(time.time() * 1000), duration=duration,
-        waiting_until=waiting, queuing_until=min(duration, waiting + duration * ctx.config.queuing_fraction),
-        failure=TaskFailure(code=failure_rule.fail_code, msg=failure_rule.fail_msg) if failure_rule else None,
-        output_names=[f"{task_id}_{n}.{extension}" for n in range(dialect.outputs)],
-        dialect=dialect.name, output_kind=dialect.output_kind, render_params=render,
-    )
 
 
 def _status_handler(dialect: Dialect) -> Any:
