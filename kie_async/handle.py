@@ -43,7 +43,7 @@ from kie_async.presets import apply_enhanced_prompt, resolve_prompt_context
 from kie_async.request_models import NormalizedRequest, RawUserRequest
 from kie_async.run_models import PipelineOptions
 from kie_async.settings import PollSettings
-from kie_async.specs import load_registry
+from kie_async.specs import ModelRegistry, aload_registry, load_registry, loaded_registry
 from kie_async.validate import validate_request
 
 if TYPE_CHECKING:
@@ -119,6 +119,22 @@ class TaskHandle:
         self.poll = poll
         self.last: TaskRecord | None = None
         self._output_kind = output_kind
+        self._unbound_key: str | None = None  # a model key still to check against the specs (see task_handle)
+
+    def _bind(self, registry: ModelRegistry, model_key: str) -> None:
+        """Take the model's key, output kind and API from its spec; an unknown key is refused."""
+        candidates = registry.candidates(model_key)
+        if len(candidates) != 1:
+            raise KieInputError(f"unknown model_key {model_key!r}", hint="see `kie-async models`, or leave it out")
+        spec = candidates[0]
+        self.model_key, self._output_kind = spec.key, spec.output_kind
+        # A task bought through a separate API (Veo, Suno, ...) is read through that API, also from a new session.
+        self.session.remember_transport(self.task_id, None if spec.transport.is_market else spec.transport)
+
+    async def _ready(self) -> None:
+        if self._unbound_key is not None:
+            key, self._unbound_key = self._unbound_key, None
+            self._bind(await aload_registry(), key)
 
     def __repr__(self) -> str:
         state = self.last.state_description if self.last is not None else "not read yet"
@@ -131,6 +147,7 @@ class TaskHandle:
 
     async def refresh(self, *, timeout: float | None = None) -> TaskRecord:
         """One status read (``recordInfo``); updates ``last``."""
+        await self._ready()
         self.last = await self.session.get_task(self.task_id, timeout=timeout)
         return self.last
 
@@ -144,6 +161,7 @@ class TaskHandle:
         without another read. Breaking out of the loop stops polling; the task runs on at Kie.ai.
         """
         check_timeout("timeout", timeout)
+        await self._ready()
         if self.done:
             assert self.last is not None
             yield TaskProgress(task_id=self.task_id, state=self.last.state, elapsed=0.0, polls=0, next_poll_in=None)
@@ -189,6 +207,7 @@ class TaskHandle:
         :class:`KieTimeoutError` after ``timeout`` (the task keeps running: call ``wait`` again).
         """
         check_timeout("timeout", timeout)
+        await self._ready()
         if not self.done:
             self.last = await self.session.wait_for_task(
                 self.task_id,
@@ -246,17 +265,19 @@ def check_task_id(task_id: str) -> str:
 
 
 def task_handle(session: KieSession, task_id: str, *, model_key: str | None = None) -> TaskHandle:
-    """Re-attach to a task created earlier (in this process or another); reads nothing until asked."""
-    output_kind = None
+    """Re-attach to a task created earlier (in this process or another); reads nothing until asked.
+
+    ``model_key`` is checked at once when the specs are in memory; otherwise (this is sync code on the event
+    loop, which must not parse YAML) at the handle's first read.
+    """
+    handle = TaskHandle(session, task_id, model_key=model_key)
     if model_key is not None:
-        candidates = load_registry().candidates(model_key)
-        if len(candidates) != 1:
-            raise KieInputError(f"unknown model_key {model_key!r}", hint="see `kie-async models`, or leave it out")
-        spec = candidates[0]
-        output_kind, model_key = spec.output_kind, spec.key
-        # A task bought through a separate API (Veo, Suno, ...) is read through that API, also from a new session.
-        session.remember_transport(task_id, None if spec.transport.is_market else spec.transport)
-    return TaskHandle(session, task_id, model_key=model_key, output_kind=output_kind)
+        registry = loaded_registry()
+        if registry is None:
+            handle._unbound_key = model_key
+        else:
+            handle._bind(registry, model_key)
+    return handle
 
 
 async def submit_request(

@@ -511,9 +511,22 @@ def load_registry(spec_dir: str | Path | None = None) -> ModelRegistry:
     """
     if spec_dir is not None:
         return _load_cached((str(Path(spec_dir).resolve()),))
-    extra = [d for d in os.environ.get(SPEC_DIR_ENV, "").split(os.pathsep) if d]
+    env = os.environ.get(SPEC_DIR_ENV, "")
+    extra = [d for d in env.split(os.pathsep) if d]
     folders = [data_dir("model_specs"), *map(Path, extra)]
-    return _load_cached(tuple(str(f.resolve()) for f in folders))
+    registry = _load_cached(tuple(str(f.resolve()) for f in folders))
+    _LOADED_DEFAULT[env] = registry
+    return registry
+
+
+_LOADED_DEFAULT: dict[str, ModelRegistry] = {}
+"""The default registry by ``$KIE_MODEL_SPECS_DIR`` value, once loaded (read without touching the disk)."""
+
+
+def loaded_registry() -> ModelRegistry | None:
+    """The default registry if it is already in memory, else ``None``: for sync code on the event loop, which
+    must not parse YAML there (use :func:`aload_registry` when this says ``None``)."""
+    return _LOADED_DEFAULT.get(os.environ.get(SPEC_DIR_ENV, ""))
 
 
 async def aload_registry(spec_dir: str | Path | None = None) -> ModelRegistry:
@@ -525,3 +538,4 @@ async def aload_registry(spec_dir: str | Path | None = None) -> ModelRegistry:
 def clear_registry_cache() -> None:
     """Forget loaded specs (for tests and tools that edit spec files while running)."""
     _load_cached.cache_clear()
+    _LOADED_DEFAULT.clear()

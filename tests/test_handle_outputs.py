@@ -303,3 +303,21 @@ async def test_a_web_backend_submits_in_one_request_and_streams_the_result_in_an
         assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
         assert answer.content == await direct[0].aread()
     assert emulator.stats.tasks_created == 1
+
+
+async def test_reattaching_before_the_specs_are_loaded_reads_them_off_the_loop(emulator: KieEmulator) -> None:
+    """``kie.task(id, model_key=)`` is sync code on the event loop: with no specs in memory it must not parse
+    YAML there; the key is checked (and refused if unknown) at the handle's first read instead."""
+    from kie_async.specs import clear_registry_cache, loaded_registry
+
+    async with KieSession(settings(emulator)) as kie:
+        task_id = (await kie.submit(FOX)).task_id
+        clear_registry_cache()
+        handle = kie.task(task_id, model_key="nano-banana-2")
+        assert loaded_registry() is None  # nothing was parsed by the sync call
+        outcome = await handle.wait()
+        assert outcome.record.task_id == task_id and handle.model_key == "nano-banana-2"
+        clear_registry_cache()
+        stranger = kie.task(task_id, model_key="no-such-model")
+        with pytest.raises(KieInputError, match="no-such-model"):
+            await stranger.refresh()
