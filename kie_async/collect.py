@@ -189,7 +189,7 @@ async def _deliver(run: RunContext, task: _Finished) -> tuple[list[RunOutput], l
     """Outputs on disk and (by default) in their run folder; an intact folder from an earlier attempt is kept."""
     normalized, record = task.normalized, task.record
     kind = _kind(normalized.output_kind)
-    if run.opts.write_artifact:
+    if run.opts.write_artifact and not run.submitted_here:  # a task bought just now has no earlier run folder
         existing = await _intact_run(run)
         if existing is not None:
             return existing
@@ -202,15 +202,14 @@ async def _deliver(run: RunContext, task: _Finished) -> tuple[list[RunOutput], l
         async with run.rec.stage("download"):
             downloaded = await _download_all(run.session, record, staging, normalized.output_kind)
         if not run.opts.write_artifact:
-            files = await run_file_io(_describe_files, downloaded)
             urls = record.output_urls
-            outputs = [RunOutput(source=f.path, url=u, kind=kind) for f, u in zip(files, urls, strict=False)]
-            return outputs, files
+            outputs = [RunOutput(source=f.path, url=u, kind=kind) for f, u in zip(downloaded, urls, strict=False)]
+            return outputs, downloaded
         async with run.rec.stage("artifact"):
             artifact = await _write_artifact(run, task, downloaded)
     finally:
         if run.opts.write_artifact:
-            await asyncio.shield(asyncio.to_thread(shutil.rmtree, staging, True))
+            await asyncio.shield(run_file_io(shutil.rmtree, staging, True))
     return _from_artifact(artifact, record, kind)
 
 
@@ -285,14 +284,6 @@ async def _intact_run(run: RunContext) -> tuple[list[RunOutput], list[_StoredOut
     return outputs, files
 
 
-def _describe_files(paths: list[Path]) -> list[_StoredOutput]:
-    described = []
-    for path in paths:
-        digest, size = sha256_file(path)
-        described.append(_StoredOutput(path=path, sha256=digest, size=size))
-    return described
-
-
 def outputs_intact(paths: list[Path], sha256s: list[str], sizes: list[int]) -> bool:
     """Blocking: every recorded output still exists with its recorded size and sha256."""
     if not paths or len(paths) != len(sha256s) or len(paths) != len(sizes):
@@ -306,7 +297,7 @@ def outputs_intact(paths: list[Path], sha256s: list[str], sizes: list[int]) -> b
     return True
 
 
-async def _write_artifact(run: RunContext, task: _Finished, downloaded: list[Path]) -> RunArtifact:
+async def _write_artifact(run: RunContext, task: _Finished, downloaded: list[_StoredOutput]) -> RunArtifact:
     trace = task.trace
     request = _artifact_request(
         task.normalized,
@@ -343,7 +334,9 @@ def _kind(output_kind: str | None) -> Literal["image", "video", "audio"] | None:
     return output_kind if output_kind in ("image", "video", "audio") else None  # type: ignore[return-value]
 
 
-async def _download_all(session: KieSession, record: TaskRecord, folder: Path, output_kind: str | None) -> list[Path]:
+async def _download_all(
+    session: KieSession, record: TaskRecord, folder: Path, output_kind: str | None
+) -> list[_StoredOutput]:
     """Each output checked against the model's output kind and named ``output_{i}.{ext}`` from its content.
 
     The server's URL never names the file (a URL ending in ``.sh`` must not give ``output_0.sh``), and an
@@ -356,7 +349,9 @@ async def _download_all(session: KieSession, record: TaskRecord, folder: Path, o
             for i, url in enumerate(record.output_urls)
         )
     )
-    return [Path(r.destination_path) for r in results]
+    return [
+        _StoredOutput(path=Path(r.destination_path), sha256=r.sha256 or "", size=r.bytes_written) for r in results
+    ]
 
 
 def _artifact_request(
@@ -364,7 +359,7 @@ def _artifact_request(
     validation: ValidationResult,
     prepared: PreparedRequest | None,
     record: TaskRecord,
-    downloaded: list[Path],
+    downloaded: list[_StoredOutput],
     parents: list[str],
     submitted_at: datetime,
     wall: float,
@@ -384,8 +379,9 @@ def _artifact_request(
         elif media.id in hosted:
             inputs.append(ArtifactSource(role=role, url=hosted[media.id]))
     outputs = [
-        ArtifactSource(role="output", source_path=p, url=u)
-        for p, u in zip(downloaded, record.output_urls, strict=False)
+        # The digest taken while streaming is handed on: the run folder links the same file, so it is not read again.
+        ArtifactSource(role="output", source_path=f.path, url=u, sha256=f.sha256 or None, bytes=f.size)
+        for f, u in zip(downloaded, record.output_urls, strict=False)
     ]
     if not outputs and record.output_urls:
         outputs = [ArtifactSource(role="output", url=u) for u in record.output_urls]

@@ -177,6 +177,11 @@ def clear_preset_cache() -> None:
     _load_dir.cache_clear()
 
 
+def presets_cached() -> bool:
+    """Whether any preset folder is parsed and in memory (a cheap check for async callers)."""
+    return _load_dir.cache_info().currsize > 0
+
+
 def _media_summary(normalized: NormalizedRequest) -> str:
     if not normalized.media:
         return "no input media"

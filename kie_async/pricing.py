@@ -199,6 +199,11 @@ def clear_pricing_cache() -> None:
     _snapshots_cached.cache_clear()
 
 
+def snapshots_cached() -> bool:
+    """Whether any snapshot folder is parsed and in memory (a cheap check for async callers)."""
+    return _snapshots_cached.cache_info().currsize > 0
+
+
 # ---------------------------------------------------------------- estimating
 
 

@@ -531,7 +531,9 @@ def loaded_registry() -> ModelRegistry | None:
 
 async def aload_registry(spec_dir: str | Path | None = None) -> ModelRegistry:
     """:func:`load_registry` for async code: the first (uncached) load parses YAML for ~150 ms, so it runs in a
-    worker thread instead of stalling the event loop; later calls return the cached registry."""
+    worker thread instead of stalling the event loop; later calls return the cached registry without a thread hop."""
+    if spec_dir is None and (registry := loaded_registry()) is not None:
+        return registry
     return await asyncio.to_thread(load_registry, spec_dir)
 
 

@@ -303,3 +303,32 @@ def test_manifest_json_has_stable_shape(tmp_path: Path) -> None:
     assert data["sdk_version"] == __version__
     with pytest.raises(ValueError, match="source_path, url"):
         ArtifactSource(role="output")
+
+
+async def test_caller_digest_is_used_only_for_a_hard_link_of_the_same_size(tmp_path: Path) -> None:
+    """The pipeline hands on the sha256 it took while downloading, so the run folder does not read the file
+    again; a copy, or a file whose size no longer matches, is hashed from disk whatever the caller said."""
+    out = _image(tmp_path / "downloaded.png")
+    real, size = sha256_file(out)
+    claimed = "0" * 64  # deliberately wrong: shows which digest the manifest took
+
+    def with_output(**kw: object) -> RunArtifactCreateRequest:
+        return _request(tmp_path, outputs=[ArtifactSource(role="output", source_path=out, **kw)])
+
+    linked = await create_run_artifact(with_output(sha256=claimed, bytes=size), _settings(tmp_path / "a"))
+    assert linked.manifest.outputs[0].stored_as is StoredAs.HARDLINK
+    assert linked.manifest.outputs[0].sha256 == claimed  # trusted: same inode, same size
+
+    copied = await create_run_artifact(
+        with_output(sha256=claimed, bytes=size), _settings(tmp_path / "b", output_link_mode="copy")
+    )
+    assert copied.manifest.outputs[0].sha256 == real
+
+    resized = await create_run_artifact(with_output(sha256=claimed, bytes=size + 1), _settings(tmp_path / "c"))
+    assert resized.manifest.outputs[0].sha256 == real
+
+    plain = await create_run_artifact(with_output(), _settings(tmp_path / "d"))
+    assert plain.manifest.outputs[0].sha256 == real
+
+    with pytest.raises(ValueError, match="sha256"):
+        ArtifactSource(role="output", source_path=out, sha256="not-hex")

@@ -244,3 +244,44 @@ def test_env_spec_folder_is_merged_over_the_bundled_specs(tmp_path: Path, monkey
         monkeypatch.delenv(SPEC_DIR_ENV)
         clear_registry_cache()
     assert "nano-banana-2-copy" not in load_registry().specs
+
+
+async def test_preload_skips_the_thread_only_while_every_cache_is_warm(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The pipeline preloads for every run: warm, it must not hop to a thread; a cleared cache or a changed
+    folder variable must load again (in a thread, not on the loop)."""
+    import asyncio
+
+    from kie_async import model_data
+    from kie_async.pricing import clear_pricing_cache
+    from kie_async.specs import clear_registry_cache, loaded_registry
+
+    hops: list[object] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counting(func: object, /, *args: object, **kwargs: object) -> object:
+        hops.append(func)
+        return await real_to_thread(func, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+    await model_data.preload_model_data()
+    hops.clear()
+    await model_data.preload_model_data()
+    assert hops == []
+
+    clear_pricing_cache()
+    await model_data.preload_model_data()
+    assert len(hops) == 1
+
+    clear_registry_cache()
+    assert loaded_registry() is None
+    await model_data.preload_model_data()
+    assert len(hops) == 2 and loaded_registry() is not None
+
+    from kie_async.pricing import PRICING_DIR_ENV
+
+    monkeypatch.setenv(PRICING_DIR_ENV, str(tmp_path))  # other folders: load again
+    await model_data.preload_model_data()
+    await model_data.preload_model_data()
+    assert len(hops) == 3

@@ -229,10 +229,14 @@ def _render(
     relative_to: Path,
 ) -> list[DerivativeRecord]:
     """Blocking: decode once, write the large rendition and the thumbnail. Runs in a worker thread."""
+    decoded = True
     try:
-        return _render_blocking(source, out_dir, stem, large_name, origin, settings, relative_to)
+        records = _render_blocking(source, out_dir, stem, large_name, origin, settings, relative_to)
+        decoded = not all(r.reused for r in records)
+        return records
     finally:
-        _release_freed_memory()
+        if decoded:  # an original small enough to reuse was never decoded: nothing to hand back (trim ~0.2 ms)
+            _release_freed_memory()
 
 
 def _render_blocking(

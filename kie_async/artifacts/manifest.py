@@ -175,6 +175,12 @@ class ArtifactSource(_Model):
     url: str | None = None
     poster_path: Path | None = None
     label: str | None = None
+    sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$",
+        description="the sha256 of source_path the caller already took (a download it just verified); used only "
+        "when the file is stored as a hard link of the same size, so the run folder does not read it again",
+    )
+    bytes: int | None = Field(default=None, ge=0, description="the size that sha256 was taken of")
 
     @model_validator(mode="after")
     def _needs_path_or_url(self) -> ArtifactSource:
