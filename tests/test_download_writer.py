@@ -52,3 +52,24 @@ async def test_cancel_mid_body_removes_the_temp_file(tmp_path: Path) -> None:
         with pytest.raises(asyncio.CancelledError):
             await job
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_of_an_abandoned_loop_stops_and_removes_its_temp_file(tmp_path: Path) -> None:
+    """Writer threads are pooled (and joined at interpreter exit): a loop that closes in the middle of a body,
+    without cancelling the download, must not leave its writer waiting forever, nor its temp file behind."""
+    import time
+
+    from kie_async.download import _FileWriter
+
+    loop = asyncio.new_event_loop()
+    writer = _FileWriter(tmp_path / "half.bin", loop)
+    loop.run_until_complete(writer.put([b"x" * 1000], 1000))
+    deadline = time.monotonic() + 5
+    while not writer.tmp.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.tmp.exists()  # the thread is writing: the body is half there
+    loop.close()
+    while writer.tmp.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not writer.tmp.exists()
+    assert not (tmp_path / "half.bin").exists()  # the temp file goes only when the writer's loop has ended

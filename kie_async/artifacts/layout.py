@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
-import secrets
 import socket
 from pathlib import Path
+
+from kie_async._tokens import name_token
 
 DEFAULT_ROOT_ENV = "KIE_OUTPUT_DIR"  # the same knob the CLI uses for downloads
 DEFAULT_ROOT = Path("outputs")
@@ -53,11 +55,12 @@ DOWNLOADS_DIRNAME = "downloads"
 """``.tmp/downloads/<task_id>.<host>-<pid>.<8 hex>``: outputs being fetched before they join a run folder."""
 
 
+@functools.cache
 def host_tag() -> str:
-    """A short, stable tag of this machine, so a sweep never judges another host's pids."""
+    """A short, stable tag of this machine, so a sweep never judges another host's pids (computed once)."""
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
 
 def staging_name(stem: str) -> str:
     """``<stem>.<host>-<pid>.<8 hex>``: whose staging folder this is, for the sweep after a crash."""
-    return f"{stem}.{host_tag()}-{os.getpid()}.{secrets.token_hex(4)}"
+    return f"{stem}.{host_tag()}-{os.getpid()}.{name_token(4)}"

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import re
-import secrets as _secrets
 import shutil
 from collections.abc import Iterable
 from datetime import datetime
@@ -23,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from kie_async._threads import run_file_io
+from kie_async._tokens import name_token
 from kie_async.artifacts.derivatives import ArtifactDerivativeSettings, DerivativeSource, generate_derivatives
 from kie_async.artifacts.exceptions import KieArtifactError
 from kie_async.artifacts.index import append_index_entry, append_index_entry_sync, entry_from_manifest
@@ -75,7 +75,7 @@ def make_run_id(model_key: str, at: datetime | None = None) -> str:
     """Sortable, readable and unique: ``20261128-171502-123_nano-banana-2_9f3a1c``."""
     when = at or utc_now()
     slug = _SLUG.sub("-", model_key.lower()).strip("-.")[:40] or "run"
-    return f"{when:%Y%m%d-%H%M%S}-{when.microsecond // 1000:03d}_{slug}_{_secrets.token_hex(3)}"
+    return f"{when:%Y%m%d-%H%M%S}-{when.microsecond // 1000:03d}_{slug}_{name_token(3)}"
 
 
 def _link_or_copy(src: Path, dst: Path, mode: Literal["link", "copy"]) -> StoredAs:
@@ -366,7 +366,7 @@ async def _with_derivatives(
 
 
 def replace_manifest_blocking(run_dir: Path, manifest: RunManifest, fsync: bool) -> None:
-    staging = run_dir / f".{MANIFEST_FILENAME}.{_secrets.token_hex(4)}"
+    staging = run_dir / f".{MANIFEST_FILENAME}.{name_token(4)}"
     with staging.open("w", encoding="utf-8") as fh:
         fh.write(manifest.model_dump_json(indent=2, exclude_none=True))
         fh.write("\n")
@@ -393,7 +393,7 @@ async def regenerate_run_derivatives(
     base = resolve_root(root).absolute()
     run = await load_run(base, run_id)
     cfg = settings or ArtifactDerivativeSettings()
-    folder = f"derivatives-{_secrets.token_hex(3)}"
+    folder = f"derivatives-{name_token(3)}"
     cleared = [f.model_copy(update={"derivatives": []}) for f in run.manifest.outputs]
     outputs = await _with_derivatives(cleared, run.run_dir, cfg, folder)
     manifest = run.manifest.model_copy(update={"outputs": outputs, "updated_at": utc_now()})
