@@ -5,17 +5,20 @@ There is one copy of each folder (at the repo root); the wheel build maps it to 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+@functools.cache
 def data_dir(name: str) -> Path:
-    """Return the folder holding ``model_specs``, ``prompt_presets`` or ``pricing``."""
+    """Return the folder holding ``model_specs``, ``prompt_presets`` or ``pricing`` (resolved; looked up once:
+    the spec, pricing and preset loaders ask for it on every run)."""
     packaged = _PACKAGE_DIR / "_data" / name
     if packaged.is_dir():
-        return packaged
+        return packaged.resolve()
     source = _PACKAGE_DIR.parent / name
     if source.is_dir():
-        return source
+        return source.resolve()
     raise FileNotFoundError(f"data folder {name!r} not found in {packaged} or {source}")

@@ -8,6 +8,7 @@ the task is done; ``failCode``/``failMsg`` that are ``null`` or ``""``; upload r
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from datetime import UTC, datetime
@@ -274,6 +275,27 @@ def _take(data: dict[str, Any], field: str, wire: str) -> tuple[str | None, obje
     return None, None
 
 
+@functools.lru_cache(maxsize=512)
+def _parse_result_json(raw: str) -> tuple[TaskResult, str | None]:
+    """``resultJson`` read into a result (frozen, so safe to share) and the problem reading it, if any.
+
+    Cached by the text: a finished task's result is asked for 5-6 times (problems, usable, URLs, manifest),
+    and every record of a poll that carries the same text shares one parse.
+    """
+    text = raw.strip()
+    if not text:
+        return TaskResult(), None
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return TaskResult(), f"resultJson is not valid JSON: {text[:80]!r}"
+    if isinstance(decoded, str):  # encoded once more
+        decoded = _decode_json_string(decoded)
+    if not isinstance(decoded, dict):
+        return TaskResult(), f"resultJson is not a JSON object: {text[:80]!r}"
+    return TaskResult.model_validate(decoded), None
+
+
 class TaskRecord(_Wire):
     """``GET /api/v1/jobs/recordInfo`` data: the state of one task.
 
@@ -359,18 +381,7 @@ class TaskRecord(_Wire):
         return self.state.is_terminal
 
     def _parsed_result(self) -> tuple[TaskResult, str | None]:
-        text = (self.result_json or "").strip()
-        if not text:
-            return TaskResult(), None
-        try:
-            decoded = json.loads(text)
-        except ValueError:
-            return TaskResult(), f"resultJson is not valid JSON: {text[:80]!r}"
-        if isinstance(decoded, str):  # encoded once more
-            decoded = _decode_json_string(decoded)
-        if not isinstance(decoded, dict):
-            return TaskResult(), f"resultJson is not a JSON object: {text[:80]!r}"
-        return TaskResult.model_validate(decoded), None
+        return _parse_result_json(self.result_json or "")
 
     @property
     def result(self) -> TaskResult:
@@ -399,7 +410,7 @@ class TaskRecord(_Wire):
 
     @property
     def output_urls(self) -> list[str]:
-        return self.result.result_urls
+        return list(self.result.result_urls)  # a copy: the parsed result is shared (cached by text)
 
     @property
     def state_description(self) -> str:

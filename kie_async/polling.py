@@ -58,6 +58,22 @@ def first_poll_delay(expected_seconds: float | None, settings: PollSettings, rng
     return min(settings.first_poll_max, base * (1 + (rng or random).uniform(0.0, 0.1)))
 
 
+def wait_for_expected(
+    interval: float, since_created: float, expected_seconds: float | None, settings: PollSettings
+) -> float:
+    """The next read of a task this session created, still running ``since_created`` seconds after its
+    createTask: not before its model is expected to be done (learned while the batch ran), whichever is later,
+    and never further off than ``settings.first_poll_max``.
+
+    Tasks created before the first one of their model finished could not be seeded; without this they kept
+    reading on the fast schedule until done (4 status reads per task in a 300-run burst of 2 s tasks).
+    """
+    if expected_seconds is None or not math.isfinite(expected_seconds) or expected_seconds <= 0:
+        return interval
+    due = expected_seconds * GENERATION_MARGIN + GENERATION_SLACK - since_created
+    return max(interval, min(due, settings.first_poll_max))
+
+
 def provider_generation_seconds(record: TaskRecord) -> float | None:
     """How long the provider says a successful task took (completeTime − createTime), when it says so sanely."""
     if record.state is not TaskState.SUCCESS or record.create_time is None or record.complete_time is None:

@@ -160,10 +160,13 @@ def preset_folders(preset_dirs: str | Path | Sequence[str | Path] | None = None)
 def load_presets(preset_dirs: str | Path | Sequence[str | Path] | None = None) -> dict[str, PromptPreset]:
     """Every preset by key; a user folder's preset replaces a bundled one with the same key."""
     merged: dict[str, PromptPreset] = {}
+    bundled = data_dir("prompt_presets")
     for folder in preset_folders(preset_dirs):
-        if not folder.is_dir():
-            raise PresetError(f"preset folder {folder} does not exist")
-        for preset in _load_dir(str(folder.resolve())):
+        if folder is not bundled:  # the bundled folder was found (and resolved) once; user folders each time
+            if not folder.is_dir():
+                raise PresetError(f"preset folder {folder} does not exist")
+            folder = folder.resolve()
+        for preset in _load_dir(str(folder)):
             merged[preset.key] = preset
     return merged
 

@@ -184,8 +184,8 @@ def list_snapshots(pricing_dir: str | Path | None = None) -> list[PricingSnapsho
     ``$KIE_PRICING_DIR`` (``os.pathsep``-separated), so a refreshed snapshot outside the install is picked up."""
     if pricing_dir is not None:
         return list(_snapshots_cached((str(Path(pricing_dir).resolve()),)))
-    extra = [Path(d) for d in os.environ.get(PRICING_DIR_ENV, "").split(os.pathsep) if d]
-    return list(_snapshots_cached(tuple(str(f.resolve()) for f in (data_dir("pricing"), *extra))))
+    extra = [str(Path(d).resolve()) for d in os.environ.get(PRICING_DIR_ENV, "").split(os.pathsep) if d]
+    return list(_snapshots_cached((str(data_dir("pricing")), *extra)))
 
 
 def latest_snapshot(pricing_dir: str | Path | None = None) -> PricingSnapshot:

@@ -67,6 +67,7 @@ from kie_async.polling import (
     is_finished,
     poll_interval,
     provider_generation_seconds,
+    wait_for_expected,
 )
 from kie_async.retry import RetryPolicy, is_retryable, parse_retry_after
 from kie_async.settings import KieSettings, PollSettings
@@ -743,6 +744,10 @@ class KieSession:
                         hint="the task keeps running on Kie.ai; call wait_for_task again or raise timeout=",
                     )
                 interval = settings.callback_safety_interval if callback_driven else poll_interval(elapsed, settings)
+                if first_poll_after is not None and not callback_driven and outage is None and record.model:
+                    # Bought here, still running: wait for what this model has since been seen to take.
+                    learned = self._generation_seconds.get(record.model)
+                    interval = wait_for_expected(interval, loop.time() - started, learned, settings)
                 if isinstance(outage, KieAPIStatusError) and outage.retry_after:  # the server said when to ask again
                     interval = max(interval, outage.retry_after)
                 interval = min(interval, remaining)

@@ -512,9 +512,10 @@ def load_registry(spec_dir: str | Path | None = None) -> ModelRegistry:
     if spec_dir is not None:
         return _load_cached((str(Path(spec_dir).resolve()),))
     env = os.environ.get(SPEC_DIR_ENV, "")
-    extra = [d for d in env.split(os.pathsep) if d]
-    folders = [data_dir("model_specs"), *map(Path, extra)]
-    registry = _load_cached(tuple(str(f.resolve()) for f in folders))
+    if not env and (loaded := _LOADED_DEFAULT.get(env)) is not None:
+        return loaded  # the bundled folder alone: nothing to resolve again (the pipeline asks on every run)
+    extra = [str(Path(d).resolve()) for d in env.split(os.pathsep) if d]
+    registry = _load_cached((str(data_dir("model_specs")), *extra))
     _LOADED_DEFAULT[env] = registry
     return registry
 

@@ -54,3 +54,37 @@ async def test_each_task_costs_one_status_read_once_learned(tmp_path: Path) -> N
     assert [per_task[r.task_id] for r in results[1:]] == [1, 1]
     assert resumed.task_id == results[0].task_id
     assert per_task[results[0].task_id] == 1 + 1  # its own read, then one at once on resume
+
+
+def test_a_running_task_is_not_read_again_before_its_model_is_expected_done() -> None:
+    from kie_async.polling import wait_for_expected
+
+    assert wait_for_expected(0.4, 0.4, None, POLL) == 0.4  # nothing learned: the schedule
+    assert wait_for_expected(0.4, 0.4, 2.0, POLL) == 2.0 * 1.1 + 0.25 - 0.4  # until the learned time
+    assert wait_for_expected(0.4, 3.0, 2.0, POLL) == 0.4  # already past it: the schedule again
+    assert wait_for_expected(0.4, 0.4, 1000.0, POLL) == 5.0  # never beyond first_poll_max
+    for bad in (float("nan"), float("inf"), -1.0, 0.0):
+        assert wait_for_expected(0.4, 0.4, bad, POLL) == 0.4
+
+
+async def test_tasks_bought_before_any_finished_stop_polling_fast_once_one_has(tmp_path: Path) -> None:
+    """A burst bought before the model's time was known: once the first task reports how long it took, the
+    others wait for that time instead of reading on the fast schedule until they are done."""
+    import asyncio
+
+    from kie_async import RateLimitSettings, run_many
+
+    options = PipelineOptions(artifacts=ArtifactSettings(root=tmp_path, fsync=False))
+    slow_poll = PollSettings(schedule=((30.0, 0.2), (float("inf"), 1.0)), first_poll_max=5.0, timeout=30)
+    config = EmulatorConfig(generation_seconds=3.0, create_rate_limit=400)
+    reads_free = RateLimitSettings(reads_per_second=1000)  # the read limiter must not be what spaces the reads
+    settings = {"poll": slow_poll, "rate_limit": reads_free}
+    async with KieEmulator(config) as emulator, KieSession(emulator.settings(**settings)) as kie:
+        first = asyncio.create_task(run_pipeline(REQUEST, kie, options=options))
+        await asyncio.sleep(1.0)  # the others are bought while the first is still running: nothing learned yet
+        rest = await run_many([REQUEST] * 4, kie, options=options)
+        assert (await first).succeeded and all(r.succeeded for r in rest)
+    reads = [emulator.stats.status_requests[r.task_id] for r in rest]
+    # Bought at ~1 s, done at ~4 s: on the fast schedule alone ~15 reads each (every 0.2 s); with the time learned
+    # at ~3 s, ~10 reads until then and one when the model is expected done.
+    assert max(reads) <= 12, reads

@@ -7,6 +7,7 @@ before it is written: values under secret-looking keys, signature/token query pa
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -24,7 +25,9 @@ _SECRET_KEY = re.compile(
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+(?=[A-Za-z0-9._~+/=-]*\d)[A-Za-z0-9._~+/=-]{12,}", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
+    # Cached: a manifest asks about the same few dozen keys for every run.
     return bool(_SECRET_KEY.search(key.strip()))
 
 
