@@ -22,6 +22,8 @@ from typing import BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from kie_async._image_header import header_facts, remember
+
 MediaKind = Literal["image", "video", "audio"]
 ProblemRule = Literal["file_exists", "file_unreadable", "empty_media", "not_media", "media_kind", "media_corrupt"]
 
@@ -363,6 +365,8 @@ def _image_header_problem(source: Path | bytes) -> str | None:
             else pyvips.Source.new_from_memory(source)
         image = pyvips.Image.new_from_source(stream, "", access="sequential")
         width, height = image.width, image.height
+        if isinstance(source, Path) and width > 0 and height > 0:
+            remember(source, header_facts(image))  # the run folder's probe and derivatives read it from here
     except pyvips.Error as exc:
         detail = next((line for line in str(exc.detail or "").splitlines() if line.strip()), "")
         reason = detail.rsplit(": ", 1)[-1].strip()

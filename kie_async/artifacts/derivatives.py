@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kie_async._image_header import ImageHeader, read_header
 from kie_async.artifacts.manifest import ArtifactKind, DerivativeRecord
 from kie_async.artifacts.media import probe
 
@@ -192,17 +193,17 @@ Origin = Literal["image", "provider_cover", "video_frame"]
 _WEB_LOADERS = {"jpegload": "jpeg", "pngload": "png", "webpload": "webp", "gifload": "gif"}
 
 
-def _reusable_format(header: Any) -> str | None:
+def _reusable_format(header: ImageHeader) -> str | None:
     """The original's format when browsers show it as is (8-bit sRGB/grey JPEG, PNG, WebP, GIF), else None."""
-    loader = header.get("vips-loader") if header.get_typeof("vips-loader") else ""
-    fmt = _WEB_LOADERS.get(str(loader).split("_")[0])
-    if fmt is None or header.format != "uchar" or header.interpretation not in ("srgb", "b-w"):
+    fmt = _WEB_LOADERS.get(header.loader.split("_")[0])
+    if fmt is None or header.band_format != "uchar" or header.interpretation not in ("srgb", "b-w"):
         return None
     return fmt
 
 
 def _reuse(
-    source: Path, out_dir: Path, stem: str, name: str, fmt: str, header: Any, origin: Origin, relative_to: Path
+    source: Path, out_dir: Path, stem: str, name: str, fmt: str, header: ImageHeader, origin: Origin,
+    relative_to: Path,
 ) -> DerivativeRecord:
     """A record naming the original itself (inside ``relative_to``) or a copy of it (outside)."""
     try:
@@ -255,7 +256,7 @@ def _render_blocking(
     thumb_edge = settings.thumb_long_edge
     records: list[DerivativeRecord] = []
     if not settings.upscale:
-        header = pyvips.Image.new_from_file(str(source), revalidate=True)  # lazy: reads the header only
+        header = read_header(source)  # the header only, usually remembered from the download's check
         long_edge = max(header.width, header.height)
         fmt = _reusable_format(header) if long_edge <= edge else None
         if fmt is not None:

@@ -16,6 +16,7 @@ import wave
 from pathlib import Path
 from typing import BinaryIO
 
+from kie_async._image_header import read_header
 from kie_async.artifacts.manifest import ArtifactKind, MediaInfo
 from kie_async.media_sniff import read_head, sniff_head
 
@@ -81,14 +82,10 @@ def probe(path: Path, kind: ArtifactKind | None = None) -> tuple[ArtifactKind, M
 
 
 def _probe_image(path: Path, info: MediaInfo) -> MediaInfo:
-    import pyvips
-
-    # Lazy: reads the header only. revalidate: libvips caches loads by filename, so a file rewritten in place
-    # would otherwise report the old size.
-    image = pyvips.Image.new_from_file(str(path), revalidate=True)
-    n_pages = image.get("n-pages") if image.get_typeof("n-pages") else 1
-    height = image.get("page-height") if n_pages > 1 and image.get_typeof("page-height") else image.height
-    return info.model_copy(update={"width": image.width, "height": height, "has_alpha": bool(image.hasalpha())})
+    header = read_header(path)  # the header only; a download's content check usually read it already
+    return info.model_copy(
+        update={"width": header.width, "height": header.page_height, "has_alpha": header.has_alpha}
+    )
 
 
 def _probe_wav(path: Path, info: MediaInfo) -> MediaInfo:
