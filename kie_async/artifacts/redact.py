@@ -60,14 +60,17 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
 
 def redact_value(value: Any, secrets: Iterable[str] = ()) -> Any:
     """Return a copy of a JSON-like value with secrets replaced; structure and non-secret data are kept."""
-    known = tuple(s for s in secrets if s)
+    return _redact(value, tuple(s for s in secrets if s))
+
+
+def _redact(value: Any, known: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return redact_text(value, known)
     if isinstance(value, dict):
         return {
-            k: (REDACTED if isinstance(k, str) and is_secret_key(k) and v not in (None, "") else redact_value(v, known))
+            k: (REDACTED if isinstance(k, str) and is_secret_key(k) and v not in (None, "") else _redact(v, known))
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [redact_value(v, known) for v in value]
-    if isinstance(value, str):
-        return redact_text(value, known)
+        return [_redact(v, known) for v in value]
     return value
