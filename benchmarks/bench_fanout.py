@@ -371,7 +371,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "scaled_window_s": args.scaled_window,
         "scaled_poll_schedule": [list(step) for step in scaled_poll.schedule],
         "scaled_reads_per_second": args.reads_per_second,
-        "scaled_max_concurrent_downloads": args.downloads,
+        "scaled_max_concurrent_downloads": args.downloads or "SDK default",
         "scaled_sdk_create_limit": args.sdk_create_limit or args.scaled_limit,
         "real_poll_schedule": "SDK default",
         "concurrency": args.concurrency or "= runs",
@@ -409,7 +409,8 @@ def main() -> int:
     parser.add_argument("--poll-interval", type=float, default=0.5, help="scaled poll interval for 30 s (0.5)")
     parser.add_argument("--sdk-create-limit", type=int, default=0,
                         help="SDK createTask limit per window in the scaled scenario (default: the emulator's)")
-    parser.add_argument("--downloads", type=int, default=16, help="scaled max_concurrent_downloads (default 16)")
+    parser.add_argument("--downloads", type=int, default=None,
+                        help="scaled max_concurrent_downloads (default: the SDK's, 8; see benchmarks/README.md)")
     parser.add_argument("--concurrency", type=int, default=0, help="run_many concurrency (default: all runs)")
     parser.add_argument("--no-progress", action="store_true", help="no on_progress callback")
     parser.add_argument("--no-derivatives", action="store_true", help="diagnosis: derivatives off")
