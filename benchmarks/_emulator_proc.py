@@ -99,8 +99,19 @@ def main() -> int:
     overrides = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     if overrides.pop("_render", "full") == "template":
         install_template_renderer()
+    profile_to = os.environ.get("KIE_BENCH_EMULATOR_PROFILE")  # diagnosis: where the emulator's CPU goes
+    profiler = None
+    if profile_to:
+        import cProfile
+        import time
+
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(overrides))
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
     return 0
 
 
