@@ -73,3 +73,70 @@ def test_writer_of_an_abandoned_loop_stops_and_removes_its_temp_file(tmp_path: P
         time.sleep(0.05)
     assert not writer.tmp.exists()
     assert not (tmp_path / "half.bin").exists()  # the temp file goes only when the writer's loop has ended
+
+
+def test_a_program_exiting_mid_download_does_not_wait_for_the_body(tmp_path: Path) -> None:
+    """Writer threads are reused but stay daemon threads: a script whose event loop runs in a daemon thread
+    (as ``kie_async.sync.KieClient``'s does) and that exits while a body is still arriving ends at once."""
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = textwrap.dedent(
+        f"""
+        import asyncio, threading, time
+        from pathlib import Path
+        from aiohttp import web
+        from kie_async import KieSession
+        from kie_async.emulator import KieEmulator, EmulatorConfig
+
+        async def stalled(request):
+            response = web.StreamResponse(headers={{"Content-Length": str(4 << 20)}})
+            await response.prepare(request)
+            await response.write(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(2 << 20))
+            await asyncio.sleep(3600)  # the rest never comes
+            return response
+
+        async def main():
+            app = web.Application()
+            app.router.add_get("/slow.png", stalled)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]
+            async with KieEmulator(EmulatorConfig()) as emulator, KieSession(emulator.settings()) as kie:
+                await kie.download(f"http://127.0.0.1:{{port}}/slow.png", Path({str(tmp_path)!r}) / "out.png")
+
+        threading.Thread(target=asyncio.run, args=(main(),), daemon=True).start()
+        time.sleep(1.5)  # the writer thread now holds half a body
+        print("exiting", flush=True)
+        """
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "exiting" in done.stdout, done.stderr
+    assert time.monotonic() - started < 20
+
+
+def _download_in_child(folder: str) -> None:
+    async def main() -> None:
+        async with KieEmulator(EmulatorConfig()) as emulator, KieSession(emulator.settings()) as kie:
+            result = await kie.download(f"{emulator.base_url}/_emulator/blob/{3 << 20}", Path(folder) / "child.bin")
+        assert result.bytes_written == 3 << 20
+
+    asyncio.run(main())
+
+
+async def test_a_forked_child_gets_its_own_writer_threads(tmp_path: Path) -> None:
+    """The parent's reused writer threads do not exist in a forked child: its downloads must still be written."""
+    import multiprocessing
+
+    async with KieEmulator(EmulatorConfig()) as emulator, KieSession(emulator.settings()) as kie:
+        await kie.download(f"{emulator.base_url}/_emulator/blob/{1 << 20}", tmp_path / "parent.bin")  # threads exist
+    child = multiprocessing.get_context("fork").Process(target=_download_in_child, args=(str(tmp_path),))
+    child.start()
+    await asyncio.to_thread(child.join, 60)
+    assert child.exitcode == 0
+    assert (tmp_path / "child.bin").stat().st_size == 3 << 20
