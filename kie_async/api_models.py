@@ -386,7 +386,7 @@ class TaskRecord(_Wire):
     @property
     def result(self) -> TaskResult:
         """``resultJson`` parsed; empty until the task succeeds, and empty when it cannot be read."""
-        return self._parsed_result()[0]
+        return self._parsed_result()[0].model_copy(deep=True)  # the parse is shared by text: hand out a copy
 
     @property
     def result_problems(self) -> list[str]:
@@ -410,7 +410,7 @@ class TaskRecord(_Wire):
 
     @property
     def output_urls(self) -> list[str]:
-        return list(self.result.result_urls)  # a copy: the parsed result is shared (cached by text)
+        return list(self._parsed_result()[0].result_urls)  # a copy: the parse is shared (cached by text)
 
     @property
     def state_description(self) -> str:

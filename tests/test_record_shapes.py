@@ -341,3 +341,17 @@ async def test_emulator_truncated_record_read_is_retried(emulator: KieEmulator) 
         emulator.faults.add("recordInfo", "truncated_body", count=2)
         rec = await kie.get_task(created.task_id)
     assert rec.task_id == created.task_id and kie.stats.retries == 2
+
+
+def test_parsed_results_are_shared_by_text_but_never_by_reference() -> None:
+    """resultJson is parsed once per text; what a caller gets must still be its own to change."""
+    from kie_async.api_models import TaskRecord
+
+    wire = {"taskId": "t1", "state": "success", "resultJson": '{"resultUrls": ["https://cdn.example/a.png"]}'}
+    first = TaskRecord.model_validate(wire)
+    first.result.result_urls.append("https://evil.example/x.png")
+    first.output_urls.append("https://evil.example/y.png")
+    second = TaskRecord.model_validate(wire)
+    assert second.output_urls == ["https://cdn.example/a.png"] == first.output_urls
+    changed = first.model_copy(update={"result_json": '{"resultUrls": ["https://cdn.example/b.png"]}'})
+    assert changed.output_urls == ["https://cdn.example/b.png"]
