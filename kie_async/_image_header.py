@@ -3,8 +3,9 @@
 A pipeline run opened each output's header three times: the download's content check, the run folder's probe
 and the derivatives' reuse decision, each a libvips loader build plus pyvips' Python wrapping (~0.2-0.3 ms
 of CPU, most of it holding the GIL, at 200 runs/s). The facts are kept per file identity (device, inode,
-size, modification time): a rename or a hard link keeps it, so the run folder's copy of a download finds
-the check's reading; a rewrite changes it and is read again. Blocking: call from worker threads.
+size, modification time and the first 64 KiB): a rename or a hard link keeps it, so the run folder's copy of
+a download finds the check's reading; a rewrite changes it and is read again. Blocking: call from worker
+threads.
 """
 
 from __future__ import annotations
@@ -32,14 +33,21 @@ class ImageHeader:
     interpretation: str
 
 
-_Identity = tuple[int, int, int, int]
+_Identity = tuple[int, int, int, int, int]
 _lock = threading.Lock()
 _known: OrderedDict[_Identity, ImageHeader] = OrderedDict()
+_HEAD = 64 * 1024
+"""Bytes of the file's start that are part of its identity: where image formats keep what the header says."""
 
 
 def _identity(path: Path) -> _Identity:
-    st = os.stat(path)
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    # Device, inode, size and mtime alone are not enough: a deleted file's inode is reused, and the kernel's
+    # coarse clock can give a new file of the same size the same mtime. The first 64 KiB (where PNG, GIF, WebP
+    # and nearly every JPEG keep their dimensions) settle it, for a read that costs a fraction of a header load.
+    with open(path, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        head = fh.read(_HEAD)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, hash(head))
 
 
 def header_facts(image: Any) -> ImageHeader:

@@ -64,3 +64,21 @@ def test_a_file_that_is_not_an_image_raises_and_is_not_remembered(tmp_path: Path
         read_header(path)
     _png(tmp_path / "y.png", 8, 8).replace(path)
     assert read_header(path).width == 8
+
+
+def test_same_inode_size_and_mtime_with_other_pixels_is_read_again(tmp_path: Path) -> None:
+    """What inode reuse and a coarse clock can produce: another image under the same inode, size and mtime."""
+    wide = _png(tmp_path / "wide.png", 40, 30).read_bytes()
+    tall = _png(tmp_path / "tall.png", 30, 40).read_bytes()
+    size = max(len(wide), len(tall))
+    wide, tall = wide.ljust(size, b"\0"), tall.ljust(size, b"\0")  # bytes after IEND: still readable headers
+    path = tmp_path / "reused.png"
+    path.write_bytes(wide)
+    assert (read_header(path).width, read_header(path).height) == (40, 30)
+    before = os.stat(path)
+    with path.open("r+b") as fh:  # same inode, same size
+        fh.write(tall)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the same mtime
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert (read_header(path).width, read_header(path).height) == (30, 40)
