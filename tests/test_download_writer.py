@@ -140,3 +140,50 @@ async def test_a_forked_child_gets_its_own_writer_threads(tmp_path: Path) -> Non
     await asyncio.to_thread(child.join, 60)
     assert child.exitcode == 0
     assert (tmp_path / "child.bin").stat().st_size == 3 << 20
+
+
+def test_writer_threads_run_every_job_and_never_exceed_their_limit() -> None:
+    """Idle accounting under contention: jobs submitted from many threads at once all run, on at most
+    ``limit`` threads, and an idle thread is reused rather than a new one started."""
+    import threading
+    import time
+
+    from kie_async.download import _WriterThreads
+
+    pool = _WriterThreads(limit=3)
+    done: list[int] = []
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def job(n: int) -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.002)
+        with lock:
+            running -= 1
+            done.append(n)
+
+    def submit_many(base: int) -> None:
+        for n in range(50):
+            pool.submit(lambda n=base + n: job(n))  # type: ignore[misc]
+
+    submitters = [threading.Thread(target=submit_many, args=(k * 100,)) for k in range(4)]
+    for t in submitters:
+        t.start()
+    for t in submitters:
+        t.join()
+    deadline = time.monotonic() + 20
+    while len(done) < 200 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(done) == sorted(k * 100 + n for k in range(4) for n in range(50))
+    assert peak <= 3
+    assert pool._threads <= 3
+    time.sleep(0.05)
+    started = pool._threads
+    pool.submit(lambda: job(999))  # all idle now: no new thread
+    while 999 not in done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool._threads == started
