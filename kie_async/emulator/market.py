@@ -30,6 +30,7 @@ from kie_async.emulator.wire import (
     envelope,
     fault_middleware,
     json_object,
+    readable_task,
     reject_create,
     send_spoiled_body,
 )
@@ -87,17 +88,10 @@ async def _note_arrival(request: web.Request, ctx: EmulatorContext) -> None:
 
 
 async def record_info(request: web.Request) -> web.StreamResponse:
-    ctx = context(request)
-    key = admit(request, ctx, ctx.record_limiter, envelope)
-    if isinstance(key, web.Response):
-        return key
-    task_id = request.query.get("taskId", "").strip()
-    if not task_id:
-        return envelope(ctx, 400, "taskId parameter is required")
-    task = ctx.tasks.get(task_id, owner=key)
-    if task is None or task.dialect is not None:  # a Veo/Runway/Suno... task is read on its own API only
-        return envelope(ctx, 422, "recordInfo is null")
-    ctx.stats.count_status(task_id)
+    found = readable_task(request, dialect=None)  # a Veo/Runway/Suno... task is read on its own API only
+    if isinstance(found, web.Response):
+        return found
+    ctx, task = found
     record = task.record(output_urls(ctx, task))
     return envelope(ctx, 200, "success", record.model_dump(mode="json"))
 

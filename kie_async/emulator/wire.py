@@ -19,7 +19,7 @@ from aiohttp import hdrs, web
 
 from kie_async.emulator.context import CONTEXT_KEY, EmulatorContext
 from kie_async.emulator.faults import FaultEndpoint, FaultKind, FaultRule
-from kie_async.emulator.state import SlidingWindowLimiter
+from kie_async.emulator.state import EmulatedTask, SlidingWindowLimiter
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -236,6 +236,24 @@ def admit(
             ctx.stats.rate_limited += 1
             return reject(ctx, 429, MSG_RATE_LIMITED, retry_after=wait)
     return key
+
+
+def readable_task(request: web.Request, dialect: str | None) -> tuple[EmulatorContext, EmulatedTask] | web.Response:
+    """The task a status read names, admitted by the read limiter, owned by the caller's key and bought through
+    ``dialect``'s API (``None``: the market; each API reads only its own tasks), counted as a status read; else
+    the answer to send (401, 429, 400 without ``taskId``, 422 ``recordInfo is null``)."""
+    ctx = context(request)
+    key = admit(request, ctx, ctx.record_limiter, envelope)
+    if isinstance(key, web.Response):
+        return key
+    task_id = request.query.get("taskId", "").strip()
+    if not task_id:
+        return envelope(ctx, 400, "taskId parameter is required")
+    task = ctx.tasks.get(task_id, owner=key)
+    if task is None or task.dialect != dialect:
+        return envelope(ctx, 422, "recordInfo is null")  # the market's answer; the other APIs' own is UNCONFIRMED
+    ctx.stats.count_status(task_id)
+    return ctx, task
 
 
 async def json_object(request: web.Request) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from kie_async.emulator.lifecycle import output_urls, sell_task
 from kie_async.emulator.policy import api_body_problems, schema_input_checker
 from kie_async.emulator.state import EmulatedTask
 from kie_async.emulator.transports.dialects import DIALECTS, Dialect, view_of
-from kie_async.emulator.wire import admit, context, envelope, json_object, reject_create
+from kie_async.emulator.wire import admit, context, envelope, json_object, readable_task, reject_create
 
 __all__ = ["DIALECTS", "Dialect", "add_transport_routes", "dialect_callback_body"]
 
@@ -92,17 +92,10 @@ def _judge(
 
 def _status_handler(dialect: Dialect) -> Any:
     async def status(request: web.Request) -> web.StreamResponse:
-        ctx = context(request)
-        key = admit(request, ctx, ctx.record_limiter, envelope)
-        if isinstance(key, web.Response):
-            return key
-        task_id = request.query.get("taskId", "").strip()
-        if not task_id:
-            return envelope(ctx, 400, "taskId parameter is required")
-        task = ctx.tasks.get(task_id, owner=key)
-        if task is None or task.dialect != dialect.name:
-            return envelope(ctx, 422, "recordInfo is null")  # the market's answer; these APIs' own is UNCONFIRMED
-        ctx.stats.count_status(task_id)
+        found = readable_task(request, dialect.name)
+        if isinstance(found, web.Response):
+            return found
+        ctx, task = found
         return envelope(ctx, 200, "success", dialect.record(view_of(task, output_urls(ctx, task))))
 
     return status
