@@ -23,12 +23,13 @@ never a dependency). With neither, the video simply has no poster and the record
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import functools
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -152,6 +153,15 @@ def _malloc_trim() -> Any:
         return None
 
 
+@contextlib.contextmanager
+def _returning_memory() -> Iterator[None]:
+    """Around a decode: hand its freed buffers back afterwards, failed or not (a reused original skips this)."""
+    try:
+        yield
+    finally:
+        _release_freed_memory()
+
+
 def _release_freed_memory() -> None:
     """Hand freed decode/encode buffers back to the OS after an image.
 
@@ -230,25 +240,6 @@ def _render(
     relative_to: Path,
 ) -> list[DerivativeRecord]:
     """Blocking: decode once, write the large rendition and the thumbnail. Runs in a worker thread."""
-    decoded = True
-    try:
-        records = _render_blocking(source, out_dir, stem, large_name, origin, settings, relative_to)
-        decoded = not all(r.reused for r in records)
-        return records
-    finally:
-        if decoded:  # an original small enough to reuse was never decoded: nothing to hand back (trim ~0.2 ms)
-            _release_freed_memory()
-
-
-def _render_blocking(
-    source: Path,
-    out_dir: Path,
-    stem: str,
-    large_name: Literal["web", "poster"],
-    origin: Origin,
-    settings: ArtifactDerivativeSettings,
-    relative_to: Path,
-) -> list[DerivativeRecord]:
     import pyvips
 
     size = "both" if settings.upscale else "down"
@@ -261,18 +252,20 @@ def _render_blocking(
         fmt = _reusable_format(header) if long_edge <= edge else None
         if fmt is not None:
             records.append(_reuse(source, out_dir, stem, large_name, fmt, header, origin, relative_to))
-            if long_edge <= thumb_edge:
+            if long_edge <= thumb_edge:  # nothing decoded
                 records.append(_reuse(source, out_dir, stem, "thumb", fmt, header, origin, relative_to))
                 return records
-            thumb = pyvips.Image.thumbnail(str(source), thumb_edge, height=thumb_edge, size=size)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            records.append(_write_rendition(thumb, out_dir, stem, "thumb", settings, origin, relative_to))
+            with _returning_memory():
+                thumb = pyvips.Image.thumbnail(str(source), thumb_edge, height=thumb_edge, size=size)
+                out_dir.mkdir(parents=True, exist_ok=True)
+                records.append(_write_rendition(thumb, out_dir, stem, "thumb", settings, origin, relative_to))
             return records
-    large = pyvips.Image.thumbnail(str(source), edge, height=edge, size=size).copy_memory()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    thumb = large.thumbnail_image(thumb_edge, height=thumb_edge, size=size)
-    records.append(_write_rendition(large, out_dir, stem, large_name, settings, origin, relative_to))
-    records.append(_write_rendition(thumb, out_dir, stem, "thumb", settings, origin, relative_to))
+    with _returning_memory():
+        large = pyvips.Image.thumbnail(str(source), edge, height=edge, size=size).copy_memory()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        thumb = large.thumbnail_image(thumb_edge, height=thumb_edge, size=size)
+        records.append(_write_rendition(large, out_dir, stem, large_name, settings, origin, relative_to))
+        records.append(_write_rendition(thumb, out_dir, stem, "thumb", settings, origin, relative_to))
     return records
 
 
