@@ -42,7 +42,7 @@ from kie_async.request_models import NormalizedRequest, ValidationResult
 from kie_async.request_state import RequestState
 from kie_async.run_models import PipelineOptions, RunOutput, RunResult
 from kie_async.session import KieSession
-from kie_async.specs import aload_registry, load_registry
+from kie_async.specs import aload_registry, loaded_registry
 from kie_async.task_apis import TransportSpec
 
 log = logging.getLogger("kie_async.pipeline")
@@ -218,8 +218,9 @@ def _first_poll_after(run: RunContext, normalized: NormalizedRequest) -> float |
     if not run.submitted_here:
         return None
     typical: float | None = None
+    registry = loaded_registry()  # in memory by now (preloaded): no folder lookups on the loop for each run
     with contextlib.suppress(KeyError, KieError):
-        typical = load_registry().get(normalized.model_key).typical_generation_seconds
+        typical = registry.get(normalized.model_key).typical_generation_seconds if registry else None
     # Counted from now, right after createTask answered: ``submitted_at`` is taken before the request waits
     # for a rate-limit slot, which at the real limit is often longer than the generation itself.
     return run.session.first_poll_delay(normalized.provider_model, typical)
