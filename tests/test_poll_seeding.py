@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
 from kie_async import KieSession, PipelineOptions, PollSettings, RawUserRequest, run_pipeline
 from kie_async.api_models import TaskRecord, TaskState
 from kie_async.artifacts import ArtifactSettings
@@ -88,3 +90,28 @@ async def test_tasks_bought_before_any_finished_stop_polling_fast_once_one_has(t
     # Bought at ~1 s, done at ~4 s: on the fast schedule alone ~15 reads each (every 0.2 s); with the time learned
     # at ~3 s, ~10 reads until then and one when the model is expected done.
     assert max(reads) <= 12, reads
+
+
+async def test_a_spec_typical_time_seeds_the_first_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing learned yet, a spec's ``typical_generation_seconds`` decides when a new task is first read."""
+    from kie_async._data import data_dir
+    from kie_async.specs import SPEC_DIR_ENV, clear_registry_cache
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    text = (data_dir("model_specs") / "nano-banana-2.yaml").read_text(encoding="utf-8")
+    (specs / "nano-banana-2.yaml").write_text(text.replace("output_kind: image\n", "output_kind: image\n"
+                                                           "typical_generation_seconds: 1.0\n", 1), encoding="utf-8")
+    monkeypatch.setenv(SPEC_DIR_ENV, str(specs))
+    clear_registry_cache()
+    try:
+        options = PipelineOptions(artifacts=ArtifactSettings(root=tmp_path / "out", fsync=False))
+        config = EmulatorConfig(generation_seconds=1.0, create_rate_limit=400)
+        async with KieEmulator(config) as emulator, KieSession(emulator.settings(poll=POLL)) as kie:
+            result = await run_pipeline(REQUEST, kie, options=options)
+        assert result.succeeded
+        # Seeded at 1.0 s (+10% and 0.25 s): one read. The schedule alone (0.4 s steps) would take 3.
+        assert emulator.stats.status_requests[result.task_id] == 1
+    finally:
+        monkeypatch.delenv(SPEC_DIR_ENV)
+        clear_registry_cache()
