@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kie_async._version import __version__
-from kie_async.settings import KieSettings, RateLimitSettings
+from kie_async.core.settings import KieSettings, RateLimitSettings
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"

@@ -189,7 +189,7 @@ async def child_receiver(spec: dict[str, Any]) -> dict[str, Any]:
     from aiohttp import web
 
     from kie_async import KieSession, verify_callback
-    from kie_async.callback_receiver import CallbackReceiver
+    from kie_async.interfaces.callback_receiver import CallbackReceiver
 
     arrived: dict[str, float] = {}
     async with KieSession(_settings(spec)) as kie:

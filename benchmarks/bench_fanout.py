@@ -55,9 +55,9 @@ from kie_async import (
     RawUserRequest,
     run_many,
 )
-from kie_async.api_models import JSONValue
-from kie_async.session import UnsentHook, WireHook
+from kie_async.client.base import UnsentHook, WireHook
 from kie_async.types import ArtifactDerivativeSettings, CreateTaskPayload, TaskCreated
+from kie_async.wire.api_models import JSONValue
 
 
 class TimedSession(KieSession):

@@ -27,7 +27,7 @@ BASELINE = "import aiohttp, aiofiles, pydantic"
 STATEMENTS = {
     "package": "import kie_async",
     "script": "from kie_async import KieSession, RawUserRequest, run_many",
-    "cli": "import kie_async.cli",
+    "cli": "import kie_async.interfaces.cli",
 }
 PROBE = "import time; t = time.process_time(); {stmt}; print(time.process_time() - t)"
 

@@ -49,8 +49,8 @@ import aiohttp
 import redis.asyncio as aioredis
 from _common import EmulatorProcess, add_common_flags, print_table, write_results
 
-from kie_async.cli._run_cmd import default_batch_id
 from kie_async.coordination import account_namespace
+from kie_async.interfaces.cli._run_cmd import default_batch_id
 
 ZERO_KEYS = ("requests_with_two_tasks", "not_settled", "dead_claims_unfinished", "dead_maybe_sent_not_left_uncertain",
              "survivors_disagree", "uncertain_not_from_the_kill")

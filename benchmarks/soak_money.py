@@ -46,8 +46,8 @@ from typing import Any
 import aiohttp
 from _common import EmulatorProcess, add_common_flags, print_table, write_results
 
-from kie_async.callbacks import request_token_from_url
-from kie_async.journal import correlation_token
+from kie_async.ledger.journal import correlation_token
+from kie_async.wire.callbacks import request_token_from_url
 
 HMAC_KEY = "soak-webhook-key"
 SHOWN = ("killed_between_marker_and_send", "uncertain_arrived_no_task",

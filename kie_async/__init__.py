@@ -4,7 +4,7 @@ The top level holds what a user reaches for (``docs/api.md`` lists it, by task):
 the request, the checks that come before money, the three ways to run (``run_pipeline`` for one request with a
 record, ``run_many`` for a batch, ``KieSession.submit`` for a bare task handle), callbacks, run records and the
 errors worth catching. The models behind them live in :mod:`kie_async.types`, every error in
-:mod:`kie_async.errors`, and the step-by-step functions in the module named for their step.
+:mod:`kie_async.core.errors`, and the step-by-step functions in the module named for their step.
 
 Names load on first use (module ``__getattr__``): ``import kie_async`` costs about what its dependencies do.
 Names that used to live here still import, with a ``DeprecationWarning`` naming their home.
@@ -13,12 +13,12 @@ Names that used to live here still import, with a ``DeprecationWarning`` naming 
 import warnings
 from typing import TYPE_CHECKING
 
+from kie_async import _compat
 from kie_async._version import __version__
 
+_compat.install()
+
 if TYPE_CHECKING:
-    from kie_async.api_models import (
-        CallbackEvent,
-    )
     from kie_async.artifacts import (
         ArtifactSettings,
         load_run,
@@ -26,16 +26,27 @@ if TYPE_CHECKING:
         update_run_notes,
         update_run_tags,
     )
-    from kie_async.budget import (
-        CreditBudget,
+    from kie_async.catalogue.preflight import (
+        PreflightResult,
+        PreflightThresholds,
+        run_preflight,
     )
-    from kie_async.callback_receiver import (
-        CallbackReceiver,
+    from kie_async.catalogue.pricing import (
+        CostEstimate,
+        estimate_request_cost,
     )
-    from kie_async.callbacks import (
-        verify_callback,
+    from kie_async.catalogue.request_models import (
+        MediaInput,
+        RawUserRequest,
+        ValidationResult,
     )
-    from kie_async.errors import (
+    from kie_async.catalogue.validate import (
+        validate_request,
+    )
+    from kie_async.client.base import (
+        KieSession,
+    )
+    from kie_async.core.errors import (
         KieAPIStatusError,
         KieAuthenticationError,
         KieConfigError,
@@ -53,99 +64,91 @@ if TYPE_CHECKING:
         KieTimeoutError,
         KieValidationError,
     )
-    from kie_async.fanout import (
-        BatchProgress,
-        run_many,
-    )
-    from kie_async.handle import (
-        TaskHandle,
-        TaskOutcome,
-    )
-    from kie_async.outputs import (
-        FileOutput,
-    )
-    from kie_async.pipeline import (
-        run_pipeline,
-    )
-    from kie_async.preflight import (
-        PreflightResult,
-        PreflightThresholds,
-        run_preflight,
-    )
-    from kie_async.pricing import (
-        CostEstimate,
-        estimate_request_cost,
-    )
-    from kie_async.request_models import (
-        MediaInput,
-        RawUserRequest,
-        ValidationResult,
-    )
-    from kie_async.run_models import (
-        PipelineOptions,
-        RunResult,
-    )
-    from kie_async.session import (
-        KieSession,
-    )
-    from kie_async.settings import (
+    from kie_async.core.settings import (
         KieSettings,
         PollSettings,
         RateLimitSettings,
         RetrySettings,
     )
-    from kie_async.validate import (
-        validate_request,
+    from kie_async.interfaces.callback_receiver import (
+        CallbackReceiver,
+    )
+    from kie_async.ledger.budget import (
+        CreditBudget,
+    )
+    from kie_async.pipeline.fanout import (
+        BatchProgress,
+        run_many,
+    )
+    from kie_async.pipeline.handle import (
+        TaskHandle,
+        TaskOutcome,
+    )
+    from kie_async.pipeline.outputs import (
+        FileOutput,
+    )
+    from kie_async.pipeline.run import (
+        run_pipeline,
+    )
+    from kie_async.pipeline.run_models import (
+        PipelineOptions,
+        RunResult,
+    )
+    from kie_async.wire.api_models import (
+        CallbackEvent,
+    )
+    from kie_async.wire.callbacks import (
+        verify_callback,
     )
 
 _EXPORTS: dict[str, str] = {
-    "KieSession": "kie_async.session",
-    "KieSettings": "kie_async.settings",
-    "PollSettings": "kie_async.settings",
-    "RetrySettings": "kie_async.settings",
-    "RateLimitSettings": "kie_async.settings",
-    "RawUserRequest": "kie_async.request_models",
-    "MediaInput": "kie_async.request_models",
-    "validate_request": "kie_async.validate",
-    "ValidationResult": "kie_async.request_models",
-    "estimate_request_cost": "kie_async.pricing",
-    "CostEstimate": "kie_async.pricing",
-    "run_preflight": "kie_async.preflight",
-    "PreflightResult": "kie_async.preflight",
-    "PreflightThresholds": "kie_async.preflight",
-    "CreditBudget": "kie_async.budget",
-    "run_pipeline": "kie_async.pipeline",
-    "PipelineOptions": "kie_async.run_models",
-    "RunResult": "kie_async.run_models",
-    "run_many": "kie_async.fanout",
-    "BatchProgress": "kie_async.fanout",
-    "TaskHandle": "kie_async.handle",
-    "TaskOutcome": "kie_async.handle",
-    "FileOutput": "kie_async.outputs",
-    "verify_callback": "kie_async.callbacks",
-    "CallbackEvent": "kie_async.api_models",
-    "CallbackReceiver": "kie_async.callback_receiver",
+    "KieSession": "kie_async.client.base",
+    "KieSettings": "kie_async.core.settings",
+    "PollSettings": "kie_async.core.settings",
+    "RetrySettings": "kie_async.core.settings",
+    "RateLimitSettings": "kie_async.core.settings",
+    "RawUserRequest": "kie_async.catalogue.request_models",
+    "MediaInput": "kie_async.catalogue.request_models",
+    "validate_request": "kie_async.catalogue.validate",
+    "ValidationResult": "kie_async.catalogue.request_models",
+    "estimate_request_cost": "kie_async.catalogue.pricing",
+    "CostEstimate": "kie_async.catalogue.pricing",
+    "run_preflight": "kie_async.catalogue.preflight",
+    "PreflightResult": "kie_async.catalogue.preflight",
+    "PreflightThresholds": "kie_async.catalogue.preflight",
+    "CreditBudget": "kie_async.ledger.budget",
+    "run_pipeline": "kie_async.pipeline.run",
+    "PipelineOptions": "kie_async.pipeline.run_models",
+    "RunResult": "kie_async.pipeline.run_models",
+    "run_many": "kie_async.pipeline.fanout",
+    "BatchProgress": "kie_async.pipeline.fanout",
+    "TaskHandle": "kie_async.pipeline.handle",
+    "TaskOutcome": "kie_async.pipeline.handle",
+    "FileOutput": "kie_async.pipeline.outputs",
+    "verify_callback": "kie_async.wire.callbacks",
+    "CallbackEvent": "kie_async.wire.api_models",
+    "CallbackReceiver": "kie_async.interfaces.callback_receiver",
     "ArtifactSettings": "kie_async.artifacts",
     "query_runs": "kie_async.artifacts",
     "load_run": "kie_async.artifacts",
     "update_run_notes": "kie_async.artifacts",
     "update_run_tags": "kie_async.artifacts",
-    "KieError": "kie_async.errors",
-    "KieConfigError": "kie_async.errors",
-    "KieInputError": "kie_async.errors",
-    "KieRequestBlockedError": "kie_async.errors",
-    "KieConnectionError": "kie_async.errors",
-    "KieSubmissionUncertainError": "kie_async.errors",
-    "KieTimeoutError": "kie_async.errors",
-    "KieAPIStatusError": "kie_async.errors",
-    "KieAuthenticationError": "kie_async.errors",
-    "KieInsufficientCreditsError": "kie_async.errors",
-    "KieRateLimitError": "kie_async.errors",
-    "KieValidationError": "kie_async.errors",
-    "KieServerError": "kie_async.errors",
-    "KieTaskFailedError": "kie_async.errors",
-    "KieDownloadError": "kie_async.errors",
-    "KieJournalBusyError": "kie_async.errors",
+    "KieError": "kie_async.core.errors",
+    "KieConfigError": "kie_async.core.errors",
+    "KieInputError": "kie_async.core.errors",
+    "KieRequestBlockedError": "kie_async.core.errors",
+    "KieConnectionError": "kie_async.core.errors",
+    "KieSubmissionUncertainError": "kie_async.core.errors",
+    "KieTimeoutError": "kie_async.core.errors",
+    "KieAPIStatusError": "kie_async.core.errors",
+    "KieAuthenticationError": "kie_async.core.errors",
+    "KieInsufficientCreditsError": "kie_async.core.errors",
+    "KieRateLimitError": "kie_async.core.errors",
+    "KieValidationError": "kie_async.core.errors",
+    "KieServerError": "kie_async.core.errors",
+    "KieTaskFailedError": "kie_async.core.errors",
+    "KieDownloadError": "kie_async.core.errors",
+    "KieJournalBusyError": "kie_async.core.errors",
     "KieEmulator": "kie_async.emulator",
     "EmulatorConfig": "kie_async.emulator",
 }
@@ -156,23 +159,23 @@ _MOVED: dict[str, str] = {
     "ArtifactKind": "kie_async.types",
     "ArtifactSource": "kie_async.types",
     "AssetRef": "kie_async.types",
-    "CallbackReplayGuard": "kie_async.callbacks",
+    "CallbackReplayGuard": "kie_async.wire.callbacks",
     "CreateTaskPayload": "kie_async.types",
     "CreditBalance": "kie_async.types",
     "CreditSource": "kie_async.types",
     "DownloadResult": "kie_async.types",
     "IndexEntry": "kie_async.types",
-    "KIE_REQUEST_PARAM": "kie_async.callbacks",
+    "KIE_REQUEST_PARAM": "kie_async.wire.callbacks",
     "KieArtifactError": "kie_async.artifacts",
-    "KieBadRequestError": "kie_async.errors",
-    "KieCallbackBodyError": "kie_async.errors",
-    "KieCallbackVerificationError": "kie_async.errors",
-    "KieDownloadContentError": "kie_async.errors",
-    "KieDownloadURLError": "kie_async.errors",
-    "KieNotFoundError": "kie_async.errors",
-    "KieResponseShapeError": "kie_async.errors",
-    "KieUsageLimitError": "kie_async.errors",
-    "MediaNotUploadedError": "kie_async.payload",
+    "KieBadRequestError": "kie_async.core.errors",
+    "KieCallbackBodyError": "kie_async.core.errors",
+    "KieCallbackVerificationError": "kie_async.core.errors",
+    "KieDownloadContentError": "kie_async.core.errors",
+    "KieDownloadURLError": "kie_async.core.errors",
+    "KieNotFoundError": "kie_async.core.errors",
+    "KieResponseShapeError": "kie_async.core.errors",
+    "KieUsageLimitError": "kie_async.core.errors",
+    "MediaNotUploadedError": "kie_async.catalogue.payload",
     "NormalizedRequest": "kie_async.types",
     "PipelineHooks": "kie_async.types",
     "PreparedRequest": "kie_async.types",
@@ -180,8 +183,8 @@ _MOVED: dict[str, str] = {
     "PromptEnhancementPreview": "kie_async.types",
     "PromptRecord": "kie_async.types",
     "ProviderTrace": "kie_async.types",
-    "REQUEST_FIXTURES": "kie_async.fixtures",
-    "RequestNotReadyError": "kie_async.payload",
+    "REQUEST_FIXTURES": "kie_async.catalogue.fixtures",
+    "RequestNotReadyError": "kie_async.catalogue.payload",
     "RequestState": "kie_async.types",
     "RetryPolicy": "kie_async.types",
     "RunArtifact": "kie_async.types",
@@ -197,37 +200,37 @@ _MOVED: dict[str, str] = {
     "TaskResult": "kie_async.types",
     "TaskState": "kie_async.types",
     "UploadedFile": "kie_async.types",
-    "add_callback_route": "kie_async.callback_receiver",
-    "aload_registry": "kie_async.specs",
-    "apply_enhanced_prompt": "kie_async.presets",
-    "build_submission_payload": "kie_async.payload",
-    "check_wire_payload": "kie_async.payload",
+    "add_callback_route": "kie_async.interfaces.callback_receiver",
+    "aload_registry": "kie_async.catalogue.specs",
+    "apply_enhanced_prompt": "kie_async.catalogue.presets",
+    "build_submission_payload": "kie_async.catalogue.payload",
+    "check_wire_payload": "kie_async.catalogue.payload",
     "create_run_artifact": "kie_async.artifacts",
-    "download_output_file": "kie_async.submit",
-    "dry_run_prompt_enhancement": "kie_async.presets",
-    "estimate_wire_cost": "kie_async.pricing",
+    "download_output_file": "kie_async.pipeline.submit",
+    "dry_run_prompt_enhancement": "kie_async.catalogue.presets",
+    "estimate_wire_cost": "kie_async.catalogue.pricing",
     "generate_derivatives": "kie_async.artifacts",
-    "get_credit_balance": "kie_async.submit",
+    "get_credit_balance": "kie_async.pipeline.submit",
     "get_latest_assets": "kie_async.artifacts",
     "get_latest_successful_run": "kie_async.artifacts",
-    "get_request_fixture": "kie_async.fixtures",
+    "get_request_fixture": "kie_async.catalogue.fixtures",
     "list_recent_runs": "kie_async.artifacts",
-    "load_registry": "kie_async.specs",
-    "media_needing_upload": "kie_async.payload",
-    "normalize_request": "kie_async.normalize",
-    "preload_model_data": "kie_async.model_data",
-    "prepare_request_for_submission": "kie_async.prepare",
+    "load_registry": "kie_async.catalogue.specs",
+    "media_needing_upload": "kie_async.catalogue.payload",
+    "normalize_request": "kie_async.catalogue.normalize",
+    "preload_model_data": "kie_async.catalogue.model_data",
+    "prepare_request_for_submission": "kie_async.pipeline.prepare",
     "print_run_summary": "kie_async.artifacts",
     "read_index": "kie_async.artifacts",
     "rebuild_artifact_index": "kie_async.artifacts",
     "regenerate_run_derivatives": "kie_async.artifacts",
-    "request_token_from_url": "kie_async.callbacks",
-    "resolve_prompt_context": "kie_async.presets",
-    "sign_callback": "kie_async.callbacks",
-    "submit_prepared_request": "kie_async.submit",
-    "verify_callback_signature": "kie_async.callbacks",
-    "wait_for_task": "kie_async.submit",
-    "with_hosted_media": "kie_async.payload",
+    "request_token_from_url": "kie_async.wire.callbacks",
+    "resolve_prompt_context": "kie_async.catalogue.presets",
+    "sign_callback": "kie_async.wire.callbacks",
+    "submit_prepared_request": "kie_async.pipeline.submit",
+    "verify_callback_signature": "kie_async.wire.callbacks",
+    "wait_for_task": "kie_async.pipeline.submit",
+    "with_hosted_media": "kie_async.catalogue.payload",
 }
 """Names the top level no longer lists -> where to import them from now (they still resolve, with a warning)."""
 

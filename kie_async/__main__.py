@@ -2,6 +2,6 @@
 
 import sys
 
-from kie_async.cli import main
+from kie_async.interfaces.cli import main
 
 sys.exit(main())

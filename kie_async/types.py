@@ -5,16 +5,6 @@ states, run results and manifests, settings parts, progress reports. Everything 
 enum or a small class; nothing here does I/O.
 """
 
-from kie_async.api_models import (
-    CreateTaskPayload,
-    CreditBalance,
-    DownloadResult,
-    TaskCreated,
-    TaskRecord,
-    TaskResult,
-    TaskState,
-    UploadedFile,
-)
 from kie_async.artifacts import (
     ArtifactDerivativeSettings,
     ArtifactKind,
@@ -28,38 +18,48 @@ from kie_async.artifacts import (
     RunManifest,
     RunStatus,
 )
-from kie_async.pipeline import (
+from kie_async.catalogue.preflight import (
+    CreditSource,
+)
+from kie_async.catalogue.presets import (
+    PromptContext,
+    PromptEnhancementPreview,
+)
+from kie_async.catalogue.request_models import (
+    NormalizedRequest,
+)
+from kie_async.client.base import (
+    SessionStats,
+)
+from kie_async.ledger.request_state import (
+    RequestState,
+)
+from kie_async.pipeline.prepare import (
+    PreparedRequest,
+)
+from kie_async.pipeline.run import (
     PipelineHooks,
     RunOutput,
     StageOutcome,
 )
-from kie_async.polling import (
-    TaskProgress,
-)
-from kie_async.preflight import (
-    CreditSource,
-)
-from kie_async.prepare import (
-    PreparedRequest,
-)
-from kie_async.presets import (
-    PromptContext,
-    PromptEnhancementPreview,
-)
-from kie_async.request_models import (
-    NormalizedRequest,
-)
-from kie_async.request_state import (
-    RequestState,
-)
-from kie_async.retry import (
-    RetryPolicy,
-)
-from kie_async.run_models import (
+from kie_async.pipeline.run_models import (
     RunResults,
 )
-from kie_async.session import (
-    SessionStats,
+from kie_async.wire.api_models import (
+    CreateTaskPayload,
+    CreditBalance,
+    DownloadResult,
+    TaskCreated,
+    TaskRecord,
+    TaskResult,
+    TaskState,
+    UploadedFile,
+)
+from kie_async.wire.polling import (
+    TaskProgress,
+)
+from kie_async.wire.retry import (
+    RetryPolicy,
 )
 
 __all__ = [

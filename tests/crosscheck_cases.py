@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from kie_async.fixtures import REQUEST_FIXTURES
-from kie_async.payload import build_submission_payload, check_wire_payload, to_wire
-from kie_async.specs import ModelSpec, TaskModeSpec, load_registry
-from kie_async.validate import validate_request
+from kie_async.catalogue.fixtures import REQUEST_FIXTURES
+from kie_async.catalogue.payload import build_submission_payload, check_wire_payload, to_wire
+from kie_async.catalogue.specs import ModelSpec, TaskModeSpec, load_registry
+from kie_async.catalogue.validate import validate_request
 
 URL = "https://example.com/media/item-{}.png"
 

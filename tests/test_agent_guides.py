@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kie_async.cli import main
-from kie_async.guides import HEADER, render_guides, stale_guides, write_guides
-from kie_async.specs import load_registry
+from kie_async.catalogue.guides import HEADER, render_guides, stale_guides, write_guides
+from kie_async.catalogue.specs import load_registry
+from kie_async.interfaces.cli import main
 
 GUIDES = Path(__file__).resolve().parents[1] / "docs" / "agents"
 

@@ -31,7 +31,7 @@ from kie_async.artifacts import (
     rebuild_artifact_index,
 )
 from kie_async.artifacts.index import append_index_entry_sync, clear_index_cache, read_index_sync
-from kie_async.cli import main as cli_main
+from kie_async.interfaces.cli import main as cli_main
 
 WORKERS = 4
 LINES_PER_WORKER = 150

@@ -12,7 +12,6 @@ import pyvips
 from pydantic import SecretStr
 
 from kie_async._version import __version__
-from kie_async.api_models import TaskRecord, TaskState
 from kie_async.artifacts import (
     ArtifactDerivativeSettings,
     ArtifactKind,
@@ -32,6 +31,7 @@ from kie_async.artifacts import (
     regenerate_run_derivatives,
 )
 from kie_async.artifacts.media import sha256_file
+from kie_async.wire.api_models import TaskRecord, TaskState
 
 
 def _image(path: Path, width: int = 640, height: int = 360) -> Path:

@@ -11,7 +11,7 @@ import pyvips
 
 from kie_async.artifacts.manifest import ArtifactKind
 from kie_async.artifacts.media import probe, sha256_file, sniff
-from kie_async.artifacts.redact import REDACTED, redact_url, redact_value
+from kie_async.core.redact import REDACTED, redact_url, redact_value
 
 
 def test_sniff_trusts_magic_bytes_over_extension(tmp_path: Path) -> None:

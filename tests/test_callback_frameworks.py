@@ -22,11 +22,11 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from kie_async import KieSession
-from kie_async.callback_receiver import CallbackReceiver, add_callback_route
-from kie_async.callbacks import MAX_CALLBACK_BODY_BYTES, sign_callback
+from kie_async.core.settings import PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieInputError
-from kie_async.settings import PollSettings
+from kie_async.interfaces.callback_receiver import CallbackReceiver, add_callback_route
+from kie_async.wire.callbacks import MAX_CALLBACK_BODY_BYTES, sign_callback
 from tests.conftest import serve_app
 
 KEY = "whk-frameworks"

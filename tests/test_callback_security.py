@@ -18,9 +18,13 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from kie_async.api_models import CallbackEvent, TaskState
-from kie_async.callback_receiver import CallbackReceiver
-from kie_async.callbacks import (
+from kie_async.client.base import KieSession
+from kie_async.core.settings import PollSettings
+from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.errors import KieCallbackBodyError, KieCallbackVerificationError
+from kie_async.interfaces.callback_receiver import CallbackReceiver
+from kie_async.wire.api_models import CallbackEvent, TaskState
+from kie_async.wire.callbacks import (
     KIE_REQUEST_PARAM,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -30,10 +34,6 @@ from kie_async.callbacks import (
     sign_callback,
     verify_callback,
 )
-from kie_async.emulator import EmulatorConfig, KieEmulator
-from kie_async.errors import KieCallbackBodyError, KieCallbackVerificationError
-from kie_async.session import KieSession
-from kie_async.settings import PollSettings
 
 KEY = "whk-security"
 TASK = "ee9c2715375b7837f8bb51d641ff5863"

@@ -11,20 +11,20 @@ import pytest
 
 from kie_async.artifacts import ArtifactSettings
 from kie_async.artifacts.derivatives import ArtifactDerivativeSettings
-from kie_async.catalogue import render_markdown
-from kie_async.cli import main
+from kie_async.catalogue.fixtures import REQUEST_FIXTURES
+from kie_async.catalogue.listing import render_markdown
+from kie_async.catalogue.payload import build_submission_payload, check_wire_payload
+from kie_async.catalogue.pricing import estimate_request_cost
+from kie_async.catalogue.request_models import RawUserRequest
+from kie_async.catalogue.spec_drift import page_examples
+from kie_async.catalogue.specs import ModelSpec, load_registry
+from kie_async.catalogue.validate import validate_request
+from kie_async.client.base import KieSession
+from kie_async.core.media_sniff import read_head, sniff_head
+from kie_async.core.settings import PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
-from kie_async.fixtures import REQUEST_FIXTURES
-from kie_async.media_sniff import read_head, sniff_head
-from kie_async.payload import build_submission_payload, check_wire_payload
-from kie_async.pipeline import PipelineOptions, run_pipeline
-from kie_async.pricing import estimate_request_cost
-from kie_async.request_models import RawUserRequest
-from kie_async.session import KieSession
-from kie_async.settings import PollSettings
-from kie_async.spec_drift import page_examples
-from kie_async.specs import ModelSpec, load_registry
-from kie_async.validate import validate_request
+from kie_async.interfaces.cli import main
+from kie_async.pipeline.run import PipelineOptions, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = load_registry(ROOT / "model_specs")
@@ -107,7 +107,7 @@ def test_corrections_are_explained() -> None:
 
 def test_unknown_price_stays_explicit() -> None:
     """A model without a price estimates as unknown, and the preflight blocks it unless allowed."""
-    from kie_async.preflight import run_preflight
+    from kie_async.catalogue.preflight import run_preflight
 
     unpriced = next(s for s in SPECS if json.loads(_models_json_row(s.key))["priced"] is False)
     request = _runnable(unpriced.key)
@@ -171,7 +171,7 @@ def test_models_show_example_runs(capsys: pytest.CaptureFixture[str], tmp_path: 
 def test_catalogue_page_is_current() -> None:
     page = ROOT / "docs" / "catalogue.md"
     assert page.read_text(encoding="utf-8") == render_markdown(REGISTRY), (
-        "docs/catalogue.md is stale: run `python -m kie_async.catalogue > docs/catalogue.md`")
+        "docs/catalogue.md is stale: run `python -m kie_async.catalogue.listing > docs/catalogue.md`")
 
 
 def test_catalogue_page_names_the_exclusions() -> None:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from kie_async.cli import main
-from kie_async.cli._run_cmd import load_batch_file
 from kie_async.emulator import KieEmulator
 from kie_async.errors import KieInputError
+from kie_async.interfaces.cli import main
+from kie_async.interfaces.cli._run_cmd import load_batch_file
 
 RUN = ["run", "--model", "nano-banana-2", "--prompt", "a red fox"]
 GOOD_LINE = '{"model_key": "nano-banana-2", "prompt": "a red fox"}'
@@ -299,7 +299,7 @@ def test_os_error_from_a_command_is_one_line(capsys: pytest.CaptureFixture[str],
     def denied(_: object) -> int:
         raise PermissionError(13, "Permission denied", "/somewhere/outputs")
 
-    from kie_async.cli import _models_cmd  # main() builds the parser per call, so it picks up the patch
+    from kie_async.interfaces.cli import _models_cmd  # main() builds the parser per call, so it picks up the patch
 
     monkeypatch.setattr(_models_cmd, "models_command", denied)
     line = handler_error(capsys, ["models"])
@@ -311,7 +311,7 @@ def test_programming_error_is_reported_not_hidden(capsys: pytest.CaptureFixture[
     def broken(_: object) -> int:
         raise ZeroDivisionError("division by zero")
 
-    from kie_async.cli import _models_cmd
+    from kie_async.interfaces.cli import _models_cmd
 
     monkeypatch.setattr(_models_cmd, "models_command", broken)
     assert main(["models"]) == 1

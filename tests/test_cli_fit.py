@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 
 from kie_async._version import __version__
-from kie_async.cli import main
-from kie_async.cli._version_info import version_report
 from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.interfaces.cli import main
+from kie_async.interfaces.cli._version_info import version_report
 
 
 def test_version_names_sdk_python_aiohttp_and_libvips() -> None:

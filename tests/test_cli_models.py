@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kie_async.cli import main
-from kie_async.pricing import load_snapshot_file
+from kie_async.catalogue.pricing import load_snapshot_file
+from kie_async.interfaces.cli import main
 
 FIXTURE = Path(__file__).parent / "data" / "pricing_api_fixture.json"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kie_async.cli import main
 from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.interfaces.cli import main
 
 
 @pytest.fixture

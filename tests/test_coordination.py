@@ -17,12 +17,12 @@ from aiohttp import web
 
 from kie_async import KieSession, RawUserRequest, run_many
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
-from kie_async.callback_receiver import add_callback_route
 from kie_async.coordination import account_namespace
+from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieCoordinationError
-from kie_async.pipeline import PipelineOptions
-from kie_async.settings import PollSettings, RateLimitSettings, RetrySettings
+from kie_async.interfaces.callback_receiver import add_callback_route
+from kie_async.pipeline.run import PipelineOptions
 from tests.conftest import serve_app
 from tests.redis_server import RedisServer
 

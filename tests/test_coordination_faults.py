@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 
 from kie_async import RawUserRequest, run_many
-from kie_async.callback_receiver import add_callback_route
+from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
-from kie_async.settings import PollSettings, RateLimitSettings, RetrySettings
+from kie_async.interfaces.callback_receiver import add_callback_route
 from tests import redis_server as redis_server_module
 from tests.conftest import serve_app
 from tests.redis_server import RedisServer

@@ -19,8 +19,8 @@ from kie_async import KieSession, PollSettings, RawUserRequest, RetrySettings
 from kie_async.artifacts import ArtifactSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieConnectionError, KieDownloadContentError, KieDownloadError, KieDownloadURLError
-from kie_async.pipeline import PipelineOptions, run_pipeline
-from kie_async.retry import is_retryable
+from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.wire.retry import is_retryable
 
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=20.0)
 FAST_RETRY = RetrySettings(max_retries=3, initial_backoff=0.01, max_backoff=0.05)

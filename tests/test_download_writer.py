@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from kie_async import KieSession
-from kie_async.download import BATCH_BYTES
 from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.wire.download import BATCH_BYTES
 
 
 def _sha(path: Path) -> str:
@@ -59,7 +59,7 @@ def test_writer_of_an_abandoned_loop_stops_and_removes_its_temp_file(tmp_path: P
     without cancelling the download, must not leave its writer waiting forever, nor its temp file behind."""
     import time
 
-    from kie_async.download import _FileWriter
+    from kie_async.wire.download import _FileWriter
 
     loop = asyncio.new_event_loop()
     writer = _FileWriter(tmp_path / "half.bin", loop)
@@ -148,7 +148,7 @@ def test_writer_threads_run_every_job_and_never_exceed_their_limit() -> None:
     import threading
     import time
 
-    from kie_async.download import _WriterThreads
+    from kie_async.wire.download import _WriterThreads
 
     pool = _WriterThreads(limit=3)
     done: list[int] = []

@@ -28,11 +28,11 @@ from kie_async import (
     PollSettings,
     RetrySettings,
 )
-from kie_async.callback_receiver import add_callback_route
-from kie_async.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_callback
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieServerError
+from kie_async.interfaces.callback_receiver import add_callback_route
 from kie_async.types import TaskState
+from kie_async.wire.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_callback
 
 SECRET = "sk-e2e-SECRET-5c1a2b"
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=20.0, callback_safety_interval=30.0)

@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from kie_async.api_models import TaskRecord, TaskState
-from kie_async.callbacks import verify_callback, verify_callback_signature
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieCallbackVerificationError
+from kie_async.wire.api_models import TaskRecord, TaskState
+from kie_async.wire.callbacks import verify_callback, verify_callback_signature
 
 HMAC_KEY = "test-webhook-key"
 

@@ -9,8 +9,8 @@ import sys
 
 import aiohttp
 
-from kie_async.cli import build_parser
-from kie_async.cli._emulator_cmd import _config
+from kie_async.interfaces.cli import build_parser
+from kie_async.interfaces.cli._emulator_cmd import _config
 
 
 def test_arguments_map_onto_the_config() -> None:

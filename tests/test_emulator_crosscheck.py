@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from kie_async.specs import load_registry
+from kie_async.catalogue.specs import load_registry
 from tests.crosscheck_cases import Verdict, all_cases, judge
 
 KLING30 = "market/kling/kling-3-0.md"
@@ -116,8 +116,8 @@ def test_every_documented_difference_cites_a_bundled_page() -> None:
 
 
 def test_both_judges_refuse_a_plainly_broken_request() -> None:
+    from kie_async.catalogue.payload import check_wire_payload
     from kie_async.emulator.policy import schema_input_checker
-    from kie_async.payload import check_wire_payload
 
     for spec in load_registry().specs.values():
         for provider_model in spec.provider_models:

@@ -11,8 +11,14 @@ import aiohttp
 import pytest
 
 from kie_async import KieSession
+from kie_async.catalogue.pricing import (
+    PricingSnapshot,
+    estimate_wire_cost,
+    latest_snapshot,
+    load_snapshot_file,
+    refresh_snapshot,
+)
 from kie_async.emulator import KieEmulator
-from kie_async.pricing import PricingSnapshot, estimate_wire_cost, latest_snapshot, load_snapshot_file, refresh_snapshot
 
 CREATE = "/api/v1/jobs/createTask"
 
@@ -43,7 +49,7 @@ async def test_create_task_charges_the_served_price(emulator: KieEmulator, model
 async def test_an_sdk_estimate_bug_shows_as_estimate_not_charged(emulator: KieEmulator, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Break the SDK's price for nano-banana-2 2K: the emulator still charges its own price, so they differ."""
-    import kie_async.pricing as pricing
+    import kie_async.catalogue.pricing as pricing
 
     good = latest_snapshot()
     rules = [r.model_copy(update={"credits": 99.0}) if r.description == "Google nano banana 2, 2K" else r

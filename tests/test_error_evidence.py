@@ -8,7 +8,8 @@ import pytest
 from aiohttp import web
 
 from kie_async import KieSession
-from kie_async._evidence import MAX_BODY_CHARS
+from kie_async.core.evidence import MAX_BODY_CHARS
+from kie_async.core.settings import KieSettings, RetrySettings
 from kie_async.emulator import KieEmulator
 from kie_async.errors import (
     KieAPIStatusError,
@@ -17,7 +18,6 @@ from kie_async.errors import (
     KieServerError,
     KieValidationError,
 )
-from kie_async.settings import KieSettings, RetrySettings
 from tests.conftest import serve_app
 
 KEY = "sk-live-0123456789abcdefSECRET"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from kie_async.fixtures import REQUEST_FIXTURES, UNREACHABLE_STATES, get_request_fixture
-from kie_async.request_models import ValidationState
-from kie_async.specs import load_registry
-from kie_async.validate import validate_request
+from kie_async.catalogue.fixtures import REQUEST_FIXTURES, UNREACHABLE_STATES, get_request_fixture
+from kie_async.catalogue.request_models import ValidationState
+from kie_async.catalogue.specs import load_registry
+from kie_async.catalogue.validate import validate_request
 
 STATES: tuple[ValidationState, ...] = ("ready", "ready_with_defaults", "ready_with_warning", "needs_input",
                                        "invalid")

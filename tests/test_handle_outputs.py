@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kie_async import KieSession, PipelineOptions, RawUserRequest
-from kie_async.api_models import TaskState
+from kie_async.core.settings import PollSettings
 from kie_async.emulator import KieEmulator
 from kie_async.emulator.faults import FaultEndpoint, FaultKind
 from kie_async.errors import (
@@ -23,9 +23,9 @@ from kie_async.errors import (
     KieTaskFailedError,
     KieTimeoutError,
 )
-from kie_async.handle import TaskHandle, TaskOutcome
-from kie_async.outputs import FileOutput
-from kie_async.settings import PollSettings
+from kie_async.pipeline.handle import TaskHandle, TaskOutcome
+from kie_async.pipeline.outputs import FileOutput
+from kie_async.wire.api_models import TaskState
 
 FAST_POLL = PollSettings(schedule=((1000.0, 0.05),), timeout=30)
 JPEG = b"\xff\xd8\xff"
@@ -139,7 +139,7 @@ async def test_cancelled_submit_logs_the_task_it_bought(
     emulator: KieEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     emulator.faults.add(FaultEndpoint.CREATE_TASK, FaultKind.LATENCY, delay=0.4)
-    caplog.set_level(logging.WARNING, logger="kie_async.handle")
+    caplog.set_level(logging.WARNING, logger="kie_async.pipeline.handle")
     async with KieSession(settings(emulator)) as kie:
         submit = asyncio.create_task(kie.submit(FOX))
         while emulator.stats.requests.get("createTask", 0) == 0:
@@ -308,7 +308,7 @@ async def test_a_web_backend_submits_in_one_request_and_streams_the_result_in_an
 async def test_reattaching_before_the_specs_are_loaded_reads_them_off_the_loop(emulator: KieEmulator) -> None:
     """``kie.task(id, model_key=)`` is sync code on the event loop: with no specs in memory it must not parse
     YAML there; the key is checked (and refused if unknown) at the handle's first read instead."""
-    from kie_async.specs import clear_registry_cache, loaded_registry
+    from kie_async.catalogue.specs import clear_registry_cache, loaded_registry
 
     async with KieSession(settings(emulator)) as kie:
         task_id = (await kie.submit(FOX)).task_id

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import pyvips
 
-from kie_async._image_header import read_header
-from kie_async.media_sniff import header_problem, sniff_head
+from kie_async.core.image_header import read_header
+from kie_async.core.media_sniff import header_problem, sniff_head
 
 
 def _png(path: Path, width: int, height: int) -> Path:

@@ -14,19 +14,19 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from kie_async._limits import check_concurrency, check_credits, check_run_many_args, check_timeout
-from kie_async.api_models import CreditBalance
 from kie_async.artifacts import ArtifactSettings
-from kie_async.budget import CreditBudget
+from kie_async.catalogue.preflight import run_preflight
+from kie_async.catalogue.pricing import CostEstimate, PriceRule, PricingError, latest_snapshot, refresh_snapshot
+from kie_async.catalogue.request_models import MediaInput, RawUserRequest
+from kie_async.client.base import KieSession
+from kie_async.core.limits import check_concurrency, check_credits, check_run_many_args, check_timeout
+from kie_async.core.settings import KieSettings, PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import KieEmulator
 from kie_async.errors import KieInputError
-from kie_async.fanout import run_many
-from kie_async.pipeline import PipelineOptions, run_pipeline
-from kie_async.preflight import run_preflight
-from kie_async.pricing import CostEstimate, PriceRule, PricingError, latest_snapshot, refresh_snapshot
-from kie_async.request_models import MediaInput, RawUserRequest
-from kie_async.session import KieSession
-from kie_async.settings import KieSettings, PollSettings, RateLimitSettings, RetrySettings
+from kie_async.ledger.budget import CreditBudget
+from kie_async.pipeline.fanout import run_many
+from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.wire.api_models import CreditBalance
 
 NAN = float("nan")
 INF = float("inf")
@@ -221,7 +221,7 @@ async def test_preflight_blocks_an_unusable_estimate(monkeypatch: pytest.MonkeyP
     def broken(*_: Any, **__: Any) -> CostEstimate:
         return CostEstimate(model_key="nano-banana-2", credits=credits, has_numeric_estimate=True)
 
-    monkeypatch.setattr("kie_async.preflight.estimate_request_cost", broken)
+    monkeypatch.setattr("kie_async.catalogue.preflight.estimate_request_cost", broken)
     result = await run_preflight(fox(), available_credits=100, allow_unknown_cost=True)
     assert not result.allowed
     assert any(r.code == "cost_unknown" and r.blocking for r in result.reasons)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from kie_async.catalogue.payload import build_submission_payload, check_wire_payload
+from kie_async.catalogue.pricing import estimate_request_cost
+from kie_async.catalogue.request_models import RawUserRequest
+from kie_async.catalogue.specs import FieldSpec, load_registry
+from kie_async.catalogue.validate import validate_request
+from kie_async.client.base import KieSession
 from kie_async.emulator import EmulatorConfig, KieEmulator
-from kie_async.payload import build_submission_payload, check_wire_payload
-from kie_async.pricing import estimate_request_cost
-from kie_async.request_models import RawUserRequest
-from kie_async.session import KieSession
-from kie_async.specs import FieldSpec, load_registry
-from kie_async.validate import validate_request
 
 IMG = "https://cdn.example.com/actor.png"
 VID = "https://cdn.example.com/dance.mp4"

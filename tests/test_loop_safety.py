@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from kie_async import KieSession
+from kie_async.core.settings import RateLimitSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieConfigError
-from kie_async.settings import RateLimitSettings
 
 # 30 reads against 20 per second: the read limiter's lock gets waiters, which is what bound it to the first loop.
 READS = RateLimitSettings(reads_per_second=20.0, create_per_window=20, create_window_seconds=1.0)

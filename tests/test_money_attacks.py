@@ -19,15 +19,15 @@ from pathlib import Path
 import pytest
 
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
+from kie_async.catalogue.request_models import RawUserRequest
+from kie_async.client.base import KieSession
+from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieInputError, KieJournalBusyError
-from kie_async.fanout import run_many
-from kie_async.journal import BatchJournal, JournalRecord, append_adoption
-from kie_async.pipeline import PipelineOptions, run_pipeline
-from kie_async.request_models import RawUserRequest
-from kie_async.request_state import RequestState
-from kie_async.session import KieSession
-from kie_async.settings import PollSettings, RateLimitSettings, RetrySettings
+from kie_async.ledger.journal import BatchJournal, JournalRecord, append_adoption
+from kie_async.ledger.request_state import RequestState
+from kie_async.pipeline.fanout import run_many
+from kie_async.pipeline.run import PipelineOptions, run_pipeline
 from tests.aioresponses_compat import patch_aioresponses  # noqa: F401  (autouse fixture)
 
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=30.0)
@@ -208,7 +208,7 @@ async def test_one_failed_journal_write_after_the_wire_neither_crashes_the_batch
     """A moment of ENOSPC on the ``submitted`` line: the run goes on (the result carries the task id), but the
     next move (``succeeded``) was refused as illegal against the journal's stale view, which crashed the whole
     batch and left a finished, paid request reading ``uncertain`` forever."""
-    import kie_async.journal as journal_module
+    import kie_async.ledger.journal as journal_module
 
     real_append = journal_module.append_line
     failed: list[bytes] = []
@@ -285,8 +285,8 @@ async def test_a_spec_change_between_runs_does_not_buy_a_paid_request_again(
     upgrade, or a KIE_MODEL_SPECS_DIR override): the request as the user wrote it is the same, the task is paid,
     so the re-run must resume it. Today the key (a hash of the *normalized* request, defaults included)
     changes, the journal no longer knows the request, and it is bought again."""
-    from kie_async._data import data_dir
-    from kie_async.specs import clear_registry_cache
+    from kie_async.catalogue.specs import clear_registry_cache
+    from kie_async.core.data import data_dir
 
     journal = tmp_path / "journal.jsonl"
     requests = [nb2(0, "spec change")]

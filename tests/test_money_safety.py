@@ -19,15 +19,15 @@ import pytest
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings, rebuild_artifact_index
 from kie_async.artifacts.layout import host_tag
 from kie_async.artifacts.media import sha256_file
+from kie_async.catalogue.request_models import RawUserRequest
+from kie_async.client.base import KieSession
+from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieJournalBusyError
-from kie_async.fanout import run_many
-from kie_async.journal import BatchJournal
-from kie_async.pipeline import PipelineOptions, RunResult
-from kie_async.request_models import RawUserRequest
-from kie_async.request_state import RequestState
-from kie_async.session import KieSession
-from kie_async.settings import PollSettings, RateLimitSettings, RetrySettings
+from kie_async.ledger.journal import BatchJournal
+from kie_async.ledger.request_state import RequestState
+from kie_async.pipeline.fanout import run_many
+from kie_async.pipeline.run import PipelineOptions, RunResult
 from tests.aioresponses_compat import patch_aioresponses  # noqa: F401  (autouse fixture)
 from tests.conftest import serve_app
 
@@ -382,7 +382,7 @@ async def test_staging_left_by_dead_processes_is_swept(tmp_path: Path) -> None:
 async def test_lost_createtask_answer_is_settled_by_the_tasks_callback(tmp_path: Path) -> None:
     from aiohttp import web
 
-    from kie_async.callback_receiver import add_callback_route
+    from kie_async.interfaces.callback_receiver import add_callback_route
 
     hmac_key = "adoption-test-key"
     journal = tmp_path / "journal.jsonl"
@@ -491,7 +491,7 @@ async def test_a_receiver_in_another_session_settles_the_journal_for_the_next_ru
     """The batch ends uncertain; the callback reaches a receiver elsewhere, which records the task; re-run resumes."""
     from aiohttp import web
 
-    from kie_async.callback_receiver import add_callback_route
+    from kie_async.interfaces.callback_receiver import add_callback_route
 
     hmac_key = "settle-test-key"
     journal = tmp_path / "journal.jsonl"
@@ -526,7 +526,7 @@ async def test_a_forged_token_is_not_adopted(tmp_path: Path) -> None:
         async with await BatchJournal.open(journal) as view:
             (entry,) = view.entries.values()
         token = f"{entry.key}.{entry.attempt}"
-        from kie_async.journal import settle_from_callback
+        from kie_async.ledger.journal import settle_from_callback
 
         adopted = await kie.adopt_task(token, other.task_id, fallback=lambda t, i: settle_from_callback(journal, t, i))
         assert adopted is False
@@ -585,8 +585,8 @@ def _odd_answer(url: object, state: str, result_json: str) -> object:
 
 
 async def test_journal_failure_before_the_wire_buys_nothing_after_it_keeps_the_task(tmp_path: Path) -> None:
-    from kie_async.journal import JournalRecord
-    from kie_async.pipeline import PipelineHooks, run_pipeline
+    from kie_async.ledger.journal import JournalRecord
+    from kie_async.pipeline.run import PipelineHooks, run_pipeline
 
     def failing_at(state: RequestState) -> PipelineHooks:
         async def on_state(record: JournalRecord) -> None:
@@ -605,7 +605,7 @@ async def test_journal_failure_before_the_wire_buys_nothing_after_it_keeps_the_t
 
 
 async def test_resuming_a_bought_task_is_not_blocked_by_todays_validation(tmp_path: Path) -> None:
-    from kie_async.pipeline import run_pipeline
+    from kie_async.pipeline.run import run_pipeline
 
     async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
         task = await kie.create_task(model="nano-banana-2", input={"prompt": "bought yesterday"})
@@ -639,7 +639,7 @@ async def test_a_journal_path_that_is_a_folder_is_a_clear_error(tmp_path: Path) 
 async def test_an_intent_left_by_a_dead_process_reads_by_its_sending_marker(
     tmp_path: Path, sending: bool, boot: str | None, expected: RequestState
 ) -> None:
-    from kie_async.journal import JournalRecord, boot_stamp
+    from kie_async.ledger.journal import JournalRecord, boot_stamp
 
     stamp = {"this": boot_stamp(), "other": "elsewhere/0000", None: None}[boot]
     if boot == "this" and stamp is None:
@@ -655,7 +655,7 @@ async def test_an_intent_left_by_a_dead_process_reads_by_its_sending_marker(
 
 async def test_sigkill_during_intent_fsyncs_leaves_no_false_uncertain(tmp_path: Path) -> None:
     """Kill run-batch right as a burst of intents is being fsynced: those never sent must not read as uncertain."""
-    from kie_async.journal import boot_stamp
+    from kie_async.ledger.journal import boot_stamp
 
     if boot_stamp() is None:
         pytest.skip("needs a boot id (Linux)")

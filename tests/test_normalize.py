@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kie_async.normalize import canonical_task_mode, coerce_value, normalize_request
-from kie_async.request_models import MediaInput, RawUserRequest
-from kie_async.specs import FieldSpec
+from kie_async.catalogue.normalize import canonical_task_mode, coerce_value, normalize_request
+from kie_async.catalogue.request_models import MediaInput, RawUserRequest
+from kie_async.catalogue.specs import FieldSpec
 
 IMG = "https://cdn.test/a.png"
 IMG2 = "https://cdn.test/b.png"
@@ -168,7 +168,7 @@ def test_media_classification(tmp_path: Path) -> None:
 def test_bytes_are_dumped_as_a_digest_not_content() -> None:
     import pydantic
 
-    from kie_async.request_models import NormalizedRequest
+    from kie_async.catalogue.request_models import NormalizedRequest
 
     first = normalize_request(RawUserRequest(model_key="nano-banana-2", prompt="x", images=[b"0" * 100]))
     second = normalize_request(RawUserRequest(model_key="nano-banana-2", prompt="x", images=[b"1" * 100]))

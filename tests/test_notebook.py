@@ -17,10 +17,10 @@ from nbclient import NotebookClient
 from kie_async import KieSession, PipelineOptions, RawUserRequest, run_many, run_pipeline
 from kie_async.artifacts import ArtifactSettings
 from kie_async.emulator import KieEmulator
-from kie_async.notebook import MAX_INLINE_IMAGE_BYTES, preview_data_uri, run_result_html, run_results_html
-from kie_async.progress import BatchProgressBar
-from kie_async.request_state import RequestState
-from kie_async.run_models import RunResult, RunResults
+from kie_async.interfaces.notebook import MAX_INLINE_IMAGE_BYTES, preview_data_uri, run_result_html, run_results_html
+from kie_async.ledger.request_state import RequestState
+from kie_async.pipeline.progress import BatchProgressBar
+from kie_async.pipeline.run_models import RunResult, RunResults
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "docs" / "examples" / "notebook.ipynb"
@@ -133,8 +133,8 @@ def test_text_is_escaped_and_capped() -> None:
 
 
 def test_terminal_progress_bar_draws_and_closes(capsys: pytest.CaptureFixture[str]) -> None:
-    from kie_async.budget import BudgetSnapshot
-    from kie_async.fanout import BatchProgress
+    from kie_async.ledger.budget import BudgetSnapshot
+    from kie_async.pipeline.fanout import BatchProgress
 
     bar = BatchProgressBar(2, notebook=False)
     snap = BudgetSnapshot(cap=None, reserved=0, spent=8)
@@ -153,8 +153,8 @@ def test_a_fifo_run_json_does_not_hang_the_kernel(tmp_path: Path) -> None:
 
 
 def test_two_terminal_bars_at_once_do_not_crash() -> None:
-    from kie_async.budget import BudgetSnapshot
-    from kie_async.fanout import BatchProgress
+    from kie_async.ledger.budget import BudgetSnapshot
+    from kie_async.pipeline.fanout import BatchProgress
 
     first, second = BatchProgressBar(1, notebook=False), BatchProgressBar(1, notebook=False)
     snap = BudgetSnapshot(cap=None, reserved=0, spent=0)

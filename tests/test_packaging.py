@@ -55,7 +55,7 @@ def test_wheel_ships_data_and_installed_copy_uses_it(tmp_path: Path) -> None:
     )
     assert install.returncode == 0, install.stderr
     probe = (
-        "from kie_async._data import data_dir; from kie_async.specs import load_registry; "
+        "from kie_async.core.data import data_dir; from kie_async.catalogue.specs import load_registry; "
         "print(data_dir('model_specs')); print(len(load_registry().specs)); "
         "from kie_async.emulator.provider_schemas import load_provider_schemas; "
         "assert load_provider_schemas().for_model('nano-banana-2') is not None"

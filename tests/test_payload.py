@@ -9,10 +9,9 @@ import aiohttp
 import pytest
 import pyvips
 
-from kie_async.emulator import EmulatorConfig, KieEmulator
-from kie_async.fixtures import REQUEST_FIXTURES
-from kie_async.normalize import normalize_request
-from kie_async.payload import (
+from kie_async.catalogue.fixtures import REQUEST_FIXTURES
+from kie_async.catalogue.normalize import normalize_request
+from kie_async.catalogue.payload import (
     MediaNotUploadedError,
     RequestNotReadyError,
     build_submission_payload,
@@ -20,10 +19,11 @@ from kie_async.payload import (
     media_needing_upload,
     with_hosted_media,
 )
-from kie_async.presets import apply_enhanced_prompt
-from kie_async.pricing import estimate_wire_cost
-from kie_async.request_models import MediaInput, RawUserRequest
-from kie_async.validate import validate_request
+from kie_async.catalogue.presets import apply_enhanced_prompt
+from kie_async.catalogue.pricing import estimate_wire_cost
+from kie_async.catalogue.request_models import MediaInput, RawUserRequest
+from kie_async.catalogue.validate import validate_request
+from kie_async.emulator import EmulatorConfig, KieEmulator
 
 IMG = "https://cdn.test/a.png"
 IMG2 = "https://cdn.test/b.png"
@@ -149,7 +149,7 @@ def test_payload_matches_facts(request_: RawUserRequest, model_id: str, expected
 
 
 def test_every_task_mode_of_every_model_has_a_payload_case() -> None:
-    from kie_async.specs import load_registry
+    from kie_async.catalogue.specs import load_registry
 
     covered = set()
     for _, request, _, _ in CASES:

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from kie_async import KieSession, PipelineOptions, PollSettings, RawUserRequest, run_pipeline
-from kie_async.api_models import TaskRecord, TaskState
 from kie_async.artifacts import ArtifactSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
-from kie_async.polling import first_poll_delay, provider_generation_seconds
+from kie_async.wire.api_models import TaskRecord, TaskState
+from kie_async.wire.polling import first_poll_delay, provider_generation_seconds
 
 POLL = PollSettings(schedule=((30.0, 0.4), (float("inf"), 1.0)), first_poll_max=5.0, timeout=30)
 REQUEST = RawUserRequest(model_key="nano-banana-2", prompt="a lighthouse", options={"resolution": "1K"})
@@ -59,7 +59,7 @@ async def test_each_task_costs_one_status_read_once_learned(tmp_path: Path) -> N
 
 
 def test_a_running_task_is_not_read_again_before_its_model_is_expected_done() -> None:
-    from kie_async.polling import wait_for_expected
+    from kie_async.wire.polling import wait_for_expected
 
     assert wait_for_expected(0.4, 0.4, None, POLL) == 0.4  # nothing learned: the schedule
     assert wait_for_expected(0.4, 0.4, 2.0, POLL) == 2.0 * 1.1 + 0.25 - 0.4  # until the learned time
@@ -94,8 +94,8 @@ async def test_tasks_bought_before_any_finished_stop_polling_fast_once_one_has(t
 
 async def test_a_spec_typical_time_seeds_the_first_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With nothing learned yet, a spec's ``typical_generation_seconds`` decides when a new task is first read."""
-    from kie_async._data import data_dir
-    from kie_async.specs import SPEC_DIR_ENV, clear_registry_cache
+    from kie_async.catalogue.specs import SPEC_DIR_ENV, clear_registry_cache
+    from kie_async.core.data import data_dir
 
     specs = tmp_path / "specs"
     specs.mkdir()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from kie_async.api_models import CreditBalance
+from kie_async.catalogue.preflight import CreditSource, PreflightResult, run_preflight
+from kie_async.catalogue.request_models import RawUserRequest
 from kie_async.errors import KieAuthenticationError
-from kie_async.preflight import CreditSource, PreflightResult, run_preflight
-from kie_async.request_models import RawUserRequest
+from kie_async.wire.api_models import CreditBalance
 
 NB2 = RawUserRequest(model_key="nano-banana-2", prompt="x")  # 8 credits
 
@@ -95,7 +95,7 @@ async def test_balance_failure_blocks_with_reason() -> None:
 
 
 async def test_accepts_a_validation_result() -> None:
-    from kie_async.validate import validate_request
+    from kie_async.catalogue.validate import validate_request
 
     validation = validate_request(NB2)
     result = await run_preflight(validation, available_credits=8)

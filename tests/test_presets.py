@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kie_async.presets import (
+from kie_async.catalogue.presets import (
     PRESET_DIR_ENV,
     PresetError,
     apply_enhanced_prompt,
@@ -16,9 +16,9 @@ from kie_async.presets import (
     parse_preset,
     resolve_prompt_context,
 )
-from kie_async.request_models import RawUserRequest
-from kie_async.specs import load_registry
-from kie_async.validate import validate_request
+from kie_async.catalogue.request_models import RawUserRequest
+from kie_async.catalogue.specs import load_registry
+from kie_async.catalogue.validate import validate_request
 
 IMG = "https://cdn.test/a.png"
 

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from kie_async._data import data_dir
-from kie_async.pricing import (
+from kie_async.catalogue.pricing import (
     PricingError,
     clear_pricing_cache,
     estimate_request_cost,
@@ -23,8 +22,9 @@ from kie_async.pricing import (
     refresh_snapshot,
     write_snapshot,
 )
-from kie_async.request_models import MediaInput, RawUserRequest
-from kie_async.specs import load_registry
+from kie_async.catalogue.request_models import MediaInput, RawUserRequest
+from kie_async.catalogue.specs import load_registry
+from kie_async.core.data import data_dir
 
 FIXTURE = Path(__file__).parent / "data" / "pricing_api_fixture.json"
 IMG = "https://cdn.test/a.png"

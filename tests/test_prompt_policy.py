@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from kie_async.artifacts import ArtifactSettings, load_run
+from kie_async.catalogue.presets import PresetError, PromptContext, load_presets, resolve_prompt_context
+from kie_async.catalogue.request_models import RawUserRequest
+from kie_async.client.base import KieSession
+from kie_async.core.settings import PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
-from kie_async.pipeline import PipelineOptions, run_pipeline
-from kie_async.presets import PresetError, PromptContext, load_presets, resolve_prompt_context
-from kie_async.request_models import RawUserRequest
-from kie_async.session import KieSession
-from kie_async.settings import PollSettings
+from kie_async.pipeline.run import PipelineOptions, run_pipeline
 
 IMG = "https://cdn.example.com/a.png"
 IMG2 = "https://cdn.example.com/b.png"

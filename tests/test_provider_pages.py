@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kie_async.provider_pages import ProviderPageError, iter_pages, read_page
+from kie_async.core.provider_pages import ProviderPageError, iter_pages, read_page
 
 _PAGE = """# Sample Model
 

@@ -27,7 +27,7 @@ def test_bundled_schemas_match_their_pages(kie_docs: Path) -> None:
 
 
 def test_every_market_media_page_is_bundled_with_provenance(kie_docs: Path) -> None:
-    from kie_async.provider_pages import iter_pages
+    from kie_async.core.provider_pages import iter_pages
 
     pages = [p for p in iter_pages(kie_docs, under="market") if p.operation(CREATE)]
     bundle = load_provider_schemas()

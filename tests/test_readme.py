@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kie_async.cli import main
 from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.interfaces.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from aioresponses import aioresponses
 
-from kie_async.api_models import Envelope, TaskRecord, TaskState
+from kie_async.client.base import KieSession
+from kie_async.core.settings import KieSettings, PollSettings, RetrySettings
 from kie_async.emulator import KieEmulator
 from kie_async.errors import (
     KieAPIStatusError,
@@ -24,9 +25,8 @@ from kie_async.errors import (
     KieTaskFailedError,
     KieTimeoutError,
 )
-from kie_async.retry import RetryPolicy, is_retryable
-from kie_async.session import KieSession
-from kie_async.settings import KieSettings, PollSettings, RetrySettings
+from kie_async.wire.api_models import Envelope, TaskRecord, TaskState
+from kie_async.wire.retry import RetryPolicy, is_retryable
 from tests.aioresponses_compat import patch_aioresponses  # noqa: F401  (autouse fixture)
 
 BASE = "http://kie.test"
@@ -119,7 +119,7 @@ async def test_get_task_with_null_state_keeps_task_id(kie: KieSession) -> None:
 async def test_wait_keeps_polling_an_unknown_state_and_times_out_naming_it(
     kie: KieSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with aioresponses() as m, caplog.at_level(logging.WARNING, logger="kie_async.session"):
+    with aioresponses() as m, caplog.at_level(logging.WARNING, logger="kie_async.client.base"):
         m.get(RECORD, payload=envelope(record("t-odd", "Paused")), repeat=True)
         with pytest.raises(KieTimeoutError) as info:
             await kie.wait_for_task("t-odd", timeout=0.15)
@@ -312,7 +312,7 @@ async def test_create_task_unreadable_200_is_submission_uncertain(kie: KieSessio
 
 async def test_create_task_tolerates_numeric_ids() -> None:
     # Not the documented shape, but a number is still a readable id: no reason to call that uncertain.
-    from kie_async.api_models import TaskCreated
+    from kie_async.wire.api_models import TaskCreated
 
     created = TaskCreated.model_validate({"taskId": 12345, "recordId": 7})
     assert created.task_id == "12345" and created.record_id == "7"
@@ -345,7 +345,7 @@ async def test_emulator_truncated_record_read_is_retried(emulator: KieEmulator) 
 
 def test_parsed_results_are_shared_by_text_but_never_by_reference() -> None:
     """resultJson is parsed once per text; what a caller gets must still be its own to change."""
-    from kie_async.api_models import TaskRecord
+    from kie_async.wire.api_models import TaskRecord
 
     wire = {"taskId": "t1", "state": "success", "resultJson": '{"resultUrls": ["https://cdn.example/a.png"]}'}
     first = TaskRecord.model_validate(wire)

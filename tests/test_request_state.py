@@ -20,15 +20,14 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kie_async.api_models import TaskState
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
-from kie_async.callback_receiver import add_callback_route
+from kie_async.catalogue.request_models import RawUserRequest
+from kie_async.client.base import KieSession
+from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
-from kie_async.fanout import run_many
-from kie_async.journal import BatchJournal, JournalEntry, JournalRecord
-from kie_async.pipeline import PipelineOptions, outputs_intact
-from kie_async.request_models import RawUserRequest
-from kie_async.request_state import (
+from kie_async.interfaces.callback_receiver import add_callback_route
+from kie_async.ledger.journal import BatchJournal, JournalEntry, JournalRecord
+from kie_async.ledger.request_state import (
     STATE_FACTS,
     TRANSITIONS,
     IllegalTransitionError,
@@ -37,8 +36,9 @@ from kie_async.request_state import (
     check_move,
     states_table_markdown,
 )
-from kie_async.session import KieSession
-from kie_async.settings import PollSettings, RateLimitSettings, RetrySettings
+from kie_async.pipeline.fanout import run_many
+from kie_async.pipeline.run import PipelineOptions, outputs_intact
+from kie_async.wire.api_models import TaskState
 from tests.conftest import serve_app
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "batches-and-resuming.md"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from kie_async import KieSession
+from kie_async.core.settings import PollSettings, RetrySettings
 from kie_async.emulator import KieEmulator
 from kie_async.errors import KieRateLimitError, KieTimeoutError
-from kie_async.retry import RetryPolicy, parse_retry_after
-from kie_async.settings import PollSettings, RetrySettings
+from kie_async.wire.retry import RetryPolicy, parse_retry_after
 
 
 class RecordedSleep:

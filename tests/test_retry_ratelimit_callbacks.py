@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from kie_async.callbacks import sign_callback, verify_callback_signature
+from kie_async.core.settings import PollSettings, RetrySettings
 from kie_async.errors import (
     KieCallbackVerificationError,
     KieConnectionError,
@@ -21,10 +21,10 @@ from kie_async.errors import (
     KieTimeoutError,
     KieValidationError,
 )
-from kie_async.polling import poll_interval
-from kie_async.rate_limit import SlidingWindowLimiter, TokenBucket
-from kie_async.retry import RetryPolicy, is_retryable, parse_retry_after
-from kie_async.settings import PollSettings, RetrySettings
+from kie_async.wire.callbacks import sign_callback, verify_callback_signature
+from kie_async.wire.polling import poll_interval
+from kie_async.wire.rate_limit import SlidingWindowLimiter, TokenBucket
+from kie_async.wire.retry import RetryPolicy, is_retryable, parse_retry_after
 
 
 def test_parse_retry_after_seconds_and_http_date() -> None:

@@ -23,17 +23,17 @@ import redis.asyncio as aioredis
 
 from kie_async import KieSession, RawUserRequest, run_many
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
-from kie_async.cli import main
-from kie_async.cli._run_cmd import default_batch_id, load_batch_file
+from kie_async.catalogue.normalize import normalize_request
 from kie_async.coordination.redis_coordinator import RedisCoordinator
 from kie_async.coordination.redis_journal import ClaimLostError, JournalLostError, RedisJournal
+from kie_async.core.settings import PollSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieInputError
-from kie_async.journal import JournalRecord, request_key
-from kie_async.normalize import normalize_request
-from kie_async.pipeline import PipelineOptions, RunResult
-from kie_async.request_state import RequestState
-from kie_async.settings import PollSettings, RetrySettings
+from kie_async.interfaces.cli import main
+from kie_async.interfaces.cli._run_cmd import default_batch_id, load_batch_file
+from kie_async.ledger.journal import JournalRecord, request_key
+from kie_async.ledger.request_state import RequestState
+from kie_async.pipeline.run import PipelineOptions, RunResult
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from kie_async.cli import main
-from kie_async.provider_pages import read_page
-from kie_async.spec_drift import check_spec, compare, reimport, spec_facts, unused_overrides
-from kie_async.spec_import import TODO, import_page, model_key_for, render_yaml
-from kie_async.specs import ModelSpec, load_registry, load_spec_file
+from kie_async.catalogue.spec_drift import check_spec, compare, reimport, spec_facts, unused_overrides
+from kie_async.catalogue.spec_import import TODO, import_page, model_key_for, render_yaml
+from kie_async.catalogue.specs import ModelSpec, load_registry, load_spec_file
+from kie_async.core.provider_pages import read_page
+from kie_async.interfaces.cli import main
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "model_specs"
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from kie_async._data import data_dir
-from kie_async.payload import build_submission_payload, check_wire_payload
-from kie_async.presets import load_presets
-from kie_async.request_models import RawUserRequest
-from kie_async.specs import SpecError, clear_registry_cache, load_registry
-from kie_async.validate import validate_request
+from kie_async.catalogue.payload import build_submission_payload, check_wire_payload
+from kie_async.catalogue.presets import load_presets
+from kie_async.catalogue.request_models import RawUserRequest
+from kie_async.catalogue.specs import SpecError, clear_registry_cache, load_registry
+from kie_async.catalogue.validate import validate_request
+from kie_async.core.data import data_dir
 
 EXPECTED_KEYS = {
     "nano-banana-2", "nano-banana-pro", "seedance-2.0", "seedance-2.0-fast", "seedance-2.0-mini",
@@ -220,15 +220,15 @@ def test_adding_a_model_is_adding_one_yaml_file(tmp_path: Path) -> None:
 
 
 async def test_async_load_returns_the_cached_registry() -> None:
-    from kie_async.specs import aload_registry
+    from kie_async.catalogue.specs import aload_registry
 
     assert await aload_registry() is load_registry()
 
 
 def test_env_spec_folder_is_merged_over_the_bundled_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An installed package onboards a model from a folder of the user's own, not by editing site-packages."""
-    from kie_async._data import data_dir
-    from kie_async.specs import SPEC_DIR_ENV, clear_registry_cache
+    from kie_async.catalogue.specs import SPEC_DIR_ENV, clear_registry_cache
+    from kie_async.core.data import data_dir
 
     bundled = data_dir("model_specs")
     (tmp_path / "nano-banana-2-copy.yaml").write_text(
@@ -253,9 +253,9 @@ async def test_preload_skips_the_thread_only_while_every_cache_is_warm(
     folder variable must load again (in a thread, not on the loop)."""
     import asyncio
 
-    from kie_async import model_data
-    from kie_async.pricing import clear_pricing_cache
-    from kie_async.specs import clear_registry_cache, loaded_registry
+    from kie_async.catalogue import model_data
+    from kie_async.catalogue.pricing import clear_pricing_cache
+    from kie_async.catalogue.specs import clear_registry_cache, loaded_registry
 
     hops: list[object] = []
     real_to_thread = asyncio.to_thread
@@ -279,7 +279,7 @@ async def test_preload_skips_the_thread_only_while_every_cache_is_warm(
     await model_data.preload_model_data()
     assert len(hops) == 2 and loaded_registry() is not None
 
-    from kie_async.pricing import PRICING_DIR_ENV
+    from kie_async.catalogue.pricing import PRICING_DIR_ENV
 
     monkeypatch.setenv(PRICING_DIR_ENV, str(tmp_path))  # other folders: load again
     await model_data.preload_model_data()

@@ -14,6 +14,7 @@ import pytest
 
 from kie_async import KieSettings, PipelineOptions, RawUserRequest
 from kie_async.artifacts import ArtifactSettings
+from kie_async.core.settings import PollSettings
 from kie_async.emulator import KieEmulator
 from kie_async.errors import (
     KieConfigError,
@@ -21,7 +22,6 @@ from kie_async.errors import (
     KieTaskFailedError,
     KieValidationError,
 )
-from kie_async.settings import PollSettings
 from kie_async.sync import KieClient
 
 FAST_POLL = PollSettings(schedule=((1000.0, 0.05),), timeout=30)

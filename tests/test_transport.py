@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 
 from kie_async import KieSession
+from kie_async.core.settings import KieSettings, RetrySettings
 from kie_async.emulator import KieEmulator
 from kie_async.errors import KieConfigError, KieConnectionError, KieSubmissionUncertainError
-from kie_async.settings import KieSettings, RetrySettings
-from kie_async.transport import Transport
+from kie_async.wire.transport import Transport
 
 FAKE_HOST = "kie.invalid"  # RFC 6761: never resolves, so only the proxy can reach it
 

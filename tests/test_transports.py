@@ -15,26 +15,26 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from kie_async.api_models import TaskState
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
-from kie_async.callback_receiver import add_callback_route
-from kie_async.callbacks import sign_callback, verify_callback
+from kie_async.catalogue.fixtures import REQUEST_FIXTURES
+from kie_async.catalogue.payload import build_submission_payload
+from kie_async.catalogue.request_models import RawUserRequest
+from kie_async.catalogue.specs import load_registry
+from kie_async.catalogue.validate import validate_request
+from kie_async.client.base import KieSession, _parse_record
+from kie_async.core.media_sniff import SniffedMedia, read_head, sniff_head
+from kie_async.core.provider_pages import PageOperation, iter_pages
+from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.emulator.lifecycle import callback_body
 from kie_async.emulator.transports import DIALECTS
 from kie_async.errors import KieServerError, KieSubmissionUncertainError, KieValidationError
-from kie_async.fanout import run_many
-from kie_async.fixtures import REQUEST_FIXTURES
-from kie_async.media_sniff import SniffedMedia, read_head, sniff_head
-from kie_async.payload import build_submission_payload
-from kie_async.pipeline import PipelineOptions, run_pipeline
-from kie_async.provider_pages import PageOperation, iter_pages
-from kie_async.request_models import RawUserRequest
-from kie_async.session import KieSession, _parse_record
-from kie_async.settings import PollSettings, RateLimitSettings, RetrySettings
-from kie_async.specs import load_registry
-from kie_async.task_apis import StateSpec, TransportSpec, market_transport, pick, pick_all
-from kie_async.validate import validate_request
+from kie_async.interfaces.callback_receiver import add_callback_route
+from kie_async.pipeline.fanout import run_many
+from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.wire.api_models import TaskState
+from kie_async.wire.callbacks import sign_callback, verify_callback
+from kie_async.wire.task_apis import StateSpec, TransportSpec, market_transport, pick, pick_all
 from tests.conftest import serve_app
 
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=30.0)
@@ -334,7 +334,7 @@ def test_transport_specs_refuse_nonsense() -> None:
 
 
 def test_a_spec_whose_fields_collide_with_its_transport_is_refused(tmp_path: Path) -> None:
-    from kie_async.specs import SpecError, load_spec_file
+    from kie_async.catalogue.specs import SpecError, load_spec_file
 
     text = (Path(__file__).parents[1] / "model_specs" / "flux-kontext-pro.yaml").read_text()
     bad = tmp_path / "flux-kontext-pro.yaml"
@@ -396,7 +396,7 @@ def test_specs_sharing_an_api_describe_it_identically() -> None:
 
 async def test_another_process_confirms_an_adoption_on_the_right_api() -> None:
     """A worker that never sent the request finds the task on its own API; a forged token is still refused."""
-    from kie_async.session import with_correlation
+    from kie_async.client.base import with_correlation
 
     settled: list[tuple[str, str]] = []
 
@@ -421,7 +421,7 @@ EXAMPLE_CONTRADICTIONS = {"runway-gen": ["duration: must be a whole number, got 
 
 @pytest.mark.parametrize("key", sorted(CASES))
 def test_the_pages_example_request_passes_the_wire_check(key: str, kie_docs: Path) -> None:
-    from kie_async.payload import check_wire_payload
+    from kie_async.catalogue.payload import check_wire_payload
 
     spec = load_registry().get(key)
     create = spec.transport.create

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import pyvips
 
-from kie_async.normalize import normalize_request
-from kie_async.request_models import MediaInput, RawUserRequest
-from kie_async.validate import validate_request
+from kie_async.catalogue.normalize import normalize_request
+from kie_async.catalogue.request_models import MediaInput, RawUserRequest
+from kie_async.catalogue.validate import validate_request
 
 IMG = "https://cdn.test/a.png"
 REAL_PNG: bytes = pyvips.Image.black(8, 8).write_to_buffer(".png")
@@ -168,7 +168,7 @@ GIF = b"GIF89a" + b"\x00" * 26
     (b"II*\x00", "tiff"), (b"hello world", None),
 ])
 def test_sniff_format(header: bytes, fmt: str | None) -> None:
-    from kie_async.validate import sniff_format
+    from kie_async.catalogue.validate import sniff_format
 
     assert sniff_format(header) == fmt
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from kie_async.request_models import MediaInput, RawUserRequest, ValidationResult
-from kie_async.specs import load_registry
-from kie_async.validate import validate_request
+from kie_async.catalogue.request_models import MediaInput, RawUserRequest, ValidationResult
+from kie_async.catalogue.specs import load_registry
+from kie_async.catalogue.validate import validate_request
 
 IMG = "https://cdn.test/a.png"
 IMG2 = "https://cdn.test/b.jpg"

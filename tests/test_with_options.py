@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from kie_async import KieSession
+from kie_async.core.settings import KieSettings, PollSettings, RateLimitSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieInputError, KieServerError, KieTimeoutError
-from kie_async.settings import KieSettings, PollSettings, RateLimitSettings
 
 # The emulator's limit scaled down 10x in time (20 per 1 s), and the SDK told the same.
 SCALED = RateLimitSettings(create_per_window=20, create_window_seconds=1.0, reads_per_second=100.0)

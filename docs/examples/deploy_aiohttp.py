@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from kie_async import KieSession, KieSettings, PipelineOptions, RawUserRequest, run_pipeline
-from kie_async.callback_receiver import add_callback_route
+from kie_async.interfaces.callback_receiver import add_callback_route
 
 CALLBACK_PATH = "/kie/callback"
 KIE = web.AppKey("kie", KieSession)

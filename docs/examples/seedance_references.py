@@ -20,7 +20,7 @@ import pyvips
 from _shared import make_parser, open_session, run
 
 from kie_async import ArtifactSettings, MediaInput, PipelineOptions, RawUserRequest, run_pipeline
-from kie_async.validate import validate_request
+from kie_async.catalogue.validate import validate_request
 
 
 def make_inputs(folder: Path) -> tuple[Path, Path, Path]:

@@ -10,7 +10,7 @@ import argparse
 from _shared import make_parser, run
 
 from kie_async import RawUserRequest
-from kie_async.validate import validate_request
+from kie_async.catalogue.validate import validate_request
 
 REQUESTS = [
     RawUserRequest(model_key="nano-banana-2", prompt="a red fox in snow", options={"resolution": "2K"}),

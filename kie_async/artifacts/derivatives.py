@@ -37,9 +37,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kie_async._image_header import ImageHeader, read_header
 from kie_async.artifacts.manifest import ArtifactKind, DerivativeRecord
 from kie_async.artifacts.media import probe
+from kie_async.core.image_header import ImageHeader, read_header
 
 
 class ArtifactDerivativeSettings(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kie_async.errors import KieError
+from kie_async.core.errors import KieError
 
 
 class KieArtifactError(KieError):

@@ -24,7 +24,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kie_async._threads import run_file_io
 from kie_async._version import __version__
 from kie_async.artifacts.exceptions import KieArtifactError
 from kie_async.artifacts.layout import (
@@ -36,7 +35,8 @@ from kie_async.artifacts.layout import (
 )
 from kie_async.artifacts.manifest import ArtifactKind, RunManifest, RunStatus
 from kie_async.artifacts.staging import sweep_staging
-from kie_async.jsonl_log import append_line, locked
+from kie_async.core.jsonl_log import append_line, locked
+from kie_async.core.threads import run_file_io
 
 logger = logging.getLogger("kie_async.artifacts")
 

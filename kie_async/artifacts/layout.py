@@ -15,7 +15,7 @@ import re
 import socket
 from pathlib import Path
 
-from kie_async._tokens import name_token
+from kie_async.core.tokens import name_token
 
 DEFAULT_ROOT_ENV = "KIE_OUTPUT_DIR"  # the same knob the CLI uses for downloads
 DEFAULT_ROOT = Path("outputs")

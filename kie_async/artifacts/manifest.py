@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kie_async._version import __version__
-from kie_async.api_models import TaskRecord, TaskState
+from kie_async.wire.api_models import TaskRecord, TaskState
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILENAME = "run.json"

@@ -1,6 +1,6 @@
 """Facts about a file on disk: kind, MIME type, size, sha256 and media info.
 
-The magic-byte table is :mod:`kie_async.media_sniff`'s, shared with input and download checks.
+The magic-byte table is :mod:`kie_async.core.media_sniff`'s, shared with input and download checks.
 
 Everything here is blocking and meant to run in a worker thread. Images are probed with pyvips, which reads
 only the header. MP4/MOV dimensions and duration come from a small ISO-BMFF box walk and WAV from the
@@ -16,9 +16,9 @@ import wave
 from pathlib import Path
 from typing import BinaryIO
 
-from kie_async._image_header import read_header
 from kie_async.artifacts.manifest import ArtifactKind, MediaInfo
-from kie_async.media_sniff import read_head, sniff_head
+from kie_async.core.image_header import read_header
+from kie_async.core.media_sniff import read_head, sniff_head
 
 _CHUNK = 1024 * 1024
 

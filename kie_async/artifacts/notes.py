@@ -27,7 +27,7 @@ from kie_async.artifacts.manifest import (
 )
 from kie_async.artifacts.query import find_run_dir
 from kie_async.artifacts.writer import replace_manifest_blocking
-from kie_async.jsonl_log import locked
+from kie_async.core.jsonl_log import locked
 
 MAX_NOTES_CHARS = 1_000_000
 

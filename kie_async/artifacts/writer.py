@@ -21,8 +21,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from kie_async._threads import run_file_io
-from kie_async._tokens import name_token
 from kie_async.artifacts.derivatives import ArtifactDerivativeSettings, DerivativeSource, generate_derivatives
 from kie_async.artifacts.exceptions import KieArtifactError
 from kie_async.artifacts.index import append_index_entry, append_index_entry_sync, entry_from_manifest
@@ -42,7 +40,9 @@ from kie_async.artifacts.manifest import (
 )
 from kie_async.artifacts.media import kind_from_url, probe, sha256_file, sniff
 from kie_async.artifacts.query import load_run
-from kie_async.artifacts.redact import redact_value
+from kie_async.core.redact import redact_value
+from kie_async.core.threads import run_file_io
+from kie_async.core.tokens import name_token
 
 logger = logging.getLogger("kie_async.artifacts")
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
-from kie_async.api_models import UploadedFile
-from kie_async.budget import CreditBudget
+from kie_async.ledger.budget import CreditBudget
+from kie_async.wire.api_models import UploadedFile
 
 if TYPE_CHECKING:
     from kie_async.coordination.shared_journal import SharedJournal

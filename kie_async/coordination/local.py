@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from contextlib import AbstractAsyncContextManager
 
-from kie_async.api_models import UploadedFile
-from kie_async.budget import CreditBudget
 from kie_async.coordination.base import UPLOAD_REUSE_SECONDS, Coordinator, ReadLimit, SubmitWindow
-from kie_async.rate_limit import SlidingWindowLimiter, TokenBucket
-from kie_async.settings import RateLimitSettings
+from kie_async.core.settings import RateLimitSettings
+from kie_async.ledger.budget import CreditBudget
+from kie_async.wire.api_models import UploadedFile
+from kie_async.wire.rate_limit import SlidingWindowLimiter, TokenBucket
 
 
 class LocalSubmitWindow(SubmitWindow):

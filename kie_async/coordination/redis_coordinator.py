@@ -41,14 +41,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from kie_async._limits import number_problem, require_credits
-from kie_async.api_models import UploadedFile
-from kie_async.budget import BudgetSnapshot, CreditBudget
 from kie_async.coordination.base import UPLOAD_REUSE_SECONDS, Coordinator, ReadLimit, SubmitWindow
 from kie_async.coordination.shared import redacted_url
-from kie_async.errors import KieCoordinationError
-from kie_async.rate_limit import TokenBucket
-from kie_async.settings import RateLimitSettings
+from kie_async.core.errors import KieCoordinationError
+from kie_async.core.limits import number_problem, require_credits
+from kie_async.core.settings import RateLimitSettings
+from kie_async.ledger.budget import BudgetSnapshot, CreditBudget
+from kie_async.wire.api_models import UploadedFile
+from kie_async.wire.rate_limit import TokenBucket
 
 if TYPE_CHECKING:
     from kie_async.coordination.shared_journal import SharedJournal

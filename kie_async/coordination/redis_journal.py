@@ -2,7 +2,7 @@
 
 Layout, under ``<namespace>:batch:<batch id>:``
 
-- ``entries`` (hash): ``e:<key>`` the folded :class:`~kie_async.journal.JournalEntry` (JSON) and ``v:<key>``
+- ``entries`` (hash): ``e:<key>`` the folded :class:`~kie_async.ledger.journal.JournalEntry` (JSON) and ``v:<key>``
   its version. A write reads the entry, folds the record with ``JournalEntry.apply`` (the one set of rules)
   and stores it only if the version has not moved (a compare-and-set script), so two processes never fold
   differently: a loser re-reads and folds again.
@@ -36,10 +36,10 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from kie_async.coordination.shared_journal import ClaimResult, KeyWait, SharedJournal
-from kie_async.errors import KieCoordinationError
-from kie_async.journal import JournalEntry, JournalRecord
-from kie_async.request_state import RequestState, can_move
-from kie_async.run_models import RunResult
+from kie_async.core.errors import KieCoordinationError
+from kie_async.ledger.journal import JournalEntry, JournalRecord
+from kie_async.ledger.request_state import RequestState, can_move
+from kie_async.pipeline.run_models import RunResult
 
 if TYPE_CHECKING:
     from kie_async.coordination.redis_coordinator import RedisCoordinator

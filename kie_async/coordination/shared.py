@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from kie_async.coordination.base import Coordinator, account_namespace
-from kie_async.errors import KieConfigError
-from kie_async.settings import KieSettings
+from kie_async.core.errors import KieConfigError
+from kie_async.core.settings import KieSettings
 
 SCHEMES = ("redis", "rediss", "unix")
 

@@ -1,6 +1,6 @@
 """One batch journal for many processes: the seam ``run_many`` uses when a batch is split over processes/machines.
 
-The file journal (:class:`kie_async.journal.BatchJournal`) has one owner; a shared journal has many writers,
+The file journal (:class:`kie_async.ledger.journal.BatchJournal`) has one owner; a shared journal has many writers,
 so it adds what they need to never buy a request twice:
 
 - **claims**: one request is run by one process at a time. A claim is a lease that the process renews while it
@@ -11,7 +11,7 @@ so it adds what they need to never buy a request twice:
   add what was bought.
 - **outcomes**: the result of each run, so every process can report the whole batch in input order.
 
-The state machine's rules are :meth:`kie_async.journal.JournalEntry.apply`, the same fold as the file journal's.
+The state machine's rules are :meth:`kie_async.ledger.journal.JournalEntry.apply`, the same fold as the file journal's.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from abc import ABC, abstractmethod
 
 from pydantic import BaseModel, Field
 
-from kie_async.journal import JournalEntry, JournalRecord
-from kie_async.request_state import RequestState
-from kie_async.run_models import RunResult
+from kie_async.ledger.journal import JournalEntry, JournalRecord
+from kie_async.ledger.request_state import RequestState
+from kie_async.pipeline.run_models import RunResult
 
 
 class ClaimResult(BaseModel):

@@ -12,14 +12,14 @@ from typing import Any
 
 import aiohttp
 
-from kie_async.api_models import TaskState
-from kie_async.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_callback
 from kie_async.emulator.audio import render_audio
 from kie_async.emulator.context import EmulatorContext, log
 from kie_async.emulator.faults import FaultEndpoint, FaultKind
 from kie_async.emulator.media import render_output
 from kie_async.emulator.state import EmulatedTask, TaskFailure, new_task_id
 from kie_async.emulator.wire import is_loopback_url
+from kie_async.wire.api_models import TaskState
+from kie_async.wire.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_callback
 
 
 def output_urls(ctx: EmulatorContext, task: EmulatedTask) -> list[str]:

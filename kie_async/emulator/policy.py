@@ -68,7 +68,7 @@ def api_body_problems(create_path: str, body: Any) -> list[str]:
 
 def spec_input_checker(model_id: str, params: Any) -> list[str]:
     """The SDK's own opinion (its model specs), for tests that want the emulator to agree with the SDK."""
-    from kie_async.payload import check_wire_payload
+    from kie_async.catalogue.payload import check_wire_payload
 
     problems = basic_input_checker(model_id, params)
     return problems or check_wire_payload(model_id, params)

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from kie_async.provider_pages import JsonSchema, PageOperation, ProviderPage, iter_pages
+from kie_async.core.provider_pages import JsonSchema, PageOperation, ProviderPage, iter_pages
 
 CREATE_TASK_PATH = "/api/v1/jobs/createTask"
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

@@ -13,6 +13,8 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
+from kie_async.catalogue.model_data import preload_model_data
+from kie_async.core.settings import KieSettings, RateLimitSettings
 from kie_async.emulator.config import EmulatorConfig
 from kie_async.emulator.context import EmulatorContext
 from kie_async.emulator.faults import FaultEndpoint, FaultKind, FaultRegistry, FaultRule
@@ -23,8 +25,6 @@ from kie_async.emulator.provider_schemas import load_provider_schemas
 from kie_async.emulator.state import EmulatedTask
 from kie_async.emulator.stats import EmulatorStats
 from kie_async.emulator.uploads import build_upload_app, remove_tree
-from kie_async.model_data import preload_model_data
-from kie_async.settings import KieSettings, RateLimitSettings
 
 _UNLIMITED_CREATES = 1_000_000
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kie_async.api_models import TaskState
+from kie_async.wire.api_models import TaskState
 
 _COMPACT = (",", ":")
 

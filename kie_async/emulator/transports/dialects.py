@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kie_async.api_models import TaskState
 from kie_async.emulator.state import EmulatedTask
+from kie_async.wire.api_models import TaskState
 
 _COMPACT = (",", ":")
 

@@ -1,0 +1,174 @@
+"""The model catalogue as people browse it: families, output kinds, task modes, price ranges, examples.
+
+``kie-async models`` and the generated page ``docs/catalogue.md`` both read these rows, so the terminal and
+the docs always say the same thing. Everything here is derived from the specs, the pricing snapshot and the
+request fixtures; nothing lists models by hand.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from kie_async.catalogue.specs import FieldSpec, ModelRegistry, ModelSpec, load_registry
+
+_UNIT_SHORT = {"per_image": "/image", "per_video": "/video", "per_second": "/s"}
+
+
+class CatalogueRow(BaseModel):
+    """One model key, summarised."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    label: str
+    family: str
+    output: str
+    task_modes: list[str]
+    provider_models: list[str]
+    price: str
+    priced: bool
+    aliases: list[str]
+    source: str | None = None
+
+
+def price_range(key: str) -> str:
+    """``"8-18 cr/image"`` from the latest snapshot, or ``"unknown"`` when it has no price for the key."""
+    from kie_async.catalogue.pricing import PricingError, latest_snapshot
+
+    try:
+        snapshot = latest_snapshot()
+    except PricingError:  # no snapshot at all: every price is unknown, the listing still works
+        return "unknown"
+    pricing = snapshot.models.get(key)
+    if pricing is None:
+        return "unknown"
+    credits = [snapshot.rule_credits(r) for r in pricing.rules]  # a usd-only rule converts at the credit price
+    if not credits:
+        return "unknown"
+    low, high = min(credits), max(credits)
+    amount = f"{low:g}" if low == high else f"{low:g}-{high:g}"
+    return f"{amount} cr{_UNIT_SHORT.get(pricing.unit, ' ' + pricing.unit)}"
+
+
+def _row(spec: ModelSpec) -> CatalogueRow:
+    price = price_range(spec.key)
+    return CatalogueRow(
+        key=spec.key, label=spec.label, family=spec.family, output=spec.output_kind,
+        task_modes=[m.name for m in spec.task_modes], provider_models=sorted(set(spec.provider_models)),
+        price=price, priced=price != "unknown", aliases=list(spec.aliases),
+        source=spec.source_page.url if spec.source_page else None,
+    )
+
+
+def catalogue_rows(registry: ModelRegistry | None = None) -> list[CatalogueRow]:
+    """Every spec as a row, sorted by family then key."""
+    reg = registry or load_registry()
+    return sorted((_row(s) for s in reg.specs.values()), key=lambda r: (r.family, r.key))
+
+
+def group_by_family(rows: Iterable[CatalogueRow]) -> dict[str, list[CatalogueRow]]:
+    grouped: dict[str, list[CatalogueRow]] = {}
+    for row in rows:
+        grouped.setdefault(row.family, []).append(row)
+    return grouped
+
+
+def limits_text(opt: FieldSpec) -> str:
+    """What values a field takes, in a few words: ``"5, 10"``, ``"0-1"``, ``"<= 500 chars"``, ``"1-5 items"``."""
+    if opt.allowed:
+        shown = ", ".join(map(str, opt.allowed[:12]))
+        return shown + (f", … ({len(opt.allowed)} values)" if len(opt.allowed) > 12 else "")
+    parts: list[str] = []
+    if opt.min is not None or opt.max is not None:
+        low = "" if opt.min is None else f"{opt.min:g}"
+        high = "" if opt.max is None else f"{opt.max:g}"
+        parts.append(f"{low}-{high}" if low and high else (f">= {low}" if low else f"<= {high}"))
+    if opt.min_chars is not None or opt.max_chars is not None:
+        parts.append(f"{opt.min_chars or 0}-{opt.max_chars or '∞'} chars")
+    if opt.min_items is not None or opt.max_items is not None:
+        parts.append(f"{opt.min_items or 0}-{opt.max_items if opt.max_items is not None else '∞'} items")
+    shape = opt.items.fields if opt.items is not None else opt.fields
+    if shape:  # objects: name their fields, required ones starred
+        parts.append("{" + ", ".join(f"{n}{'*' if f.required else ''}" for n, f in shape.items()) + "}")
+    return "; ".join(parts)
+
+
+def example_request(key: str) -> Any:
+    """The first submittable request fixture for ``key`` (a :class:`RawUserRequest`), or ``None``."""
+    from kie_async.catalogue.fixtures import REQUEST_FIXTURES
+
+    for state in ("ready", "ready_with_defaults", "ready_with_warning"):
+        for fixture in REQUEST_FIXTURES.values():
+            if fixture.expected_model_key == key and fixture.request.model_key == key \
+                    and fixture.expected_state == state and not fixture.request.multi_prompt:
+                return fixture.request
+    return None
+
+
+def example_command(key: str) -> str | None:
+    """A ``kie-async run --offline`` command line built from the model's first submittable fixture."""
+    import json
+
+    request = example_request(key)
+    if request is None:
+        return None
+    words = ["kie-async", "run", "--offline", "--model", key]
+    if request.prompt:
+        words += ["--prompt", request.prompt]
+    for kind, items in (("image", request.images), ("video", request.videos), ("audio", request.audios)):
+        for item in items:
+            source = item if isinstance(item, str) else getattr(item, "source", None)
+            role = None if isinstance(item, str) else getattr(item, "role", None)
+            if isinstance(source, str):
+                words += [f"--{kind}", f"{role}={source}" if role else source]
+    for name, value in request.options.items():
+        shown = json.dumps(value) if isinstance(value, list | dict) else (
+            str(value).lower() if isinstance(value, bool) else str(value))
+        words += ["--option", f"{name}={shown}"]
+    return shlex.join(words)
+
+
+def render_markdown(registry: ModelRegistry | None = None) -> str:
+    """The text of ``docs/catalogue.md`` (a test fails when the committed page differs from this)."""
+    rows = catalogue_rows(registry)
+    families = group_by_family(rows)
+    priced = sum(1 for r in rows if r.priced)
+    lines = [
+        "# Model catalogue",
+        "",
+        "<!-- Generated by `python -m kie_async.catalogue.listing > docs/catalogue.md`; tests/test_catalogue.py "
+        "fails when it is stale. Do not edit by hand. -->",
+        "",
+        f"kie-async knows **{len(rows)} model keys** in **{len(families)} families**; {priced} have a price in "
+        "the bundled pricing snapshot, the others estimate as *unknown* (so the preflight blocks them unless "
+        "you pass `allow_unknown_cost`). `kie-async models show KEY` prints a model's fields, limits, defaults "
+        "and an example; [Model onboarding](model-onboarding.md) explains how specs are imported from Kie.ai's "
+        "own docs pages.",
+        "",
+        "Not in the catalogue: Kie.ai's chat and LLM pages (GPT, Claude, Codex, Gemini chat). Those are "
+        "OpenAI/Anthropic-compatible chat endpoints with their own paths, not `createTask` media models. "
+        "Left out too: `elevenlabs/speech-to-text` (it returns a transcript) and the two Sora 2 character pages "
+        "(they return a character id), because the pipeline downloads media. Grok Imagine's extend and "
+        "upscale work on an earlier task's id and return a video: they are in, with the task mode `follow_up`. "
+        "Veo 3.1, Runway, Suno, 4o Image and Flux Kontext have their own endpoints and are not listed here.",
+        "",
+        "Families: " + ", ".join(f"[{f}](#{f.replace('.', '')})" for f in families),
+        "",
+    ]
+    for family, members in families.items():
+        lines += [f"## {family}", "", "| key | output | task modes | provider model | price | page |",
+                  "|---|---|---|---|---|---|"]
+        for row in members:
+            page = f"[docs]({row.source})" if row.source else "—"
+            lines.append(f"| `{row.key}` | {row.output} | {', '.join(row.task_modes)} | "
+                         f"{', '.join(f'`{m}`' for m in row.provider_models)} | {row.price} | {page} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - the docs regeneration entry point
+    print(render_markdown(), end="")

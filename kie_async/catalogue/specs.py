@@ -1,0 +1,544 @@
+"""Model specs: the YAML files in ``model_specs/`` turned into typed, checked pydantic models.
+
+Every difference between models (field types, allowed values, media roles and counts, task modes and the
+provider model id each one uses, cross-field rules) lives in those files, so the normalizer, validator,
+payload builder and pricing code stay generic. This is the ONE place that reads spec files; everything
+else asks :func:`load_registry`. A bad spec fails loudly with its file and line, because a silently wrong
+spec would spend someone's credits on a request the provider rejects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kie_async.core.data import data_dir
+from kie_async.core.errors import KieConfigError
+from kie_async.wire.task_apis import TransportSpec, market_transport
+
+FieldType = Literal["string", "integer", "number", "boolean", "enum", "list", "object"]
+MediaKind = Literal["image", "video", "audio"]
+MediaRole = Literal["first_frame", "last_frame", "reference"]
+OutputKind = Literal["image", "video", "audio"]
+TaskModeName = Literal[
+    "text_to_image",
+    "image_edit",
+    "text_to_video",
+    "image_to_video",
+    "first_last_frames",
+    "multimodal_reference",
+    "motion_control",
+    "video_to_video",
+    "audio_to_video",
+    "text_to_audio",
+    "audio_to_audio",
+    "upscale",
+    "follow_up",
+]
+TASK_MODE_NAMES: tuple[str, ...] = TaskModeName.__args__  # type: ignore[attr-defined]
+Severity = Literal["invalid", "needs_input", "warning"]
+ProvenanceStatus = Literal["doc", "live_3p", "third_party", "unconfirmed", "sdk_choice"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Provenance(_Spec):
+    """Where a fact came from and when someone last checked it; the honest answer to "is this real?"."""
+
+    source: str
+    checked_on: str
+    status: ProvenanceStatus = "doc"
+    note: str | None = None
+
+
+class Condition(_Spec):
+    """One clause of a rule or conditional default; every key that is set must hold.
+
+    ``field`` names an option, ``prompt`` or ``callback_url``; slots and task modes are matched by name.
+    """
+
+    field: str | None = None
+    equals: Any = None
+    in_: list[Any] | None = Field(default=None, alias="in")
+    present: bool | None = None
+    gt: float | None = None
+    lt: float | None = None
+    task_mode: list[str] | None = None
+    slot_filled: str | None = None
+    slot_empty: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_a_test(self) -> Condition:
+        tests = ("equals", "in_", "present", "gt", "lt")
+        if self.field is not None and not any(t in self.model_fields_set for t in tests):
+            raise ValueError(f"condition on field {self.field!r} needs one of equals/in/present/gt/lt")
+        if self.field is None and self.task_mode is None and self.slot_filled is None and self.slot_empty is None:
+            raise ValueError("condition must name a field, task_mode, slot_filled or slot_empty")
+        return self
+
+    def holds(self, ctx: ConditionContext) -> bool:
+        if self.task_mode is not None and ctx.task_mode not in self.task_mode:
+            return False
+        if self.slot_filled is not None and self.slot_filled not in ctx.filled_slots:
+            return False
+        if self.slot_empty is not None and self.slot_empty in ctx.filled_slots:
+            return False
+        if self.field is None:
+            return True
+        value = ctx.values.get(self.field)
+        is_present = value is not None and value != [] and value != ""
+        if self.present is not None and is_present != self.present:
+            return False
+        if "equals" in self.model_fields_set and value != self.equals:
+            return False
+        if self.in_ is not None and value not in self.in_:
+            return False
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if self.gt is not None and (number is None or number <= self.gt):
+            return False
+        return not (self.lt is not None and (number is None or number >= self.lt))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class ConditionContext(BaseModel):
+    """What a condition may look at: normalized values (options plus prompt/callback_url) and the media plan."""
+
+    model_config = ConfigDict(frozen=True)
+
+    values: dict[str, Any]
+    task_mode: str | None = None
+    filled_slots: frozenset[str] = frozenset()
+
+
+def all_hold(conditions: Iterable[Condition], ctx: ConditionContext) -> bool:
+    return all(c.holds(ctx) for c in conditions)
+
+
+class ConditionalDefault(_Spec):
+    """A default that depends on other inputs (Kling 3.0: ``sound`` defaults to true with multi-shot)."""
+
+    when: list[Condition]
+    value: Any
+    reason: str
+
+
+class FieldSpec(_Spec):
+    """One input field: its type on our side, its type on the wire, and what values are allowed."""
+
+    type: FieldType
+    wire: Literal["native", "string"] = Field(
+        default="native", description="'string': sent as a string although it is a number (Kling durations)"
+    )
+    description: str | None = None
+    required: bool = False
+    default: Any = None
+    default_when: list[ConditionalDefault] = Field(default_factory=list)
+    send_default: bool = True
+    allowed: list[Any] | None = None
+    value_aliases: dict[str, Any] = Field(
+        default_factory=dict,
+        description="other spellings of allowed values (e.g. std -> 720p): accepted from users and on the wire, "
+        "sent as the value they map to",
+    )
+    min: float | None = None
+    max: float | None = None
+    min_chars: int | None = None
+    max_chars: int | None = None
+    min_items: int | None = None
+    max_items: int | None = None
+    items: FieldSpec | None = None
+    fields: dict[str, FieldSpec] | None = None
+    aliases: list[str] = Field(default_factory=list)
+    deprecated: bool = False
+    unconfirmed: bool = False
+    provenance: Provenance | None = None
+    verification_note: str | None = None
+
+    @property
+    def has_default(self) -> bool:
+        return "default" in self.model_fields_set and self.default is not None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FieldSpec:
+        if self.type == "enum" and not self.allowed:
+            raise ValueError("an enum field needs a non-empty 'allowed' list")
+        if self.type == "list" and self.items is None:
+            raise ValueError("a list field needs 'items'")
+        if self.type == "object" and not self.fields:
+            raise ValueError("an object field needs 'fields'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        stray = {k: v for k, v in self.value_aliases.items() if self.allowed is None or v not in self.allowed}
+        if stray:
+            raise ValueError(f"value_aliases must map to allowed values; {stray!r} do not")
+        if self.has_default and self.allowed is not None and self.default not in self.allowed:
+            raise ValueError(f"default {self.default!r} is not in allowed {self.allowed!r}")
+        return self
+
+
+class Range(_Spec):
+    min: float | None = None
+    max: float | None = None
+
+
+class MediaSlot(_Spec):
+    """A place media goes in a task mode: which kind and roles it takes, how many, and its payload field."""
+
+    name: str
+    kind: MediaKind
+    roles: list[MediaRole]
+    accepts_unroled: bool = True
+    min: int = 0
+    max: int = 1
+    field: str
+    shape: Literal["list", "scalar"] = "list"
+    formats: list[str] = Field(default_factory=list, description="file extensions, lower case, no dot")
+    max_mb: float | None = None
+    duration_seconds: Range | None = None
+    url_prefixes: list[str] = Field(
+        default_factory=lambda: ["https://", "http://"], description="what the provider takes as a hosted reference"
+    )
+    provenance: Provenance | None = None
+
+    @model_validator(mode="after")
+    def _counts(self) -> MediaSlot:
+        if self.min > self.max:
+            raise ValueError(f"slot {self.name!r}: min {self.min} is above max {self.max}")
+        if self.shape == "scalar" and self.max != 1:
+            raise ValueError(f"slot {self.name!r}: a scalar slot holds at most one item")
+        return self
+
+
+class TaskModeSpec(_Spec):
+    """One way to call the model: its provider model id and where each piece of media goes."""
+
+    name: TaskModeName
+    provider_model: str
+    input_pattern: str
+    slots: list[MediaSlot] = Field(default_factory=list)
+    min_total_media: int = 0
+    max_total_media: int | None = None
+    max_total_seconds: dict[MediaKind, float] = Field(default_factory=dict)
+    description: str | None = None
+    provenance: Provenance | None = None
+
+    def slot(self, name: str) -> MediaSlot | None:
+        return next((s for s in self.slots if s.name == name), None)
+
+
+class RuleSpec(_Spec):
+    """A cross-field rule: when all conditions hold, report ``severity`` on ``field`` (and maybe drop fields)."""
+
+    id: str
+    when: list[Condition]
+    severity: Severity
+    field: str
+    message: str
+    fix: str
+    drop: list[str] = Field(default_factory=list, description="fields left out of the payload when this fires")
+    provenance: Provenance | None = None
+
+
+class PromptSpec(_Spec):
+    field: str = "prompt"
+    accepted: bool = Field(
+        default=True, description="false: the model takes no prompt at all (upscalers), so one given is refused")
+    required: bool = True
+    required_unless: list[Condition] = Field(default_factory=list)
+    min_chars: int | None = None
+    max_chars: int | None = None
+    provenance: Provenance | None = None
+
+
+class SourcePage(_Spec):
+    """The provider docs page a spec was imported from (``kie-async models import``), for the drift check."""
+
+    page: str = Field(description="path below the captured docs root, e.g. market/kling/kling-3-0.md")
+    url: str | None = None
+    captured: str | None = None
+    operation: str = "/api/v1/jobs/createTask"
+
+
+class Override(_Spec):
+    """A fact that deliberately differs from the source page; the drift check skips ``path`` and below."""
+
+    path: str = Field(description="a drift fact path, e.g. options.mode.allowed or media.image_urls")
+    why: str = Field(min_length=8)
+
+
+class ExampleCorrection(_Spec):
+    """A page's own example request breaks the page's rules: the offline check applies this fix first."""
+
+    field: str
+    value: Any = None
+    remove: bool = Field(default=False, description="drop the field from the example instead of replacing it")
+    why: str = Field(min_length=8)
+
+
+class ModelSpec(_Spec):
+    """Everything the SDK knows about one model key."""
+
+    key: str
+    label: str
+    family: str
+    output_kind: OutputKind
+    aliases: list[str] = Field(default_factory=list)
+    description: str | None = None
+    prompt: PromptSpec = Field(default_factory=PromptSpec)
+    options: dict[str, FieldSpec] = Field(default_factory=dict)
+    task_modes: list[TaskModeSpec]
+    rules: list[RuleSpec] = Field(default_factory=list)
+    default_presets: dict[str, str] = Field(default_factory=dict, description="input pattern -> preset key")
+    typical_generation_seconds: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="how long a task usually takes on Kie.ai; seeds the first status read of a new task (the "
+        "session then learns the real figure per model). Unset: the poll schedule's first interval",
+    )
+    provenance: Provenance
+    verification_notes: list[str] = Field(default_factory=list)
+    transport: TransportSpec = Field(
+        default_factory=market_transport,
+        description="the API this model is bought through; absent: the market createTask/recordInfo",
+    )
+    source_page: SourcePage | None = None
+    overrides: list[Override] = Field(default_factory=list)
+    example_corrections: list[ExampleCorrection] = Field(default_factory=list)
+    source_file: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        names = [m.name for m in self.task_modes]
+        if not names:
+            raise ValueError("a model needs at least one task mode")
+        if len(set(names)) != len(names):
+            raise ValueError(f"task modes repeat: {names}")
+        slot_names = {s.name for m in self.task_modes for s in m.slots}
+        known_values = set(self.options) | {"prompt", "callback_url"}
+        for rule in self.rules:
+            for cond in rule.when:
+                if cond.field is not None and cond.field not in known_values:
+                    raise ValueError(f"rule {rule.id!r} tests unknown field {cond.field!r}")
+                for slot in (cond.slot_filled, cond.slot_empty):
+                    if slot is not None and slot not in slot_names:
+                        raise ValueError(f"rule {rule.id!r} tests unknown slot {slot!r}")
+            for dropped in rule.drop:
+                if dropped not in self.options:
+                    raise ValueError(f"rule {rule.id!r} drops unknown option {dropped!r}")
+        wire_fields = {self.prompt.field} | set(self.options)
+        for mode in self.task_modes:
+            for media_slot in mode.slots:
+                if media_slot.field in wire_fields:
+                    raise ValueError(
+                        f"slot {media_slot.name!r} writes field {media_slot.field!r}, which is also an option")
+        body_fields = {f for f in (self.transport.create.model_field, self.transport.create.callback_field) if f}
+        if self.transport.create.input_field is None:
+            wire_names = wire_fields | {s.field for m in self.task_modes for s in m.slots}
+            clash = sorted(wire_names & body_fields)
+            if clash:
+                raise ValueError(f"field(s) {clash} collide with the transport's own body fields")
+        override_paths = [o.path for o in self.overrides]
+        if len(set(override_paths)) != len(override_paths):
+            raise ValueError(f"overrides repeat a path: {override_paths}")
+        if self.overrides and self.source_page is None:
+            raise ValueError("overrides need a source_page to differ from")
+        seen_alias: set[str] = set()
+        for name, opt in self.options.items():
+            for alias in opt.aliases:
+                if alias in self.options or alias in seen_alias:
+                    raise ValueError(f"option alias {alias!r} of {name!r} clashes")
+                seen_alias.add(alias)
+        return self
+
+    def mode(self, name: str) -> TaskModeSpec | None:
+        return next((m for m in self.task_modes if m.name == name), None)
+
+    @property
+    def provider_models(self) -> list[str]:
+        return sorted({m.provider_model for m in self.task_modes})
+
+    def option_name(self, user_name: str) -> str | None:
+        """Map a name the user typed (field name or alias, dashes or underscores) to the spec's field name."""
+        wanted = user_name.replace("-", "_")
+        for name, opt in self.options.items():
+            if wanted == name or wanted in opt.aliases:
+                return name
+        return None
+
+
+class ModelRegistry(BaseModel):
+    """All loaded specs, by key, with alias resolution."""
+
+    model_config = ConfigDict(frozen=True)
+
+    specs: dict[str, ModelSpec]
+    spec_dir: str
+
+    def model_keys(self) -> list[str]:
+        return list(self.specs)
+
+    def get(self, key: str) -> ModelSpec:
+        try:
+            return self.specs[key]
+        except KeyError:
+            raise KeyError(f"unknown model key {key!r}; known: {', '.join(self.specs)}") from None
+
+    def candidates(self, name: str) -> list[ModelSpec]:
+        """Specs a typed name may mean: the exact key, else every spec listing it as an alias (in key order)."""
+        wanted = name.strip().lower()
+        if wanted in self.specs:
+            return [self.specs[wanted]]
+        return [spec for spec in self.specs.values() if wanted in (a.lower() for a in spec.aliases)]
+
+    def by_provider_model(self, model_id: str) -> list[tuple[ModelSpec, TaskModeSpec]]:
+        return [(spec, mode) for spec in self.specs.values() for mode in spec.task_modes
+                if mode.provider_model == model_id]
+
+
+class SpecError(KieConfigError):
+    """A model spec file is malformed; the message names the file and line."""
+
+    hint = "fix the YAML file named above (see model_specs/README or an existing spec)"
+
+
+def _node_line(root: Any, loc: Sequence[int | str]) -> int | None:
+    """1-based line of the deepest node along ``loc`` that ruamel kept position info for."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    node = root
+    line: int | None = None
+    for part in loc:
+        if isinstance(node, CommentedMap):
+            if part not in node:
+                part = "in" if part == "in_" else part
+            if part not in node:
+                break
+            pos = node.lc.key(part)
+            line = pos[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            pos = node.lc.item(part)
+            line = pos[0] + 1
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _to_plain(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {str(k): _to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_to_plain(v) for v in node]
+    return node
+
+
+def load_spec_file(path: Path) -> ModelSpec:
+    """Read and check one spec file, or raise :class:`SpecError` naming file and line.
+
+    The fast ``safe`` loader reads good files; only a bad file is re-read with the round-trip loader,
+    which keeps the line numbers the error message needs.
+    """
+    from ruamel.yaml import YAML  # loaded with the first spec, not with the package (~120 ms of import)
+    from ruamel.yaml.error import MarkedYAMLError
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = YAML(typ="safe").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else "?"
+        raise SpecError(f"{path}:{line}: YAML syntax error: {exc.problem}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}:1: a model spec must be a mapping at the top level")
+    data = _to_plain(data)
+    data["source_file"] = str(path)
+    try:
+        spec = ModelSpec.model_validate(data)
+    except ValidationError as exc:
+        root = YAML(typ="rt").load(text)
+        lines = []
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if isinstance(p, int | str)]
+            line = _node_line(root, loc) or 1
+            where = ".".join(str(p) for p in loc) or "<top>"
+            lines.append(f"{path}:{line}: {where}: {err['msg']}")
+        raise SpecError("invalid model spec\n" + "\n".join(lines)) from None
+    if spec.key != path.stem:
+        line_no = _node_line(YAML(typ="rt").load(text), ["key"]) or 1
+        raise SpecError(f"{path}:{line_no}: key {spec.key!r} must match the file name")
+    return spec
+
+
+SPEC_DIR_ENV = "KIE_MODEL_SPECS_DIR"
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(spec_dirs: tuple[str, ...]) -> ModelRegistry:
+    files: dict[str, Path] = {}
+    for folder in map(Path, spec_dirs):
+        files.update((p.stem, p) for p in sorted(folder.glob("*.yaml")))  # a later folder overrides by file name
+    if not files:
+        raise SpecError(f"{os.pathsep.join(spec_dirs)}: no *.yaml model specs found")
+    specs: dict[str, ModelSpec] = {}
+    for path in sorted(files.values(), key=lambda p: p.name):
+        spec = load_spec_file(path)
+        specs[spec.key] = spec
+    alias_owner: dict[str, str] = {}
+    for spec in specs.values():
+        for alias in spec.aliases:
+            if alias in specs:
+                raise SpecError(f"{spec.source_file}: alias {alias!r} is also a model key")
+            alias_owner.setdefault(alias, spec.key)
+    return ModelRegistry(specs=specs, spec_dir=os.pathsep.join(spec_dirs))
+
+
+def load_registry(spec_dir: str | Path | None = None) -> ModelRegistry:
+    """Load (once, then cached) every spec in ``spec_dir``, or the bundled ``model_specs`` folder plus any
+    folders in ``$KIE_MODEL_SPECS_DIR`` (``os.pathsep``-separated; their files override bundled ones by name).
+
+    Adding a model is adding one YAML file: nothing in the code lists model keys.
+    """
+    if spec_dir is not None:
+        return _load_cached((str(Path(spec_dir).resolve()),))
+    env = os.environ.get(SPEC_DIR_ENV, "")
+    if not env and (loaded := _LOADED_DEFAULT.get(env)) is not None:
+        return loaded  # the bundled folder alone: nothing to resolve again (the pipeline asks on every run)
+    extra = [str(Path(d).resolve()) for d in env.split(os.pathsep) if d]
+    registry = _load_cached((str(data_dir("model_specs")), *extra))
+    _LOADED_DEFAULT[env] = registry
+    return registry
+
+
+_LOADED_DEFAULT: dict[str, ModelRegistry] = {}
+"""The default registry by ``$KIE_MODEL_SPECS_DIR`` value, once loaded (read without touching the disk)."""
+
+
+def loaded_registry() -> ModelRegistry | None:
+    """The default registry if it is already in memory, else ``None``: for sync code on the event loop, which
+    must not parse YAML there (use :func:`aload_registry` when this says ``None``)."""
+    return _LOADED_DEFAULT.get(os.environ.get(SPEC_DIR_ENV, ""))
+
+
+async def aload_registry(spec_dir: str | Path | None = None) -> ModelRegistry:
+    """:func:`load_registry` for async code: the first (uncached) load parses YAML for ~150 ms, so it runs in a
+    worker thread instead of stalling the event loop; later calls return the cached registry without a thread hop."""
+    if spec_dir is None and (registry := loaded_registry()) is not None:
+        return registry
+    return await asyncio.to_thread(load_registry, spec_dir)
+
+
+def clear_registry_cache() -> None:
+    """Forget loaded specs (for tests and tools that edit spec files while running)."""
+    _load_cached.cache_clear()
+    _LOADED_DEFAULT.clear()

@@ -1,0 +1,134 @@
+"""What one pipeline run carries between its steps: stage timing, the request's ledger, the result in the making.
+
+Private by convention: ``run_pipeline`` and its step modules (``purchase``, ``collect``) share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from kie_async.client.base import KieSession
+from kie_async.ledger.journal import JournalRecord
+from kie_async.ledger.request_state import RequestState, can_move, check_move
+from kie_async.pipeline.run_models import (
+    PipelineHooks,
+    PipelineOptions,
+    PipelineStatus,
+    RunResult,
+    StageName,
+    StageOutcome,
+    StageStatus,
+)
+
+log = logging.getLogger("kie_async.pipeline.run")
+
+
+class StageRecorder:
+    """Times stages and collects their outcomes."""
+
+    def __init__(self, hooks: PipelineHooks | None) -> None:
+        self.stages: list[StageOutcome] = []
+        self._on_stage = hooks.on_stage if hooks else None
+
+    def add(self, name: StageName, status: StageStatus, started: float, detail: str | None = None) -> None:
+        outcome = StageOutcome(name=name, status=status, seconds=round(time.perf_counter() - started, 4), detail=detail)
+        self.stages.append(outcome)
+        if self._on_stage is not None:
+            self._on_stage(outcome)
+
+    @contextlib.asynccontextmanager
+    async def stage(self, name: StageName) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        if self._on_stage is not None:
+            self._on_stage(StageOutcome(name=name, status="running", seconds=0.0))
+        try:
+            yield
+        except asyncio.CancelledError:
+            self.add(name, "cancelled", started)
+            raise
+        except BaseException as exc:
+            self.add(name, "failed", started, f"{type(exc).__name__}: {exc}")
+            raise
+        self.add(name, "ok", started)
+
+
+class RequestLedger:
+    """The request's place in the state machine; every move is checked and reported to ``hooks.on_state``."""
+
+    def __init__(self, key: str, model_key: str, hooks: PipelineHooks | None, state: RequestState) -> None:
+        self.key = key
+        self.model_key = model_key
+        self.state = state
+        self._on_state = hooks.on_state if hooks else None
+
+    async def move(self, state: RequestState, **fields: Any) -> None:
+        """Record a state change. Only the intent must reach the journal before the step; see below."""
+        check_move(self.state, state, key=self.key)
+        record = JournalRecord(key=self.key, state=state, model_key=self.model_key, **fields)
+        self.state = state  # before the (shielded) write: a cancel mid-write still knows what the journal holds
+        if self._on_state is None:
+            return
+        if state is RequestState.SUBMITTING:
+            await self._on_state(record)  # no durable intent, no send: a failing disk stops the purchase here
+            return
+        try:
+            await self._on_state(record)
+        except OSError as exc:
+            # After the wire the run goes on (the result keeps the task id); the journal still holds the
+            # intent, which a re-run reads as uncertain: it will not buy again, and the log says why.
+            log.error("journal: could not record %s for %s (%s); the result still carries it", state.value,
+                      self.key, exc)
+
+    async def mark_sending(self, attempt: str) -> None:
+        """The request goes out now: the journal's proof-of-not-sent marker (see :mod:`kie_async.ledger.journal`)."""
+        if self._on_state is not None:
+            await self._on_state(
+                JournalRecord(key=self.key, state=RequestState.SUBMITTING, attempt=attempt, sending=True)
+            )
+
+    def block(self) -> None:
+        """Stopped before the wire: only a request with nothing at stake becomes ``blocked`` (not journaled)."""
+        if can_move(self.state, RequestState.BLOCKED):
+            self.state = RequestState.BLOCKED
+
+
+class RunContext:
+    """What one pipeline run carries between its steps."""
+
+    def __init__(
+        self,
+        opts: PipelineOptions,
+        session: KieSession,
+        hooks: PipelineHooks | None,
+        request_key: str | None,
+        parent_run_ids: list[str] | None,
+        prior_state: RequestState | None,
+        resume_task_id: str | None,
+        model_key: str,
+    ) -> None:
+        self.opts = opts
+        self.session = session
+        self.hooks = hooks
+        self.rec = StageRecorder(hooks)
+        self.parents = list(parent_run_ids or [])
+        start = prior_state or (RequestState.SUBMITTED if resume_task_id else RequestState.PENDING)
+        self.ledger = RequestLedger(request_key or "", model_key, hooks, start)
+        self.base: dict[str, Any] = {"model_key": model_key, "request_key": request_key}
+        self.submitted_at = datetime.now(UTC)
+        self.submitted_here = False  # True once this run sent createTask itself (not a resumed task)
+
+    def result(self, status: PipelineStatus, **fields: Any) -> RunResult:
+        merged = {**self.base, **fields, "parent_run_ids": self.parents, "stages": self.rec.stages}
+        return RunResult(status=status, state=self.ledger.state, **merged)
+
+    def stopped(self, status: PipelineStatus, why: str, error_type: str) -> RunResult:
+        """The last stage blocked: nothing was sent."""
+        self.rec.stages[-1] = self.rec.stages[-1].model_copy(update={"status": "blocked", "detail": why})
+        self.ledger.block()
+        return self.result(status, error=why, error_type=error_type)
