@@ -141,3 +141,23 @@ async def test_the_artifact_writer_refuses_a_run_id_outside_its_root(tmp_path: P
     with pytest.raises(KieInputError, match="run_id"):
         await create_run_artifact(request, settings, replace=True)
     assert (victim / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field"),
+    [
+        ({"prompt": "a cat \udcff on a mat"}, "prompt"),  # a non-UTF-8 byte from argv (surrogateescape)
+        ({"prompt": "half an emoji \ud83d"}, "prompt"),
+        ({"prompt": "ok", "options": {"aspect_ratio": "1:1\udc80"}}, "options.aspect_ratio"),
+        ({"prompt": "ok", "extra_options": {"note": ["fine", "bad\ud800"]}}, "extra_options.note[1]"),
+    ],
+)
+async def test_text_that_cannot_be_encoded_is_refused_before_the_wire(
+    emulator: KieEmulator, tmp_path: Path, request_fields: dict[str, object], field: str
+) -> None:
+    request = RawUserRequest.model_validate({"model_key": "nano-banana-2", **request_fields})
+    async with KieSession(emulator.settings(poll=FAST_POLL)) as kie:
+        (result,) = await run_many([request], kie, options=_options(tmp_path / "out"))
+    assert emulator.stats.tasks_created == 0 and not result.succeeded
+    problems = [i for i in result.validation.impossible_inputs if i.rule == "unencodable_text"]  # type: ignore[union-attr]
+    assert [p.field for p in problems] == [field] and "position" in problems[0].message
