@@ -76,6 +76,11 @@ class EmulatorConfig(BaseModel):
 
     download_url_ttl: float = Field(default=1200.0, gt=0, description="download-url links last 20 minutes")
     upload_dir: Path | None = Field(default=None, description="where uploads are stored (default: a temp dir)")
+    state_dir: Path | None = Field(
+        default=None,
+        description="keep the account (balances, tasks, uploads) in this folder, shared by every emulator that "
+                    "opens it, so it outlives the process (default: in memory, gone at stop)",
+    )
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     url_fetch_timeout: float = Field(default=30.0, gt=0)
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from kie_async.emulator.config import EmulatorConfig
 from kie_async.emulator.faults import FaultRegistry
 from kie_async.emulator.media import OutputCache
+from kie_async.emulator.persist import PersistentLedger, PersistentTaskStore, StateFolder
 from kie_async.emulator.state import CreditLedger, SlidingWindowLimiter, TaskStore
 from kie_async.emulator.stats import EmulatorStats
 
@@ -44,6 +45,11 @@ class EmulatorContext:
         self.render_locks: dict[str, asyncio.Lock] = {}
         self.upload_dir = upload_dir
         self.url_secret = secrets.token_bytes(32)
+        self.state: StateFolder | None = None
+        if config.state_dir is not None:  # the account lives on disk, shared with other processes (opened by start)
+            self.state = StateFolder(config.state_dir)
+            self.tasks = PersistentTaskStore(self.state)
+            self.ledger = PersistentLedger(self.state)
         self.base_url = ""
         self.upload_base_url = ""
         self.market_port = 0

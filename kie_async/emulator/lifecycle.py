@@ -112,9 +112,8 @@ def schedule_completion(ctx: EmulatorContext, task: EmulatedTask) -> None:
 
 
 async def finalize(ctx: EmulatorContext, task: EmulatedTask) -> None:
-    if task.finalized:
+    if not ctx.tasks.claim_final(task):
         return
-    task.finalized = True
     if task.state_at() == TaskState.FAIL:
         ctx.stats.tasks_failed += 1
     else:

@@ -18,6 +18,7 @@ from kie_async.core.settings import KieSettings, RateLimitSettings
 from kie_async.emulator.config import EmulatorConfig
 from kie_async.emulator.context import EmulatorContext
 from kie_async.emulator.faults import FaultEndpoint, FaultKind, FaultRegistry, FaultRule
+from kie_async.emulator.lifecycle import schedule_completion
 from kie_async.emulator.market import build_market_app
 from kie_async.emulator.policy import price_table_cost, schema_input_checker, spec_input_checker
 from kie_async.emulator.price_table import load_price_catalogue
@@ -27,6 +28,7 @@ from kie_async.emulator.stats import EmulatorStats
 from kie_async.emulator.uploads import build_upload_app, remove_tree
 
 _UNLIMITED_CREATES = 1_000_000
+_ADOPT_EVERY = 1.0
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -72,7 +74,12 @@ class KieEmulator:
         if self._running:
             return self
         ctx = self._ctx
-        if self.config.upload_dir is None:
+        if ctx.state is not None:
+            balances = {self.config.api_key: self.config.credits, **self.config.extra_keys}
+            ctx.url_secret = await asyncio.to_thread(ctx.state.open, balances)
+        if self.config.upload_dir is None and ctx.state is not None:
+            ctx.upload_dir = ctx.state.uploads_dir
+        elif self.config.upload_dir is None:
             self._temp_dir = await asyncio.to_thread(tempfile.mkdtemp, prefix="kie-emulator-")
             ctx.upload_dir = Path(self._temp_dir)
         else:
@@ -101,7 +108,26 @@ class KieEmulator:
             await self._teardown()
             raise
         self._running = True
+        if ctx.state is not None:
+            self._adopt_unfinished()
         return self
+
+    def _adopt_unfinished(self, fired: asyncio.TimerHandle | None = None) -> None:
+        """With a state folder: finish tasks other processes sold and left (now, then every second)."""
+        ctx = self._ctx
+        if fired is not None:
+            ctx.timers.discard(fired)
+
+        async def adopt() -> None:
+            for task in await asyncio.to_thread(ctx.tasks.adopt_unfinished):
+                schedule_completion(ctx, task)
+            if self._running:
+                handles: list[asyncio.TimerHandle] = []
+                handles.append(asyncio.get_running_loop().call_later(
+                    _ADOPT_EVERY, lambda: self._adopt_unfinished(handles[0])))
+                ctx.timers.add(handles[0])
+
+        ctx.spawn(adopt())
 
     async def stop(self) -> None:
         if not self._running:

@@ -135,6 +135,16 @@ class TaskStore:
     def all(self) -> list[EmulatedTask]:
         return list(self._tasks.values())
 
+    def claim_final(self, task: EmulatedTask) -> bool:
+        """True once per task: the caller runs its terminal side effects (a persistent store: once per folder)."""
+        claimed = not task.finalized
+        task.finalized = True
+        return claimed
+
+    def adopt_unfinished(self) -> list[EmulatedTask]:
+        """Tasks sold elsewhere (another process on the same state folder) that this one should finish."""
+        return []
+
 
 class CreditLedger:
     """Balances per API key; a charge either fully succeeds or leaves the balance untouched."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kie_async.core.errors import KieInputError
-from kie_async.interfaces.cli._common import add_offline_flag, check_folder_arg, default_output_dir, resolve_settings
+from kie_async.interfaces.cli._common import add_offline_flag, check_folder_arg, default_output_dir, settings_for
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -81,7 +81,7 @@ async def _serve(args: argparse.Namespace, out: Path, build: Any) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     from kie_async.client.base import KieSession
 
-    async with resolve_settings(args.offline, generation_seconds=0.5) as settings:
+    async with settings_for(args, out, generation_seconds=0.5) as settings:
         kie = KieSession(settings)  # opened by the first tool that needs it: the offline tools need no key
         try:
             server = build(kie, out)

@@ -21,7 +21,13 @@ from aiohttp import web
 
 from kie_async.client.base import KieSession
 from kie_async.interfaces.callback_receiver import add_callback_route
-from kie_async.interfaces.cli._common import check_file_arg, number_arg, resolve_settings
+from kie_async.interfaces.cli._common import (
+    add_offline_flag,
+    check_file_arg,
+    default_output_dir,
+    number_arg,
+    settings_for,
+)
 
 HMAC_ENV = "KIE_WEBHOOK_HMAC_KEY"
 
@@ -40,7 +46,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--path", default="/kie/callback", help="URL path (default: /kie/callback)")
     parser.add_argument("--public-url", default=None,
                         help="the URL Kie.ai reaches this receiver at (a tunnel), printed instead of the local one")
-    parser.add_argument("--offline", action="store_true", help="confirm tokens against an embedded emulator")
+    add_offline_flag(parser, help="confirm tokens against the embedded emulator, with the offline account the batch "
+                     "used (OUT/emulator-state, OUT being the folder that holds the journal's journals/ folder)")
     parser.set_defaults(handler=_receive)
 
 
@@ -50,6 +57,11 @@ def _receive(args: argparse.Namespace) -> Any:
     return _serve(args, journal, path)
 
 
+def _output_root(journal: Path) -> Path:
+    """``OUT`` for ``OUT/journals/FILE.jsonl`` (where run-batch keeps journals), else the default output root."""
+    return journal.parent.parent if journal.parent.name == "journals" else default_output_dir()
+
+
 async def _serve(args: argparse.Namespace, journal: Path, path: str) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -57,7 +69,7 @@ async def _serve(args: argparse.Namespace, journal: Path, path: str) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     hmac_key = os.environ.get(HMAC_ENV) or None
-    async with resolve_settings(args.offline) as settings, KieSession(settings) as kie:
+    async with settings_for(args, _output_root(journal)) as settings, KieSession(settings) as kie:
         app = web.Application()
         receiver = add_callback_route(app, kie, path, hmac_key=hmac_key, journal=journal)
         runner = web.AppRunner(app, access_log=None)

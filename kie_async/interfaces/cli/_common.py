@@ -24,11 +24,23 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 OUTPUT_DIR_ENV = "KIE_OUTPUT_DIR"
 
 
-def add_offline_flag(parser: argparse.ArgumentParser) -> None:
+OFFLINE_STATE_DIRNAME = "emulator-state"
+"""``OUT/emulator-state``: the offline account (balance, tasks, uploads) that ``--offline`` commands share."""
+
+
+def add_offline_flag(parser: argparse.ArgumentParser, *, help: str | None = None) -> None:
     parser.add_argument(
         "--offline",
         action="store_true",
-        help="run against the embedded local emulator instead of the real Kie.ai (no key, no credits)",
+        help=help or "run against the embedded local emulator instead of the real Kie.ai (no key, no credits); "
+        f"its account (balance, tasks, files) is kept in OUT/{OFFLINE_STATE_DIRNAME} for the next command",
+    )
+    parser.add_argument(
+        "--offline-state",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"keep the offline account in DIR instead of OUT/{OFFLINE_STATE_DIRNAME} (implies --offline)",
     )
 
 
@@ -139,14 +151,37 @@ def default_output_dir() -> Path:
     return Path(os.environ.get(OUTPUT_DIR_ENV) or "outputs")
 
 
+def offline_state_dir(args: argparse.Namespace, root: Path | None = None) -> Path | None:
+    """Where this command's offline account lives (``--offline-state``, else ``ROOT/emulator-state``), or
+    ``None`` when it runs against the real service."""
+    named: Path | None = getattr(args, "offline_state", None)
+    if named is not None:
+        return check_folder_arg(named, "--offline-state")
+    if not getattr(args, "offline", False):
+        return None
+    return check_folder_arg((root or default_output_dir()) / OFFLINE_STATE_DIRNAME, "--offline-state")
+
+
+def settings_for(
+    args: argparse.Namespace, root: Path | None = None, *, generation_seconds: float = 1.5
+) -> contextlib.AbstractAsyncContextManager[KieSettings]:
+    """:func:`resolve_settings` for a command's ``--offline``/``--offline-state`` and its output root."""
+    state = offline_state_dir(args, root)
+    return resolve_settings(state is not None, generation_seconds=generation_seconds, state_dir=state)
+
+
 @contextlib.asynccontextmanager
-async def resolve_settings(offline: bool, *, generation_seconds: float = 1.5) -> AsyncIterator[KieSettings]:
-    """Yield settings for the real service (from ``KIE_*``) or for an emulator started for this command."""
+async def resolve_settings(
+    offline: bool, *, generation_seconds: float = 1.5, state_dir: Path | None = None
+) -> AsyncIterator[KieSettings]:
+    """Yield settings for the real service (from ``KIE_*``) or for an emulator started for this command;
+    with ``state_dir`` the emulator's account is the one kept there (see ``kie_async.emulator.persist``)."""
     if not offline:
         yield KieSettings.from_env()
         return
     from kie_async.emulator import EmulatorConfig, KieEmulator
 
-    async with KieEmulator(EmulatorConfig(generation_seconds=generation_seconds)) as emulator:
+    config = EmulatorConfig(generation_seconds=generation_seconds, state_dir=state_dir)
+    async with KieEmulator(config) as emulator:
         # Poll the local emulator quickly; the real service gets Kie.ai's recommended schedule.
         yield emulator.settings(poll=PollSettings(schedule=((float("inf"), 0.25),)))

@@ -18,6 +18,7 @@ from kie_async.interfaces.cli._common import (
     console,
     default_output_dir,
     resolve_settings,
+    settings_for,
 )
 from kie_async.pipeline.run import PipelineHooks, PipelineOptions, StageOutcome, run_pipeline
 
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 async def _credits(args: argparse.Namespace) -> int:
-    async with resolve_settings(args.offline) as settings, KieSession(settings) as kie:
+    async with settings_for(args) as settings, KieSession(settings) as kie:
         balance = await kie.get_credits()
     if args.json:
         print(json.dumps({"credits": balance.credits, "usd": balance.usd}))

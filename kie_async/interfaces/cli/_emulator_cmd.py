@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import signal
+from pathlib import Path
 from typing import Any
 
 from kie_async.core.errors import KieInputError
 from kie_async.emulator import DEFAULT_API_KEY, EmulatorConfig, KieEmulator
-from kie_async.interfaces.cli._common import count_arg, credits_arg, number_arg, seconds_arg
+from kie_async.interfaces.cli._common import check_folder_arg, count_arg, credits_arg, number_arg, seconds_arg
 
 _port_arg = number_arg(minimum=0, maximum=65535, integer=True)
 
@@ -37,6 +38,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                         help="allow callBackUrl hosts other than loopback (e.g. a tunnel to your webhook)")
     parser.add_argument("--image-size", type=number_arg(minimum=8, maximum=8192, integer=True), default=256,
                         help="long edge of generated images, 8-8192 (default: 256)")
+    parser.add_argument("--state", type=Path, default=None, metavar="DIR",
+                        help="keep the account (balance, tasks, uploads) in DIR, shared with `--offline-state DIR` "
+                        "commands and kept after Ctrl-C (default: in memory)")
     parser.set_defaults(handler=run_emulator)
 
 
@@ -60,6 +64,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         http_errors=args.http_errors,
         image_long_edge=args.image_size,
         callback_any_host=args.callback_any_host,
+        state_dir=check_folder_arg(args.state, "--state") if args.state is not None else None,
     )
 
 

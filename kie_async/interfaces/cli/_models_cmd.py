@@ -30,7 +30,7 @@ from kie_async.interfaces.cli._common import (
     check_folder_arg,
     credits_arg,
     json_kind,
-    resolve_settings,
+    settings_for,
     strict_json,
 )
 
@@ -372,7 +372,7 @@ async def _pricing_refresh_live(args: argparse.Namespace) -> int:
     """Ask the pricing API through KieSession (so the live gate, retries and limits apply), then write."""
     from kie_async.client.base import KieSession
 
-    async with resolve_settings(args.offline) as settings, KieSession(settings) as kie:
+    async with settings_for(args) as settings, KieSession(settings) as kie:
         records = await kie.get_pricing_records()
         source = f"kie.ai pricing API at {settings.base_url} (client/v1/model-pricing/page)"
     return await asyncio.to_thread(_write_refresh, args, {"records": records}, source)

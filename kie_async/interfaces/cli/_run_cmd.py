@@ -36,8 +36,8 @@ from kie_async.interfaces.cli._common import (
     default_output_dir,
     err_console,
     json_kind,
-    resolve_settings,
     seconds_arg,
+    settings_for,
     strict_json,
 )
 from kie_async.interfaces.cli._models_cmd import _callback_url_arg, _request_args, build_request
@@ -221,7 +221,7 @@ def _run(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Path) -> int:
-    async with resolve_settings(args.offline) as settings, KieSession(settings) as kie:
+    async with settings_for(args, out) as settings, KieSession(settings) as kie:
         result = await run_pipeline(request, kie, options=_options(args, out), resume_task_id=args.resume_task)
     if args.json:
         print(json.dumps(_summary(result), indent=2))
@@ -352,7 +352,7 @@ def _shared_batch(args: argparse.Namespace) -> _SharedBatch | None:
     if args.offline:
         raise KieInputError(
             "--offline starts a private emulator in each process; a shared batch needs one service for all of them",
-            hint=f"start one (`kie-async emulator serve`), point KIE_BASE_URL at it, and drop --offline (or unset "
+            hint=f"start one (`kie-async emulator`), point KIE_BASE_URL at it, and drop --offline (or unset "
             f"{COORDINATION_ENV})",
         )
     if args.journal is not None:
@@ -406,7 +406,7 @@ async def _run_batch_async(
         )
         progress.update(bar, completed=p.finished, detail=detail)
 
-    async with resolve_settings(args.offline) as settings, KieSession(_coordinated(settings, shared)) as kie:
+    async with settings_for(args, out) as settings, KieSession(_coordinated(settings, shared)) as kie:
         with progress:
             results = await run_many(
                 requests,
