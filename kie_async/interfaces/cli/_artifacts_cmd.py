@@ -1,4 +1,4 @@
-"""``kie-async artifacts list|show|latest|rebuild|notes|tag``: browse and repair the local run artifacts."""
+"""``kie-async artifacts list|show|latest|rebuild|notes|tag|gallery``: browse and repair the local run artifacts."""
 
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ from kie_async.artifacts import (
     update_run_notes,
     update_run_tags,
 )
+from kie_async.artifacts.gallery import write_gallery
 from kie_async.artifacts.layout import DEFAULT_ROOT_ENV, resolve_root
 from kie_async.artifacts.manifest import NOTES_FILENAME
 from kie_async.core.errors import KieInputError
-from kie_async.interfaces.cli._common import count_arg
+from kie_async.interfaces.cli._common import check_folder_arg, count_arg
 
 _Command = Callable[[argparse.Namespace, Path], Coroutine[Any, Any, int]]
 
@@ -99,6 +100,18 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--clean-staging", action="store_true", help="also delete unfinished run folders in .tmp older than 1 hour"
     )
     p_rebuild.set_defaults(handler=_at_root(_rebuild))
+
+    p_gallery = actions.add_parser(
+        "gallery",
+        help="write a static HTML page of the runs (thumbnails, prompts, lineage, links), openable from disk",
+    )
+    common(p_gallery)
+    p_gallery.add_argument("--out", type=Path, default=None, metavar="DIR",
+                           help="folder to write gallery.html in (default: the artifacts root)")
+    p_gallery.add_argument("--tag", action="append", help="only runs carrying this tag (repeatable: all of them)")
+    p_gallery.add_argument("--since", help="ISO time or a span back from now: 30m, 24h, 7d")
+    filters(p_gallery)
+    p_gallery.set_defaults(handler=_at_root(_gallery))
 
 
 def _dump(data: Any) -> None:
@@ -206,3 +219,15 @@ async def _rebuild(args: argparse.Namespace, root: Path) -> int:
         print(f"  {len(report.stale_staging_dirs)} unfinished run folder(s) in .tmp (crashed or in progress; "
               "--clean-staging removes those older than 1 hour)")
     return 0 if not report.bad_manifests else 1
+
+
+async def _gallery(args: argparse.Namespace, root: Path) -> int:
+    out = check_folder_arg(args.out, "--out") if args.out is not None else None
+    page = await write_gallery(root, out=out, tag=args.tag, since=args.since, model=args.model,
+                                task_mode=args.task_mode)
+    if args.json:
+        _dump(page.model_dump(mode="json"))
+    else:  # plain print: the path is meant to be opened or copied
+        print(f"gallery: {page.path} ({page.runs} run(s), {page.images} picture(s))")
+        print(f"open it: {page.path.as_uri()}")
+    return 0
