@@ -28,13 +28,17 @@ OFFLINE_STATE_DIRNAME = "emulator-state"
 """``OUT/emulator-state``: the offline account (balance, tasks, uploads) that ``--offline`` commands share."""
 
 
-def add_offline_flag(parser: argparse.ArgumentParser, *, help: str | None = None) -> None:
+def add_offline_flag(parser: argparse.ArgumentParser, *, help: str | None = None, state: bool = True) -> None:
+    """``--offline`` and (``state``: for commands that buy or read the account) ``--offline-state DIR``."""
+    kept = f"; its account (balance, tasks, files) is kept in OUT/{OFFLINE_STATE_DIRNAME} for the next command"
     parser.add_argument(
         "--offline",
         action="store_true",
-        help=help or "run against the embedded local emulator instead of the real Kie.ai (no key, no credits); "
-        f"its account (balance, tasks, files) is kept in OUT/{OFFLINE_STATE_DIRNAME} for the next command",
+        help=help or "run against the embedded local emulator instead of the real Kie.ai (no key, no credits)"
+        + (kept if state else ""),
     )
+    if not state:
+        return
     parser.add_argument(
         "--offline-state",
         type=Path,

@@ -30,7 +30,7 @@ from kie_async.interfaces.cli._common import (
     check_folder_arg,
     credits_arg,
     json_kind,
-    settings_for,
+    resolve_settings,
     strict_json,
 )
 
@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                                                  "dated snapshot based on the latest one.")
     refresh.add_argument("--from", dest="source", default=None, type=Path,
                          help="a saved pricing-API JSON file instead of asking the API")
-    add_offline_flag(refresh)
+    add_offline_flag(refresh, state=False)  # a price list needs no account
     refresh.add_argument("--out", type=Path, default=None, help="folder to write to (default: bundled pricing/)")
     refresh.add_argument("--date", type=_date_arg, default=None, help="snapshot date YYYY-MM-DD (default: today)")
     refresh.add_argument("--base-dir", type=Path, default=None, help="snapshot folder to start from")
@@ -372,7 +372,7 @@ async def _pricing_refresh_live(args: argparse.Namespace) -> int:
     """Ask the pricing API through KieSession (so the live gate, retries and limits apply), then write."""
     from kie_async.client.base import KieSession
 
-    async with settings_for(args) as settings, KieSession(settings) as kie:
+    async with resolve_settings(args.offline) as settings, KieSession(settings) as kie:
         records = await kie.get_pricing_records()
         source = f"kie.ai pricing API at {settings.base_url} (client/v1/model-pricing/page)"
     return await asyncio.to_thread(_write_refresh, args, {"records": records}, source)
