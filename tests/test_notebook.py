@@ -65,6 +65,9 @@ async def test_html_views_of_real_runs(emulator: KieEmulator, tmp_path: Path) ->
                                 RawUserRequest(model_key="nano-banana-2")], kie, options=options)
     card = image._repr_html_()
     assert image.succeeded and "<script>" not in card
+    assert '<p class="kie-prompt">&lt;script&gt;x&lt;/script&gt;</p>' in card  # the prompt, escaped
+    assert "(succeeded)" not in card and card.count(">succeeded<") == 1  # the status once
+    assert 'class="kie-card"' in card and ".kie-card{" in card  # the gallery's look
     assert len(re.findall(r"data:image/(?:webp|png|jpeg);base64,", card)) == 1
     assert "http" not in card.replace("http-equiv", "")  # no output URL (signed links are credentials)
     assert video.succeeded and "no preview" in video._repr_html_()  # no ffmpeg, no cover: says so
@@ -72,6 +75,7 @@ async def test_html_views_of_real_runs(emulator: KieEmulator, tmp_path: Path) ->
     assert [r.status for r in batch] == ["succeeded", "blocked"] and batch.credits_charged == 8
     table = batch._repr_html_()
     assert "blocked 1" in table and "succeeded 1" in table and table.count("data:image/") == 1
+    assert "(succeeded)" not in table and ">a</td>" in table  # status once; the prompt column
 
 
 def _result(run_dir: Path | None, **extra: object) -> RunResult:

@@ -1,7 +1,8 @@
 """How results look in Jupyter: ``RunResult`` and ``run_many``'s results render as HTML cards and tables.
 
 A notebook shows the last expression of a cell with ``_repr_html_``. For a run that is its thumbnail (or a
-video's poster) inline, its status, model, credits and run folder. The picture comes from the run folder's
+video's poster) inline, its prompt, status, model, credits and run folder, in the same card look as the
+gallery page (``kie-async artifacts gallery``). The picture comes from the run folder's
 own derivatives (``run.json`` names them), is inlined only when it is a small raster image whose first bytes
 say so (at most :data:`MAX_INLINE_IMAGE_BYTES`; never SVG, which can carry script), and every text is
 escaped. URLs are not shown: a signed link would put a credential in the notebook file.
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from kie_async.artifacts.gallery import CARD_CSS, status_html
 from kie_async.artifacts.manifest import RunManifest
 from kie_async.core.media_sniff import HEAD_BYTES, sniff_head
 
@@ -32,15 +34,8 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_TABLE_ROWS = 200
 """A batch table shows this many rows (thumbnails included), then a count of the rest."""
 _RASTER = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif"}
-_STATUS_COLOUR = {
-    "succeeded": "#1a7f37",
-    "failed": "#cf222e",
-    "blocked": "#9a6700",
-    "over_budget": "#9a6700",
-    "submit_uncertain": "#bc4c00",
-    "incomplete": "#bc4c00",
-}
-_STYLE = "font-family:system-ui,sans-serif;font-size:13px;"
+_CSS = f"<style>{CARD_CSS}</style>"
+"""The gallery's card look (``kie-async artifacts gallery``), so a run looks the same in both places."""
 
 
 def _e(value: object) -> str:
@@ -100,15 +95,18 @@ def _inline(root: Path, relative: str) -> str | None:
 
 def _img(uri: str | None, edge: int) -> str:
     if uri is None:
-        return f'<div style="width:{edge}px;height:{edge}px;background:#eee;color:#888;display:flex;' \
-               f'align-items:center;justify-content:center;font-size:11px">no preview</div>'
+        return f'<div class="kie-noprev" style="width:{edge}px;height:{min(edge, 120)}px">no preview</div>'
     return f'<img src="{uri}" alt="preview" style="max-width:{edge}px;max-height:{edge}px;border-radius:4px"/>'
 
 
 def _status(result: RunResult) -> str:
-    colour = _STATUS_COLOUR.get(result.status, "#57606a")
-    state = f'<span style="color:#57606a">({_e(result.state.value)})</span>'
-    return f'<b style="color:{colour}">{_e(result.status)}</b> {state}'
+    """The status once; the request state only when it adds something (``incomplete (submitted)``)."""
+    return status_html(result.status, result.state.value)
+
+
+def _prompt(result: RunResult) -> str | None:
+    normalized = result.validation.normalized if result.validation is not None else None
+    return normalized.prompt if normalized is not None and normalized.prompt else None
 
 
 def run_result_html(result: RunResult) -> str:
@@ -124,14 +122,12 @@ def run_result_html(result: RunResult) -> str:
     ]
     if result.error:
         rows.append(("error", _e(_short(result.error))))
-    table = "".join(
-        f'<tr><td style="text-align:left;color:#57606a;padding:1px 8px 1px 0">{k}</td>'
-        f'<td style="text-align:left">{v}</td></tr>'
-        for k, v in rows
-    )
+    table = "".join(f'<tr><td class="kie-key">{k}</td><td>{v}</td></tr>' for k, v in rows)
+    prompt = _prompt(result)
+    text = f'<p class="kie-prompt">{_e(_short(prompt))}</p>' if prompt else ""
     return (
-        f'<div style="{_STYLE}display:flex;gap:12px;align-items:flex-start">'
-        f"{_img(preview_data_uri(result), 192)}<table>{table}</table></div>"
+        f'{_CSS}<div class="kie-card"><div class="kie-media">{_img(preview_data_uri(result), 192)}</div>'
+        f'<div class="kie-body">{text}<table>{table}</table></div></div>'
     )
 
 
@@ -142,7 +138,7 @@ def run_results_html(results: Sequence[RunResult]) -> str:
         counts[result.status] = counts.get(result.status, 0) + 1
     spent = sum(r.credits_charged or 0.0 for r in results)
     summary = " · ".join(f"{_e(k)} {v}" for k, v in sorted(counts.items())) or "empty"
-    columns = ("", "#", "status", "model", "credits", "run folder")
+    columns = ("", "#", "status", "model", "credits", "prompt", "run folder")
     head = "".join(f'<th style="text-align:left">{h}</th>' for h in columns)
     rows = []
     for index, result in enumerate(results[:MAX_TABLE_ROWS]):
@@ -153,11 +149,13 @@ def run_results_html(results: Sequence[RunResult]) -> str:
         rows.append(
             f"<tr><td>{_img(preview_data_uri(result), 64)}</td><td>{index}</td><td>{_status(result)}</td>"
             f"<td>{_e(result.model_key)}</td><td>{_e(_credits(result))}</td>"
+            f"<td style='text-align:left'>{_e(_short(_prompt(result) or '', 80))}</td>"
             f"<td style='text-align:left'>{folder}</td></tr>"
         )
     more = len(results) - MAX_TABLE_ROWS
     tail = f"<div>… and {more} more</div>" if more > 0 else ""
     return (
-        f'<div style="{_STYLE}"><div><b>{len(results)} runs</b>: {summary} · credits {spent:g}</div>'
+        f'{_CSS}<div class="kie-card" style="display:block">'
+        f"<div><b>{len(results)} runs</b>: {summary} · credits {spent:g}</div>"
         f"<table><tr>{head}</tr>{''.join(rows)}</table>{tail}</div>"
     )
