@@ -31,7 +31,8 @@ EXPECTED = {
     "artifacts_query": [
         r"^2 succeeded nano-banana-2 run", r"^latest image: .+\.(jpeg|jpg|png) ", r"^rebuilt index: 2 run"
     ],
-    "deploy_fastapi": [r"^workers that submitted: [12] ", r"^all 6 requests succeeded .* every waiter was woken"],
+    "deploy_fastapi": [r"^workers that submitted: [12] ", r"^all 6 requests succeeded .* every waiter was woken",
+                       r"^  output http://127\.0\.0\.1:\d+/runs/\S+/outputs/0 \(\d+ bytes, image/(png|jpeg)\)$"],
     "deploy_aiohttp": [r"^workers that submitted: [12] ", r"^all 6 requests succeeded .* every waiter was woken"],
 }
 NEEDS_REDIS = {"deploy_fastapi", "deploy_aiohttp"}
@@ -126,3 +127,24 @@ def test_examples_without_offline_refuse_the_real_service(tmp_path: Path) -> Non
 
     code, _, err = asyncio.run(go())
     assert code == 2 and "KIE_ALLOW_LIVE" in err, err
+
+
+def test_the_fastapi_app_refuses_to_start_without_public_url(tmp_path: Path) -> None:
+    """Without PUBLIC_URL every request would fail: the app stops at start-up and names the variable to set."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PUBLIC_URL",) and not k.startswith("KIE_")}
+    env.update(KIE_API_KEY="kie-emulator-key", KIE_BASE_URL="http://127.0.0.1:9", KIE_OUTPUT_DIR=str(tmp_path))
+
+    async def go(extra: dict[str, str]) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "uvicorn", "deploy_fastapi:app", "--app-dir", str(EXAMPLES), "--host", "127.0.0.1",
+            "--port", "0", cwd=tmp_path, env={**env, **extra},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=120)  # it exits by itself: no port to wait on
+        assert proc.returncode is not None
+        return proc.returncode, out.decode() + err.decode()
+
+    for extra, shown in (({}, "PUBLIC_URL is not set"), ({"PUBLIC_URL": "api.example.com"}, "'api.example.com'")):
+        code, text = asyncio.run(go(extra))
+        assert code != 0 and shown in text and "export PUBLIC_URL=https://" in text, text
+        assert "Application startup failed" in text

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,29 @@ def test_readme_opens_with_exactly_two_commands() -> None:
     assert blocks[1].endswith("python -m pytest")
 
 
+def test_readme_names_a_plain_user_install_after_the_two_commands() -> None:
+    """A user who only wants the library gets one line, after (never instead of) the two project commands."""
+    head = README.split("## ", 1)[0]
+    install = re.search(r"`pip install (kie-async)` .*?`pip install '(kie-async)\[([a-z,]+)\]'`", head, re.S)
+    assert install, "README has no plain `pip install kie-async` line"
+    assert install.start() > head.index("<!-- ci:test -->")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert install.group(1) == install.group(2) == project["name"]
+    assert set(install.group(3).split(",")) <= set(project["optional-dependencies"]) - {"dev"}
+
+
 def test_ci_runs_the_readme_commands_then_type_and_lint_gates() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "readme_command setup" in ci and "readme_command test" in ci
     assert "mypy --strict kie_async" in ci and "ruff check" in ci
+
+
+def test_ci_installs_chromium_and_makes_its_absence_a_failure() -> None:
+    """The gallery tests render pages in a real headless browser; in CI a missing one must fail, not skip."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "apt-get install -y chromium" in ci and "command -v chromium" in ci
+    assert "export KIE_REQUIRE_BROWSER=1" in ci
+    assert ci.index("export KIE_REQUIRE_BROWSER=1") < ci.index('bash -c "set -euo pipefail; $test_cmd"')
 
 
 def test_ci_installs_redis_and_makes_its_absence_a_failure() -> None:
@@ -99,8 +119,11 @@ async def test_readme_bash_blocks_run(index: int, tmp_path: Path) -> None:
         assert "credits:" in out.decode()
 
 
-def test_readme_credits_command_offline(capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_credits_command_offline(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                        tmp_path: Path) -> None:
+    monkeypatch.setenv("KIE_OUTPUT_DIR", str(tmp_path))  # the offline account lives under the output root
     assert main(["credits", "--offline", "--json"]) == 0
+    assert (tmp_path / "emulator-state" / "ledger.json").is_file()
     assert json.loads(capsys.readouterr().out)["credits"] > 0
 
 

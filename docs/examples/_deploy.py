@@ -82,6 +82,16 @@ async def _get_json(http: aiohttp.ClientSession, method: str, url: str, **kwargs
         return data
 
 
+async def _fetch_outputs(http: aiohttp.ClientSession, answer: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """Each output the answer names (``outputs``: path and URL), fetched from the URL the app gave."""
+    fetched = []
+    for output in answer.get("outputs") or []:
+        async with http.get(output["url"]) as response:
+            response.raise_for_status()
+            fetched.append((output["url"], len(await response.read()), response.content_type))
+    return fetched
+
+
 async def _ready(
     http: aiohttp.ClientSession, base: str, procs: list[asyncio.subprocess.Process], workers: int
 ) -> None:
@@ -137,6 +147,7 @@ async def run_offline(name: str, commands: Callable[[int], list[list[str]]], *, 
                         *(_get_json(http, "POST", f"{base}/images", json={"prompt": p}) for p in prompts)
                     )
                     wall = time.monotonic() - started
+                    served = [await _fetch_outputs(http, answer) for answer in answers]
             finally:
                 for proc in procs:
                     if proc.returncode is None:
@@ -152,7 +163,10 @@ async def run_offline(name: str, commands: Callable[[int], list[list[str]]], *, 
     for i, answer in enumerate(answers):
         print(f"request {i}: {answer['status']} on worker {answer['worker']}, waited {answer['wait_seconds']:.2f}s, "
               f"task {answer['task_id']}")
+        for url, size, kind in served[i]:
+            print(f"  output {url} ({size} bytes, {kind})")
     ok = all(a["status"] == "succeeded" for a in answers)
+    ok = ok and all(size > 0 for files in served for _, size, _ in files)
     slowest = max(a["wait_seconds"] for a in answers)
     submitting = sorted({a["worker"] for a in answers})
     print(f"workers that submitted: {len(submitting)} ({', '.join(map(str, submitting))})")

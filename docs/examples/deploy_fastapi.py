@@ -21,17 +21,41 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
-from kie_async import CallbackReceiver, KieSession, KieSettings, PipelineOptions, RawUserRequest, run_pipeline
+from kie_async import (
+    CallbackReceiver,
+    KieConfigError,
+    KieError,
+    KieSession,
+    KieSettings,
+    PipelineOptions,
+    RawUserRequest,
+    run_pipeline,
+)
+from kie_async.artifacts import load_run
 
 CALLBACK_PATH = "/kie/callback"
 
 
+def public_url() -> str:
+    """``PUBLIC_URL``, the address at which Kie.ai (and the app's clients) reach this app, checked at start-up:
+    without it every request would fail, so the app refuses to start and says what to set."""
+    url = os.environ.get("PUBLIC_URL", "").strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        shown = f"is {url!r}" if url else "is not set"
+        raise KieConfigError(
+            f"PUBLIC_URL {shown}: this app needs the http(s) address at which Kie.ai reaches it",
+            hint="export PUBLIC_URL=https://api.example.com (callbacks go to PUBLIC_URL/kie/callback)",
+        )
+    return url
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.public_url = public_url()  # before anything else: no worker starts without what it needs
     # One session per worker process, for the worker's whole life. KIE_COORDINATION_URL makes it join the others
     # on the account in Redis (createTask window, 429 pauses, callbacks, batch budgets, uploads).
     async with KieSession(KieSettings.from_env()) as kie:
@@ -58,8 +82,9 @@ async def health(request: Request) -> dict[str, Any]:
 @app.post("/images")
 async def images(body: ImageRequest, request: Request) -> dict[str, Any]:
     kie: KieSession = request.app.state.kie
+    base: str = request.app.state.public_url
     options = PipelineOptions(
-        callback_url=os.environ["PUBLIC_URL"].rstrip("/") + CALLBACK_PATH,
+        callback_url=base + CALLBACK_PATH,
         callback_driven=True,  # no fast polling: the callback (on whichever worker it lands) wakes this wait
         budget_credits=20,
     )
@@ -68,10 +93,28 @@ async def images(body: ImageRequest, request: Request) -> dict[str, Any]:
     return {
         "status": result.status,
         "task_id": result.task_id,
+        "run_id": result.run_id,
+        # Where the image is: the file on this server, and the URL at which this app serves it.
+        "outputs": [
+            {"path": str(output.path), "url": f"{base}/runs/{result.run_id}/outputs/{n}"}
+            for n, output in enumerate(result.outputs)
+        ],
         "worker": os.getpid(),
         "wait_seconds": result.stage("wait").seconds if result.succeeded else time.monotonic() - started,
         "error": str(result.error) if result.error else None,
     }
+
+
+@app.get("/runs/{run_id}/outputs/{n}")
+async def output_file(run_id: str, n: int) -> FileResponse:
+    try:
+        run = await load_run(None, run_id)  # the run id must name one run folder under the output root
+    except (KieError, ValueError, OSError):
+        raise HTTPException(status_code=404, detail="no such run") from None
+    outputs = run.manifest.outputs
+    if not 0 <= n < len(outputs) or outputs[n].path is None:
+        raise HTTPException(status_code=404, detail="no such output")
+    return FileResponse(run.run_dir / outputs[n].path)
 
 
 @app.post(CALLBACK_PATH)

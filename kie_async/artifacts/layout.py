@@ -4,6 +4,8 @@
     <root>/index.lock          flock target; never replaced, so a rebuild can swap index.jsonl safely
     <root>/runs/<run_id>/      one folder per run (run.json, inputs/, outputs/, derivatives/)
     <root>/.tmp/               runs being assembled; renamed into runs/ only when complete
+    <root>/emulator-state/     the account ``--offline`` commands share (kie_async.emulator.persist)
+    <root>/gallery.html        ``kie-async artifacts gallery`` (kie_async.artifacts.gallery)
 """
 
 from __future__ import annotations
