@@ -64,7 +64,7 @@ def _free_port() -> int:
 
 
 def _ping(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
         sock.sendall(b"PING\r\n")
         return sock.recv(16).startswith(b"+PONG")
     return False
@@ -88,10 +88,12 @@ class Redis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120  # generous: on a busy machine a process starts slowly
         while not _ping(self.port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with code {self.proc.returncode} (port {self.port} taken?)")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
+                raise RuntimeError(f"redis-server did not answer on port {self.port} within 120 s")
             time.sleep(0.02)
 
     def stop(self) -> None:

@@ -82,15 +82,16 @@ class RedisProcess:
     async def ready(self) -> None:
         client: aioredis.Redis = aioredis.from_url(self.url)
         try:
-            for _ in range(200):
+            deadline = time.monotonic() + 120  # generous: on a busy machine a process starts slowly
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with code {self.proc.returncode} (port taken?)")
                 try:
                     await client.ping()
                     return
-                except OSError:
+                except (OSError, aioredis.ConnectionError):
                     await asyncio.sleep(0.05)
-                except aioredis.ConnectionError:
-                    await asyncio.sleep(0.05)
-            raise RuntimeError("redis-server did not start")
+            raise RuntimeError("redis-server did not answer within 120 s")
         finally:
             await client.aclose()
 

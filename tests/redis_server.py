@@ -20,6 +20,29 @@ REQUIRE_ENV = "KIE_REQUIRE_REDIS"
 INSTALL_HINT = "install it with `apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis`"
 
 
+TIMEOUT_ENV = "KIE_TEST_SERVICE_TIMEOUT"
+STARTUP_TIMEOUT = float(os.environ.get(TIMEOUT_ENV) or 120)
+"""Seconds a helper service may take to answer: generous, as a busy 2-core machine starts processes slowly."""
+STARTS = 3
+
+
+def server_pid(port: int) -> int | None:
+    """The ``process_id`` of the Redis answering on ``port`` (None: nothing answers yet)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
+            sock.sendall(b"INFO server\r\n")
+            data = b""
+            while b"process_id:" not in data or not data.split(b"process_id:", 1)[1].count(b"\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return None
+                data += chunk
+    except OSError:
+        return None
+    value = data.split(b"process_id:", 1)[1].split(b"\r\n", 1)[0]
+    return int(value) if value.strip().isdigit() else None
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -41,40 +64,65 @@ class RedisServer:
         self.folder = folder
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._started_once = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.folder), "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
+        """Start the server and return once *it* answers (its own pid in ``INFO``, not another process's).
+
+        The free port is only free when it was picked: on a busy machine another process may take it before
+        redis-server binds it, and redis-server then exits. A first start picks a new port and tries again.
+        """
+        first = self.proc is None and not self._started_once
+        for attempt in range(STARTS):
+            if attempt and first:
+                self.port = _free_port()
+            if self._launch():
+                self._started_once = True
+                return
+        raise RuntimeError(f"redis-server did not start on port {self.port}: {self._log_tail()}")
+
+    def _launch(self) -> bool:
+        log = self.folder / "redis-server.log"
+        with log.open("ab") as sink:
+            self.proc = subprocess.Popen(
+                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(self.folder), "--loglevel", "warning"],
+                stdout=sink,
+                stderr=sink,
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+            if self.proc.poll() is not None:
+                self.proc = None
+                return False  # exited (port taken): the caller may try another port
+            if server_pid(self.port) == self.proc.pid:
+                return True
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer within {STARTUP_TIMEOUT:g} s on port {self.port} "
+                           f"(set {TIMEOUT_ENV} to wait longer): {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            return (self.folder / "redis-server.log").read_text(errors="replace")[-500:].strip() or "(no log)"
+        except OSError:
+            return "(no log)"
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
 
     def flush(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:  # generous: a busy machine
             sock.sendall(b"FLUSHALL\r\n")
             sock.recv(16)

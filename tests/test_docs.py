@@ -48,7 +48,10 @@ KNOWN_MARKERS = {"script", "live", "file", "sandbox"}
 RUNNABLE = {"python", "bash"}
 MAX_LIVE_BLOCKS = 6
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),))
-BLOCK_TIMEOUT = 90.0
+BLOCK_TIMEOUT = 300.0
+"""Seconds one block may take: generous, as a busy 2-core machine is slow; a hang still ends the page."""
+GROUP_TIMEOUT = 1500.0
+"""Seconds one worker interpreter (a group of pages, one after another) may take."""
 NEEDS_REDIS = {"deployment.md"}
 """Pages about several processes on one account: their blocks get the suite's redis-server as KIE_COORDINATION_URL."""
 REDIS_URL_ENV = "KIE_DOCS_REDIS_URL"  # how page_runs hands the URL to its worker interpreters
@@ -325,7 +328,7 @@ def page_runs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
             sys.executable, __file__, str(base), *map(str, pages), cwd=base, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=GROUP_TIMEOUT)
         return pages, out.decode(), err.decode()
 
     async def everything() -> list[tuple[list[Path], str, str]]:

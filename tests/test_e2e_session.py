@@ -33,6 +33,7 @@ from kie_async.errors import KieServerError
 from kie_async.interfaces.callback_receiver import add_callback_route
 from kie_async.types import TaskState
 from kie_async.wire.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_callback
+from tests.waiting import until
 
 SECRET = "sk-e2e-SECRET-5c1a2b"
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=20.0, callback_safety_interval=30.0)
@@ -147,7 +148,8 @@ async def test_create_task_timeout_is_not_retried(emulator: KieEmulator) -> None
     async with KieSession(emulator.settings(retry=FAST_RETRY, request_timeout=0.3)) as kie:
         with pytest.raises(KieSubmissionUncertainError):
             await kie.create_task(model="nano-banana-2", input=NB2)
-    await asyncio.sleep(0.9)
+    await until(lambda: emulator.stats.requests.get("createTask", 0) >= 1, "the createTask to arrive")
+    await asyncio.sleep(0.9)  # a re-send would arrive in this time (its absence cannot be awaited)
     assert emulator.stats.requests.get("createTask", 0) == 1  # sent once, never re-sent
 
 
@@ -251,12 +253,12 @@ async def test_cancelling_wait_stops_polling(kie: KieSession, emulator: KieEmula
     emulator.config.generation_seconds = 30
     created = await kie.create_task(model="nano-banana-2", input=NB2)
     waiter = asyncio.create_task(kie.wait_for_task(created.task_id))
-    await asyncio.sleep(0.3)
+    await until(lambda: emulator.stats.status_requests.get(created.task_id, 0) >= 2, "two polls")
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
     polled = emulator.stats.status_requests[created.task_id]
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # a poll after the cancel would land in this time (its absence cannot be awaited)
     assert polled >= 2 and emulator.stats.status_requests[created.task_id] == polled
 
 

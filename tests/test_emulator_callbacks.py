@@ -15,6 +15,7 @@ from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieCallbackVerificationError
 from kie_async.wire.api_models import TaskRecord, TaskState
 from kie_async.wire.callbacks import verify_callback, verify_callback_signature
+from tests.waiting import until
 
 HMAC_KEY = "test-webhook-key"
 
@@ -82,8 +83,7 @@ async def test_signed_success_callback(
     assert event.task_id == task_id and event.verified and event.timestamp == int(headers["X-Webhook-Timestamp"])
     claimed = TaskRecord.model_validate(event.unverified_body["data"])
     assert claimed.state is TaskState.SUCCESS and len(claimed.output_urls) == 1
-    await asyncio.sleep(0.05)
-    assert emulator.stats.callbacks_delivered == 1
+    await until(lambda: emulator.stats.callbacks_delivered == 1, "the delivery to be counted")
 
 
 async def test_failed_task_callback_has_code_501_and_no_signature_without_key(

@@ -36,6 +36,8 @@ EXPECTED = {
     "deploy_aiohttp": [r"^workers that submitted: [12] ", r"^all 6 requests succeeded .* every waiter was woken"],
 }
 NEEDS_REDIS = {"deploy_fastapi", "deploy_aiohttp"}
+EXAMPLE_TIMEOUT = 600
+"""Seconds one example may take: generous, as a busy 2-core machine is slow; a hang still ends the test."""
 """Examples of several worker processes on one account: they get the suite's redis-server as KIE_COORDINATION_URL."""
 
 
@@ -52,7 +54,7 @@ async def _run(script: Path, workdir: Path, redis_url: str | None = None) -> tup
         sys.executable, str(script), "--offline", cwd=workdir, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=EXAMPLE_TIMEOUT)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 

@@ -39,6 +39,7 @@ from kie_async.errors import (
 from kie_async.wire.api_models import CreateTaskPayload, TaskState
 from kie_async.wire.retry import RetryPolicy
 from tests.aioresponses_compat import patch_aioresponses  # noqa: F401  (autouse fixture)
+from tests.waiting import until
 
 SECRET = "sk-unit-SECRET-9f8e7d"
 BASE = "http://kie.test"
@@ -316,7 +317,7 @@ async def test_wait_for_task_cancellation_stops_polling(kie: KieSession) -> None
     with aioresponses() as m:
         m.get(RECORD, payload=record("t1", "generating"), repeat=True)
         waiter = asyncio.create_task(kie.wait_for_task("t1"))
-        await asyncio.sleep(0.08)
+        await until(lambda: calls(m, "GET", f"{BASE}/api/v1/jobs/recordInfo") >= 2, "two polls")
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter

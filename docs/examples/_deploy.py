@@ -27,6 +27,8 @@ from kie_async import KieConfigError
 from kie_async.emulator import EmulatorConfig, KieEmulator
 
 GENERATION_SECONDS_ENV = "KIE_EXAMPLES_GENERATION_SECONDS"
+SERVICE_TIMEOUT = 120.0
+"""Seconds a helper process (redis-server, the app's workers) may take to answer."""
 SAFETY_POLL_SECONDS = 60.0
 """The waiters' slow safety poll (the SDK default): a request that took this long was never woken by a callback."""
 
@@ -59,14 +61,16 @@ def redis_for_offline() -> Iterator[str]:
             stderr=subprocess.DEVNULL,
         )
         try:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + SERVICE_TIMEOUT  # generous: a busy machine starts processes slowly
             while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as s:
                     s.sendall(b"PING\r\n")
                     if s.recv(16).startswith(b"+PONG"):
                         break
+                if proc.poll() is not None:
+                    raise KieConfigError(f"redis-server exited with code {proc.returncode} (port {port} taken?)")
                 if time.monotonic() > deadline:
-                    raise KieConfigError(f"redis-server did not start on port {port}")
+                    raise KieConfigError(f"redis-server did not answer on port {port} within {SERVICE_TIMEOUT:g} s")
                 time.sleep(0.05)
             print(f"offline: throwaway redis-server on port {port}")
             yield f"redis://127.0.0.1:{port}/0"
@@ -97,7 +101,7 @@ async def _ready(
 ) -> None:
     """Until ``workers`` different processes have answered /health (each request is a new connection)."""
     seen: set[int] = set()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + SERVICE_TIMEOUT
     while len(seen) < workers:
         with contextlib.suppress(aiohttp.ClientError):
             seen.add(int((await _get_json(http, "GET", f"{base}/health"))["worker"]))
@@ -106,7 +110,8 @@ async def _ready(
             if proc.returncode is not None:
                 raise KieConfigError(f"a worker process exited with code {proc.returncode} before it was ready")
         if time.monotonic() > deadline:
-            raise KieConfigError(f"only {len(seen)} of {workers} workers answered /health within 60 s")
+            raise KieConfigError(f"only {len(seen)} of {workers} workers answered /health within "
+                                 f"{SERVICE_TIMEOUT:g} s")
         await asyncio.sleep(0.1)
 
 
