@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from kie_async import KieSession
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.emulator.persist import PersistentLedger, StateFolder
 from kie_async.interfaces.cli import main
@@ -213,3 +214,26 @@ def test_offline_state_must_be_a_folder(tmp_path: Path, capsys: pytest.CaptureFi
     blocker.write_text("x")
     assert main(["credits", "--offline-state", str(blocker)]) == 2
     assert "--offline-state" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_a_receiver_confirms_a_callback_token_against_the_shared_account(
+    tmp_path: Path, client: aiohttp.ClientSession, shared: bool
+) -> None:
+    """``receive-callbacks --offline`` confirms a lost answer's token on its own emulator: with the batch's state
+    folder it finds the task the batch bought (and settles it); a fresh emulator knows nothing of it."""
+    token = "k1234abcd.1"
+    buyer = EmulatorConfig(generation_seconds=0.2, state_dir=tmp_path / "state")
+    async with KieEmulator(buyer) as batch:
+        sold = await _create(batch, client, callBackUrl=f"http://127.0.0.1:9/kie/callback?kie_request={token}")
+    task_id = sold["data"]["taskId"]
+    settled: list[tuple[str, str]] = []
+
+    async def fallback(token: str, task_id: str) -> None:
+        settled.append((token, task_id))
+
+    receiver = EmulatorConfig(generation_seconds=0.2, state_dir=(tmp_path / "state") if shared else None)
+    async with KieEmulator(receiver) as emulator, KieSession(emulator.settings()) as kie:
+        adopted = await kie.adopt_task(token, task_id, fallback=fallback)
+    assert adopted is shared
+    assert settled == ([(token, task_id)] if shared else [])
