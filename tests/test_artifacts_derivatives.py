@@ -152,47 +152,57 @@ async def _idle_lag(seconds: float) -> float:
     return max(lags)
 
 
-async def _max_loop_lag_while_processing(sources: list[DerivativeSource], out: Path) -> tuple[float, int, float]:
-    """Run a 5 ms ticker while the derivatives are made; return (worst lag, ticks, seconds taken)."""
+async def _max_loop_lag_while_processing(
+    sources: list[DerivativeSource], out: Path
+) -> tuple[float, int, float, float]:
+    """Run a 5 ms ticker while the derivatives are made; return (worst lag, ticks, seconds taken, the loop
+    thread's share of the process's CPU time meanwhile)."""
     lags: list[float] = []
     stop = asyncio.Event()
     tick = asyncio.create_task(_ticker_lags(stop, lags))
     await asyncio.sleep(0.02)
     started = time.perf_counter()
+    loop_cpu, process_cpu = time.thread_time(), time.process_time()  # this coroutine runs on the loop thread
     sets = await generate_derivatives(sources, out, ArtifactDerivativeSettings(format="jpeg"))
+    loop_cpu, process_cpu = time.thread_time() - loop_cpu, time.process_time() - process_cpu
     took = time.perf_counter() - started
     stop.set()
     await tick
     assert len(sets) == 50 and all(len(s.derivatives) == 2 for s in sets)
     assert len({d.path for s in sets for d in s.derivatives}) == 100
-    return max(lags), len(lags), took
+    return max(lags), len(lags), took, loop_cpu / max(process_cpu, 1e-9)
 
 
 LAG_LIMIT = 0.020
+LOOP_CPU_SHARE_LIMIT = 0.25
+"""Encoding 50 UHD images on the loop thread would be most of the CPU time; the ticker and awaits are a few %."""
 
 
 async def test_event_loop_keeps_ticking_during_50_uhd_images(uhd_images: list[Path], tmp_path: Path) -> None:
     """The whole point of the thread pool: a 5 ms ticker never falls more than 20 ms behind.
 
     Work done on the loop would stall it for 60+ ms per 4K image, every time. A machine shared with other
-    CPU-heavy jobs stalls even an idle loop now and then, so a failed attempt is followed by an idle ticker
-    over the same span: one clean attempt passes; three failed attempts fail the test when the idle loop
-    was clean in at least two of them, and otherwise skip (too busy for the measurement to mean anything).
+    CPU-heavy jobs stalls even an idle loop now and then, so after three attempts over the limit the verdict
+    comes from where the CPU time went, which load does not change: the loop thread's share of the process's
+    CPU time while the images were made (encoding on the loop would be most of it).
     """
     sources = [DerivativeSource(path=uhd_images[n % len(uhd_images)], stem=f"img{n:02d}") for n in range(50)]
     worst: list[float] = []
     idle: list[float] = []
+    shares: list[float] = []
     for attempt in range(3):
-        lag, ticks, took = await _max_loop_lag_while_processing(sources, tmp_path / f"attempt{attempt}")
+        lag, ticks, took, share = await _max_loop_lag_while_processing(sources, tmp_path / f"attempt{attempt}")
         assert ticks > 20, f"only {ticks} ticks in 50 images: the loop was blocked"
         if lag < LAG_LIMIT:
             return
         worst.append(lag)
         idle.append(await _idle_lag(took))
+        shares.append(share)
     def ms(values: list[float]) -> list[float]:
         return [round(v * 1000, 1) for v in values]
 
-    report = f"loop lag peaked at {ms(worst)} ms; an idle loop over the same spans: {ms(idle)} ms"
-    if sum(i < LAG_LIMIT for i in idle) >= 2:
-        pytest.fail(report)
-    pytest.skip(f"machine too busy to measure loop lag: {report}")
+    report = (f"loop lag peaked at {ms(worst)} ms; an idle loop over the same spans: {ms(idle)} ms; the loop "
+              f"thread's share of the CPU time: {[round(s, 3) for s in shares]}")
+    # Wall-clock lag on a machine shared with other jobs measures the scheduler as much as this code. Where the
+    # CPU went does not depend on load: encoding on the loop would put most of the process's CPU time there.
+    assert min(shares) < LOOP_CPU_SHARE_LIMIT, f"the encoding ran on the event loop: {report}"

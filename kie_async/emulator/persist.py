@@ -209,6 +209,7 @@ class PersistentTaskStore(TaskStore):
     def __init__(self, folder: StateFolder) -> None:
         super().__init__()
         self._folder = folder
+        self._finished_elsewhere: set[str] = set()  # seen final on disk: not looked at again
 
     def add(self, task: EmulatedTask) -> None:
         self._folder.save_task(task)
@@ -236,7 +237,10 @@ class PersistentTaskStore(TaskStore):
         """Tasks on disk this process has not seen whose terminal step nobody has claimed yet."""
         adopted = []
         for task_id in self._folder.task_ids():
-            if super().get(task_id) is not None or self._folder.is_final(task_id):
+            if task_id in self._finished_elsewhere or super().get(task_id) is not None:
+                continue
+            if self._folder.is_final(task_id):
+                self._finished_elsewhere.add(task_id)
                 continue
             task = self.get(task_id)
             if task is not None:
