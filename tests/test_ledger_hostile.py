@@ -161,3 +161,17 @@ async def test_text_that_cannot_be_encoded_is_refused_before_the_wire(
     assert emulator.stats.tasks_created == 0 and not result.succeeded
     problems = [i for i in result.validation.impossible_inputs if i.rule == "unencodable_text"]  # type: ignore[union-attr]
     assert [p.field for p in problems] == [field] and "position" in problems[0].message
+
+
+async def test_the_library_checks_the_run_folder_root_before_buying(emulator: KieEmulator, tmp_path: Path) -> None:
+    """A root that cannot hold run folders blocks the run before the purchase (the CLI checked; the library did not).
+
+    (A file stands where the root should be: root can write anywhere, so a read-only folder proves nothing here.)
+    """
+    in_the_way = tmp_path / "out"
+    in_the_way.write_text("not a folder")
+    async with KieSession(emulator.settings(poll=FAST_POLL)) as kie:
+        (result,) = await run_many([_request(1)], kie, options=_options(in_the_way / "runs"))
+    assert emulator.stats.tasks_created == 0
+    assert result.status == "blocked" and "ArtifactSettings.root" in (result.error or "")
+    assert "is a file" in (result.error or "")
