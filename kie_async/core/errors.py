@@ -257,6 +257,16 @@ class KieDownloadURLError(KieDownloadError):
     retryable = False
 
 
+class KieDownloadTooLargeError(KieDownloadError):
+    """An output passed its size cap (a body with no end: a header, then zeros until the disk is full)."""
+
+    hint = (
+        "nothing was kept; if the output really is that large, raise KieSettings.max_output_bytes for its kind "
+        "and resume the task on its id"
+    )
+    retryable = False
+
+
 class KieJournalBusyError(KieError):
     """A batch journal already has an owner (another process, or another batch in this one)."""
 
