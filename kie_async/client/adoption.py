@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from kie_async.client.connection import Connection
-from kie_async.client.request_path import RequestPath
+from kie_async.client.request_path import RequestPath, TaskReader
 from kie_async.core.errors import KieError, KieValidationError
 from kie_async.wire.api_models import TaskRecord
 from kie_async.wire.callbacks import KIE_REQUEST_PARAM, request_token_from_url
@@ -58,11 +58,14 @@ class AdoptionDesk:
     def __init__(
         self,
         requests: RequestPath,
+        read: TaskReader,
         connection: Connection,
         state: AdoptionState,
         other_transports: OtherTransports,
     ) -> None:
+        """``read`` is the session's ``get_task``; ``other_transports`` comes from above the client (the catalogue)."""
         self._requests = requests
+        self._read_task = read
         self._connection = connection
         self._state = state
         self._other_transports = other_transports
@@ -130,15 +133,15 @@ class AdoptionDesk:
         """
         api = self._state.apis.get(token) or self._requests.known_transport(task_id)
         if api is not None:
-            return await self._requests.get_task(task_id, transport=api)
+            return await self._read_task(task_id, transport=api)
         try:
-            return await self._requests.get_task(task_id)
+            return await self._read_task(task_id)
         except KieValidationError as exc:
             if "recordInfo is null" not in exc.message:
                 raise
             for other in await self._other_transports():
                 try:
-                    return await self._requests.get_task(task_id, transport=other)
+                    return await self._read_task(task_id, transport=other)
                 except KieValidationError as miss:
                     if "recordInfo is null" not in miss.message:
                         raise

@@ -74,9 +74,21 @@ class BaseSession:
         self._shared = shared
         self._owner = owner
         self._requests = RequestPath(options, shared.connection, shared.stats, shared.task_apis)
-        self._waiter = Waiter(options, self._requests, shared.waits)
-        self._desk = AdoptionDesk(self._requests, shared.connection, shared.adoptions, self._other_transports)
-        self._files = Files(options, self._requests, shared.connection, shared.stats, shared.uploads)
+        self._waiter = Waiter(options, self._requests, self._read_task, shared.waits)
+        self._desk = AdoptionDesk(
+            self._requests, self._read_task, shared.connection, shared.adoptions, self._other_transports
+        )
+        self._files = Files(
+            options, self._requests, shared.connection, shared.stats, shared.uploads, self._download_link
+        )
+
+    async def _read_task(self, task_id: str, *, transport: TransportSpec | None = None) -> TaskRecord:
+        """The parts' status read: through ``self.get_task``, so an override (a subclass, a test) applies."""
+        return await self.get_task(task_id, transport=transport)
+
+    async def _download_link(self, url: str) -> str:
+        """The files part's download-link request: through ``self.get_download_url``, for the same reason."""
+        return await self.get_download_url(url)
 
     async def _other_transports(self) -> Iterable[TransportSpec]:
         """The separate APIs a callback's task may live on when this process did not buy it.
@@ -255,7 +267,9 @@ class BaseSession:
             payload = CreateTaskPayload(model=model, input=input, callback_url=callback_url, transport=transport)
         elif transport is not None:
             payload = payload.model_copy(update={"transport": transport})
-        return await self._requests.create_task(payload, timeout=timeout, on_wire=on_wire, on_unsent=on_unsent)
+        created = await self._requests.create_task(payload, timeout=timeout, on_wire=on_wire, on_unsent=on_unsent)
+        self.remember_transport(created.task_id, payload.api)
+        return created
 
     def remember_transport(self, task_id: str, transport: TransportSpec | None) -> None:
         """Read ``task_id`` through ``transport`` from now on (``create_task`` does this; a resume may too)."""

@@ -65,8 +65,11 @@ class Files:
         connection: Connection,
         stats: SessionStats,
         state: UploadState,
+        download_link: Callable[[str], Awaitable[str]],
     ) -> None:
+        """``download_link`` is the session's ``get_download_url`` (a subclass or a patched session's own)."""
         self._options = options
+        self._download_link = download_link
         self._requests = requests
         self._connection = connection
         self._stats = stats
@@ -103,7 +106,7 @@ class Files:
         check_timeout("timeout", timeout)
         target = Path(dest)
         check_download_url(url)
-        source = await self.get_download_url(url, timeout=None) if via_download_url else url
+        source = await self._download_link(url) if via_download_url else url
         check_download_url(source)
         settings = self._options.settings
         client_timeout = aiohttp.ClientTimeout(

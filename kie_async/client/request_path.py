@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -65,6 +65,12 @@ UPLOAD_URL_PATH = "/api/file-url-upload"
 UPLOAD_BASE64_PATH = "/api/file-base64-upload"
 
 _TASK_TRANSPORTS_KEPT = 10_000
+
+
+class TaskReader(Protocol):
+    """One status read of a task, as ``KieSession.get_task`` does it (the waiter and adoption desk read so)."""
+
+    def __call__(self, task_id: str, *, transport: TransportSpec | None = None) -> Awaitable[TaskRecord]: ...
 
 
 def did_no_work(exc: KieError) -> bool:
@@ -337,7 +343,10 @@ class RequestPath:
         on_wire: WireHook | None,
         on_unsent: UnsentHook | None,
     ) -> TaskCreated:
-        """Send ``payload`` once (see ``KieSession.create_task``); a maybe-arrived request is never retried."""
+        """Send ``payload`` once (see ``KieSession.create_task``); a maybe-arrived request is never retried.
+
+        The caller remembers the task's API (``remember_transport``) so its status is read on the right path.
+        """
         api = payload.api
         data: JSONValue = None
         try:
@@ -374,7 +383,6 @@ class RequestPath:
                 ) from exc
             raise
         log.info("created task %s (%s)", created.task_id, payload.model)
-        self.remember_transport(created.task_id, api)
         return created
 
     def remember_transport(self, task_id: str, transport: TransportSpec | None) -> None:

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 
 from kie_async.client.options import SessionOptions
-from kie_async.client.request_path import RequestPath
+from kie_async.client.request_path import RequestPath, TaskReader
 from kie_async.core.errors import (
     KieAPIStatusError,
     KieError,
@@ -78,9 +78,11 @@ class _Wait:
 class Waiter:
     """Waits on tasks for one session (or view): its own poll settings, the shared waiters."""
 
-    def __init__(self, options: SessionOptions, requests: RequestPath, state: WaitState) -> None:
+    def __init__(self, options: SessionOptions, requests: RequestPath, read: TaskReader, state: WaitState) -> None:
+        """``read`` is the session's ``get_task`` (so a subclass or a patched session reads its own way)."""
         self._options = options
         self._requests = requests
+        self._read_task = read
         self._state = state
 
     async def wait_for_task(
@@ -134,7 +136,7 @@ class Waiter:
         """One status read; a brand-new task not yet visible, or a read outage, counts as still waiting."""
         elapsed = wait.elapsed()
         try:
-            record = await self._requests.get_task(wait.task_id, transport=wait.api)
+            record = await self._read_task(wait.task_id, transport=wait.api)
             wait.outage = None
         except KieValidationError as exc:
             if "recordInfo is null" not in exc.message or elapsed - wait.waited_first > _NEW_TASK_GRACE_SECONDS:
