@@ -48,6 +48,9 @@ from kie_async.wire.task_apis import TransportSpec
 
 T = TypeVar("T")
 
+_ASSEMBLED = frozenset({"_options", "_shared", "_owner", "_requests", "_waiter", "_desk", "_files"})
+"""What ``BaseSession._assemble`` sets: per session or view; every other instance attribute a view shares."""
+
 
 class BaseSession:
     """Async client for Kie.ai (or the local emulator); users open :class:`kie_async.session.KieSession`."""
@@ -185,7 +188,9 @@ class BaseSession:
         """
         options = options_with(self._options, timeout=timeout, max_retries=max_retries, poll=poll)
         cls = type(self)
-        view = cls.__new__(cls)
+        view = cls.__new__(cls)  # not __init__: a view builds no state of its own
+        # A subclass's own attributes (set in its __init__) are the same objects on the view.
+        view.__dict__.update({k: v for k, v in vars(self).items() if k not in _ASSEMBLED})
         view._assemble(options, self._shared, owner=False)
         return view
 
