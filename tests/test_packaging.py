@@ -40,7 +40,7 @@ def test_wheel_ships_data_and_installed_copy_uses_it(tmp_path: Path) -> None:
         assert shipped == on_disk, f"{folder}: wheel and repo differ"
     assert {"kie_async/py.typed", "kie_async/emulator/assets/sample.mp4", "kie_async/emulator/pricing_catalogue.json",
             "kie_async/emulator/provider_schemas/__init__.py",
-            "kie_async/catalogue_fixtures.yaml"} <= names
+            "kie_async/catalogue/catalogue_fixtures.yaml"} <= names
     schemas = ROOT / "kie_async" / "emulator" / "provider_schemas"
     bundled = {p.relative_to(ROOT).as_posix() for p in schemas.rglob("*.json")}
     assert bundled and bundled <= names, "the emulator's provider schemas must ship in the wheel"

@@ -40,6 +40,7 @@ from kie_async.artifacts.manifest import (
 )
 from kie_async.artifacts.media import kind_from_url, probe, sha256_file, sniff
 from kie_async.artifacts.query import load_run
+from kie_async.core.path_component import require_run_id
 from kie_async.core.redact import redact_value
 from kie_async.core.threads import run_file_io
 from kie_async.core.tokens import name_token
@@ -272,7 +273,12 @@ async def create_run_artifact(
     cfg = settings or ArtifactSettings()
     root = cfg.resolved_root().absolute()
     started = utc_now()
-    run_id = request.run_id or make_run_id(request.model_key, request.started_at or started)
+    # A run id can come from a journal or a shared ledger: it must stay one folder under the root.
+    run_id = (
+        require_run_id(request.run_id)
+        if request.run_id
+        else make_run_id(request.model_key, request.started_at or started)
+    )
     final = runs_dir(root) / run_id
     staging = tmp_dir(root) / staging_name(run_id)
 

@@ -525,8 +525,38 @@ def _extra_options(
     return extras, impossible, warnings
 
 
+def unencodable_text(value: Any, field: str) -> list[ImpossibleInput]:
+    """Every string in ``value`` that cannot be sent as UTF-8 (a lone surrogate), named by field and position.
+
+    Such text comes from a non-UTF-8 byte in argv or half an emoji cut by a JSON client. Sent, it is bought,
+    and then nothing downstream can write it (run record, journal): refuse it before the wire instead.
+    """
+    if isinstance(value, str):
+        for position, char in enumerate(value):
+            if "\ud800" <= char <= "\udfff":
+                return [ImpossibleInput(
+                    field=field, value=None, rule="unencodable_text",  # the text itself cannot be written anywhere
+                    message=f"{field} has a character at position {position} that is not valid text "
+                            f"(U+{ord(char):04X}: half of an emoji, or a byte that is not UTF-8)",
+                    fix=f"retype or remove that character of {field}",
+                )]
+        return []
+    if isinstance(value, dict):
+        return [issue for k, v in value.items() for issue in unencodable_text(v, f"{field}.{k}")]
+    if isinstance(value, list | tuple):
+        return [issue for i, v in enumerate(value) for issue in unencodable_text(v, f"{field}[{i}]")]
+    return []
+
+
+def _request_text_problems(request: RawUserRequest) -> list[ImpossibleInput]:
+    fields = ("model_key", "task_mode", "prompt", "options", "callback_url", "multi_prompt", "prompt_preset",
+              "extra_options")
+    return [issue for name in fields for issue in unencodable_text(getattr(request, name), name)]
+
+
 def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None = None) -> NormalizedRequest:
     """Resolve, classify, coerce and fill defaults. Never raises on bad input; see ``issues``."""
+    text_problems = _request_text_problems(request)
     reg = registry or load_registry()
     media = classify_media(request)
     candidates = reg.candidates(request.model_key)
@@ -540,7 +570,7 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
             model_key=request.model_key, requested_model_key=request.model_key, known_model=False,
             raw_prompt=request.prompt, final_prompt_used=request.prompt, media=media,
             callback_url=request.callback_url, prompt_preset=request.prompt_preset,
-            issues=NormalizationIssues(impossible=[issue]),
+            issues=NormalizationIssues(impossible=[issue, *text_problems]),
         )
     plan = choose_plan(candidates, media, request.task_mode)
     spec = plan.spec
@@ -577,6 +607,7 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
         defaulted=defaulted,
         media=plan.media,
         callback_url=request.callback_url,
-        issues=NormalizationIssues(missing=plan.missing, impossible=[*plan.impossible, *option_problems,
-                                                                    *extra_problems], warnings=extra_warnings),
+        issues=NormalizationIssues(missing=plan.missing, impossible=[*text_problems, *plan.impossible,
+                                                                    *option_problems, *extra_problems],
+                                   warnings=extra_warnings),
     )

@@ -1,7 +1,8 @@
-"""The HTTP client to Kie.ai: :class:`BaseSession` and the parts it holds (request path, waiting, adoption, files).
+"""The base HTTP session: the request path, waiting, callback adoption, files and uploads.
 
-The session users open, :class:`kie_async.session.KieSession`, builds on ``BaseSession``; everything below the
-front (pipeline, artifacts, coordination) is written against ``BaseSession``.
+The pipeline's stages annotate :class:`BaseSession`; the public :class:`kie_async.session.KieSession` builds on
+it and adds the task handles (``submit``, ``task``, ``create_and_wait``, ``output``). Each job is a part the
+session holds, in its own module here (``request_path``, ``waiting``, ``adoption``, ``files``).
 """
 
 from kie_async.client.base import BaseSession

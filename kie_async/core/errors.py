@@ -263,6 +263,19 @@ class KieJournalBusyError(KieError):
     hint = "wait for the other run to finish, or use another journal file"
 
 
+class KieJournalUnreadableError(KieInputError):
+    """A journal (or ledger) has unreadable lines besides a torn last one: what was bought cannot be known.
+
+    Raised before anything is bought. ``path`` and ``lines`` say where; only a cut-off record from a crash is
+    skipped silently, so a re-encoded or damaged file never reads as "nothing bought yet".
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, path: str, lines: list[int]) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+        self.lines = list(lines)
+
+
 class KieCoordinationError(KieError):
     """The shared coordination store (Redis) cannot be reached or used; nothing was bought because of it."""
 

@@ -9,6 +9,7 @@ and say so. Everything here blocks: call it through ``asyncio.to_thread``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -92,6 +93,31 @@ def split_lines(data: bytes, first_number: int = 1) -> JsonlLines:
     if not tail.strip():
         return JsonlLines(lines=lines)
     return JsonlLines(lines=lines, torn_tail=tail, torn_line_number=first_number + data[:cut].count(b"\n"))
+
+
+_CUT_OFF = ("Unterminated string", "Expecting")
+
+
+def is_torn_write(raw: bytes) -> bool:
+    """Whether ``raw`` is a record cut off by a crash mid-append: UTF-8 JSON that stops before it closes.
+
+    Such a line is sealed by the next append and stays in the middle of the file; it is harmless (its record's
+    step never happened). A line that is not UTF-8 (a file re-encoded as UTF-16), or that breaks before its
+    end (a hand edit), is damage, and readers that must not guess (the journal) refuse it.
+    """
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return False
+    if not text.startswith("{"):
+        return False
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg.startswith("Unterminated string"):
+            return True  # the open string runs to the end of the line: cut off inside it
+        return exc.msg.startswith(_CUT_OFF) and exc.pos >= len(text)
+    return False  # it parses: whatever is wrong with it, it was not cut off
 
 
 def read_lines(path: Path) -> JsonlLines:

@@ -32,12 +32,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
-from kie_async.core.errors import KieInputError
-from kie_async.core.jsonl_log import append_line, read_lines
+from kie_async.core.errors import KieInputError, KieJournalUnreadableError
+from kie_async.core.jsonl_log import append_line, is_torn_write, read_lines
 from kie_async.core.owner_lock import OwnerLock
+from kie_async.core.path_component import is_safe_run_id
 from kie_async.core.threads import run_file_io
 from kie_async.ledger.request_state import RequestState, can_move, check_move, facts
 
@@ -98,6 +99,16 @@ class JournalRecord(BaseModel):
             data["state"] = RequestState.INCOMPLETE if data.get("task_id") else RequestState.REFUSED
         data.pop("status", None)
         return data
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id_is_one_folder_name(cls, value: str | None) -> str | None:
+        """A journal line is data anyone with write access made: its run id becomes a folder that a resume replaces."""
+        if not value:
+            return None  # "" was never a folder: no run yet
+        if not is_safe_run_id(value):
+            raise ValueError("run_id must be one safe folder name under the output root")
+        return value
 
     def to_line(self) -> bytes:
         return (self.model_dump_json(exclude_defaults=True) + "\n").encode()
@@ -301,13 +312,24 @@ class BatchJournal:
 
     def _load(self) -> None:
         content = read_lines(self.path)
+        unreadable: list[int] = []
+        last = content.lines[-1][0] if content.lines else None
         for number, raw in content.lines:
             try:
                 self._fold(JournalRecord.model_validate_json(raw))
             except ValidationError:
-                self.skipped_lines.append(number)
+                # A crash mid-append leaves a torn line (a cut-off record, sealed by the next append); the last
+                # line may also be torn. Anything else unreadable is a damaged or re-encoded file.
+                (self.skipped_lines if number == last or is_torn_write(raw) else unreadable).append(number)
         if content.torn_tail is not None and content.torn_line_number is not None:
             self.skipped_lines.append(content.torn_line_number)
+        if unreadable:
+            raise KieJournalUnreadableError(
+                f"journal {self.path}: {_line_list(unreadable)} cannot be read, so it is not known what was bought",
+                hint="nothing was bought; restore the file (UTF-8 JSON lines as written) or pass another journal",
+                path=str(self.path),
+                lines=unreadable,
+            )
         if self.skipped_lines:
             log.warning("journal %s: skipped unreadable line(s) %s (torn by a crash?)", self.path, self.skipped_lines)
         for entry in self.entries.values():
@@ -389,6 +411,12 @@ class BatchJournal:
         """Wait until every append already started has reached the file."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+def _line_list(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:10])
+    more = f" and {len(numbers) - 10} more" if len(numbers) > 10 else ""
+    return f"line{'s' if len(numbers) > 1 else ''} {shown}{more}"
 
 
 @functools.cache

@@ -16,6 +16,7 @@ import inspect
 import logging
 import os
 
+from kie_async.artifacts.layout import folder_problem
 from kie_async.catalogue.model_data import preload_model_data
 from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.preflight import PreflightResult, run_preflight
@@ -224,6 +225,12 @@ async def _gate(
     run.base["credits_estimated"] = estimate
     if not preflight.allowed:
         return run.stopped("blocked", "; ".join(r.message for r in preflight.blocking_reasons), "preflight")
+    if opts.write_artifact:
+        root = opts.artifacts.resolved_root()
+        problem = await asyncio.to_thread(folder_problem, root)  # a read-only root failed only after the purchase
+        if problem is not None:
+            why = f"the run folder root {root} (ArtifactSettings.root): {problem}; give it a folder you can write to"
+            return run.stopped("blocked", why, "artifacts")
     reserved = 0.0
     if budget is not None:
         reserved = estimate or 0.0
