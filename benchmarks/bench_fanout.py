@@ -55,7 +55,7 @@ from kie_async import (
     RawUserRequest,
     run_many,
 )
-from kie_async.client.base import UnsentHook, WireHook
+from kie_async.client.request_path import UnsentHook, WireHook
 from kie_async.types import ArtifactDerivativeSettings, CreateTaskPayload, TaskCreated
 from kie_async.wire.api_models import JSONValue
 

@@ -43,9 +43,6 @@ if TYPE_CHECKING:
     from kie_async.catalogue.validate import (
         validate_request,
     )
-    from kie_async.client.base import (
-        KieSession,
-    )
     from kie_async.core.errors import (
         KieAPIStatusError,
         KieAuthenticationError,
@@ -94,6 +91,9 @@ if TYPE_CHECKING:
         PipelineOptions,
         RunResult,
     )
+    from kie_async.session import (
+        KieSession,
+    )
     from kie_async.wire.api_models import (
         CallbackEvent,
     )
@@ -102,7 +102,7 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS: dict[str, str] = {
-    "KieSession": "kie_async.client.base",
+    "KieSession": "kie_async.session",
     "KieSettings": "kie_async.core.settings",
     "PollSettings": "kie_async.core.settings",
     "RetrySettings": "kie_async.core.settings",

@@ -21,7 +21,6 @@ MOVED_MODULES: dict[str, str] = {
     "kie_async._limits": "kie_async.core.limits",
     "kie_async._loop_state": "kie_async.core.loop_state",
     "kie_async._run_context": "kie_async.pipeline.run_context",
-    "kie_async._session_view": "kie_async.client.view",
     "kie_async._threads": "kie_async.core.threads",
     "kie_async._tokens": "kie_async.core.tokens",
     "kie_async.api_models": "kie_async.wire.api_models",

@@ -28,7 +28,7 @@ from kie_async.catalogue.presets import (
 from kie_async.catalogue.request_models import (
     NormalizedRequest,
 )
-from kie_async.client.base import (
+from kie_async.client import (
     SessionStats,
 )
 from kie_async.ledger.request_state import (

@@ -159,7 +159,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 class KieSettings(BaseModel):
-    """Configuration for a :class:`~kie_async.client.base.KieSession`."""
+    """Configuration for a :class:`~kie_async.session.KieSession`."""
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 

@@ -28,7 +28,7 @@ from kie_async.pipeline.run_models import PipelineOptions
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
-    from kie_async.client.base import KieSession
+    from kie_async.session import KieSession
 
 INSTRUCTIONS = (
     "kie-async generates images and videos on Kie.ai, paid in credits (1 credit = $0.005). Work in this order: "

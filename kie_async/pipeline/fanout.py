@@ -19,7 +19,7 @@ from kie_async.artifacts.staging import sweep_staging
 from kie_async.catalogue.model_data import preload_model_data
 from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
-from kie_async.client.base import KieSession
+from kie_async.client import BaseSession
 from kie_async.coordination.shared_journal import ClaimResult, SharedJournal
 from kie_async.core.errors import KieError, KieInputError
 from kie_async.core.limits import check_run_many_args
@@ -225,7 +225,7 @@ def _known_cost(entry: JournalEntry) -> float:
 
 async def run_many(
     requests: Sequence[RawUserRequest],
-    session: KieSession,
+    session: BaseSession,
     *,
     concurrency: int = 8,
     budget_credits: float | None = None,
@@ -354,7 +354,7 @@ async def _plan(
 
 async def _run_all(
     requests: Sequence[RawUserRequest],
-    session: KieSession,
+    session: BaseSession,
     journal: BatchJournal | None,
     concurrency: int,
     budget_credits: float | None,

@@ -19,7 +19,7 @@ from kie_async.artifacts.media import sha256_file
 from kie_async.catalogue.payload import media_needing_upload, with_hosted_media
 from kie_async.catalogue.request_models import NormalizedMedia, ValidationResult
 from kie_async.catalogue.validate import media_subject
-from kie_async.client.base import KieSession
+from kie_async.client import BaseSession
 from kie_async.core.errors import KieInputError
 from kie_async.core.media_sniff import MediaCheck, check_media, input_fix
 from kie_async.core.threads import run_file_io
@@ -55,7 +55,7 @@ def _hash_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-async def _host_one(session: KieSession, media: NormalizedMedia) -> MediaUpload:
+async def _host_one(session: BaseSession, media: NormalizedMedia) -> MediaUpload:
     if media.source_type == "bytes":
         if media.data is None:
             raise KieInputError(f"{media.id}: bytes input has no data")
@@ -99,7 +99,7 @@ async def _refuse_non_media(local: list[NormalizedMedia]) -> None:
         )
 
 
-async def _rehost(session: KieSession, media: NormalizedMedia) -> MediaUpload:
+async def _rehost(session: BaseSession, media: NormalizedMedia) -> MediaUpload:
     assert media.value is not None
     url = media.value
     hosted, _ = await session.upload_once(f"url:{url}", lambda: session.upload_url(url))
@@ -108,7 +108,7 @@ async def _rehost(session: KieSession, media: NormalizedMedia) -> MediaUpload:
 
 async def prepare_request_for_submission(
     validation: ValidationResult,
-    session: KieSession,
+    session: BaseSession,
     *,
     rehost_urls: bool = False,
 ) -> PreparedRequest:

@@ -18,7 +18,7 @@ from typing import Any
 from kie_async.artifacts import make_run_id
 from kie_async.catalogue.payload import build_submission_payload
 from kie_async.catalogue.request_models import NormalizedRequest
-from kie_async.client.base import with_correlation
+from kie_async.client.adoption import with_correlation
 from kie_async.core.errors import KieError, KieSubmissionUncertainError
 from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.journal import boot_stamp, correlation_token

@@ -23,7 +23,7 @@ from kie_async.catalogue.preflight import PreflightResult, run_preflight
 from kie_async.catalogue.presets import PRESET_DIR_ENV, PromptContext, apply_enhanced_prompt, resolve_prompt_context
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest, ValidationResult
 from kie_async.catalogue.validate import validate_request
-from kie_async.client.base import KieSession
+from kie_async.client import BaseSession
 from kie_async.core.errors import KieError, KieInputError
 from kie_async.core.limits import check_credits, check_timeout
 from kie_async.ledger.budget import CreditBudget
@@ -70,7 +70,7 @@ def parent_run_ids_of(raw: RawUserRequest) -> list[str]:
 
 async def run_pipeline(
     request: RawUserRequest | NormalizedRequest,
-    session: KieSession,
+    session: BaseSession,
     *,
     options: PipelineOptions | None = None,
     budget: CreditBudget | None = None,

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from kie_async.client.base import KieSession
+from kie_async.client import BaseSession
 from kie_async.ledger.journal import JournalRecord
 from kie_async.ledger.request_state import RequestState, can_move, check_move
 from kie_async.pipeline.run_models import (
@@ -104,7 +104,7 @@ class RunContext:
     def __init__(
         self,
         opts: PipelineOptions,
-        session: KieSession,
+        session: BaseSession,
         hooks: PipelineHooks | None,
         request_key: str | None,
         parent_run_ids: list[str] | None,

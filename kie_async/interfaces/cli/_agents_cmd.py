@@ -79,7 +79,7 @@ def _mcp(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 async def _serve(args: argparse.Namespace, out: Path, build: Any) -> int:
     # stdout is the protocol channel under stdio: every log line goes to stderr.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    from kie_async.client.base import KieSession
+    from kie_async.session import KieSession
 
     async with resolve_settings(args.offline, generation_seconds=0.5) as settings:
         kie = KieSession(settings)  # opened by the first tool that needs it: the offline tools need no key

@@ -23,7 +23,6 @@ from rich.table import Table
 from kie_async.artifacts import ArtifactSettings
 from kie_async.catalogue.preflight import PreflightResult
 from kie_async.catalogue.request_models import MediaInput, RawUserRequest
-from kie_async.client.base import KieSession
 from kie_async.core.errors import KieInputError
 from kie_async.core.settings import KieSettings
 from kie_async.interfaces.cli._common import (
@@ -44,6 +43,7 @@ from kie_async.interfaces.cli._models_cmd import _callback_url_arg, _request_arg
 from kie_async.pipeline.fanout import BatchProgress, run_many
 from kie_async.pipeline.run import PipelineOptions, RunResult, run_pipeline
 from kie_async.pipeline.run_models import ConfirmCallback
+from kie_async.session import KieSession
 
 COORDINATION_ENV = "KIE_COORDINATION_URL"
 
