@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
-from kie_async.client.base import KieSession
+from kie_async.client import BaseSession
 from kie_async.core.errors import KieError
 from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.journal import JournalEntry, JournalRecord
@@ -31,7 +31,7 @@ log = logging.getLogger("kie_async.pipeline.fanout")
 class Batch:
     """What every request of one ``run_many`` call shares; request ``i`` is ``requests[i]``, ``keys[i]``…"""
 
-    session: KieSession
+    session: BaseSession
     requests: Sequence[RawUserRequest]
     normalized: list[NormalizedRequest]
     keys: list[str]

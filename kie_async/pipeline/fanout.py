@@ -20,7 +20,7 @@ from kie_async.artifacts.staging import sweep_staging
 from kie_async.catalogue.model_data import preload_model_data
 from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
-from kie_async.client.base import KieSession
+from kie_async.client import BaseSession
 from kie_async.core.errors import KieInputError
 from kie_async.core.limits import check_run_many_args
 from kie_async.ledger.budget import CreditBudget
@@ -38,7 +38,7 @@ log = logging.getLogger("kie_async.pipeline.fanout")
 
 async def run_many(
     requests: Sequence[RawUserRequest],
-    session: KieSession,
+    session: BaseSession,
     *,
     concurrency: int = 8,
     budget_credits: float | None = None,
@@ -111,7 +111,7 @@ def _check_batch_id(batch_id: str | None, journal_path: str | Path | None, *, sh
 
 
 async def _open_journal(
-    session: KieSession, opts: PipelineOptions, shared_id: str | None, journal_path: str | Path | None
+    session: BaseSession, opts: PipelineOptions, shared_id: str | None, journal_path: str | Path | None
 ) -> JournalStrategy:
     """The batch's memory: the coordinator's shared journal, else the file at ``journal_path``, else none."""
     settings = session.settings
@@ -128,7 +128,7 @@ async def _open_journal(
 
 async def _start(
     requests: Sequence[RawUserRequest],
-    session: KieSession,
+    session: BaseSession,
     journal: JournalStrategy,
     opts: PipelineOptions,
     *,
@@ -175,7 +175,7 @@ async def _sweep_staging(opts: PipelineOptions) -> None:
             log.info("removed %d staging folder(s) left by crashed runs", len(swept.removed))
 
 
-async def _credit_cap(session: KieSession, opts: PipelineOptions, budget_credits: float | None) -> float | None:
+async def _credit_cap(session: BaseSession, opts: PipelineOptions, budget_credits: float | None) -> float | None:
     """The batch's spending cap: its budget, and the account's balance (read once for the batch, not per item)."""
     cap = budget_credits
     if opts.check_balance and opts.available_credits is None:
