@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kie_async.artifacts import ArtifactSettings
-from kie_async.artifacts.derivatives import ArtifactDerivativeSettings
+from kie_async.artifacts.settings import ArtifactDerivativeSettings
 from kie_async.catalogue.fixtures import REQUEST_FIXTURES
 from kie_async.catalogue.listing import render_markdown
 from kie_async.catalogue.payload import build_submission_payload, check_wire_payload

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from kie_async.artifacts import ArtifactSettings, load_run, query_runs
+from kie_async.artifacts.query import load_run, query_runs
+from kie_async.artifacts.settings import ArtifactSettings
 from kie_async.catalogue.preflight import PreflightResult, run_preflight
 from kie_async.catalogue.request_models import RawUserRequest, ValidationResult
 from kie_async.catalogue.specs import load_registry

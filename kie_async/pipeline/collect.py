@@ -19,19 +19,19 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from kie_async.artifacts import (
+from kie_async.artifacts.exceptions import KieArtifactError
+from kie_async.artifacts.layout import staging_name
+from kie_async.artifacts.manifest import (
     ArtifactSource,
-    KieArtifactError,
     PromptRecord,
     ProviderTrace,
     RunArtifact,
     RunArtifactCreateRequest,
     RunStatus,
-    create_run_artifact,
-    load_run,
 )
-from kie_async.artifacts.layout import staging_name
 from kie_async.artifacts.media import sha256_file
+from kie_async.artifacts.query import load_run
+from kie_async.artifacts.writer import create_run_artifact
 from kie_async.catalogue.request_models import NormalizedRequest, ValidationResult
 from kie_async.catalogue.specs import aload_registry, loaded_registry
 from kie_async.client import BaseSession

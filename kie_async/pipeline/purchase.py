@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from kie_async.artifacts import make_run_id
+from kie_async.artifacts.writer import make_run_id
 from kie_async.catalogue.payload import build_submission_payload
 from kie_async.catalogue.request_models import NormalizedRequest
 from kie_async.client.adoption import with_correlation

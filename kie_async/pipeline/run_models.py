@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kie_async.artifacts import ArtifactSettings
 from kie_async.artifacts.manifest import clean_tags
+from kie_async.artifacts.settings import ArtifactSettings
 from kie_async.catalogue.preflight import PreflightResult, PreflightThresholds
 from kie_async.catalogue.presets import PromptContext
 from kie_async.catalogue.request_models import MediaInput, ValidationResult

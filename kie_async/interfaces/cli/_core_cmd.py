@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from kie_async.artifacts import ArtifactSettings
+from kie_async.artifacts.settings import ArtifactSettings
 from kie_async.catalogue.request_models import RawUserRequest
 from kie_async.interfaces.cli._common import (
     add_json_flag,

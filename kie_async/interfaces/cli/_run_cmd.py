@@ -20,7 +20,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kie_async.artifacts import ArtifactSettings
+from kie_async.artifacts.settings import ArtifactSettings
 from kie_async.catalogue.preflight import PreflightResult
 from kie_async.catalogue.request_models import MediaInput, RawUserRequest
 from kie_async.core.errors import KieInputError
