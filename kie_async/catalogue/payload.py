@@ -6,7 +6,8 @@ for scalar fields such as Seedance frames), and every required or defaulted fiel
 because the live service does not always apply documented defaults. Media must already be hosted URLs:
 the SDK uploads first, so :func:`media_needing_upload` and :func:`with_hosted_media` are the hooks for that.
 
-:func:`check_wire_payload` reads a body the way the provider would, for the local emulator and tests.
+:func:`check_wire_payload` reads a body the way the provider would, for tests (a test may plug it into the local
+emulator as its ``input_checker``; the emulator itself never imports it).
 """
 
 from __future__ import annotations
