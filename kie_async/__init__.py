@@ -26,6 +26,9 @@ if TYPE_CHECKING:
         update_run_notes,
         update_run_tags,
     )
+    from kie_async.catalogue.blocked import (
+        KieRequestBlockedError,
+    )
     from kie_async.catalogue.preflight import (
         PreflightResult,
         PreflightThresholds,
@@ -54,7 +57,6 @@ if TYPE_CHECKING:
         KieInsufficientCreditsError,
         KieJournalBusyError,
         KieRateLimitError,
-        KieRequestBlockedError,
         KieServerError,
         KieSubmissionUncertainError,
         KieTaskFailedError,
@@ -136,7 +138,7 @@ _EXPORTS: dict[str, str] = {
     "KieError": "kie_async.core.errors",
     "KieConfigError": "kie_async.core.errors",
     "KieInputError": "kie_async.core.errors",
-    "KieRequestBlockedError": "kie_async.core.errors",
+    "KieRequestBlockedError": "kie_async.catalogue.blocked",
     "KieConnectionError": "kie_async.core.errors",
     "KieSubmissionUncertainError": "kie_async.core.errors",
     "KieTimeoutError": "kie_async.core.errors",

@@ -34,7 +34,7 @@ from kie_async.client import (
 from kie_async.ledger.request_state import (
     RequestState,
 )
-from kie_async.pipeline.prepare import (
+from kie_async.pipeline.prepared import (
     PreparedRequest,
 )
 from kie_async.pipeline.run import (

@@ -29,8 +29,9 @@ import logging
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel
 from redis.exceptions import RedisError
@@ -41,9 +42,25 @@ from kie_async.ledger.journal import JournalEntry, JournalRecord
 from kie_async.ledger.request_state import RequestState, can_move
 
 if TYPE_CHECKING:
-    from kie_async.coordination.redis_coordinator import RedisCoordinator
+    import redis.asyncio as aioredis
 
 log = logging.getLogger("kie_async.coordination")
+
+T = TypeVar("T")
+
+
+class JournalStore(Protocol):
+    """What a journal needs from whoever opened it (the Redis coordinator): the connection, the key scheme,
+    the process's owner id, a URL fit for messages, and the loop that holds an operation until Redis answers."""
+
+    owner: str
+    shown_url: str
+    client: aioredis.Redis
+
+    def key(self, *parts: str) -> str: ...
+
+    async def retrying(self, what: str, op: Callable[[], Awaitable[T]]) -> T: ...
+
 
 KEEP_MS = 30 * 24 * 3600 * 1000
 """A batch's journal lives 30 days after its last write (a file journal lives until deleted)."""
@@ -156,7 +173,7 @@ class RedisJournal(SharedJournal):
 
     def __init__(
         self,
-        coordinator: RedisCoordinator,
+        coordinator: JournalStore,
         batch_id: str,
         *,
         lease_seconds: float = 15.0,
@@ -199,7 +216,7 @@ class RedisJournal(SharedJournal):
     @classmethod
     async def open(
         cls,
-        coordinator: RedisCoordinator,
+        coordinator: JournalStore,
         batch_id: str,
         *,
         lease_seconds: float = 15.0,

@@ -18,7 +18,7 @@ from kie_async.emulator.lifecycle import output_file, output_urls, sell_task
 from kie_async.emulator.media import blob_chunks, output_extension, parse_size
 from kie_async.emulator.pricing_routes import add_pricing_routes
 from kie_async.emulator.state import EmulatedTask
-from kie_async.emulator.transports import add_transport_routes
+from kie_async.emulator.transports.routes import add_transport_routes
 from kie_async.emulator.wire import (
     MSG_UNAUTHORIZED,
     POST_FAULT_KEY,

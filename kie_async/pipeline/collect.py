@@ -39,7 +39,7 @@ from kie_async.core.errors import KieError, KieResponseShapeError
 from kie_async.core.threads import run_file_io
 from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.request_state import RequestState
-from kie_async.pipeline.prepare import PreparedRequest
+from kie_async.pipeline.prepared import PreparedRequest
 from kie_async.pipeline.run_context import RunContext
 from kie_async.pipeline.run_models import PipelineOptions, RunOutput, RunResult
 from kie_async.wire.api_models import TaskRecord

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from kie_async.catalogue.blocked import KieRequestBlockedError
 from kie_async.catalogue.model_data import preload_model_data
 from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.payload import build_submission_payload
@@ -33,7 +34,6 @@ from kie_async.catalogue.validate import validate_request
 from kie_async.client import BaseSession
 from kie_async.core.errors import (
     KieInputError,
-    KieRequestBlockedError,
     KieSubmissionUncertainError,
     KieTaskFailedError,
 )

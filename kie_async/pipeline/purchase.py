@@ -23,7 +23,7 @@ from kie_async.core.errors import KieError, KieSubmissionUncertainError
 from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.journal import boot_stamp, correlation_token
 from kie_async.ledger.request_state import RequestState
-from kie_async.pipeline.prepare import PreparedRequest
+from kie_async.pipeline.prepared import PreparedRequest
 from kie_async.pipeline.run_context import RunContext
 from kie_async.pipeline.run_models import RunResult
 from kie_async.wire.api_models import TaskCreated

@@ -29,7 +29,8 @@ from kie_async.core.limits import check_credits, check_timeout
 from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.request_state import Money, RequestState, facts
 from kie_async.pipeline.collect import collect_task, outputs_intact
-from kie_async.pipeline.prepare import PreparedRequest, prepare_request_for_submission
+from kie_async.pipeline.prepare import prepare_request_for_submission
+from kie_async.pipeline.prepared import PreparedRequest
 from kie_async.pipeline.purchase import submit_once
 from kie_async.pipeline.run_context import RunContext
 from kie_async.pipeline.run_models import (

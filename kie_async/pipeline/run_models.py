@@ -16,7 +16,8 @@ from kie_async.catalogue.presets import PromptContext
 from kie_async.catalogue.request_models import MediaInput, ValidationResult
 from kie_async.ledger.journal import JournalRecord
 from kie_async.ledger.request_state import Money, RequestState, facts
-from kie_async.pipeline.prepare import PreparedRequest
+from kie_async.pipeline.prepared import PreparedRequest
+from kie_async.pipeline.result_html import run_result_html, run_results_html
 
 StageName = Literal[
     "normalize", "prompt", "enhance", "validate", "preflight", "prepare", "submit", "wait", "download", "artifact"
@@ -116,8 +117,6 @@ class RunResult(BaseModel):
 
     def _repr_html_(self) -> str:
         """Jupyter's view: the thumbnail (or video poster) inline, status, model, credits, run folder."""
-        from kie_async.interfaces.notebook import run_result_html
-
         return run_result_html(self)
 
 
@@ -134,8 +133,6 @@ class RunResults(list[RunResult]):
         return sum(r.credits_charged or 0.0 for r in self)
 
     def _repr_html_(self) -> str:
-        from kie_async.interfaces.notebook import run_results_html
-
         return run_results_html(self)
 
 

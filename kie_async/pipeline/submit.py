@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kie_async.catalogue.payload import build_submission_payload
 from kie_async.client import BaseSession
-from kie_async.pipeline.prepare import PreparedRequest
+from kie_async.pipeline.prepared import PreparedRequest
 from kie_async.wire.api_models import CreditBalance, DownloadResult, TaskCreated, TaskRecord
 from kie_async.wire.polling import ProgressCallback
 
