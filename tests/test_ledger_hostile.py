@@ -210,3 +210,16 @@ def test_the_default_caps_are_by_kind_and_settings_override_them() -> None:
     assert output_cap("image", {"image": 10}) == 10
     with pytest.raises(ValueError, match="max_output_bytes"):
         KieSettings(max_output_bytes={"image": 0})
+
+
+async def test_a_session_download_obeys_the_settings_cap(emulator: KieEmulator, tmp_path: Path) -> None:
+    """``KieSession.download`` takes its cap from ``KieSettings.max_output_bytes`` for the expected kind."""
+    async with KieSession(emulator.settings(poll=FAST_POLL)) as kie:
+        created = await kie.create_task(model="nano-banana-2", input={"prompt": "a cap test"})
+        record = await kie.wait_for_task(created.task_id)
+        url = record.output_urls[0]
+        whole = await kie.download(url, tmp_path / "whole.png", expect_kind="image")
+    async with KieSession(emulator.settings(poll=FAST_POLL, max_output_bytes={"image": 64})) as small:
+        with pytest.raises(KieDownloadTooLargeError):
+            await small.download(url, tmp_path / "capped.png", expect_kind="image")
+    assert whole.bytes_written > 64 and not (tmp_path / "capped.png").exists()

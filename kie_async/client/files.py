@@ -36,7 +36,7 @@ from kie_async.core.evidence import error_body
 from kie_async.core.limits import check_timeout
 from kie_async.core.media_sniff import MediaKind
 from kie_async.wire.api_models import DownloadResult, JSONValue, UploadedFile
-from kie_async.wire.download import check_download_url, stream_response_to_file
+from kie_async.wire.download import check_download_url, output_cap, stream_response_to_file
 from kie_async.wire.retry import parse_retry_after
 
 BASE64_UPLOAD_LIMIT = 10 * 1024 * 1024
@@ -144,7 +144,11 @@ class Files:
         """Stream one answered download to ``target``; a cut connection is a retryable typed error."""
         try:
             saved = await stream_response_to_file(
-                response, target, expect_kind=expect_kind, name_from_content=name_from_content
+                response,
+                target,
+                expect_kind=expect_kind,
+                name_from_content=name_from_content,
+                max_bytes=output_cap(expect_kind, self._options.settings.max_output_bytes),
             )
         except aiohttp.ClientPayloadError as exc:
             raise KieConnectionError(f"download of {target.name} was cut short") from exc

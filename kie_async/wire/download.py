@@ -21,7 +21,7 @@ import hashlib
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from kie_async.core.errors import (
     KieDownloadURLError,
 )
 from kie_async.core.media_sniff import HEAD_BYTES, MediaKind, SniffedMedia, check_media, sniff_head
+from kie_async.core.settings import OutputKind
 from kie_async.core.tokens import name_token
 
 CHUNK_SIZE = 1 << 20
@@ -267,7 +268,7 @@ class _FileWriter:
         return self._digest.hexdigest()
 
 
-DEFAULT_MAX_OUTPUT_BYTES: dict[str, int] = {
+DEFAULT_MAX_OUTPUT_BYTES: dict[OutputKind, int] = {
     "image": 256 << 20,
     "audio": 1 << 30,
     "video": 16 << 30,
@@ -277,10 +278,10 @@ DEFAULT_MAX_OUTPUT_BYTES: dict[str, int] = {
 fills. ``KieSettings.max_output_bytes`` overrides them per kind."""
 
 
-def output_cap(kind: MediaKind | None, caps: dict[str, int] | None = None) -> int:
+def output_cap(kind: MediaKind | None, caps: Mapping[OutputKind, int] | None = None) -> int:
     """The size cap for an output of ``kind`` (``other`` when the kind is not known)."""
-    table = {**DEFAULT_MAX_OUTPUT_BYTES, **(caps or {})}
-    return table.get(kind or "other", table["other"])
+    table: dict[OutputKind, int] = {**DEFAULT_MAX_OUTPUT_BYTES, **(caps or {})}
+    return table[kind or "other"]
 
 
 def _too_large(dest: Path, cap: int, what: str) -> KieDownloadTooLargeError:
