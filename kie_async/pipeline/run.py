@@ -209,6 +209,7 @@ async def _gate(
 ) -> tuple[float, float | None] | RunResult:
     """Preflight and the batch budget: the gate in front of the money. Returns (reserved, estimate)."""
     opts = run.opts
+    limited = budget is not None and budget.cap is not None  # a batch budget or the balance read for the batch
     async with run.rec.stage("preflight"):
         preflight = await run_preflight(
             validation,
@@ -219,6 +220,8 @@ async def _gate(
             check_files=False,
             thresholds=opts.thresholds,
             confirmed=opts.confirmed,
+            money_limited=limited,
+            spelling=opts.spelling,
         )
         preflight = await _ask_confirmation(preflight, opts)
     run.base["preflight"] = preflight
@@ -232,13 +235,34 @@ async def _gate(
         if problem is not None:
             why = f"the run folder root {root} (ArtifactSettings.root): {problem}; give it a folder you can write to"
             return run.stopped("blocked", why, "artifacts")
-    reserved = 0.0
-    if budget is not None:
-        reserved = estimate or 0.0
-        if not await budget.reserve(reserved):
-            snap = budget.snapshot()
-            why = f"estimated {reserved:g} credits would pass the batch budget (remaining {snap.remaining:g})"
-            return run.stopped("over_budget", why, "budget")
+    return await _reserve(run, budget, estimate)
+
+
+async def _reserve(
+    run: RunContext, budget: CreditBudget | None, estimate: float | None
+) -> tuple[float, float | None] | RunResult:
+    """Hold the request's credits in the batch budget: its estimate, or the stated ceiling when no price is known.
+
+    Reserving 0 for an unpriced request let a 100-credit budget spend 330: with a cap, an unpriced request needs
+    ``unknown_cost_ceiling`` (settled on the provider's charge where one is reported, else counted in full).
+    """
+    if budget is None:
+        return 0.0, estimate
+    reserved = estimate
+    if reserved is None:
+        if budget.cap is None:
+            reserved = 0.0  # tracked, not capped: the result says "credits unknown"
+        elif run.opts.unknown_cost_ceiling is None:
+            why = (f"no price is known for {run.ledger.model_key} and the batch has a credit cap; "
+                   f"{run.opts.spelling.unknown_cost_ceiling} says how much of it one such request may take")
+            return run.stopped("blocked", why, "budget")
+        else:
+            reserved = run.opts.unknown_cost_ceiling
+    if not await budget.reserve(reserved):
+        snap = budget.snapshot()
+        what = "estimated" if estimate is not None else "the unknown-cost ceiling of"
+        why = f"{what} {reserved:g} credits would pass the batch budget (remaining {snap.remaining:g})"
+        return run.stopped("over_budget", why, "budget")
     return reserved, estimate
 
 
