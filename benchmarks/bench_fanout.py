@@ -58,6 +58,7 @@ from kie_async import (
 from kie_async.client.request_path import UnsentHook, WireHook
 from kie_async.types import ArtifactDerivativeSettings, CreateTaskPayload, TaskCreated
 from kie_async.wire.api_models import JSONValue
+from kie_async.wire.task_apis import TransportSpec
 
 
 class TimedSession(KieSession):
@@ -77,6 +78,8 @@ class TimedSession(KieSession):
         timeout: float | None = None,
         on_wire: WireHook | None = None,
         on_unsent: UnsentHook | None = None,
+        transport: TransportSpec | None = None,
+        validate: bool = True,
     ) -> TaskCreated:
         created = await super().create_task(
             payload,
@@ -86,6 +89,8 @@ class TimedSession(KieSession):
             timeout=timeout,
             on_wire=on_wire,
             on_unsent=on_unsent,
+            transport=transport,
+            validate=validate,
         )
         self.submit_times.append(time.perf_counter())
         return created
