@@ -23,9 +23,11 @@ import ast
 import importlib
 import itertools
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "kie_async"
@@ -266,11 +268,22 @@ def test_functions_and_classes_stay_short() -> None:
 
 
 def _exists(dotted: str) -> bool:
-    """A module, a folder in the package, or a name a module defines (``kie_async.pipeline.run.run_pipeline``)."""
+    """A module, a folder in the package, or a name a module defines (``kie_async.pipeline.run.run_pipeline``).
+
+    Old paths and old spellings resolve too (with a ``DeprecationWarning``), but the page must name the homes.
+    """
     if dotted in MODULES or (ROOT / Path(*dotted.split("."))).is_dir():
         return True
     module, _, name = dotted.rpartition(".")
-    return module in MODULES and hasattr(importlib.import_module(module), name)
+    if module not in MODULES:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # an old spelling or an old path is not a home
+        try:
+            value = getattr(importlib.import_module(module), name)
+        except (AttributeError, ImportError, DeprecationWarning):
+            return False
+    return not isinstance(value, ModuleType)  # a module must be one of the files (checked above)
 
 
 def test_architecture_page_names_only_modules_that_exist() -> None:
