@@ -6,7 +6,8 @@ source with :mod:`ast` alone and checks what the contracts cannot say:
 * no import circle among ``kie_async`` modules, counting every import: module level, inside functions and
   under ``TYPE_CHECKING``. ``from pkg import name`` imports ``pkg.name`` when that is a module, else ``pkg``
   (its ``__init__``); ``import pkg`` imports the ``__init__``; ``importlib.import_module("kie_async.…")`` with a
-  literal name counts like an import statement;
+  literal name counts like an import statement. As in import-linter, ``import a.b.c`` is an edge to ``a.b.c``
+  only, not to the parent packages Python runs on the way;
 * no ``import`` statement inside a function or method naming a ``kie_async`` module: deferred imports are for
   third-party costs only (rich, pyvips, ruamel, redis, mcp, jsonschema ...), never for the package's own order;
 * every ``kie_async`` module an import statement names exists (none goes through an old, aliased path);
