@@ -8,8 +8,10 @@ source with :mod:`ast` alone and checks what the contracts cannot say:
   (its ``__init__``); ``import pkg`` imports the ``__init__``; ``importlib.import_module("kie_async.…")`` with a
   literal name counts like an import statement. As in import-linter, ``import a.b.c`` is an edge to ``a.b.c``
   only, not to the parent packages Python runs on the way;
-* no ``import`` statement inside a function or method naming a ``kie_async`` module: deferred imports are for
-  third-party costs only (rich, pyvips, ruamel, redis, mcp, jsonschema ...), never for the package's own order;
+* an ``import`` statement inside a function or method naming a ``kie_async`` module only where it defers a
+  third-party cost (``HEAVY``: rich, pyvips, ruamel, redis, mcp, jsonschema, aiohttp ...): the module it names
+  loads one at import time (itself or through its own module-level imports) that the importer does not
+  already load. Never for the package's own order: the circle test counts deferred imports too;
 * every ``kie_async`` module an import statement names exists (none goes through an old, aliased path);
 * no function longer than 80 lines, no class longer than 600 (``EXEMPT`` lists the ones allowed to be, each
   with its reason).
@@ -213,12 +215,45 @@ def test_no_import_circle_among_kie_async_modules() -> None:
 # ------------------------------------------------------------------------------------------------ deferred imports
 
 
-def test_no_function_level_import_of_a_kie_async_module() -> None:
-    found = sorted({(imp.importer, imp.line, imp.imported) for imp in IMPORTS if imp.deferred and imp.statement})
-    deferred = [f"  {_where(a, line)}: {a} imports {b} inside a function" for a, line, b in found]
-    assert not deferred, (
+HEAVY = frozenset({"rich", "pyvips", "ruamel", "redis", "mcp", "jsonschema", "aiohttp", "opentelemetry"})
+"""Third-party packages whose import time is worth deferring (a command or a path that does not need them)."""
+
+
+def _heavy_at_import(name: str) -> frozenset[str]:
+    """The HEAVY packages loading ``name`` imports: its own module-level imports and, in turn, those of the
+    kie_async modules it imports at module level (TYPE_CHECKING blocks and function bodies run later)."""
+    seen: set[str] = set()
+    heavy: set[str] = set()
+    todo = [name]
+    while todo:
+        module = todo.pop()
+        if module in seen or module not in MODULES:
+            continue
+        seen.add(module)
+        tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            for child in ast.walk(node) if isinstance(node, ast.If | ast.Try) else [node]:
+                for target, statement in _targets(module, child):
+                    top = target.split(".")[0]
+                    if top in HEAVY:
+                        heavy.add(top)
+                    elif statement and top == "kie_async":
+                        todo.append(target)
+    return frozenset(heavy)
+
+
+def test_function_level_imports_of_kie_async_modules_only_defer_a_third_party_cost() -> None:
+    problems = []
+    for imp in sorted({i for i in IMPORTS if i.deferred and i.statement}, key=lambda i: (i.importer, i.line)):
+        saved = _heavy_at_import(imp.imported) - _heavy_at_import(imp.importer)
+        if not saved:
+            problems.append(f"  {_where(imp.importer, imp.line)}: {imp.importer} imports {imp.imported} inside a "
+                            "function, and that defers no third-party cost")
+    assert not problems, (
         "deferred imports of kie_async modules (import at module level; a circle they hide is cut, not hidden):\n"
-        + "\n".join(deferred)
+        + "\n".join(problems)
     )
 
 

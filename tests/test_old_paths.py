@@ -10,10 +10,12 @@ Each check runs in a fresh interpreter: a module imported once is cached, and a 
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 import textwrap
+import warnings
 from typing import Any
 
 import pytest
@@ -146,3 +148,11 @@ def test_public_homes_import_without_a_warning(module: str) -> None:
     )
     ours = [w for w in result if w[0] == "DeprecationWarning" or "kie_async" in w[1] or "kie_async" in w[2]]
     assert not ours, f"import {module} warned: {ours}"
+
+
+def test_an_old_path_leaves_the_module_its_own_spec() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = importlib.import_module("kie_async.normalize")
+    new = importlib.import_module("kie_async.catalogue.normalize")
+    assert old is new and new.__spec__ is not None and new.__spec__.name == "kie_async.catalogue.normalize"
