@@ -303,7 +303,32 @@ FIGURE_ROWS: list[tuple[str, Any]] = [
 ]
 
 
+def setup_otel(mode: str) -> None:
+    """off: no OpenTelemetry in the process; api: the API imported, no SDK (the no-op path); sdk: the SDK with an
+    in-memory span exporter and metric reader (what an instrumented service pays, less the export)."""
+    if mode == "off":
+        return
+    import opentelemetry.metrics
+    import opentelemetry.trace  # noqa: F401  (imported is what "configured" looks like to kie-async)
+
+    if mode == "sdk":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        from kie_async.core import telemetry
+
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        telemetry.configure(tracer_provider=tracer_provider,
+                            meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    print(f"OpenTelemetry: {mode}")
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    setup_otel(getattr(args, "otel", "off"))
     runs = 50 if args.quick else args.runs
     real_runs = 10 if args.quick else args.real_runs
     generation = 0.3 if args.quick else args.generation
@@ -420,6 +445,8 @@ def main() -> int:
     parser.add_argument("--no-progress", action="store_true", help="no on_progress callback")
     parser.add_argument("--no-derivatives", action="store_true", help="diagnosis: derivatives off")
     parser.add_argument("--no-artifact-fsync", action="store_true", help="diagnosis: ArtifactSettings(fsync=False)")
+    parser.add_argument("--otel", choices=["off", "api", "sdk"], default="off",
+                        help="OpenTelemetry: none (default), the API alone, or the SDK with in-memory export")
     parser.add_argument("--emulator-render", choices=["template", "full"], default="template",
                         help="template: cached image padded to size (default); full: the emulator's pyvips render")
     args = parser.parse_args()
