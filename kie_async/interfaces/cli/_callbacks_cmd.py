@@ -19,7 +19,6 @@ from typing import Any
 
 from aiohttp import web
 
-from kie_async.client.base import KieSession
 from kie_async.interfaces.callback_receiver import add_callback_route
 from kie_async.interfaces.cli._common import (
     add_offline_flag,
@@ -28,6 +27,7 @@ from kie_async.interfaces.cli._common import (
     number_arg,
     settings_for,
 )
+from kie_async.session import KieSession
 
 HMAC_ENV = "KIE_WEBHOOK_HMAC_KEY"
 
