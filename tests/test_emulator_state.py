@@ -19,7 +19,8 @@ from aiohttp import web
 from kie_async import KieSession
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.emulator.persist import PersistentLedger, StateFolder
-from kie_async.interfaces.cli import main
+from kie_async.interfaces.cli import build_parser, main
+from kie_async.interfaces.cli._emulator_cmd import _config
 from tests.conftest import serve_app
 
 CREATE = "/api/v1/jobs/createTask"
@@ -237,3 +238,14 @@ async def test_a_receiver_confirms_a_callback_token_against_the_shared_account(
         adopted = await kie.adopt_task(token, task_id, fallback=fallback)
     assert adopted is shared
     assert settled == ([(token, task_id)] if shared else [])
+
+
+def test_the_emulator_command_takes_a_state_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``kie-async emulator --state DIR`` serves the account ``--offline-state DIR`` commands use."""
+    args = build_parser().parse_args(["emulator", "--port", "0", "--state", str(tmp_path / "account")])
+    assert _config(args).state_dir == tmp_path / "account"
+    assert _config(build_parser().parse_args(["emulator"])).state_dir is None
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["emulator", "--port", "0", "--state", str(blocker)]) == 2
+    assert "--state" in capsys.readouterr().err
