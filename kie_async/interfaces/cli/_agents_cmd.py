@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from kie_async.core.errors import KieInputError
-from kie_async.interfaces.cli._common import add_offline_flag, check_folder_arg, default_output_dir, resolve_settings
+from kie_async.interfaces.cli._common import add_offline_flag, check_folder_arg, default_output_dir
+from kie_async.interfaces.cli._live import resolve_settings
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

@@ -1,25 +1,19 @@
-"""What several subcommands share: where settings come from (real Kie.ai or the embedded emulator), and
-argument checks that refuse a bad value before a session, an emulator or a purchase starts.
+"""What several subcommands share: argument checks that refuse a bad value before a session, an emulator or a
+purchase starts. Cheap to import (no rich, no settings): ``validate`` and ``estimate`` use it. Where settings come
+from (real Kie.ai or the embedded emulator) is in ``_live``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from kie_async.core.errors import KieInputError
 from kie_async.core.limits import number_problem
-from kie_async.core.settings import KieSettings, PollSettings
-
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 OUTPUT_DIR_ENV = "KIE_OUTPUT_DIR"
 
@@ -137,16 +131,3 @@ def json_kind(value: Any) -> str:
 def default_output_dir() -> Path:
     """``$KIE_OUTPUT_DIR`` or ``./outputs``: where runs land unless ``--out`` says otherwise."""
     return Path(os.environ.get(OUTPUT_DIR_ENV) or "outputs")
-
-
-@contextlib.asynccontextmanager
-async def resolve_settings(offline: bool, *, generation_seconds: float = 1.5) -> AsyncIterator[KieSettings]:
-    """Yield settings for the real service (from ``KIE_*``) or for an emulator started for this command."""
-    if not offline:
-        yield KieSettings.from_env()
-        return
-    from kie_async.emulator import EmulatorConfig, KieEmulator
-
-    async with KieEmulator(EmulatorConfig(generation_seconds=generation_seconds)) as emulator:
-        # Poll the local emulator quickly; the real service gets Kie.ai's recommended schedule.
-        yield emulator.settings(poll=PollSettings(schedule=((float("inf"), 0.25),)))

@@ -15,10 +15,9 @@ from kie_async.interfaces.cli._common import (
     add_json_flag,
     add_offline_flag,
     check_folder_arg,
-    console,
     default_output_dir,
-    resolve_settings,
 )
+from kie_async.interfaces.cli._live import console, resolve_settings
 from kie_async.pipeline.run import PipelineHooks, PipelineOptions, StageOutcome, run_pipeline
 
 

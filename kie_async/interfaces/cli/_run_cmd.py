@@ -30,17 +30,15 @@ from kie_async.interfaces.cli._common import (
     add_offline_flag,
     check_file_arg,
     check_folder_arg,
-    console,
     count_arg,
     credits_arg,
     default_output_dir,
-    err_console,
     json_kind,
-    resolve_settings,
     seconds_arg,
     strict_json,
 )
-from kie_async.interfaces.cli._models_cmd import _callback_url_arg, _request_args, build_request
+from kie_async.interfaces.cli._live import console, err_console, resolve_settings
+from kie_async.interfaces.cli._request_args import build_request, callback_url_arg, request_args
 from kie_async.pipeline.fanout import BatchProgress, run_many
 from kie_async.pipeline.run import PipelineOptions, RunResult, run_pipeline
 from kie_async.pipeline.run_models import ConfirmCallback
@@ -51,7 +49,7 @@ COORDINATION_ENV = "KIE_COORDINATION_URL"
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this group's subcommands to the parser."""
     run = sub.add_parser("run", help="validate, price, upload, submit, wait, download and record one request")
-    _request_args(run)
+    request_args(run)
     _common_run_args(run)
     run.add_argument("--preset", default=None, help="prompt preset key (default: the model's)")
     run.add_argument(
@@ -75,7 +73,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     batch.add_argument(
         "--callback-url",
-        type=_callback_url_arg,
+        type=callback_url_arg,
         default=None,
         help="Kie.ai calls this URL when each task finishes; a receiver there (e.g. `kie-async receive-callbacks "
         "--journal JOURNAL`) settles requests whose createTask answer was lost",
