@@ -78,6 +78,8 @@ class BatchProgress(BaseModel):
 
 
 ProgressCallback = Callable[[BatchProgress], Awaitable[None] | None]
+ResultCallback = Callable[[int, RunResult], Awaitable[None] | None]
+"""Called with (input index, result) as each request ends, in the order they end."""
 
 _STAGE_PHASE: dict[str, ItemPhase] = {
     "prepare": "preparing",
@@ -237,8 +239,10 @@ async def run_many(
     batch_id: str | None = None,
     progress: bool = False,
     confirm: ConfirmCallback | None = None,
+    on_result: ResultCallback | None = None,
 ) -> RunResults:
-    """Run every request; results in input order, each with its own status and state.
+    """Run every request; results in input order, each with its own status and state (``on_result`` hears of
+    each as it ends: a log line per finished request).
 
     ``progress=True`` draws a progress bar (rich on stderr in a terminal, an HTML bar redrawn in place in a
     Jupyter notebook) besides any ``on_progress`` callback. The result is a list (:class:`RunResults`) that
@@ -302,6 +306,7 @@ async def run_many(
                 resubmit_uncertain,
                 batch_id,
                 shared,
+                on_result=on_result,
             )
         )
     finally:
@@ -364,6 +369,8 @@ async def _run_all(
     resubmit_uncertain: bool,
     batch_id: str | None,
     shared: SharedJournal | None = None,
+    *,
+    on_result: ResultCallback | None = None,
 ) -> list[RunResult]:
     if opts.write_artifact:
         swept = await asyncio.to_thread(sweep_staging, opts.artifacts.resolved_root().absolute())
@@ -529,7 +536,14 @@ async def _run_all(
     # return_exceptions=True: on a cancel (Ctrl-C) gather waits for every run to finish its own cleanup (an
     # answer already on its way, a journal line) instead of returning when the first run is cancelled, which
     # would close the session under the others.
-    outcomes = await asyncio.gather(*(one(i) for i in range(len(requests))), return_exceptions=True)
+    async def reported(index: int) -> RunResult:
+        result = await one(index)
+        told = on_result(index, result) if on_result is not None else None
+        if told is not None:
+            await told
+        return result
+
+    outcomes = await asyncio.gather(*(reported(i) for i in range(len(requests))), return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome  # one() turns every expected failure into a result: this is a bug, not a run's error

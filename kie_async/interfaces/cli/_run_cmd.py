@@ -38,6 +38,7 @@ from kie_async.interfaces.cli._common import (
     strict_json,
 )
 from kie_async.interfaces.cli._live import console, err_console, resolve_settings
+from kie_async.interfaces.cli._output import on_terminal
 from kie_async.interfaces.cli._request_args import build_request, callback_url_arg, request_args
 from kie_async.pipeline.fanout import BatchProgress, run_many
 from kie_async.pipeline.run import PipelineOptions, RunResult, run_pipeline
@@ -242,6 +243,25 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
     return 0 if result.succeeded else 1
 
 
+def result_line(index: int, result: RunResult) -> str:
+    """One finished request on one line, nothing cut: ``#3 succeeded nano-banana-2 credits=8 task=... output=PATH``."""
+    credits = f"{result.credits_charged:g}" if result.credits_charged is not None else "-"
+    words = [f"#{index}", result.status + (" (resumed)" if result.resumed else ""), result.model_key,
+             f"credits={credits}", f"task={result.task_id or '-'}"]
+    words += [f"output={o.path}" for o in result.outputs]
+    if not result.outputs and result.error:
+        words.append("error=" + " ".join(part.strip() for part in result.error.splitlines() if part.strip()))
+    return " ".join(words)
+
+
+def batch_summary(results: list[RunResult]) -> dict[str, Any]:
+    """Counts by status and the credits charged: the batch's last line (and the ``summary`` of ``--json``)."""
+    statuses = Counter(r.status for r in results)
+    return {"requests": len(results), "statuses": dict(sorted(statuses.items())),
+            "succeeded": statuses["succeeded"],
+            "credits_charged": sum(r.credits_charged or 0.0 for r in results)}
+
+
 def _held_for_confirmation(result: RunResult) -> bool:
     return result.preflight is not None and any(r.code == "needs_confirmation" for r in result.preflight.reasons)
 
@@ -385,6 +405,9 @@ async def _run_batch_async(
     journal: Path | None,
     shared: _SharedBatch | None,
 ) -> int:
+    # On a terminal: a live bar, then a table at the terminal's width. In a pipe or a log (or with --json): no
+    # redraws; a plain line per request as it ends (status, credits, every output path or the whole error).
+    live = not args.json and on_terminal()
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -392,10 +415,11 @@ async def _run_batch_async(
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
         console=console,
-        disable=args.json,
+        disable=not live,
         transient=False,
     )
     bar: TaskID = progress.add_task("batch", total=len(requests), detail="")
+    ended = 0
 
     def show(p: BatchProgress) -> None:
         detail = (
@@ -404,6 +428,12 @@ async def _run_batch_async(
         )
         progress.update(bar, completed=p.finished, detail=detail)
 
+    def log_line(index: int, result: RunResult) -> None:
+        nonlocal ended
+        ended += 1
+        if not live and not args.json:
+            print(f"[{ended}/{len(requests)}] {result_line(index, result)}", flush=True)
+
     async with resolve_settings(args.offline) as settings, KieSession(_coordinated(settings, shared)) as kie:
         with progress:
             results = await run_many(
@@ -411,7 +441,8 @@ async def _run_batch_async(
                 kie,
                 concurrency=args.concurrency,
                 budget_credits=args.budget,
-                on_progress=show,
+                on_progress=show if live else None,
+                on_result=log_line,
                 options=_options(args, out),
                 journal_path=journal,
                 retry_failed=args.retry_failed,
@@ -424,29 +455,33 @@ async def _run_batch_async(
             "journal": str(journal) if journal is not None else None,
             "batch_id": shared.batch_id if shared is not None else None,
             "results": [_summary(r) for r in results],
+            "summary": batch_summary(results),
         }
         print(json.dumps(document, indent=2))
-    else:
+        return 0 if all(r.succeeded for r in results) else 1
+    if live:
         table = Table(title=f"{len(results)} requests")
         for column in ("#", "model", "status", "credits", "task", "output / error"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for i, r in enumerate(results):
             credits = f"{r.credits_charged:g}" if r.credits_charged is not None else "-"
-            tail = str(r.outputs[0].path) if r.outputs else (r.error or "")
+            tail = "\n".join(str(o.path) for o in r.outputs) if r.outputs else (r.error or "")
             table.add_row(
                 str(i), r.model_key, r.status + (" (resumed)" if r.resumed else ""), credits, r.task_id or "-", tail
             )
         console.print(table)
-        console.print(where)
-        states = Counter(r.status for r in results)
-        if states["incomplete"]:
-            console.print(
-                f"[yellow]{states['incomplete']} paid task(s) did not finish here.[/] Run the same command again to "
-                "resume them (nothing is bought twice; --retry-failed never re-buys them)."
-            )
-        if states["submit_uncertain"]:
-            console.print(
-                f"[yellow]{states['submit_uncertain']} request(s) may have been bought already[/] (createTask's "
-                "answer was lost); see each error for when and what to look for in the Kie.ai dashboard."
-            )
+    summary = batch_summary(results)
+    counts = ", ".join(f"{n} {status}" for status, n in summary["statuses"].items())
+    console.print(f"{len(results)} requests: {counts}; credits {summary['credits_charged']:g}; {where}")
+    states = Counter(r.status for r in results)
+    if states["incomplete"]:
+        console.print(
+            f"[yellow]{states['incomplete']} paid task(s) did not finish here.[/] Run the same command again to "
+            "resume them (nothing is bought twice; --retry-failed never re-buys them)."
+        )
+    if states["submit_uncertain"]:
+        console.print(
+            f"[yellow]{states['submit_uncertain']} request(s) may have been bought already[/] (createTask's "
+            "answer was lost); see each error for when and what to look for in the Kie.ai dashboard."
+        )
     return 0 if all(r.succeeded for r in results) else 1
