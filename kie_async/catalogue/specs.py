@@ -436,9 +436,8 @@ class ModelRegistry:
 
     def suggest(self, name: str) -> list[str]:
         """Model keys close to a mistyped ``name`` (its keys and aliases compared), best first."""
-        wanted = name.strip().lower()
         owners = {alias: key for key, found in self._aliases.items() for alias in found}
-        close = difflib.get_close_matches(wanted, [*self.specs, *owners], n=6, cutoff=0.6)
+        close = close_matches(name, [*self.specs, *owners], n=6)
         return list(dict.fromkeys(owners.get(match, match) for match in close))[:3]
 
     def candidates(self, name: str) -> list[ModelSpec]:
@@ -453,10 +452,24 @@ class ModelRegistry:
                 if mode.provider_model == model_id]
 
 
-def did_you_mean(word: str, choices: Iterable[str], *, n: int = 3) -> str:
+def close_matches(word: object, choices: Iterable[Any], *, n: int = 3) -> list[Any]:
+    """The choices close to a mistyped ``word`` (compared as lower-case text), best first, as given."""
+    pool: dict[str, Any] = {}
+    for choice in choices:
+        pool.setdefault(str(choice).lower(), choice)
+    return [pool[m] for m in difflib.get_close_matches(str(word).strip().lower(), list(pool), n=n, cutoff=0.6)]
+
+
+def did_you_mean(word: object, choices: Iterable[Any], *, n: int = 3) -> str:
     """``"; did you mean 'a' or 'b'?"`` for the choices close to a mistyped ``word``, else ``""``."""
-    close = difflib.get_close_matches(str(word).strip().lower(), list(choices), n=n, cutoff=0.6)
+    close = close_matches(word, choices, n=n)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def suggest_fix(word: object, choices: Iterable[Any], otherwise: str) -> str:
+    """A fix that starts with the likely intended choice: ``did you mean 'jpg'? (use one of [...])``."""
+    close = close_matches(word, choices)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? ({otherwise})" if close else otherwise
 
 
 class SpecError(KieConfigError):

@@ -34,6 +34,7 @@ from kie_async.catalogue.specs import (
     TaskModeSpec,
     all_hold,
     load_registry,
+    suggest_fix,
 )
 from kie_async.core.media_sniff import SniffedMedia, check_media, header_problem, input_fix, sniff_head
 
@@ -64,7 +65,8 @@ def check_field_value(spec: FieldSpec, value: Any, path: str) -> list[Impossible
         problems.append(ImpossibleInput(field=where, value=shown, rule=rule, message=message, fix=fix))
 
     if spec.allowed is not None and value not in spec.allowed:
-        bad("allowed", f"{path}={value!r} is not allowed", f"use one of {spec.allowed}")
+        bad("allowed", f"{path}={value!r} is not allowed",
+            suggest_fix(value, spec.allowed, f"use one of {spec.allowed}"))
         return problems
     if spec.type in ("integer", "number") and isinstance(value, int | float) and not isinstance(value, bool):
         if spec.min is not None and value < spec.min:

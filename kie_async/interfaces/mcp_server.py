@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from kie_async.artifacts import ArtifactSettings, load_run, query_runs
 from kie_async.catalogue.preflight import PreflightResult, run_preflight
 from kie_async.catalogue.request_models import RawUserRequest, ValidationResult
-from kie_async.catalogue.specs import load_registry
+from kie_async.catalogue.specs import load_registry, suggest_fix
 from kie_async.catalogue.validate import validate_request
 from kie_async.core.data import data_dir
 from kie_async.core.errors import KieError, KieInputError
@@ -67,7 +67,8 @@ def _as_request(arguments: dict[str, Any]) -> RawUserRequest:
         field = _field_path(tuple(first["loc"]))
         if first["type"] == "extra_forbidden":
             fields = sorted(RawUserRequest.model_fields)
-            raise _tool_error(f"{field}: not a request field (fix: use one of {fields})") from None
+            fix = suggest_fix(str(first["loc"][-1]), fields, f"use one of {fields}")
+            raise _tool_error(f"{field}: not a request field (fix: {fix})") from None
         raise _tool_error(f"{field}: {first['msg']} (fix: correct {field} and call again)") from None
 
 
@@ -163,10 +164,11 @@ def build_server(kie: KieSession, artifacts_root: Path) -> MCPServer[Any]:
         registry = load_registry()
         found = registry.candidates(model_key)
         if len(found) != 1:
-            raise _tool_error(
-                f"model_key: {model_key!r} is {'ambiguous' if found else 'unknown'} "
-                f"(fix: use one of {registry.model_keys()})"
-            )
+            close = registry.suggest(model_key)
+            fix = (f"use one of {[s.key for s in found]}" if found else
+                   f"did you mean {' or '.join(map(repr, close))}? (list_models lists every key)" if close else
+                   "call list_models for every key")
+            raise _tool_error(f"model_key: {model_key!r} is {'ambiguous' if found else 'unknown'} (fix: {fix})")
         return found[0].model_dump(mode="json", exclude_none=True, exclude={"source_file"})
 
     @server.tool()

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from kie_async.artifacts.staging import sweep_staging
+from kie_async.catalogue.arguments import check_requests_arg
 from kie_async.catalogue.model_data import preload_model_data
 from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
@@ -263,6 +264,7 @@ async def run_many(
     ``budget_credits`` is then one budget for the batch. A file journal and a shared one cannot both be the
     batch's memory: ``journal_path`` together with a shared ``batch_id`` is refused (``KieInputError``).
     """
+    check_requests_arg(requests, call="run_many")  # one request, or dicts: one typed line, not an AttributeError
     check_run_many_args(concurrency, budget_credits)  # before the balance read: a NaN budget is no budget
     shared_batch = batch_id is not None and session.coordinator.kind != "local"
     if batch_id is not None and (not batch_id.strip() or len(batch_id) > 200 or not batch_id.isprintable()):

@@ -16,6 +16,7 @@ import inspect
 import logging
 import os
 
+from kie_async.catalogue.arguments import check_request_arg
 from kie_async.catalogue.model_data import preload_model_data
 from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.preflight import PreflightResult, run_preflight
@@ -88,6 +89,7 @@ async def run_pipeline(
     (:mod:`kie_async.ledger.request_state`) and out to ``hooks.on_state``. Cancellation propagates: in-flight
     uploads, polls and downloads stop and no partial files remain.
     """
+    check_request_arg(request, call="run_pipeline")  # a dict or a list: one typed line, not an AttributeError
     opts = options or PipelineOptions()
     _recheck(opts)  # model_copy(update=...) skips validation: a NaN budget or -1 timeout must not get through
     if resume_task_id is not None and not resume_task_id.strip():

@@ -7,17 +7,47 @@ from collections.abc import AsyncIterator
 
 from rich.console import Console
 
+from kie_async.core.errors import KieConfigError
 from kie_async.core.settings import KieSettings, PollSettings
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+API_KEY_ENV = "KIE_API_KEY"
+ALLOW_LIVE_ENV = "KIE_ALLOW_LIVE"
+
+
+def check_live_settings(settings: KieSettings) -> None:
+    """Refuse the real Kie.ai in the command line's own words, the fix that spends nothing first.
+
+    The session would refuse too, in the library's words (``KieSettings(allow_live=True)``); a command line user
+    needs the variable to set and ``--offline``, and with no key at all the missing key is the first thing to say.
+    """
+    if not settings.is_live:
+        return  # an emulator or another local service: no key or opt-in needed
+    if not settings.key_value():
+        raise KieConfigError(
+            f"no Kie.ai API key: {API_KEY_ENV} is not set",
+            hint=f"try the same command with --offline first (the embedded emulator: no key, no credits); for "
+                 f"the real Kie.ai, export {API_KEY_ENV}=... (kie.ai → API keys) and {ALLOW_LIVE_ENV}=1 (it spends "
+                 "credits)",
+        )
+    if not settings.allow_live:
+        raise KieConfigError(
+            f"not calling the real Kie.ai (it spends credits) without {ALLOW_LIVE_ENV}=1",
+            hint=f"the same command with --offline runs against the embedded emulator and spends nothing; "
+                 f"export {ALLOW_LIVE_ENV}=1 to use the real Kie.ai with {API_KEY_ENV}",
+        )
+
+
 @contextlib.asynccontextmanager
 async def resolve_settings(offline: bool, *, generation_seconds: float = 1.5) -> AsyncIterator[KieSettings]:
     """Yield settings for the real service (from ``KIE_*``) or for an emulator started for this command."""
     if not offline:
-        yield KieSettings.from_env()
+        settings = KieSettings.from_env()
+        check_live_settings(settings)
+        yield settings
         return
     from kie_async.emulator import EmulatorConfig, KieEmulator
 

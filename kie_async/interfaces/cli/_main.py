@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from kie_async.core.errors import KieError
+from kie_async.core.errors import KieAuthenticationError, KieError
 from kie_async.interfaces.cli._commands import COMMANDS, all_modules, module_of
 from kie_async.interfaces.cli._version_info import DETAILS_FLAG, short_version_report, version_report
 
@@ -112,7 +112,10 @@ def report_error(exc: Exception) -> int:
     """
     leaf = _leaf(exc)
     code = 2
-    if isinstance(leaf, KieError):
+    if isinstance(leaf, KieAuthenticationError):  # the CLI's spelling of the fix: the variable, and --offline
+        message = (f"the API key in KIE_API_KEY was refused ({leaf.message}) — {leaf.hint}; or try the command "
+                   "with --offline (the embedded emulator: nothing spent)")
+    elif isinstance(leaf, KieError):
         message = str(leaf)
     elif isinstance(leaf, ValidationError):
         message = _describe_validation(leaf)

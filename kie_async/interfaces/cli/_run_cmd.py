@@ -229,6 +229,9 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
             mark = {"ok": "[green]✓[/]", "blocked": "[yellow]■[/]"}.get(stage.status, "[red]✗[/]")
             console.print(f"{mark} {stage.name:<10} {stage.seconds:7.3f}s {stage.detail or ''}")
         console.print(f"status: [bold]{result.status}[/bold]" + (f" — {result.error}" if result.error else ""))
+        if _balance_refused(result):
+            console.print("[yellow]nothing was bought.[/] Fix KIE_API_KEY, or try the same command with "
+                          "[bold]--offline[/] (the embedded emulator: nothing spent).")
         if _held_for_confirmation(result):
             console.print("[yellow]nothing was bought.[/] Confirm on a terminal, or add [bold]--yes[/] in scripts.")
         for output in result.outputs:
@@ -262,6 +265,11 @@ def batch_summary(results: list[RunResult]) -> dict[str, Any]:
             "credits_charged": sum(r.credits_charged or 0.0 for r in results)}
 
 
+def _balance_refused(result: RunResult) -> bool:
+    return result.preflight is not None and any(r.code == "balance_unavailable" and "key was refused" in r.message
+                                                for r in result.preflight.reasons)
+
+
 def _held_for_confirmation(result: RunResult) -> bool:
     return result.preflight is not None and any(r.code == "needs_confirmation" for r in result.preflight.reasons)
 
@@ -280,6 +288,10 @@ def _read_batch_text(path: Path) -> str:
     """The file as text, or a ``KieInputError`` that says what is wrong with it (never an ``OSError``)."""
     if path.is_dir():
         raise KieInputError(f"{path} is a folder, not a JSONL batch file", hint="pass the .jsonl file itself")
+    if path.exists() and not path.is_file():
+        # /dev/zero reads until memory runs out and a FIFO blocks forever: refused at once, like the journal path.
+        raise KieInputError(f"{path} is not a regular file (a device or a pipe), not a JSONL batch file",
+                            hint="save the requests to a .jsonl file and pass that file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -370,7 +382,7 @@ def _shared_batch(args: argparse.Namespace) -> _SharedBatch | None:
     if args.offline:
         raise KieInputError(
             "--offline starts a private emulator in each process; a shared batch needs one service for all of them",
-            hint=f"start one (`kie-async emulator serve`), point KIE_BASE_URL at it, and drop --offline (or unset "
+            hint=f"start one (`kie-async emulator`), point KIE_BASE_URL at it, and drop --offline (or unset "
             f"{COORDINATION_ENV})",
         )
     if args.journal is not None:
