@@ -71,6 +71,8 @@ async def test_models_validate_estimate_credits(emulator: KieEmulator, tmp_path:
         described = payload(await client.call_tool("describe_model", {"model_key": "nano-banana-2"}))
         assert "resolution" in described["options"]
         assert "model_key" in error_text(await client.call_tool("describe_model", {"model_key": "nope"}))
+        typo = error_text(await client.call_tool("describe_model", {"model_key": "nano-banan"}))
+        assert "did you mean 'nano-banana-2' or 'nano-banana-pro'?" in typo and "seedream" not in typo
 
         checked = payload(await client.call_tool("validate", FOX))
         assert checked["submittable"] and checked["problems"] == []
