@@ -121,3 +121,11 @@ def test_run_batch_refuses_a_device_or_a_fifo_at_once(kind: str, tmp_path: Path)
     assert done.stderr.strip() == (f"error: {path} is not a regular file (a device or a pipe), not a JSONL batch file"
                                    " — save the requests to a .jsonl file and pass that file")
     assert not (tmp_path / "out").exists()  # refused before any folder, emulator or session
+
+
+def test_a_mistyped_option_gets_a_did_you_mean_from_its_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["estimate", "--model", "nano-banana-2", "--promt", "a fox"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "kie-async estimate: error: unrecognized arguments: --promt a fox; --promt: did you mean --prompt" in err

@@ -91,7 +91,7 @@ async def _serve(args: argparse.Namespace, out: Path, build: Any) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     from kie_async.client.base import KieSession
 
-    async with resolve_settings(args.offline, generation_seconds=0.5) as settings:
+    async with resolve_settings(args.offline, generation_seconds=0.5, check_live=False) as settings:
         kie = KieSession(settings)  # opened by the first tool that needs it: the offline tools need no key
         try:
             server = build(kie, out)

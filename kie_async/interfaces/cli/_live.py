@@ -42,11 +42,17 @@ def check_live_settings(settings: KieSettings) -> None:
 
 
 @contextlib.asynccontextmanager
-async def resolve_settings(offline: bool, *, generation_seconds: float = 1.5) -> AsyncIterator[KieSettings]:
-    """Yield settings for the real service (from ``KIE_*``) or for an emulator started for this command."""
+async def resolve_settings(
+    offline: bool, *, generation_seconds: float = 1.5, check_live: bool = True
+) -> AsyncIterator[KieSettings]:
+    """Yield settings for the real service (from ``KIE_*``) or for an emulator started for this command.
+
+    ``check_live=False``: a server whose tools refuse one by one (``mcp``: its offline tools need no key).
+    """
     if not offline:
         settings = KieSettings.from_env()
-        check_live_settings(settings)
+        if check_live:
+            check_live_settings(settings)
         yield settings
         return
     from kie_async.emulator import EmulatorConfig, KieEmulator

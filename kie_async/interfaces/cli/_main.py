@@ -47,6 +47,33 @@ class VersionAction(argparse.Action):
         parser.exit(0)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, plus a "did you mean" for a mistyped option, said by the (sub)command that has the options."""
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            leaf = _leaf_parser(self, parsed)
+            options = [option for action in leaf._actions for option in action.option_strings]
+            hints = []
+            for extra in extras:
+                close = difflib.get_close_matches(extra.split("=", 1)[0], options, n=2, cutoff=0.6)
+                if extra.startswith("-") and close:
+                    hints.append(f"{extra}: did you mean {' or '.join(close)}?")
+            leaf.error(f"unrecognized arguments: {' '.join(extras)}" + ("; " + "; ".join(hints) if hints else ""))
+        return parsed
+
+
+def _leaf_parser(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the command ``parsed`` names: where its options are."""
+    while True:
+        found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not found or getattr(parsed, str(found[0].dest), None) not in found[0].choices:
+            return parser
+        parser = found[0].choices[getattr(parsed, str(found[0].dest))]
+
+
 def _command_in(argv: Sequence[str]) -> str | None:
     """The subcommand ``argv`` names (its first word that is not an option), or ``None``."""
     return next((word for word in argv if not word.startswith("-")), None)
@@ -61,7 +88,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _parser_with(modules: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kie-async",
         description="Asyncio SDK for Kie.ai: validate, price and gate requests before they spend credits.",
     )
