@@ -27,7 +27,8 @@ ESTIMATE = ["estimate", "--model", "nano-banana-2", "--prompt", "a lighthouse"]
 
 def _modules_after(argv: list[str], cache: Path) -> tuple[set[str], str]:
     """Run the CLI as the console script does, in a fresh interpreter; the modules loaded, and its stdout."""
-    code = ("import sys, json\nfrom kie_async.interfaces.cli import main\ncode = main(sys.argv[1:])\n"
+    code = ("import sys, json\nfrom kie_async.interfaces.cli import main\n"
+            "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
             "print('\\nMODULES ' + json.dumps(sorted(sys.modules)))\nsys.exit(code)")
     env = {**os.environ, "KIE_ASYNC_CACHE_DIR": str(cache)}
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=120,
@@ -47,6 +48,13 @@ def test_version_imports_nothing_but_the_version(tmp_path: Path) -> None:
     heavy = ["aiohttp", "pyvips", "pydantic", "rich", "ruamel", "asyncio", "argparse", "typing",
              "kie_async.core", "kie_async.catalogue", "kie_async.interfaces.cli._main"]
     assert _loaded(modules, heavy) == []
+
+
+def test_help_lists_every_command_without_importing_them(tmp_path: Path) -> None:
+    modules, output = _modules_after(["--help"], tmp_path)
+    assert all(name in output for name in _commands.COMMANDS)
+    assert _loaded(modules, [_commands.module_of(name) for name in _commands.COMMANDS]) == []
+    assert _loaded(modules, ["aiohttp", "rich", "kie_async.catalogue"]) == []
 
 
 def test_version_details_name_aiohttp_and_libvips(tmp_path: Path) -> None:

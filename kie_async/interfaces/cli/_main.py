@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = _command_in(argv)
     if command is not None and command not in COMMANDS:
         _unknown_command(_parser_with([]), command)
-    parser = build_parser(command)
+    parser = build_parser(command) if command is not None else _parser_with([])  # --help: the table alone
     args = parser.parse_args(argv)  # a usage error exits 2 here, naming the option
     handler = args.handler
     try:
