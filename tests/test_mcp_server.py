@@ -127,6 +127,7 @@ async def test_live_kie_needs_the_opt_in_but_offline_tools_work(emulator: KieEmu
         assert "KIE_ALLOW_LIVE" in error_text(await client.call_tool("credits", {}))
         refused = error_text(await client.call_tool("run_request", {**FOX, "budget_credits": 50, "confirm": True}))
         assert "KIE_ALLOW_LIVE" in refused
+        assert "kie-async mcp --offline" in refused and "KieSettings" not in refused  # this interface's spelling
     assert emulator.stats.tasks_created == 0
 
 

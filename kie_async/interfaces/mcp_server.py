@@ -22,7 +22,8 @@ from kie_async.catalogue.request_models import RawUserRequest, ValidationResult
 from kie_async.catalogue.specs import load_registry, suggest_fix
 from kie_async.catalogue.validate import validate_request
 from kie_async.core.data import data_dir
-from kie_async.core.errors import KieError, KieInputError
+from kie_async.core.errors import KieConfigError, KieError, KieInputError
+from kie_async.core.settings import KieSettings
 from kie_async.pipeline.run_models import PipelineOptions
 
 if TYPE_CHECKING:
@@ -48,6 +49,19 @@ def _tool_error(message: str) -> Exception:
     from mcp.server.mcpserver.exceptions import ToolError
 
     return ToolError(message)
+
+
+def _check_live(settings: KieSettings) -> None:
+    """Refuse the real Kie.ai before the session would, naming what an MCP server's user can change."""
+    if not settings.is_live or (settings.allow_live and settings.key_value()):
+        return
+    missing = " and ".join(name for name, unset in (("KIE_API_KEY", not settings.key_value()),
+                                                    ("KIE_ALLOW_LIVE=1", not settings.allow_live)) if unset)
+    raise KieConfigError(
+        f"the real Kie.ai needs {missing} in this server's environment (it spends credits)",
+        hint="to spend nothing, start the server as `kie-async mcp --offline` (the embedded emulator); to go live, "
+             "set them in the client's config for this server and restart it",
+    )
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -143,6 +157,7 @@ def build_server(kie: KieSession, artifacts_root: Path) -> MCPServer[Any]:
 
     async def open_session() -> None:
         async with opening:
+            _check_live(kie.settings)  # in this interface's words: the server's environment, or --offline
             await kie.open()
     artifacts = ArtifactSettings(root=artifacts_root)
 
