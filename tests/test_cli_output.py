@@ -115,3 +115,15 @@ def test_on_a_terminal_tables_are_rich_at_the_terminal_width() -> None:
     lines = re.sub(r"\x1b\[[0-9;]*m", "", out).splitlines()  # without the colour codes
     assert any("┃" in line or "│" in line for line in lines)  # a rich table
     assert max(len(line) for line in lines if "│" in line or "┃" in line) <= 100
+
+
+def test_demo_and_guides_take_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)  # nothing but the document: no tour lines around it
+    assert document["status"] == "succeeded" and Path(document["outputs"][0]).is_file()
+    assert document["credits_before"] - document["credits_after"] > 0
+    assert main(["guides", "--out", str(tmp_path / "guides"), "--json"]) == 0
+    written = json.loads(capsys.readouterr().out)["written"]
+    assert written and all(Path(path).is_file() for path in written)
+    assert main(["guides", "--out", str(tmp_path / "guides"), "--check", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stale"] == []
