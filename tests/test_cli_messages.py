@@ -88,6 +88,11 @@ def test_models_show_typo_suggests_instead_of_listing_everything(capsys: pytest.
     assert captured.out == ""
 
 
+def test_validate_request_refuses_a_dict_with_one_typed_line() -> None:
+    with pytest.raises(KieInputError, match=r"validate_request: request is a dict.*RawUserRequest\(\*\*request\)"):
+        validate_request({"model_key": "nano-banana-2", "prompt": "x"})  # type: ignore[arg-type]
+
+
 def test_library_validation_suggests_the_model_key() -> None:
     result = validate_request(RawUserRequest(model_key="nano-banan", prompt="x"), check_files=False)
     [problem] = [p for p in result.impossible_inputs if p.field == "model_key"]

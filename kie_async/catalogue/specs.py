@@ -559,8 +559,14 @@ _INDEX_KIND = "model-specs"
 
 def _code_sources() -> list[tuple[str, bytes]]:
     """The code that checks a spec: a change to it makes the cached (already checked) data stale."""
-    modules = (sys.modules[__name__], sys.modules[TransportSpec.__module__])
-    return [(f"code:{module.__name__}", Path(module.__file__ or "").read_bytes()) for module in modules]
+    sources = []
+    for module in (sys.modules[__name__], sys.modules[TransportSpec.__module__]):
+        try:
+            code = Path(module.__file__ or "").read_bytes()
+        except OSError:  # no source file (a frozen app): the package version in the key stands for the code
+            code = b""
+        sources.append((f"code:{module.__name__}", code))
+    return sources
 
 
 @functools.lru_cache(maxsize=8)

@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from kie_async.catalogue.arguments import check_request_arg
 from kie_async.catalogue.normalize import condition_context, normalize_request
 from kie_async.catalogue.request_models import (
     DefaultedField,
@@ -273,6 +274,7 @@ def validate_request(
     check_files: bool = True,
 ) -> ValidationResult:
     """Validate a request (normalizing it first if needed); ``check_files=False`` skips all file-system access."""
+    check_request_arg(request, call="validate_request")  # a dict: one typed line, not an AttributeError
     reg = registry or load_registry()
     normalized = request if isinstance(request, NormalizedRequest) else normalize_request(request, registry=reg)
     missing = list(normalized.issues.missing)
