@@ -11,13 +11,13 @@ Names that used to live here still import, with a ``DeprecationWarning`` naming 
 """
 
 import warnings
-from typing import TYPE_CHECKING
 
 from kie_async import _compat
 from kie_async._version import __version__
 
 _compat.install()
 
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: `kie-async --version` would pay for importing typing
 if TYPE_CHECKING:
     from kie_async.artifacts import (
         ArtifactSettings,

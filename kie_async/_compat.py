@@ -8,7 +8,7 @@ working. The alias is an import hook rather than a file per old path, so the pac
 from __future__ import annotations
 
 import importlib
-import importlib.abc
+import importlib._abc  # the Loader base importlib.abc re-exports; importlib.abc itself costs ~20 ms of imports
 import importlib.machinery
 import sys
 import warnings
@@ -70,7 +70,7 @@ MOVED_MODULES: dict[str, str] = {
 }
 
 
-class _AliasLoader(importlib.abc.Loader):
+class _AliasLoader(importlib._abc.Loader):
     def __init__(self, new_name: str) -> None:
         self.new_name = new_name
         self._own_spec: importlib.machinery.ModuleSpec | None = None
@@ -90,7 +90,7 @@ class _AliasLoader(importlib.abc.Loader):
         module.__spec__ = self._own_spec
 
 
-class _AliasFinder(importlib.abc.MetaPathFinder):
+class _AliasFinder:  # a MetaPathFinder by protocol
     def find_spec(
         self, fullname: str, path: object = None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:

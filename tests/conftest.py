@@ -14,6 +14,11 @@ from aiohttp import web
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from tests.redis_server import RedisServer
 
+if "KIE_ASYNC_CACHE_DIR" not in os.environ:  # the compiled spec index: one per test run, not the user's cache
+    import tempfile
+
+    os.environ["KIE_ASYNC_CACHE_DIR"] = tempfile.mkdtemp(prefix="kie-async-test-cache-")
+
 
 @pytest.fixture
 def emulator_config() -> EmulatorConfig:

@@ -45,6 +45,10 @@ FIGURE_KEYS: dict[str, set[str]] = {
     },
     "bench_coordination": {"submit_coordinated", "submit_control", "fan_in", "budget", "restart"},
     "bench_import": {"baseline_cpu_ms", "import_ratio", "this:package_ratio", "this:script_ratio", "this:cli_ratio"},
+    "bench_cli": {
+        "pass_cpu_ms", "deps_cpu_ms", "version_ratio", "estimate_ratio", "validate_ratio", "models_show_ratio",
+        "models_ratio", "estimate_index_rebuilt_ratio", "goals_met",
+    },
 }
 FANOUT_SCENARIO_KEYS = {
     "wall_s", "floor_s", "wall_over_floor", "achieved_over_allowed", "emulator_429s_total", "loop_lag_p50_ms",

@@ -1,4 +1,4 @@
-"""``kie-async --version`` (what a bug report needs) and ``run-batch --callback-url``."""
+"""``kie-async --version`` (``--details``: what a bug report needs) and ``run-batch --callback-url``."""
 
 from __future__ import annotations
 
@@ -18,13 +18,18 @@ from kie_async.interfaces.cli import main
 from kie_async.interfaces.cli._version_info import version_report
 
 
-def test_version_names_sdk_python_aiohttp_and_libvips() -> None:
+def test_version_names_sdk_and_python_and_details_add_aiohttp_and_libvips() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "kie_async", "--version"], capture_output=True, text=True, timeout=60, check=True
     )
     lines = done.stdout.strip().splitlines()
     assert lines[0] == f"kie-async {__version__}"
-    assert lines[1].startswith(f"Python {sys.version_info.major}.{sys.version_info.minor}.")
+    assert lines[1].startswith(f"Python {sys.version_info.major}.{sys.version_info.minor}.") and len(lines) == 2
+    assert done.stderr == ""
+    done = subprocess.run([sys.executable, "-m", "kie_async", "--version", "--details"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    lines = done.stdout.strip().splitlines()
+    assert lines[:2] == [f"kie-async {__version__}", lines[1]] and lines[1].startswith("Python ")
     assert lines[2] == f"aiohttp {aiohttp.__version__}"
     assert lines[3].startswith("libvips ") and len(lines) == 4
     assert done.stderr == ""

@@ -71,6 +71,8 @@ async def test_models_validate_estimate_credits(emulator: KieEmulator, tmp_path:
         described = payload(await client.call_tool("describe_model", {"model_key": "nano-banana-2"}))
         assert "resolution" in described["options"]
         assert "model_key" in error_text(await client.call_tool("describe_model", {"model_key": "nope"}))
+        typo = error_text(await client.call_tool("describe_model", {"model_key": "nano-banan"}))
+        assert "did you mean 'nano-banana-2' or 'nano-banana-pro'?" in typo and "seedream" not in typo
 
         checked = payload(await client.call_tool("validate", FOX))
         assert checked["submittable"] and checked["problems"] == []
@@ -125,6 +127,7 @@ async def test_live_kie_needs_the_opt_in_but_offline_tools_work(emulator: KieEmu
         assert "KIE_ALLOW_LIVE" in error_text(await client.call_tool("credits", {}))
         refused = error_text(await client.call_tool("run_request", {**FOX, "budget_credits": 50, "confirm": True}))
         assert "KIE_ALLOW_LIVE" in refused
+        assert "kie-async mcp --offline" in refused and "KieSettings" not in refused  # this interface's spelling
     assert emulator.stats.tasks_created == 0
 
 

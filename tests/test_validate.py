@@ -60,10 +60,13 @@ def test_details_name_field_value_rule_and_fix() -> None:
     assert "15" in detail.message and "4 to 15" in detail.fix
 
 
-def test_unknown_model_is_invalid_with_known_keys_in_fix() -> None:
+def test_unknown_model_is_invalid_with_where_to_find_the_keys_in_fix() -> None:
     result = validate_request(RawUserRequest(model_key="sora-9", prompt="x"))
     assert result.state == "invalid"
-    assert "nano-banana-2" in result.impossible_inputs[0].fix
+    fix = result.impossible_inputs[0].fix
+    assert "kie-async models" in fix and "nano-banana-2" not in fix  # where the keys are, not all 116 of them
+    typo = validate_request(RawUserRequest(model_key="nano-banan", prompt="x")).impossible_inputs[0].fix
+    assert typo.startswith("did you mean 'nano-banana-2'")
 
 
 def test_kling3_i2v_drops_aspect_ratio_with_a_warning() -> None:

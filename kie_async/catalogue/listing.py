@@ -7,8 +7,10 @@ request fixtures; nothing lists models by hand.
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -16,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from kie_async.catalogue.fixtures import REQUEST_FIXTURES
 from kie_async.catalogue.pricing import PricingError, latest_snapshot
 from kie_async.catalogue.specs import FieldSpec, ModelRegistry, ModelSpec, load_registry
+from kie_async.core.compiled_cache import content_key, read_index, write_index
 
 _UNIT_SHORT = {"per_image": "/image", "per_video": "/video", "per_second": "/s"}
 
@@ -97,10 +100,15 @@ def limits_text(opt: FieldSpec) -> str:
     return "; ".join(parts)
 
 
+def _fixtures() -> dict[str, Any]:
+
+    return REQUEST_FIXTURES
+
+
 def example_request(key: str) -> Any:
     """The first submittable request fixture for ``key`` (a :class:`RawUserRequest`), or ``None``."""
     for state in ("ready", "ready_with_defaults", "ready_with_warning"):
-        for fixture in REQUEST_FIXTURES.values():
+        for fixture in _fixtures().values():
             if fixture.expected_model_key == key and fixture.request.model_key == key \
                     and fixture.expected_state == state and not fixture.request.multi_prompt:
                 return fixture.request
@@ -108,9 +116,25 @@ def example_request(key: str) -> Any:
 
 
 def example_command(key: str) -> str | None:
-    """A ``kie-async run --offline`` command line built from the model's first submittable fixture."""
-    import json
+    """A ``kie-async run --offline`` command line built from the model's first submittable fixture.
 
+    Building the fixtures costs more than the rest of ``models show``; the command lines of every model are
+    kept in the compiled cache, keyed by the fixture sources, so later calls read one entry instead.
+    """
+    here = Path(__file__).parent
+    sources = [(name, (here / name).read_bytes()) for name in ("fixtures.py", "catalogue_fixtures.yaml", "listing.py")]
+    cache_key = content_key(sources, "example-commands")
+    cached = read_index("examples", cache_key)
+    if cached is not None:
+        found = cached.entry("commands").get(key)
+        return found if isinstance(found, str) else None
+    keys = {fixture.expected_model_key for fixture in _fixtures().values()}
+    commands = {model: command for model in sorted(keys) if (command := _example_command(model)) is not None}
+    write_index("examples", cache_key, {"commands": commands}, {})
+    return commands.get(key)
+
+
+def _example_command(key: str) -> str | None:
     request = example_request(key)
     if request is None:
         return None

@@ -37,6 +37,7 @@ from kie_async.catalogue.specs import (
     TaskModeSpec,
     all_hold,
     load_registry,
+    suggest_fix,
 )
 
 _TASK_MODE_ALIASES = {
@@ -389,7 +390,9 @@ def _coerce_options(spec: ModelSpec, request: RawUserRequest) -> tuple[dict[str,
             problems.append(ImpossibleInput(
                 field=user_name, value=raw, rule="unknown_option",
                 message=f"{spec.key} has no option {user_name!r}",
-                fix=f"use one of: {', '.join(spec.options) or '(none)'}",
+                fix=suggest_fix(user_name.replace("-", "_"), [*spec.options, *(a for o in spec.options.values()
+                                                                                for a in o.aliases)],
+                                f"use one of: {', '.join(spec.options) or '(none)'}"),
             ))
             continue
         if name in explicit:
@@ -564,7 +567,8 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
         issue = ImpossibleInput(
             field="model_key", value=request.model_key, rule="unknown_model",
             message=f"unknown model {request.model_key!r}",
-            fix=f"use one of: {', '.join(reg.model_keys())}",
+            fix=suggest_fix(request.model_key, reg.suggest(request.model_key),
+                            "use a key from the catalogue: `kie-async models`, or load_registry().model_keys()"),
         )
         return NormalizedRequest(
             model_key=request.model_key, requested_model_key=request.model_key, known_model=False,

@@ -19,7 +19,7 @@ from kie_async.catalogue.pricing import CostEstimate, PricingSnapshot, estimate_
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest, ValidationResult, ValidationState
 from kie_async.catalogue.specs import ModelRegistry
 from kie_async.catalogue.validate import validate_request
-from kie_async.core.errors import KieConfigError, KieError
+from kie_async.core.errors import KieAuthenticationError, KieConfigError, KieError
 from kie_async.core.limits import check_credits, number_problem
 from kie_async.core.spelling import PYTHON, Spelling
 from kie_async.wire.api_models import CreditBalance
@@ -121,6 +121,12 @@ class PreflightResult(BaseModel):
         return [r for r in self.reasons if r.blocking]
 
 
+def _balance_problem(exc: KieError) -> str:
+    if isinstance(exc, KieAuthenticationError):  # a wrong key is the usual cause: say so, and how to fix it
+        return f"the API key was refused ({exc.message}) — {exc.hint}"
+    return exc.message
+
+
 async def run_preflight(
     request: RawUserRequest | NormalizedRequest | ValidationResult,
     *,
@@ -194,7 +200,8 @@ async def _balance(
     try:
         live = (await credit_source.get_credits()).credits
     except KieError as exc:
-        reasons.append(_reason("balance_unavailable", True, f"could not read the credit balance: {exc.message}"))
+        why = f"could not read the credit balance: {_balance_problem(exc)}"
+        reasons.append(_reason("balance_unavailable", True, why))
         return None, "none"
     if number_problem(live, minimum=0.0) is not None:
         reasons.append(

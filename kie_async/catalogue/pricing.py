@@ -24,6 +24,7 @@ from kie_async.catalogue.normalize import condition_context, normalize_request
 from kie_async.catalogue.request_models import NormalizedMedia, NormalizedRequest, RawUserRequest, ValidationResult
 from kie_async.catalogue.specs import Condition, ModelRegistry, all_hold, load_registry
 from kie_async.catalogue.wire_parse import best_wire_parse
+from kie_async.core.compiled_cache import content_key, read_index, write_index
 from kie_async.core.data import data_dir
 from kie_async.core.errors import KieConfigError
 from kie_async.core.limits import number_problem
@@ -152,14 +153,26 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def load_snapshot_file(path: Path) -> PricingSnapshot:
+def _snapshot_data(path: Path) -> Any:
+    """The file's YAML as plain data: from the compiled cache when these bytes were parsed before."""
+    raw = path.read_bytes()
+    key = content_key([(str(path), raw)], "pricing-snapshot")
+    cached = read_index("pricing", key)
+    if cached is not None:
+        return cached.entry("data")
     from ruamel.yaml.error import MarkedYAMLError
 
     try:
-        data = _plain(_yaml().load(path.read_text(encoding="utf-8")))
+        data = _plain(_yaml().load(raw.decode("utf-8")))
     except MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else "?"
         raise PricingError(f"{path}:{line}: YAML syntax error: {exc.problem}") from None
+    write_index("pricing", key, {"data": data}, {})
+    return data
+
+
+def load_snapshot_file(path: Path) -> PricingSnapshot:
+    data = _snapshot_data(path)
     if not isinstance(data, dict):
         raise PricingError(f"{path}: a pricing snapshot must be a mapping")
     data["source_file"] = str(path)

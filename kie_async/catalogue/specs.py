@@ -10,14 +10,18 @@ spec would spend someone's credits on a request the provider rejects.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from kie_async._version import __version__
+from kie_async.core.compiled_cache import CompiledIndex, content_key, read_index, write_index
 from kie_async.core.data import data_dir
 from kie_async.core.errors import KieConfigError
 from kie_async.wire.task_apis import TransportSpec, market_transport
@@ -376,13 +380,46 @@ class ModelSpec(_Spec):
         return None
 
 
-class ModelRegistry(BaseModel):
-    """All loaded specs, by key, with alias resolution."""
+class _LazySpecs(Mapping[str, "ModelSpec"]):
+    """Specs by key in file-name order, each checked (validated) the first time it is asked for.
 
-    model_config = ConfigDict(frozen=True)
+    From the compiled cache, ``kie-async estimate`` checks the one spec it prices instead of all of them.
+    """
 
-    specs: dict[str, ModelSpec]
-    spec_dir: str
+    def __init__(self, keys: Sequence[str], load: Callable[[str], ModelSpec]) -> None:
+        self._keys = list(keys)
+        self._known = frozenset(self._keys)
+        self._load = load
+        self._loaded: dict[str, ModelSpec] = {}
+
+    def __getitem__(self, key: str) -> ModelSpec:
+        spec = self._loaded.get(key)
+        if spec is None:
+            if key not in self._known:
+                raise KeyError(key)
+            spec = self._loaded[key] = self._load(key)
+        return spec
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._known
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+class ModelRegistry:
+    """All loaded specs, by key, with alias resolution. Read-only; specs from the compiled cache load on use."""
+
+    def __init__(self, specs: Mapping[str, ModelSpec], spec_dir: str,
+                 aliases: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.specs: Mapping[str, ModelSpec] = specs
+        self.spec_dir = spec_dir
+        self._aliases = {key: [a.lower() for a in found] for key, found in (aliases or {}).items()}
+        if aliases is None:
+            self._aliases = {key: [a.lower() for a in spec.aliases] for key, spec in specs.items()}
 
     def model_keys(self) -> list[str]:
         return list(self.specs)
@@ -391,18 +428,48 @@ class ModelRegistry(BaseModel):
         try:
             return self.specs[key]
         except KeyError:
-            raise KeyError(f"unknown model key {key!r}; known: {', '.join(self.specs)}") from None
+            raise KeyError(f"unknown model key {key!r}{did_you_mean(key, self.known_names())}") from None
+
+    def known_names(self) -> list[str]:
+        """Every key and alias a user may type."""
+        return [*self.specs, *(alias for found in self._aliases.values() for alias in found)]
+
+    def suggest(self, name: str) -> list[str]:
+        """Model keys close to a mistyped ``name`` (its keys and aliases compared), best first."""
+        owners = {alias: key for key, found in self._aliases.items() for alias in found}
+        close = close_matches(name, [*self.specs, *owners], n=6)
+        return list(dict.fromkeys(owners.get(match, match) for match in close))[:3]
 
     def candidates(self, name: str) -> list[ModelSpec]:
         """Specs a typed name may mean: the exact key, else every spec listing it as an alias (in key order)."""
         wanted = name.strip().lower()
         if wanted in self.specs:
             return [self.specs[wanted]]
-        return [spec for spec in self.specs.values() if wanted in (a.lower() for a in spec.aliases)]
+        return [self.specs[key] for key, found in self._aliases.items() if wanted in found]
 
     def by_provider_model(self, model_id: str) -> list[tuple[ModelSpec, TaskModeSpec]]:
         return [(spec, mode) for spec in self.specs.values() for mode in spec.task_modes
                 if mode.provider_model == model_id]
+
+
+def close_matches(word: object, choices: Iterable[Any], *, n: int = 3) -> list[Any]:
+    """The choices close to a mistyped ``word`` (compared as lower-case text), best first, as given."""
+    pool: dict[str, Any] = {}
+    for choice in choices:
+        pool.setdefault(str(choice).lower(), choice)
+    return [pool[m] for m in difflib.get_close_matches(str(word).strip().lower(), list(pool), n=n, cutoff=0.6)]
+
+
+def did_you_mean(word: object, choices: Iterable[Any], *, n: int = 3) -> str:
+    """``"; did you mean 'a' or 'b'?"`` for the choices close to a mistyped ``word``, else ``""``."""
+    close = close_matches(word, choices, n=n)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def suggest_fix(word: object, choices: Iterable[Any], otherwise: str) -> str:
+    """A fix that starts with the likely intended choice: ``did you mean 'jpg'? (use one of [...])``."""
+    close = close_matches(word, choices)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? ({otherwise})" if close else otherwise
 
 
 class SpecError(KieConfigError):
@@ -449,10 +516,14 @@ def load_spec_file(path: Path) -> ModelSpec:
     The fast ``safe`` loader reads good files; only a bad file is re-read with the round-trip loader,
     which keeps the line numbers the error message needs.
     """
+    return _parse_spec(path, path.read_text(encoding="utf-8"))[1]
+
+
+def _parse_spec(path: Path, text: str) -> tuple[dict[str, Any], ModelSpec]:
+    """The plain data of one spec file (what the compiled cache stores) and the checked spec."""
     from ruamel.yaml import YAML  # loaded with the first spec, not with the package (~120 ms of import)
     from ruamel.yaml.error import MarkedYAMLError
 
-    text = path.read_text(encoding="utf-8")
     try:
         data = YAML(typ="safe").load(text)
     except MarkedYAMLError as exc:
@@ -477,10 +548,25 @@ def load_spec_file(path: Path) -> ModelSpec:
     if spec.key != path.stem:
         line_no = _node_line(YAML(typ="rt").load(text), ["key"]) or 1
         raise SpecError(f"{path}:{line_no}: key {spec.key!r} must match the file name")
-    return spec
+    return data, spec
 
 
 SPEC_DIR_ENV = "KIE_MODEL_SPECS_DIR"
+
+
+_INDEX_KIND = "model-specs"
+
+
+def _code_sources() -> list[tuple[str, bytes]]:
+    """The code that checks a spec: a change to it makes the cached (already checked) data stale."""
+    sources = []
+    for module in (sys.modules[__name__], sys.modules[TransportSpec.__module__]):
+        try:
+            code = Path(module.__file__ or "").read_bytes()
+        except OSError:  # no source file (a frozen app): the package version in the key stands for the code
+            code = b""
+        sources.append((f"code:{module.__name__}", code))
+    return sources
 
 
 @functools.lru_cache(maxsize=8)
@@ -490,17 +576,44 @@ def _load_cached(spec_dirs: tuple[str, ...]) -> ModelRegistry:
         files.update((p.stem, p) for p in sorted(folder.glob("*.yaml")))  # a later folder overrides by file name
     if not files:
         raise SpecError(f"{os.pathsep.join(spec_dirs)}: no *.yaml model specs found")
+    ordered = sorted(files.values(), key=lambda p: p.name)
+    sources = {path: path.read_bytes() for path in ordered}
+    key = content_key([*_code_sources(), *((str(path), data) for path, data in sources.items())], __version__)
+    spec_dir = os.pathsep.join(spec_dirs)
+    index = read_index(_INDEX_KIND, key)
+    if index is not None:
+        return _registry_from_index(index, {path.stem: path for path in ordered}, spec_dir)
     specs: dict[str, ModelSpec] = {}
-    for path in sorted(files.values(), key=lambda p: p.name):
-        spec = load_spec_file(path)
+    plain: dict[str, dict[str, Any]] = {}
+    for path, raw in sources.items():
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        data, spec = _parse_spec(path, text)
         specs[spec.key] = spec
+        plain[spec.key] = data
     alias_owner: dict[str, str] = {}
     for spec in specs.values():
         for alias in spec.aliases:
             if alias in specs:
                 raise SpecError(f"{spec.source_file}: alias {alias!r} is also a model key")
             alias_owner.setdefault(alias, spec.key)
-    return ModelRegistry(specs=specs, spec_dir=os.pathsep.join(spec_dirs))
+    write_index(_INDEX_KIND, key, plain, {"aliases": {k: s.aliases for k, s in specs.items()}})
+    return ModelRegistry(specs, spec_dir)
+
+
+def _registry_from_index(index: CompiledIndex, paths: Mapping[str, Path], spec_dir: str) -> ModelRegistry:
+    """A registry over the compiled cache: each spec is checked (validated) when first asked for."""
+
+    def load(key: str) -> ModelSpec:
+        try:
+            return ModelSpec.model_validate(index.entry(key))
+        except ValidationError:  # the cache was written by other code: read the file for the line numbers
+            return load_spec_file(paths[key])
+
+    aliases: dict[str, list[str]] = index.meta.get("aliases") or {}
+    return ModelRegistry(_LazySpecs(index.names(), load), spec_dir, aliases)
 
 
 def load_registry(spec_dir: str | Path | None = None) -> ModelRegistry:

@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from kie_async.catalogue.arguments import check_request_arg
 from kie_async.catalogue.normalize import condition_context, normalize_request
 from kie_async.catalogue.request_models import (
     DefaultedField,
@@ -34,6 +35,7 @@ from kie_async.catalogue.specs import (
     TaskModeSpec,
     all_hold,
     load_registry,
+    suggest_fix,
 )
 from kie_async.core.media_sniff import SniffedMedia, check_media, header_problem, input_fix, sniff_head
 
@@ -64,7 +66,8 @@ def check_field_value(spec: FieldSpec, value: Any, path: str) -> list[Impossible
         problems.append(ImpossibleInput(field=where, value=shown, rule=rule, message=message, fix=fix))
 
     if spec.allowed is not None and value not in spec.allowed:
-        bad("allowed", f"{path}={value!r} is not allowed", f"use one of {spec.allowed}")
+        bad("allowed", f"{path}={value!r} is not allowed",
+            suggest_fix(value, spec.allowed, f"use one of {spec.allowed}"))
         return problems
     if spec.type in ("integer", "number") and isinstance(value, int | float) and not isinstance(value, bool):
         if spec.min is not None and value < spec.min:
@@ -271,6 +274,7 @@ def validate_request(
     check_files: bool = True,
 ) -> ValidationResult:
     """Validate a request (normalizing it first if needed); ``check_files=False`` skips all file-system access."""
+    check_request_arg(request, call="validate_request")  # a dict: one typed line, not an AttributeError
     reg = registry or load_registry()
     normalized = request if isinstance(request, NormalizedRequest) else normalize_request(request, registry=reg)
     missing = list(normalized.issues.missing)

@@ -21,10 +21,11 @@ from kie_async.artifacts.query import load_run, query_runs
 from kie_async.artifacts.settings import ArtifactSettings
 from kie_async.catalogue.preflight import PreflightResult, run_preflight
 from kie_async.catalogue.request_models import RawUserRequest, ValidationResult
-from kie_async.catalogue.specs import load_registry
+from kie_async.catalogue.specs import load_registry, suggest_fix
 from kie_async.catalogue.validate import validate_request
 from kie_async.core.data import data_dir
-from kie_async.core.errors import KieError, KieInputError
+from kie_async.core.errors import KieConfigError, KieError, KieInputError
+from kie_async.core.settings import KieSettings
 from kie_async.pipeline.run import run_pipeline
 from kie_async.pipeline.run_models import PipelineOptions, RunResult
 
@@ -53,6 +54,19 @@ def _tool_error(message: str) -> Exception:
     return ToolError(message)
 
 
+def _check_live(settings: KieSettings) -> None:
+    """Refuse the real Kie.ai before the session would, naming what an MCP server's user can change."""
+    if not settings.is_live or (settings.allow_live and settings.key_value()):
+        return
+    missing = " and ".join(name for name, unset in (("KIE_API_KEY", not settings.key_value()),
+                                                    ("KIE_ALLOW_LIVE=1", not settings.allow_live)) if unset)
+    raise KieConfigError(
+        f"the real Kie.ai needs {missing} in this server's environment (it spends credits)",
+        hint="to spend nothing, start the server as `kie-async mcp --offline` (the embedded emulator); to go live, "
+             "set them in the client's config for this server and restart it",
+    )
+
+
 def _field_path(loc: tuple[int | str, ...]) -> str:
     text = ""
     for part in loc:
@@ -70,7 +84,8 @@ def _as_request(arguments: dict[str, Any]) -> RawUserRequest:
         field = _field_path(tuple(first["loc"]))
         if first["type"] == "extra_forbidden":
             fields = sorted(RawUserRequest.model_fields)
-            raise _tool_error(f"{field}: not a request field (fix: use one of {fields})") from None
+            fix = suggest_fix(str(first["loc"][-1]), fields, f"use one of {fields}")
+            raise _tool_error(f"{field}: not a request field (fix: {fix})") from None
         raise _tool_error(f"{field}: {first['msg']} (fix: correct {field} and call again)") from None
 
 
@@ -157,6 +172,7 @@ def _session_opener(kie: KieSession) -> Callable[[], Awaitable[None]]:
 
     async def open_session() -> None:
         async with opening:
+            _check_live(kie.settings)  # in this interface's words: the server's environment, or --offline
             await kie.open()
 
     return open_session
@@ -183,10 +199,11 @@ def _add_model_tools(server: MCPServer[Any]) -> None:
         registry = load_registry()
         found = registry.candidates(model_key)
         if len(found) != 1:
-            raise _tool_error(
-                f"model_key: {model_key!r} is {'ambiguous' if found else 'unknown'} "
-                f"(fix: use one of {registry.model_keys()})"
-            )
+            close = registry.suggest(model_key)
+            fix = (f"use one of {[s.key for s in found]}" if found else
+                   f"did you mean {' or '.join(map(repr, close))}? (list_models lists every key)" if close else
+                   "call list_models for every key")
+            raise _tool_error(f"model_key: {model_key!r} is {'ambiguous' if found else 'unknown'} (fix: {fix})")
         return found[0].model_dump(mode="json", exclude_none=True, exclude={"source_file"})
 
 

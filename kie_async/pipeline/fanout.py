@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 
 from kie_async.artifacts.staging import sweep_staging
+from kie_async.catalogue.arguments import check_requests_arg
 from kie_async.catalogue.model_data import preload_model_data
 from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
@@ -37,6 +38,10 @@ __all__ = ["BatchProgress", "ItemPhase", "ProgressCallback", "run_many"]
 log = logging.getLogger("kie_async.pipeline.fanout")
 
 
+ResultCallback = Callable[[int, RunResult], Awaitable[None] | None]
+"""Called with (input index, result) as each request ends, in the order they end."""
+
+
 async def run_many(
     requests: Sequence[RawUserRequest],
     session: BaseSession,
@@ -51,8 +56,10 @@ async def run_many(
     batch_id: str | None = None,
     progress: bool = False,
     confirm: ConfirmCallback | None = None,
+    on_result: ResultCallback | None = None,
 ) -> RunResults:
-    """Run every request; results in input order, each with its own status and state.
+    """Run every request; results in input order, each with its own status and state (``on_result`` hears of
+    each as it ends: a log line per finished request).
 
     ``progress=True`` draws a progress bar (rich on stderr in a terminal, an HTML bar redrawn in place in a
     Jupyter notebook) besides any ``on_progress`` callback. The result is a list (:class:`RunResults`) that
@@ -73,6 +80,7 @@ async def run_many(
     ``budget_credits`` is then one budget for the batch. A file journal and a shared one cannot both be the
     batch's memory: ``journal_path`` together with a shared ``batch_id`` is refused (``KieInputError``).
     """
+    check_requests_arg(requests, call="run_many")  # one request, or dicts: one typed line, not an AttributeError
     check_run_many_args(concurrency, budget_credits)  # before the balance read: a NaN budget is no budget
     shared_id = batch_id if batch_id is not None and session.coordinator.kind != "local" else None
     _check_batch_id(batch_id, journal_path, shared=shared_id is not None)
@@ -96,7 +104,8 @@ async def run_many(
                 concurrency=concurrency, on_progress=on_progress, retry_failed=retry_failed,
                 resubmit_uncertain=resubmit_uncertain,
             )
-            results = RunResults(await _in_order(journal.run_one(batch, i) for i in range(len(requests))))
+            runs = (_reported(journal.run_one(batch, i), i, on_result) for i in range(len(requests)))
+            results = RunResults(await _in_order(runs))
             span.set_all({"kie.batch.succeeded": len(results.succeeded), "kie.credits.charged": results.credits_charged,
                           "kie.credits.unknown": results.credits_unknown})
             return results
@@ -216,6 +225,19 @@ async def _batch_keys(
 def _normalize_and_key(request: RawUserRequest) -> tuple[NormalizedRequest, str, str]:
     normalized = normalize_request(request)
     return normalized, request_key(normalized), raw_request_key(request)
+
+
+async def _reported(run: Awaitable[RunResult], index: int, on_result: ResultCallback | None) -> RunResult:
+    """The run's result, told to ``on_result`` as it ends; a callback that fails is logged and costs nothing."""
+    result = await run
+    if on_result is not None:
+        try:
+            told = on_result(index, result)
+            if told is not None:
+                await told
+        except Exception:
+            log.exception("on_result failed for request %d; the batch goes on and keeps the result", index)
+    return result
 
 
 async def _in_order(runs: Iterable[Awaitable[RunResult]]) -> list[RunResult]:

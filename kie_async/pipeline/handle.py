@@ -122,7 +122,10 @@ class TaskHandle:
         """Take the model's key, output kind and API from its spec; an unknown key is refused."""
         candidates = registry.candidates(model_key)
         if len(candidates) != 1:
-            raise KieInputError(f"unknown model_key {model_key!r}", hint="see `kie-async models`, or leave it out")
+            close = registry.suggest(model_key)
+            raise KieInputError(f"unknown model_key {model_key!r}" + (f"; did you mean {' or '.join(map(repr, close))}?"
+                                                                      if close else ""),
+                                hint="see `kie-async models`, or leave it out")
         spec = candidates[0]
         self.model_key, self._output_kind = spec.key, spec.output_kind
         # A task bought through a separate API (Veo, Suno, ...) is read through that API, also from a new session.

@@ -18,6 +18,7 @@ import os
 import time
 
 from kie_async.artifacts.layout import folder_problem
+from kie_async.catalogue.arguments import check_request_arg
 from kie_async.catalogue.model_data import preload_model_data
 from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.preflight import PreflightResult, run_preflight
@@ -148,6 +149,7 @@ async def run_pipeline(
     (:mod:`kie_async.ledger.request_state`) and out to ``hooks.on_state``. Cancellation propagates: in-flight
     uploads, polls and downloads stop and no partial files remain.
     """
+    check_request_arg(request, call="run_pipeline")  # a dict or a list: one typed line, not an AttributeError
     model = request.model_key
     with telemetry.span(f"generate_content {model}", _run_attributes(model, options, resume_task_id)) as span:
         started = time.perf_counter()

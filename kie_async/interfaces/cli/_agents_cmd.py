@@ -4,6 +4,7 @@ HTTP) and ``kie-async guides`` (regenerate the per-family agent guides from the 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Coroutine
@@ -12,7 +13,8 @@ from typing import Any
 
 from kie_async.catalogue.guides import stale_guides, write_guides
 from kie_async.core.errors import KieInputError
-from kie_async.interfaces.cli._common import add_offline_flag, check_folder_arg, default_output_dir, settings_for
+from kie_async.interfaces.cli._common import add_offline_flag, check_folder_arg, default_output_dir
+from kie_async.interfaces.cli._live import settings_for
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -40,6 +42,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     guides.add_argument("--out", type=Path, default=None, help="folder (default: docs/agents of this checkout)")
     guides.add_argument("--check", action="store_true", help="write nothing; exit 1 if a guide is stale")
+    guides.add_argument("--json", action="store_true", help="machine-readable output")
     guides.set_defaults(handler=_guides)
 
 
@@ -55,13 +58,20 @@ def _guides(args: argparse.Namespace) -> int:
     folder = args.out or _default_guides_dir()
     if args.check:
         stale = stale_guides(folder)
+        if args.json:
+            print(json.dumps({"folder": str(folder), "stale": [str(folder / name) for name in stale]}, indent=2))
+            return 1 if stale else 0
         for name in stale:
             print(f"stale: {folder / name}")
         if stale:
             print("run `kie-async guides` to regenerate them")
         return 1 if stale else 0
     check_folder_arg(folder, "--out")
-    for path in write_guides(folder):
+    written = write_guides(folder)
+    if args.json:
+        print(json.dumps({"folder": str(folder), "written": [str(path) for path in written]}, indent=2))
+        return 0
+    for path in written:
         print(path)
     return 0
 
@@ -80,7 +90,7 @@ async def _serve(args: argparse.Namespace, out: Path, build: Any) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     from kie_async.session import KieSession
 
-    async with settings_for(args, out, generation_seconds=0.5) as settings:
+    async with settings_for(args, out, generation_seconds=0.5, check_live=False) as settings:
         kie = KieSession(settings)  # opened by the first tool that needs it: the offline tools need no key
         try:
             server = build(kie, out)

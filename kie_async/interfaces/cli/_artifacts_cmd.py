@@ -20,6 +20,7 @@ from kie_async.artifacts.notes import update_run_notes, update_run_tags
 from kie_async.artifacts.query import get_latest_assets, load_run, print_run_summary, query_runs
 from kie_async.core.errors import KieInputError
 from kie_async.interfaces.cli._common import check_folder_arg, count_arg
+from kie_async.interfaces.cli._output import on_terminal, out
 
 _Command = Callable[[argparse.Namespace, Path], Coroutine[Any, Any, int]]
 
@@ -118,6 +119,17 @@ async def _list(args: argparse.Namespace, root: Path) -> int:
     if args.json:
         _dump([e.model_dump(mode="json", exclude_none=True) for e in entries])
         return 0
+    if not on_terminal():  # a pipe or a log: every cell in full, one line per run
+        if entries:
+            out.table(f"runs under {root}", ("run id", "status", "mode", "outputs", "prompt"),
+                      [(e.run_id, e.status.value, e.task_mode or "", ",".join(a.kind.value for a in e.assets),
+                        e.prompt or "") for e in entries])
+        else:
+            print(f"no runs under {root}")
+        report = await read_index(root)
+        if report.skipped:
+            print(f"{len(report.skipped)} unreadable index line(s) skipped; run `artifacts rebuild`")
+        return 0
     console = Console()
     if not entries:
         console.print(f"no runs under {root}")
@@ -152,7 +164,8 @@ async def _show(args: argparse.Namespace, root: Path) -> int:
     if args.json:
         _dump({"run_dir": str(run.run_dir), "manifest": run.manifest.model_dump(mode="json", exclude_none=True)})
     else:
-        print_run_summary(run)
+        # In a pipe, a console as wide as the longest line: paths and prompts are never wrapped or cut.
+        print_run_summary(run, None if on_terminal() else Console(width=100_000, soft_wrap=True))
     return 0
 
 

@@ -20,13 +20,8 @@ from typing import Any
 from aiohttp import web
 
 from kie_async.interfaces.callback_receiver import add_callback_route
-from kie_async.interfaces.cli._common import (
-    add_offline_flag,
-    check_file_arg,
-    default_output_dir,
-    number_arg,
-    settings_for,
-)
+from kie_async.interfaces.cli._common import add_offline_flag, check_file_arg, default_output_dir, number_arg
+from kie_async.interfaces.cli._live import settings_for
 from kie_async.session import KieSession
 
 HMAC_ENV = "KIE_WEBHOOK_HMAC_KEY"

@@ -1,26 +1,20 @@
-"""What several subcommands share: where settings come from (real Kie.ai or the embedded emulator), and
-argument checks that refuse a bad value before a session, an emulator or a purchase starts.
+"""What several subcommands share: argument checks that refuse a bad value before a session, an emulator or a
+purchase starts. Cheap to import (no rich, no settings): ``validate`` and ``estimate`` use it. Where settings come
+from (real Kie.ai or the embedded emulator) is in ``_live``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from rich.console import Console
 
 from kie_async.artifacts.layout import folder_problem
 from kie_async.core.errors import KieInputError
 from kie_async.core.limits import number_problem
-from kie_async.core.settings import KieSettings, PollSettings
-
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 OUTPUT_DIR_ENV = "KIE_OUTPUT_DIR"
 
@@ -158,28 +152,3 @@ def offline_state_dir(args: argparse.Namespace, root: Path | None = None) -> Pat
     if not getattr(args, "offline", False):
         return None
     return check_folder_arg((root or default_output_dir()) / OFFLINE_STATE_DIRNAME, "--offline-state")
-
-
-def settings_for(
-    args: argparse.Namespace, root: Path | None = None, *, generation_seconds: float = 1.5
-) -> contextlib.AbstractAsyncContextManager[KieSettings]:
-    """:func:`resolve_settings` for a command's ``--offline``/``--offline-state`` and its output root."""
-    state = offline_state_dir(args, root)
-    return resolve_settings(state is not None, generation_seconds=generation_seconds, state_dir=state)
-
-
-@contextlib.asynccontextmanager
-async def resolve_settings(
-    offline: bool, *, generation_seconds: float = 1.5, state_dir: Path | None = None
-) -> AsyncIterator[KieSettings]:
-    """Yield settings for the real service (from ``KIE_*``) or for an emulator started for this command;
-    with ``state_dir`` the emulator's account is the one kept there (see ``kie_async.emulator.persist``)."""
-    if not offline:
-        yield KieSettings.from_env()
-        return
-    from kie_async.emulator import EmulatorConfig, KieEmulator
-
-    config = EmulatorConfig(generation_seconds=generation_seconds, state_dir=state_dir)
-    async with KieEmulator(config) as emulator:
-        # Poll the local emulator quickly; the real service gets Kie.ai's recommended schedule.
-        yield emulator.settings(poll=PollSettings(schedule=((float("inf"), 0.25),)))

@@ -14,11 +14,9 @@ from kie_async.interfaces.cli._common import (
     add_json_flag,
     add_offline_flag,
     check_folder_arg,
-    console,
     default_output_dir,
-    resolve_settings,
-    settings_for,
 )
+from kie_async.interfaces.cli._live import console, resolve_settings, settings_for
 from kie_async.pipeline.run import PipelineHooks, PipelineOptions, StageOutcome, run_pipeline
 from kie_async.session import KieSession
 
@@ -31,6 +29,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     demo.add_argument("--out", type=Path, default=None, help="output folder (default $KIE_OUTPUT_DIR or ./outputs)")
     demo.add_argument("--prompt", default="A lighthouse on a cliff at dawn, watercolor", help="image prompt")
+    add_json_flag(demo)
     demo.set_defaults(handler=_demo)
 
     credits = sub.add_parser("credits", help="show the account's remaining credits")
@@ -55,7 +54,11 @@ def _demo(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 async def _demo_async(args: argparse.Namespace, out_dir: Path) -> int:
-    console.print("[bold]kie-async demo[/bold]: everything runs against the embedded emulator (no key, no credits)")
+    def say(text: str) -> None:
+        if not args.json:  # --json: only the JSON document on stdout
+            console.print(text)
+
+    say("[bold]kie-async demo[/bold]: everything runs against the embedded emulator (no key, no credits)")
     request = RawUserRequest(
         model_key="nano-banana-2", prompt=args.prompt, options={"aspect_ratio": "1:1", "output_format": "png"}
     )
@@ -63,15 +66,20 @@ async def _demo_async(args: argparse.Namespace, out_dir: Path) -> int:
 
     def show(stage: StageOutcome) -> None:
         if stage.status != "running":
-            console.print(f"  {stage.name:<10} {stage.status:<8} {stage.seconds:6.2f}s {stage.detail or ''}")
+            say(f"  {stage.name:<10} {stage.status:<8} {stage.seconds:6.2f}s {stage.detail or ''}")
 
     async with resolve_settings(True, generation_seconds=1.0) as settings, KieSession(settings) as kie:
-        console.print(f"emulator at {settings.base_url} (uploads at {settings.upload_base_url})")
+        say(f"emulator at {settings.base_url} (uploads at {settings.upload_base_url})")
         before = await kie.get_credits()
-        console.print(f"credits before: {before.credits:g}")
+        say(f"credits before: {before.credits:g}")
         result = await run_pipeline(request, kie, options=options, hooks=PipelineHooks(on_stage=show))
         after = await kie.get_credits()
-    console.print(f"credits after: {after.credits:g} (charged {before.credits - after.credits:g})")
+    if args.json:
+        print(json.dumps({"status": result.status, "credits_before": before.credits, "credits_after": after.credits,
+                          "run_dir": result.run_dir, "outputs": [str(o.path) for o in result.outputs],
+                          "error": result.error}, indent=2))
+        return 0 if result.succeeded and result.outputs else 1
+    say(f"credits after: {after.credits:g} (charged {before.credits - after.credits:g})")
     if not result.succeeded or not result.outputs:
         console.print(f"[red]demo failed[/red]: {result.status} {result.error or ''}")
         return 1

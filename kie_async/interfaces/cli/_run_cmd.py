@@ -30,18 +30,17 @@ from kie_async.interfaces.cli._common import (
     add_offline_flag,
     check_file_arg,
     check_folder_arg,
-    console,
     count_arg,
     credits_arg,
     default_output_dir,
-    err_console,
     json_kind,
     number_arg,
     seconds_arg,
-    settings_for,
     strict_json,
 )
-from kie_async.interfaces.cli._models_cmd import _callback_url_arg, _request_args, build_request
+from kie_async.interfaces.cli._live import console, err_console, settings_for
+from kie_async.interfaces.cli._output import on_terminal
+from kie_async.interfaces.cli._request_args import build_request, callback_url_arg, request_args
 from kie_async.pipeline.fanout import BatchProgress, run_many
 from kie_async.pipeline.run import PipelineOptions, RunResult, run_pipeline
 from kie_async.pipeline.run_models import ConfirmCallback, RunResults
@@ -53,7 +52,7 @@ COORDINATION_ENV = "KIE_COORDINATION_URL"
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this group's subcommands to the parser."""
     run = sub.add_parser("run", help="validate, price, upload, submit, wait, download and record one request")
-    _request_args(run)
+    request_args(run)
     _common_run_args(run)
     run.add_argument("--preset", default=None, help="prompt preset key (default: the model's)")
     run.add_argument(
@@ -77,7 +76,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     batch.add_argument(
         "--callback-url",
-        type=_callback_url_arg,
+        type=callback_url_arg,
         default=None,
         help="Kie.ai calls this URL when each task finishes; a receiver there (e.g. `kie-async receive-callbacks "
         "--journal JOURNAL`) settles requests whose createTask answer was lost",
@@ -239,6 +238,9 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
             mark = {"ok": "[green]✓[/]", "blocked": "[yellow]■[/]"}.get(stage.status, "[red]✗[/]")
             console.print(f"{mark} {stage.name:<10} {stage.seconds:7.3f}s {stage.detail or ''}")
         console.print(f"status: [bold]{result.status}[/bold]" + (f" — {result.error}" if result.error else ""))
+        if _balance_refused(result):
+            console.print("[yellow]nothing was bought.[/] Fix KIE_API_KEY, or try the same command with "
+                          "[bold]--offline[/] (the embedded emulator: nothing spent).")
         if _held_for_confirmation(result):
             console.print("[yellow]nothing was bought.[/] Confirm on a terminal, or add [bold]--yes[/] in scripts.")
         for output in result.outputs:
@@ -251,6 +253,30 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
                 f"with [bold]--resume-task {result.task_id}[/]"
             )
     return 0 if result.succeeded else 1
+
+
+def result_line(index: int, result: RunResult) -> str:
+    """One finished request on one line, nothing cut: ``#3 succeeded nano-banana-2 credits=8 task=... output=PATH``."""
+    credits = f"{result.credits_charged:g}" if result.credits_charged is not None else "-"
+    words = [f"#{index}", result.status + (" (resumed)" if result.resumed else ""), result.model_key,
+             f"credits={credits}", f"task={result.task_id or '-'}"]
+    words += [f"output={o.path}" for o in result.outputs]
+    if not result.outputs and result.error:
+        words.append("error=" + " ".join(part.strip() for part in result.error.splitlines() if part.strip()))
+    return " ".join(words)
+
+
+def batch_summary(results: list[RunResult]) -> dict[str, Any]:
+    """Counts by status and the credits charged: the batch's last line (and the ``summary`` of ``--json``)."""
+    statuses = Counter(r.status for r in results)
+    return {"requests": len(results), "statuses": dict(sorted(statuses.items())),
+            "succeeded": statuses["succeeded"],
+            "credits_charged": sum(r.credits_charged or 0.0 for r in results)}
+
+
+def _balance_refused(result: RunResult) -> bool:
+    return result.preflight is not None and any(r.code == "balance_unavailable" and "key was refused" in r.message
+                                                for r in result.preflight.reasons)
 
 
 def _held_for_confirmation(result: RunResult) -> bool:
@@ -271,6 +297,10 @@ def _read_batch_text(path: Path) -> str:
     """The file as text, or a ``KieInputError`` that says what is wrong with it (never an ``OSError``)."""
     if path.is_dir():
         raise KieInputError(f"{path} is a folder, not a JSONL batch file", hint="pass the .jsonl file itself")
+    if path.exists() and not path.is_file():
+        # /dev/zero reads until memory runs out and a FIFO blocks forever: refused at once, like the journal path.
+        raise KieInputError(f"{path} is not a regular file (a device or a pipe), not a JSONL batch file",
+                            hint="save the requests to a .jsonl file and pass that file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -396,6 +426,9 @@ async def _run_batch_async(
     journal: Path | None,
     shared: _SharedBatch | None,
 ) -> int:
+    # On a terminal: a live bar, then a table at the terminal's width. In a pipe or a log (or with --json): no
+    # redraws; a plain line per request as it ends (status, credits, every output path or the whole error).
+    live = not args.json and on_terminal()
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -403,10 +436,11 @@ async def _run_batch_async(
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
         console=console,
-        disable=args.json,
+        disable=not live,
         transient=False,
     )
     bar: TaskID = progress.add_task("batch", total=len(requests), detail="")
+    ended = 0
 
     def show(p: BatchProgress) -> None:
         detail = (
@@ -415,6 +449,12 @@ async def _run_batch_async(
         )
         progress.update(bar, completed=p.finished, detail=detail)
 
+    def log_line(index: int, result: RunResult) -> None:
+        nonlocal ended
+        ended += 1
+        if not live and not args.json:
+            print(f"[{ended}/{len(requests)}] {result_line(index, result)}", flush=True)
+
     async with settings_for(args, out) as settings, KieSession(_coordinated(settings, shared)) as kie:
         with progress:
             results = await run_many(
@@ -422,7 +462,8 @@ async def _run_batch_async(
                 kie,
                 concurrency=args.concurrency,
                 budget_credits=args.budget,
-                on_progress=show,
+                on_progress=show if live else None,
+                on_result=log_line,
                 options=_options(args, out),
                 journal_path=journal,
                 retry_failed=args.retry_failed,
@@ -435,31 +476,34 @@ async def _run_batch_async(
             "journal": str(journal) if journal is not None else None,
             "batch_id": shared.batch_id if shared is not None else None,
             "results": [_summary(r) for r in results],
+            "summary": batch_summary(results),
         }
         print(json.dumps(document, indent=2))
-    else:
+        return 0 if all(r.succeeded for r in results) else 1
+    if live:
         table = Table(title=f"{len(results)} requests")
         for column in ("#", "model", "status", "credits", "task", "output / error"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for i, r in enumerate(results):
             credits = f"{r.credits_charged:g}" if r.credits_charged is not None else "-"
             credits = "unknown" if r.credits_unknown else credits
-            tail = str(r.outputs[0].path) if r.outputs else (r.error or "")
+            tail = "\n".join(str(o.path) for o in r.outputs) if r.outputs else (r.error or "")
             table.add_row(
                 str(i), r.model_key, r.status + (" (resumed)" if r.resumed else ""), credits, r.task_id or "-", tail
             )
         console.print(table)
-        console.print(where)
-        console.print(RunResults(results).spend_line())
-        states = Counter(r.status for r in results)
-        if states["incomplete"]:
-            console.print(
-                f"[yellow]{states['incomplete']} paid task(s) did not finish here.[/] Run the same command again to "
-                "resume them (nothing is bought twice; --retry-failed never re-buys them)."
-            )
-        if states["submit_uncertain"]:
-            console.print(
-                f"[yellow]{states['submit_uncertain']} request(s) may have been bought already[/] (createTask's "
-                "answer was lost); see each error for when and what to look for in the Kie.ai dashboard."
-            )
+    summary = batch_summary(results)
+    counts = ", ".join(f"{n} {status}" for status, n in summary["statuses"].items())
+    console.print(f"{len(results)} requests: {counts}; {RunResults(results).spend_line()}; {where}")
+    states = Counter(r.status for r in results)
+    if states["incomplete"]:
+        console.print(
+            f"[yellow]{states['incomplete']} paid task(s) did not finish here.[/] Run the same command again to "
+            "resume them (nothing is bought twice; --retry-failed never re-buys them)."
+        )
+    if states["submit_uncertain"]:
+        console.print(
+            f"[yellow]{states['submit_uncertain']} request(s) may have been bought already[/] (createTask's "
+            "answer was lost); see each error for when and what to look for in the Kie.ai dashboard."
+        )
     return 0 if all(r.succeeded for r in results) else 1

@@ -1,16 +1,17 @@
-"""``kie-async --version``: what a bug report needs, the SDK and the versions of what it runs on."""
+"""``kie-async --version``: the SDK and Python at once; ``--version --details`` adds what a bug report needs.
+
+The short form runs before anything else is imported (no argparse, aiohttp or libvips), so scripts that check
+the version pay little more than the interpreter's start-up.
+"""
 
 from __future__ import annotations
 
-import argparse
-import platform
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
-
-import aiohttp
 
 from kie_async._version import __version__
+
+VERSION_FLAGS = ("--version", "-V")
+DETAILS_FLAG = "--details"
 
 
 def libvips_version() -> str:
@@ -26,30 +27,28 @@ def libvips_version() -> str:
     return f"{found} (pyvips {pyvips.__version__})"
 
 
+def _python_line() -> str:
+    version = ".".join(str(part) for part in sys.version_info[:3])
+    implementation = {"cpython": "CPython", "pypy": "PyPy"}.get(sys.implementation.name, sys.implementation.name)
+    return f"Python {version} ({implementation}, {sys.platform})"
+
+
+def short_version_report() -> str:
+    """The SDK and Python versions, without importing aiohttp or libvips."""
+    return f"kie-async {__version__}\n{_python_line()}"
+
+
 def version_report() -> str:
-    return "\n".join(
-        [
-            f"kie-async {__version__}",
-            f"Python {platform.python_version()} ({platform.python_implementation()}, {sys.platform})",
-            f"aiohttp {aiohttp.__version__}",
-            f"libvips {libvips_version()}",
-        ]
-    )
+    """Everything a bug report needs: the SDK, Python, aiohttp and libvips versions."""
+    import aiohttp  # only here: the short report must not pay for it
+
+    return "\n".join([f"kie-async {__version__}", _python_line(), f"aiohttp {aiohttp.__version__}",
+                      f"libvips {libvips_version()}"])
 
 
-class VersionAction(argparse.Action):
-    """Print :func:`version_report` and exit 0 (argparse's own version action prints one string)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
-        kwargs.setdefault("help", "print the kie-async, Python, aiohttp and libvips versions and exit")
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
-        option_string: str | None = None,
-    ) -> NoReturn:
-        print(version_report())
-        parser.exit(0)
+def version_request(argv: list[str]) -> str | None:
+    """The report ``argv`` asks for (``--version``, maybe with ``--details``, and nothing else), else ``None``."""
+    flags = set(argv)
+    if not flags & set(VERSION_FLAGS) or not flags <= {*VERSION_FLAGS, DETAILS_FLAG}:
+        return None
+    return version_report() if DETAILS_FLAG in flags else short_version_report()
