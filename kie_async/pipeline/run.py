@@ -17,7 +17,6 @@ import logging
 import os
 import time
 
-from kie_async.artifacts.layout import folder_problem
 from kie_async.catalogue.arguments import check_request_arg
 from kie_async.catalogue.model_data import preload_model_data
 from kie_async.catalogue.normalize import normalize_request
@@ -28,6 +27,7 @@ from kie_async.catalogue.validate import validate_request
 from kie_async.client import BaseSession
 from kie_async.core import telemetry
 from kie_async.core.errors import KieError, KieInputError
+from kie_async.core.folders import folder_problem
 from kie_async.core.limits import check_credits, check_timeout
 from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.request_state import Money, RequestState, facts

@@ -145,8 +145,8 @@ class RunResults(list[RunResult]):
         return sum(1 for r in self if r.credits_unknown)
 
     def spend_line(self) -> str:
-        """``"credits spent: 270"`` or ``"credits spent: 100 + 3 purchases with credits unknown"``."""
-        line = f"credits spent: {self.credits_charged:g}"
+        """``"credits 270"`` or ``"credits 100 + 3 purchases with credits unknown"``."""
+        line = f"credits {self.credits_charged:g}"
         unknown = self.credits_unknown
         if unknown:
             line += f" + {unknown} purchase{'s' if unknown > 1 else ''} with credits unknown"

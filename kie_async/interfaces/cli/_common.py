@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kie_async.artifacts.layout import folder_problem
 from kie_async.core.errors import KieInputError
+from kie_async.core.folders import folder_problem
 from kie_async.core.limits import number_problem
 
 OUTPUT_DIR_ENV = "KIE_OUTPUT_DIR"

@@ -470,6 +470,13 @@ async def _run_batch_async(
                 resubmit_uncertain=args.resubmit_uncertain,
                 batch_id=shared.batch_id if shared is not None else None,
             )
+    return _report_batch(args, results, journal, shared, live=live)
+
+
+def _report_batch(
+    args: argparse.Namespace, results: list[RunResult], journal: Path | None, shared: _SharedBatch | None, *, live: bool
+) -> int:
+    """The batch's report: one JSON document, or (on a terminal) a table, then the summary and what to do next."""
     where = f"shared batch {shared.batch_id}" if shared is not None else f"journal: {journal}"
     if args.json:
         document = {
