@@ -23,6 +23,7 @@ from kie_async.interfaces.cli import (
     _agents_cmd,
     _artifacts_cmd,
     _callbacks_cmd,
+    _chat_cmd,
     _core_cmd,
     _emulator_cmd,
     _models_cmd,
@@ -30,7 +31,7 @@ from kie_async.interfaces.cli import (
 )
 from kie_async.interfaces.cli._version_info import VersionAction
 
-_GROUPS = (_core_cmd, _run_cmd, _callbacks_cmd, _emulator_cmd, _models_cmd, _artifacts_cmd, _agents_cmd)
+_GROUPS = (_core_cmd, _run_cmd, _callbacks_cmd, _emulator_cmd, _models_cmd, _artifacts_cmd, _agents_cmd, _chat_cmd)
 TRACEBACK_ENV = "KIE_ASYNC_TRACEBACK"
 _REPORT_HINT = (
     f"this is a bug in kie-async: please report it with the command you ran ({TRACEBACK_ENV}=1 shows the traceback)"
