@@ -43,9 +43,6 @@ if TYPE_CHECKING:
     from kie_async.catalogue.validate import (
         validate_request,
     )
-    from kie_async.client.base import (
-        KieSession,
-    )
     from kie_async.core.errors import (
         KieAPIStatusError,
         KieAuthenticationError,
@@ -94,15 +91,24 @@ if TYPE_CHECKING:
         PipelineOptions,
         RunResult,
     )
+    from kie_async.session import (
+        KieSession,
+    )
     from kie_async.wire.api_models import (
         CallbackEvent,
     )
     from kie_async.wire.callbacks import (
         verify_callback,
     )
+    from kie_async.wire.chat.models import (
+        ChatMessage,
+        ChatResult,
+    )
 
 _EXPORTS: dict[str, str] = {
-    "KieSession": "kie_async.client.base",
+    "KieSession": "kie_async.session",
+    "ChatMessage": "kie_async.wire.chat.models",
+    "ChatResult": "kie_async.wire.chat.models",
     "KieSettings": "kie_async.core.settings",
     "PollSettings": "kie_async.core.settings",
     "RetrySettings": "kie_async.core.settings",
@@ -278,6 +284,8 @@ __all__ = [
     "BatchProgress",
     "CallbackEvent",
     "CallbackReceiver",
+    "ChatMessage",
+    "ChatResult",
     "CostEstimate",
     "CreditBudget",
     "FileOutput",
