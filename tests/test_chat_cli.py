@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from kie_async.catalogue.chat_specs import chat_facts, load_chat_registry, load_chat_spec_file
 from kie_async.interfaces.cli import main
 
 
@@ -30,3 +32,15 @@ def test_chat_refuses_what_the_page_does_not_allow(capsys: pytest.CaptureFixture
     assert "not one of ['low', 'high']" in capsys.readouterr().err
     assert main(["chat", "--model", "no-such-llm", "--offline", "hi"]) == 2
     assert "unknown chat model" in capsys.readouterr().err
+
+
+def test_models_import_of_a_chat_page_writes_the_chat_spec(kie_docs: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    page = kie_docs / "market" / "codex" / "gpt-codex.md"
+    assert main(["models", "import", str(page), "--out", str(tmp_path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kind"] == "chat" and summary["key"] == "gpt-codex" and summary["todos"]
+    written = load_chat_spec_file(tmp_path / "gpt-codex.yaml")
+    committed = load_chat_registry().specs["gpt-codex"]
+    assert chat_facts(written) == chat_facts(committed)
+    assert main(["models", "import", str(page), "--out", str(tmp_path)]) == 2  # never clobbers

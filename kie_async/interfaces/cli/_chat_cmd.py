@@ -7,8 +7,18 @@ import json
 import sys
 from typing import Any
 
+from kie_async.catalogue.chat_specs import ChatSpec, import_chat_page, load_chat_spec_file
+from kie_async.catalogue.spec_import import SpecImportError, render_yaml
 from kie_async.client import BaseSession
-from kie_async.interfaces.cli._common import add_json_flag, add_offline_flag, resolve_settings, strict_json
+from kie_async.core.errors import KieInputError
+from kie_async.core.provider_pages import ProviderPage
+from kie_async.interfaces.cli._common import (
+    add_json_flag,
+    add_offline_flag,
+    check_folder_arg,
+    resolve_settings,
+    strict_json,
+)
 from kie_async.pipeline.chat import chat, chat_stream
 from kie_async.wire.chat import ChatResult
 
@@ -78,3 +88,27 @@ async def _stream(kie: BaseSession, args: argparse.Namespace, options: dict[str,
     out.write("\n")
     out.flush()
     return stream.result
+
+
+def import_chat_command(page: ProviderPage, args: argparse.Namespace) -> int:
+    """``models import`` of a chat page: the chat spec (for ``model_specs/chat``), printed or written to ``--out``."""
+    try:
+        imported = import_chat_page(page, family=args.family, key=args.key)
+        ChatSpec.model_validate(imported.data)
+    except (SpecImportError, ValueError) as exc:
+        raise KieInputError(f"cannot import {page.source}: {exc}") from None
+    text = render_yaml(imported)
+    if args.out is None:
+        print(text, end="")
+        return 0
+    out_dir = check_folder_arg(args.out, "--out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{imported.key}.yaml"
+    if target.exists() and not args.force:
+        raise KieInputError(f"{target} exists (it may hold hand edits); pass --force to overwrite it")
+    target.write_text(text, encoding="utf-8")
+    load_chat_spec_file(target)
+    summary = {"path": str(target), "key": imported.key, "kind": "chat", "todos": imported.todos,
+               "page_notes": imported.page_notes}
+    print(json.dumps(summary, indent=2) if args.json else f"wrote {target} (a chat spec; keep it in model_specs/chat)")
+    return 0
