@@ -62,10 +62,22 @@ async def chat_registry() -> ChatRegistry:
     return found
 
 
+_WIRES: dict[tuple[int, str], tuple[ChatSpec, ChatWire]] = {}
+
+
 def chat_wire(spec: ChatSpec, provider_model: str | None = None) -> ChatWire:
+    """How ``spec``'s calls go on the wire (built once per spec and provider model)."""
     model = provider_model or spec.provider_model
+    found = _WIRES.get((id(spec), model))
+    if found is not None and found[0] is spec:
+        return found[1]
     if model not in spec.provider_models:
         raise KieInputError(f"{spec.key} sells {spec.provider_models}, not {model!r}")
+    wire = _WIRES[(id(spec), model)] = spec, _build_wire(spec, model)
+    return wire[1]
+
+
+def _build_wire(spec: ChatSpec, model: str) -> ChatWire:
     return ChatWire(wire_format=spec.wire_format, path=spec.endpoint, provider_model=model,
                     model_field=spec.model_field, messages_field=spec.messages_field, roles=tuple(spec.roles),
                     content=spec.content, system_prompt=spec.system_prompt, stream_supported=spec.stream.supported)
@@ -217,7 +229,9 @@ class ChatStream:
             await self._release()
             raise KieInputError("no Kie.ai API key configured", hint="set KIE_API_KEY or KieSettings(api_key=...)")
         headers = {"Authorization": f"Bearer {key}", "User-Agent": user_agent(settings),
+                   "Content-Type": "application/json",
                    "Accept": "text/event-stream" if self._stream else "application/json"}
+        data = json.dumps(body, ensure_ascii=False).encode()  # bytes go out with the headers in one write
         read = self._timeout or settings.request_timeout
         timeout = aiohttp.ClientTimeout(total=None if self._stream else read, sock_connect=settings.connect_timeout,
                                         sock_read=read)
@@ -225,7 +239,7 @@ class ChatStream:
         async def attempt() -> aiohttp.ClientResponse:
             session.stats.count(ENDPOINT)
             try:
-                response = await session.http.post(url, json=body, headers=headers, timeout=timeout)
+                response = await session.http.post(url, data=data, headers=headers, timeout=timeout)
             except KieError:
                 raise
             except Exception as exc:
