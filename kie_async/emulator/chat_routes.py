@@ -87,7 +87,7 @@ def _custom_tool(fmt: str, body: dict[str, Any]) -> str | None:
 def reply_text(model: str, turns: list[tuple[str, str]]) -> str:
     """The deterministic answer: names the model and restates the last user turn."""
     last = next((text for role, text in reversed(turns) if role == "user"), "")
-    words = " ".join(last.split()[:60])
+    words = " ".join(last.split()[-60:])  # the end: a system prompt folded in front stays out of the way
     digest = hashlib.sha256(f"{model}\n{last}".encode()).hexdigest()[:8]
     return f"[{model}] Here is a considered answer to: {words} (reply {digest})."
 
