@@ -172,3 +172,12 @@ async def test_a_conversation_with_a_codex_version_and_the_system_prompt(kie: Ki
     assert "second question" in result.text
     with pytest.raises(KieInputError, match="sells"):
         await chat(kie, "gpt-codex", "hi", provider_model="gpt-4")
+
+
+async def test_a_whole_answer_cut_short_is_incomplete_and_keeps_the_hold(kie: KieSession,
+                                                                         emulator: KieEmulator) -> None:
+    emulator.faults.add("chat", "stream_cut")
+    budget = CreditBudget(5)
+    result = await chat(kie, "gpt-5.2", "hello", budget=budget, reserve_credits=0.5)
+    assert not result.complete and result.text == "" and "broke off" in (result.incomplete_reason or "")
+    assert budget.snapshot().spent == 0.5 and chat_requests(emulator) == 1
