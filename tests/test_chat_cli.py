@@ -1,14 +1,17 @@
-"""``kie-async chat``: the answer streams to stdout, the credits go to stderr, ``--json`` prints one object."""
+"""``kie-async chat`` (the answer to stdout, the credits to stderr, ``--json`` one object) and the blocking client."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
 from kie_async.catalogue.chat_specs import chat_facts, load_chat_registry, load_chat_spec_file
+from kie_async.emulator import KieEmulator
 from kie_async.interfaces.cli import main
+from kie_async.sync import KieClient
 
 
 def test_chat_streams_to_stdout_and_reports_credits_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,3 +47,12 @@ def test_models_import_of_a_chat_page_writes_the_chat_spec(kie_docs: Path, tmp_p
     committed = load_chat_registry().specs["gpt-codex"]
     assert chat_facts(written) == chat_facts(committed)
     assert main(["models", "import", str(page), "--out", str(tmp_path)]) == 2  # never clobbers
+
+
+async def test_the_blocking_client_chats(emulator: KieEmulator) -> None:
+    def script() -> str:
+        with KieClient(emulator.settings()) as kie:
+            return kie.chat("gpt-5.5", "hello from a script", system="Be brief").text
+
+    text = await asyncio.to_thread(script)
+    assert text.startswith("[gpt-5-5]") and "hello from a script" in text
