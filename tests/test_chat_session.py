@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -181,3 +182,30 @@ async def test_a_whole_answer_cut_short_is_incomplete_and_keeps_the_hold(kie: Ki
     result = await chat(kie, "gpt-5.2", "hello", budget=budget, reserve_credits=0.5)
     assert not result.complete and result.text == "" and "broke off" in (result.incomplete_reason or "")
     assert budget.snapshot().spent == 0.5 and chat_requests(emulator) == 1
+
+
+async def test_a_failed_call_is_over_and_never_sent_again(kie: KieSession, emulator: KieEmulator) -> None:
+    emulator.faults.add("chat", "server_error", status=503, http_status=True)
+    stream = chat_stream(kie, "claude-sonnet-4.6", "hello")
+    with pytest.raises(KieServerError):
+        await anext(stream)
+    assert [d async for d in stream] == [] and chat_requests(emulator) == 1
+    assert not stream.result.complete and "KieServerError" in (stream.result.incomplete_reason or "")
+
+
+async def test_a_stream_cancelled_midway_settles_its_hold_on_close(kie: KieSession, emulator: KieEmulator) -> None:
+    budget = CreditBudget(5)
+    reading = asyncio.Event()
+
+    async def consume() -> None:
+        async with kie.chat_stream("gpt-5.4", "a long tale please", budget=budget, reserve_credits=1) as stream:
+            async for _ in stream:
+                reading.set()
+                await asyncio.sleep(3600)  # stuck in the caller's own code
+
+    task = asyncio.create_task(consume())
+    await reading.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert budget.snapshot().reserved == 0 and budget.snapshot().spent == 1  # may have been spent: counted

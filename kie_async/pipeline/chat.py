@@ -132,6 +132,7 @@ class ChatStream:
         self._codec: Codec | None = None
         self._spec: ChatSpec | None = None
         self._reserved = 0.0
+        self._held = False  # a budget hold is taken and not yet settled or released
         self._count = 0
         self._raw: dict[str, Any] | None = None
         self._result: ChatResult | None = None
@@ -174,9 +175,26 @@ class ChatStream:
             await self._finish("closed by the caller before the stream ended")
         elif self._result is None:
             self._result = self._build("closed before anything was sent")
+        if self._held and self._budget is not None:  # left by a cancellation mid-stream: it may have been spent
+            self._held = False
+            await self._budget.settle(self._reserved, self._acc.credits)
 
     # -- the machinery
     async def _step(self) -> None:
+        """One step; after a failure the call is over (never sent again) and its result says so."""
+        if self._result is not None:
+            return
+        try:
+            await self._advance()
+        except BaseException as exc:
+            if self._response is not None:
+                self._response.release()
+                self._response = None
+            if self._result is None:
+                self._result = self._build(f"failed: {type(exc).__name__}: {exc}")
+            raise
+
+    async def _advance(self) -> None:
         if self._response is None:
             await self._open()
             return
@@ -297,7 +315,8 @@ class ChatStream:
         if self._response is not None:
             self._response.release()
         self._result = self._build(incomplete)
-        if self._budget is not None:
+        if self._budget is not None and self._held:
+            self._held = False
             await self._budget.settle(self._reserved, self._acc.credits)
             charged = self._acc.credits if self._acc.credits is not None else self._reserved
             self._result = self._result.model_copy(update={"credits_charged": charged})
@@ -334,9 +353,11 @@ class ChatStream:
             raise KieRequestBlockedError(f"holding {amount:g} credits for {spec.key} would pass the budget "
                                          f"(remaining {snap.remaining:g})", hint="raise the cap; nothing was spent")
         self._reserved = amount
+        self._held = True
 
     async def _release(self) -> None:
-        if self._budget is not None:
+        if self._budget is not None and self._held:
+            self._held = False
             await self._budget.release(self._reserved)
 
     async def _after_error(self, exc: KieError) -> None:
@@ -345,7 +366,8 @@ class ChatStream:
         if self._budget is None:
             return
         sent = isinstance(exc, KieConnectionError | KieTimeoutError) and exc.request_sent
-        if sent:
+        if sent and self._held:
+            self._held = False
             await self._budget.settle(self._reserved, None)
         else:
             await self._release()
