@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -109,3 +111,16 @@ async def test_no_credits_is_a_402(emulator: KieEmulator, emulator_client: aioht
     status, _, text = await _post(emulator_client, emulator.base_url + CLAUDE, {
         "model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]})
     assert status == 402 and "insufficient" in text
+
+
+async def test_slow_body_paces_the_events(emulator: KieEmulator, emulator_client: aiohttp.ClientSession) -> None:
+    emulator.faults.add("chat", "slow_body", chunk_delay=0.02)
+    arrivals: list[float] = []
+    loop = asyncio.get_running_loop()
+    async with emulator_client.post(emulator.base_url + RESPONSES, json={
+            "model": "gpt-5-codex", "input": "hello there", "stream": True}) as response:
+        async for line in response.content:
+            if line.startswith(b"data: "):
+                arrivals.append(loop.time())
+    gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
+    assert len(arrivals) > 5 and gaps[len(gaps) // 2] >= 0.01  # most events arrive on their own, paced

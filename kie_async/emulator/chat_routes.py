@@ -7,8 +7,8 @@ providers send them. The reply is a pure function of the model and the conversat
 when the request declares a custom function tool, the reply is a call of that function instead.
 
 Faults (endpoint ``chat``): ``rate_limit`` and ``server_error`` answer before any work, ``latency`` delays the
-first byte, ``stream_cut`` drops the connection after ``after_events`` events (the charge has been made: the
-real service bills what it generated).
+first byte, ``slow_body`` pauses ``chunk_delay`` between events, ``stream_cut`` drops the connection after
+``after_events`` events (the charge has been made: the real service bills what it generated).
 """
 
 from __future__ import annotations
@@ -291,6 +291,7 @@ async def chat_endpoint(request: web.Request) -> web.StreamResponse:
         return _error(402, "The current credits are insufficient. Please top up.", "insufficient_credits")
     rule = request.get(POST_FAULT_KEY)
     cut = rule.after_events if rule is not None and rule.kind == FaultKind.STREAM_CUT else None
+    pace = rule.chunk_delay if rule is not None and rule.kind == FaultKind.SLOW_BODY else 0.0
     headers = {"x-request-id": f"req_{answer.id}"}
     if not stream:
         whole = json.dumps(answer.whole()).encode()
@@ -309,6 +310,8 @@ async def chat_endpoint(request: web.Request) -> web.StreamResponse:
         if cut is not None and sent >= cut:
             drop_connection(request)
             return response
+        if pace and sent:
+            await asyncio.sleep(pace)  # tokens trickling in, as a loaded model sends them
         await response.write(_sse(event, data))
     await response.write_eof()
     return response
