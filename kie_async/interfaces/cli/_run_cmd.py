@@ -115,9 +115,10 @@ def _common_run_args(parser: argparse.ArgumentParser) -> None:
                         help="your own context stored verbatim in run.json (e.g. request_id=abc); repeatable")
     parser.add_argument("--enhance-with", default=None, metavar="MODEL",
                         help="enhance the prompt through this Kie chat model with the preset's system prompt "
-                             "(e.g. claude-haiku-4.5); its credits count in --budget")
-    parser.add_argument("--prompt-policy", choices=["off", "ask", "auto", "preview"], default="auto",
-                        help="with --enhance-with: auto sends the enhanced prompt, preview records it and sends yours")
+                             "(e.g. claude-haiku-4.5); a batch's --budget counts its credits")
+    parser.add_argument("--prompt-policy", choices=["off", "auto", "preview"], default="auto",
+                        help="with --enhance-with: auto sends the enhanced prompt, preview records it and sends "
+                             "yours, off skips the enhancer")
     add_offline_flag(parser)
 
 
