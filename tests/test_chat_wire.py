@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from kie_async import KieSession, KieSettings
-from kie_async.core.errors import KieInsufficientCreditsError
+from kie_async import CreditBudget, KieSession, KieSettings
+from kie_async.core.errors import KieInsufficientCreditsError, KieServerError
 from kie_async.pipeline.chat import chat, chat_stream
 from tests.conftest import serve_app
 
@@ -105,3 +105,15 @@ async def test_an_envelope_error_in_a_200_carries_its_evidence() -> None:
     error = caught.value
     assert error.code == 402 and error.http_status == 200 and error.request_id == "rq-42"
     assert "credits insufficient" in (error.body or "") and "rq-42" in str(error)
+
+
+async def test_an_unreadable_200_keeps_the_hold_as_spent() -> None:
+    async def write(response: web.StreamResponse) -> None:
+        await response.write(b"<html>gateway says hi</html>")
+
+    budget = CreditBudget(5)
+    async with _session(write, content_type="application/json") as kie:
+        with pytest.raises(KieServerError, match="not a chat answer") as caught:
+            await chat(kie, "gemini-3-pro", "hi", budget=budget, reserve_credits=1)
+    assert caught.value.enveloped is False and "gateway says hi" in (caught.value.body or "")
+    assert budget.snapshot().spent == 1 and budget.snapshot().reserved == 0

@@ -296,7 +296,11 @@ class ChatStream:
             problem = self._error(response.status, response.headers, raw, payload)
             response.release()
             self._response = None
-            await self._after_error(problem)
+            if isinstance(payload, dict):  # the service's own refusal: nothing was generated
+                await self._after_error(problem)
+            elif self._budget is not None and self._held:  # an answer nobody can read may still have been billed
+                self._held = False
+                await self._budget.settle(self._reserved, None)
             raise problem
         self._raw = payload
         self._acc = self._codec.read(payload)
