@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kie_async.catalogue.chat_specs import chat_facts, load_chat_registry, load_chat_spec_file
+from kie_async.catalogue.chat_import import chat_facts
+from kie_async.catalogue.chat_specs import load_chat_registry, load_chat_spec_file
 from kie_async.emulator import KieEmulator
 from kie_async.interfaces.cli import main
 from kie_async.sync import KieClient

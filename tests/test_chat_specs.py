@@ -6,14 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kie_async.catalogue.chat_specs import (
-    ChatSpec,
-    chat_drift,
-    check_chat_spec,
-    import_chat_page,
-    load_chat_registry,
-    reimport_chat,
-)
+from kie_async.catalogue.chat_import import chat_drift, check_chat_spec, import_chat_page, reimport_chat
+from kie_async.catalogue.chat_specs import ChatSpec, load_chat_registry
 from kie_async.catalogue.specs import load_registry
 from kie_async.core.data import data_dir
 from kie_async.core.provider_pages import read_page

@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from kie_async.catalogue.chat_specs import ChatSpec, import_chat_page, load_chat_spec_file
+from kie_async.catalogue.chat_import import import_chat_page
+from kie_async.catalogue.chat_specs import ChatSpec, load_chat_spec_file
 from kie_async.catalogue.spec_import import SpecImportError, render_yaml
 from kie_async.client import BaseSession
 from kie_async.core.errors import KieInputError

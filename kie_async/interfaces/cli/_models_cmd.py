@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from kie_async.catalogue.chat_specs import chat_operation
+from kie_async.catalogue.chat_import import chat_operation
 from kie_async.catalogue.listing import catalogue_rows, example_command, group_by_family, limits_text, price_range
 from kie_async.catalogue.preflight import run_preflight
 from kie_async.catalogue.pricing import PricingError, latest_snapshot, refresh_snapshot, write_snapshot
