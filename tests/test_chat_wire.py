@@ -117,3 +117,17 @@ async def test_an_unreadable_200_keeps_the_hold_as_spent() -> None:
             await chat(kie, "gemini-3-pro", "hi", budget=budget, reserve_credits=1)
     assert caught.value.enveloped is False and "gateway says hi" in (caught.value.body or "")
     assert budget.snapshot().spent == 1 and budget.snapshot().reserved == 0
+
+
+async def test_chat_uses_the_proxy_the_session_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kie_async.pipeline.chat import _proxy_for
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "uploads.example")
+    settings = KieSettings(api_key=SecretStr("k"), base_url="https://api.kie.ai", allow_live=True)
+    async with KieSession(settings) as kie:  # opening sends nothing
+        assert _proxy_for(kie, "https://api.kie.ai/claude/v1/messages") == "http://proxy.example:3128"
+        assert _proxy_for(kie, "https://uploads.example/x") is None
+        assert _proxy_for(kie, "http://127.0.0.1:9/x") is None
+    async with KieSession(settings.model_copy(update={"trust_env": False})) as kie:
+        assert _proxy_for(kie, "https://api.kie.ai/claude/v1/messages") is None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import urllib.request
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
@@ -45,7 +46,7 @@ from kie_async.wire.chat.codecs import Codec, Collected, codec_for
 from kie_async.wire.chat.models import ChatDelta, ChatMessage, ChatResult, ChatWire
 from kie_async.wire.chat.sse import iter_sse
 from kie_async.wire.retry import parse_retry_after
-from kie_async.wire.transport import transport_error, user_agent
+from kie_async.wire.transport import Transport, transport_error, user_agent
 
 ENDPOINT = "chat"
 MessagesIn = str | Sequence[ChatMessage | Mapping[str, Any]]
@@ -250,6 +251,7 @@ class ChatStream:
                    "Content-Type": "application/json",
                    "Accept": "text/event-stream" if self._stream else "application/json"}
         data = json.dumps(body, ensure_ascii=False).encode()  # bytes go out with the headers in one write
+        proxy = _proxy_for(session, url)
         read = self._timeout or settings.request_timeout
         timeout = aiohttp.ClientTimeout(total=None if self._stream else read, sock_connect=settings.connect_timeout,
                                         sock_read=read)
@@ -257,7 +259,7 @@ class ChatStream:
         async def attempt() -> aiohttp.ClientResponse:
             session.stats.count(ENDPOINT)
             try:
-                response = await session.http.post(url, data=data, headers=headers, timeout=timeout)
+                response = await session.http.post(url, data=data, headers=headers, timeout=timeout, proxy=proxy)
             except KieError:
                 raise
             except Exception as exc:
@@ -397,6 +399,16 @@ class ChatStream:
         return error_class_for_code(code)(
             message, code=code, http_status=status, endpoint=ENDPOINT, enveloped=enveloped,
             retry_after=parse_retry_after(headers.get("Retry-After")), **evidence)
+
+
+def _proxy_for(session: BaseSession, url: str) -> str | None:
+    """The proxy the session's own requests would use for ``url`` (``HTTPS_PROXY``/``NO_PROXY`` when
+    ``trust_env``; never for loopback), by the transport's rule."""
+    if not session.settings.trust_env:
+        return None
+    found = urllib.request.getproxies_environment()
+    proxies = {scheme: value for scheme, value in found.items() if scheme in ("http", "https", "no") and value}
+    return Transport(session.http, owned=False, proxies=proxies).proxy_for(url) if proxies else None
 
 
 def _is_error(payload: dict[str, Any]) -> bool:
