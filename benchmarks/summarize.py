@@ -204,8 +204,23 @@ def coordination(doc: dict[str, Any]) -> str:
     )
 
 
+def chat_stream(doc: dict[str, Any]) -> str:
+    f = doc["figures"]
+    return _table(
+        [f"chat stream ({doc['params']['model']}, {_f(f['chunks'], 0)} chunks)", "SDK", "raw aiohttp SSE",
+         "SDK / raw (goal)"],
+        [
+            ["time to first token (ms)", _f(f["sdk_ttft_ms"], 3), _f(f["raw_ttft_ms"], 3),
+             f"{_f(f['ttft_ratio'])} (≤ 1.1)"],
+            ["whole stream (ms)", _f(f["sdk_stream_ms"], 3), _f(f["raw_stream_ms"], 3), _f(f["stream_ratio"])],
+            ["extra per chunk (µs)", _f(f["per_chunk_overhead_us"], 1), "-", "≤ 50"],
+        ],
+    )
+
+
 SECTIONS = {
     "bench_roundtrip": roundtrip,
+    "bench_chat_stream": chat_stream,
     "bench_fanout": fanout,
     "bench_sync_baseline": sync,
     "bench_download": download,

@@ -102,9 +102,15 @@ if TYPE_CHECKING:
     from kie_async.wire.callbacks import (
         verify_callback,
     )
+    from kie_async.wire.chat.models import (
+        ChatMessage,
+        ChatResult,
+    )
 
 _EXPORTS: dict[str, str] = {
     "KieSession": "kie_async.session",
+    "ChatMessage": "kie_async.wire.chat.models",
+    "ChatResult": "kie_async.wire.chat.models",
     "KieSettings": "kie_async.core.settings",
     "PollSettings": "kie_async.core.settings",
     "RetrySettings": "kie_async.core.settings",
@@ -280,6 +286,8 @@ __all__ = [
     "BatchProgress",
     "CallbackEvent",
     "CallbackReceiver",
+    "ChatMessage",
+    "ChatResult",
     "CostEstimate",
     "CreditBudget",
     "FileOutput",

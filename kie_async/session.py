@@ -2,14 +2,16 @@
 
 :class:`~kie_async.client.BaseSession` is the HTTP client (requests, waiting, callback adoption, files) that
 the pipeline stages take. ``KieSession`` is the front built on it and on the pipeline: task handles
-(``submit``, ``task``), ``create_and_wait`` and readable outputs (``output``). Keeping these here, above the
-pipeline, is what lets the pipeline import the client without the client importing the pipeline back.
+(``submit``, ``task``), ``create_and_wait``, readable outputs (``output``) and chat (``chat``, ``chat_stream``).
+Keeping these here, above the pipeline, is what lets the pipeline import the client without the client importing
+the pipeline back.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
 from kie_async.catalogue.specs import ModelSpec, aload_registry
@@ -18,10 +20,13 @@ from kie_async.client import BaseSession
 from kie_async.core.errors import KieInputError
 from kie_async.core.limits import check_timeout
 from kie_async.core.media_sniff import MediaKind
+from kie_async.ledger.budget import CreditBudget
+from kie_async.pipeline.chat import ChatStream, MessagesIn, chat, chat_stream
 from kie_async.pipeline.handle import TaskHandle, TaskOutcome, create_and_wait, submit_request, task_handle
 from kie_async.pipeline.outputs import FileOutput
 from kie_async.pipeline.run_models import PipelineOptions
 from kie_async.wire.api_models import CreateTaskPayload
+from kie_async.wire.chat.models import ChatResult
 from kie_async.wire.task_apis import TransportSpec
 
 __all__ = ["KieSession"]
@@ -86,6 +91,25 @@ class KieSession(BaseSession):
     def output(self, url: str, *, kind: MediaKind | None = None) -> FileOutput:
         """A generated file's URL as a :class:`FileOutput` (``aiter_bytes``, ``aread``, ``save``)."""
         return FileOutput(self, url, kind=kind)
+
+    async def chat(self, model: str, messages: MessagesIn, *, system: str | None = None,
+                   options: Mapping[str, Any] | None = None, budget: CreditBudget | None = None,
+                   reserve_credits: float | None = None, allow_unknown_cost: bool = False,
+                   provider_model: str | None = None, timeout: float | None = None) -> ChatResult:
+        """Ask a chat model and get the whole answer (see :func:`kie_async.pipeline.chat.chat`)."""
+        return await chat(self, model, messages, system=system, options=options, budget=budget,
+                          reserve_credits=reserve_credits, allow_unknown_cost=allow_unknown_cost,
+                          provider_model=provider_model, timeout=timeout)
+
+    def chat_stream(self, model: str, messages: MessagesIn, *, system: str | None = None,
+                    options: Mapping[str, Any] | None = None, budget: CreditBudget | None = None,
+                    reserve_credits: float | None = None, allow_unknown_cost: bool = False,
+                    provider_model: str | None = None, timeout: float | None = None) -> ChatStream:
+        """Ask a chat model and ``async for`` over the answer as it arrives (see
+        :func:`kie_async.pipeline.chat.chat_stream`)."""
+        return chat_stream(self, model, messages, system=system, options=options, budget=budget,
+                           reserve_credits=reserve_credits, allow_unknown_cost=allow_unknown_cost,
+                           provider_model=provider_model, timeout=timeout)
 
 
 def _unknown_keys(spec: ModelSpec, body: Mapping[str, object]) -> list[str]:

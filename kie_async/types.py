@@ -34,6 +34,9 @@ from kie_async.client import (
 from kie_async.ledger.request_state import (
     RequestState,
 )
+from kie_async.pipeline.chat import (
+    ChatStream,
+)
 from kie_async.pipeline.prepared import (
     PreparedRequest,
 )
@@ -55,6 +58,11 @@ from kie_async.wire.api_models import (
     TaskState,
     UploadedFile,
 )
+from kie_async.wire.chat.models import (
+    ChatDelta,
+    ChatUsage,
+    ToolCall,
+)
 from kie_async.wire.polling import (
     TaskProgress,
 )
@@ -67,6 +75,9 @@ __all__ = [
     "ArtifactKind",
     "ArtifactSource",
     "AssetRef",
+    "ChatDelta",
+    "ChatStream",
+    "ChatUsage",
     "CreateTaskPayload",
     "CreditBalance",
     "CreditSource",
@@ -94,5 +105,6 @@ __all__ = [
     "TaskRecord",
     "TaskResult",
     "TaskState",
+    "ToolCall",
     "UploadedFile",
 ]

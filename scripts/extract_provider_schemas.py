@@ -15,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from kie_async.emulator.chat_schemas import CHAT_BUNDLE_DIR, extract_chat  # noqa: E402
 from kie_async.emulator.provider_schemas import BUNDLE_DIR  # noqa: E402
 from kie_async.emulator.schema_extract import extract_all  # noqa: E402
 
@@ -28,23 +29,28 @@ def main() -> int:
     if not (args.docs / "manifest.json").is_file():
         print(f"no captured docs at {args.docs} (expected manifest.json there)", file=sys.stderr)
         return 2
-    wanted = {name: bundle.to_json() for name, bundle in extract_all(args.docs).items()}
-    present = {p.relative_to(BUNDLE_DIR).as_posix() for p in BUNDLE_DIR.rglob("*.json")}
+    return max(_sync(BUNDLE_DIR, {n: b.to_json() for n, b in extract_all(args.docs).items()}, args.check),
+               _sync(CHAT_BUNDLE_DIR, {n: b.to_json() for n, b in extract_chat(args.docs).items()}, args.check))
+
+
+def _sync(folder: Path, wanted: dict[str, str], check: bool) -> int:
+    """Write (or with ``check`` compare) one bundle folder: the media schemas, or the chat schemas."""
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*.json")}
     changed = sorted(n for n, text in wanted.items()
-                     if n not in present or (BUNDLE_DIR / n).read_text(encoding="utf-8") != text)
+                     if n not in present or (folder / n).read_text(encoding="utf-8") != text)
     stale = sorted(present - set(wanted))
-    if args.check:
+    if check:
         for name in changed:
             print(f"differs from its page: {name}")
         for name in stale:
             print(f"no page produces: {name}")
         return 1 if changed or stale else 0
     for name in changed:
-        path = BUNDLE_DIR / name
+        path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(wanted[name], encoding="utf-8")
     for name in stale:
-        (BUNDLE_DIR / name).unlink()
+        (folder / name).unlink()
     print(f"{len(wanted)} schemas: {len(changed)} written, {len(stale)} removed, "
           f"{len(wanted) - len(changed)} unchanged")
     return 0

@@ -44,6 +44,8 @@ FIGURE_KEYS: dict[str, set[str]] = {
         "webp_effort",
     },
     "bench_coordination": {"submit_coordinated", "submit_control", "fan_in", "budget", "restart"},
+    "bench_chat_stream": {"sdk_ttft_ms", "raw_ttft_ms", "ttft_ratio", "sdk_stream_ms", "raw_stream_ms",
+                          "per_chunk_overhead_us", "chunks"},
     "bench_import": {"baseline_cpu_ms", "import_ratio", "this:package_ratio", "this:script_ratio", "this:cli_ratio"},
     "bench_cli": {
         "pass_cpu_ms", "deps_cpu_ms", "version_ratio", "estimate_ratio", "validate_ratio", "models_show_ratio",

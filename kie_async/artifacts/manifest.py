@@ -109,6 +109,8 @@ class PromptRecord(_Model):
     enhanced: str | None = None
     final_used: str | None = None
     preset: str | None = None
+    enhanced_with: str | None = Field(default=None, description="the Kie chat model that wrote `enhanced`")
+    enhance_credits: float | None = Field(default=None, description="what that chat call cost (credits)")
 
 
 class ProviderTrace(_Model):

@@ -21,6 +21,7 @@ class FaultEndpoint(StrEnum):
     DOWNLOAD_URL = "download-url"
     UPLOADS = "uploads"
     FILES = "files"
+    CHAT = "chat"
 
 
 class FaultKind(StrEnum):
@@ -34,13 +35,14 @@ class FaultKind(StrEnum):
     SLOW_BODY = "slow_body"
     WRONG_BODY = "wrong_body"
     TASK_FAIL = "task_fail"
+    STREAM_CUT = "stream_cut"
 
 
 PRE_HANDLER_KINDS = frozenset({FaultKind.RATE_LIMIT, FaultKind.SERVER_ERROR, FaultKind.RESET, FaultKind.RESET_BEFORE})
 """Kinds that answer instead of the handler: the request does no work (no task, no charge)."""
 
 POST_HANDLER_KINDS = frozenset(
-    {FaultKind.RESET_AFTER, FaultKind.TRUNCATED_BODY, FaultKind.SLOW_BODY, FaultKind.WRONG_BODY}
+    {FaultKind.RESET_AFTER, FaultKind.TRUNCATED_BODY, FaultKind.SLOW_BODY, FaultKind.WRONG_BODY, FaultKind.STREAM_CUT}
 )
 """Kinds that let the handler do its work and then spoil the response."""
 
@@ -66,6 +68,7 @@ class FaultRule(BaseModel):
     wrong_body: Literal["html", "empty"] = Field(
         default="html", description="wrong_body: answer 200 with an HTML error page or with an empty body"
     )
+    after_events: int = Field(default=3, ge=0, description="stream_cut: SSE events sent before the connection drops")
     fail_code: str = Field(default="500", description="task_fail: failCode of the failed task")
     fail_msg: str = Field(default="Generation failed (injected by the emulator)", description="task_fail: failMsg")
 

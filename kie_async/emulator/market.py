@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import ValidationError
 
+from kie_async.emulator.chat_routes import add_chat_routes
 from kie_async.emulator.context import CONTEXT_KEY, EmulatorContext, log
 from kie_async.emulator.dialect_routes import add_transport_routes
 from kie_async.emulator.faults import FaultControl, FaultKind, FaultRule
@@ -273,6 +274,7 @@ def build_market_app(ctx: EmulatorContext) -> web.Application:
     router.add_post("/api/v1/common/download-url", download_url, name="download-url")
     add_pricing_routes(router)
     add_transport_routes(router)
+    add_chat_routes(router)
     router.add_get("/files/{task_id}/{name}", serve_file, name="files")
     router.add_get("/_emulator/blob/{size}", serve_blob, name="blob")
     router.add_get("/_emulator/faults", faults_get, name="_faults_get")

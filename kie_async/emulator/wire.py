@@ -34,6 +34,7 @@ ROUTE_ENDPOINTS: dict[str, FaultEndpoint] = {
     "files": FaultEndpoint.FILES,
     "uploaded-file": FaultEndpoint.FILES,
     "blob": FaultEndpoint.FILES,
+    "chat": FaultEndpoint.CHAT,
 }
 UPLOAD_ROUTES = frozenset({"file-stream-upload", "file-url-upload", "file-base64-upload"})
 

@@ -29,6 +29,7 @@ from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
 from kie_async.catalogue.validate import validate_request
 from kie_async.core.errors import KieConfigError
 from kie_async.core.settings import KieSettings
+from kie_async.pipeline.chat import MessagesIn, chat
 from kie_async.pipeline.fanout import ProgressCallback, run_many
 from kie_async.pipeline.handle import TaskHandle, TaskOutcome
 from kie_async.pipeline.outputs import FileOutput
@@ -36,6 +37,7 @@ from kie_async.pipeline.run import run_pipeline
 from kie_async.pipeline.run_models import PipelineOptions, RunResult, RunResults
 from kie_async.session import KieSession
 from kie_async.wire.api_models import CreditBalance, DownloadResult, TaskCreated, TaskRecord
+from kie_async.wire.chat.models import ChatResult
 from kie_async.wire.polling import TaskProgress
 
 T = TypeVar("T")
@@ -264,6 +266,12 @@ class KieClient:
                 request, credit_source=self.session if check_balance else None, budget_credits=budget_credits
             )
         )
+
+    def chat(self, model: str, messages: MessagesIn, *, system: str | None = None,
+             options: dict[str, Any] | None = None, timeout: float | None = None) -> ChatResult:
+        """One chat call, answered whole (:meth:`kie_async.KieSession.chat`; streaming needs the async API)."""
+        return self._run(lambda: chat(self.session, model, messages, system=system, options=options,
+                                      timeout=timeout))
 
     def run(self, request: RawUserRequest | NormalizedRequest, *, options: PipelineOptions | None = None) -> RunResult:
         """:func:`~kie_async.pipeline.run.run_pipeline`: one request end to end, with its run folder."""

@@ -316,6 +316,9 @@ async def _write_artifact(run: RunContext, task: _Finished, downloaded: list[_St
     )
     if run.base.get("run_id"):
         request = request.model_copy(update={"run_id": run.base["run_id"]})
+    if (chat := run.base.get("prompt_chat")) is not None:  # the built-in enhancer's chat call (pipeline.enhance)
+        prompts = request.prompts.model_copy(update={"enhanced_with": chat.model, "enhance_credits": chat.charged})
+        request = request.model_copy(update={"prompts": prompts})
     key = run.session.settings.api_key
     artifact = await create_run_artifact(request, run.opts.artifacts, secrets=[key] if key else [], replace=True)
     run.base["run_id"] = artifact.run_id

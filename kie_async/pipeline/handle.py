@@ -40,6 +40,7 @@ from kie_async.core.errors import (
 from kie_async.core.limits import check_credits, check_timeout
 from kie_async.core.media_sniff import MediaKind
 from kie_async.core.settings import PollSettings
+from kie_async.pipeline.enhance import enhance_with_kie, kie_model
 from kie_async.pipeline.outputs import FileOutput
 from kie_async.pipeline.prepare import prepare_request_for_submission
 from kie_async.pipeline.run_models import PipelineOptions
@@ -305,7 +306,11 @@ async def submit_request(
         context = await asyncio.to_thread(
             resolve_prompt_context, normalized, preset_key=opts.preset_key, preset_dirs=opts.preset_dirs
         )
-        enhanced = await opts.enhance(context)
+        if isinstance(opts.enhance, str):  # the built-in enhancer: Kie chat (no budget at this level)
+            enhanced, _ = await enhance_with_kie(kie_model(opts.enhance), context, session, budget=None,
+                                                 reserve_credits=0.0)
+        else:
+            enhanced = await opts.enhance(context)
         if enhanced and enhanced != normalized.raw_prompt:
             normalized = apply_enhanced_prompt(
                 normalized, enhanced, enhanced_prompt=enhanced, preset_key=context.preset_key

@@ -32,6 +32,7 @@ from kie_async.core.limits import check_credits, check_timeout
 from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.request_state import Money, RequestState, facts
 from kie_async.pipeline.collect import collect_task, outputs_intact
+from kie_async.pipeline.enhance import enhance_with_kie, kie_model
 from kie_async.pipeline.prepare import prepare_request_for_submission
 from kie_async.pipeline.prepared import PreparedRequest
 from kie_async.pipeline.purchase import submit_once
@@ -98,7 +99,7 @@ async def _run_pipeline(
     if run_id:
         run.base["run_id"] = run_id
 
-    checked = await _check(run, request, blocking=resume_task_id is None)
+    checked = await _check(run, request, blocking=resume_task_id is None, budget=budget)
     if isinstance(checked, RunResult):
         return checked
     normalized, validation = checked
@@ -179,7 +180,8 @@ def _recheck(opts: PipelineOptions) -> None:
 
 
 async def _check(
-    run: RunContext, request: RawUserRequest | NormalizedRequest, *, blocking: bool = True
+    run: RunContext, request: RawUserRequest | NormalizedRequest, *, blocking: bool = True,
+    budget: CreditBudget | None = None,
 ) -> tuple[NormalizedRequest, ValidationResult] | RunResult:
     """normalize, prompt, enhance, validate: pure work, no credits.
 
@@ -206,8 +208,11 @@ async def _check(
         bundled = opts.preset_dirs is None and not os.environ.get(PRESET_DIR_ENV)
         context = read() if bundled else await asyncio.to_thread(read)
     if opts.prompt_policy != "off" and opts.enhance is not None and normalized.raw_prompt:
-        async with rec.stage("enhance"):
-            enhanced = await opts.enhance(context)
+        try:
+            async with rec.stage("enhance"):
+                enhanced = await _enhance(run, opts.enhance, context, budget)
+        except KieError as exc:  # the built-in enhancer's chat call failed: stop before anything is bought
+            return run.stopped("blocked", f"prompt enhancement failed: {exc}", "enhance")
         sent = await _apply_policy(opts, context, normalized.raw_prompt, enhanced)
         if sent is None:
             return run.stopped("blocked", "prompt policy 'ask': the reviewer did not approve a prompt", "enhance")
@@ -230,6 +235,17 @@ async def _check(
     if not validation.is_submittable and blocking:
         return run.stopped("blocked", f"{validation.state}: {validation.summary()}", "validation")
     return normalized, validation
+
+
+async def _enhance(run: RunContext, enhance: Enhancer | str, context: PromptContext,
+                   budget: CreditBudget | None) -> str | None:
+    """The caller's enhancer, or the built-in one (``kie:<chat model>``), whose call is kept on the run."""
+    if not isinstance(enhance, str):
+        return await enhance(context)
+    enhanced, record = await enhance_with_kie(kie_model(enhance), context, run.session, budget=budget,
+                                              reserve_credits=run.opts.enhance_reserve_credits)
+    run.base["prompt_chat"] = record
+    return enhanced
 
 
 async def _apply_policy(

@@ -17,6 +17,7 @@ from kie_async.catalogue.request_models import MediaInput, ValidationResult
 from kie_async.core.spelling import PYTHON, Spelling
 from kie_async.ledger.journal import JournalRecord
 from kie_async.ledger.request_state import Money, RequestState, facts
+from kie_async.pipeline.enhance import KIE_PREFIX, PromptChat, kie_model
 from kie_async.pipeline.prepared import PreparedRequest
 from kie_async.pipeline.result_html import run_result_html, run_results_html
 
@@ -94,6 +95,7 @@ class RunResult(BaseModel):
     error_type: str | None = None
     stages: list[StageOutcome] = Field(default_factory=list)
     resumed: bool = False
+    prompt_chat: PromptChat | None = Field(default=None, description="the built-in enhancer's chat call, if any")
 
     @property
     def succeeded(self) -> bool:
@@ -164,7 +166,13 @@ class PipelineOptions(BaseModel):
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     preset_key: str | None = Field(default=None, description="a preset key, or the seed toolkit's key for it")
     preset_dirs: list[Path] | None = None
-    enhance: Enhancer | None = None
+    enhance: Enhancer | str | None = Field(
+        default=None, description="an async enhancer, or 'kie:<chat model>' for the built-in one (Kie chat with the "
+        "preset's system prompt; see kie_async.pipeline.enhance)")
+    enhance_reserve_credits: float = Field(
+        default=2.0, ge=0, allow_inf_nan=False,
+        description="with a budget: credits held while the built-in enhancer's chat runs (no token price is known); "
+        "the answer's credits_consumed settles it")
     prompt_policy: PromptPolicy = Field(
         default="auto",
         description="off: never enhance; auto: send the enhanced prompt; preview: enhance and record it, send the "
@@ -218,6 +226,13 @@ class PipelineOptions(BaseModel):
         default=None,
         description="asked (with the preflight result) when a run needs confirmation; True lets it through",
     )
+
+    @field_validator("enhance")
+    @classmethod
+    def _kie_enhancer(cls, value: Enhancer | str | None) -> Enhancer | str | None:
+        if isinstance(value, str):
+            return f"{KIE_PREFIX}{kie_model(value)}"
+        return value
 
     @field_validator("tags")
     @classmethod

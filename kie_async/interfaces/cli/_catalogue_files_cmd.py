@@ -16,12 +16,14 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 
+from kie_async.catalogue.chat_import import chat_operation
 from kie_async.catalogue.pricing import PricingError, latest_snapshot, refresh_snapshot, write_snapshot
-from kie_async.catalogue.spec_import import SpecImportError, import_page, render_yaml
+from kie_async.catalogue.spec_import import CREATE_TASK_PATH, SpecImportError, import_page, render_yaml
 from kie_async.catalogue.specs import ModelSpec, load_spec_file
 from kie_async.core.data import data_dir
 from kie_async.core.errors import KieInputError
 from kie_async.core.provider_pages import ProviderPageError, read_page
+from kie_async.interfaces.cli._chat_cmd import import_chat_command
 from kie_async.interfaces.cli._common import check_folder_arg
 from kie_async.interfaces.cli._live import resolve_settings
 from kie_async.session import KieSession
@@ -36,6 +38,8 @@ def models_import_command(args: argparse.Namespace) -> int:
         raise KieInputError(f"no such file: {source}")
     try:
         page = read_page(source)
+        if chat_operation(page) is not None and page.operation(CREATE_TASK_PATH) is None:  # the chat kind
+            return import_chat_command(page, args)
         imported = import_page(page, family=args.family, key=args.key, model_id=args.model_id)
     except (ProviderPageError, SpecImportError, OSError, UnicodeDecodeError) as exc:
         raise KieInputError(f"cannot import {source}: {exc}") from None

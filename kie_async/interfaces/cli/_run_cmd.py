@@ -118,6 +118,12 @@ def _common_run_args(parser: argparse.ArgumentParser) -> None:
                         help="tag recorded with the run (repeatable); find it later with `artifacts list --tag`")
     parser.add_argument("--context", action="append", type=_context_arg, default=[], metavar="KEY=VALUE",
                         help="your own context stored verbatim in run.json (e.g. request_id=abc); repeatable")
+    parser.add_argument("--enhance-with", default=None, metavar="MODEL",
+                        help="enhance the prompt through this Kie chat model with the preset's system prompt "
+                             "(e.g. claude-haiku-4.5); a batch's --budget counts its credits")
+    parser.add_argument("--prompt-policy", choices=["off", "auto", "preview"], default="auto",
+                        help="with --enhance-with: auto sends the enhanced prompt, preview records it and sends "
+                             "yours, off skips the enhancer")
     add_offline_flag(parser)
 
 
@@ -196,6 +202,8 @@ def _options(args: argparse.Namespace, out: Path) -> PipelineOptions:
         tags=args.tag,
         source_context=dict(args.context),
         confirm=confirm_on_terminal(args.yes),
+        enhance=f"kie:{args.enhance_with}" if args.enhance_with else None,
+        prompt_policy=args.prompt_policy,
     )
 
 
@@ -210,6 +218,7 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "credits_estimated": result.credits_estimated,
         "credits_charged": result.credits_charged,
         "credits_unknown": result.credits_unknown,
+        "prompt_chat": result.prompt_chat.model_dump(mode="json") if result.prompt_chat else None,
         "resumed": result.resumed,
         "state": result.state.value,
         "resumable": result.resumable,
