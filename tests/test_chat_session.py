@@ -10,7 +10,7 @@ import pytest
 
 from kie_async import KieSession
 from kie_async.catalogue.chat_specs import load_chat_registry
-from kie_async.core.errors import (
+from kie_async.errors import (
     KieBadRequestError,
     KieInputError,
     KieRateLimitError,
