@@ -143,6 +143,24 @@ def span(name: str, attributes: Mapping[str, object] | None = None, *, client: b
             raise
 
 
+def record_span(
+    name: str, attributes: Mapping[str, object], start_ns: int, *, error: str | None = None, client: bool = True
+) -> None:
+    """A span that ends now and began at ``start_ns`` (``time.time_ns()``): for work that outlives one block,
+    such as a chat stream read by the caller's own ``async for``. Its parent is the span current now."""
+    tracer = _tracer()
+    if tracer is None:
+        return
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    kind = SpanKind.CLIENT if client else SpanKind.INTERNAL
+    span = tracer.start_span(name, kind=kind, attributes=_clean(attributes), start_time=start_ns)
+    if error is not None:
+        span.set_attributes({"error.type": error})
+        span.set_status(Status(StatusCode.ERROR, error))
+    span.end()
+
+
 def current_ids() -> tuple[str, str] | None:
     """(trace id, span id) in hex of the active span, for log lines; None when no span is recording."""
     trace = sys.modules.get("opentelemetry.trace")
@@ -158,7 +176,8 @@ def current_ids() -> tuple[str, str] | None:
 
 _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
     # name: (kind, unit, description)
-    "gen_ai.client.operation.duration": ("histogram", "s", "a generation from the first stage to the last"),
+    "gen_ai.client.operation.duration": ("histogram", "s", "a generation (first stage to last) or a chat call"),
+    "gen_ai.client.token.usage": ("histogram", "{token}", "tokens of one chat call, by gen_ai.token.type"),
     "kie.credits.estimated": ("counter", "{credit}", "credits estimated before purchases, by model and status"),
     "kie.credits.charged": ("counter", "{credit}", "credits charged (the provider's figure, else the estimate)"),
     "kie.purchases": ("counter", "{purchase}", "requests that reached a final state, by state"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 import urllib.request
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -32,6 +33,7 @@ import aiohttp
 from kie_async.catalogue.blocked import KieRequestBlockedError
 from kie_async.catalogue.chat_specs import ChatRegistry, ChatSpec, load_chat_registry
 from kie_async.client import BaseSession
+from kie_async.core import telemetry
 from kie_async.core.errors import (
     KieAPIStatusError,
     KieConnectionError,
@@ -138,6 +140,8 @@ class ChatStream:
         self._raw: dict[str, Any] | None = None
         self._result: ChatResult | None = None
         self._request_id: str | None = None
+        self._started_ns = time.time_ns()
+        self._reported = False
 
     # -- the public face
     async def __aenter__(self) -> Self:
@@ -179,6 +183,7 @@ class ChatStream:
         if self._held and self._budget is not None:  # left by a cancellation mid-stream: it may have been spent
             self._held = False
             await self._budget.settle(self._reserved, self._acc.credits)
+        self._report()
 
     # -- the machinery
     async def _step(self) -> None:
@@ -193,6 +198,7 @@ class ChatStream:
                 self._response = None
             if self._result is None:
                 self._result = self._build(f"failed: {type(exc).__name__}: {exc}")
+            self._report(type(exc).__name__)
             raise
 
     async def _advance(self) -> None:
@@ -326,6 +332,33 @@ class ChatStream:
             await self._budget.settle(self._reserved, self._acc.credits)
             charged = self._acc.credits if self._acc.credits is not None else self._reserved
             self._result = self._result.model_copy(update={"credits_charged": charged})
+        self._report()
+
+    def _report(self, error: str | None = None) -> None:
+        """Once per call: its span and metrics (no prompt or answer text: they are content)."""
+        if self._reported or self._result is None:
+            return
+        self._reported = True
+        result = self._result
+        error = error or (None if result.complete else "incomplete")
+        model = {"gen_ai.provider.name": telemetry.PROVIDER, "gen_ai.operation.name": "chat",
+                 "gen_ai.request.model": result.model}
+        attributes = {
+            **model, "gen_ai.response.id": result.response_id or result.request_id,
+            "gen_ai.response.finish_reasons": result.finish_reason,
+            "gen_ai.usage.input_tokens": result.usage.input_tokens,
+            "gen_ai.usage.output_tokens": result.usage.output_tokens, "kie.credits.consumed": result.credits_consumed,
+            "kie.credits.charged": result.credits_charged, "kie.chat.streamed": result.streamed,
+            "kie.chat.wire_format": result.wire_format,
+        }
+        telemetry.record_span(f"chat {result.model}", attributes, self._started_ns, error=error)
+        telemetry.record("gen_ai.client.operation.duration", (time.time_ns() - self._started_ns) / 1e9,
+                         {**model, "error.type": error})
+        for kind, tokens in (("input", result.usage.input_tokens), ("output", result.usage.output_tokens)):
+            if tokens is not None:
+                telemetry.record("gen_ai.client.token.usage", tokens, {**model, "gen_ai.token.type": kind})
+        if result.credits_charged is not None:
+            telemetry.record("kie.credits.charged", result.credits_charged, model)
 
     def _build(self, incomplete: str | None) -> ChatResult:
         acc = self._acc
