@@ -269,3 +269,67 @@ async def test_argument_errors_name_the_field_and_the_fix(emulator: KieEmulator,
         assert "optons: not an argument of validate (fix: did you mean 'options'" in text
         text = refused(await client.call_tool("run_request", {**FOX, "confirm": "maybe"}))
         assert "confirm: must be true or false" in text
+
+
+def _holder_pid(out: Path) -> int:
+    holder = json.loads((out / ".kie-mcp" / "spending.jsonl.owner").read_text())
+    pid: int = holder["pid"]
+    return pid
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=2.0)])
+async def test_a_server_killed_after_buying_resumes_the_task_after_restart(
+    emulator: KieEmulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    async with serve(emulator, tmp_path, "--budget", "20") as client:
+        quote = await quote_for(client, FOX)
+        buying = asyncio.ensure_future(client.call_tool("run_request", {**FOX, "confirm": True, "quote_id": quote}))
+        for _ in range(600):  # until the task id is on disk (bounds the wait; not a timed assertion)
+            state = out / ".kie-mcp" / "spending.jsonl"
+            if state.exists() and b'"op":"paid"' in state.read_bytes():
+                break
+            await asyncio.sleep(0.02)
+        os.kill(_holder_pid(out), 9)  # SIGKILL: no cleanup, no last write
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(buying, 10)
+    assert emulator.stats.tasks_created == 1
+
+    async with serve(emulator, tmp_path, "--budget", "20") as client:
+        left = ok(await client.call_tool("server_limits", {}))["budget"]
+        assert left["reserved_credits"] == 8 and left["remaining_credits"] == 12  # the paid task stays counted
+        dry = ok(await client.call_tool("run_request", FOX))
+        assert "resume_run" in dry["next"] and "quote_id" not in dry
+        await asyncio.sleep(2.0)
+        # the identical call of the agent that never saw an answer: the old quote died with the server
+        again = ok(await client.call_tool("run_request", {**FOX, "confirm": True, "quote_id": quote}))
+        assert again["status"] == "succeeded" and again["outputs"], again
+        left = ok(await client.call_tool("server_limits", {}))["budget"]
+        assert left["reserved_credits"] == 0 and left["spent_credits"] <= 8
+    assert emulator.stats.tasks_created == 1
+
+
+def test_the_spending_state_fails_closed(tmp_path: Path) -> None:
+    from kie_async.core.errors import KieError, KieJournalBusyError
+    from kie_async.interfaces.mcp.spending import FileSpendingStore
+
+    path = tmp_path / "spending.jsonl"
+    store = FileSpendingStore.open(path)
+    assert store.reserve("a", 8, 20) and store.reserve("b", 8, 20) and not store.reserve("c", 8, 20)
+    store.paid("a", "task-a", "run-a", {"model_key": "nano-banana-2"})
+    store.settle("a", 6)
+    store.release("b")
+    with pytest.raises(KieJournalBusyError):
+        FileSpendingStore.open(path)  # one owner at a time
+    store.close()
+
+    with path.open("ab") as f:
+        f.write(b'{"op":"reserve","key":"c","cred')  # a crash mid-write: the torn last line is skipped
+    reopened = FileSpendingStore.open(path)
+    view = reopened.view()
+    assert (view.spent, view.reserved) == (6, 0) and reopened.reserve("c", 14, 20) and not reopened.reserve("d", 1, 20)
+    reopened.close()
+
+    path.write_bytes(path.read_text().encode("utf-16"))  # re-encoded by an editor: never read as empty
+    with pytest.raises(KieError, match="unreadable lines"):
+        FileSpendingStore.open(path)

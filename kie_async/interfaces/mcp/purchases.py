@@ -117,7 +117,8 @@ class Purchases:
         blocking = [r for r in preflight.blocking_reasons if r.code != "needs_confirmation"]
         if paid is not None:
             view["next"] = (f"this request was bought earlier (task {paid.task_id}) and not delivered yet: call "
-                            f"resume_run with task_id {paid.task_id!r}, or confirm this call; neither buys again")
+                            f"resume_run with task_id {paid.task_id!r}, or repeat this call with confirm=true; "
+                            f"neither buys again")
         elif budget is None:
             view["next"] = "nothing was bought; " + _NO_BUDGET.removeprefix("confirm: ")
         elif credits is None and not self.limits.allow_unknown_cost:
@@ -144,8 +145,7 @@ class Purchases:
         async with self._lock(key):
             paid = self.store.undelivered(key)
             if paid is not None:
-                self._check_resume_quote(quote_id, key)
-                return await self._collect(paid)
+                return await self._collect(paid)  # buys nothing, so no quote is needed (a restart voids them all)
             if self.store.is_uncertain(key):
                 raise tool_error(
                     "request: an earlier purchase of this exact request may have been made (its answer was lost), "
@@ -165,16 +165,6 @@ class Purchases:
                     f"{self._remaining():g} of {self.limits.budget_credits:g} left; nothing was bought (fix: ask "
                     f"the operator to raise --budget)")
             return await self._buy(request, key, amount, credits is None, tags, quote.nonce)
-
-    def _check_resume_quote(self, quote_id: str | None, key: str) -> None:
-        """Resuming buys nothing, so an expired quote still does; it must still be genuine and for this request."""
-        try:
-            quote = self.signer.read(quote_id or "")
-        except QuoteProblem as exc:
-            raise tool_error(f"{exc}; or call resume_run, which needs no quote") from None
-        if quote.key != key:
-            raise tool_error("quote_id: it was issued for another request (fix: call run_request without confirm "
-                             "for this request's quote, or call resume_run)")
 
     async def _buy(self, request: RawUserRequest, key: str, amount: float, unpriced: bool, tags: list[str],
                    nonce: str) -> dict[str, Any]:
