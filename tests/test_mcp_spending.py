@@ -114,6 +114,7 @@ async def test_without_a_budget_the_server_only_dry_runs(emulator: KieEmulator, 
         # the agent cannot give itself a budget
         text = refused(await client.call_tool("run_request", {**FOX, "confirm": True, "budget_credits": 100}))
         assert "budget_credits: not an argument of run_request" in text and "(fix:" in text
+        assert "--budget" in refused(await client.call_tool("resume_run", {"task_id": "t1"}))
     assert emulator.stats.tasks_created == 0
 
 
@@ -174,6 +175,7 @@ async def test_an_identical_retry_after_incomplete_buys_nothing(emulator: KieEmu
         assert resumed["status"] == "succeeded" and resumed["task_id"] == second["task_id"]
         assert "resume_run" in refused(await client.call_tool("resume_run", {"task_id": second["task_id"]}))
         assert "run_id: missing" in refused(await client.call_tool("resume_run", {}))
+        assert "run_id: 'nope' is not a paid" in refused(await client.call_tool("resume_run", {"run_id": "nope"}))
         spent = ok(await client.call_tool("server_limits", {}))["budget"]
         assert spent["reserved_credits"] == 0 and spent["spent_credits"] == pytest.approx(16, abs=8)
     assert emulator.stats.tasks_created == 2
@@ -333,3 +335,19 @@ def test_the_spending_state_fails_closed(tmp_path: Path) -> None:
     path.write_bytes(path.read_text().encode("utf-16"))  # re-encoded by an editor: never read as empty
     with pytest.raises(KieError, match="unreadable lines"):
         FileSpendingStore.open(path)
+
+
+async def test_a_lost_answer_is_counted_and_never_bought_again(emulator: KieEmulator, tmp_path: Path) -> None:
+    async with serve(emulator, tmp_path, "--budget", "20") as client:
+        quote = await quote_for(client, FOX)
+        emulator.faults.add("createTask", "reset_after", count=5)  # the task is created, the answer is lost
+        lost = ok(await client.call_tool("run_request", {**FOX, "confirm": True, "quote_id": quote}))
+        assert lost["status"] == "submit_uncertain" and lost["task_id"] is None, lost
+        emulator.faults.clear()
+        left = ok(await client.call_tool("server_limits", {}))["budget"]
+        assert left["remaining_credits"] == 12  # the money may be gone: it stays counted
+        dry = ok(await client.call_tool("run_request", FOX))
+        assert "quote_id" not in dry and "an earlier purchase" in dry["next"]
+        text = refused(await client.call_tool("run_request", {**FOX, "confirm": True, "quote_id": quote}))
+        assert text.split(": ", 1)[1].startswith("request: an earlier purchase")
+    assert emulator.stats.tasks_created == 1

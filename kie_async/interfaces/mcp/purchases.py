@@ -36,6 +36,13 @@ _NO_BUDGET = (
 )
 
 
+_UNCERTAIN = (
+    "request: an earlier purchase of this exact request may have been made (its answer was lost), so this server "
+    "will not buy it again (fix: ask the operator to check the account's task list; change the request to buy a "
+    "new one)"
+)
+
+
 class _Tracker:
     """Follows one purchase through the pipeline's state hook, writing the task id to the store at once."""
 
@@ -121,6 +128,8 @@ class Purchases:
                             f"neither buys again")
         elif budget is None:
             view["next"] = "nothing was bought; " + _NO_BUDGET.removeprefix("confirm: ")
+        elif self.store_or_none is not None and self.store_or_none.is_uncertain(key) and not self._lock(key).locked():
+            view["next"] = "blocked: " + _UNCERTAIN
         elif credits is None and not self.limits.allow_unknown_cost:
             view["next"] = f"blocked: this request has no price (fix: {UNKNOWN_COST_FIX}); nothing was bought"
         elif self._amount(credits) > self._remaining() + 1e-9:
@@ -147,10 +156,7 @@ class Purchases:
             if paid is not None:
                 return await self._collect(paid)  # buys nothing, so no quote is needed (a restart voids them all)
             if self.store.is_uncertain(key):
-                raise tool_error(
-                    "request: an earlier purchase of this exact request may have been made (its answer was lost), "
-                    "so this server will not buy it again (fix: ask the operator to check the account's task "
-                    "list; change the request to buy a new one)")
+                raise tool_error(_UNCERTAIN)
             est = estimate_request_cost(validation)
             credits = est.credits if est.has_numeric_estimate else None
             try:
@@ -221,6 +227,9 @@ class Purchases:
         return self._result_view(result)
 
     async def resume(self, run_or_task_id: str) -> dict[str, Any]:
+        if self.store_or_none is None:
+            raise tool_error("run_id: this server was started without --budget, so it bought nothing to resume (fix: "
+                             "ask the operator to restart it with the --budget and --out it had when it bought)")
         found = self.store.find(run_or_task_id) if run_or_task_id.strip() else None
         if found is None:
             raise tool_error(
