@@ -231,11 +231,17 @@ async def test_unknown_prices_are_the_operators_call(emulator: KieEmulator, tmp_
     assert emulator.stats.tasks_created == 1
 
 
-def test_unknown_cost_with_a_budget_needs_a_ceiling(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "kie_async", "mcp", "--offline", "--budget", "30",
-                          "--allow-unknown-cost", "--out", str(tmp_path)], capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL, timeout=60)
-    assert run.returncode == 2 and "--unknown-cost-ceiling" in run.stderr and "Traceback" not in run.stderr
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--budget", "30", "--allow-unknown-cost"], "--unknown-cost-ceiling"),
+    (["--unknown-cost-ceiling", "5"], "--allow-unknown-cost"),
+    (["--budget", "-1"], "--budget"),
+    (["--budget", "nan"], "--budget"),
+    (["--media-root", "no-such-folder"], "--media-root"),
+])
+def test_bad_operator_flags_stop_the_server_before_it_serves(tmp_path: Path, flags: list[str], named: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "kie_async", "mcp", "--offline", "--out", str(tmp_path), *flags],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, cwd=tmp_path)
+    assert run.returncode == 2 and named in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
 async def test_the_budget_survives_a_restart(emulator: KieEmulator, tmp_path: Path) -> None:

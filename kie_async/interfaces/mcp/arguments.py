@@ -112,8 +112,12 @@ def confine_media(request: RawUserRequest, roots: list[Path]) -> RawUserRequest:
         return request
     update: dict[str, list[Any]] = {name: list(getattr(request, name)) for name in _MEDIA_FIELDS}
     for media_id, value in local.items():
-        field, index = media_id.split("[")[0], int(media_id.split("[")[1].rstrip("]"))
-        update[field][index] = str(_inside(f"{field}[{index}]", value, roots))
+        real = _inside(media_id, value, roots)
+        field, _, rest = media_id.partition("[")
+        if field not in update or not rest.rstrip("]").isdigit() or int(rest.rstrip("]")) >= len(update[field]):
+            raise ArgumentProblem(f"{media_id}: a local file given outside images, videos or audios (fix: pass it "
+                                  f"in one of those lists)")
+        update[field][int(rest.rstrip("]"))] = str(real)
     return request.model_copy(update=update)
 
 
