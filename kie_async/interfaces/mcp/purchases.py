@@ -19,6 +19,7 @@ from kie_async.artifacts.settings import ArtifactSettings
 from kie_async.catalogue.preflight import run_preflight
 from kie_async.catalogue.pricing import estimate_request_cost
 from kie_async.catalogue.request_models import RawUserRequest, ValidationResult
+from kie_async.core.errors import KieError
 from kie_async.interfaces.mcp.limits import UNKNOWN_COST_FIX, McpLimits
 from kie_async.interfaces.mcp.quotes import QuoteProblem, QuoteSigner
 from kie_async.interfaces.mcp.spending import PaidRun, SpendingStore
@@ -221,8 +222,16 @@ class Purchases:
         await self.open_session()
         request = RawUserRequest.model_validate(paid.request)
         opts = PipelineOptions(artifacts=self.artifacts, confirmed=True, allow_unknown_cost=True)
-        result = await run_pipeline(request, self.kie, options=opts, resume_task_id=paid.task_id,
-                                    run_id=paid.run_id, request_key=paid.key)
+        try:
+            result = await run_pipeline(request, self.kie, options=opts, resume_task_id=paid.task_id,
+                                        run_id=paid.run_id, request_key=paid.key)
+        except Exception as exc:
+            if isinstance(exc, KieError):
+                raise
+            log.exception("resuming task %s failed", paid.task_id)
+            raise tool_error(f"run: collecting task {paid.task_id} failed ({type(exc).__name__}); it stays paid "
+                             f"and recorded (fix: call resume_run with task_id {paid.task_id!r} again later; it "
+                             f"buys nothing)") from None
         await self._finish(paid.key, paid.reserved, result, None, None)
         return self._result_view(result)
 
