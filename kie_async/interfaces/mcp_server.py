@@ -28,6 +28,7 @@ from kie_async.catalogue.specs import load_registry
 from kie_async.catalogue.validate import validate_request
 from kie_async.core.data import data_dir
 from kie_async.core.errors import KieError, KieInputError
+from kie_async.core.spelling import MCP
 from kie_async.interfaces.mcp.arguments import (
     ArgumentProblem,
     as_request,
@@ -227,7 +228,7 @@ def _add_request_tools(server: MCPServer[Any], limits: McpLimits) -> None:
         budget = budget_credits
         _, validation = await _checked_request(locals(), limits)
         refuse_unsubmittable(validation)
-        preflight = await run_preflight(validation, budget_credits=budget,
+        preflight = await run_preflight(validation, budget_credits=budget, spelling=MCP,
                                         allow_unknown_cost=budget is None or limits.allow_unknown_cost)
         return {"validation": validation_view(validation), "preflight": preflight_view(preflight)}
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kie_async.catalogue.guides import stale_guides, write_guides
 from kie_async.core.errors import KieInputError
 from kie_async.interfaces.cli._common import add_offline_flag, check_folder_arg, default_output_dir, resolve_settings
 from kie_async.interfaces.mcp.limits import McpLimits
@@ -68,8 +69,6 @@ def _default_guides_dir() -> Path:
 
 
 def _guides(args: argparse.Namespace) -> int:
-    from kie_async.catalogue.guides import stale_guides, write_guides
-
     folder = args.out or _default_guides_dir()
     if args.check:
         stale = stale_guides(folder)

@@ -20,6 +20,7 @@ from kie_async.catalogue.preflight import run_preflight
 from kie_async.catalogue.pricing import estimate_request_cost
 from kie_async.catalogue.request_models import RawUserRequest, ValidationResult
 from kie_async.core.errors import KieError
+from kie_async.core.spelling import MCP
 from kie_async.interfaces.mcp.limits import UNKNOWN_COST_FIX, McpLimits
 from kie_async.interfaces.mcp.quotes import QuoteProblem, QuoteSigner
 from kie_async.interfaces.mcp.spending import PaidRun, SpendingStore
@@ -116,7 +117,8 @@ class Purchases:
         budget = self.limits.budget_credits
         preflight = await run_preflight(validation, credit_source=self.kie,
                                         budget_credits=None if budget is None else self._remaining(),
-                                        allow_unknown_cost=self.limits.allow_unknown_cost)
+                                        allow_unknown_cost=self.limits.allow_unknown_cost,
+                                        money_limited=budget is not None, spelling=MCP)
         est = preflight.estimate
         credits = est.credits if est.has_numeric_estimate else None
         view: dict[str, Any] = {"dry_run": True, "validation": validation_view(validation),
@@ -177,7 +179,8 @@ class Purchases:
                    nonce: str) -> dict[str, Any]:
         tracker = _Tracker(self, key, request.model_dump(mode="json", exclude_defaults=True))
         opts = PipelineOptions(artifacts=self.artifacts, budget_credits=amount, allow_unknown_cost=unpriced,
-                               confirmed=True, tags=tags)
+                               unknown_cost_ceiling=amount if unpriced else None, confirmed=True, tags=tags,
+                               spelling=MCP)
         try:
             result = await run_pipeline(request, self.kie, options=opts, hooks=PipelineHooks(on_state=tracker.on_state),
                                         request_key=key)
@@ -221,7 +224,7 @@ class Purchases:
         """Collect a task bought earlier (never buys): the identical call's and ``resume_run``'s path."""
         await self.open_session()
         request = RawUserRequest.model_validate(paid.request)
-        opts = PipelineOptions(artifacts=self.artifacts, confirmed=True, allow_unknown_cost=True)
+        opts = PipelineOptions(artifacts=self.artifacts, confirmed=True, allow_unknown_cost=True, spelling=MCP)
         try:
             result = await run_pipeline(request, self.kie, options=opts, resume_task_id=paid.task_id,
                                         run_id=paid.run_id, request_key=paid.key)
