@@ -10,6 +10,8 @@ import pytest
 
 from kie_async import KieSession
 from kie_async.catalogue.chat_specs import load_chat_registry
+from kie_async.core.settings import RetrySettings
+from kie_async.emulator import KieEmulator
 from kie_async.errors import (
     KieBadRequestError,
     KieInputError,
@@ -18,8 +20,6 @@ from kie_async.errors import (
     KieServerError,
     KieTimeoutError,
 )
-from kie_async.core.settings import RetrySettings
-from kie_async.emulator import KieEmulator
 from kie_async.ledger.budget import CreditBudget
 from kie_async.pipeline.chat import chat, chat_stream
 from kie_async.wire.chat import ChatDelta, ChatMessage

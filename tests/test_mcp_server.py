@@ -26,12 +26,12 @@ def emulator_config() -> EmulatorConfig:
 
 
 @contextlib.asynccontextmanager
-async def connect(emulator: KieEmulator, tmp_path: Path, **env_over: str) -> AsyncIterator[ClientSession]:
+async def connect(emulator: KieEmulator, tmp_path: Path, *flags: str, **env_over: str) -> AsyncIterator[ClientSession]:
     """One server process per test; a context manager, not a fixture: anyio's scopes must open and close in one
     task, and pytest-asyncio may run a fixture's setup and teardown in different ones."""
     env = {"KIE_BASE_URL": emulator.base_url, "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
            "KIE_API_KEY": emulator.api_key, "KIE_OUTPUT_DIR": str(tmp_path / "out"), **env_over}
-    params = StdioServerParameters(command=sys.executable, args=["-m", "kie_async", "mcp"], env=env,
+    params = StdioServerParameters(command=sys.executable, args=["-m", "kie_async", "mcp", *flags], env=env,
                                    cwd=str(tmp_path))
     with (tmp_path / "server.log").open("w") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
@@ -54,9 +54,9 @@ def error_text(result: Any) -> str:
 async def test_tools_and_resources_are_listed(emulator: KieEmulator, tmp_path: Path) -> None:
     async with connect(emulator, tmp_path) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        assert {"list_models", "describe_model", "validate", "estimate", "run_request", "get_run", "query_runs",
-                "credits"} <= set(tools)
-        assert "budget_credits" in tools["run_request"].input_schema["required"]
+        assert {"list_models", "describe_model", "validate", "estimate", "run_request", "resume_run", "get_run",
+                "query_runs", "credits", "server_limits"} <= set(tools)
+        assert "budget_credits" not in tools["run_request"].input_schema["properties"]
         uris = {str(r.uri) for r in (await client.list_resources()).resources}
         assert "kie://models/nano-banana-2" in uris
         assert "kie://docs/README.md" in uris
@@ -72,7 +72,7 @@ async def test_models_validate_estimate_credits(emulator: KieEmulator, tmp_path:
         assert "resolution" in described["options"]
         assert "model_key" in error_text(await client.call_tool("describe_model", {"model_key": "nope"}))
         typo = error_text(await client.call_tool("describe_model", {"model_key": "nano-banan"}))
-        assert "did you mean 'nano-banana-2' or 'nano-banana-pro'?" in typo and "seedream" not in typo
+        assert "did you mean" in typo and "'nano-banana-2'" in typo and "seedream" not in typo
 
         checked = payload(await client.call_tool("validate", FOX))
         assert checked["submittable"] and checked["problems"] == []
@@ -89,18 +89,16 @@ async def test_models_validate_estimate_credits(emulator: KieEmulator, tmp_path:
 
 
 async def test_run_is_a_dry_run_until_confirmed(emulator: KieEmulator, tmp_path: Path) -> None:
-    async with connect(emulator, tmp_path) as client:
+    async with connect(emulator, tmp_path, "--budget", "100") as client:
         before = emulator.credits()
-        dry = payload(await client.call_tool("run_request", {**FOX, "budget_credits": 100}))
-        assert dry["dry_run"] and dry["preflight"]["allowed"] and "confirm=true" in dry["next"]
+        dry = payload(await client.call_tool("run_request", dict(FOX)))
+        assert dry["dry_run"] and dry["preflight"]["allowed"] and "confirm=true" in dry["next"] and dry["quote_id"]
         assert emulator.credits() == before  # nothing bought
-        missing = error_text(await client.call_tool("run_request", dict(FOX)))
-        assert "budget_credits" in missing
-        capped = payload(await client.call_tool("run_request", {**FOX, "budget_credits": 0, "confirm": True}))
-        assert capped["status"] == "blocked" and capped["task_id"] is None
+        unquoted = error_text(await client.call_tool("run_request", {**FOX, "confirm": True}))
+        assert "quote_id" in unquoted
         assert emulator.credits() == before
 
-        ran = payload(await client.call_tool("run_request", {**FOX, "budget_credits": 100, "confirm": True,
+        ran = payload(await client.call_tool("run_request", {**FOX, "confirm": True, "quote_id": dry["quote_id"],
                                                               "tags": ["agent"]}))
         assert ran["status"] == "succeeded", ran["error"]
         assert emulator.credits() < before
@@ -116,8 +114,8 @@ async def test_bad_request_shapes_name_the_field(emulator: KieEmulator, tmp_path
     async with connect(emulator, tmp_path) as client:
         text = error_text(await client.call_tool("validate", {"model_key": "nano-banana-2", "prompt": 5}))
         assert "prompt" in text
-        text = error_text(await client.call_tool("run_request", {**FOX, "budget_credits": float("nan")}))
-        assert "budget" in text
+        text = error_text(await client.call_tool("estimate", {**FOX, "budget_credits": -1}))
+        assert "budget_credits" in text
 
 
 async def test_live_kie_needs_the_opt_in_but_offline_tools_work(emulator: KieEmulator, tmp_path: Path) -> None:
@@ -125,7 +123,7 @@ async def test_live_kie_needs_the_opt_in_but_offline_tools_work(emulator: KieEmu
     async with connect(emulator, tmp_path, KIE_BASE_URL="https://api.kie.ai") as client:
         assert payload(await client.call_tool("validate", FOX))["submittable"]
         assert "KIE_ALLOW_LIVE" in error_text(await client.call_tool("credits", {}))
-        refused = error_text(await client.call_tool("run_request", {**FOX, "budget_credits": 50, "confirm": True}))
+        refused = error_text(await client.call_tool("run_request", {**FOX, "confirm": True}))
         assert "KIE_ALLOW_LIVE" in refused
         assert "kie-async mcp --offline" in refused and "KieSettings" not in refused  # this interface's spelling
     assert emulator.stats.tasks_created == 0

@@ -1,33 +1,47 @@
 """``kie-async mcp``: the SDK as Model Context Protocol tools, so an LLM agent can drive it safely.
 
-An agent is a careless caller by construction: it retries, guesses option names and may loop. So every
-tool goes through the same gates a person's call does (validation, pricing, preflight, the session's
-live opt-in), and ``run`` adds two of its own: a budget cap is a required argument, and nothing is bought
-unless the call says ``confirm: true`` (without it, ``run`` is a dry run that reports what would happen).
-Errors come back as MCP tool errors whose text names the field and the fix, so the agent can correct
-itself instead of guessing. Needs the optional extra: ``pip install 'kie-async[mcp]'``.
+An agent is a careless caller by construction, and may be a prompt-injected one: it retries, guesses option
+names and may loop. So every tool goes through the same gates a person's call does (validation, pricing,
+preflight, the session's live opt-in), and spending is the operator's, not the agent's: the server's
+``--budget`` is a total over its life (kept across restarts), nothing is bought without it, a purchase needs
+the quote of its own dry run, an identical call resumes a paid but undelivered task instead of buying it
+again, and local media must lie under an operator-allowed ``--media-root``. Errors come back as MCP tool
+errors reading ``field: problem (fix)``, so the agent can correct itself instead of guessing. Needs the
+optional extra: ``pip install 'kie-async[mcp]'``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import ValidationError
 
 from kie_async.artifacts.query import load_run, query_runs
 from kie_async.artifacts.settings import ArtifactSettings
-from kie_async.catalogue.preflight import PreflightResult, run_preflight
+from kie_async.catalogue.preflight import run_preflight
 from kie_async.catalogue.request_models import RawUserRequest, ValidationResult
-from kie_async.catalogue.specs import load_registry, suggest_fix
+from kie_async.catalogue.specs import load_registry
 from kie_async.catalogue.validate import validate_request
 from kie_async.core.data import data_dir
 from kie_async.core.errors import KieConfigError, KieError, KieInputError
 from kie_async.core.settings import KieSettings
-from kie_async.pipeline.run import run_pipeline
-from kie_async.pipeline.run_models import PipelineOptions, RunResult
+from kie_async.core.spelling import MCP
+from kie_async.interfaces.mcp.arguments import (
+    ArgumentProblem,
+    as_request,
+    check_model_key,
+    check_unknown_arguments,
+    confine_media,
+    describe_validation_error,
+)
+from kie_async.interfaces.mcp.limits import McpLimits
+from kie_async.interfaces.mcp.purchases import Purchases
+from kie_async.interfaces.mcp.spending import FileSpendingStore, SpendingStore, default_state_path
+from kie_async.interfaces.mcp.views import kie_error, preflight_view, refuse_unsubmittable, tool_error, validation_view
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -36,10 +50,14 @@ if TYPE_CHECKING:
 
 INSTRUCTIONS = (
     "kie-async generates images and videos on Kie.ai, paid in credits (1 credit = $0.005). Work in this order: "
-    "list_models / describe_model to learn a model's fields, validate_request until it is ready, "
-    "estimate_cost, then run_request with a budget_credits cap: a dry run first, then the same call with "
-    "confirm=true once the user agreed to the price. Errors name the field and the fix; correct and call again."
+    "list_models / describe_model to learn a model's fields, validate until it is ready, estimate, then "
+    "run_request: a dry run first (it returns a quote_id), then the same call with confirm=true and that quote_id "
+    "once the user agreed to the price. Spending is capped by the server's operator (server_limits shows what is "
+    "left); an `incomplete` run is collected with resume_run, never bought again. Errors read 'field: problem "
+    "(fix)'; correct and call again."
 )
+
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 
 
 def _missing_extra() -> KieInputError:
@@ -48,10 +66,95 @@ def _missing_extra() -> KieInputError:
     )
 
 
-def _tool_error(message: str) -> Exception:
-    from mcp.server.mcpserver.exceptions import ToolError
+def _guarded(fn: _F) -> _F:
+    """A tool body whose own errors reach the agent as ``field: problem (fix)`` text, never a traceback."""
 
-    return ToolError(message)
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except ArgumentProblem as exc:
+            raise tool_error(str(exc)) from None
+        except KieError as exc:
+            raise kie_error(exc) from None
+
+    return cast(_F, wrapper)
+
+
+_REQUEST_ARGS = ("model_key", "prompt", "images", "videos", "audios", "options", "task_mode", "extra_options")
+
+
+def _picked(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The request fields among a tool's locals (which also hold closure names such as the settings)."""
+    return {k: arguments[k] for k in _REQUEST_ARGS if k in arguments}
+
+
+async def _checked_request(arguments: dict[str, Any], limits: McpLimits) -> tuple[RawUserRequest, ValidationResult]:
+    """The request of a tool call: model key known, local media inside the allowed folders, validated."""
+    check_model_key(str(arguments.get("model_key", "")))
+    request = confine_media(as_request(_picked(arguments)), limits.media_roots)
+    if any(getattr(request, name) for name in ("images", "videos", "audios")):
+        validation = await asyncio.to_thread(validate_request, request)  # stats and reads the files
+    else:
+        validation = validate_request(request)
+    return request, validation
+
+
+def build_server(
+    kie: KieSession, artifacts_root: Path, *, limits: McpLimits | None = None, store: SpendingStore | None = None
+) -> MCPServer[Any]:
+    """The MCP server object. Every tool shares ``kie``: one connection pool and, above all, one rate
+    limiter, so an agent firing calls in parallel stays under Kie.ai's createTask limit as a single client
+    would. The tools that need the network open it on first use (``open`` is idempotent), so the offline
+    tools work without a key or the live opt-in; close it after the server stops.
+
+    ``limits`` are the operator's (default: no budget, so nothing is bought; no local media). With a budget,
+    ``store`` keeps the spending across restarts (default: a file under ``artifacts_root``, owned by this
+    process until it exits; pass your own to close it yourself).
+    """
+    server = _new_server()
+    limits = (limits or McpLimits()).resolved()
+    if store is None and limits.budget_credits is not None:
+        store = FileSpendingStore.open(default_state_path(artifacts_root))
+    open_session = _session_opener(kie)
+    purchases = Purchases(kie, open_session, ArtifactSettings(root=artifacts_root), limits, store)
+    _add_model_tools(server)
+    _add_request_tools(server, limits)
+    _add_run_tools(server, purchases)
+    _add_stored_run_tools(server, artifacts_root)
+    _add_account_tools(server, kie, open_session)
+    _add_resources(server)
+    return server
+
+
+def _new_server() -> MCPServer[Any]:
+    """An MCPServer whose argument errors read ``field: problem (fix)`` (not pydantic's text) and which refuses
+    arguments a tool does not take instead of ignoring them."""
+    try:
+        from mcp.server.mcpserver import MCPServer
+        from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+    except ImportError:
+        raise _missing_extra() from None
+
+    class KieMCPServer(MCPServer[Any]):
+        async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+            tool = self._tool_manager.get_tool(name)
+            if tool is not None:
+                try:
+                    check_unknown_arguments(name, arguments, tool.parameters.get("properties", {}))
+                except ArgumentProblem as exc:
+                    raise ToolError(f"Error executing tool {name}: {exc}") from None
+            try:
+                return await super().call_tool(name, arguments, context)
+            except UnexpectedToolError:
+                raise
+            except ToolError as exc:
+                if isinstance(exc.__cause__, ValidationError):
+                    why = describe_validation_error(exc.__cause__)
+                    raise ToolError(f"Error executing tool {name}: {why}") from None
+                raise
+
+    return KieMCPServer(name="kie-async", instructions=INSTRUCTIONS)
 
 
 def _check_live(settings: KieSettings) -> None:
@@ -65,105 +168,6 @@ def _check_live(settings: KieSettings) -> None:
         hint="to spend nothing, start the server as `kie-async mcp --offline` (the embedded emulator); to go live, "
              "set them in the client's config for this server and restart it",
     )
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "request"
-
-
-def _as_request(arguments: dict[str, Any]) -> RawUserRequest:
-    """A tool's arguments as a request; a shape problem becomes one error naming the field."""
-    data = {k: v for k, v in arguments.items() if v is not None}
-    try:
-        return RawUserRequest.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = _field_path(tuple(first["loc"]))
-        if first["type"] == "extra_forbidden":
-            fields = sorted(RawUserRequest.model_fields)
-            fix = suggest_fix(str(first["loc"][-1]), fields, f"use one of {fields}")
-            raise _tool_error(f"{field}: not a request field (fix: {fix})") from None
-        raise _tool_error(f"{field}: {first['msg']} (fix: correct {field} and call again)") from None
-
-
-_REQUEST_ARGS = ("model_key", "prompt", "images", "videos", "audios", "options", "task_mode", "extra_options")
-
-
-def _picked(arguments: dict[str, Any]) -> dict[str, Any]:
-    """The request fields among a tool's locals (which also hold closure names such as the settings)."""
-    return {k: arguments[k] for k in _REQUEST_ARGS if k in arguments}
-
-
-def _problems(validation: ValidationResult) -> list[dict[str, Any]]:
-    return [
-        {"field": d.field, "rule": d.rule, "message": d.message, "fix": d.fix}
-        for d in (*validation.impossible_inputs, *validation.missing_inputs)
-    ]
-
-
-def _validation_view(validation: ValidationResult) -> dict[str, Any]:
-    normalized = validation.normalized
-    return {
-        "state": validation.state,
-        "submittable": validation.is_submittable,
-        "model_key": validation.model_key,
-        "task_mode": validation.task_mode,
-        "provider_model": validation.provider_model,
-        "options": normalized.options,
-        "problems": _problems(validation),
-        "warnings": [{"field": d.field, "message": d.message, "fix": d.fix} for d in validation.warning_details],
-        "defaulted": [{"field": d.field, "value": d.value} for d in validation.defaulted_fields],
-    }
-
-
-def _refuse_unsubmittable(validation: ValidationResult) -> None:
-    if not validation.is_submittable:
-        lines = [f"{p['field']}: {p['message']} (fix: {p['fix']})" for p in _problems(validation)]
-        raise _tool_error(f"request is {validation.state}: " + "; ".join(lines))
-
-
-def _preflight_view(preflight: PreflightResult) -> dict[str, Any]:
-    est = preflight.estimate
-    return {
-        "allowed": preflight.allowed,
-        "decision": getattr(preflight, "decision", "allow" if preflight.allowed else "block"),
-        "estimated_credits": est.credits,
-        "estimated_usd": est.usd,
-        "price_verified": est.is_known,
-        "pricing_snapshot": est.snapshot_id,
-        "assumptions": est.assumptions,
-        "reasons": [{"code": r.code, "blocking": r.blocking, "message": r.message} for r in preflight.reasons],
-        "available_credits": preflight.available_credits,
-    }
-
-
-def _kie_error(exc: KieError) -> Exception:
-    hint = f" (fix: {exc.hint})" if exc.hint else ""
-    return _tool_error(f"{type(exc).__name__}: {exc.message}{hint}")
-
-
-def build_server(kie: KieSession, artifacts_root: Path) -> MCPServer[Any]:
-    """The MCP server object. Every tool shares ``kie``: one connection pool and, above all, one rate
-    limiter, so an agent firing calls in parallel stays under Kie.ai's createTask limit as a single client
-    would. The tools that need the network open it on first use (``open`` is idempotent), so the offline
-    tools work without a key or the live opt-in; close it after the server stops."""
-    try:
-        from mcp.server.mcpserver import MCPServer
-    except ImportError:
-        raise _missing_extra() from None
-
-    server: MCPServer[Any] = MCPServer(name="kie-async", instructions=INSTRUCTIONS)
-    open_session = _session_opener(kie)
-    _add_model_tools(server)
-    _add_request_tools(server)
-    _add_run_tool(server, kie, open_session, ArtifactSettings(root=artifacts_root))
-    _add_stored_run_tools(server, artifacts_root)
-    _add_account_tools(server, kie, open_session)
-    _add_resources(server)
-    return server
 
 
 def _session_opener(kie: KieSession) -> Callable[[], Awaitable[None]]:
@@ -194,24 +198,20 @@ def _add_model_tools(server: MCPServer[Any]) -> None:
         }
 
     @server.tool()
-    def describe_model(model_key: str) -> dict[str, Any]:
+    @_guarded
+    async def describe_model(model_key: str) -> dict[str, Any]:
         """One model's options (types, allowed values, defaults), media slots, limits and verification notes."""
-        registry = load_registry()
-        found = registry.candidates(model_key)
-        if len(found) != 1:
-            close = registry.suggest(model_key)
-            fix = (f"use one of {[s.key for s in found]}" if found else
-                   f"did you mean {' or '.join(map(repr, close))}? (list_models lists every key)" if close else
-                   "call list_models for every key")
-            raise _tool_error(f"model_key: {model_key!r} is {'ambiguous' if found else 'unknown'} (fix: {fix})")
-        return found[0].model_dump(mode="json", exclude_none=True, exclude={"source_file"})
+        check_model_key(model_key)
+        spec = load_registry().candidates(model_key)[0]
+        return spec.model_dump(mode="json", exclude_none=True, exclude={"source_file"})
 
 
-def _add_request_tools(server: MCPServer[Any]) -> None:
+def _add_request_tools(server: MCPServer[Any], limits: McpLimits) -> None:
     """``validate`` and ``estimate``: a request checked and priced, offline; nothing is bought."""
 
     @server.tool()
-    def validate(
+    @_guarded
+    async def validate(
         model_key: str,
         prompt: str | None = None,
         images: list[str] | None = None,
@@ -222,13 +222,11 @@ def _add_request_tools(server: MCPServer[Any]) -> None:
         extra_options: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Check a request without spending anything: state, problems (field + fix), defaults filled."""
-        request = _as_request(_picked(locals()))
-        try:
-            return _validation_view(validate_request(request))
-        except KieError as exc:
-            raise _kie_error(exc) from None
+        _, validation = await _checked_request(locals(), limits)
+        return validation_view(validation)
 
     @server.tool()
+    @_guarded
     async def estimate(
         model_key: str,
         prompt: str | None = None,
@@ -240,27 +238,23 @@ def _add_request_tools(server: MCPServer[Any]) -> None:
         extra_options: dict[str, Any] | None = None,
         budget_credits: float | None = None,
     ) -> dict[str, Any]:
-        """Price a request from the pricing snapshot (credits and USD) and gate it on an optional budget."""
-        request = _as_request(_picked(locals()))
+        """Price a request from the pricing snapshot (credits and USD) and gate it on an optional budget of your
+        own (planning only: what the server may spend is its operator's budget, see server_limits)."""
         budget = budget_credits
-        try:
-            validation = validate_request(request)
-            _refuse_unsubmittable(validation)
-            preflight = await run_preflight(validation, budget_credits=budget, allow_unknown_cost=budget is None)
-        except KieError as exc:
-            raise _kie_error(exc) from None
-        return {"validation": _validation_view(validation), "preflight": _preflight_view(preflight)}
+        _, validation = await _checked_request(locals(), limits)
+        refuse_unsubmittable(validation)
+        preflight = await run_preflight(validation, budget_credits=budget, spelling=MCP,
+                                        allow_unknown_cost=budget is None or limits.allow_unknown_cost)
+        return {"validation": validation_view(validation), "preflight": preflight_view(preflight)}
 
 
-def _add_run_tool(
-    server: MCPServer[Any], kie: KieSession, open_session: Callable[[], Awaitable[None]], artifacts: ArtifactSettings
-) -> None:
-    """``run_request``: the one tool that buys, only with a budget cap and ``confirm=true`` (else a dry run)."""
+def _add_run_tools(server: MCPServer[Any], purchases: Purchases) -> None:
+    """``run_request`` (the one tool that buys), ``resume_run`` and ``server_limits``."""
 
     @server.tool()
+    @_guarded
     async def run_request(
         model_key: str,
-        budget_credits: float,
         prompt: str | None = None,
         images: list[str] | None = None,
         videos: list[str] | None = None,
@@ -270,54 +264,41 @@ def _add_run_tool(
         extra_options: dict[str, Any] | None = None,
         tags: list[str] | None = None,
         confirm: bool = False,
+        quote_id: str | None = None,
     ) -> dict[str, Any]:
-        """Run a request end to end. budget_credits caps what it may cost. Without confirm=true this is a dry
-        run: it validates, prices and checks the balance, and buys nothing. Live Kie.ai also needs
-        KIE_ALLOW_LIVE=1 in the server's environment."""
-        request = _as_request(_picked(locals()))
+        """Run a request end to end. Without confirm=true this is a dry run: it validates, prices and checks the
+        balance and the server's budget, buys nothing, and returns a quote_id. To buy, repeat the same call with
+        confirm=true and that quote_id. If a paid run ends `incomplete`, repeating the call (or resume_run)
+        collects the same task without buying again. Live Kie.ai also needs KIE_ALLOW_LIVE=1 on the server."""
+        request, validation = await _checked_request(locals(), purchases.limits)
+        refuse_unsubmittable(validation)
+        await purchases.open_session()  # refuses the real Kie.ai without KIE_ALLOW_LIVE: a tool error naming the fix
+        if not confirm:
+            return await purchases.dry_run(validation)
         try:
-            validation = validate_request(request)
-            _refuse_unsubmittable(validation)
-            await open_session()  # refuses the real Kie.ai without KIE_ALLOW_LIVE: a tool error naming the fix
-            if not confirm:
-                preflight = await run_preflight(validation, credit_source=kie, budget_credits=budget_credits)
-                return _dry_run_view(validation, preflight)
-            # confirm=true is the agent's (and its user's) answer to a require_confirmation tier too.
-            opts = PipelineOptions(artifacts=artifacts, budget_credits=budget_credits, confirmed=True,
-                                   tags=list(tags or []))
-            result = await run_pipeline(request, kie, options=opts)
-        except KieError as exc:
-            raise _kie_error(exc) from None
+            return await purchases.confirmed(request, validation, list(tags or []), quote_id)
         except ValueError as exc:
-            raise _tool_error(f"{exc} (fix: correct the named value and call again)") from None
-        return _run_view(result)
+            if isinstance(exc, KieError):
+                raise
+            raise tool_error(f"request: {exc} (fix: correct the named value and call again)") from None
 
+    @server.tool()
+    @_guarded
+    async def resume_run(run_id: str | None = None, task_id: str | None = None) -> dict[str, Any]:
+        """Collect a run that was paid for but ended `incomplete` (by its run_id or task_id); never buys."""
+        wanted = run_id or task_id
+        if not wanted or not wanted.strip():
+            raise ArgumentProblem("run_id: missing (fix: pass the run_id or task_id of an `incomplete` run)")
+        return await purchases.resume(wanted)
 
-def _dry_run_view(validation: ValidationResult, preflight: PreflightResult) -> dict[str, Any]:
-    return {
-        "dry_run": True,
-        "validation": _validation_view(validation),
-        "preflight": _preflight_view(preflight),
-        "next": "nothing was bought; call again with confirm=true to buy this"
-        if all(r.code == "needs_confirmation" for r in preflight.blocking_reasons)
-        else "blocked: fix the reasons above",
-    }
-
-
-def _run_view(result: RunResult) -> dict[str, Any]:
-    return {
-        "dry_run": False,
-        "status": result.status,
-        "state": result.state.value,
-        "run_id": result.run_id,
-        "task_id": result.task_id,
-        "outputs": [str(o.path) for o in result.outputs],
-        "output_urls": result.output_urls,
-        "credits_estimated": result.credits_estimated,
-        "credits_charged": result.credits_charged,
-        "error": result.error,
-        "resumable": result.resumable,
-    }
+    @server.tool()
+    async def server_limits() -> dict[str, Any]:
+        """What this server may spend (its operator's budget, spent and left), and its rules for media and
+        unpriced requests. Set by the operator when starting the server; no tool argument changes them."""
+        limits = purchases.limits
+        return {"budget": purchases.budget_view(), "media_roots": [str(r) for r in limits.media_roots],
+                "unpriced_requests": "allowed" if limits.allow_unknown_cost else "refused",
+                "unknown_cost_ceiling": limits.unknown_cost_ceiling, "quote_ttl_seconds": limits.quote_ttl_seconds}
 
 
 def _add_stored_run_tools(server: MCPServer[Any], artifacts_root: Path) -> None:
@@ -327,11 +308,11 @@ def _add_stored_run_tools(server: MCPServer[Any], artifacts_root: Path) -> None:
     async def get_run(run_id: str) -> dict[str, Any]:
         """A stored run's manifest: status, prompts, options, outputs (paths and URLs), tags and notes."""
         if not run_id.strip() or any(c in run_id for c in "/\\") or run_id.startswith("."):
-            raise _tool_error(f"run_id: {run_id!r} is not a run id (fix: use a run_id from run_request or query_runs)")
+            raise tool_error(f"run_id: {run_id!r} is not a run id (fix: use a run_id from run_request or query_runs)")
         try:
             run = await load_run(artifacts_root, run_id)
         except KieError as exc:
-            raise _kie_error(exc) from None
+            raise kie_error(exc) from None
         view: dict[str, Any] = run.manifest.model_dump(mode="json", exclude_none=True)
         view["run_dir"] = str(run.run_dir)
         return view
@@ -346,11 +327,11 @@ def _add_stored_run_tools(server: MCPServer[Any], artifacts_root: Path) -> None:
     ) -> dict[str, Any]:
         """Stored runs matching every filter, newest first (since: ISO time or '2h', '3d')."""
         if limit < 1 or limit > 500:
-            raise _tool_error(f"limit: {limit} is out of range (fix: a whole number from 1 to 500)")
+            raise tool_error(f"limit: {limit} is out of range (fix: a whole number from 1 to 500)")
         try:
             entries = await query_runs(artifacts_root, model=model, status=status, since=since, limit=limit, tag=tag)
         except (KieError, ValueError) as exc:
-            raise _tool_error(f"{exc} (fix: check the filters)") from None
+            raise tool_error(f"{exc} (fix: check the filters)") from None
         return {"runs": [e.model_dump(mode="json", exclude_none=True) for e in entries]}
 
 
@@ -364,7 +345,7 @@ def _add_account_tools(server: MCPServer[Any], kie: KieSession, open_session: Ca
             await open_session()
             balance = await kie.get_credits()
         except KieError as exc:
-            raise _kie_error(exc) from None
+            raise kie_error(exc) from None
         return {"credits": balance.credits, "usd": round(balance.credits * 0.005, 4)}
 
 
