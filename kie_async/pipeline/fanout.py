@@ -92,7 +92,8 @@ async def run_many(
             concurrency=concurrency, on_progress=on_progress, retry_failed=retry_failed,
             resubmit_uncertain=resubmit_uncertain,
         )
-        return RunResults(await _in_order(journal.run_one(batch, i) for i in range(len(requests))))
+        results = await _in_order(journal.run_one(batch, i) for i in range(len(requests)))
+        return RunResults(batch.tracker.annotate(results))
     finally:
         if bar is not None:
             bar.close()

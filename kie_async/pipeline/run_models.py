@@ -93,6 +93,9 @@ class RunResult(BaseModel):
     error_type: str | None = None
     stages: list[StageOutcome] = Field(default_factory=list)
     resumed: bool = False
+    warnings: list[str] = Field(
+        default_factory=list, description="what went wrong besides the run itself (a user callback that raised)"
+    )
 
     @property
     def succeeded(self) -> bool:

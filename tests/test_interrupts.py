@@ -1,0 +1,136 @@
+"""After a purchase nothing may lose the task: interrupts, SIGTERM, a lying record, a failing callback, a torn line.
+
+Each case was reproduced on the code before it was fixed. Task counts are read from the emulator (what was really
+sold), never from what the SDK reports; the CLI cases run the real command in a subprocess and send real signals,
+waiting on events (the journal's lines, the emulator's task count), not on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
+from kie_async.catalogue.request_models import RawUserRequest
+from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
+from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.emulator.state import EmulatedTask, RecordInfo
+from kie_async.errors import paid_task_id
+from kie_async.ledger.journal import BatchJournal
+from kie_async.ledger.request_state import RequestState
+from kie_async.pipeline.batch_progress import BatchProgress
+from kie_async.pipeline.fanout import run_many
+from kie_async.pipeline.run import PipelineHooks, PipelineOptions, run_pipeline
+from kie_async.session import KieSession
+
+FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=60.0)
+FAST_RETRY = RetrySettings(max_retries=1, initial_backoff=0.01, max_backoff=0.05)
+OPEN_LIMITS = RateLimitSettings(create_per_window=1000, create_window_seconds=1.0, reads_per_second=5000)
+
+
+def _request(i: int = 0, tag: str = "interrupt") -> RawUserRequest:
+    return RawUserRequest(model_key="nano-banana-2", prompt=f"{tag} request {i}")
+
+
+def _options(root: Path) -> PipelineOptions:
+    artifacts = ArtifactSettings(root=root, derivatives=ArtifactDerivativeSettings(enabled=False), fsync=False)
+    return PipelineOptions(artifacts=artifacts)
+
+
+def _session(emulator: KieEmulator) -> KieSession:
+    return KieSession(emulator.settings(poll=FAST_POLL, retry=FAST_RETRY, rate_limit=OPEN_LIMITS))
+
+
+# -- item 13: any exception after the purchase keeps the task -----------------------------------------------------
+
+_YEAR_10000_MS = 253_402_300_800_000
+
+
+def _lying_record(monkeypatch: pytest.MonkeyPatch, **changes: Any) -> None:
+    """Every finished record the emulator serves carries ``changes`` (a lying or broken server)."""
+    honest = EmulatedTask.record
+
+    def record(self: EmulatedTask, output_urls: list[str], now: float | None = None) -> RecordInfo:
+        info = honest(self, output_urls, now)
+        return info.model_copy(update=changes) if info.completeTime is not None else info
+
+    monkeypatch.setattr(EmulatedTask, "record", record)
+
+
+_LIES = {
+    "year 10000": {"completeTime": _YEAR_10000_MS * 2},
+    "negative time": {"createTime": -(10**18), "completeTime": -(10**18)},
+    "lone surrogate": {"param": json.dumps({"model": "x", "input": {"prompt": "half an emoji \ud83d"}})},
+}
+
+
+@pytest.mark.parametrize("lie", list(_LIES), ids=list(_LIES))
+async def test_a_lying_success_record_leaves_the_task_incomplete_and_resumable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lie: str
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        with monkeypatch.context() as patch:
+            _lying_record(patch, **_LIES[lie])
+            async with _session(emulator) as kie:
+                (first,) = await run_many([_request()], kie, options=_options(tmp_path / "out"), journal_path=journal)
+        assert first.status == "incomplete", (first.status, first.error)
+        assert first.task_id == emulator.tasks()[0].task_id and not first.spent_nothing and first.resumable
+        async with _session(emulator) as kie:  # the server tells the truth again: the same task is collected
+            (second,) = await run_many([_request()], kie, options=_options(tmp_path / "out"), journal_path=journal)
+        assert second.succeeded and second.task_id == first.task_id and second.resumed, second.error
+        assert emulator.stats.tasks_created == 1
+
+
+async def test_a_lying_record_in_run_pipeline_is_a_result_not_an_exception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        _lying_record(monkeypatch, **_LIES["year 10000"])
+        async with _session(emulator) as kie:
+            result = await run_pipeline(_request(), kie, options=_options(tmp_path / "out"))
+        assert result.status == "incomplete" and result.task_id == emulator.tasks()[0].task_id
+        assert result.state is RequestState.INCOMPLETE and emulator.stats.tasks_created == 1
+
+
+async def test_a_failing_on_submitted_hook_costs_no_result(tmp_path: Path) -> None:
+    async def broken(task_id: str, estimate: float | None) -> None:
+        raise RuntimeError("the user's hook broke")
+
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        async with _session(emulator) as kie:
+            result = await run_pipeline(
+                _request(), kie, options=_options(tmp_path / "out"), hooks=PipelineHooks(on_submitted=broken)
+            )
+        assert result.succeeded, result.error
+        assert any("on_submitted" in w and "the user's hook broke" in w for w in result.warnings)
+        assert emulator.stats.tasks_created == 1
+
+
+async def test_a_failing_on_progress_callback_drops_no_result(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def broken(progress: BatchProgress) -> None:
+        calls.append(progress.done)
+        raise ValueError("the progress bar broke")
+
+    journal = tmp_path / "journal.jsonl"
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        async with _session(emulator) as kie:
+            results = await run_many(
+                [_request(i) for i in range(4)], kie, options=_options(tmp_path / "out"), journal_path=journal,
+                on_progress=broken,
+            )
+        assert [r.status for r in results] == ["succeeded"] * 4, [r.error for r in results]
+        assert len(calls) > 4  # it kept being called (and kept failing): reported, never fatal
+        assert all(any("on_progress" in w and "the progress bar broke" in w for w in r.warnings) for r in results)
+        assert emulator.stats.tasks_created == 4
