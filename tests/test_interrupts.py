@@ -134,3 +134,102 @@ async def test_a_failing_on_progress_callback_drops_no_result(tmp_path: Path) ->
         assert len(calls) > 4  # it kept being called (and kept failing): reported, never fatal
         assert all(any("on_progress" in w and "the progress bar broke" in w for w in r.warnings) for r in results)
         assert emulator.stats.tasks_created == 4
+
+
+# -- items 2 and 11: Ctrl-C and SIGTERM through the real command ---------------------------------------------------
+
+
+def _cli_env(emulator: KieEmulator) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
+    env.update(KIE_BASE_URL=emulator.base_url, KIE_UPLOAD_BASE_URL=emulator.upload_base_url,
+               KIE_API_KEY=emulator.api_key)
+    return env
+
+
+async def _until(condition: Any, what: str, timeout: float = 60.0) -> None:
+    """Wait for an event (a journal line, the emulator's count), polling; the timeout only bounds a failure."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    found = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue
+    return found
+
+
+RUN = [sys.executable, "-m", "kie_async", "run", "--model", "nano-banana-2", "--prompt", "a lighthouse at dusk",
+       "--no-derivatives"]
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+async def test_run_interrupted_while_generating_prints_the_task_and_the_same_command_resumes_it(
+    tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    command = [*RUN, "--out", str(tmp_path / "out")]
+    async with KieEmulator(EmulatorConfig(generation_seconds=120)) as emulator:
+        env = _cli_env(emulator)
+        proc = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            await _until(lambda: emulator.stats.tasks_created == 1, "the purchase")
+            task_id = emulator.tasks()[0].task_id
+            proc.send_signal(sig)
+            _, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+        shown = stderr.decode()
+        assert proc.returncode == code, shown
+        assert f"task {task_id} is paid for" in shown and f"--resume-task {task_id}" in shown, shown
+        for task in emulator.tasks():
+            task.duration = 0.05  # the generation finishes now
+        again = await asyncio.create_subprocess_exec(*command, "--json", env=env, stdout=subprocess.PIPE,
+                                                     stderr=subprocess.PIPE)
+        stdout, stderr = await asyncio.wait_for(again.communicate(), timeout=120)
+        result = json.loads(stdout)
+        assert again.returncode == 0, stderr.decode()[-2000:]
+        assert result["status"] == "succeeded" and result["task_id"] == task_id and result["resumed"]
+        assert emulator.stats.tasks_created == 1
+
+
+async def test_sigterm_during_run_batch_awaits_the_answers_on_their_way(tmp_path: Path) -> None:
+    count = 6
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("".join(json.dumps({"model_key": "nano-banana-2", "prompt": f"sigterm {i}"}) + "\n"
+                             for i in range(count)))
+    journal = tmp_path / "journal.jsonl"
+    command = [sys.executable, "-m", "kie_async", "run-batch", str(batch), "--out", str(tmp_path / "out"),
+               "--journal", str(journal), "--concurrency", str(count), "--no-derivatives", "--json"]
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05, create_rate_limit=None)) as emulator:
+        emulator.faults.add("createTask", "latency", count=None, delay=1.5)  # every answer is on its way a while
+        env = _cli_env(emulator)
+        proc = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.DEVNULL,
+                                                    stderr=subprocess.PIPE)
+        try:
+            await _until(lambda: sum(1 for r in _lines(journal) if r.get("sending")) == count, "every send")
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+        assert proc.returncode == 143, stderr.decode()[-2000:]
+        async with await BatchJournal.open(journal) as view:
+            states = {entry.key: entry.state for entry in view.entries.values()}
+        assert sorted(states.values()) == [RequestState.SUBMITTED] * count, states  # none left uncertain
+        sold = emulator.stats.tasks_created
+        emulator.faults.clear()
+        final = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
+                                                     stderr=subprocess.PIPE)
+        stdout, stderr = await asyncio.wait_for(final.communicate(), timeout=120)
+        statuses = [r["status"] for r in json.loads(stdout)["results"]]
+        assert statuses == ["succeeded"] * count, stderr.decode()[-2000:]
+        assert sold == count and emulator.stats.tasks_created == count
