@@ -8,11 +8,14 @@ waiting on events (the journal's lines, the emulator's task count), not on sleep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,8 @@ from kie_async.catalogue.request_models import RawUserRequest
 from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.emulator.state import EmulatedTask, RecordInfo
-from kie_async.errors import paid_task_id
+from kie_async.errors import KieConfigError, paid_task_id
+from kie_async.interfaces.sync import KieClient
 from kie_async.ledger.journal import BatchJournal
 from kie_async.ledger.request_state import RequestState
 from kie_async.pipeline.batch_progress import BatchProgress
@@ -233,3 +237,122 @@ async def test_sigterm_during_run_batch_awaits_the_answers_on_their_way(tmp_path
         statuses = [r["status"] for r in json.loads(stdout)["results"]]
         assert statuses == ["succeeded"] * count, stderr.decode()[-2000:]
         assert sold == count and emulator.stats.tasks_created == count
+
+
+# -- item 2: the blocking client ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _emulator_thread(config: EmulatorConfig) -> Iterator[KieEmulator]:
+    """An emulator on its own loop thread, for tests whose main thread blocks in :class:`KieClient`."""
+    loop = asyncio.new_event_loop()
+    started: list[KieEmulator] = []
+    ready, stop = threading.Event(), asyncio.Event()
+
+    async def serve() -> None:
+        async with KieEmulator(config) as emulator:
+            started.append(emulator)
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    try:
+        yield started[0]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        loop.close()
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _client(emulator: KieEmulator) -> KieClient:
+    return KieClient(emulator.settings(poll=FAST_POLL, retry=FAST_RETRY, rate_limit=OPEN_LIMITS))
+
+
+def test_ctrl_c_in_kieclient_run_carries_the_task_id(tmp_path: Path) -> None:
+    with _emulator_thread(EmulatorConfig(generation_seconds=120)) as emulator, _client(emulator) as kie:
+
+        def press_ctrl_c() -> None:
+            _wait_for(lambda: emulator.stats.tasks_created == 1, "the purchase")
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+        threading.Thread(target=press_ctrl_c, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            kie.run(_request(tag="sync"), options=_options(tmp_path / "out"))
+        task_id = emulator.tasks()[0].task_id
+        assert paid_task_id(stopped.value) == task_id and stopped.value.task_id == task_id  # type: ignore[attr-defined]
+        assert any(task_id in note for note in stopped.value.__notes__)
+        for task in emulator.tasks():
+            task.duration = 0.05
+        resumed = kie.run(_request(tag="sync"), options=_options(tmp_path / "out"), resume_task_id=task_id)
+        assert resumed.succeeded and resumed.task_id == task_id and emulator.stats.tasks_created == 1
+
+
+def test_closing_kieclient_under_eight_runs_hands_each_its_task_id(tmp_path: Path) -> None:
+    with _emulator_thread(EmulatorConfig(generation_seconds=120)) as emulator:
+        kie = _client(emulator)
+        kie.open()
+        raised: list[BaseException] = []
+
+        def one(i: int) -> None:
+            try:
+                kie.run(_request(i, "closed"), options=_options(tmp_path / "out"))
+            except BaseException as exc:
+                raised.append(exc)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        _wait_for(lambda: emulator.stats.tasks_created == 8, "eight purchases")
+        kie.close()
+        for thread in threads:
+            thread.join(60)
+        assert len(raised) == 8 and all(isinstance(e, KieConfigError) for e in raised), raised
+        ids = {paid_task_id(e) for e in raised}
+        assert ids == {t.task_id for t in emulator.tasks()} and len(ids) == 8
+        assert all(paid_task_id(e) in str(e) for e in raised)
+
+
+async def test_a_cancelled_run_pipeline_task_raises_cancelled_error_with_the_task_id(tmp_path: Path) -> None:
+    async with KieEmulator(EmulatorConfig(generation_seconds=120)) as emulator:
+        async with _session(emulator) as kie:
+            job = asyncio.create_task(run_pipeline(_request(tag="cancel"), kie, options=_options(tmp_path / "out")))
+            await _until(lambda: emulator.stats.tasks_created == 1, "the purchase")
+            await asyncio.sleep(0)
+            job.cancel()
+            with pytest.raises(asyncio.CancelledError) as stopped:
+                await job
+        assert paid_task_id(stopped.value) == emulator.tasks()[0].task_id
+
+
+# -- item 14: a torn ``submitted`` line, with the task named in the run folder ----------------------------------
+
+
+@pytest.mark.parametrize("resubmit", [False, True], ids=["plain", "resubmit-uncertain"])
+async def test_a_torn_submitted_line_adopts_the_task_its_run_folder_names(tmp_path: Path, resubmit: bool) -> None:
+    journal = tmp_path / "journal.jsonl"
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        async with _session(emulator) as kie:
+            (first,) = await run_many([_request(tag="torn")], kie, options=_options(tmp_path / "out"),
+                                      journal_path=journal)
+        assert first.succeeded and first.run_id
+        lines = journal.read_bytes().splitlines(keepends=True)
+        submitted = next(i for i, line in enumerate(lines) if b'"state":"submitted"' in line)
+        journal.write_bytes(b"".join(lines[:submitted]) + lines[submitted][: len(lines[submitted]) // 2])
+        async with await BatchJournal.open(journal) as view:  # what a crash mid-append leaves: "maybe bought"
+            assert [e.state for e in view.entries.values()] == [RequestState.UNCERTAIN]
+        async with _session(emulator) as kie:
+            (again,) = await run_many([_request(tag="torn")], kie, options=_options(tmp_path / "out"),
+                                      journal_path=journal, resubmit_uncertain=resubmit)
+        assert again.succeeded and again.task_id == first.task_id and again.run_id == first.run_id, again.error
+        assert emulator.stats.tasks_created == 1
+        async with await BatchJournal.open(journal) as view:
+            assert [e.state for e in view.entries.values()] == [RequestState.SUCCEEDED]
