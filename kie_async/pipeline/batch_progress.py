@@ -122,10 +122,14 @@ def both(first: ProgressCallback | None, second: ProgressCallback) -> ProgressCa
     """One callback that calls ``first`` (if any), then ``second``."""
 
     async def call(p: BatchProgress) -> None:
-        for callback in (first, second):
-            if callback is not None:
-                result = callback(p)
+        try:
+            if first is not None:
+                result = first(p)
                 if asyncio.iscoroutine(result):
                     await result
+        finally:  # the caller's callback failing (reported by the tracker) does not freeze the bar
+            drawn = second(p)
+            if asyncio.iscoroutine(drawn):
+                await drawn
 
     return call
