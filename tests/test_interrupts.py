@@ -120,6 +120,19 @@ async def test_a_failing_on_submitted_hook_costs_no_result(tmp_path: Path) -> No
         assert emulator.stats.tasks_created == 1
 
 
+async def test_a_failing_on_stage_hook_costs_no_result(tmp_path: Path) -> None:
+    def broken(outcome: object) -> None:
+        raise KeyError("the user's stage display broke")
+
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        async with _session(emulator) as kie:
+            result = await run_pipeline(
+                _request(tag="stage"), kie, options=_options(tmp_path / "out"), hooks=PipelineHooks(on_stage=broken)
+            )
+        assert result.succeeded, result.error
+        assert any("on_stage" in w for w in result.warnings) and emulator.stats.tasks_created == 1
+
+
 async def test_a_failing_on_progress_callback_drops_no_result(tmp_path: Path) -> None:
     calls: list[int] = []
 

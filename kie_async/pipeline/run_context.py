@@ -34,19 +34,30 @@ class StageRecorder:
 
     def __init__(self, hooks: PipelineHooks | None) -> None:
         self.stages: list[StageOutcome] = []
+        self.warnings: list[str] = []
         self._on_stage = hooks.on_stage if hooks else None
 
     def add(self, name: StageName, status: StageStatus, started: float, detail: str | None = None) -> None:
         outcome = StageOutcome(name=name, status=status, seconds=round(time.perf_counter() - started, 4), detail=detail)
         self.stages.append(outcome)
-        if self._on_stage is not None:
+        self._report(outcome)
+
+    def _report(self, outcome: StageOutcome) -> None:
+        """The caller's ``on_stage``: a failure is logged and noted on the result, never the run's own."""
+        if self._on_stage is None:
+            return
+        try:
             self._on_stage(outcome)
+        except Exception as exc:
+            if not self.warnings:
+                log.warning("the on_stage hook raised %s: %s (the run goes on)", type(exc).__name__, exc,
+                            exc_info=True)
+            self.warnings.append(f"on_stage raised {type(exc).__name__}: {exc} ({outcome.name} {outcome.status})")
 
     @contextlib.asynccontextmanager
     async def stage(self, name: StageName) -> AsyncIterator[None]:
         started = time.perf_counter()
-        if self._on_stage is not None:
-            self._on_stage(StageOutcome(name=name, status="running", seconds=0.0))
+        self._report(StageOutcome(name=name, status="running", seconds=0.0))
         try:
             yield
         except asyncio.CancelledError:
@@ -138,8 +149,8 @@ class RunContext:
 
     def result(self, status: PipelineStatus, **fields: Any) -> RunResult:
         merged = {**self.base, **fields, "parent_run_ids": self.parents, "stages": self.rec.stages}
-        if self.warnings:
-            merged["warnings"] = [*merged.get("warnings", []), *self.warnings]
+        if self.warnings or self.rec.warnings:
+            merged["warnings"] = [*merged.get("warnings", []), *self.warnings, *self.rec.warnings]
         return RunResult(status=status, state=self.ledger.state, **merged)
 
     def stopped(self, status: PipelineStatus, why: str, error_type: str) -> RunResult:

@@ -218,6 +218,7 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "request_key": result.request_key,
         "error": result.error,
         "error_type": result.error_type,
+        "warnings": result.warnings,
     }
 
 
