@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from kie_async.interfaces.cli._common import (
 )
 from kie_async.interfaces.cli._models_cmd import _callback_url_arg, _request_args, build_request
 from kie_async.pipeline.fanout import BatchProgress, run_many
-from kie_async.pipeline.run import PipelineOptions, RunResult
+from kie_async.pipeline.run import PipelineOptions, RunResult, run_pipeline
 from kie_async.pipeline.run_journal import run_remembered
 from kie_async.pipeline.run_models import ConfirmCallback
 from kie_async.session import KieSession
@@ -234,10 +234,15 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
     with _sigterm_as_interrupt() as terminated:
         try:
             async with resolve_settings(args.offline) as settings, KieSession(settings) as kie:
-                result = await run_remembered(
-                    request, kie, options=_options(args, out), resume_task_id=args.resume_task,
-                    resubmit_uncertain=args.resubmit_uncertain,
-                )
+                if args.offline:  # a private emulator per command: its tasks end with it, nothing to remember
+                    result = await run_pipeline(
+                        request, kie, options=_options(args, out), resume_task_id=args.resume_task
+                    )
+                else:
+                    result = await run_remembered(
+                        request, kie, options=_options(args, out), resume_task_id=args.resume_task,
+                        resubmit_uncertain=args.resubmit_uncertain,
+                    )
         except asyncio.CancelledError as exc:
             task_id = paid_task_id(exc)
             if task_id is not None:
@@ -459,6 +464,29 @@ def _run_batch(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     return _run_batch_async(args, requests, out, journal, None)
 
 
+async def _run_many_session(
+    args: argparse.Namespace,
+    requests: list[RawUserRequest],
+    out: Path,
+    journal: Path | None,
+    shared: _SharedBatch | None,
+    show: Callable[[BatchProgress], None],
+) -> list[RunResult]:
+    async with resolve_settings(args.offline) as settings, KieSession(_coordinated(settings, shared)) as kie:
+        return await run_many(
+            requests,
+            kie,
+            concurrency=args.concurrency,
+            budget_credits=args.budget,
+            on_progress=show,
+            options=_options(args, out),
+            journal_path=journal,
+            retry_failed=args.retry_failed,
+            resubmit_uncertain=args.resubmit_uncertain,
+            batch_id=shared.batch_id if shared is not None else None,
+        )
+
+
 async def _run_batch_async(
     args: argparse.Namespace,
     requests: list[RawUserRequest],
@@ -488,20 +516,8 @@ async def _run_batch_async(
     where = f"shared batch {shared.batch_id}" if shared is not None else f"journal: {journal}"
     with _sigterm_as_interrupt() as terminated:
         try:
-            async with resolve_settings(args.offline) as settings, KieSession(_coordinated(settings, shared)) as kie:
-                with progress:
-                    results = await run_many(
-                        requests,
-                        kie,
-                        concurrency=args.concurrency,
-                        budget_credits=args.budget,
-                        on_progress=show,
-                        options=_options(args, out),
-                        journal_path=journal,
-                        retry_failed=args.retry_failed,
-                        resubmit_uncertain=args.resubmit_uncertain,
-                        batch_id=shared.batch_id if shared is not None else None,
-                    )
+            with progress:
+                results = await _run_many_session(args, requests, out, journal, shared, show)
         except asyncio.CancelledError:
             err_console.print(f"[yellow]interrupted: every purchase so far is recorded ({where}).[/] The same "
                               "command resumes them without buying again.")
