@@ -73,6 +73,7 @@ MOVED_MODULES: dict[str, str] = {
 class _AliasLoader(importlib.abc.Loader):
     def __init__(self, new_name: str) -> None:
         self.new_name = new_name
+        self._own_spec: importlib.machinery.ModuleSpec | None = None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         warnings.warn(
@@ -80,10 +81,13 @@ class _AliasLoader(importlib.abc.Loader):
             DeprecationWarning,
             stacklevel=2,  # warnings skips importlib's own frames: this lands on the import line
         )
-        return importlib.import_module(self.new_name)
+        module = importlib.import_module(self.new_name)
+        self._own_spec = module.__spec__  # the import system sets __spec__ to the alias's: put it back after
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        """Nothing to run: the module was imported (and executed) under its new name."""
+        """Nothing to run (the module ran under its new name); only its own ``__spec__`` is restored."""
+        module.__spec__ = self._own_spec
 
 
 class _AliasFinder(importlib.abc.MetaPathFinder):

@@ -22,7 +22,12 @@ from kie_async.catalogue.request_models import RawUserRequest
 from kie_async.core.jsonl_log import is_torn_write
 from kie_async.core.settings import KieSettings, PollSettings
 from kie_async.emulator import KieEmulator
-from kie_async.errors import KieDownloadTooLargeError, KieInputError, KieJournalUnreadableError
+from kie_async.errors import (
+    KieDownloadTooLargeError,
+    KieInputError,
+    KieJournalUnreadableError,
+    KieValidationError,
+)
 from kie_async.ledger.journal import BatchJournal, JournalRecord, request_key
 from kie_async.ledger.request_state import RequestState
 from kie_async.pipeline.fanout import run_many
@@ -223,3 +228,17 @@ async def test_a_session_download_obeys_the_settings_cap(emulator: KieEmulator, 
         with pytest.raises(KieDownloadTooLargeError):
             await small.download(url, tmp_path / "capped.png", expect_kind="image")
     assert whole.bytes_written > 64 and not (tmp_path / "capped.png").exists()
+
+
+async def test_low_level_create_task_refuses_a_mistyped_option_key(emulator: KieEmulator) -> None:
+    """``kie.create_task(model=, input=)`` bought a body with a typo; the spec is now checked first."""
+    async with KieSession(emulator.settings(poll=FAST_POLL)) as kie:
+        with pytest.raises(KieInputError, match="create_task input for nano-banana-2") as caught:
+            await kie.create_task(model="nano-banana-2", input={"prompt": "a typo", "aspect_ratoi": "1:1"})
+        assert "aspect_ratoi" in str(caught.value) and "validate=False" in str(caught.value)
+        assert emulator.stats.tasks_created == 0
+        await kie.create_task(model="nano-banana-2", input={"prompt": "fine", "aspect_ratio": "1:1"})
+        assert emulator.stats.tasks_created == 1
+        with pytest.raises(KieValidationError, match="not a model this service offers"):  # sent; the server said no
+            await kie.create_task(model="a-model-the-catalogue-lacks", input={"x": 1})
+        assert emulator.stats.requests.get("createTask", 0) == 2  # the typo never reached the wire

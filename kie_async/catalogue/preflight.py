@@ -21,6 +21,7 @@ from kie_async.catalogue.specs import ModelRegistry
 from kie_async.catalogue.validate import validate_request
 from kie_async.core.errors import KieConfigError, KieError
 from kie_async.core.limits import check_credits, number_problem
+from kie_async.core.spelling import PYTHON, Spelling
 from kie_async.wire.api_models import CreditBalance
 
 
@@ -133,11 +134,15 @@ async def run_preflight(
     check_files: bool = True,
     thresholds: PreflightThresholds | None = None,
     confirmed: bool = False,
+    money_limited: bool = False,
+    spelling: Spelling = PYTHON,
 ) -> PreflightResult:
     """Gate a request on validation, estimated cost, balance and budget.
 
     ``available_credits`` wins over ``credit_source`` (no network call then). When a balance or budget is in
     play and the cost cannot be computed, the request is blocked unless ``allow_unknown_cost`` is set.
+    ``money_limited`` says a limit checked elsewhere is in play (a batch budget, the MCP server's total): the
+    same rule holds for it. ``spelling`` words the fix as the caller writes it (a CLI flag, a server setting).
     ``available_credits`` and ``budget_credits`` must be finite and >= 0 (``KieInputError`` otherwise): with
     NaN every ``cost > limit`` test is false, which would let anything through.
 
@@ -156,8 +161,9 @@ async def run_preflight(
         reasons.append(_reason("not_ready", True, f"validation state is {validation.state}: {validation.summary()}"))
     balance, source = await _balance(available_credits, credit_source, reasons)
     cost = estimate.credits if estimate.has_numeric_estimate else None
-    checks_money = balance is not None or budget_credits is not None
-    reasons += _cost_reasons(estimate, cost, balance, budget_credits, unknown_ok=allow_unknown_cost or not checks_money)
+    checks_money = balance is not None or budget_credits is not None or money_limited
+    unknown_ok = allow_unknown_cost or not checks_money
+    reasons += _cost_reasons(estimate, cost, balance, budget_credits, unknown_ok=unknown_ok, spelling=spelling)
     if balance is None and not any(r.code == "balance_unavailable" for r in reasons):
         reasons.append(_reason("balance_not_checked", False, "no credit balance given or fetched"))
     tier = _tier(tiers, estimate, cost)
@@ -199,7 +205,13 @@ async def _balance(
 
 
 def _cost_reasons(
-    estimate: CostEstimate, cost: float | None, balance: float | None, budget: float | None, *, unknown_ok: bool
+    estimate: CostEstimate,
+    cost: float | None,
+    balance: float | None,
+    budget: float | None,
+    *,
+    unknown_ok: bool,
+    spelling: Spelling,
 ) -> list[PreflightReason]:
     """The estimate against the budget and the balance; ``unknown_ok``: an unknown cost does not block."""
     if cost is not None and number_problem(cost, minimum=0.0) is not None:
@@ -209,8 +221,10 @@ def _cost_reasons(
     if cost is None:
         note = "; ".join(estimate.notes) or "no price known"
         if not unknown_ok:
-            return [_reason("cost_unknown", True,
-                            f"cannot estimate the cost ({note}); pass allow_unknown_cost=True to proceed")]
+            why = (f"cannot estimate the cost ({note}) and a credit limit is in play; "
+                   f"{spelling.allow_unknown_cost} lets it run (a budget then holds {spelling.unknown_cost_ceiling} "
+                   "for it)")
+            return [_reason("cost_unknown", True, why)]
         return [_reason("cost_unknown", False, f"cost not estimated ({note})")]
     reasons: list[PreflightReason] = []
     if budget is not None and cost > budget:

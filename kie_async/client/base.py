@@ -255,8 +255,13 @@ class BaseSession:
         on_wire: WireHook | None = None,
         on_unsent: UnsentHook | None = None,
         transport: TransportSpec | None = None,
+        validate: bool = True,
     ) -> TaskCreated:
         """Submit a generation task. Spends credits, so it is never retried once the body may have arrived.
+
+        ``validate`` checks the body against the model's spec first, where the session knows one (the public
+        :class:`~kie_async.session.KieSession` does; a mistyped option key was bought as is): a problem raises
+        :class:`KieInputError` and nothing is sent. ``validate=False`` sends the body as it is.
 
         Raises :class:`KieSubmissionUncertainError` when the request may have reached Kie.ai but no usable
         answer came back (a reset, a timeout, a gateway error page): a task may exist, so nothing is retried.
@@ -272,9 +277,15 @@ class BaseSession:
             payload = CreateTaskPayload(model=model, input=input, callback_url=callback_url, transport=transport)
         elif transport is not None:
             payload = payload.model_copy(update={"transport": transport})
+        if validate:
+            await self._check_body(payload)
         created = await self._requests.create_task(payload, timeout=timeout, on_wire=on_wire, on_unsent=on_unsent)
         self.remember_transport(created.task_id, payload.api)
         return created
+
+    async def _check_body(self, payload: CreateTaskPayload) -> None:
+        """Refuse a body the model's spec would refuse; the base session knows no models, so it passes all."""
+        del payload
 
     def remember_transport(self, task_id: str, transport: TransportSpec | None) -> None:
         """Read ``task_id`` through ``transport`` from now on (``create_task`` does this; a resume may too)."""

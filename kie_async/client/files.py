@@ -13,6 +13,7 @@ import asyncio
 import base64
 import dataclasses
 import mimetypes
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ import aiohttp
 from kie_async.client.connection import Connection, SessionStats
 from kie_async.client.options import SessionOptions
 from kie_async.client.request_path import RequestPath
+from kie_async.core import telemetry
 from kie_async.core.errors import (
     KieAPIStatusError,
     KieConnectionError,
@@ -142,6 +144,7 @@ class Files:
         name_from_content: bool,
     ) -> DownloadResult:
         """Stream one answered download to ``target``; a cut connection is a retryable typed error."""
+        started = time.perf_counter()
         try:
             saved = await stream_response_to_file(
                 response,
@@ -157,6 +160,9 @@ class Files:
         except TimeoutError as exc:
             raise KieTimeoutError(f"download of {target.name} timed out") from exc
         self._stats.bytes_downloaded += saved.bytes_written
+        kind = {"kie.output.kind": expect_kind}
+        telemetry.record("kie.download.size", saved.bytes_written, kind)
+        telemetry.record("kie.download.duration", time.perf_counter() - started, kind)
         return DownloadResult(
             url=url,
             destination_path=str(saved.path),

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from kie_async.client.connection import Connection, SessionStats
 from kie_async.client.options import SessionOptions
 from kie_async.coordination import ReadLimit, SubmitWindow
+from kie_async.core import telemetry
 from kie_async.core.errors import (
     KieAPIStatusError,
     KieConfigError,
@@ -38,7 +39,7 @@ from kie_async.core.errors import (
 )
 from kie_async.core.evidence import response_evidence, scrub
 from kie_async.core.limits import check_timeout
-from kie_async.core.logs import log_request
+from kie_async.core.logs import attempt_number, log_request
 from kie_async.wire.api_models import CreateTaskPayload, CreditBalance, Envelope, JSONValue, TaskCreated, TaskRecord
 from kie_async.wire.retry import parse_retry_after
 from kie_async.wire.task_apis import TransportSpec, market_transport, pick
@@ -71,6 +72,20 @@ class TaskReader(Protocol):
     """One status read of a task, as ``KieSession.get_task`` does it (the waiter and adoption desk read so)."""
 
     def __call__(self, task_id: str, *, transport: TransportSpec | None = None) -> Awaitable[TaskRecord]: ...
+
+
+def _http_attributes(method: str, url: str, path: str, endpoint: str) -> dict[str, object]:
+    """An HTTP span's attributes: the route's path (never the query: a signed link's token lives there)."""
+    parts = urlsplit(url)
+    return {
+        "http.request.method": method,
+        "url.template": path,
+        "server.address": parts.hostname,
+        "server.port": parts.port,
+        "kie.endpoint": endpoint,
+        "kie.attempt": attempt_number.get(),
+        "kie.retry.reason": telemetry.retry_reason.get(),
+    }
 
 
 def did_no_work(exc: KieError) -> bool:
@@ -139,28 +154,31 @@ class RequestPath:
         path = urlsplit(url).path or "/"
         started = time.perf_counter()
         outcome: str | None = None
-        try:
-            async with http.request(
-                method, url, json=json_body, data=data, params=params, headers=headers, timeout=timeout, proxy=proxy
-            ) as response:
-                outcome = str(response.status)
-                try:
-                    yield response
-                except KieAPIStatusError as exc:
-                    if exc.code != response.status:  # Kie.ai's error inside an HTTP 200
-                        outcome += f" code={exc.code}"
-                    raise
-        except KieError:
-            raise
-        except BaseException as exc:
-            outcome = f"{outcome} {type(exc).__name__}" if outcome else type(exc).__name__
-            mapped = transport_error(exc, endpoint, timeout)
-            if mapped is None:
+        with telemetry.span(f"{method} {path}", _http_attributes(method, url, path, endpoint), client=True) as span:
+            try:
+                async with http.request(
+                    method, url, json=json_body, data=data, params=params, headers=headers, timeout=timeout,
+                    proxy=proxy,
+                ) as response:
+                    outcome = str(response.status)
+                    span.set_all({"http.response.status_code": response.status})
+                    try:
+                        yield response
+                    except KieAPIStatusError as exc:
+                        if exc.code != response.status:  # Kie.ai's error inside an HTTP 200
+                            outcome += f" code={exc.code}"
+                        raise
+            except KieError:
                 raise
-            raise mapped from exc
-        finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            log_request(method, path, outcome or "?", elapsed_ms, endpoint=endpoint, proxied=proxy is not None)
+            except BaseException as exc:
+                outcome = f"{outcome} {type(exc).__name__}" if outcome else type(exc).__name__
+                mapped = transport_error(exc, endpoint, timeout)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+            finally:
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                log_request(method, path, outcome or "?", elapsed_ms, endpoint=endpoint, proxied=proxy is not None)
 
     def evidence(self, response: aiohttp.ClientResponse, body: bytes) -> dict[str, Any]:
         """What an error keeps of ``response`` (body, headers, request id), with the key cut out."""
@@ -243,10 +261,13 @@ class RequestPath:
 
         async def attempt() -> JSONValue:
             async with contextlib.AsyncExitStack() as stack:
+                waited = time.perf_counter()
                 if isinstance(limiter, SubmitWindow):
                     await stack.enter_async_context(limiter.slot())
                 elif limiter is not None:
                     await limiter.acquire()
+                if limiter is not None:
+                    telemetry.record("kie.rate_limit.wait", time.perf_counter() - waited, {"kie.endpoint": endpoint})
                 if on_wire is not None:
                     await on_wire()
                 try:
@@ -258,6 +279,7 @@ class RequestPath:
                     try:
                         envelope = await self.read_envelope(response, endpoint, task_id=(params or {}).get("taskId"))
                     except KieRateLimitError as exc:
+                        telemetry.record("kie.http.rate_limited", 1, {"kie.endpoint": endpoint})
                         if isinstance(limiter, SubmitWindow):
                             await limiter.pause(exc.retry_after or 1.0)  # every submitter on the account waits
                         raise

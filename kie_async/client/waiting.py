@@ -16,6 +16,7 @@ import logging
 
 from kie_async.client.options import SessionOptions
 from kie_async.client.request_path import RequestPath, TaskReader
+from kie_async.core import telemetry
 from kie_async.core.errors import (
     KieAPIStatusError,
     KieError,
@@ -161,6 +162,7 @@ class Waiter:
     async def _finish(self, wait: _Wait, record: TaskRecord, *, raise_on_failure: bool) -> TaskRecord:
         """A finished record: learn the model's time, report it, and raise for a failure when asked to."""
         self.learn_generation_time(record)
+        telemetry.record("kie.task.status_reads", wait.polls, {"gen_ai.request.model": record.model})
         await _report(wait, record.state, next_poll_in=None)
         if record.state.is_failure and raise_on_failure:
             reason = record.fail_msg or ("canceled by the provider" if record.state is TaskState.CANCELED else None)

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
 from kie_async.client import BaseSession
+from kie_async.core import telemetry
 from kie_async.core.errors import KieError
 from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.journal import JournalEntry, JournalRecord
@@ -87,6 +88,7 @@ async def execute(
         on_late_adoption=journal.adopt_late,
     )
     await batch.tracker.set(index, "preparing")
+    telemetry.record("kie.batch.in_flight", 1)
     try:
         return await run_pipeline(
             batch.normalized[index],  # normalized once for the batch (for the key); lineage passed explicitly
@@ -107,6 +109,8 @@ async def execute(
     except (KieError, ValueError, OSError) as exc:
         log.warning("request %d (%s) failed: %s", index, raw.model_key, exc)
         return run_failed(entry, raw.model_key, key, exc)
+    finally:
+        telemetry.record("kie.batch.in_flight", -1)
 
 
 def _state_hook(batch: Batch, index: int, journal: JournalStrategy) -> Callable[[JournalRecord], Awaitable[None]]:

@@ -21,6 +21,7 @@ from kie_async.catalogue.model_data import preload_model_data
 from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
 from kie_async.client import BaseSession
+from kie_async.core import telemetry
 from kie_async.core.errors import KieInputError
 from kie_async.core.limits import check_run_many_args
 from kie_async.ledger.budget import CreditBudget
@@ -86,14 +87,20 @@ async def run_many(
 
         bar = BatchProgressBar(len(requests))
         on_progress = both(on_progress, bar)
+    attributes = {"kie.batch.size": len(requests), "kie.batch.concurrency": concurrency,
+                  "kie.batch.budget": budget_credits, "kie.batch.shared": shared_id is not None}
     try:
-        batch = await _start(
-            requests, session, journal, opts, budget_credits=budget_credits, shared_id=shared_id,
-            concurrency=concurrency, on_progress=on_progress, retry_failed=retry_failed,
-            resubmit_uncertain=resubmit_uncertain,
-        )
-        results = await _in_order(journal.run_one(batch, i) for i in range(len(requests)))
-        return RunResults(batch.tracker.annotate(results))
+        with telemetry.span("kie.batch", attributes) as span:
+            batch = await _start(
+                requests, session, journal, opts, budget_credits=budget_credits, shared_id=shared_id,
+                concurrency=concurrency, on_progress=on_progress, retry_failed=retry_failed,
+                resubmit_uncertain=resubmit_uncertain,
+            )
+            results = await _in_order(journal.run_one(batch, i) for i in range(len(requests)))
+            results = RunResults(batch.tracker.annotate(results))
+            span.set_all({"kie.batch.succeeded": len(results.succeeded), "kie.credits.charged": results.credits_charged,
+                          "kie.credits.unknown": results.credits_unknown})
+            return results
     finally:
         if bar is not None:
             bar.close()

@@ -346,7 +346,7 @@ async def submit_request(
 async def _create_once(session: BaseSession, payload: CreateTaskPayload) -> str:
     """``createTask`` exactly once; an answer already on its way when the caller cancels is waited for and logged."""
     sent_at = datetime.now(UTC)
-    send = asyncio.ensure_future(session.create_task(payload))
+    send = asyncio.ensure_future(session.create_task(payload, validate=False))  # checked by the pipeline
     try:
         created = await asyncio.shield(send)
     except KieSubmissionUncertainError as exc:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kie_async.client import BaseSession
+from kie_async.core import telemetry
 from kie_async.ledger.journal import JournalRecord
 from kie_async.ledger.request_state import RequestState, can_move, check_move
 from kie_async.pipeline.run_models import (
@@ -40,6 +41,7 @@ class StageRecorder:
     def add(self, name: StageName, status: StageStatus, started: float, detail: str | None = None) -> None:
         outcome = StageOutcome(name=name, status=status, seconds=round(time.perf_counter() - started, 4), detail=detail)
         self.stages.append(outcome)
+        telemetry.record("kie.stage.duration", outcome.seconds, {"kie.stage": name, "kie.stage.status": status})
         self._report(outcome)
 
     def _report(self, outcome: StageOutcome) -> None:
@@ -58,15 +60,16 @@ class StageRecorder:
     async def stage(self, name: StageName) -> AsyncIterator[None]:
         started = time.perf_counter()
         self._report(StageOutcome(name=name, status="running", seconds=0.0))
-        try:
-            yield
-        except asyncio.CancelledError:
-            self.add(name, "cancelled", started)
-            raise
-        except BaseException as exc:
-            self.add(name, "failed", started, f"{type(exc).__name__}: {exc}")
-            raise
-        self.add(name, "ok", started)
+        with telemetry.span(f"kie.stage {name}", {"kie.stage": name}):
+            try:
+                yield
+            except asyncio.CancelledError:
+                self.add(name, "cancelled", started)
+                raise
+            except BaseException as exc:
+                self.add(name, "failed", started, f"{type(exc).__name__}: {exc}")
+                raise
+            self.add(name, "ok", started)
 
 
 class RequestLedger:

@@ -19,7 +19,7 @@ async def submit_prepared_request(
 ) -> TaskCreated:
     """Build the payload from a prepared (uploaded) request and send ``createTask`` once (never retried blindly)."""
     payload = build_submission_payload(prepared.validation, callback_url=callback_url)
-    return await session.create_task(payload)
+    return await session.create_task(payload, validate=False)  # validated when it was prepared
 
 
 async def wait_for_task(

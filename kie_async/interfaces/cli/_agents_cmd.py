@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from kie_async.catalogue.guides import stale_guides, write_guides
 from kie_async.core.errors import KieInputError
 from kie_async.interfaces.cli._common import add_offline_flag, check_folder_arg, default_output_dir, resolve_settings
 
@@ -51,8 +52,6 @@ def _default_guides_dir() -> Path:
 
 
 def _guides(args: argparse.Namespace) -> int:
-    from kie_async.catalogue.guides import stale_guides, write_guides
-
     folder = args.out or _default_guides_dir()
     if args.check:
         stale = stale_guides(folder)

@@ -3,8 +3,9 @@
 They share the market's books (credits, the createTask rate window, the task timeline, the download host,
 signed callbacks) and its fault injection: each create route is faulted as ``createTask`` and each status
 route as ``recordInfo`` (route names ``createTask:<api>`` / ``recordInfo:<api>``). Only the spelling differs,
-and that lives in :mod:`.dialects`. A dialect's terminal callback is sent by :mod:`kie_async.emulator.lifecycle`,
-which reads :mod:`.dialects` itself (this module imports the lifecycle, never the other way round).
+and that lives in :mod:`.transports.dialects`. A dialect's terminal callback is sent by
+:mod:`kie_async.emulator.lifecycle`, which reads the dialects itself (this module imports the lifecycle, never
+the other way round).
 """
 
 from __future__ import annotations
