@@ -28,6 +28,7 @@ from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettin
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.emulator.state import EmulatedTask, RecordInfo
 from kie_async.errors import KieConfigError, paid_task_id
+from kie_async.interfaces.cli import main
 from kie_async.interfaces.sync import KieClient
 from kie_async.ledger.journal import BatchJournal
 from kie_async.ledger.request_state import RequestState
@@ -369,3 +370,23 @@ async def test_a_torn_submitted_line_adopts_the_task_its_run_folder_names(tmp_pa
         assert emulator.stats.tasks_created == 1
         async with await BatchJournal.open(journal) as view:
             assert [e.state for e in view.entries.values()] == [RequestState.SUCCEEDED]
+
+
+async def test_run_after_a_lost_answer_buys_nothing_until_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``kie-async run``'s journal: an answer lost on the wire is "maybe bought" for the next identical run too."""
+    command = ["run", "--model", "nano-banana-2", "--prompt", "a lost answer", "--out", str(tmp_path / "out"),
+               "--no-derivatives", "--json"]
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
+        for key, value in _cli_env(emulator).items():
+            if key.startswith("KIE_"):
+                monkeypatch.setenv(key, value)
+        emulator.faults.add("createTask", "reset_after")  # the task is created, the answer is lost
+        assert await asyncio.to_thread(main, command) == 1
+        assert json.loads(capsys.readouterr().out)["status"] == "submit_uncertain"
+        assert await asyncio.to_thread(main, command) == 1  # the same command: still uncertain, nothing bought
+        assert json.loads(capsys.readouterr().out)["status"] == "submit_uncertain"
+        assert emulator.stats.tasks_created == 1
+        assert await asyncio.to_thread(main, [*command, "--resubmit-uncertain"]) == 0
+        assert json.loads(capsys.readouterr().out)["status"] == "succeeded" and emulator.stats.tasks_created == 2
