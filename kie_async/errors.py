@@ -33,6 +33,8 @@ from kie_async.core.errors import (
     KieTimeoutError,
     KieUsageLimitError,
     KieValidationError,
+    attach_paid_task,
+    paid_task_id,
 )
 
 __all__ = [
@@ -63,4 +65,6 @@ __all__ = [
     "KieTimeoutError",
     "KieUsageLimitError",
     "KieValidationError",
+    "attach_paid_task",
+    "paid_task_id",
 ]

@@ -45,15 +45,18 @@ async def test_run_that_cannot_download_says_how_to_resume_and_resume_buys_nothi
     first = json.loads(capsys.readouterr().out)
     assert first["status"] == "incomplete" and first["resumable"] and not first["spent_nothing"]
     task_id = first["task_id"]
-    assert await asyncio.to_thread(_cli, RUN) == 1  # the human form names the fix (this plain re-run buys again:
-    shown = capsys.readouterr().out  # `run` keeps no journal, which is why the hint names --resume-task)
-    second = cli_env.tasks()[-1].task_id
-    assert f"task {second} is paid for" in shown and f"--resume-task {second}" in shown
+    assert await asyncio.to_thread(_cli, RUN) == 1  # the same command again resumes the paid task (it keeps a
+    shown = capsys.readouterr().out  # journal under --out), and the human form names --resume-task too
+    assert f"task {task_id} is paid for" in shown and f"--resume-task {task_id}" in shown
+    assert cli_env.stats.tasks_created == 1
     cli_env.faults.clear()
     assert await asyncio.to_thread(_cli, [*RUN, "--resume-task", task_id, "--json"]) == 0
     resumed = json.loads(capsys.readouterr().out)
     assert resumed["status"] == "succeeded" and resumed["task_id"] == task_id and resumed["resumed"]
-    assert Path(resumed["outputs"][0]).is_file() and cli_env.stats.tasks_created == 2
+    assert Path(resumed["outputs"][0]).is_file() and cli_env.stats.tasks_created == 1
+    assert await asyncio.to_thread(_cli, [*RUN, "--json"]) == 0  # delivered: the same command buys a new variation
+    again = json.loads(capsys.readouterr().out)
+    assert again["task_id"] != task_id and not again["resumed"] and cli_env.stats.tasks_created == 2
 
 
 async def test_run_batch_reports_incomplete_and_the_rerun_finishes_it(

@@ -300,6 +300,31 @@ class KieCallbackBodyError(KieCallbackVerificationError):
     hint = "answer 400; a genuine Kie.ai callback is a small JSON object naming its task"
 
 
+PAID_TASK_NOTE = "kie-async: task {task_id} is paid for; {resume}"
+
+
+def attach_paid_task(exc: BaseException, task_id: str, resume: str) -> BaseException:
+    """Mark an exception that stops a run after its purchase with the task it bought and how to resume it.
+
+    The rule for interrupts: the exception keeps its type (a ``CancelledError`` stays one, so ``asyncio.timeout``
+    and task groups still work; a ``KeyboardInterrupt`` stays one) and gains ``task_id`` and ``resume``
+    attributes plus a note shown in the traceback. :func:`paid_task_id` reads it back. Nothing is re-bought to
+    resume: pass the id as ``resume_task_id`` (``--resume-task`` on the command line).
+    """
+    if getattr(exc, "task_id", None) == task_id:
+        return exc
+    exc.task_id = task_id  # type: ignore[attr-defined]
+    exc.resume = resume  # type: ignore[attr-defined]
+    exc.add_note(PAID_TASK_NOTE.format(task_id=task_id, resume=resume))
+    return exc
+
+
+def paid_task_id(exc: BaseException) -> str | None:
+    """The task an interrupted or closed run had bought (see :func:`attach_paid_task`); None when none."""
+    task_id = getattr(exc, "task_id", None)
+    return task_id if isinstance(task_id, str) and task_id else None
+
+
 _CODE_TO_CLASS: dict[int, type[KieAPIStatusError]] = {
     400: KieBadRequestError,
     401: KieAuthenticationError,

@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +28,7 @@ from kie_async.catalogue.preflight import PreflightResult, run_preflight
 from kie_async.catalogue.pricing import CostEstimate, estimate_request_cost
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest, ValidationResult
 from kie_async.catalogue.validate import validate_request
-from kie_async.core.errors import KieConfigError
+from kie_async.core.errors import KieConfigError, KieError, attach_paid_task, paid_task_id
 from kie_async.core.settings import KieSettings
 from kie_async.pipeline.chat import MessagesIn, chat
 from kie_async.pipeline.fanout import ProgressCallback, run_many
@@ -88,7 +89,7 @@ class KieClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._session: KieSession | None = None
-        self._calls: set[concurrent.futures.Future[Any]] = set()
+        self._calls: dict[concurrent.futures.Future[Any], threading.Event] = {}
         self._closing = False
 
     def __repr__(self) -> str:
@@ -138,7 +139,11 @@ class KieClient:
             self._loop, self._thread, self._session, self._closing = loop, thread, session, False
 
     def close(self) -> None:
-        """Cancel calls still running (they raise ``KieConfigError``), close the session, stop the thread."""
+        """Cancel calls still running, close the session, stop the thread.
+
+        A cancelled call first finishes its own cleanup (an answer already on its way is awaited and recorded),
+        then raises ``KieConfigError`` in its thread; a call that had bought a task carries its ``task_id``.
+        """
         with self._lock:
             loop, thread, session = self._loop, self._thread, self._session
             if loop is None or thread is None or session is None:
@@ -147,8 +152,12 @@ class KieClient:
                 raise KieConfigError("KieClient.close() called from its own loop thread (from a callback?)")
             self._closing = True
             self._session = None
-            for call in list(self._calls):
+            calls = dict(self._calls)
+            for call in calls:
                 call.cancel()
+            deadline = time.monotonic() + _CLEANUP_SECONDS
+            for finished in calls.values():  # the session must outlive every call's cleanup, or answers are lost
+                finished.wait(timeout=max(0.0, deadline - time.monotonic()))
             try:
                 asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=60)
             finally:
@@ -174,22 +183,39 @@ class KieClient:
             )
         _refuse_inside_a_loop("KieClient")
 
+        finished = threading.Event()
+        stopped: list[BaseException] = []
+
         async def call() -> T:
-            return await make()
+            try:
+                return await make()
+            except BaseException as exc:
+                stopped.append(exc)
+                raise
+            finally:
+                finished.set()
 
         future = asyncio.run_coroutine_threadsafe(call(), loop)
-        self._calls.add(future)
+        self._calls[future] = finished
         try:
             return future.result()
         except concurrent.futures.CancelledError:
             if self._closing:
-                raise KieConfigError("KieClient was closed while this call was running") from None
+                finished.wait(timeout=_CLEANUP_SECONDS)
+                raise _with_paid_task(
+                    KieConfigError("KieClient was closed while this call was running"), stopped
+                ) from None
             raise
-        except BaseException:
-            future.cancel()  # Ctrl-C in the calling thread stops the coroutine too (a purchase on the wire finishes)
+        except BaseException as exc:
+            if not future.done():
+                # Ctrl-C in the calling thread stops the coroutine too; a purchase on the wire finishes, and the
+                # KeyboardInterrupt carries the task it bought (``task_id``) once the cleanup is done.
+                future.cancel()
+                finished.wait(timeout=_CLEANUP_SECONDS)
+                _with_paid_task(exc, stopped)
             raise
         finally:
-            self._calls.discard(future)
+            self._calls.pop(future, None)
 
     # -- the session's methods -------------------------------------------------------------------------------
 
@@ -273,9 +299,21 @@ class KieClient:
         return self._run(lambda: chat(self.session, model, messages, system=system, options=options,
                                       timeout=timeout))
 
-    def run(self, request: RawUserRequest | NormalizedRequest, *, options: PipelineOptions | None = None) -> RunResult:
-        """:func:`~kie_async.pipeline.run.run_pipeline`: one request end to end, with its run folder."""
-        return self._run(lambda: run_pipeline(request, self.session, options=options))
+    def run(
+        self,
+        request: RawUserRequest | NormalizedRequest,
+        *,
+        options: PipelineOptions | None = None,
+        resume_task_id: str | None = None,
+    ) -> RunResult:
+        """:func:`~kie_async.pipeline.run.run_pipeline`: one request end to end, with its run folder.
+
+        Interrupted after the purchase (Ctrl-C, :meth:`close` from another thread), the exception carries the
+        task's id as ``task_id``; ``run(request, resume_task_id=...)`` collects that task without buying again.
+        """
+        return self._run(
+            lambda: run_pipeline(request, self.session, options=options, resume_task_id=resume_task_id)
+        )
 
     def run_many(
         self,
@@ -307,6 +345,22 @@ class KieClient:
                 progress=progress,
             )
         )
+
+
+_CLEANUP_SECONDS = 60.0
+"""How long a cancelled call may take to finish its cleanup (a createTask answer on its way waits up to 30 s)."""
+
+
+def _with_paid_task(exc: BaseException, stopped: list[BaseException]) -> BaseException:
+    """``exc`` carrying the task the stopped coroutine had bought, if any (see ``kie_async.errors``)."""
+    for inner in stopped:
+        task_id = paid_task_id(inner)
+        if task_id is not None:
+            resume = f"resume it without buying again: run(request, resume_task_id={task_id!r})"
+            if isinstance(exc, KieError):
+                exc = exc.with_hint(f"task {task_id} is paid for; {resume}")
+            attach_paid_task(exc, task_id, resume)
+    return exc
 
 
 def _refuse_inside_a_loop(what: str) -> None:

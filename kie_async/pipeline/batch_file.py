@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from kie_async.ledger.journal import BatchJournal, JournalRecord, append_adoption, parse_correlation_token
 from kie_async.ledger.request_state import Money, facts
 from kie_async.pipeline.batch import Batch, execute
-from kie_async.pipeline.batch_plan import SKIPPED_STATES, known_cost, plan_request
+from kie_async.pipeline.batch_plan import SKIPPED_STATES, Plan, known_cost, plan_request
 from kie_async.pipeline.run_models import RunResult
 
 
@@ -32,9 +32,13 @@ class FileJournalStrategy:
     async def run_one(self, batch: Batch, index: int) -> RunResult:
         raw, key = batch.requests[index], batch.keys[index]
         entry = self.journal.get(key) if self.journal else None
+        root = batch.options.artifacts.resolved_root() if batch.options.write_artifact else None
         plan = await plan_request(
-            entry, raw.model_key, retry_failed=batch.retry_failed, resubmit_uncertain=batch.resubmit_uncertain
+            entry, raw.model_key, retry_failed=batch.retry_failed, resubmit_uncertain=batch.resubmit_uncertain,
+            artifacts_root=root,
         )
+        if isinstance(plan, Plan) and plan.adopted:
+            await self.record(plan.adoption(key))
         if isinstance(plan, RunResult):
             await batch.tracker.set(index, "skipped" if plan.state in SKIPPED_STATES else "failed")
             return plan

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from kie_async.artifacts.exceptions import KieArtifactError
+from kie_async.artifacts.query import load_run
 from kie_async.core.threads import run_file_io
 from kie_async.ledger.journal import JournalEntry, JournalRecord
 from kie_async.ledger.request_state import RequestState, facts
@@ -27,12 +29,28 @@ class Plan(BaseModel):
     state: RequestState
     task_id: str | None = None
     run_id: str | None = None
+    adopted: bool = False
+    """The task id was found in the run folder of an uncertain attempt: record the adoption, then resume it."""
+
+    def adoption(self, key: str) -> JournalRecord:
+        """The journal line that settles an uncertain request on the task its run folder names."""
+        return JournalRecord(key=key, state=RequestState.SUBMITTED, task_id=self.task_id, run_id=self.run_id,
+                             adopted=True)
 
 
 async def plan_request(
-    entry: JournalEntry | None, model_key: str, *, retry_failed: bool, resubmit_uncertain: bool
+    entry: JournalEntry | None,
+    model_key: str,
+    *,
+    retry_failed: bool,
+    resubmit_uncertain: bool,
+    artifacts_root: Path | None = None,
 ) -> Plan | RunResult:
-    """Decide from the journal's state alone; only the provider's "fail" can ever lead to a second purchase."""
+    """Decide from the journal's state alone; only the provider's "fail" can ever lead to a second purchase.
+
+    One exception: an uncertain attempt (its ``submitted`` line torn or never written) whose run folder under
+    ``artifacts_root`` names a task is that task, adopted and resumed, never reported uncertain or bought again.
+    """
     if entry is None:
         return Plan(state=RequestState.PENDING)
     state = entry.state
@@ -42,11 +60,27 @@ async def plan_request(
         return Plan(state=state, task_id=entry.task_id, run_id=entry.run_id)  # lost files: fetch them again
     if state is RequestState.FAILED and entry.result is not None and not retry_failed:
         return from_journal(entry, entry.result, model_key)
+    if entry.uncertain and entry.run_id and artifacts_root is not None:
+        found = await task_in_run_folder(artifacts_root, entry.run_id)
+        if found is not None:
+            return Plan(state=RequestState.SUBMITTED, task_id=found, run_id=entry.run_id, adopted=True)
     if entry.uncertain and not resubmit_uncertain:
         return _uncertain_result(entry, model_key)
     if facts(state).resumable and entry.task_id is not None:
         return Plan(state=state, task_id=entry.task_id, run_id=entry.run_id)
     return Plan(state=state)
+
+
+async def task_in_run_folder(root: Path, run_id: str) -> str | None:
+    """The task id the run folder ``run_id`` under ``root`` records (its run.json), if there is one."""
+    try:
+        artifact = await load_run(root, run_id)
+    except (KieArtifactError, OSError, ValueError):
+        return None
+    trace = artifact.manifest.provider_trace
+    if artifact.run_id != run_id or trace is None or not trace.task_id:
+        return None
+    return trace.task_id
 
 
 def from_journal(entry: JournalEntry, record: JournalRecord, model_key: str) -> RunResult:

@@ -6,13 +6,16 @@ No drawing here (and no rich): the bar that draws these snapshots is :mod:`kie_a
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from kie_async.ledger.budget import BudgetSnapshot, CreditBudget
-from kie_async.pipeline.run_models import StageOutcome
+from kie_async.pipeline.run_models import RunResult, StageOutcome
+
+log = logging.getLogger("kie_async.pipeline.fanout")
 
 ItemPhase = Literal["queued", "preparing", "submitted", "generating", "downloading", "done", "failed", "skipped"]
 
@@ -58,6 +61,8 @@ class BatchTracker:
         self.phases: list[ItemPhase] = ["queued"] * total
         self.budget = budget
         self.callback = callback
+        self.callback_errors = 0
+        self.first_callback_error: str | None = None
 
     async def set(self, index: int, phase: ItemPhase) -> None:
         self.phases[index] = phase
@@ -93,19 +98,38 @@ class BatchTracker:
             index=index,
             phase=self.phases[index] if index is not None else None,
         )
-        result = self.callback(progress)
-        if asyncio.iscoroutine(result):
-            await result
+        try:
+            result = self.callback(progress)
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception as exc:
+            # The caller's progress display is not worth a result: report it (once in the log, on every result).
+            self.callback_errors += 1
+            if self.first_callback_error is None:
+                self.first_callback_error = f"{type(exc).__name__}: {exc}"
+                log.warning("on_progress raised %s (the batch goes on; later failures are counted)",
+                            self.first_callback_error, exc_info=True)
+
+    def annotate(self, results: list[RunResult]) -> list[RunResult]:
+        """Every result, with a warning naming a failing ``on_progress`` (the batch ran on regardless)."""
+        if not self.callback_errors:
+            return results
+        note = f"on_progress raised {self.callback_errors} time(s), first {self.first_callback_error}"
+        return [r.model_copy(update={"warnings": [*r.warnings, note]}) for r in results]
 
 
 def both(first: ProgressCallback | None, second: ProgressCallback) -> ProgressCallback:
     """One callback that calls ``first`` (if any), then ``second``."""
 
     async def call(p: BatchProgress) -> None:
-        for callback in (first, second):
-            if callback is not None:
-                result = callback(p)
+        try:
+            if first is not None:
+                result = first(p)
                 if asyncio.iscoroutine(result):
                     await result
+        finally:  # the caller's callback failing (reported by the tracker) does not freeze the bar
+            drawn = second(p)
+            if asyncio.iscoroutine(drawn):
+                await drawn
 
     return call

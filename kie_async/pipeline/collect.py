@@ -38,7 +38,7 @@ from kie_async.client import BaseSession
 from kie_async.core.errors import KieError, KieResponseShapeError
 from kie_async.core.threads import run_file_io
 from kie_async.ledger.budget import CreditBudget
-from kie_async.ledger.request_state import RequestState
+from kie_async.ledger.request_state import RequestState, can_move
 from kie_async.pipeline.prepared import PreparedRequest
 from kie_async.pipeline.run_context import RunContext
 from kie_async.pipeline.run_models import PipelineOptions, RunOutput, RunResult
@@ -60,11 +60,16 @@ async def collect_task(
     estimate: float | None,
     budget: CreditBudget | None = None,
 ) -> RunResult:
-    """Wait, download, record. From here on the task is paid for: every failure is resumable on ``task_id``."""
+    """Wait, download, record. From here on the task is paid for: every failure is resumable on ``task_id``.
+
+    Any exception (not only a ``KieError``: a lying record's year-10000 timestamp, a lone surrogate that cannot
+    be written, a bug) becomes an ``incomplete`` result that keeps the task id; only a cancel propagates.
+    """
     run.base["task_id"] = task_id
-    started_wait = time.perf_counter()
-    polls_before = run.session.stats.requests.get("recordInfo", 0)
+    settled = False
     try:
+        started_wait = time.perf_counter()
+        polls_before = run.session.stats.requests.get("recordInfo", 0)
         async with run.rec.stage("wait"):
             record = await run.session.wait_for_task(
                 task_id,
@@ -74,52 +79,59 @@ async def collect_task(
                 transport=await _transport_of(normalized.model_key),
                 first_poll_after=_first_poll_after(run, normalized),
             )
-    except KieError as exc:
+        charged = record.credits_consumed if record.credits_consumed is not None else estimate
         if budget is not None:
-            await budget.settle(reserved, None)
+            settled = True
+            await budget.settle(reserved, charged)
+        run.base["credits_charged"] = charged
+        run.base["output_urls"] = record.output_urls
+        trace = _TraceFacts(
+            submitted_at=run.submitted_at,
+            wall=time.perf_counter() - started_wait,
+            polls=run.session.stats.requests.get("recordInfo", 0) - polls_before,
+            estimate=estimate,
+            charged=charged,
+        )
+        finished = _Finished(
+            normalized=normalized, validation=validation, prepared=prepared, record=record, trace=trace
+        )
+        return await _finish(run, finished)
+    except Exception as exc:
+        if budget is not None and not settled:
+            await budget.settle(reserved, None)  # may have been charged: count it
+        if not isinstance(exc, KieError | OSError):
+            log.warning("task %s: %s after the purchase; kept as incomplete", task_id, type(exc).__name__,
+                        exc_info=True)
         return await _incomplete(run, exc)
-    charged = record.credits_consumed if record.credits_consumed is not None else estimate
-    if budget is not None:
-        await budget.settle(reserved, charged)
-    run.base["credits_charged"] = charged
-    run.base["output_urls"] = record.output_urls
-    trace = _TraceFacts(
-        submitted_at=run.submitted_at,
-        wall=time.perf_counter() - started_wait,
-        polls=run.session.stats.requests.get("recordInfo", 0) - polls_before,
-        estimate=estimate,
-        charged=charged,
-    )
-    finished = {
-        "normalized": normalized, "validation": validation, "prepared": prepared, "record": record, "trace": trace
-    }
+
+
+async def _finish(run: RunContext, task: _Finished) -> RunResult:
+    """The provider finished the task: record its failure, or deliver its outputs."""
+    record, trace = task.record, task.trace
     if record.state.is_failure:
-        return await _provider_failed(run, _Finished(**finished))
+        return await _provider_failed(run, task)
     if not record.has_usable_result:
         why = "; ".join(record.result_problems) or f"state {record.state_description}"
         problem = KieResponseShapeError(
-            f"task {task_id} reported success but gave no usable output ({why})",
+            f"task {record.task_id} reported success but gave no usable output ({why})",
             code=200,
             endpoint="recordInfo",
-            task_id=task_id,
+            task_id=record.task_id,
             hint="re-run to read the task again; if it stays empty, check the task in the Kie.ai dashboard",
         )
         return await _incomplete(run, problem)
-    try:
-        outputs, files = await _deliver(run, _Finished(**finished))
-    except (KieError, OSError) as exc:
-        return await _incomplete(run, exc)
+    outputs, files = await _deliver(run, task)
     await run.ledger.move(
         RequestState.SUCCEEDED,
-        task_id=task_id,
+        task_id=record.task_id,
         run_id=run.base.get("run_id"),
         run_dir=run.base.get("run_dir"),
         outputs=[str(f.path) for f in files],
         output_urls=record.output_urls,
         output_sha256=[f.sha256 for f in files],
         output_bytes=[f.size for f in files],
-        credits_estimated=estimate,
-        credits_charged=charged,
+        credits_estimated=trace.estimate,
+        credits_charged=trace.charged,
     )
     return run.result("succeeded", outputs=outputs)
 
@@ -150,14 +162,15 @@ class _StoredOutput(BaseModel):
 
 async def _incomplete(run: RunContext, exc: BaseException) -> RunResult:
     """Paid for but not finished here (outage, timeout, download, disk): resumable on the task id."""
-    error = str(exc) or type(exc).__name__
-    await run.ledger.move(
-        RequestState.INCOMPLETE,
-        task_id=run.base.get("task_id"),
-        run_id=run.base.get("run_id"),
-        error=error,
-        error_type=type(exc).__name__,
-    )
+    error = _describe(exc)
+    if can_move(run.ledger.state, RequestState.INCOMPLETE):
+        await run.ledger.move(
+            RequestState.INCOMPLETE,
+            task_id=run.base.get("task_id"),
+            run_id=run.base.get("run_id"),
+            error=error,
+            error_type=type(exc).__name__,
+        )
     return run.result("incomplete", error=f"{error} (task {run.base.get('task_id')} is paid for: re-run to resume)",
                       error_type=type(exc).__name__)
 
@@ -169,7 +182,7 @@ async def _provider_failed(run: RunContext, task: _Finished) -> RunResult:
         try:
             async with run.rec.stage("artifact"):
                 await _write_artifact(run, task, [])
-        except (KieError, OSError) as exc:
+        except Exception as exc:  # the provider's "fail" is what the result says, whatever the folder did
             log.warning("task %s failed and its run folder could not be written: %s", record.task_id, exc)
     error = f"task failed: {record.fail_code} {record.fail_msg}"
     await run.ledger.move(
@@ -211,6 +224,12 @@ async def _deliver(run: RunContext, task: _Finished) -> tuple[list[RunOutput], l
         if run.opts.write_artifact:
             await asyncio.shield(run_file_io(shutil.rmtree, staging, True))
     return _from_artifact(artifact, record, kind)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line, whatever the exception holds (a lone surrogate in its text must not fail the journal line)."""
+    text = str(exc) or type(exc).__name__
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _first_poll_after(run: RunContext, normalized: NormalizedRequest) -> float | None:

@@ -105,7 +105,7 @@ async def run_many(
                 resubmit_uncertain=resubmit_uncertain,
             )
             runs = (_reported(journal.run_one(batch, i), i, on_result) for i in range(len(requests)))
-            results = RunResults(await _in_order(runs))
+            results = RunResults(batch.tracker.annotate(await _in_order(runs)))
             span.set_all({"kie.batch.succeeded": len(results.succeeded), "kie.credits.charged": results.credits_charged,
                           "kie.credits.unknown": results.credits_unknown})
             return results

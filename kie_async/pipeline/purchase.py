@@ -68,18 +68,33 @@ async def submit_once(
             send.cancel()  # now, in this step: a shielded task would start later, after the send may have gone out
         await asyncio.shield(_close_cancelled_submit(run, send, lambda: attempt.on_wire_now, attempt.id, estimate))
         raise
-    except KieError as exc:
-        if ledger.state is RequestState.SUBMITTING:  # a definite answer: Kie.ai created nothing
-            await ledger.move(RequestState.REFUSED, attempt=attempt.id, error=str(exc), error_type=type(exc).__name__)
-        if budget is not None:
-            await budget.release(reserved)
-        return run.result("failed", error=str(exc), error_type=type(exc).__name__)
+    except Exception as exc:
+        if isinstance(exc, KieError) or not attempt.on_wire_now:
+            return await _refused(run, attempt, exc, budget, reserved)
+        # Sent, and the answer could not be read (a bug, a shape no parser expected): it may have bought a task.
+        lost = KieSubmissionUncertainError(f"createTask's answer could not be read ({type(exc).__name__}: {exc})")
+        return await _after_lost_answer(run, attempt, lost, adoption, budget, reserved)
     finally:
         if adoption is not None:
             still_open = ledger.state is RequestState.UNCERTAIN  # only then can a late callback settle anything
             session.forget_adoption(attempt.token, late=hooks.on_late_adoption if hooks and still_open else None)
     await _mark_submitted(run, created.task_id, estimate, attempt=attempt.id, adopted=False)
     return created.task_id
+
+
+async def _refused(
+    run: RunContext, attempt: _Attempt, exc: Exception, budget: CreditBudget | None, reserved: float
+) -> RunResult:
+    """A definite answer (Kie.ai created nothing), or a failure before the request left."""
+    if not isinstance(exc, KieError):
+        raise exc  # not sent: nothing bought, and not a result this layer knows how to word
+    if run.ledger.state is RequestState.SUBMITTING:  # a definite answer: Kie.ai created nothing
+        await run.ledger.move(
+            RequestState.REFUSED, attempt=attempt.id, error=str(exc), error_type=type(exc).__name__
+        )
+    if budget is not None:
+        await budget.release(reserved)
+    return run.result("failed", error=str(exc), error_type=type(exc).__name__)
 
 
 class _Attempt:
@@ -101,8 +116,12 @@ class _Attempt:
         self.payload = build_submission_payload(
             prepared.validation, callback_url=with_correlation(self.callback, self.token) if self.callback else None
         )
+        if not run.base.get("run_id"):
+            # Allocated with the intent: a run folder written after a torn ``submitted`` line still names the task.
+            run.base["run_id"] = make_run_id(run.ledger.model_key)
         self.intent: dict[str, Any] = {
             "attempt": self.id,
+            "run_id": run.base["run_id"],
             "provider_model": self.payload.model,
             "prompt": (normalized.prompt or "")[:200] or None,
             "credits_estimated": estimate,
@@ -221,8 +240,7 @@ async def _mark_submitted(
         run_id=run.base["run_id"],
         credits_estimated=estimate,
     )
-    if run.hooks and run.hooks.on_submitted:
-        await run.hooks.on_submitted(task_id, estimate)
+    await run.call_hook("on_submitted", run.hooks.on_submitted if run.hooks else None, task_id, estimate)
 
 
 def _uncertain_hint(normalized: NormalizedRequest, provider_model: str, at: datetime, callbacks: bool) -> str:

@@ -26,7 +26,7 @@ from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
 from kie_async.catalogue.validate import validate_request
 from kie_async.client import BaseSession
 from kie_async.core import telemetry
-from kie_async.core.errors import KieError, KieInputError
+from kie_async.core.errors import KieError, KieInputError, attach_paid_task
 from kie_async.core.folders import folder_problem
 from kie_async.core.limits import check_credits, check_timeout
 from kie_async.ledger.budget import CreditBudget
@@ -103,12 +103,24 @@ async def _run_pipeline(
     if isinstance(checked, RunResult):
         return checked
     normalized, validation = checked
-    if resume_task_id is not None:
-        run.base["resumed"] = True
-        return await collect_task(
-            run, normalized, validation, None, resume_task_id, reserved=0.0, estimate=None, budget=budget
-        )
+    try:
+        if resume_task_id is not None:
+            run.base["resumed"] = True
+            return await collect_task(
+                run, normalized, validation, None, resume_task_id, reserved=0.0, estimate=None, budget=budget
+            )
+        return await _buy_and_collect(run, normalized, validation, budget)
+    except BaseException as exc:  # a cancel, Ctrl-C, a closed client: the caller learns the task it paid for
+        task_id = run.base.get("task_id")
+        if task_id:
+            attach_paid_task(exc, task_id, f"resume it without buying again: resume_task_id={task_id!r} "
+                                           f"(command line: --resume-task {task_id})")
+        raise
 
+
+async def _buy_and_collect(
+    run: RunContext, normalized: NormalizedRequest, validation: ValidationResult, budget: CreditBudget | None
+) -> RunResult:
     gated = await _gate(run, validation, budget)
     if isinstance(gated, RunResult):
         return gated

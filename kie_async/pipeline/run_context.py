@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,20 +35,31 @@ class StageRecorder:
 
     def __init__(self, hooks: PipelineHooks | None) -> None:
         self.stages: list[StageOutcome] = []
+        self.warnings: list[str] = []
         self._on_stage = hooks.on_stage if hooks else None
 
     def add(self, name: StageName, status: StageStatus, started: float, detail: str | None = None) -> None:
         outcome = StageOutcome(name=name, status=status, seconds=round(time.perf_counter() - started, 4), detail=detail)
         self.stages.append(outcome)
         telemetry.record("kie.stage.duration", outcome.seconds, {"kie.stage": name, "kie.stage.status": status})
-        if self._on_stage is not None:
+        self._report(outcome)
+
+    def _report(self, outcome: StageOutcome) -> None:
+        """The caller's ``on_stage``: a failure is logged and noted on the result, never the run's own."""
+        if self._on_stage is None:
+            return
+        try:
             self._on_stage(outcome)
+        except Exception as exc:
+            if not self.warnings:
+                log.warning("the on_stage hook raised %s: %s (the run goes on)", type(exc).__name__, exc,
+                            exc_info=True)
+            self.warnings.append(f"on_stage raised {type(exc).__name__}: {exc} ({outcome.name} {outcome.status})")
 
     @contextlib.asynccontextmanager
     async def stage(self, name: StageName) -> AsyncIterator[None]:
         started = time.perf_counter()
-        if self._on_stage is not None:
-            self._on_stage(StageOutcome(name=name, status="running", seconds=0.0))
+        self._report(StageOutcome(name=name, status="running", seconds=0.0))
         with telemetry.span(f"kie.stage {name}", {"kie.stage": name}):
             try:
                 yield
@@ -82,11 +93,13 @@ class RequestLedger:
             return
         try:
             await self._on_state(record)
-        except OSError as exc:
+        except Exception as exc:
             # After the wire the run goes on (the result keeps the task id); the journal still holds the
-            # intent, which a re-run reads as uncertain: it will not buy again, and the log says why.
-            log.error("journal: could not record %s for %s (%s); the result still carries it", state.value,
-                      self.key, exc)
+            # intent, which a re-run reads as uncertain: it will not buy again, and the log says why. Any
+            # exception, not only a full disk: a record that cannot be written (a lone surrogate) is no reason
+            # to lose the task.
+            log.error("journal: could not record %s for %s (%s: %s); the result still carries it", state.value,
+                      self.key, type(exc).__name__, exc)
 
     async def mark_sending(self, attempt: str) -> None:
         """The request goes out now: the journal's proof-of-not-sent marker (see :mod:`kie_async.ledger.journal`)."""
@@ -125,9 +138,22 @@ class RunContext:
         self.base: dict[str, Any] = {"model_key": model_key, "request_key": request_key}
         self.submitted_at = datetime.now(UTC)
         self.submitted_here = False  # True once this run sent createTask itself (not a resumed task)
+        self.warnings: list[str] = []
+
+    async def call_hook(self, name: str, hook: Callable[..., Awaitable[None]] | None, *args: Any) -> None:
+        """A user hook after the purchase: its failure is reported (log and result warnings), never the run's."""
+        if hook is None:
+            return
+        try:
+            await hook(*args)
+        except Exception as exc:
+            self.warnings.append(f"{name} raised {type(exc).__name__}: {exc}")
+            log.warning("the %s hook raised %s: %s (the run goes on)", name, type(exc).__name__, exc, exc_info=True)
 
     def result(self, status: PipelineStatus, **fields: Any) -> RunResult:
         merged = {**self.base, **fields, "parent_run_ids": self.parents, "stages": self.rec.stages}
+        if self.warnings or self.rec.warnings:
+            merged["warnings"] = [*merged.get("warnings", []), *self.warnings, *self.rec.warnings]
         return RunResult(status=status, state=self.ledger.state, **merged)
 
     def stopped(self, status: PipelineStatus, why: str, error_type: str) -> RunResult:

@@ -96,6 +96,9 @@ class RunResult(BaseModel):
     stages: list[StageOutcome] = Field(default_factory=list)
     resumed: bool = False
     prompt_chat: PromptChat | None = Field(default=None, description="the built-in enhancer's chat call, if any")
+    warnings: list[str] = Field(
+        default_factory=list, description="what went wrong besides the run itself (a user callback that raised)"
+    )
 
     @property
     def succeeded(self) -> bool:

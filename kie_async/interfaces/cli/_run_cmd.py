@@ -9,10 +9,12 @@ import difflib
 import hashlib
 import json
 import os
+import shlex
+import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from rich.table import Table
 from kie_async.artifacts.settings import ArtifactSettings
 from kie_async.catalogue.preflight import PreflightResult
 from kie_async.catalogue.request_models import MediaInput, RawUserRequest
-from kie_async.core.errors import KieInputError
+from kie_async.core.errors import KieInputError, paid_task_id
 from kie_async.core.settings import KieSettings
 from kie_async.core.spelling import CLI as CLI_SPELLING
 from kie_async.interfaces.cli._common import (
@@ -42,7 +44,8 @@ from kie_async.interfaces.cli._live import console, err_console, settings_for
 from kie_async.interfaces.cli._output import on_terminal
 from kie_async.interfaces.cli._request_args import build_request, callback_url_arg, request_args
 from kie_async.pipeline.fanout import BatchProgress, run_many
-from kie_async.pipeline.run import PipelineOptions, RunResult, run_pipeline
+from kie_async.pipeline.run import PipelineOptions, RunResult
+from kie_async.pipeline.run_journal import run_remembered
 from kie_async.pipeline.run_models import ConfirmCallback, RunResults
 from kie_async.session import KieSession
 
@@ -60,6 +63,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default=None,
         metavar="TASK_ID",
         help="continue a task an earlier run bought (it ended 'incomplete'): wait, download, record; buys nothing",
+    )
+    run.add_argument(
+        "--resubmit-uncertain",
+        action="store_true",
+        help="buy again a request an interrupted run may already have bought (check the dashboard first: this can "
+        "pay twice)",
     )
     run.set_defaults(handler=_run)
 
@@ -226,6 +235,7 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "request_key": result.request_key,
         "error": result.error,
         "error_type": result.error_type,
+        "warnings": result.warnings,
     }
 
 
@@ -238,8 +248,24 @@ def _run(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Path) -> int:
-    async with settings_for(args, out) as settings, KieSession(settings) as kie:
-        result = await run_pipeline(request, kie, options=_options(args, out), resume_task_id=args.resume_task)
+    with _sigterm_as_interrupt() as terminated:
+        try:
+            # Offline too: the emulated account is kept under the output root, so its tasks outlive the command.
+            async with settings_for(args, out) as settings, KieSession(settings) as kie:
+                result = await run_remembered(
+                    request, kie, options=_options(args, out), resume_task_id=args.resume_task,
+                    resubmit_uncertain=args.resubmit_uncertain,
+                )
+        except asyncio.CancelledError as exc:
+            task_id = paid_task_id(exc)
+            if task_id is not None:
+                err_console.print(
+                    f"[yellow]interrupted after the purchase: task {task_id} is paid for.[/] The same command "
+                    f"resumes it without buying again, as does: {_resume_command(task_id)}"
+                )
+            if not terminated:
+                raise  # Ctrl-C: the command ends as interrupted (130)
+            return _terminated()
     if args.json:
         print(json.dumps(_summary(result), indent=2))
     else:
@@ -286,6 +312,58 @@ def batch_summary(results: list[RunResult]) -> dict[str, Any]:
 def _balance_refused(result: RunResult) -> bool:
     return result.preflight is not None and any(r.code == "balance_unavailable" and "key was refused" in r.message
                                                 for r in result.preflight.reasons)
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[list[bool]]:
+    """SIGTERM (docker stop, Kubernetes, systemd) stops the command the way Ctrl-C does: the running task is
+    cancelled, answers already on their way are awaited and recorded, and what was bought is printed.
+
+    Yields a list that holds ``True`` once SIGTERM arrived. Where signals cannot be handled on the loop (Windows,
+    a loop outside the main thread) nothing changes.
+    """
+    fired: list[bool] = []
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def on_sigterm() -> None:
+        fired.append(True)
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+        yield fired
+        return
+    try:
+        yield fired
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _terminated() -> int:
+    """After SIGTERM's cancel has been handled: the command ends with 143 (128 + SIGTERM)."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    print("terminated", file=sys.stderr)
+    return 143
+
+
+def _resume_command(task_id: str) -> str:
+    """The command line that was run, with ``--resume-task ID`` (any earlier one dropped)."""
+    argv = sys.argv[1:]
+    if not argv or argv[0] != "run":
+        return f"kie-async run … --resume-task {task_id}"
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--resume-task":
+            skip = True
+        elif not arg.startswith("--resume-task="):
+            kept.append(arg)
+    return shlex.join(["kie-async", *kept, "--resume-task", task_id])
 
 
 def _held_for_confirmation(result: RunResult) -> bool:
@@ -428,6 +506,31 @@ def _run_batch(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     return _run_batch_async(args, requests, out, journal, None)
 
 
+async def _run_many_session(
+    args: argparse.Namespace,
+    requests: list[RawUserRequest],
+    out: Path,
+    journal: Path | None,
+    shared: _SharedBatch | None,
+    show: Callable[[BatchProgress], None] | None,
+    log_line: Callable[[int, RunResult], None],
+) -> list[RunResult]:
+    async with settings_for(args, out) as settings, KieSession(_coordinated(settings, shared)) as kie:
+        return await run_many(
+            requests,
+            kie,
+            concurrency=args.concurrency,
+            budget_credits=args.budget,
+            on_progress=show,
+            on_result=log_line,
+            options=_options(args, out),
+            journal_path=journal,
+            retry_failed=args.retry_failed,
+            resubmit_uncertain=args.resubmit_uncertain,
+            batch_id=shared.batch_id if shared is not None else None,
+        )
+
+
 async def _run_batch_async(
     args: argparse.Namespace,
     requests: list[RawUserRequest],
@@ -464,21 +567,19 @@ async def _run_batch_async(
         if not live and not args.json:
             print(f"[{ended}/{len(requests)}] {result_line(index, result)}", flush=True)
 
-    async with settings_for(args, out) as settings, KieSession(_coordinated(settings, shared)) as kie:
-        with progress:
-            results = await run_many(
-                requests,
-                kie,
-                concurrency=args.concurrency,
-                budget_credits=args.budget,
-                on_progress=show if live else None,
-                on_result=log_line,
-                options=_options(args, out),
-                journal_path=journal,
-                retry_failed=args.retry_failed,
-                resubmit_uncertain=args.resubmit_uncertain,
-                batch_id=shared.batch_id if shared is not None else None,
-            )
+    where = f"shared batch {shared.batch_id}" if shared is not None else f"journal: {journal}"
+    with _sigterm_as_interrupt() as terminated:
+        try:
+            with progress:
+                results = await _run_many_session(
+                    args, requests, out, journal, shared, show if live else None, log_line
+                )
+        except asyncio.CancelledError:
+            err_console.print(f"[yellow]interrupted: every purchase so far is recorded ({where}).[/] The same "
+                              "command resumes them without buying again.")
+            if not terminated:
+                raise  # Ctrl-C: the command ends as interrupted (130)
+            return _terminated()
     return _report_batch(args, results, journal, shared, live=live)
 
 
