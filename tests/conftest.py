@@ -15,6 +15,13 @@ from kie_async.emulator import EmulatorConfig, KieEmulator
 from tests.redis_server import RedisServer
 
 
+@pytest.fixture(autouse=True)
+def _own_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own state folder: what this machine remembers of shared ledgers must not leak between tests
+    (the shared test Redis is flushed for every test, which a remembered ledger would rightly call a loss)."""
+    monkeypatch.setenv("KIE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def emulator_config() -> EmulatorConfig:
     """Override in a test module (or parametrize indirectly) to change how ``emulator`` behaves."""

@@ -59,6 +59,8 @@ class SharedJournal(ABC):
     """The journal of one batch, shared by every process running it (``async with``; ``close`` after)."""
 
     batch_id: str
+    scope: str
+    """The batch's tag in correlation tokens (:func:`kie_async.ledger.journal.journal_scope` of its id)."""
     owner: str
     """This journal's claim identity (``host:pid:random:random``; one per ``run_many`` call)."""
     host: str

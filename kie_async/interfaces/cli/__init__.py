@@ -25,12 +25,13 @@ from kie_async.interfaces.cli import (
     _callbacks_cmd,
     _core_cmd,
     _emulator_cmd,
+    _ledger_cmd,
     _models_cmd,
     _run_cmd,
 )
 from kie_async.interfaces.cli._version_info import VersionAction
 
-_GROUPS = (_core_cmd, _run_cmd, _callbacks_cmd, _emulator_cmd, _models_cmd, _artifacts_cmd, _agents_cmd)
+_GROUPS = (_core_cmd, _run_cmd, _callbacks_cmd, _emulator_cmd, _models_cmd, _artifacts_cmd, _agents_cmd, _ledger_cmd)
 TRACEBACK_ENV = "KIE_ASYNC_TRACEBACK"
 _REPORT_HINT = (
     f"this is a bug in kie-async: please report it with the command you ran ({TRACEBACK_ENV}=1 shows the traceback)"
