@@ -118,6 +118,15 @@ class Coordinator(ABC):
         request and attempt): let the process that sent it, wherever it runs, settle it. In-process: nothing
         to relay (the session already looked at its own waiters)."""
 
+    async def first_callback(self, task_id: str, timestamp: int, keep_seconds: float) -> bool:
+        """Whether this signed ``(task id, timestamp)`` is new on the whole account (every receiver, every worker).
+
+        In-process: always (each receiver's own :class:`~kie_async.wire.callbacks.CallbackReplayGuard` is the
+        whole account's memory). Shared: remembered in the store for ``keep_seconds``.
+        """
+        del task_id, timestamp, keep_seconds
+        return True
+
     def _tell_listeners(self, task_id: str) -> None:
         for listener in list(self._listeners):
             listener(task_id)

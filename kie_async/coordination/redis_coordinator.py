@@ -447,6 +447,22 @@ class RedisCoordinator(Coordinator):
             self._unreachable_now(exc)
             log.warning("could not relay the adoption of %s (%s)", task_id, type(exc).__name__)
 
+    async def first_callback(self, task_id: str, timestamp: int, keep_seconds: float) -> bool:
+        # SET NX with an expiry: one worker wins a replayed pair, on any machine. While the store is away the
+        # receiver's own guard still refuses a replay to the same worker (logged: other workers may act on it).
+        if self.looks_down:
+            log.warning("callback replay check for %s kept local (coordination store unreachable)", task_id)
+            return True
+        try:
+            first = await self.client.set(
+                self.key("callback", task_id, str(timestamp)), "1", nx=True, px=max(1000, round(keep_seconds * 1000))
+            )
+        except (RedisError, OSError) as exc:
+            self._unreachable_now(exc)
+            log.warning("callback replay check for %s kept local (%s)", task_id, type(exc).__name__)
+            return True
+        return bool(first)
+
     def _dispatch(self, data: str) -> None:
         """One channel carries task updates (a bare task id) and adoptions (``adopt:<token> <task id>``)."""
         if data.startswith(_ADOPT_PREFIX):

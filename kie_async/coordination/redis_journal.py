@@ -121,8 +121,13 @@ if ARGV[6] == '1' and not holding(KEYS[4], KEYS[5], ARGV[1], ARGV[5], tonumber(A
 local v = tonumber(redis.call('HGET', KEYS[1], 'v:' .. ARGV[1]) or '0')
 if v ~= tonumber(ARGV[2]) then return -1 end
 local cur = redis.call('HGET', KEYS[7], ARGV[1])
-local cur_batch = cur and cjson.decode(cur)['batch'] or nil
-if ARGV[13] == '1' and cur and cur_batch ~= ARGV[10] then return cur end
+local cur_batch, cur_state = nil, nil
+if cur then
+  local ok, other = pcall(cjson.decode, cur)
+  if ok and type(other) == 'table' then cur_batch, cur_state = other['batch'], other['state'] end
+end
+local paid = {submitting = true, uncertain = true, submitted = true, incomplete = true}
+if ARGV[13] == '1' and cur_batch and cur_batch ~= ARGV[10] and paid[cur_state] then return cur end
 redis.call('HSET', KEYS[1], 'e:' .. ARGV[1], ARGV[3], 'v:' .. ARGV[1], v + 1)
 redis.call('RPUSH', KEYS[2], ARGV[4])
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[8])) end
@@ -438,7 +443,7 @@ class RedisJournal(SharedJournal):
             args: list[str | int] = [
                 key, version, folded.model_dump_json(), record.model_dump_json(exclude_defaults=True), self.owner,
                 "1" if fenced else "0", self.lease_ms, KEEP_MS, self.epoch, self.batch_id,
-                *self._index_op(folded), "1" if spending else "0",
+                *reversed(self._index_op(folded)), "1" if spending else "0",
             ]
             store = functools.partial(self._store, keys=keys, args=args)
             raw_answer = await self.c.retrying("shared journal", store)
@@ -589,7 +594,9 @@ class RedisJournal(SharedJournal):
         runs = int(await self.c.retrying("shared journal", lambda: self._finish(keys=keys, args=args)))
         self._held.discard(key)
         if runs < 0:
-            raise self.lost_error()
+            # The run is over (its task and files are this process's to report); nothing more is claimed here.
+            self._tell_lost()
+            return True
         if runs == 0:
             self.lost.add(key)
         return runs > 0

@@ -95,6 +95,12 @@ class CallbackReceiver:
             if settled:
                 self.stats.settled += 1
 
+    async def _first_on_account(self, event: CallbackEvent) -> bool:
+        """With a shared coordinator the replay memory is the account's: one replay over N workers runs once."""
+        if event.timestamp is None:
+            return True
+        return await self._session.coordinator.first_callback(event.task_id, event.timestamp, 2 * self._max_age + 1)
+
     def _refuse(self, status: int, message: str) -> CallbackReply:
         self.stats.rejected += 1
         return CallbackReply(status=status, body={"code": status, "msg": message})
@@ -135,7 +141,7 @@ class CallbackReceiver:
         except KieCallbackVerificationError as exc:
             log.warning("rejected callback: %s", exc.message)
             return self._refuse(401, exc.message)
-        if not self._replays.first_time(event, now):
+        if not self._replays.first_time(event, now) or not await self._first_on_account(event):
             self.stats.replayed += 1
             return self._refuse(409, "callback already received")
         self.stats.accepted += 1

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from kie_async.artifacts.index import read_index
 from kie_async.artifacts.manifest import RunStatus
@@ -38,7 +38,7 @@ COORDINATION_ENV = "KIE_COORDINATION_URL"
 class RecoveryReport(BaseModel):
     epoch: str | None = None
     recovered: list[RecoveredRequest] = Field(default_factory=list)
-    delivered: int = Field(default=0, description="run folders whose outputs are on disk (nothing to resume)")
+    delivered: int = Field(default=0, description="run folders whose outputs are on disk")
     cannot: list[str] = Field(default_factory=list, description="what could not be recovered, and why")
 
 
@@ -71,7 +71,7 @@ def _recover(args: argparse.Namespace) -> Any:
 async def _run(args: argparse.Namespace, url: str) -> int:
     report = RecoveryReport()
     async with resolve_settings(args.offline) as settings, KieSession(
-        settings.model_copy(update={"coordination_url": url})
+        settings.model_copy(update={"coordination_url": SecretStr(url)})
     ) as kie:
         for root in args.out:
             await _read_root(kie, root, report)
@@ -89,9 +89,8 @@ async def _read_root(kie: KieSession, root: Path, report: RecoveryReport) -> Non
         report.cannot.append(f"{root}: not a folder")
         return
     for entry in (await read_index(root)).latest_per_run():
-        if entry.status is RunStatus.SUCCEEDED:
-            report.delivered += 1
-            continue
+        delivered = entry.status is RunStatus.SUCCEEDED
+        report.delivered += delivered
         if not entry.task_id:
             report.cannot.append(f"run {entry.run_id}: no task id in its run folder")
             continue
@@ -106,8 +105,10 @@ async def _read_root(kie: KieSession, root: Path, report: RecoveryReport) -> Non
             report.cannot.append(f"task {entry.task_id} (run {entry.run_id}): no correlation token (no callback URL)")
             continue
         key, _, scope = parse_token(token)
-        report.recovered.append(RecoveredRequest(key=key, task_id=entry.task_id, scope=scope,
-                                                 state=RequestState.SUBMITTED))
+        # A delivered one resumes (downloads again, buys nothing) only in its own batch: elsewhere an identical
+        # request is a new variation. An undelivered one resumes wherever the same request runs next.
+        state = RequestState.SUCCEEDED if delivered else RequestState.SUBMITTED
+        report.recovered.append(RecoveredRequest(key=key, task_id=entry.task_id, scope=scope, state=state))
 
 
 def _print(report: RecoveryReport, args: argparse.Namespace) -> None:
@@ -115,9 +116,10 @@ def _print(report: RecoveryReport, args: argparse.Namespace) -> None:
         print(json.dumps(report.model_dump(mode="json"), indent=2))
         return
     done = "would re-seed" if args.dry_run else f"re-seeded (epoch {report.epoch})"
-    print(f"ledger {done}: {len(report.recovered)} paid task(s) put back to resume, {report.delivered} delivered")
+    print(f"ledger {done}: {len(report.recovered)} paid task(s) put back ({report.delivered} run folder(s) "
+          "delivered)")
     for item in report.recovered:
-        print(f"  {item.key}: task {item.task_id}")
+        print(f"  {item.key}: task {item.task_id} ({item.state.value})")
     if report.cannot:
         print(f"cannot recover ({len(report.cannot)}); createTask answers lost before a run folder was written "
               "cannot be listed:")
