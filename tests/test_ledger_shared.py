@@ -35,6 +35,7 @@ from kie_async.coordination.redis_journal import JournalLostError, RedisJournal
 from kie_async.core.settings import PollSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.interfaces.callback_receiver import CallbackReceiver
+from kie_async.interfaces.cli._run_cmd import default_batch_id
 from kie_async.ledger.journal import (
     BatchJournal,
     JournalRecord,
@@ -228,6 +229,18 @@ async def test_an_edited_batch_file_resumes_paid_requests_instead_of_buying_them
     assert all(r.succeeded for r in results)
     assert tasks_per_prompt(emulator) == Counter(r.prompt for r in requests)  # before: 9 tasks for 6 requests
     assert sorted(r.task_id for r in results if r.task_id in paid) == sorted(paid)
+
+
+def test_the_default_batch_id_is_the_requests_not_the_bytes(tmp_path: Path) -> None:
+    lines = [json.dumps({"model_key": MODEL, "prompt": f"line {i}"}) for i in range(4)]
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("\n".join(lines) + "\n")
+    edited = tmp_path / "edited.jsonl"
+    edited.write_bytes(("# re-run after the outage\r\n\r\n" + "\r\n".join(reversed(lines)) + "\r\n").encode())
+    assert default_batch_id(plain) == default_batch_id(edited)  # comment, CRLF, blank line, order: same batch
+    trimmed = tmp_path / "trimmed.jsonl"
+    trimmed.write_text("\n".join(lines[2:]) + "\n")
+    assert default_batch_id(trimmed) != default_batch_id(plain)  # fewer requests: another batch (see above)
 
 
 async def test_a_request_maybe_paid_in_another_batch_is_not_bought(

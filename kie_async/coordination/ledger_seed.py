@@ -14,21 +14,10 @@ import asyncio
 import secrets
 from datetime import UTC, datetime
 
-from pydantic import BaseModel
-
 from kie_async.coordination.redis_coordinator import RedisCoordinator
 from kie_async.coordination.redis_journal import KEEP_MS, RECOVERED_BATCH, index_value
+from kie_async.coordination.shared_journal import RecoveredRequest
 from kie_async.coordination.witness import remember_epoch
-from kie_async.ledger.request_state import RequestState
-
-
-class RecoveredRequest(BaseModel):
-    """One request key put back into the account's request index."""
-
-    key: str
-    task_id: str
-    scope: str | None = None
-    state: RequestState = RequestState.SUBMITTED
 
 
 async def reseed_ledger(coordinator: RedisCoordinator, recovered: list[RecoveredRequest]) -> str:

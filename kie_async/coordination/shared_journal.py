@@ -33,6 +33,15 @@ def outcome_json(outcome: Outcome) -> str:
     return outcome if isinstance(outcome, str) else outcome.model_dump_json()
 
 
+class RecoveredRequest(BaseModel):
+    """One request key put back into the account's request index by ``kie-async ledger recover``."""
+
+    key: str
+    task_id: str
+    scope: str | None = Field(default=None, description="the tag of the batch its correlation token named")
+    state: RequestState = RequestState.SUBMITTED
+
+
 class ClaimResult(BaseModel):
     """What :meth:`SharedJournal.try_claim` found."""
 

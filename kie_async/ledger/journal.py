@@ -248,6 +248,15 @@ def raw_request_key(raw: RawUserRequest) -> str:
     return "raw-" + hashlib.sha256(canonical.encode()).hexdigest()[:24]
 
 
+def batch_identity(requests: list[RawUserRequest]) -> str:
+    """A batch's identity from what it buys: the sorted written-form keys of its requests (duplicates counted).
+
+    Order, comments, blank lines, whitespace and line endings of the file it came from do not change it.
+    """
+    keys = sorted(raw_request_key(raw) for raw in requests)
+    return "req-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
+
+
 def request_key(normalized: NormalizedRequest) -> str:
     """A stable hash of what would be submitted (model, mode, prompts, options, media, callback)."""
     dump = _without_empty_extras(

@@ -23,8 +23,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from kie_async.artifacts.index import read_index
 from kie_async.artifacts.manifest import RunStatus
-from kie_async.coordination.ledger_seed import RecoveredRequest, reseed_ledger
-from kie_async.coordination.redis_coordinator import RedisCoordinator
+from kie_async.coordination.shared_journal import RecoveredRequest
 from kie_async.core.errors import KieError, KieInputError
 from kie_async.interfaces.cli._common import resolve_settings
 from kie_async.ledger.journal import parse_token
@@ -69,6 +68,10 @@ def _recover(args: argparse.Namespace) -> Any:
 
 
 async def _run(args: argparse.Namespace, url: str) -> int:
+    # The Redis client is a third-party cost: loaded only when this command runs, not for `kie-async --help`.
+    from kie_async.coordination.ledger_seed import reseed_ledger
+    from kie_async.coordination.redis_coordinator import RedisCoordinator
+
     report = RecoveryReport()
     async with resolve_settings(args.offline) as settings, KieSession(
         settings.model_copy(update={"coordination_url": SecretStr(url)})

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import difflib
-import hashlib
 import json
 import os
 import sys
@@ -40,6 +39,7 @@ from kie_async.interfaces.cli._common import (
     strict_json,
 )
 from kie_async.interfaces.cli._models_cmd import _callback_url_arg, _request_args, build_request
+from kie_async.ledger.journal import batch_identity
 from kie_async.pipeline.fanout import BatchProgress, run_many
 from kie_async.pipeline.run import PipelineOptions, RunResult, run_pipeline
 from kie_async.pipeline.run_models import ConfirmCallback
@@ -331,9 +331,9 @@ def load_batch_file(path: Path) -> list[RawUserRequest]:
     return requests
 
 
-def default_batch_id(content: bytes) -> str:
-    """The shared batch id of a batch file: a hash of its content, the same on every machine that has the file."""
-    return "file-" + hashlib.sha256(content).hexdigest()[:20]
+def default_batch_id(path: Path) -> str:
+    """The shared batch id of a batch file: a hash of its requests (not its bytes), the same on every machine."""
+    return batch_identity(load_batch_file(path))
 
 
 class _SharedBatch(BaseModel):
@@ -361,7 +361,7 @@ def _shared_batch(args: argparse.Namespace) -> _SharedBatch | None:
             "coordination store",
             hint="drop --journal (or --coordination)",
         )
-    batch_id = args.batch_id if args.batch_id is not None else default_batch_id(args.file.read_bytes())
+    batch_id = args.batch_id if args.batch_id is not None else default_batch_id(args.file)
     if not batch_id.strip() or len(batch_id) > 200 or not batch_id.isprintable():
         raise KieInputError(f"--batch-id {batch_id!r} is not usable", hint="give a short printable name")
     return _SharedBatch(url=SecretStr(url), batch_id=batch_id)
