@@ -355,3 +355,33 @@ async def test_a_shared_batch_ignores_a_late_adoption_for_another_batch(
         assert journal.get("k").task_id == "t-own"  # type: ignore[union-attr]
         await journal.close()
 
+
+
+async def test_a_receiver_apart_from_a_shared_batch_settles_only_the_batch_its_token_names(
+    emulator: KieEmulator, redis_url: str
+) -> None:
+    key = "same-request-in-two-shared-batches"
+    async with session(emulator, redis_url) as runner, session(emulator, redis_url) as web_worker:
+        one = await RedisJournal.open(coordinator_of(runner), "shared-1")  # lost the answer, then ended
+        assert (await one.try_claim(key)).claimed
+        await one.record(JournalRecord(key=key, state=RequestState.SUBMITTING, attempt="a1", model_key=MODEL))
+        await one.record(JournalRecord(key=key, state=RequestState.SUBMITTING, attempt="a1", sending=True))
+        await one.close()
+        await (await RedisJournal.open(coordinator_of(runner), "shared-2")).close()  # another batch, same account
+        receiver = CallbackReceiver(web_worker, hmac_key=HMAC)  # no journal=: the token names the batch
+        for batch_id, prompt in (("shared-2", "claims batch 2"), ("shared-1", "batch 1's own")):
+            token = correlation_token(key, "a1", journal_scope(batch_id))
+            created = await web_worker.create_task(model=MODEL, input={"prompt": prompt},
+                                                   callback_url=with_correlation(DEAD_CALLBACK, token))
+            ts = int(time.time())
+            headers = {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign_callback(created.task_id, ts, HMAC)}
+            body = json.dumps({"code": 200, "data": {"task_id": created.task_id}}).encode()
+            reply = await receiver.receive(headers, body, request_url=with_correlation("/kie/callback", token))
+            assert reply.status == 200
+        assert receiver.stats.settled == 1
+        one = await RedisJournal.open(coordinator_of(runner), "shared-1")
+        two = await RedisJournal.open(coordinator_of(runner), "shared-2")
+        assert one.get(key).task_id == created.task_id  # type: ignore[union-attr]  # batch 1's own task only
+        assert two.get(key) is None
+        await one.close()
+        await two.close()

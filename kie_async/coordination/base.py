@@ -127,6 +127,14 @@ class Coordinator(ABC):
         del task_id, timestamp, keep_seconds
         return True
 
+    async def settle_adoption(self, token: str, task_id: str) -> bool:
+        """Record a confirmed adoption in the shared batch journal its token names (see ``CallbackReceiver``).
+
+        In-process: nothing is shared (a file journal is settled by the receiver's ``journal=``).
+        """
+        del token, task_id
+        return False
+
     def _tell_listeners(self, task_id: str) -> None:
         for listener in list(self._listeners):
             listener(task_id)

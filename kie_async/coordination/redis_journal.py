@@ -40,7 +40,7 @@ from redis.exceptions import RedisError
 from kie_async.coordination.shared_journal import ClaimResult, KeyWait, Outcome, SharedJournal, outcome_json
 from kie_async.coordination.witness import remember_epoch, remembered_epoch
 from kie_async.core.errors import KieCoordinationError
-from kie_async.ledger.journal import JournalEntry, JournalRecord, journal_scope
+from kie_async.ledger.journal import JournalEntry, JournalRecord, attempt_of, journal_scope, parse_token
 from kie_async.ledger.request_state import RequestState, can_move
 
 if TYPE_CHECKING:
@@ -161,11 +161,14 @@ if not ledger_ok(KEYS[2], ARGV[2], KEYS[1]) then return -2 end
 return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 """
 
-# KEYS: ledger, meta. ARGV: epoch, created, keep. Joins the batch: creates its meta only under the known ledger.
-_JOIN = _LEDGER + """
+# KEYS: ledger, meta, scopes. ARGV: epoch, created, keep, scope, batch. Joins the batch: creates its meta only
+# under the known ledger, and names the batch behind its tokens' scope (for receivers that outlive the batch).
+_JOIN = """
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return -2 end
 redis.call('HSETNX', KEYS[2], 'created', ARGV[2])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[3]))
 return 1
 """
 
@@ -335,7 +338,8 @@ class RedisJournal(SharedJournal):
     async def _load(self) -> None:
         self.epoch = await self._join_ledger()
         created = datetime.now(UTC).isoformat(timespec="seconds")
-        if int(await self._join(keys=[self.ledger_key, self.key("meta")], args=[self.epoch, created, KEEP_MS])) < 0:
+        keys = [self.ledger_key, self.key("meta"), self.c.key("scopes")]
+        if int(await self._join(keys=keys, args=[self.epoch, created, KEEP_MS, self.scope, self.batch_id])) < 0:
             raise self.lost_error()
         raw = cast("dict[str, str]", await self.c.client.hgetall(self.key("entries")))
         for field, value in raw.items():
@@ -704,6 +708,30 @@ class RedisJournal(SharedJournal):
             }
             tick, self._tick = self._tick, asyncio.Event()
             tick.set()
+
+
+async def settle_shared_adoption(store: JournalStore, token: str, task_id: str) -> bool:
+    """Record a confirmed callback's task in the shared batch its token names, if that batch made the attempt.
+
+    For a receiver apart from the batch (a web worker, or after the batch's processes ended). The token's scope
+    names the batch; the attempt must be one that batch's journal recorded for the request, so a callback for
+    the same request bought by another batch is never written here. Returns whether it was recorded.
+    """
+    key, attempt, scope = parse_token(token)
+    if scope is None:
+        return False
+    batch_id = await store.client.hget(store.key("scopes"), scope)
+    if not batch_id:
+        return False
+    journal = await RedisJournal.open(store, str(batch_id))
+    try:
+        entry = journal.get(key)
+        if entry is None or not attempt_of(entry, attempt):
+            return False
+        await journal.adopt(key, attempt, task_id)
+        return True
+    finally:
+        await journal.close()
 
 
 def _honour_cancel() -> None:
