@@ -352,7 +352,7 @@ class RedisJournal(SharedJournal):
 
     async def _join_ledger(self) -> str:
         """The ledger's epoch: created on a namespace never used from this machine, refused when it was lost."""
-        remembered = remembered_epoch(self.c.url, self.c.namespace)
+        remembered = await asyncio.to_thread(remembered_epoch, self.c.url, self.c.namespace)
         epoch, origin = cast("list[str | None]", await self.c.client.hmget(self.ledger_key, ["epoch", "origin"]))
         if epoch is None:
             if remembered is not None:
