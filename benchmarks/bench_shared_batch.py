@@ -158,7 +158,7 @@ class SharedBatch:
         return "submitting+sending" in states.values()
 
     def batch_key(self, part: str) -> str:
-        batch_id = default_batch_id(self.file.read_bytes())
+        batch_id = default_batch_id(self.file)
         return f"{account_namespace(self.emulator.api_key)}:batch:{batch_id}:{part}"
 
     async def play(self) -> dict[str, Any]:

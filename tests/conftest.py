@@ -20,6 +20,13 @@ if "KIE_ASYNC_CACHE_DIR" not in os.environ:  # the compiled spec index: one per 
     os.environ["KIE_ASYNC_CACHE_DIR"] = tempfile.mkdtemp(prefix="kie-async-test-cache-")
 
 
+@pytest.fixture(autouse=True)
+def _own_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own state folder: what this machine remembers of shared ledgers must not leak between tests
+    (the shared test Redis is flushed for every test, which a remembered ledger would rightly call a loss)."""
+    monkeypatch.setenv("KIE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def emulator_config() -> EmulatorConfig:
     """Override in a test module (or parametrize indirectly) to change how ``emulator`` behaves."""

@@ -17,6 +17,9 @@ import pytest
 from aiohttp import web
 
 from kie_async import RawUserRequest, run_many
+from kie_async.coordination.ledger_seed import reseed_ledger
+from kie_async.coordination.redis_coordinator import RedisCoordinator
+from kie_async.coordination.redis_journal import JournalLostError
 from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.interfaces.callback_receiver import add_callback_route
@@ -196,13 +199,19 @@ async def test_a_shared_budget_survives_a_restart(
     redis_server: RedisServer, emulator: KieEmulator, redis_url: str, tmp_path: Path
 ) -> None:
     """Without persistence the budget's counters vanish with the server; the live sessions put back what they
-    spent, so the batch still stops at its cap (it never becomes unlimited)."""
+    spent, so the batch still stops at its cap (it never becomes unlimited). The batch's journal vanished too:
+    nothing is bought until the ledger is re-seeded (``kie-async ledger recover``)."""
     async with session(emulator, redis_url) as a, session(emulator, redis_url) as b:
         first = [RawUserRequest(model_key="nano-banana-2", prompt=f"before {i}") for i in range(3)]
         done = await run_many(first, a, budget_credits=40, options=opts(tmp_path / "a"), batch_id="restart-batch")
         assert all(r.succeeded for r in done) and emulator.stats.credits_spent == 24
         restart(redis_server)
         later = [RawUserRequest(model_key="nano-banana-2", prompt=f"after {i}") for i in range(5)]
+        with pytest.raises(JournalLostError):
+            await run_many(later, b, budget_credits=40, options=opts(tmp_path / "b"), batch_id="restart-batch")
+        assert emulator.stats.credits_spent == 24
+        assert isinstance(b.coordinator, RedisCoordinator)
+        await reseed_ledger(b.coordinator, [])  # the operator re-seeds (nothing to put back here)
         results = await run_many(later, b, budget_credits=40, options=opts(tmp_path / "b"), batch_id="restart-batch")
     assert sum(r.succeeded for r in results) == 2 and sum(r.status == "over_budget" for r in results) == 3
     assert emulator.stats.credits_spent == 40

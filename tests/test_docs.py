@@ -317,6 +317,7 @@ def page_runs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
     base = tmp_path_factory.mktemp("docs")
     redis_url = test_examples.redis_for_examples(request)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
+    env["KIE_STATE_DIR"] = str(base / "state")  # the pages' own memory of shared ledgers (the suite flushes Redis)
     pages_to_run = [p for p in RUN_PAGES if redis_url is not None or p.name not in NEEDS_REDIS]
     if redis_url is not None:
         env[REDIS_URL_ENV] = redis_url

@@ -47,7 +47,8 @@ def test_every_example_has_expectations() -> None:
 
 async def _run(script: Path, workdir: Path, redis_url: str | None = None) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}  # never live, never a stray key
-    env.update(KIE_OUTPUT_DIR=str(workdir / "outputs"), KIE_EXAMPLES_GENERATION_SECONDS="0.2")
+    env.update(KIE_OUTPUT_DIR=str(workdir / "outputs"), KIE_EXAMPLES_GENERATION_SECONDS="0.2",
+               KIE_STATE_DIR=str(workdir / "state"))  # its own memory of shared ledgers (the suite flushes Redis)
     if script.stem in NEEDS_REDIS and redis_url is not None:
         env["KIE_COORDINATION_URL"] = redis_url
     proc = await asyncio.create_subprocess_exec(

@@ -320,7 +320,7 @@ async def test_two_run_batch_processes_on_one_file_buy_one_task_per_request(
     for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, stderr.decode()[-2000:]
         reports.append(json.loads(stdout))
-    assert reports[0]["batch_id"] == reports[1]["batch_id"] == default_batch_id(file.read_bytes())
+    assert reports[0]["batch_id"] == reports[1]["batch_id"] == default_batch_id(file)
     a, b = (report["results"] for report in reports)
     assert len(a) == len(b) == 10 and all(r["status"] == "succeeded" for r in a + b)
     assert [r["task_id"] for r in a] == [r["task_id"] for r in b]
@@ -340,7 +340,7 @@ async def test_a_sigkilled_run_batch_process_is_taken_over_and_nothing_is_bought
     await victim.wait()
     assert victim.returncode == -signal.SIGKILL
     requests = load_batch_file(file)
-    batch_id = default_batch_id(file.read_bytes())
+    batch_id = default_batch_id(file)
     async with session(emulator, redis_url) as survivor:
         results = await run_many(requests, survivor, options=opts(tmp_path / "survivor"), batch_id=batch_id)
         counters = await meta(survivor, batch_id)

@@ -102,14 +102,7 @@ class AdoptionDesk:
 
     async def adopt(self, token: str, task_id: str, *, fallback: AdoptionSink | None) -> bool:
         """Confirm ``task_id`` carries ``token`` in its own recorded callback URL, then settle or relay it."""
-        try:
-            record = await self._read_for_adoption(token, task_id)
-        except KieError as exc:
-            log.warning("callback token %s: cannot read task %s to confirm it (%s)", token, task_id, exc.message)
-            return False
-        stored = record.request_param.get("callBackUrl")
-        if request_token_from_url(stored if isinstance(stored, str) else None) != token:
-            log.warning("callback token %s does not match task %s's own callBackUrl; not adopted", token, task_id)
+        if not await self.confirm(token, task_id):
             return False
         if await self._settle(token, task_id):
             return True
@@ -123,6 +116,23 @@ class AdoptionDesk:
         if not relayed:
             log.info("callback token %s: no request of this session is waiting for it", token)
         return relayed
+
+    async def confirm(self, token: str, task_id: str) -> bool:
+        """Whether the provider's own record of ``task_id`` carries ``token`` in its callback URL.
+
+        The one check before any adoption, whoever names the pair: a callback (its URL is the caller's to
+        forge), or a relay on the shared channel (any client of the store can publish there).
+        """
+        try:
+            record = await self._read_for_adoption(token, task_id)
+        except KieError as exc:
+            log.warning("callback token %s: cannot read task %s to confirm it (%s)", token, task_id, exc.message)
+            return False
+        stored = record.request_param.get("callBackUrl")
+        if request_token_from_url(stored if isinstance(stored, str) else None) != token:
+            log.warning("callback token %s does not match task %s's own callBackUrl; not adopted", token, task_id)
+            return False
+        return True
 
     async def _read_for_adoption(self, token: str, task_id: str) -> TaskRecord:
         """The task a callback names, read on the API its request went to.
@@ -160,11 +170,22 @@ class AdoptionDesk:
         return True
 
     def relayed(self, token: str, task_id: str) -> None:
-        """Another process confirmed an adoption (it checked recordInfo): settle it here if it is ours."""
+        """Another process says it confirmed an adoption: if the token is ours, confirm it here too, then settle.
+
+        The channel is not proof (any client of the store can publish ``adopt:<token> <task id>``), so this
+        process reads the task itself and checks the token against its recorded callback URL before adopting.
+        """
         if token in self._state.waiting or token in self._state.late:
-            task = asyncio.ensure_future(self._settle(token, task_id))
+            task = asyncio.ensure_future(self._confirm_then_settle(token, task_id))
             self._state.relays.add(task)
             task.add_done_callback(self._state.relays.discard)
+
+    async def _confirm_then_settle(self, token: str, task_id: str) -> bool:
+        if not await self.confirm(token, task_id):
+            log.warning("relayed adoption of %s for token %s refused: the task does not carry the token", task_id,
+                        token)
+            return False
+        return await self._settle(token, task_id)
 
     def cancel_all(self) -> None:
         """Closing in the loop that opened the session: stop every wait for a callback and every relay."""

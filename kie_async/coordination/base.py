@@ -118,6 +118,23 @@ class Coordinator(ABC):
         request and attempt): let the process that sent it, wherever it runs, settle it. In-process: nothing
         to relay (the session already looked at its own waiters)."""
 
+    async def first_callback(self, task_id: str, timestamp: int, keep_seconds: float) -> bool:
+        """Whether this signed ``(task id, timestamp)`` is new on the whole account (every receiver, every worker).
+
+        In-process: always (each receiver's own :class:`~kie_async.wire.callbacks.CallbackReplayGuard` is the
+        whole account's memory). Shared: remembered in the store for ``keep_seconds``.
+        """
+        del task_id, timestamp, keep_seconds
+        return True
+
+    async def settle_adoption(self, token: str, task_id: str) -> bool:
+        """Record a confirmed adoption in the shared batch journal its token names (see ``CallbackReceiver``).
+
+        In-process: nothing is shared (a file journal is settled by the receiver's ``journal=``).
+        """
+        del token, task_id
+        return False
+
     def _tell_listeners(self, task_id: str) -> None:
         for listener in list(self._listeners):
             listener(task_id)

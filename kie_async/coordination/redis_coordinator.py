@@ -42,7 +42,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from kie_async.coordination.base import UPLOAD_REUSE_SECONDS, Coordinator, ReadLimit, SubmitWindow
-from kie_async.coordination.redis_journal import RedisJournal
+from kie_async.coordination.redis_journal import RedisJournal, settle_shared_adoption
 from kie_async.core.errors import KieCoordinationError
 from kie_async.core.limits import number_problem, require_credits
 from kie_async.core.redact import redacted_url
@@ -446,6 +446,29 @@ class RedisCoordinator(Coordinator):
         except (RedisError, OSError) as exc:
             self._unreachable_now(exc)
             log.warning("could not relay the adoption of %s (%s)", task_id, type(exc).__name__)
+
+    async def first_callback(self, task_id: str, timestamp: int, keep_seconds: float) -> bool:
+        # SET NX with an expiry: one worker wins a replayed pair, on any machine. While the store is away the
+        # receiver's own guard still refuses a replay to the same worker (logged: other workers may act on it).
+        if self.looks_down:
+            log.warning("callback replay check for %s kept local (coordination store unreachable)", task_id)
+            return True
+        try:
+            first = await self.client.set(
+                self.key("callback", task_id, str(timestamp)), "1", nx=True, px=max(1000, round(keep_seconds * 1000))
+            )
+        except (RedisError, OSError) as exc:
+            self._unreachable_now(exc)
+            log.warning("callback replay check for %s kept local (%s)", task_id, type(exc).__name__)
+            return True
+        return bool(first)
+
+    async def settle_adoption(self, token: str, task_id: str) -> bool:
+        try:
+            return await settle_shared_adoption(self, token, task_id)
+        except (KieCoordinationError, RedisError, OSError) as exc:
+            log.warning("could not settle the adoption of %s in its shared batch (%s)", task_id, exc)
+            return False
 
     def _dispatch(self, data: str) -> None:
         """One channel carries task updates (a bare task id) and adoptions (``adopt:<token> <task id>``)."""

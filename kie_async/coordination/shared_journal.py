@@ -33,6 +33,15 @@ def outcome_json(outcome: Outcome) -> str:
     return outcome if isinstance(outcome, str) else outcome.model_dump_json()
 
 
+class RecoveredRequest(BaseModel):
+    """One request key put back into the account's request index by ``kie-async ledger recover``."""
+
+    key: str
+    task_id: str
+    scope: str | None = Field(default=None, description="the tag of the batch its correlation token named")
+    state: RequestState = RequestState.SUBMITTED
+
+
 class ClaimResult(BaseModel):
     """What :meth:`SharedJournal.try_claim` found."""
 
@@ -59,6 +68,8 @@ class SharedJournal(ABC):
     """The journal of one batch, shared by every process running it (``async with``; ``close`` after)."""
 
     batch_id: str
+    scope: str
+    """The batch's tag in correlation tokens (:func:`kie_async.ledger.journal.journal_scope` of its id)."""
     owner: str
     """This journal's claim identity (``host:pid:random:random``; one per ``run_many`` call)."""
     host: str

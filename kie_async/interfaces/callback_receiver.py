@@ -90,10 +90,23 @@ class CallbackReceiver:
         return f"CallbackReceiver(signed={self._hmac_key is not None}, accepted={self.stats.accepted})"
 
     async def _fallback(self, token: str, task_id: str) -> None:
+        """No run of this process waits on the token: settle the one journal the token names, if it is known here.
+
+        A file journal (``journal=``) takes only its own attempts; a shared batch (the token's scope, with a
+        shared coordinator) is looked up in the store and takes only its own attempts too.
+        """
         if self._journal is not None:
             settled = await settle_from_callback(self._journal, token, task_id)
-            if settled:
-                self.stats.settled += 1
+        else:
+            settled = await self._session.coordinator.settle_adoption(token, task_id)
+        if settled:
+            self.stats.settled += 1
+
+    async def _first_on_account(self, event: CallbackEvent) -> bool:
+        """With a shared coordinator the replay memory is the account's: one replay over N workers runs once."""
+        if event.timestamp is None:
+            return True
+        return await self._session.coordinator.first_callback(event.task_id, event.timestamp, 2 * self._max_age + 1)
 
     def _refuse(self, status: int, message: str) -> CallbackReply:
         self.stats.rejected += 1
@@ -135,7 +148,7 @@ class CallbackReceiver:
         except KieCallbackVerificationError as exc:
             log.warning("rejected callback: %s", exc.message)
             return self._refuse(401, exc.message)
-        if not self._replays.first_time(event, now):
+        if not self._replays.first_time(event, now) or not await self._first_on_account(event):
             self.stats.replayed += 1
             return self._refuse(409, "callback already received")
         self.stats.accepted += 1

@@ -248,6 +248,15 @@ def raw_request_key(raw: RawUserRequest) -> str:
     return "raw-" + hashlib.sha256(canonical.encode()).hexdigest()[:24]
 
 
+def batch_identity(requests: list[RawUserRequest]) -> str:
+    """A batch's identity from what it buys: the sorted written-form keys of its requests (duplicates counted).
+
+    Order, comments, blank lines, whitespace and line endings of the file it came from do not change it.
+    """
+    keys = sorted(raw_request_key(raw) for raw in requests)
+    return "req-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
+
+
 def request_key(normalized: NormalizedRequest) -> str:
     """A stable hash of what would be submitted (model, mode, prompts, options, media, callback)."""
     dump = _without_empty_extras(
@@ -429,15 +438,39 @@ def boot_stamp() -> str | None:
     return f"{socket.gethostname()}/{boot_id}" if boot_id else None
 
 
-def correlation_token(key: str, attempt: str) -> str:
-    """``<journal key>.<attempt>``, in URL-unreserved characters (a duplicate's ``#n`` becomes ``~n``)."""
-    return f"{key.replace('#', '~')}.{attempt}" if key else attempt
+def journal_scope(identity: str) -> str:
+    """A short URL-safe tag naming one journal (a shared batch's id): carried in its correlation tokens."""
+    return hashlib.sha256(identity.encode()).hexdigest()[:10]
+
+
+def correlation_token(key: str, attempt: str, scope: str | None = None) -> str:
+    """``<journal key>.<attempt>[-<scope>]``, in URL-unreserved characters (a duplicate's ``#n`` becomes ``~n``).
+
+    ``scope`` (:func:`journal_scope`) names the journal the attempt belongs to, so a receiver settles only that
+    one; tokens without it (older versions, a file journal) are still read.
+    """
+    tail = f"{attempt}-{scope}" if scope else attempt
+    return f"{key.replace('#', '~')}.{tail}" if key else tail
+
+
+def parse_token(token: str) -> tuple[str, str, str | None]:
+    """(journal key, attempt, scope or None) from a token made by :func:`correlation_token`."""
+    key, _, tail = token.rpartition(".")
+    attempt, _, scope = tail.partition("-")
+    return key.replace("~", "#"), attempt, scope or None
 
 
 def parse_correlation_token(token: str) -> tuple[str, str]:
     """(journal key, attempt) from a token made by :func:`correlation_token`."""
-    key, _, attempt = token.rpartition(".")
-    return key.replace("~", "#"), attempt
+    key, attempt, _ = parse_token(token)
+    return key, attempt
+
+
+def attempt_of(entry: JournalEntry, attempt: str) -> bool:
+    """Whether ``attempt`` is one this journal recorded for the entry (its intent, or an adopted one)."""
+    return attempt in (entry.attempt, entry.adopted_attempt) or (
+        entry.intent is not None and entry.intent.attempt == attempt
+    )
 
 
 async def settle_from_callback(path: str | Path, token: str, task_id: str) -> bool:
@@ -447,11 +480,13 @@ async def settle_from_callback(path: str | Path, token: str, task_id: str) -> bo
     journal without taking ownership and appends only when the task is news. Returns whether the token named
     a request of this journal.
     """
-    key, attempt = parse_correlation_token(token)
+    key, attempt, scope = parse_token(token)
+    if scope is not None:
+        return False  # a shared batch's token: its journal is in the coordinator, not in this file
     view = await BatchJournal.open(path, exclusive=False)
     entry = view.get(key)
-    if entry is None:
-        return False
+    if entry is None or not attempt_of(entry, attempt):
+        return False  # the same request in another batch: not this journal's attempt, not settled here
     if task_id != entry.task_id and task_id not in entry.extra_task_ids:
         await append_adoption(path, key, attempt, task_id)
     return True

@@ -86,6 +86,7 @@ async def execute(
         on_state=_state_hook(batch, index, journal) if journal.journaled else None,
         on_stage=batch.tracker.stage_hook(index),
         on_late_adoption=journal.adopt_late,
+        journal_scope=getattr(journal, "scope", None),
     )
     await batch.tracker.set(index, "preparing")
     telemetry.record("kie.batch.in_flight", 1)

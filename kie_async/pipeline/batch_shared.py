@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 
 from kie_async.coordination.shared_journal import ClaimResult, SharedJournal
-from kie_async.ledger.journal import JournalRecord, parse_correlation_token
+from kie_async.ledger.journal import JournalRecord, attempt_of, parse_token
 from kie_async.ledger.request_state import RequestState
 from kie_async.pipeline.batch import Batch, execute
 from kie_async.pipeline.batch_plan import SKIPPED_STATES, from_journal, plan_request, still_running
@@ -115,8 +115,17 @@ class SharedJournalStrategy:
     async def record(self, record: JournalRecord) -> None:
         await self.journal.record(record)
 
+    @property
+    def scope(self) -> str:
+        return self.journal.scope
+
     async def adopt_late(self, token: str, task_id: str) -> None:
-        key, attempt = parse_correlation_token(token)
+        key, attempt, scope = parse_token(token)
+        entry = self.journal.get(key)
+        if scope != self.journal.scope or entry is None or not attempt_of(entry, attempt):
+            log.warning("callback token %s names another batch's attempt: not settled in batch %r", token,
+                        self.journal.batch_id)
+            return
         await self.journal.adopt(key, attempt, task_id)
 
     async def close(self) -> None:

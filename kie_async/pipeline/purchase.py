@@ -111,7 +111,7 @@ class _Attempt:
         self.estimate = estimate
         self.normalized = normalized
         self.id = secrets.token_hex(4)
-        self.token = correlation_token(run.ledger.key, self.id)
+        self.token = correlation_token(run.ledger.key, self.id, run.ledger.scope)
         self.callback = run.opts.callback_url or normalized.callback_url
         self.payload = build_submission_payload(
             prepared.validation, callback_url=with_correlation(self.callback, self.token) if self.callback else None

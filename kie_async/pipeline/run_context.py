@@ -80,6 +80,7 @@ class RequestLedger:
         self.model_key = model_key
         self.state = state
         self._on_state = hooks.on_state if hooks else None
+        self.scope = hooks.journal_scope if hooks else None
 
     async def move(self, state: RequestState, **fields: Any) -> None:
         """Record a state change. Only the intent must reach the journal before the step; see below."""

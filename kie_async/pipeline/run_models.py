@@ -271,3 +271,6 @@ class PipelineHooks(BaseModel):
         default=None,
         description="(token, task_id) of a correlated callback that arrived after the run ended uncertain",
     )
+    journal_scope: str | None = Field(
+        default=None, description="the journal's tag carried in correlation tokens (a shared batch's)"
+    )

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pricing": ("_models_cmd", "pricing snapshots"),
     "artifacts": ("_artifacts_cmd", "list, show and repair local run artifacts"),
     "mcp": ("_agents_cmd", "serve kie-async to LLM agents over the Model Context Protocol (needs kie-async[mcp])"),
+    "ledger": ("_ledger_cmd", "inspect and repair the shared purchase ledger"),
     "chat": ("_chat_cmd", "ask a chat model (GPT, Claude, Gemini, Codex); the answer streams to stdout"),
     "guides": (
         "_agents_cmd",

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import difflib
-import hashlib
 import json
 import os
 import shlex
@@ -43,6 +42,7 @@ from kie_async.interfaces.cli._common import (
 from kie_async.interfaces.cli._live import console, err_console, settings_for
 from kie_async.interfaces.cli._output import on_terminal
 from kie_async.interfaces.cli._request_args import build_request, callback_url_arg, request_args
+from kie_async.ledger.journal import batch_identity
 from kie_async.pipeline.fanout import BatchProgress, run_many
 from kie_async.pipeline.run import PipelineOptions, RunResult
 from kie_async.pipeline.run_journal import run_remembered
@@ -457,9 +457,9 @@ def load_batch_file(path: Path) -> list[RawUserRequest]:
     return requests
 
 
-def default_batch_id(content: bytes) -> str:
-    """The shared batch id of a batch file: a hash of its content, the same on every machine that has the file."""
-    return "file-" + hashlib.sha256(content).hexdigest()[:20]
+def default_batch_id(path: Path) -> str:
+    """The shared batch id of a batch file: a hash of its requests (not its bytes), the same on every machine."""
+    return batch_identity(load_batch_file(path))
 
 
 class _SharedBatch(BaseModel):
@@ -487,7 +487,7 @@ def _shared_batch(args: argparse.Namespace) -> _SharedBatch | None:
             "coordination store",
             hint="drop --journal (or --coordination)",
         )
-    batch_id = args.batch_id if args.batch_id is not None else default_batch_id(args.file.read_bytes())
+    batch_id = args.batch_id if args.batch_id is not None else default_batch_id(args.file)
     if not batch_id.strip() or len(batch_id) > 200 or not batch_id.isprintable():
         raise KieInputError(f"--batch-id {batch_id!r} is not usable", hint="give a short printable name")
     return _SharedBatch(url=SecretStr(url), batch_id=batch_id)
