@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kie_async.catalogue.normalize import coerce_value, condition_context, fill_defaults
 from kie_async.catalogue.request_models import NormalizedMedia, NormalizedRequest, ValidationResult
+from kie_async.catalogue.spec_limits import as_wire_problems, conditional_problems, slot_count_problems
 from kie_async.catalogue.specs import (
     FieldSpec,
     MediaSlot,
@@ -253,6 +254,8 @@ def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any
         about_callback = any(cond.field == "callback_url" for cond in rule.when)
         if rule.severity != "warning" and not about_callback and all_hold(rule.when, ctx):
             problems.append(f"{rule.field}: {rule.message}")
+    problems.extend(as_wire_problems([*conditional_problems(spec, ctx, prompt, options), *slot_count_problems(
+        spec, mode, {name: len(urls) for name, urls in slot_urls.items()}, ctx)]))
     return WireParse(model_key=spec.key, task_mode=mode.name, provider_model=mode.provider_model, prompt=prompt,
                      options=options, effective_options=effective, slot_urls=slot_urls, problems=problems,
                      foreign_fields=foreign)

@@ -99,3 +99,18 @@ def read_header(path: Path) -> ImageHeader:
         while len(_known) > _MAX_ENTRIES:
             _known.popitem(last=False)
     return header
+
+
+def image_size(source: Path | bytes) -> tuple[int, int] | None:
+    """Width and height (one page of a multi-page image) of a local image file or in-memory image bytes, from
+    the header only; ``None`` when it cannot be read. Blocking."""
+    import pyvips
+
+    try:
+        if isinstance(source, Path):
+            header = read_header(source)
+        else:
+            header = header_facts(pyvips.Image.new_from_buffer(source, "", access="sequential"))
+    except (pyvips.Error, OSError):
+        return None
+    return header.width, header.page_height

@@ -166,6 +166,15 @@ def _suno_lengths(body: dict[str, Any]) -> str | None:
     return None
 
 
+def _gpt_image_2_resolution(params: dict[str, Any]) -> str | None:
+    resolution, ratio = params.get("resolution"), params.get("aspect_ratio")
+    if resolution == "4K" and ratio == "1:1":
+        return "resolution: a 1:1 image cannot be made in 4K"
+    if resolution in ("2K", "4K") and ratio in (None, "", "auto"):
+        return f"resolution: {resolution} needs an explicit aspect_ratio (auto or none gives 1K only)"
+    return None
+
+
 def _gpt4o_prompt_or_images(body: dict[str, Any]) -> str | None:
     if any(_filled(body, f) for f in ("prompt", "filesUrl", "fileUrl")):
         return None
@@ -224,6 +233,11 @@ PAGE_RULES: tuple[PageRule, ...] = (
     PageRule(name="suno-lengths", endpoints=_SUNO, page=_SUNO_PAGE,
              says="prompt: 500 characters in non-custom mode, 3000 (V4) or 5000 in custom mode; style: 200 (V4) or "
                   "1000; title: 80", check=_suno_lengths),
+    PageRule(name="gpt-image-2-resolution-by-ratio",
+             models=("gpt-image-2-text-to-image", "gpt-image-2-image-to-image"),
+             page="market/gpt/gpt-image-2-image-to-image.md",
+             says="a 1:1 ratio cannot be 4K; auto or no ratio gives 1K only, otherwise the task fails to create",
+             check=_gpt_image_2_resolution),
     PageRule(name="gpt4o-prompt-or-images", endpoints=("/api/v1/gpt4o-image/generate",),
              page="4o-image-api/generate-4-o-image.md",
              says="at least one of prompt or filesUrl must be provided", check=_gpt4o_prompt_or_images),
