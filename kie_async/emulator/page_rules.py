@@ -166,6 +166,49 @@ def _suno_lengths(body: dict[str, Any]) -> str | None:
     return None
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _within(field: str, low: float, high: float) -> RuleCheck:
+    """A range a page states only in a field's description (numbers may be sent as strings)."""
+
+    def check(params: dict[str, Any]) -> str | None:
+        value = _number(params.get(field))
+        if value is None or low <= value <= high:
+            return None
+        return f"{field}: {params.get(field)!r} is outside {low:g}-{high:g}"
+
+    return check
+
+
+def _max_chars(field: str, limit: int) -> RuleCheck:
+    def check(params: dict[str, Any]) -> str | None:
+        value = params.get(field)
+        if isinstance(value, str) and len(value) > limit:
+            return f"{field}: at most {limit} characters, got {len(value)}"
+        return None
+
+    return check
+
+
+def _wan27_image_count(params: dict[str, Any]) -> str | None:
+    value = _number(params.get("n"))
+    high = 12 if params.get("enable_sequential") is True else 4
+    if value is None or 1 <= value <= high:
+        return None
+    return f"n: {params.get('n')!r} is outside 1-{high} (enable_sequential {params.get('enable_sequential') is True})"
+
+
 def _gpt_image_2_resolution(params: dict[str, Any]) -> str | None:
     resolution, ratio = params.get("resolution"), params.get("aspect_ratio")
     if resolution == "4K" and ratio == "1:1":
@@ -233,6 +276,16 @@ PAGE_RULES: tuple[PageRule, ...] = (
     PageRule(name="suno-lengths", endpoints=_SUNO, page=_SUNO_PAGE,
              says="prompt: 500 characters in non-custom mode, 3000 (V4) or 5000 in custom mode; style: 200 (V4) or "
                   "1000; title: 80", check=_suno_lengths),
+    PageRule(name="gpt-image-2-i2i-prompt-20000", models=("gpt-image-2-image-to-image",),
+             page="market/gpt/gpt-image-2-image-to-image.md", says="prompt: up to 20,000 characters",
+             check=_max_chars("prompt", 20000)),
+    PageRule(name="grok-i2v-duration-6-30", models=("grok-imagine/image-to-video",),
+             page="market/grok-imagine/image-to-video.md", says="duration: 6-30 seconds (a string)",
+             check=_within("duration", 6, 30)),
+    PageRule(name="infinitalk-seed-range", models=("infinitalk/from-audio",), page="market/infinitalk/from-audio.md",
+             says="seed: valid range 10000 to 1000000", check=_within("seed", 10000, 1000000)),
+    PageRule(name="wan27-image-count", models=("wan/2-7-image", "wan/2-7-image-pro"), page="market/wan/2-7-image.md",
+             says="n: 1-4, or 1-12 when enable_sequential is true", check=_wan27_image_count),
     PageRule(name="gpt-image-2-resolution-by-ratio",
              models=("gpt-image-2-text-to-image", "gpt-image-2-image-to-image"),
              page="market/gpt/gpt-image-2-image-to-image.md",
