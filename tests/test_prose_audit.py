@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 from kie_async.catalogue.prose_audit import (
+    COUNTS_FILE,
     audit_counts,
     audit_registry,
     audit_spec,
     classify,
     main,
     page_statements,
+    render_counts,
 )
 from kie_async.catalogue.specs import ModelSpec, load_registry
 
@@ -144,6 +146,8 @@ def test_every_committed_spec_accounts_for_every_limit_its_page_states(kie_docs:
     assert not stale, "\n".join(stale)
     counts = audit_counts(audits)
     assert counts["found"] == counts["enforced"] + counts["explained"] > 400
+    assert COUNTS_FILE.read_text(encoding="utf-8") == render_counts(audits), (
+        "the committed audit counts are stale: python -m kie_async.catalogue.prose_audit --write-counts")
 
 
 def test_every_spec_with_a_page_is_audited() -> None:

@@ -310,7 +310,6 @@ def field_limits(spec: ModelSpec, field: str) -> tuple[set[float], bool]:
                 if any(s.name in total.slots for s in slots):
                     numbers.update(float(v) for v in (total.min, total.max) if v is not None)
                     conditional = True
-            conditional = conditional or (len(spec.task_modes) > 1 and len(slots) > 0)
     for rule in _rules_about(spec, root):
         conditional = True
         for cond in rule.when:
@@ -400,6 +399,31 @@ def audit_counts(audits: Sequence[SpecAudit]) -> dict[str, int]:
     return {what: sum(a.count(what) for a in audits) for what in ("found", "enforced", "explained", "unmapped")}
 
 
+COUNTS_FILE = Path(__file__).with_name("prose_audit_counts.json")
+"""The audit's counts per model key, committed so the catalogue page shows them without the captured pages."""
+
+
+def counts_document(audits: Sequence[SpecAudit]) -> dict[str, Any]:
+    """What :data:`COUNTS_FILE` holds: totals and, per audited model key, found / enforced / explained."""
+    per_model = {a.model_key: {what: a.count(what) for what in ("found", "enforced", "explained")}
+                 for a in sorted(audits, key=lambda a: a.model_key) if a.page is not None}
+    return {"totals": audit_counts(audits), "models": per_model}
+
+
+def render_counts(audits: Sequence[SpecAudit]) -> str:
+    return json.dumps(counts_document(audits), indent=1, sort_keys=True) + "\n"
+
+
+def committed_counts() -> dict[str, dict[str, int]]:
+    """Per model key, the committed audit counts (empty when the file is missing)."""
+    try:
+        data = json.loads(COUNTS_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    models = data.get("models") if isinstance(data, dict) else None
+    return models if isinstance(models, dict) else {}
+
+
 def docs_root_from_env() -> Path | None:
     explicit = os.environ.get(DOCS_ENV)
     return Path(explicit) if explicit and (Path(explicit) / "manifest.json").is_file() else None
@@ -413,6 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", action="append", default=[], help="only these model keys")
     parser.add_argument("--unmapped", action="store_true", help="list only unmapped statements and stale entries")
     parser.add_argument("--json", action="store_true", help="one JSON object per finding")
+    parser.add_argument("--write-counts", action="store_true",
+                        help=f"rewrite {COUNTS_FILE.name} (the per-model counts the catalogue page shows)")
     args = parser.parse_args(argv)
     docs = args.docs or docs_root_from_env()
     if docs is None:
@@ -434,6 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in audit.stale:
             print(f"{audit.model_key}\tSTALE\t{problem}")
     counts = audit_counts(audits)
+    if args.write_counts and not args.model:
+        COUNTS_FILE.write_text(render_counts(audits), encoding="utf-8")
     print(" ".join(f"{k}={v}" for k, v in counts.items()), file=sys.stderr)
     return 1 if counts["unmapped"] or any(a.stale for a in audits) else 0
 

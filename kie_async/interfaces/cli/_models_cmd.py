@@ -1,4 +1,4 @@
-"""``kie-async models | validate | estimate | pricing refresh``: look at specs, check and price a request offline."""
+"""``kie-async models | validate | estimate | pricing refresh | pricing status``: specs, checks, prices offline."""
 
 from __future__ import annotations
 
@@ -83,6 +83,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     refresh.add_argument("--base-dir", type=Path, default=None, help="snapshot folder to start from")
     refresh.add_argument("--json", action="store_true", help="machine-readable output")
     refresh.set_defaults(handler=pricing_refresh_command)
+    status = pricing_sub.add_parser("status", help="which model keys have a price, from which source, how old",
+                                    description="Per model key: priced or not by the newest snapshot, its source "
+                                                "and age; unpriced keys say how to get a price.")
+    status.add_argument("--model", action="append", default=[], help="only these keys (repeatable)")
+    status.add_argument("--unpriced", action="store_true", help="list only keys without a price")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=pricing_status_command)
 
 
 def _request_args(parser: argparse.ArgumentParser) -> None:
@@ -356,6 +363,31 @@ def estimate_command(args: argparse.Namespace) -> int:
     else:
         console.print("[bold red]blocked[/]")
     return 0 if result.allowed else 1
+
+
+def pricing_status_command(args: argparse.Namespace) -> int:
+    from kie_async.catalogue.pricing_status import HOW_TO_PRICE, pricing_status
+
+    rows = pricing_status(load_registry(), latest_snapshot())
+    if args.model:
+        wanted = set(args.model)
+        rows = [r for r in rows if r.model_key in wanted]
+    if args.unpriced:
+        rows = [r for r in rows if not r.priced]
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return 0
+    table = Table("key", "priced", "source", "snapshot", "age (days)", "billing verified")
+    for r in rows:
+        table.add_row(r.model_key, "yes" if r.priced else "no", r.source_kind or "-", r.snapshot_id or "-",
+                      "-" if r.age_days is None else str(r.age_days), "yes" if r.billing_verified else "no")
+    console = Console()
+    console.print(table)
+    priced = sum(r.priced for r in rows)
+    console.print(f"{priced} of {len(rows)} key(s) priced", highlight=False)
+    if priced < len(rows):
+        console.print(f"without a price: {HOW_TO_PRICE}", highlight=False)
+    return 0
 
 
 def pricing_refresh_command(args: argparse.Namespace) -> int | Coroutine[Any, Any, int]:
