@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from kie_async.catalogue.prose_audit import committed_counts
 from kie_async.catalogue.specs import FieldSpec, ModelRegistry, ModelSpec, load_registry
 
 _UNIT_SHORT = {"per_image": "/image", "per_video": "/video", "per_second": "/s"}
@@ -87,8 +88,6 @@ def _row(spec: ModelSpec, audit: dict[str, dict[str, int]] | None = None) -> Cat
 
 def catalogue_rows(registry: ModelRegistry | None = None) -> list[CatalogueRow]:
     """Every spec as a row, sorted by family then key."""
-    from kie_async.catalogue.prose_audit import committed_counts
-
     reg = registry or load_registry()
     audit = committed_counts()
     return sorted((_row(s, audit) for s in reg.specs.values()), key=lambda r: (r.family, r.key))

@@ -18,6 +18,7 @@ from rich.table import Table
 from kie_async.catalogue.listing import catalogue_rows, example_command, group_by_family, limits_text, price_range
 from kie_async.catalogue.preflight import run_preflight
 from kie_async.catalogue.pricing import PricingError, latest_snapshot, refresh_snapshot, write_snapshot
+from kie_async.catalogue.pricing_status import HOW_TO_PRICE, pricing_status
 from kie_async.catalogue.request_models import MediaInput, MediaItem, RawUserRequest, ValidationResult
 from kie_async.catalogue.spec_import import SpecImportError, import_page, render_yaml
 from kie_async.catalogue.specs import MediaRole, ModelSpec, load_registry, load_spec_file
@@ -366,8 +367,6 @@ def estimate_command(args: argparse.Namespace) -> int:
 
 
 def pricing_status_command(args: argparse.Namespace) -> int:
-    from kie_async.catalogue.pricing_status import HOW_TO_PRICE, pricing_status
-
     rows = pricing_status(load_registry(), latest_snapshot())
     if args.model:
         wanted = set(args.model)
