@@ -8,11 +8,13 @@ import pytest
 
 from kie_async.catalogue.prose_audit import (
     COUNTS_FILE,
+    Statement,
     audit_counts,
     audit_registry,
     audit_spec,
     classify,
     main,
+    matched,
     page_statements,
     render_counts,
 )
@@ -110,6 +112,22 @@ def test_a_rule_about_the_field_enforces_an_exclusion(docs: Path) -> None:
         "severity": "invalid", "field": "style", "message": "not both", "fix": "drop one"}]})
     status = {f.statement.field: f.status for f in audit_spec(spec, docs).findings}
     assert status["style"] == "matched"
+
+
+def test_a_number_matches_only_a_limit_of_its_kind() -> None:
+    spec = ModelSpec.model_validate({**SPEC, "options": {**SPEC["options"], "steps": {"type": "integer", "max": 10}},
+                                     "task_modes": [{**SPEC["task_modes"][0], "slots": [
+                                         {"name": "image", "kind": "image", "roles": ["reference"], "max": 4,
+                                          "field": "image_urls", "max_mb": 10}]}]})
+
+    def says(field: str, kind: str, number: float) -> Statement:
+        return Statement(field=field, line=1, kinds=(kind,), text="x", numbers=(number,), by_kind=((kind, (number,)),))
+
+    assert matched(spec, says("steps", "bound", 10))
+    assert not matched(spec, says("steps", "size", 10))  # "10 MB" is not a range of 0-10
+    assert matched(spec, says("image_urls", "size", 10))
+    assert not matched(spec, says("image_urls", "length", 10))
+    assert matched(spec, says("image_urls", "count", 4))
 
 
 def test_page_limit_entries_need_a_path_or_a_reason() -> None:

@@ -40,7 +40,7 @@ _NUM = r"(?<![\w.])\d[\d,]*(?:\.\d+)?"
 _UNITS = r"(?:images?|videos?|audios?|files?|urls?|items?|shots?|elements?|references?|clips?|characters?|chars?)"
 
 _NUMERIC: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("length", re.compile(rf"{_NUM}\s*(?:characters?|chars?|words?|tokens?)\b", re.I)),
+    ("length", re.compile(rf"{_NUM}\s*(?:characters?|chars?|words?|tokens?)\b(?!\s*ids?\b)", re.I)),
     ("size", re.compile(rf"{_NUM}\s*(?:MB|KB|GB|M)\b", re.I)),
     ("duration", re.compile(rf"{_NUM}\s*(?:s|sec|secs|seconds?|minutes?|mins?)\b", re.I)),
     ("pixels", re.compile(rf"{_NUM}\s*(?:px|pixels?)\b|\b\d{{2,5}}\s*[x×]\s*\d{{2,5}}\b", re.I)),
@@ -75,6 +75,8 @@ class Statement(BaseModel):
     kinds: tuple[str, ...]
     text: str
     numbers: tuple[float, ...] = ()
+    by_kind: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    """Each numeric limit kind the sentence states with the numbers its spans give (``("size", (10.0,))``)."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -250,8 +252,10 @@ def page_statements(page_file: Path, operation: str) -> list[Statement]:
                 continue
             line = _line_of(lines, cursor, spans, sentence)
             cursor = max(cursor, line - 1)
+            by_kind = tuple((kind, nums) for kind, pattern in _NUMERIC
+                            if (nums := _numbers([m.group(0) for m in pattern.finditer(sentence)], (kind,))))
             out.append(Statement(field=field, line=line, kinds=kinds, text=sentence[:240],
-                                 numbers=_numbers(spans, kinds)))
+                                 numbers=_numbers(spans, kinds), by_kind=by_kind))
     return out
 
 
@@ -279,6 +283,52 @@ def _rules_about(spec: ModelSpec, field: str) -> list[Any]:
     slots = {s.name for m in spec.task_modes for s in m.slots if s.field == field}
     return [r for r in spec.rules if r.field == field or field in r.drop or any(
         c.field == field or c.slot_filled in slots or c.slot_empty in slots for c in r.when)]
+
+
+_POOL_KEYS: dict[str, tuple[str, ...]] = {
+    "length": ("min_chars", "max_chars", "max_total_chars"),
+    "size": ("max_mb", "max_total_mb"),
+    "pixels": ("pixels",),
+}
+"""Which spec keys hold a limit of each kind; the other kinds (counts, durations, ranges) match any limit of the
+field, as a count or a length in seconds may be an option's range or a slot's count."""
+
+
+def _pool(node: Any, keys: tuple[str, ...], out: set[float]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in keys:
+                _collect_numbers(value, out)
+            elif key not in ("provenance", "description", "reason", "message", "fix", "why"):
+                _pool(value, keys, out)
+    elif isinstance(node, list):
+        for item in node:
+            _pool(item, keys, out)
+
+
+def _field_nodes(spec: ModelSpec, field: str) -> list[Any]:
+    root = field.split(".")[0]
+    if field == "*":
+        return [spec.model_dump(exclude={"page_limits", "verification_notes", "overrides", "example_corrections",
+                                         "transport"})]
+    nodes: list[Any] = []
+    if root == spec.prompt.field:
+        nodes.append(spec.prompt.model_dump())
+    if root in spec.options:
+        nodes.append(spec.options[root].model_dump())
+    nodes += [s.model_dump() for m in spec.task_modes for s in m.slots if s.field == root]
+    return nodes
+
+
+def kind_limits(spec: ModelSpec, field: str, kind: str) -> set[float] | None:
+    """The numbers the spec uses as limits of ``kind`` for ``field``; ``None``: any limit of the field counts."""
+    keys = _POOL_KEYS.get(kind)
+    if keys is None:
+        return None
+    out: set[float] = set()
+    for node in _field_nodes(spec, field):
+        _pool(node, keys, out)
+    return out
 
 
 def field_limits(spec: ModelSpec, field: str) -> tuple[set[float], bool]:
@@ -339,6 +389,10 @@ def matched(spec: ModelSpec, statement: Statement) -> bool:
             return False
     if word_only:
         return any(k in ("exclusive", "conditional", "step") for k in statement.kinds)
+    for kind, kind_numbers in statement.by_kind:
+        pool = kind_limits(spec, statement.field, kind)
+        if pool is not None and not all(_alternatives(n, (kind,)) & pool for n in kind_numbers):
+            return False
     return all(_alternatives(n, statement.kinds) & numbers for n in statement.numbers)
 
 
