@@ -19,6 +19,7 @@ from kie_async.catalogue.spec_import import _formats, import_page
 from kie_async.catalogue.specs import ModelSpec, SpecError, load_registry, load_spec_file
 from kie_async.catalogue.validate import validate_request
 from kie_async.core.provider_pages import read_page
+from kie_async.emulator.page_rules import rule_problems
 from kie_async.emulator.policy import api_body_problems, schema_input_checker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,3 +177,36 @@ def test_gpt_image_2_i2i_ratio_and_resolution(options: dict[str, Any], ok: bool)
     body = {"prompt": "poster", "input_urls": [_url(1)], **options}
     assert (schema_input_checker("gpt-image-2-image-to-image", body) == []) == ok
     assert (check_wire_payload("gpt-image-2-image-to-image", body) == []) == ok
+
+
+# ---------------------------------------------------------------- limits the pages state in words, both judges
+
+
+VOICE = "EkK5I93UQWFDigLMpZcX"
+
+
+@pytest.mark.parametrize(("model_id", "good", "bad"), [
+    ("flux-2/pro-text-to-image", {"prompt": "abc", "aspect_ratio": "1:1", "resolution": "1K"},
+     {"prompt": "ab", "aspect_ratio": "1:1", "resolution": "1K"}),
+    ("wan/2-6-image-to-video", {"prompt": "ab", "image_urls": [_url(1)]}, {"prompt": "a", "image_urls": [_url(1)]}),
+    ("elevenlabs/text-to-dialogue-v3",
+     {"dialogue": [{"text": "a" * 2500, "voice": VOICE}, {"text": "b" * 2500, "voice": VOICE}]},
+     {"dialogue": [{"text": "a" * 2500, "voice": VOICE}, {"text": "b" * 2501, "voice": VOICE}]}),
+    ("wan/2-2-a14b-speech-to-video-turbo",
+     {"prompt": "talk", "image_url": _url(1), "audio_url": _url(2), "num_frames": 44},
+     {"prompt": "talk", "image_url": _url(1), "audio_url": _url(2), "num_frames": 42}),
+])
+def test_prose_limits_refused_by_sdk_and_emulator(model_id: str, good: dict[str, Any], bad: dict[str, Any]) -> None:
+    assert check_wire_payload(model_id, good) == []
+    assert rule_problems(model_id, good) == []
+    assert check_wire_payload(model_id, bad)
+    assert rule_problems(model_id, bad)
+
+
+def test_suno_weights_take_two_decimals() -> None:
+    body = {"prompt": "x", "customMode": False, "instrumental": False, "model": "V4_5",
+            "callBackUrl": "https://example.com/cb", "styleWeight": 0.65}
+    assert api_body_problems("/api/v1/generate", body) == []
+    assert api_body_problems("/api/v1/generate", {**body, "styleWeight": 0.655})
+    assert _suno("a tune", styleWeight=0.65).is_submittable
+    assert "styleWeight:decimals" in _problems(_suno("a tune", styleWeight=0.655))

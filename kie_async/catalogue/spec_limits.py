@@ -112,7 +112,7 @@ def field_extra_problems(spec: FieldSpec, value: Any, path: str) -> list[Impossi
             out.append(_bad(path, value, "decimals", f"{path}={value!r} has more than {spec.decimals} decimal "
                             f"place(s)", f"round it to {spec.decimals} decimal place(s)"))
     if spec.max_total_chars is not None and isinstance(value, list):
-        total = sum(len(text) for text in _texts(value))
+        total = sum(len(text) for text in _texts(spec, value))
         if total > spec.max_total_chars:
             out.append(_bad(path, total, "max_total_chars", f"{path} has {total} characters in all its items; at "
                             f"most {spec.max_total_chars} together", f"shorten the items by "
@@ -120,15 +120,18 @@ def field_extra_problems(spec: FieldSpec, value: Any, path: str) -> list[Impossi
     return out
 
 
-def _texts(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
+def _texts(spec: FieldSpec | None, value: Any) -> Iterable[str]:
+    """The free text in ``value``: string fields, not enum choices such as a voice id."""
+    if spec is None:
+        return
+    if isinstance(value, str) and spec.type == "string":
         yield value
     elif isinstance(value, list):
         for item in value:
-            yield from _texts(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _texts(item)
+            yield from _texts(spec.items, item)
+    elif isinstance(value, dict) and spec.fields:
+        for name, item in value.items():
+            yield from _texts(spec.fields.get(name), item)
 
 
 def slot_count_problems(spec: ModelSpec, mode: TaskModeSpec, counts: Mapping[str, int],
