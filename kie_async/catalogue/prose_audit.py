@@ -54,7 +54,8 @@ _NUMERIC: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("aspect", re.compile(r"\b\d+(?:\.\d+)?:\d+(?:\.\d+)?\s*(?:to|-|~|and)\s*\d+(?:\.\d+)?:\d+(?:\.\d+)?", re.I)),
 )
 _WORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("step", re.compile(r"\bin steps? of\b|\bincrements? of\b|\bmultiples? of\b|\bdecimal places?\b", re.I)),
+    ("step", re.compile(r"\bin steps? of\b|\bincrements? of\b|\bmultiples? of\b|\bdecimal places?\b|"
+                        r"\bstep\s*:\s*\d", re.I)),
     ("exclusive", re.compile(r"cannot be (?:used|combined)(?: together| with| simultaneously)?|mutually exclusive|"
                              r"must not be used|not both\b|only one of\b|cannot be converted", re.I)),
     ("conditional", re.compile(r"\bonly (?:supported|available|works?|applies|valid|effective|takes effect|when|if)\b|"
@@ -254,8 +255,9 @@ def page_statements(page_file: Path, operation: str) -> list[Statement]:
             cursor = max(cursor, line - 1)
             by_kind = tuple((kind, nums) for kind, pattern in _NUMERIC
                             if (nums := _numbers([m.group(0) for m in pattern.finditer(sentence)], (kind,))))
-            out.append(Statement(field=field, line=line, kinds=kinds, text=sentence[:240],
-                                 numbers=_numbers(spans, kinds), by_kind=by_kind))
+            numbers = tuple(dict.fromkeys(n for _, nums in by_kind for n in nums))  # words' numbers: not limits
+            out.append(Statement(field=field, line=line, kinds=kinds, text=sentence[:240], numbers=numbers,
+                                 by_kind=by_kind))
     return out
 
 
@@ -377,16 +379,37 @@ def _alternatives(value: float, kinds: Sequence[str]) -> set[float]:
     return out
 
 
+_STEP = re.compile(r"\bstep\s*:\s*(\d+(?:\.\d+)?)", re.I)
+
+
+def _step_enforced(spec: ModelSpec, statement: Statement) -> bool:
+    """A stated step (``Step: 0.01``) holds when the field is whole numbers (step 1), a multiple of it, or has at
+    most as many decimals; a step in words ("up to 2 decimal places") needs ``decimals``/``multiple_of``."""
+    opt = spec.options.get(statement.field.split(".")[0])
+    if opt is None:
+        return False
+    if opt.allowed is not None:
+        return True
+    steps = {float(v) for v in _STEP.findall(statement.text)}
+    if not steps:
+        return opt.multiple_of is not None or opt.decimals is not None
+    for step in steps:
+        whole = step.is_integer() and opt.type == "integer"
+        multiple = opt.multiple_of is not None and abs(opt.multiple_of - step) < 1e-12
+        places = opt.decimals is not None and abs(10.0 ** -opt.decimals - step) < 1e-12
+        if not (whole or multiple or places):
+            return False
+    return True
+
+
 def matched(spec: ModelSpec, statement: Statement) -> bool:
     """Does the spec enforce this statement by value (numbers) or by holding a condition about its field?"""
     numbers, conditional = field_limits(spec, statement.field)
     word_only = not statement.numbers
     if any(k in ("exclusive", "conditional") for k in statement.kinds) and not conditional:
         return False
-    if "step" in statement.kinds:
-        opt = spec.options.get(statement.field.split(".")[0])
-        if opt is None or (opt.multiple_of is None and opt.decimals is None and opt.allowed is None):
-            return False
+    if "step" in statement.kinds and not _step_enforced(spec, statement):
+        return False
     if word_only:
         return any(k in ("exclusive", "conditional", "step") for k in statement.kinds)
     for kind, kind_numbers in statement.by_kind:
