@@ -9,10 +9,14 @@ from typing import Any
 import pytest
 import pyvips
 
+from kie_async.artifacts import ArtifactSettings
 from kie_async.catalogue.payload import parse_wire_input
 from kie_async.catalogue.request_models import MediaInput, RawUserRequest
 from kie_async.catalogue.specs import ModelRegistry, load_registry
 from kie_async.catalogue.validate import validate_request
+from kie_async.client.base import KieSession
+from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.pipeline.run import PipelineOptions, run_pipeline
 
 SPEC = """
 key: acme-limits
@@ -135,3 +139,24 @@ def test_pixel_size_and_aspect_from_the_header_of_files_and_bytes(registry: Mode
     fine = tmp_path / "fine.png"
     fine.write_bytes(_png(120, 80))
     assert _rules(registry, images=[str(fine)]) == set()
+
+
+# ---------------------------------------------------------------- before any upload, on the emulator
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    return EmulatorConfig(generation_seconds=0.1)
+
+
+async def test_an_image_below_the_pages_pixel_bound_is_refused_before_upload(emulator: KieEmulator,
+                                                                            tmp_path: Path) -> None:
+    small = tmp_path / "small.png"
+    small.write_bytes(_png(200, 200))  # happyhorse-i2v: width and height at least 300 px (the page)
+    request = RawUserRequest(model_key="happyhorse-i2v", prompt="a horse runs", images=[str(small)])
+    async with KieSession(emulator.settings()) as kie:
+        result = await run_pipeline(request, kie, options=PipelineOptions(
+            artifacts=ArtifactSettings(root=tmp_path / "out")))
+    assert result.status == "blocked" and result.spent_nothing, result.error
+    assert "300" in (result.error or "")
+    assert emulator.stats.uploads == 0 and emulator.stats.tasks_created == 0
