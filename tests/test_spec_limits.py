@@ -3,6 +3,7 @@ validator and in the wire check, and lets through what it should."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from kie_async.catalogue.request_models import MediaInput, RawUserRequest
 from kie_async.catalogue.specs import ModelRegistry, load_registry
 from kie_async.catalogue.validate import validate_request
 from kie_async.client.base import KieSession
+from kie_async.core.image_header import video_size
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
 
@@ -160,3 +162,35 @@ async def test_an_image_below_the_pages_pixel_bound_is_refused_before_upload(emu
     assert result.status == "blocked" and result.spent_nothing, result.error
     assert "300" in (result.error or "")
     assert emulator.stats.uploads == 0 and emulator.stats.tasks_created == 0
+
+
+def _mp4(width: int, height: int) -> bytes:
+    """A minimal MP4: ftyp, then moov > trak > tkhd (version 0) giving the track's size in 16.16 fixed point."""
+    tkhd_payload = bytes(4 + 20 + 8 + 8 + 36) + struct.pack(">II", width << 16, height << 16)
+    tkhd = struct.pack(">I4s", 8 + len(tkhd_payload), b"tkhd") + tkhd_payload
+    trak = struct.pack(">I4s", 8 + len(tkhd), b"trak") + tkhd
+    moov = struct.pack(">I4s", 8 + len(trak), b"moov") + trak
+    ftyp = struct.pack(">I4s4sI4s", 20, b"ftyp", b"isom", 0, b"isom")
+    return ftyp + moov
+
+
+def test_video_size_comes_from_the_track_header(tmp_path: Path) -> None:
+    assert video_size(_mp4(1280, 720)) == (1280, 720)
+    assert video_size(_mp4(0, 0)) is None  # an audio track has no size
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(_mp4(720, 1280))
+    assert video_size(path) == (720, 1280)
+    assert video_size(b"not a video") is None
+
+
+def test_video_pixel_bounds_are_checked_before_upload(tmp_path: Path) -> None:
+    def rules(width: int, height: int) -> set[str]:
+        clip = tmp_path / f"clip-{width}x{height}.mp4"
+        clip.write_bytes(_mp4(width, height))
+        result = validate_request(RawUserRequest(model_key="happyhorse-video-edit", prompt="make it night",
+                                                 videos=[str(clip)]))
+        return {d.rule for d in result.impossible_inputs}
+
+    assert "pixels" not in rules(1280, 720)
+    assert "pixels" in rules(2400, 1000)  # the longer side above 2160 px (the page)
+    assert "pixels" in rules(300, 600)  # the shorter side below 320 px

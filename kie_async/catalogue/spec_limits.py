@@ -215,7 +215,7 @@ def pixel_problems(item_id: str, slot: MediaSlot, size: tuple[int, int]) -> list
     check(height, limits.min_height, limits.max_height, "height")
     check(min(width, height), limits.min_side, None, "shorter side")
     check(max(width, height), None, limits.max_side, "longer side")
-    check(width * height, None, limits.max_pixels, "pixel count")
+    check(width * height, limits.min_pixels, limits.max_pixels, "pixel count")
     if limits.aspect_ratio is not None and height > 0:
         ratio = width / height
         low, high = limits.aspect_ratio.min, limits.aspect_ratio.max

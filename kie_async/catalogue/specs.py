@@ -223,7 +223,8 @@ class Range(_Spec):
 
 
 class PixelLimits(_Spec):
-    """An input image's size as the page bounds it, read from the file's header before any upload."""
+    """An input image's or video's frame size as the page bounds it, read from the file's header (an image's, or
+    an MP4/MOV track header) before any upload; hosted URLs are not fetched."""
 
     min_width: int | None = None
     max_width: int | None = None
@@ -231,6 +232,7 @@ class PixelLimits(_Spec):
     max_height: int | None = None
     min_side: int | None = Field(default=None, description="the shorter side")
     max_side: int | None = Field(default=None, description="the longer side")
+    min_pixels: int | None = Field(default=None, description="width x height")
     max_pixels: int | None = Field(default=None, description="width x height")
     aspect_ratio: Range | None = Field(default=None, description="width / height")
 

@@ -43,7 +43,7 @@ from kie_async.catalogue.specs import (
     all_hold,
     load_registry,
 )
-from kie_async.core.image_header import image_size
+from kie_async.core.image_header import image_size, video_size
 from kie_async.core.media_sniff import SniffedMedia, check_media, header_problem, input_fix, sniff_head
 
 _MB = 1024 * 1024
@@ -223,9 +223,9 @@ def check_media_item(item: NormalizedMedia, slot: MediaSlot, *, check_files: boo
         if trouble is not None:
             bad("media_corrupt", f"{media_subject(item)} looks like {sniffed.looks_like} but {trouble}",
                 input_fix("media_corrupt", slot.kind, slot.formats), _shown(item))
-    if content is not None and slot.pixels is not None and sniffed is not None and sniffed.kind == "image" \
-            and not impossible:
-        size_px = image_size(content)  # the header only: a page's pixel bounds, checked before any upload
+    if content is not None and slot.pixels is not None and sniffed is not None and not impossible:
+        # The header only (an image's, or a video's track header): a page's pixel bounds, before any upload.
+        size_px = image_size(content) if sniffed.kind == "image" else video_size(content)
         if size_px is not None:
             impossible.extend(pixel_problems(item.id, slot, size_px))
     return impossible, warnings
