@@ -177,7 +177,8 @@ def render_markdown(registry: ModelRegistry | None = None) -> str:
         "Left out too: `elevenlabs/speech-to-text` (it returns a transcript) and the two Sora 2 character pages "
         "(they return a character id), because the pipeline downloads media. Grok Imagine's extend and "
         "upscale work on an earlier task's id and return a video: they are in, with the task mode `follow_up`. "
-        "Veo 3.1, Runway, Suno, 4o Image and Flux Kontext have their own endpoints and are not listed here.",
+        "Veo 3.1, Runway, Suno, 4o Image and Flux Kontext have their own endpoints (a `transport` in their spec) "
+        "and are listed with the rest; their page link is the create page the audit reads.",
         "",
         "*Page limits* counts the limits a model's page states in words (lengths, counts, sizes, pixel bounds, "
         "conditions) that the prose-limit audit (`python -m kie_async.catalogue.prose_audit`) found: each is "
