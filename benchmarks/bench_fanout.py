@@ -55,9 +55,10 @@ from kie_async import (
     RawUserRequest,
     run_many,
 )
-from kie_async.client.base import UnsentHook, WireHook
+from kie_async.client.request_path import UnsentHook, WireHook
 from kie_async.types import ArtifactDerivativeSettings, CreateTaskPayload, TaskCreated
 from kie_async.wire.api_models import JSONValue
+from kie_async.wire.task_apis import TransportSpec
 
 
 class TimedSession(KieSession):
@@ -77,6 +78,8 @@ class TimedSession(KieSession):
         timeout: float | None = None,
         on_wire: WireHook | None = None,
         on_unsent: UnsentHook | None = None,
+        transport: TransportSpec | None = None,
+        validate: bool = True,
     ) -> TaskCreated:
         created = await super().create_task(
             payload,
@@ -86,6 +89,8 @@ class TimedSession(KieSession):
             timeout=timeout,
             on_wire=on_wire,
             on_unsent=on_unsent,
+            transport=transport,
+            validate=validate,
         )
         self.submit_times.append(time.perf_counter())
         return created
@@ -298,7 +303,32 @@ FIGURE_ROWS: list[tuple[str, Any]] = [
 ]
 
 
+def setup_otel(mode: str) -> None:
+    """off: no OpenTelemetry in the process; api: the API imported, no SDK (the no-op path); sdk: the SDK with an
+    in-memory span exporter and metric reader (what an instrumented service pays, less the export)."""
+    if mode == "off":
+        return
+    import opentelemetry.metrics
+    import opentelemetry.trace  # noqa: F401  (imported is what "configured" looks like to kie-async)
+
+    if mode == "sdk":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        from kie_async.core import telemetry
+
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        telemetry.configure(tracer_provider=tracer_provider,
+                            meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    print(f"OpenTelemetry: {mode}")
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    setup_otel(getattr(args, "otel", "off"))
     runs = 50 if args.quick else args.runs
     real_runs = 10 if args.quick else args.real_runs
     generation = 0.3 if args.quick else args.generation
@@ -415,6 +445,8 @@ def main() -> int:
     parser.add_argument("--no-progress", action="store_true", help="no on_progress callback")
     parser.add_argument("--no-derivatives", action="store_true", help="diagnosis: derivatives off")
     parser.add_argument("--no-artifact-fsync", action="store_true", help="diagnosis: ArtifactSettings(fsync=False)")
+    parser.add_argument("--otel", choices=["off", "api", "sdk"], default="off",
+                        help="OpenTelemetry: none (default), the API alone, or the SDK with in-memory export")
     parser.add_argument("--emulator-render", choices=["template", "full"], default="template",
                         help="template: cached image padded to size (default); full: the emulator's pyvips render")
     args = parser.parse_args()

@@ -27,7 +27,9 @@ BASELINE = "import aiohttp, aiofiles, pydantic"
 STATEMENTS = {
     "package": "import kie_async",
     "script": "from kie_async import KieSession, RawUserRequest, run_many",
-    "cli": "import kie_async.interfaces.cli",
+    # The CLI package moved to kie_async.interfaces.cli; an older checkout (--compare) still has kie_async.cli.
+    "cli": "import importlib, importlib.util as u; importlib.import_module("
+           "'kie_async.interfaces.cli' if u.find_spec('kie_async.interfaces') else 'kie_async.cli')",
 }
 PROBE = "import time; t = time.process_time(); {stmt}; print(time.process_time() - t)"
 

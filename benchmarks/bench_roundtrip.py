@@ -38,7 +38,7 @@ from _common import (
 )
 
 from kie_async import KieSession, RateLimitSettings
-from kie_async.client.base import CREATE_TASK_PATH, RECORD_INFO_PATH
+from kie_async.client.request_path import CREATE_TASK_PATH, RECORD_INFO_PATH
 from kie_async.types import CreateTaskPayload
 
 RoundTrip = Callable[[int], Awaitable[None]]

@@ -43,7 +43,7 @@ from _common import (
 )
 
 from kie_async import ArtifactSettings, KieSession, PipelineOptions, RawUserRequest, run_many
-from kie_async.client.base import CREATE_TASK_PATH, RECORD_INFO_PATH
+from kie_async.client.request_path import CREATE_TASK_PATH, RECORD_INFO_PATH
 
 LIMIT, WINDOW = 20, 10.0
 

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
         update_run_notes,
         update_run_tags,
     )
+    from kie_async.catalogue.blocked import (
+        KieRequestBlockedError,
+    )
     from kie_async.catalogue.preflight import (
         PreflightResult,
         PreflightThresholds,
@@ -43,9 +46,6 @@ if TYPE_CHECKING:
     from kie_async.catalogue.validate import (
         validate_request,
     )
-    from kie_async.client.base import (
-        KieSession,
-    )
     from kie_async.core.errors import (
         KieAPIStatusError,
         KieAuthenticationError,
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
         KieInsufficientCreditsError,
         KieJournalBusyError,
         KieRateLimitError,
-        KieRequestBlockedError,
         KieServerError,
         KieSubmissionUncertainError,
         KieTaskFailedError,
@@ -94,6 +93,9 @@ if TYPE_CHECKING:
         PipelineOptions,
         RunResult,
     )
+    from kie_async.session import (
+        KieSession,
+    )
     from kie_async.wire.api_models import (
         CallbackEvent,
     )
@@ -102,7 +104,7 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS: dict[str, str] = {
-    "KieSession": "kie_async.client.base",
+    "KieSession": "kie_async.session",
     "KieSettings": "kie_async.core.settings",
     "PollSettings": "kie_async.core.settings",
     "RetrySettings": "kie_async.core.settings",
@@ -136,7 +138,7 @@ _EXPORTS: dict[str, str] = {
     "KieError": "kie_async.core.errors",
     "KieConfigError": "kie_async.core.errors",
     "KieInputError": "kie_async.core.errors",
-    "KieRequestBlockedError": "kie_async.core.errors",
+    "KieRequestBlockedError": "kie_async.catalogue.blocked",
     "KieConnectionError": "kie_async.core.errors",
     "KieSubmissionUncertainError": "kie_async.core.errors",
     "KieTimeoutError": "kie_async.core.errors",

@@ -21,7 +21,6 @@ MOVED_MODULES: dict[str, str] = {
     "kie_async._limits": "kie_async.core.limits",
     "kie_async._loop_state": "kie_async.core.loop_state",
     "kie_async._run_context": "kie_async.pipeline.run_context",
-    "kie_async._session_view": "kie_async.client.view",
     "kie_async._threads": "kie_async.core.threads",
     "kie_async._tokens": "kie_async.core.tokens",
     "kie_async.api_models": "kie_async.wire.api_models",
@@ -74,6 +73,7 @@ MOVED_MODULES: dict[str, str] = {
 class _AliasLoader(importlib.abc.Loader):
     def __init__(self, new_name: str) -> None:
         self.new_name = new_name
+        self._own_spec: importlib.machinery.ModuleSpec | None = None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         warnings.warn(
@@ -81,10 +81,13 @@ class _AliasLoader(importlib.abc.Loader):
             DeprecationWarning,
             stacklevel=2,  # warnings skips importlib's own frames: this lands on the import line
         )
-        return importlib.import_module(self.new_name)
+        module = importlib.import_module(self.new_name)
+        self._own_spec = module.__spec__  # the import system sets __spec__ to the alias's: put it back after
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        """Nothing to run: the module was imported (and executed) under its new name."""
+        """Nothing to run (the module ran under its new name); only its own ``__spec__`` is restored."""
+        module.__spec__ = self._own_spec
 
 
 class _AliasFinder(importlib.abc.MetaPathFinder):

@@ -1,9 +1,11 @@
 """Every error kie-async raises, in one public home: catch :class:`KieError` for all of them.
 
-The classes are defined in :mod:`kie_async.core.errors` (the foundation every layer imports); this module is what
-users import, and it stays put when the layers move.
+The classes are defined in :mod:`kie_async.core.errors` (the foundation every layer imports), except
+:class:`KieRequestBlockedError`, which lives beside the verdicts it carries in :mod:`kie_async.catalogue.blocked`;
+this module is what users import, and it stays put when the layers move.
 """
 
+from kie_async.catalogue.blocked import KieRequestBlockedError
 from kie_async.core.errors import (
     KieAPIStatusError,
     KieAuthenticationError,
@@ -15,6 +17,7 @@ from kie_async.core.errors import (
     KieCoordinationError,
     KieDownloadContentError,
     KieDownloadError,
+    KieDownloadTooLargeError,
     KieDownloadURLError,
     KieError,
     KieInputError,
@@ -23,7 +26,6 @@ from kie_async.core.errors import (
     KieJournalUnreadableError,
     KieNotFoundError,
     KieRateLimitError,
-    KieRequestBlockedError,
     KieResponseShapeError,
     KieServerError,
     KieSubmissionUncertainError,
@@ -44,6 +46,7 @@ __all__ = [
     "KieCoordinationError",
     "KieDownloadContentError",
     "KieDownloadError",
+    "KieDownloadTooLargeError",
     "KieDownloadURLError",
     "KieError",
     "KieInputError",

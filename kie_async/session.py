@@ -1,9 +1,98 @@
 """The session a user opens: ``async with KieSession() as kie``.
 
-Its machinery lives in :mod:`kie_async.client` (the HTTP request path, waiting, callback adoption, uploads);
-this is its public home.
+:class:`~kie_async.client.BaseSession` is the HTTP client (requests, waiting, callback adoption, files) that
+the pipeline stages take. ``KieSession`` is the front built on it and on the pipeline: task handles
+(``submit``, ``task``), ``create_and_wait`` and readable outputs (``output``). Keeping these here, above the
+pipeline, is what lets the pipeline import the client without the client importing the pipeline back.
 """
 
-from kie_async.client.base import KieSession
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+
+from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
+from kie_async.catalogue.specs import ModelSpec, aload_registry
+from kie_async.catalogue.wire_parse import best_wire_parse
+from kie_async.client import BaseSession
+from kie_async.core.errors import KieInputError
+from kie_async.core.limits import check_timeout
+from kie_async.core.media_sniff import MediaKind
+from kie_async.pipeline.handle import TaskHandle, TaskOutcome, create_and_wait, submit_request, task_handle
+from kie_async.pipeline.outputs import FileOutput
+from kie_async.pipeline.run_models import PipelineOptions
+from kie_async.wire.api_models import CreateTaskPayload
+from kie_async.wire.task_apis import TransportSpec
 
 __all__ = ["KieSession"]
+
+
+class KieSession(BaseSession):
+    """Async client for Kie.ai (or the local emulator): ``async with KieSession(settings) as kie: ...``."""
+
+    async def _other_transports(self) -> Iterable[TransportSpec]:
+        """Every separate API the model specs describe (a callback's task may be on any of them)."""
+        registry = await aload_registry()
+        others = {spec.transport.name: spec.transport for spec in registry.specs.values()
+                  if not spec.transport.is_market}
+        return others.values()
+
+    async def _check_body(self, payload: CreateTaskPayload) -> None:
+        """A raw ``create_task`` body against the spec of its model, when the catalogue knows that model.
+
+        The provider ignores a field it does not know, so a mistyped option key was bought at the default;
+        unknown keys are refused here with the nearest field name.
+        """
+        registry = await aload_registry()  # read once, in a thread; best_wire_parse then uses it from memory
+        parsed = best_wire_parse(payload.model, dict(payload.input))
+        if parsed is None:
+            return  # a model the catalogue does not know is sent as written: create_task is the escape hatch
+        problems = [*_unknown_keys(registry.specs[parsed.model_key], payload.input), *parsed.problems]
+        if problems:
+            raise KieInputError(
+                f"create_task input for {payload.model}: " + "; ".join(problems),
+                hint="fix the named fields (`kie-async models show` lists them), or pass validate=False to send "
+                "the body as it is",
+            )
+
+    async def submit(
+        self, request: RawUserRequest | NormalizedRequest, *, options: PipelineOptions | None = None
+    ) -> TaskHandle:
+        """Validate, preflight, upload and buy one request; return a :class:`TaskHandle` to wait on later.
+
+        Refusals before any spend raise :class:`KieRequestBlockedError`; createTask is sent once (see
+        :mod:`kie_async.pipeline.handle`).
+        """
+        return await submit_request(self, request, options=options)
+
+    def task(self, task_id: str, *, model_key: str | None = None) -> TaskHandle:
+        """Re-attach to a task by id (created by this process or another); nothing is read until asked."""
+        return task_handle(self, task_id, model_key=model_key)
+
+    async def create_and_wait(
+        self,
+        request: RawUserRequest | NormalizedRequest,
+        *,
+        options: PipelineOptions | None = None,
+        timeout: float | None = None,
+        raise_on_failure: bool = True,
+    ) -> TaskOutcome:
+        """``submit`` then ``wait``: one request to a finished :class:`TaskOutcome` with readable outputs."""
+        check_timeout("timeout", timeout)
+        return await create_and_wait(
+            self, request, options=options, timeout=timeout, raise_on_failure=raise_on_failure
+        )
+
+    def output(self, url: str, *, kind: MediaKind | None = None) -> FileOutput:
+        """A generated file's URL as a :class:`FileOutput` (``aiter_bytes``, ``aread``, ``save``)."""
+        return FileOutput(self, url, kind=kind)
+
+
+def _unknown_keys(spec: ModelSpec, body: Mapping[str, object]) -> list[str]:
+    known = {spec.prompt.field, *spec.options, *(slot.field for mode in spec.task_modes for slot in mode.slots)}
+    problems = []
+    for key in body:
+        if key not in known:
+            near = difflib.get_close_matches(key, sorted(known), n=1)
+            problems.append(f"{key}: not a field of {spec.key}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+    return problems

@@ -5,12 +5,10 @@ states, run results and manifests, settings parts, progress reports. Everything 
 enum or a small class; nothing here does I/O.
 """
 
-from kie_async.artifacts import (
-    ArtifactDerivativeSettings,
+from kie_async.artifacts.index import IndexEntry
+from kie_async.artifacts.manifest import (
     ArtifactKind,
     ArtifactSource,
-    AssetRef,
-    IndexEntry,
     PromptRecord,
     ProviderTrace,
     RunArtifact,
@@ -18,6 +16,8 @@ from kie_async.artifacts import (
     RunManifest,
     RunStatus,
 )
+from kie_async.artifacts.query import AssetRef
+from kie_async.artifacts.settings import ArtifactDerivativeSettings
 from kie_async.catalogue.preflight import (
     CreditSource,
 )
@@ -28,13 +28,13 @@ from kie_async.catalogue.presets import (
 from kie_async.catalogue.request_models import (
     NormalizedRequest,
 )
-from kie_async.client.base import (
+from kie_async.client import (
     SessionStats,
 )
 from kie_async.ledger.request_state import (
     RequestState,
 )
-from kie_async.pipeline.prepare import (
+from kie_async.pipeline.prepared import (
     PreparedRequest,
 )
 from kie_async.pipeline.run import (

@@ -19,9 +19,9 @@ from kie_async.artifacts import (
     read_index,
 )
 from kie_async.artifacts.derivatives import ffmpeg_binary
-from kie_async.client.base import KieSession
 from kie_async.core.settings import PollSettings
 from kie_async.emulator import KieEmulator
+from kie_async.session import KieSession
 
 
 async def _generate(kie: KieSession, model: str, payload: dict[str, object], dest: Path) -> tuple[Path, ProviderTrace]:

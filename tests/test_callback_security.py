@@ -18,11 +18,11 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from kie_async.client.base import KieSession
 from kie_async.core.settings import PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieCallbackBodyError, KieCallbackVerificationError
 from kie_async.interfaces.callback_receiver import CallbackReceiver
+from kie_async.session import KieSession
 from kie_async.wire.api_models import CallbackEvent, TaskState
 from kie_async.wire.callbacks import (
     KIE_REQUEST_PARAM,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kie_async.artifacts import ArtifactSettings
-from kie_async.artifacts.derivatives import ArtifactDerivativeSettings
+from kie_async.artifacts.settings import ArtifactDerivativeSettings
 from kie_async.catalogue.fixtures import REQUEST_FIXTURES
 from kie_async.catalogue.listing import render_markdown
 from kie_async.catalogue.payload import build_submission_payload, check_wire_payload
@@ -19,12 +19,12 @@ from kie_async.catalogue.request_models import RawUserRequest
 from kie_async.catalogue.spec_drift import page_examples
 from kie_async.catalogue.specs import ModelSpec, load_registry
 from kie_async.catalogue.validate import validate_request
-from kie_async.client.base import KieSession
 from kie_async.core.media_sniff import read_head, sniff_head
 from kie_async.core.settings import PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.interfaces.cli import main
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.session import KieSession
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = load_registry(ROOT / "model_specs")

@@ -10,11 +10,11 @@ from aiohttp import web
 
 from kie_async.artifacts import ArtifactSettings
 from kie_async.catalogue.request_models import RawUserRequest
-from kie_async.client import base as session_module
-from kie_async.client.base import KieSession
+from kie_async.client import request_path as session_module
 from kie_async.core.settings import PATH_ENV, EndpointPaths, KieSettings, PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.session import KieSession
 from tests.conftest import serve_app
 
 GATEWAY = {

@@ -12,12 +12,12 @@ from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.payload import build_submission_payload
 from kie_async.catalogue.request_models import RawUserRequest
 from kie_async.catalogue.validate import validate_request
-from kie_async.client.base import KieSession
 from kie_async.core.settings import PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.interfaces.cli import main
 from kie_async.ledger.journal import raw_request_key, request_key
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.session import KieSession
 
 
 def nb2(**extra: object) -> RawUserRequest:

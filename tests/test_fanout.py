@@ -17,13 +17,13 @@ import pytest
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
 from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.request_models import RawUserRequest
-from kie_async.client.base import KieSession
 from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.ledger.journal import BatchJournal, JournalRecord, request_key
 from kie_async.ledger.request_state import RequestState
 from kie_async.pipeline.fanout import BatchProgress, run_many
 from kie_async.pipeline.run import PipelineOptions
+from kie_async.session import KieSession
 
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.1),), timeout=60.0)
 FAST_RETRY = RetrySettings(max_retries=6, initial_backoff=0.02, max_backoff=0.2)

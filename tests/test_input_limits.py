@@ -18,7 +18,6 @@ from kie_async.artifacts import ArtifactSettings
 from kie_async.catalogue.preflight import run_preflight
 from kie_async.catalogue.pricing import CostEstimate, PriceRule, PricingError, latest_snapshot, refresh_snapshot
 from kie_async.catalogue.request_models import MediaInput, RawUserRequest
-from kie_async.client.base import KieSession
 from kie_async.core.limits import check_concurrency, check_credits, check_run_many_args, check_timeout
 from kie_async.core.settings import KieSettings, PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import KieEmulator
@@ -26,6 +25,7 @@ from kie_async.errors import KieInputError
 from kie_async.ledger.budget import CreditBudget
 from kie_async.pipeline.fanout import run_many
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.session import KieSession
 from kie_async.wire.api_models import CreditBalance
 
 NAN = float("nan")

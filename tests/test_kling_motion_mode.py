@@ -9,8 +9,8 @@ from kie_async.catalogue.pricing import estimate_request_cost
 from kie_async.catalogue.request_models import RawUserRequest
 from kie_async.catalogue.specs import FieldSpec, load_registry
 from kie_async.catalogue.validate import validate_request
-from kie_async.client.base import KieSession
 from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.session import KieSession
 
 IMG = "https://cdn.example.com/actor.png"
 VID = "https://cdn.example.com/dance.mp4"

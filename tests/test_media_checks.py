@@ -24,7 +24,6 @@ from kie_async import KieInputError
 from kie_async.artifacts import ArtifactSettings
 from kie_async.catalogue.request_models import MediaInput, RawUserRequest
 from kie_async.catalogue.validate import validate_request
-from kie_async.client.base import KieSession
 from kie_async.core.media_sniff import check_media, sniff_head
 from kie_async.core.settings import PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
@@ -32,6 +31,7 @@ from kie_async.interfaces.cli import main as cli_main
 from kie_async.pipeline.fanout import run_many
 from kie_async.pipeline.prepare import prepare_request_for_submission
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.session import KieSession
 
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=30.0)
 

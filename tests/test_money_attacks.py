@@ -20,7 +20,6 @@ import pytest
 
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
 from kie_async.catalogue.request_models import RawUserRequest
-from kie_async.client.base import KieSession
 from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieInputError, KieJournalBusyError
@@ -28,6 +27,7 @@ from kie_async.ledger.journal import BatchJournal, JournalRecord, append_adoptio
 from kie_async.ledger.request_state import RequestState
 from kie_async.pipeline.fanout import run_many
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.session import KieSession
 from tests.aioresponses_compat import patch_aioresponses  # noqa: F401  (autouse fixture)
 
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=30.0)

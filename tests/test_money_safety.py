@@ -20,7 +20,6 @@ from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings, re
 from kie_async.artifacts.layout import host_tag
 from kie_async.artifacts.media import sha256_file
 from kie_async.catalogue.request_models import RawUserRequest
-from kie_async.client.base import KieSession
 from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieJournalBusyError
@@ -28,6 +27,7 @@ from kie_async.ledger.journal import BatchJournal
 from kie_async.ledger.request_state import RequestState
 from kie_async.pipeline.fanout import run_many
 from kie_async.pipeline.run import PipelineOptions, RunResult
+from kie_async.session import KieSession
 from tests.aioresponses_compat import patch_aioresponses  # noqa: F401  (autouse fixture)
 from tests.conftest import serve_app
 

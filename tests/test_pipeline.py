@@ -13,11 +13,11 @@ import pyvips
 from kie_async.artifacts import ArtifactSettings, query_runs
 from kie_async.catalogue.presets import PromptContext
 from kie_async.catalogue.request_models import MediaInput, RawUserRequest
-from kie_async.client.base import KieSession
 from kie_async.core.settings import PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.ledger.budget import CreditBudget
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.session import KieSession
 
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=30.0)
 

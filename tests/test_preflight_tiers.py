@@ -11,13 +11,13 @@ import pytest
 from kie_async.artifacts import ArtifactSettings
 from kie_async.catalogue.preflight import PreflightResult, PreflightThresholds, run_preflight
 from kie_async.catalogue.request_models import RawUserRequest
-from kie_async.client.base import KieSession
 from kie_async.core.settings import PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieConfigError
 from kie_async.interfaces.cli import main
 from kie_async.pipeline.fanout import run_many
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.session import KieSession
 
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=30.0)
 FOX = RawUserRequest(model_key="nano-banana-2", prompt="a red fox", options={"resolution": "1K"})

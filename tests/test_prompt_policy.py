@@ -11,10 +11,10 @@ import pytest
 from kie_async.artifacts import ArtifactSettings, load_run
 from kie_async.catalogue.presets import PresetError, PromptContext, load_presets, resolve_prompt_context
 from kie_async.catalogue.request_models import RawUserRequest
-from kie_async.client.base import KieSession
 from kie_async.core.settings import PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.session import KieSession
 
 IMG = "https://cdn.example.com/a.png"
 IMG2 = "https://cdn.example.com/b.png"

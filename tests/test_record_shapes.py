@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from aioresponses import aioresponses
 
-from kie_async.client.base import KieSession
 from kie_async.core.settings import KieSettings, PollSettings, RetrySettings
 from kie_async.emulator import KieEmulator
 from kie_async.errors import (
@@ -25,6 +24,7 @@ from kie_async.errors import (
     KieTaskFailedError,
     KieTimeoutError,
 )
+from kie_async.session import KieSession
 from kie_async.wire.api_models import Envelope, TaskRecord, TaskState
 from kie_async.wire.retry import RetryPolicy, is_retryable
 from tests.aioresponses_compat import patch_aioresponses  # noqa: F401  (autouse fixture)

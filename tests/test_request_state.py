@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
 from kie_async.catalogue.request_models import RawUserRequest
-from kie_async.client.base import KieSession
 from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.interfaces.callback_receiver import add_callback_route
@@ -38,6 +37,7 @@ from kie_async.ledger.request_state import (
 )
 from kie_async.pipeline.fanout import run_many
 from kie_async.pipeline.run import PipelineOptions, outputs_intact
+from kie_async.session import KieSession
 from kie_async.wire.api_models import TaskState
 from tests.conftest import serve_app
 

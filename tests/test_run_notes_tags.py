@@ -19,11 +19,11 @@ from kie_async.artifacts import (
     update_run_tags,
 )
 from kie_async.catalogue.request_models import RawUserRequest
-from kie_async.client.base import KieSession
 from kie_async.core.settings import PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.interfaces.cli import main
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.session import KieSession
 
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=30.0)
 

@@ -18,7 +18,6 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from kie_async.client.base import KieSession
 from kie_async.core.settings import KieSettings, PollSettings, RetrySettings
 from kie_async.errors import (
     KieAPIStatusError,
@@ -36,6 +35,7 @@ from kie_async.errors import (
     KieUsageLimitError,
     KieValidationError,
 )
+from kie_async.session import KieSession
 from kie_async.wire.api_models import CreateTaskPayload, TaskState
 from kie_async.wire.retry import RetryPolicy
 from tests.aioresponses_compat import patch_aioresponses  # noqa: F401  (autouse fixture)

@@ -11,14 +11,14 @@ import pytest
 import pyvips
 
 from kie_async.artifacts import ArtifactSettings
-from kie_async.catalogue.payload import parse_wire_input
 from kie_async.catalogue.request_models import MediaInput, RawUserRequest
 from kie_async.catalogue.specs import ModelRegistry, load_registry
 from kie_async.catalogue.validate import validate_request
-from kie_async.client.base import KieSession
+from kie_async.catalogue.wire_parse import parse_wire_input
 from kie_async.core.image_header import video_size
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.session import KieSession
 
 SPEC = """
 key: acme-limits

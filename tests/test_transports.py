@@ -21,7 +21,7 @@ from kie_async.catalogue.payload import build_submission_payload
 from kie_async.catalogue.request_models import RawUserRequest
 from kie_async.catalogue.specs import load_registry
 from kie_async.catalogue.validate import validate_request
-from kie_async.client.base import KieSession, _parse_record
+from kie_async.client.request_path import _parse_record
 from kie_async.core.media_sniff import SniffedMedia, read_head, sniff_head
 from kie_async.core.provider_pages import PageOperation, iter_pages
 from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
@@ -32,6 +32,7 @@ from kie_async.errors import KieServerError, KieSubmissionUncertainError, KieVal
 from kie_async.interfaces.callback_receiver import add_callback_route
 from kie_async.pipeline.fanout import run_many
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
+from kie_async.session import KieSession
 from kie_async.wire.api_models import TaskState
 from kie_async.wire.callbacks import sign_callback, verify_callback
 from kie_async.wire.task_apis import StateSpec, TransportSpec, market_transport, pick, pick_all
@@ -396,7 +397,7 @@ def test_specs_sharing_an_api_describe_it_identically() -> None:
 
 async def test_another_process_confirms_an_adoption_on_the_right_api() -> None:
     """A worker that never sent the request finds the task on its own API; a forged token is still refused."""
-    from kie_async.client.base import with_correlation
+    from kie_async.client.adoption import with_correlation
 
     settled: list[tuple[str, str]] = []
 

@@ -33,6 +33,24 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     return Path(env) if env else DEFAULT_ROOT
 
 
+def folder_problem(path: Path) -> str | None:
+    """Why files cannot be written under ``path`` (a file in the way, no write permission), or None.
+
+    Blocking (stats the path and its parents): call it in a thread. Checked before anything is bought: found
+    late, a read-only root or a file named like the folder failed the run after the task was paid for.
+    """
+    path = path.absolute()
+    for candidate in (path, *path.parents):
+        if not candidate.exists():
+            continue
+        if not candidate.is_dir():
+            return "is not a folder" + ("" if candidate == path else f" ({candidate} is a file)")
+        if not os.access(candidate, os.W_OK | os.X_OK):
+            return f"no permission to write in {candidate}"
+        return None
+    return None
+
+
 def index_path(root: Path) -> Path:
     return root / INDEX_FILENAME
 

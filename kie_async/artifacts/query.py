@@ -278,47 +278,16 @@ def print_run_summary(run: RunManifest | RunArtifact | IndexEntry, console: Cons
     out = console or Console()
     if isinstance(run, RunArtifact):
         folder: str | None = str(run.run_dir)
-        manifest: RunManifest | None = run.manifest
+        source: RunManifest | IndexEntry = run.manifest
     elif isinstance(run, RunManifest):
-        folder, manifest = None, run
+        folder, source = None, run
     else:
-        folder, manifest = run.run_dir, None
+        folder, source = run.run_dir, run
 
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold cyan")
     head.add_column()
-    if manifest is not None:
-        trace = manifest.provider_trace
-        shown_prompt = manifest.prompts.final_used or manifest.prompts.raw
-        rows: list[tuple[str, str | None]] = [
-            ("run", manifest.run_id),
-            ("status", manifest.status.value),
-            ("model", f"{manifest.model_key}" + (f" ({manifest.provider_model})" if manifest.provider_model else "")),
-            ("task mode", manifest.task_mode),
-            ("created", _fmt_time(manifest.created_at)),
-            ("folder", folder),
-            ("task id", trace.task_id if trace else None),
-            ("credits", f"{trace.credits_consumed:g}" if trace and trace.credits_consumed is not None else None),
-            ("wall time", f"{trace.wall_seconds:.1f}s" if trace and trace.wall_seconds is not None else None),
-            ("parents", ", ".join(manifest.parent_run_ids) or None),
-            ("prompt", shown_prompt),
-            ("enhanced", manifest.prompts.enhanced if manifest.prompts.enhanced != shown_prompt else None),
-            ("error", manifest.error or (trace.fail_msg if trace else None)),
-            ("sdk", manifest.sdk_version),
-        ]
-    else:
-        assert isinstance(run, IndexEntry)
-        rows = [
-            ("run", run.run_id),
-            ("status", run.status.value),
-            ("model", run.model_key),
-            ("task mode", run.task_mode),
-            ("created", _fmt_time(run.created_at)),
-            ("folder", folder),
-            ("task id", run.task_id),
-            ("parents", ", ".join(run.parent_run_ids) or None),
-            ("prompt", run.prompt),
-        ]
+    rows = _manifest_rows(source, folder) if isinstance(source, RunManifest) else _index_rows(source, folder)
     for label, value in rows:
         if value:
             head.add_row(label, value)
@@ -327,31 +296,72 @@ def print_run_summary(run: RunManifest | RunArtifact | IndexEntry, console: Cons
     files = Table(title="files", show_lines=False)
     for column in ("group", "role", "kind", "path", "size", "media", "derivatives"):
         files.add_column(column)
-    if manifest is not None:
-        for group, items in (("input", manifest.inputs), ("output", manifest.outputs)):
-            for item in items:
-                media = item.media
-                dims = f"{media.width}x{media.height}" if media and media.width else ""
-                if media and media.duration_seconds:
-                    dims = f"{dims} {media.duration_seconds:g}s".strip()
-                files.add_row(
-                    group,
-                    item.role,
-                    item.kind.value,
-                    item.path or item.url or "",
-                    _human_bytes(item.bytes),
-                    dims,
-                    ", ".join(f"{d.name} {d.width}x{d.height}" for d in item.derivatives),
-                )
-    else:
-        assert isinstance(run, IndexEntry)
-        for asset in run.assets:
-            dims = f"{asset.width}x{asset.height}" if asset.width else ""
-            names = [n for n, v in (("web", asset.web), ("thumb", asset.thumb), ("poster", asset.poster)) if v]
-            location = asset.path or asset.url or ""
-            files.add_row("output", asset.role, asset.kind.value, location, "", dims, ", ".join(names))
+    file_rows = _manifest_files(source) if isinstance(source, RunManifest) else _index_files(source)
+    for row in file_rows:
+        files.add_row(*row)
     if files.row_count:
         out.print(files)
+
+
+def _manifest_rows(manifest: RunManifest, folder: str | None) -> list[tuple[str, str | None]]:
+    trace = manifest.provider_trace
+    shown_prompt = manifest.prompts.final_used or manifest.prompts.raw
+    return [
+        ("run", manifest.run_id),
+        ("status", manifest.status.value),
+        ("model", f"{manifest.model_key}" + (f" ({manifest.provider_model})" if manifest.provider_model else "")),
+        ("task mode", manifest.task_mode),
+        ("created", _fmt_time(manifest.created_at)),
+        ("folder", folder),
+        ("task id", trace.task_id if trace else None),
+        ("credits", f"{trace.credits_consumed:g}" if trace and trace.credits_consumed is not None else None),
+        ("wall time", f"{trace.wall_seconds:.1f}s" if trace and trace.wall_seconds is not None else None),
+        ("parents", ", ".join(manifest.parent_run_ids) or None),
+        ("prompt", shown_prompt),
+        ("enhanced", manifest.prompts.enhanced if manifest.prompts.enhanced != shown_prompt else None),
+        ("error", manifest.error or (trace.fail_msg if trace else None)),
+        ("sdk", manifest.sdk_version),
+    ]
+
+
+def _index_rows(run: IndexEntry, folder: str | None) -> list[tuple[str, str | None]]:
+    return [
+        ("run", run.run_id),
+        ("status", run.status.value),
+        ("model", run.model_key),
+        ("task mode", run.task_mode),
+        ("created", _fmt_time(run.created_at)),
+        ("folder", folder),
+        ("task id", run.task_id),
+        ("parents", ", ".join(run.parent_run_ids) or None),
+        ("prompt", run.prompt),
+    ]
+
+
+def _manifest_files(manifest: RunManifest) -> list[tuple[str, str, str, str, str, str, str]]:
+    """group, role, kind, path, size, media, derivatives of every input and output file."""
+    rows: list[tuple[str, str, str, str, str, str, str]] = []
+    for group, items in (("input", manifest.inputs), ("output", manifest.outputs)):
+        for item in items:
+            media = item.media
+            dims = f"{media.width}x{media.height}" if media and media.width else ""
+            if media and media.duration_seconds:
+                dims = f"{dims} {media.duration_seconds:g}s".strip()
+            derivatives = ", ".join(f"{d.name} {d.width}x{d.height}" for d in item.derivatives)
+            location = item.path or item.url or ""
+            rows.append((group, item.role, item.kind.value, location, _human_bytes(item.bytes), dims, derivatives))
+    return rows
+
+
+def _index_files(run: IndexEntry) -> list[tuple[str, str, str, str, str, str, str]]:
+    """The same columns for an index entry's assets (outputs only; no sizes in the index)."""
+    rows: list[tuple[str, str, str, str, str, str, str]] = []
+    for asset in run.assets:
+        dims = f"{asset.width}x{asset.height}" if asset.width else ""
+        names = [n for n, v in (("web", asset.web), ("thumb", asset.thumb), ("poster", asset.poster)) if v]
+        location = asset.path or asset.url or ""
+        rows.append(("output", asset.role, asset.kind.value, location, "", dims, ", ".join(names)))
+    return rows
 
 
 def _human_bytes(size: int | None) -> str:

@@ -19,9 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, SecretStr
 
-from kie_async.artifacts.derivatives import ArtifactDerivativeSettings, DerivativeSource, generate_derivatives
+from kie_async.artifacts.derivatives import DerivativeSource, generate_derivatives
 from kie_async.artifacts.exceptions import KieArtifactError
 from kie_async.artifacts.index import append_index_entry, append_index_entry_sync, entry_from_manifest
 from kie_async.artifacts.layout import resolve_root, runs_dir, staging_name, tmp_dir
@@ -40,32 +40,13 @@ from kie_async.artifacts.manifest import (
 )
 from kie_async.artifacts.media import kind_from_url, probe, sha256_file, sniff
 from kie_async.artifacts.query import load_run
+from kie_async.artifacts.settings import ArtifactDerivativeSettings, ArtifactSettings
 from kie_async.core.path_component import require_run_id
 from kie_async.core.redact import redact_value
 from kie_async.core.threads import run_file_io
 from kie_async.core.tokens import name_token
 
 logger = logging.getLogger("kie_async.artifacts")
-
-
-class ArtifactSettings(BaseModel):
-    """Where runs go and how they are stored."""
-
-    model_config = ConfigDict(frozen=True)
-
-    root: Path | None = Field(default=None, description="artifacts root; default $KIE_OUTPUT_DIR or ./outputs")
-    output_link_mode: Literal["link", "copy"] = Field(
-        default="link", description="link: hard link when on the same filesystem, else copy"
-    )
-    input_link_mode: Literal["link", "copy"] = Field(
-        default="copy", description="inputs are the user's files and may be edited later, so they are copied"
-    )
-    derivatives: ArtifactDerivativeSettings = Field(default_factory=ArtifactDerivativeSettings)
-    fsync: bool = Field(default=True, description="fsync run.json, the run folder and index appends")
-    update_index: bool = True
-
-    def resolved_root(self) -> Path:
-        return resolve_root(self.root)
 
 
 _SLUG = re.compile(r"[^a-z0-9.]+")

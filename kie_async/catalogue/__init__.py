@@ -13,13 +13,18 @@ import importlib
 import warnings
 from typing import Any
 
+_LISTING_NAMES = frozenset(
+    {"CatalogueRow", "price_range", "catalogue_rows", "group_by_family", "limits_text", "example_request",
+     "example_command", "render_markdown"}
+)
+
 
 def __getattr__(name: str) -> Any:
-    if name.startswith("__"):
-        raise AttributeError(name)
-    listing = importlib.import_module("kie_async.catalogue.listing")
-    if not hasattr(listing, name):
+    # A fixed set: ``from kie_async.catalogue import specs`` asks here first for a submodule not yet loaded,
+    # and that must fall through to the import system without loading the listing.
+    if name not in _LISTING_NAMES:
         raise AttributeError(f"module 'kie_async.catalogue' has no attribute {name!r}")
+    listing = importlib.import_module("kie_async.catalogue.listing")
     warnings.warn(
         f"kie_async.catalogue.{name} moved to kie_async.catalogue.listing.{name}", DeprecationWarning, stacklevel=2
     )

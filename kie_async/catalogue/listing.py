@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from kie_async.catalogue.fixtures import REQUEST_FIXTURES
+from kie_async.catalogue.pricing import PricingError, latest_snapshot
 from kie_async.catalogue.prose_audit import committed_counts
 from kie_async.catalogue.specs import FieldSpec, ModelRegistry, ModelSpec, load_registry
 
@@ -42,8 +44,6 @@ class CatalogueRow(BaseModel):
 
 def price_range(key: str) -> str:
     """``"8-18 cr/image"`` from the latest snapshot, or ``"unknown"`` when it has no price for the key."""
-    from kie_async.catalogue.pricing import PricingError, latest_snapshot
-
     try:
         snapshot = latest_snapshot()
     except PricingError:  # no snapshot at all: every price is unknown, the listing still works
@@ -60,8 +60,6 @@ def price_range(key: str) -> str:
 
 
 def _price_source(key: str) -> str | None:
-    from kie_async.catalogue.pricing import PricingError, latest_snapshot
-
     try:
         snapshot = latest_snapshot()
     except PricingError:
@@ -122,8 +120,6 @@ def limits_text(opt: FieldSpec) -> str:
 
 def example_request(key: str) -> Any:
     """The first submittable request fixture for ``key`` (a :class:`RawUserRequest`), or ``None``."""
-    from kie_async.catalogue.fixtures import REQUEST_FIXTURES
-
     for state in ("ready", "ready_with_defaults", "ready_with_warning"):
         for fixture in REQUEST_FIXTURES.values():
             if fixture.expected_model_key == key and fixture.request.model_key == key \

@@ -6,7 +6,8 @@ for scalar fields such as Seedance frames), and every required or defaulted fiel
 because the live service does not always apply documented defaults. Media must already be hosted URLs:
 the SDK uploads first, so :func:`media_needing_upload` and :func:`with_hosted_media` are the hooks for that.
 
-:func:`check_wire_payload` reads a body the way the provider would, for the local emulator and tests.
+:func:`check_wire_payload` reads a body the way the provider would, for tests (a test may plug it into the local
+emulator as its ``input_checker``; the emulator itself never imports it).
 """
 
 from __future__ import annotations
@@ -14,21 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from kie_async.catalogue.normalize import coerce_value, condition_context, fill_defaults
 from kie_async.catalogue.request_models import NormalizedMedia, NormalizedRequest, ValidationResult
-from kie_async.catalogue.spec_limits import as_wire_problems, conditional_problems, slot_count_problems
 from kie_async.catalogue.specs import (
     FieldSpec,
-    MediaSlot,
     ModelRegistry,
-    ModelSpec,
-    TaskModeSpec,
-    all_hold,
     load_registry,
 )
-from kie_async.catalogue.validate import check_field_value, validate_request
+from kie_async.catalogue.validate import validate_request
+from kie_async.catalogue.wire_parse import best_wire_parse
 from kie_async.core.errors import KieError
 from kie_async.wire.api_models import CreateTaskPayload
 
@@ -133,146 +127,6 @@ def build_submission_payload(
 
 
 # ---------------------------------------------------------------- reading a wire body back
-
-
-class WireParse(BaseModel):
-    """A createTask ``input`` read against one spec and task mode: typed values, media per slot, problems."""
-
-    model_config = ConfigDict(frozen=True)
-
-    model_key: str
-    task_mode: str
-    provider_model: str
-    prompt: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict, description="fields present in the body, typed")
-    effective_options: dict[str, Any] = Field(
-        default_factory=dict, description="options plus the documented defaults the provider would apply")
-    slot_urls: dict[str, list[str]] = Field(default_factory=dict)
-    problems: list[str] = Field(default_factory=list)
-    foreign_fields: int = Field(default=0, description="media fields of another task mode; ranks readings")
-
-
-def _split_field(mode: TaskModeSpec, field: str, raw: Any, problems: list[str]) -> dict[str, list[str]]:
-    slots = [s for s in mode.slots if s.field == field]
-    if slots[0].shape == "scalar":
-        if not isinstance(raw, str):
-            problems.append(f"{field}: must be a URL string, got {type(raw).__name__}")
-            return {}
-        items: list[Any] = [raw]
-    else:
-        if not isinstance(raw, list):
-            problems.append(f"{field}: must be a list of URLs, got {type(raw).__name__}")
-            return {}
-        items = list(raw)
-    low, high = sum(s.min for s in slots), sum(s.max for s in slots)
-    if len(items) > high:
-        problems.append(f"{field}: at most {high} item(s) allowed, got {len(items)}")
-    out: dict[str, list[str]] = {}
-    index = 0
-    for slot in slots:
-        take = items[index:index + slot.max]
-        index += len(take)
-        good = [u for u in take if _url_ok(slot, u, field, problems)]
-        if good:
-            out[slot.name] = good
-    if len(items) < low:
-        problems.append(f"{field}: at least {low} item(s) required, got {len(items)}")
-    return out
-
-
-def _url_ok(slot: MediaSlot, url: Any, field: str, problems: list[str]) -> bool:
-    if not isinstance(url, str) or not url.lower().startswith(tuple(p.lower() for p in slot.url_prefixes)):
-        problems.append(f"{field}: {url!r} is not a URL the provider can fetch")
-        return False
-    return True
-
-
-def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any]) -> WireParse:
-    """Read ``body`` as the provider would for this spec and mode; list every problem found."""
-    problems: list[str] = []
-    prompt_raw = body.get(spec.prompt.field)
-    prompt: str | None = None
-    if not spec.prompt.accepted:
-        if prompt_raw not in (None, ""):
-            problems.append(f"{spec.prompt.field}: {spec.key} takes no prompt")
-        prompt_raw = None
-    if prompt_raw is not None and not isinstance(prompt_raw, str):
-        problems.append(f"{spec.prompt.field}: must be a string")
-    elif isinstance(prompt_raw, str):
-        prompt = prompt_raw
-    options: dict[str, Any] = {}
-    for name, opt in spec.options.items():
-        raw = body.get(name)
-        if raw is None:
-            continue
-        value, errors = coerce_value(opt, raw, strict_wire=True)
-        if errors:
-            problems.extend(f"{name}{path}: {msg}" for path, msg in errors)
-            continue
-        options[name] = value
-        problems.extend(f"{p.field}: {p.message}" for p in check_field_value(opt, value, name))
-    slot_urls: dict[str, list[str]] = {}
-    mode_fields = {s.field for s in mode.slots}
-    for field in dict.fromkeys(s.field for s in mode.slots):
-        raw = body.get(field)
-        if raw is None or raw == [] or raw == "":
-            low = sum(s.min for s in mode.slots if s.field == field)
-            if low:
-                problems.append(f"{field}: is required ({low} item(s))")
-            continue
-        slot_urls.update(_split_field(mode, field, raw, problems))
-    other_fields = {s.field for m in spec.task_modes for s in m.slots} - mode_fields
-    foreign = 0
-    for field in sorted(other_fields):
-        if body.get(field) not in (None, [], ""):
-            foreign += 1
-            problems.append(f"{field}: not accepted in {mode.name} mode")
-    total = sum(len(v) for v in slot_urls.values())
-    if total < mode.min_total_media:
-        problems.append(f"{'/'.join(mode_fields)}: at least {mode.min_total_media} media item(s) required")
-    filled = frozenset(slot_urls)
-    defaults = fill_defaults(spec, options, prompt=prompt, callback_url=None, task_mode=mode.name,
-                             filled_slots=filled)
-    effective = {name: options[name] if name in options else defaults[name][0]
-                 for name in spec.options if name in options or name in defaults}
-    ctx = condition_context(effective, prompt=prompt, callback_url=None, task_mode=mode.name, filled_slots=filled)
-    prompt_needed = spec.prompt.required and not (spec.prompt.required_unless
-                                                  and all_hold(spec.prompt.required_unless, ctx))
-    if prompt is None or not prompt.strip():
-        if prompt_needed:
-            problems.append(f"{spec.prompt.field}: is required")
-    else:
-        if spec.prompt.max_chars is not None and len(prompt) > spec.prompt.max_chars:
-            problems.append(f"{spec.prompt.field}: longer than {spec.prompt.max_chars} characters")
-        if spec.prompt.min_chars is not None and len(prompt) < spec.prompt.min_chars:
-            problems.append(f"{spec.prompt.field}: shorter than {spec.prompt.min_chars} characters")
-    for name, opt in spec.options.items():
-        if opt.required and name not in options and body.get(name) is None:
-            problems.append(f"{name}: is required")
-    for rule in spec.rules:
-        # The callback URL sits beside the input, not in it (a rule about it is checked on the whole request).
-        about_callback = any(cond.field == "callback_url" for cond in rule.when)
-        if rule.severity != "warning" and not about_callback and all_hold(rule.when, ctx):
-            problems.append(f"{rule.field}: {rule.message}")
-    problems.extend(as_wire_problems([*conditional_problems(spec, ctx, prompt, options), *slot_count_problems(
-        spec, mode, {name: len(urls) for name, urls in slot_urls.items()}, ctx)]))
-    return WireParse(model_key=spec.key, task_mode=mode.name, provider_model=mode.provider_model, prompt=prompt,
-                     options=options, effective_options=effective, slot_urls=slot_urls, problems=problems,
-                     foreign_fields=foreign)
-
-
-def best_wire_parse(model_id: str, body: Mapping[str, Any], *, registry: ModelRegistry | None = None
-                    ) -> WireParse | None:
-    """The reading of ``body`` with the fewest problems among every spec/mode using ``model_id``."""
-    reg = registry or load_registry()
-    best: WireParse | None = None
-    for spec, mode in reg.by_provider_model(model_id):
-        parsed = parse_wire_input(spec, mode, body)
-        if not parsed.problems:
-            return parsed
-        if best is None or (parsed.foreign_fields, len(parsed.problems)) < (best.foreign_fields, len(best.problems)):
-            best = parsed
-    return best
 
 
 def check_wire_payload(model_id: str, input: dict[str, Any]) -> list[str]:

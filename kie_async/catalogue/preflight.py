@@ -21,6 +21,7 @@ from kie_async.catalogue.specs import ModelRegistry
 from kie_async.catalogue.validate import validate_request
 from kie_async.core.errors import KieConfigError, KieError
 from kie_async.core.limits import check_credits, number_problem
+from kie_async.core.spelling import PYTHON, Spelling
 from kie_async.wire.api_models import CreditBalance
 
 
@@ -133,11 +134,15 @@ async def run_preflight(
     check_files: bool = True,
     thresholds: PreflightThresholds | None = None,
     confirmed: bool = False,
+    money_limited: bool = False,
+    spelling: Spelling = PYTHON,
 ) -> PreflightResult:
     """Gate a request on validation, estimated cost, balance and budget.
 
     ``available_credits`` wins over ``credit_source`` (no network call then). When a balance or budget is in
     play and the cost cannot be computed, the request is blocked unless ``allow_unknown_cost`` is set.
+    ``money_limited`` says a limit checked elsewhere is in play (a batch budget, the MCP server's total): the
+    same rule holds for it. ``spelling`` words the fix as the caller writes it (a CLI flag, a server setting).
     ``available_credits`` and ``budget_credits`` must be finite and >= 0 (``KieInputError`` otherwise): with
     NaN every ``cost > limit`` test is false, which would let anything through.
 
@@ -152,52 +157,17 @@ async def run_preflight(
         request, registry=registry, check_files=check_files)
     estimate = estimate_request_cost(validation, snapshot=snapshot, pricing_dir=pricing_dir, registry=registry)
     reasons: list[PreflightReason] = []
-
-    def add(code: PreflightCode, blocking: bool, message: str) -> None:
-        reasons.append(PreflightReason(code=code, blocking=blocking, message=message))
-
     if not validation.is_submittable:
-        add("not_ready", True, f"validation state is {validation.state}: {validation.summary()}")
-    balance: float | None = available_credits
-    source: Literal["live", "given", "none"] = "given" if available_credits is not None else "none"
-    if balance is None and credit_source is not None:
-        try:
-            live = (await credit_source.get_credits()).credits
-        except KieError as exc:
-            add("balance_unavailable", True, f"could not read the credit balance: {exc.message}")
-        else:
-            if number_problem(live, minimum=0.0) is None:
-                balance, source = live, "live"
-            else:
-                add("balance_unavailable", True, f"the service reported an unusable credit balance ({live!r})")
+        reasons.append(_reason("not_ready", True, f"validation state is {validation.state}: {validation.summary()}"))
+    balance, source = await _balance(available_credits, credit_source, reasons)
     cost = estimate.credits if estimate.has_numeric_estimate else None
-    checks_money = balance is not None or budget_credits is not None
-    if cost is not None and number_problem(cost, minimum=0.0) is not None:
-        # Even allow_unknown_cost does not cover this: a NaN reservation would switch the batch cap off.
-        add("cost_unknown", True, f"the estimate is not a usable number ({cost!r}); check the pricing snapshot")
-    elif cost is None:
-        note = "; ".join(estimate.notes) or "no price known"
-        if checks_money and not allow_unknown_cost:
-            add("cost_unknown", True, f"cannot estimate the cost ({note}); pass allow_unknown_cost=True to proceed")
-        else:
-            add("cost_unknown", False, f"cost not estimated ({note})")
-    else:
-        if budget_credits is not None and cost > budget_credits:
-            add("over_budget", True, f"estimated {cost:g} credits exceeds the budget of {budget_credits:g}")
-        if balance is not None and cost > balance:
-            add("insufficient_credits", True, f"estimated {cost:g} credits but only {balance:g} available")
-        if not estimate.is_known:
-            add("estimate_not_verified", False,
-                f"estimate from {estimate.snapshot_id} is a planning figure, not verified billing")
+    checks_money = balance is not None or budget_credits is not None or money_limited
+    unknown_ok = allow_unknown_cost or not checks_money
+    reasons += _cost_reasons(estimate, cost, balance, budget_credits, unknown_ok=unknown_ok, spelling=spelling)
     if balance is None and not any(r.code == "balance_unavailable" for r in reasons):
-        add("balance_not_checked", False, "no credit balance given or fetched")
+        reasons.append(_reason("balance_not_checked", False, "no credit balance given or fetched"))
     tier = _tier(tiers, estimate, cost)
-    usd = f" (${estimate.usd:.2f})" if estimate.usd is not None else ""
-    if tier == "warn":
-        add("cost_warning", False, f"estimated {cost:g} credits{usd} reaches the warning threshold")
-    elif tier == "require_confirmation" and not confirmed:
-        what = f"estimated {cost:g} credits{usd}" if cost is not None else "an unknown cost"
-        add("needs_confirmation", True, f"{what} reaches the confirmation threshold; confirm to proceed")
+    reasons += _tier_reasons(tier, estimate, cost, confirmed=confirmed)
     blocked = any(r.blocking and r.code != "needs_confirmation" for r in reasons)
     decision: PreflightDecision = "block" if blocked else (
         "require_confirmation" if tier == "require_confirmation" else tier)
@@ -207,6 +177,82 @@ async def run_preflight(
         validation=validation, estimate=estimate, available_credits=balance, budget_credits=budget_credits,
         balance_source=source,
     )
+
+
+def _reason(code: PreflightCode, blocking: bool, message: str) -> PreflightReason:
+    return PreflightReason(code=code, blocking=blocking, message=message)
+
+
+async def _balance(
+    given: float | None, credit_source: CreditSource | None, reasons: list[PreflightReason]
+) -> tuple[float | None, Literal["live", "given", "none"]]:
+    """The balance to check against: the one given, else a live read (a failed or unusable read is a reason)."""
+    if given is not None:
+        return given, "given"
+    if credit_source is None:
+        return None, "none"
+    try:
+        live = (await credit_source.get_credits()).credits
+    except KieError as exc:
+        reasons.append(_reason("balance_unavailable", True, f"could not read the credit balance: {exc.message}"))
+        return None, "none"
+    if number_problem(live, minimum=0.0) is not None:
+        reasons.append(
+            _reason("balance_unavailable", True, f"the service reported an unusable credit balance ({live!r})")
+        )
+        return None, "none"
+    return live, "live"
+
+
+def _cost_reasons(
+    estimate: CostEstimate,
+    cost: float | None,
+    balance: float | None,
+    budget: float | None,
+    *,
+    unknown_ok: bool,
+    spelling: Spelling,
+) -> list[PreflightReason]:
+    """The estimate against the budget and the balance; ``unknown_ok``: an unknown cost does not block."""
+    if cost is not None and number_problem(cost, minimum=0.0) is not None:
+        # Even allow_unknown_cost does not cover this: a NaN reservation would switch the batch cap off.
+        why = f"the estimate is not a usable number ({cost!r}); check the pricing snapshot"
+        return [_reason("cost_unknown", True, why)]
+    if cost is None:
+        note = "; ".join(estimate.notes) or "no price known"
+        if not unknown_ok:
+            why = (f"cannot estimate the cost ({note}) and a credit limit is in play; "
+                   f"{spelling.allow_unknown_cost} lets it run (a budget then holds {spelling.unknown_cost_ceiling} "
+                   "for it)")
+            return [_reason("cost_unknown", True, why)]
+        return [_reason("cost_unknown", False, f"cost not estimated ({note})")]
+    reasons: list[PreflightReason] = []
+    if budget is not None and cost > budget:
+        reasons.append(_reason("over_budget", True, f"estimated {cost:g} credits exceeds the budget of {budget:g}"))
+    if balance is not None and cost > balance:
+        why = f"estimated {cost:g} credits but only {balance:g} available"
+        reasons.append(_reason("insufficient_credits", True, why))
+    if not estimate.is_known:
+        reasons.append(_reason("estimate_not_verified", False,
+                               f"estimate from {estimate.snapshot_id} is a planning figure, not verified billing"))
+    return reasons
+
+
+def _tier_reasons(
+    tier: Literal["allow", "warn", "require_confirmation"],
+    estimate: CostEstimate,
+    cost: float | None,
+    *,
+    confirmed: bool,
+) -> list[PreflightReason]:
+    """A warning at the warn tier; a blocking "confirm to proceed" at the confirmation tier, unless confirmed."""
+    usd = f" (${estimate.usd:.2f})" if estimate.usd is not None else ""
+    if tier == "warn":
+        return [_reason("cost_warning", False, f"estimated {cost:g} credits{usd} reaches the warning threshold")]
+    if tier == "require_confirmation" and not confirmed:
+        what = f"estimated {cost:g} credits{usd}" if cost is not None else "an unknown cost"
+        return [_reason("needs_confirmation", True, f"{what} reaches the confirmation threshold; confirm to proceed")]
+    return []
 
 
 def _tier(

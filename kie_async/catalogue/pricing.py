@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from kie_async.catalogue.normalize import condition_context, normalize_request
 from kie_async.catalogue.request_models import NormalizedMedia, NormalizedRequest, RawUserRequest, ValidationResult
 from kie_async.catalogue.specs import Condition, ModelRegistry, all_hold, load_registry
+from kie_async.catalogue.wire_parse import best_wire_parse
 from kie_async.core.data import data_dir
 from kie_async.core.errors import KieConfigError
 from kie_async.core.limits import number_problem
@@ -290,8 +291,6 @@ def estimate_request_cost(
 
 def estimate_wire_cost(model_id: str, input: dict[str, Any]) -> float | None:
     """Credits a createTask ``input`` for ``model_id`` costs under the latest snapshot; None if not computable."""
-    from kie_async.catalogue.payload import best_wire_parse  # payload imports validate; keep pricing importable alone
-
     parsed = best_wire_parse(model_id, input)
     if parsed is None:
         return None

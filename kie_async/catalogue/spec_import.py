@@ -132,6 +132,46 @@ def import_page(page: ProviderPage, *, family: str | None = None, key: str | Non
     inp = input_schema(op)
     todos: list[str] = []
     notes: list[str] = []
+    provider_model = _provider_model(page, op, model_id, todos, notes)
+    model_key = _checked_key(key or model_key_for(provider_model))
+    fam = family or _default_family(page.source)
+    props, required = _properties(inp, notes)
+
+    prompt_name = next((n for n in _PROMPT_NAMES if n in props and props[n].get("type") in (None, "string")), None)
+    media_names = [n for n in props if n != prompt_name and _is_media(n, props[n])]
+    option_names = [n for n in props if n != prompt_name and n not in media_names]
+
+    context = f"{provider_model} {page.title or ''} {op.summary or ''}"
+    mode_name = _mode_name(context, media_names, props, required)
+    output_kind = _output_kind(mode_name, context, props)
+    slots = _unique_slot_names([_slot(n, props[n], n in required, todos) for n in media_names])
+    _role_todos(mode_name, slots, todos)
+    _description_todos(props, todos)
+
+    data = _spec_head(page, op, model_key, fam, output_kind)
+    data["prompt"] = _prompt_entry(prompt_name, props, required, notes)
+    options = {name: _field(name, props[name], todos, notes, top_required=name in required) for name in option_names}
+    if options:
+        data["options"] = options
+    mode: dict[str, Any] = {"name": mode_name, "provider_model": provider_model,
+                            "input_pattern": _PATTERNS[mode_name]}
+    if slots:
+        mode["slots"] = slots
+    data["task_modes"] = [mode]
+    if prompt_name is not None:  # a preset rewrites the prompt: pointless for a model that takes none
+        data["default_presets"] = {_PATTERNS[mode_name]: f"{fam.replace('-', '_')}_v1"}
+    checked_on = data["provenance"]["checked_on"]
+    data["verification_notes"] = [f"Imported from the provider's OpenAPI block ({page.source}, captured "
+                                  f"{checked_on}); nothing here was checked against the live API by "
+                                  f"us."] + [f"Page defect: {n}" for n in notes]
+    data["source_page"] = {"page": page.source, "url": page.url, "captured": checked_on}
+    return ImportedSpec(key=model_key, data=data, todos=todos, page_notes=notes)
+
+
+def _provider_model(
+    page: ProviderPage, op: PageOperation, model_id: str | None, todos: list[str], notes: list[str]
+) -> str:
+    """The model id the spec sends: the one given, else the schema's first (a disagreeing example is noted)."""
     provider_model = model_id or (op.model_ids[0] if op.model_ids else None)
     if provider_model is None:
         raise SpecImportError(f"{page.source}: the schema names no model id")
@@ -143,11 +183,18 @@ def import_page(page: ProviderPage, *, family: str | None = None, key: str | Non
                      f"--model-id and record an override of provider_models")
     if len(op.model_ids) > 1:
         todos.append(f"the page lists several model ids {list(op.model_ids)}; this spec uses {provider_model}")
-    model_key = key or model_key_for(provider_model)
+    return provider_model
+
+
+def _checked_key(model_key: str) -> str:
     if not _KEY.fullmatch(model_key):
         raise SpecImportError(f"model key {model_key!r} is not lower-case letters, digits, '.' and '-' "
                               f"(it names the spec file)")
-    fam = family or _default_family(page.source)
+    return model_key
+
+
+def _properties(inp: JsonSchema, notes: list[str]) -> tuple[dict[str, JsonSchema], set[str]]:
+    """The input's fields by their (stripped) names, and the required ones (a page defect is noted)."""
     raw_props: dict[str, Any] = inp["properties"]
     required = {str(r).strip() for r in inp.get("required") or []}
     props: dict[str, JsonSchema] = {}
@@ -159,16 +206,11 @@ def import_page(page: ProviderPage, *, family: str | None = None, key: str | Non
     unknown_required = required - set(props)
     if unknown_required:
         notes.append(f"the page requires {sorted(unknown_required)}, which it does not define; ignored")
+    return props, required
 
-    prompt_name = next((n for n in _PROMPT_NAMES if n in props and props[n].get("type") in (None, "string")), None)
-    media_names = [n for n in props if n != prompt_name and _is_media(n, props[n])]
-    option_names = [n for n in props if n != prompt_name and n not in media_names]
 
-    context = f"{provider_model} {page.title or ''} {op.summary or ''}"
-    mode_name = _mode_name(context, media_names, props, required)
-    output_kind = _output_kind(mode_name, context, props)
-    slots = _unique_slot_names([_slot(n, props[n], n in required, todos) for n in media_names])
-    _role_todos(mode_name, slots, todos)
+def _description_todos(props: dict[str, JsonSchema], todos: list[str]) -> None:
+    """What a schema cannot express but a description states: exclusive scenarios, conditions."""
     for name, prop in props.items():
         text = str(prop.get("description") or "")
         if _EXCLUSIVE.search(text):
@@ -178,42 +220,32 @@ def import_page(page: ProviderPage, *, family: str | None = None, key: str | Non
             todos.append(f"{name}: the description states a condition ({_excerpt(text, _CONDITIONAL)}); "
                          f"add a rule or a verification note")
 
+
+def _spec_head(page: ProviderPage, op: PageOperation, model_key: str, family: str, output_kind: str) -> dict[str, Any]:
+    """The spec's first keys: key, label, family, output kind, description, provenance."""
     provenance = {"source": f"{page.url or page.source} (OpenAPI block, imported)",
                   "checked_on": page.captured.isoformat() if page.captured else "unknown", "status": "doc"}
     data: dict[str, Any] = {
         "key": model_key,
         "label": page.title or model_key,
-        "family": fam,
+        "family": family,
         "output_kind": output_kind,
     }
     summary = op.summary
     if summary and summary != data["label"]:
         data["description"] = summary
     data["provenance"] = provenance
+    return data
+
+
+def _prompt_entry(
+    prompt_name: str | None, props: dict[str, JsonSchema], required: set[str], notes: list[str]
+) -> dict[str, Any]:
     if prompt_name is None:
-        data["prompt"] = {"field": "prompt", "accepted": False, "required": False}
-    else:
-        prompt_prop = props[prompt_name]
-        prompt: dict[str, Any] = {"field": prompt_name, "required": prompt_name in required}
-        _chars(prompt_prop, prompt, notes, prompt_name)
-        data["prompt"] = prompt
-    options: dict[str, Any] = {}
-    for name in option_names:
-        options[name] = _field(name, props[name], todos, notes, top_required=name in required)
-    if options:
-        data["options"] = options
-    mode: dict[str, Any] = {"name": mode_name, "provider_model": provider_model,
-                            "input_pattern": _PATTERNS[mode_name]}
-    if slots:
-        mode["slots"] = slots
-    data["task_modes"] = [mode]
-    if prompt_name is not None:  # a preset rewrites the prompt: pointless for a model that takes none
-        data["default_presets"] = {_PATTERNS[mode_name]: f"{fam.replace('-', '_')}_v1"}
-    data["verification_notes"] = [f"Imported from the provider's OpenAPI block ({page.source}, captured "
-                                  f"{provenance['checked_on']}); nothing here was checked against the live API by "
-                                  f"us."] + [f"Page defect: {n}" for n in notes]
-    data["source_page"] = {"page": page.source, "url": page.url, "captured": provenance["checked_on"]}
-    return ImportedSpec(key=model_key, data=data, todos=todos, page_notes=notes)
+        return {"field": "prompt", "accepted": False, "required": False}
+    prompt: dict[str, Any] = {"field": prompt_name, "required": prompt_name in required}
+    _chars(props[prompt_name], prompt, notes, prompt_name)
+    return prompt
 
 
 def _default_family(source: str) -> str:
@@ -399,6 +431,31 @@ def _as_number(kind: str, value: Any) -> Any:
 
 def _field(name: str, prop: JsonSchema, todos: list[str], notes: list[str], *, top_required: bool = False,
            nested: bool = False) -> dict[str, Any]:
+    out = _field_type(name, prop, todos, notes)
+    if top_required:
+        out["required"] = True
+    _field_default(name, prop, out, notes)
+    _field_bounds(name, prop, out, notes)
+    text = str(prop.get("description") or "")
+    if out["type"] == "string":
+        _chars(prop, out, notes, name)
+    if out["type"] == "list":
+        _list_counts(prop, text, out)
+    if out["type"] == "object":
+        sub_required = {str(r).strip() for r in prop.get("required") or []}
+        out["fields"] = {str(k).strip(): _field(f"{name}.{str(k).strip()}", v if isinstance(v, dict) else {},
+                                                todos, notes, top_required=str(k).strip() in sub_required,
+                                                nested=True)
+                         for k, v in prop["properties"].items()}
+    if "min" in out and "max" in out and out["min"] > out["max"]:
+        notes.append(f"{name}: minimum {out['min']} is above maximum {out['max']}; range left out")
+        out.pop("min")
+        out.pop("max")
+    return out
+
+
+def _field_type(name: str, prop: JsonSchema, todos: list[str], notes: list[str]) -> dict[str, Any]:
+    """The field's type (an enum's allowed values, a number sent as a string, a list's items)."""
     out: dict[str, Any] = {}
     kind = prop.get("type")
     enum = prop.get("enum")
@@ -425,18 +482,26 @@ def _field(name: str, prop: JsonSchema, todos: list[str], notes: list[str], *, t
     else:
         todos.append(f"{name}: the page gives type {kind!r}; imported as a string")
         out["type"] = "string"
-    if top_required:
-        out["required"] = True
+    return out
+
+
+def _field_default(name: str, prop: JsonSchema, out: dict[str, Any], notes: list[str]) -> None:
+    """The page's default, unless it contradicts the field's type (a page defect, noted)."""
     default = prop.get("default")
-    if default is not None:
-        if out.get("wire") == "string":
-            default = _as_number(out["type"], default)
-        if "allowed" in out and default not in out["allowed"]:
-            notes.append(f"{name}: default {default!r} is not one of its enum values; default left out")
-        elif out["type"] == "boolean" and not isinstance(default, bool):
-            notes.append(f"{name}: default {default!r} is not a boolean; default left out")
-        else:
-            out["default"] = default
+    if default is None:
+        return
+    if out.get("wire") == "string":
+        default = _as_number(out["type"], default)
+    if "allowed" in out and default not in out["allowed"]:
+        notes.append(f"{name}: default {default!r} is not one of its enum values; default left out")
+    elif out["type"] == "boolean" and not isinstance(default, bool):
+        notes.append(f"{name}: default {default!r} is not a boolean; default left out")
+    else:
+        out["default"] = default
+
+
+def _field_bounds(name: str, prop: JsonSchema, out: dict[str, Any], notes: list[str]) -> None:
+    """A number's range: the schema's finite bounds, else one its description states."""
     for src, dst in (("minimum", "min"), ("maximum", "max")):
         bound = prop.get(src)
         if isinstance(bound, int | float) and not isinstance(bound, bool):
@@ -452,32 +517,22 @@ def _field(name: str, prop: JsonSchema, todos: list[str], notes: list[str], *, t
             out["min"], out["max"] = _as_number(out["type"], low.group(1)), _as_number(out["type"], high.group(1))
         elif stated:
             out["min"], out["max"] = int(stated.group(1)), int(stated.group(2))
-    if out["type"] == "string":
-        _chars(prop, out, notes, name)
-    if out["type"] == "list":
-        counted = _COUNT_RANGE.search(text)
-        up_to = _UP_TO.search(text)
-        if isinstance(prop.get("minItems"), int):
-            out["min_items"] = prop["minItems"]
-        elif counted:
-            out["min_items"] = int(counted.group(1))
-        if isinstance(prop.get("maxItems"), int):
-            out["max_items"] = prop["maxItems"]
-        elif counted:
-            out["max_items"] = int(counted.group(2))
-        elif up_to:
-            out["max_items"] = int(up_to.group(1))
-    if out["type"] == "object":
-        sub_required = {str(r).strip() for r in prop.get("required") or []}
-        out["fields"] = {str(k).strip(): _field(f"{name}.{str(k).strip()}", v if isinstance(v, dict) else {},
-                                                todos, notes, top_required=str(k).strip() in sub_required,
-                                                nested=True)
-                         for k, v in prop["properties"].items()}
-    if "min" in out and "max" in out and out["min"] > out["max"]:
-        notes.append(f"{name}: minimum {out['min']} is above maximum {out['max']}; range left out")
-        out.pop("min")
-        out.pop("max")
-    return out
+
+
+def _list_counts(prop: JsonSchema, text: str, out: dict[str, Any]) -> None:
+    """A list's item counts: the schema's, else the ones its description states."""
+    counted = _COUNT_RANGE.search(text)
+    up_to = _UP_TO.search(text)
+    if isinstance(prop.get("minItems"), int):
+        out["min_items"] = prop["minItems"]
+    elif counted:
+        out["min_items"] = int(counted.group(1))
+    if isinstance(prop.get("maxItems"), int):
+        out["max_items"] = prop["maxItems"]
+    elif counted:
+        out["max_items"] = int(counted.group(2))
+    elif up_to:
+        out["max_items"] = int(up_to.group(1))
 
 
 def _excerpt(text: str, pattern: re.Pattern[str]) -> str:

@@ -229,3 +229,11 @@ def pixel_problems(item_id: str, slot: MediaSlot, size: tuple[int, int]) -> list
 def as_wire_problems(problems: Iterable[ImpossibleInput]) -> list[str]:
     """The wire check's spelling of these problems (``field: message``)."""
     return [f"{p.field}: {p.message}" for p in problems]
+
+
+def spec_limit_problems(spec: ModelSpec, mode: TaskModeSpec, ctx: ConditionContext, prompt: str | None,
+                        options: Mapping[str, Any], slot_urls: Mapping[str, Sequence[str]]) -> list[str]:
+    """For the wire check: the conditional limits and slot counts a body breaks (``field: message``)."""
+    counts = {name: len(urls) for name, urls in slot_urls.items()}
+    return as_wire_problems([*conditional_problems(spec, ctx, prompt, options),
+                             *slot_count_problems(spec, mode, counts, ctx)])

@@ -42,9 +42,10 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from kie_async.coordination.base import UPLOAD_REUSE_SECONDS, Coordinator, ReadLimit, SubmitWindow
-from kie_async.coordination.shared import redacted_url
+from kie_async.coordination.redis_journal import RedisJournal
 from kie_async.core.errors import KieCoordinationError
 from kie_async.core.limits import number_problem, require_credits
+from kie_async.core.redact import redacted_url
 from kie_async.core.settings import RateLimitSettings
 from kie_async.ledger.budget import BudgetSnapshot, CreditBudget
 from kie_async.wire.api_models import UploadedFile
@@ -532,8 +533,6 @@ class RedisCoordinator(Coordinator):
     # -- batch journals -------------------------------------------------------------------------------------
 
     async def open_journal(self, batch_id: str, *, lease_seconds: float) -> SharedJournal:
-        from kie_async.coordination.redis_journal import RedisJournal  # imports the pipeline's models
-
         return await RedisJournal.open(self, batch_id, lease_seconds=lease_seconds)
 
     # -- uploads --------------------------------------------------------------------------------------------

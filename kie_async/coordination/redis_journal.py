@@ -29,26 +29,41 @@ import logging
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from kie_async.coordination.shared_journal import ClaimResult, KeyWait, SharedJournal
+from kie_async.coordination.shared_journal import ClaimResult, KeyWait, Outcome, SharedJournal, outcome_json
 from kie_async.core.errors import KieCoordinationError
 from kie_async.ledger.journal import JournalEntry, JournalRecord
 from kie_async.ledger.request_state import RequestState, can_move
-from kie_async.pipeline.run_models import RunResult
 
 if TYPE_CHECKING:
-    from kie_async.coordination.redis_coordinator import RedisCoordinator
+    import redis.asyncio as aioredis
 
 log = logging.getLogger("kie_async.coordination")
 
+T = TypeVar("T")
+
+
+class JournalStore(Protocol):
+    """What a journal needs from whoever opened it (the Redis coordinator): the connection, the key scheme,
+    the process's owner id, a URL fit for messages, and the loop that holds an operation until Redis answers."""
+
+    owner: str
+    shown_url: str
+    client: aioredis.Redis
+
+    def key(self, *parts: str) -> str: ...
+
+    async def retrying(self, what: str, op: Callable[[], Awaitable[T]]) -> T: ...
+
+
 KEEP_MS = 30 * 24 * 3600 * 1000
 """A batch's journal lives 30 days after its last write (a file journal lives until deleted)."""
-_OUTCOME_EXCLUDE = {"validation", "preflight", "prepared", "stages"}
 _CLOSE_DRAIN_SECONDS = 30.0
 
 # KEYS: claim, holders, outcomes, meta. ARGV: owner, lease ms, key.
@@ -158,7 +173,7 @@ class RedisJournal(SharedJournal):
 
     def __init__(
         self,
-        coordinator: RedisCoordinator,
+        coordinator: JournalStore,
         batch_id: str,
         *,
         lease_seconds: float = 15.0,
@@ -201,7 +216,7 @@ class RedisJournal(SharedJournal):
     @classmethod
     async def open(
         cls,
-        coordinator: RedisCoordinator,
+        coordinator: JournalStore,
         batch_id: str,
         *,
         lease_seconds: float = 15.0,
@@ -404,10 +419,9 @@ class RedisJournal(SharedJournal):
         log.warning("shared journal %s: %s: %s -> %s", self.batch_id, entry.key, error, state.value)
         return state
 
-    async def finish(self, key: str, result: RunResult) -> bool:
-        outcome = result.model_dump_json(exclude=_OUTCOME_EXCLUDE)
+    async def finish(self, key: str, outcome: Outcome) -> bool:
         keys = [self.key("claim", key), self.key("holders"), self.key("outcomes"), self.key("meta")]
-        args: list[str | int] = [self.owner, key, outcome, KEEP_MS]
+        args: list[str | int] = [self.owner, key, outcome_json(outcome), KEEP_MS]
         runs = int(await self.c.retrying("shared journal", lambda: self._finish(keys=keys, args=args)))
         self._held.discard(key)
         if runs == 0:
@@ -471,11 +485,9 @@ class RedisJournal(SharedJournal):
             if not self._watched[key]:
                 del self._watched[key]
 
-    async def _outcome(self, key: str) -> RunResult | None:
+    async def _outcome(self, key: str) -> str | None:
         raw = await self.c.retrying("shared journal", lambda: self.c.client.hget(self.key("outcomes"), "o:" + key))
-        if raw is None:
-            return None
-        return RunResult.model_validate_json(cast("str", raw)).model_copy(update={"resumed": True})
+        return cast("str | None", raw)
 
     async def _polls(self) -> None:
         """One read of every awaited request per interval, for all of this process's waiters at once."""

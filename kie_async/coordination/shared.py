@@ -6,17 +6,10 @@ from urllib.parse import urlsplit
 
 from kie_async.coordination.base import Coordinator, account_namespace
 from kie_async.core.errors import KieConfigError
+from kie_async.core.redact import redacted_url
 from kie_async.core.settings import KieSettings
 
 SCHEMES = ("redis", "rediss", "unix")
-
-
-def redacted_url(url: str) -> str:
-    """The URL for messages: scheme, host, port and path, never a user name or password."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 async def open_shared_coordinator(settings: KieSettings) -> Coordinator:

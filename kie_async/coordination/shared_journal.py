@@ -9,7 +9,8 @@ so it adds what they need to never buy a request twice:
   while the writer still holds the claim, so a process that lost its claim (stalled, cut off) can never send
   after a taker has decided the request never left. Records that carry a task id always land: they only ever
   add what was bought.
-- **outcomes**: the result of each run, so every process can report the whole batch in input order.
+- **outcomes**: the result of each run, so every process can report the whole batch in input order. An outcome
+  is opaque here: JSON text that the pipeline writes and reads back (the journal never parses it).
 
 The state machine's rules are :meth:`kie_async.ledger.journal.JournalEntry.apply`, the same fold as the file journal's.
 """
@@ -22,7 +23,14 @@ from pydantic import BaseModel, Field
 
 from kie_async.ledger.journal import JournalEntry, JournalRecord
 from kie_async.ledger.request_state import RequestState
-from kie_async.pipeline.run_models import RunResult
+
+Outcome = str | BaseModel
+"""A finished run's outcome: JSON text, or a pydantic model stored as its JSON; handed back as the text."""
+
+
+def outcome_json(outcome: Outcome) -> str:
+    """The text stored for ``outcome``."""
+    return outcome if isinstance(outcome, str) else outcome.model_dump_json()
 
 
 class ClaimResult(BaseModel):
@@ -41,7 +49,7 @@ class ClaimResult(BaseModel):
 class KeyWait(BaseModel):
     """Why :meth:`SharedJournal.wait_for_key` returned."""
 
-    outcome: RunResult | None = Field(default=None, description="the holder finished: its result")
+    outcome: str | None = Field(default=None, description="the holder finished: its outcome (JSON text, as stored)")
     free: bool = Field(default=False, description="the claim ended without an outcome (its holder died): take it")
     timed_out: bool = Field(default=False, description="the holder made no progress for the whole stall timeout")
     holder: str | None = None
@@ -99,8 +107,8 @@ class SharedJournal(ABC):
         """Claim ``key`` unless a live process holds it; a dead holder's open attempt is closed on the way."""
 
     @abstractmethod
-    async def finish(self, key: str, result: RunResult) -> bool:
-        """Store ``result`` as the request's outcome and release the claim; False when the claim was lost."""
+    async def finish(self, key: str, outcome: Outcome) -> bool:
+        """Store ``outcome`` as the request's outcome and release the claim; False when the claim was lost."""
 
     @abstractmethod
     async def release(self, key: str) -> None:

@@ -9,11 +9,7 @@ chosen from the envelope ``code`` first and the HTTP status second.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Self
-
-if TYPE_CHECKING:
-    from kie_async.catalogue.preflight import PreflightResult
-    from kie_async.catalogue.request_models import ValidationResult
+from typing import Self
 
 
 class KieError(Exception):
@@ -257,6 +253,16 @@ class KieDownloadURLError(KieDownloadError):
     retryable = False
 
 
+class KieDownloadTooLargeError(KieDownloadError):
+    """An output passed its size cap (a body with no end: a header, then zeros until the disk is full)."""
+
+    hint = (
+        "nothing was kept; if the output really is that large, raise KieSettings.max_output_bytes for its kind "
+        "and resume the task on its id"
+    )
+    retryable = False
+
+
 class KieJournalBusyError(KieError):
     """A batch journal already has an owner (another process, or another batch in this one)."""
 
@@ -292,28 +298,6 @@ class KieCallbackBodyError(KieCallbackVerificationError):
     """A callback body is too large, nested too deeply, not a JSON object, or names no single task id."""
 
     hint = "answer 400; a genuine Kie.ai callback is a small JSON object naming its task"
-
-
-class KieRequestBlockedError(KieInputError):
-    """``submit`` stopped a request before anything was bought: validation or the preflight gate said no.
-
-    ``validation`` / ``preflight`` (when reached) carry the full verdict; the message names each field or
-    reason with its fix.
-    """
-
-    hint = "fix what the message names (validate_request / run_preflight show the same verdict); nothing was spent"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        validation: ValidationResult | None = None,
-        preflight: PreflightResult | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint)
-        self.validation = validation
-        self.preflight = preflight
 
 
 _CODE_TO_CLASS: dict[int, type[KieAPIStatusError]] = {

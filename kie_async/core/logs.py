@@ -16,6 +16,8 @@ import logging
 import os
 import sys
 
+from kie_async.core.telemetry import current_ids
+
 LOG_ENV = "KIE_LOG"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO}
 
@@ -25,6 +27,15 @@ attempt_number: contextvars.ContextVar[int] = contextvars.ContextVar("kie_attemp
 """Which attempt of a retried call is running (1 = the first); the retry loop sets it, the request line reads it."""
 
 _HANDLER_NAME = "kie_async.KIE_LOG"
+
+
+class _TraceFormatter(logging.Formatter):
+    """``KIE_LOG`` lines end with ``trace=<id> span=<id>`` while an OpenTelemetry span is recording."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ids = current_ids()
+        return f"{line} trace={ids[0]} span={ids[1]}" if ids else line
 
 
 def setup_logging_from_env() -> int | None:
@@ -41,7 +52,7 @@ def setup_logging_from_env() -> int | None:
     if not any(handler.get_name() == _HANDLER_NAME for handler in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.set_name(_HANDLER_NAME)
-        handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
+        handler.setFormatter(_TraceFormatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
         logger.addHandler(handler)
     return level
 

@@ -48,6 +48,17 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def redacted_url(url: str) -> str:
+    """A URL for messages about a service (a Redis store): scheme, host, port and path, never a user name or password.
+
+    Stricter than :func:`redact_url`: the query and fragment go too, since they may carry options with secrets.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret:

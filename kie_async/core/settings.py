@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -158,8 +158,12 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+OutputKind = Literal["image", "video", "audio", "other"]
+"""The kinds an output size cap is set for (``other``: an output whose kind is not known)."""
+
+
 class KieSettings(BaseModel):
-    """Configuration for a :class:`~kie_async.client.base.KieSession`."""
+    """Configuration for a :class:`~kie_async.session.KieSession`."""
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
@@ -175,6 +179,11 @@ class KieSettings(BaseModel):
     max_connections: int = Field(default=64, ge=1)
     max_concurrent_uploads: int = Field(default=4, ge=1)
     max_concurrent_downloads: int = Field(default=8, ge=1)
+    max_output_bytes: dict[OutputKind, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="size cap of one downloaded output by kind (bytes), over the built-in caps (image 256 MiB, "
+        "audio 1 GiB, video 16 GiB, other 4 GiB): a body with no end stops there instead of filling the disk",
+    )
     retry: RetrySettings = Field(default_factory=RetrySettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     poll: PollSettings = Field(default_factory=PollSettings)

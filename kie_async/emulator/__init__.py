@@ -7,7 +7,7 @@
 
 from kie_async.emulator.config import DEFAULT_API_KEY, CostFn, EmulatorConfig, InputChecker
 from kie_async.emulator.faults import FaultControl, FaultEndpoint, FaultKind, FaultRule
-from kie_async.emulator.policy import basic_input_checker, price_table_cost, schema_input_checker, spec_input_checker
+from kie_async.emulator.policy import basic_input_checker, price_table_cost, schema_input_checker
 from kie_async.emulator.server import KieEmulator
 from kie_async.emulator.state import RecordInfo
 from kie_async.emulator.stats import EmulatorStats
@@ -27,5 +27,4 @@ __all__ = [
     "basic_input_checker",
     "price_table_cost",
     "schema_input_checker",
-    "spec_input_checker",
 ]

@@ -1,7 +1,9 @@
 """Emulator configuration: every knob a test or benchmark needs, with defaults that keep tests fast.
 
 The pluggable hooks (``cost_fn``, ``input_checker``) default to the provider's word (its published schemas,
-the emulator's own price list), never to the SDK's specs or estimates; tests may plug in others.
+the emulator's own price list), never to the SDK's specs or estimates; tests may plug in others (a test that
+wants the emulator to agree with the SDK passes the SDK's ``check_wire_payload`` / ``estimate_wire_cost``; the
+emulator itself imports neither, and whoever plugs them in preloads the SDK's model data if it wants it warm).
 """
 
 from __future__ import annotations

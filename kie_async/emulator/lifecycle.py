@@ -17,6 +17,7 @@ from kie_async.emulator.context import EmulatorContext, log
 from kie_async.emulator.faults import FaultEndpoint, FaultKind
 from kie_async.emulator.media import render_output
 from kie_async.emulator.state import EmulatedTask, TaskFailure, new_task_id
+from kie_async.emulator.transports.dialects import DIALECTS, view_of
 from kie_async.emulator.wire import is_loopback_url
 from kie_async.wire.api_models import TaskState
 from kie_async.wire.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_callback
@@ -132,9 +133,7 @@ def callback_body(ctx: EmulatorContext, task: EmulatedTask) -> dict[str, Any]:
     A task sold by a separate API (Veo, Runway, Suno...) calls back in that API's own shape.
     """
     if task.dialect is not None:
-        from kie_async.emulator.transports import dialect_callback_body  # the dialects import this module
-
-        return dialect_callback_body(ctx, task)
+        return DIALECTS[task.dialect].callback(view_of(task, output_urls(ctx, task)))
     record = task.record(output_urls(ctx, task))
     success = record.state == TaskState.SUCCESS
     data: dict[str, Any] = record.model_dump(mode="json")

@@ -13,12 +13,12 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from kie_async.emulator.context import CONTEXT_KEY, EmulatorContext, log
+from kie_async.emulator.dialect_routes import add_transport_routes
 from kie_async.emulator.faults import FaultControl, FaultKind, FaultRule
 from kie_async.emulator.lifecycle import output_file, output_urls, sell_task
 from kie_async.emulator.media import blob_chunks, output_extension, parse_size
 from kie_async.emulator.pricing_routes import add_pricing_routes
 from kie_async.emulator.state import EmulatedTask
-from kie_async.emulator.transports import add_transport_routes
 from kie_async.emulator.wire import (
     MSG_UNAUTHORIZED,
     POST_FAULT_KEY,

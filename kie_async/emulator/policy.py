@@ -5,7 +5,9 @@ specs and prices, a wrong spec would pass every test twice. So by default it jud
 provider's published request schema for that model (bundled from the docs pages, see
 ``provider_schemas/``) plus the rules those pages state in words (``page_rules``), and charges from its own
 price list (``price_table``). A model id with no bundled schema is refused, as a real service refuses a
-model it does not offer. ``spec_input_checker`` (the SDK's opinion) stays available as an explicit override.
+model it does not offer. The emulator imports none of the SDK's request rules: a test that wants the emulator
+to agree with the SDK passes the SDK's own checker in as ``EmulatorConfig.input_checker`` (e.g.
+``kie_async.catalogue.payload.check_wire_payload``).
 """
 
 from __future__ import annotations
@@ -64,14 +66,6 @@ def api_body_problems(create_path: str, body: Any) -> list[str]:
     if len(problems) > MAX_REASONS:
         problems = [*problems[:MAX_REASONS], f"... and {len(problems) - MAX_REASONS} more"]
     return problems or endpoint_rule_problems(create_path, body)
-
-
-def spec_input_checker(model_id: str, params: Any) -> list[str]:
-    """The SDK's own opinion (its model specs), for tests that want the emulator to agree with the SDK."""
-    from kie_async.catalogue.payload import check_wire_payload
-
-    problems = basic_input_checker(model_id, params)
-    return problems or check_wire_payload(model_id, params)
 
 
 def price_table_cost(model_id: str, params: dict[str, Any]) -> float | None:

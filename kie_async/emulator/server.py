@@ -13,13 +13,12 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
-from kie_async.catalogue.model_data import preload_model_data
 from kie_async.core.settings import KieSettings, RateLimitSettings
 from kie_async.emulator.config import EmulatorConfig
 from kie_async.emulator.context import EmulatorContext
 from kie_async.emulator.faults import FaultEndpoint, FaultKind, FaultRegistry, FaultRule
 from kie_async.emulator.market import build_market_app
-from kie_async.emulator.policy import price_table_cost, schema_input_checker, spec_input_checker
+from kie_async.emulator.policy import price_table_cost, schema_input_checker
 from kie_async.emulator.price_table import load_price_catalogue
 from kie_async.emulator.provider_schemas import load_provider_schemas
 from kie_async.emulator.state import EmulatedTask
@@ -81,8 +80,6 @@ class KieEmulator:
         if self.config.input_checker is schema_input_checker or self.config.cost_fn is price_table_cost:
             await asyncio.to_thread(load_provider_schemas)  # read the bundled files now, not in a request
             await asyncio.to_thread(load_price_catalogue)
-        if self.config.input_checker is spec_input_checker:
-            await preload_model_data()  # parse specs now, not inside the first request
         ctx.client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
         try:
             market_sock = _bind(self.config.host, self.config.port)

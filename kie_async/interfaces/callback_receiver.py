@@ -20,9 +20,9 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from kie_async.client.base import KieSession
 from kie_async.core.errors import KieCallbackBodyError, KieCallbackVerificationError, KieInputError
 from kie_async.ledger.journal import settle_from_callback
+from kie_async.session import KieSession
 from kie_async.wire.api_models import CallbackEvent, JSONValue
 from kie_async.wire.callbacks import (
     DEFAULT_MAX_AGE_SECONDS,

@@ -11,24 +11,27 @@ itself instead of guessing. Needs the optional extra: ``pip install 'kie-async[m
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from kie_async.artifacts import ArtifactSettings, load_run, query_runs
+from kie_async.artifacts.query import load_run, query_runs
+from kie_async.artifacts.settings import ArtifactSettings
 from kie_async.catalogue.preflight import PreflightResult, run_preflight
 from kie_async.catalogue.request_models import RawUserRequest, ValidationResult
 from kie_async.catalogue.specs import load_registry
 from kie_async.catalogue.validate import validate_request
 from kie_async.core.data import data_dir
 from kie_async.core.errors import KieError, KieInputError
-from kie_async.pipeline.run_models import PipelineOptions
+from kie_async.pipeline.run import run_pipeline
+from kie_async.pipeline.run_models import PipelineOptions, RunResult
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
-    from kie_async.client.base import KieSession
+    from kie_async.session import KieSession
 
 INSTRUCTIONS = (
     "kie-async generates images and videos on Kie.ai, paid in credits (1 credit = $0.005). Work in this order: "
@@ -138,12 +141,29 @@ def build_server(kie: KieSession, artifacts_root: Path) -> MCPServer[Any]:
         raise _missing_extra() from None
 
     server: MCPServer[Any] = MCPServer(name="kie-async", instructions=INSTRUCTIONS)
-    opening = asyncio.Lock()  # two first calls at once must not open two pools (open awaits with a coordinator)
+    open_session = _session_opener(kie)
+    _add_model_tools(server)
+    _add_request_tools(server)
+    _add_run_tool(server, kie, open_session, ArtifactSettings(root=artifacts_root))
+    _add_stored_run_tools(server, artifacts_root)
+    _add_account_tools(server, kie, open_session)
+    _add_resources(server)
+    return server
+
+
+def _session_opener(kie: KieSession) -> Callable[[], Awaitable[None]]:
+    """Open ``kie`` on first use; two first calls at once must not open two pools (open awaits with a coordinator)."""
+    opening = asyncio.Lock()
 
     async def open_session() -> None:
         async with opening:
             await kie.open()
-    artifacts = ArtifactSettings(root=artifacts_root)
+
+    return open_session
+
+
+def _add_model_tools(server: MCPServer[Any]) -> None:
+    """``list_models`` and ``describe_model``: the catalogue, offline."""
 
     @server.tool()
     def list_models() -> dict[str, Any]:
@@ -168,6 +188,10 @@ def build_server(kie: KieSession, artifacts_root: Path) -> MCPServer[Any]:
                 f"(fix: use one of {registry.model_keys()})"
             )
         return found[0].model_dump(mode="json", exclude_none=True, exclude={"source_file"})
+
+
+def _add_request_tools(server: MCPServer[Any]) -> None:
+    """``validate`` and ``estimate``: a request checked and priced, offline; nothing is bought."""
 
     @server.tool()
     def validate(
@@ -210,6 +234,12 @@ def build_server(kie: KieSession, artifacts_root: Path) -> MCPServer[Any]:
             raise _kie_error(exc) from None
         return {"validation": _validation_view(validation), "preflight": _preflight_view(preflight)}
 
+
+def _add_run_tool(
+    server: MCPServer[Any], kie: KieSession, open_session: Callable[[], Awaitable[None]], artifacts: ArtifactSettings
+) -> None:
+    """``run_request``: the one tool that buys, only with a budget cap and ``confirm=true`` (else a dry run)."""
+
     @server.tool()
     async def run_request(
         model_key: str,
@@ -228,22 +258,13 @@ def build_server(kie: KieSession, artifacts_root: Path) -> MCPServer[Any]:
         run: it validates, prices and checks the balance, and buys nothing. Live Kie.ai also needs
         KIE_ALLOW_LIVE=1 in the server's environment."""
         request = _as_request(_picked(locals()))
-        from kie_async.pipeline.run import run_pipeline
-
         try:
             validation = validate_request(request)
             _refuse_unsubmittable(validation)
             await open_session()  # refuses the real Kie.ai without KIE_ALLOW_LIVE: a tool error naming the fix
             if not confirm:
                 preflight = await run_preflight(validation, credit_source=kie, budget_credits=budget_credits)
-                return {
-                    "dry_run": True,
-                    "validation": _validation_view(validation),
-                    "preflight": _preflight_view(preflight),
-                    "next": "nothing was bought; call again with confirm=true to buy this"
-                    if all(r.code == "needs_confirmation" for r in preflight.blocking_reasons)
-                    else "blocked: fix the reasons above",
-                }
+                return _dry_run_view(validation, preflight)
             # confirm=true is the agent's (and its user's) answer to a require_confirmation tier too.
             opts = PipelineOptions(artifacts=artifacts, budget_credits=budget_credits, confirmed=True,
                                    tags=list(tags or []))
@@ -252,19 +273,38 @@ def build_server(kie: KieSession, artifacts_root: Path) -> MCPServer[Any]:
             raise _kie_error(exc) from None
         except ValueError as exc:
             raise _tool_error(f"{exc} (fix: correct the named value and call again)") from None
-        return {
-            "dry_run": False,
-            "status": result.status,
-            "state": result.state.value,
-            "run_id": result.run_id,
-            "task_id": result.task_id,
-            "outputs": [str(o.path) for o in result.outputs],
-            "output_urls": result.output_urls,
-            "credits_estimated": result.credits_estimated,
-            "credits_charged": result.credits_charged,
-            "error": result.error,
-            "resumable": result.resumable,
-        }
+        return _run_view(result)
+
+
+def _dry_run_view(validation: ValidationResult, preflight: PreflightResult) -> dict[str, Any]:
+    return {
+        "dry_run": True,
+        "validation": _validation_view(validation),
+        "preflight": _preflight_view(preflight),
+        "next": "nothing was bought; call again with confirm=true to buy this"
+        if all(r.code == "needs_confirmation" for r in preflight.blocking_reasons)
+        else "blocked: fix the reasons above",
+    }
+
+
+def _run_view(result: RunResult) -> dict[str, Any]:
+    return {
+        "dry_run": False,
+        "status": result.status,
+        "state": result.state.value,
+        "run_id": result.run_id,
+        "task_id": result.task_id,
+        "outputs": [str(o.path) for o in result.outputs],
+        "output_urls": result.output_urls,
+        "credits_estimated": result.credits_estimated,
+        "credits_charged": result.credits_charged,
+        "error": result.error,
+        "resumable": result.resumable,
+    }
+
+
+def _add_stored_run_tools(server: MCPServer[Any], artifacts_root: Path) -> None:
+    """``get_run`` and ``query_runs``: the runs stored under the artifacts root, offline."""
 
     @server.tool()
     async def get_run(run_id: str) -> dict[str, Any]:
@@ -296,6 +336,10 @@ def build_server(kie: KieSession, artifacts_root: Path) -> MCPServer[Any]:
             raise _tool_error(f"{exc} (fix: check the filters)") from None
         return {"runs": [e.model_dump(mode="json", exclude_none=True) for e in entries]}
 
+
+def _add_account_tools(server: MCPServer[Any], kie: KieSession, open_session: Callable[[], Awaitable[None]]) -> None:
+    """``credits``: the account's balance (opens the session)."""
+
     @server.tool()
     async def credits() -> dict[str, Any]:
         """The account's credit balance (and its USD value at $0.005 a credit)."""
@@ -306,12 +350,14 @@ def build_server(kie: KieSession, artifacts_root: Path) -> MCPServer[Any]:
             raise _kie_error(exc) from None
         return {"credits": balance.credits, "usd": round(balance.credits * 0.005, 4)}
 
+
+def _add_resources(server: MCPServer[Any]) -> None:
+    """Every model spec and docs page as a text resource."""
     for spec_path in sorted(data_dir("model_specs").glob("*.yaml")):
         _add_text_resource(server, f"kie://models/{spec_path.stem}", spec_path, "application/yaml",
                            f"model spec {spec_path.stem}")
     for rel, page in _doc_pages():
         _add_text_resource(server, f"kie://docs/{rel}", page, "text/markdown", f"docs page {rel}")
-    return server
 
 
 def _doc_pages() -> list[tuple[str, Path]]:

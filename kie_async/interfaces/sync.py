@@ -9,7 +9,7 @@ loop (a lock, a connection) then breaks on the next one.
 Any number of threads may call one ``KieClient`` at once: the calls are coroutines on the one loop, so they
 share the limiter exactly as tasks of one async program would. Errors come out as the same typed
 ``KieError`` classes. Calling it from inside a running event loop is refused (it would block that loop): use
-:class:`~kie_async.client.base.KieSession` there.
+:class:`~kie_async.session.KieSession` there.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from kie_async.catalogue.preflight import PreflightResult, run_preflight
 from kie_async.catalogue.pricing import CostEstimate, estimate_request_cost
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest, ValidationResult
 from kie_async.catalogue.validate import validate_request
-from kie_async.client.base import KieSession
 from kie_async.core.errors import KieConfigError
 from kie_async.core.settings import KieSettings
 from kie_async.pipeline.fanout import ProgressCallback, run_many
@@ -35,6 +34,7 @@ from kie_async.pipeline.handle import TaskHandle, TaskOutcome
 from kie_async.pipeline.outputs import FileOutput
 from kie_async.pipeline.run import run_pipeline
 from kie_async.pipeline.run_models import PipelineOptions, RunResult, RunResults
+from kie_async.session import KieSession
 from kie_async.wire.api_models import CreditBalance, DownloadResult, TaskCreated, TaskRecord
 from kie_async.wire.polling import TaskProgress
 

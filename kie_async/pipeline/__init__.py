@@ -13,13 +13,17 @@ import importlib
 import warnings
 from typing import Any
 
+_RUN_NAMES = frozenset(
+    {"Enhancer", "PipelineHooks", "PipelineOptions", "PipelineStatus", "RunOutput", "RunResult", "StageName",
+     "StageOutcome", "StageStatus", "outputs_intact", "parent_run_ids_of", "run_pipeline"}
+)
+
 
 def __getattr__(name: str) -> Any:
-    if name.startswith("__"):
-        raise AttributeError(name)
-    run = importlib.import_module("kie_async.pipeline.run")
-    if name not in run.__all__ and not hasattr(run, name):
+    # A fixed set, so ``from kie_async.pipeline import prepare`` (a submodule) never loads the whole pipeline.
+    if name not in _RUN_NAMES:
         raise AttributeError(f"module 'kie_async.pipeline' has no attribute {name!r}")
+    run = importlib.import_module("kie_async.pipeline.run")
     warnings.warn(
         f"kie_async.pipeline.{name} moved to kie_async.pipeline.run.{name}", DeprecationWarning, stacklevel=2
     )

@@ -19,27 +19,27 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from kie_async.artifacts import (
+from kie_async.artifacts.exceptions import KieArtifactError
+from kie_async.artifacts.layout import staging_name
+from kie_async.artifacts.manifest import (
     ArtifactSource,
-    KieArtifactError,
     PromptRecord,
     ProviderTrace,
     RunArtifact,
     RunArtifactCreateRequest,
     RunStatus,
-    create_run_artifact,
-    load_run,
 )
-from kie_async.artifacts.layout import staging_name
 from kie_async.artifacts.media import sha256_file
+from kie_async.artifacts.query import load_run
+from kie_async.artifacts.writer import create_run_artifact
 from kie_async.catalogue.request_models import NormalizedRequest, ValidationResult
 from kie_async.catalogue.specs import aload_registry, loaded_registry
-from kie_async.client.base import KieSession
+from kie_async.client import BaseSession
 from kie_async.core.errors import KieError, KieResponseShapeError
 from kie_async.core.threads import run_file_io
 from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.request_state import RequestState
-from kie_async.pipeline.prepare import PreparedRequest
+from kie_async.pipeline.prepared import PreparedRequest
 from kie_async.pipeline.run_context import RunContext
 from kie_async.pipeline.run_models import PipelineOptions, RunOutput, RunResult
 from kie_async.wire.api_models import TaskRecord
@@ -336,7 +336,7 @@ def _kind(output_kind: str | None) -> Literal["image", "video", "audio"] | None:
 
 
 async def _download_all(
-    session: KieSession, record: TaskRecord, folder: Path, output_kind: str | None
+    session: BaseSession, record: TaskRecord, folder: Path, output_kind: str | None
 ) -> list[_StoredOutput]:
     """Each output checked against the model's output kind and named ``output_{i}.{ext}`` from its content.
 

@@ -19,10 +19,10 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from kie_async.catalogue.blocked import KieRequestBlockedError
 from kie_async.catalogue.model_data import preload_model_data
 from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.payload import build_submission_payload
@@ -31,9 +31,9 @@ from kie_async.catalogue.presets import apply_enhanced_prompt, resolve_prompt_co
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
 from kie_async.catalogue.specs import ModelRegistry, aload_registry, load_registry, loaded_registry
 from kie_async.catalogue.validate import validate_request
+from kie_async.client import BaseSession
 from kie_async.core.errors import (
     KieInputError,
-    KieRequestBlockedError,
     KieSubmissionUncertainError,
     KieTaskFailedError,
 )
@@ -45,9 +45,6 @@ from kie_async.pipeline.prepare import prepare_request_for_submission
 from kie_async.pipeline.run_models import PipelineOptions
 from kie_async.wire.api_models import CreateTaskPayload, TaskRecord, TaskState
 from kie_async.wire.polling import TaskProgress, is_finished
-
-if TYPE_CHECKING:
-    from kie_async.client.base import KieSession
 
 log = logging.getLogger("kie_async.pipeline.handle")
 
@@ -100,7 +97,7 @@ class TaskHandle:
 
     def __init__(
         self,
-        session: KieSession,
+        session: BaseSession,
         task_id: str,
         *,
         model_key: str | None = None,
@@ -264,7 +261,7 @@ def check_task_id(task_id: str) -> str:
     return task_id
 
 
-def task_handle(session: KieSession, task_id: str, *, model_key: str | None = None) -> TaskHandle:
+def task_handle(session: BaseSession, task_id: str, *, model_key: str | None = None) -> TaskHandle:
     """Re-attach to a task created earlier (in this process or another); reads nothing until asked.
 
     ``model_key`` is checked at once when the specs are in memory; otherwise (this is sync code on the event
@@ -281,7 +278,7 @@ def task_handle(session: KieSession, task_id: str, *, model_key: str | None = No
 
 
 async def submit_request(
-    session: KieSession,
+    session: BaseSession,
     request: RawUserRequest | NormalizedRequest,
     *,
     options: PipelineOptions | None = None,
@@ -346,10 +343,10 @@ async def submit_request(
     )
 
 
-async def _create_once(session: KieSession, payload: CreateTaskPayload) -> str:
+async def _create_once(session: BaseSession, payload: CreateTaskPayload) -> str:
     """``createTask`` exactly once; an answer already on its way when the caller cancels is waited for and logged."""
     sent_at = datetime.now(UTC)
-    send = asyncio.ensure_future(session.create_task(payload))
+    send = asyncio.ensure_future(session.create_task(payload, validate=False))  # checked by the pipeline
     try:
         created = await asyncio.shield(send)
     except KieSubmissionUncertainError as exc:
@@ -374,7 +371,7 @@ async def _create_once(session: KieSession, payload: CreateTaskPayload) -> str:
 
 
 async def create_and_wait(
-    session: KieSession,
+    session: BaseSession,
     request: RawUserRequest | NormalizedRequest,
     *,
     options: PipelineOptions | None = None,

@@ -19,11 +19,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Self
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from kie_async.client import BaseSession
 from kie_async.core.errors import (
     KieConnectionError,
     KieDownloadContentError,
@@ -36,9 +37,6 @@ from kie_async.core.media_sniff import HEAD_BYTES, MediaKind, SniffedMedia, snif
 from kie_async.wire.api_models import DownloadResult
 from kie_async.wire.download import check_download_url
 from kie_async.wire.retry import parse_retry_after
-
-if TYPE_CHECKING:
-    from kie_async.client.base import KieSession
 
 CHUNK_SIZE = 64 * 1024
 """What one ``aiter_bytes`` step hands over: the socket's own granularity, so a proxy adds no latency."""
@@ -62,7 +60,7 @@ class OutputStream:
 
     def __init__(
         self,
-        session: KieSession,
+        session: BaseSession,
         stack: contextlib.AsyncExitStack,
         response: aiohttp.ClientResponse,
         head: bytes,
@@ -149,7 +147,7 @@ class FileOutput:
 
     def __init__(
         self,
-        session: KieSession,
+        session: BaseSession,
         url: str,
         *,
         kind: MediaKind | None = None,

@@ -13,49 +13,24 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from kie_async.artifacts.media import sha256_file
 from kie_async.catalogue.payload import media_needing_upload, with_hosted_media
 from kie_async.catalogue.request_models import NormalizedMedia, ValidationResult
 from kie_async.catalogue.validate import media_subject
-from kie_async.client.base import KieSession
+from kie_async.client import BaseSession
 from kie_async.core.errors import KieInputError
 from kie_async.core.media_sniff import MediaCheck, check_media, input_fix
 from kie_async.core.threads import run_file_io
+from kie_async.pipeline.prepared import MediaUpload, PreparedRequest
 
-
-class MediaUpload(BaseModel):
-    """How one input reached Kie.ai's file host."""
-
-    model_config = ConfigDict(frozen=True)
-
-    media_id: str
-    source: str = Field(description="local path, 'bytes', or the original URL")
-    sha256: str | None = None
-    bytes: int | None = None
-    url: str
-    action: Literal["uploaded", "reused", "rehosted", "passed_through"]
-
-
-class PreparedRequest(BaseModel):
-    """A validated request whose media are all hosted: ready for ``build_submission_payload``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    validation: ValidationResult
-    uploads: list[MediaUpload] = Field(default_factory=list)
-
-    @property
-    def uploaded_count(self) -> int:
-        return sum(1 for u in self.uploads if u.action in ("uploaded", "rehosted"))
+__all__ = ["MediaUpload", "PreparedRequest", "prepare_request_for_submission"]
 
 
 def _hash_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-async def _host_one(session: KieSession, media: NormalizedMedia) -> MediaUpload:
+async def _host_one(session: BaseSession, media: NormalizedMedia) -> MediaUpload:
     if media.source_type == "bytes":
         if media.data is None:
             raise KieInputError(f"{media.id}: bytes input has no data")
@@ -99,7 +74,7 @@ async def _refuse_non_media(local: list[NormalizedMedia]) -> None:
         )
 
 
-async def _rehost(session: KieSession, media: NormalizedMedia) -> MediaUpload:
+async def _rehost(session: BaseSession, media: NormalizedMedia) -> MediaUpload:
     assert media.value is not None
     url = media.value
     hosted, _ = await session.upload_once(f"url:{url}", lambda: session.upload_url(url))
@@ -108,7 +83,7 @@ async def _rehost(session: KieSession, media: NormalizedMedia) -> MediaUpload:
 
 async def prepare_request_for_submission(
     validation: ValidationResult,
-    session: KieSession,
+    session: BaseSession,
     *,
     rehost_urls: bool = False,
 ) -> PreparedRequest:

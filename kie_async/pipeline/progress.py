@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.errors import LiveError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kie_async.pipeline.fanout import BatchProgress
+from kie_async.pipeline.batch_progress import BatchProgress
 
 _REDRAW_SECONDS = 0.25
 

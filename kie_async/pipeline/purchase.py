@@ -15,15 +15,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from kie_async.artifacts import make_run_id
+from kie_async.artifacts.writer import make_run_id
 from kie_async.catalogue.payload import build_submission_payload
 from kie_async.catalogue.request_models import NormalizedRequest
-from kie_async.client.base import with_correlation
+from kie_async.client.adoption import with_correlation
 from kie_async.core.errors import KieError, KieSubmissionUncertainError
 from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.journal import boot_stamp, correlation_token
 from kie_async.ledger.request_state import RequestState
-from kie_async.pipeline.prepare import PreparedRequest
+from kie_async.pipeline.prepared import PreparedRequest
 from kie_async.pipeline.run_context import RunContext
 from kie_async.pipeline.run_models import RunResult
 from kie_async.wire.api_models import TaskCreated
@@ -49,75 +49,115 @@ async def submit_once(
     correlated callback can settle (the task's callBackUrl carries ``<journal key>.<attempt>``).
     """
     ledger, hooks, session = run.ledger, run.hooks, run.session
-    attempt = secrets.token_hex(4)
-    token = correlation_token(ledger.key, attempt)
-    callback = run.opts.callback_url or normalized.callback_url
-    payload = build_submission_payload(
-        prepared.validation, callback_url=with_correlation(callback, token) if callback else None
-    )
-    intent: dict[str, Any] = {
-        "attempt": attempt,
-        "provider_model": payload.model,
-        "prompt": (normalized.prompt or "")[:200] or None,
-        "credits_estimated": estimate,
-        "boot": boot_stamp(),
-    }
-    on_wire_now = False
-
-    async def on_wire() -> None:
-        nonlocal on_wire_now
-        await ledger.move(RequestState.SUBMITTING, **intent)
-        if hooks and hooks.on_submitting:
-            await hooks.on_submitting(estimate)
-        await ledger.mark_sending(attempt)
-        on_wire_now = True
-
-    async def on_unsent(exc: KieError) -> None:
-        nonlocal on_wire_now
-        on_wire_now = False
-        why = f"not sent: {exc}"
-        await ledger.move(RequestState.REFUSED, attempt=attempt, error=why, error_type=type(exc).__name__)
-
-    # Only a receiver that reaches this process can settle a lost answer while we wait; otherwise the journal
-    # is settled later (a receiver elsewhere appends the adoption) and the next run resumes.
-    # With a shared coordinator the receiver may be any worker on the account: its adoption is relayed here.
-    listening = session.receives_callbacks or session.coordinator.kind != "local"
-    adoption = session.expect_adoption(token, transport=payload.transport) if callback and listening else None
+    attempt = _Attempt(run, normalized, prepared, estimate)
+    adoption = _expect_adoption(run, attempt)
     run.submitted_at = datetime.now(UTC)
     run.submitted_here = True
-    send = asyncio.ensure_future(session.create_task(payload, on_wire=on_wire, on_unsent=on_unsent))
+    send = asyncio.ensure_future(
+        session.create_task(
+            attempt.payload, on_wire=attempt.on_wire, on_unsent=attempt.on_unsent, validate=False
+        )
+    )
     try:
         async with run.rec.stage("submit"):
             created = await asyncio.shield(send)
     except KieSubmissionUncertainError as exc:
-        if ledger.state is RequestState.SUBMITTING:
-            await ledger.move(RequestState.UNCERTAIN, attempt=attempt, error=str(exc), error_type=type(exc).__name__)
-        adopted = await _await_adoption(run, adoption, token) if adoption is not None else None
-        if adopted is None:
-            if budget is not None:
-                await budget.settle(reserved, None)  # may have been charged: count it
-            hint = _uncertain_hint(normalized, payload.model, run.submitted_at, callback is not None)
-            return run.result("submit_uncertain", error=f"{exc} {hint}", error_type=type(exc).__name__)
-        task_id = adopted
-        await _mark_submitted(run, task_id, estimate, attempt=attempt, adopted=True)
-        return task_id
+        return await _after_lost_answer(run, attempt, exc, adoption, budget, reserved)
     except asyncio.CancelledError:
-        if not on_wire_now:
+        if not attempt.on_wire_now:
             send.cancel()  # now, in this step: a shielded task would start later, after the send may have gone out
-        await asyncio.shield(_close_cancelled_submit(run, send, lambda: on_wire_now, attempt, estimate))
+        await asyncio.shield(_close_cancelled_submit(run, send, lambda: attempt.on_wire_now, attempt.id, estimate))
         raise
     except KieError as exc:
         if ledger.state is RequestState.SUBMITTING:  # a definite answer: Kie.ai created nothing
-            await ledger.move(RequestState.REFUSED, attempt=attempt, error=str(exc), error_type=type(exc).__name__)
+            await ledger.move(RequestState.REFUSED, attempt=attempt.id, error=str(exc), error_type=type(exc).__name__)
         if budget is not None:
             await budget.release(reserved)
         return run.result("failed", error=str(exc), error_type=type(exc).__name__)
     finally:
         if adoption is not None:
             still_open = ledger.state is RequestState.UNCERTAIN  # only then can a late callback settle anything
-            session.forget_adoption(token, late=hooks.on_late_adoption if hooks and still_open else None)
-    await _mark_submitted(run, created.task_id, estimate, attempt=attempt, adopted=False)
+            session.forget_adoption(attempt.token, late=hooks.on_late_adoption if hooks and still_open else None)
+    await _mark_submitted(run, created.task_id, estimate, attempt=attempt.id, adopted=False)
     return created.task_id
+
+
+class _Attempt:
+    """One createTask attempt: its id, correlation token, payload and journal intent, and whether it is on the wire.
+
+    ``on_wire`` / ``on_unsent`` are the session's seams: the intent and its ``sending`` marker are journaled only
+    once the rate limiter has granted a slot, and an attempt that provably did no work is closed as refused.
+    """
+
+    def __init__(
+        self, run: RunContext, normalized: NormalizedRequest, prepared: PreparedRequest, estimate: float | None
+    ) -> None:
+        self.run = run
+        self.estimate = estimate
+        self.normalized = normalized
+        self.id = secrets.token_hex(4)
+        self.token = correlation_token(run.ledger.key, self.id)
+        self.callback = run.opts.callback_url or normalized.callback_url
+        self.payload = build_submission_payload(
+            prepared.validation, callback_url=with_correlation(self.callback, self.token) if self.callback else None
+        )
+        self.intent: dict[str, Any] = {
+            "attempt": self.id,
+            "provider_model": self.payload.model,
+            "prompt": (normalized.prompt or "")[:200] or None,
+            "credits_estimated": estimate,
+            "boot": boot_stamp(),
+        }
+        self.on_wire_now = False
+
+    async def on_wire(self) -> None:
+        run = self.run
+        await run.ledger.move(RequestState.SUBMITTING, **self.intent)
+        if run.hooks and run.hooks.on_submitting:
+            await run.hooks.on_submitting(self.estimate)
+        await run.ledger.mark_sending(self.id)
+        self.on_wire_now = True
+
+    async def on_unsent(self, exc: KieError) -> None:
+        self.on_wire_now = False
+        why = f"not sent: {exc}"
+        await self.run.ledger.move(RequestState.REFUSED, attempt=self.id, error=why, error_type=type(exc).__name__)
+
+
+def _expect_adoption(run: RunContext, attempt: _Attempt) -> asyncio.Future[str] | None:
+    """Listen for a correlated callback that can settle a lost answer, when one can reach this process.
+
+    Only a receiver that reaches this process can settle a lost answer while we wait; otherwise the journal
+    is settled later (a receiver elsewhere appends the adoption) and the next run resumes.
+    With a shared coordinator the receiver may be any worker on the account: its adoption is relayed here.
+    """
+    session = run.session
+    listening = session.receives_callbacks or session.coordinator.kind != "local"
+    if not attempt.callback or not listening:
+        return None
+    return session.expect_adoption(attempt.token, transport=attempt.payload.transport)
+
+
+async def _after_lost_answer(
+    run: RunContext,
+    attempt: _Attempt,
+    exc: KieSubmissionUncertainError,
+    adoption: asyncio.Future[str] | None,
+    budget: CreditBudget | None,
+    reserved: float,
+) -> str | RunResult:
+    """createTask's answer was lost: uncertain, unless a correlated callback names the task it created."""
+    if run.ledger.state is RequestState.SUBMITTING:
+        await run.ledger.move(RequestState.UNCERTAIN, attempt=attempt.id, error=str(exc), error_type=type(exc).__name__)
+    adopted = await _await_adoption(run, adoption, attempt.token) if adoption is not None else None
+    if adopted is None:
+        if budget is not None:
+            await budget.settle(reserved, None)  # may have been charged: count it
+        callbacks = attempt.callback is not None
+        hint = _uncertain_hint(attempt.normalized, attempt.payload.model, run.submitted_at, callbacks)
+        return run.result("submit_uncertain", error=f"{exc} {hint}", error_type=type(exc).__name__)
+    await _mark_submitted(run, adopted, attempt.estimate, attempt=attempt.id, adopted=True)
+    return adopted
 
 
 async def _close_cancelled_submit(

@@ -15,20 +15,24 @@ import functools
 import inspect
 import logging
 import os
+import time
 
+from kie_async.artifacts.layout import folder_problem
 from kie_async.catalogue.model_data import preload_model_data
 from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.preflight import PreflightResult, run_preflight
 from kie_async.catalogue.presets import PRESET_DIR_ENV, PromptContext, apply_enhanced_prompt, resolve_prompt_context
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest, ValidationResult
 from kie_async.catalogue.validate import validate_request
-from kie_async.client.base import KieSession
+from kie_async.client import BaseSession
+from kie_async.core import telemetry
 from kie_async.core.errors import KieError, KieInputError
 from kie_async.core.limits import check_credits, check_timeout
 from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.request_state import Money, RequestState, facts
 from kie_async.pipeline.collect import collect_task, outputs_intact
-from kie_async.pipeline.prepare import PreparedRequest, prepare_request_for_submission
+from kie_async.pipeline.prepare import prepare_request_for_submission
+from kie_async.pipeline.prepared import PreparedRequest
 from kie_async.pipeline.purchase import submit_once
 from kie_async.pipeline.run_context import RunContext
 from kie_async.pipeline.run_models import (
@@ -42,6 +46,7 @@ from kie_async.pipeline.run_models import (
     StageOutcome,
     StageStatus,
 )
+from kie_async.pipeline.run_telemetry import describe_run
 
 __all__ = [
     "Enhancer",
@@ -67,9 +72,9 @@ def parent_run_ids_of(raw: RawUserRequest) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-async def run_pipeline(
+async def _run_pipeline(
     request: RawUserRequest | NormalizedRequest,
-    session: KieSession,
+    session: BaseSession,
     *,
     options: PipelineOptions | None = None,
     budget: CreditBudget | None = None,
@@ -80,14 +85,7 @@ async def run_pipeline(
     prior_state: RequestState | None = None,
     run_id: str | None = None,
 ) -> RunResult:
-    """Run one request end to end; returns a :class:`RunResult` (errors after submit are recorded, not raised).
-
-    ``resume_task_id`` skips everything up to submit and continues with a task bought earlier (journal resume);
-    ``prior_state`` is where the request stood before (``run_many`` passes the journal's view) and ``run_id``
-    the run folder already allocated to that task. Every state change goes through the request state machine
-    (:mod:`kie_async.ledger.request_state`) and out to ``hooks.on_state``. Cancellation propagates: in-flight
-    uploads, polls and downloads stop and no partial files remain.
-    """
+    """The pipeline itself; :func:`run_pipeline` wraps it in the run's span and metrics."""
     opts = options or PipelineOptions()
     _recheck(opts)  # model_copy(update=...) skips validation: a NaN budget or -1 timeout must not get through
     if resume_task_id is not None and not resume_task_id.strip():
@@ -127,6 +125,49 @@ async def run_pipeline(
     return await collect_task(
         run, normalized, validation, prepared, submitted, reserved=reserved, estimate=estimate, budget=budget
     )
+
+
+async def run_pipeline(
+    request: RawUserRequest | NormalizedRequest,
+    session: BaseSession,
+    *,
+    options: PipelineOptions | None = None,
+    budget: CreditBudget | None = None,
+    hooks: PipelineHooks | None = None,
+    resume_task_id: str | None = None,
+    parent_run_ids: list[str] | None = None,
+    request_key: str | None = None,
+    prior_state: RequestState | None = None,
+    run_id: str | None = None,
+) -> RunResult:
+    """Run one request end to end; returns a :class:`RunResult` (errors after submit are recorded, not raised).
+
+    ``resume_task_id`` skips everything up to submit and continues with a task bought earlier (journal resume);
+    ``prior_state`` is where the request stood before (``run_many`` passes the journal's view) and ``run_id``
+    the run folder already allocated to that task. Every state change goes through the request state machine
+    (:mod:`kie_async.ledger.request_state`) and out to ``hooks.on_state``. Cancellation propagates: in-flight
+    uploads, polls and downloads stop and no partial files remain.
+    """
+    model = request.model_key
+    with telemetry.span(f"generate_content {model}", _run_attributes(model, options, resume_task_id)) as span:
+        started = time.perf_counter()
+        result = await _run_pipeline(
+            request, session, options=options, budget=budget, hooks=hooks, resume_task_id=resume_task_id,
+            parent_run_ids=parent_run_ids, request_key=request_key, prior_state=prior_state, run_id=run_id,
+        )
+        describe_run(span, result, time.perf_counter() - started)
+        return result
+
+
+def _run_attributes(model: str, options: PipelineOptions | None, resume_task_id: str | None) -> dict[str, object]:
+    opts = options or PipelineOptions()
+    return {
+        "gen_ai.provider.name": telemetry.PROVIDER,
+        "gen_ai.operation.name": "generate_content",
+        "gen_ai.request.model": model,
+        "kie.preset": opts.preset_key,
+        "kie.resumed": resume_task_id is not None,
+    }
 
 
 def _recheck(opts: PipelineOptions) -> None:
@@ -207,6 +248,7 @@ async def _gate(
 ) -> tuple[float, float | None] | RunResult:
     """Preflight and the batch budget: the gate in front of the money. Returns (reserved, estimate)."""
     opts = run.opts
+    limited = budget is not None and budget.cap is not None  # a batch budget or the balance read for the batch
     async with run.rec.stage("preflight"):
         preflight = await run_preflight(
             validation,
@@ -217,6 +259,8 @@ async def _gate(
             check_files=False,
             thresholds=opts.thresholds,
             confirmed=opts.confirmed,
+            money_limited=limited,
+            spelling=opts.spelling,
         )
         preflight = await _ask_confirmation(preflight, opts)
     run.base["preflight"] = preflight
@@ -224,13 +268,40 @@ async def _gate(
     run.base["credits_estimated"] = estimate
     if not preflight.allowed:
         return run.stopped("blocked", "; ".join(r.message for r in preflight.blocking_reasons), "preflight")
-    reserved = 0.0
-    if budget is not None:
-        reserved = estimate or 0.0
-        if not await budget.reserve(reserved):
-            snap = budget.snapshot()
-            why = f"estimated {reserved:g} credits would pass the batch budget (remaining {snap.remaining:g})"
-            return run.stopped("over_budget", why, "budget")
+    if opts.write_artifact:
+        root = opts.artifacts.resolved_root()
+        problem = await asyncio.to_thread(folder_problem, root)  # a read-only root failed only after the purchase
+        if problem is not None:
+            why = f"the run folder root {root} (ArtifactSettings.root): {problem}; give it a folder you can write to"
+            return run.stopped("blocked", why, "artifacts")
+    return await _reserve(run, budget, estimate)
+
+
+async def _reserve(
+    run: RunContext, budget: CreditBudget | None, estimate: float | None
+) -> tuple[float, float | None] | RunResult:
+    """Hold the request's credits in the batch budget: its estimate, or the stated ceiling when no price is known.
+
+    Reserving 0 for an unpriced request let a 100-credit budget spend 330: with a cap, an unpriced request needs
+    ``unknown_cost_ceiling`` (settled on the provider's charge where one is reported, else counted in full).
+    """
+    if budget is None:
+        return 0.0, estimate
+    reserved = estimate
+    if reserved is None:
+        if budget.cap is None:
+            reserved = 0.0  # tracked, not capped: the result says "credits unknown"
+        elif run.opts.unknown_cost_ceiling is None:
+            why = (f"no price is known for {run.ledger.model_key} and the batch has a credit cap; "
+                   f"{run.opts.spelling.unknown_cost_ceiling} says how much of it one such request may take")
+            return run.stopped("blocked", why, "budget")
+        else:
+            reserved = run.opts.unknown_cost_ceiling
+    if not await budget.reserve(reserved):
+        snap = budget.snapshot()
+        what = "estimated" if estimate is not None else "the unknown-cost ceiling of"
+        why = f"{what} {reserved:g} credits would pass the batch budget (remaining {snap.remaining:g})"
+        return run.stopped("over_budget", why, "budget")
     return reserved, estimate
 
 

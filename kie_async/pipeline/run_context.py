@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from kie_async.client.base import KieSession
+from kie_async.client import BaseSession
+from kie_async.core import telemetry
 from kie_async.ledger.journal import JournalRecord
 from kie_async.ledger.request_state import RequestState, can_move, check_move
 from kie_async.pipeline.run_models import (
@@ -39,6 +40,7 @@ class StageRecorder:
     def add(self, name: StageName, status: StageStatus, started: float, detail: str | None = None) -> None:
         outcome = StageOutcome(name=name, status=status, seconds=round(time.perf_counter() - started, 4), detail=detail)
         self.stages.append(outcome)
+        telemetry.record("kie.stage.duration", outcome.seconds, {"kie.stage": name, "kie.stage.status": status})
         if self._on_stage is not None:
             self._on_stage(outcome)
 
@@ -47,15 +49,16 @@ class StageRecorder:
         started = time.perf_counter()
         if self._on_stage is not None:
             self._on_stage(StageOutcome(name=name, status="running", seconds=0.0))
-        try:
-            yield
-        except asyncio.CancelledError:
-            self.add(name, "cancelled", started)
-            raise
-        except BaseException as exc:
-            self.add(name, "failed", started, f"{type(exc).__name__}: {exc}")
-            raise
-        self.add(name, "ok", started)
+        with telemetry.span(f"kie.stage {name}", {"kie.stage": name}):
+            try:
+                yield
+            except asyncio.CancelledError:
+                self.add(name, "cancelled", started)
+                raise
+            except BaseException as exc:
+                self.add(name, "failed", started, f"{type(exc).__name__}: {exc}")
+                raise
+            self.add(name, "ok", started)
 
 
 class RequestLedger:
@@ -104,7 +107,7 @@ class RunContext:
     def __init__(
         self,
         opts: PipelineOptions,
-        session: KieSession,
+        session: BaseSession,
         hooks: PipelineHooks | None,
         request_key: str | None,
         parent_run_ids: list[str] | None,

@@ -7,16 +7,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
-from kie_async.artifacts import ArtifactSettings
 from kie_async.artifacts.manifest import clean_tags
+from kie_async.artifacts.settings import ArtifactSettings
 from kie_async.catalogue.preflight import PreflightResult, PreflightThresholds
 from kie_async.catalogue.presets import PromptContext
 from kie_async.catalogue.request_models import MediaInput, ValidationResult
+from kie_async.core.spelling import PYTHON, Spelling
 from kie_async.ledger.journal import JournalRecord
 from kie_async.ledger.request_state import Money, RequestState, facts
-from kie_async.pipeline.prepare import PreparedRequest
+from kie_async.pipeline.prepared import PreparedRequest
+from kie_async.pipeline.result_html import run_result_html, run_results_html
 
 StageName = Literal[
     "normalize", "prompt", "enhance", "validate", "preflight", "prepare", "submit", "wait", "download", "artifact"
@@ -107,6 +109,12 @@ class RunResult(BaseModel):
         """Paid for and not finished: a re-run (same journal, or ``resume_task_id``) continues the same task."""
         return facts(self.state).resumable
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def credits_unknown(self) -> bool:
+        """Bought (or maybe bought) with no price known and no charge reported: its cost is unknown, not 0."""
+        return not self.spent_nothing and self.credits_charged is None and self.credits_estimated is None
+
     @property
     def total_seconds(self) -> float:
         return round(sum(s.seconds for s in self.stages), 4)
@@ -116,8 +124,6 @@ class RunResult(BaseModel):
 
     def _repr_html_(self) -> str:
         """Jupyter's view: the thumbnail (or video poster) inline, status, model, credits, run folder."""
-        from kie_async.interfaces.notebook import run_result_html
-
         return run_result_html(self)
 
 
@@ -130,12 +136,23 @@ class RunResults(list[RunResult]):
 
     @property
     def credits_charged(self) -> float:
-        """Total reconciled spend of the batch (runs that bought nothing count 0)."""
+        """Total reconciled spend of the batch's priced purchases (see :attr:`credits_unknown` for the rest)."""
         return sum(r.credits_charged or 0.0 for r in self)
 
-    def _repr_html_(self) -> str:
-        from kie_async.interfaces.notebook import run_results_html
+    @property
+    def credits_unknown(self) -> int:
+        """How many purchases have no known cost: a total that left them out would read as all the spend."""
+        return sum(1 for r in self if r.credits_unknown)
 
+    def spend_line(self) -> str:
+        """``"credits spent: 270"`` or ``"credits spent: 100 + 3 purchases with credits unknown"``."""
+        line = f"credits spent: {self.credits_charged:g}"
+        unknown = self.credits_unknown
+        if unknown:
+            line += f" + {unknown} purchase{'s' if unknown > 1 else ''} with credits unknown"
+        return line
+
+    def _repr_html_(self) -> str:
         return run_results_html(self)
 
 
@@ -169,7 +186,17 @@ class PipelineOptions(BaseModel):
     budget_credits: float | None = Field(
         default=None, ge=0, allow_inf_nan=False, description="refuse a single run estimated above this"
     )
-    allow_unknown_cost: bool = False
+    allow_unknown_cost: bool = Field(
+        default=False, description="let a request with no known price run where a credit limit is in play"
+    )
+    unknown_cost_ceiling: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="credits a budget holds for one request with no known price (required with a budget); the "
+        "provider's charge settles it when reported, else the ceiling is counted",
+    )
+    spelling: Spelling = Field(
+        default=PYTHON, description="how refusals name options: the caller's own spelling (the CLI passes its flags)"
+    )
     rehost_urls: bool = False
     callback_url: str | None = None
     callback_driven: bool = False

@@ -21,7 +21,7 @@ import hashlib
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,14 @@ import aiohttp
 import yarl
 from pydantic import BaseModel, ConfigDict
 
-from kie_async.core.errors import KieDownloadContentError, KieDownloadError, KieDownloadURLError
+from kie_async.core.errors import (
+    KieDownloadContentError,
+    KieDownloadError,
+    KieDownloadTooLargeError,
+    KieDownloadURLError,
+)
 from kie_async.core.media_sniff import HEAD_BYTES, MediaKind, SniffedMedia, check_media, sniff_head
+from kie_async.core.settings import OutputKind
 from kie_async.core.tokens import name_token
 
 CHUNK_SIZE = 1 << 20
@@ -262,20 +268,45 @@ class _FileWriter:
         return self._digest.hexdigest()
 
 
+DEFAULT_MAX_OUTPUT_BYTES: dict[OutputKind, int] = {
+    "image": 256 << 20,
+    "audio": 1 << 30,
+    "video": 16 << 30,
+    "other": 4 << 30,
+}
+"""Size caps by output kind: far above any real output, low enough that an endless body stops long before a disk
+fills. ``KieSettings.max_output_bytes`` overrides them per kind."""
+
+
+def output_cap(kind: MediaKind | None, caps: Mapping[OutputKind, int] | None = None) -> int:
+    """The size cap for an output of ``kind`` (``other`` when the kind is not known)."""
+    table: dict[OutputKind, int] = {**DEFAULT_MAX_OUTPUT_BYTES, **(caps or {})}
+    return table[kind or "other"]
+
+
+def _too_large(dest: Path, cap: int, what: str) -> KieDownloadTooLargeError:
+    return KieDownloadTooLargeError(f"download of {dest.name}: {what} passes the {cap:,}-byte cap for this output")
+
+
 async def stream_response_to_file(
     response: aiohttp.ClientResponse,
     dest: Path,
     *,
     expect_kind: MediaKind | None = None,
     name_from_content: bool = False,
+    max_bytes: int | None = None,
 ) -> StreamedFile:
     """Write ``response``'s body to ``dest`` atomically and describe what landed.
 
     With ``expect_kind`` the body must be non-empty media of that kind whose header reads, else
     :class:`KieDownloadContentError` (retryable) and no file. With ``name_from_content`` the final name takes
-    the extension of the sniffed content (``dest.with_suffix``), never the server's.
+    the extension of the sniffed content (``dest.with_suffix``), never the server's. A body longer than
+    ``max_bytes`` (default: the cap for ``expect_kind``) stops with :class:`KieDownloadTooLargeError` and no file.
     """
+    cap = max_bytes if max_bytes is not None else output_cap(expect_kind)
     expected = response.content_length
+    if expected is not None and expected > cap:
+        raise _too_large(dest, cap, f"the announced {expected:,} bytes")
     status = response.status
     said = response.headers.get("Content-Type")
     writer = _FileWriter(dest, asyncio.get_running_loop())
@@ -300,9 +331,13 @@ async def stream_response_to_file(
     try:
         batch: list[bytes] = []
         size = 0
+        total = 0
         async for chunk in response.content.iter_any():
             batch.append(chunk)
             size += len(chunk)
+            total += len(chunk)
+            if total > cap:
+                raise _too_large(dest, cap, "the body")
             if size >= BATCH_BYTES:
                 await writer.put(batch, size)
                 batch, size = [], 0

@@ -30,6 +30,7 @@ from kie_async.core.errors import (
 )
 from kie_async.core.logs import attempt_number
 from kie_async.core.settings import RetrySettings
+from kie_async.core.telemetry import retry_reason
 
 T = TypeVar("T")
 log = logging.getLogger("kie_async.wire.retry")
@@ -108,8 +109,10 @@ class RetryPolicy:
         """Run ``op`` until it succeeds, a non-retryable error occurs, or retries run out."""
         limit = self.settings.max_retries if max_retries is None else max_retries
         attempt = 0
+        reason: str | None = None
         while True:
             token = attempt_number.set(attempt + 1)
+            why = retry_reason.set(reason)  # the span of the next attempt says why it is one
             try:
                 return await op()
             except KieError as exc:
@@ -130,8 +133,10 @@ class RetryPolicy:
                     on_retry(attempt, exc, wait)
                 await self.sleep(wait)
                 attempt += 1
+                reason = type(exc).__name__
             finally:
                 attempt_number.reset(token)
+                retry_reason.reset(why)
 
     def _too_long(self, retry_after: float | None) -> bool:
         s = self.settings

@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from kie_async.catalogue.guides import stale_guides, write_guides
 from kie_async.core.errors import KieInputError
 from kie_async.interfaces.cli._common import add_offline_flag, check_folder_arg, default_output_dir, resolve_settings
 
@@ -51,8 +52,6 @@ def _default_guides_dir() -> Path:
 
 
 def _guides(args: argparse.Namespace) -> int:
-    from kie_async.catalogue.guides import stale_guides, write_guides
-
     folder = args.out or _default_guides_dir()
     if args.check:
         stale = stale_guides(folder)
@@ -79,7 +78,7 @@ def _mcp(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 async def _serve(args: argparse.Namespace, out: Path, build: Any) -> int:
     # stdout is the protocol channel under stdio: every log line goes to stderr.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    from kie_async.client.base import KieSession
+    from kie_async.session import KieSession
 
     async with resolve_settings(args.offline, generation_seconds=0.5) as settings:
         kie = KieSession(settings)  # opened by the first tool that needs it: the offline tools need no key

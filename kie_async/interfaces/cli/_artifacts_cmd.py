@@ -12,19 +12,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from kie_async.artifacts import (
-    RunStatus,
-    get_latest_assets,
-    load_run,
-    print_run_summary,
-    query_runs,
-    read_index,
-    rebuild_artifact_index,
-    update_run_notes,
-    update_run_tags,
-)
+from kie_async.artifacts.index import read_index, rebuild_artifact_index
 from kie_async.artifacts.layout import DEFAULT_ROOT_ENV, resolve_root
-from kie_async.artifacts.manifest import NOTES_FILENAME
+from kie_async.artifacts.manifest import NOTES_FILENAME, RunStatus
+from kie_async.artifacts.notes import update_run_notes, update_run_tags
+from kie_async.artifacts.query import get_latest_assets, load_run, print_run_summary, query_runs
 from kie_async.core.errors import KieInputError
 from kie_async.interfaces.cli._common import count_arg
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from kie_async.client.base import KieSession
 from kie_async.interfaces.callback_receiver import add_callback_route
 from kie_async.interfaces.cli._common import check_file_arg, number_arg, resolve_settings
+from kie_async.session import KieSession
 
 HMAC_ENV = "KIE_WEBHOOK_HMAC_KEY"
 

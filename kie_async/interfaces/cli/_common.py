@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from kie_async.artifacts.layout import folder_problem
 from kie_async.core.errors import KieInputError
 from kie_async.core.limits import number_problem
 from kie_async.core.settings import KieSettings, PollSettings
@@ -76,16 +77,9 @@ def check_folder_arg(path: Path, option: str) -> Path:
     Found late, this was a ``NotADirectoryError`` traceback from the download stage, after the task was bought.
     """
     path = path.absolute()
-    for candidate in (path, *path.parents):
-        if not candidate.exists():
-            continue
-        if not candidate.is_dir():
-            where = "" if candidate == path else f" ({candidate} is a file)"
-            raise KieInputError(f"{option} {path} is not a folder{where}", hint=f"give {option} a folder or a new name")
-        if not os.access(candidate, os.W_OK | os.X_OK):
-            raise KieInputError(f"{option} {path}: no permission to write in {candidate}",
-                                hint=f"give {option} a folder you can write to")
-        break
+    problem = folder_problem(path)
+    if problem is not None:
+        raise KieInputError(f"{option} {path}: {problem}", hint=f"give {option} a folder you can write to")
     return path
 
 

@@ -8,9 +8,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from kie_async.artifacts import ArtifactSettings
+from kie_async.artifacts.settings import ArtifactSettings
 from kie_async.catalogue.request_models import RawUserRequest
-from kie_async.client.base import KieSession
 from kie_async.interfaces.cli._common import (
     add_json_flag,
     add_offline_flag,
@@ -20,6 +19,7 @@ from kie_async.interfaces.cli._common import (
     resolve_settings,
 )
 from kie_async.pipeline.run import PipelineHooks, PipelineOptions, StageOutcome, run_pipeline
+from kie_async.session import KieSession
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

@@ -401,7 +401,7 @@ def pricing_refresh_command(args: argparse.Namespace) -> int | Coroutine[Any, An
 
 async def _pricing_refresh_live(args: argparse.Namespace) -> int:
     """Ask the pricing API through KieSession (so the live gate, retries and limits apply), then write."""
-    from kie_async.client.base import KieSession
+    from kie_async.session import KieSession
 
     async with resolve_settings(args.offline) as settings, KieSession(settings) as kie:
         records = await kie.get_pricing_records()

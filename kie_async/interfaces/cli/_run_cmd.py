@@ -20,12 +20,12 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kie_async.artifacts import ArtifactSettings
+from kie_async.artifacts.settings import ArtifactSettings
 from kie_async.catalogue.preflight import PreflightResult
 from kie_async.catalogue.request_models import MediaInput, RawUserRequest
-from kie_async.client.base import KieSession
 from kie_async.core.errors import KieInputError
 from kie_async.core.settings import KieSettings
+from kie_async.core.spelling import CLI as CLI_SPELLING
 from kie_async.interfaces.cli._common import (
     add_offline_flag,
     check_file_arg,
@@ -36,6 +36,7 @@ from kie_async.interfaces.cli._common import (
     default_output_dir,
     err_console,
     json_kind,
+    number_arg,
     resolve_settings,
     seconds_arg,
     strict_json,
@@ -43,7 +44,8 @@ from kie_async.interfaces.cli._common import (
 from kie_async.interfaces.cli._models_cmd import _callback_url_arg, _request_args, build_request
 from kie_async.pipeline.fanout import BatchProgress, run_many
 from kie_async.pipeline.run import PipelineOptions, RunResult, run_pipeline
-from kie_async.pipeline.run_models import ConfirmCallback
+from kie_async.pipeline.run_models import ConfirmCallback, RunResults
+from kie_async.session import KieSession
 
 COORDINATION_ENV = "KIE_COORDINATION_URL"
 
@@ -102,6 +104,10 @@ def _common_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="artifacts root (default $KIE_OUTPUT_DIR or ./outputs)")
     parser.add_argument("--budget", type=credits_arg, default=None, help="credit cap: never submit past it")
     parser.add_argument("--allow-unknown-cost", action="store_true", help="submit even when no price is known")
+    parser.add_argument(
+        "--unknown-cost-ceiling", type=number_arg(minimum=0.0, strict=True), default=None, metavar="CREDITS",
+        help="with a budget: credits it holds for each request with no known price (settled on the real charge)",
+    )
     parser.add_argument("--wait-timeout", type=seconds_arg, default=None, help="seconds to wait per task (> 0)")
     parser.add_argument("--no-derivatives", action="store_true", help="skip web/thumb images")
     parser.add_argument(
@@ -183,6 +189,8 @@ def _options(args: argparse.Namespace, out: Path) -> PipelineOptions:
         artifacts=artifacts,
         preset_key=getattr(args, "preset", None),
         allow_unknown_cost=args.allow_unknown_cost,
+        unknown_cost_ceiling=args.unknown_cost_ceiling,
+        spelling=CLI_SPELLING,
         budget_credits=args.budget if hasattr(args, "prompt") else None,
         wait_timeout=args.wait_timeout,
         callback_url=getattr(args, "callback_url", None) if not hasattr(args, "prompt") else None,
@@ -202,6 +210,7 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "outputs": [str(o.path) for o in result.outputs],
         "credits_estimated": result.credits_estimated,
         "credits_charged": result.credits_charged,
+        "credits_unknown": result.credits_unknown,
         "resumed": result.resumed,
         "state": result.state.value,
         "resumable": result.resumable,
@@ -434,12 +443,14 @@ async def _run_batch_async(
             table.add_column(column)
         for i, r in enumerate(results):
             credits = f"{r.credits_charged:g}" if r.credits_charged is not None else "-"
+            credits = "unknown" if r.credits_unknown else credits
             tail = str(r.outputs[0].path) if r.outputs else (r.error or "")
             table.add_row(
                 str(i), r.model_key, r.status + (" (resumed)" if r.resumed else ""), credits, r.task_id or "-", tail
             )
         console.print(table)
         console.print(where)
+        console.print(RunResults(results).spend_line())
         states = Counter(r.status for r in results)
         if states["incomplete"]:
             console.print(

@@ -1,0 +1,103 @@
+"""The emulator's separate APIs (Veo 3.1, Runway, Aleph, Suno, 4o Image, Flux Kontext): create and status routes.
+
+They share the market's books (credits, the createTask rate window, the task timeline, the download host,
+signed callbacks) and its fault injection: each create route is faulted as ``createTask`` and each status
+route as ``recordInfo`` (route names ``createTask:<api>`` / ``recordInfo:<api>``). Only the spelling differs,
+and that lives in :mod:`.transports.dialects`. A dialect's terminal callback is sent by
+:mod:`kie_async.emulator.lifecycle`, which reads the dialects itself (this module imports the lifecycle, never
+the other way round).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from kie_async.emulator.context import EmulatorContext, log
+from kie_async.emulator.lifecycle import output_urls, sell_task
+from kie_async.emulator.policy import api_body_problems, schema_input_checker
+from kie_async.emulator.transports.dialects import DIALECTS, Dialect, view_of
+from kie_async.emulator.wire import admit, context, envelope, json_object, readable_task, reject_create
+
+__all__ = ["add_transport_routes"]
+
+MSG_NO_CREDITS = "The current credits are insufficient. Please top up."
+
+
+def _problems(dialect: Dialect, body: dict[str, Any]) -> list[str]:
+    problems = [f"{name} is required" for name in dialect.required if body.get(name) in (None, "")]
+    callback = body.get("callBackUrl")
+    if callback is not None and not (isinstance(callback, str) and callback.startswith(("http://", "https://"))):
+        problems.append("callBackUrl must be an http(s) URL")
+    if dialect.model_field is not None and not isinstance(body.get(dialect.model_field, ""), str):
+        problems.append(f"{dialect.model_field} must be a string")
+    return problems
+
+
+def _create_handler(dialect: Dialect) -> Any:
+    async def create(request: web.Request) -> web.StreamResponse:
+        ctx = context(request)
+        key = admit(request, ctx, ctx.create_limiter, reject_create)
+        if isinstance(key, web.Response):
+            return key
+        body = await json_object(request)
+        if body is None:
+            return reject_create(ctx, 400, "Request body must be a JSON object")
+        callback = body.get("callBackUrl")
+        prompt = body.get("prompt")
+        ctx.create_arrivals.append({"callBackUrl": callback if isinstance(callback, str) else None,
+                                    "prompt": prompt if isinstance(prompt, str) else None})
+        problems = _problems(dialect, body)
+        model = dialect.catalogue_model(body)
+        fields = {k: v for k, v in body.items() if k not in (dialect.model_field, "callBackUrl")}
+        try:
+            if not problems:
+                problems = _judge(ctx, dialect, model, body, fields)
+            if problems:
+                return reject_create(ctx, 422, "; ".join(problems))
+            cost = ctx.config.cost(model, fields)
+        except Exception:  # a plugged-in checker or price function must not take the emulator down
+            log.exception("emulator: input_checker/cost_fn raised for %s model %r", dialect.name, model)
+            return reject_create(ctx, 500, "Internal Error, Please try again later.")
+        cost = ctx.config.unknown_model_cost if cost is None else float(cost)
+        if not ctx.ledger.try_charge(key, cost):
+            return reject_create(ctx, 402, MSG_NO_CREDITS)
+        render = dialect.render_params(body)
+        extension = {"video": "mp4", "audio": "wav"}.get(dialect.output_kind) or (
+            "jpeg" if str(render.get("output_format", "png")).lower() in ("jpg", "jpeg") else "png")
+        task = sell_task(ctx, key, model, body, cost, extension=extension, outputs=dialect.outputs,
+                         dialect=dialect.name, output_kind=dialect.output_kind, render_params=render)
+        return envelope(ctx, 200, "success", {"taskId": task.task_id})
+
+    return create
+
+
+def _judge(
+    ctx: EmulatorContext, dialect: Dialect, model: str, body: dict[str, Any], fields: dict[str, Any]
+) -> list[str]:
+    """A separate API is judged by its create endpoint's published schema (the whole body: these APIs have no
+    ``input`` object and the model, where there is one, sits beside the fields); a test's own ``input_checker``
+    override, or the flat-cost mode, still takes precedence."""
+    config = ctx.config
+    if config.accept_unknown_models or config.input_checker is not schema_input_checker:
+        return list(config.check_input(model, fields))
+    return api_body_problems(dialect.create_path, body)
+
+
+def _status_handler(dialect: Dialect) -> Any:
+    async def status(request: web.Request) -> web.StreamResponse:
+        found = readable_task(request, dialect.name)
+        if isinstance(found, web.Response):
+            return found
+        ctx, task = found
+        return envelope(ctx, 200, "success", dialect.record(view_of(task, output_urls(ctx, task))))
+
+    return status
+
+
+def add_transport_routes(router: web.UrlDispatcher) -> None:
+    """Every separate API's create and status route, named so the fault middleware treats them as the market's."""
+    for dialect in DIALECTS.values():
+        router.add_post(dialect.create_path, _create_handler(dialect), name=f"createTask:{dialect.name}")
+        router.add_get(dialect.status_path, _status_handler(dialect), name=f"recordInfo:{dialect.name}")
