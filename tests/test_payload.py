@@ -135,7 +135,7 @@ for _key in ("flux-kontext-pro", "flux-kontext-max"):
         (f"{_key} text_to_image", RawUserRequest(model_key=_key, prompt="p"), _key,
          {"prompt": "p", "aspectRatio": "16:9", "outputFormat": "jpeg", "safetyTolerance": 2}),
         (f"{_key} image_edit", RawUserRequest(model_key=_key, prompt="p", images=[IMG]), _key,
-         {"prompt": "p", "inputImage": IMG, "aspectRatio": "16:9", "outputFormat": "jpeg", "safetyTolerance": 2}),
+         {"prompt": "p", "inputImage": IMG, "outputFormat": "jpeg", "safetyTolerance": 2}),  # keeps its ratio
     ]
 
 @pytest.mark.parametrize(("request_", "model_id", "expected"), [pytest.param(*c[1:], id=c[0]) for c in CASES])

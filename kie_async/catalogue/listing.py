@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from kie_async.catalogue.fixtures import REQUEST_FIXTURES
 from kie_async.catalogue.pricing import PricingError, latest_snapshot
+from kie_async.catalogue.prose_audit import committed_counts
 from kie_async.catalogue.specs import FieldSpec, ModelRegistry, ModelSpec, load_registry
 from kie_async.core.compiled_cache import content_key, read_index, write_index
 
@@ -38,6 +39,10 @@ class CatalogueRow(BaseModel):
     priced: bool
     aliases: list[str]
     source: str | None = None
+    price_source: str | None = None
+    page_limits: str = "—"
+    """The prose-limit audit's counts: statements found on the page, how many the spec enforces, how many it
+    explains (``kie_async.catalogue.prose_audit``)."""
 
 
 def price_range(key: str) -> str:
@@ -57,20 +62,36 @@ def price_range(key: str) -> str:
     return f"{amount} cr{_UNIT_SHORT.get(pricing.unit, ' ' + pricing.unit)}"
 
 
-def _row(spec: ModelSpec) -> CatalogueRow:
+def _price_source(key: str) -> str | None:
+    try:
+        snapshot = latest_snapshot()
+    except PricingError:
+        return None
+    return f"{snapshot.source_kind} {snapshot.captured_on.isoformat()}" if key in snapshot.models else None
+
+
+def _audit_text(counts: dict[str, int] | None) -> str:
+    if not counts:
+        return "—"
+    return f"{counts.get('found', 0)}: {counts.get('enforced', 0)} enforced, {counts.get('explained', 0)} explained"
+
+
+def _row(spec: ModelSpec, audit: dict[str, dict[str, int]] | None = None) -> CatalogueRow:
     price = price_range(spec.key)
     return CatalogueRow(
         key=spec.key, label=spec.label, family=spec.family, output=spec.output_kind,
         task_modes=[m.name for m in spec.task_modes], provider_models=sorted(set(spec.provider_models)),
         price=price, priced=price != "unknown", aliases=list(spec.aliases),
-        source=spec.source_page.url if spec.source_page else None,
+        source=spec.source_page.url if spec.source_page else (spec.audit_page.url if spec.audit_page else None),
+        price_source=_price_source(spec.key), page_limits=_audit_text((audit or {}).get(spec.key)),
     )
 
 
 def catalogue_rows(registry: ModelRegistry | None = None) -> list[CatalogueRow]:
     """Every spec as a row, sorted by family then key."""
     reg = registry or load_registry()
-    return sorted((_row(s) for s in reg.specs.values()), key=lambda r: (r.family, r.key))
+    audit = committed_counts()
+    return sorted((_row(s, audit) for s in reg.specs.values()), key=lambda r: (r.family, r.key))
 
 
 def group_by_family(rows: Iterable[CatalogueRow]) -> dict[str, list[CatalogueRow]]:
@@ -176,18 +197,26 @@ def render_markdown(registry: ModelRegistry | None = None) -> str:
         "Left out too: `elevenlabs/speech-to-text` (it returns a transcript) and the two Sora 2 character pages "
         "(they return a character id), because the pipeline downloads media. Grok Imagine's extend and "
         "upscale work on an earlier task's id and return a video: they are in, with the task mode `follow_up`. "
-        "Veo 3.1, Runway, Suno, 4o Image and Flux Kontext have their own endpoints and are not listed here.",
+        "Veo 3.1, Runway, Suno, 4o Image and Flux Kontext have their own endpoints (a `transport` in their spec) "
+        "and are listed with the rest; their page link is the create page the audit reads.",
+        "",
+        "*Page limits* counts the limits a model's page states in words (lengths, counts, sizes, pixel bounds, "
+        "conditions) that the prose-limit audit (`python -m kie_async.catalogue.prose_audit`) found: each is "
+        "enforced by the spec or listed in its `page_limits` with why not. *Price source* is the pricing "
+        "snapshot's kind and date (`kie-async pricing status` shows every key's).",
         "",
         "Families: " + ", ".join(f"[{f}](#{f.replace('.', '')})" for f in families),
         "",
     ]
     for family, members in families.items():
-        lines += [f"## {family}", "", "| key | output | task modes | provider model | price | page |",
-                  "|---|---|---|---|---|---|"]
+        lines += [f"## {family}", "",
+                  "| key | output | task modes | provider model | price | price source | page limits | page |",
+                  "|---|---|---|---|---|---|---|---|"]
         for row in members:
             page = f"[docs]({row.source})" if row.source else "—"
             lines.append(f"| `{row.key}` | {row.output} | {', '.join(row.task_modes)} | "
-                         f"{', '.join(f'`{m}`' for m in row.provider_models)} | {row.price} | {page} |")
+                         f"{', '.join(f'`{m}`' for m in row.provider_models)} | {row.price} | "
+                         f"{row.price_source or '—'} | {row.page_limits} | {page} |")
         lines.append("")
     return "\n".join(lines)
 

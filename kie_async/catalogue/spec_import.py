@@ -31,7 +31,8 @@ _MIME_FORMATS: dict[str, list[str]] = {
     "x-m4a": ["m4a"], "m4a": ["m4a"], "flac": ["flac"], "avi": ["avi"],
 }
 _TYPES_CLAUSE = re.compile(r"(?:types|formats?)\s*:\s*([^;)\n]+)", re.I)
-_MIME = re.compile(r"\b(?:image|video|audio)/([a-z0-9.+-]+)", re.I)
+_MIME = re.compile(r"\b(?:image|video|audio)/([a-z0-9+-]+(?:\.[a-z0-9+-]+)*)", re.I)
+_AUDIO_MP4 = re.compile(r"\baudio/mp4\b", re.I)
 _SUPPORTS = re.compile(r"supports?\s+((?:[A-Za-z0-9]+(?:,\s*|\s+and\s+|\s*/\s*|,\s*and\s+))+[A-Za-z0-9]+)\s+"
                        r"(?:formats?|files?)", re.I)
 _STATED_MIN = re.compile(r"min(?:imum)?\s*(?:value)?\s*:\s*`?(-?\d+(?:\.\d+)?)", re.I)
@@ -143,7 +144,7 @@ def import_page(page: ProviderPage, *, family: str | None = None, key: str | Non
     context = f"{provider_model} {page.title or ''} {op.summary or ''}"
     mode_name = _mode_name(context, media_names, props, required)
     output_kind = _output_kind(mode_name, context, props)
-    slots = [_slot(n, props[n], n in required, todos) for n in media_names]
+    slots = _unique_slot_names([_slot(n, props[n], n in required, todos) for n in media_names])
     _role_todos(mode_name, slots, todos)
     _description_todos(props, todos)
 
@@ -325,6 +326,17 @@ def _slot(name: str, prop: JsonSchema, required: bool, todos: list[str]) -> dict
     return slot
 
 
+def _unique_slot_names(slots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A slot whose short name an earlier slot already has (``image_url`` and ``image_urls``) is named by its field:
+    media are sent by slot name, so one name for two fields would send a file twice."""
+    seen: set[str] = set()
+    for slot in slots:
+        if slot["name"] in seen:
+            slot["name"] = slot["field"]
+        seen.add(slot["name"])
+    return slots
+
+
 def _formats(text: str) -> list[str]:
     clause = _TYPES_CLAUSE.search(text) or _SUPPORTS.search(text)
     if clause is None:
@@ -335,6 +347,8 @@ def _formats(text: str) -> list[str]:
         for ext in _MIME_FORMATS.get(sub.lower(), []):
             if ext not in found:
                 found.append(ext)
+    if _AUDIO_MP4.search(clause.group(1)) and "m4a" not in found:
+        found.append("m4a")  # audio/mp4 is what an .m4a file is served as
     return found
 
 

@@ -137,6 +137,30 @@ class ConditionalDefault(_Spec):
     reason: str
 
 
+class LimitWhen(_Spec):
+    """A limit that holds only while its conditions hold (Suno: a 500-character prompt in non-custom mode).
+
+    Every holding limit applies on top of the unconditional ones, so the tightest wins. On a media slot,
+    ``min_items``/``max_items`` bound how many files the slot takes.
+    """
+
+    when: list[Condition] = Field(min_length=1)
+    min: float | None = None
+    max: float | None = None
+    min_chars: int | None = None
+    max_chars: int | None = None
+    min_items: int | None = None
+    max_items: int | None = None
+    reason: str = Field(min_length=8, description="why, in our words, with the page it comes from")
+
+    @model_validator(mode="after")
+    def _sets_a_limit(self) -> LimitWhen:
+        limits = ("min", "max", "min_chars", "max_chars", "min_items", "max_items")
+        if all(getattr(self, name) is None for name in limits):
+            raise ValueError("a conditional limit needs one of " + "/".join(limits))
+        return self
+
+
 class FieldSpec(_Spec):
     """One input field: its type on our side, its type on the wire, and what values are allowed."""
 
@@ -161,6 +185,12 @@ class FieldSpec(_Spec):
     max_chars: int | None = None
     min_items: int | None = None
     max_items: int | None = None
+    multiple_of: float | None = Field(default=None, gt=0, description="numbers: a step the value must be a "
+                                      "whole multiple of (a page's 'in steps of 0.5' or multipleOf)")
+    decimals: int | None = Field(default=None, ge=0, description="numbers: at most this many decimal places")
+    max_total_chars: int | None = Field(default=None, ge=1, description="lists: all text in all items together "
+                                        "(a page's combined length across a dialogue's lines)")
+    limits_when: list[LimitWhen] = Field(default_factory=list, description="limits that hold only in some modes")
     items: FieldSpec | None = None
     fields: dict[str, FieldSpec] | None = None
     aliases: list[str] = Field(default_factory=list)
@@ -196,6 +226,21 @@ class Range(_Spec):
     max: float | None = None
 
 
+class PixelLimits(_Spec):
+    """An input image's or video's frame size as the page bounds it, read from the file's header (an image's, or
+    an MP4/MOV track header) before any upload; hosted URLs are not fetched."""
+
+    min_width: int | None = None
+    max_width: int | None = None
+    min_height: int | None = None
+    max_height: int | None = None
+    min_side: int | None = Field(default=None, description="the shorter side")
+    max_side: int | None = Field(default=None, description="the longer side")
+    min_pixels: int | None = Field(default=None, description="width x height")
+    max_pixels: int | None = Field(default=None, description="width x height")
+    aspect_ratio: Range | None = Field(default=None, description="width / height")
+
+
 class MediaSlot(_Spec):
     """A place media goes in a task mode: which kind and roles it takes, how many, and its payload field."""
 
@@ -209,6 +254,10 @@ class MediaSlot(_Spec):
     shape: Literal["list", "scalar"] = "list"
     formats: list[str] = Field(default_factory=list, description="file extensions, lower case, no dot")
     max_mb: float | None = None
+    max_total_mb: float | None = Field(default=None, gt=0, description="all of this slot's files together")
+    pixels: PixelLimits | None = Field(default=None, description="images: width, height and aspect bounds")
+    limits_when: list[LimitWhen] = Field(default_factory=list, description="counts (min_items/max_items) that "
+                                         "hold only in some modes")
     duration_seconds: Range | None = None
     url_prefixes: list[str] = Field(
         default_factory=lambda: ["https://", "http://"], description="what the provider takes as a hosted reference"
@@ -224,6 +273,15 @@ class MediaSlot(_Spec):
         return self
 
 
+class SlotTotal(_Spec):
+    """A count across several slots of one task mode (Seedance: frames plus reference images at most 9)."""
+
+    slots: list[str] = Field(min_length=2)
+    min: int = 0
+    max: int | None = None
+    reason: str = Field(min_length=8)
+
+
 class TaskModeSpec(_Spec):
     """One way to call the model: its provider model id and where each piece of media goes."""
 
@@ -234,8 +292,23 @@ class TaskModeSpec(_Spec):
     min_total_media: int = 0
     max_total_media: int | None = None
     max_total_seconds: dict[MediaKind, float] = Field(default_factory=dict)
+    slot_totals: list[SlotTotal] = Field(default_factory=list)
     description: str | None = None
     provenance: Provenance | None = None
+
+    @model_validator(mode="after")
+    def _unique_slot_names(self) -> TaskModeSpec:
+        # Media are matched to payload fields by slot name: two slots of one name would send one file twice.
+        names = [s.name for s in self.slots]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"task mode {self.name!r}: slot name(s) {repeated} repeat; each slot needs its own "
+                             f"name (media are sent by slot name)")
+        for total in self.slot_totals:
+            unknown = sorted(set(total.slots) - set(names))
+            if unknown:
+                raise ValueError(f"task mode {self.name!r}: slot_totals names unknown slot(s) {unknown}")
+        return self
 
     def slot(self, name: str) -> MediaSlot | None:
         return next((s for s in self.slots if s.name == name), None)
@@ -262,6 +335,7 @@ class PromptSpec(_Spec):
     required_unless: list[Condition] = Field(default_factory=list)
     min_chars: int | None = None
     max_chars: int | None = None
+    limits_when: list[LimitWhen] = Field(default_factory=list, description="lengths that hold only in some modes")
     provenance: Provenance | None = None
 
 
@@ -288,6 +362,33 @@ class ExampleCorrection(_Spec):
     value: Any = None
     remove: bool = Field(default=False, description="drop the field from the example instead of replacing it")
     why: str = Field(min_length=8)
+
+
+PageLimitStatus = Literal["enforced", "contradiction", "not_expressible", "unconfirmed", "not_a_limit"]
+
+
+class PageLimit(_Spec):
+    """A limit a page states in words, and what the spec does with it (see :mod:`kie_async.catalogue.prose_audit`).
+
+    ``enforced`` names the spec path that checks it (``by``); every other status says ``why`` not: the page
+    contradicts itself (``why`` names the side taken), the spec format cannot say it, it is not confirmed, or the
+    sentence only looks like a limit.
+    """
+
+    line: int = Field(ge=1, description="the page line the statement is on (provenance)")
+    field: str = Field(description="the input field whose description states it, or '*' for the page's prose")
+    says: str = Field(min_length=3, description="the limit in a few words")
+    status: PageLimitStatus
+    by: str | None = Field(default=None, description="enforced: the spec path that checks it")
+    why: str | None = Field(default=None, min_length=8)
+
+    @model_validator(mode="after")
+    def _explained(self) -> PageLimit:
+        if self.status == "enforced" and not self.by:
+            raise ValueError("an enforced page limit names the spec path that enforces it ('by')")
+        if self.status != "enforced" and not self.why:
+            raise ValueError(f"a page limit that is {self.status} says why ('why')")
+        return self
 
 
 class ModelSpec(_Spec):
@@ -318,6 +419,11 @@ class ModelSpec(_Spec):
     source_page: SourcePage | None = None
     overrides: list[Override] = Field(default_factory=list)
     example_corrections: list[ExampleCorrection] = Field(default_factory=list)
+    audit_page: SourcePage | None = Field(
+        default=None, description="the page whose prose limits the audit reads when there is no source_page "
+        "(a separate API's create page; operation = its path)")
+    page_limits: list[PageLimit] = Field(default_factory=list,
+                                         description="limits the page states in words: enforced where, or why not")
     source_file: str | None = None
 
     @model_validator(mode="after")
@@ -339,6 +445,7 @@ class ModelSpec(_Spec):
             for dropped in rule.drop:
                 if dropped not in self.options:
                     raise ValueError(f"rule {rule.id!r} drops unknown option {dropped!r}")
+        self._check_conditional_limits(known_values, slot_names)
         wire_fields = {self.prompt.field} | set(self.options)
         for mode in self.task_modes:
             for media_slot in mode.slots:
@@ -363,6 +470,19 @@ class ModelSpec(_Spec):
                     raise ValueError(f"option alias {alias!r} of {name!r} clashes")
                 seen_alias.add(alias)
         return self
+
+    def _check_conditional_limits(self, known_values: set[str], slot_names: set[str]) -> None:
+        owners: list[tuple[str, list[LimitWhen]]] = [("prompt", self.prompt.limits_when)]
+        owners += [(f"options.{name}", opt.limits_when) for name, opt in self.options.items()]
+        owners += [(f"slot {s.name}", s.limits_when) for m in self.task_modes for s in m.slots]
+        for owner, limits in owners:
+            for limit in limits:
+                for cond in limit.when:
+                    if cond.field is not None and cond.field not in known_values:
+                        raise ValueError(f"{owner}: a conditional limit tests unknown field {cond.field!r}")
+                    for slot in (cond.slot_filled, cond.slot_empty):
+                        if slot is not None and slot not in slot_names:
+                            raise ValueError(f"{owner}: a conditional limit tests unknown slot {slot!r}")
 
     def mode(self, name: str) -> TaskModeSpec | None:
         return next((m for m in self.task_modes if m.name == name), None)

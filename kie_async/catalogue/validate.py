@@ -26,7 +26,15 @@ from kie_async.catalogue.request_models import (
     ValidationState,
     WarningDetail,
 )
+from kie_async.catalogue.spec_limits import (
+    conditional_problems,
+    field_extra_problems,
+    pixel_problems,
+    slot_count_problems,
+    slot_size_problems,
+)
 from kie_async.catalogue.specs import (
+    ConditionContext,
     FieldSpec,
     MediaSlot,
     ModelRegistry,
@@ -37,6 +45,7 @@ from kie_async.catalogue.specs import (
     load_registry,
     suggest_fix,
 )
+from kie_async.core.image_header import image_size, video_size
 from kie_async.core.media_sniff import SniffedMedia, check_media, header_problem, input_fix, sniff_head
 
 _MB = 1024 * 1024
@@ -94,6 +103,7 @@ def check_field_value(spec: FieldSpec, value: Any, path: str) -> list[Impossible
                     bad("required", f"{sub_path} is required", f"add {name} to each item of {path}", None, sub_path)
                 continue
             problems.extend(check_field_value(sub, value[name], sub_path))
+    problems.extend(field_extra_problems(spec, value, path))
     return problems
 
 
@@ -216,6 +226,11 @@ def check_media_item(item: NormalizedMedia, slot: MediaSlot, *, check_files: boo
         if trouble is not None:
             bad("media_corrupt", f"{media_subject(item)} looks like {sniffed.looks_like} but {trouble}",
                 input_fix("media_corrupt", slot.kind, slot.formats), _shown(item))
+    if content is not None and slot.pixels is not None and sniffed is not None and not impossible:
+        # The header only (an image's, or a video's track header): a page's pixel bounds, before any upload.
+        size_px = image_size(content) if sniffed.kind == "image" else video_size(content)
+        if size_px is not None:
+            impossible.extend(pixel_problems(item.id, slot, size_px))
     return impossible, warnings
 
 
@@ -247,10 +262,25 @@ def _check_total_seconds(spec: ModelSpec, mode: TaskModeSpec, media: list[Normal
     return out
 
 
+def _context(normalized: NormalizedRequest) -> ConditionContext:
+    return condition_context(normalized.options, prompt=normalized.prompt, callback_url=normalized.callback_url,
+                             task_mode=normalized.task_mode, filled_slots=normalized.filled_slots)
+
+
+def _mode_limit_problems(spec: ModelSpec, mode: TaskModeSpec, normalized: NormalizedRequest, *,
+                         check_files: bool) -> list[ImpossibleInput]:
+    """Conditional slot counts, counts across slots and each slot's total size."""
+    counts: dict[str, int] = defaultdict(int)
+    for item in normalized.media:
+        if item.slot is not None:
+            counts[item.slot] += 1
+    sized = [m for m in normalized.media if check_files or m.source_type != "local_path"]
+    return [*slot_count_problems(spec, mode, counts, _context(normalized)), *slot_size_problems(mode, sized)]
+
+
 def fired_rules(spec: ModelSpec, normalized: NormalizedRequest) -> list[RuleSpec]:
     """The spec rules whose conditions hold for this request."""
-    ctx = condition_context(normalized.options, prompt=normalized.prompt, callback_url=normalized.callback_url,
-                            task_mode=normalized.task_mode, filled_slots=normalized.filled_slots)
+    ctx = _context(normalized)
     return [rule for rule in spec.rules if all_hold(rule.when, ctx)]
 
 
@@ -313,6 +343,8 @@ def validate_request(
             impossible.extend(bad)
             warnings.extend(warn)
         impossible.extend(_check_total_seconds(spec, mode, normalized.media))
+        impossible.extend(_mode_limit_problems(spec, mode, normalized, check_files=check_files))
+    impossible.extend(conditional_problems(spec, _context(normalized), normalized.prompt, normalized.options))
     dropped: list[str] = []
     for rule in fired_rules(spec, normalized):
         detail = {"field": rule.field, "value": _rule_value(normalized, rule.field), "rule": rule.id,

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from kie_async.catalogue.normalize import coerce_value, condition_context, fill_defaults
+from kie_async.catalogue.spec_limits import spec_limit_problems
 from kie_async.catalogue.specs import MediaSlot, ModelRegistry, ModelSpec, TaskModeSpec, all_hold, load_registry
 from kie_async.catalogue.validate import check_field_value
 
@@ -136,6 +137,7 @@ def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any
         about_callback = any(cond.field == "callback_url" for cond in rule.when)
         if rule.severity != "warning" and not about_callback and all_hold(rule.when, ctx):
             problems.append(f"{rule.field}: {rule.message}")
+    problems.extend(spec_limit_problems(spec, mode, ctx, prompt, options, slot_urls))
     return WireParse(model_key=spec.key, task_mode=mode.name, provider_model=mode.provider_model, prompt=prompt,
                      options=options, effective_options=effective, slot_urls=slot_urls, problems=problems,
                      foreign_fields=foreign)

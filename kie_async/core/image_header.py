@@ -10,12 +10,14 @@ threads.
 
 from __future__ import annotations
 
+import io
 import os
+import struct
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 _MAX_ENTRIES = 512
 
@@ -99,3 +101,91 @@ def read_header(path: Path) -> ImageHeader:
         while len(_known) > _MAX_ENTRIES:
             _known.popitem(last=False)
     return header
+
+
+def image_size(source: Path | bytes) -> tuple[int, int] | None:
+    """Width and height (one page of a multi-page image) of a local image file or in-memory image bytes, from
+    the header only; ``None`` when it cannot be read. Blocking."""
+    import pyvips
+
+    try:
+        if isinstance(source, Path):
+            header = read_header(source)
+        else:
+            header = header_facts(pyvips.Image.new_from_buffer(source, "", access="sequential"))
+    except (pyvips.Error, OSError):
+        return None
+    return header.width, header.page_height
+
+
+_MOOV_CAP = 32 * 1024 * 1024
+"""The most of a ``moov`` box read to find a track header (long recordings keep big sample tables there)."""
+
+
+def video_size(source: Path | bytes) -> tuple[int, int] | None:
+    """Width and height of an MP4/MOV (ISO-BMFF) file's first visual track, from its ``tkhd`` box; ``None`` when
+    there is none or it cannot be read. Only box headers are read, never a frame. Rotation is not applied. Blocking."""
+    try:
+        with (source.open("rb") if isinstance(source, Path) else io.BytesIO(source)) as handle:
+            moov = _find_box(handle, b"moov")
+            if moov is None:
+                return None
+            return _track_size(moov)
+    except OSError:
+        return None
+
+
+def _find_box(handle: BinaryIO, wanted: bytes) -> bytes | None:
+    end = handle.seek(0, io.SEEK_END)
+    pos = 0
+    for _ in range(10_000):
+        if pos + 8 > end:
+            return None
+        handle.seek(pos)
+        header = handle.read(16)
+        size, kind = struct.unpack(">I4s", header[:8])
+        skip = 8
+        if size == 1 and len(header) >= 16:
+            size, skip = struct.unpack(">Q", header[8:16])[0], 16
+        elif size == 0:
+            size = end - pos
+        if size < skip:
+            return None
+        if kind == wanted:
+            handle.seek(pos + skip)
+            return handle.read(min(size - skip, _MOOV_CAP))
+        pos += size
+    return None
+
+
+def _children(data: bytes) -> list[tuple[bytes, bytes]]:
+    out: list[tuple[bytes, bytes]] = []
+    pos = 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        skip = 8
+        if size == 1 and pos + 16 <= len(data):
+            size, skip = struct.unpack(">Q", data[pos + 8:pos + 16])[0], 16
+        elif size == 0:
+            size = len(data) - pos
+        if size < skip:
+            break
+        out.append((kind, data[pos + skip:pos + size]))
+        pos += size
+    return out
+
+
+def _track_size(moov: bytes) -> tuple[int, int] | None:
+    for kind, trak in _children(moov):
+        if kind != b"trak":
+            continue
+        for sub, tkhd in _children(trak):
+            if sub != b"tkhd" or len(tkhd) < 4:
+                continue
+            offset = 88 if tkhd[0] == 1 else 76
+            if len(tkhd) < offset + 8:
+                continue
+            width, height = struct.unpack(">II", tkhd[offset:offset + 8])
+            if width >> 16 and height >> 16:  # 16.16 fixed point; an audio track says 0 x 0
+                return width >> 16, height >> 16
+    return None

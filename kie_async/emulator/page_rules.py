@@ -166,6 +166,91 @@ def _suno_lengths(body: dict[str, Any]) -> str | None:
     return None
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _within(field: str, low: float, high: float) -> RuleCheck:
+    """A range a page states only in a field's description (numbers may be sent as strings)."""
+
+    def check(params: dict[str, Any]) -> str | None:
+        value = _number(params.get(field))
+        if value is None or low <= value <= high:
+            return None
+        return f"{field}: {params.get(field)!r} is outside {low:g}-{high:g}"
+
+    return check
+
+
+def _max_chars(field: str, limit: int) -> RuleCheck:
+    def check(params: dict[str, Any]) -> str | None:
+        value = params.get(field)
+        if isinstance(value, str) and len(value) > limit:
+            return f"{field}: at most {limit} characters, got {len(value)}"
+        return None
+
+    return check
+
+
+def _min_chars(field: str, limit: int) -> RuleCheck:
+    def check(params: dict[str, Any]) -> str | None:
+        value = params.get(field)
+        if isinstance(value, str) and value and len(value) < limit:
+            return f"{field}: at least {limit} characters, got {len(value)}"
+        return None
+
+    return check
+
+
+def _dialogue_total(params: dict[str, Any]) -> str | None:
+    lines = params.get("dialogue")
+    if not isinstance(lines, list):
+        return None
+    total = sum(len(line["text"]) for line in lines if isinstance(line, dict) and isinstance(line.get("text"), str))
+    return f"dialogue: all text together at most 5000 characters, got {total}" if total > 5000 else None
+
+
+def _num_frames_step(params: dict[str, Any]) -> str | None:
+    value = _number(params.get("num_frames"))
+    if value is None or value % 4 == 0:
+        return None
+    return f"num_frames: {params.get('num_frames')!r} is not a multiple of 4"
+
+
+def _suno_two_decimals(body: dict[str, Any]) -> str | None:
+    for field in ("styleWeight", "weirdnessConstraint", "audioWeight"):
+        value = _number(body.get(field))
+        if value is not None and round(value, 2) != value:
+            return f"{field}: at most 2 decimal places, got {body.get(field)!r}"
+    return None
+
+
+def _wan27_image_count(params: dict[str, Any]) -> str | None:
+    value = _number(params.get("n"))
+    high = 12 if params.get("enable_sequential") is True else 4
+    if value is None or 1 <= value <= high:
+        return None
+    return f"n: {params.get('n')!r} is outside 1-{high} (enable_sequential {params.get('enable_sequential') is True})"
+
+
+def _gpt_image_2_resolution(params: dict[str, Any]) -> str | None:
+    resolution, ratio = params.get("resolution"), params.get("aspect_ratio")
+    if resolution == "4K" and ratio == "1:1":
+        return "resolution: a 1:1 image cannot be made in 4K"
+    if resolution in ("2K", "4K") and ratio in (None, "", "auto"):
+        return f"resolution: {resolution} needs an explicit aspect_ratio (auto or none gives 1K only)"
+    return None
+
+
 def _gpt4o_prompt_or_images(body: dict[str, Any]) -> str | None:
     if any(_filled(body, f) for f in ("prompt", "filesUrl", "fileUrl")):
         return None
@@ -224,6 +309,40 @@ PAGE_RULES: tuple[PageRule, ...] = (
     PageRule(name="suno-lengths", endpoints=_SUNO, page=_SUNO_PAGE,
              says="prompt: 500 characters in non-custom mode, 3000 (V4) or 5000 in custom mode; style: 200 (V4) or "
                   "1000; title: 80", check=_suno_lengths),
+    PageRule(name="gpt-image-2-i2i-prompt-20000", models=("gpt-image-2-image-to-image",),
+             page="market/gpt/gpt-image-2-image-to-image.md", says="prompt: up to 20,000 characters",
+             check=_max_chars("prompt", 20000)),
+    PageRule(name="grok-i2v-duration-6-30", models=("grok-imagine/image-to-video",),
+             page="market/grok-imagine/image-to-video.md", says="duration: 6-30 seconds (a string)",
+             check=_within("duration", 6, 30)),
+    PageRule(name="infinitalk-seed-range", models=("infinitalk/from-audio",), page="market/infinitalk/from-audio.md",
+             says="seed: valid range 10000 to 1000000", check=_within("seed", 10000, 1000000)),
+    PageRule(name="wan27-image-count", models=("wan/2-7-image", "wan/2-7-image-pro"), page="market/wan/2-7-image.md",
+             says="n: 1-4, or 1-12 when enable_sequential is true", check=_wan27_image_count),
+    PageRule(name="flux2-prompt-min-3",
+             models=("flux-2/flex-image-to-image", "flux-2/flex-text-to-image", "flux-2/pro-image-to-image",
+                     "flux-2/pro-text-to-image"),
+             page="market/flux2/pro-text-to-image.md", says="prompt: between 3 and 5000 characters",
+             check=_min_chars("prompt", 3)),
+    PageRule(name="wan26-prompt-min-2",
+             models=("wan/2-6-flash-image-to-video", "wan/2-6-flash-video-to-video", "wan/2-6-image-to-video",
+                     "wan/2-6-video-to-video"),
+             page="market/wan/2-6-image-to-video.md", says="prompt: a minimum of 2 characters",
+             check=_min_chars("prompt", 2)),
+    PageRule(name="elevenlabs-dialogue-total-5000", models=("elevenlabs/text-to-dialogue-v3",),
+             page="market/elevenlabs/text-to-dialogue-v3.md",
+             says="all text fields of the dialogue together at most 5000 characters", check=_dialogue_total),
+    PageRule(name="wan22-s2v-num-frames-step-4", models=("wan/2-2-a14b-speech-to-video-turbo",),
+             page="market/wan/2-2-a14b-speech-to-video-turbo.md", says="num_frames: 40-120, a multiple of 4",
+             check=_num_frames_step),
+    PageRule(name="suno-weights-two-decimals", endpoints=_SUNO, page=_SUNO_PAGE,
+             says="styleWeight, weirdnessConstraint, audioWeight: 0-1 with up to 2 decimal places",
+             check=_suno_two_decimals),
+    PageRule(name="gpt-image-2-resolution-by-ratio",
+             models=("gpt-image-2-text-to-image", "gpt-image-2-image-to-image"),
+             page="market/gpt/gpt-image-2-image-to-image.md",
+             says="a 1:1 ratio cannot be 4K; auto or no ratio gives 1K only, otherwise the task fails to create",
+             check=_gpt_image_2_resolution),
     PageRule(name="gpt4o-prompt-or-images", endpoints=("/api/v1/gpt4o-image/generate",),
              page="4o-image-api/generate-4-o-image.md",
              says="at least one of prompt or filesUrl must be provided", check=_gpt4o_prompt_or_images),

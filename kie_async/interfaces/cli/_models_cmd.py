@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from kie_async.catalogue.listing import catalogue_rows, example_command, group_by_family, limits_text, price_range
+from kie_async.catalogue.pricing import latest_snapshot
+from kie_async.catalogue.pricing_status import HOW_TO_PRICE, pricing_status
 from kie_async.catalogue.specs import load_registry
 from kie_async.core.errors import KieInputError
 from kie_async.interfaces.cli._commands import load_action
@@ -50,6 +52,34 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     refresh.add_argument("--base-dir", type=Path, default=None, help="snapshot folder to start from")
     refresh.add_argument("--json", action="store_true", help="machine-readable output")
     refresh.set_defaults(handler=pricing_refresh_command)
+    status = pricing_sub.add_parser("status", help="which model keys have a price, from which source, how old",
+                                    description="Per model key: priced or not by the newest snapshot, its source "
+                                                "and age; unpriced keys say how to get a price.")
+    status.add_argument("--model", action="append", default=[], help="only these keys (repeatable)")
+    status.add_argument("--unpriced", action="store_true", help="list only keys without a price")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=pricing_status_command)
+
+
+def pricing_status_command(args: argparse.Namespace) -> int:
+    """``pricing status``: per key, priced or not, from which source and how old; unpriced keys say how to price."""
+    rows = pricing_status(load_registry(), latest_snapshot())
+    if args.model:
+        wanted = set(args.model)
+        rows = [r for r in rows if r.model_key in wanted]
+    if args.unpriced:
+        rows = [r for r in rows if not r.priced]
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return 0
+    table = [[r.model_key, "yes" if r.priced else "no", r.source_kind or "-", r.snapshot_id or "-",
+              "-" if r.age_days is None else str(r.age_days), "yes" if r.billing_verified else "no"] for r in rows]
+    out.table("pricing", ["key", "priced", "source", "snapshot", "age (days)", "billing verified"], table)
+    priced = sum(r.priced for r in rows)
+    out.line(f"{priced} of {len(rows)} key(s) priced")
+    if priced < len(rows):
+        out.line(f"without a price: {HOW_TO_PRICE}")
+    return 0
 
 
 def pricing_refresh_command(args: argparse.Namespace) -> int | Coroutine[Any, Any, int]:
