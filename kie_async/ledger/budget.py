@@ -28,7 +28,14 @@ class BudgetSnapshot(BaseModel):
 
 
 class CreditBudget:
-    """A cap on credits for a batch (``None`` = unlimited, still tracked)."""
+    """A cap on credits for a batch (``None`` = unlimited, still tracked).
+
+    ``spending_limit``: the cap is a limit the caller set (a budget), so a request with no known price must
+    state how much of it it may take (``unknown_cost_ceiling``). False when the cap is only the balance read for
+    the batch: the provider itself refuses a purchase the balance cannot pay.
+    """
+
+    spending_limit: bool = True
 
     def __init__(self, cap: float | None = None, *, already_spent: float = 0.0) -> None:
         self.cap = check_credits("budget cap", cap)

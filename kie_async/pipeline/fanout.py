@@ -165,6 +165,7 @@ async def _start(
         budget = session.coordinator.budget(cap, batch_id=shared_id)
     else:
         budget = CreditBudget(cap, already_spent=sum(prepaid.values()))
+    budget.spending_limit = budget_credits is not None  # else the cap is the balance, which the provider enforces
     tracker = BatchTracker(len(requests), budget, on_progress)
     batch = Batch(
         session=session,

@@ -319,8 +319,8 @@ async def _reserve(
         return 0.0, estimate
     reserved = estimate
     if reserved is None:
-        if budget.cap is None:
-            reserved = 0.0  # tracked, not capped: the result says "credits unknown"
+        if budget.cap is None or not budget.spending_limit:
+            reserved = 0.0  # tracked, or capped by the balance alone: the result says "credits unknown"
         elif run.opts.unknown_cost_ceiling is None:
             why = (f"no price is known for {run.ledger.model_key} and the batch has a credit cap; "
                    f"{run.opts.spelling.unknown_cost_ceiling} says how much of it one such request may take")
