@@ -44,11 +44,19 @@ def install_template_renderer() -> None:
                 noise["block"] = os.urandom(size)
         return noise["block"][:size]
 
-    def render(seed_text: str, params: dict[str, Any], *, video: bool, long_edge: int,
-               target_bytes: int | None, audio: bool = False) -> tuple[bytes, str]:
+    def render(
+        seed_text: str,
+        params: dict[str, Any],
+        *,
+        video: bool,
+        long_edge: int,
+        target_bytes: int | None,
+        audio: bool = False,
+    ) -> tuple[bytes, str]:
         if audio:  # the WAV is tiny and fixed: nothing to cache
-            return media.render_output(seed_text, params, video=video, long_edge=long_edge,
-                                       target_bytes=target_bytes, audio=True)
+            return media.render_output(
+                seed_text, params, video=video, long_edge=long_edge, target_bytes=target_bytes, audio=True
+            )
         key = (video, media.output_format(params), media.output_size(params, long_edge))
         with lock:
             base = templates.get(key)

@@ -109,10 +109,12 @@ async def bench_derivatives(images: list[Path], work: Path, repeats: int) -> dic
             assert all(len(s.derivatives) == 2 for s in sets)
             samples.append(len(images) / elapsed)
         lags.sort()
-        out[fmt] = {"images_per_s": samples, "median_images_per_s": statistics.median(samples),
-                    "workers": settings.workers(),
-                    "loop_lag_ms": {"max": lags[-1] * 1000, "p99": lags[int(len(lags) * 0.99)] * 1000,
-                                    "ticks": len(lags)}}
+        out[fmt] = {
+            "images_per_s": samples,
+            "median_images_per_s": statistics.median(samples),
+            "workers": settings.workers(),
+            "loop_lag_ms": {"max": lags[-1] * 1000, "p99": lags[int(len(lags) * 0.99)] * 1000, "ticks": len(lags)},
+        }
     return out
 
 
@@ -148,23 +150,49 @@ def synth_manifest(n: int, base: datetime, rng: random.Random) -> RunManifest:
         large = "web" if kind is ArtifactKind.IMAGE else "poster"
         outputs.append(
             ArtifactFile(
-                role="output", kind=kind, path=f"outputs/output_0.{ext}", stored_as=StoredAs.HARDLINK,
-                sha256=f"{rng.getrandbits(256):064x}", bytes=rng.randint(200_000, 9_000_000),
-                media=MediaInfo(mime_type="image/jpeg" if kind is ArtifactKind.IMAGE else "video/mp4",
-                                width=2048, height=1152, duration_seconds=5.0 if kind is ArtifactKind.VIDEO else None),
+                role="output",
+                kind=kind,
+                path=f"outputs/output_0.{ext}",
+                stored_as=StoredAs.HARDLINK,
+                sha256=f"{rng.getrandbits(256):064x}",
+                bytes=rng.randint(200_000, 9_000_000),
+                media=MediaInfo(
+                    mime_type="image/jpeg" if kind is ArtifactKind.IMAGE else "video/mp4",
+                    width=2048,
+                    height=1152,
+                    duration_seconds=5.0 if kind is ArtifactKind.VIDEO else None,
+                ),
                 derivatives=[
-                    DerivativeRecord(name=large, path=f"derivatives/output_0.{large}.webp", format="webp",
-                                     width=2048, height=1152, bytes=400_000),
-                    DerivativeRecord(name="thumb", path="derivatives/output_0.thumb.webp", format="webp",
-                                     width=384, height=216, bytes=9_000),
+                    DerivativeRecord(
+                        name=large,
+                        path=f"derivatives/output_0.{large}.webp",
+                        format="webp",
+                        width=2048,
+                        height=1152,
+                        bytes=400_000,
+                    ),
+                    DerivativeRecord(
+                        name="thumb",
+                        path="derivatives/output_0.thumb.webp",
+                        format="webp",
+                        width=384,
+                        height=216,
+                        bytes=9_000,
+                    ),
                 ],
             )
         )
     prompt = f"run {n}: a cinematic shot of a lighthouse in a storm, volumetric light, 35mm, detailed " * 2
     return RunManifest(
-        run_id=run_id, status=status, created_at=when, recorded_at=when + timedelta(seconds=20),
-        model_key=model, provider_model=model, task_mode=mode,
-        prompts=PromptRecord(raw=prompt, enhanced=prompt, final_used=prompt), outputs=outputs,
+        run_id=run_id,
+        status=status,
+        created_at=when,
+        recorded_at=when + timedelta(seconds=20),
+        model_key=model,
+        provider_model=model,
+        task_mode=mode,
+        prompts=PromptRecord(raw=prompt, enhanced=prompt, final_used=prompt),
+        outputs=outputs,
         provider_trace=ProviderTrace(task_id=f"task_{n:08d}", credits_consumed=rng.choice([8, 18, 55, 110])),
         parent_run_ids=[f"parent_{n - 1}"] if kind is ArtifactKind.VIDEO and n else [],
     )
@@ -216,8 +244,11 @@ async def bench_queries(root: Path, runs: int, repeats: int) -> dict[str, Any]:
         await fn()
         warm, _ = await timed(fn, repeats)
         out["queries_ms"][name] = {
-            "cold_samples": cold, "cold_median": statistics.median(cold),
-            "warm_samples": warm, "warm_median": statistics.median(warm), "results": len(result),
+            "cold_samples": cold,
+            "cold_median": statistics.median(cold),
+            "warm_samples": warm,
+            "warm_median": statistics.median(warm),
+            "results": len(result),
         }
 
     read_ms = []
@@ -277,26 +308,42 @@ async def main() -> int:
     }
     args.out.write_text(json.dumps(results, indent=2))
 
-    table = Table(title=f"bench_artifacts (medians of {args.repeats}; {os.cpu_count()} CPUs, libvips "
-                        f"{results['libvips']}; cold = fresh process, no cached index)")
+    table = Table(
+        title=f"bench_artifacts (medians of {args.repeats}; {os.cpu_count()} CPUs, libvips "
+        f"{results['libvips']}; cold = fresh process, no cached index)"
+    )
     table.add_column("measure")
     table.add_column("median", justify="right")
     table.add_column("warm (cached index)", justify="right")
     for fmt, data in deriv.items():
-        table.add_row(f"derivatives web+thumb, 4K JPEG in, {fmt} out ({data['workers']} workers)",
-                      f"{data['median_images_per_s']:.2f} images/s", "")
+        table.add_row(
+            f"derivatives web+thumb, 4K JPEG in, {fmt} out ({data['workers']} workers)",
+            f"{data['median_images_per_s']:.2f} images/s",
+            "",
+        )
         lag = data["loop_lag_ms"]
-        table.add_row(f"  event-loop lag meanwhile (5 ms ticker, {lag['ticks']} ticks): max / p99",
-                      f"{lag['max']:.1f} / {lag['p99']:.1f} ms", "")
-    table.add_row("create_run_artifact, one 4K image (hash, probe, derivatives, index)",
-                  f"{create['median_ms']:.0f} ms", "")
-    table.add_row(f"rebuild_artifact_index from {args.runs:,} run folders",
-                  f"{queries['rebuild_ms']['median']:.0f} ms", "")
-    table.add_row(f"read_index ({args.runs:,} lines, {queries['index_bytes'] / 1e6:.1f} MB)",
-                  f"{queries['read_index_ms']['median']:.1f} ms", "")
+        table.add_row(
+            f"  event-loop lag meanwhile (5 ms ticker, {lag['ticks']} ticks): max / p99",
+            f"{lag['max']:.1f} / {lag['p99']:.1f} ms",
+            "",
+        )
+    table.add_row(
+        "create_run_artifact, one 4K image (hash, probe, derivatives, index)", f"{create['median_ms']:.0f} ms", ""
+    )
+    table.add_row(
+        f"rebuild_artifact_index from {args.runs:,} run folders", f"{queries['rebuild_ms']['median']:.0f} ms", ""
+    )
+    table.add_row(
+        f"read_index ({args.runs:,} lines, {queries['index_bytes'] / 1e6:.1f} MB)",
+        f"{queries['read_index_ms']['median']:.1f} ms",
+        "",
+    )
     for name, data in queries["queries_ms"].items():
-        table.add_row(f"{name} @ {args.runs:,} runs ({data['results']} results)", f"{data['cold_median']:.1f} ms",
-                      f"{data['warm_median']:.1f} ms")
+        table.add_row(
+            f"{name} @ {args.runs:,} runs ({data['results']} results)",
+            f"{data['cold_median']:.1f} ms",
+            f"{data['warm_median']:.1f} ms",
+        )
     table.add_row("index append (no fsync)", f"{queries['append_ms_fsync_false']['median']:.3f} ms", "")
     table.add_row("index append (fsync)", f"{queries['append_ms_fsync_true']['median']:.3f} ms", "")
     Console(width=max(console.width, 130)).print(table)

@@ -47,8 +47,9 @@ async def sdk_call(kie: KieSession, model: str) -> tuple[float, float, int]:
     return first, time.perf_counter() - t0, chunks
 
 
-async def raw_call(http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]) -> tuple[float, float,
-                                                                                                      int]:
+async def raw_call(
+    http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[float, float, int]:
     t0 = time.perf_counter()
     first = 0.0
     chunks = 0
@@ -73,8 +74,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     body = json.dumps(codec_for(wire).body([ChatMessage.user(PROMPT)], {}, True)).encode()
     per_repeat: list[dict[str, float]] = []
     async with EmulatorProcess() as emu:
-        headers = {"Authorization": f"Bearer {emu.api_key}", "Content-Type": "application/json",
-                   "Accept": "text/event-stream"}
+        headers = {
+            "Authorization": f"Bearer {emu.api_key}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        }
         url = emu.base_url + wire.path
         async with KieSession(emu.settings()) as kie, aiohttp.ClientSession() as http:
             for _ in range(warmup):
@@ -85,34 +89,61 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 for n in range(calls):
                     order = ["sdk", "raw"] if (n + r) % 2 == 0 else ["raw", "sdk"]
                     for name in order:
-                        got[name].append(await sdk_call(kie, args.model) if name == "sdk"
-                                         else await raw_call(http, url, body, headers))
+                        got[name].append(
+                            await sdk_call(kie, args.model)
+                            if name == "sdk"
+                            else await raw_call(http, url, body, headers)
+                        )
                 chunks = median([c for _, _, c in got["sdk"]])
                 assert chunks == median([c for _, _, c in got["raw"]])
                 sdk_first, raw_first = median([f for f, _, _ in got["sdk"]]), median([f for f, _, _ in got["raw"]])
                 sdk_all, raw_all = median([t for _, t, _ in got["sdk"]]), median([t for _, t, _ in got["raw"]])
-                per_repeat.append({
-                    "sdk_ttft_ms": sdk_first * 1000, "raw_ttft_ms": raw_first * 1000,
-                    "ttft_ratio": ratio(sdk_first, raw_first), "sdk_stream_ms": sdk_all * 1000,
-                    "raw_stream_ms": raw_all * 1000, "stream_ratio": ratio(sdk_all, raw_all),
-                    "per_chunk_overhead_us": (sdk_all - raw_all) / chunks * 1e6, "chunks": chunks,
-                })
+                per_repeat.append(
+                    {
+                        "sdk_ttft_ms": sdk_first * 1000,
+                        "raw_ttft_ms": raw_first * 1000,
+                        "ttft_ratio": ratio(sdk_first, raw_first),
+                        "sdk_stream_ms": sdk_all * 1000,
+                        "raw_stream_ms": raw_all * 1000,
+                        "stream_ratio": ratio(sdk_all, raw_all),
+                        "per_chunk_overhead_us": (sdk_all - raw_all) / chunks * 1e6,
+                        "chunks": chunks,
+                    }
+                )
     figures = {key: round(median([p[key] for p in per_repeat]), 4) for key in per_repeat[0]}
     print_table(
         f"chat stream ({args.model}, {figures['chunks']:g} chunks), medians of {repeats} repeats x {calls} calls",
         ["figure", "SDK", "raw aiohttp SSE", "SDK / raw"],
         [
-            ["time to first token (ms)", fmt(figures["sdk_ttft_ms"], 3), fmt(figures["raw_ttft_ms"], 3),
-             fmt(figures["ttft_ratio"])],
-            ["whole stream (ms)", fmt(figures["sdk_stream_ms"], 3), fmt(figures["raw_stream_ms"], 3),
-             fmt(figures["stream_ratio"])],
+            [
+                "time to first token (ms)",
+                fmt(figures["sdk_ttft_ms"], 3),
+                fmt(figures["raw_ttft_ms"], 3),
+                fmt(figures["ttft_ratio"]),
+            ],
+            [
+                "whole stream (ms)",
+                fmt(figures["sdk_stream_ms"], 3),
+                fmt(figures["raw_stream_ms"], 3),
+                fmt(figures["stream_ratio"]),
+            ],
             ["extra per chunk (µs)", fmt(figures["per_chunk_overhead_us"], 1), "", ""],
         ],
     )
-    write_results("bench_chat_stream", args.out, quick=args.quick,
-                  params={"model": args.model, "calls_per_repeat": calls, "repeats": repeats, "warmup": warmup,
-                          "emulator": "separate process"},
-                  figures=figures, samples={"per_repeat": per_repeat})
+    write_results(
+        "bench_chat_stream",
+        args.out,
+        quick=args.quick,
+        params={
+            "model": args.model,
+            "calls_per_repeat": calls,
+            "repeats": repeats,
+            "warmup": warmup,
+            "emulator": "separate process",
+        },
+        figures=figures,
+        samples={"per_repeat": per_repeat},
+    )
     return figures
 
 

@@ -60,8 +60,10 @@ def run_child(argv: list[str], env: dict[str, str], allowed_codes: tuple[int, ..
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in allowed_codes:
-        raise RuntimeError(f"{argv[2:]} exited {proc.returncode}:\n{err.decode(errors='replace')[-2000:]}"
-                           f"{out.decode(errors='replace')[-500:]}")
+        raise RuntimeError(
+            f"{argv[2:]} exited {proc.returncode}:\n{err.decode(errors='replace')[-2000:]}"
+            f"{out.decode(errors='replace')[-500:]}"
+        )
     return usage.ru_utime + usage.ru_stime
 
 
@@ -79,10 +81,15 @@ def main() -> int:
     repeats = 2 if args.quick else args.repeats
     with tempfile.TemporaryDirectory(prefix="kie-bench-cli-") as scratch:
         cache = Path(scratch) / "cache"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "KIE_ASYNC_CACHE_DIR": str(cache), "COLUMNS": "120",
-               # bytecode as an installed wheel has it (pip compiles at install), for the SDK and baseline alike;
-               # in a scratch folder, so the checkout gets no __pycache__
-               "PYTHONPYCACHEPREFIX": str(Path(scratch) / "pycache")}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "KIE_ASYNC_CACHE_DIR": str(cache),
+            "COLUMNS": "120",
+            # bytecode as an installed wheel has it (pip compiles at install), for the SDK and baseline alike;
+            # in a scratch folder, so the checkout gets no __pycache__
+            "PYTHONPYCACHEPREFIX": str(Path(scratch) / "pycache"),
+        }
         for name in ("KIE_MODEL_SPECS_DIR", "KIE_PRICING_DIR", "PYTHONDONTWRITEBYTECODE"):
             env.pop(name, None)
         python = [sys.executable]
@@ -105,8 +112,11 @@ def main() -> int:
             samples["deps"].append(base)
             samples[COLD].append(cpu)
             ratios[COLD].append(ratio(cpu, base))
-            print(f"repeat {r + 1}/{repeats}: " + ", ".join(
-                f"{name} {values[-1]:.2f}x" for name, values in ratios.items()), flush=True)
+            print(
+                f"repeat {r + 1}/{repeats}: "
+                + ", ".join(f"{name} {values[-1]:.2f}x" for name, values in ratios.items()),
+                flush=True,
+            )
 
     figures: dict[str, Any] = {f"{name}_cpu_ms": round(median(samples[name]) * 1000, 1) for name in BASELINES}
     rows = []
@@ -119,8 +129,15 @@ def main() -> int:
         goal_text = f"≤ {goal:g}" if goal else "-"
         if goal and figures[f"{name}_ratio"]["median"] <= goal:
             met += 1
-        rows.append([label, fmt(figures[f"{name}_cpu_ms"], 1), f"`{BASELINES[baseline]}`",
-                     fmt_spread(figures[f"{name}_ratio"]), goal_text])
+        rows.append(
+            [
+                label,
+                fmt(figures[f"{name}_cpu_ms"], 1),
+                f"`{BASELINES[baseline]}`",
+                fmt_spread(figures[f"{name}_ratio"]),
+                goal_text,
+            ]
+        )
     figures["goals_met"] = f"{met}/{len(COMMANDS)}"
     print_table(
         f"CLI CPU per call in a fresh process, stdout a pipe, {repeats} interleaved repeats "
@@ -130,12 +147,22 @@ def main() -> int:
         rows,
     )
     print(f"goals met: {figures['goals_met']}")
-    params = {"repeats": repeats, "baselines": BASELINES, "launch": LAUNCH,
-              "commands": {name: {"baseline": b, "argv": argv, "goal": goal} for name, (b, argv, goal) in
-                           COMMANDS.items()}}
+    params = {
+        "repeats": repeats,
+        "baselines": BASELINES,
+        "launch": LAUNCH,
+        "commands": {name: {"baseline": b, "argv": argv, "goal": goal} for name, (b, argv, goal) in COMMANDS.items()},
+    }
     headline = {key: value for key, value in figures.items() if key.endswith("_ratio") or key == "goals_met"}
-    write_results("bench_cli", args.out, quick=args.quick, params=params, figures=figures,
-                  samples={"cpu_s": samples, "ratios": ratios}, headline=headline)
+    write_results(
+        "bench_cli",
+        args.out,
+        quick=args.quick,
+        params=params,
+        figures=figures,
+        samples={"cpu_s": samples, "ratios": ratios},
+        headline=headline,
+    )
     return 0
 
 

@@ -83,8 +83,19 @@ class Redis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.folder],
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.folder,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -264,7 +275,10 @@ class Child:
 
     async def start(self) -> Child:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--child", json.dumps(self.spec),
+            sys.executable,
+            __file__,
+            "--child",
+            json.dumps(self.spec),
             stdin=asyncio.subprocess.PIPE if self.keep_stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -286,7 +300,7 @@ class Child:
         await self.proc.wait()
         for line in reversed(out.decode().splitlines()):
             if line.startswith(RESULT_PREFIX):
-                data: dict[str, Any] = json.loads(line[len(RESULT_PREFIX):])
+                data: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
                 return data
         raise RuntimeError(f"{self.spec['role']} child exited {self.proc.returncode} without a result")
 
@@ -320,12 +334,15 @@ def _base_spec(emulator: EmulatorProcess, redis_url: str | None, prefix: str) ->
 
 
 async def scenario_submit(redis: Redis, *, shared: bool, seconds: float, processes: int) -> dict[str, Any]:
-    async with EmulatorProcess(generation_seconds=5.0, create_rate_limit=REAL_LIMIT,
-                               create_rate_window=REAL_WINDOW) as emulator:
+    async with EmulatorProcess(
+        generation_seconds=5.0, create_rate_limit=REAL_LIMIT, create_rate_window=REAL_WINDOW
+    ) as emulator:
         base = _base_spec(emulator, redis.url if shared else None, f"bench-{secrets.token_hex(4)}:")
         start_at = time.time() + 3.0  # every process has started and connected by then
-        specs = [{**base, "role": "submit", "tag": f"p{i}", "start_at": start_at, "seconds": seconds,
-                  "concurrency": 8} for i in range(processes)]
+        specs = [
+            {**base, "role": "submit", "tag": f"p{i}", "start_at": start_at, "seconds": seconds, "concurrency": 8}
+            for i in range(processes)
+        ]
         async with children(specs) as started:
             results = [await c.result() for c in started]
         stats = await emulator.stats()
@@ -349,15 +366,29 @@ async def scenario_submit(redis: Redis, *, shared: bool, seconds: float, process
 async def scenario_fan_in(redis: Redis, *, waiters: int, processes: int) -> dict[str, Any]:
     hmac_key = secrets.token_urlsafe(12)
     async with EmulatorProcess(generation_seconds=1.0, create_rate_limit=None, webhook_hmac_key=hmac_key) as emulator:
-        base = {**_base_spec(emulator, redis.url, f"bench-{secrets.token_hex(4)}:"), "limit": 100_000,
-                "window": 1.0, "reads_per_second": 500.0}
+        base = {
+            **_base_spec(emulator, redis.url, f"bench-{secrets.token_hex(4)}:"),
+            "limit": 100_000,
+            "window": 1.0,
+            "reads_per_second": 500.0,
+        }
         receiver = await Child({**base, "role": "receiver", "hmac_key": hmac_key}, keep_stdin=True).start()
         try:
             callback_url = (await receiver.first_line())["callback_url"]
             start_at = time.time() + 3.0
             shares = [waiters // processes + (1 if i < waiters % processes else 0) for i in range(processes)]
-            specs = [{**base, "role": "wait", "tag": f"w{i}", "count": n, "spread": 2.0, "start_at": start_at,
-                      "callback_url": callback_url} for i, n in enumerate(shares)]
+            specs = [
+                {
+                    **base,
+                    "role": "wait",
+                    "tag": f"w{i}",
+                    "count": n,
+                    "spread": 2.0,
+                    "start_at": start_at,
+                    "callback_url": callback_url,
+                }
+                for i, n in enumerate(shares)
+            ]
             async with children(specs) as started:
                 woken = [await c.result() for c in started]
             received = await receiver.result()
@@ -382,12 +413,27 @@ async def scenario_fan_in(redis: Redis, *, waiters: int, processes: int) -> dict
 async def scenario_budget(redis: Redis, *, processes: int, per_process: int, cap: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         async with EmulatorProcess(generation_seconds=0.3, create_rate_limit=None) as emulator:
-            base = {**_base_spec(emulator, redis.url, f"bench-{secrets.token_hex(4)}:"), "limit": 100_000,
-                    "window": 1.0, "reads_per_second": 500.0}
+            base = {
+                **_base_spec(emulator, redis.url, f"bench-{secrets.token_hex(4)}:"),
+                "limit": 100_000,
+                "window": 1.0,
+                "reads_per_second": 500.0,
+            }
             batch_id = f"budget-{secrets.token_hex(4)}"
             start_at = time.time() + 3.0
-            specs = [{**base, "role": "batch", "tag": f"b{i}", "count": per_process, "budget": cap,
-                      "batch_id": batch_id, "root": f"{folder}/p{i}", "start_at": start_at} for i in range(processes)]
+            specs = [
+                {
+                    **base,
+                    "role": "batch",
+                    "tag": f"b{i}",
+                    "count": per_process,
+                    "budget": cap,
+                    "batch_id": batch_id,
+                    "root": f"{folder}/p{i}",
+                    "start_at": start_at,
+                }
+                for i in range(processes)
+            ]
             async with children(specs) as started:
                 results = [await c.result() for c in started]
             stats = await emulator.stats()
@@ -414,11 +460,25 @@ async def scenario_restart(redis: Redis, *, processes: int, per_process: int, ou
     total = processes * per_process
     with tempfile.TemporaryDirectory() as folder:
         async with EmulatorProcess(generation_seconds=0.5, create_rate_limit=5, create_rate_window=1.0) as emulator:
-            base = {**_base_spec(emulator, redis.url, f"bench-{secrets.token_hex(4)}:"), "limit": 5, "window": 1.0,
-                    "reads_per_second": 200.0}
+            base = {
+                **_base_spec(emulator, redis.url, f"bench-{secrets.token_hex(4)}:"),
+                "limit": 5,
+                "window": 1.0,
+                "reads_per_second": 200.0,
+            }
             start_at = time.time() + 3.0
-            specs = [{**base, "role": "batch", "tag": f"r{i}", "count": per_process, "batch_id": "restart",
-                      "root": f"{folder}/p{i}", "start_at": start_at} for i in range(processes)]
+            specs = [
+                {
+                    **base,
+                    "role": "batch",
+                    "tag": f"r{i}",
+                    "count": per_process,
+                    "batch_id": "restart",
+                    "root": f"{folder}/p{i}",
+                    "start_at": start_at,
+                }
+                for i in range(processes)
+            ]
 
             async def creates() -> int:
                 return int((await emulator.stats()).get("requests", {}).get("createTask", 0))
@@ -471,11 +531,13 @@ async def main_async(args: argparse.Namespace, binary: str) -> dict[str, Any]:
             print("fan-in ...", flush=True)
             figures["fan_in"] = await scenario_fan_in(redis, waiters=30 if args.quick else 100, processes=3)
             print("budget ...", flush=True)
-            figures["budget"] = await scenario_budget(redis, processes=3, per_process=10 if args.quick else 25,
-                                                      cap=120.0 if args.quick else 400.0)
+            figures["budget"] = await scenario_budget(
+                redis, processes=3, per_process=10 if args.quick else 25, cap=120.0 if args.quick else 400.0
+            )
             print("restart ...", flush=True)
-            figures["restart"] = await scenario_restart(redis, processes=2, per_process=8 if args.quick else 15,
-                                                        outage=2.0 if args.quick else 3.0)
+            figures["restart"] = await scenario_restart(
+                redis, processes=2, per_process=8 if args.quick else 15, outage=2.0 if args.quick else 3.0
+            )
         finally:
             redis.stop()
     return figures
@@ -489,8 +551,11 @@ def report(figures: dict[str, Any]) -> None:
         [
             ["createTask answered", fmt(co["submits"]), fmt(ctl["submits"])],
             ["**429s** (emulator)", fmt(co["emulator_429s"]), fmt(ctl["emulator_429s"])],
-            ["submit rate / allowed (after the first burst)", fmt(co["rate_over_allowed"]),
-             fmt(ctl["rate_over_allowed"])],
+            [
+                "submit rate / allowed (after the first burst)",
+                fmt(co["rate_over_allowed"]),
+                fmt(ctl["rate_over_allowed"]),
+            ],
         ],
     )
     f, b, r = figures["fan_in"], figures["budget"], figures["restart"]
@@ -498,14 +563,21 @@ def report(figures: dict[str, Any]) -> None:
         "fan-in, budget, restart",
         ["figure", "value"],
         [
-            [f"wake-up after the callback, {f['waiters']} waiters in {f['waiter_processes']} processes, p50 / p99 (ms)",
-             f"{fmt(f['wake_p50_ms'])} / {fmt(f['wake_p99_ms'])}"],
+            [
+                f"wake-up after the callback, {f['waiters']} waiters in {f['waiter_processes']} processes, p50 / p99 (ms)",
+                f"{fmt(f['wake_p50_ms'])} / {fmt(f['wake_p99_ms'])}",
+            ],
             ["extra status requests per task", fmt(f["extra_status_requests_per_task"], 3)],
-            [f"budget: spent of {b['cap']:g} by {b['processes']} processes ({b['succeeded']} succeeded, "
-             f"{b['over_budget']} over budget)", fmt(b["spent"], 0)],
+            [
+                f"budget: spent of {b['cap']:g} by {b['processes']} processes ({b['succeeded']} succeeded, "
+                f"{b['over_budget']} over budget)",
+                fmt(b["spent"], 0),
+            ],
             [f"restart: createTask while Redis was down ({r['outage_s']:g} s)", fmt(r["creates_while_down"])],
-            [f"restart: succeeded / requests (distinct tasks {r['distinct_task_ids']})",
-             f"{r['succeeded']} / {r['requests']}"],
+            [
+                f"restart: succeeded / requests (distinct tasks {r['distinct_task_ids']})",
+                f"{r['succeeded']} / {r['requests']}",
+            ],
         ],
     )
 
@@ -525,8 +597,9 @@ def main() -> int:
             print(f"error: {message} (KIE_REQUIRE_REDIS is set)", file=sys.stderr)
             return 1
         print(f"skipped: {message}")
-        write_results(NAME, args.out, quick=args.quick, params={**params, "skipped": message},
-                      figures=dict.fromkeys(FIGURES))
+        write_results(
+            NAME, args.out, quick=args.quick, params={**params, "skipped": message}, figures=dict.fromkeys(FIGURES)
+        )
         return 0
     started = time.monotonic()
     figures = asyncio.run(main_async(args, binary))

@@ -231,8 +231,22 @@ def run_child(
     if engine == "seed":
         cmd = [str(args.seed_python), "-c", SEED_CHILD, str(inputs_dir), str(out_dir)]
     else:
-        cmd = [sys.executable, __file__, "--child", engine, "--mode", mode, "--inputs", str(inputs_dir),
-               "--child-out", str(out_dir), "--workers", str(workers), "--format", fmt_name]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            engine,
+            "--mode",
+            mode,
+            "--inputs",
+            str(inputs_dir),
+            "--child-out",
+            str(out_dir),
+            "--workers",
+            str(workers),
+            "--format",
+            fmt_name,
+        ]
         if engine == "before":
             env["PYTHONPATH"] = str(args.compare)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
@@ -258,9 +272,15 @@ def effort_sweep(source: Path, quick: bool) -> list[dict[str, Any]]:
             back = pyvips.Image.new_from_buffer(data, "")
             diff = image.cast("float") - back.cast("float")
             mse = (diff * diff).avg()
-            rows.append({"rendition": name, "effort": effort, "encode_ms": round(min(times) * 1000, 1),
-                         "kib": round(len(data) / 1024, 1),
-                         "psnr_db": round(10 * math.log10(255 * 255 / mse), 2) if mse else 99.0})
+            rows.append(
+                {
+                    "rendition": name,
+                    "effort": effort,
+                    "encode_ms": round(min(times) * 1000, 1),
+                    "kib": round(len(data) / 1024, 1),
+                    "psnr_db": round(10 * math.log10(255 * 255 / mse), 2) if mse else 99.0,
+                }
+            )
     return rows
 
 
@@ -279,8 +299,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         t = time.perf_counter()
         await asyncio.to_thread(make_inputs, inputs_dir, count)
         print(f"made {count} 4K JPEG(s) and {count} 4K PNG(s) in {time.perf_counter() - t:.1f}s", flush=True)
-        sweep = {kind: await asyncio.to_thread(effort_sweep, next((inputs_dir / kind).iterdir()), args.quick)
-                 for kind in KINDS}
+        sweep = {
+            kind: await asyncio.to_thread(effort_sweep, next((inputs_dir / kind).iterdir()), args.quick)
+            for kind in KINDS
+        }
         jobs = [(kind, "sequential") for kind in KINDS] + [("jpeg", "parallel")]
         for r in range(repeats):
             order = engines if r % 2 == 0 else engines[::-1]
@@ -296,10 +318,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         raise RuntimeError(f"{engine} {kind} {mode}: {sample['outputs']} files, expected {2 * count}")
                     sample.update(engine=engine, kind=kind, mode=mode, repeat=r)
                     samples.append(sample)
-                    print(f"repeat {r + 1}/{repeats} {engine:<6} {kind:<4} {mode:<10}: "
-                          f"{median(sample['per_image_s']) * 1000 if sample['per_image_s'] else math.nan:7.1f} "
-                          f"ms/image, {sample['images_per_s']:.2f} img/s, "
-                          f"peak RSS growth {sample['peak_growth_mb']:.0f} MB", flush=True)
+                    print(
+                        f"repeat {r + 1}/{repeats} {engine:<6} {kind:<4} {mode:<10}: "
+                        f"{median(sample['per_image_s']) * 1000 if sample['per_image_s'] else math.nan:7.1f} "
+                        f"ms/image, {sample['images_per_s']:.2f} img/s, "
+                        f"peak RSS growth {sample['peak_growth_mb']:.0f} MB",
+                        flush=True,
+                    )
     finally:
         await asyncio.to_thread(shutil.rmtree, root, True)
 
@@ -313,8 +338,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         values = []
         for r in range(repeats):
             x, y = one(a, kind, mode, r), one(b, kind, mode, r)
-            values.append(ratio(median(x[key]), median(y[key])) if key.endswith("per_image_s")
-                          else ratio(x[key], y[key]))
+            values.append(
+                ratio(median(x[key]), median(y[key])) if key.endswith("per_image_s") else ratio(x[key], y[key])
+            )
         return spread(values)
 
     figures: dict[str, Any] = {"engines": engines, "seed_note": seed_note or None}
@@ -322,10 +348,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for kind in KINDS:
             seq = [s for s in samples if (s["engine"], s["kind"], s["mode"]) == (engine, kind, "sequential")]
             figures[f"{engine}_{kind}_ms_per_image"] = round(
-                median([x * 1000 for s in seq for x in s["per_image_s"]]), 1)
+                median([x * 1000 for s in seq for x in s["per_image_s"]]), 1
+            )
             figures[f"{engine}_{kind}_peak_rss_growth_mb"] = round(median([s["peak_growth_mb"] for s in seq]), 1)
             figures[f"{engine}_{kind}_cpu_ms_per_image"] = round(
-                median([x * 1000 for s in seq for x in s.get("cpu_per_image_s", [])]), 1)
+                median([x * 1000 for s in seq for x in s.get("cpu_per_image_s", [])]), 1
+            )
     for kind in KINDS:
         figures[f"pillow_over_sdk_time_{kind}"] = per_repeat("pillow", "sdk", kind, "sequential", "per_image_s")
         figures[f"sdk_over_pillow_rss_{kind}"] = per_repeat("sdk", "pillow", kind, "sequential", "peak_growth_mb")
@@ -334,16 +362,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             if other == "seed":
                 figures[f"seed_over_sdk_time_{kind}"] = per_repeat("seed", "sdk", kind, "sequential", "per_image_s")
-                figures[f"seed_over_sdk_cpu_{kind}"] = per_repeat(
-                    "seed", "sdk", kind, "sequential", "cpu_per_image_s")
+                figures[f"seed_over_sdk_cpu_{kind}"] = per_repeat("seed", "sdk", kind, "sequential", "cpu_per_image_s")
                 figures[f"sdk_over_seed_rss_{kind}"] = per_repeat("sdk", "seed", kind, "sequential", "peak_growth_mb")
                 if has("before"):
                     figures[f"seed_over_before_time_{kind}"] = per_repeat(
-                        "seed", "before", kind, "sequential", "per_image_s")
+                        "seed", "before", kind, "sequential", "per_image_s"
+                    )
                     figures[f"seed_over_before_cpu_{kind}"] = per_repeat(
-                        "seed", "before", kind, "sequential", "cpu_per_image_s")
+                        "seed", "before", kind, "sequential", "cpu_per_image_s"
+                    )
                     figures[f"before_over_seed_rss_{kind}"] = per_repeat(
-                        "before", "seed", kind, "sequential", "peak_growth_mb")
+                        "before", "seed", kind, "sequential", "peak_growth_mb"
+                    )
             else:
                 figures[f"before_over_sdk_time_{kind}"] = per_repeat("before", "sdk", kind, "sequential", "per_image_s")
     for engine in ("sdk", "pillow"):
@@ -357,17 +387,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     figures["pyvips_peak_rss_growth_mb_parallel"] = figures["sdk_peak_rss_growth_mb_parallel"]
     figures["speedup_per_image_pillow_over_pyvips"] = figures["pillow_over_sdk_time_jpeg"]["median"]
     figures["throughput_ratio_parallel_pyvips_over_pillow"] = per_repeat(
-        "sdk", "pillow", "jpeg", "parallel", "images_per_s")
+        "sdk", "pillow", "jpeg", "parallel", "images_per_s"
+    )
     figures["webp_effort"] = sweep
 
     rows = []
     for kind in KINDS:
         label = kind.upper()
         rows.append([f"time per image, {label} (ms)"] + [fmt(figures[f"{e}_{kind}_ms_per_image"], 1) for e in engines])
-        rows.append([f"CPU per image, all threads, {label} (ms)"]
-                    + [fmt(figures[f"{e}_{kind}_cpu_ms_per_image"], 1) for e in engines])
-        rows.append([f"peak RSS growth, {label} (MB)"]
-                    + [fmt(figures[f"{e}_{kind}_peak_rss_growth_mb"], 1) for e in engines])
+        rows.append(
+            [f"CPU per image, all threads, {label} (ms)"]
+            + [fmt(figures[f"{e}_{kind}_cpu_ms_per_image"], 1) for e in engines]
+        )
+        rows.append(
+            [f"peak RSS growth, {label} (MB)"] + [fmt(figures[f"{e}_{kind}_peak_rss_growth_mb"], 1) for e in engines]
+        )
     print_table(
         f"derivatives of {count} 3840x2160 image(s) per kind -> {args.format} 2048 + 384, sequential, "
         f"median over {repeats} repeat(s)",
@@ -378,30 +412,58 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     for kind in KINDS:
         label = kind.upper()
         if has("seed"):
-            ratio_rows.append([f"time, seed ÷ SDK, {label} (goal ≥ 5)",
-                               fmt_spread(figures[f"seed_over_sdk_time_{kind}"])])
-            ratio_rows.append([f"CPU (all threads), seed ÷ SDK, {label}",
-                               fmt_spread(figures[f"seed_over_sdk_cpu_{kind}"])])
-            ratio_rows.append([f"peak RSS growth, SDK ÷ seed, {label} (goal ≤ 0.8)",
-                               fmt_spread(figures[f"sdk_over_seed_rss_{kind}"])])
+            ratio_rows.append(
+                [f"time, seed ÷ SDK, {label} (goal ≥ 5)", fmt_spread(figures[f"seed_over_sdk_time_{kind}"])]
+            )
+            ratio_rows.append(
+                [f"CPU (all threads), seed ÷ SDK, {label}", fmt_spread(figures[f"seed_over_sdk_cpu_{kind}"])]
+            )
+            ratio_rows.append(
+                [f"peak RSS growth, SDK ÷ seed, {label} (goal ≤ 0.8)", fmt_spread(figures[f"sdk_over_seed_rss_{kind}"])]
+            )
             if has("before"):
-                ratio_rows.append([f"  before (--compare): time seed ÷ before, {label}",
-                                   fmt_spread(figures[f"seed_over_before_time_{kind}"])])
-                ratio_rows.append([f"  before (--compare): CPU seed ÷ before, {label}",
-                                   fmt_spread(figures[f"seed_over_before_cpu_{kind}"])])
-                ratio_rows.append([f"  before (--compare): RSS before ÷ seed, {label}",
-                                   fmt_spread(figures[f"before_over_seed_rss_{kind}"])])
+                ratio_rows.append(
+                    [
+                        f"  before (--compare): time seed ÷ before, {label}",
+                        fmt_spread(figures[f"seed_over_before_time_{kind}"]),
+                    ]
+                )
+                ratio_rows.append(
+                    [
+                        f"  before (--compare): CPU seed ÷ before, {label}",
+                        fmt_spread(figures[f"seed_over_before_cpu_{kind}"]),
+                    ]
+                )
+                ratio_rows.append(
+                    [
+                        f"  before (--compare): RSS before ÷ seed, {label}",
+                        fmt_spread(figures[f"before_over_seed_rss_{kind}"]),
+                    ]
+                )
         ratio_rows.append([f"time, Pillow ÷ SDK, {label}", fmt_spread(figures[f"pillow_over_sdk_time_{kind}"])])
-        ratio_rows.append([f"peak RSS growth, SDK ÷ Pillow, {label}",
-                           fmt_spread(figures[f"sdk_over_pillow_rss_{kind}"])])
-    ratio_rows.append([f"images/s with {workers} workers, SDK ÷ Pillow, JPEG",
-                       fmt_spread(figures["throughput_ratio_parallel_pyvips_over_pillow"])])
+        ratio_rows.append(
+            [f"peak RSS growth, SDK ÷ Pillow, {label}", fmt_spread(figures[f"sdk_over_pillow_rss_{kind}"])]
+        )
+    ratio_rows.append(
+        [
+            f"images/s with {workers} workers, SDK ÷ Pillow, JPEG",
+            fmt_spread(figures["throughput_ratio_parallel_pyvips_over_pillow"]),
+        ]
+    )
     print_table("ratios per repeat: median (min–max)", ["ratio", "value"], ratio_rows)
     print_table(
         "WebP effort per rendition (first input): PSNR vs the pixels before encoding, size, encode time (min of 3)",
         ["input / rendition / effort", "PSNR (dB)", "KiB", "encode ms"],
-        [[f"{kind} {row['rendition']} effort {row['effort']}", fmt(row["psnr_db"]), fmt(row["kib"], 1),
-          fmt(row["encode_ms"], 1)] for kind, rows_ in sweep.items() for row in rows_],
+        [
+            [
+                f"{kind} {row['rendition']} effort {row['effort']}",
+                fmt(row["psnr_db"]),
+                fmt(row["kib"], 1),
+                fmt(row["encode_ms"], 1),
+            ]
+            for kind, rows_ in sweep.items()
+            for row in rows_
+        ],
     )
     params = {
         "images_per_kind": count,
@@ -418,8 +480,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "isolation": "fresh child process per engine, input kind and mode",
     }
     headline = {k: v for k, v in figures.items() if "_over_" in k or k.endswith("ms_per_image")}
-    write_results("bench_derivatives", args.out, quick=args.quick, params=params, figures=figures,
-                  samples={"runs": samples}, headline=headline)
+    write_results(
+        "bench_derivatives",
+        args.out,
+        quick=args.quick,
+        params=params,
+        figures=figures,
+        samples={"runs": samples},
+        headline=headline,
+    )
     return figures
 
 

@@ -124,20 +124,26 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         samples["before"] = []
     async with EmulatorProcess(create_rate_limit=None) as emu:
         url = f"{emu.base_url}/_emulator/blob/{size}"
-        env = {"KIE_BASE_URL": emu.base_url, "KIE_UPLOAD_BASE_URL": emu.info["upload_base_url"],
-               "KIE_API_KEY": emu.api_key}
+        env = {
+            "KIE_BASE_URL": emu.base_url,
+            "KIE_UPLOAD_BASE_URL": emu.info["upload_base_url"],
+            "KIE_API_KEY": emu.api_key,
+        }
         for r in range(repeats):
             order = [c for c in ("sdk", "raw", "before") if c in samples]
-            for client in (order if r % 2 == 0 else order[::-1]):
+            for client in order if r % 2 == 0 else order[::-1]:
                 sample = await asyncio.to_thread(
                     run_child, client, url, folder / f"{client}_{r}.bin", env, args.compare
                 )
                 if sample["bytes"] != size:
                     raise RuntimeError(f"{client} wrote {sample['bytes']} bytes, expected {size}")
                 samples[client].append(sample)
-                print(f"repeat {r + 1}/{repeats} {client}: {sample['mb_per_s']:.0f} MB/s, "
-                      f"CPU {sample['cpu_seconds']:.2f} s, "
-                      f"peak RSS growth {sample['peak_growth_mb']:.1f} MB", flush=True)
+                print(
+                    f"repeat {r + 1}/{repeats} {client}: {sample['mb_per_s']:.0f} MB/s, "
+                    f"CPU {sample['cpu_seconds']:.2f} s, "
+                    f"peak RSS growth {sample['peak_growth_mb']:.1f} MB",
+                    flush=True,
+                )
     await asyncio.to_thread(folder.rmdir)
 
     figures: dict[str, Any] = {"size_bytes": size}
@@ -180,19 +186,42 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         f"download of {size / 2**20:,.0f} MiB from the emulator blob route, median of {repeats} repeat(s)",
         ["figure", "SDK download()", "raw aiohttp", "SDK / raw: median (min–max) of per-repeat ratios"],
         [
-            ["throughput (MB/s)", fmt(figures["sdk_mb_per_s"], 1), fmt(figures["raw_mb_per_s"], 1),
-             fmt(figures["throughput_ratio_sdk_over_raw"])],
-            ["wall time (s)", fmt(figures["sdk_seconds"]), fmt(figures["raw_seconds"]),
-             fmt_spread(figures["wall_ratio"])],
-            ["CPU, all threads (s)", fmt(figures["sdk_cpu_seconds"]), fmt(figures["raw_cpu_seconds"]),
-             fmt_spread(figures["cpu_ratio"])],
-            ["CPU vs naive + sha256 of the body (s)", fmt(figures["sdk_cpu_seconds"]),
-             fmt(figures["raw_cpu_seconds"] + figures["sha256_cpu_seconds"]),
-             fmt_spread(figures["cpu_ratio_vs_naive_plus_sha256"])],
-            ["peak RSS growth, VmHWM (MB)", fmt(figures["sdk_peak_rss_growth_mb"], 1),
-             fmt(figures["raw_peak_rss_growth_mb"], 1), fmt(figures["rss_growth_ratio_sdk_over_raw"])],
-            ["peak RSS growth, sampled (MB)", fmt(figures["sdk_sampled_rss_growth_mb"], 1),
-             fmt(figures["raw_sampled_rss_growth_mb"], 1), "-"],
+            [
+                "throughput (MB/s)",
+                fmt(figures["sdk_mb_per_s"], 1),
+                fmt(figures["raw_mb_per_s"], 1),
+                fmt(figures["throughput_ratio_sdk_over_raw"]),
+            ],
+            [
+                "wall time (s)",
+                fmt(figures["sdk_seconds"]),
+                fmt(figures["raw_seconds"]),
+                fmt_spread(figures["wall_ratio"]),
+            ],
+            [
+                "CPU, all threads (s)",
+                fmt(figures["sdk_cpu_seconds"]),
+                fmt(figures["raw_cpu_seconds"]),
+                fmt_spread(figures["cpu_ratio"]),
+            ],
+            [
+                "CPU vs naive + sha256 of the body (s)",
+                fmt(figures["sdk_cpu_seconds"]),
+                fmt(figures["raw_cpu_seconds"] + figures["sha256_cpu_seconds"]),
+                fmt_spread(figures["cpu_ratio_vs_naive_plus_sha256"]),
+            ],
+            [
+                "peak RSS growth, VmHWM (MB)",
+                fmt(figures["sdk_peak_rss_growth_mb"], 1),
+                fmt(figures["raw_peak_rss_growth_mb"], 1),
+                fmt(figures["rss_growth_ratio_sdk_over_raw"]),
+            ],
+            [
+                "peak RSS growth, sampled (MB)",
+                fmt(figures["sdk_sampled_rss_growth_mb"], 1),
+                fmt(figures["raw_sampled_rss_growth_mb"], 1),
+                "-",
+            ],
         ],
     )
     params = {

@@ -156,7 +156,8 @@ async def run_scenario(
             overrides: dict[str, Any] = {}
             if reads_per_second is not None:
                 overrides["rate_limit"] = RateLimitSettings(
-                    create_per_window=sdk_limit or limit, create_window_seconds=window,
+                    create_per_window=sdk_limit or limit,
+                    create_window_seconds=window,
                     reads_per_second=reads_per_second,
                 )
             if poll is not None:
@@ -256,8 +257,16 @@ def _loadavg() -> list[str]:
 def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Median of each numeric figure over repeats (429s: the sum, since the goal is zero in every run)."""
     keys = [
-        "wall_s", "transfer_s", "floor_s", "window_floor_s", "wall_over_floor", "wall_over_window_floor",
-        "achieved_rate_per_s", "achieved_over_allowed", "throughput_runs_per_s", "client_cpu_ms_per_run",
+        "wall_s",
+        "transfer_s",
+        "floor_s",
+        "window_floor_s",
+        "wall_over_floor",
+        "wall_over_window_floor",
+        "achieved_rate_per_s",
+        "achieved_over_allowed",
+        "throughput_runs_per_s",
+        "client_cpu_ms_per_run",
         "emulator_cpu_ms_per_run",
     ]
     out: dict[str, Any] = {k: round(median([s[k] for s in samples]), 4) for k in keys}
@@ -322,8 +331,9 @@ def setup_otel(mode: str) -> None:
 
         tracer_provider = TracerProvider()
         tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
-        telemetry.configure(tracer_provider=tracer_provider,
-                            meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]))
+        telemetry.configure(
+            tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()])
+        )
     print(f"OpenTelemetry: {mode}")
 
 
@@ -358,8 +368,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             **common,
         )
         scaled.append(sample)
-        print(f"scaled repeat {n + 1}/{repeats}: wall {sample['wall_s']:.2f}s, floor {sample['floor_s']:.2f}s, "
-              f"429s {sample['emulator_429s']}, ok {sample['succeeded']}/{runs}", flush=True)
+        print(
+            f"scaled repeat {n + 1}/{repeats}: wall {sample['wall_s']:.2f}s, floor {sample['floor_s']:.2f}s, "
+            f"429s {sample['emulator_429s']}, ok {sample['succeeded']}/{runs}",
+            flush=True,
+        )
     real: list[dict[str, Any]] = []
     for n in range(0 if args.skip_real else (1 if args.quick else args.real_repeats)):
         real.append(
@@ -376,8 +389,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 **common,
             )
         )
-        print(f"real-limit run {n + 1}: wall {real[-1]['wall_s']:.2f}s, floor {real[-1]['floor_s']:.2f}s, status "
-              f"requests/task {real[-1]['status_requests_per_task']['mean']:.2f}", flush=True)
+        print(
+            f"real-limit run {n + 1}: wall {real[-1]['wall_s']:.2f}s, floor {real[-1]['floor_s']:.2f}s, status "
+            f"requests/task {real[-1]['status_requests_per_task']['mean']:.2f}",
+            flush=True,
+        )
 
     figures: dict[str, Any] = {"scaled": summarise(scaled)}
     columns = ["figure", f"scaled {args.scaled_limit}/{args.scaled_window:g}s"]
@@ -437,18 +453,34 @@ def main() -> int:
     parser.add_argument("--scaled-window", type=float, default=1.0, help="window seconds, scaled (default 1)")
     parser.add_argument("--reads-per-second", type=float, default=2000.0, help="SDK read limit, scaled (2000)")
     parser.add_argument("--poll-interval", type=float, default=0.5, help="scaled poll interval for 30 s (0.5)")
-    parser.add_argument("--sdk-create-limit", type=int, default=0,
-                        help="SDK createTask limit per window in the scaled scenario (default: the emulator's)")
-    parser.add_argument("--downloads", type=int, default=None,
-                        help="scaled max_concurrent_downloads (default: the SDK's, 8; see benchmarks/README.md)")
+    parser.add_argument(
+        "--sdk-create-limit",
+        type=int,
+        default=0,
+        help="SDK createTask limit per window in the scaled scenario (default: the emulator's)",
+    )
+    parser.add_argument(
+        "--downloads",
+        type=int,
+        default=None,
+        help="scaled max_concurrent_downloads (default: the SDK's, 8; see benchmarks/README.md)",
+    )
     parser.add_argument("--concurrency", type=int, default=0, help="run_many concurrency (default: all runs)")
     parser.add_argument("--no-progress", action="store_true", help="no on_progress callback")
     parser.add_argument("--no-derivatives", action="store_true", help="diagnosis: derivatives off")
     parser.add_argument("--no-artifact-fsync", action="store_true", help="diagnosis: ArtifactSettings(fsync=False)")
-    parser.add_argument("--otel", choices=["off", "api", "sdk"], default="off",
-                        help="OpenTelemetry: none (default), the API alone, or the SDK with in-memory export")
-    parser.add_argument("--emulator-render", choices=["template", "full"], default="template",
-                        help="template: cached image padded to size (default); full: the emulator's pyvips render")
+    parser.add_argument(
+        "--otel",
+        choices=["off", "api", "sdk"],
+        default="off",
+        help="OpenTelemetry: none (default), the API alone, or the SDK with in-memory export",
+    )
+    parser.add_argument(
+        "--emulator-render",
+        choices=["template", "full"],
+        default="template",
+        help="template: cached image padded to size (default); full: the emulator's pyvips render",
+    )
     args = parser.parse_args()
     asyncio.run(main_async(args))
     return 0

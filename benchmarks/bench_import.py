@@ -29,7 +29,7 @@ STATEMENTS = {
     "script": "from kie_async import KieSession, RawUserRequest, run_many",
     # The CLI package moved to kie_async.interfaces.cli; an older checkout (--compare) still has kie_async.cli.
     "cli": "import importlib, importlib.util as u; importlib.import_module("
-           "'kie_async.interfaces.cli' if u.find_spec('kie_async.interfaces') else 'kie_async.cli')",
+    "'kie_async.interfaces.cli' if u.find_spec('kie_async.interfaces') else 'kie_async.cli')",
 }
 PROBE = "import time; t = time.process_time(); {stmt}; print(time.process_time() - t)"
 
@@ -38,7 +38,11 @@ def cpu_of(statement: str, sdk_path: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(sdk_path)}
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(stmt=statement)],
-        env=env, cwd=sdk_path, check=True, capture_output=True, text=True,
+        env=env,
+        cwd=sdk_path,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -66,9 +70,10 @@ def main() -> int:
                 samples["baseline"].append(base)
                 samples.setdefault(f"{tree_name}:{name}", []).append(cpu)
                 ratios.setdefault(f"{tree_name}:{name}", []).append(ratio(cpu, base))
-        print(f"repeat {r + 1}/{repeats}: " + ", ".join(
-            f"{key} {values[-1]:.2f}x" for key, values in ratios.items()
-        ), flush=True)
+        print(
+            f"repeat {r + 1}/{repeats}: " + ", ".join(f"{key} {values[-1]:.2f}x" for key, values in ratios.items()),
+            flush=True,
+        )
 
     figures: dict[str, Any] = {"baseline_cpu_ms": round(median(samples["baseline"]) * 1000, 1)}
     for key, values in ratios.items():
@@ -86,11 +91,22 @@ def main() -> int:
         ["statement", "CPU (ms, median)", "÷ baseline: median (min–max)"],
         rows,
     )
-    params = {"repeats": repeats, "baseline": BASELINE, "statements": STATEMENTS,
-              "compare": str(args.compare) if args.compare else None}
+    params = {
+        "repeats": repeats,
+        "baseline": BASELINE,
+        "statements": STATEMENTS,
+        "compare": str(args.compare) if args.compare else None,
+    }
     headline = {key: value for key, value in figures.items() if key.endswith("_ratio") or key == "baseline_cpu_ms"}
-    write_results("bench_import", args.out, quick=args.quick, params=params, figures=figures,
-                  samples={"cpu_s": samples, "ratios": ratios}, headline=headline)
+    write_results(
+        "bench_import",
+        args.out,
+        quick=args.quick,
+        params=params,
+        figures=figures,
+        samples={"cpu_s": samples, "ratios": ratios},
+        headline=headline,
+    )
     return 0
 
 

@@ -101,8 +101,9 @@ async def concurrent(fn: RoundTrip, count: int, width: int, start: int) -> float
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    seq_n, conc_n, repeats, warmup = (30, 100, 2, 10) if args.quick else (args.iterations, args.concurrent_runs,
-                                                                          args.repeats, 50)
+    seq_n, conc_n, repeats, warmup = (
+        (30, 100, 2, 10) if args.quick else (args.iterations, args.concurrent_runs, args.repeats, 50)
+    )
     async with EmulatorProcess(create_rate_limit=None, generation_seconds=0.5) as emu:
         settings = emu.settings(
             max_connections=args.pool,
@@ -153,12 +154,24 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         f"{conc_n} at concurrency {args.concurrency}, pool {args.pool})",
         ["figure", "SDK", "raw aiohttp", "SDK / raw (median of per-repeat ratios)"],
         [
-            ["latency median (ms)", fmt(figures["sdk_median_ms"], 3), fmt(figures["raw_median_ms"], 3),
-             fmt(figures["median_ratio"])],
-            ["latency p90 (ms)", fmt(figures["sdk_p90_ms"], 3), fmt(figures["raw_p90_ms"], 3),
-             fmt(figures["p90_ratio"])],
-            ["round trips/s (concurrent)", fmt(figures["sdk_rt_per_s"], 1), fmt(figures["raw_rt_per_s"], 1),
-             fmt(figures["throughput_ratio"])],
+            [
+                "latency median (ms)",
+                fmt(figures["sdk_median_ms"], 3),
+                fmt(figures["raw_median_ms"], 3),
+                fmt(figures["median_ratio"]),
+            ],
+            [
+                "latency p90 (ms)",
+                fmt(figures["sdk_p90_ms"], 3),
+                fmt(figures["raw_p90_ms"], 3),
+                fmt(figures["p90_ratio"]),
+            ],
+            [
+                "round trips/s (concurrent)",
+                fmt(figures["sdk_rt_per_s"], 1),
+                fmt(figures["raw_rt_per_s"], 1),
+                fmt(figures["throughput_ratio"]),
+            ],
         ],
     )
     params = {

@@ -52,11 +52,27 @@ from _common import EmulatorProcess, add_common_flags, print_table, write_result
 from kie_async.coordination import account_namespace
 from kie_async.interfaces.cli._run_cmd import default_batch_id
 
-ZERO_KEYS = ("requests_with_two_tasks", "not_settled", "dead_claims_unfinished", "dead_maybe_sent_not_left_uncertain",
-             "survivors_disagree", "uncertain_not_from_the_kill")
-SHOWN = ("requests", "dead_claims_at_kill", "dead_states_at_kill", "claims_taken_over",
-         "dead_maybe_sent_left_uncertain", "dead_never_sent_bought", "tasks_sold", "statuses",
-         "claims_finished_per_process", "killed_after_tasks", "wall_s")
+ZERO_KEYS = (
+    "requests_with_two_tasks",
+    "not_settled",
+    "dead_claims_unfinished",
+    "dead_maybe_sent_not_left_uncertain",
+    "survivors_disagree",
+    "uncertain_not_from_the_kill",
+)
+SHOWN = (
+    "requests",
+    "dead_claims_at_kill",
+    "dead_states_at_kill",
+    "claims_taken_over",
+    "dead_maybe_sent_left_uncertain",
+    "dead_never_sent_bought",
+    "tasks_sold",
+    "statuses",
+    "claims_finished_per_process",
+    "killed_after_tasks",
+    "wall_s",
+)
 
 
 class RedisProcess:
@@ -70,9 +86,23 @@ class RedisProcess:
             sock.bind(("127.0.0.1", 0))
             self.port: int = sock.getsockname()[1]
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(folder), "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     @property
@@ -129,10 +159,22 @@ class SharedBatch:
 
     async def start(self, n: int) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kie_async", "run-batch", str(self.file), "--coordination", self.redis_url,
-            "--out", str(self.work / f"out{n}"), "--no-derivatives", "--json", "--concurrency",
+            sys.executable,
+            "-m",
+            "kie_async",
+            "run-batch",
+            str(self.file),
+            "--coordination",
+            self.redis_url,
+            "--out",
+            str(self.work / f"out{n}"),
+            "--no-derivatives",
+            "--json",
+            "--concurrency",
             str(self.args.concurrency),
-            env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
 
     async def held_by(self, client: aioredis.Redis, pid: int | None) -> set[str]:
@@ -235,17 +277,20 @@ class SharedBatch:
         taken_uncertain = int(meta.get("takeover_uncertain", 0))
         # Per survivor pid: requests it claimed and finished (run, or read back from the journal when it got
         # there after another process had finished them).
-        per_process = {field.removeprefix("finished:").split(":")[1]: int(n) for field, n in meta.items()
-                       if field.startswith("finished:")}
+        per_process = {
+            field.removeprefix("finished:").split(":")[1]: int(n)
+            for field, n in meta.items()
+            if field.startswith("finished:")
+        }
         return {
             "requests_with_two_tasks": sum(n > 1 for n in sold.values()),
             "not_settled": sum(not settled(r) for r in first),
             "dead_claims_unfinished": sum(
-                1 for key, state in dead.items()
-                if state != "submitting+sending" and not finished(by_key[key])
+                1 for key, state in dead.items() if state != "submitting+sending" and not finished(by_key[key])
             ),
             "dead_maybe_sent_not_left_uncertain": sum(
-                1 for key, state in dead.items()
+                1
+                for key, state in dead.items()
                 if state == "submitting+sending" and by_key[key]["status"] != "submit_uncertain"
             ),
             "survivors_disagree": disagree,
@@ -309,11 +354,29 @@ def main() -> int:
         ["figure", "value"],
         [[k, str(figures[k])] for k in [*ZERO_KEYS, *SHOWN]],
     )
-    params = {k: getattr(args, k) for k in ("requests", "concurrency", "seed", "create_limit", "create_window",
-                                            "lease", "generation_seconds", "create_latency", "aim_seconds")}
+    params = {
+        k: getattr(args, k)
+        for k in (
+            "requests",
+            "concurrency",
+            "seed",
+            "create_limit",
+            "create_window",
+            "lease",
+            "generation_seconds",
+            "create_latency",
+            "aim_seconds",
+        )
+    }
     params["processes"] = 3
-    write_results("bench_shared_batch", args.out, quick=args.quick, params=params, figures=figures,
-                  headline={k: figures[k] for k in (*ZERO_KEYS, "claims_taken_over", "wall_s")})
+    write_results(
+        "bench_shared_batch",
+        args.out,
+        quick=args.quick,
+        params=params,
+        figures=figures,
+        headline={k: figures[k] for k in (*ZERO_KEYS, "claims_taken_over", "wall_s")},
+    )
     return 0 if all(figures[k] == 0 for k in ZERO_KEYS) else 1
 
 

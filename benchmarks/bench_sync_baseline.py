@@ -54,7 +54,10 @@ def sync_run(base_url: str, api_key: str, n: int, poll_every: float, folder: Pat
     body = {
         "model": "nano-banana-2",
         "input": {
-            "prompt": f"sync baseline run {n}", "aspect_ratio": "1:1", "resolution": "1K", "output_format": "png"
+            "prompt": f"sync baseline run {n}",
+            "aspect_ratio": "1:1",
+            "resolution": "1K",
+            "output_format": "png",
         },
     }
     t0 = time.perf_counter()
@@ -168,18 +171,28 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             figures["speedup_vs_scaled_fanout"] = round(ratio(sync_projected, per_run_scaled * target_runs), 2)
 
     rows = [
-        [f"{sample} runs, measured", f"{fmt(sync_wall, 1)} s", f"{fmt(fanout_wall, 1)} s",
-         fmt(figures["sample_speedup_sync_over_fanout"])],
-        [f"{target_runs:,} runs, projected at 20/10s", f"{fmt(sync_projected, 0)} s",
-         f"{fmt(async_projected, 0)} s", fmt(figures["speedup_projected_real_limit"])],
+        [
+            f"{sample} runs, measured",
+            f"{fmt(sync_wall, 1)} s",
+            f"{fmt(fanout_wall, 1)} s",
+            fmt(figures["sample_speedup_sync_over_fanout"]),
+        ],
+        [
+            f"{target_runs:,} runs, projected at 20/10s",
+            f"{fmt(sync_projected, 0)} s",
+            f"{fmt(async_projected, 0)} s",
+            fmt(figures["speedup_projected_real_limit"]),
+        ],
     ]
     if "speedup_vs_scaled_fanout" in figures:
-        rows.append([
-            f"{target_runs:,} runs, fan-out at {figures['fanout_scaled_json_rate_per_s']:g}/s (bench_fanout.json)",
-            f"{fmt(sync_projected, 0)} s",
-            f"{fmt(figures['fanout_scaled_json_wall_s'] * target_runs / figures['fanout_scaled_json_runs'], 1)} s",
-            fmt(figures["speedup_vs_scaled_fanout"]),
-        ])
+        rows.append(
+            [
+                f"{target_runs:,} runs, fan-out at {figures['fanout_scaled_json_rate_per_s']:g}/s (bench_fanout.json)",
+                f"{fmt(sync_projected, 0)} s",
+                f"{fmt(figures['fanout_scaled_json_wall_s'] * target_runs / figures['fanout_scaled_json_runs'], 1)} s",
+                fmt(figures["speedup_vs_scaled_fanout"]),
+            ]
+        )
     print_table(
         f"sequential urllib (poll every {poll_every:g}s) vs run_many; sync per run: median "
         f"{fmt(figures['sync_per_run_median_s'])} s, {figures['sync_polls_per_run_median']} polls",
@@ -197,7 +210,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "transfer_s": round(transfer, 4),
     }
     write_results(
-        "bench_sync_baseline", args.out, quick=args.quick, params=params, figures=figures,
+        "bench_sync_baseline",
+        args.out,
+        quick=args.quick,
+        params=params,
+        figures=figures,
         samples={"sync_runs": sync_runs},
     )
     return figures

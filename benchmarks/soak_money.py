@@ -50,9 +50,17 @@ from kie_async.ledger.journal import correlation_token
 from kie_async.wire.callbacks import request_token_from_url
 
 HMAC_KEY = "soak-webhook-key"
-SHOWN = ("killed_between_marker_and_send", "uncertain_arrived_no_task",
-         "statuses", "tasks_sold", "runs", "interruptions_fired", "faults_fired",
-         "callbacks_delivered", "wall_s")
+SHOWN = (
+    "killed_between_marker_and_send",
+    "uncertain_arrived_no_task",
+    "statuses",
+    "tasks_sold",
+    "runs",
+    "interruptions_fired",
+    "faults_fired",
+    "callbacks_delivered",
+    "wall_s",
+)
 FAULT_KINDS: dict[str, list[dict[str, Any]]] = {
     "createTask": [
         {"kind": "rate_limit", "retry_after": 0},
@@ -127,7 +135,9 @@ class Soak:
     async def start_receiver(self) -> None:
         self.receiver = await asyncio.create_subprocess_exec(
             *self.cli("receive-callbacks", "--journal", str(self.journal), "--port", "0"),
-            env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         assert self.receiver.stdout is not None
         while True:
@@ -145,15 +155,26 @@ class Soak:
 
     def batch_command(self) -> list[str]:
         return self.cli(
-            "run-batch", str(self.batch), "--out", str(self.out), "--journal", str(self.journal),
-            "--concurrency", str(self.args.concurrency), "--no-derivatives", "--json",
-            "--callback-url", self.callback_url,
+            "run-batch",
+            str(self.batch),
+            "--out",
+            str(self.out),
+            "--journal",
+            str(self.journal),
+            "--concurrency",
+            str(self.args.concurrency),
+            "--no-derivatives",
+            "--json",
+            "--callback-url",
+            self.callback_url,
         )
 
     async def interrupted_run(self, how: signal.Signals) -> dict[str, Any]:
         before = len(await self.tasks())
         proc = await asyncio.create_subprocess_exec(
-            *self.batch_command(), env=self.env, stdout=asyncio.subprocess.DEVNULL,
+            *self.batch_command(),
+            env=self.env,
+            stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
         # A random moment: after a random number of new purchases, or a random time, whichever comes first.
@@ -166,8 +187,13 @@ class Soak:
         if fired:
             proc.send_signal(how)
         code = await asyncio.wait_for(proc.wait(), timeout=120)
-        return {"signal": how.name, "fired": fired, "exit": code, "tasks_before": before,
-                "tasks_after": len(await self.tasks())}
+        return {
+            "signal": how.name,
+            "fired": fired,
+            "exit": code,
+            "tasks_before": before,
+            "tasks_after": len(await self.tasks()),
+        }
 
     async def full_run(self) -> dict[str, Any]:
         proc = await asyncio.create_subprocess_exec(
@@ -181,10 +207,12 @@ class Soak:
         return report
 
     async def play(self) -> dict[str, Any]:
-        self.batch.write_text("".join(
-            json.dumps({"model_key": "nano-banana-2", "prompt": f"soak request {i}"}) + "\n"
-            for i in range(self.args.requests)
-        ))
+        self.batch.write_text(
+            "".join(
+                json.dumps({"model_key": "nano-banana-2", "prompt": f"soak request {i}"}) + "\n"
+                for i in range(self.args.requests)
+            )
+        )
         await self.start_receiver()
         await self.control("POST", "/_emulator/faults", {"clear": True, "rules": fault_rules(self.args.fault_rate)})
         kills = [signal.SIGKILL] * self.args.kills
@@ -226,8 +254,9 @@ class Soak:
     async def emulator_sha256(self, task_id: str) -> list[str]:
         params = {"taskId": task_id}
         headers = {"Authorization": f"Bearer {self.emulator.api_key}"}
-        async with self.http.get(f"{self.emulator.base_url}/api/v1/jobs/recordInfo", params=params,
-                                 headers=headers) as response:
+        async with self.http.get(
+            f"{self.emulator.base_url}/api/v1/jobs/recordInfo", params=params, headers=headers
+        ) as response:
             data = (await response.json())["data"]
         urls = json.loads(data["resultJson"] or "{}").get("resultUrls") or []
         digests = []
@@ -249,8 +278,10 @@ class Soak:
         # was cut: the client cannot tell that from a task being created.)
         arrived = await self.arrived_tokens()
         false_uncertain_prompts = [
-            p for p, r in results.items()
-            if r["status"] == "submit_uncertain" and not by_prompt.get(p)
+            p
+            for p, r in results.items()
+            if r["status"] == "submit_uncertain"
+            and not by_prompt.get(p)
             and self._uncertain_token(str(r["request_key"])) not in arrived
         ]
         true_uncertain_without_task = sum(
@@ -277,7 +308,8 @@ class Soak:
         orphans = [str(p) for p in tmp.rglob("*") if p.is_file()] if tmp.exists() else []
         orphans += [str(p) for p in self.out.rglob("*.part")]
         final_ok = {
-            r["task_id"]: r for r in final["results"]
+            r["task_id"]: r
+            for r in final["results"]
             if r["status"] == "succeeded" or (r["status"] == "failed" and r.get("error_type") == "KieTaskFailedError")
         }
         paid_not_final = [t["taskId"] for t in tasks if t["taskId"] not in final_ok]
@@ -351,16 +383,33 @@ def main() -> int:
     args.generation_seconds = 0.5 if args.quick else 1.0
     args.max_wait, args.max_reruns, args.settle_seconds = (60.0, 8, 0.5) if args.quick else (600.0, 12, 2.0)
     figures = asyncio.run(main_async(args))
-    zero_keys = ["requests_with_two_tasks", "false_submit_uncertain", "succeeded_missing_or_wrong_output",
-                 "orphan_temp_files", "paid_tasks_not_final"]
+    zero_keys = [
+        "requests_with_two_tasks",
+        "false_submit_uncertain",
+        "succeeded_missing_or_wrong_output",
+        "orphan_temp_files",
+        "paid_tasks_not_final",
+    ]
     print_table(
         f"money soak: {args.requests} requests, {args.kills} SIGKILL + {args.sigints} SIGINT, "
         f"{args.fault_rate:.0%} faults per endpoint",
         ["figure", "value"],
         [[k, str(figures[k])] for k in [*zero_keys, *SHOWN]],
     )
-    params = {k: getattr(args, k) for k in ("requests", "kills", "sigints", "fault_rate", "concurrency", "seed",
-                                            "create_limit", "create_window", "generation_seconds")}
+    params = {
+        k: getattr(args, k)
+        for k in (
+            "requests",
+            "kills",
+            "sigints",
+            "fault_rate",
+            "concurrency",
+            "seed",
+            "create_limit",
+            "create_window",
+            "generation_seconds",
+        )
+    }
     write_results("soak_money", args.out, quick=args.quick, params=params, figures=figures)
     mid_send_ok = figures["killed_between_marker_and_send"] <= args.kills  # at most one stranded send per SIGKILL
     return 0 if all(figures[k] == 0 for k in zero_keys) and mid_send_ok else 1

@@ -38,8 +38,9 @@ class KieSession(BaseSession):
     async def _other_transports(self) -> Iterable[TransportSpec]:
         """Every separate API the model specs describe (a callback's task may be on any of them)."""
         registry = await aload_registry()
-        others = {spec.transport.name: spec.transport for spec in registry.specs.values()
-                  if not spec.transport.is_market}
+        others = {
+            spec.transport.name: spec.transport for spec in registry.specs.values() if not spec.transport.is_market
+        }
         return others.values()
 
     async def _check_body(self, payload: CreateTaskPayload) -> None:
@@ -86,32 +87,66 @@ class KieSession(BaseSession):
     ) -> TaskOutcome:
         """``submit`` then ``wait``: one request to a finished :class:`TaskOutcome` with readable outputs."""
         check_timeout("timeout", timeout)
-        return await create_and_wait(
-            self, request, options=options, timeout=timeout, raise_on_failure=raise_on_failure
-        )
+        return await create_and_wait(self, request, options=options, timeout=timeout, raise_on_failure=raise_on_failure)
 
     def output(self, url: str, *, kind: MediaKind | None = None) -> FileOutput:
         """A generated file's URL as a :class:`FileOutput` (``aiter_bytes``, ``aread``, ``save``)."""
         return FileOutput(self, url, kind=kind)
 
-    async def chat(self, model: str, messages: MessagesIn, *, system: str | None = None,
-                   options: Mapping[str, Any] | None = None, budget: CreditBudget | None = None,
-                   reserve_credits: float | None = None, allow_unknown_cost: bool = False,
-                   provider_model: str | None = None, timeout: float | None = None) -> ChatResult:
+    async def chat(
+        self,
+        model: str,
+        messages: MessagesIn,
+        *,
+        system: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        budget: CreditBudget | None = None,
+        reserve_credits: float | None = None,
+        allow_unknown_cost: bool = False,
+        provider_model: str | None = None,
+        timeout: float | None = None,
+    ) -> ChatResult:
         """Ask a chat model and get the whole answer (see :func:`kie_async.pipeline.chat.chat`)."""
-        return await chat(self, model, messages, system=system, options=options, budget=budget,
-                          reserve_credits=reserve_credits, allow_unknown_cost=allow_unknown_cost,
-                          provider_model=provider_model, timeout=timeout)
+        return await chat(
+            self,
+            model,
+            messages,
+            system=system,
+            options=options,
+            budget=budget,
+            reserve_credits=reserve_credits,
+            allow_unknown_cost=allow_unknown_cost,
+            provider_model=provider_model,
+            timeout=timeout,
+        )
 
-    def chat_stream(self, model: str, messages: MessagesIn, *, system: str | None = None,
-                    options: Mapping[str, Any] | None = None, budget: CreditBudget | None = None,
-                    reserve_credits: float | None = None, allow_unknown_cost: bool = False,
-                    provider_model: str | None = None, timeout: float | None = None) -> ChatStream:
+    def chat_stream(
+        self,
+        model: str,
+        messages: MessagesIn,
+        *,
+        system: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        budget: CreditBudget | None = None,
+        reserve_credits: float | None = None,
+        allow_unknown_cost: bool = False,
+        provider_model: str | None = None,
+        timeout: float | None = None,
+    ) -> ChatStream:
         """Ask a chat model and ``async for`` over the answer as it arrives (see
         :func:`kie_async.pipeline.chat.chat_stream`)."""
-        return chat_stream(self, model, messages, system=system, options=options, budget=budget,
-                           reserve_credits=reserve_credits, allow_unknown_cost=allow_unknown_cost,
-                           provider_model=provider_model, timeout=timeout)
+        return chat_stream(
+            self,
+            model,
+            messages,
+            system=system,
+            options=options,
+            budget=budget,
+            reserve_credits=reserve_credits,
+            allow_unknown_cost=allow_unknown_cost,
+            provider_model=provider_model,
+            timeout=timeout,
+        )
 
 
 def _unknown_keys(spec: ModelSpec, body: Mapping[str, object]) -> list[str]:

@@ -53,13 +53,29 @@ class Rendered(BaseModel):
 
 def _run(args: list[str], workdir: Path) -> subprocess.CompletedProcess[str]:
     base = [
-        chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-default-apps",
-        f"--user-data-dir={workdir / 'profile'}", "--enable-logging=stderr", "--v=0",
-        "--virtual-time-budget=10000", "--window-size=1280,1600",
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-default-apps",
+        f"--user-data-dir={workdir / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=10000",
+        "--window-size=1280,1600",
     ]
-    return subprocess.run([*base, *args], capture_output=True, text=True, timeout=TIMEOUT, check=False,
-                          env={**os.environ, "HOME": str(workdir)})
+    return subprocess.run(
+        [*base, *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env={**os.environ, "HOME": str(workdir)},
+    )
 
 
 def render(page: Path, workdir: Path) -> Rendered:
@@ -71,6 +87,7 @@ def render(page: Path, workdir: Path) -> Rendered:
     assert shot.is_file(), f"no screenshot (exit {taken.returncode}): {taken.stderr[-2000:]}"
     dumped = _run(["--dump-dom", url], workdir)
     assert dumped.returncode == 0 and "<html" in dumped.stdout, dumped.stderr[-2000:]
-    console = [m.group("message") for line in (taken.stderr + dumped.stderr).splitlines()
-               if (m := _CONSOLE.search(line))]
+    console = [
+        m.group("message") for line in (taken.stderr + dumped.stderr).splitlines() if (m := _CONSOLE.search(line))
+    ]
     return Rendered(dom=dumped.stdout, console=console, screenshot=shot)

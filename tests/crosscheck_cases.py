@@ -129,8 +129,13 @@ def _page_examples(model_keys: list[str] | None) -> Iterator[Case]:
                 continue
             schema = bundle.for_model(provider_model)
             for index, example in enumerate(schema.example_inputs if schema else ()):
-                yield Case(model_key=spec.key, task_mode="page", provider_model=provider_model,
-                           case=f"page example {index + 1} of {provider_model}", input=dict(example))
+                yield Case(
+                    model_key=spec.key,
+                    task_mode="page",
+                    provider_model=provider_model,
+                    case=f"page example {index + 1} of {provider_model}",
+                    input=dict(example),
+                )
 
 
 def _api_page_examples(spec: ModelSpec, provider_model: str) -> Iterator[Case]:
@@ -144,9 +149,14 @@ def _api_page_examples(spec: ModelSpec, provider_model: str) -> Iterator[Case]:
         model, fields, callback = create.split(example)
         if create.model_field is not None and model != provider_model:
             continue
-        yield Case(model_key=spec.key, task_mode="page", provider_model=provider_model,
-                   case=f"page example {index + 1} of {create.path}", input=dict(fields),
-                   callback_url=callback if isinstance(callback, str) else None)
+        yield Case(
+            model_key=spec.key,
+            task_mode="page",
+            provider_model=provider_model,
+            case=f"page example {index + 1} of {create.path}",
+            input=dict(fields),
+            callback_url=callback if isinstance(callback, str) else None,
+        )
 
 
 def all_cases(model_keys: list[str] | None = None) -> list[Case]:
@@ -160,8 +170,14 @@ def all_cases(model_keys: list[str] | None = None) -> list[Case]:
             continue
         found = [(f"fixture {fixture_name}", base), *_boundary(spec, mode, base)]
         for label, wire in found:
-            case = Case(model_key=spec.key, task_mode=mode.name, provider_model=provider_model, case=label,
-                        input=wire, callback_url=callback_url)
+            case = Case(
+                model_key=spec.key,
+                task_mode=mode.name,
+                provider_model=provider_model,
+                case=label,
+                input=wire,
+                callback_url=callback_url,
+            )
             cases.setdefault(case.id, case)  # the first fixture of a mode is the base of its boundary cases
     return list(cases.values())
 

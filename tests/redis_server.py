@@ -89,8 +89,21 @@ class RedisServer:
         log = self.folder / "redis-server.log"
         with log.open("ab") as sink:
             self.proc = subprocess.Popen(
-                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(self.folder), "--loglevel", "warning"],
+                [
+                    self.binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.folder),
+                    "--loglevel",
+                    "warning",
+                ],
                 stdout=sink,
                 stderr=sink,
             )
@@ -103,8 +116,10 @@ class RedisServer:
                 return True
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"redis-server did not answer within {STARTUP_TIMEOUT:g} s on port {self.port} "
-                           f"(set {TIMEOUT_ENV} to wait longer): {self._log_tail()}")
+        raise RuntimeError(
+            f"redis-server did not answer within {STARTUP_TIMEOUT:g} s on port {self.port} "
+            f"(set {TIMEOUT_ENV} to wait longer): {self._log_tail()}"
+        )
 
     def _log_tail(self) -> str:
         try:

@@ -45,6 +45,9 @@ def test_regenerating_rewrites_a_stale_guide_and_drops_gone_families(tmp_path: P
 
 def test_user_spec_folders_do_not_leak_into_committed_guides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KIE_PROMPT_PRESETS_DIR", str(tmp_path))
-    (tmp_path / "mine_v1.md").write_text("---\nkey: mine_v1\nversion: 1\nmodel_keys: [nano-banana-2]\n"
-                                         "input_patterns: [prompt_only]\n---\n- secret house rule\n", encoding="utf-8")
+    (tmp_path / "mine_v1.md").write_text(
+        "---\nkey: mine_v1\nversion: 1\nmodel_keys: [nano-banana-2]\n"
+        "input_patterns: [prompt_only]\n---\n- secret house rule\n",
+        encoding="utf-8",
+    )
     assert "secret house rule" not in render_guides()["nano-banana.md"]

@@ -121,8 +121,20 @@ async def test_video_without_cover_or_ffmpeg_has_no_poster(tmp_path: Path) -> No
 async def test_video_frame_poster_with_ffmpeg(tmp_path: Path) -> None:
     video = tmp_path / "v.mp4"
     proc = await asyncio.create_subprocess_exec(
-        ffmpeg_binary() or "ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
-        "testsrc=size=640x360:rate=10", "-t", "2", "-pix_fmt", "yuv420p", "-y", str(video),
+        ffmpeg_binary() or "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=640x360:rate=10",
+        "-t",
+        "2",
+        "-pix_fmt",
+        "yuv420p",
+        "-y",
+        str(video),
     )
     assert await proc.wait() == 0
     (made,) = await generate_derivatives([DerivativeSource(path=video, kind=ArtifactKind.VIDEO)], tmp_path / "d")
@@ -152,9 +164,7 @@ async def _idle_lag(seconds: float) -> float:
     return max(lags)
 
 
-async def _max_loop_lag_while_processing(
-    sources: list[DerivativeSource], out: Path
-) -> tuple[float, int, float, float]:
+async def _max_loop_lag_while_processing(sources: list[DerivativeSource], out: Path) -> tuple[float, int, float, float]:
     """Run a 5 ms ticker while the derivatives are made; return (worst lag, ticks, seconds taken, the loop
     thread's share of the process's CPU time meanwhile)."""
     lags: list[float] = []
@@ -198,11 +208,14 @@ async def test_event_loop_keeps_ticking_during_50_uhd_images(uhd_images: list[Pa
         worst.append(lag)
         idle.append(await _idle_lag(took))
         shares.append(share)
+
     def ms(values: list[float]) -> list[float]:
         return [round(v * 1000, 1) for v in values]
 
-    report = (f"loop lag peaked at {ms(worst)} ms; an idle loop over the same spans: {ms(idle)} ms; the loop "
-              f"thread's share of the CPU time: {[round(s, 3) for s in shares]}")
+    report = (
+        f"loop lag peaked at {ms(worst)} ms; an idle loop over the same spans: {ms(idle)} ms; the loop "
+        f"thread's share of the CPU time: {[round(s, 3) for s in shares]}"
+    )
     # Wall-clock lag on a machine shared with other jobs measures the scheduler as much as this code. Where the
     # CPU went does not depend on load: encoding on the loop would put most of the process's CPU time there.
     assert min(shares) < LOOP_CPU_SHARE_LIMIT, f"the encoding ran on the event loop: {report}"

@@ -59,8 +59,13 @@ async def test_emulated_image_then_video_chain(emulator: KieEmulator, tmp_path: 
         video_path, video_trace = await _generate(
             kie,
             "kling-3.0/video",
-            {"prompt": "slow push in", "image_urls": [uploaded.download_url], "sound": False, "mode": "std",
-             "duration": "5"},
+            {
+                "prompt": "slow push in",
+                "image_urls": [uploaded.download_url],
+                "sound": False,
+                "mode": "std",
+                "duration": "5",
+            },
             tmp_path / "dl" / "clip.mp4",
         )
         video_run = await create_run_artifact(

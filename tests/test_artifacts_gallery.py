@@ -61,15 +61,22 @@ async def root(emulator: KieEmulator, tmp_path: Path) -> AsyncIterator[Path]:
         image = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt=HOSTILE), kie, options=options)
         assert image.succeeded, image.error
         video = await run_pipeline(
-            RawUserRequest(model_key="kling-3.0", prompt="waves below the lighthouse",
-                           images=[image.outputs[0].as_media("first_frame")],
-                           options={"duration": 5, "mode": "std", "sound": False}),
-            kie, options=PipelineOptions(artifacts=ArtifactSettings(root=root)),
+            RawUserRequest(
+                model_key="kling-3.0",
+                prompt="waves below the lighthouse",
+                images=[image.outputs[0].as_media("first_frame")],
+                options={"duration": 5, "mode": "std", "sound": False},
+            ),
+            kie,
+            options=PipelineOptions(artifacts=ArtifactSettings(root=root)),
         )
         assert video.succeeded and video.parent_run_ids == [image.run_id], video.error
         emulator.fail_next(code="500", msg="content flagged")
-        failed = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt="a fox"), kie,
-                                    options=PipelineOptions(artifacts=ArtifactSettings(root=root)))
+        failed = await run_pipeline(
+            RawUserRequest(model_key="nano-banana-2", prompt="a fox"),
+            kie,
+            options=PipelineOptions(artifacts=ArtifactSettings(root=root)),
+        )
         assert failed.status == "failed"
     yield root
 
@@ -86,8 +93,9 @@ def _assert_links_resolve(page: Path, text: str) -> _Links:
     return links
 
 
-async def test_the_gallery_renders_in_a_real_browser(root: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+async def test_the_gallery_renders_in_a_real_browser(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     site = tmp_path / "site"  # the page outside the root: its links climb out of its folder and back in
     argv = ["artifacts", "gallery", "--root", str(root), "--out", str(site), "--json"]
     assert await asyncio.to_thread(main, argv) == 0
@@ -160,10 +168,19 @@ async def test_filters_tag_and_since(root: Path, capsys: pytest.CaptureFixture[s
 def test_render_is_pure_and_escapes_every_field() -> None:
     now = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
     entry = IndexEntry(
-        run_id='r1"><b>', run_dir="runs/r1", status=RunStatus.SUCCEEDED, created_at=now, recorded_at=now,
-        model_key="m<i>", prompt=HOSTILE, tags=["<t>"], notes="<u>n</u>", parent_run_ids=["p<1>"],
-        assets=[{"role": "output", "kind": "image", "path": "runs/r1/outputs/a b#c.png",
-                 "thumb": "../../etc/passwd"}],  # a path leaving the root is not linked
+        run_id='r1"><b>',
+        run_dir="runs/r1",
+        status=RunStatus.SUCCEEDED,
+        created_at=now,
+        recorded_at=now,
+        model_key="m<i>",
+        prompt=HOSTILE,
+        tags=["<t>"],
+        notes="<u>n</u>",
+        parent_run_ids=["p<1>"],
+        assets=[
+            {"role": "output", "kind": "image", "path": "runs/r1/outputs/a b#c.png", "thumb": "../../etc/passwd"}
+        ],  # a path leaving the root is not linked
     )
     page = render_gallery([entry], link_prefix=".", generated_at=now)
     assert page == render_gallery([entry], link_prefix=".", generated_at=now)

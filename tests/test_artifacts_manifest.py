@@ -148,8 +148,15 @@ async def test_secrets_never_reach_disk(tmp_path: Path, monkeypatch: pytest.Monk
     root = tmp_path / "outputs"
     art = await create_run_artifact(request, _settings(root), secrets=[SecretStr("explicit-secret-xyz")])
     blob = art.manifest_path.read_text() + (root / "index.jsonl").read_text()
-    for secret in ("plain-secret-in-input", "abcdefghijklmnop", "kie-env-key-0123456789", "explicit-secret-xyz",
-                   "deadbeef", "tok123", "user:pw"):
+    for secret in (
+        "plain-secret-in-input",
+        "abcdefghijklmnop",
+        "kie-env-key-0123456789",
+        "explicit-secret-xyz",
+        "deadbeef",
+        "tok123",
+        "user:pw",
+    ):
         assert secret not in blob
     url = art.manifest.outputs[0].url or ""
     assert url.startswith("https://files.example/o.png?") and "w=1" in url
@@ -242,7 +249,9 @@ async def test_regenerate_derivatives_swaps_manifest_and_logs_update(tmp_path: P
 
     index = await read_index(root)
     assert [(e.run_id, e.event) for e in index.entries] == [
-        (first.run_id, "run_created"), (other.run_id, "run_created"), (first.run_id, "run_updated")
+        (first.run_id, "run_created"),
+        (other.run_id, "run_created"),
+        (first.run_id, "run_updated"),
     ]
     (latest,) = [e for e in index.latest_per_run() if e.run_id == first.run_id]
     assert latest.assets[0].web is not None and latest.assets[0].web.endswith(".web.jpg")
@@ -257,10 +266,19 @@ def _box(kind: bytes, body: bytes) -> bytes:
 def _tiny_mp4(width: int, height: int, duration_s: float) -> bytes:
     """A structurally valid MP4 header (no media data): enough for the box parser, no encoder needed."""
     timescale = 1000
-    mvhd = _box(b"mvhd", bytes(4) + bytes(8) + timescale.to_bytes(4, "big") + int(duration_s * timescale).to_bytes(
-        4, "big") + bytes(80))
-    tkhd_body = bytes(4) + bytes(20) + bytes(8) + bytes(8) + bytes(36) + (width << 16).to_bytes(4, "big") + (
-        height << 16).to_bytes(4, "big")
+    mvhd = _box(
+        b"mvhd",
+        bytes(4) + bytes(8) + timescale.to_bytes(4, "big") + int(duration_s * timescale).to_bytes(4, "big") + bytes(80),
+    )
+    tkhd_body = (
+        bytes(4)
+        + bytes(20)
+        + bytes(8)
+        + bytes(8)
+        + bytes(36)
+        + (width << 16).to_bytes(4, "big")
+        + (height << 16).to_bytes(4, "big")
+    )
     trak = _box(b"trak", _box(b"tkhd", tkhd_body))
     ftyp = _box(b"ftyp", b"isom" + bytes(4) + b"isomiso2mp41")
     return ftyp + _box(b"moov", mvhd + trak) + _box(b"mdat", b"")

@@ -107,9 +107,17 @@ async def test_same_answers_in_every_framework(emulator: KieEmulator, framework:
                 ("forged", {"json": body, "headers": {**headers, "X-Webhook-Signature": "forged"}}),
                 ("stale", {"json": body, "headers": signed(created.task_id, stamp - 3600)}),
                 ("unsigned", {"json": body}),
-                ("two signatures", {"json": body, "headers": [
-                    ("X-Webhook-Timestamp", str(stamp)), ("X-Webhook-Signature", headers["X-Webhook-Signature"]),
-                    ("X-Webhook-Signature", "other")]}),
+                (
+                    "two signatures",
+                    {
+                        "json": body,
+                        "headers": [
+                            ("X-Webhook-Timestamp", str(stamp)),
+                            ("X-Webhook-Signature", headers["X-Webhook-Signature"]),
+                            ("X-Webhook-Signature", "other"),
+                        ],
+                    },
+                ),
                 ("nested", {"content": b"[" * 200_000, "headers": headers}),
                 ("not json", {"content": b"\xff\xfe garbage", "headers": headers}),
                 ("array", {"content": b"[1, 2]", "headers": headers}),
@@ -140,11 +148,13 @@ async def test_a_token_in_the_url_settles_a_lost_answer(emulator: KieEmulator, f
         stamp = int(time.time())
         body = json.dumps({"code": 200, "data": {"taskId": created.task_id}}).encode()
         async with client_for(framework, receiver, kie) as client:
-            wrong = await client.post("/kie/callback?kie_request=order-8", content=body,
-                                      headers=signed(created.task_id, stamp))
+            wrong = await client.post(
+                "/kie/callback?kie_request=order-8", content=body, headers=signed(created.task_id, stamp)
+            )
             assert wrong.status_code == 200 and not adoption.done()  # a token the task was not created with
-            right = await client.post("/kie/callback?kie_request=order-7", content=body,
-                                      headers=signed(created.task_id, stamp + 1))
+            right = await client.post(
+                "/kie/callback?kie_request=order-7", content=body, headers=signed(created.task_id, stamp + 1)
+            )
             assert right.status_code == 200
         assert await asyncio.wait_for(adoption, 5) == created.task_id
         assert events == ["order-8", "order-7"] and receiver.stats.accepted == 2

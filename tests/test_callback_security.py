@@ -98,9 +98,7 @@ def test_verify_callback_headers_are_case_insensitive_and_not_ambiguous() -> Non
     ts = int(now)
     headers = {"x-webhook-timestamp": str(ts), "X-WEBHOOK-SIGNATURE": sign_callback(TASK, ts, KEY)}
     event = verify_callback(headers, body_for(TASK), KEY, now=now)
-    assert event == CallbackEvent(
-        task_id=TASK, timestamp=ts, verified=True, unverified_body=json.loads(body_for(TASK))
-    )
+    assert event == CallbackEvent(task_id=TASK, timestamp=ts, verified=True, unverified_body=json.loads(body_for(TASK)))
     twice = CIMultiDict(headers)
     twice.add(TIMESTAMP_HEADER, str(ts + 1))
     with pytest.raises(KieCallbackVerificationError, match="more than once"):

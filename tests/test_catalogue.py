@@ -60,9 +60,11 @@ async def test_every_model_runs_offline(spec: ModelSpec, kie: KieSession, tmp_pa
     """validate -> submit -> wait -> download -> artifact, and the file is the kind the spec promises."""
     request = _runnable(spec.key)
     opts = PipelineOptions(
-        artifacts=ArtifactSettings(root=tmp_path, fsync=False, update_index=False,
-                                   derivatives=ArtifactDerivativeSettings(enabled=False)),
-        allow_unknown_cost=True)
+        artifacts=ArtifactSettings(
+            root=tmp_path, fsync=False, update_index=False, derivatives=ArtifactDerivativeSettings(enabled=False)
+        ),
+        allow_unknown_cost=True,
+    )
     result = await run_pipeline(request, kie, options=opts)
     assert result.status == "succeeded", (result.error, result.validation and result.validation.all_details())
     assert result.run_dir is not None and (Path(result.run_dir) / "run.json").is_file()
@@ -83,7 +85,9 @@ def test_ready_fixture_payload_speaks_the_pages_wire_types(spec: ModelSpec, kie_
         for name, value in payload.input.items():
             if name in example.input and name in spec.options and example.input[name] is not None:
                 assert type(value) is type(example.input[name]) or {type(value), type(example.input[name])} == {
-                    int, float}, (spec.key, name, value, example.input[name])
+                    int,
+                    float,
+                }, (spec.key, name, value, example.input[name])
 
 
 @pytest.mark.parametrize("spec", [s for s in SPECS if s.source_page], ids=lambda s: s.key)
@@ -155,8 +159,9 @@ def test_models_show_prints_fields_limits_defaults_and_an_example(capsys: pytest
     assert main(["models", "hailuo-2.3-i2v-pro", "extra"]) == 2
 
 
-def test_models_show_example_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_models_show_example_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The example `models show` prints is a command that works as printed."""
     import shlex
 
@@ -171,7 +176,8 @@ def test_models_show_example_runs(capsys: pytest.CaptureFixture[str], tmp_path: 
 def test_catalogue_page_is_current() -> None:
     page = ROOT / "docs" / "catalogue.md"
     assert page.read_text(encoding="utf-8") == render_markdown(REGISTRY), (
-        "docs/catalogue.md is stale: run `python -m kie_async.catalogue.listing > docs/catalogue.md`")
+        "docs/catalogue.md is stale: run `python -m kie_async.catalogue.listing > docs/catalogue.md`"
+    )
 
 
 def test_catalogue_page_names_the_exclusions() -> None:

@@ -43,13 +43,13 @@ def _problems(result: Any) -> list[str]:
 
 
 def test_ideogram_remix_main_image_is_not_sent_as_a_style_reference() -> None:
-    body = _payload(RawUserRequest(model_key="ideogram-character-remix", prompt="a knight",
-                                   images=[_url(1), _url(2)]))
+    body = _payload(RawUserRequest(model_key="ideogram-character-remix", prompt="a knight", images=[_url(1), _url(2)]))
     assert body["image_url"] == _url(1)
     assert body["reference_image_urls"] == [_url(2)]
     assert "image_urls" not in body
-    body = _payload(RawUserRequest(model_key="ideogram-character-remix", prompt="a knight",
-                                   images=[_url(1), _url(2), _url(3)]))
+    body = _payload(
+        RawUserRequest(model_key="ideogram-character-remix", prompt="a knight", images=[_url(1), _url(2), _url(3)])
+    )
     assert body["image_url"] == _url(1) and body["reference_image_urls"] == [_url(2)]
     assert body["image_urls"] == [_url(3)]
     assert schema_input_checker("ideogram/character-remix", body) == []
@@ -57,8 +57,12 @@ def test_ideogram_remix_main_image_is_not_sent_as_a_style_reference() -> None:
 
 def test_duplicate_slot_names_in_one_task_mode_are_refused(tmp_path: Path) -> None:
     text = (ROOT / "model_specs" / "grok-imagine-i2i.yaml").read_text()
-    doubled = text.replace("        max_mb: 10\n", "        max_mb: 10\n      - name: image\n        kind: image\n"
-                           "        roles: [reference]\n        field: other_urls\n", 1)
+    doubled = text.replace(
+        "        max_mb: 10\n",
+        "        max_mb: 10\n      - name: image\n        kind: image\n"
+        "        roles: [reference]\n        field: other_urls\n",
+        1,
+    )
     assert doubled != text
     path = tmp_path / "grok-imagine-i2i.yaml"
     path.write_text(doubled)
@@ -82,8 +86,9 @@ def test_flux_kontext_edit_without_ratio_keeps_the_input_ratio(key: str) -> None
     assert "aspectRatio" not in edit
     text = _payload(RawUserRequest(model_key=key, prompt="a lake at night"))
     assert text["aspectRatio"] == "16:9"
-    chosen = _payload(RawUserRequest(model_key=key, prompt="make it night", images=[_url(1)],
-                                     options={"aspect_ratio": "1:1"}))
+    chosen = _payload(
+        RawUserRequest(model_key=key, prompt="make it night", images=[_url(1)], options={"aspect_ratio": "1:1"})
+    )
     assert chosen["aspectRatio"] == "1:1"
 
 
@@ -92,7 +97,11 @@ def test_flux_kontext_edit_without_ratio_keeps_the_input_ratio(key: str) -> None
 
 def test_importer_reads_a_mime_type_before_a_full_stop() -> None:
     assert _formats("(Accepted types: image/jpeg, image/png, image/webp. Max size: 10.0MB per image.)") == [
-        "jpg", "jpeg", "png", "webp"]
+        "jpg",
+        "jpeg",
+        "png",
+        "webp",
+    ]
     assert "m4a" in _formats("Accepted types: audio/mpeg, audio/wav, audio/aac, audio/mp4, audio/ogg; Max size")
 
 
@@ -113,8 +122,9 @@ def _m4a_bytes() -> bytes:
     return ftyp + moov
 
 
-@pytest.mark.parametrize("key", ["elevenlabs-audio-isolation", "infinitalk-from-audio", "kling-ai-avatar-pro",
-                                 "kling-ai-avatar-standard"])
+@pytest.mark.parametrize(
+    "key", ["elevenlabs-audio-isolation", "infinitalk-from-audio", "kling-ai-avatar-pro", "kling-ai-avatar-standard"]
+)
 def test_m4a_audio_is_accepted_where_the_page_takes_audio_mp4(key: str, tmp_path: Path) -> None:
     clip = tmp_path / "voice.m4a"
     clip.write_bytes(_m4a_bytes())
@@ -128,23 +138,34 @@ def test_m4a_audio_is_accepted_where_the_page_takes_audio_mp4(key: str, tmp_path
 
 
 def _suno(prompt: str, **options: Any) -> Any:
-    return validate_request(RawUserRequest(model_key="suno-music", prompt=prompt, options=options,
-                                           callback_url="https://example.com/cb"), check_files=False)
+    return validate_request(
+        RawUserRequest(model_key="suno-music", prompt=prompt, options=options, callback_url="https://example.com/cb"),
+        check_files=False,
+    )
 
 
-@pytest.mark.parametrize(("prompt_len", "options", "blocked"), [
-    (500, {}, False),
-    (501, {}, True),
-    (3000, {"customMode": True, "style": "pop", "title": "t", "model": "V4"}, False),
-    (3001, {"customMode": True, "style": "pop", "title": "t", "model": "V4"}, True),
-    (3001, {"customMode": True, "style": "pop", "title": "t", "model": "V4_5"}, False),
-    (5001, {"customMode": True, "style": "pop", "title": "t", "model": "V5"}, True),
-])
+@pytest.mark.parametrize(
+    ("prompt_len", "options", "blocked"),
+    [
+        (500, {}, False),
+        (501, {}, True),
+        (3000, {"customMode": True, "style": "pop", "title": "t", "model": "V4"}, False),
+        (3001, {"customMode": True, "style": "pop", "title": "t", "model": "V4"}, True),
+        (3001, {"customMode": True, "style": "pop", "title": "t", "model": "V4_5"}, False),
+        (5001, {"customMode": True, "style": "pop", "title": "t", "model": "V5"}, True),
+    ],
+)
 def test_suno_prompt_length_by_mode_and_version(prompt_len: int, options: dict[str, Any], blocked: bool) -> None:
     result = _suno("a" * prompt_len, **options)
     assert (not result.is_submittable) == blocked, result.summary()
-    body = {"prompt": "a" * prompt_len, "customMode": False, "instrumental": False, "model": "V4_5",
-            "callBackUrl": "https://example.com/cb", **options}
+    body = {
+        "prompt": "a" * prompt_len,
+        "customMode": False,
+        "instrumental": False,
+        "model": "V4_5",
+        "callBackUrl": "https://example.com/cb",
+        **options,
+    }
     assert bool(api_body_problems("/api/v1/generate", body)) == blocked
     wire = {k: v for k, v in body.items() if k != "callBackUrl"}
     assert bool(check_wire_payload("suno-music", wire)) == blocked
@@ -161,18 +182,23 @@ def test_suno_v4_style_is_200_characters() -> None:
 # ---------------------------------------------------------------- gpt-image-2 image-to-image: ratio vs resolution
 
 
-@pytest.mark.parametrize(("options", "ok"), [
-    ({"aspect_ratio": "1:1", "resolution": "4K"}, False),
-    ({"aspect_ratio": "1:1", "resolution": "2K"}, True),
-    ({"aspect_ratio": "auto", "resolution": "2K"}, False),
-    ({"resolution": "4K"}, False),
-    ({"aspect_ratio": "auto", "resolution": "1K"}, True),
-    ({"aspect_ratio": "16:9", "resolution": "4K"}, True),
-    ({"aspect_ratio": "auto"}, True),
-])
+@pytest.mark.parametrize(
+    ("options", "ok"),
+    [
+        ({"aspect_ratio": "1:1", "resolution": "4K"}, False),
+        ({"aspect_ratio": "1:1", "resolution": "2K"}, True),
+        ({"aspect_ratio": "auto", "resolution": "2K"}, False),
+        ({"resolution": "4K"}, False),
+        ({"aspect_ratio": "auto", "resolution": "1K"}, True),
+        ({"aspect_ratio": "16:9", "resolution": "4K"}, True),
+        ({"aspect_ratio": "auto"}, True),
+    ],
+)
 def test_gpt_image_2_i2i_ratio_and_resolution(options: dict[str, Any], ok: bool) -> None:
-    result = validate_request(RawUserRequest(model_key="gpt-image-2-i2i", prompt="poster", images=[_url(1)],
-                                             options=options), check_files=False)
+    result = validate_request(
+        RawUserRequest(model_key="gpt-image-2-i2i", prompt="poster", images=[_url(1)], options=options),
+        check_files=False,
+    )
     assert result.is_submittable == ok, result.summary()
     body = {"prompt": "poster", "input_urls": [_url(1)], **options}
     assert (schema_input_checker("gpt-image-2-image-to-image", body) == []) == ok
@@ -185,17 +211,27 @@ def test_gpt_image_2_i2i_ratio_and_resolution(options: dict[str, Any], ok: bool)
 VOICE = "EkK5I93UQWFDigLMpZcX"
 
 
-@pytest.mark.parametrize(("model_id", "good", "bad"), [
-    ("flux-2/pro-text-to-image", {"prompt": "abc", "aspect_ratio": "1:1", "resolution": "1K"},
-     {"prompt": "ab", "aspect_ratio": "1:1", "resolution": "1K"}),
-    ("wan/2-6-image-to-video", {"prompt": "ab", "image_urls": [_url(1)]}, {"prompt": "a", "image_urls": [_url(1)]}),
-    ("elevenlabs/text-to-dialogue-v3",
-     {"dialogue": [{"text": "a" * 2500, "voice": VOICE}, {"text": "b" * 2500, "voice": VOICE}]},
-     {"dialogue": [{"text": "a" * 2500, "voice": VOICE}, {"text": "b" * 2501, "voice": VOICE}]}),
-    ("wan/2-2-a14b-speech-to-video-turbo",
-     {"prompt": "talk", "image_url": _url(1), "audio_url": _url(2), "num_frames": 44},
-     {"prompt": "talk", "image_url": _url(1), "audio_url": _url(2), "num_frames": 42}),
-])
+@pytest.mark.parametrize(
+    ("model_id", "good", "bad"),
+    [
+        (
+            "flux-2/pro-text-to-image",
+            {"prompt": "abc", "aspect_ratio": "1:1", "resolution": "1K"},
+            {"prompt": "ab", "aspect_ratio": "1:1", "resolution": "1K"},
+        ),
+        ("wan/2-6-image-to-video", {"prompt": "ab", "image_urls": [_url(1)]}, {"prompt": "a", "image_urls": [_url(1)]}),
+        (
+            "elevenlabs/text-to-dialogue-v3",
+            {"dialogue": [{"text": "a" * 2500, "voice": VOICE}, {"text": "b" * 2500, "voice": VOICE}]},
+            {"dialogue": [{"text": "a" * 2500, "voice": VOICE}, {"text": "b" * 2501, "voice": VOICE}]},
+        ),
+        (
+            "wan/2-2-a14b-speech-to-video-turbo",
+            {"prompt": "talk", "image_url": _url(1), "audio_url": _url(2), "num_frames": 44},
+            {"prompt": "talk", "image_url": _url(1), "audio_url": _url(2), "num_frames": 42},
+        ),
+    ],
+)
 def test_prose_limits_refused_by_sdk_and_emulator(model_id: str, good: dict[str, Any], bad: dict[str, Any]) -> None:
     assert check_wire_payload(model_id, good) == []
     assert rule_problems(model_id, good) == []
@@ -204,8 +240,14 @@ def test_prose_limits_refused_by_sdk_and_emulator(model_id: str, good: dict[str,
 
 
 def test_suno_weights_take_two_decimals() -> None:
-    body = {"prompt": "x", "customMode": False, "instrumental": False, "model": "V4_5",
-            "callBackUrl": "https://example.com/cb", "styleWeight": 0.65}
+    body = {
+        "prompt": "x",
+        "customMode": False,
+        "instrumental": False,
+        "model": "V4_5",
+        "callBackUrl": "https://example.com/cb",
+        "styleWeight": 0.65,
+    }
     assert api_body_problems("/api/v1/generate", body) == []
     assert api_body_problems("/api/v1/generate", {**body, "styleWeight": 0.655})
     assert _suno("a tune", styleWeight=0.65).is_submittable

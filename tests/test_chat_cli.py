@@ -23,8 +23,9 @@ def test_chat_streams_to_stdout_and_reports_credits_on_stderr(capsys: pytest.Cap
 
 
 def test_chat_json_prints_one_result(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["chat", "--model", "gemini-3-flash", "--offline", "--json", "--option",
-                 'reasoning_effort="low"', "hi"])
+    code = main(
+        ["chat", "--model", "gemini-3-flash", "--offline", "--json", "--option", 'reasoning_effort="low"', "hi"]
+    )
     out, _ = capsys.readouterr()
     result = json.loads(out)
     assert code == 0 and result["wire_format"] == "openai-chat" and result["complete"] is True
@@ -38,8 +39,9 @@ def test_chat_refuses_what_the_page_does_not_allow(capsys: pytest.CaptureFixture
     assert "unknown chat model" in capsys.readouterr().err
 
 
-def test_models_import_of_a_chat_page_writes_the_chat_spec(kie_docs: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_import_of_a_chat_page_writes_the_chat_spec(
+    kie_docs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     page = kie_docs / "market" / "codex" / "gpt-codex.md"
     assert main(["models", "import", str(page), "--out", str(tmp_path), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)

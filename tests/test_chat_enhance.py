@@ -16,8 +16,9 @@ from kie_async.emulator import KieEmulator
 from kie_async.interfaces.cli import main
 
 FAST = PollSettings(schedule=((float("inf"), 0.05),))
-REQUEST = RawUserRequest(model_key="nano-banana-2", prompt="a red fox in snow",
-                         options={"aspect_ratio": "1:1", "output_format": "png"})
+REQUEST = RawUserRequest(
+    model_key="nano-banana-2", prompt="a red fox in snow", options={"aspect_ratio": "1:1", "output_format": "png"}
+)
 
 
 @pytest.fixture
@@ -30,8 +31,9 @@ def _options(tmp_path: Path, **extra: object) -> PipelineOptions:
     return PipelineOptions(artifacts=ArtifactSettings(root=tmp_path), enhance="kie:claude-haiku-4.5", **extra)
 
 
-async def test_the_prompt_is_enhanced_through_kie_chat_and_counted(kie: KieSession, emulator: KieEmulator,
-                                                                   tmp_path: Path) -> None:
+async def test_the_prompt_is_enhanced_through_kie_chat_and_counted(
+    kie: KieSession, emulator: KieEmulator, tmp_path: Path
+) -> None:
     budget = CreditBudget(100)
     result = await run_pipeline(REQUEST, kie, options=_options(tmp_path), budget=budget)
     assert result.succeeded and result.prompt_chat is not None
@@ -48,8 +50,9 @@ async def test_the_prompt_is_enhanced_through_kie_chat_and_counted(kie: KieSessi
     assert sent[0].body["input"]["prompt"] == prompts["enhanced"]
 
 
-async def test_preview_records_the_enhanced_prompt_and_sends_the_raw_one(kie: KieSession, emulator: KieEmulator,
-                                                                         tmp_path: Path) -> None:
+async def test_preview_records_the_enhanced_prompt_and_sends_the_raw_one(
+    kie: KieSession, emulator: KieEmulator, tmp_path: Path
+) -> None:
     result = await run_pipeline(REQUEST, kie, options=_options(tmp_path, prompt_policy="preview"))
     manifest = json.loads((Path(result.run_dir or "") / "run.json").read_text())
     assert manifest["prompts"]["enhanced"].startswith("[claude-haiku-4-5]")
@@ -57,8 +60,9 @@ async def test_preview_records_the_enhanced_prompt_and_sends_the_raw_one(kie: Ki
     assert emulator.tasks()[0].body["input"]["prompt"] == "a red fox in snow"
 
 
-async def test_a_failed_enhancement_stops_the_run_before_anything_is_bought(kie: KieSession, emulator: KieEmulator,
-                                                                            tmp_path: Path) -> None:
+async def test_a_failed_enhancement_stops_the_run_before_anything_is_bought(
+    kie: KieSession, emulator: KieEmulator, tmp_path: Path
+) -> None:
     emulator.faults.add("chat", "server_error", status=500, http_status=True)
     budget = CreditBudget(100)
     result = await run_pipeline(REQUEST, kie, options=_options(tmp_path), budget=budget)
@@ -74,8 +78,21 @@ def test_a_string_enhancer_must_name_a_kie_chat_model() -> None:
 
 
 def test_cli_enhance_with(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["run", "--model", "nano-banana-2", "--prompt", "a quiet harbour", "--offline", "--json",
-                 "--enhance-with", "gemini-3-flash", "--out", str(tmp_path)])
+    code = main(
+        [
+            "run",
+            "--model",
+            "nano-banana-2",
+            "--prompt",
+            "a quiet harbour",
+            "--offline",
+            "--json",
+            "--enhance-with",
+            "gemini-3-flash",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["prompt_chat"]["model"] == "gemini-3-flash"
     assert summary["prompt_chat"]["credits_consumed"] > 0

@@ -26,14 +26,35 @@ from kie_async.wire.chat import ChatDelta, ChatMessage
 
 MODELS = sorted(load_chat_registry().specs)
 TOOLS: dict[str, tuple[str, list[dict[str, Any]]]] = {
-    "openai-chat": ("gemini-2.5-pro", [{"type": "function", "function": {
-        "name": "lookup", "parameters": {"type": "object", "properties": {}}}}]),
-    "openai-responses": ("gpt-codex", [{"type": "function", "name": "lookup", "description": "find",
-                                        "parameters": {"type": "object", "properties": {}}}]),
-    "anthropic-messages": ("claude-haiku-4.5", [{"name": "lookup", "description": "find", "input_schema": {
-        "type": "object", "properties": {}, "required": []}}]),
-    "gemini": ("gemini-3-flash-v1beta", [{"functionDeclarations": [{"name": "lookup", "description": "find",
-                                                                     "parameters": {"type": "object"}}]}]),
+    "openai-chat": (
+        "gemini-2.5-pro",
+        [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}],
+    ),
+    "openai-responses": (
+        "gpt-codex",
+        [
+            {
+                "type": "function",
+                "name": "lookup",
+                "description": "find",
+                "parameters": {"type": "object", "properties": {}},
+            }
+        ],
+    ),
+    "anthropic-messages": (
+        "claude-haiku-4.5",
+        [
+            {
+                "name": "lookup",
+                "description": "find",
+                "input_schema": {"type": "object", "properties": {}, "required": []},
+            }
+        ],
+    ),
+    "gemini": (
+        "gemini-3-flash-v1beta",
+        [{"functionDeclarations": [{"name": "lookup", "description": "find", "parameters": {"type": "object"}}]}],
+    ),
 }
 
 
@@ -49,8 +70,7 @@ def chat_requests(emulator: KieEmulator) -> int:
 
 
 @pytest.mark.parametrize("model", MODELS)
-async def test_every_model_answers_whole_and_streamed_alike(model: str, kie: KieSession,
-                                                            emulator: KieEmulator) -> None:
+async def test_every_model_answers_whole_and_streamed_alike(model: str, kie: KieSession, emulator: KieEmulator) -> None:
     before = emulator.credits()
     whole = await chat(kie, model, "Name three rivers", system="Answer in one line")
     async with chat_stream(kie, model, "Name three rivers", system="Answer in one line") as stream:
@@ -83,8 +103,9 @@ async def test_tool_calls_in_each_format(wire_format: str, kie: KieSession) -> N
     assert {d.kind for d in deltas} == {"tool_call"} and deltas[0].tool_name == "lookup"
 
 
-async def test_a_stream_cut_midway_returns_what_arrived_marked_incomplete(kie: KieSession,
-                                                                          emulator: KieEmulator) -> None:
+async def test_a_stream_cut_midway_returns_what_arrived_marked_incomplete(
+    kie: KieSession, emulator: KieEmulator
+) -> None:
     full = await chat(kie, "claude-opus-4.6", "tell me a long story please")
     emulator.faults.add("chat", "stream_cut", after_events=6)
     budget = CreditBudget(5)
@@ -166,8 +187,12 @@ async def test_leaving_a_stream_early_keeps_what_arrived(kie: KieSession) -> Non
 
 
 async def test_a_conversation_with_a_codex_version_and_the_system_prompt(kie: KieSession) -> None:
-    turns = [ChatMessage.system("be short"), ChatMessage.user("first"), ChatMessage.assistant("ok"),
-             ChatMessage.user("second question")]
+    turns = [
+        ChatMessage.system("be short"),
+        ChatMessage.user("first"),
+        ChatMessage.assistant("ok"),
+        ChatMessage.user("second question"),
+    ]
     result = await chat(kie, "gpt-codex", turns, provider_model="gpt-5.2-codex")
     assert result.provider_model == "gpt-5.2-codex" and "[gpt-5.2-codex]" in result.text
     assert "second question" in result.text
@@ -175,8 +200,9 @@ async def test_a_conversation_with_a_codex_version_and_the_system_prompt(kie: Ki
         await chat(kie, "gpt-codex", "hi", provider_model="gpt-4")
 
 
-async def test_a_whole_answer_cut_short_is_incomplete_and_keeps_the_hold(kie: KieSession,
-                                                                         emulator: KieEmulator) -> None:
+async def test_a_whole_answer_cut_short_is_incomplete_and_keeps_the_hold(
+    kie: KieSession, emulator: KieEmulator
+) -> None:
     emulator.faults.add("chat", "stream_cut")
     budget = CreditBudget(5)
     result = await chat(kie, "gpt-5.2", "hello", budget=budget, reserve_credits=0.5)

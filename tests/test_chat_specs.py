@@ -39,8 +39,11 @@ def test_committed_chat_spec_matches_its_page(path: Path, kie_docs: Path) -> Non
 
 
 def test_every_chat_page_has_a_spec(kie_docs: Path) -> None:
-    pages = {p.relative_to(kie_docs).as_posix() for sub in ("chat", "claude", "codex", "gemini")
-             for p in (kie_docs / "market" / sub).glob("*.md")}
+    pages = {
+        p.relative_to(kie_docs).as_posix()
+        for sub in ("chat", "claude", "codex", "gemini")
+        for p in (kie_docs / "market" / sub).glob("*.md")
+    }
     covered = {s.source_page.page for s in load_chat_registry().specs.values() if s.source_page}
     assert pages == covered
 
@@ -50,11 +53,13 @@ def test_drift_is_reported_and_an_override_excuses_it(kie_docs: Path) -> None:
     changed = spec.model_copy(update={"roles": ["user"]})
     drift, unused = chat_drift(changed, reimport_chat(spec, kie_docs))
     assert drift == ["roles: spec says ['user'], page says ['assistant', 'user']"] and unused == []
-    excused = ChatSpec.model_validate({**changed.model_dump(), "overrides": [
-        {"path": "roles", "why": "we only ever send user turns"}]})
+    excused = ChatSpec.model_validate(
+        {**changed.model_dump(), "overrides": [{"path": "roles", "why": "we only ever send user turns"}]}
+    )
     assert chat_drift(excused, reimport_chat(spec, kie_docs)) == ([], [])
-    stale = ChatSpec.model_validate({**spec.model_dump(), "overrides": [
-        {"path": "endpoint", "why": "an excuse for nothing at all"}]})
+    stale = ChatSpec.model_validate(
+        {**spec.model_dump(), "overrides": [{"path": "endpoint", "why": "an excuse for nothing at all"}]}
+    )
     assert chat_drift(stale, reimport_chat(spec, kie_docs))[1] == ["endpoint"]
 
 
@@ -64,7 +69,10 @@ def test_import_derives_format_model_place_and_system_handling(kie_docs: Path) -
 
     gemini_openai = imported("market/gemini/gemini-2-5-pro.md")
     assert (gemini_openai.wire_format, gemini_openai.model_field, gemini_openai.provider_model) == (
-        "openai-chat", None, "gemini-2.5-pro")
+        "openai-chat",
+        None,
+        "gemini-2.5-pro",
+    )
     assert gemini_openai.system_prompt == "role" and gemini_openai.stream.default is True
     claude = imported("market/claude/claude-opus-4-6.md")
     assert (claude.wire_format, claude.model_field, claude.system_prompt) == ("anthropic-messages", "model", "fold")

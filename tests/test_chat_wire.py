@@ -26,12 +26,18 @@ Writer = Callable[[web.StreamResponse], Coroutine[Any, Any, None]]
 
 
 def chunk(text: str, finish: str | None = None) -> str:
-    return json.dumps({"id": "c1", "model": "gemini-3-pro",
-                       "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]})
+    return json.dumps(
+        {
+            "id": "c1",
+            "model": "gemini-3-pro",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+        }
+    )
 
 
-def _app(write: Writer, *, status: int = 200, content_type: str = "text/event-stream",
-         headers: dict[str, str] | None = None) -> web.Application:
+def _app(
+    write: Writer, *, status: int = 200, content_type: str = "text/event-stream", headers: dict[str, str] | None = None
+) -> web.Application:
     async def handler(request: web.Request) -> web.StreamResponse:
         await request.read()
         response = web.StreamResponse(status=status, headers={"Content-Type": content_type, **(headers or {})})
@@ -55,15 +61,17 @@ async def _session(write: Writer, **kwargs: Any) -> AsyncIterator[KieSession]:
 
 async def test_sse_lines_split_across_writes_crlf_comments_and_multiline_data() -> None:
     async def write(response: web.StreamResponse) -> None:
-        raw = (": keep-alive\r\n\r\n"
-               f"data: {chunk('Hel')}\r\n\r\n"
-               f"event: message\ndata: {chunk('lo')}\n\n"
-               # one event whose JSON is split over two data lines (joined with a newline: still valid JSON)
-               'data: {"id": "c1", "model": "gemini-3-pro",\ndata:  "choices": [{"index": 0, "delta": '
-               '{"content": " world"}, "finish_reason": "stop"}], "credits_consumed": 0.5}\n\n'
-               "data: [DONE]")  # the last event without its blank line
+        raw = (
+            ": keep-alive\r\n\r\n"
+            f"data: {chunk('Hel')}\r\n\r\n"
+            f"event: message\ndata: {chunk('lo')}\n\n"
+            # one event whose JSON is split over two data lines (joined with a newline: still valid JSON)
+            'data: {"id": "c1", "model": "gemini-3-pro",\ndata:  "choices": [{"index": 0, "delta": '
+            '{"content": " world"}, "finish_reason": "stop"}], "credits_consumed": 0.5}\n\n'
+            "data: [DONE]"
+        )  # the last event without its blank line
         for start in range(0, len(raw), 7):  # the service's chunking never follows line ends
-            await response.write(raw[start:start + 7].encode())
+            await response.write(raw[start : start + 7].encode())
             await asyncio.sleep(0)
 
     async with _session(write) as kie:

@@ -101,8 +101,9 @@ def test_estimate_numbers(capsys: pytest.CaptureFixture[str], option: str, value
 
 
 def test_estimate_nan_budget_and_credits_is_not_allowed(capsys: pytest.CaptureFixture[str]) -> None:
-    usage_error(capsys, ["estimate", "--model", "nano-banana-2", "--prompt", "x", "--budget", "nan",
-                         "--credits", "nan"])
+    usage_error(
+        capsys, ["estimate", "--model", "nano-banana-2", "--prompt", "x", "--budget", "nan", "--credits", "nan"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -148,20 +149,23 @@ def test_artifacts_limit(capsys: pytest.CaptureFixture[str], in_tmp: Path, actio
     ids=repr,
 )
 @pytest.mark.parametrize("command", ["validate", "estimate", "run"])
-def test_multi_prompt_json(capsys: pytest.CaptureFixture[str], in_tmp: Path, command: str, value: str,
-                           expected: str) -> None:
+def test_multi_prompt_json(
+    capsys: pytest.CaptureFixture[str], in_tmp: Path, command: str, value: str, expected: str
+) -> None:
     line = usage_error(capsys, [command, "--model", "kling-3.0-t2v", f"--multi-prompt={value}"])
     assert "--multi-prompt" in line and expected in line
 
 
 @pytest.mark.parametrize("value", ["resolution", "=4K", " =4K"])
 def test_option_syntax(capsys: pytest.CaptureFixture[str], value: str) -> None:
-    assert "--option" in usage_error(capsys, ["validate", "--model", "nano-banana-2", "--prompt", "x",
-                                              f"--option={value}"])
+    assert "--option" in usage_error(
+        capsys, ["validate", "--model", "nano-banana-2", "--prompt", "x", f"--option={value}"]
+    )
 
 
-@pytest.mark.parametrize("value", ["http://[::1", "ftp://h.test/cb", "not a url", "http://h.test:99999/cb",
-                                   "https:///path"])
+@pytest.mark.parametrize(
+    "value", ["http://[::1", "ftp://h.test/cb", "not a url", "http://h.test:99999/cb", "https:///path"]
+)
 def test_callback_url(capsys: pytest.CaptureFixture[str], in_tmp: Path, value: str) -> None:
     line = usage_error(capsys, [*RUN, "--offline", "--out", "o", f"--callback-url={value}"])
     assert "--callback-url" in line
@@ -169,8 +173,9 @@ def test_callback_url(capsys: pytest.CaptureFixture[str], in_tmp: Path, value: s
 
 
 def test_pricing_refresh_bad_date(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert "--date" in usage_error(capsys, ["pricing", "refresh", "--from", str(tmp_path / "x.json"),
-                                            "--date", "2026-13-45"])
+    assert "--date" in usage_error(
+        capsys, ["pricing", "refresh", "--from", str(tmp_path / "x.json"), "--date", "2026-13-45"]
+    )
 
 
 # -- files and folders ------------------------------------------------------------------------------------------
@@ -200,12 +205,16 @@ def test_batch_file_empty(capsys: pytest.CaptureFixture[str], in_tmp: Path) -> N
 
 
 BAD_LINES = [
-    ('{"model_key": "nano-banana-2", "optons": {"resolution": "4K"}}',
-     "unknown key 'optons' (did you mean 'options'?)"),
+    (
+        '{"model_key": "nano-banana-2", "optons": {"resolution": "4K"}}',
+        "unknown key 'optons' (did you mean 'options'?)",
+    ),
     ('{"model_key": "nano-banana-2", "promt": "a fox"}', "unknown key 'promt' (did you mean 'prompt'?)"),
     ('{"model_key": "nano-banana-2", "prompt": "x", "zzz": 1}', "unknown key 'zzz'"),
-    ('{"model_key": "nano-banana-2", "prompt": "x", "images": [{"source": "a.png", "rol": "first_frame"}]}',
-     "unknown key 'images[0].rol' (did you mean 'role'?)"),
+    (
+        '{"model_key": "nano-banana-2", "prompt": "x", "images": [{"source": "a.png", "rol": "first_frame"}]}',
+        "unknown key 'images[0].rol' (did you mean 'role'?)",
+    ),
     ('["nano-banana-2", "a fox"]', "expected a JSON object, got a list"),
     ('"just a string"', "expected a JSON object, got a string"),
     ("42", "expected a JSON object, got a number"),
@@ -294,8 +303,9 @@ def test_bad_environment_is_one_line(capsys: pytest.CaptureFixture[str], monkeyp
 # -- what main() does with exceptions a command did not expect --------------------------------------------------
 
 
-def test_os_error_from_a_command_is_one_line(capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_os_error_from_a_command_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     def denied(_: object) -> int:
         raise PermissionError(13, "Permission denied", "/somewhere/outputs")
 
@@ -306,8 +316,9 @@ def test_os_error_from_a_command_is_one_line(capsys: pytest.CaptureFixture[str],
     assert "Permission denied" in line and "/somewhere/outputs" in line
 
 
-def test_programming_error_is_reported_not_hidden(capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_programming_error_is_reported_not_hidden(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(_: object) -> int:
         raise ZeroDivisionError("division by zero")
 
@@ -342,8 +353,9 @@ def cli_env(emulator: KieEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.delenv("KIE_ALLOW_LIVE", raising=False)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "batch.jsonl").write_text(GOOD_LINE + "\n")
-    (tmp_path / "typo.jsonl").write_text('{"model_key": "nano-banana-2", "prompt": "x", "optons": {"resolution": '
-                                         '"4K"}}\n')
+    (tmp_path / "typo.jsonl").write_text(
+        '{"model_key": "nano-banana-2", "prompt": "x", "optons": {"resolution": "4K"}}\n'
+    )
     (tmp_path / "taken").write_text("x")
     return emulator
 
@@ -400,8 +412,9 @@ def test_subprocess_exit_2_and_no_traceback(tmp_path: Path, argv: list[str], exp
     (tmp_path / "typo.jsonl").write_text('{"model_key": "nano-banana-2", "optons": {"resolution": "4K"}}\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
     env["KIE_BASE_URL"] = "ftp://example.test"  # only `credits` reads it; the others fail before settings
-    proc = subprocess.run([sys.executable, "-m", "kie_async", *argv], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kie_async", *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert expected in next(line for line in proc.stderr.splitlines() if "error:" in line), proc.stderr

@@ -26,8 +26,13 @@ def test_version_names_sdk_and_python_and_details_add_aiohttp_and_libvips() -> N
     assert lines[0] == f"kie-async {__version__}"
     assert lines[1].startswith(f"Python {sys.version_info.major}.{sys.version_info.minor}.") and len(lines) == 2
     assert done.stderr == ""
-    done = subprocess.run([sys.executable, "-m", "kie_async", "--version", "--details"],
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "kie_async", "--version", "--details"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     lines = done.stdout.strip().splitlines()
     assert lines[:2] == [f"kie-async {__version__}", lines[1]] and lines[1].startswith("Python ")
     assert lines[2] == f"aiohttp {aiohttp.__version__}"

@@ -73,8 +73,17 @@ def test_validate_suggests_model_keys_options_and_values(capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "did you mean 'nano-banana-2' or 'nano-banana-pro'?" in out
     assert "seedream" not in out  # not every key in the catalogue
-    argv = ["validate", "--model", "nano-banana-2", "--prompt", "x", "--option", "resolutin=2K",
-            "--option", "output_format=jpeg"]
+    argv = [
+        "validate",
+        "--model",
+        "nano-banana-2",
+        "--prompt",
+        "x",
+        "--option",
+        "resolutin=2K",
+        "--option",
+        "output_format=jpeg",
+    ]
     assert main(argv) == 1
     out = capsys.readouterr().out
     assert "no option 'resolutin' — fix: did you mean 'resolution'?" in out
@@ -120,11 +129,18 @@ def test_run_batch_refuses_a_device_or_a_fifo_at_once(kind: str, tmp_path: Path)
         os.mkfifo(path)  # nobody writes: reading it would block forever
     else:
         path = Path("/dev/zero")  # reading it would fill memory
-    done = subprocess.run([sys.executable, "-m", "kie_async", "run-batch", str(path), "--offline", "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "kie_async", "run-batch", str(path), "--offline", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert done.returncode == 2
-    assert done.stderr.strip() == (f"error: {path} is not a regular file (a device or a pipe), not a JSONL batch file"
-                                   " — save the requests to a .jsonl file and pass that file")
+    assert done.stderr.strip() == (
+        f"error: {path} is not a regular file (a device or a pipe), not a JSONL batch file"
+        " — save the requests to a .jsonl file and pass that file"
+    )
     assert not (tmp_path / "out").exists()  # refused before any folder, emulator or session
 
 

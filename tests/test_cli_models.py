@@ -19,8 +19,10 @@ def test_models_lists_every_key(capsys: pytest.CaptureFixture[str]) -> None:
     by_key = {r["key"]: r for r in rows}
     assert len(by_key) >= 11
     assert by_key["nano-banana-2"]["family"] == "nano-banana" and by_key["nano-banana-2"]["priced"] is True
-    assert by_key["kling-3.0-i2v"]["task_modes"] == {"image_to_video": "kling-3.0/video",
-                                                     "first_last_frames": "kling-3.0/video"}
+    assert by_key["kling-3.0-i2v"]["task_modes"] == {
+        "image_to_video": "kling-3.0/video",
+        "first_last_frames": "kling-3.0/video",
+    }
 
 
 def test_models_readable_and_detail(capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,8 +41,20 @@ def test_models_detail_json_for_alias(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_validate_ready_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["validate", "--model", "kling-3.0", "--prompt", "a cat", "--image", "https://c.test/a.png",
-                 "--option", "duration=10", "--json"])
+    code = main(
+        [
+            "validate",
+            "--model",
+            "kling-3.0",
+            "--prompt",
+            "a cat",
+            "--image",
+            "https://c.test/a.png",
+            "--option",
+            "duration=10",
+            "--json",
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["state"] == "ready_with_defaults"
@@ -56,13 +70,34 @@ def test_validate_invalid_exit_one_and_readable(capsys: pytest.CaptureFixture[st
 
 
 def test_validate_roles_and_json_options(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["validate", "--model", "seedance", "--prompt", "abc", "--image", "reference=https://c.test/a.png",
-                 "--video", "https://c.test/v.mp4", "--json"])
+    code = main(
+        [
+            "validate",
+            "--model",
+            "seedance",
+            "--prompt",
+            "abc",
+            "--image",
+            "reference=https://c.test/a.png",
+            "--video",
+            "https://c.test/v.mp4",
+            "--json",
+        ]
+    )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["task_mode"] == "multimodal_reference"
-    code = main(["validate", "--model", "kling-3.0-t2v", "--multi-prompt", '[{"prompt": "a", "duration": 3}]',
-                 "--option", 'kling_elements=[{"name": "x", "description": "y", "element_input_urls": ["https://c.test/a.png"]}]',
-                 "--json"])
+    code = main(
+        [
+            "validate",
+            "--model",
+            "kling-3.0-t2v",
+            "--multi-prompt",
+            '[{"prompt": "a", "duration": 3}]',
+            "--option",
+            'kling_elements=[{"name": "x", "description": "y", "element_input_urls": ["https://c.test/a.png"]}]',
+            "--json",
+        ]
+    )
     assert code == 0, capsys.readouterr().out
 
 
@@ -74,8 +109,22 @@ def test_validate_local_missing_file(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_estimate_json_and_gate(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["estimate", "--model", "kling-3.0-t2v", "--prompt", "x", "--option", "duration=10",
-                 "--option", "sound=true", "--credits", "1000", "--json"])
+    code = main(
+        [
+            "estimate",
+            "--model",
+            "kling-3.0-t2v",
+            "--prompt",
+            "x",
+            "--option",
+            "duration=10",
+            "--option",
+            "sound=true",
+            "--credits",
+            "1000",
+            "--json",
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["estimate"]["credits"] == 270
@@ -92,8 +141,9 @@ def test_bad_option_syntax() -> None:
 
 
 def test_pricing_refresh_writes_a_dated_snapshot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["pricing", "refresh", "--from", str(FIXTURE), "--out", str(tmp_path), "--date", "2026-11-28",
-                 "--json"])
+    code = main(
+        ["pricing", "refresh", "--from", str(FIXTURE), "--out", str(tmp_path), "--date", "2026-11-28", "--json"]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     path = Path(report["path"])
@@ -101,8 +151,9 @@ def test_pricing_refresh_writes_a_dated_snapshot(tmp_path: Path, capsys: pytest.
     assert report["unmatched_records"] == ["Suno v5, music"]
     snapshot = load_snapshot_file(path)
     assert snapshot.captured_on.isoformat() == "2026-11-28"
-    assert main(["pricing", "refresh", "--from", str(FIXTURE), "--out", str(tmp_path / "h"), "--date",
-                 "2026-11-29"]) == 0
+    assert (
+        main(["pricing", "refresh", "--from", str(FIXTURE), "--out", str(tmp_path / "h"), "--date", "2026-11-29"]) == 0
+    )
     assert "updated 6 rule(s)" in capsys.readouterr().out
 
 

@@ -35,9 +35,11 @@ def live_env(emulator: KieEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 def _batch(tmp_path: Path) -> Path:
-    lines = [{"model_key": "nano-banana-2", "prompt": "first"},
-             {"model_key": "nano-banana-2", "prompt": "second", "options": {"resolution": "8K"}},
-             {"model_key": "nano-banana-2", "prompt": "third " + "very long prompt " * 20}]
+    lines = [
+        {"model_key": "nano-banana-2", "prompt": "first"},
+        {"model_key": "nano-banana-2", "prompt": "second", "options": {"resolution": "8K"}},
+        {"model_key": "nano-banana-2", "prompt": "third " + "very long prompt " * 20},
+    ]
     path = tmp_path / "b.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
@@ -64,13 +66,16 @@ async def test_piped_run_batch_prints_one_whole_line_per_request_and_a_summary(
     assert "…" not in out and "━" not in out and "\r" not in out  # nothing cut, no table, no redraws
 
 
-async def test_run_batch_json_has_a_summary(live_env: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+async def test_run_batch_json_has_a_summary(live_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["run-batch", str(_batch(tmp_path)), "--out", str(live_env), "--no-derivatives", "--json"]
     assert await asyncio.to_thread(main, argv) == 1
     document = json.loads(capsys.readouterr().out)  # nothing but the JSON document on stdout
-    assert document["summary"] == {"requests": 3, "statuses": {"blocked": 1, "succeeded": 2}, "succeeded": 2,
-                                   "credits_charged": 16.0}
+    assert document["summary"] == {
+        "requests": 3,
+        "statuses": {"blocked": 1, "succeeded": 2},
+        "succeeded": 2,
+        "credits_charged": 16.0,
+    }
 
 
 def test_piped_models_lists_every_cell_in_full(capsys: pytest.CaptureFixture[str]) -> None:
@@ -93,8 +98,9 @@ def _on_terminal(argv: list[str], columns: int) -> str:
     """Run the CLI with a pseudo-terminal as stdout (as a person at a terminal would); its output."""
     leader, follower = pty.openpty()
     env = {**os.environ, "COLUMNS": str(columns), "TERM": "xterm", "NO_COLOR": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "kie_async", *argv], stdout=follower, stderr=subprocess.PIPE,
-                            env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kie_async", *argv], stdout=follower, stderr=subprocess.PIPE, env=env, cwd=ROOT
+    )
     os.close(follower)
     chunks = []
     while True:

@@ -27,12 +27,15 @@ ESTIMATE = ["estimate", "--model", "nano-banana-2", "--prompt", "a lighthouse"]
 
 def _modules_after(argv: list[str], cache: Path) -> tuple[set[str], str]:
     """Run the CLI as the console script does, in a fresh interpreter; the modules loaded, and its stdout."""
-    code = ("import sys, json\nfrom kie_async.interfaces.cli import main\n"
-            "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
-            "print('\\nMODULES ' + json.dumps(sorted(sys.modules)))\nsys.exit(code)")
+    code = (
+        "import sys, json\nfrom kie_async.interfaces.cli import main\n"
+        "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print('\\nMODULES ' + json.dumps(sorted(sys.modules)))\nsys.exit(code)"
+    )
     env = {**os.environ, "KIE_ASYNC_CACHE_DIR": str(cache)}
-    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=120,
-                          cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT
+    )
     assert done.returncode == 0, done.stderr
     output, _, modules = done.stdout.rpartition("\nMODULES ")
     return set(json.loads(modules)), output
@@ -45,8 +48,19 @@ def _loaded(modules: set[str], names: list[str]) -> list[str]:
 def test_version_imports_nothing_but_the_version(tmp_path: Path) -> None:
     modules, output = _modules_after(["--version"], tmp_path)
     assert output.splitlines()[0].startswith("kie-async ")
-    heavy = ["aiohttp", "pyvips", "pydantic", "rich", "ruamel", "asyncio", "argparse", "typing",
-             "kie_async.core", "kie_async.catalogue", "kie_async.interfaces.cli._main"]
+    heavy = [
+        "aiohttp",
+        "pyvips",
+        "pydantic",
+        "rich",
+        "ruamel",
+        "asyncio",
+        "argparse",
+        "typing",
+        "kie_async.core",
+        "kie_async.catalogue",
+        "kie_async.interfaces.cli._main",
+    ]
     assert _loaded(modules, heavy) == []
 
 
@@ -67,10 +81,22 @@ def test_estimate_imports_only_what_it_prices_with(tmp_path: Path) -> None:
     _modules_after(ESTIMATE, tmp_path)  # the first call compiles the spec index and the pricing snapshot
     modules, output = _modules_after(ESTIMATE, tmp_path)
     assert "estimate 8 credits" in output
-    heavy = ["aiohttp", "pyvips", "rich", "ruamel", "kie_async.client", "kie_async.pipeline", "kie_async.artifacts",
-             "kie_async.ledger", "kie_async.emulator", "kie_async.catalogue.fixtures",
-             "kie_async.catalogue.spec_import", "kie_async.interfaces.cli._run_cmd",
-             "kie_async.interfaces.cli._models_cmd", "kie_async.interfaces.cli._live"]
+    heavy = [
+        "aiohttp",
+        "pyvips",
+        "rich",
+        "ruamel",
+        "kie_async.client",
+        "kie_async.pipeline",
+        "kie_async.artifacts",
+        "kie_async.ledger",
+        "kie_async.emulator",
+        "kie_async.catalogue.fixtures",
+        "kie_async.catalogue.spec_import",
+        "kie_async.interfaces.cli._run_cmd",
+        "kie_async.interfaces.cli._models_cmd",
+        "kie_async.interfaces.cli._live",
+    ]
     assert _loaded(modules, heavy) == []
 
 
@@ -85,8 +111,11 @@ def test_the_table_names_every_command_its_module_registers() -> None:
         sub = argparse.ArgumentParser().add_subparsers()
         __import__(module, fromlist=["register"]).register(sub)
         registered = {action.dest: action.help for action in sub._choices_actions}
-        expected = {name: help_text for name, (mod, help_text) in _commands.COMMANDS.items()
-                    if _commands.module_of(name) == module}
+        expected = {
+            name: help_text
+            for name, (mod, help_text) in _commands.COMMANDS.items()
+            if _commands.module_of(name) == module
+        }
         assert registered == expected, module
     full = build_parser()
     assert [a.dest for a in full._subparsers._group_actions[0]._choices_actions] == list(_commands.COMMANDS)  # type: ignore[union-attr]
@@ -167,11 +196,15 @@ def test_the_cache_can_be_turned_off(spec_copy: Path, tmp_path: Path, monkeypatc
 
 
 def test_several_processes_building_the_index_at_once_all_succeed(spec_copy: Path, tmp_path: Path) -> None:
-    code = ("import sys\nfrom kie_async.catalogue.specs import load_registry\n"
-            "r = load_registry(sys.argv[1])\nprint(len(r.model_keys()), r.get('nano-banana-2').label)")
+    code = (
+        "import sys\nfrom kie_async.catalogue.specs import load_registry\n"
+        "r = load_registry(sys.argv[1])\nprint(len(r.model_keys()), r.get('nano-banana-2').label)"
+    )
     env = {**os.environ, compiled_cache.CACHE_DIR_ENV: str(tmp_path / "cache")}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(spec_copy)], stdout=subprocess.PIPE, text=True, env=env)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(spec_copy)], stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(4)
+    ]
     outputs = [proc.communicate(timeout=120)[0].strip() for proc in procs]
     assert [proc.returncode for proc in procs] == [0] * 4
     assert outputs == ["3 Nano Banana 2"] * 4

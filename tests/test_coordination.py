@@ -82,9 +82,10 @@ async def test_two_sessions_share_one_create_window(redis_url: str, shared: bool
     async with KieEmulator(config) as emulator:
         url = redis_url if shared else None
         no_retry = RetrySettings(max_retries=0)
-        async with session(emulator, url, rate_limit=limits, retry=no_retry) as a, session(
-            emulator, url, rate_limit=limits, retry=no_retry
-        ) as b:
+        async with (
+            session(emulator, url, rate_limit=limits, retry=no_retry) as a,
+            session(emulator, url, rate_limit=limits, retry=no_retry) as b,
+        ):
             started = time.monotonic()
             outcomes = await asyncio.gather(_burst(a, 6, "a"), _burst(b, 6, "b"), return_exceptions=True)
             wall = time.monotonic() - started
@@ -110,9 +111,7 @@ async def test_a_429_seen_by_one_session_pauses_the_others(emulator: KieEmulator
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["coordinated", "control"])
-async def test_a_callback_received_by_one_worker_wakes_the_waiter_in_another(
-    redis_url: str, shared: bool
-) -> None:
+async def test_a_callback_received_by_one_worker_wakes_the_waiter_in_another(redis_url: str, shared: bool) -> None:
     config = EmulatorConfig(generation_seconds=0.3, webhook_hmac_key="fan-in-key")
     async with KieEmulator(config) as emulator:
         url = redis_url if shared else None
@@ -204,7 +203,9 @@ async def test_a_lost_answer_is_settled_by_a_callback_that_reached_another_worke
             emulator.faults.add("createTask", "reset_after")
             options = opts(tmp_path).model_copy(update={"callback_url": f"{base}/cb", "wait_timeout": 10})
             (result,) = await run_many(
-                [RawUserRequest(model_key="nano-banana-2", prompt="relayed")], worker_b, options=options,
+                [RawUserRequest(model_key="nano-banana-2", prompt="relayed")],
+                worker_b,
+                options=options,
                 journal_path=tmp_path / "journal.jsonl",
             )
     assert result.succeeded, result.error

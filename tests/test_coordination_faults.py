@@ -47,9 +47,7 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 15.0)
         await asyncio.sleep(0.01)
 
 
-def test_missing_redis_server_is_a_failure_when_required(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_missing_redis_server_is_a_failure_when_required(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """``.ci/run`` sets KIE_REQUIRE_REDIS=1: there a missing redis-server must fail the tests, not skip them."""
     monkeypatch.setattr(redis_server_module.shutil, "which", lambda name: None)
     monkeypatch.setenv(redis_server_module.REQUIRE_ENV, "1")

@@ -27,8 +27,12 @@ from kie_async.artifacts.derivatives import DerivativeSource
 
 
 def _image(width: int, height: int) -> pyvips.Image:
-    return (pyvips.Image.gaussnoise(width, height, sigma=30, mean=128).cast("uchar").bandjoin([90, 200])
-            .copy(interpretation="srgb"))
+    return (
+        pyvips.Image.gaussnoise(width, height, sigma=30, mean=128)
+        .cast("uchar")
+        .bandjoin([90, 200])
+        .copy(interpretation="srgb")
+    )
 
 
 def _digest(path: Path) -> str:

@@ -326,8 +326,14 @@ def page_runs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
 
     async def worker(pages: list[Path]) -> tuple[list[Path], str, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, str(base), *map(str, pages), cwd=base, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            __file__,
+            str(base),
+            *map(str, pages),
+            cwd=base,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(), timeout=GROUP_TIMEOUT)
         return pages, out.decode(), err.decode()
@@ -337,9 +343,7 @@ def page_runs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
         if test_examples.RESULTS:
             return list(await workers)
         # The examples wait on the emulator too; running them now overlaps their waits with the pages'.
-        done, example_results = await asyncio.gather(
-            workers, test_examples.run_examples(base / "_examples", redis_url)
-        )
+        done, example_results = await asyncio.gather(workers, test_examples.run_examples(base / "_examples", redis_url))
         test_examples.RESULTS.update(example_results)
         return list(done)
 

@@ -112,8 +112,11 @@ async def test_pipeline_names_outputs_from_content_not_the_url(
     """A server URL ending in .sh used to give output_0.sh; the PNG it serves is saved as output_0.png."""
     options = PipelineOptions(artifacts=ArtifactSettings(root=tmp_path / "out"), write_artifact=False)
     emulator.config.generation_seconds = 0.5
-    job = run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt="a fox", options={"output_format": "png"}),
-                       kie, options=options)
+    job = run_pipeline(
+        RawUserRequest(model_key="nano-banana-2", prompt="a fox", options={"output_format": "png"}),
+        kie,
+        options=options,
+    )
 
     async def rename_when_created() -> None:
         while not emulator.tasks():
@@ -134,8 +137,11 @@ async def test_pipeline_with_a_garbage_file_host_is_incomplete_and_keeps_nothing
 ) -> None:
     root = tmp_path / "out"
     emulator.faults.add("files", "wrong_body", count=None, wrong_body="html")
-    result = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt="a fox"), kie,
-                                options=PipelineOptions(artifacts=ArtifactSettings(root=root)))
+    result = await run_pipeline(
+        RawUserRequest(model_key="nano-banana-2", prompt="a fox"),
+        kie,
+        options=PipelineOptions(artifacts=ArtifactSettings(root=root)),
+    )
     # the task is paid for: not "failed" (which would invite buying it again) but resumable on its task id
     assert result.status == "incomplete" and result.error_type == "KieDownloadContentError", result.error
     assert result.resumable and result.task_id and not result.spent_nothing
@@ -146,8 +152,14 @@ async def test_pipeline_with_a_garbage_file_host_is_incomplete_and_keeps_nothing
 
 @pytest.mark.parametrize(
     "url",
-    ["ftp://files.example/out.png", "file:///etc/passwd", "http://", "not a url", "javascript:alert(1)",
-     "http://[::1/out.png"],
+    [
+        "ftp://files.example/out.png",
+        "file:///etc/passwd",
+        "http://",
+        "not a url",
+        "javascript:alert(1)",
+        "http://[::1/out.png",
+    ],
 )
 async def test_hopeless_urls_are_permanent_errors_and_never_requested(
     kie: KieSession, tmp_path: Path, url: str

@@ -15,8 +15,24 @@ from kie_async.interfaces.cli._emulator_cmd import _config
 
 def test_arguments_map_onto_the_config() -> None:
     args = build_parser().parse_args(
-        ["emulator", "--port", "9000", "--generation-seconds", "1.5", "--credits", "42", "--api-key", "k",
-         "--rate-limit", "200", "--rate-window", "1", "--webhook-hmac-key", "h", "--http-errors"]
+        [
+            "emulator",
+            "--port",
+            "9000",
+            "--generation-seconds",
+            "1.5",
+            "--credits",
+            "42",
+            "--api-key",
+            "k",
+            "--rate-limit",
+            "200",
+            "--rate-window",
+            "1",
+            "--webhook-hmac-key",
+            "h",
+            "--http-errors",
+        ]
     )
     config = _config(args)
     assert (config.port, config.upload_port) == (9000, 9001)
@@ -29,8 +45,16 @@ def test_arguments_map_onto_the_config() -> None:
 
 async def test_cli_process_serves_until_interrupted() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kie_async", "emulator", "--port", "0", "--credits", "77",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "kie_async",
+        "emulator",
+        "--port",
+        "0",
+        "--credits",
+        "77",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
@@ -46,8 +70,9 @@ async def test_cli_process_serves_until_interrupted() -> None:
         async with aiohttp.ClientSession(headers={"Authorization": "Bearer kie-emulator-key"}) as client:
             async with client.get(market[1] + "/api/v1/chat/credit") as response:
                 assert (await response.json())["data"] == 77
-            async with client.post(market[1] + "/_emulator/faults",
-                                   json={"endpoint": "credit", "kind": "server_error"}) as response:
+            async with client.post(
+                market[1] + "/_emulator/faults", json={"endpoint": "credit", "kind": "server_error"}
+            ) as response:
                 assert response.status == 200
             async with client.get(market[1] + "/api/v1/chat/credit") as response:
                 assert (await response.json())["code"] == 500

@@ -144,14 +144,13 @@ async def test_slow_body_trickles_but_completes(emulator: KieEmulator, emulator_
     # A read timeout shorter than the gap between chunks fires mid-body.
     emulator.faults.add("files", "slow_body", chunk_size=1024, chunk_delay=0.5)
     with pytest.raises(asyncio.TimeoutError):
-        async with emulator_client.get(emulator.base_url + "/_emulator/blob/4k",
-                                       timeout=aiohttp.ClientTimeout(sock_read=0.2)) as response:
+        async with emulator_client.get(
+            emulator.base_url + "/_emulator/blob/4k", timeout=aiohttp.ClientTimeout(sock_read=0.2)
+        ) as response:
             await response.read()
 
 
-async def test_latency_stacks_with_another_fault(
-    emulator: KieEmulator, emulator_client: aiohttp.ClientSession
-) -> None:
+async def test_latency_stacks_with_another_fault(emulator: KieEmulator, emulator_client: aiohttp.ClientSession) -> None:
     emulator.faults.add("credit", "latency", delay=0.2)
     emulator.faults.add("credit", "server_error", status=502, http_status=True)
     started = time.monotonic()
@@ -161,9 +160,10 @@ async def test_latency_stacks_with_another_fault(
 
 async def test_probability_is_reproducible_with_a_seed() -> None:
     async def pattern() -> list[int]:
-        async with KieEmulator(EmulatorConfig(seed=42)) as emu, aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {emu.api_key}"}
-        ) as client:
+        async with (
+            KieEmulator(EmulatorConfig(seed=42)) as emu,
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {emu.api_key}"}) as client,
+        ):
             emu.faults.add("credit", "server_error", count=None, probability=0.5, http_status=True)
             statuses = []
             for _ in range(20):

@@ -81,9 +81,10 @@ async def test_outside_or_bogus_urls_are_422(emulator: KieEmulator, emulator_cli
         body = await ask_download_url(emulator, emulator_client, outside)
         assert body["code"] == 422 and body["data"] is None, outside
     assert (await ask_download_url(emulator, emulator_client, None))["code"] == 400
-    async with aiohttp.ClientSession() as anonymous, anonymous.post(
-        emulator.base_url + DOWNLOAD_URL, json={"url": url}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as anonymous,
+        anonymous.post(emulator.base_url + DOWNLOAD_URL, json={"url": url}) as response,
+    ):
         assert (await response.json())["code"] == 401
 
 

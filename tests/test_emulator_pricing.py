@@ -24,39 +24,53 @@ CREATE = "/api/v1/jobs/createTask"
 
 
 async def _post(emu: KieEmulator, path: str, body: Any) -> dict[str, Any]:
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {emu.api_key}"}) as client, \
-            client.post(emu.base_url + path, json=body) as response:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {emu.api_key}"}) as client,
+        client.post(emu.base_url + path, json=body) as response,
+    ):
         answer: dict[str, Any] = await response.json()
         return answer
 
 
-@pytest.mark.parametrize(("model", "params", "credits"), [
-    ("nano-banana-2", {"prompt": "x"}, 8),  # the page's default resolution (1K) prices it
-    ("nano-banana-pro", {"prompt": "x", "resolution": "4K"}, 24),
-    ("kling-2.6/text-to-video", {"prompt": "x", "sound": True, "duration": "10", "aspect_ratio": "1:1"}, 220),
-    ("kling-3.0/video", {"prompt": "x", "sound": False, "duration": "7", "mode": "pro", "aspect_ratio": "1:1"},
-     7 * 18),
-    ("bytedance/seedance-2-fast", {"prompt": "a dancer", "resolution": "480p", "duration": 6}, 6 * 15.5),
-])
-async def test_create_task_charges_the_served_price(emulator: KieEmulator, model: str, params: dict[str, Any],
-                                                    credits: float) -> None:
+@pytest.mark.parametrize(
+    ("model", "params", "credits"),
+    [
+        ("nano-banana-2", {"prompt": "x"}, 8),  # the page's default resolution (1K) prices it
+        ("nano-banana-pro", {"prompt": "x", "resolution": "4K"}, 24),
+        ("kling-2.6/text-to-video", {"prompt": "x", "sound": True, "duration": "10", "aspect_ratio": "1:1"}, 220),
+        (
+            "kling-3.0/video",
+            {"prompt": "x", "sound": False, "duration": "7", "mode": "pro", "aspect_ratio": "1:1"},
+            7 * 18,
+        ),
+        ("bytedance/seedance-2-fast", {"prompt": "a dancer", "resolution": "480p", "duration": 6}, 6 * 15.5),
+    ],
+)
+async def test_create_task_charges_the_served_price(
+    emulator: KieEmulator, model: str, params: dict[str, Any], credits: float
+) -> None:
     before = emulator.credits()
     answer = await _post(emulator, CREATE, {"model": model, "input": params})
     assert answer["code"] == 200, answer
     assert before - emulator.credits() == pytest.approx(credits)
 
 
-async def test_an_sdk_estimate_bug_shows_as_estimate_not_charged(emulator: KieEmulator, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_sdk_estimate_bug_shows_as_estimate_not_charged(
+    emulator: KieEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Break the SDK's price for nano-banana-2 2K: the emulator still charges its own price, so they differ."""
     import kie_async.catalogue.pricing as pricing
 
     good = latest_snapshot()
-    rules = [r.model_copy(update={"credits": 99.0}) if r.description == "Google nano banana 2, 2K" else r
-             for r in good.models["nano-banana-2"].rules]
-    broken = good.model_copy(update={"models": {**good.models,
-                                                "nano-banana-2": good.models["nano-banana-2"].model_copy(
-                                                    update={"rules": rules})}})
+    rules = [
+        r.model_copy(update={"credits": 99.0}) if r.description == "Google nano banana 2, 2K" else r
+        for r in good.models["nano-banana-2"].rules
+    ]
+    broken = good.model_copy(
+        update={
+            "models": {**good.models, "nano-banana-2": good.models["nano-banana-2"].model_copy(update={"rules": rules})}
+        }
+    )
     params = {"prompt": "x", "resolution": "2K"}
     assert estimate_wire_cost("nano-banana-2", params) == 12  # healthy SDK and emulator agree...
     before = emulator.credits()
@@ -68,16 +82,25 @@ async def test_an_sdk_estimate_bug_shows_as_estimate_not_charged(emulator: KieEm
 
 
 async def test_pricing_api_pages_and_refuses_garbage(emulator: KieEmulator) -> None:
-    async with aiohttp.ClientSession() as anonymous, \
-            anonymous.get(emulator.base_url + "/client/v1/model-pricing/count") as response:
+    async with (
+        aiohttp.ClientSession() as anonymous,
+        anonymous.get(emulator.base_url + "/client/v1/model-pricing/count") as response,
+    ):
         count = (await response.json())["data"]
     first = (await _post(emulator, "/client/v1/model-pricing/page", {"pageNum": 1, "pageSize": 10}))["data"]
     assert count["all"] == first["total"] and len(first["records"]) == 10 and first["pages"] == -(-count["all"] // 10)
     row = first["records"][0]
     assert {"modelDescription", "interfaceType", "creditPrice", "creditUnit", "usdPrice", "anchor"} <= set(row)
     assert isinstance(row["creditPrice"], str)  # a string, as the live API sends it
-    for bad in ({"pageNum": 0, "pageSize": 10}, {"pageNum": 1, "pageSize": 10**9}, {"pageNum": "1", "pageSize": 5},
-                {"pageNum": True, "pageSize": 5}, {}, [], "x"):
+    for bad in (
+        {"pageNum": 0, "pageSize": 10},
+        {"pageNum": 1, "pageSize": 10**9},
+        {"pageNum": "1", "pageSize": 5},
+        {"pageNum": True, "pageSize": 5},
+        {},
+        [],
+        "x",
+    ):
         assert (await _post(emulator, "/client/v1/model-pricing/page", bad))["code"] == 400, bad
 
 
@@ -102,9 +125,25 @@ async def _count(emu: KieEmulator) -> int:
 
 
 def test_cli_refresh_offline_writes_a_dated_snapshot(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "kie_async", "pricing", "refresh", "--offline", "--out",
-                           str(tmp_path), "--date", "2026-12-06", "--json"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kie_async",
+            "pricing",
+            "refresh",
+            "--offline",
+            "--out",
+            str(tmp_path),
+            "--date",
+            "2026-12-06",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     snapshot = load_snapshot_file(tmp_path / "2026-12-06_pricing_api.yaml")
     assert snapshot.source_kind == "pricing_api" and "nano-banana-2" in snapshot.models
@@ -114,7 +153,13 @@ def test_cli_refresh_live_needs_the_opt_in(tmp_path: Path) -> None:
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")} | {"KIE_API_KEY": "not-a-real-key"}
-    done = subprocess.run([sys.executable, "-m", "kie_async", "pricing", "refresh", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, check=False, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "kie_async", "pricing", "refresh", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
     assert done.returncode != 0 and "KIE_ALLOW_LIVE" in done.stderr and "Traceback" not in done.stderr
     assert not list(tmp_path.iterdir())

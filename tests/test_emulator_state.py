@@ -61,8 +61,9 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def test_a_task_bought_by_one_emulator_finishes_in_the_next(tmp_path: Path,
-                                                                   client: aiohttp.ClientSession) -> None:
+async def test_a_task_bought_by_one_emulator_finishes_in_the_next(
+    tmp_path: Path, client: aiohttp.ClientSession
+) -> None:
     state = tmp_path / "state"
     config = EmulatorConfig(generation_seconds=0.5, state_dir=state, credits=100)
     async with KieEmulator(config) as first:
@@ -90,8 +91,14 @@ async def test_a_task_bought_by_one_emulator_finishes_in_the_next(tmp_path: Path
 
 async def test_two_emulators_on_one_folder_never_overspend(tmp_path: Path, client: aiohttp.ClientSession) -> None:
     """Each emulator alone would sell what the balance allows; together they sell it once."""
-    config = EmulatorConfig(generation_seconds=0.2, state_dir=tmp_path / "state", accept_unknown_models=True,
-                            unknown_model_cost=10, credits=55, create_rate_limit=None)
+    config = EmulatorConfig(
+        generation_seconds=0.2,
+        state_dir=tmp_path / "state",
+        accept_unknown_models=True,
+        unknown_model_cost=10,
+        credits=55,
+        create_rate_limit=None,
+    )
     async with KieEmulator(config) as one, KieEmulator(config) as two:
         answers = await asyncio.gather(*(_create(emu, client, model="any/model") for emu in (one, two) * 5))
         sold = [a for a in answers if a["code"] == 200]
@@ -127,8 +134,9 @@ async def test_the_terminal_callback_is_sent_once_per_folder(tmp_path: Path, cli
         assert (tmp_path / "state" / "tasks" / f"{task_id}.done").exists()
 
 
-async def test_a_standing_emulator_finishes_tasks_another_one_sold(tmp_path: Path,
-                                                                    client: aiohttp.ClientSession) -> None:
+async def test_a_standing_emulator_finishes_tasks_another_one_sold(
+    tmp_path: Path, client: aiohttp.ClientSession
+) -> None:
     """A long-lived emulator (``receive-callbacks --offline``) adopts tasks a batch process sold and left."""
     received = asyncio.Event()
 
@@ -185,16 +193,18 @@ def test_cli_resume_task_offline(tmp_path: Path, capsys: pytest.CaptureFixture[s
     request = ["--model", "nano-banana-2", "--prompt", "a fox", "--out", out, "--json", "--offline"]
     code, first = _run_json(capsys, ["run", *request, "--wait-timeout", "0.05"])
     assert (code, first["status"], first["resumable"]) == (1, "incomplete", True)
-    code, balance = _run_json(capsys, ["credits", "--offline-state", str(tmp_path / "out" / "emulator-state"),
-                                       "--json"])
+    code, balance = _run_json(
+        capsys, ["credits", "--offline-state", str(tmp_path / "out" / "emulator-state"), "--json"]
+    )
     spent = 5000 - balance["credits"]
     assert spent > 0
 
     code, second = _run_json(capsys, ["run", *request, "--resume-task", first["task_id"]])
     assert (code, second["status"], second["resumed"], second["task_id"]) == (0, "succeeded", True, first["task_id"])
     assert Path(second["outputs"][0]).is_file()
-    code, balance = _run_json(capsys, ["credits", "--offline-state", str(tmp_path / "out" / "emulator-state"),
-                                       "--json"])
+    code, balance = _run_json(
+        capsys, ["credits", "--offline-state", str(tmp_path / "out" / "emulator-state"), "--json"]
+    )
     assert 5000 - balance["credits"] == spent  # bought once
 
 

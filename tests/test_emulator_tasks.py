@@ -24,8 +24,7 @@ async def post_json(client: aiohttp.ClientSession, url: str, body: Any) -> tuple
         return response.status, await response.json()
 
 
-async def create(emu: KieEmulator, client: aiohttp.ClientSession, model: str = "nano-banana-2",
-                 **params: Any) -> str:
+async def create(emu: KieEmulator, client: aiohttp.ClientSession, model: str = "nano-banana-2", **params: Any) -> str:
     status, body = await post_json(client, emu.base_url + CREATE, {"model": model, "input": {"prompt": "x", **params}})
     assert (status, body["code"]) == (200, 200), body
     task_id: str = body["data"]["taskId"]
@@ -55,8 +54,11 @@ async def wait_terminal(emu: KieEmulator, client: aiohttp.ClientSession, task_id
 async def test_happy_path_walks_every_state_with_live_field_quirks(
     emulator: KieEmulator, emulator_client: aiohttp.ClientSession
 ) -> None:
-    body = {"model": "nano-banana-2", "callBackUrl": "http://127.0.0.1:9/cb",
-            "input": {"prompt": "a red fox", "aspect_ratio": "16:9", "output_format": "png"}}
+    body = {
+        "model": "nano-banana-2",
+        "callBackUrl": "http://127.0.0.1:9/cb",
+        "input": {"prompt": "a red fox", "aspect_ratio": "16:9", "output_format": "png"},
+    }
     status, created = await post_json(emulator_client, emulator.base_url + CREATE, body)
     assert status == 200 and created["code"] == 200 and created["msg"] == "success"
     task_id = created["data"]["taskId"]
@@ -124,8 +126,9 @@ async def test_output_is_jpeg_when_output_format_is_jpg(
 
 
 async def test_video_model_gets_a_real_mp4(emulator: KieEmulator, emulator_client: aiohttp.ClientSession) -> None:
-    task_id = await create(emulator, emulator_client, model="kling-2.6/text-to-video", sound=False,
-                           aspect_ratio="16:9", duration="5")
+    task_id = await create(
+        emulator, emulator_client, model="kling-2.6/text-to-video", sound=False, aspect_ratio="16:9", duration="5"
+    )
     data = await wait_terminal(emulator, emulator_client, task_id)
     url = json.loads(data["resultJson"])["resultUrls"][0]
     assert url.endswith(".mp4")
@@ -170,9 +173,10 @@ async def test_auth_errors_come_in_http_200_envelopes(emulator: KieEmulator) -> 
                 assert response.status == 200
                 body = await response.json()
             assert body == {"code": 401, "msg": "You do not have access permissions", "data": None}
-    async with aiohttp.ClientSession(headers={"Authorization": "Bearer wrong"}) as wrong, wrong.get(
-        emulator.base_url + CREDIT
-    ) as response:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": "Bearer wrong"}) as wrong,
+        wrong.get(emulator.base_url + CREDIT) as response,
+    ):
         assert (await response.json())["code"] == 401
     assert emulator.stats.tasks_created == 0
 
@@ -182,8 +186,9 @@ async def test_insufficient_credits_is_402_and_charges_nothing(
 ) -> None:
     emulator.set_credits(10)
     await create(emulator, emulator_client)  # nano-banana-2 1K costs 8
-    status, body = await post_json(emulator_client, emulator.base_url + CREATE,
-                                   {"model": "nano-banana-2", "input": {"prompt": "x"}})
+    status, body = await post_json(
+        emulator_client, emulator.base_url + CREATE, {"model": "nano-banana-2", "input": {"prompt": "x"}}
+    )
     assert status == 200 and body["code"] == 402 and body["data"] is None
     async with emulator_client.get(emulator.base_url + CREDIT) as response:
         credit = await response.json()
@@ -191,8 +196,9 @@ async def test_insufficient_credits_is_402_and_charges_nothing(
     assert emulator.stats.tasks_created == 1 and emulator.stats.credits_spent == pytest.approx(8.0)
 
 
-async def test_bad_input_is_422_and_checkers_are_pluggable(emulator_client: aiohttp.ClientSession,
-                                                          emulator: KieEmulator) -> None:
+async def test_bad_input_is_422_and_checkers_are_pluggable(
+    emulator_client: aiohttp.ClientSession, emulator: KieEmulator
+) -> None:
     bad_bodies: list[dict[str, Any]] = [{"model": "", "input": {}}, {"model": "m", "input": "nope"}, {"input": {}}]
     for bad in bad_bodies:
         status, body = await post_json(emulator_client, emulator.base_url + CREATE, bad)
@@ -202,9 +208,10 @@ async def test_bad_input_is_422_and_checkers_are_pluggable(emulator_client: aioh
         return [] if model == "known" else [f"unknown model {model}"]
 
     config = EmulatorConfig(input_checker=checker, cost_fn=lambda model, params: 1.5, credits=3)
-    async with KieEmulator(config) as emu, aiohttp.ClientSession(
-        headers={"Authorization": f"Bearer {emu.api_key}"}
-    ) as client:
+    async with (
+        KieEmulator(config) as emu,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {emu.api_key}"}) as client,
+    ):
         status, body = await post_json(client, emu.base_url + CREATE, {"model": "other", "input": {}})
         assert body["code"] == 422 and "unknown model other" in body["msg"]
         for expected in (200, 200, 402):
@@ -241,8 +248,9 @@ async def test_create_rate_limit_rejects_the_21st_call_with_http_429(
 ) -> None:
     for _ in range(20):
         await create(emulator, emulator_client)
-    async with emulator_client.post(emulator.base_url + CREATE,
-                                    json={"model": "nano-banana-2", "input": {"prompt": "x"}}) as response:
+    async with emulator_client.post(
+        emulator.base_url + CREATE, json={"model": "nano-banana-2", "input": {"prompt": "x"}}
+    ) as response:
         assert response.status == 429
         retry_after = int(response.headers["Retry-After"])
         body = await response.json()
@@ -265,8 +273,9 @@ async def test_rate_window_slides(emulator: KieEmulator, emulator_client: aiohtt
     status, _ = await post_json(emulator_client, emulator.base_url + CREATE, {"model": "m", "input": {}})
     assert status == 429
     while True:
-        status, _ = await post_json(emulator_client, emulator.base_url + CREATE,
-                                    {"model": "nano-banana-2", "input": {"prompt": "x"}})
+        status, _ = await post_json(
+            emulator_client, emulator.base_url + CREATE, {"model": "nano-banana-2", "input": {"prompt": "x"}}
+        )
         if status == 200:
             break
         assert status == 429 and time.monotonic() - first_sent < 60
@@ -283,8 +292,9 @@ async def test_http_errors_mode_mirrors_codes(emulator: KieEmulator, emulator_cl
         assert response.status == 401
 
 
-async def test_unknown_api_path_answers_an_envelope(emulator: KieEmulator,
-                                                    emulator_client: aiohttp.ClientSession) -> None:
+async def test_unknown_api_path_answers_an_envelope(
+    emulator: KieEmulator, emulator_client: aiohttp.ClientSession
+) -> None:
     async with emulator_client.get(emulator.base_url + "/api/v1/nothing") as response:
         assert response.status == 404
         assert (await response.json())["code"] == 404

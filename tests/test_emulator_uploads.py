@@ -25,8 +25,12 @@ async def post(client: aiohttp.ClientSession, url: str, **kwargs: Any) -> dict[s
     return body
 
 
-def form(payload: bytes, upload_path: str | None = "images/user-uploads", file_name: str | None = None,
-         filename: str = "photo.png") -> aiohttp.FormData:
+def form(
+    payload: bytes,
+    upload_path: str | None = "images/user-uploads",
+    file_name: str | None = None,
+    filename: str = "photo.png",
+) -> aiohttp.FormData:
     data = aiohttp.FormData()
     data.add_field("file", payload, filename=filename, content_type="image/png")
     if upload_path is not None:
@@ -113,13 +117,19 @@ async def test_uploads_need_the_key(emulator: KieEmulator) -> None:
 
 async def test_base64_upload_plain_and_data_url(emulator: KieEmulator, emulator_client: aiohttp.ClientSession) -> None:
     encoded = base64.b64encode(PNG_1PX).decode()
-    plain = await post(emulator_client, emulator.upload_base_url + B64,
-                       json={"base64Data": encoded, "uploadPath": "images/b64", "fileName": "plain.png"})
+    plain = await post(
+        emulator_client,
+        emulator.upload_base_url + B64,
+        json={"base64Data": encoded, "uploadPath": "images/b64", "fileName": "plain.png"},
+    )
     data = assert_uploaded(plain, emulator, len(PNG_1PX), "plain.png")
     assert await fetch(emulator_client, data["downloadUrl"]) == PNG_1PX
 
-    data_url = await post(emulator_client, emulator.upload_base_url + B64,
-                          json={"base64Data": f"data:image/png;base64,{encoded}", "uploadPath": "images/b64"})
+    data_url = await post(
+        emulator_client,
+        emulator.upload_base_url + B64,
+        json={"base64Data": f"data:image/png;base64,{encoded}", "uploadPath": "images/b64"},
+    )
     data = assert_uploaded(data_url, emulator, len(PNG_1PX))
     assert data["fileName"].endswith(".png") and data["mimeType"] == "image/png"
     assert await fetch(emulator_client, data["downloadUrl"]) == PNG_1PX
@@ -127,8 +137,11 @@ async def test_base64_upload_plain_and_data_url(emulator: KieEmulator, emulator_
 
 async def test_url_upload_fetches_loopback_urls(emulator: KieEmulator, emulator_client: aiohttp.ClientSession) -> None:
     source = emulator.base_url + "/_emulator/blob/100000"
-    body = await post(emulator_client, emulator.upload_base_url + URL,
-                      json={"fileUrl": source, "uploadPath": "videos/in", "fileName": "clip.bin"})
+    body = await post(
+        emulator_client,
+        emulator.upload_base_url + URL,
+        json={"fileUrl": source, "uploadPath": "videos/in", "fileName": "clip.bin"},
+    )
     data = assert_uploaded(body, emulator, 100_000, "clip.bin")
     assert await fetch(emulator_client, data["downloadUrl"]) == await fetch(emulator_client, source)
 

@@ -41,11 +41,13 @@ def gateway(api: str, uploads: str, seen: list[str]) -> web.Application:
             return web.Response(status=404, text="not a gateway path")
         base = uploads if "upload" in request.path else api
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
-        async with aiohttp.ClientSession() as client, client.request(
-            request.method, base + target, params=request.query, data=await request.read(), headers=headers
-        ) as upstream:
-            return web.Response(status=upstream.status, body=await upstream.read(),
-                                content_type=upstream.content_type)
+        async with (
+            aiohttp.ClientSession() as client,
+            client.request(
+                request.method, base + target, params=request.query, data=await request.read(), headers=headers
+            ) as upstream,
+        ):
+            return web.Response(status=upstream.status, body=await upstream.read(), content_type=upstream.content_type)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", forward)
@@ -71,8 +73,9 @@ async def test_a_run_goes_through_the_gateway_paths(
         async with KieSession(settings) as kie:
             assert (await kie.get_credits()).credits == emulator.credits()
             request = RawUserRequest(model_key="nano-banana-2", prompt="edit this", images=[str(image)])
-            result = await run_pipeline(request, kie, options=PipelineOptions(
-                artifacts=ArtifactSettings(root=tmp_path / "out")))
+            result = await run_pipeline(
+                request, kie, options=PipelineOptions(artifacts=ArtifactSettings(root=tmp_path / "out"))
+            )
     assert result.status == "succeeded", result.error
     assert set(seen) == set(GATEWAY)
 
@@ -115,8 +118,11 @@ def test_the_toolkits_other_variables_are_read(monkeypatch: pytest.MonkeyPatch) 
     assert settings.poll.timeout == 120 and settings.poll.schedule == ((float("inf"), 3.0),)
     monkeypatch.setenv("KIE_BASE_URL", "http://127.0.0.1:8")  # ours wins over the toolkit's name
     assert KieSettings.from_env().base_url == "http://127.0.0.1:8"
-    for name, bad in (("KIE_WAIT_POLL_INTERVAL_SECONDS", "nan"), ("KIE_READ_TIMEOUT_SECONDS", "-1"),
-                      ("KIE_WAIT_TIMEOUT_SECONDS", "soon")):
+    for name, bad in (
+        ("KIE_WAIT_POLL_INTERVAL_SECONDS", "nan"),
+        ("KIE_READ_TIMEOUT_SECONDS", "-1"),
+        ("KIE_WAIT_TIMEOUT_SECONDS", "soon"),
+    ):
         with monkeypatch.context() as m:
             m.setenv(name, bad)
             with pytest.raises(ValueError):

@@ -29,10 +29,15 @@ EXPECTED = {
     "seedance_references": [r"task mode multimodal_reference", r"audios\[0\]: uploaded", r"^video: .+\.mp4$"],
     "batch": [r"^second pass", r"resumed=True", r"1 request\(s\) held back"],
     "artifacts_query": [
-        r"^2 succeeded nano-banana-2 run", r"^latest image: .+\.(jpeg|jpg|png) ", r"^rebuilt index: 2 run"
+        r"^2 succeeded nano-banana-2 run",
+        r"^latest image: .+\.(jpeg|jpg|png) ",
+        r"^rebuilt index: 2 run",
     ],
-    "deploy_fastapi": [r"^workers that submitted: [12] ", r"^all 6 requests succeeded .* every waiter was woken",
-                       r"^  output http://127\.0\.0\.1:\d+/runs/\S+/outputs/0 \(\d+ bytes, image/(png|jpeg)\)$"],
+    "deploy_fastapi": [
+        r"^workers that submitted: [12] ",
+        r"^all 6 requests succeeded .* every waiter was woken",
+        r"^  output http://127\.0\.0\.1:\d+/runs/\S+/outputs/0 \(\d+ bytes, image/(png|jpeg)\)$",
+    ],
     "deploy_aiohttp": [r"^workers that submitted: [12] ", r"^all 6 requests succeeded .* every waiter was woken"],
 }
 NEEDS_REDIS = {"deploy_fastapi", "deploy_aiohttp"}
@@ -47,13 +52,21 @@ def test_every_example_has_expectations() -> None:
 
 async def _run(script: Path, workdir: Path, redis_url: str | None = None) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}  # never live, never a stray key
-    env.update(KIE_OUTPUT_DIR=str(workdir / "outputs"), KIE_EXAMPLES_GENERATION_SECONDS="0.2",
-               KIE_STATE_DIR=str(workdir / "state"))  # its own memory of shared ledgers (the suite flushes Redis)
+    env.update(
+        KIE_OUTPUT_DIR=str(workdir / "outputs"),
+        KIE_EXAMPLES_GENERATION_SECONDS="0.2",
+        KIE_STATE_DIR=str(workdir / "state"),
+    )  # its own memory of shared ledgers (the suite flushes Redis)
     if script.stem in NEEDS_REDIS and redis_url is not None:
         env["KIE_COORDINATION_URL"] = redis_url
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), "--offline", cwd=workdir, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        str(script),
+        "--offline",
+        cwd=workdir,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=EXAMPLE_TIMEOUT)
     assert proc.returncode is not None
@@ -121,8 +134,12 @@ def test_examples_without_offline_refuse_the_real_service(tmp_path: Path) -> Non
 
     async def go() -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(EXAMPLES / "credits.py"), cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            str(EXAMPLES / "credits.py"),
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
         assert proc.returncode is not None
@@ -139,9 +156,20 @@ def test_the_fastapi_app_refuses_to_start_without_public_url(tmp_path: Path) -> 
 
     async def go(extra: dict[str, str]) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "uvicorn", "deploy_fastapi:app", "--app-dir", str(EXAMPLES), "--host", "127.0.0.1",
-            "--port", "0", cwd=tmp_path, env={**env, **extra},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "deploy_fastapi:app",
+            "--app-dir",
+            str(EXAMPLES),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            cwd=tmp_path,
+            env={**env, **extra},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(), timeout=120)  # it exits by itself: no port to wait on
         assert proc.returncode is not None

@@ -33,8 +33,11 @@ def test_sent_verbatim_with_a_warning() -> None:
     validation = validate_request(nb2(style_strength=0.7, seed_list=[1, 2], nested={"a": None}))
     assert validation.state == "ready_with_warning"
     flagged = [d for d in validation.warning_details if d.rule == "extra_option"]
-    assert [d.field for d in flagged] == ["extra_options.style_strength", "extra_options.seed_list",
-                                          "extra_options.nested"]
+    assert [d.field for d in flagged] == [
+        "extra_options.style_strength",
+        "extra_options.seed_list",
+        "extra_options.nested",
+    ]
     body = build_submission_payload(validation).input
     assert body["style_strength"] == 0.7 and body["seed_list"] == [1, 2] and body["nested"] == {"a": None}
     assert body["prompt"] == "a red fox"
@@ -46,10 +49,18 @@ def test_unknown_options_stay_an_error_and_known_names_are_refused_as_extras() -
     known = validate_request(nb2(resolution="4K"))
     assert known.state == "invalid" and known.impossible_inputs[0].rule == "extra_option_known"
     assert "options" in known.impossible_inputs[0].fix
-    for bad in ({"prompt": "x"}, {"image_input": ["https://a.test/x.png"]}, {"": 1}, {"model": "x"},
-                {"x": float("nan")}, {"x": b"bytes"}):
-        assert validate_request(RawUserRequest(model_key="nano-banana-2", prompt="p", extra_options=bad)
-                                ).state == "invalid", bad
+    for bad in (
+        {"prompt": "x"},
+        {"image_input": ["https://a.test/x.png"]},
+        {"": 1},
+        {"model": "x"},
+        {"x": float("nan")},
+        {"x": b"bytes"},
+    ):
+        assert (
+            validate_request(RawUserRequest(model_key="nano-banana-2", prompt="p", extra_options=bad)).state
+            == "invalid"
+        ), bad
 
 
 def test_journal_keys_of_plain_requests_did_not_move() -> None:
@@ -64,8 +75,9 @@ def test_journal_keys_of_plain_requests_did_not_move() -> None:
 
 async def test_the_emulator_receives_it_and_the_manifest_warns(emulator: KieEmulator, tmp_path: Path) -> None:
     async with KieSession(emulator.settings(poll=PollSettings(schedule=((float("inf"), 0.05),)))) as kie:
-        result = await run_pipeline(nb2(style_strength=0.7), kie,
-                                    options=PipelineOptions(artifacts=ArtifactSettings(root=tmp_path)))
+        result = await run_pipeline(
+            nb2(style_strength=0.7), kie, options=PipelineOptions(artifacts=ArtifactSettings(root=tmp_path))
+        )
         assert result.status == "succeeded", result.error
         assert result.task_id is not None
         record = await kie.get_task(result.task_id)
@@ -77,8 +89,12 @@ async def test_the_emulator_receives_it_and_the_manifest_warns(emulator: KieEmul
 
 
 def test_cli_extra_option(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["validate", "--model", "nano-banana-2", "--prompt", "p", "--extra-option", "style_strength=0.7",
-                 "--json"]) == 0
+    assert (
+        main(
+            ["validate", "--model", "nano-banana-2", "--prompt", "p", "--extra-option", "style_strength=0.7", "--json"]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["state"] == "ready_with_warning"
     assert main(["validate", "--model", "nano-banana-2", "--prompt", "p", "--option", "style_strength=0.7"]) == 1

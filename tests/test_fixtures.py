@@ -9,8 +9,7 @@ from kie_async.catalogue.request_models import ValidationState
 from kie_async.catalogue.specs import load_registry
 from kie_async.catalogue.validate import validate_request
 
-STATES: tuple[ValidationState, ...] = ("ready", "ready_with_defaults", "ready_with_warning", "needs_input",
-                                       "invalid")
+STATES: tuple[ValidationState, ...] = ("ready", "ready_with_defaults", "ready_with_warning", "needs_input", "invalid")
 
 
 @pytest.mark.parametrize("name", sorted(REQUEST_FIXTURES))
@@ -33,8 +32,11 @@ def test_every_model_reaches_every_state() -> None:
 
 
 def test_every_task_mode_has_a_submittable_fixture() -> None:
-    covered = {(f.expected_model_key, f.expected_task_mode) for f in REQUEST_FIXTURES.values()
-               if f.expected_state in ("ready", "ready_with_defaults", "ready_with_warning")}
+    covered = {
+        (f.expected_model_key, f.expected_task_mode)
+        for f in REQUEST_FIXTURES.values()
+        if f.expected_state in ("ready", "ready_with_defaults", "ready_with_warning")
+    }
     expected = {(s.key, m.name) for s in load_registry().specs.values() for m in s.task_modes}
     assert expected <= covered
 

@@ -249,8 +249,10 @@ def test_function_level_imports_of_kie_async_modules_only_defer_a_third_party_co
     for imp in sorted({i for i in IMPORTS if i.deferred and i.statement}, key=lambda i: (i.importer, i.line)):
         saved = _heavy_at_import(imp.imported) - _heavy_at_import(imp.importer)
         if not saved:
-            problems.append(f"  {_where(imp.importer, imp.line)}: {imp.importer} imports {imp.imported} inside a "
-                            "function, and that defers no third-party cost")
+            problems.append(
+                f"  {_where(imp.importer, imp.line)}: {imp.importer} imports {imp.imported} inside a "
+                "function, and that defers no third-party cost"
+            )
     assert not problems, (
         "deferred imports of kie_async modules (import at module level; a circle they hide is cut, not hidden):\n"
         + "\n".join(problems)

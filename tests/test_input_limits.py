@@ -66,8 +66,9 @@ def test_check_timeout_rejects(value: Any) -> None:
         check_timeout("timeout", value)
 
 
-@pytest.mark.parametrize("value", [0, -3, True, False, 2.0, 2.5, NAN, "4", None], ids=ids([0, -3, True, False, 2.0,
-                                                                                             2.5, NAN, "4", None]))
+@pytest.mark.parametrize(
+    "value", [0, -3, True, False, 2.0, 2.5, NAN, "4", None], ids=ids([0, -3, True, False, 2.0, 2.5, NAN, "4", None])
+)
 def test_check_concurrency_wants_an_int_of_at_least_one(value: Any) -> None:
     with pytest.raises(KieInputError, match="concurrency"):
         check_concurrency("concurrency", value)
@@ -134,8 +135,9 @@ async def test_run_many_refuses_bad_numbers_and_buys_nothing(
 ) -> None:
     async with KieSession(emulator.settings()) as kie:
         with pytest.raises(KieInputError, match=name):
-            await run_many([fox(), fox()], kie, options=PipelineOptions(artifacts=ArtifactSettings(root=tmp_path)),
-                           **kwargs)
+            await run_many(
+                [fox(), fox()], kie, options=PipelineOptions(artifacts=ArtifactSettings(root=tmp_path)), **kwargs
+            )
     assert emulator.stats.tasks_created == 0
     assert emulator.stats.requests.get("credit", 0) == 0  # refused before even reading the balance
 

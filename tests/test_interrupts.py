@@ -145,7 +145,10 @@ async def test_a_failing_on_progress_callback_drops_no_result(tmp_path: Path) ->
     async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
         async with _session(emulator) as kie:
             results = await run_many(
-                [_request(i) for i in range(4)], kie, options=_options(tmp_path / "out"), journal_path=journal,
+                [_request(i) for i in range(4)],
+                kie,
+                options=_options(tmp_path / "out"),
+                journal_path=journal,
                 on_progress=broken,
             )
         assert [r.status for r in results] == ["succeeded"] * 4, [r.error for r in results]
@@ -159,8 +162,9 @@ async def test_a_failing_on_progress_callback_drops_no_result(tmp_path: Path) ->
 
 def _cli_env(emulator: KieEmulator) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
-    env.update(KIE_BASE_URL=emulator.base_url, KIE_UPLOAD_BASE_URL=emulator.upload_base_url,
-               KIE_API_KEY=emulator.api_key)
+    env.update(
+        KIE_BASE_URL=emulator.base_url, KIE_UPLOAD_BASE_URL=emulator.upload_base_url, KIE_API_KEY=emulator.api_key
+    )
     return env
 
 
@@ -185,8 +189,17 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return found
 
 
-RUN = [sys.executable, "-m", "kie_async", "run", "--model", "nano-banana-2", "--prompt", "a lighthouse at dusk",
-       "--no-derivatives"]
+RUN = [
+    sys.executable,
+    "-m",
+    "kie_async",
+    "run",
+    "--model",
+    "nano-banana-2",
+    "--prompt",
+    "a lighthouse at dusk",
+    "--no-derivatives",
+]
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
@@ -210,8 +223,9 @@ async def test_run_interrupted_while_generating_prints_the_task_and_the_same_com
         assert f"task {task_id} is paid for" in shown and f"--resume-task {task_id}" in shown, shown
         for task in emulator.tasks():
             task.duration = 0.05  # the generation finishes now
-        again = await asyncio.create_subprocess_exec(*command, "--json", env=env, stdout=subprocess.PIPE,
-                                                     stderr=subprocess.PIPE)
+        again = await asyncio.create_subprocess_exec(
+            *command, "--json", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         stdout, stderr = await asyncio.wait_for(again.communicate(), timeout=120)
         result = json.loads(stdout)
         assert again.returncode == 0, stderr.decode()[-2000:]
@@ -222,16 +236,31 @@ async def test_run_interrupted_while_generating_prints_the_task_and_the_same_com
 async def test_sigterm_during_run_batch_awaits_the_answers_on_their_way(tmp_path: Path) -> None:
     count = 6
     batch = tmp_path / "batch.jsonl"
-    batch.write_text("".join(json.dumps({"model_key": "nano-banana-2", "prompt": f"sigterm {i}"}) + "\n"
-                             for i in range(count)))
+    batch.write_text(
+        "".join(json.dumps({"model_key": "nano-banana-2", "prompt": f"sigterm {i}"}) + "\n" for i in range(count))
+    )
     journal = tmp_path / "journal.jsonl"
-    command = [sys.executable, "-m", "kie_async", "run-batch", str(batch), "--out", str(tmp_path / "out"),
-               "--journal", str(journal), "--concurrency", str(count), "--no-derivatives", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "kie_async",
+        "run-batch",
+        str(batch),
+        "--out",
+        str(tmp_path / "out"),
+        "--journal",
+        str(journal),
+        "--concurrency",
+        str(count),
+        "--no-derivatives",
+        "--json",
+    ]
     async with KieEmulator(EmulatorConfig(generation_seconds=0.05, create_rate_limit=None)) as emulator:
         emulator.faults.add("createTask", "latency", count=None, delay=1.5)  # every answer is on its way a while
         env = _cli_env(emulator)
-        proc = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.DEVNULL,
-                                                    stderr=subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            *command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         try:
             await _until(lambda: sum(1 for r in _lines(journal) if r.get("sending")) == count, "every send")
             proc.send_signal(signal.SIGTERM)
@@ -245,8 +274,7 @@ async def test_sigterm_during_run_batch_awaits_the_answers_on_their_way(tmp_path
         assert sorted(states.values()) == [RequestState.SUBMITTED] * count, states  # none left uncertain
         sold = emulator.stats.tasks_created
         emulator.faults.clear()
-        final = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
-                                                     stderr=subprocess.PIPE)
+        final = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         stdout, stderr = await asyncio.wait_for(final.communicate(), timeout=120)
         statuses = [r["status"] for r in json.loads(stdout)["results"]]
         assert statuses == ["succeeded"] * count, stderr.decode()[-2000:]
@@ -355,8 +383,9 @@ async def test_a_torn_submitted_line_adopts_the_task_its_run_folder_names(tmp_pa
     journal = tmp_path / "journal.jsonl"
     async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
         async with _session(emulator) as kie:
-            (first,) = await run_many([_request(tag="torn")], kie, options=_options(tmp_path / "out"),
-                                      journal_path=journal)
+            (first,) = await run_many(
+                [_request(tag="torn")], kie, options=_options(tmp_path / "out"), journal_path=journal
+            )
         assert first.succeeded and first.run_id
         lines = journal.read_bytes().splitlines(keepends=True)
         submitted = next(i for i, line in enumerate(lines) if b'"state":"submitted"' in line)
@@ -364,8 +393,13 @@ async def test_a_torn_submitted_line_adopts_the_task_its_run_folder_names(tmp_pa
         async with await BatchJournal.open(journal) as view:  # what a crash mid-append leaves: "maybe bought"
             assert [e.state for e in view.entries.values()] == [RequestState.UNCERTAIN]
         async with _session(emulator) as kie:
-            (again,) = await run_many([_request(tag="torn")], kie, options=_options(tmp_path / "out"),
-                                      journal_path=journal, resubmit_uncertain=resubmit)
+            (again,) = await run_many(
+                [_request(tag="torn")],
+                kie,
+                options=_options(tmp_path / "out"),
+                journal_path=journal,
+                resubmit_uncertain=resubmit,
+            )
         assert again.succeeded and again.task_id == first.task_id and again.run_id == first.run_id, again.error
         assert emulator.stats.tasks_created == 1
         async with await BatchJournal.open(journal) as view:
@@ -376,8 +410,17 @@ async def test_run_after_a_lost_answer_buys_nothing_until_told(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``kie-async run``'s journal: an answer lost on the wire is "maybe bought" for the next identical run too."""
-    command = ["run", "--model", "nano-banana-2", "--prompt", "a lost answer", "--out", str(tmp_path / "out"),
-               "--no-derivatives", "--json"]
+    command = [
+        "run",
+        "--model",
+        "nano-banana-2",
+        "--prompt",
+        "a lost answer",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-derivatives",
+        "--json",
+    ]
     async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
         for key, value in _cli_env(emulator).items():
             if key.startswith("KIE_"):

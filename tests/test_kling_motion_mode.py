@@ -20,9 +20,17 @@ def motion(**options: object) -> RawUserRequest:
     return RawUserRequest(model_key="kling-3.0-motion", images=[IMG], videos=[VID], options=dict(options))
 
 
-@pytest.mark.parametrize(("given", "sent"), [
-    (None, "720p"), ("std", "720p"), ("STD", "720p"), ("pro", "1080p"), ("720p", "720p"), ("1080p", "1080p"),
-])
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        (None, "720p"),
+        ("std", "720p"),
+        ("STD", "720p"),
+        ("pro", "1080p"),
+        ("720p", "720p"),
+        ("1080p", "1080p"),
+    ],
+)
 def test_either_spelling_in_the_docs_example_spelling_out(given: str | None, sent: str) -> None:
     validation = validate_request(motion(**({"mode": given} if given is not None else {})), check_files=False)
     assert validation.is_submittable, validation.summary()

@@ -16,8 +16,17 @@ from pathlib import Path
 import kie_async
 
 INIT = Path(kie_async.__file__)
-HEAVY = ["aiohttp.web", "rich", "ruamel.yaml", "importlib.metadata", "kie_async.artifacts", "kie_async.ledger.journal",
-         "kie_async.interfaces.callback_receiver", "kie_async.catalogue.pricing", "pyvips"]
+HEAVY = [
+    "aiohttp.web",
+    "rich",
+    "ruamel.yaml",
+    "importlib.metadata",
+    "kie_async.artifacts",
+    "kie_async.ledger.journal",
+    "kie_async.interfaces.callback_receiver",
+    "kie_async.catalogue.pricing",
+    "pyvips",
+]
 
 
 def _loaded_after(statement: str) -> set[str]:

@@ -146,7 +146,11 @@ async def test_the_artifact_writer_refuses_a_run_id_outside_its_root(tmp_path: P
     victim.mkdir()
     (victim / "precious.txt").write_text("keep me")
     request = RunArtifactCreateRequest.model_construct(
-        status=RunStatus.SUCCEEDED, model_key="nano-banana-2", run_id="../victim", inputs=[], outputs=[],
+        status=RunStatus.SUCCEEDED,
+        model_key="nano-banana-2",
+        run_id="../victim",
+        inputs=[],
+        outputs=[],
     )
     settings = ArtifactSettings(root=tmp_path / "out", derivatives=ArtifactDerivativeSettings(enabled=False))
     with pytest.raises(KieInputError, match="run_id"):

@@ -108,14 +108,24 @@ def restart(server: RedisServer) -> None:
 
 
 async def recover_cli(emulator: KieEmulator, redis_url: str, *roots: Path) -> dict[str, object]:
-    env = {**os.environ, "KIE_BASE_URL": emulator.base_url, "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
-           "KIE_API_KEY": emulator.api_key}
+    env = {
+        **os.environ,
+        "KIE_BASE_URL": emulator.base_url,
+        "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
+        "KIE_API_KEY": emulator.api_key,
+    }
     args = ["ledger", "recover", "--coordination", redis_url, "--json"]
     for root in roots:
         args += ["--out", str(root)]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kie_async", *args, env=env, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "kie_async",
+        *args,
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode == 0, err.decode()[-2000:]
@@ -129,11 +139,17 @@ async def recover_cli(emulator: KieEmulator, redis_url: str, *roots: Path) -> di
 async def _three_processes_lose_redis(
     emulator: KieEmulator, redis_url: str, tmp_path: Path, lose: object, requests: list[RawUserRequest]
 ) -> list[object]:
-    async with session(emulator, redis_url) as a, session(emulator, redis_url) as b, \
-            session(emulator, redis_url) as c:
+    async with session(emulator, redis_url) as a, session(emulator, redis_url) as b, session(emulator, redis_url) as c:
         runs = [
-            asyncio.create_task(run_many(requests, kie, concurrency=3, batch_id="lost-batch",
-                                         options=opts(tmp_path / name, callback_url=DEAD_CALLBACK)))
+            asyncio.create_task(
+                run_many(
+                    requests,
+                    kie,
+                    concurrency=3,
+                    batch_id="lost-batch",
+                    options=opts(tmp_path / name, callback_url=DEAD_CALLBACK),
+                )
+            )
             for name, kie in (("a", a), ("b", b), ("c", c))
         ]
         await until(lambda: emulator.stats.tasks_created >= 6, "the first purchases")
@@ -146,8 +162,7 @@ async def test_a_redis_restart_without_data_mid_batch_stops_buying_until_recover
 ) -> None:
     emulator.config.generation_seconds = 1.0
     requests = batch("restart", 24)
-    outcomes = await _three_processes_lose_redis(emulator, redis_url, tmp_path, lambda: restart(redis_server),
-                                                 requests)
+    outcomes = await _three_processes_lose_redis(emulator, redis_url, tmp_path, lambda: restart(redis_server), requests)
     sold = tasks_per_prompt(emulator)
     assert max(sold.values()) == 1, sold  # before: 33 tasks for 24 requests
     assert all(isinstance(o, JournalLostError) for o in outcomes), outcomes
@@ -166,8 +181,9 @@ async def test_a_redis_restart_without_data_mid_batch_stops_buying_until_recover
     assert report["epoch"] and not report["cannot"], report
     assert len(report["recovered"]) == bought  # type: ignore[arg-type]
     async with session(emulator, redis_url) as again:
-        results = await run_many(requests, again, batch_id="lost-batch",
-                                 options=opts(tmp_path / "again", callback_url=DEAD_CALLBACK))
+        results = await run_many(
+            requests, again, batch_id="lost-batch", options=opts(tmp_path / "again", callback_url=DEAD_CALLBACK)
+        )
     assert all(r.succeeded for r in results), [r.status for r in results]
     assert tasks_per_prompt(emulator) == Counter(r.prompt for r in requests)  # 24 tasks, one per request
     assert sum(r.resumed for r in results) >= bought
@@ -177,8 +193,9 @@ async def test_a_flushall_mid_batch_buys_nothing_twice(
     emulator: KieEmulator, redis_server: RedisServer, redis_url: str, tmp_path: Path
 ) -> None:
     emulator.config.generation_seconds = 1.0
-    outcomes = await _three_processes_lose_redis(emulator, redis_url, tmp_path, redis_server.flush,
-                                                 batch("flushed", 24))
+    outcomes = await _three_processes_lose_redis(
+        emulator, redis_url, tmp_path, redis_server.flush, batch("flushed", 24)
+    )
     sold = tasks_per_prompt(emulator)
     assert max(sold.values()) == 1, sold  # before: 25-27 tasks
     assert all(isinstance(o, JournalLostError) for o in outcomes), outcomes
@@ -210,8 +227,11 @@ async def _paid_not_delivered(kie: KieSession, batch_id: str, requests: list[Raw
         await journal.record(JournalRecord(key=key, state=RequestState.SUBMITTING, attempt=f"a{n}", model_key=MODEL))
         await journal.record(JournalRecord(key=key, state=RequestState.SUBMITTING, attempt=f"a{n}", sending=True))
         created = await kie.create_task(model=MODEL, input={"prompt": request.prompt})
-        await journal.record(JournalRecord(key=key, state=RequestState.SUBMITTED, attempt=f"a{n}",
-                                           task_id=created.task_id, model_key=MODEL))
+        await journal.record(
+            JournalRecord(
+                key=key, state=RequestState.SUBMITTED, attempt=f"a{n}", task_id=created.task_id, model_key=MODEL
+            )
+        )
         task_ids.append(created.task_id)
     await journal.abandon()
     return task_ids
@@ -266,8 +286,9 @@ async def test_a_forged_adoption_published_on_redis_is_not_taken(emulator: KieEm
     async with session(emulator, redis_url) as waiter:
         c = coordinator_of(waiter)
         token = correlation_token("k" * 16, "a1", journal_scope("b"))
-        mine = await waiter.create_task(model=MODEL, input={"prompt": "mine"},
-                                        callback_url=with_correlation(DEAD_CALLBACK, token))
+        mine = await waiter.create_task(
+            model=MODEL, input={"prompt": "mine"}, callback_url=with_correlation(DEAD_CALLBACK, token)
+        )
         theirs = await waiter.create_task(model=MODEL, input={"prompt": "someone else's"})
         adopted = waiter.expect_adoption(token)
         attacker = aioredis.from_url(redis_url, decode_responses=True)
@@ -325,11 +346,13 @@ async def test_one_receiver_for_two_batches_settles_each_callback_in_its_own_jou
     async with KieSession(emulator.settings(**FAST)) as kie:
         receiver = CallbackReceiver(kie, hmac_key=HMAC, journal=first)
         other = correlation_token(key, "b7")  # batch 2 runs the same request
-        theirs = await kie.create_task(model=MODEL, input={"prompt": "batch 2"},
-                                       callback_url=with_correlation(DEAD_CALLBACK, other))
+        theirs = await kie.create_task(
+            model=MODEL, input={"prompt": "batch 2"}, callback_url=with_correlation(DEAD_CALLBACK, other)
+        )
         own = correlation_token(key, "a1")
-        mine = await kie.create_task(model=MODEL, input={"prompt": "batch 1"},
-                                     callback_url=with_correlation(DEAD_CALLBACK, own))
+        mine = await kie.create_task(
+            model=MODEL, input={"prompt": "batch 1"}, callback_url=with_correlation(DEAD_CALLBACK, own)
+        )
         for task_id, token in ((theirs.task_id, other), (mine.task_id, own)):
             ts = int(time.time())
             headers = {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign_callback(task_id, ts, HMAC)}
@@ -341,9 +364,7 @@ async def test_one_receiver_for_two_batches_settles_each_callback_in_its_own_jou
     assert entry.extra_task_ids == [] and receiver.stats.settled == 1
 
 
-async def test_a_shared_batch_ignores_a_late_adoption_for_another_batch(
-    emulator: KieEmulator, redis_url: str
-) -> None:
+async def test_a_shared_batch_ignores_a_late_adoption_for_another_batch(emulator: KieEmulator, redis_url: str) -> None:
     async with session(emulator, redis_url) as kie:
         journal = await RedisJournal.open(coordinator_of(kie), "batch-one")
         assert (await journal.try_claim("k")).claimed
@@ -354,7 +375,6 @@ async def test_a_shared_batch_ignores_a_late_adoption_for_another_batch(
         await strategy.adopt_late(correlation_token("k", "a1", journal.scope), "t-own")
         assert journal.get("k").task_id == "t-own"  # type: ignore[union-attr]
         await journal.close()
-
 
 
 async def test_a_receiver_apart_from_a_shared_batch_settles_only_the_batch_its_token_names(
@@ -371,8 +391,9 @@ async def test_a_receiver_apart_from_a_shared_batch_settles_only_the_batch_its_t
         receiver = CallbackReceiver(web_worker, hmac_key=HMAC)  # no journal=: the token names the batch
         for batch_id, prompt in (("shared-2", "claims batch 2"), ("shared-1", "batch 1's own")):
             token = correlation_token(key, "a1", journal_scope(batch_id))
-            created = await web_worker.create_task(model=MODEL, input={"prompt": prompt},
-                                                   callback_url=with_correlation(DEAD_CALLBACK, token))
+            created = await web_worker.create_task(
+                model=MODEL, input={"prompt": prompt}, callback_url=with_correlation(DEAD_CALLBACK, token)
+            )
             ts = int(time.time())
             headers = {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign_callback(created.task_id, ts, HMAC)}
             body = json.dumps({"code": 200, "data": {"task_id": created.task_id}}).encode()

@@ -1,8 +1,8 @@
 """Optional smoke tests against the real Kie.ai. They never run in CI: they need a key *and* an explicit opt-in.
 
-    KIE_API_KEY=... KIE_RUN_LIVE=1 python -m pytest tests/test_live_smoke.py -m live -rs
-    # additionally spend ~8 credits on one Nano Banana 2 image:
-    KIE_SMOKE_ALLOW_SUBMIT=1 ...
+KIE_API_KEY=... KIE_RUN_LIVE=1 python -m pytest tests/test_live_smoke.py -m live -rs
+# additionally spend ~8 credits on one Nano Banana 2 image:
+KIE_SMOKE_ALLOW_SUBMIT=1 ...
 """
 
 from __future__ import annotations

@@ -29,10 +29,16 @@ def emulator_config() -> EmulatorConfig:
 async def connect(emulator: KieEmulator, tmp_path: Path, *flags: str, **env_over: str) -> AsyncIterator[ClientSession]:
     """One server process per test; a context manager, not a fixture: anyio's scopes must open and close in one
     task, and pytest-asyncio may run a fixture's setup and teardown in different ones."""
-    env = {"KIE_BASE_URL": emulator.base_url, "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
-           "KIE_API_KEY": emulator.api_key, "KIE_OUTPUT_DIR": str(tmp_path / "out"), **env_over}
-    params = StdioServerParameters(command=sys.executable, args=["-m", "kie_async", "mcp", *flags], env=env,
-                                   cwd=str(tmp_path))
+    env = {
+        "KIE_BASE_URL": emulator.base_url,
+        "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
+        "KIE_API_KEY": emulator.api_key,
+        "KIE_OUTPUT_DIR": str(tmp_path / "out"),
+        **env_over,
+    }
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "kie_async", "mcp", *flags], env=env, cwd=str(tmp_path)
+    )
     with (tmp_path / "server.log").open("w") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
@@ -54,8 +60,18 @@ def error_text(result: Any) -> str:
 async def test_tools_and_resources_are_listed(emulator: KieEmulator, tmp_path: Path) -> None:
     async with connect(emulator, tmp_path) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        assert {"list_models", "describe_model", "validate", "estimate", "run_request", "resume_run", "get_run",
-                "query_runs", "credits", "server_limits"} <= set(tools)
+        assert {
+            "list_models",
+            "describe_model",
+            "validate",
+            "estimate",
+            "run_request",
+            "resume_run",
+            "get_run",
+            "query_runs",
+            "credits",
+            "server_limits",
+        } <= set(tools)
         assert "budget_credits" not in tools["run_request"].input_schema["properties"]
         uris = {str(r.uri) for r in (await client.list_resources()).resources}
         assert "kie://models/nano-banana-2" in uris
@@ -98,8 +114,11 @@ async def test_run_is_a_dry_run_until_confirmed(emulator: KieEmulator, tmp_path:
         assert "quote_id" in unquoted
         assert emulator.credits() == before
 
-        ran = payload(await client.call_tool("run_request", {**FOX, "confirm": True, "quote_id": dry["quote_id"],
-                                                              "tags": ["agent"]}))
+        ran = payload(
+            await client.call_tool(
+                "run_request", {**FOX, "confirm": True, "quote_id": dry["quote_id"], "tags": ["agent"]}
+            )
+        )
         assert ran["status"] == "succeeded", ran["error"]
         assert emulator.credits() < before
         run = payload(await client.call_tool("get_run", {"run_id": ran["run_id"]}))
@@ -145,12 +164,27 @@ async def test_streamable_http_transport(emulator: KieEmulator, tmp_path: Path) 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "KIE_BASE_URL": emulator.base_url, "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
-           "KIE_API_KEY": emulator.api_key, "KIE_OUTPUT_DIR": str(tmp_path / "out")}
+    env = {
+        **os.environ,
+        "KIE_BASE_URL": emulator.base_url,
+        "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
+        "KIE_API_KEY": emulator.api_key,
+        "KIE_OUTPUT_DIR": str(tmp_path / "out"),
+    }
     with (tmp_path / "http.log").open("w") as log:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kie_async", "mcp", "--transport", "streamable-http", "--port", str(port),
-            env=env, stdout=log, stderr=log)
+            sys.executable,
+            "-m",
+            "kie_async",
+            "mcp",
+            "--transport",
+            "streamable-http",
+            "--port",
+            str(port),
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
         try:
             for _ in range(1200):  # wait until it listens (not a timed assertion: it only bounds the wait)
                 assert proc.returncode is None, (tmp_path / "http.log").read_text()
@@ -162,8 +196,10 @@ async def test_streamable_http_transport(emulator: KieEmulator, tmp_path: Path) 
                     await asyncio.sleep(0.1)
             else:
                 pytest.fail("the server never listened: " + (tmp_path / "http.log").read_text())
-            async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write), \
-                    ClientSession(read, write) as client:
+            async with (
+                streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write),
+                ClientSession(read, write) as client,
+            ):
                 await client.initialize()
                 assert payload(await client.call_tool("credits", {}))["credits"] == emulator.credits()
         finally:

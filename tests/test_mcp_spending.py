@@ -37,16 +37,25 @@ def emulator_config() -> EmulatorConfig:
 
 
 def _env(emulator: KieEmulator, tmp_path: Path, **over: str) -> dict[str, str]:
-    return {"KIE_BASE_URL": emulator.base_url, "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
-            "KIE_API_KEY": emulator.api_key, "KIE_OUTPUT_DIR": str(tmp_path / "out"),
-            "PATH": os.environ.get("PATH", ""), **over}
+    return {
+        "KIE_BASE_URL": emulator.base_url,
+        "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
+        "KIE_API_KEY": emulator.api_key,
+        "KIE_OUTPUT_DIR": str(tmp_path / "out"),
+        "PATH": os.environ.get("PATH", ""),
+        **over,
+    }
 
 
 @contextlib.asynccontextmanager
 async def serve(emulator: KieEmulator, tmp_path: Path, *flags: str, **env: str) -> AsyncIterator[ClientSession]:
     """``kie-async mcp FLAGS`` as an agent's client sees it (a context manager: anyio scopes stay in one task)."""
-    params = StdioServerParameters(command=sys.executable, args=["-m", "kie_async", "mcp", *flags],
-                                   env=_env(emulator, tmp_path, **env), cwd=str(tmp_path))
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "kie_async", "mcp", *flags],
+        env=_env(emulator, tmp_path, **env),
+        cwd=str(tmp_path),
+    )
     with (tmp_path / "server.log").open("a") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
@@ -75,19 +84,26 @@ async def quote_for(client: ClientSession, request: dict[str, Any]) -> str:
 
 async def confirm_all(client: ClientSession, requests: list[dict[str, Any]], quotes: list[str]) -> list[Any]:
     """Every request confirmed with its quote, all at once (an agent firing calls in parallel)."""
-    calls = [client.call_tool("run_request", {**r, "confirm": True, "quote_id": q})
-             for r, q in zip(requests, quotes, strict=True)]
+    calls = [
+        client.call_tool("run_request", {**r, "confirm": True, "quote_id": q})
+        for r, q in zip(requests, quotes, strict=True)
+    ]
     return list(await asyncio.gather(*calls))
 
 
 def png(path: Path) -> Path:
     """A real 16x16 PNG."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     raw = b"".join(b"\x00" + b"\x80\x20\x20" * 16 for _ in range(16))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -133,8 +149,9 @@ async def test_a_purchase_needs_the_quote_of_its_own_dry_run(emulator: KieEmulat
         assert "quote_id: missing" in refused(await client.call_tool("run_request", confirm))
         quote = await quote_for(client, FOX)
         other = {**FOX, "prompt": "a grey wolf"}
-        assert "another request" in refused(await client.call_tool("run_request", {**other, "confirm": True,
-                                                                                    "quote_id": quote}))
+        assert "another request" in refused(
+            await client.call_tool("run_request", {**other, "confirm": True, "quote_id": quote})
+        )
         for forged in (_tampered(quote, c=0.5), _tampered(quote, e=9e12), quote[:-1] + "0", "q1.e30.abc", "free"):
             text = refused(await client.call_tool("run_request", {**confirm, "quote_id": forged}))
             assert "quote_id: not a quote this server issued" in text and "(fix:" in text
@@ -167,8 +184,9 @@ async def test_an_identical_retry_after_incomplete_buys_nothing(emulator: KieEmu
 
         # resume_run, by task id, after another incomplete purchase
         wolf = {**FOX, "prompt": "a grey wolf"}
-        second = ok(await client.call_tool("run_request", {**wolf, "confirm": True,
-                                                           "quote_id": await quote_for(client, wolf)}))
+        second = ok(
+            await client.call_tool("run_request", {**wolf, "confirm": True, "quote_id": await quote_for(client, wolf)})
+        )
         assert second["status"] == "incomplete"
         await asyncio.sleep(1.6)
         resumed = ok(await client.call_tool("resume_run", {"task_id": second["task_id"]}))
@@ -196,11 +214,22 @@ async def test_media_must_lie_under_an_allowed_folder(emulator: KieEmulator, tmp
 
     async with serve(emulator, tmp_path, "--budget", "50", "--media-root", str(allowed)) as client:
         assert ok(await client.call_tool("validate", {**edit, "images": [str(inside)]}))["submittable"]
-        for bad in (str(secret), str(allowed / "link.png"), str(allowed / ".." / "secret.png"),
-                    "file://" + str(secret), "~/../../etc/passwd"):
+        for bad in (
+            str(secret),
+            str(allowed / "link.png"),
+            str(allowed / ".." / "secret.png"),
+            "file://" + str(secret),
+            "~/../../etc/passwd",
+        ):
             for tool in ("validate", "estimate", "run_request"):
-                text = refused(await client.call_tool(tool, {**edit, "images": [bad], "confirm": True}
-                                                      if tool == "run_request" else {**edit, "images": [bad]}))
+                text = refused(
+                    await client.call_tool(
+                        tool,
+                        {**edit, "images": [bad], "confirm": True}
+                        if tool == "run_request"
+                        else {**edit, "images": [bad]},
+                    )
+                )
                 assert text.split(": ", 1)[1].startswith("images[0]:"), text
     assert emulator.stats.tasks_created == 0 and emulator.stats.uploads == 0
 
@@ -231,16 +260,25 @@ async def test_unknown_prices_are_the_operators_call(emulator: KieEmulator, tmp_
     assert emulator.stats.tasks_created == 1
 
 
-@pytest.mark.parametrize(("flags", "named"), [
-    (["--budget", "30", "--allow-unknown-cost"], "--unknown-cost-ceiling"),
-    (["--unknown-cost-ceiling", "5"], "--allow-unknown-cost"),
-    (["--budget", "-1"], "--budget"),
-    (["--budget", "nan"], "--budget"),
-    (["--media-root", "no-such-folder"], "--media-root"),
-])
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--budget", "30", "--allow-unknown-cost"], "--unknown-cost-ceiling"),
+        (["--unknown-cost-ceiling", "5"], "--allow-unknown-cost"),
+        (["--budget", "-1"], "--budget"),
+        (["--budget", "nan"], "--budget"),
+        (["--media-root", "no-such-folder"], "--media-root"),
+    ],
+)
 def test_bad_operator_flags_stop_the_server_before_it_serves(tmp_path: Path, flags: list[str], named: str) -> None:
-    run = subprocess.run([sys.executable, "-m", "kie_async", "mcp", "--offline", "--out", str(tmp_path), *flags],
-                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "kie_async", "mcp", "--offline", "--out", str(tmp_path), *flags],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert run.returncode == 2 and named in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
@@ -248,13 +286,19 @@ async def test_the_budget_survives_a_restart(emulator: KieEmulator, tmp_path: Pa
     async with serve(emulator, tmp_path, "--budget", "20") as client:
         for prompt in ("one", "two"):
             request = {**FOX, "prompt": prompt}
-            bought = await client.call_tool("run_request", {**request, "confirm": True,
-                                                            "quote_id": await quote_for(client, request)})
+            bought = await client.call_tool(
+                "run_request", {**request, "confirm": True, "quote_id": await quote_for(client, request)}
+            )
             assert ok(bought)["status"] == "succeeded"
         # a second server on the same state refuses to start rather than spend the same budget again
-        second = subprocess.run([sys.executable, "-m", "kie_async", "mcp", "--budget", "20"],
-                                env=_env(emulator, tmp_path), capture_output=True, text=True,
-                                stdin=subprocess.DEVNULL, timeout=60)
+        second = subprocess.run(
+            [sys.executable, "-m", "kie_async", "mcp", "--budget", "20"],
+            env=_env(emulator, tmp_path),
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
         assert second.returncode != 0 and "in use" in second.stderr
     async with serve(emulator, tmp_path, "--budget", "20") as client:
         left = ok(await client.call_tool("server_limits", {}))["budget"]
@@ -267,8 +311,12 @@ async def test_the_budget_survives_a_restart(emulator: KieEmulator, tmp_path: Pa
 async def test_argument_errors_name_the_field_and_the_fix(emulator: KieEmulator, tmp_path: Path) -> None:
     async with serve(emulator, tmp_path) as client:
         for tool in ("describe_model", "validate", "run_request"):
-            text = refused(await client.call_tool(tool, {**FOX, "model_key": "nano-banan-2"}
-                                                  if tool != "describe_model" else {"model_key": "nano-banan-2"}))
+            text = refused(
+                await client.call_tool(
+                    tool,
+                    {**FOX, "model_key": "nano-banan-2"} if tool != "describe_model" else {"model_key": "nano-banan-2"},
+                )
+            )
             assert "model_key: 'nano-banan-2' is not a known model" in text and "did you mean 'nano-banana-2'" in text
             assert "kling" not in text  # not the list of every key
         text = refused(await client.call_tool("validate", {**FOX, "prompt": 5}))

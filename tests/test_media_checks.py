@@ -207,28 +207,34 @@ def _percent_encoded_file_url(tmp: Path) -> RawUserRequest:
 def _text_named_mp4(tmp: Path) -> RawUserRequest:
     path = tmp / "clip.mp4"
     path.write_text("not a video at all\n" * 10)
-    return RawUserRequest(model_key="seedance-2.0", prompt="a dance",
-                          videos=[MediaInput(source=path, role="reference")])
+    return RawUserRequest(
+        model_key="seedance-2.0", prompt="a dance", videos=[MediaInput(source=path, role="reference")]
+    )
 
 
 def _mp4_without_moov(tmp: Path) -> RawUserRequest:
     path = tmp / "unfinished.mp4"
     path.write_bytes(box(b"ftyp", b"isom" + bytes(4) + b"isom") + box(b"mdat", bytes(200)))
-    return RawUserRequest(model_key="seedance-2.0", prompt="a dance",
-                          videos=[MediaInput(source=path, role="reference")])
+    return RawUserRequest(
+        model_key="seedance-2.0", prompt="a dance", videos=[MediaInput(source=path, role="reference")]
+    )
 
 
 def _text_named_mp3(tmp: Path) -> RawUserRequest:
     path = tmp / "song.mp3"
     path.write_text("la la la\n" * 10)
-    return RawUserRequest(model_key="seedance-2.0", prompt="a dance",
-                          audios=[MediaInput(source=path, role="reference")])
+    return RawUserRequest(
+        model_key="seedance-2.0", prompt="a dance", audios=[MediaInput(source=path, role="reference")]
+    )
 
 
 def _json_bytes_as_wav(tmp: Path) -> RawUserRequest:
     data = b'{"error": "not found"}'
-    return RawUserRequest(model_key="seedance-2.0", prompt="a dance",
-                          audios=[MediaInput(source=data, filename="voice.wav", role="reference")])
+    return RawUserRequest(
+        model_key="seedance-2.0",
+        prompt="a dance",
+        audios=[MediaInput(source=data, filename="voice.wav", role="reference")],
+    )
 
 
 def _remote_file_url(tmp: Path) -> RawUserRequest:
@@ -297,19 +303,24 @@ def test_real_media_still_pass(tmp_path: Path) -> None:
     video.write_bytes(mp4_bytes())
     audio = tmp_path / "voice.wav"
     audio.write_bytes(wav_bytes())
-    result = validate_request(RawUserRequest(
-        model_key="seedance-2.0", prompt="a dance",
-        images=[MediaInput(source=image, role="reference"), MediaInput(source=jpeg_bytes(), role="reference")],
-        videos=[MediaInput(source=video, role="reference", duration_seconds=4)],
-        audios=[MediaInput(source=audio, role="reference", duration_seconds=3)],
-    ))
+    result = validate_request(
+        RawUserRequest(
+            model_key="seedance-2.0",
+            prompt="a dance",
+            images=[MediaInput(source=image, role="reference"), MediaInput(source=jpeg_bytes(), role="reference")],
+            videos=[MediaInput(source=video, role="reference", duration_seconds=4)],
+            audios=[MediaInput(source=audio, role="reference", duration_seconds=3)],
+        )
+    )
     assert result.is_submittable, result.summary()
 
 
 def test_a_jpeg_named_png_is_fine_but_a_file_url_is_a_path(tmp_path: Path) -> None:
     path = tmp_path / "renamed.png"
     path.write_bytes(jpeg_bytes())
-    assert validate_request(RawUserRequest(model_key="nano-banana-2", prompt="x", images=[f"file://{path}"])).is_submittable
+    assert validate_request(
+        RawUserRequest(model_key="nano-banana-2", prompt="x", images=[f"file://{path}"])
+    ).is_submittable
 
 
 # ---------------------------------------------------------------- nothing is uploaded or bought
@@ -370,12 +381,14 @@ async def test_prepare_refuses_non_media_even_when_validation_skipped_files(
     swapped.write_text("replaced by text after validation\n")
     with pytest.raises(KieInputError, match=r"images\[1\]: .*swapped.png is not an image \(looks like text\)"):
         await prepare_request_for_submission(validation, kie)
-    blind = validate_request(RawUserRequest(model_key="nano-banana-2", prompt="edit", images=[b"hello world"]),
-                             check_files=False)
+    blind = validate_request(
+        RawUserRequest(model_key="nano-banana-2", prompt="edit", images=[b"hello world"]), check_files=False
+    )
     assert not blind.is_submittable  # bytes need no file system: still sniffed
     for media in (tmp_path / "missing.png", tmp_path):
-        skipped = validate_request(RawUserRequest(model_key="nano-banana-2", prompt="x", images=[media]),
-                                   check_files=False)
+        skipped = validate_request(
+            RawUserRequest(model_key="nano-banana-2", prompt="x", images=[media]), check_files=False
+        )
         assert skipped.is_submittable
         with pytest.raises(KieInputError, match=r"images\[0\]"):
             await prepare_request_for_submission(skipped, kie)
@@ -387,14 +400,23 @@ async def test_prepare_refuses_non_media_even_when_validation_skipped_files(
 
 
 def _cli_env(emulator: KieEmulator) -> dict[str, str]:
-    return {**os.environ, "KIE_BASE_URL": emulator.base_url, "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
-            "KIE_API_KEY": emulator.api_key}
+    return {
+        **os.environ,
+        "KIE_BASE_URL": emulator.base_url,
+        "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
+        "KIE_API_KEY": emulator.api_key,
+    }
 
 
 async def _cli(emulator: KieEmulator, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kie_async", *args, env=_cli_env(emulator),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "kie_async",
+        *args,
+        env=_cli_env(emulator),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode is not None
@@ -404,16 +426,29 @@ async def _cli(emulator: KieEmulator, *args: str) -> tuple[int, str, str]:
 async def test_cli_run_and_run_batch_refuse_non_media(emulator: KieEmulator, tmp_path: Path) -> None:
     text = tmp_path / "x.png"
     text.write_text("hello\n")
-    code, out, err = await _cli(emulator, "run", "--model", "nano-banana-2", "--prompt", "edit", "--image", str(text),
-                                "--out", str(tmp_path / "out"), "--json")
+    code, out, err = await _cli(
+        emulator,
+        "run",
+        "--model",
+        "nano-banana-2",
+        "--prompt",
+        "edit",
+        "--image",
+        str(text),
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+    )
     assert code == 1 and "Traceback" not in err
     summary = json.loads(out)
     assert summary["status"] == "blocked"
     assert f"images[0]: {text} is not an image (looks like text)" in summary["error"]
 
     batch = tmp_path / "batch.jsonl"
-    lines = [{"model_key": "nano-banana-2", "prompt": "edit", "images": ["file:///etc/passwd"]},
-             {"model_key": "nano-banana-2", "prompt": "edit", "images": [str(tmp_path / "empty.png")]}]
+    lines = [
+        {"model_key": "nano-banana-2", "prompt": "edit", "images": ["file:///etc/passwd"]},
+        {"model_key": "nano-banana-2", "prompt": "edit", "images": [str(tmp_path / "empty.png")]},
+    ]
     (tmp_path / "empty.png").write_bytes(b"")
     batch.write_text("".join(json.dumps(line) + "\n" for line in lines))
     code, out, err = await _cli(emulator, "run-batch", str(batch), "--out", str(tmp_path / "out"), "--json")

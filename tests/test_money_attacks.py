@@ -183,16 +183,26 @@ async def test_a_task_id_that_is_a_path_never_writes_outside_the_output_root(
     async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
         real = await kie.create_task(model="nano-banana-2", input={"prompt": "a real output"})
         url = (await kie.wait_for_task(real.task_id)).output_urls[0]
-        data = {"taskId": task_id, "model": "nano-banana-2", "state": "success", "param": "{}",
-                "resultJson": json.dumps({"resultUrls": [url]}), "failCode": None, "failMsg": None,
-                "createTime": 1, "updateTime": 1}
+        data = {
+            "taskId": task_id,
+            "model": "nano-banana-2",
+            "state": "success",
+            "param": "{}",
+            "resultJson": json.dumps({"resultUrls": [url]}),
+            "failCode": None,
+            "failMsg": None,
+            "createTime": 1,
+            "updateTime": 1,
+        }
         with aioresponses(passthrough=[url]) as mocked:
             created = {"code": 200, "msg": "success", "data": {"taskId": task_id}}
             mocked.post(re.compile(r".*/createTask"), payload=created)
-            mocked.get(re.compile(r".*/recordInfo.*"), payload={"code": 200, "msg": "success", "data": data},
-                       repeat=True)
-            result = await run_pipeline(nb2(0, "evil id"), kie, options=opts(root, write_artifact=write_artifact,
-                                                                               available_credits=100))
+            mocked.get(
+                re.compile(r".*/recordInfo.*"), payload={"code": 200, "msg": "success", "data": data}, repeat=True
+            )
+            result = await run_pipeline(
+                nb2(0, "evil id"), kie, options=opts(root, write_artifact=write_artifact, available_credits=100)
+            )
     escaped = [p for p in tmp_path.rglob("*") if not p.is_relative_to(root) and p.name.startswith("output_")]
     assert escaped == [] and not outside.exists()
     assert result.task_id == task_id  # the id itself is kept as given: it is what the provider knows
@@ -245,8 +255,21 @@ async def test_an_empty_resume_task_id_is_an_input_error(tmp_path: Path, task_id
 
 
 def test_cli_empty_resume_task_is_one_error_line(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "kie_async", "run", "--model", "nano-banana-2", "--prompt", "x",
-               "--resume-task", "", "--offline", "--out", str(tmp_path / "out")]
+    command = [
+        sys.executable,
+        "-m",
+        "kie_async",
+        "run",
+        "--model",
+        "nano-banana-2",
+        "--prompt",
+        "x",
+        "--resume-task",
+        "",
+        "--offline",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "internal error" not in done.stderr and "Traceback" not in done.stderr
@@ -271,8 +294,9 @@ async def test_the_batch_budget_counts_tasks_bought_by_an_earlier_run(tmp_path: 
         assert [r.status for r in first] == ["incomplete"] * 2
         emulator.faults.clear()
         async with fast(emulator) as kie:
-            again = await run_many(new + old, kie, options=opts(tmp_path / "out"), journal_path=journal,
-                                   budget_credits=16)
+            again = await run_many(
+                new + old, kie, options=opts(tmp_path / "out"), journal_path=journal, budget_credits=16
+            )
     assert [r.status for r in again] == ["over_budget", "over_budget", "succeeded", "succeeded"]
     assert [r.credits_charged for r in again[2:]] == [8.0, 8.0]
     assert emulator.stats.tasks_created == 2
@@ -310,7 +334,6 @@ async def test_a_spec_change_between_runs_does_not_buy_a_paid_request_again(
             clear_registry_cache()
     assert again.succeeded and again.resumed and again.task_id == first.task_id
     assert emulator.stats.tasks_created == 1
-
 
 
 # -- a cancel while the journal loads -------------------------------------------------------------------------------

@@ -179,21 +179,34 @@ def _cli_env(emulator: KieEmulator) -> dict[str, str]:
 
 
 def _batch_file(path: Path, count: int, tag: str) -> Path:
-    path.write_text("".join(json.dumps({"model_key": "nano-banana-2", "prompt": f"{tag} {i}"}) + "\n"
-                            for i in range(count)))
+    path.write_text(
+        "".join(json.dumps({"model_key": "nano-banana-2", "prompt": f"{tag} {i}"}) + "\n" for i in range(count))
+    )
     return path
 
 
 async def test_sigkill_while_requests_queue_in_the_limiter_leaves_no_false_uncertain(tmp_path: Path) -> None:
     """The issue's reproduction, shrunk: 24 requests at concurrency 24 through the real 20-per-10-s limiter."""
     batch = _batch_file(tmp_path / "batch.jsonl", 24, "sigkill queued")
-    command = [sys.executable, "-m", "kie_async", "run-batch", str(batch), "--out", str(tmp_path / "out"),
-               "--concurrency", "24", "--no-derivatives", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "kie_async",
+        "run-batch",
+        str(batch),
+        "--out",
+        str(tmp_path / "out"),
+        "--concurrency",
+        "24",
+        "--no-derivatives",
+        "--json",
+    ]
     config = EmulatorConfig(generation_seconds=0.2, create_rate_limit=1000, create_rate_window=1.0)
     async with KieEmulator(config) as emulator:
         env = _cli_env(emulator)
-        proc = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.DEVNULL,
-                                                    stderr=subprocess.DEVNULL)
+        proc = await asyncio.create_subprocess_exec(
+            *command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = asyncio.get_running_loop().time() + 30
         while emulator.stats.tasks_created < 20 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
@@ -202,8 +215,7 @@ async def test_sigkill_while_requests_queue_in_the_limiter_leaves_no_false_uncer
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
         sold_before_rerun = emulator.stats.tasks_created
-        final = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
-                                                     stderr=subprocess.PIPE)
+        final = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         stdout, stderr = await asyncio.wait_for(final.communicate(), timeout=90)
         per_prompt = tasks_per_prompt(emulator)
     assert sold_before_rerun == 20
@@ -260,9 +272,7 @@ async def test_a_gateway_error_page_on_createtask_is_uncertain_not_refused(tmp_p
 
     async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
         with aioresponses(passthrough=[emulator.upload_base_url]) as mocked:
-            mocked.post(
-                emulator.base_url + "/api/v1/jobs/createTask", status=502, body="<html>Bad Gateway</html>"
-            )
+            mocked.post(emulator.base_url + "/api/v1/jobs/createTask", status=502, body="<html>Bad Gateway</html>")
             (result,) = await run_many(
                 [nb2(0)], kie, options=opts(tmp_path / "out", check_balance=False), journal_path=tmp_path / "j"
             )
@@ -291,18 +301,27 @@ async def test_two_batches_on_one_journal_in_one_process_fail_fast(tmp_path: Pat
 async def test_a_second_run_batch_process_on_the_same_journal_is_refused(tmp_path: Path) -> None:
     batch = _batch_file(tmp_path / "batch.jsonl", 6, "two processes")
     journal = tmp_path / "journal.jsonl"
-    command = [sys.executable, "-m", "kie_async", "run-batch", str(batch), "--out", str(tmp_path / "out"),
-               "--journal", str(journal), "--no-derivatives", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "kie_async",
+        "run-batch",
+        str(batch),
+        "--out",
+        str(tmp_path / "out"),
+        "--journal",
+        str(journal),
+        "--no-derivatives",
+        "--json",
+    ]
     # The owner must still hold the journal when the second process gets to it; on a loaded machine a Python
     # start-up alone can take seconds, so the owner's tasks take long enough to outlast it.
     async with KieEmulator(EmulatorConfig(generation_seconds=8.0)) as emulator:
         env = _cli_env(emulator)
-        owner = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
-                                                     stderr=subprocess.PIPE)
+        owner = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         while emulator.stats.tasks_created < 1:
             await asyncio.sleep(0.02)
-        second = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
-                                                      stderr=subprocess.PIPE)
+        second = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _, err2 = await asyncio.wait_for(second.communicate(), timeout=60)
         assert owner.returncode is None, "the owner finished before the second process was refused"
         await asyncio.wait_for(owner.communicate(), timeout=90)
@@ -430,9 +449,7 @@ async def test_garbage_200_downloads_leave_the_paid_task_resumable(tmp_path: Pat
             assert first.status == "incomplete" and first.error_type == "KieDownloadContentError"
             assert not list((tmp_path / "out").rglob("output_*"))  # the HTML page was never kept as output
             emulator.faults.clear()
-            (second,) = await run_many(
-                [nb2(0, "garbage")], kie, options=opts(tmp_path / "out"), journal_path=journal
-            )
+            (second,) = await run_many([nb2(0, "garbage")], kie, options=opts(tmp_path / "out"), journal_path=journal)
     assert second.succeeded and second.outputs[0].path.suffix == ".jpg"  # nano-banana-2 answers JPEG by default
     assert second.outputs[0].path.read_bytes()[:3] == b"\xff\xd8\xff" and emulator.stats.tasks_created == 1
 
@@ -474,8 +491,7 @@ async def test_a_cancel_before_the_wire_closes_the_intent_as_refused(tmp_path: P
     async with KieEmulator(EmulatorConfig(generation_seconds=0.05, create_rate_limit=None)) as emulator:
         async with fast(emulator, rate_limit=slow_submits) as kie:
             job = asyncio.create_task(
-                run_many([nb2(i, "queue") for i in range(3)], kie, options=opts(tmp_path / "out"),
-                         journal_path=journal)
+                run_many([nb2(i, "queue") for i in range(3)], kie, options=opts(tmp_path / "out"), journal_path=journal)
             )
             while emulator.stats.tasks_created < 1:
                 await asyncio.sleep(0.01)
@@ -538,8 +554,17 @@ async def test_a_forged_token_is_not_adopted(tmp_path: Path) -> None:
 
 
 def _record(task_id: str, state: object, result_json: str = "") -> dict[str, object]:
-    data = {"taskId": task_id, "model": "nano-banana-2", "state": state, "param": "{}", "resultJson": result_json,
-            "failCode": None, "failMsg": None, "createTime": 1, "updateTime": 1}
+    data = {
+        "taskId": task_id,
+        "model": "nano-banana-2",
+        "state": state,
+        "param": "{}",
+        "resultJson": result_json,
+        "failCode": None,
+        "failMsg": None,
+        "createTime": 1,
+        "updateTime": 1,
+    }
     return {"code": 200, "msg": "success", "data": data}
 
 
@@ -563,10 +588,17 @@ async def test_odd_records_never_become_empty_successes_and_keep_the_task_id(
     async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
         passthrough = [f"{emulator.base_url}/api/v1/jobs/createTask", f"{emulator.base_url}/api/v1/chat/credit"]
         with aioresponses(passthrough=passthrough) as mocked:
-            mocked.get(re.compile(r".*/api/v1/jobs/recordInfo\?taskId=(?P<id>\w+)"), repeat=True,
-                       callback=lambda url, **_: _odd_answer(url, state, result_json))
-            (result,) = await run_many([nb2(0, "odd")], kie, options=opts(tmp_path / "out", wait_timeout=1.0),
-                                       journal_path=tmp_path / "journal.jsonl")
+            mocked.get(
+                re.compile(r".*/api/v1/jobs/recordInfo\?taskId=(?P<id>\w+)"),
+                repeat=True,
+                callback=lambda url, **_: _odd_answer(url, state, result_json),
+            )
+            (result,) = await run_many(
+                [nb2(0, "odd")],
+                kie,
+                options=opts(tmp_path / "out", wait_timeout=1.0),
+                journal_path=tmp_path / "journal.jsonl",
+            )
     assert result.status == status and result.state is state_after, result.error
     assert result.task_id == emulator.tasks()[0].task_id and result.outputs == []
     if status == "incomplete":
@@ -599,8 +631,9 @@ async def test_journal_failure_before_the_wire_buys_nothing_after_it_keeps_the_t
         with pytest.raises(OSError, match="No space left"):
             await run_pipeline(nb2(0, "disk"), kie, options=opts(tmp_path), hooks=failing_at(RequestState.SUBMITTING))
         assert emulator.stats.tasks_created == 0 and emulator.stats.requests.get("createTask", 0) == 0
-        result = await run_pipeline(nb2(1, "disk"), kie, options=opts(tmp_path),
-                                    hooks=failing_at(RequestState.SUBMITTED))
+        result = await run_pipeline(
+            nb2(1, "disk"), kie, options=opts(tmp_path), hooks=failing_at(RequestState.SUBMITTED)
+        )
     assert result.succeeded and result.task_id == emulator.tasks()[0].task_id
 
 
@@ -621,7 +654,6 @@ async def test_a_journal_path_that_is_a_folder_is_a_clear_error(tmp_path: Path) 
         with pytest.raises(KieInputError, match="is a folder"):
             await run_many([nb2(0)], kie, options=opts(tmp_path), journal_path=tmp_path)
     assert emulator.stats.tasks_created == 0
-
 
 
 # -- a dead process's intent: sent or not? -----------------------------------------------------------------------
@@ -661,12 +693,26 @@ async def test_sigkill_during_intent_fsyncs_leaves_no_false_uncertain(tmp_path: 
         pytest.skip("needs a boot id (Linux)")
     batch = _batch_file(tmp_path / "batch.jsonl", 30, "fsync kill")
     journal = tmp_path / "journal.jsonl"
-    command = [sys.executable, "-m", "kie_async", "run-batch", str(batch), "--out", str(tmp_path / "out"),
-               "--journal", str(journal), "--concurrency", "30", "--no-derivatives", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "kie_async",
+        "run-batch",
+        str(batch),
+        "--out",
+        str(tmp_path / "out"),
+        "--journal",
+        str(journal),
+        "--concurrency",
+        "30",
+        "--no-derivatives",
+        "--json",
+    ]
     async with KieEmulator(EmulatorConfig(generation_seconds=0.5, create_rate_limit=None)) as emulator:
         env = _cli_env(emulator)
-        proc = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.DEVNULL,
-                                                    stderr=subprocess.DEVNULL)
+        proc = await asyncio.create_subprocess_exec(
+            *command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         while b'"state":"submitting"' not in (journal.read_bytes() if journal.exists() else b""):
             await asyncio.sleep(0.001)
         proc.send_signal(signal.SIGKILL)  # mid-burst: 20 intents released by the limiter at once
@@ -681,8 +727,7 @@ async def test_sigkill_during_intent_fsyncs_leaves_no_false_uncertain(tmp_path: 
                 assert entry.sending, f"{prompt} reads uncertain without having been sent"
             if prompt in arrived:
                 assert entry.state in (RequestState.UNCERTAIN, RequestState.SUBMITTED), (prompt, entry.state)
-        final = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE,
-                                                     stderr=subprocess.PIPE)
+        final = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         stdout, _ = await asyncio.wait_for(final.communicate(), timeout=90)
         per_prompt = tasks_per_prompt(emulator)
     assert max(per_prompt.values()) == 1

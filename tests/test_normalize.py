@@ -16,52 +16,68 @@ VID = "https://cdn.test/v.mp4"
 AUD = "https://cdn.test/a.mp3"
 
 
-@pytest.mark.parametrize(("model", "images", "videos", "audios", "key", "mode"), [
-    ("kling-3.0", [], [], [], "kling-3.0-t2v", "text_to_video"),
-    ("kling-3.0", [IMG], [], [], "kling-3.0-i2v", "image_to_video"),
-    ("kling-3.0", [IMG, IMG2], [], [], "kling-3.0-i2v", "first_last_frames"),
-    ("kling-2.6", [], [], [], "kling-2.6-t2v", "text_to_video"),
-    ("kling-2.6", [IMG], [], [], "kling-2.6-i2v", "image_to_video"),
-    ("seedance", [], [], [], "seedance-2.0", "text_to_video"),
-    ("seedance", [IMG], [], [], "seedance-2.0", "image_to_video"),
-    ("seedance", [IMG, IMG2], [], [], "seedance-2.0", "first_last_frames"),
-    ("seedance", [IMG, IMG2, IMG], [], [], "seedance-2.0", "multimodal_reference"),
-    ("seedance", [], [VID], [], "seedance-2.0", "multimodal_reference"),
-    ("seedance", [], [], [AUD], "seedance-2.0", "multimodal_reference"),
-    ("seedance-fast", [IMG], [VID], [], "seedance-2.0-fast", "multimodal_reference"),
-    ("nano-banana-2", [], [], [], "nano-banana-2", "text_to_image"),
-    ("nano-banana-2", [IMG], [], [], "nano-banana-2", "image_edit"),
-    ("nanobanana-pro", [IMG, IMG2], [], [], "nano-banana-pro", "image_edit"),
-    ("kling-3.0-motion-control", [IMG], [VID], [], "kling-3.0-motion", "motion_control"),
-])
-def test_alias_and_task_mode_detection(model: str, images: list[str], videos: list[str], audios: list[str],
-                                       key: str, mode: str) -> None:
-    normalized = normalize_request(RawUserRequest(model_key=model, prompt="a prompt", images=images,
-                                                  videos=videos, audios=audios))
+@pytest.mark.parametrize(
+    ("model", "images", "videos", "audios", "key", "mode"),
+    [
+        ("kling-3.0", [], [], [], "kling-3.0-t2v", "text_to_video"),
+        ("kling-3.0", [IMG], [], [], "kling-3.0-i2v", "image_to_video"),
+        ("kling-3.0", [IMG, IMG2], [], [], "kling-3.0-i2v", "first_last_frames"),
+        ("kling-2.6", [], [], [], "kling-2.6-t2v", "text_to_video"),
+        ("kling-2.6", [IMG], [], [], "kling-2.6-i2v", "image_to_video"),
+        ("seedance", [], [], [], "seedance-2.0", "text_to_video"),
+        ("seedance", [IMG], [], [], "seedance-2.0", "image_to_video"),
+        ("seedance", [IMG, IMG2], [], [], "seedance-2.0", "first_last_frames"),
+        ("seedance", [IMG, IMG2, IMG], [], [], "seedance-2.0", "multimodal_reference"),
+        ("seedance", [], [VID], [], "seedance-2.0", "multimodal_reference"),
+        ("seedance", [], [], [AUD], "seedance-2.0", "multimodal_reference"),
+        ("seedance-fast", [IMG], [VID], [], "seedance-2.0-fast", "multimodal_reference"),
+        ("nano-banana-2", [], [], [], "nano-banana-2", "text_to_image"),
+        ("nano-banana-2", [IMG], [], [], "nano-banana-2", "image_edit"),
+        ("nanobanana-pro", [IMG, IMG2], [], [], "nano-banana-pro", "image_edit"),
+        ("kling-3.0-motion-control", [IMG], [VID], [], "kling-3.0-motion", "motion_control"),
+    ],
+)
+def test_alias_and_task_mode_detection(
+    model: str, images: list[str], videos: list[str], audios: list[str], key: str, mode: str
+) -> None:
+    normalized = normalize_request(
+        RawUserRequest(model_key=model, prompt="a prompt", images=images, videos=videos, audios=audios)
+    )
     assert (normalized.model_key, normalized.task_mode) == (key, mode)
     assert normalized.requested_model_key == model
 
 
 def test_roles_decide_the_seedance_mode() -> None:
-    normalized = normalize_request(RawUserRequest(
-        model_key="seedance-2.0", prompt="abc", images=[MediaInput(source=IMG, role="reference")]))
+    normalized = normalize_request(
+        RawUserRequest(model_key="seedance-2.0", prompt="abc", images=[MediaInput(source=IMG, role="reference")])
+    )
     assert normalized.task_mode == "multimodal_reference"
     assert normalized.media[0].slot == "reference_images"
 
 
 def test_labelled_last_frame_takes_its_slot_before_unlabelled_images() -> None:
-    normalized = normalize_request(RawUserRequest(
-        model_key="kling-3.0-i2v", prompt="abc",
-        images=[MediaInput(source=IMG2, role="last_frame"), IMG]))
+    normalized = normalize_request(
+        RawUserRequest(
+            model_key="kling-3.0-i2v", prompt="abc", images=[MediaInput(source=IMG2, role="last_frame"), IMG]
+        )
+    )
     slots = {m.id: (m.slot, m.role) for m in normalized.media}
     assert slots == {"images[0]": ("last_frame", "last_frame"), "images[1]": ("first_frame", "first_frame")}
 
 
-@pytest.mark.parametrize(("typed", "canonical"), [
-    ("i2v", "image_to_video"), ("Image-To-Video", "image_to_video"), ("t2v", "text_to_video"),
-    ("first+last", "first_last_frames"), ("reference", "multimodal_reference"), ("edit", "image_edit"),
-    ("motion", "motion_control"), ("text_to_image", "text_to_image"),
-])
+@pytest.mark.parametrize(
+    ("typed", "canonical"),
+    [
+        ("i2v", "image_to_video"),
+        ("Image-To-Video", "image_to_video"),
+        ("t2v", "text_to_video"),
+        ("first+last", "first_last_frames"),
+        ("reference", "multimodal_reference"),
+        ("edit", "image_edit"),
+        ("motion", "motion_control"),
+        ("text_to_image", "text_to_image"),
+    ],
+)
 def test_task_mode_names(typed: str, canonical: str) -> None:
     assert canonical_task_mode(typed) == canonical
 
@@ -71,20 +87,23 @@ def test_explicit_task_mode_picks_among_alias_candidates() -> None:
     assert normalized.model_key == "kling-3.0-t2v"
 
 
-@pytest.mark.parametrize(("spec", "raw", "expected"), [
-    (FieldSpec(type="integer"), "5", 5),
-    (FieldSpec(type="integer"), " 10 ", 10),
-    (FieldSpec(type="integer"), "5s", 5),
-    (FieldSpec(type="integer"), 5.0, 5),
-    (FieldSpec(type="number"), "2.5", 2.5),
-    (FieldSpec(type="boolean"), "true", True),
-    (FieldSpec(type="boolean"), "No", False),
-    (FieldSpec(type="boolean"), 1, True),
-    (FieldSpec(type="enum", allowed=["1K", "2K", "4K"]), "4k", "4K"),
-    (FieldSpec(type="enum", allowed=["std", "pro", "4K"]), "PRO", "pro"),
-    (FieldSpec(type="string"), 12, "12"),
-    (FieldSpec(type="list", items=FieldSpec(type="integer")), ("1", 2), [1, 2]),
-])
+@pytest.mark.parametrize(
+    ("spec", "raw", "expected"),
+    [
+        (FieldSpec(type="integer"), "5", 5),
+        (FieldSpec(type="integer"), " 10 ", 10),
+        (FieldSpec(type="integer"), "5s", 5),
+        (FieldSpec(type="integer"), 5.0, 5),
+        (FieldSpec(type="number"), "2.5", 2.5),
+        (FieldSpec(type="boolean"), "true", True),
+        (FieldSpec(type="boolean"), "No", False),
+        (FieldSpec(type="boolean"), 1, True),
+        (FieldSpec(type="enum", allowed=["1K", "2K", "4K"]), "4k", "4K"),
+        (FieldSpec(type="enum", allowed=["std", "pro", "4K"]), "PRO", "pro"),
+        (FieldSpec(type="string"), 12, "12"),
+        (FieldSpec(type="list", items=FieldSpec(type="integer")), ("1", 2), [1, 2]),
+    ],
+)
 def test_coercion(spec: FieldSpec, raw: object, expected: object) -> None:
     value, errors = coerce_value(spec, raw)
     assert errors == []
@@ -92,14 +111,17 @@ def test_coercion(spec: FieldSpec, raw: object, expected: object) -> None:
     assert type(value) is type(expected)
 
 
-@pytest.mark.parametrize(("spec", "raw"), [
-    (FieldSpec(type="integer"), True),
-    (FieldSpec(type="integer"), "five"),
-    (FieldSpec(type="integer"), 5.5),
-    (FieldSpec(type="boolean"), "maybe"),
-    (FieldSpec(type="boolean"), 2),
-    (FieldSpec(type="list", items=FieldSpec(type="string")), "a"),
-])
+@pytest.mark.parametrize(
+    ("spec", "raw"),
+    [
+        (FieldSpec(type="integer"), True),
+        (FieldSpec(type="integer"), "five"),
+        (FieldSpec(type="integer"), 5.5),
+        (FieldSpec(type="boolean"), "maybe"),
+        (FieldSpec(type="boolean"), 2),
+        (FieldSpec(type="list", items=FieldSpec(type="string")), "a"),
+    ],
+)
 def test_coercion_errors(spec: FieldSpec, raw: object) -> None:
     _, errors = coerce_value(spec, raw)
     assert errors
@@ -113,8 +135,9 @@ def test_strict_wire_coercion_wants_exact_types() -> None:
 
 
 def test_options_are_coerced_and_defaults_recorded_with_reasons() -> None:
-    normalized = normalize_request(RawUserRequest(model_key="kling-2.6-t2v", prompt="x",
-                                                  options={"duration": "10", "audio": "yes"}))
+    normalized = normalize_request(
+        RawUserRequest(model_key="kling-2.6-t2v", prompt="x", options={"duration": "10", "audio": "yes"})
+    )
     assert normalized.options == {"sound": True, "aspect_ratio": "1:1", "duration": 10}
     assert normalized.explicit_options == ["duration", "sound"]
     [defaulted] = normalized.defaulted
@@ -129,8 +152,9 @@ def test_sdk_chosen_default_says_so() -> None:
 
 
 def test_conditional_defaults_follow_multi_prompt() -> None:
-    normalized = normalize_request(RawUserRequest(model_key="kling-3.0-t2v",
-                                                  multi_prompt=[{"prompt": "a", "duration": "4"}]))
+    normalized = normalize_request(
+        RawUserRequest(model_key="kling-3.0-t2v", multi_prompt=[{"prompt": "a", "duration": "4"}])
+    )
     assert normalized.options["multi_shots"] is True
     assert normalized.options["sound"] is True
     assert normalized.options["multi_prompt"] == [{"prompt": "a", "duration": 4}]
@@ -140,8 +164,11 @@ def test_conditional_defaults_follow_multi_prompt() -> None:
 
 
 def test_explicit_value_beats_conditional_default() -> None:
-    normalized = normalize_request(RawUserRequest(model_key="kling-3.0-t2v", options={"sound": False},
-                                                  multi_prompt=[{"prompt": "a", "duration": 4}]))
+    normalized = normalize_request(
+        RawUserRequest(
+            model_key="kling-3.0-t2v", options={"sound": False}, multi_prompt=[{"prompt": "a", "duration": 4}]
+        )
+    )
     assert normalized.options["sound"] is False
 
 
@@ -153,14 +180,29 @@ def test_deprecated_fields_without_default_are_not_filled() -> None:
 
 def test_media_classification(tmp_path: Path) -> None:
     local = tmp_path / "x.PNG"
-    normalized = normalize_request(RawUserRequest(
-        model_key="seedance-2.0", prompt="abc",
-        images=[str(local), local, b"\x89PNG", "asset://asset-1", f"file://{local}",
-                MediaInput(source=b"data", filename="y.webp", role="reference")],
-    ))
+    normalized = normalize_request(
+        RawUserRequest(
+            model_key="seedance-2.0",
+            prompt="abc",
+            images=[
+                str(local),
+                local,
+                b"\x89PNG",
+                "asset://asset-1",
+                f"file://{local}",
+                MediaInput(source=b"data", filename="y.webp", role="reference"),
+            ],
+        )
+    )
     kinds = [(m.source_type, m.extension) for m in normalized.media]
-    assert kinds == [("local_path", "png"), ("local_path", "png"), ("bytes", None), ("asset", None),
-                     ("local_path", "png"), ("bytes", "webp")]
+    assert kinds == [
+        ("local_path", "png"),
+        ("local_path", "png"),
+        ("bytes", None),
+        ("asset", None),
+        ("local_path", "png"),
+        ("bytes", "webp"),
+    ]
     assert normalized.media[4].value == str(local)
     assert "b'data'" not in repr(normalized.media[5])
 

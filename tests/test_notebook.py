@@ -34,7 +34,10 @@ def test_the_example_notebook_runs_in_a_kernel(tmp_path: Path, monkeypatch: pyte
     sources = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
     assert "asyncio.run" not in sources and "await " in sources
     client = NotebookClient(
-        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
         # the kernel must be this interpreter (the one with kie_async installed), whatever kernelspecs exist
         kernel_manager_class="jupyter_client.manager.KernelManager",
     )
@@ -57,12 +60,17 @@ def test_the_example_notebook_runs_in_a_kernel(tmp_path: Path, monkeypatch: pyte
 async def test_html_views_of_real_runs(emulator: KieEmulator, tmp_path: Path) -> None:
     options = PipelineOptions(artifacts=ArtifactSettings(root=str(tmp_path)))
     async with KieSession(emulator.settings()) as kie:
-        image = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt="<script>x</script>"), kie,
-                                   options=options)
-        video = await run_pipeline(RawUserRequest(model_key="kling-3.0", prompt="waves", options={"duration": 5}),
-                                   kie, options=options)
-        batch = await run_many([RawUserRequest(model_key="nano-banana-2", prompt="a"),
-                                RawUserRequest(model_key="nano-banana-2")], kie, options=options)
+        image = await run_pipeline(
+            RawUserRequest(model_key="nano-banana-2", prompt="<script>x</script>"), kie, options=options
+        )
+        video = await run_pipeline(
+            RawUserRequest(model_key="kling-3.0", prompt="waves", options={"duration": 5}), kie, options=options
+        )
+        batch = await run_many(
+            [RawUserRequest(model_key="nano-banana-2", prompt="a"), RawUserRequest(model_key="nano-banana-2")],
+            kie,
+            options=options,
+        )
     card = image._repr_html_()
     assert image.succeeded and "<script>" not in card
     assert '<p class="kie-prompt">&lt;script&gt;x&lt;/script&gt;</p>' in card  # the prompt, escaped
@@ -79,17 +87,33 @@ async def test_html_views_of_real_runs(emulator: KieEmulator, tmp_path: Path) ->
 
 
 def _result(run_dir: Path | None, **extra: object) -> RunResult:
-    return RunResult(status="succeeded", state=RequestState.SUCCEEDED, model_key="nano-banana-2",
-                     run_dir=str(run_dir) if run_dir else None, **extra)  # type: ignore[arg-type]
+    return RunResult(
+        status="succeeded",
+        state=RequestState.SUCCEEDED,
+        model_key="nano-banana-2",
+        run_dir=str(run_dir) if run_dir else None,
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def _manifest(run_dir: Path, derivative_path: str) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     derivative = {"name": "thumb", "path": derivative_path, "format": "webp", "width": 1, "height": 1, "bytes": 1}
-    output = {"role": "output", "kind": "image", "path": "outputs/o.jpg", "stored_as": "hardlink",
-              "derivatives": [derivative]}
-    manifest = {"run_id": "r1", "status": "succeeded", "created_at": "2026-01-01T00:00:00Z",
-                "recorded_at": "2026-01-01T00:00:00Z", "model_key": "nano-banana-2", "outputs": [output]}
+    output = {
+        "role": "output",
+        "kind": "image",
+        "path": "outputs/o.jpg",
+        "stored_as": "hardlink",
+        "derivatives": [derivative],
+    }
+    manifest = {
+        "run_id": "r1",
+        "status": "succeeded",
+        "created_at": "2026-01-01T00:00:00Z",
+        "recorded_at": "2026-01-01T00:00:00Z",
+        "model_key": "nano-banana-2",
+        "outputs": [output],
+    }
     (run_dir / "run.json").write_text(json.dumps(manifest))
 
 
@@ -142,8 +166,21 @@ def test_terminal_progress_bar_draws_and_closes(capsys: pytest.CaptureFixture[st
 
     bar = BatchProgressBar(2, notebook=False)
     snap = BudgetSnapshot(cap=None, reserved=0, spent=8)
-    bar(BatchProgress(total=2, queued=0, preparing=0, submitted=0, generating=0, downloading=0, done=2, failed=0,
-                      skipped=0, credits_spent=8, budget=snap))
+    bar(
+        BatchProgress(
+            total=2,
+            queued=0,
+            preparing=0,
+            submitted=0,
+            generating=0,
+            downloading=0,
+            done=2,
+            failed=0,
+            skipped=0,
+            credits_spent=8,
+            budget=snap,
+        )
+    )
     bar.close()
     err = capsys.readouterr().err
     assert "2/2" in err and "done 2" in err
@@ -162,8 +199,19 @@ def test_two_terminal_bars_at_once_do_not_crash() -> None:
 
     first, second = BatchProgressBar(1, notebook=False), BatchProgressBar(1, notebook=False)
     snap = BudgetSnapshot(cap=None, reserved=0, spent=0)
-    update = BatchProgress(total=1, queued=0, preparing=0, submitted=0, generating=0, downloading=0, done=1,
-                           failed=0, skipped=0, credits_spent=0, budget=snap)
+    update = BatchProgress(
+        total=1,
+        queued=0,
+        preparing=0,
+        submitted=0,
+        generating=0,
+        downloading=0,
+        done=1,
+        failed=0,
+        skipped=0,
+        credits_spent=0,
+        budget=snap,
+    )
     first(update)
     second(update)
     second.close()

@@ -36,13 +36,21 @@ def test_wheel_ships_data_and_installed_copy_uses_it(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for folder in ("model_specs", "prompt_presets", "pricing"):
         shipped = {n for n in names if n.startswith(f"kie_async/_data/{folder}/")}
-        on_disk = {f"kie_async/_data/{folder}/{p.relative_to(ROOT / folder).as_posix()}"
-                   for p in (ROOT / folder).rglob("*") if p.is_file()}  # model_specs/chat/ included
+        on_disk = {
+            f"kie_async/_data/{folder}/{p.relative_to(ROOT / folder).as_posix()}"
+            for p in (ROOT / folder).rglob("*")
+            if p.is_file()
+        }  # model_specs/chat/ included
         assert shipped == on_disk, f"{folder}: wheel and repo differ"
-    assert {"kie_async/py.typed", "kie_async/emulator/assets/sample.mp4", "kie_async/emulator/pricing_catalogue.json",
-            "kie_async/emulator/provider_schemas/__init__.py",
-            "kie_async/catalogue/catalogue_fixtures.yaml", "kie_async/_data/model_specs/chat/gpt-codex.yaml",
-            "kie_async/emulator/chat_schemas/market--codex--gpt-codex.json"} <= names
+    assert {
+        "kie_async/py.typed",
+        "kie_async/emulator/assets/sample.mp4",
+        "kie_async/emulator/pricing_catalogue.json",
+        "kie_async/emulator/provider_schemas/__init__.py",
+        "kie_async/catalogue/catalogue_fixtures.yaml",
+        "kie_async/_data/model_specs/chat/gpt-codex.yaml",
+        "kie_async/emulator/chat_schemas/market--codex--gpt-codex.json",
+    } <= names
     schemas = ROOT / "kie_async" / "emulator" / "provider_schemas"
     bundled = {p.relative_to(ROOT).as_posix() for p in schemas.rglob("*.json")}
     assert bundled and bundled <= names, "the emulator's provider schemas must ship in the wheel"

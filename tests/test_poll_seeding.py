@@ -100,8 +100,10 @@ async def test_a_spec_typical_time_seeds_the_first_read(tmp_path: Path, monkeypa
     specs = tmp_path / "specs"
     specs.mkdir()
     text = (data_dir("model_specs") / "nano-banana-2.yaml").read_text(encoding="utf-8")
-    (specs / "nano-banana-2.yaml").write_text(text.replace("output_kind: image\n", "output_kind: image\n"
-                                                           "typical_generation_seconds: 1.0\n", 1), encoding="utf-8")
+    (specs / "nano-banana-2.yaml").write_text(
+        text.replace("output_kind: image\n", "output_kind: image\ntypical_generation_seconds: 1.0\n", 1),
+        encoding="utf-8",
+    )
     monkeypatch.setenv(SPEC_DIR_ENV, str(specs))
     clear_registry_cache()
     try:

@@ -76,8 +76,12 @@ async def test_not_ready_blocks_even_with_credits() -> None:
 
 
 async def test_unknown_cost_blocks_when_money_is_checked_unless_allowed() -> None:
-    request = RawUserRequest(model_key="kling-3.0-motion", images=["https://c.test/a.png"],
-                             videos=["https://c.test/v.mp4"], callback_url="https://h.test/cb")
+    request = RawUserRequest(
+        model_key="kling-3.0-motion",
+        images=["https://c.test/a.png"],
+        videos=["https://c.test/v.mp4"],
+        callback_url="https://h.test/cb",
+    )
     blocked = await run_preflight(request, budget_credits=500)
     assert not blocked.allowed and "cost_unknown" in {r.code for r in blocked.blocking_reasons}
     allowed = await run_preflight(request, budget_credits=500, allow_unknown_cost=True)

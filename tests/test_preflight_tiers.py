@@ -36,8 +36,12 @@ async def kie(emulator: KieEmulator) -> AsyncIterator[KieSession]:
 
 @pytest.fixture(autouse=True)
 def _no_env_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("KIE_WARN_CREDIT_THRESHOLD", "KIE_CONFIRM_CREDIT_THRESHOLD", "KIE_WARN_COST_USD_THRESHOLD",
-                 "KIE_CONFIRM_COST_USD_THRESHOLD"):
+    for name in (
+        "KIE_WARN_CREDIT_THRESHOLD",
+        "KIE_CONFIRM_CREDIT_THRESHOLD",
+        "KIE_WARN_COST_USD_THRESHOLD",
+        "KIE_CONFIRM_COST_USD_THRESHOLD",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -59,8 +63,9 @@ async def test_tiers_by_credits_and_by_usd() -> None:
     ok = await run_preflight(FOX, check_files=False, thresholds=PreflightThresholds(confirm_usd=usd), confirmed=True)
     assert ok.allowed and ok.decision == "require_confirmation"
     # a real block still wins over the tier
-    blocked = await run_preflight(FOX, check_files=False, budget_credits=0.0,
-                                  thresholds=PreflightThresholds(confirm_credits=0), confirmed=True)
+    blocked = await run_preflight(
+        FOX, check_files=False, budget_credits=0.0, thresholds=PreflightThresholds(confirm_credits=0), confirmed=True
+    )
     assert blocked.decision == "block" and not blocked.allowed
 
 
@@ -117,8 +122,9 @@ async def test_run_many_asks_the_callback_per_request(kie: KieSession, tmp_path:
         seen.append(p.validation.normalized.raw_prompt)
         return False
 
-    opts = PipelineOptions(artifacts=ArtifactSettings(root=tmp_path),
-                           thresholds=PreflightThresholds(confirm_credits=dear_credits))
+    opts = PipelineOptions(
+        artifacts=ArtifactSettings(root=tmp_path), thresholds=PreflightThresholds(confirm_credits=dear_credits)
+    )
     results = await run_many([cheap, dear], kie, options=opts, confirm=only_cheap)
     assert [r.status for r in results] == ["succeeded", "blocked"]
     assert seen == ["a dear owl"]
@@ -147,9 +153,24 @@ def test_cli_asks_on_a_terminal(tmp_path: Path, answer: bytes, status: str) -> N
     master, slave = pty.openpty()
     env = {**os.environ, "KIE_CONFIRM_CREDIT_THRESHOLD": "0"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kie_async", "run", "--offline", "--model", "nano-banana-2", "--prompt", "a fox",
-         "--out", str(tmp_path), "--json"],
-        stdin=slave, stderr=slave, stdout=subprocess.PIPE, env=env,
+        [
+            sys.executable,
+            "-m",
+            "kie_async",
+            "run",
+            "--offline",
+            "--model",
+            "nano-banana-2",
+            "--prompt",
+            "a fox",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+        stdin=slave,
+        stderr=slave,
+        stdout=subprocess.PIPE,
+        env=env,
     )
     os.close(slave)
     seen = b""

@@ -23,24 +23,33 @@ from kie_async.catalogue.validate import validate_request
 IMG = "https://cdn.test/a.png"
 
 
-def _user_preset(folder: Path, key: str, body: str, models: str = "[kling-3.0-i2v]",
-                 patterns: str = "[single_image]") -> None:
+def _user_preset(
+    folder: Path, key: str, body: str, models: str = "[kling-3.0-i2v]", patterns: str = "[single_image]"
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{key}.md").write_text(
-        f"---\nkey: {key}\nversion: 7\nmodel_keys: {models}\ninput_patterns: {patterns}\n---\n{body}\n")
+        f"---\nkey: {key}\nversion: 7\nmodel_keys: {models}\ninput_patterns: {patterns}\n---\n{body}\n"
+    )
 
 
-@pytest.mark.parametrize(("request_", "preset"), [
-    (RawUserRequest(model_key="nano-banana-2", prompt="x"), "nano_banana_text_to_image_v1"),
-    (RawUserRequest(model_key="nano-banana-pro", prompt="x", images=[IMG]), "nano_banana_image_edit_v1"),
-    (RawUserRequest(model_key="kling-3.0", prompt="x", images=[IMG]), "kling_image_to_video_v1"),
-    (RawUserRequest(model_key="kling-3.0", prompt="x", images=[IMG, IMG]), "kling_first_last_frames_v1"),
-    (RawUserRequest(model_key="kling-2.6-t2v", prompt="x"), "kling_text_to_video_v1"),
-    (RawUserRequest(model_key="kling-3.0-motion", images=[IMG], videos=["https://c.test/v.mp4"]),
-     "kling_motion_control_v1"),
-    (RawUserRequest(model_key="seedance-2.0-mini", prompt="abc", videos=["https://c.test/v.mp4"]),
-     "seedance_multimodal_reference_v1"),
-])
+@pytest.mark.parametrize(
+    ("request_", "preset"),
+    [
+        (RawUserRequest(model_key="nano-banana-2", prompt="x"), "nano_banana_text_to_image_v1"),
+        (RawUserRequest(model_key="nano-banana-pro", prompt="x", images=[IMG]), "nano_banana_image_edit_v1"),
+        (RawUserRequest(model_key="kling-3.0", prompt="x", images=[IMG]), "kling_image_to_video_v1"),
+        (RawUserRequest(model_key="kling-3.0", prompt="x", images=[IMG, IMG]), "kling_first_last_frames_v1"),
+        (RawUserRequest(model_key="kling-2.6-t2v", prompt="x"), "kling_text_to_video_v1"),
+        (
+            RawUserRequest(model_key="kling-3.0-motion", images=[IMG], videos=["https://c.test/v.mp4"]),
+            "kling_motion_control_v1",
+        ),
+        (
+            RawUserRequest(model_key="seedance-2.0-mini", prompt="abc", videos=["https://c.test/v.mp4"]),
+            "seedance_multimodal_reference_v1",
+        ),
+    ],
+)
 def test_default_preset_follows_model_and_input_pattern(request_: RawUserRequest, preset: str) -> None:
     context = resolve_prompt_context(request_)
     assert context.preset_key == preset
@@ -71,8 +80,9 @@ def test_rendering_fills_model_details() -> None:
 
 
 def test_requested_preset_and_mismatch_warning() -> None:
-    context = resolve_prompt_context(RawUserRequest(model_key="nano-banana-2", prompt="x"),
-                                     preset_key="kling_text_to_video_v1")
+    context = resolve_prompt_context(
+        RawUserRequest(model_key="nano-banana-2", prompt="x"), preset_key="kling_text_to_video_v1"
+    )
     assert context.preset_key == "kling_text_to_video_v1"
     assert context.warnings and "written for" in context.warnings[0]
 
@@ -85,18 +95,25 @@ def test_unknown_preset_raises_with_choices() -> None:
 def test_user_folder_adds_and_overrides_presets(tmp_path: Path) -> None:
     _user_preset(tmp_path, "kling_image_to_video_v1", "Mine for {{model_label}}.")
     _user_preset(tmp_path, "house_style_v1", "House style, {{unknown_thing}}.")
-    context = resolve_prompt_context(RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG]),
-                                     preset_dirs=tmp_path)
+    context = resolve_prompt_context(
+        RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG]), preset_dirs=tmp_path
+    )
     assert context.system_prompt == "Mine for Kling 3.0 image-to-video."
     assert context.preset_version == 7
     assert context.preset_source is not None
     assert Path(context.preset_source).parent == tmp_path.resolve()
     with pytest.raises(PresetError, match="unknown_thing"):  # a typo must not reach the LLM as literal braces
-        resolve_prompt_context(RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG]),
-                               preset_dirs=[tmp_path], preset_key="house_style_v1")
-    custom = resolve_prompt_context(RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG]),
-                                    preset_dirs=[tmp_path], preset_key="house_style_v1",
-                                    allow_unknown_placeholders=True)
+        resolve_prompt_context(
+            RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG]),
+            preset_dirs=[tmp_path],
+            preset_key="house_style_v1",
+        )
+    custom = resolve_prompt_context(
+        RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG]),
+        preset_dirs=[tmp_path],
+        preset_key="house_style_v1",
+        allow_unknown_placeholders=True,
+    )
     assert custom.system_prompt == "House style, {{unknown_thing}}."
     assert any("unknown_thing" in w for w in custom.warnings)
     assert "kling_image_to_video_v1" in load_presets()  # bundled set untouched
@@ -114,13 +131,16 @@ def test_preset_requested_on_the_request_is_used(tmp_path: Path) -> None:
     assert resolve_prompt_context(request, preset_dirs=tmp_path).system_prompt == "Req."
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("no front matter", "front matter"),
-    ("---\nkey: [unclosed\n---\nbody", "not valid YAML"),
-    ("---\n- a\n---\nbody", "mapping"),
-    ("---\nversion: 1\n---\nbody", "key"),
-    ("---\nkey: a\nversion: 1\nsurprise: 2\n---\nbody", "surprise"),
-])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("no front matter", "front matter"),
+        ("---\nkey: [unclosed\n---\nbody", "not valid YAML"),
+        ("---\n- a\n---\nbody", "mapping"),
+        ("---\nversion: 1\n---\nbody", "key"),
+        ("---\nkey: a\nversion: 1\nsurprise: 2\n---\nbody", "surprise"),
+    ],
+)
 def test_bad_preset_files(text: str, match: str) -> None:
     with pytest.raises(PresetError, match=match):
         parse_preset(text, "x.md")
@@ -142,8 +162,11 @@ def test_missing_user_folder(tmp_path: Path) -> None:
 def test_apply_enhanced_prompt_records_all_three_and_revalidation_catches_length() -> None:
     result = validate_request(RawUserRequest(model_key="kling-2.6-t2v", prompt="cat"))
     enhanced = apply_enhanced_prompt(result, "x" * 1200, preset_key="kling_text_to_video_v1")
-    assert (enhanced.raw_prompt, enhanced.enhanced_prompt, enhanced.final_prompt_used) == ("cat", "x" * 1200,
-                                                                                         "x" * 1200)
+    assert (enhanced.raw_prompt, enhanced.enhanced_prompt, enhanced.final_prompt_used) == (
+        "cat",
+        "x" * 1200,
+        "x" * 1200,
+    )
     assert enhanced.prompt_preset == "kling_text_to_video_v1"
     again = validate_request(enhanced)
     assert again.state == "invalid" and again.impossible_inputs[0].field == "prompt"

@@ -31,31 +31,35 @@ IMG = "https://cdn.test/a.png"
 VID = "https://cdn.test/v.mp4"
 
 
-@pytest.mark.parametrize(("model", "options", "media", "credits"), [
-    ("nano-banana-2", {}, {}, 8),
-    ("nano-banana-2", {"resolution": "2K"}, {}, 12),
-    ("nano-banana-2", {"resolution": "4K"}, {"images": [IMG]}, 18),
-    ("nano-banana-pro", {"resolution": "2K"}, {}, 18),
-    ("nano-banana-pro", {"resolution": "4K"}, {}, 24),
-    ("kling-2.6-t2v", {}, {}, 55),
-    ("kling-2.6-t2v", {"sound": True}, {}, 110),
-    ("kling-2.6-t2v", {"duration": 10}, {}, 110),
-    ("kling-2.6-i2v", {"duration": "10", "sound": True}, {"images": [IMG]}, 220),
-    ("kling-3.0-t2v", {"mode": "std", "duration": 10}, {}, 140),
-    ("kling-3.0-t2v", {"mode": "std", "sound": True, "duration": 5}, {}, 100),
-    ("kling-3.0-t2v", {}, {}, 90),
-    ("kling-3.0-i2v", {"sound": True, "duration": 4}, {"images": [IMG]}, 108),
-    ("kling-3.0-t2v", {"mode": "4K", "duration": 3}, {}, 201),
-    ("seedance-2.0", {"resolution": "480p"}, {}, 95),
-    ("seedance-2.0", {"resolution": "1080p", "duration": 10}, {}, 1020),
-    ("seedance-2.0", {"resolution": "720p"}, {"videos": [VID]}, 125),
-    ("seedance-2.0-fast", {"resolution": "720p"}, {}, 165),
-    ("seedance-2.0-fast", {"resolution": "480p"}, {"videos": [VID]}, 45),
-    ("seedance-2.0-mini", {"resolution": "480p", "duration": 4}, {}, 38),
-    ("seedance-2.0-mini", {"resolution": "720p"}, {"videos": [VID]}, 62.5),
-])
-def test_estimates_follow_the_published_prices(model: str, options: dict[str, Any], media: dict[str, Any],
-                                               credits: float) -> None:
+@pytest.mark.parametrize(
+    ("model", "options", "media", "credits"),
+    [
+        ("nano-banana-2", {}, {}, 8),
+        ("nano-banana-2", {"resolution": "2K"}, {}, 12),
+        ("nano-banana-2", {"resolution": "4K"}, {"images": [IMG]}, 18),
+        ("nano-banana-pro", {"resolution": "2K"}, {}, 18),
+        ("nano-banana-pro", {"resolution": "4K"}, {}, 24),
+        ("kling-2.6-t2v", {}, {}, 55),
+        ("kling-2.6-t2v", {"sound": True}, {}, 110),
+        ("kling-2.6-t2v", {"duration": 10}, {}, 110),
+        ("kling-2.6-i2v", {"duration": "10", "sound": True}, {"images": [IMG]}, 220),
+        ("kling-3.0-t2v", {"mode": "std", "duration": 10}, {}, 140),
+        ("kling-3.0-t2v", {"mode": "std", "sound": True, "duration": 5}, {}, 100),
+        ("kling-3.0-t2v", {}, {}, 90),
+        ("kling-3.0-i2v", {"sound": True, "duration": 4}, {"images": [IMG]}, 108),
+        ("kling-3.0-t2v", {"mode": "4K", "duration": 3}, {}, 201),
+        ("seedance-2.0", {"resolution": "480p"}, {}, 95),
+        ("seedance-2.0", {"resolution": "1080p", "duration": 10}, {}, 1020),
+        ("seedance-2.0", {"resolution": "720p"}, {"videos": [VID]}, 125),
+        ("seedance-2.0-fast", {"resolution": "720p"}, {}, 165),
+        ("seedance-2.0-fast", {"resolution": "480p"}, {"videos": [VID]}, 45),
+        ("seedance-2.0-mini", {"resolution": "480p", "duration": 4}, {}, 38),
+        ("seedance-2.0-mini", {"resolution": "720p"}, {"videos": [VID]}, 62.5),
+    ],
+)
+def test_estimates_follow_the_published_prices(
+    model: str, options: dict[str, Any], media: dict[str, Any], credits: float
+) -> None:
     estimate = estimate_request_cost(RawUserRequest(model_key=model, prompt="abc", options=options, **media))
     assert estimate.has_numeric_estimate
     assert estimate.credits == pytest.approx(credits)
@@ -67,21 +71,38 @@ def test_every_price_belongs_to_a_model_and_the_original_models_are_priced() -> 
     """Catalogue models without a published price stay unknown (tests/test_catalogue.py checks the gate)."""
     snapshot = latest_snapshot(data_dir("pricing"))
     assert set(snapshot.models) <= set(load_registry().model_keys())
-    assert {"nano-banana-2", "nano-banana-pro", "kling-2.6-t2v", "kling-2.6-i2v", "kling-2.6-motion", "kling-3.0-t2v",
-            "kling-3.0-i2v", "kling-3.0-motion", "seedance-2.0", "seedance-2.0-fast",
-            "seedance-2.0-mini"} <= set(snapshot.models)
+    assert {
+        "nano-banana-2",
+        "nano-banana-pro",
+        "kling-2.6-t2v",
+        "kling-2.6-i2v",
+        "kling-2.6-motion",
+        "kling-3.0-t2v",
+        "kling-3.0-i2v",
+        "kling-3.0-motion",
+        "seedance-2.0",
+        "seedance-2.0-fast",
+        "seedance-2.0-mini",
+    } <= set(snapshot.models)
 
 
 # Separate-API models (Veo, Runway, Suno, 4o Image, Flux Kontext): no published price in our sources yet.
-UNPRICED = {"veo-3.1", "veo-3.1-fast", "runway-gen", "runway-aleph", "suno-music", "gpt4o-image",
-            "flux-kontext-pro", "flux-kontext-max"}
+UNPRICED = {
+    "veo-3.1",
+    "veo-3.1-fast",
+    "runway-gen",
+    "runway-aleph",
+    "suno-music",
+    "gpt4o-image",
+    "flux-kontext-pro",
+    "flux-kontext-max",
+}
 
 
 @pytest.mark.parametrize("key", sorted(UNPRICED))
 def test_unpriced_models_say_unknown(key: str) -> None:
     estimate = estimate_request_cost(RawUserRequest(model_key=key, prompt="x"))
     assert not estimate.has_numeric_estimate and not estimate.is_known
-
 
 
 def test_numeric_is_not_known_for_published_page_prices() -> None:
@@ -94,8 +115,9 @@ def test_known_requires_verified_billing_and_no_assumptions(tmp_path: Path) -> N
     verified = base.model_copy(update={"billing_verified": True})
     plain = estimate_request_cost(RawUserRequest(model_key="nano-banana-2", prompt="x"), snapshot=verified)
     assert plain.is_known
-    with_video = estimate_request_cost(RawUserRequest(model_key="seedance-2.0", prompt="abc", videos=[VID]),
-                                       snapshot=verified)
+    with_video = estimate_request_cost(
+        RawUserRequest(model_key="seedance-2.0", prompt="abc", videos=[VID]), snapshot=verified
+    )
     assert with_video.has_numeric_estimate and not with_video.is_known
     assert with_video.assumptions == ["billed on output seconds only"]
 
@@ -105,23 +127,34 @@ def test_motion_control_needs_the_driver_length() -> None:
     assert not unknown.has_numeric_estimate and unknown.credits is None
     assert unknown.rate_credits == 11
     assert any("duration_seconds" in n for n in unknown.notes)
-    known = estimate_request_cost(RawUserRequest(
-        model_key="kling-3.0-motion", images=[IMG], videos=[MediaInput(source=VID, duration_seconds=12)],
-        options={"mode": "pro"}))
+    known = estimate_request_cost(
+        RawUserRequest(
+            model_key="kling-3.0-motion",
+            images=[IMG],
+            videos=[MediaInput(source=VID, duration_seconds=12)],
+            options={"mode": "pro"},
+        )
+    )
     assert known.credits == 27 * 12
 
 
 def test_motion_control_output_cap_by_orientation() -> None:
-    estimate = estimate_request_cost(RawUserRequest(
-        model_key="kling-2.6-motion", images=[IMG], videos=[MediaInput(source=VID, duration_seconds=25)],
-        options={"character_orientation": "image", "mode": "1080p"}))
+    estimate = estimate_request_cost(
+        RawUserRequest(
+            model_key="kling-2.6-motion",
+            images=[IMG],
+            videos=[MediaInput(source=VID, duration_seconds=25)],
+            options={"character_orientation": "image", "mode": "1080p"},
+        )
+    )
     assert estimate.quantity == 10 and estimate.credits == 180
     assert "output capped at 10 s" in estimate.notes
 
 
 def test_no_rule_match_is_not_numeric() -> None:
-    estimate = estimate_request_cost(RawUserRequest(model_key="nano-banana-2", prompt="x",
-                                                    options={"resolution": "8K"}))
+    estimate = estimate_request_cost(
+        RawUserRequest(model_key="nano-banana-2", prompt="x", options={"resolution": "8K"})
+    )
     assert not estimate.has_numeric_estimate
     assert "no price rule" in estimate.notes[-1]
 
@@ -131,22 +164,37 @@ def test_unknown_model_estimate() -> None:
     assert not estimate.has_numeric_estimate
 
 
-@pytest.mark.parametrize(("model_id", "body", "credits"), [
-    ("kling-3.0/video", {"prompt": "p", "sound": True, "duration": "10", "mode": "pro", "aspect_ratio": "16:9"}, 270),
-    ("kling-3.0/video", {"prompt": "p", "image_urls": [IMG], "sound": False, "duration": "5", "mode": "std"}, 70),
-    ("bytedance/seedance-2", {"prompt": "abc", "resolution": "480p", "duration": 10,
-                              "reference_video_urls": [VID]}, 114),
-    ("nano-banana-pro", {"prompt": "p", "resolution": "4K"}, 24),
-    ("kling-2.6/text-to-video", {"prompt": "p", "sound": True, "duration": "10", "aspect_ratio": "1:1"}, 220),
-])
+@pytest.mark.parametrize(
+    ("model_id", "body", "credits"),
+    [
+        (
+            "kling-3.0/video",
+            {"prompt": "p", "sound": True, "duration": "10", "mode": "pro", "aspect_ratio": "16:9"},
+            270,
+        ),
+        ("kling-3.0/video", {"prompt": "p", "image_urls": [IMG], "sound": False, "duration": "5", "mode": "std"}, 70),
+        (
+            "bytedance/seedance-2",
+            {"prompt": "abc", "resolution": "480p", "duration": 10, "reference_video_urls": [VID]},
+            114,
+        ),
+        ("nano-banana-pro", {"prompt": "p", "resolution": "4K"}, 24),
+        ("kling-2.6/text-to-video", {"prompt": "p", "sound": True, "duration": "10", "aspect_ratio": "1:1"}, 220),
+    ],
+)
 def test_wire_cost(model_id: str, body: dict[str, Any], credits: float) -> None:
     assert estimate_wire_cost(model_id, body) == pytest.approx(credits)
 
 
 def test_wire_cost_unknown_model_or_length() -> None:
     assert estimate_wire_cost("midjourney/v7", {"prompt": "p"}) is None
-    assert estimate_wire_cost("kling-2.6/motion-control", {"input_urls": [IMG], "video_urls": [VID],
-                                                           "mode": "720p", "character_orientation": "video"}) is None
+    assert (
+        estimate_wire_cost(
+            "kling-2.6/motion-control",
+            {"input_urls": [IMG], "video_urls": [VID], "mode": "720p", "character_orientation": "video"},
+        )
+        is None
+    )
 
 
 def test_refresh_builds_a_dated_snapshot(tmp_path: Path) -> None:
@@ -171,8 +219,10 @@ def test_refresh_builds_a_dated_snapshot(tmp_path: Path) -> None:
     clear_pricing_cache()
     assert latest_snapshot(tmp_path).snapshot_id == snap.snapshot_id
     assert [s.snapshot_id for s in list_snapshots(tmp_path)] == [base.snapshot_id, snap.snapshot_id]
-    estimate = estimate_request_cost(RawUserRequest(model_key="kling-3.0-t2v", prompt="p",
-                                                    options={"sound": True, "duration": 10}), pricing_dir=tmp_path)
+    estimate = estimate_request_cost(
+        RawUserRequest(model_key="kling-3.0-t2v", prompt="p", options={"sound": True, "duration": 10}),
+        pricing_dir=tmp_path,
+    )
     assert estimate.credits == 300
 
 
@@ -189,8 +239,10 @@ def test_bare_record_list_is_accepted() -> None:
 
 def test_bad_snapshot_file_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text("snapshot_id: x\ncaptured_on: 2026-01-01\nsource: s\nsource_kind: k\nmodels:\n"
-                    "  m: {unit: per_second, rules: [{credits: 1}]}\n")
+    path.write_text(
+        "snapshot_id: x\ncaptured_on: 2026-01-01\nsource: s\nsource_kind: k\nmodels:\n"
+        "  m: {unit: per_second, rules: [{credits: 1}]}\n"
+    )
     with pytest.raises(PricingError, match=r"bad\.yaml.*quantity"):
         load_snapshot_file(path)
 

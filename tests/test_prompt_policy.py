@@ -19,26 +19,52 @@ from kie_async.session import KieSession
 IMG = "https://cdn.example.com/a.png"
 IMG2 = "https://cdn.example.com/b.png"
 SEED_KEYS = [
-    "kling_3_0_i2v_first_frame_v1", "kling_3_0_i2v_first_last_frame_v1", "kling_3_0_motion_control_v1",
-    "kling_3_0_t2v_v1", "kling_motion_v1", "kling_video_v1", "nano_banana_2_image_edit_v1",
-    "nano_banana_2_text_to_image_v1", "nano_banana_2_v1", "nano_banana_pro_image_edit_v1",
-    "nano_banana_pro_text_to_image_v1", "nano_banana_pro_v1",
+    "kling_3_0_i2v_first_frame_v1",
+    "kling_3_0_i2v_first_last_frame_v1",
+    "kling_3_0_motion_control_v1",
+    "kling_3_0_t2v_v1",
+    "kling_motion_v1",
+    "kling_video_v1",
+    "nano_banana_2_image_edit_v1",
+    "nano_banana_2_text_to_image_v1",
+    "nano_banana_2_v1",
+    "nano_banana_pro_image_edit_v1",
+    "nano_banana_pro_text_to_image_v1",
+    "nano_banana_pro_v1",
 ]
 
 
-@pytest.mark.parametrize(("seed_key", "request_", "ours"), [
-    ("kling_3_0_i2v_first_frame_v1", RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG]),
-     "kling_image_to_video_v1"),
-    ("kling_video_v1", RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG]),
-     "kling_image_to_video_v1"),
-    ("kling_video_v1", RawUserRequest(model_key="kling-3.0-t2v", prompt="x"), "kling_text_to_video_v1"),
-    ("kling_video_v1", RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG, IMG2]),
-     "kling_first_last_frames_v1"),
-    ("nano_banana_2_v1", RawUserRequest(model_key="nano-banana-2", prompt="x", images=[IMG]),
-     "nano_banana_image_edit_v1"),
-    ("nano_banana_pro_text_to_image_v1", RawUserRequest(model_key="nano-banana-pro", prompt="x"),
-     "nano_banana_text_to_image_v1"),
-])
+@pytest.mark.parametrize(
+    ("seed_key", "request_", "ours"),
+    [
+        (
+            "kling_3_0_i2v_first_frame_v1",
+            RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG]),
+            "kling_image_to_video_v1",
+        ),
+        (
+            "kling_video_v1",
+            RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG]),
+            "kling_image_to_video_v1",
+        ),
+        ("kling_video_v1", RawUserRequest(model_key="kling-3.0-t2v", prompt="x"), "kling_text_to_video_v1"),
+        (
+            "kling_video_v1",
+            RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG, IMG2]),
+            "kling_first_last_frames_v1",
+        ),
+        (
+            "nano_banana_2_v1",
+            RawUserRequest(model_key="nano-banana-2", prompt="x", images=[IMG]),
+            "nano_banana_image_edit_v1",
+        ),
+        (
+            "nano_banana_pro_text_to_image_v1",
+            RawUserRequest(model_key="nano-banana-pro", prompt="x"),
+            "nano_banana_text_to_image_v1",
+        ),
+    ],
+)
 def test_seed_keys_resolve_to_the_fitting_preset(seed_key: str, request_: RawUserRequest, ours: str) -> None:
     context = resolve_prompt_context(request_, preset_key=seed_key)
     assert context.preset_key == ours and context.requested_preset_key == seed_key
@@ -56,8 +82,9 @@ def test_override_and_unknown_placeholders() -> None:
     assert context.system_prompt == "Write for Nano Banana 2: a fox" and context.system_prompt_source == "override"
     with pytest.raises(PresetError, match="model_lable"):
         resolve_prompt_context(request, system_prompt_override="for {{model_lable}}")
-    loose = resolve_prompt_context(request, system_prompt_override="for {{model_lable}}",
-                                   allow_unknown_placeholders=True)
+    loose = resolve_prompt_context(
+        request, system_prompt_override="for {{model_lable}}", allow_unknown_placeholders=True
+    )
     assert loose.system_prompt == "for {{model_lable}}" and loose.warnings
 
 
@@ -76,13 +103,20 @@ async def shout(context: PromptContext) -> str:
     return (context.raw_prompt or "").upper() + "!"
 
 
-@pytest.mark.parametrize(("policy", "sent", "enhanced"), [
-    ("auto", "A FOX!", "A FOX!"), ("off", "a fox", None), ("preview", "a fox", "A FOX!"),
-])
-async def test_policies(kie: KieSession, emulator: KieEmulator, tmp_path: Path, policy: str, sent: str,
-                        enhanced: str | None) -> None:
+@pytest.mark.parametrize(
+    ("policy", "sent", "enhanced"),
+    [
+        ("auto", "A FOX!", "A FOX!"),
+        ("off", "a fox", None),
+        ("preview", "a fox", "A FOX!"),
+    ],
+)
+async def test_policies(
+    kie: KieSession, emulator: KieEmulator, tmp_path: Path, policy: str, sent: str, enhanced: str | None
+) -> None:
     opts = PipelineOptions.model_validate(
-        {"artifacts": ArtifactSettings(root=tmp_path), "enhance": shout, "prompt_policy": policy})
+        {"artifacts": ArtifactSettings(root=tmp_path), "enhance": shout, "prompt_policy": policy}
+    )
     result = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt="a fox"), kie, options=opts)
     assert result.status == "succeeded", result.error
     assert result.task_id is not None and result.run_id is not None
@@ -124,9 +158,12 @@ async def test_a_seed_key_and_override_through_the_pipeline(kie: KieSession, tmp
         seen.append(context)
         return None
 
-    opts = PipelineOptions(artifacts=ArtifactSettings(root=tmp_path), enhance=keep,
-                           preset_key="nano_banana_2_text_to_image_v1",
-                           system_prompt_override="Be brief: {{user_prompt}}")
+    opts = PipelineOptions(
+        artifacts=ArtifactSettings(root=tmp_path),
+        enhance=keep,
+        preset_key="nano_banana_2_text_to_image_v1",
+        system_prompt_override="Be brief: {{user_prompt}}",
+    )
     result = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt="a fox"), kie, options=opts)
     assert result.status == "succeeded", result.error
     assert seen[0].preset_key == "nano_banana_text_to_image_v1" and seen[0].system_prompt == "Be brief: a fox"

@@ -54,8 +54,9 @@ def _docs(tmp_path: Path, text: str = _PAGE) -> Path:
     (tmp_path / "market" / "prose.md").write_text("# Prose only\n")
     manifest = {
         "generated_at": "2026-04-29T22:45:53Z",
-        "documents": [{"url": "https://docs.example/market/acme/sample.md", "path": "market/acme/sample.md",
-                       "sha256": "ab" * 32}],
+        "documents": [
+            {"url": "https://docs.example/market/acme/sample.md", "path": "market/acme/sample.md", "sha256": "ab" * 32}
+        ],
     }
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     return tmp_path
@@ -77,8 +78,12 @@ def test_a_page_yields_its_operation_schema_and_provenance(tmp_path: Path) -> No
 
 
 def test_broken_blocks_and_ref_cycles_are_named_errors(tmp_path: Path) -> None:
-    root = _docs(tmp_path, _PAGE.replace("CallbackUrl: {type: string, format: uri}",
-                                         "CallbackUrl: {$ref: '#/components/schemas/CallbackUrl'}"))
+    root = _docs(
+        tmp_path,
+        _PAGE.replace(
+            "CallbackUrl: {type: string, format: uri}", "CallbackUrl: {$ref: '#/components/schemas/CallbackUrl'}"
+        ),
+    )
     with pytest.raises(ProviderPageError, match="cycle"):
         read_page(root / "market" / "acme" / "sample.md")
     bad = tmp_path / "bad.yaml"

@@ -23,7 +23,8 @@ def test_bundled_schemas_match_their_pages(kie_docs: Path) -> None:
     drifted = sorted(n for n in wanted if present.get(n) != wanted[n])
     stale = sorted(set(present) - set(wanted))
     assert not drifted and not stale, (
-        f"regenerate with `python scripts/extract_provider_schemas.py`: differs {drifted}, no page {stale}")
+        f"regenerate with `python scripts/extract_provider_schemas.py`: differs {drifted}, no page {stale}"
+    )
 
 
 def test_every_market_media_page_is_bundled_with_provenance(kie_docs: Path) -> None:
@@ -38,8 +39,13 @@ def test_every_market_media_page_is_bundled_with_provenance(kie_docs: Path) -> N
         assert schema.page["sha256"] and len(schema.page["sha256"]) == 64 and schema.page["captured"]
     chat = [p.source for p in iter_pages(kie_docs, under="market/chat")]
     assert chat and not sources & set(chat)  # chat/LLM pages are OpenAI-style endpoints, not createTask
-    for path in ("/api/v1/veo/generate", "/api/v1/runway/generate", "/api/v1/generate",
-                 "/api/v1/gpt4o-image/generate", "/api/v1/flux/kontext/generate"):
+    for path in (
+        "/api/v1/veo/generate",
+        "/api/v1/runway/generate",
+        "/api/v1/generate",
+        "/api/v1/gpt4o-image/generate",
+        "/api/v1/flux/kontext/generate",
+    ):
         assert bundle.for_endpoint(path) is not None, path
 
 
@@ -76,8 +82,10 @@ def test_every_page_rule_names_a_bundled_page_and_model() -> None:
 
 
 async def _create(emu: KieEmulator, body: dict[str, Any]) -> dict[str, Any]:
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {emu.api_key}"}) as client, \
-            client.post(emu.base_url + CREATE, json=body) as response:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {emu.api_key}"}) as client,
+        client.post(emu.base_url + CREATE, json=body) as response,
+    ):
         assert response.status == 200
         answer: dict[str, Any] = await response.json()
         return answer
@@ -93,18 +101,31 @@ async def test_schema_violations_are_422_with_every_reason(emulator: KieEmulator
 
 
 async def test_page_rules_refuse_what_the_page_forbids_in_words(emulator: KieEmulator) -> None:
-    mixed = {"model": "bytedance/seedance-2", "input": {
-        "prompt": "a dancer", "first_frame_url": "https://example.com/a.png",
-        "reference_image_urls": ["https://example.com/b.png"]}}
+    mixed = {
+        "model": "bytedance/seedance-2",
+        "input": {
+            "prompt": "a dancer",
+            "first_frame_url": "https://example.com/a.png",
+            "reference_image_urls": ["https://example.com/b.png"],
+        },
+    }
     answer = await _create(emulator, mixed)
     assert answer["code"] == 422 and "[seedance-scenarios-exclusive]" in answer["msg"]
-    multi = {"model": "kling-3.0/video", "input": {"sound": True, "duration": "5", "mode": "std",
-                                                   "multi_shots": True, "aspect_ratio": "16:9"}}
+    multi = {
+        "model": "kling-3.0/video",
+        "input": {"sound": True, "duration": "5", "mode": "std", "multi_shots": True, "aspect_ratio": "16:9"},
+    }
     answer = await _create(emulator, multi)
     assert answer["code"] == 422 and "[kling30-multi-prompt-with-multi-shots]" in answer["msg"]
     # What the page allows (and our SDK spec refuses) passes: the emulator does not share the SDK's beliefs.
-    page_example = {"model": "kling-3.0/motion-control", "input": {
-        "input_urls": ["https://example.com/a.png"], "video_urls": ["https://example.com/v.mp4"], "mode": "720p"}}
+    page_example = {
+        "model": "kling-3.0/motion-control",
+        "input": {
+            "input_urls": ["https://example.com/a.png"],
+            "video_urls": ["https://example.com/v.mp4"],
+            "mode": "720p",
+        },
+    }
     assert (await _create(emulator, page_example))["code"] == 200
 
 
@@ -128,8 +149,13 @@ async def test_hostile_inputs_get_a_bounded_422_not_a_crash(emulator: KieEmulato
     many = {"model": "nano-banana-2", "input": {"prompt": "x", "image_input": [{"bad": i} for i in range(5000)]}}
     answer = await _create(emulator, many)
     assert answer["code"] == 422 and "more" in answer["msg"] and len(answer["msg"]) < 10_000
-    for params in ({"prompt": None}, {"prompt": ["x"]}, {"prompt": "x", "resolution": None},
-                   {"prompt": "x" * 20_001}, {"prompt": "a", "duration": float("inf")}):
+    for params in (
+        {"prompt": None},
+        {"prompt": ["x"]},
+        {"prompt": "x", "resolution": None},
+        {"prompt": "x" * 20_001},
+        {"prompt": "a", "duration": float("inf")},
+    ):
         body = {"model": "bytedance/seedance-2", "input": params}
         assert (await _create(emulator, body))["code"] == 422, params
     nested: dict[str, Any] = {}
@@ -153,6 +179,10 @@ _SELF_CONTRADICTING_EXAMPLES = {
 def test_each_pages_own_example_passes_its_schema_unless_the_page_contradicts_itself() -> None:
     from kie_async.emulator.policy import schema_input_checker
 
-    refused = {model for model, schema in load_provider_schemas().by_model.items()
-               for example in schema.example_inputs if schema_input_checker(model, example)}
+    refused = {
+        model
+        for model, schema in load_provider_schemas().by_model.items()
+        for example in schema.example_inputs
+        if schema_input_checker(model, example)
+    }
     assert refused == set(_SELF_CONTRADICTING_EXAMPLES)

@@ -119,8 +119,9 @@ async def test_readme_bash_blocks_run(index: int, tmp_path: Path) -> None:
         assert "credits:" in out.decode()
 
 
-def test_readme_credits_command_offline(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                                        tmp_path: Path) -> None:
+def test_readme_credits_command_offline(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("KIE_OUTPUT_DIR", str(tmp_path))  # the offline account lives under the output root
     assert main(["credits", "--offline", "--json"]) == 0
     assert (tmp_path / "emulator-state" / "ledger.json").is_file()

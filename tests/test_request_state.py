@@ -189,8 +189,9 @@ class _World:
             self.emulator.faults.add(endpoint, kind, count=count, **params)
             self.uncertainty_injected |= endpoint == "createTask" and kind in UNCERTAINTY
         job = asyncio.create_task(
-            run_many(self.requests, kie, options=self.options, journal_path=self.journal,
-                     retry_failed=round_["retry_failed"])
+            run_many(
+                self.requests, kie, options=self.options, journal_path=self.journal, retry_failed=round_["retry_failed"]
+            )
         )
         kill_after = round_["kill_after_lines"]
         if kill_after is not None:

@@ -48,8 +48,13 @@ async def run_one(kie: KieSession, root: Path, prompt: str, **opts: object) -> s
 
 
 async def test_tags_context_and_prompt_file_at_run_time(kie: KieSession, tmp_path: Path) -> None:
-    run_id = await run_one(kie, tmp_path, "a red fox", tags=["client-a", "draft", "draft"],
-                           source_context={"request_id": "req-42", "user": "ana"})
+    run_id = await run_one(
+        kie,
+        tmp_path,
+        "a red fox",
+        tags=["client-a", "draft", "draft"],
+        source_context={"request_id": "req-42", "user": "ana"},
+    )
     run = await load_run(tmp_path, run_id)
     assert run.manifest.tags == ["client-a", "draft"]
     assert run.manifest.source_context == {"request_id": "req-42", "user": "ana"}
@@ -96,8 +101,26 @@ async def test_bad_tags_and_unknown_runs_are_refused(kie: KieSession, tmp_path: 
 
 def test_cli_tag_notes_and_list_by_tag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = str(tmp_path)
-    assert main(["run", "--offline", "--model", "nano-banana-2", "--prompt", "a fox", "--out", out, "--json",
-                 "--tag", "batch-7", "--context", "request_id=r1"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--offline",
+                "--model",
+                "nano-banana-2",
+                "--prompt",
+                "a fox",
+                "--out",
+                out,
+                "--json",
+                "--tag",
+                "batch-7",
+                "--context",
+                "request_id=r1",
+            ]
+        )
+        == 0
+    )
     run_id = json.loads(capsys.readouterr().out)["run_id"]
     assert main(["artifacts", "tag", run_id, "--add", "keeper", "--root", out]) == 0
     assert main(["artifacts", "notes", run_id, "looks good", "--root", out]) == 0

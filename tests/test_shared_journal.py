@@ -145,8 +145,11 @@ async def _dead_owner(
         if label == "paid":
             prompt = requests[2].prompt
             created = await kie.create_task(model="nano-banana-2", input={"prompt": prompt})
-            await journal.record(JournalRecord(key=key, state=RequestState.SUBMITTED, attempt="dead-paid",
-                                               task_id=created.task_id, model_key=MODEL))
+            await journal.record(
+                JournalRecord(
+                    key=key, state=RequestState.SUBMITTED, attempt="dead-paid", task_id=created.task_id, model_key=MODEL
+                )
+            )
             labels["paid_task"] = created.task_id
     await journal.abandon()  # killed: no renewals, nothing given back
     return labels
@@ -159,8 +162,7 @@ async def test_a_dead_owners_claims_are_taken_over_by_the_rules_of_the_journal(
     async with session(emulator, redis_url) as dead, session(emulator, redis_url) as taker:
         labels = await _dead_owner(dead, "takeover", requests, emulator)
         # resubmit_uncertain does not reach a claim that died maybe-sent: the taker never buys it again
-        results = await run_many(requests, taker, options=opts(tmp_path), batch_id="takeover",
-                                 resubmit_uncertain=True)
+        results = await run_many(requests, taker, options=opts(tmp_path), batch_id="takeover", resubmit_uncertain=True)
         counters = await meta(taker, "takeover")
     maybe, never, paid, idle, free = results
     assert maybe.status == "submit_uncertain" and maybe.state is RequestState.UNCERTAIN
@@ -183,8 +185,9 @@ async def test_a_later_process_rebuys_nothing_after_a_takeover(
         await run_many(requests, taker, options=opts(tmp_path / "t"), batch_id="after")
         sold_after_takeover = emulator.stats.tasks_created
         async with session(emulator, redis_url) as later:
-            again = await run_many(requests, later, options=opts(tmp_path / "t"), batch_id="after",
-                                   resubmit_uncertain=False)
+            again = await run_many(
+                requests, later, options=opts(tmp_path / "t"), batch_id="after", resubmit_uncertain=False
+            )
     assert emulator.stats.tasks_created == sold_after_takeover == 3  # never, paid (the dead one's), idle
     assert [r.status for r in again] == ["submit_uncertain", "succeeded", "succeeded", "succeeded"]
     assert all(r.resumed for r in again[1:])  # read back from the shared journal, nothing run
@@ -220,16 +223,31 @@ async def test_a_succeeded_run_on_another_machine_is_reported_without_downloadin
         await journal.record(JournalRecord(key=key, state=RequestState.SUBMITTING, attempt="x", model_key=MODEL))
         await journal.record(JournalRecord(key=key, state=RequestState.SUBMITTING, attempt="x", sending=True))
         for state in (RequestState.SUBMITTED, RequestState.SUCCEEDED):
-            await journal.record(JournalRecord(
-                key=key, state=state, attempt="x", task_id=created.task_id, model_key=MODEL, run_id="r-1",
-                run_dir="/srv/render-02/runs/r-1" if state is RequestState.SUCCEEDED else None,
-                outputs=["/srv/render-02/runs/r-1/output_0.png"] if state is RequestState.SUCCEEDED else [],
-                output_sha256=["0" * 64] if state is RequestState.SUCCEEDED else [],
-                output_bytes=[1234] if state is RequestState.SUCCEEDED else [],
-            ))
+            await journal.record(
+                JournalRecord(
+                    key=key,
+                    state=state,
+                    attempt="x",
+                    task_id=created.task_id,
+                    model_key=MODEL,
+                    run_id="r-1",
+                    run_dir="/srv/render-02/runs/r-1" if state is RequestState.SUCCEEDED else None,
+                    outputs=["/srv/render-02/runs/r-1/output_0.png"] if state is RequestState.SUCCEEDED else [],
+                    output_sha256=["0" * 64] if state is RequestState.SUCCEEDED else [],
+                    output_bytes=[1234] if state is RequestState.SUCCEEDED else [],
+                )
+            )
         assert journal.get(key) is not None and journal.get(key).result.host == "render-02"  # type: ignore[union-attr]
-        await journal.finish(key, RunResult(status="succeeded", state=RequestState.SUCCEEDED, model_key=MODEL,
-                                            request_key=key, task_id=created.task_id))
+        await journal.finish(
+            key,
+            RunResult(
+                status="succeeded",
+                state=RequestState.SUCCEEDED,
+                model_key=MODEL,
+                request_key=key,
+                task_id=created.task_id,
+            ),
+        )
         await journal.close()
         served_before = emulator.stats.files_served
         [result] = await run_many([request], here, options=opts(tmp_path), batch_id="machines")
@@ -262,9 +280,9 @@ async def test_an_intent_waits_for_redis_and_is_never_assumed(
         assert (await journal.try_claim("k")).claimed
         redis_server.stop()
         try:
-            intent = asyncio.create_task(journal.record(
-                JournalRecord(key="k", state=RequestState.SUBMITTING, attempt="a", model_key=MODEL)
-            ))
+            intent = asyncio.create_task(
+                journal.record(JournalRecord(key="k", state=RequestState.SUBMITTING, attempt="a", model_key=MODEL))
+            )
             await asyncio.sleep(1.0)
             assert not intent.done()  # fail closed: no acknowledged intent, no send
         finally:
@@ -294,13 +312,25 @@ def _batch_file(path: Path, prefix: str, n: int) -> Path:
     return path
 
 
-async def _run_batch_process(
-    file: Path, out: Path, env: dict[str, str], redis_url: str
-) -> asyncio.subprocess.Process:
+async def _run_batch_process(file: Path, out: Path, env: dict[str, str], redis_url: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kie_async", "run-batch", str(file), "--coordination", redis_url, "--out", str(out),
-        "--no-derivatives", "--json", "--concurrency", "3",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        sys.executable,
+        "-m",
+        "kie_async",
+        "run-batch",
+        str(file),
+        "--coordination",
+        redis_url,
+        "--out",
+        str(out),
+        "--no-derivatives",
+        "--json",
+        "--concurrency",
+        "3",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
     )
 
 
@@ -359,8 +389,12 @@ def test_run_batch_refuses_a_shared_batch_it_cannot_run(tmp_path: Path, capsys: 
     file = _batch_file(tmp_path / "b.jsonl", "refused", 1)
     assert main(["run-batch", str(file), "--coordination", "redis://127.0.0.1:1/0", "--offline"]) == 2
     assert "--offline" in capsys.readouterr().err
-    assert main(["run-batch", str(file), "--coordination", "redis://127.0.0.1:1/0", "--journal",
-                 str(tmp_path / "j.jsonl")]) == 2
+    assert (
+        main(
+            ["run-batch", str(file), "--coordination", "redis://127.0.0.1:1/0", "--journal", str(tmp_path / "j.jsonl")]
+        )
+        == 2
+    )
     assert "--journal" in capsys.readouterr().err
     env_had = os.environ.pop("KIE_COORDINATION_URL", None)
     try:
@@ -373,8 +407,14 @@ def test_run_batch_refuses_a_shared_batch_it_cannot_run(tmp_path: Path, capsys: 
 
 # -- the benchmark, reduced ----------------------------------------------------------------------------------
 
-BENCH_ZERO = ("requests_with_two_tasks", "not_settled", "dead_claims_unfinished", "dead_maybe_sent_not_left_uncertain",
-              "survivors_disagree", "uncertain_not_from_the_kill")
+BENCH_ZERO = (
+    "requests_with_two_tasks",
+    "not_settled",
+    "dead_claims_unfinished",
+    "dead_maybe_sent_not_left_uncertain",
+    "survivors_disagree",
+    "uncertain_not_from_the_kill",
+)
 
 
 def test_quick_shared_batch_benchmark_buys_nothing_twice(redis_server: RedisServer, tmp_path: Path) -> None:
@@ -384,7 +424,10 @@ def test_quick_shared_batch_benchmark_buys_nothing_twice(redis_server: RedisServ
     """
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_shared_batch.py"), "--quick", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     results = tmp_path / "bench_shared_batch.quick.json"
     assert results.is_file(), done.stdout[-3000:] + done.stderr[-3000:]

@@ -13,14 +13,22 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ZERO = ("requests_with_two_tasks", "false_submit_uncertain", "succeeded_missing_or_wrong_output",
-        "orphan_temp_files", "paid_tasks_not_final")
+ZERO = (
+    "requests_with_two_tasks",
+    "false_submit_uncertain",
+    "succeeded_missing_or_wrong_output",
+    "orphan_temp_files",
+    "paid_tasks_not_final",
+)
 
 
 def test_quick_soak_never_buys_twice_and_leaves_nothing_behind(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "soak_money.py"), "--quick", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     results = tmp_path / "soak_money.quick.json"
     assert results.is_file(), done.stdout[-3000:] + done.stderr[-3000:]

@@ -18,28 +18,57 @@ SPEC_DIR = Path(__file__).resolve().parents[1] / "model_specs"
 OPENAPI = {
     "openapi": "3.0.1",
     "info": {"title": "Acme Video", "version": "1"},
-    "paths": {"/api/v1/jobs/createTask": {"post": {
-        "summary": "Acme image to video",
-        "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Body"}}}},
-    }}},
-    "components": {"schemas": {"Body": {"type": "object", "properties": {
-        "model": {"type": "string", "enum": ["acme/v1-2-image-to-video"]},
-        "input": {"type": "object", "required": ["prompt", "image_url", "duration"], "properties": {
-            "prompt": {"type": "string", "maxLength": 1200},
-            "image_url": {"type": "string", "description": "The first frame (Accepted types: image/jpeg, "
-                                                           "image/png; Max size: 10.0MB)"},
-            "end_image_url": {"type": "string", "description": "Optional last frame image"},
-            "reference_audio_urls": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 3,
-                                     "description": "Format: wav, mp3. Single audio not exceeding 15 MB. "
-                                                    "Cannot be used together with end_image_url."},
-            "duration": {"type": "string", "enum": ["5", "10"], "default": "5"},
-            "cfg_scale": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
-            "seed": {"type": "integer", "description": "Seed in 0 to 99"},
-            "shots": {"type": "array", "description": "Supports up to 4 shots",
-                      "items": {"type": "object", "required": ["text"],
-                                "properties": {"text": {"type": "string", "maxLength": 80}}}},
-        }},
-    }}}},
+    "paths": {
+        "/api/v1/jobs/createTask": {
+            "post": {
+                "summary": "Acme image to video",
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Body"}}}},
+            }
+        }
+    },
+    "components": {
+        "schemas": {
+            "Body": {
+                "type": "object",
+                "properties": {
+                    "model": {"type": "string", "enum": ["acme/v1-2-image-to-video"]},
+                    "input": {
+                        "type": "object",
+                        "required": ["prompt", "image_url", "duration"],
+                        "properties": {
+                            "prompt": {"type": "string", "maxLength": 1200},
+                            "image_url": {
+                                "type": "string",
+                                "description": "The first frame (Accepted types: image/jpeg, "
+                                "image/png; Max size: 10.0MB)",
+                            },
+                            "end_image_url": {"type": "string", "description": "Optional last frame image"},
+                            "reference_audio_urls": {
+                                "type": "array",
+                                "items": {"type": "string"},
+                                "minItems": 1,
+                                "maxItems": 3,
+                                "description": "Format: wav, mp3. Single audio not exceeding 15 MB. "
+                                "Cannot be used together with end_image_url.",
+                            },
+                            "duration": {"type": "string", "enum": ["5", "10"], "default": "5"},
+                            "cfg_scale": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+                            "seed": {"type": "integer", "description": "Seed in 0 to 99"},
+                            "shots": {
+                                "type": "array",
+                                "description": "Supports up to 4 shots",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["text"],
+                                    "properties": {"text": {"type": "string", "maxLength": 80}},
+                                },
+                            },
+                        },
+                    },
+                },
+            }
+        }
+    },
 }
 
 
@@ -65,7 +94,12 @@ def test_import_reads_every_kind_of_fact(openapi_file: Path) -> None:
     assert spec.prompt.required and spec.prompt.max_chars == 1200
     duration = spec.options["duration"]
     assert (duration.type, duration.wire, duration.allowed, duration.default, duration.required) == (
-        "integer", "string", [5, 10], 5, True)
+        "integer",
+        "string",
+        [5, 10],
+        5,
+        True,
+    )
     cfg = spec.options["cfg_scale"]
     assert (cfg.type, cfg.min, cfg.max, cfg.default) == ("number", 0, 1, 0.5)
     assert (spec.options["seed"].min, spec.options["seed"].max) == (0, 99)  # a range stated in words
@@ -74,11 +108,21 @@ def test_import_reads_every_kind_of_fact(openapi_file: Path) -> None:
     assert shots.items.fields["text"].required and shots.items.fields["text"].max_chars == 80
     [mode] = spec.task_modes
     assert (mode.name, mode.provider_model, mode.input_pattern) == (
-        "image_to_video", "acme/v1-2-image-to-video", "single_image")
+        "image_to_video",
+        "acme/v1-2-image-to-video",
+        "single_image",
+    )
     slots = {s.field: s for s in mode.slots}
     first = slots["image_url"]
     assert (first.kind, first.roles, first.min, first.max, first.shape, first.formats, first.max_mb) == (
-        "image", ["first_frame"], 1, 1, "scalar", ["jpg", "jpeg", "png"], 10)
+        "image",
+        ["first_frame"],
+        1,
+        1,
+        "scalar",
+        ["jpg", "jpeg", "png"],
+        10,
+    )
     assert slots["end_image_url"].roles == ["last_frame"] and slots["end_image_url"].min == 0
     audio = slots["reference_audio_urls"]
     assert (audio.kind, audio.max, audio.formats, audio.max_mb) == ("audio", 3, ["wav", "mp3"], 15)
@@ -95,8 +139,9 @@ def test_rendered_yaml_marks_todos_and_loads(openapi_file: Path, tmp_path: Path)
     assert load_spec_file(target).key == imported.key
 
 
-def test_cli_import_writes_and_never_clobbers(openapi_file: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_import_writes_and_never_clobbers(
+    openapi_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "specs"
     assert main(["models", "import", str(openapi_file), "--family", "acme", "--out", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

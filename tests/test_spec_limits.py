@@ -114,8 +114,7 @@ def test_conditional_slot_count_and_totals_across_slots(registry: ModelRegistry)
     mode = spec.task_modes[0]
     body = {"prompt": "hi", "image_url": _url(0), "style_urls": [_url(1), _url(2)], "mode": "short"}
     assert any("style_urls" in p for p in parse_wire_input(spec, mode, body).problems)
-    body = {"prompt": "hi", "image_url": _url(0), "style_urls": [_url(1)] * 3,
-            "extra_urls": [_url(2)] * 2}
+    body = {"prompt": "hi", "image_url": _url(0), "style_urls": [_url(1)] * 3, "extra_urls": [_url(2)] * 2}
     assert any("together" in p for p in parse_wire_input(spec, mode, body).problems)
 
 
@@ -151,14 +150,16 @@ def emulator_config() -> EmulatorConfig:
     return EmulatorConfig(generation_seconds=0.1)
 
 
-async def test_an_image_below_the_pages_pixel_bound_is_refused_before_upload(emulator: KieEmulator,
-                                                                            tmp_path: Path) -> None:
+async def test_an_image_below_the_pages_pixel_bound_is_refused_before_upload(
+    emulator: KieEmulator, tmp_path: Path
+) -> None:
     small = tmp_path / "small.png"
     small.write_bytes(_png(200, 200))  # happyhorse-i2v: width and height at least 300 px (the page)
     request = RawUserRequest(model_key="happyhorse-i2v", prompt="a horse runs", images=[str(small)])
     async with KieSession(emulator.settings()) as kie:
-        result = await run_pipeline(request, kie, options=PipelineOptions(
-            artifacts=ArtifactSettings(root=tmp_path / "out")))
+        result = await run_pipeline(
+            request, kie, options=PipelineOptions(artifacts=ArtifactSettings(root=tmp_path / "out"))
+        )
     assert result.status == "blocked" and result.spent_nothing, result.error
     assert "300" in (result.error or "")
     assert emulator.stats.uploads == 0 and emulator.stats.tasks_created == 0
@@ -187,8 +188,9 @@ def test_video_pixel_bounds_are_checked_before_upload(tmp_path: Path) -> None:
     def rules(width: int, height: int) -> set[str]:
         clip = tmp_path / f"clip-{width}x{height}.mp4"
         clip.write_bytes(_mp4(width, height))
-        result = validate_request(RawUserRequest(model_key="happyhorse-video-edit", prompt="make it night",
-                                                 videos=[str(clip)]))
+        result = validate_request(
+            RawUserRequest(model_key="happyhorse-video-edit", prompt="make it night", videos=[str(clip)])
+        )
         return {d.rule for d in result.impossible_inputs}
 
     assert "pixels" not in rules(1280, 720)

@@ -15,9 +15,24 @@ from kie_async.catalogue.validate import validate_request
 from kie_async.core.data import data_dir
 
 EXPECTED_KEYS = {
-    "nano-banana-2", "nano-banana-pro", "seedance-2.0", "seedance-2.0-fast", "seedance-2.0-mini",
-    "kling-2.6-t2v", "kling-2.6-i2v", "kling-2.6-motion", "kling-3.0-t2v", "kling-3.0-i2v", "kling-3.0-motion",
-    "veo-3.1", "veo-3.1-fast", "runway-gen", "runway-aleph", "suno-music", "gpt4o-image", "flux-kontext-pro",
+    "nano-banana-2",
+    "nano-banana-pro",
+    "seedance-2.0",
+    "seedance-2.0-fast",
+    "seedance-2.0-mini",
+    "kling-2.6-t2v",
+    "kling-2.6-i2v",
+    "kling-2.6-motion",
+    "kling-3.0-t2v",
+    "kling-3.0-i2v",
+    "kling-3.0-motion",
+    "veo-3.1",
+    "veo-3.1-fast",
+    "runway-gen",
+    "runway-aleph",
+    "suno-music",
+    "gpt4o-image",
+    "flux-kontext-pro",
     "flux-kontext-max",
 }
 
@@ -75,13 +90,16 @@ def test_every_field_records_provenance_and_the_spec_has_notes(key: str) -> None
             assert slot.provenance is not None, slot.name
 
 
-@pytest.mark.parametrize(("key", "needle"), [
-    ("kling-3.0-motion", "UNCONFIRMED"),
-    ("seedance-2.0-mini", "UNCONFIRMED"),
-    ("nano-banana-2", "UNCONFIRMED"),
-    ("kling-3.0-t2v", "UNCONFIRMED"),
-    ("seedance-2.0", "UNCONFIRMED"),
-])
+@pytest.mark.parametrize(
+    ("key", "needle"),
+    [
+        ("kling-3.0-motion", "UNCONFIRMED"),
+        ("seedance-2.0-mini", "UNCONFIRMED"),
+        ("nano-banana-2", "UNCONFIRMED"),
+        ("kling-3.0-t2v", "UNCONFIRMED"),
+        ("seedance-2.0", "UNCONFIRMED"),
+    ],
+)
 def test_unconfirmed_facts_are_recorded_in_verification_notes(key: str, needle: str) -> None:
     assert any(needle in note for note in load_registry().get(key).verification_notes)
 
@@ -202,21 +220,27 @@ def test_adding_a_model_is_adding_one_yaml_file(tmp_path: Path) -> None:
     clear_registry_cache()
     registry = load_registry(folder)
     assert "acme-video-1" in registry.specs
-    request = RawUserRequest(model_key="acme-video-1", prompt="hi", images=["https://x.test/a.png"],
-                             options={"length": "8"})
+    request = RawUserRequest(
+        model_key="acme-video-1", prompt="hi", images=["https://x.test/a.png"], options={"length": "8"}
+    )
     result = validate_request(request, registry=registry)
     assert result.state == "ready"
     assert result.task_mode == "image_to_video"
     payload = build_submission_payload(result, registry=registry)
     assert payload.model == "acme/video-1-i2v"
     assert payload.input == {"prompt": "hi", "start_image": "https://x.test/a.png", "length": "8"}
-    bad = validate_request(RawUserRequest(model_key="acme-video-1", prompt="hi", options={"length": 5}),
-                           registry=registry)
+    bad = validate_request(
+        RawUserRequest(model_key="acme-video-1", prompt="hi", options={"length": 5}), registry=registry
+    )
     assert bad.state == "invalid" and bad.impossible_inputs[0].field == "length"
     # The bundled registry is untouched.
     assert "acme-video-1" not in load_registry().specs
-    assert check_wire_payload("kling-2.6/text-to-video", {"prompt": "x", "sound": False, "aspect_ratio": "1:1",
-                                                          "duration": "5"}) == []
+    assert (
+        check_wire_payload(
+            "kling-2.6/text-to-video", {"prompt": "x", "sound": False, "aspect_ratio": "1:1", "duration": "5"}
+        )
+        == []
+    )
 
 
 async def test_async_load_returns_the_cached_registry() -> None:
@@ -232,7 +256,9 @@ def test_env_spec_folder_is_merged_over_the_bundled_specs(tmp_path: Path, monkey
 
     bundled = data_dir("model_specs")
     (tmp_path / "nano-banana-2-copy.yaml").write_text(
-        (bundled / "nano-banana-2.yaml").read_text().replace("key: nano-banana-2", "key: nano-banana-2-copy", 1)
+        (bundled / "nano-banana-2.yaml")
+        .read_text()
+        .replace("key: nano-banana-2", "key: nano-banana-2-copy", 1)
         .replace("aliases: [nano-banana2, nanobanana-2]", "aliases: []", 1)
     )
     monkeypatch.setenv(SPEC_DIR_ENV, str(tmp_path))

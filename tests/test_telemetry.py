@@ -88,8 +88,9 @@ async def test_a_run_is_one_span_with_its_stages_and_requests(
     emulator: KieEmulator, tmp_path: Path, otel: Collected
 ) -> None:
     async with KieSession(emulator.settings(poll=FAST_POLL)) as kie:
-        result = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt=PROMPT), kie,
-                                    options=_options(tmp_path))
+        result = await run_pipeline(
+            RawUserRequest(model_key="nano-banana-2", prompt=PROMPT), kie, options=_options(tmp_path)
+        )
     assert result.succeeded
     (run,) = otel.named("generate_content ")
     attributes = dict(run.attributes or {})
@@ -103,12 +104,20 @@ async def test_a_run_is_one_span_with_its_stages_and_requests(
     # The createTask request is started just before the submit stage opens (the send is a task of its own):
     # it belongs to the run, under the run's span or the stage's.
     assert create.parent is not None and create.parent.span_id in {
-        run.context.span_id, stages["kie.stage submit"].context.span_id}
+        run.context.span_id,
+        stages["kie.stage submit"].context.span_id,
+    }
     assert (create.attributes or {})["http.response.status_code"] == 200
     assert all("?" not in str((s.attributes or {}).get("url.template", "")) for s in otel.finished())
     points = otel.metric_points()
-    for name in ("gen_ai.client.operation.duration", "kie.purchases", "kie.stage.duration", "kie.download.size",
-                 "kie.task.status_reads", "kie.credits.estimated"):
+    for name in (
+        "gen_ai.client.operation.duration",
+        "kie.purchases",
+        "kie.stage.duration",
+        "kie.download.size",
+        "kie.task.status_reads",
+        "kie.credits.estimated",
+    ):
         assert points.get(name), f"no {name} recorded"
     text = _everything(otel)
     assert emulator.api_key not in text and PROMPT not in text
@@ -138,8 +147,12 @@ async def test_a_batch_with_faults_shows_its_retries_and_429s(
 async def test_a_resumed_run_says_so(emulator: KieEmulator, tmp_path: Path, otel: Collected) -> None:
     async with KieSession(emulator.settings(poll=FAST_POLL)) as kie:
         created = await kie.create_task(model="nano-banana-2", input={"prompt": PROMPT})
-        result = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt=PROMPT), kie,
-                                    options=_options(tmp_path), resume_task_id=created.task_id)
+        result = await run_pipeline(
+            RawUserRequest(model_key="nano-banana-2", prompt=PROMPT),
+            kie,
+            options=_options(tmp_path),
+            resume_task_id=created.task_id,
+        )
     assert result.succeeded and result.resumed
     (run,) = otel.named("generate_content ")
     assert (run.attributes or {})["kie.resumed"] is True
@@ -151,8 +164,9 @@ async def test_a_failed_run_marks_its_span_with_the_typed_error(
 ) -> None:
     emulator.faults.add("createTask", "task_fail", count=1)
     async with KieSession(emulator.settings(poll=FAST_POLL)) as kie:
-        result = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt=PROMPT), kie,
-                                    options=_options(tmp_path))
+        result = await run_pipeline(
+            RawUserRequest(model_key="nano-banana-2", prompt=PROMPT), kie, options=_options(tmp_path)
+        )
     assert not result.succeeded
     (run,) = otel.named("generate_content ")
     assert run.status.status_code.name == "ERROR" and (run.attributes or {})["error.type"]
@@ -174,14 +188,18 @@ def test_without_an_application_configuring_opentelemetry_nothing_is_imported(tm
         "    print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
         "asyncio.run(main())\n"
     )
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "KIE_LOG": ""})
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, env={**os.environ, "KIE_LOG": ""}
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
 
 async def test_kie_log_lines_carry_the_trace_and_span_ids(
-    emulator: KieEmulator, tmp_path: Path, otel: Collected, monkeypatch: pytest.MonkeyPatch,
+    emulator: KieEmulator,
+    tmp_path: Path,
+    otel: Collected,
+    monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("KIE_LOG", "info")
@@ -190,8 +208,9 @@ async def test_kie_log_lines_carry_the_trace_and_span_ids(
     try:
         assert setup_logging_from_env() == logging.INFO
         async with KieSession(emulator.settings(poll=FAST_POLL)) as kie:
-            result = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt=PROMPT), kie,
-                                        options=_options(tmp_path))
+            result = await run_pipeline(
+                RawUserRequest(model_key="nano-banana-2", prompt=PROMPT), kie, options=_options(tmp_path)
+            )
     finally:
         logger.handlers[:], logger.level = before
     (run,) = otel.named("generate_content ")

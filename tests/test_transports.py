@@ -222,7 +222,8 @@ async def test_callback_driven_wait_is_woken_by_each_apis_callback(tmp_path: Pat
             options = opts(tmp_path, callback_url=f"{base}/kie/callback", callback_driven=True, wait_timeout=20)
             requests = [request_for(key).model_copy(update={"callback_url": None}) for key in sorted(CASES)]
             results = await asyncio.wait_for(
-                asyncio.gather(*(run_pipeline(r, kie, options=options) for r in requests)), timeout=15)
+                asyncio.gather(*(run_pipeline(r, kie, options=options) for r in requests)), timeout=15
+            )
     assert all(r.succeeded for r in results), [r.error for r in results]
     assert receiver.stats.accepted == len(CASES) and receiver.stats.rejected == 0
 
@@ -246,8 +247,10 @@ async def test_each_callback_shape_names_its_task_and_verifies(dialect: str, fai
         assert task is not None
         body = callback_body(emulator._ctx, task)
     raw = json.dumps(body).encode()
-    headers = {"X-Webhook-Timestamp": "1700000000",
-               "X-Webhook-Signature": sign_callback(created.task_id, 1700000000, "k")}
+    headers = {
+        "X-Webhook-Timestamp": "1700000000",
+        "X-Webhook-Signature": sign_callback(created.task_id, 1700000000, "k"),
+    }
     event = verify_callback(headers, raw, "k", now=1700000000)
     assert event.task_id == created.task_id
     urls = [u for u in pick_all(body, spec.transport.callback.result_urls) if u]  # failures send "" URLs
@@ -263,17 +266,26 @@ def _veo() -> TransportSpec:
     ("data", "state", "urls"),
     [
         ({"taskId": "t", "successFlag": 0}, TaskState.GENERATING, []),
-        ({"taskId": "t", "successFlag": 1, "response": {"resultUrls": ["https://f.test/a.mp4"]}},
-         TaskState.SUCCESS, ["https://f.test/a.mp4"]),
-        ({"taskId": "t", "successFlag": "1", "response": {"resultUrls": ["https://f.test/a.mp4"]}},
-         TaskState.SUCCESS, ["https://f.test/a.mp4"]),
+        (
+            {"taskId": "t", "successFlag": 1, "response": {"resultUrls": ["https://f.test/a.mp4"]}},
+            TaskState.SUCCESS,
+            ["https://f.test/a.mp4"],
+        ),
+        (
+            {"taskId": "t", "successFlag": "1", "response": {"resultUrls": ["https://f.test/a.mp4"]}},
+            TaskState.SUCCESS,
+            ["https://f.test/a.mp4"],
+        ),
         ({"taskId": "t", "successFlag": 3, "errorCode": 501, "errorMessage": "no"}, TaskState.FAIL, []),
         ({"taskId": "t", "successFlag": 7}, TaskState.UNKNOWN, []),  # a new flag: still running, not a verdict
         ({"taskId": "t", "successFlag": None}, TaskState.UNKNOWN, []),
         ({"taskId": "t", "successFlag": True}, TaskState.UNKNOWN, []),
         ({"taskId": "t", "successFlag": 1, "response": None}, TaskState.SUCCESS, []),  # success without files
-        ({"taskId": "t", "successFlag": 1, "response": '{"resultUrls": ["https://f.test/b.mp4"]}'},
-         TaskState.SUCCESS, ["https://f.test/b.mp4"]),  # a JSON string on the way is decoded
+        (
+            {"taskId": "t", "successFlag": 1, "response": '{"resultUrls": ["https://f.test/b.mp4"]}'},
+            TaskState.SUCCESS,
+            ["https://f.test/b.mp4"],
+        ),  # a JSON string on the way is decoded
         ({"taskId": "t", "successFlag": 1, "response": {"resultUrls": ["ftp://x", None, 5]}}, TaskState.SUCCESS, []),
     ],
 )
@@ -293,8 +305,18 @@ def test_a_status_answer_for_another_task_is_refused() -> None:
 
 
 def test_market_transport_reads_exactly_what_recordinfo_says() -> None:
-    data = {"taskId": "t", "model": "m", "state": "cancelled", "resultJson": "", "failCode": None, "failMsg": "",
-            "costTime": "12", "progress": "45%", "param": '{"model":"m"}', "unrelated": 1}
+    data = {
+        "taskId": "t",
+        "model": "m",
+        "state": "cancelled",
+        "resultJson": "",
+        "failCode": None,
+        "failMsg": "",
+        "costTime": "12",
+        "progress": "45%",
+        "param": '{"model":"m"}',
+        "unrelated": 1,
+    }
     via_transport = _parse_record("t", data, market_transport())
     assert via_transport.state is TaskState.CANCELED and via_transport.raw_state == "cancelled"
     assert via_transport.cost_time == 12 and via_transport.progress is None and via_transport.shape_problems
@@ -347,8 +369,14 @@ def test_a_spec_whose_fields_collide_with_its_transport_is_refused(tmp_path: Pat
 # -- the specs against the provider's own pages ---------------------------------------------------------------
 
 
-API_FOLDERS = {"veo3": "veo3-api", "runway": "runway-api", "aleph": "runway-api", "suno": "suno-api",
-               "gpt4o-image": "4o-image-api", "flux-kontext": "flux-kontext-api"}
+API_FOLDERS = {
+    "veo3": "veo3-api",
+    "runway": "runway-api",
+    "aleph": "runway-api",
+    "suno": "suno-api",
+    "gpt4o-image": "4o-image-api",
+    "flux-kontext": "flux-kontext-api",
+}
 
 
 @functools.cache
@@ -394,7 +422,6 @@ def test_specs_sharing_an_api_describe_it_identically() -> None:
         assert seen == spec.transport, f"{spec.key}: transport {spec.transport.name!r} differs from another spec's"
 
 
-
 async def test_another_process_confirms_an_adoption_on_the_right_api() -> None:
     """A worker that never sent the request finds the task on its own API; a forged token is still refused."""
     from kie_async.client.adoption import with_correlation
@@ -407,7 +434,8 @@ async def test_another_process_confirms_an_adoption_on_the_right_api() -> None:
     async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator:
         async with fast(emulator) as sender:
             payload = build_submission_payload(
-                validate_request(request_for("gpt4o-image")), callback_url=with_correlation(CALLBACK, "batch.a1"))
+                validate_request(request_for("gpt4o-image")), callback_url=with_correlation(CALLBACK, "batch.a1")
+            )
             created = await sender.create_task(payload)
         async with fast(emulator) as worker:  # knows nothing of the task or its API
             assert await worker.adopt_task("batch.a1", created.task_id, fallback=sink) is True
@@ -426,8 +454,12 @@ def test_the_pages_example_request_passes_the_wire_check(key: str, kie_docs: Pat
 
     spec = load_registry().get(key)
     create = spec.transport.create
-    examples = [ex for op in _api_operations(kie_docs, API_FOLDERS[spec.transport.name])
-                if op.path == create.path and op.method.lower() == "post" for ex in op.request_examples]
+    examples = [
+        ex
+        for op in _api_operations(kie_docs, API_FOLDERS[spec.transport.name])
+        if op.path == create.path and op.method.lower() == "post"
+        for ex in op.request_examples
+    ]
     checked = 0
     for example in examples:
         model, fields, _ = create.split(example)
@@ -493,9 +525,11 @@ async def test_a_separate_api_body_is_judged_by_that_apis_published_schema() -> 
         good = {"prompt": "a fox", "aspect_ratio": "16:9"}
         created = await kie.create_task(model="veo3_fast", input=good, transport=veo)
         assert created.task_id
-        for model, bad, reason in (("veo3_fast", {}, "prompt"),
-                                   ("veo3_fast", {"prompt": "a fox", "aspect_ratio": "4:3"}, "aspect_ratio"),
-                                   ("veo9", {"prompt": "a fox"}, "model")):
+        for model, bad, reason in (
+            ("veo3_fast", {}, "prompt"),
+            ("veo3_fast", {"prompt": "a fox", "aspect_ratio": "4:3"}, "aspect_ratio"),
+            ("veo9", {"prompt": "a fox"}, "model"),
+        ):
             with pytest.raises(KieValidationError, match=reason):
                 await kie.create_task(model=model, input=bad, transport=veo)
         assert emulator.stats.tasks_created == 1
@@ -509,17 +543,32 @@ async def test_a_separate_api_body_is_judged_by_the_rules_its_page_states_in_wor
         veo, suno = spec_transport("veo-3.1"), spec_transport("suno-music")
         frames = ["https://example.com/a.png", "https://example.com/b.png", "https://example.com/c.png"]
         refused = [
-            (veo, "veo3_fast", {"prompt": "a fox", "generationType": "TEXT_2_VIDEO", "imageUrls": frames[:1]},
-             "veo-images-by-generation-type"),
+            (
+                veo,
+                "veo3_fast",
+                {"prompt": "a fox", "generationType": "TEXT_2_VIDEO", "imageUrls": frames[:1]},
+                "veo-images-by-generation-type",
+            ),
             (veo, "veo3_fast", {"prompt": "a fox", "imageUrls": frames}, "veo-images-by-generation-type"),
-            (veo, "veo3", {"prompt": "a fox", "generationType": "REFERENCE_2_VIDEO", "imageUrls": frames[:1]},
-             "veo-reference-fast-only"),
-            (suno, "suno-music", {"customMode": False, "instrumental": True, "model": "V4_5"},
-             "suno-prompt-by-mode"),
-            (suno, "suno-music", {"customMode": True, "instrumental": True, "model": "V4", "title": "Calm"},
-             "suno-custom-style-title"),
-            (suno, "suno-music", {"customMode": False, "instrumental": False, "model": "V5", "prompt": "x" * 501},
-             "suno-lengths"),
+            (
+                veo,
+                "veo3",
+                {"prompt": "a fox", "generationType": "REFERENCE_2_VIDEO", "imageUrls": frames[:1]},
+                "veo-reference-fast-only",
+            ),
+            (suno, "suno-music", {"customMode": False, "instrumental": True, "model": "V4_5"}, "suno-prompt-by-mode"),
+            (
+                suno,
+                "suno-music",
+                {"customMode": True, "instrumental": True, "model": "V4", "title": "Calm"},
+                "suno-custom-style-title",
+            ),
+            (
+                suno,
+                "suno-music",
+                {"customMode": False, "instrumental": False, "model": "V5", "prompt": "x" * 501},
+                "suno-lengths",
+            ),
         ]
         for transport, model, body, rule in refused:
             with pytest.raises(KieValidationError, match=rule):

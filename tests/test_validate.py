@@ -20,8 +20,11 @@ VID = "https://cdn.test/v.mp4"
 
 
 def test_ready_when_everything_is_given() -> None:
-    result = validate_request(RawUserRequest(model_key="kling-2.6-t2v", prompt="x",
-                                             options={"sound": True, "aspect_ratio": "9:16", "duration": 10}))
+    result = validate_request(
+        RawUserRequest(
+            model_key="kling-2.6-t2v", prompt="x", options={"sound": True, "aspect_ratio": "9:16", "duration": 10}
+        )
+    )
     assert result.state == "ready"
     assert result.is_submittable
     assert not result.all_details()
@@ -70,16 +73,16 @@ def test_unknown_model_is_invalid_with_where_to_find_the_keys_in_fix() -> None:
 
 
 def test_kling3_i2v_drops_aspect_ratio_with_a_warning() -> None:
-    result = validate_request(RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG],
-                                             options={"aspect_ratio": "9:16"}))
+    result = validate_request(
+        RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[IMG], options={"aspect_ratio": "9:16"})
+    )
     assert result.state == "ready_with_warning"
     assert result.dropped_fields == ["aspect_ratio"]
     assert result.warning_details[0].rule == "aspect_ratio_with_frames"
 
 
 def test_prompt_not_needed_with_multi_shots() -> None:
-    result = validate_request(RawUserRequest(model_key="kling-3.0-t2v",
-                                             multi_prompt=[{"prompt": "a", "duration": 3}]))
+    result = validate_request(RawUserRequest(model_key="kling-3.0-t2v", multi_prompt=[{"prompt": "a", "duration": 3}]))
     assert result.state == "ready_with_defaults"
 
 
@@ -89,9 +92,13 @@ def test_prompt_optional_for_motion_control() -> None:
 
 
 def test_reference_total_length_is_checked_when_known() -> None:
-    result = validate_request(RawUserRequest(
-        model_key="seedance-2.0", prompt="abc",
-        videos=[MediaInput(source=VID, duration_seconds=10), MediaInput(source=VID, duration_seconds=10)]))
+    result = validate_request(
+        RawUserRequest(
+            model_key="seedance-2.0",
+            prompt="abc",
+            videos=[MediaInput(source=VID, duration_seconds=10), MediaInput(source=VID, duration_seconds=10)],
+        )
+    )
     assert result.state == "invalid"
     assert result.impossible_inputs[0].rule == "max_total_seconds"
 
@@ -120,15 +127,17 @@ def test_local_file_checks(tmp_path: Path) -> None:
 
 
 def test_check_files_false_never_touches_the_file_system(tmp_path: Path) -> None:
-    result = validate_request(RawUserRequest(model_key="kling-2.6-i2v", prompt="x", images=[tmp_path / "no.png"]),
-                              check_files=False)
+    result = validate_request(
+        RawUserRequest(model_key="kling-2.6-i2v", prompt="x", images=[tmp_path / "no.png"]), check_files=False
+    )
     assert result.state == "ready_with_defaults"
 
 
 def test_bytes_media_size_is_checked() -> None:
     data = REAL_PNG + bytes(10 * 1024 * 1024 + 1)
-    result = validate_request(RawUserRequest(model_key="kling-2.6-i2v", prompt="x",
-                                             images=[MediaInput(source=data, filename="a.png")]))
+    result = validate_request(
+        RawUserRequest(model_key="kling-2.6-i2v", prompt="x", images=[MediaInput(source=data, filename="a.png")])
+    )
     assert result.impossible_inputs[0].rule == "max_mb"
 
 
@@ -152,8 +161,9 @@ def test_validating_a_normalized_request_gives_the_same_result() -> None:
 
 @pytest.mark.skipif(os.name == "nt", reason="posix permissions")
 def test_unreadable_path_does_not_raise(tmp_path: Path) -> None:
-    result = validate_request(RawUserRequest(model_key="kling-2.6-i2v", prompt="x",
-                                             images=[tmp_path / "a" / "b" / "c.png"]))
+    result = validate_request(
+        RawUserRequest(model_key="kling-2.6-i2v", prompt="x", images=[tmp_path / "a" / "b" / "c.png"])
+    )
     assert result.state == "invalid"
 
 
@@ -165,11 +175,22 @@ WAV = b"RIFF\x00\x00\x00\x00WAVEfmt " + b"\x00" * 16
 GIF = b"GIF89a" + b"\x00" * 26
 
 
-@pytest.mark.parametrize(("header", "fmt"), [
-    (PNG, "png"), (JPEG, "jpg"), (MP4, "mp4"), (MOV, "mov"), (WAV, "wav"), (GIF, "gif"),
-    (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "webp"), (b"ID3\x04", "mp3"), (b"\x1aE\xdf\xa3", "mkv"),
-    (b"II*\x00", "tiff"), (b"hello world", None),
-])
+@pytest.mark.parametrize(
+    ("header", "fmt"),
+    [
+        (PNG, "png"),
+        (JPEG, "jpg"),
+        (MP4, "mp4"),
+        (MOV, "mov"),
+        (WAV, "wav"),
+        (GIF, "gif"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "webp"),
+        (b"ID3\x04", "mp3"),
+        (b"\x1aE\xdf\xa3", "mkv"),
+        (b"II*\x00", "tiff"),
+        (b"hello world", None),
+    ],
+)
 def test_sniff_format(header: bytes, fmt: str | None) -> None:
     from kie_async.catalogue.validate import sniff_format
 
@@ -184,8 +205,10 @@ def test_content_beats_the_name(tmp_path: Path) -> None:
     assert (result.impossible_inputs[0].rule, result.impossible_inputs[0].value) == ("media_kind", "mp4")
     renamed = tmp_path / "frame.png"
     renamed.write_bytes(REAL_JPEG)  # a JPEG named .png is still an accepted image
-    assert validate_request(RawUserRequest(model_key="kling-2.6-i2v", prompt="x", images=[renamed])).state == \
-        "ready_with_defaults"
+    assert (
+        validate_request(RawUserRequest(model_key="kling-2.6-i2v", prompt="x", images=[renamed])).state
+        == "ready_with_defaults"
+    )
     gif = tmp_path / "anim.png"
     gif.write_bytes(REAL_GIF)
     bad = validate_request(RawUserRequest(model_key="kling-3.0-i2v", prompt="x", images=[gif]))
@@ -206,6 +229,9 @@ def test_unnamed_bytes_are_recognised_by_content() -> None:
 
 
 def test_asset_references_are_for_seedance_frames_only() -> None:
-    result = validate_request(RawUserRequest(model_key="seedance-2.0", prompt="abc",
-                                             images=[MediaInput(source="asset://a-1", role="reference")]))
+    result = validate_request(
+        RawUserRequest(
+            model_key="seedance-2.0", prompt="abc", images=[MediaInput(source="asset://a-1", role="reference")]
+        )
+    )
     assert result.state == "invalid" and result.impossible_inputs[0].rule == "url_scheme"

@@ -96,9 +96,7 @@ async def _fetch_outputs(http: aiohttp.ClientSession, answer: dict[str, Any]) ->
     return fetched
 
 
-async def _ready(
-    http: aiohttp.ClientSession, base: str, procs: list[asyncio.subprocess.Process], workers: int
-) -> None:
+async def _ready(http: aiohttp.ClientSession, base: str, procs: list[asyncio.subprocess.Process], workers: int) -> None:
     """Until ``workers`` different processes have answered /health (each request is a new connection)."""
     seen: set[int] = set()
     deadline = time.monotonic() + SERVICE_TIMEOUT
@@ -110,8 +108,7 @@ async def _ready(
             if proc.returncode is not None:
                 raise KieConfigError(f"a worker process exited with code {proc.returncode} before it was ready")
         if time.monotonic() > deadline:
-            raise KieConfigError(f"only {len(seen)} of {workers} workers answered /health within "
-                                 f"{SERVICE_TIMEOUT:g} s")
+            raise KieConfigError(f"only {len(seen)} of {workers} workers answered /health within {SERVICE_TIMEOUT:g} s")
         await asyncio.sleep(0.1)
 
 
@@ -136,8 +133,7 @@ async def run_offline(name: str, commands: Callable[[int], list[list[str]]], *, 
                 "PUBLIC_URL": base,
             }
             procs = [
-                await asyncio.create_subprocess_exec(*argv, env=env, start_new_session=True)
-                for argv in commands(port)
+                await asyncio.create_subprocess_exec(*argv, env=env, start_new_session=True) for argv in commands(port)
             ]
             try:
                 # A new connection per request, so the kernel spreads them over the workers like a load balancer.
@@ -166,8 +162,10 @@ async def run_offline(name: str, commands: Callable[[int], list[list[str]]], *, 
                         await proc.wait()
             reads = list(emulator.stats.status_requests.values())
     for i, answer in enumerate(answers):
-        print(f"request {i}: {answer['status']} on worker {answer['worker']}, waited {answer['wait_seconds']:.2f}s, "
-              f"task {answer['task_id']}")
+        print(
+            f"request {i}: {answer['status']} on worker {answer['worker']}, waited {answer['wait_seconds']:.2f}s, "
+            f"task {answer['task_id']}"
+        )
         for url, size, kind in served[i]:
             print(f"  output {url} ({size} bytes, {kind})")
     ok = all(a["status"] == "succeeded" for a in answers)
@@ -175,12 +173,18 @@ async def run_offline(name: str, commands: Callable[[int], list[list[str]]], *, 
     slowest = max(a["wait_seconds"] for a in answers)
     submitting = sorted({a["worker"] for a in answers})
     print(f"workers that submitted: {len(submitting)} ({', '.join(map(str, submitting))})")
-    print(f"status reads per task: {statistics.fmean(reads):.1f} (callback-driven waits poll every "
-          f"{SAFETY_POLL_SECONDS:g} s)")
+    print(
+        f"status reads per task: {statistics.fmean(reads):.1f} (callback-driven waits poll every "
+        f"{SAFETY_POLL_SECONDS:g} s)"
+    )
     if ok and slowest < SAFETY_POLL_SECONDS / 2:
-        print(f"all {requests} requests succeeded in {wall:.1f}s; slowest wait {slowest:.2f}s: every waiter was woken "
-              f"by its callback, whichever worker received it")
+        print(
+            f"all {requests} requests succeeded in {wall:.1f}s; slowest wait {slowest:.2f}s: every waiter was woken "
+            f"by its callback, whichever worker received it"
+        )
         return 0
-    print(f"error: {sum(a['status'] != 'succeeded' for a in answers)} request(s) failed or a waiter was not woken",
-          file=sys.stderr)
+    print(
+        f"error: {sum(a['status'] != 'succeeded' for a in answers)} request(s) failed or a waiter was not woken",
+        file=sys.stderr,
+    )
     return 1

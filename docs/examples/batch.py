@@ -34,8 +34,13 @@ async def main(args: argparse.Namespace) -> int:
         for attempt in ("first pass", "second pass (same journal)"):
             print(f"{attempt}:")
             results = await run_many(
-                requests, kie, concurrency=4, budget_credits=args.budget, on_progress=progress,
-                options=options, journal_path=args.journal,
+                requests,
+                kie,
+                concurrency=4,
+                budget_credits=args.budget,
+                on_progress=progress,
+                options=options,
+                journal_path=args.journal,
             )
             for r in results:
                 print(f"  {r.status:<11} resumed={r.resumed!s:<5} {r.credits_charged} cr  {r.request_key}")

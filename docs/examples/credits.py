@@ -1,6 +1,6 @@
 """Read the account's credit balance (the simplest "am I connected?" check).
 
-    python docs/examples/credits.py --offline
+python docs/examples/credits.py --offline
 """
 
 from __future__ import annotations

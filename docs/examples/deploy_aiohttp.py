@@ -64,13 +64,15 @@ async def images(request: web.Request) -> web.Response:
     )
     started = time.monotonic()
     result = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt=prompt), kie, options=options)
-    return web.json_response({
-        "status": result.status,
-        "task_id": result.task_id,
-        "worker": os.getpid(),
-        "wait_seconds": result.stage("wait").seconds if result.succeeded else time.monotonic() - started,
-        "error": str(result.error) if result.error else None,
-    })
+    return web.json_response(
+        {
+            "status": result.status,
+            "task_id": result.task_id,
+            "worker": os.getpid(),
+            "wait_seconds": result.stage("wait").seconds if result.succeeded else time.monotonic() - started,
+            "error": str(result.error) if result.error else None,
+        }
+    )
 
 
 def _workers(port: int) -> list[list[str]]:

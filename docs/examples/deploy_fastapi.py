@@ -127,8 +127,24 @@ async def kie_callback(request: Request) -> JSONResponse:
 
 def _uvicorn(port: int) -> list[list[str]]:
     here = os.path.dirname(os.path.abspath(__file__))
-    return [[sys.executable, "-m", "uvicorn", "deploy_fastapi:app", "--app-dir", here, "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "2", "--log-level", "warning"]]
+    return [
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "deploy_fastapi:app",
+            "--app-dir",
+            here,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ]
+    ]
 
 
 if __name__ == "__main__":
@@ -137,8 +153,11 @@ if __name__ == "__main__":
 
     args = make_parser(__doc__ or "").parse_args()
     if not args.offline:
-        print("this file is an app: run it with `uvicorn deploy_fastapi:app --app-dir docs/examples --workers 4`,"
-              " or try it with --offline", file=sys.stderr)
+        print(
+            "this file is an app: run it with `uvicorn deploy_fastapi:app --app-dir docs/examples --workers 4`,"
+            " or try it with --offline",
+            file=sys.stderr,
+        )
         sys.exit(2)
     from _shared import run
 

@@ -1,6 +1,6 @@
 """Estimate what requests would cost from the bundled pricing snapshot. Pure: no network, no credits.
 
-    python docs/examples/estimate.py --offline
+python docs/examples/estimate.py --offline
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Chain two runs: a Nano Banana 2 image becomes the first frame of a Kling 3.0 video; lineage is recorded.
 
-    python docs/examples/image_to_video_chain.py --offline [--out FOLDER]
+python docs/examples/image_to_video_chain.py --offline [--out FOLDER]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Preflight: gate requests on validation, estimated cost, the live balance and a budget before spending.
 
-    python docs/examples/preflight.py --offline
+python docs/examples/preflight.py --offline
 """
 
 from __future__ import annotations

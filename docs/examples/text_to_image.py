@@ -1,6 +1,6 @@
 """Text to image with Nano Banana 2, through the whole pipeline: validate, price, submit, wait, download, record.
 
-    python docs/examples/text_to_image.py --offline [--prompt "..."] [--out FOLDER]
+python docs/examples/text_to_image.py --offline [--prompt "..."] [--out FOLDER]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Validate requests before anything is sent: the verdict, and what to fix. Pure: no network, no credits.
 
-    python docs/examples/validate.py --offline
+python docs/examples/validate.py --offline
 """
 
 from __future__ import annotations

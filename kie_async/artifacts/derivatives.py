@@ -171,7 +171,13 @@ def _reusable_format(header: ImageHeader) -> str | None:
 
 
 def _reuse(
-    source: Path, out_dir: Path, stem: str, name: str, fmt: str, header: ImageHeader, origin: Origin,
+    source: Path,
+    out_dir: Path,
+    stem: str,
+    name: str,
+    fmt: str,
+    header: ImageHeader,
+    origin: Origin,
     relative_to: Path,
 ) -> DerivativeRecord:
     """A record naming the original itself (inside ``relative_to``) or a copy of it (outside)."""
@@ -184,8 +190,14 @@ def _reuse(
         shutil.copyfile(source, target)
         path, size = target.relative_to(relative_to), target.stat().st_size
     return DerivativeRecord(
-        name=name, path=path.as_posix(), format=fmt, width=header.width, height=header.height, bytes=size,
-        source=origin, reused=True,
+        name=name,
+        path=path.as_posix(),
+        format=fmt,
+        width=header.width,
+        height=header.height,
+        bytes=size,
+        source=origin,
+        reused=True,
     )
 
 
@@ -263,9 +275,22 @@ async def _grab_frame(video: Path, target: Path, at_seconds: float) -> bool:
         return False
     for offset in (at_seconds, 0.0):
         proc = await asyncio.create_subprocess_exec(
-            binary, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{offset:.3f}", "-i", str(video),
-            "-frames:v", "1", "-an", str(target),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            binary,
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-ss",
+            f"{offset:.3f}",
+            "-i",
+            str(video),
+            "-frames:v",
+            "1",
+            "-an",
+            str(target),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         try:
             code = await asyncio.wait_for(proc.wait(), timeout=60)

@@ -157,8 +157,12 @@ def _run_link(run_id: str, known: set[str]) -> str:
 def _files(entry: IndexEntry, prefix: str) -> str:
     links: list[str] = []
     for n, asset in enumerate(entry.assets):
-        for label, path in (("original", asset.path), ("web", asset.web), ("thumb", asset.thumb),
-                            ("poster", asset.poster)):
+        for label, path in (
+            ("original", asset.path),
+            ("web", asset.web),
+            ("thumb", asset.thumb),
+            ("poster", asset.poster),
+        ):
             href = _href(prefix, path)
             if href is not None:
                 name = label if len(entry.assets) == 1 else f"{label} {n + 1}"
@@ -174,9 +178,15 @@ def card_html(entry: IndexEntry, prefix: str, known: set[str], children: Sequenc
     """One run as a card; ``prefix`` leads from the page to the artifacts root, ``known`` are runs on the page."""
     rows = [
         ("status", status_html(entry.status.value)),
-        ("model", escape(entry.model_key) + (f' <span class="kie-meta">({escape(entry.provider_model)})</span>'
-                                             if entry.provider_model and entry.provider_model != entry.model_key
-                                             else "")),
+        (
+            "model",
+            escape(entry.model_key)
+            + (
+                f' <span class="kie-meta">({escape(entry.provider_model)})</span>'
+                if entry.provider_model and entry.provider_model != entry.model_key
+                else ""
+            ),
+        ),
         ("credits", escape(_credits(entry))),
         ("created", escape(entry.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"))),
     ]
@@ -202,8 +212,12 @@ def card_html(entry: IndexEntry, prefix: str, known: set[str], children: Sequenc
 
 
 def render_gallery(
-    entries: Iterable[IndexEntry], *, link_prefix: str = ".", title: str = "kie-async runs",
-    subtitle: str = "", generated_at: datetime | None = None,
+    entries: Iterable[IndexEntry],
+    *,
+    link_prefix: str = ".",
+    title: str = "kie-async runs",
+    subtitle: str = "",
+    generated_at: datetime | None = None,
 ) -> str:
     """The whole page for ``entries`` (shown in the given order); ``link_prefix`` is the artifacts root as
     seen from the page's folder (``.`` when the page sits in the root)."""
@@ -267,13 +281,18 @@ async def write_gallery(
     ``out`` (a folder; default: the root itself). Reading the index and writing the page run in threads."""
     base = resolve_root(root)
     folder = Path(out) if out is not None else base
-    entries = await run_file_io(query_runs_sync, base, tag=tag, since=since, model=model,
-                                 task_mode=task_mode, limit=limit)
+    entries = await run_file_io(
+        query_runs_sync, base, tag=tag, since=since, model=model, task_mode=task_mode, limit=limit
+    )
     filters = [f"tag {t}" for t in ([tag] if isinstance(tag, str) else list(tag or []))]
     if since is not None:
         filters.append(f"since {since}")
-    text = render_gallery(entries, link_prefix=_link_prefix(base, folder),
-                          subtitle=" · ".join(filters), title=f"kie-async runs in {base.absolute().name}")
+    text = render_gallery(
+        entries,
+        link_prefix=_link_prefix(base, folder),
+        subtitle=" · ".join(filters),
+        title=f"kie-async runs in {base.absolute().name}",
+    )
     path = folder / GALLERY_FILENAME
     await run_file_io(_write_page, path, text)
     images = text.count("<img ")

@@ -123,6 +123,7 @@ def entry_from_manifest(manifest: RunManifest, run_dir: str, event: str = "run_c
     """Derive the index line from a manifest; deterministic, which is what lets a rebuild reproduce the index."""
     assets: list[IndexAsset] = []
     for out in manifest.outputs:
+
         def rooted(rel: str | None) -> str | None:
             return f"{run_dir}/{rel}" if rel else None
 

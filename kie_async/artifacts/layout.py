@@ -1,11 +1,11 @@
 """Where things live under an artifacts root, in one place so writer, index and queries agree.
 
-    <root>/index.jsonl         append-only, one JSON line per run event
-    <root>/index.lock          flock target; never replaced, so a rebuild can swap index.jsonl safely
-    <root>/runs/<run_id>/      one folder per run (run.json, inputs/, outputs/, derivatives/)
-    <root>/.tmp/               runs being assembled; renamed into runs/ only when complete
-    <root>/emulator-state/     the account ``--offline`` commands share (kie_async.emulator.persist)
-    <root>/gallery.html        ``kie-async artifacts gallery`` (kie_async.artifacts.gallery)
+<root>/index.jsonl         append-only, one JSON line per run event
+<root>/index.lock          flock target; never replaced, so a rebuild can swap index.jsonl safely
+<root>/runs/<run_id>/      one folder per run (run.json, inputs/, outputs/, derivatives/)
+<root>/.tmp/               runs being assembled; renamed into runs/ only when complete
+<root>/emulator-state/     the account ``--offline`` commands share (kie_async.emulator.persist)
+<root>/gallery.html        ``kie-async artifacts gallery`` (kie_async.artifacts.gallery)
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def runs_dir(root: Path) -> Path:
 
 def tmp_dir(root: Path) -> Path:
     return root / TMP_DIRNAME
+
 
 MANIFEST_FILENAME_GLOB = "*/run.json"
 STAGING_NAME = re.compile(r"^(?P<stem>.+)\.(?:(?P<host>[0-9a-f]{6})-)?(?P<pid>\d+)\.[0-9a-f]{8}$")

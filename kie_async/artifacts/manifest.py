@@ -178,7 +178,8 @@ class ArtifactSource(_Model):
     poster_path: Path | None = None
     label: str | None = None
     sha256: str | None = Field(
-        default=None, pattern=r"^[0-9a-f]{64}$",
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
         description="the sha256 of source_path the caller already took (a download it just verified); used only "
         "when the file is stored as a hard link of the same size, so the run folder does not read it again",
     )

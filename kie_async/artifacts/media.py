@@ -83,9 +83,7 @@ def probe(path: Path, kind: ArtifactKind | None = None) -> tuple[ArtifactKind, M
 
 def _probe_image(path: Path, info: MediaInfo) -> MediaInfo:
     header = read_header(path)  # the header only; a download's content check usually read it already
-    return info.model_copy(
-        update={"width": header.width, "height": header.page_height, "has_alpha": header.has_alpha}
-    )
+    return info.model_copy(update={"width": header.width, "height": header.page_height, "has_alpha": header.has_alpha})
 
 
 def _probe_wav(path: Path, info: MediaInfo) -> MediaInfo:

@@ -62,8 +62,10 @@ def _edit_blocking(
                 old = path.read_text(encoding="utf-8")
                 text = old + ("" if not old or old.endswith("\n") else "\n") + notes
             if len(text) > MAX_NOTES_CHARS:
-                raise KieArtifactError(f"notes for {manifest.run_id} would be {len(text)} characters",
-                                       hint=f"keep notes under {MAX_NOTES_CHARS} characters; link to bigger files")
+                raise KieArtifactError(
+                    f"notes for {manifest.run_id} would be {len(text)} characters",
+                    hint=f"keep notes under {MAX_NOTES_CHARS} characters; link to bigger files",
+                )
             staging = folder / f".{NOTES_FILENAME}.{os.getpid()}.tmp"
             staging.write_text(text if not text or text.endswith("\n") else text + "\n", encoding="utf-8")
             os.replace(staging, path)
@@ -71,8 +73,13 @@ def _edit_blocking(
         if adding or removing:
             update["tags"] = [t for t in clean_tags([*manifest.tags, *adding]) if t not in removing]
         if not update:
-            return RunArtifact(run_id=manifest.run_id, run_dir=folder, manifest_path=folder / MANIFEST_FILENAME,
-                               manifest=manifest, indexed=True)
+            return RunArtifact(
+                run_id=manifest.run_id,
+                run_dir=folder,
+                manifest_path=folder / MANIFEST_FILENAME,
+                manifest=manifest,
+                indexed=True,
+            )
         manifest = manifest.model_copy(update=update)
         replace_manifest_blocking(folder, manifest, fsync)
     entry = entry_from_manifest(manifest, folder.relative_to(base).as_posix(), event="run_updated")
@@ -81,8 +88,13 @@ def _edit_blocking(
         append_index_entry_sync(base, entry, fsync=fsync)
     except OSError:
         indexed = False  # run.json holds the change; `kie-async artifacts rebuild` brings the index back
-    return RunArtifact(run_id=manifest.run_id, run_dir=folder, manifest_path=folder / MANIFEST_FILENAME,
-                       manifest=manifest, indexed=indexed)
+    return RunArtifact(
+        run_id=manifest.run_id,
+        run_dir=folder,
+        manifest_path=folder / MANIFEST_FILENAME,
+        manifest=manifest,
+        indexed=indexed,
+    )
 
 
 async def update_run_notes(
@@ -99,8 +111,9 @@ async def update_run_notes(
     """
     if not isinstance(text, str):
         raise KieArtifactError(f"notes must be text, got {type(text).__name__}", hint="pass a str")
-    return await asyncio.to_thread(_edit_blocking, root, run_id, notes=text, append=append, add_tags=(),
-                                   remove_tags=(), fsync=fsync)
+    return await asyncio.to_thread(
+        _edit_blocking, root, run_id, notes=text, append=append, add_tags=(), remove_tags=(), fsync=fsync
+    )
 
 
 async def update_run_tags(
@@ -116,8 +129,9 @@ async def update_run_tags(
         raise KieArtifactError("add= and remove= take a list of tags", hint='write add=["draft"], not add="draft"')
     add, remove = list(add), list(remove)
     try:
-        return await asyncio.to_thread(_edit_blocking, root, run_id, notes=None, append=False, add_tags=add,
-                                       remove_tags=remove, fsync=fsync)
+        return await asyncio.to_thread(
+            _edit_blocking, root, run_id, notes=None, append=False, add_tags=add, remove_tags=remove, fsync=fsync
+        )
     except ValueError as exc:
         raise KieArtifactError(str(exc), hint="tags are 1-64 printable characters without commas") from None
 

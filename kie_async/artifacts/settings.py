@@ -27,15 +27,23 @@ class ArtifactDerivativeSettings(BaseModel):
     web_quality: int = Field(default=82, ge=1, le=100)
     thumb_quality: int = Field(default=75, ge=1, le=100)
     webp_effort: int = Field(
-        default=2, ge=0, le=6, description="libwebp effort for the web/poster rendition: 2 is the measured sweet "
-        "spot (0-1 give the same PSNR in ~30% more bytes; 3+ is 2.5-20x slower for 5-30% fewer bytes)"
+        default=2,
+        ge=0,
+        le=6,
+        description="libwebp effort for the web/poster rendition: 2 is the measured sweet "
+        "spot (0-1 give the same PSNR in ~30% more bytes; 3+ is 2.5-20x slower for 5-30% fewer bytes)",
     )
     thumb_webp_effort: int = Field(
-        default=4, ge=0, le=6, description="libwebp effort for the thumbnail: on 384 px it costs a few ms and "
-        "gives the best PSNR per byte (see benchmarks/README.md)"
+        default=4,
+        ge=0,
+        le=6,
+        description="libwebp effort for the thumbnail: on 384 px it costs a few ms and "
+        "gives the best PSNR per byte (see benchmarks/README.md)",
     )
     vips_cache_max_ops: int = Field(
-        default=0, ge=0, le=100_000,
+        default=0,
+        ge=0,
+        le=100_000,
         description="libvips operation cache size, applied in derivative workers (process-wide): derivatives "
         "never repeat an operation, so 0 saves ~40 MB of RSS at no cost in speed",
     )
@@ -55,7 +63,6 @@ class ArtifactDerivativeSettings(BaseModel):
 
     def workers(self) -> int:
         return self.max_workers or max(1, min(4, os.cpu_count() or 1))
-
 
 
 class ArtifactSettings(BaseModel):

@@ -272,7 +272,10 @@ async def create_run_artifact(
         await asyncio.shield(run_file_io(shutil.rmtree, staging, True))
         raise
     return RunArtifact(
-        run_id=run_id, run_dir=final, manifest_path=final / MANIFEST_FILENAME, manifest=manifest,
+        run_id=run_id,
+        run_dir=final,
+        manifest_path=final / MANIFEST_FILENAME,
+        manifest=manifest,
         indexed=published.indexed,
     )
 
@@ -386,9 +389,9 @@ async def regenerate_run_derivatives(
     manifest = run.manifest.model_copy(update={"outputs": outputs, "updated_at": utc_now()})
     await run_file_io(replace_manifest_blocking, run.run_dir, manifest, fsync)
     # Reused renditions name the original under outputs/: only derivative folders are ever removed.
-    old_folders = {
-        Path(d.path).parts[0] for f in run.manifest.outputs for d in f.derivatives if not d.reused
-    } - {folder}
+    old_folders = {Path(d.path).parts[0] for f in run.manifest.outputs for d in f.derivatives if not d.reused} - {
+        folder
+    }
     old_folders = {name for name in old_folders if name.startswith("derivatives")}
     for old in old_folders:
         await asyncio.to_thread(shutil.rmtree, run.run_dir / old, True)

@@ -14,8 +14,16 @@ import warnings
 from typing import Any
 
 _LISTING_NAMES = frozenset(
-    {"CatalogueRow", "price_range", "catalogue_rows", "group_by_family", "limits_text", "example_request",
-     "example_command", "render_markdown"}
+    {
+        "CatalogueRow",
+        "price_range",
+        "catalogue_rows",
+        "group_by_family",
+        "limits_text",
+        "example_request",
+        "example_command",
+        "render_markdown",
+    }
 )
 
 

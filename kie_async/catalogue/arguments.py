@@ -28,7 +28,7 @@ def _fix_for(value: object, where: str) -> str:
     if isinstance(value, dict):
         return f"build it with RawUserRequest(**{where}) or RawUserRequest.model_validate({where})"
     if isinstance(value, str):
-        return f'pass RawUserRequest(model_key=..., prompt=...) as {where}, not text'
+        return f"pass RawUserRequest(model_key=..., prompt=...) as {where}, not text"
     return f"pass a RawUserRequest as {where}"
 
 
@@ -37,24 +37,34 @@ def check_request_arg(request: object, *, call: str, name: str = "request") -> N
     if isinstance(request, _REQUEST_TYPES):
         return
     if isinstance(request, list | tuple) and request and all(isinstance(r, _REQUEST_TYPES) for r in request):
-        raise KieInputError(f"{call}: {name} is a list of {len(request)} requests, not one request",
-                            hint="run_many(requests, session) runs several; pass one RawUserRequest here")
+        raise KieInputError(
+            f"{call}: {name} is a list of {len(request)} requests, not one request",
+            hint="run_many(requests, session) runs several; pass one RawUserRequest here",
+        )
     raise KieInputError(f"{call}: {name} is {_kind(request)}, not a RawUserRequest", hint=_fix_for(request, name))
 
 
 def check_requests_arg(requests: object, *, call: str, name: str = "requests") -> Sequence[Any]:
     """``requests`` must be a list (or tuple) of :class:`RawUserRequest`; returns it."""
     if isinstance(requests, _REQUEST_TYPES):
-        raise KieInputError(f"{call}: {name} is one {type(requests).__name__}, not a list of requests",
-                            hint=f"wrap it in a list: {call}([request], ...)")
+        raise KieInputError(
+            f"{call}: {name} is one {type(requests).__name__}, not a list of requests",
+            hint=f"wrap it in a list: {call}([request], ...)",
+        )
     if isinstance(requests, dict):
-        raise KieInputError(f"{call}: {name} is a dict, not a list of requests",
-                            hint=f"pass [RawUserRequest(**{name})] (a list of RawUserRequest)")
+        raise KieInputError(
+            f"{call}: {name} is a dict, not a list of requests",
+            hint=f"pass [RawUserRequest(**{name})] (a list of RawUserRequest)",
+        )
     if not isinstance(requests, Sequence) or isinstance(requests, str | bytes):
-        raise KieInputError(f"{call}: {name} is {_kind(requests)}, not a list of requests",
-                            hint="pass a list of RawUserRequest (list(...) turns a generator into one)")
+        raise KieInputError(
+            f"{call}: {name} is {_kind(requests)}, not a list of requests",
+            hint="pass a list of RawUserRequest (list(...) turns a generator into one)",
+        )
     for index, item in enumerate(requests):
         if not isinstance(item, RawUserRequest):
-            raise KieInputError(f"{call}: {name}[{index}] is {_kind(item)}, not a RawUserRequest",
-                                hint=_fix_for(item, f"{name}[{index}]"))
+            raise KieInputError(
+                f"{call}: {name}[{index}] is {_kind(item)}, not a RawUserRequest",
+                hint=_fix_for(item, f"{name}[{index}]"),
+            )
     return requests

@@ -17,7 +17,10 @@ from kie_async.catalogue.spec_import import ImportedSpec, SpecImportError, model
 from kie_async.core.provider_pages import JsonSchema, PageOperation, ProviderPage, read_page
 
 _MESSAGES_FIELD: dict[str, str] = {
-    "openai-chat": "messages", "openai-responses": "input", "anthropic-messages": "messages", "gemini": "contents",
+    "openai-chat": "messages",
+    "openai-responses": "input",
+    "anthropic-messages": "messages",
+    "gemini": "contents",
 }
 _PATH_MODEL = re.compile(r"^/(?P<model>[^/]+)/v1/chat/completions$")
 _GEMINI_MODEL = re.compile(r"/models/(?P<model>[^/:]+):[A-Za-z]+$")
@@ -86,8 +89,10 @@ def _chat_field(prop: JsonSchema, required: bool, notes: list[str], name: str) -
     subs = prop.get("properties")
     if out["type"] == "object" and isinstance(subs, dict) and subs:
         sub_required = {str(r) for r in prop.get("required") or []}
-        out["fields"] = {str(k): _chat_field(v if isinstance(v, dict) else {}, str(k) in sub_required, notes,
-                                             f"{name}.{k}") for k, v in subs.items()}
+        out["fields"] = {
+            str(k): _chat_field(v if isinstance(v, dict) else {}, str(k) in sub_required, notes, f"{name}.{k}")
+            for k, v in subs.items()
+        }
     return out
 
 
@@ -99,8 +104,9 @@ def import_chat_page(page: ProviderPage, *, family: str | None = None, key: str 
     fmt = wire_format_of(op.path)
     assert fmt is not None
     schema = op.request_schema
-    props: dict[str, JsonSchema] = {str(k): v if isinstance(v, dict) else {}
-                                    for k, v in (schema.get("properties") or {}).items()}
+    props: dict[str, JsonSchema] = {
+        str(k): v if isinstance(v, dict) else {} for k, v in (schema.get("properties") or {}).items()
+    }
     required_list = [str(r) for r in schema.get("required") or []]
     notes: list[str] = []
     todos: list[str] = []
@@ -130,13 +136,17 @@ def import_chat_page(page: ProviderPage, *, family: str | None = None, key: str 
     if not roles:
         raise SpecImportError(f"{page.source}: the {messages_field!r} items name no roles")
     system: Literal["role", "field", "fold"] = (
-        "role" if {"system", "developer"} & set(roles) else "field" if "system" in props else "fold")
+        "role" if {"system", "developer"} & set(roles) else "field" if "system" in props else "fold"
+    )
     stream_prop = props.get("stream")
     stream: dict[str, Any] = {"supported": stream_prop is not None}
     if stream_prop is not None and isinstance(stream_prop.get("default"), bool):
         stream["default"] = stream_prop["default"]
-    options = {name: _chat_field(prop, name in required, notes, name) for name, prop in props.items()
-               if name not in {messages_field, "stream", model_field}}
+    options = {
+        name: _chat_field(prop, name in required, notes, name)
+        for name, prop in props.items()
+        if name not in {messages_field, "stream", model_field}
+    }
     stem = page.source.rsplit("/", 1)[-1].removesuffix(".md")
     model_key = key or model_key_for(stem)
     captured = page.captured.isoformat() if page.captured else "unknown"
@@ -157,12 +167,16 @@ def import_chat_page(page: ProviderPage, *, family: str | None = None, key: str 
     }
     if options:
         data["options"] = options
-    data["provenance"] = {"source": f"{page.url or page.source} (OpenAPI block, imported)", "checked_on": captured,
-                          "status": "doc"}
+    data["provenance"] = {
+        "source": f"{page.url or page.source} (OpenAPI block, imported)",
+        "checked_on": captured,
+        "status": "doc",
+    }
     data["verification_notes"] = [
         f"Imported from the provider's OpenAPI block ({page.source}, captured {captured}); nothing here was "
         f"checked against the live API by us. No token price is documented: the unknown-price rule applies and "
-        f"the answer's credits_consumed settles a budget."] + [f"Page defect: {n}" for n in notes]
+        f"the answer's credits_consumed settles a budget."
+    ] + [f"Page defect: {n}" for n in notes]
     data["source_page"] = {"page": page.source, "url": page.url, "captured": captured, "operation": op.path}
     return ImportedSpec(key=model_key, data=data, todos=todos, page_notes=notes)
 
@@ -184,9 +198,15 @@ def _option_facts(prefix: str, spec: ChatOption, out: dict[str, Any]) -> None:
 def chat_facts(spec: ChatSpec) -> dict[str, Any]:
     """The page-derivable facts of a chat spec as ``path -> value``."""
     out: dict[str, Any] = {
-        "wire_format": spec.wire_format, "endpoint": spec.endpoint, "provider_models": sorted(spec.provider_models),
-        "model_field": spec.model_field, "messages_field": spec.messages_field, "roles": sorted(spec.roles),
-        "content": spec.content, "system_prompt": spec.system_prompt, "stream.supported": spec.stream.supported,
+        "wire_format": spec.wire_format,
+        "endpoint": spec.endpoint,
+        "provider_models": sorted(spec.provider_models),
+        "model_field": spec.model_field,
+        "messages_field": spec.messages_field,
+        "roles": sorted(spec.roles),
+        "content": spec.content,
+        "system_prompt": spec.system_prompt,
+        "stream.supported": spec.stream.supported,
         "stream.default": spec.stream.default,
     }
     for name, opt in spec.options.items():
@@ -211,8 +231,11 @@ def chat_drift(committed: ChatSpec, imported: ChatSpec) -> tuple[list[str], list
     mine, theirs = chat_facts(committed), chat_facts(imported)
     differing = [p for p in sorted(set(mine) | set(theirs)) if mine.get(p) != theirs.get(p)]
     overrides = {o.path for o in committed.overrides}
-    drift = [f"{p}: spec says {mine.get(p)!r}, page says {theirs.get(p)!r}" for p in differing
-             if not _overridden(p, overrides)]
+    drift = [
+        f"{p}: spec says {mine.get(p)!r}, page says {theirs.get(p)!r}"
+        for p in differing
+        if not _overridden(p, overrides)
+    ]
     unused = [o for o in sorted(overrides) if not any(_overridden(p, {o}) for p in differing)]
     return drift, unused
 

@@ -28,7 +28,6 @@ CHAT_DIR = "chat"
 """The sub-folder of ``model_specs`` holding chat specs (the media registry reads only the top level)."""
 
 
-
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -83,7 +82,8 @@ class ChatSpec(_Spec):
     roles: list[str] = Field(min_length=1)
     content: Literal["text", "parts"] = Field(description="a message's content: a string, or a list of parts")
     system_prompt: Literal["role", "field", "fold"] = Field(
-        description="role: a system message; field: a top-level `system`; fold: prepended to the first user turn")
+        description="role: a system message; field: a top-level `system`; fold: prepended to the first user turn"
+    )
     stream: StreamSpec
     options: dict[str, ChatOption] = Field(default_factory=dict)
     price: ChatPrice | None = None
@@ -164,6 +164,7 @@ def load_chat_registry(spec_dir: str | Path | None = None) -> ChatRegistry:
     folder (a later file overrides an earlier one by name); or only ``spec_dir`` when given."""
     if spec_dir is not None:
         return _load((str(Path(spec_dir).resolve()),))
-    extra = [str(Path(d).resolve() / CHAT_DIR) for d in os.environ.get("KIE_MODEL_SPECS_DIR", "").split(os.pathsep)
-             if d]
+    extra = [
+        str(Path(d).resolve() / CHAT_DIR) for d in os.environ.get("KIE_MODEL_SPECS_DIR", "").split(os.pathsep) if d
+    ]
     return _load((str(data_dir("model_specs") / CHAT_DIR), *extra))

@@ -80,13 +80,17 @@ def _options(spec: ModelSpec) -> list[str]:
         default = _fmt(opt.default) if opt.has_default else ("(required)" if opt.required else "—")
         if opt.default_when:
             default += " (depends on the request)"
-        notes = [n for n in (
-            "required" if opt.required else None,
-            "UNCONFIRMED" if opt.unconfirmed else None,
-            "deprecated" if opt.deprecated else None,
-            f"aliases: {', '.join(opt.aliases)}" if opt.aliases else None,
-            opt.description,
-        ) if n]
+        notes = [
+            n
+            for n in (
+                "required" if opt.required else None,
+                "UNCONFIRMED" if opt.unconfirmed else None,
+                "deprecated" if opt.deprecated else None,
+                f"aliases: {', '.join(opt.aliases)}" if opt.aliases else None,
+                opt.description,
+            )
+            if n
+        ]
         cells = [f"`{name}`", opt.type, _cell(_allowed(opt)), _cell(default), _cell("; ".join(notes))]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -106,8 +110,9 @@ def _modes(spec: ModelSpec) -> list[str]:
                 limits.append(f"≤ {_fmt(slot.max_mb)} MB")
             if slot.duration_seconds is not None:
                 d = slot.duration_seconds
-                limits.append(f"{_fmt(d.min) if d.min is not None else '…'}–"
-                              f"{_fmt(d.max) if d.max is not None else '…'} s")
+                limits.append(
+                    f"{_fmt(d.min) if d.min is not None else '…'}–{_fmt(d.max) if d.max is not None else '…'} s"
+                )
             lines.append(f"  - `{slot.name}` → `{slot.field}`: {'; '.join(limits)}")
     return lines
 
@@ -116,9 +121,13 @@ def _prices(pricing: ModelPricing | None, snapshot: PricingSnapshot) -> list[str
     if pricing is None:
         return ["No published price: runs need `allow_unknown_cost=True` when a budget or balance is checked."]
     unit = pricing.unit.replace("_", " ")
-    lines = [f"From snapshot `{snapshot.snapshot_id}` ({unit}; 1 credit = ${_fmt(snapshot.credit_usd)}; "
-             f"{'verified billing' if snapshot.billing_verified else 'published prices, not verified billing'}).",
-             "", "| when | credits | USD |", "| --- | --- | --- |"]
+    lines = [
+        f"From snapshot `{snapshot.snapshot_id}` ({unit}; 1 credit = ${_fmt(snapshot.credit_usd)}; "
+        f"{'verified billing' if snapshot.billing_verified else 'published prices, not verified billing'}).",
+        "",
+        "| when | credits | USD |",
+        "| --- | --- | --- |",
+    ]
     for rule in pricing.rules:
         when = "; ".join(_condition(c) for c in rule.when) or "always"
         if rule.assumption:
@@ -143,10 +152,15 @@ def _presets_for(spec: ModelSpec, presets: Iterable[PromptPreset]) -> list[str]:
         lines.append(head)
         if preset.aliases:
             lines.append(f"  - seed toolkit keys: {', '.join(f'`{a}`' for a in preset.aliases)}")
-        variables = {"model_key": spec.key, "model_label": spec.label, "task_mode": "the task mode",
-                     "input_pattern": ", ".join(preset.input_patterns), "media_summary": "the inputs",
-                     "user_prompt": "the user's prompt",
-                     "prompt_max_chars": spec.prompt.max_chars or "the model's limit"}
+        variables = {
+            "model_key": spec.key,
+            "model_label": spec.label,
+            "task_mode": "the task mode",
+            "input_pattern": ", ".join(preset.input_patterns),
+            "media_summary": "the inputs",
+            "user_prompt": "the user's prompt",
+            "prompt_max_chars": spec.prompt.max_chars or "the model's limit",
+        }
         body, _ = render_template(preset.body, variables)
         guidance = [ln.strip()[2:] for ln in body.splitlines() if ln.strip().startswith("- ")]
         for rule in guidance:
@@ -162,18 +176,38 @@ def _model_section(spec: ModelSpec, snapshot: PricingSnapshot, presets: list[Pro
     if spec.aliases:
         facts.append(f"also called {', '.join(f'`{a}`' for a in spec.aliases)}")
     prompt = spec.prompt
-    facts.append(f"prompt `{prompt.field}` {'required' if prompt.required else 'optional'}"
-                 + (f", ≤ {prompt.max_chars} characters" if prompt.max_chars else ""))
-    lines += ["- " + "; ".join(facts), "", "### Task modes and media", "", *_modes(spec), "",
-              "### Options", "", *_options(spec), ""]
+    facts.append(
+        f"prompt `{prompt.field}` {'required' if prompt.required else 'optional'}"
+        + (f", ≤ {prompt.max_chars} characters" if prompt.max_chars else "")
+    )
+    lines += [
+        "- " + "; ".join(facts),
+        "",
+        "### Task modes and media",
+        "",
+        *_modes(spec),
+        "",
+        "### Options",
+        "",
+        *_options(spec),
+        "",
+    ]
     if spec.rules:
         lines += ["### Rules checked before anything is sent", ""]
         for rule in spec.rules:
             when = "; ".join(_condition(c) for c in rule.when)
             lines.append(f"- {rule.severity} on `{rule.field}` when {when}: {rule.message} Fix: {rule.fix}")
         lines.append("")
-    lines += ["### Price", "", *_prices(snapshot.models.get(spec.key), snapshot), "",
-              "### Prompt presets (how to write a good prompt)", "", *_presets_for(spec, presets), ""]
+    lines += [
+        "### Price",
+        "",
+        *_prices(snapshot.models.get(spec.key), snapshot),
+        "",
+        "### Prompt presets (how to write a good prompt)",
+        "",
+        *_presets_for(spec, presets),
+        "",
+    ]
     if spec.verification_notes:
         lines += ["### What is not confirmed", "", *(f"- {n}" for n in spec.verification_notes), ""]
     return lines
@@ -197,11 +231,17 @@ def render_guides(
     for spec in reg.specs.values():
         families[spec.family].append(spec)
     pages: dict[str, str] = {}
-    index = [HEADER, "", "# Agent guides", "",
-             "One page per model family: what each model takes, its limits, prices and how to prompt it. "
-             "Generated from the specs; regenerate with `kie-async guides`.", "",
-             "Workflow for an agent: validate → estimate → run with a budget cap (see [agents.md](../agents.md)).",
-             ""]
+    index = [
+        HEADER,
+        "",
+        "# Agent guides",
+        "",
+        "One page per model family: what each model takes, its limits, prices and how to prompt it. "
+        "Generated from the specs; regenerate with `kie-async guides`.",
+        "",
+        "Workflow for an agent: validate → estimate → run with a budget cap (see [agents.md](../agents.md)).",
+        "",
+    ]
     for family in sorted(families):
         specs = sorted(families[family], key=lambda s: s.key)
         name = f"{family}.md"
@@ -233,8 +273,12 @@ def write_guides(folder: Path) -> list[Path]:
 def stale_guides(folder: Path) -> list[str]:
     """Names of guides in ``folder`` that differ from what the data says now (missing and extra ones too)."""
     pages = render_guides()
-    stale = [name for name, text in pages.items()
-             if not (folder / name).is_file() or (folder / name).read_text(encoding="utf-8") != text]
-    extra = [p.name for p in folder.glob("*.md")
-             if p.name not in pages and p.read_text(encoding="utf-8").startswith(HEADER)]
+    stale = [
+        name
+        for name, text in pages.items()
+        if not (folder / name).is_file() or (folder / name).read_text(encoding="utf-8") != text
+    ]
+    extra = [
+        p.name for p in folder.glob("*.md") if p.name not in pages and p.read_text(encoding="utf-8").startswith(HEADER)
+    ]
     return sorted(stale + extra)

@@ -79,11 +79,18 @@ def _audit_text(counts: dict[str, int] | None) -> str:
 def _row(spec: ModelSpec, audit: dict[str, dict[str, int]] | None = None) -> CatalogueRow:
     price = price_range(spec.key)
     return CatalogueRow(
-        key=spec.key, label=spec.label, family=spec.family, output=spec.output_kind,
-        task_modes=[m.name for m in spec.task_modes], provider_models=sorted(set(spec.provider_models)),
-        price=price, priced=price != "unknown", aliases=list(spec.aliases),
+        key=spec.key,
+        label=spec.label,
+        family=spec.family,
+        output=spec.output_kind,
+        task_modes=[m.name for m in spec.task_modes],
+        provider_models=sorted(set(spec.provider_models)),
+        price=price,
+        priced=price != "unknown",
+        aliases=list(spec.aliases),
         source=spec.source_page.url if spec.source_page else (spec.audit_page.url if spec.audit_page else None),
-        price_source=_price_source(spec.key), page_limits=_audit_text((audit or {}).get(spec.key)),
+        price_source=_price_source(spec.key),
+        page_limits=_audit_text((audit or {}).get(spec.key)),
     )
 
 
@@ -130,8 +137,12 @@ def example_request(key: str) -> Any:
     """The first submittable request fixture for ``key`` (a :class:`RawUserRequest`), or ``None``."""
     for state in ("ready", "ready_with_defaults", "ready_with_warning"):
         for fixture in _fixtures().values():
-            if fixture.expected_model_key == key and fixture.request.model_key == key \
-                    and fixture.expected_state == state and not fixture.request.multi_prompt:
+            if (
+                fixture.expected_model_key == key
+                and fixture.request.model_key == key
+                and fixture.expected_state == state
+                and not fixture.request.multi_prompt
+            ):
                 return fixture.request
     return None
 
@@ -169,8 +180,11 @@ def _example_command(key: str) -> str | None:
             if isinstance(source, str):
                 words += [f"--{kind}", f"{role}={source}" if role else source]
     for name, value in request.options.items():
-        shown = json.dumps(value) if isinstance(value, list | dict) else (
-            str(value).lower() if isinstance(value, bool) else str(value))
+        shown = (
+            json.dumps(value)
+            if isinstance(value, list | dict)
+            else (str(value).lower() if isinstance(value, bool) else str(value))
+        )
         words += ["--option", f"{name}={shown}"]
     return shlex.join(words)
 
@@ -209,14 +223,19 @@ def render_markdown(registry: ModelRegistry | None = None) -> str:
         "",
     ]
     for family, members in families.items():
-        lines += [f"## {family}", "",
-                  "| key | output | task modes | provider model | price | price source | page limits | page |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {family}",
+            "",
+            "| key | output | task modes | provider model | price | price source | page limits | page |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for row in members:
             page = f"[docs]({row.source})" if row.source else "—"
-            lines.append(f"| `{row.key}` | {row.output} | {', '.join(row.task_modes)} | "
-                         f"{', '.join(f'`{m}`' for m in row.provider_models)} | {row.price} | "
-                         f"{row.price_source or '—'} | {row.page_limits} | {page} |")
+            lines.append(
+                f"| `{row.key}` | {row.output} | {', '.join(row.task_modes)} | "
+                f"{', '.join(f'`{m}`' for m in row.provider_models)} | {row.price} | "
+                f"{row.price_source or '—'} | {row.page_limits} | {page} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

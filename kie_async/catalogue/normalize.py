@@ -86,7 +86,7 @@ def coerce_value(spec: FieldSpec, value: Any, *, strict_wire: bool = False) -> t
     kind = spec.type
     if strict_wire and spec.wire == "string" and kind in ("integer", "number"):
         if not isinstance(value, str):
-            return value, [("", f"must be a string on the wire (e.g. \"{value}\"), got {type(value).__name__}")]
+            return value, [("", f'must be a string on the wire (e.g. "{value}"), got {type(value).__name__}')]
         return coerce_value(spec, value, strict_wire=False)
     if kind == "integer":
         return _coerce_int(value, strict_wire)
@@ -229,32 +229,46 @@ def _classify_one(media_id: str, list_kind: MediaKind, item: MediaItem) -> Norma
     }
     filename = hint.filename if hint else None
     if isinstance(source, bytes):
-        return NormalizedMedia(source_type="bytes", data=source, filename=filename,
-                               extension=_extension(filename), **common)
+        return NormalizedMedia(
+            source_type="bytes", data=source, filename=filename, extension=_extension(filename), **common
+        )
     if isinstance(source, Path):
         path = source.expanduser()
-        return NormalizedMedia(source_type="local_path", value=str(path), filename=filename or path.name,
-                               extension=_extension(filename or path.name), **common)
+        return NormalizedMedia(
+            source_type="local_path",
+            value=str(path),
+            filename=filename or path.name,
+            extension=_extension(filename or path.name),
+            **common,
+        )
     text = source.strip()
     lowered = text.lower()
     if lowered.startswith(("http://", "https://")):
         url_path = urlparse(text).path
-        return NormalizedMedia(source_type="url", value=text, filename=filename,
-                               extension=_extension(filename or url_path), **common)
+        return NormalizedMedia(
+            source_type="url", value=text, filename=filename, extension=_extension(filename or url_path), **common
+        )
     if "://" in lowered and not lowered.startswith("file://"):
-        return NormalizedMedia(source_type="asset", value=text, filename=filename,
-                               extension=_extension(filename), **common)
+        return NormalizedMedia(
+            source_type="asset", value=text, filename=filename, extension=_extension(filename), **common
+        )
     if lowered.startswith("file://"):
         # A file URL is another spelling of a local path (file pickers, browsers): it is read and sniffed like
         # one. On another host it cannot be read here; leaving it a URL gets it refused with the accepted schemes.
         parts = urlparse(text)
         if parts.netloc.lower() not in ("", "localhost"):
-            return NormalizedMedia(source_type="asset", value=text, filename=filename,
-                                   extension=_extension(filename), **common)
+            return NormalizedMedia(
+                source_type="asset", value=text, filename=filename, extension=_extension(filename), **common
+            )
         text = unquote(parts.path)
     path = Path(text).expanduser()
-    return NormalizedMedia(source_type="local_path", value=str(path), filename=filename or path.name,
-                           extension=_extension(filename or path.name), **common)
+    return NormalizedMedia(
+        source_type="local_path",
+        value=str(path),
+        filename=filename or path.name,
+        extension=_extension(filename or path.name),
+        **common,
+    )
 
 
 @dataclass
@@ -281,8 +295,11 @@ def plan_media(spec: ModelSpec, mode: TaskModeSpec, media: Sequence[NormalizedMe
     labelled = [m for m in media if m.role is not None]
     unlabelled = [m for m in media if m.role is None]
     for item in [*labelled, *unlabelled]:
-        fits = [s for s in mode.slots if s.kind == item.kind
-                and (item.role in s.roles if item.role is not None else s.accepts_unroled)]
+        fits = [
+            s
+            for s in mode.slots
+            if s.kind == item.kind and (item.role in s.roles if item.role is not None else s.accepts_unroled)
+        ]
         free = [s for s in fits if counts[s.name] < s.max]
         if free:
             slot = free[0]
@@ -294,49 +311,71 @@ def plan_media(spec: ModelSpec, mode: TaskModeSpec, media: Sequence[NormalizedMe
         if fits:
             slot = fits[0]
             given = sum(1 for m in media if m.kind == item.kind and (m.role in slot.roles or m.role is None))
-            plan.impossible.append(ImpossibleInput(
-                field=slot.field, value=given, rule="max_items",
-                message=f"{spec.key} ({mode.name}) takes at most {slot.max} {item.kind}(s) in {slot.field}; "
-                        f"{item.id} does not fit",
-                fix=f"remove {item.kind}s until at most {slot.max} remain",
-            ))
+            plan.impossible.append(
+                ImpossibleInput(
+                    field=slot.field,
+                    value=given,
+                    rule="max_items",
+                    message=f"{spec.key} ({mode.name}) takes at most {slot.max} {item.kind}(s) in {slot.field}; "
+                    f"{item.id} does not fit",
+                    fix=f"remove {item.kind}s until at most {slot.max} remain",
+                )
+            )
             continue
         kinds_here = sorted({s.kind for s in mode.slots})
         if not any(s.kind == item.kind for s in mode.slots):
             message = f"{spec.key} ({mode.name}) takes no {item.kind} input"
-            fix = (f"remove {item.id}" + (f"; this mode takes: {', '.join(kinds_here)}" if kinds_here else "")
-                   + _other_modes_hint(spec, mode, item.kind))
+            fix = (
+                f"remove {item.id}"
+                + (f"; this mode takes: {', '.join(kinds_here)}" if kinds_here else "")
+                + _other_modes_hint(spec, mode, item.kind)
+            )
             rule = "media_kind"
         else:
             roles = sorted({r for s in mode.slots if s.kind == item.kind for r in s.roles})
-            message = (f"{item.id} has role {item.role!r}, which {spec.key} ({mode.name}) does not take for "
-                       f"{item.kind}s (roles here: {', '.join(roles)}); modes cannot be mixed")
+            message = (
+                f"{item.id} has role {item.role!r}, which {spec.key} ({mode.name}) does not take for "
+                f"{item.kind}s (roles here: {', '.join(roles)}); modes cannot be mixed"
+            )
             fix = f"give {item.id} one of the roles {roles}, or remove it"
             rule = "media_role"
-        plan.impossible.append(ImpossibleInput(field=item.id, value=item.role or item.kind, rule=rule,
-                                               message=message, fix=fix))
+        plan.impossible.append(
+            ImpossibleInput(field=item.id, value=item.role or item.kind, rule=rule, message=message, fix=fix)
+        )
     for slot in mode.slots:
         if counts[slot.name] < slot.min:
             need = slot.min - counts[slot.name]
-            plan.missing.append(MissingInput(
-                field=slot.field, value=counts[slot.name], rule="min_items",
-                message=f"{spec.key} ({mode.name}) needs {slot.min} {slot.kind}(s) as {slot.name} in {slot.field}",
-                fix=f"add {need} {slot.kind}" + (f" with role {slot.roles[0]!r}" if slot.roles else ""),
-            ))
+            plan.missing.append(
+                MissingInput(
+                    field=slot.field,
+                    value=counts[slot.name],
+                    rule="min_items",
+                    message=f"{spec.key} ({mode.name}) needs {slot.min} {slot.kind}(s) as {slot.name} in {slot.field}",
+                    fix=f"add {need} {slot.kind}" + (f" with role {slot.roles[0]!r}" if slot.roles else ""),
+                )
+            )
     total = sum(counts.values())
     if total < mode.min_total_media:
         fields = "/".join(s.field for s in mode.slots)
-        plan.missing.append(MissingInput(
-            field=fields, value=total, rule="min_total_media",
-            message=f"{spec.key} ({mode.name}) needs at least {mode.min_total_media} reference media item(s)",
-            fix="add reference images, videos or audio",
-        ))
+        plan.missing.append(
+            MissingInput(
+                field=fields,
+                value=total,
+                rule="min_total_media",
+                message=f"{spec.key} ({mode.name}) needs at least {mode.min_total_media} reference media item(s)",
+                fix="add reference images, videos or audio",
+            )
+        )
     if mode.max_total_media is not None and total > mode.max_total_media:
-        plan.impossible.append(ImpossibleInput(
-            field="/".join(s.field for s in mode.slots), value=total, rule="max_total_media",
-            message=f"{spec.key} ({mode.name}) takes at most {mode.max_total_media} media items in all",
-            fix=f"remove {total - mode.max_total_media} item(s)",
-        ))
+        plan.impossible.append(
+            ImpossibleInput(
+                field="/".join(s.field for s in mode.slots),
+                value=total,
+                rule="max_total_media",
+                message=f"{spec.key} ({mode.name}) takes at most {mode.max_total_media} media items in all",
+                fix=f"remove {total - mode.max_total_media} item(s)",
+            )
+        )
     plan.media = [placed[m.id] for m in media]
     return plan
 
@@ -366,12 +405,19 @@ def choose_plan(
     known = ", ".join(m.name for m in spec.task_modes)
     valid = wanted in TASK_MODE_NAMES
     plan = MediaPlan(spec=spec, mode=None, media=list(media))
-    plan.impossible.append(ImpossibleInput(
-        field="task_mode", value=requested_mode, rule="task_mode",
-        message=(f"{spec.key} does not support task mode {wanted!r}" if valid
-                 else f"{requested_mode!r} is not a task mode"),
-        fix=f"use one of: {known} (or leave task_mode out to detect it from the media)",
-    ))
+    plan.impossible.append(
+        ImpossibleInput(
+            field="task_mode",
+            value=requested_mode,
+            rule="task_mode",
+            message=(
+                f"{spec.key} does not support task mode {wanted!r}"
+                if valid
+                else f"{requested_mode!r} is not a task mode"
+            ),
+            fix=f"use one of: {known} (or leave task_mode out to detect it from the media)",
+        )
+    )
     return plan
 
 
@@ -387,30 +433,45 @@ def _coerce_options(spec: ModelSpec, request: RawUserRequest) -> tuple[dict[str,
     for user_name, raw in raw_items:
         name = spec.option_name(user_name)
         if name is None:
-            problems.append(ImpossibleInput(
-                field=user_name, value=raw, rule="unknown_option",
-                message=f"{spec.key} has no option {user_name!r}",
-                fix=suggest_fix(user_name.replace("-", "_"), [*spec.options, *(a for o in spec.options.values()
-                                                                                for a in o.aliases)],
-                                f"use one of: {', '.join(spec.options) or '(none)'}"),
-            ))
+            problems.append(
+                ImpossibleInput(
+                    field=user_name,
+                    value=raw,
+                    rule="unknown_option",
+                    message=f"{spec.key} has no option {user_name!r}",
+                    fix=suggest_fix(
+                        user_name.replace("-", "_"),
+                        [*spec.options, *(a for o in spec.options.values() for a in o.aliases)],
+                        f"use one of: {', '.join(spec.options) or '(none)'}",
+                    ),
+                )
+            )
             continue
         if name in explicit:
-            problems.append(ImpossibleInput(
-                field=name, value=raw, rule="duplicate_option",
-                message=f"option {name!r} was given twice (as {user_name!r} and another name)",
-                fix=f"pass {name!r} once",
-            ))
+            problems.append(
+                ImpossibleInput(
+                    field=name,
+                    value=raw,
+                    rule="duplicate_option",
+                    message=f"option {name!r} was given twice (as {user_name!r} and another name)",
+                    fix=f"pass {name!r} once",
+                )
+            )
             continue
         if raw is None:
             continue
         value, errors = coerce_value(spec.options[name], raw)
         if errors:
             for path, msg in errors:
-                problems.append(ImpossibleInput(
-                    field=f"{name}{path}", value=raw, rule="type",
-                    message=f"{name}{path} {msg}", fix=_type_fix(spec.options[name]),
-                ))
+                problems.append(
+                    ImpossibleInput(
+                        field=f"{name}{path}",
+                        value=raw,
+                        rule="type",
+                        message=f"{name}{path} {msg}",
+                        fix=_type_fix(spec.options[name]),
+                    )
+                )
             continue
         explicit[name] = value
     return explicit, problems
@@ -442,24 +503,39 @@ def _bounds(spec: FieldSpec) -> str:
 
 
 def condition_context(
-    values: dict[str, Any], *, prompt: str | None, callback_url: str | None,
-    task_mode: str | None, filled_slots: frozenset[str],
+    values: dict[str, Any],
+    *,
+    prompt: str | None,
+    callback_url: str | None,
+    task_mode: str | None,
+    filled_slots: frozenset[str],
 ) -> ConditionContext:
     return ConditionContext(
         values={**values, "prompt": prompt, "callback_url": callback_url},
-        task_mode=task_mode, filled_slots=filled_slots,
+        task_mode=task_mode,
+        filled_slots=filled_slots,
     )
 
 
 def fill_defaults(
-    spec: ModelSpec, explicit: dict[str, Any], *, prompt: str | None, callback_url: str | None,
-    task_mode: str | None, filled_slots: frozenset[str],
+    spec: ModelSpec,
+    explicit: dict[str, Any],
+    *,
+    prompt: str | None,
+    callback_url: str | None,
+    task_mode: str | None,
+    filled_slots: frozenset[str],
 ) -> dict[str, tuple[Any, str]]:
     """Defaults for unset fields; conditional defaults may depend on each other, so iterate to a fixpoint."""
     defaults: dict[str, tuple[Any, str]] = {}
     for _ in range(len(spec.options) + 1):
-        ctx = condition_context({**explicit, **{k: v for k, (v, _) in defaults.items()}}, prompt=prompt,
-                                callback_url=callback_url, task_mode=task_mode, filled_slots=filled_slots)
+        ctx = condition_context(
+            {**explicit, **{k: v for k, (v, _) in defaults.items()}},
+            prompt=prompt,
+            callback_url=callback_url,
+            task_mode=task_mode,
+            filled_slots=filled_slots,
+        )
         fresh: dict[str, tuple[Any, str]] = {}
         for name, opt in spec.options.items():
             if name in explicit:
@@ -470,8 +546,11 @@ def fill_defaults(
                     chosen = (cond.value, cond.reason)
                     break
             if chosen is None and opt.has_default and opt.send_default:
-                why = "documented default" if not opt.provenance or opt.provenance.status != "sdk_choice" \
+                why = (
+                    "documented default"
+                    if not opt.provenance or opt.provenance.status != "sdk_choice"
                     else "SDK default (the provider documents none)"
+                )
                 chosen = (opt.default, why + ("; sent explicitly" if opt.required else ""))
             if chosen is not None:
                 fresh[name] = chosen
@@ -495,36 +574,62 @@ def _extra_options(
     Only what could not mean "a field Kie.ai added" is refused: a name the spec already knows (it belongs in
     ``options``, where it is checked), and a value JSON cannot carry (NaN, bytes, objects).
     """
-    known = {spec.prompt.field, *spec.options, *(a for o in spec.options.values() for a in o.aliases),
-             *(s.field for m in spec.task_modes for s in m.slots)}
+    known = {
+        spec.prompt.field,
+        *spec.options,
+        *(a for o in spec.options.values() for a in o.aliases),
+        *(s.field for m in spec.task_modes for s in m.slots),
+    }
     extras: dict[str, Any] = {}
     impossible: list[ImpossibleInput] = []
     warnings: list[WarningDetail] = []
     for name, value in request.extra_options.items():
         field = f"extra_options.{name}"
         if not name.strip() or name in _RESERVED_WIRE:
-            impossible.append(ImpossibleInput(field=field, value=name, rule="extra_option_name",
-                                              message=f"{name!r} cannot be an input field name",
-                                              fix="use the exact field name from Kie.ai's docs"))
+            impossible.append(
+                ImpossibleInput(
+                    field=field,
+                    value=name,
+                    rule="extra_option_name",
+                    message=f"{name!r} cannot be an input field name",
+                    fix="use the exact field name from Kie.ai's docs",
+                )
+            )
             continue
         if name in known or spec.option_name(name) is not None:
-            impossible.append(ImpossibleInput(
-                field=field, value=value, rule="extra_option_known",
-                message=f"{name} is a field the {spec.key} spec knows",
-                fix=f"pass it in options (options={{{spec.option_name(name) or name!r}: ...}}), where it is checked"))
+            impossible.append(
+                ImpossibleInput(
+                    field=field,
+                    value=value,
+                    rule="extra_option_known",
+                    message=f"{name} is a field the {spec.key} spec knows",
+                    fix=f"pass it in options (options={{{spec.option_name(name) or name!r}: ...}}), where it is checked",
+                )
+            )
             continue
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
-            impossible.append(ImpossibleInput(field=field, value=repr(value)[:80], rule="extra_option_value",
-                                              message=f"{name}: the value is not plain JSON",
-                                              fix="use strings, finite numbers, booleans, lists and objects"))
+            impossible.append(
+                ImpossibleInput(
+                    field=field,
+                    value=repr(value)[:80],
+                    rule="extra_option_value",
+                    message=f"{name}: the value is not plain JSON",
+                    fix="use strings, finite numbers, booleans, lists and objects",
+                )
+            )
             continue
         extras[name] = value
-        warnings.append(WarningDetail(
-            field=field, value=value, rule="extra_option",
-            message=f"{name} is not in the {spec.key} spec: sent to Kie.ai verbatim, unchecked and unpriced",
-            fix="check the provider's docs for it; once confirmed, add it to the model spec"))
+        warnings.append(
+            WarningDetail(
+                field=field,
+                value=value,
+                rule="extra_option",
+                message=f"{name} is not in the {spec.key} spec: sent to Kie.ai verbatim, unchecked and unpriced",
+                fix="check the provider's docs for it; once confirmed, add it to the model spec",
+            )
+        )
     return extras, impossible, warnings
 
 
@@ -537,12 +642,16 @@ def unencodable_text(value: Any, field: str) -> list[ImpossibleInput]:
     if isinstance(value, str):
         for position, char in enumerate(value):
             if "\ud800" <= char <= "\udfff":
-                return [ImpossibleInput(
-                    field=field, value=None, rule="unencodable_text",  # the text itself cannot be written anywhere
-                    message=f"{field} has a character at position {position} that is not valid text "
-                            f"(U+{ord(char):04X}: half of an emoji, or a byte that is not UTF-8)",
-                    fix=f"retype or remove that character of {field}",
-                )]
+                return [
+                    ImpossibleInput(
+                        field=field,
+                        value=None,
+                        rule="unencodable_text",  # the text itself cannot be written anywhere
+                        message=f"{field} has a character at position {position} that is not valid text "
+                        f"(U+{ord(char):04X}: half of an emoji, or a byte that is not UTF-8)",
+                        fix=f"retype or remove that character of {field}",
+                    )
+                ]
         return []
     if isinstance(value, dict):
         return [issue for k, v in value.items() for issue in unencodable_text(v, f"{field}.{k}")]
@@ -552,8 +661,16 @@ def unencodable_text(value: Any, field: str) -> list[ImpossibleInput]:
 
 
 def _request_text_problems(request: RawUserRequest) -> list[ImpossibleInput]:
-    fields = ("model_key", "task_mode", "prompt", "options", "callback_url", "multi_prompt", "prompt_preset",
-              "extra_options")
+    fields = (
+        "model_key",
+        "task_mode",
+        "prompt",
+        "options",
+        "callback_url",
+        "multi_prompt",
+        "prompt_preset",
+        "extra_options",
+    )
     return [issue for name in fields for issue in unencodable_text(getattr(request, name), name)]
 
 
@@ -565,15 +682,25 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
     candidates = reg.candidates(request.model_key)
     if not candidates:
         issue = ImpossibleInput(
-            field="model_key", value=request.model_key, rule="unknown_model",
+            field="model_key",
+            value=request.model_key,
+            rule="unknown_model",
             message=f"unknown model {request.model_key!r}",
-            fix=suggest_fix(request.model_key, reg.suggest(request.model_key),
-                            "use a key from the catalogue: `kie-async models`, or load_registry().model_keys()"),
+            fix=suggest_fix(
+                request.model_key,
+                reg.suggest(request.model_key),
+                "use a key from the catalogue: `kie-async models`, or load_registry().model_keys()",
+            ),
         )
         return NormalizedRequest(
-            model_key=request.model_key, requested_model_key=request.model_key, known_model=False,
-            raw_prompt=request.prompt, final_prompt_used=request.prompt, media=media,
-            callback_url=request.callback_url, prompt_preset=request.prompt_preset,
+            model_key=request.model_key,
+            requested_model_key=request.model_key,
+            known_model=False,
+            raw_prompt=request.prompt,
+            final_prompt_used=request.prompt,
+            media=media,
+            callback_url=request.callback_url,
+            prompt_preset=request.prompt_preset,
             issues=NormalizationIssues(impossible=[issue, *text_problems]),
         )
     plan = choose_plan(candidates, media, request.task_mode)
@@ -582,8 +709,14 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
     extras, extra_problems, extra_warnings = _extra_options(spec, request)
     mode_name = plan.mode.name if plan.mode else None
     filled = frozenset(m.slot for m in plan.media if m.slot is not None)
-    defaults = fill_defaults(spec, explicit, prompt=request.prompt, callback_url=request.callback_url,
-                              task_mode=mode_name, filled_slots=filled)
+    defaults = fill_defaults(
+        spec,
+        explicit,
+        prompt=request.prompt,
+        callback_url=request.callback_url,
+        task_mode=mode_name,
+        filled_slots=filled,
+    )
     options: dict[str, Any] = {}
     for name in spec.options:  # spec order, so payloads are stable
         if name in explicit:
@@ -591,8 +724,13 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
         elif name in defaults:
             options[name] = defaults[name][0]
     defaulted = [
-        DefaultedField(field=name, value=value, rule="default", message=f"{name} not given; using {value!r} ({why})",
-                       fix=f"pass {name}=... to choose another value")
+        DefaultedField(
+            field=name,
+            value=value,
+            rule="default",
+            message=f"{name} not given; using {value!r} ({why})",
+            fix=f"pass {name}=... to choose another value",
+        )
         for name, (value, why) in defaults.items()
     ]
     return NormalizedRequest(
@@ -611,7 +749,9 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
         defaulted=defaulted,
         media=plan.media,
         callback_url=request.callback_url,
-        issues=NormalizationIssues(missing=plan.missing, impossible=[*text_problems, *plan.impossible,
-                                                                    *option_problems, *extra_problems],
-                                   warnings=extra_warnings),
+        issues=NormalizationIssues(
+            missing=plan.missing,
+            impossible=[*text_problems, *plan.impossible, *option_problems, *extra_problems],
+            warnings=extra_warnings,
+        ),
     )

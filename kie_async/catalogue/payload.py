@@ -89,8 +89,9 @@ def build_submission_payload(
     Raises :class:`RequestNotReadyError` or :class:`MediaNotUploadedError` rather than send a doomed task.
     """
     reg = registry or load_registry()
-    result = request if isinstance(request, ValidationResult) else validate_request(
-        request, registry=reg, check_files=False)
+    result = (
+        request if isinstance(request, ValidationResult) else validate_request(request, registry=reg, check_files=False)
+    )
     if not result.is_submittable:
         raise RequestNotReadyError(f"{result.model_key} is {result.state}: {result.summary()}")
     normalized = result.normalized
@@ -122,8 +123,11 @@ def build_submission_payload(
         body[name] = to_wire(opt, value)
     body.update(normalized.extra_options)  # the caller's escape hatch: verbatim, after everything we know
     return CreateTaskPayload(
-        model=normalized.provider_model, input=body, callback_url=callback_url or normalized.callback_url,
-        transport=None if spec.transport.is_market else spec.transport)
+        model=normalized.provider_model,
+        input=body,
+        callback_url=callback_url or normalized.callback_url,
+        transport=None if spec.transport.is_market else spec.transport,
+    )
 
 
 # ---------------------------------------------------------------- reading a wire body back

@@ -33,8 +33,15 @@ class CreditSource(Protocol):
 
 
 PreflightCode = Literal[
-    "not_ready", "cost_unknown", "over_budget", "insufficient_credits", "balance_unavailable",
-    "balance_not_checked", "estimate_not_verified", "cost_warning", "needs_confirmation",
+    "not_ready",
+    "cost_unknown",
+    "over_budget",
+    "insufficient_credits",
+    "balance_unavailable",
+    "balance_not_checked",
+    "estimate_not_verified",
+    "cost_warning",
+    "needs_confirmation",
 ]
 PreflightDecision = Literal["allow", "warn", "require_confirmation", "block"]
 """``allow``: go. ``warn``: go, but say so. ``require_confirmation``: only with the caller's explicit yes
@@ -74,9 +81,10 @@ class PreflightThresholds(BaseModel):
             try:
                 values[field] = float(text)
             except ValueError:
-                raise KieConfigError(f"{name}={text!r} is not a number",
-                                     hint=f"set {name} to a number of {'USD' if 'usd' in field else 'credits'}, "
-                                          "or unset it") from None
+                raise KieConfigError(
+                    f"{name}={text!r} is not a number",
+                    hint=f"set {name} to a number of {'USD' if 'usd' in field else 'credits'}, or unset it",
+                ) from None
             if number_problem(values[field], minimum=0.0) is not None:
                 raise KieConfigError(f"{name}={text!r} is not a finite number >= 0", hint=f"fix or unset {name}")
         return cls(**values)
@@ -159,8 +167,11 @@ async def run_preflight(
     tiers = thresholds if thresholds is not None else PreflightThresholds.from_env()
     available_credits = check_credits("available_credits", available_credits)
     budget_credits = check_credits("budget_credits", budget_credits)
-    validation = request if isinstance(request, ValidationResult) else validate_request(
-        request, registry=registry, check_files=check_files)
+    validation = (
+        request
+        if isinstance(request, ValidationResult)
+        else validate_request(request, registry=registry, check_files=check_files)
+    )
     estimate = estimate_request_cost(validation, snapshot=snapshot, pricing_dir=pricing_dir, registry=registry)
     reasons: list[PreflightReason] = []
     if not validation.is_submittable:
@@ -175,12 +186,19 @@ async def run_preflight(
     tier = _tier(tiers, estimate, cost)
     reasons += _tier_reasons(tier, estimate, cost, confirmed=confirmed)
     blocked = any(r.blocking and r.code != "needs_confirmation" for r in reasons)
-    decision: PreflightDecision = "block" if blocked else (
-        "require_confirmation" if tier == "require_confirmation" else tier)
+    decision: PreflightDecision = (
+        "block" if blocked else ("require_confirmation" if tier == "require_confirmation" else tier)
+    )
     return PreflightResult(
-        allowed=not any(r.blocking for r in reasons), decision=decision,
-        requires_confirmation=tier == "require_confirmation", state=validation.state, reasons=reasons,
-        validation=validation, estimate=estimate, available_credits=balance, budget_credits=budget_credits,
+        allowed=not any(r.blocking for r in reasons),
+        decision=decision,
+        requires_confirmation=tier == "require_confirmation",
+        state=validation.state,
+        reasons=reasons,
+        validation=validation,
+        estimate=estimate,
+        available_credits=balance,
+        budget_credits=budget_credits,
         balance_source=source,
     )
 
@@ -228,9 +246,11 @@ def _cost_reasons(
     if cost is None:
         note = "; ".join(estimate.notes) or "no price known"
         if not unknown_ok:
-            why = (f"cannot estimate the cost ({note}) and a credit limit is in play; "
-                   f"{spelling.allow_unknown_cost} lets it run (a budget then holds {spelling.unknown_cost_ceiling} "
-                   "for it)")
+            why = (
+                f"cannot estimate the cost ({note}) and a credit limit is in play; "
+                f"{spelling.allow_unknown_cost} lets it run (a budget then holds {spelling.unknown_cost_ceiling} "
+                "for it)"
+            )
             return [_reason("cost_unknown", True, why)]
         return [_reason("cost_unknown", False, f"cost not estimated ({note})")]
     reasons: list[PreflightReason] = []
@@ -240,8 +260,13 @@ def _cost_reasons(
         why = f"estimated {cost:g} credits but only {balance:g} available"
         reasons.append(_reason("insufficient_credits", True, why))
     if not estimate.is_known:
-        reasons.append(_reason("estimate_not_verified", False,
-                               f"estimate from {estimate.snapshot_id} is a planning figure, not verified billing"))
+        reasons.append(
+            _reason(
+                "estimate_not_verified",
+                False,
+                f"estimate from {estimate.snapshot_id} is a planning figure, not verified billing",
+            )
+        )
     return reasons
 
 

@@ -140,8 +140,11 @@ def find_preset(
         return named[0]
     if not named:
         return None
-    raise PresetError(f"prompt preset alias {wanted!r} means one of {sorted(p.key for p in named)}, and none fits "
-                      f"{model_key} / {input_pattern}", hint="name the preset by its key")
+    raise PresetError(
+        f"prompt preset alias {wanted!r} means one of {sorted(p.key for p in named)}, and none fits "
+        f"{model_key} / {input_pattern}",
+        hint="name the preset by its key",
+    )
 
 
 def preset_folders(preset_dirs: str | Path | Sequence[str | Path] | None = None) -> list[Path]:
@@ -211,8 +214,9 @@ def render_template(template: str, variables: Mapping[str, object]) -> tuple[str
     return _PLACEHOLDER.sub(fill, template), unknown
 
 
-def _as_normalized(request: RawUserRequest | NormalizedRequest | ValidationResult,
-                   registry: ModelRegistry | None) -> NormalizedRequest:
+def _as_normalized(
+    request: RawUserRequest | NormalizedRequest | ValidationResult, registry: ModelRegistry | None
+) -> NormalizedRequest:
     if isinstance(request, ValidationResult):
         return request.normalized
     if isinstance(request, RawUserRequest):
@@ -247,9 +251,14 @@ def resolve_prompt_context(
     wanted = preset_key or normalized.prompt_preset
     if wanted is None and spec is not None and pattern is not None:
         wanted = spec.default_presets.get(pattern)
-    base = {"model_key": normalized.model_key, "task_mode": normalized.task_mode, "input_pattern": pattern,
-            "raw_prompt": normalized.raw_prompt, "available_presets": fitting,
-            "prompt_max_chars": spec.prompt.max_chars if spec else None}
+    base = {
+        "model_key": normalized.model_key,
+        "task_mode": normalized.task_mode,
+        "input_pattern": pattern,
+        "raw_prompt": normalized.raw_prompt,
+        "available_presets": fitting,
+        "prompt_max_chars": spec.prompt.max_chars if spec else None,
+    }
     variables = {
         "model_key": normalized.model_key,
         "model_label": spec.label if spec else normalized.model_key,
@@ -265,31 +274,51 @@ def resolve_prompt_context(
     if preset is None and wanted is not None:
         raise PresetError(f"no prompt preset {wanted!r}; available for {normalized.model_key}: {fitting}")
     if system_prompt_override is not None:
-        system = _render_checked(system_prompt_override, "system_prompt_override", variables,
-                                 allow_unknown_placeholders, warnings)
-        return PromptContext(**base, preset_key=preset.key if preset else None,
-                             preset_version=preset.version if preset else None, requested_preset_key=wanted,
-                             preset_source=preset.source_path if preset else None, system_prompt_source="override",
-                             system_prompt=system, warnings=warnings)
+        system = _render_checked(
+            system_prompt_override, "system_prompt_override", variables, allow_unknown_placeholders, warnings
+        )
+        return PromptContext(
+            **base,
+            preset_key=preset.key if preset else None,
+            preset_version=preset.version if preset else None,
+            requested_preset_key=wanted,
+            preset_source=preset.source_path if preset else None,
+            system_prompt_source="override",
+            system_prompt=system,
+            warnings=warnings,
+        )
     assert preset is not None and wanted is not None
     if not preset.fits(normalized.model_key, pattern):
-        warnings.append(f"preset {wanted!r} is written for {preset.model_keys} / {preset.input_patterns}, "
-                        f"not {normalized.model_key} / {pattern}")
-    system = _render_checked(preset.body, f"preset {preset.key} ({preset.source_path})", variables,
-                             allow_unknown_placeholders, warnings)
-    return PromptContext(**base, preset_key=preset.key, preset_version=preset.version, requested_preset_key=wanted,
-                         preset_source=preset.source_path, system_prompt_source="preset", system_prompt=system,
-                         warnings=warnings)
+        warnings.append(
+            f"preset {wanted!r} is written for {preset.model_keys} / {preset.input_patterns}, "
+            f"not {normalized.model_key} / {pattern}"
+        )
+    system = _render_checked(
+        preset.body, f"preset {preset.key} ({preset.source_path})", variables, allow_unknown_placeholders, warnings
+    )
+    return PromptContext(
+        **base,
+        preset_key=preset.key,
+        preset_version=preset.version,
+        requested_preset_key=wanted,
+        preset_source=preset.source_path,
+        system_prompt_source="preset",
+        system_prompt=system,
+        warnings=warnings,
+    )
 
 
-def _render_checked(template: str, what: str, variables: Mapping[str, object], allow_unknown: bool,
-                    warnings: list[str]) -> str:
+def _render_checked(
+    template: str, what: str, variables: Mapping[str, object], allow_unknown: bool, warnings: list[str]
+) -> str:
     text, unknown = render_template(template, variables)
     if unknown and not allow_unknown:
         names = ", ".join(f"{{{{{n}}}}}" for n in dict.fromkeys(unknown))
-        raise PresetError(f"{what}: unknown placeholder(s) {names}",
-                          hint=f"use only {', '.join(f'{{{{{v}}}}}' for v in variables)}, or pass "
-                               "allow_unknown_placeholders=True to leave them as written")
+        raise PresetError(
+            f"{what}: unknown placeholder(s) {names}",
+            hint=f"use only {', '.join(f'{{{{{v}}}}}' for v in variables)}, or pass "
+            "allow_unknown_placeholders=True to leave them as written",
+        )
     warnings.extend(f"unknown placeholder {{{{{name}}}}} left as written" for name in unknown)
     return text
 
@@ -306,8 +335,10 @@ def apply_enhanced_prompt(
     Validate again afterwards: the final prompt may break a length limit the raw one met.
     """
     normalized = request.normalized if isinstance(request, ValidationResult) else request
-    update: dict[str, Any] = {"final_prompt_used": final_prompt,
-                              "enhanced_prompt": enhanced_prompt if enhanced_prompt is not None else final_prompt}
+    update: dict[str, Any] = {
+        "final_prompt_used": final_prompt,
+        "enhanced_prompt": enhanced_prompt if enhanced_prompt is not None else final_prompt,
+    }
     if preset_key is not None:
         update["prompt_preset"] = preset_key
     return normalized.model_copy(update=update)
@@ -332,5 +363,11 @@ def dry_run_prompt_enhancement(
     if context.system_prompt is not None:
         messages.append({"role": "system", "content": context.system_prompt})
     messages.append({"role": "user", "content": raw or ""})
-    return PromptEnhancementPreview(context=context, raw_prompt=raw, enhanced_prompt=enhanced,
-                                    final_prompt_used=final, final_prompt_fits=fits, messages=messages)
+    return PromptEnhancementPreview(
+        context=context,
+        raw_prompt=raw,
+        enhanced_prompt=enhanced,
+        final_prompt_used=final,
+        final_prompt_fits=fits,
+        messages=messages,
+    )

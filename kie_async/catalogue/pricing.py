@@ -225,8 +225,13 @@ def _quantity(pricing: ModelPricing, normalized: NormalizedRequest, notes: list[
     spec = pricing.quantity
     if spec is None:
         return 1.0
-    ctx = condition_context(normalized.options, prompt=normalized.prompt, callback_url=normalized.callback_url,
-                            task_mode=normalized.task_mode, filled_slots=normalized.filled_slots)
+    ctx = condition_context(
+        normalized.options,
+        prompt=normalized.prompt,
+        callback_url=normalized.callback_url,
+        task_mode=normalized.task_mode,
+        filled_slots=normalized.filled_slots,
+    )
     value: float | None
     if spec.field is not None:
         raw = normalized.options.get(spec.field)
@@ -238,8 +243,10 @@ def _quantity(pricing: ModelPricing, normalized: NormalizedRequest, notes: list[
         lengths = [m.duration_seconds for m in items if m.duration_seconds is not None]
         value = float(sum(lengths)) if items and len(lengths) == len(items) else None
         if value is None:
-            notes.append(f"billed per output second, which follows the {spec.media_slot} length; pass "
-                         f"MediaInput(duration_seconds=...) for a numeric estimate")
+            notes.append(
+                f"billed per output second, which follows the {spec.media_slot} length; pass "
+                f"MediaInput(duration_seconds=...) for a numeric estimate"
+            )
     if value is not None:
         for cap in spec.max_when:
             if all_hold(cap.when, ctx) and value > cap.max:
@@ -252,32 +259,52 @@ def _quantity(pricing: ModelPricing, normalized: NormalizedRequest, notes: list[
 def estimate_normalized(normalized: NormalizedRequest, snapshot: PricingSnapshot) -> CostEstimate:
     """Estimate from an already-normalized request and a given snapshot (pure)."""
     base: dict[str, Any] = {
-        "model_key": normalized.model_key, "task_mode": normalized.task_mode,
-        "snapshot_id": snapshot.snapshot_id, "snapshot_date": snapshot.captured_on, "source": snapshot.source,
+        "model_key": normalized.model_key,
+        "task_mode": normalized.task_mode,
+        "snapshot_id": snapshot.snapshot_id,
+        "snapshot_date": snapshot.captured_on,
+        "source": snapshot.source,
     }
     pricing = snapshot.models.get(normalized.model_key)
     if pricing is None:
-        return CostEstimate(**base, notes=[f"snapshot {snapshot.snapshot_id} has no prices for "
-                                           f"{normalized.model_key}"])
+        return CostEstimate(**base, notes=[f"snapshot {snapshot.snapshot_id} has no prices for {normalized.model_key}"])
     notes = list(pricing.notes)
-    ctx = condition_context(normalized.options, prompt=normalized.prompt, callback_url=normalized.callback_url,
-                            task_mode=normalized.task_mode, filled_slots=normalized.filled_slots)
+    ctx = condition_context(
+        normalized.options,
+        prompt=normalized.prompt,
+        callback_url=normalized.callback_url,
+        task_mode=normalized.task_mode,
+        filled_slots=normalized.filled_slots,
+    )
     rule = next((r for r in pricing.rules if all_hold(r.when, ctx)), None)
     if rule is None:
-        return CostEstimate(**base, unit=pricing.unit,
-                            notes=[*notes, "no price rule matches these options"])
+        return CostEstimate(**base, unit=pricing.unit, notes=[*notes, "no price rule matches these options"])
     rate = snapshot.rule_credits(rule)
     quantity = _quantity(pricing, normalized, notes)
     assumptions = [rule.assumption] if rule.assumption else []
     verified = rule.billing_verified if rule.billing_verified is not None else snapshot.billing_verified
     if quantity is None:
-        return CostEstimate(**base, unit=pricing.unit, rate_credits=rate, matched_rule=rule.description,
-                            assumptions=assumptions, notes=notes)
+        return CostEstimate(
+            **base,
+            unit=pricing.unit,
+            rate_credits=rate,
+            matched_rule=rule.description,
+            assumptions=assumptions,
+            notes=notes,
+        )
     credits = round(rate * quantity, 4)
     return CostEstimate(
-        **base, unit=pricing.unit, quantity=quantity, rate_credits=rate, credits=credits,
-        usd=round(credits * snapshot.credit_usd, 6), has_numeric_estimate=True,
-        is_known=verified and not assumptions, matched_rule=rule.description, assumptions=assumptions, notes=notes,
+        **base,
+        unit=pricing.unit,
+        quantity=quantity,
+        rate_credits=rate,
+        credits=credits,
+        usd=round(credits * snapshot.credit_usd, 6),
+        has_numeric_estimate=True,
+        is_known=verified and not assumptions,
+        matched_rule=rule.description,
+        assumptions=assumptions,
+        notes=notes,
     )
 
 
@@ -297,8 +324,11 @@ def estimate_request_cost(
         normalized = request
     snap = snapshot or latest_snapshot(pricing_dir)
     if not normalized.known_model:
-        return CostEstimate(model_key=normalized.model_key, snapshot_id=snap.snapshot_id,
-                            notes=[f"unknown model {normalized.model_key!r}"])
+        return CostEstimate(
+            model_key=normalized.model_key,
+            snapshot_id=snap.snapshot_id,
+            notes=[f"unknown model {normalized.model_key!r}"],
+        )
     return estimate_normalized(normalized, snap)
 
 
@@ -316,12 +346,26 @@ def estimate_wire_cost(model_id: str, input: dict[str, Any]) -> float | None:
             slot = mode.slot(slot_name)
             if slot is None:
                 continue
-            media.extend(NormalizedMedia(id=f"{slot.field}[{i}]", kind=slot.kind, role=slot.roles[0], slot=slot_name,
-                                         source_type="url", value=url) for i, url in enumerate(urls))
+            media.extend(
+                NormalizedMedia(
+                    id=f"{slot.field}[{i}]",
+                    kind=slot.kind,
+                    role=slot.roles[0],
+                    slot=slot_name,
+                    source_type="url",
+                    value=url,
+                )
+                for i, url in enumerate(urls)
+            )
     normalized = NormalizedRequest(
-        model_key=parsed.model_key, requested_model_key=parsed.model_key, provider_model=model_id,
-        task_mode=parsed.task_mode, raw_prompt=parsed.prompt, final_prompt_used=parsed.prompt,
-        options=parsed.effective_options, media=media,
+        model_key=parsed.model_key,
+        requested_model_key=parsed.model_key,
+        provider_model=model_id,
+        task_mode=parsed.task_mode,
+        raw_prompt=parsed.prompt,
+        final_prompt_used=parsed.prompt,
+        options=parsed.effective_options,
+        media=media,
     )
     return estimate_normalized(normalized, latest_snapshot()).credits
 
@@ -358,8 +402,10 @@ def _price(record: PricingRecord, field: str, value: str | float) -> float:
     except ValueError:
         number = math.nan
     if number_problem(number, minimum=0.0) is not None:
-        raise PricingError(f"pricing record {record.description!r}: {field} {value!r} is not a finite price >= 0",
-                           hint="the pricing-API document is damaged; fetch it again")
+        raise PricingError(
+            f"pricing record {record.description!r}: {field} {value!r} is not a finite price >= 0",
+            hint="the pricing-API document is damaged; fetch it again",
+        )
     return number
 
 
@@ -382,8 +428,13 @@ def parse_pricing_document(doc: Any) -> list[PricingRecord]:
         raise PricingError(f"bad pricing record: {exc.errors()[0]['msg']}") from None
 
 
-def refresh_snapshot(doc: Any, base: PricingSnapshot, *, captured_on: date | None = None,
-                     source: str = "kie.ai pricing API (client/v1/model-pricing/page)") -> RefreshReport:
+def refresh_snapshot(
+    doc: Any,
+    base: PricingSnapshot,
+    *,
+    captured_on: date | None = None,
+    source: str = "kie.ai pricing API (client/v1/model-pricing/page)",
+) -> RefreshReport:
     """Build a new dated snapshot: rules whose ``description`` matches a record take its prices."""
     records = parse_pricing_document(doc)
     by_desc = {_key(r.description): r for r in records}
@@ -408,11 +459,19 @@ def refresh_snapshot(doc: Any, base: PricingSnapshot, *, captured_on: date | Non
     when = captured_on or date.today()
     unmatched = [r.description for r in records if _key(r.description) not in used]
     snapshot = PricingSnapshot(
-        snapshot_id=f"{when.isoformat()}_pricing_api", captured_on=when, source=source, source_kind="pricing_api",
-        credit_usd=base.credit_usd, billing_verified=False,
-        notes=[f"refreshed from the pricing API on top of {base.snapshot_id}; rules with no matching record keep "
-               f"their old price (see carried_over)"],
-        models=models, unmatched_records=sorted(set(unmatched)), carried_over=carried,
+        snapshot_id=f"{when.isoformat()}_pricing_api",
+        captured_on=when,
+        source=source,
+        source_kind="pricing_api",
+        credit_usd=base.credit_usd,
+        billing_verified=False,
+        notes=[
+            f"refreshed from the pricing API on top of {base.snapshot_id}; rules with no matching record keep "
+            f"their old price (see carried_over)"
+        ],
+        models=models,
+        unmatched_records=sorted(set(unmatched)),
+        carried_over=carried,
     )
     return RefreshReport(snapshot=snapshot, updated=updated, carried_over=carried, unmatched_records=unmatched)
 

@@ -14,9 +14,11 @@ from pydantic import BaseModel, ConfigDict
 from kie_async.catalogue.pricing import PricingSnapshot
 from kie_async.catalogue.specs import ModelRegistry
 
-HOW_TO_PRICE = ("run `kie-async pricing refresh` (Kie.ai's pricing API; --from FILE for a saved response), or add "
-                "the key to a snapshot in a folder listed in $KIE_PRICING_DIR (docs/model-onboarding.md, step 4); "
-                "until then estimates say unknown and the preflight needs allow_unknown_cost")
+HOW_TO_PRICE = (
+    "run `kie-async pricing refresh` (Kie.ai's pricing API; --from FILE for a saved response), or add "
+    "the key to a snapshot in a folder listed in $KIE_PRICING_DIR (docs/model-onboarding.md, step 4); "
+    "until then estimates say unknown and the preflight needs allow_unknown_cost"
+)
 
 
 class PriceStatus(BaseModel):
@@ -36,8 +38,9 @@ class PriceStatus(BaseModel):
     how_to_price: str | None = None
 
 
-def pricing_status(registry: ModelRegistry, snapshot: PricingSnapshot, *, today: date | None = None
-                   ) -> list[PriceStatus]:
+def pricing_status(
+    registry: ModelRegistry, snapshot: PricingSnapshot, *, today: date | None = None
+) -> list[PriceStatus]:
     """Every catalogue key, in key order, priced or not by ``snapshot`` (the newest one)."""
     today = today or date.today()
     out: list[PriceStatus] = []
@@ -47,8 +50,17 @@ def pricing_status(registry: ModelRegistry, snapshot: PricingSnapshot, *, today:
             out.append(PriceStatus(model_key=key, priced=False, how_to_price=HOW_TO_PRICE))
             continue
         verified = snapshot.billing_verified or (bool(pricing.rules) and all(r.billing_verified for r in pricing.rules))
-        out.append(PriceStatus(
-            model_key=key, priced=True, snapshot_id=snapshot.snapshot_id, source_kind=snapshot.source_kind,
-            source=snapshot.source, captured_on=snapshot.captured_on,
-            age_days=(today - snapshot.captured_on).days, billing_verified=verified, rules=len(pricing.rules)))
+        out.append(
+            PriceStatus(
+                model_key=key,
+                priced=True,
+                snapshot_id=snapshot.snapshot_id,
+                source_kind=snapshot.source_kind,
+                source=snapshot.source,
+                captured_on=snapshot.captured_on,
+                age_days=(today - snapshot.captured_on).days,
+                billing_verified=verified,
+                rules=len(pricing.rules),
+            )
+        )
     return out

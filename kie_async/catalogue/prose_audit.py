@@ -44,24 +44,60 @@ _NUMERIC: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("size", re.compile(rf"{_NUM}\s*(?:MB|KB|GB|M)\b", re.I)),
     ("duration", re.compile(rf"{_NUM}\s*(?:s|sec|secs|seconds?|minutes?|mins?)\b", re.I)),
     ("pixels", re.compile(rf"{_NUM}\s*(?:px|pixels?)\b|\b\d{{2,5}}\s*[x×]\s*\d{{2,5}}\b", re.I)),
-    ("count", re.compile(rf"(?:up to|at most|maximum of|max(?:imum)?|no more than|at least|minimum of|min(?:imum)?)"
-                         rf"\s*:?\s*{_NUM}\s*(?:\w+\s+)?{_UNITS}|\b{_NUM}\s*(?:-|to)\s*{_NUM}\s*{_UNITS}", re.I)),
-    ("range", re.compile(rf"(?:between|from)\s*-?{_NUM}\s*(?:and|to|-|~)\s*-?{_NUM}|range\s*(?:is|of)?\s*:?\s*"
-                         rf"[\[(]?\s*-?{_NUM}\s*(?:-|to|,|~)\s*-?{_NUM}", re.I)),
-    ("bound", re.compile(rf"(?:max(?:imum)?|min(?:imum)?|at most|at least|up to|no more than|not exceed(?:ing)?|"
-                         rf"less than|greater than|longer than|shorter than|limit(?:ed)? to)\s*(?:value|length|size|"
-                         rf"count|number)?\s*(?:is|of)?\s*:?\s*`?-?{_NUM}", re.I)),
+    (
+        "count",
+        re.compile(
+            rf"(?:up to|at most|maximum of|max(?:imum)?|no more than|at least|minimum of|min(?:imum)?)"
+            rf"\s*:?\s*{_NUM}\s*(?:\w+\s+)?{_UNITS}|\b{_NUM}\s*(?:-|to)\s*{_NUM}\s*{_UNITS}",
+            re.I,
+        ),
+    ),
+    (
+        "range",
+        re.compile(
+            rf"(?:between|from)\s*-?{_NUM}\s*(?:and|to|-|~)\s*-?{_NUM}|range\s*(?:is|of)?\s*:?\s*"
+            rf"[\[(]?\s*-?{_NUM}\s*(?:-|to|,|~)\s*-?{_NUM}",
+            re.I,
+        ),
+    ),
+    (
+        "bound",
+        re.compile(
+            rf"(?:max(?:imum)?|min(?:imum)?|at most|at least|up to|no more than|not exceed(?:ing)?|"
+            rf"less than|greater than|longer than|shorter than|limit(?:ed)? to)\s*(?:value|length|size|"
+            rf"count|number)?\s*(?:is|of)?\s*:?\s*`?-?{_NUM}",
+            re.I,
+        ),
+    ),
     ("aspect", re.compile(r"\b\d+(?:\.\d+)?:\d+(?:\.\d+)?\s*(?:to|-|~|and)\s*\d+(?:\.\d+)?:\d+(?:\.\d+)?", re.I)),
 )
 _WORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("step", re.compile(r"\bin steps? of\b|\bincrements? of\b|\bmultiples? of\b|\bdecimal places?\b|"
-                        r"\bstep\s*:\s*\d", re.I)),
-    ("exclusive", re.compile(r"cannot be (?:used|combined)(?: together| with| simultaneously)?|mutually exclusive|"
-                             r"must not be used|not both\b|only one of\b|cannot be converted", re.I)),
-    ("conditional", re.compile(r"\bonly (?:supported|available|works?|applies|valid|effective|takes effect|when|if)\b|"
-                               r"\b(?:required|needed) (?:when|if)\b|\bnot supported\b|\bunsupported\b|"
-                               r"\b(?:is|are|will be) ignored\b|\bonly [\w.-]+(?: [\w.-]+)? supports?\b|"
-                               r"\bsupported only\b|\bonly in\b|\bfail to create\b", re.I)),
+    (
+        "step",
+        re.compile(
+            r"\bin steps? of\b|\bincrements? of\b|\bmultiples? of\b|\bdecimal places?\b|"
+            r"\bstep\s*:\s*\d",
+            re.I,
+        ),
+    ),
+    (
+        "exclusive",
+        re.compile(
+            r"cannot be (?:used|combined)(?: together| with| simultaneously)?|mutually exclusive|"
+            r"must not be used|not both\b|only one of\b|cannot be converted",
+            re.I,
+        ),
+    ),
+    (
+        "conditional",
+        re.compile(
+            r"\bonly (?:supported|available|works?|applies|valid|effective|takes effect|when|if)\b|"
+            r"\b(?:required|needed) (?:when|if)\b|\bnot supported\b|\bunsupported\b|"
+            r"\b(?:is|are|will be) ignored\b|\bonly [\w.-]+(?: [\w.-]+)? supports?\b|"
+            r"\bsupported only\b|\bonly in\b|\bfail to create\b",
+            re.I,
+        ),
+    ),
 )
 _NUMBER = re.compile(r"(?:(?<![\w)])-)?\d[\d,]*(?:\.\d+)?")
 
@@ -238,8 +274,9 @@ def page_statements(page_file: Path, operation: str) -> list[Statement]:
     described: list[tuple[str, Any, Any]] = []
     if isinstance(op.get("description"), str):
         described.append(("*", op, op["description"]))
-    body = _resolve(doc, (((op.get("requestBody") or {}).get("content") or {}).get("application/json") or {})
-                    .get("schema"))
+    body = _resolve(
+        doc, (((op.get("requestBody") or {}).get("content") or {}).get("application/json") or {}).get("schema")
+    )
     described.extend(_described(doc, body, "", True))
     for field, holder, text in described:
         try:
@@ -253,11 +290,15 @@ def page_statements(page_file: Path, operation: str) -> list[Statement]:
                 continue
             line = _line_of(lines, cursor, spans, sentence)
             cursor = max(cursor, line - 1)
-            by_kind = tuple((kind, nums) for kind, pattern in _NUMERIC
-                            if (nums := _numbers([m.group(0) for m in pattern.finditer(sentence)], (kind,))))
+            by_kind = tuple(
+                (kind, nums)
+                for kind, pattern in _NUMERIC
+                if (nums := _numbers([m.group(0) for m in pattern.finditer(sentence)], (kind,)))
+            )
             numbers = tuple(dict.fromkeys(n for _, nums in by_kind for n in nums))  # words' numbers: not limits
-            out.append(Statement(field=field, line=line, kinds=kinds, text=sentence[:240], numbers=numbers,
-                                 by_kind=by_kind))
+            out.append(
+                Statement(field=field, line=line, kinds=kinds, text=sentence[:240], numbers=numbers, by_kind=by_kind)
+            )
     return out
 
 
@@ -283,8 +324,13 @@ def _collect_numbers(value: Any, out: set[float]) -> None:
 
 def _rules_about(spec: ModelSpec, field: str) -> list[Any]:
     slots = {s.name for m in spec.task_modes for s in m.slots if s.field == field}
-    return [r for r in spec.rules if r.field == field or field in r.drop or any(
-        c.field == field or c.slot_filled in slots or c.slot_empty in slots for c in r.when)]
+    return [
+        r
+        for r in spec.rules
+        if r.field == field
+        or field in r.drop
+        or any(c.field == field or c.slot_filled in slots or c.slot_empty in slots for c in r.when)
+    ]
 
 
 _POOL_KEYS: dict[str, tuple[str, ...]] = {
@@ -311,8 +357,11 @@ def _pool(node: Any, keys: tuple[str, ...], out: set[float]) -> None:
 def _field_nodes(spec: ModelSpec, field: str) -> list[Any]:
     root = field.split(".")[0]
     if field == "*":
-        return [spec.model_dump(exclude={"page_limits", "verification_notes", "overrides", "example_corrections",
-                                         "transport"})]
+        return [
+            spec.model_dump(
+                exclude={"page_limits", "verification_notes", "overrides", "example_corrections", "transport"}
+            )
+        ]
     nodes: list[Any] = []
     if root == spec.prompt.field:
         nodes.append(spec.prompt.model_dump())
@@ -339,8 +388,12 @@ def field_limits(spec: ModelSpec, field: str) -> tuple[set[float], bool]:
     conditional = False
     root = field.split(".")[0]
     if field == "*":
-        _collect_numbers(spec.model_dump(exclude={"page_limits", "verification_notes", "overrides",
-                                                  "example_corrections", "transport"}), numbers)
+        _collect_numbers(
+            spec.model_dump(
+                exclude={"page_limits", "verification_notes", "overrides", "example_corrections", "transport"}
+            ),
+            numbers,
+        )
         return numbers, bool(spec.rules or len(spec.task_modes) > 1)
     if root == spec.prompt.field:
         _collect_numbers(spec.prompt.model_dump(), numbers)
@@ -396,7 +449,7 @@ def _step_enforced(spec: ModelSpec, statement: Statement) -> bool:
     for step in steps:
         whole = step.is_integer() and opt.type == "integer"
         multiple = opt.multiple_of is not None and abs(opt.multiple_of - step) < 1e-12
-        places = opt.decimals is not None and abs(10.0 ** -opt.decimals - step) < 1e-12
+        places = opt.decimals is not None and abs(10.0**-opt.decimals - step) < 1e-12
         if not (whole or multiple or places):
             return False
     return True
@@ -455,16 +508,29 @@ def audit_spec(spec: ModelSpec, docs_root: Path) -> SpecAudit:
         entry = listed.get(statement.key)
         if entry is not None:
             used.add(statement.key)
-            findings.append(Finding(model_key=spec.key, page=page, statement=statement, status=entry.status,
-                                    detail=entry.by or entry.why or ""))
+            findings.append(
+                Finding(
+                    model_key=spec.key,
+                    page=page,
+                    statement=statement,
+                    status=entry.status,
+                    detail=entry.by or entry.why or "",
+                )
+            )
         elif matched(spec, statement):
             findings.append(Finding(model_key=spec.key, page=page, statement=statement, status="matched"))
         else:
             findings.append(Finding(model_key=spec.key, page=page, statement=statement, status="unmapped"))
-    stale = [f"{e.field}@{e.line}: matches no limit statement of {page}" for e in spec.page_limits
-             if (e.field, e.line) not in used]
-    stale += [f"{e.field}@{e.line}: 'by' path {e.by!r} is not in the spec" for e in spec.page_limits
-              if e.by is not None and not _path_exists(spec, e.by)]
+    stale = [
+        f"{e.field}@{e.line}: matches no limit statement of {page}"
+        for e in spec.page_limits
+        if (e.field, e.line) not in used
+    ]
+    stale += [
+        f"{e.field}@{e.line}: 'by' path {e.by!r} is not in the spec"
+        for e in spec.page_limits
+        if e.by is not None and not _path_exists(spec, e.by)
+    ]
     return SpecAudit(model_key=spec.key, page=page, findings=findings, stale=stale)
 
 
@@ -482,8 +548,11 @@ COUNTS_FILE = Path(__file__).with_name("prose_audit_counts.json")
 
 def counts_document(audits: Sequence[SpecAudit]) -> dict[str, Any]:
     """What :data:`COUNTS_FILE` holds: totals and, per audited model key, found / enforced / explained."""
-    per_model = {a.model_key: {what: a.count(what) for what in ("found", "enforced", "explained")}
-                 for a in sorted(audits, key=lambda a: a.model_key) if a.page is not None}
+    per_model = {
+        a.model_key: {what: a.count(what) for what in ("found", "enforced", "explained")}
+        for a in sorted(audits, key=lambda a: a.model_key)
+        if a.page is not None
+    }
     return {"totals": audit_counts(audits), "models": per_model}
 
 
@@ -507,15 +576,20 @@ def docs_root_from_env() -> Path | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kie_async.catalogue.prose_audit",
-                                     description="Every limit a provider page states in words: enforced or explained")
+    parser = argparse.ArgumentParser(
+        prog="python -m kie_async.catalogue.prose_audit",
+        description="Every limit a provider page states in words: enforced or explained",
+    )
     parser.add_argument("--docs", type=Path, default=None, help=f"the captured docs pages (default: ${DOCS_ENV})")
     parser.add_argument("--specs", type=Path, default=None, help="a model spec folder (default: the bundled one)")
     parser.add_argument("--model", action="append", default=[], help="only these model keys")
     parser.add_argument("--unmapped", action="store_true", help="list only unmapped statements and stale entries")
     parser.add_argument("--json", action="store_true", help="one JSON object per finding")
-    parser.add_argument("--write-counts", action="store_true",
-                        help=f"rewrite {COUNTS_FILE.name} (the per-model counts the catalogue page shows)")
+    parser.add_argument(
+        "--write-counts",
+        action="store_true",
+        help=f"rewrite {COUNTS_FILE.name} (the per-model counts the catalogue page shows)",
+    )
     args = parser.parse_args(argv)
     docs = args.docs or docs_root_from_env()
     if docs is None:
@@ -529,9 +603,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             st = finding.statement
             if args.json:
-                print(json.dumps({"model": audit.model_key, "page": audit.page, "line": st.line, "field": st.field,
-                                  "kinds": list(st.kinds), "numbers": list(st.numbers), "status": finding.status,
-                                  "text": st.text}))
+                print(
+                    json.dumps(
+                        {
+                            "model": audit.model_key,
+                            "page": audit.page,
+                            "line": st.line,
+                            "field": st.field,
+                            "kinds": list(st.kinds),
+                            "numbers": list(st.numbers),
+                            "status": finding.status,
+                            "text": st.text,
+                        }
+                    )
+                )
             else:
                 print(f"{audit.model_key}\t{audit.page}:{st.line}\t{st.field}\t{finding.status}\t{st.text}")
         for problem in audit.stale:

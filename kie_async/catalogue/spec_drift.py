@@ -52,8 +52,13 @@ def _field_facts(prefix: str, spec: FieldSpec, out: dict[str, Any]) -> None:
         out[f"{prefix}.default"] = _num(spec.default)
     allowed = spec.allowed
     low, high = spec.min, spec.max
-    if allowed is None and spec.type == "integer" and low is not None and high is not None \
-            and high - low <= _RANGE_AS_SET:
+    if (
+        allowed is None
+        and spec.type == "integer"
+        and low is not None
+        and high is not None
+        and high - low <= _RANGE_AS_SET
+    ):
         allowed = list(range(int(low), int(high) + 1))
     if allowed is not None:
         out[f"{prefix}.allowed"] = sorted({str(_num(v)) for v in allowed})
@@ -121,9 +126,11 @@ def compare(committed: ModelSpec, imported: ModelSpec) -> list[Drift]:
     """Facts that differ between ``committed`` and a fresh import, minus the committed spec's overrides."""
     mine, theirs = spec_facts(committed), spec_facts(imported)
     overrides = {o.path for o in committed.overrides}
-    drifts = [Drift(path=path, committed=mine.get(path), page=theirs.get(path))
-              for path in sorted(set(mine) | set(theirs))
-              if mine.get(path) != theirs.get(path) and not _overridden(path, overrides)]
+    drifts = [
+        Drift(path=path, committed=mine.get(path), page=theirs.get(path))
+        for path in sorted(set(mine) | set(theirs))
+        if mine.get(path) != theirs.get(path) and not _overridden(path, overrides)
+    ]
     return drifts
 
 

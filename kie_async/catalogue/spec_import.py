@@ -24,60 +24,138 @@ CREATE_TASK_PATH = "/api/v1/jobs/createTask"
 TODO = "TODO(import)"
 
 _MIME_FORMATS: dict[str, list[str]] = {
-    "jpeg": ["jpg", "jpeg"], "jpg": ["jpg", "jpeg"], "png": ["png"], "webp": ["webp"], "gif": ["gif"],
-    "bmp": ["bmp"], "tiff": ["tiff", "tif"], "heic": ["heic"], "avif": ["avif"],
-    "mp4": ["mp4"], "quicktime": ["mov"], "mov": ["mov"], "x-matroska": ["mkv"], "mkv": ["mkv"], "webm": ["webm"],
-    "mpeg": ["mp3"], "mp3": ["mp3"], "wav": ["wav"], "x-wav": ["wav"], "aac": ["aac"], "ogg": ["ogg"],
-    "x-m4a": ["m4a"], "m4a": ["m4a"], "flac": ["flac"], "avi": ["avi"],
+    "jpeg": ["jpg", "jpeg"],
+    "jpg": ["jpg", "jpeg"],
+    "png": ["png"],
+    "webp": ["webp"],
+    "gif": ["gif"],
+    "bmp": ["bmp"],
+    "tiff": ["tiff", "tif"],
+    "heic": ["heic"],
+    "avif": ["avif"],
+    "mp4": ["mp4"],
+    "quicktime": ["mov"],
+    "mov": ["mov"],
+    "x-matroska": ["mkv"],
+    "mkv": ["mkv"],
+    "webm": ["webm"],
+    "mpeg": ["mp3"],
+    "mp3": ["mp3"],
+    "wav": ["wav"],
+    "x-wav": ["wav"],
+    "aac": ["aac"],
+    "ogg": ["ogg"],
+    "x-m4a": ["m4a"],
+    "m4a": ["m4a"],
+    "flac": ["flac"],
+    "avi": ["avi"],
 }
 _TYPES_CLAUSE = re.compile(r"(?:types|formats?)\s*:\s*([^;)\n]+)", re.I)
 _MIME = re.compile(r"\b(?:image|video|audio)/([a-z0-9+-]+(?:\.[a-z0-9+-]+)*)", re.I)
 _AUDIO_MP4 = re.compile(r"\baudio/mp4\b", re.I)
-_SUPPORTS = re.compile(r"supports?\s+((?:[A-Za-z0-9]+(?:,\s*|\s+and\s+|\s*/\s*|,\s*and\s+))+[A-Za-z0-9]+)\s+"
-                       r"(?:formats?|files?)", re.I)
+_SUPPORTS = re.compile(
+    r"supports?\s+((?:[A-Za-z0-9]+(?:,\s*|\s+and\s+|\s*/\s*|,\s*and\s+))+[A-Za-z0-9]+)\s+"
+    r"(?:formats?|files?)",
+    re.I,
+)
 _STATED_MIN = re.compile(r"min(?:imum)?\s*(?:value)?\s*:\s*`?(-?\d+(?:\.\d+)?)", re.I)
 _STATED_MAX = re.compile(r"max(?:imum)?\s*(?:value)?\s*:\s*`?(-?\d+(?:\.\d+)?)", re.I)
-_MAX_MB = re.compile(r"(?:max(?:imum)?\s*(?:file\s*)?size[^:\d]{0,30}:?\s*(?:of\s*)?|not exceeding\s*|up to\s*)"
-                     r"(\d+(?:\.\d+)?)\s*MB", re.I)
-_UP_TO = re.compile(r"(?:up to|maximum of|max(?:imum)?\s*:?|at most|no more than)\s*(\d+)\s*"
-                    r"(?:\w+\s+)?(?:images?|videos?|audios?|files?|urls?|items?|shots?)", re.I)
-_COUNT_RANGE = re.compile(r"\b(\d+)\s*(?:-|to)\s*(\d+)\s*(?:images?|videos?|audios?|files?|urls?|items?|shots?)\b",
-                          re.I)
+_MAX_MB = re.compile(
+    r"(?:max(?:imum)?\s*(?:file\s*)?size[^:\d]{0,30}:?\s*(?:of\s*)?|not exceeding\s*|up to\s*)"
+    r"(\d+(?:\.\d+)?)\s*MB",
+    re.I,
+)
+_UP_TO = re.compile(
+    r"(?:up to|maximum of|max(?:imum)?\s*:?|at most|no more than)\s*(\d+)\s*"
+    r"(?:\w+\s+)?(?:images?|videos?|audios?|files?|urls?|items?|shots?)",
+    re.I,
+)
+_COUNT_RANGE = re.compile(
+    r"\b(\d+)\s*(?:-|to)\s*(\d+)\s*(?:images?|videos?|audios?|files?|urls?|items?|shots?)\b", re.I
+)
 _VALUE_RANGE = re.compile(r"(?:range\s*:?\s*|\bin\s+|between\s+|from\s+)(-?\d+)\s*(?:-|to|and)\s*(-?\d+)\b", re.I)
-_EXCLUSIVE = re.compile(r"mutually exclusive|cannot be used (?:together|with|simultaneously)|not both|"
-                        r"only one of|choose one", re.I)
-_CONDITIONAL = re.compile(r"required (?:when|if)|only (?:when|if|takes effect)|takes effect when|"
-                          r"(?:not supported|unsupported) (?:for|with|when)|is ignored when|only supported", re.I)
+_EXCLUSIVE = re.compile(
+    r"mutually exclusive|cannot be used (?:together|with|simultaneously)|not both|"
+    r"only one of|choose one",
+    re.I,
+)
+_CONDITIONAL = re.compile(
+    r"required (?:when|if)|only (?:when|if|takes effect)|takes effect when|"
+    r"(?:not supported|unsupported) (?:for|with|when)|is ignored when|only supported",
+    re.I,
+)
 
 _MODE_WORDS: tuple[tuple[str, str], ...] = (
-    ("motion-control", "motion_control"), ("speech-to-video", "audio_to_video"), ("avatar", "audio_to_video"),
-    ("from-audio", "audio_to_video"), ("reference-to-video", "multimodal_reference"), ("r2v", "multimodal_reference"),
-    ("video-to-video", "video_to_video"), ("videoedit", "video_to_video"), ("video-edit", "video_to_video"),
-    ("animate", "video_to_video"), ("watermark-remover", "video_to_video"), ("upscale", "upscale"),
-    ("extend", "follow_up"), ("characters", "follow_up"), ("text-to-speech", "text_to_audio"),
-    ("text-to-dialogue", "text_to_audio"), ("sound-effect", "text_to_audio"), ("audio-isolation", "audio_to_audio"),
-    ("speech-to-text", "audio_to_audio"), ("image-to-video", "image_to_video"), ("text-to-video", "text_to_video"),
-    ("text-to-image", "text_to_image"), ("image-to-image", "image_edit"), ("edit", "image_edit"),
-    ("remix", "image_edit"), ("reframe", "image_edit"), ("remove-background", "image_edit"),
+    ("motion-control", "motion_control"),
+    ("speech-to-video", "audio_to_video"),
+    ("avatar", "audio_to_video"),
+    ("from-audio", "audio_to_video"),
+    ("reference-to-video", "multimodal_reference"),
+    ("r2v", "multimodal_reference"),
+    ("video-to-video", "video_to_video"),
+    ("videoedit", "video_to_video"),
+    ("video-edit", "video_to_video"),
+    ("animate", "video_to_video"),
+    ("watermark-remover", "video_to_video"),
+    ("upscale", "upscale"),
+    ("extend", "follow_up"),
+    ("characters", "follow_up"),
+    ("text-to-speech", "text_to_audio"),
+    ("text-to-dialogue", "text_to_audio"),
+    ("sound-effect", "text_to_audio"),
+    ("audio-isolation", "audio_to_audio"),
+    ("speech-to-text", "audio_to_audio"),
+    ("image-to-video", "image_to_video"),
+    ("text-to-video", "text_to_video"),
+    ("text-to-image", "text_to_image"),
+    ("image-to-image", "image_edit"),
+    ("edit", "image_edit"),
+    ("remix", "image_edit"),
+    ("reframe", "image_edit"),
+    ("remove-background", "image_edit"),
     ("storyboard", "text_to_video"),
 )
-_VIDEO_MODES = {"text_to_video", "image_to_video", "first_last_frames", "multimodal_reference", "motion_control",
-                "video_to_video", "audio_to_video"}
+_VIDEO_MODES = {
+    "text_to_video",
+    "image_to_video",
+    "first_last_frames",
+    "multimodal_reference",
+    "motion_control",
+    "video_to_video",
+    "audio_to_video",
+}
 _AUDIO_MODES = {"text_to_audio", "audio_to_audio"}
 _PATTERNS = {
-    "text_to_image": "prompt_only", "text_to_video": "prompt_only", "image_to_video": "single_image",
-    "image_edit": "image_edit", "multimodal_reference": "multimodal_reference", "motion_control": "motion_control",
-    "video_to_video": "video_edit", "audio_to_video": "audio_driven", "text_to_audio": "text_to_audio",
-    "audio_to_audio": "audio_edit", "upscale": "upscale", "follow_up": "follow_up",
+    "text_to_image": "prompt_only",
+    "text_to_video": "prompt_only",
+    "image_to_video": "single_image",
+    "image_edit": "image_edit",
+    "multimodal_reference": "multimodal_reference",
+    "motion_control": "motion_control",
+    "video_to_video": "video_edit",
+    "audio_to_video": "audio_driven",
+    "text_to_audio": "text_to_audio",
+    "audio_to_audio": "audio_edit",
+    "upscale": "upscale",
+    "follow_up": "follow_up",
     "first_last_frames": "first_last_frames",
 }
-_KEY_WORDS = (("text-to-video", "t2v"), ("image-to-video", "i2v"), ("text-to-image", "t2i"),
-              ("image-to-image", "i2i"), ("video-to-video", "v2v"), ("speech-to-video", "s2v"),
-              ("reference-to-video", "r2v"))
+_KEY_WORDS = (
+    ("text-to-video", "t2v"),
+    ("image-to-video", "i2v"),
+    ("text-to-image", "t2i"),
+    ("image-to-image", "i2i"),
+    ("video-to-video", "v2v"),
+    ("speech-to-video", "s2v"),
+    ("reference-to-video", "r2v"),
+)
 _PROMPT_NAMES = ("prompt", "text")
 _NON_MEDIA = re.compile(r"task_id|callback", re.I)
-_MEDIA_NAME = re.compile(r"(_url|_urls)$|^(image|video|audio|image_input|input_urls|mask|reference_image|"
-                         r"reference_video|reference_voice|first_frame|first_clip)$", re.I)
+_MEDIA_NAME = re.compile(
+    r"(_url|_urls)$|^(image|video|audio|image_input|input_urls|mask|reference_image|"
+    r"reference_video|reference_voice|first_frame|first_clip)$",
+    re.I,
+)
 
 
 _KEY = re.compile(r"[a-z0-9][a-z0-9.-]{0,99}")
@@ -125,8 +203,9 @@ def input_schema(op: PageOperation) -> JsonSchema:
     return inp
 
 
-def import_page(page: ProviderPage, *, family: str | None = None, key: str | None = None,
-                model_id: str | None = None) -> ImportedSpec:
+def import_page(
+    page: ProviderPage, *, family: str | None = None, key: str | None = None, model_id: str | None = None
+) -> ImportedSpec:
     """Derive a spec from ``page``'s createTask schema. ``family`` defaults to the page's folder."""
     op = create_task_operation(page)
     inp = input_schema(op)
@@ -153,17 +232,18 @@ def import_page(page: ProviderPage, *, family: str | None = None, key: str | Non
     options = {name: _field(name, props[name], todos, notes, top_required=name in required) for name in option_names}
     if options:
         data["options"] = options
-    mode: dict[str, Any] = {"name": mode_name, "provider_model": provider_model,
-                            "input_pattern": _PATTERNS[mode_name]}
+    mode: dict[str, Any] = {"name": mode_name, "provider_model": provider_model, "input_pattern": _PATTERNS[mode_name]}
     if slots:
         mode["slots"] = slots
     data["task_modes"] = [mode]
     if prompt_name is not None:  # a preset rewrites the prompt: pointless for a model that takes none
         data["default_presets"] = {_PATTERNS[mode_name]: f"{fam.replace('-', '_')}_v1"}
     checked_on = data["provenance"]["checked_on"]
-    data["verification_notes"] = [f"Imported from the provider's OpenAPI block ({page.source}, captured "
-                                  f"{checked_on}); nothing here was checked against the live API by "
-                                  f"us."] + [f"Page defect: {n}" for n in notes]
+    data["verification_notes"] = [
+        f"Imported from the provider's OpenAPI block ({page.source}, captured "
+        f"{checked_on}); nothing here was checked against the live API by "
+        f"us."
+    ] + [f"Page defect: {n}" for n in notes]
     data["source_page"] = {"page": page.source, "url": page.url, "captured": checked_on}
     return ImportedSpec(key=model_key, data=data, todos=todos, page_notes=notes)
 
@@ -177,10 +257,11 @@ def _provider_model(
         raise SpecImportError(f"{page.source}: the schema names no model id")
     example_ids = sorted({str(e["model"]) for e in op.request_examples if isinstance(e, dict) and "model" in e})
     if model_id is None and example_ids and provider_model not in example_ids:
-        notes.append(f"the schema's model enum says {provider_model!r} but the page's example sends "
-                     f"{example_ids[0]!r}")
-        todos.append(f"model id: schema {provider_model!r} vs example {example_ids[0]!r}; re-import with "
-                     f"--model-id and record an override of provider_models")
+        notes.append(f"the schema's model enum says {provider_model!r} but the page's example sends {example_ids[0]!r}")
+        todos.append(
+            f"model id: schema {provider_model!r} vs example {example_ids[0]!r}; re-import with "
+            f"--model-id and record an override of provider_models"
+        )
     if len(op.model_ids) > 1:
         todos.append(f"the page lists several model ids {list(op.model_ids)}; this spec uses {provider_model}")
     return provider_model
@@ -188,8 +269,9 @@ def _provider_model(
 
 def _checked_key(model_key: str) -> str:
     if not _KEY.fullmatch(model_key):
-        raise SpecImportError(f"model key {model_key!r} is not lower-case letters, digits, '.' and '-' "
-                              f"(it names the spec file)")
+        raise SpecImportError(
+            f"model key {model_key!r} is not lower-case letters, digits, '.' and '-' (it names the spec file)"
+        )
     return model_key
 
 
@@ -214,17 +296,24 @@ def _description_todos(props: dict[str, JsonSchema], todos: list[str]) -> None:
     for name, prop in props.items():
         text = str(prop.get("description") or "")
         if _EXCLUSIVE.search(text):
-            todos.append(f"{name}: the description states exclusive scenarios ({_excerpt(text, _EXCLUSIVE)}); "
-                         f"split task modes or add a rule")
+            todos.append(
+                f"{name}: the description states exclusive scenarios ({_excerpt(text, _EXCLUSIVE)}); "
+                f"split task modes or add a rule"
+            )
         elif _CONDITIONAL.search(text):
-            todos.append(f"{name}: the description states a condition ({_excerpt(text, _CONDITIONAL)}); "
-                         f"add a rule or a verification note")
+            todos.append(
+                f"{name}: the description states a condition ({_excerpt(text, _CONDITIONAL)}); "
+                f"add a rule or a verification note"
+            )
 
 
 def _spec_head(page: ProviderPage, op: PageOperation, model_key: str, family: str, output_kind: str) -> dict[str, Any]:
     """The spec's first keys: key, label, family, output kind, description, provenance."""
-    provenance = {"source": f"{page.url or page.source} (OpenAPI block, imported)",
-                  "checked_on": page.captured.isoformat() if page.captured else "unknown", "status": "doc"}
+    provenance = {
+        "source": f"{page.url or page.source} (OpenAPI block, imported)",
+        "checked_on": page.captured.isoformat() if page.captured else "unknown",
+        "status": "doc",
+    }
     data: dict[str, Any] = {
         "key": model_key,
         "label": page.title or model_key,
@@ -283,7 +372,8 @@ def _role(name: str, prop: JsonSchema) -> str:
     lowered = name.lower()
     text = str(prop.get("description") or "").lower().replace("-", " ")
     if any(w in lowered for w in ("end_image", "last_frame", "tail_image")) or (
-            "last frame" in text and "first" not in text):
+        "last frame" in text and "first" not in text
+    ):
         return "last_frame"
     if "first_frame" in lowered or ("first frame" in text and "last frame" not in text):
         return "first_frame"
@@ -294,8 +384,11 @@ def _slot(name: str, prop: JsonSchema, required: bool, todos: list[str]) -> dict
     kind = _media_kind(name, prop)
     text = str(prop.get("description") or "")
     is_list = prop.get("type") == "array"
-    slot: dict[str, Any] = {"name": name.removesuffix("_urls").removesuffix("_url") or name, "kind": kind,
-                            "roles": [_role(name, prop)]}
+    slot: dict[str, Any] = {
+        "name": name.removesuffix("_urls").removesuffix("_url") or name,
+        "kind": kind,
+        "roles": [_role(name, prop)],
+    }
     if is_list:
         low = int(prop.get("minItems", 1 if required else 0))
         high = prop.get("maxItems")
@@ -321,8 +414,11 @@ def _slot(name: str, prop: JsonSchema, required: bool, todos: list[str]) -> dict
         slot["formats"] = formats
     size = _MAX_MB.search(text)
     if size:
-        slot["max_mb"] = float(size.group(1)) if "." in size.group(1) and not size.group(1).endswith(".0") \
+        slot["max_mb"] = (
+            float(size.group(1))
+            if "." in size.group(1) and not size.group(1).endswith(".0")
             else int(float(size.group(1)))
+        )
     return slot
 
 
@@ -391,8 +487,10 @@ def _role_todos(mode: str, slots: list[dict[str, Any]], todos: list[str]) -> Non
     roles = [r for s in slots for r in s["roles"]]
     images = [s for s in slots if s["kind"] == "image"]
     if mode == "image_to_video" and "first_frame" not in roles and images:
-        todos.append(f"which image is the first frame? imported {images[0]['field']} as a reference; "
-                     f"set roles: [first_frame] if the page means a first frame")
+        todos.append(
+            f"which image is the first frame? imported {images[0]['field']} as a reference; "
+            f"set roles: [first_frame] if the page means a first frame"
+        )
 
 
 def _chars(prop: JsonSchema, out: dict[str, Any], notes: list[str], name: str) -> None:
@@ -429,8 +527,9 @@ def _as_number(kind: str, value: Any) -> Any:
         return value
 
 
-def _field(name: str, prop: JsonSchema, todos: list[str], notes: list[str], *, top_required: bool = False,
-           nested: bool = False) -> dict[str, Any]:
+def _field(
+    name: str, prop: JsonSchema, todos: list[str], notes: list[str], *, top_required: bool = False, nested: bool = False
+) -> dict[str, Any]:
     out = _field_type(name, prop, todos, notes)
     if top_required:
         out["required"] = True
@@ -443,10 +542,17 @@ def _field(name: str, prop: JsonSchema, todos: list[str], notes: list[str], *, t
         _list_counts(prop, text, out)
     if out["type"] == "object":
         sub_required = {str(r).strip() for r in prop.get("required") or []}
-        out["fields"] = {str(k).strip(): _field(f"{name}.{str(k).strip()}", v if isinstance(v, dict) else {},
-                                                todos, notes, top_required=str(k).strip() in sub_required,
-                                                nested=True)
-                         for k, v in prop["properties"].items()}
+        out["fields"] = {
+            str(k).strip(): _field(
+                f"{name}.{str(k).strip()}",
+                v if isinstance(v, dict) else {},
+                todos,
+                notes,
+                top_required=str(k).strip() in sub_required,
+                nested=True,
+            )
+            for k, v in prop["properties"].items()
+        }
     if "min" in out and "max" in out and out["min"] > out["max"]:
         notes.append(f"{name}: minimum {out['min']} is above maximum {out['max']}; range left out")
         out.pop("min")
@@ -540,7 +646,7 @@ def _excerpt(text: str, pattern: re.Pattern[str]) -> str:
     if match is None:
         return ""
     start = max(0, match.start() - 40)
-    snippet = " ".join(text[start:match.end() + 60].split())
+    snippet = " ".join(text[start : match.end() + 60].split())
     return f"'…{snippet}…'"
 
 

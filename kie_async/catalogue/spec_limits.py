@@ -50,12 +50,26 @@ def text_limit_problems(field: str, text: str, limits: Sequence[LimitWhen]) -> l
     out: list[ImpossibleInput] = []
     high, why = _tightest(limits, "max_chars", low=False)
     if high is not None and len(text) > high:
-        out.append(_bad(field, len(text), "max_chars", f"{field} has {len(text)} characters; at most {high:g} "
-                        f"here ({why})", f"shorten it by {len(text) - int(high)} characters"))
+        out.append(
+            _bad(
+                field,
+                len(text),
+                "max_chars",
+                f"{field} has {len(text)} characters; at most {high:g} here ({why})",
+                f"shorten it by {len(text) - int(high)} characters",
+            )
+        )
     low, why = _tightest(limits, "min_chars", low=True)
     if low is not None and len(text) < low:
-        out.append(_bad(field, len(text), "min_chars", f"{field} has {len(text)} characters; at least {low:g} "
-                        f"here ({why})", f"write at least {low:g} characters"))
+        out.append(
+            _bad(
+                field,
+                len(text),
+                "min_chars",
+                f"{field} has {len(text)} characters; at least {low:g} here ({why})",
+                f"write at least {low:g} characters",
+            )
+        )
     return out
 
 
@@ -66,26 +80,43 @@ def _value_limit_problems(field: str, value: Any, limits: Sequence[LimitWhen]) -
     if isinstance(value, int | float) and not isinstance(value, bool):
         high, why = _tightest(limits, "max", low=False)
         if high is not None and value > high:
-            out.append(_bad(field, value, "max", f"{field}={value!r} is above {high:g} here ({why})",
-                            f"use at most {high:g}"))
+            out.append(
+                _bad(field, value, "max", f"{field}={value!r} is above {high:g} here ({why})", f"use at most {high:g}")
+            )
         low, why = _tightest(limits, "min", low=True)
         if low is not None and value < low:
-            out.append(_bad(field, value, "min", f"{field}={value!r} is below {low:g} here ({why})",
-                            f"use at least {low:g}"))
+            out.append(
+                _bad(field, value, "min", f"{field}={value!r} is below {low:g} here ({why})", f"use at least {low:g}")
+            )
     if isinstance(value, list):
         high, why = _tightest(limits, "max_items", low=False)
         if high is not None and len(value) > high:
-            out.append(_bad(field, len(value), "max_items", f"{field} has {len(value)} item(s); at most {high:g} "
-                            f"here ({why})", f"remove {len(value) - int(high)} item(s)"))
+            out.append(
+                _bad(
+                    field,
+                    len(value),
+                    "max_items",
+                    f"{field} has {len(value)} item(s); at most {high:g} here ({why})",
+                    f"remove {len(value) - int(high)} item(s)",
+                )
+            )
         low, why = _tightest(limits, "min_items", low=True)
         if low is not None and len(value) < low:
-            out.append(_bad(field, len(value), "min_items", f"{field} has {len(value)} item(s); at least "
-                            f"{low:g} here ({why})", f"add items up to {low:g}"))
+            out.append(
+                _bad(
+                    field,
+                    len(value),
+                    "min_items",
+                    f"{field} has {len(value)} item(s); at least {low:g} here ({why})",
+                    f"add items up to {low:g}",
+                )
+            )
     return out
 
 
-def conditional_problems(spec: ModelSpec, ctx: ConditionContext, prompt: str | None,
-                         options: Mapping[str, Any]) -> list[ImpossibleInput]:
+def conditional_problems(
+    spec: ModelSpec, ctx: ConditionContext, prompt: str | None, options: Mapping[str, Any]
+) -> list[ImpossibleInput]:
     """The prompt's and the options' conditional limits that hold for this request and are broken."""
     out: list[ImpossibleInput] = []
     if prompt is not None and prompt.strip() and spec.prompt.limits_when:
@@ -105,18 +136,37 @@ def field_extra_problems(spec: FieldSpec, value: Any, path: str) -> list[Impossi
             ratio = value / spec.multiple_of
             if abs(ratio - round(ratio)) > 1e-9:
                 below = math.floor(ratio) * spec.multiple_of
-                out.append(_bad(path, value, "multiple_of", f"{path}={value!r} is not a multiple of "
-                                f"{spec.multiple_of:g}", f"use a step of {spec.multiple_of:g} (e.g. {below:g} or "
-                                f"{below + spec.multiple_of:g})"))
+                out.append(
+                    _bad(
+                        path,
+                        value,
+                        "multiple_of",
+                        f"{path}={value!r} is not a multiple of {spec.multiple_of:g}",
+                        f"use a step of {spec.multiple_of:g} (e.g. {below:g} or {below + spec.multiple_of:g})",
+                    )
+                )
         if spec.decimals is not None and round(value, spec.decimals) != value:
-            out.append(_bad(path, value, "decimals", f"{path}={value!r} has more than {spec.decimals} decimal "
-                            f"place(s)", f"round it to {spec.decimals} decimal place(s)"))
+            out.append(
+                _bad(
+                    path,
+                    value,
+                    "decimals",
+                    f"{path}={value!r} has more than {spec.decimals} decimal place(s)",
+                    f"round it to {spec.decimals} decimal place(s)",
+                )
+            )
     if spec.max_total_chars is not None and isinstance(value, list):
         total = sum(len(text) for text in _texts(spec, value))
         if total > spec.max_total_chars:
-            out.append(_bad(path, total, "max_total_chars", f"{path} has {total} characters in all its items; at "
-                            f"most {spec.max_total_chars} together", f"shorten the items by "
-                            f"{total - spec.max_total_chars} characters in all"))
+            out.append(
+                _bad(
+                    path,
+                    total,
+                    "max_total_chars",
+                    f"{path} has {total} characters in all its items; at most {spec.max_total_chars} together",
+                    f"shorten the items by {total - spec.max_total_chars} characters in all",
+                )
+            )
     return out
 
 
@@ -134,8 +184,9 @@ def _texts(spec: FieldSpec | None, value: Any) -> Iterable[str]:
             yield from _texts(spec.fields.get(name), item)
 
 
-def slot_count_problems(spec: ModelSpec, mode: TaskModeSpec, counts: Mapping[str, int],
-                        ctx: ConditionContext) -> list[ImpossibleInput]:
+def slot_count_problems(
+    spec: ModelSpec, mode: TaskModeSpec, counts: Mapping[str, int], ctx: ConditionContext
+) -> list[ImpossibleInput]:
     """Conditional slot counts and counts across slots (``slot_totals``), from the number of files per slot."""
     out: list[ImpossibleInput] = []
     for slot in mode.slots:
@@ -145,23 +196,53 @@ def slot_count_problems(spec: ModelSpec, mode: TaskModeSpec, counts: Mapping[str
         given = counts.get(slot.name, 0)
         high, why = _tightest(holding, "max_items", low=False)
         if high is not None and given > high:
-            out.append(_bad(slot.field, given, "max_items", f"{spec.key} ({mode.name}) takes at most {high:g} "
-                            f"{slot.kind}(s) in {slot.field} here ({why}); got {given}",
-                            f"remove {given - int(high)} {slot.kind}(s)"))
+            out.append(
+                _bad(
+                    slot.field,
+                    given,
+                    "max_items",
+                    f"{spec.key} ({mode.name}) takes at most {high:g} "
+                    f"{slot.kind}(s) in {slot.field} here ({why}); got {given}",
+                    f"remove {given - int(high)} {slot.kind}(s)",
+                )
+            )
         low, why = _tightest(holding, "min_items", low=True)
         if low is not None and given < low:
-            out.append(_bad(slot.field, given, "min_items", f"{spec.key} ({mode.name}) needs at least {low:g} "
-                            f"{slot.kind}(s) in {slot.field} here ({why}); got {given}",
-                            f"add {int(low) - given} {slot.kind}(s)"))
+            out.append(
+                _bad(
+                    slot.field,
+                    given,
+                    "min_items",
+                    f"{spec.key} ({mode.name}) needs at least {low:g} "
+                    f"{slot.kind}(s) in {slot.field} here ({why}); got {given}",
+                    f"add {int(low) - given} {slot.kind}(s)",
+                )
+            )
     for total in mode.slot_totals:
         given = sum(counts.get(name, 0) for name in total.slots)
         fields = "/".join(s.field for s in mode.slots if s.name in total.slots)
         if total.max is not None and given > total.max:
-            out.append(_bad(fields, given, "slot_total", f"{spec.key} ({mode.name}): {fields} hold {given} files "
-                            f"together; at most {total.max} ({total.reason})", f"remove {given - total.max} of them"))
+            out.append(
+                _bad(
+                    fields,
+                    given,
+                    "slot_total",
+                    f"{spec.key} ({mode.name}): {fields} hold {given} files "
+                    f"together; at most {total.max} ({total.reason})",
+                    f"remove {given - total.max} of them",
+                )
+            )
         if given < total.min:
-            out.append(_bad(fields, given, "slot_total", f"{spec.key} ({mode.name}): {fields} hold {given} files "
-                            f"together; at least {total.min} ({total.reason})", f"add {total.min - given}"))
+            out.append(
+                _bad(
+                    fields,
+                    given,
+                    "slot_total",
+                    f"{spec.key} ({mode.name}): {fields} hold {given} files "
+                    f"together; at least {total.min} ({total.reason})",
+                    f"add {total.min - given}",
+                )
+            )
     return out
 
 
@@ -188,9 +269,16 @@ def slot_size_problems(mode: TaskModeSpec, media: Sequence[NormalizedMedia]) -> 
         sizes = [size for m in media if m.slot == slot.name and (size := media_size(m)) is not None]
         total = sum(sizes)
         if total > slot.max_total_mb * _MB:
-            out.append(_bad(slot.field, total, "max_total_mb", f"{slot.field}: the files together are "
-                            f"{total / _MB:.1f} MB; at most {slot.max_total_mb:g} MB in all",
-                            f"compress or drop files to stay under {slot.max_total_mb:g} MB together"))
+            out.append(
+                _bad(
+                    slot.field,
+                    total,
+                    "max_total_mb",
+                    f"{slot.field}: the files together are "
+                    f"{total / _MB:.1f} MB; at most {slot.max_total_mb:g} MB in all",
+                    f"compress or drop files to stay under {slot.max_total_mb:g} MB together",
+                )
+            )
     return out
 
 
@@ -205,11 +293,25 @@ def pixel_problems(item_id: str, slot: MediaSlot, size: tuple[int, int]) -> list
 
     def check(value: float, low: float | None, high: float | None, what: str) -> None:
         if low is not None and value < low:
-            out.append(_bad(item_id, shown, "pixels", f"{item_id} is {shown}: its {what} is {value:g}, below "
-                            f"{low:g} for {slot.field}", f"resize it so its {what} is at least {low:g}"))
+            out.append(
+                _bad(
+                    item_id,
+                    shown,
+                    "pixels",
+                    f"{item_id} is {shown}: its {what} is {value:g}, below {low:g} for {slot.field}",
+                    f"resize it so its {what} is at least {low:g}",
+                )
+            )
         if high is not None and value > high:
-            out.append(_bad(item_id, shown, "pixels", f"{item_id} is {shown}: its {what} is {value:g}, above "
-                            f"{high:g} for {slot.field}", f"resize it so its {what} is at most {high:g}"))
+            out.append(
+                _bad(
+                    item_id,
+                    shown,
+                    "pixels",
+                    f"{item_id} is {shown}: its {what} is {value:g}, above {high:g} for {slot.field}",
+                    f"resize it so its {what} is at most {high:g}",
+                )
+            )
 
     check(width, limits.min_width, limits.max_width, "width")
     check(height, limits.min_height, limits.max_height, "height")
@@ -221,8 +323,15 @@ def pixel_problems(item_id: str, slot: MediaSlot, size: tuple[int, int]) -> list
         low, high = limits.aspect_ratio.min, limits.aspect_ratio.max
         if (low is not None and ratio < low - 1e-9) or (high is not None and ratio > high + 1e-9):
             span = f"{low if low is not None else 0:g} to {high if high is not None else math.inf:g}"
-            out.append(_bad(item_id, shown, "aspect_ratio", f"{item_id} is {shown} (width/height {ratio:.3f}); "
-                            f"{slot.field} takes {span}", "crop it to an accepted aspect ratio"))
+            out.append(
+                _bad(
+                    item_id,
+                    shown,
+                    "aspect_ratio",
+                    f"{item_id} is {shown} (width/height {ratio:.3f}); {slot.field} takes {span}",
+                    "crop it to an accepted aspect ratio",
+                )
+            )
     return out
 
 
@@ -231,9 +340,16 @@ def as_wire_problems(problems: Iterable[ImpossibleInput]) -> list[str]:
     return [f"{p.field}: {p.message}" for p in problems]
 
 
-def spec_limit_problems(spec: ModelSpec, mode: TaskModeSpec, ctx: ConditionContext, prompt: str | None,
-                        options: Mapping[str, Any], slot_urls: Mapping[str, Sequence[str]]) -> list[str]:
+def spec_limit_problems(
+    spec: ModelSpec,
+    mode: TaskModeSpec,
+    ctx: ConditionContext,
+    prompt: str | None,
+    options: Mapping[str, Any],
+    slot_urls: Mapping[str, Sequence[str]],
+) -> list[str]:
     """For the wire check: the conditional limits and slot counts a body breaks (``field: message``)."""
     counts = {name: len(urls) for name, urls in slot_urls.items()}
-    return as_wire_problems([*conditional_problems(spec, ctx, prompt, options),
-                             *slot_count_problems(spec, mode, counts, ctx)])
+    return as_wire_problems(
+        [*conditional_problems(spec, ctx, prompt, options), *slot_count_problems(spec, mode, counts, ctx)]
+    )

@@ -185,11 +185,17 @@ class FieldSpec(_Spec):
     max_chars: int | None = None
     min_items: int | None = None
     max_items: int | None = None
-    multiple_of: float | None = Field(default=None, gt=0, description="numbers: a step the value must be a "
-                                      "whole multiple of (a page's 'in steps of 0.5' or multipleOf)")
+    multiple_of: float | None = Field(
+        default=None,
+        gt=0,
+        description="numbers: a step the value must be a whole multiple of (a page's 'in steps of 0.5' or multipleOf)",
+    )
     decimals: int | None = Field(default=None, ge=0, description="numbers: at most this many decimal places")
-    max_total_chars: int | None = Field(default=None, ge=1, description="lists: all text in all items together "
-                                        "(a page's combined length across a dialogue's lines)")
+    max_total_chars: int | None = Field(
+        default=None,
+        ge=1,
+        description="lists: all text in all items together (a page's combined length across a dialogue's lines)",
+    )
     limits_when: list[LimitWhen] = Field(default_factory=list, description="limits that hold only in some modes")
     items: FieldSpec | None = None
     fields: dict[str, FieldSpec] | None = None
@@ -256,8 +262,9 @@ class MediaSlot(_Spec):
     max_mb: float | None = None
     max_total_mb: float | None = Field(default=None, gt=0, description="all of this slot's files together")
     pixels: PixelLimits | None = Field(default=None, description="images: width, height and aspect bounds")
-    limits_when: list[LimitWhen] = Field(default_factory=list, description="counts (min_items/max_items) that "
-                                         "hold only in some modes")
+    limits_when: list[LimitWhen] = Field(
+        default_factory=list, description="counts (min_items/max_items) that hold only in some modes"
+    )
     duration_seconds: Range | None = None
     url_prefixes: list[str] = Field(
         default_factory=lambda: ["https://", "http://"], description="what the provider takes as a hosted reference"
@@ -302,8 +309,10 @@ class TaskModeSpec(_Spec):
         names = [s.name for s in self.slots]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise ValueError(f"task mode {self.name!r}: slot name(s) {repeated} repeat; each slot needs its own "
-                             f"name (media are sent by slot name)")
+            raise ValueError(
+                f"task mode {self.name!r}: slot name(s) {repeated} repeat; each slot needs its own "
+                f"name (media are sent by slot name)"
+            )
         for total in self.slot_totals:
             unknown = sorted(set(total.slots) - set(names))
             if unknown:
@@ -330,7 +339,8 @@ class RuleSpec(_Spec):
 class PromptSpec(_Spec):
     field: str = "prompt"
     accepted: bool = Field(
-        default=True, description="false: the model takes no prompt at all (upscalers), so one given is refused")
+        default=True, description="false: the model takes no prompt at all (upscalers), so one given is refused"
+    )
     required: bool = True
     required_unless: list[Condition] = Field(default_factory=list)
     min_chars: int | None = None
@@ -406,7 +416,9 @@ class ModelSpec(_Spec):
     rules: list[RuleSpec] = Field(default_factory=list)
     default_presets: dict[str, str] = Field(default_factory=dict, description="input pattern -> preset key")
     typical_generation_seconds: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False,
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
         description="how long a task usually takes on Kie.ai; seeds the first status read of a new task (the "
         "session then learns the real figure per model). Unset: the poll schedule's first interval",
     )
@@ -420,10 +432,13 @@ class ModelSpec(_Spec):
     overrides: list[Override] = Field(default_factory=list)
     example_corrections: list[ExampleCorrection] = Field(default_factory=list)
     audit_page: SourcePage | None = Field(
-        default=None, description="the page whose prose limits the audit reads when there is no source_page "
-        "(a separate API's create page; operation = its path)")
-    page_limits: list[PageLimit] = Field(default_factory=list,
-                                         description="limits the page states in words: enforced where, or why not")
+        default=None,
+        description="the page whose prose limits the audit reads when there is no source_page "
+        "(a separate API's create page; operation = its path)",
+    )
+    page_limits: list[PageLimit] = Field(
+        default_factory=list, description="limits the page states in words: enforced where, or why not"
+    )
     source_file: str | None = None
 
     @model_validator(mode="after")
@@ -451,7 +466,8 @@ class ModelSpec(_Spec):
             for media_slot in mode.slots:
                 if media_slot.field in wire_fields:
                     raise ValueError(
-                        f"slot {media_slot.name!r} writes field {media_slot.field!r}, which is also an option")
+                        f"slot {media_slot.name!r} writes field {media_slot.field!r}, which is also an option"
+                    )
         body_fields = {f for f in (self.transport.create.model_field, self.transport.create.callback_field) if f}
         if self.transport.create.input_field is None:
             wire_names = wire_fields | {s.field for m in self.task_modes for s in m.slots}
@@ -533,8 +549,9 @@ class _LazySpecs(Mapping[str, "ModelSpec"]):
 class ModelRegistry:
     """All loaded specs, by key, with alias resolution. Read-only; specs from the compiled cache load on use."""
 
-    def __init__(self, specs: Mapping[str, ModelSpec], spec_dir: str,
-                 aliases: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(
+        self, specs: Mapping[str, ModelSpec], spec_dir: str, aliases: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
         self.specs: Mapping[str, ModelSpec] = specs
         self.spec_dir = spec_dir
         self._aliases = {key: [a.lower() for a in found] for key, found in (aliases or {}).items()}
@@ -568,8 +585,9 @@ class ModelRegistry:
         return [self.specs[key] for key, found in self._aliases.items() if wanted in found]
 
     def by_provider_model(self, model_id: str) -> list[tuple[ModelSpec, TaskModeSpec]]:
-        return [(spec, mode) for spec in self.specs.values() for mode in spec.task_modes
-                if mode.provider_model == model_id]
+        return [
+            (spec, mode) for spec in self.specs.values() for mode in spec.task_modes if mode.provider_model == model_id
+        ]
 
 
 def close_matches(word: object, choices: Iterable[Any], *, n: int = 3) -> list[Any]:

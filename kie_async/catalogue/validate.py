@@ -75,8 +75,11 @@ def check_field_value(spec: FieldSpec, value: Any, path: str) -> list[Impossible
         problems.append(ImpossibleInput(field=where, value=shown, rule=rule, message=message, fix=fix))
 
     if spec.allowed is not None and value not in spec.allowed:
-        bad("allowed", f"{path}={value!r} is not allowed",
-            suggest_fix(value, spec.allowed, f"use one of {spec.allowed}"))
+        bad(
+            "allowed",
+            f"{path}={value!r} is not allowed",
+            suggest_fix(value, spec.allowed, f"use one of {spec.allowed}"),
+        )
         return problems
     if spec.type in ("integer", "number") and isinstance(value, int | float) and not isinstance(value, bool):
         if spec.min is not None and value < spec.min:
@@ -87,11 +90,19 @@ def check_field_value(spec: FieldSpec, value: Any, path: str) -> list[Impossible
         _check_chars(spec, value, path, bad)
     if spec.type == "list" and isinstance(value, list):
         if spec.min_items is not None and len(value) < spec.min_items:
-            bad("min_items", f"{path} has {len(value)} item(s); at least {spec.min_items} needed",
-                f"add items up to {spec.min_items}", len(value))
+            bad(
+                "min_items",
+                f"{path} has {len(value)} item(s); at least {spec.min_items} needed",
+                f"add items up to {spec.min_items}",
+                len(value),
+            )
         if spec.max_items is not None and len(value) > spec.max_items:
-            bad("max_items", f"{path} has {len(value)} item(s); at most {spec.max_items} allowed",
-                f"remove {len(value) - spec.max_items} item(s)", len(value))
+            bad(
+                "max_items",
+                f"{path} has {len(value)} item(s); at most {spec.max_items} allowed",
+                f"remove {len(value) - spec.max_items} item(s)",
+                len(value),
+            )
         if spec.items is not None:
             for index, item in enumerate(value):
                 problems.extend(check_field_value(spec.items, item, f"{path}[{index}]"))
@@ -109,11 +120,19 @@ def check_field_value(spec: FieldSpec, value: Any, path: str) -> list[Impossible
 
 def _check_chars(spec: FieldSpec, value: str, path: str, bad: Any) -> None:
     if spec.min_chars is not None and len(value) < spec.min_chars:
-        bad("min_chars", f"{path} has {len(value)} characters; at least {spec.min_chars} needed",
-            f"write at least {spec.min_chars} characters", len(value))
+        bad(
+            "min_chars",
+            f"{path} has {len(value)} characters; at least {spec.min_chars} needed",
+            f"write at least {spec.min_chars} characters",
+            len(value),
+        )
     if spec.max_chars is not None and len(value) > spec.max_chars:
-        bad("max_chars", f"{path} has {len(value)} characters; at most {spec.max_chars} allowed",
-            f"shorten it by {len(value) - spec.max_chars} characters", len(value))
+        bad(
+            "max_chars",
+            f"{path} has {len(value)} characters; at most {spec.max_chars} allowed",
+            f"shorten it by {len(value) - spec.max_chars} characters",
+            len(value),
+        )
 
 
 def _range(spec: FieldSpec) -> str:
@@ -122,39 +141,72 @@ def _range(spec: FieldSpec) -> str:
     return f"{low} to {high}"
 
 
-def _check_prompt(spec: ModelSpec, normalized: NormalizedRequest, ctx_values: dict[str, Any],
-                  missing: list[MissingInput], impossible: list[ImpossibleInput]) -> None:
+def _check_prompt(
+    spec: ModelSpec,
+    normalized: NormalizedRequest,
+    ctx_values: dict[str, Any],
+    missing: list[MissingInput],
+    impossible: list[ImpossibleInput],
+) -> None:
     rules = spec.prompt
     prompt = normalized.prompt
-    ctx = condition_context(ctx_values, prompt=prompt, callback_url=normalized.callback_url,
-                            task_mode=normalized.task_mode, filled_slots=normalized.filled_slots)
+    ctx = condition_context(
+        ctx_values,
+        prompt=prompt,
+        callback_url=normalized.callback_url,
+        task_mode=normalized.task_mode,
+        filled_slots=normalized.filled_slots,
+    )
     needed = rules.required and not (rules.required_unless and all_hold(rules.required_unless, ctx))
     if not rules.accepted:
         if prompt is not None and prompt.strip():
-            impossible.append(ImpossibleInput(
-                field=rules.field, value=len(prompt), rule="no_prompt",
-                message=f"{spec.key} takes no prompt; a prompt would be ignored or refused by the provider",
-                fix="leave the prompt out"))
+            impossible.append(
+                ImpossibleInput(
+                    field=rules.field,
+                    value=len(prompt),
+                    rule="no_prompt",
+                    message=f"{spec.key} takes no prompt; a prompt would be ignored or refused by the provider",
+                    fix="leave the prompt out",
+                )
+            )
         return
     if prompt is None or not prompt.strip():
         if needed:
-            missing.append(MissingInput(field=rules.field, value=prompt, rule="required",
-                                        message=f"{spec.key} needs a prompt", fix="pass prompt='...'"))
+            missing.append(
+                MissingInput(
+                    field=rules.field,
+                    value=prompt,
+                    rule="required",
+                    message=f"{spec.key} needs a prompt",
+                    fix="pass prompt='...'",
+                )
+            )
         return
     if rules.min_chars is not None and len(prompt) < rules.min_chars:
-        impossible.append(ImpossibleInput(
-            field=rules.field, value=len(prompt), rule="min_chars",
-            message=f"prompt has {len(prompt)} characters; {spec.key} needs at least {rules.min_chars}",
-            fix=f"write at least {rules.min_chars} characters"))
+        impossible.append(
+            ImpossibleInput(
+                field=rules.field,
+                value=len(prompt),
+                rule="min_chars",
+                message=f"prompt has {len(prompt)} characters; {spec.key} needs at least {rules.min_chars}",
+                fix=f"write at least {rules.min_chars} characters",
+            )
+        )
     if rules.max_chars is not None and len(prompt) > rules.max_chars:
-        impossible.append(ImpossibleInput(
-            field=rules.field, value=len(prompt), rule="max_chars",
-            message=f"prompt has {len(prompt)} characters; {spec.key} allows at most {rules.max_chars}",
-            fix=f"shorten the prompt by {len(prompt) - rules.max_chars} characters"))
+        impossible.append(
+            ImpossibleInput(
+                field=rules.field,
+                value=len(prompt),
+                rule="max_chars",
+                message=f"prompt has {len(prompt)} characters; {spec.key} allows at most {rules.max_chars}",
+                fix=f"shorten the prompt by {len(prompt) - rules.max_chars} characters",
+            )
+        )
 
 
-def check_media_item(item: NormalizedMedia, slot: MediaSlot, *, check_files: bool = True
-                     ) -> tuple[list[ImpossibleInput], list[WarningDetail]]:
+def check_media_item(
+    item: NormalizedMedia, slot: MediaSlot, *, check_files: bool = True
+) -> tuple[list[ImpossibleInput], list[WarningDetail]]:
     """Source, format, size and length checks for one placed media item."""
     impossible: list[ImpossibleInput] = []
     warnings: list[WarningDetail] = []
@@ -165,8 +217,12 @@ def check_media_item(item: NormalizedMedia, slot: MediaSlot, *, check_files: boo
     if item.source_type in ("url", "asset"):
         value = item.value or ""
         if not value.lower().startswith(tuple(p.lower() for p in slot.url_prefixes)):
-            bad("url_scheme", f"{item.id} ({value}) is not a reference {slot.field} accepts",
-                f"use a URL starting with one of {slot.url_prefixes}", value)
+            bad(
+                "url_scheme",
+                f"{item.id} ({value}) is not a reference {slot.field} accepts",
+                f"use a URL starting with one of {slot.url_prefixes}",
+                value,
+            )
     size: int | None = item.size_bytes
     content: Path | bytes | None = item.data
     if item.source_type == "local_path" and check_files:
@@ -188,44 +244,77 @@ def check_media_item(item: NormalizedMedia, slot: MediaSlot, *, check_files: boo
         sniffed = check.sniffed
         if check.problem is not None and check.problem.rule == "media_kind" and sniffed is not None:
             found = _same(sniffed.extension or "")
-            bad("media_kind", f"{item.id} contains {sniffed.kind} data ({found}), but {slot.field} takes "
-                f"{slot.kind}s", f"pass it as a {sniffed.kind} or pick the right file", found)
+            bad(
+                "media_kind",
+                f"{item.id} contains {sniffed.kind} data ({found}), but {slot.field} takes {slot.kind}s",
+                f"pass it as a {sniffed.kind} or pick the right file",
+                found,
+            )
             return impossible, warnings
         if check.problem is not None:
-            bad(check.problem.rule, f"{media_subject(item)} {check.problem.message}",
-                input_fix(check.problem.rule, slot.kind, slot.formats), _shown(item))
+            bad(
+                check.problem.rule,
+                f"{media_subject(item)} {check.problem.message}",
+                input_fix(check.problem.rule, slot.kind, slot.formats),
+                _shown(item),
+            )
             return impossible, warnings
     fmt = _same(sniffed.extension) if sniffed is not None and sniffed.extension else item.extension
     if slot.formats:
         accepted = {_same(f) for f in slot.formats}
         if fmt is None:
             if item.source_type != "asset":
-                warnings.append(WarningDetail(
-                    field=item.id, value=item.value or item.filename, rule="format_unknown",
-                    message=f"{item.id}: file type cannot be told from the name; {slot.field} takes "
-                            f"{', '.join(slot.formats)}",
-                    fix="use a name with a file extension (or pass MediaInput(filename=...))"))
+                warnings.append(
+                    WarningDetail(
+                        field=item.id,
+                        value=item.value or item.filename,
+                        rule="format_unknown",
+                        message=f"{item.id}: file type cannot be told from the name; {slot.field} takes "
+                        f"{', '.join(slot.formats)}",
+                        fix="use a name with a file extension (or pass MediaInput(filename=...))",
+                    )
+                )
         elif _same(fmt) not in accepted:
             seen = "contains" if sniffed else "is"
-            bad("format", f"{item.id} {seen} .{fmt}; {slot.field} takes {', '.join(slot.formats)}",
-                f"convert it to one of {', '.join(slot.formats)}", fmt)
+            bad(
+                "format",
+                f"{item.id} {seen} .{fmt}; {slot.field} takes {', '.join(slot.formats)}",
+                f"convert it to one of {', '.join(slot.formats)}",
+                fmt,
+            )
     if size is not None and slot.max_mb is not None and size > slot.max_mb * _MB:
-        bad("max_mb", f"{item.id} is {size / _MB:.1f} MB; {slot.field} allows {slot.max_mb:g} MB",
-            f"compress or resize it below {slot.max_mb:g} MB", size)
+        bad(
+            "max_mb",
+            f"{item.id} is {size / _MB:.1f} MB; {slot.field} allows {slot.max_mb:g} MB",
+            f"compress or resize it below {slot.max_mb:g} MB",
+            size,
+        )
     if item.duration_seconds is not None and slot.duration_seconds is not None:
         limits = slot.duration_seconds
         if limits.min is not None and item.duration_seconds < limits.min:
-            bad("min_seconds", f"{item.id} lasts {item.duration_seconds:g} s; {slot.field} needs at least "
-                f"{limits.min:g} s", f"use a clip of at least {limits.min:g} s", item.duration_seconds)
+            bad(
+                "min_seconds",
+                f"{item.id} lasts {item.duration_seconds:g} s; {slot.field} needs at least {limits.min:g} s",
+                f"use a clip of at least {limits.min:g} s",
+                item.duration_seconds,
+            )
         if limits.max is not None and item.duration_seconds > limits.max:
-            bad("max_seconds", f"{item.id} lasts {item.duration_seconds:g} s; {slot.field} allows at most "
-                f"{limits.max:g} s", f"trim it to {limits.max:g} s", item.duration_seconds)
+            bad(
+                "max_seconds",
+                f"{item.id} lasts {item.duration_seconds:g} s; {slot.field} allows at most {limits.max:g} s",
+                f"trim it to {limits.max:g} s",
+                item.duration_seconds,
+            )
     if content is not None and sniffed is not None and not impossible:
         # Last, as it is the dearest check: a header read (pyvips for images) catches magic-byte look-alikes.
         trouble = header_problem(content, sniffed)
         if trouble is not None:
-            bad("media_corrupt", f"{media_subject(item)} looks like {sniffed.looks_like} but {trouble}",
-                input_fix("media_corrupt", slot.kind, slot.formats), _shown(item))
+            bad(
+                "media_corrupt",
+                f"{media_subject(item)} looks like {sniffed.looks_like} but {trouble}",
+                input_fix("media_corrupt", slot.kind, slot.formats),
+                _shown(item),
+            )
     if content is not None and slot.pixels is not None and sniffed is not None and not impossible:
         # The header only (an image's, or a video's track header): a page's pixel bounds, before any upload.
         size_px = image_size(content) if sniffed.kind == "image" else video_size(content)
@@ -255,20 +344,31 @@ def _check_total_seconds(spec: ModelSpec, mode: TaskModeSpec, media: list[Normal
     for kind, limit in mode.max_total_seconds.items():
         if totals.get(kind, 0.0) > limit:
             fields = "/".join(s.field for s in mode.slots if s.kind == kind)
-            out.append(ImpossibleInput(
-                field=fields, value=totals[kind], rule="max_total_seconds",
-                message=f"{spec.key}: all {kind} references together last {totals[kind]:g} s; at most {limit:g} s",
-                fix=f"trim or drop {kind} clips to {limit:g} s in total"))
+            out.append(
+                ImpossibleInput(
+                    field=fields,
+                    value=totals[kind],
+                    rule="max_total_seconds",
+                    message=f"{spec.key}: all {kind} references together last {totals[kind]:g} s; at most {limit:g} s",
+                    fix=f"trim or drop {kind} clips to {limit:g} s in total",
+                )
+            )
     return out
 
 
 def _context(normalized: NormalizedRequest) -> ConditionContext:
-    return condition_context(normalized.options, prompt=normalized.prompt, callback_url=normalized.callback_url,
-                             task_mode=normalized.task_mode, filled_slots=normalized.filled_slots)
+    return condition_context(
+        normalized.options,
+        prompt=normalized.prompt,
+        callback_url=normalized.callback_url,
+        task_mode=normalized.task_mode,
+        filled_slots=normalized.filled_slots,
+    )
 
 
-def _mode_limit_problems(spec: ModelSpec, mode: TaskModeSpec, normalized: NormalizedRequest, *,
-                         check_files: bool) -> list[ImpossibleInput]:
+def _mode_limit_problems(
+    spec: ModelSpec, mode: TaskModeSpec, normalized: NormalizedRequest, *, check_files: bool
+) -> list[ImpossibleInput]:
     """Conditional slot counts, counts across slots and each slot's total size."""
     counts: dict[str, int] = defaultdict(int)
     for item in normalized.media:
@@ -284,8 +384,12 @@ def fired_rules(spec: ModelSpec, normalized: NormalizedRequest) -> list[RuleSpec
     return [rule for rule in spec.rules if all_hold(rule.when, ctx)]
 
 
-def _state(missing: list[MissingInput], impossible: list[ImpossibleInput], warnings: list[WarningDetail],
-           defaulted: list[DefaultedField]) -> ValidationState:
+def _state(
+    missing: list[MissingInput],
+    impossible: list[ImpossibleInput],
+    warnings: list[WarningDetail],
+    defaulted: list[DefaultedField],
+) -> ValidationState:
     if impossible:
         return "invalid"
     if missing:
@@ -311,8 +415,13 @@ def validate_request(
     impossible = list(normalized.issues.impossible)
     warnings = list(normalized.issues.warnings)
     if not normalized.known_model:
-        return ValidationResult(state="invalid", model_key=normalized.model_key, impossible_inputs=impossible,
-                                missing_inputs=missing, normalized=normalized)
+        return ValidationResult(
+            state="invalid",
+            model_key=normalized.model_key,
+            impossible_inputs=impossible,
+            missing_inputs=missing,
+            normalized=normalized,
+        )
     spec = reg.get(normalized.model_key)
     mode = spec.mode(normalized.task_mode) if normalized.task_mode else None
     _check_prompt(spec, normalized, normalized.options, missing, impossible)
@@ -320,20 +429,38 @@ def validate_request(
         value = normalized.options.get(name)
         if value is None:
             if opt.required:
-                missing.append(MissingInput(field=name, value=None, rule="required",
-                                            message=f"{spec.key} needs {name}", fix=f"pass {name}=..."))
+                missing.append(
+                    MissingInput(
+                        field=name,
+                        value=None,
+                        rule="required",
+                        message=f"{spec.key} needs {name}",
+                        fix=f"pass {name}=...",
+                    )
+                )
             continue
         impossible.extend(check_field_value(opt, value, name))
         if name in normalized.explicit_options:
             if opt.deprecated:
-                warnings.append(WarningDetail(field=name, value=value, rule="deprecated",
-                                              message=f"{name} is deprecated by the provider",
-                                              fix=f"drop {name}; it may stop working without notice"))
+                warnings.append(
+                    WarningDetail(
+                        field=name,
+                        value=value,
+                        rule="deprecated",
+                        message=f"{name} is deprecated by the provider",
+                        fix=f"drop {name}; it may stop working without notice",
+                    )
+                )
             if opt.unconfirmed:
-                warnings.append(WarningDetail(
-                    field=name, value=value, rule="unconfirmed_field",
-                    message=f"{name} is not confirmed by every doc source ({opt.verification_note or 'see spec'})",
-                    fix=f"drop {name} if the provider rejects the task"))
+                warnings.append(
+                    WarningDetail(
+                        field=name,
+                        value=value,
+                        rule="unconfirmed_field",
+                        message=f"{name} is not confirmed by every doc source ({opt.verification_note or 'see spec'})",
+                        fix=f"drop {name} if the provider rejects the task",
+                    )
+                )
     if mode is not None:
         for item in normalized.media:
             slot = mode.slot(item.slot) if item.slot else None
@@ -347,8 +474,13 @@ def validate_request(
     impossible.extend(conditional_problems(spec, _context(normalized), normalized.prompt, normalized.options))
     dropped: list[str] = []
     for rule in fired_rules(spec, normalized):
-        detail = {"field": rule.field, "value": _rule_value(normalized, rule.field), "rule": rule.id,
-                  "message": rule.message, "fix": rule.fix}
+        detail = {
+            "field": rule.field,
+            "value": _rule_value(normalized, rule.field),
+            "rule": rule.id,
+            "message": rule.message,
+            "fix": rule.fix,
+        }
         if rule.severity == "invalid":
             impossible.append(ImpossibleInput(**detail))
         elif rule.severity == "needs_input":
@@ -360,9 +492,15 @@ def validate_request(
     defaulted = list(normalized.defaulted)
     return ValidationResult(
         state=_state(missing, impossible, warnings, defaulted),
-        model_key=spec.key, task_mode=normalized.task_mode, provider_model=normalized.provider_model,
-        missing_inputs=missing, defaulted_fields=defaulted, warning_details=warnings,
-        impossible_inputs=impossible, dropped_fields=dropped, normalized=normalized,
+        model_key=spec.key,
+        task_mode=normalized.task_mode,
+        provider_model=normalized.provider_model,
+        missing_inputs=missing,
+        defaulted_fields=defaulted,
+        warning_details=warnings,
+        impossible_inputs=impossible,
+        dropped_fields=dropped,
+        normalized=normalized,
     )
 
 
@@ -379,10 +517,22 @@ def _check_callback(url: str | None, impossible: list[ImpossibleInput], warnings
         return
     lowered = url.lower()
     if not lowered.startswith(("http://", "https://")):
-        impossible.append(ImpossibleInput(field="callback_url", value=url, rule="url_scheme",
-                                          message="callback_url must be an http(s) URL",
-                                          fix="pass a public https:// URL or leave it out"))
+        impossible.append(
+            ImpossibleInput(
+                field="callback_url",
+                value=url,
+                rule="url_scheme",
+                message="callback_url must be an http(s) URL",
+                fix="pass a public https:// URL or leave it out",
+            )
+        )
     elif lowered.startswith("http://"):
-        warnings.append(WarningDetail(field="callback_url", value=url, rule="plain_http",
-                                      message="callback_url uses plain http; results travel unencrypted",
-                                      fix="use an https:// callback URL"))
+        warnings.append(
+            WarningDetail(
+                field="callback_url",
+                value=url,
+                rule="plain_http",
+                message="callback_url uses plain http; results travel unencrypted",
+                fix="use an https:// callback URL",
+            )
+        )

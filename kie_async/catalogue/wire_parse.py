@@ -29,7 +29,8 @@ class WireParse(BaseModel):
     prompt: str | None = None
     options: dict[str, Any] = Field(default_factory=dict, description="fields present in the body, typed")
     effective_options: dict[str, Any] = Field(
-        default_factory=dict, description="options plus the documented defaults the provider would apply")
+        default_factory=dict, description="options plus the documented defaults the provider would apply"
+    )
     slot_urls: dict[str, list[str]] = Field(default_factory=dict)
     problems: list[str] = Field(default_factory=list)
     foreign_fields: int = Field(default=0, description="media fields of another task mode; ranks readings")
@@ -53,7 +54,7 @@ def _split_field(mode: TaskModeSpec, field: str, raw: Any, problems: list[str]) 
     out: dict[str, list[str]] = {}
     index = 0
     for slot in slots:
-        take = items[index:index + slot.max]
+        take = items[index : index + slot.max]
         index += len(take)
         good = [u for u in take if _url_ok(slot, u, field, problems)]
         if good:
@@ -114,13 +115,16 @@ def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any
     if total < mode.min_total_media:
         problems.append(f"{'/'.join(mode_fields)}: at least {mode.min_total_media} media item(s) required")
     filled = frozenset(slot_urls)
-    defaults = fill_defaults(spec, options, prompt=prompt, callback_url=None, task_mode=mode.name,
-                             filled_slots=filled)
-    effective = {name: options[name] if name in options else defaults[name][0]
-                 for name in spec.options if name in options or name in defaults}
+    defaults = fill_defaults(spec, options, prompt=prompt, callback_url=None, task_mode=mode.name, filled_slots=filled)
+    effective = {
+        name: options[name] if name in options else defaults[name][0]
+        for name in spec.options
+        if name in options or name in defaults
+    }
     ctx = condition_context(effective, prompt=prompt, callback_url=None, task_mode=mode.name, filled_slots=filled)
-    prompt_needed = spec.prompt.required and not (spec.prompt.required_unless
-                                                  and all_hold(spec.prompt.required_unless, ctx))
+    prompt_needed = spec.prompt.required and not (
+        spec.prompt.required_unless and all_hold(spec.prompt.required_unless, ctx)
+    )
     if prompt is None or not prompt.strip():
         if prompt_needed:
             problems.append(f"{spec.prompt.field}: is required")
@@ -138,13 +142,22 @@ def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any
         if rule.severity != "warning" and not about_callback and all_hold(rule.when, ctx):
             problems.append(f"{rule.field}: {rule.message}")
     problems.extend(spec_limit_problems(spec, mode, ctx, prompt, options, slot_urls))
-    return WireParse(model_key=spec.key, task_mode=mode.name, provider_model=mode.provider_model, prompt=prompt,
-                     options=options, effective_options=effective, slot_urls=slot_urls, problems=problems,
-                     foreign_fields=foreign)
+    return WireParse(
+        model_key=spec.key,
+        task_mode=mode.name,
+        provider_model=mode.provider_model,
+        prompt=prompt,
+        options=options,
+        effective_options=effective,
+        slot_urls=slot_urls,
+        problems=problems,
+        foreign_fields=foreign,
+    )
 
 
-def best_wire_parse(model_id: str, body: Mapping[str, Any], *, registry: ModelRegistry | None = None
-                    ) -> WireParse | None:
+def best_wire_parse(
+    model_id: str, body: Mapping[str, Any], *, registry: ModelRegistry | None = None
+) -> WireParse | None:
     """The reading of ``body`` with the fewest problems among every spec/mode using ``model_id``."""
     reg = registry or load_registry()
     best: WireParse | None = None

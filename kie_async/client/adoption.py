@@ -182,8 +182,9 @@ class AdoptionDesk:
 
     async def _confirm_then_settle(self, token: str, task_id: str) -> bool:
         if not await self.confirm(token, task_id):
-            log.warning("relayed adoption of %s for token %s refused: the task does not carry the token", task_id,
-                        token)
+            log.warning(
+                "relayed adoption of %s for token %s refused: the task does not carry the token", task_id, token
+            )
             return False
         return await self._settle(token, task_id)
 

@@ -157,7 +157,13 @@ class RequestPath:
         with telemetry.span(f"{method} {path}", _http_attributes(method, url, path, endpoint), client=True) as span:
             try:
                 async with http.request(
-                    method, url, json=json_body, data=data, params=params, headers=headers, timeout=timeout,
+                    method,
+                    url,
+                    json=json_body,
+                    data=data,
+                    params=params,
+                    headers=headers,
+                    timeout=timeout,
                     proxy=proxy,
                 ) as response:
                     outcome = str(response.status)
@@ -336,22 +342,34 @@ class RequestPath:
         check_timeout("timeout", timeout)
         if not 1 <= page_size <= 500:
             raise ValueError(f"page_size must be 1..500, got {page_size}")
-        count = await self.api("GET", self.url(PRICING_COUNT_PATH), endpoint="pricing", idempotent=True,
-                               timeout=timeout, limiter=self.read_limit())
+        count = await self.api(
+            "GET",
+            self.url(PRICING_COUNT_PATH),
+            endpoint="pricing",
+            idempotent=True,
+            timeout=timeout,
+            limiter=self.read_limit(),
+        )
         total = count.get("all") if isinstance(count, dict) else None
         if not isinstance(total, int) or isinstance(total, bool) or total < 0:
-            raise KieAPIStatusError(f"pricing count has an unexpected shape: {count!r:.200}", code=200,
-                                    endpoint="pricing")
+            raise KieAPIStatusError(
+                f"pricing count has an unexpected shape: {count!r:.200}", code=200, endpoint="pricing"
+            )
         records: list[dict[str, JSONValue]] = []
         pages = min(PRICING_MAX_PAGES, max(1, -(-total // page_size)))
         for page_num in range(1, pages + 1):
-            data = await self.api("POST", self.url(PRICING_PAGE_PATH), endpoint="pricing", idempotent=True,
-                                  json_body={"pageNum": page_num, "pageSize": page_size}, timeout=timeout,
-                                  limiter=self.read_limit())
+            data = await self.api(
+                "POST",
+                self.url(PRICING_PAGE_PATH),
+                endpoint="pricing",
+                idempotent=True,
+                json_body={"pageNum": page_num, "pageSize": page_size},
+                timeout=timeout,
+                limiter=self.read_limit(),
+            )
             rows = data.get("records") if isinstance(data, dict) else None
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise KieAPIStatusError(f"pricing page {page_num} has no records list", code=200,
-                                        endpoint="pricing")
+                raise KieAPIStatusError(f"pricing page {page_num} has no records list", code=200, endpoint="pricing")
             records.extend(rows)
             if len(rows) < page_size:
                 break

@@ -256,4 +256,3 @@ async def _report(wait: _Wait, state: TaskState, *, next_poll_in: float | None) 
     result = wait.on_progress(progress)
     if asyncio.iscoroutine(result):
         await result
-

@@ -88,7 +88,9 @@ end
 
 # KEYS: window zset, pause key[, epoch key]. ARGV: window ms, limit, member[, known epoch, candidate, hold ms].
 # Returns 0 when admitted, -1 when the epoch is not the caller's, else ms to wait.
-_ACQUIRE = _EPOCH_CHECK + """
+_ACQUIRE = (
+    _EPOCH_CHECK
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if KEYS[3] then
@@ -107,6 +109,7 @@ end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return math.max(1, tonumber(oldest[2]) + window - now)
 """
+)
 
 # KEYS: window zset. ARGV: member. Moves the slot's stamp to now (the request was answered: it arrived before).
 _RESTAMP = """
@@ -180,7 +183,9 @@ end
 # KEYS: budget hash, epoch key. ARGV: owner key prefix, op, owner, amount, actual, ttl ms, cap ('none' or a
 # number: the first fixes it, a smaller one lowers it), known epoch, candidate, hold ms.
 # Returns {1 ok | 0 refused | -1 epoch not the caller's | -2 hold (ms in the second field), spent, reserved, cap}.
-_BUDGET_OP = _EPOCH_CHECK + """
+_BUDGET_OP = (
+    _EPOCH_CHECK
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local held = epoch_check(KEYS[2], ARGV[8], ARGV[9], ARGV[10], now)
@@ -192,7 +197,9 @@ if not have_cap then
 elseif ARGV[7] ~= 'none' and (have_cap == 'none' or tonumber(have_cap) > tonumber(ARGV[7])) then
   redis.call('HSET', KEYS[1], 'cap', ARGV[7])
 end
-""" + _BUDGET_SWEEP + """
+"""
+    + _BUDGET_SWEEP
+    + """
 local op = ARGV[2]
 local owner = 'r:' .. ARGV[3]
 local amount = tonumber(ARGV[4])
@@ -220,6 +227,7 @@ local spent = redis.call('HGET', KEYS[1], 'spent') or '0'
 local cap = redis.call('HGET', KEYS[1], 'cap') or 'none'
 return {ok, tostring(spent), tostring(reserved), cap}
 """
+)
 
 # KEYS: budget hash. ARGV: cap, floor, owner field, open reservations, epoch, ttl ms. After the store came back
 # empty: the batch's spending is at least what this process last saw (spent plus the others' reservations), so
@@ -368,8 +376,9 @@ class RedisCoordinator(Coordinator):
     def _unreachable_now(self, exc: BaseException) -> None:
         self._down_until = time.monotonic() + _DOWN_SECONDS
         if not self._unreachable:
-            log.warning("coordination store %s unreachable (%s); submits wait, reads go on",
-                        self.shown_url, type(exc).__name__)
+            log.warning(
+                "coordination store %s unreachable (%s); submits wait, reads go on", self.shown_url, type(exc).__name__
+            )
         self._unreachable = True
 
     @property
@@ -386,8 +395,12 @@ class RedisCoordinator(Coordinator):
             except (RedisError, OSError) as exc:
                 wait = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
                 if attempt == 0 and not self._unreachable:
-                    log.warning("%s: coordination store %s unreachable (%s); holding until it is back",
-                                what, self.shown_url, type(exc).__name__)
+                    log.warning(
+                        "%s: coordination store %s unreachable (%s); holding until it is back",
+                        what,
+                        self.shown_url,
+                        type(exc).__name__,
+                    )
                 self._unreachable_now(exc)
                 attempt += 1
                 await asyncio.sleep(wait)
@@ -409,11 +422,14 @@ class RedisCoordinator(Coordinator):
             for batch_id, memory in self._batches.items():
                 await self._budget_restore(
                     keys=[self.key("budget", batch_id)],
-                    args=[_cap_arg(memory.cap), memory.floor, f"r:{self.owner}", memory.open, epoch,
-                          _BUDGET_TTL_MS],
+                    args=[_cap_arg(memory.cap), memory.floor, f"r:{self.owner}", memory.open, epoch, _BUDGET_TTL_MS],
                 )
-            log.warning("coordination store %s came back empty; re-seeded %d recent submit(s), %d batch budget(s)",
-                        self.shown_url, len(recent), len(self._batches))
+            log.warning(
+                "coordination store %s came back empty; re-seeded %d recent submit(s), %d batch budget(s)",
+                self.shown_url,
+                len(recent),
+                len(self._batches),
+            )
             self.epoch = epoch
         self._tell_resync()  # a callback published while the store was away was lost
 
@@ -473,7 +489,7 @@ class RedisCoordinator(Coordinator):
     def _dispatch(self, data: str) -> None:
         """One channel carries task updates (a bare task id) and adoptions (``adopt:<token> <task id>``)."""
         if data.startswith(_ADOPT_PREFIX):
-            token, _, task_id = data[len(_ADOPT_PREFIX):].partition(" ")
+            token, _, task_id = data[len(_ADOPT_PREFIX) :].partition(" ")
             if token and task_id:
                 self._tell_adoption(token, task_id)
             return
@@ -528,8 +544,16 @@ class RedisCoordinator(Coordinator):
         while True:
             result = await self._budget_op(
                 keys=[self.key("budget", batch_id), self.key("epoch")],
-                args=[self.key("owner", ""), op, self.owner, amount, actual, _BUDGET_TTL_MS, _cap_arg(cap),
-                      *self.epoch_args()],
+                args=[
+                    self.key("owner", ""),
+                    op,
+                    self.owner,
+                    amount,
+                    actual,
+                    _BUDGET_TTL_MS,
+                    _cap_arg(cap),
+                    *self.epoch_args(),
+                ],
             )
             status, spent, reserved, shared_cap = cast("list[Any]", result)
             if int(status) == _EPOCH_CHANGED:
@@ -604,9 +628,7 @@ class RedisSubmitWindow(SubmitWindow):
         member = f"{self.c.owner}:{secrets.token_hex(6)}"
         keys = [self.c.key("create", "window"), self.c.key("create", "pause"), self.c.key("epoch")]
         while True:
-            args: list[str | int] = [
-                self.c._window_ms, self.c.limits.create_per_window, member, *self.c.epoch_args()
-            ]
+            args: list[str | int] = [self.c._window_ms, self.c.limits.create_per_window, member, *self.c.epoch_args()]
             wait_ms = int(await self.c.retrying("createTask", functools.partial(self.c._acquire, keys=keys, args=args)))
             if wait_ms == _EPOCH_CHANGED:
                 await self.c.retrying("createTask", self.c.restore)

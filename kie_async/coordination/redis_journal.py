@@ -83,7 +83,9 @@ end
 # KEYS: claim, holders, outcomes, meta, ledger. ARGV: owner, lease ms, key, epoch.
 # Returns {claimed 1/0 (-2: the ledger is lost), current holder, finished runs, previous holder whose claim
 # expired (a taker's victim)}.
-_CLAIM = _LEDGER + """
+_CLAIM = (
+    _LEDGER
+    + """
 if not ledger_ok(KEYS[5], ARGV[4], KEYS[4]) then return {-2, '', 0, ''} end
 local holder = redis.call('GET', KEYS[1])
 local seq = tonumber(redis.call('HGET', KEYS[3], 'n:' .. ARGV[3]) or '0')
@@ -98,6 +100,7 @@ else
 end
 return {1, '', seq, prev}
 """
+)
 
 # Shared by the scripts that need the claim: mine, or expired with nobody else on it (then renewed as mine).
 _HOLDING = """
@@ -115,7 +118,10 @@ end
 # intent, refused while another batch of the account holds the request paid or maybe paid).
 # Returns the new version, -1 (version moved: fold again), -2 (the ledger is lost), -3 (claim lost), or the
 # other batch's index value (a string) for a refused intent.
-_STORE = _LEDGER + _HOLDING + """
+_STORE = (
+    _LEDGER
+    + _HOLDING
+    + """
 if not ledger_ok(KEYS[6], ARGV[9], KEYS[3]) then return -2 end
 if ARGV[6] == '1' and not holding(KEYS[4], KEYS[5], ARGV[1], ARGV[5], tonumber(ARGV[7])) then return -3 end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v:' .. ARGV[1]) or '0')
@@ -139,10 +145,14 @@ elseif ARGV[12] == 'del' and cur_batch == ARGV[10] then
 end
 return v + 1
 """
+)
 
 # KEYS: claim, holders, outcomes, meta, ledger. ARGV: owner, key, outcome, keep, epoch.
 # Returns the run count, 0 (claim lost) or -2 (the ledger is lost).
-_FINISH = _LEDGER + _HOLDING + """
+_FINISH = (
+    _LEDGER
+    + _HOLDING
+    + """
 if not ledger_ok(KEYS[5], ARGV[5], KEYS[4]) then return -2 end
 if not holding(KEYS[1], KEYS[2], ARGV[2], ARGV[1], 1000) then return 0 end
 redis.call('HSET', KEYS[3], 'o:' .. ARGV[2], ARGV[3])
@@ -154,12 +164,16 @@ redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]))
 redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[4]))
 return n
 """
+)
 
 # KEYS: meta, ledger. ARGV: counter, epoch. Counts on the batch's meta only while the ledger stands.
-_COUNT = _LEDGER + """
+_COUNT = (
+    _LEDGER
+    + """
 if not ledger_ok(KEYS[2], ARGV[2], KEYS[1]) then return -2 end
 return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 """
+)
 
 # KEYS: ledger, meta, scopes. ARGV: epoch, created, keep, scope, batch. Joins the batch: creates its meta only
 # under the known ledger, and names the batch behind its tokens' scope (for receivers that outlive the batch).
@@ -190,7 +204,10 @@ return 1
 
 # KEYS: ledger, meta, holders, claim... ARGV: epoch, owner, lease, key... Returns 1 per claim still held
 # (renewed), 0 per lost one; -2 (a number) when the ledger is lost.
-_RENEW = _LEDGER + _HOLDING + """
+_RENEW = (
+    _LEDGER
+    + _HOLDING
+    + """
 if not ledger_ok(KEYS[1], ARGV[1], KEYS[2]) then return -2 end
 local out = {}
 for i = 4, #KEYS do
@@ -199,10 +216,13 @@ for i = 4, #KEYS do
 end
 return out
 """
+)
 
 # KEYS: ledger, meta, outcomes, entries, claim... ARGV: epoch, key... Returns {runs finished, holder or '',
 # version} per key; -2 (a number) when the ledger is lost.
-_PEEK = _LEDGER + """
+_PEEK = (
+    _LEDGER
+    + """
 if not ledger_ok(KEYS[1], ARGV[1], KEYS[2]) then return -2 end
 local out = {}
 for i = 5, #KEYS do
@@ -213,6 +233,7 @@ for i = 5, #KEYS do
 end
 return out
 """
+)
 
 
 class _KeyStatus(BaseModel):
@@ -412,8 +433,9 @@ class RedisJournal(SharedJournal):
         except KieCoordinationError as exc:
             if spending:
                 raise  # no acknowledged intent (or no claim): nothing is sent
-            log.warning("shared journal %s: %s for %s not stored: %s", self.batch_id, record.state.value,
-                        record.key, exc)
+            log.warning(
+                "shared journal %s: %s for %s not stored: %s", self.batch_id, record.state.value, record.key, exc
+            )
 
     async def write(self, record: JournalRecord, *, fsync: bool = True) -> None:
         """Store in Redis, waiting while it is unreachable; shielded, so a cancelled caller still lands its record."""
@@ -441,13 +463,29 @@ class RedisJournal(SharedJournal):
             self._check(entry, record)
             folded = _fold(entry, key, record)
             version = self._versions.get(key, 0)
-            keys = [self.key("entries"), self.key("log"), self.key("meta"), self.key("claim", key), self.key("holders"),
-                    self.ledger_key, self.index_key]
+            keys = [
+                self.key("entries"),
+                self.key("log"),
+                self.key("meta"),
+                self.key("claim", key),
+                self.key("holders"),
+                self.ledger_key,
+                self.index_key,
+            ]
             spending = record.state is RequestState.SUBMITTING and not record.adopted and not record.sending
             args: list[str | int] = [
-                key, version, folded.model_dump_json(), record.model_dump_json(exclude_defaults=True), self.owner,
-                "1" if fenced else "0", self.lease_ms, KEEP_MS, self.epoch, self.batch_id,
-                *reversed(self._index_op(folded)), "1" if spending else "0",
+                key,
+                version,
+                folded.model_dump_json(),
+                record.model_dump_json(exclude_defaults=True),
+                self.owner,
+                "1" if fenced else "0",
+                self.lease_ms,
+                KEEP_MS,
+                self.epoch,
+                self.batch_id,
+                *reversed(self._index_op(folded)),
+                "1" if spending else "0",
             ]
             store = functools.partial(self._store, keys=keys, args=args)
             raw_answer = await self.c.retrying("shared journal", store)
@@ -558,8 +596,14 @@ class RedisJournal(SharedJournal):
         recovered_here = batch == RECOVERED_BATCH and other.get("scope") == self.scope
         if batch == self.batch_id or not task_id or not (state in UNDELIVERED or recovered_here):
             return None  # nothing to resume here (an intent without a task id is refused when it is written)
-        log.warning("shared journal %s: %s was paid in batch %r (task %s, %s): resumed, not bought", self.batch_id,
-                    key, batch, task_id, state.value)
+        log.warning(
+            "shared journal %s: %s was paid in batch %r (task %s, %s): resumed, not bought",
+            self.batch_id,
+            key,
+            batch,
+            task_id,
+            state.value,
+        )
         await self.write(JournalRecord(key=key, state=RequestState.SUBMITTED, task_id=str(task_id)))
         return self.entries.get(key)
 
@@ -623,8 +667,12 @@ class RedisJournal(SharedJournal):
             try:
                 if self._held:
                     held = sorted(self._held)
-                    keys = [self.ledger_key, self.key("meta"), self.key("holders"),
-                            *(self.key("claim", k) for k in held)]
+                    keys = [
+                        self.ledger_key,
+                        self.key("meta"),
+                        self.key("holders"),
+                        *(self.key("claim", k) for k in held),
+                    ]
                     answer = await self._renew(keys=keys, args=[self.epoch, self.owner, self.lease_ms, *held])
                     alive = cast("list[int]", [0] * len(held) if isinstance(answer, int) else answer)
                     if isinstance(answer, int):
@@ -633,20 +681,23 @@ class RedisJournal(SharedJournal):
                         if not int(ok) and key in self._held:
                             self._held.discard(key)
                             self.lost.add(key)
-                            log.warning("shared journal %s: lost the claim on %s to another process", self.batch_id,
-                                        key)
+                            log.warning(
+                                "shared journal %s: lost the claim on %s to another process", self.batch_id, key
+                            )
                 self._stamp = await self._server_stamp()
             except (RedisError, OSError) as exc:
-                log.warning("shared journal %s: cannot renew claims (%s); retrying", self.batch_id,
-                            type(exc).__name__)
+                log.warning("shared journal %s: cannot renew claims (%s); retrying", self.batch_id, type(exc).__name__)
 
     # -- waiting for the others -----------------------------------------------------------------------------
 
     def _tell_lost(self) -> None:
         """The ledger is gone: every waiter stops (raising ``JournalLostError``), nothing more is bought here."""
         if not self.gone:
-            log.error("shared journal %s: the shared ledger on %s is gone; nothing more is bought", self.batch_id,
-                      self.c.shown_url)
+            log.error(
+                "shared journal %s: the shared ledger on %s is gone; nothing more is bought",
+                self.batch_id,
+                self.c.shown_url,
+            )
         self.gone = True
         tick, self._tick = self._tick, asyncio.Event()
         tick.set()
@@ -689,21 +740,26 @@ class RedisJournal(SharedJournal):
             if not self._watched:
                 continue
             watched = sorted(self._watched)
-            keys = [self.ledger_key, self.key("meta"), self.key("outcomes"), self.key("entries"),
-                    *(self.key("claim", k) for k in watched)]
+            keys = [
+                self.ledger_key,
+                self.key("meta"),
+                self.key("outcomes"),
+                self.key("entries"),
+                *(self.key("claim", k) for k in watched),
+            ]
             try:
                 answer = await self._peek(keys=keys, args=[self.epoch, *watched])
             except (RedisError, OSError) as exc:
-                log.warning("shared journal %s: cannot read the batch (%s); retrying", self.batch_id,
-                            type(exc).__name__)
+                log.warning(
+                    "shared journal %s: cannot read the batch (%s); retrying", self.batch_id, type(exc).__name__
+                )
                 continue
             if isinstance(answer, int):
                 self._tell_lost()
                 continue
             flat = cast("list[Any]", answer)
             self._snapshot = {
-                key: _KeyStatus(seq=int(flat[3 * i]), holder=str(flat[3 * i + 1]) or None,
-                                version=int(flat[3 * i + 2]))
+                key: _KeyStatus(seq=int(flat[3 * i]), holder=str(flat[3 * i + 1]) or None, version=int(flat[3 * i + 2]))
                 for i, key in enumerate(watched)
             }
             tick, self._tick = self._tick, asyncio.Event()

@@ -114,8 +114,11 @@ def write_index(kind: str, key: str, entries: Mapping[str, Any], meta: Mapping[s
         offsets[name] = [position, len(chunk)]
         chunks.append(chunk)
         position += len(chunk)
-    header = json.dumps({"format": FORMAT, "key": key, "meta": dict(meta), "entries": offsets},
-                        separators=(",", ":"), ensure_ascii=False).encode()
+    header = json.dumps(
+        {"format": FORMAT, "key": key, "meta": dict(meta), "entries": offsets},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
     temp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -126,7 +126,7 @@ def video_size(source: Path | bytes) -> tuple[int, int] | None:
     """Width and height of an MP4/MOV (ISO-BMFF) file's first visual track, from its ``tkhd`` box; ``None`` when
     there is none or it cannot be read. Only box headers are read, never a frame. Rotation is not applied. Blocking."""
     try:
-        with (source.open("rb") if isinstance(source, Path) else io.BytesIO(source)) as handle:
+        with source.open("rb") if isinstance(source, Path) else io.BytesIO(source) as handle:
             moov = _find_box(handle, b"moov")
             if moov is None:
                 return None
@@ -162,15 +162,15 @@ def _children(data: bytes) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]] = []
     pos = 0
     while pos + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
         skip = 8
         if size == 1 and pos + 16 <= len(data):
-            size, skip = struct.unpack(">Q", data[pos + 8:pos + 16])[0], 16
+            size, skip = struct.unpack(">Q", data[pos + 8 : pos + 16])[0], 16
         elif size == 0:
             size = len(data) - pos
         if size < skip:
             break
-        out.append((kind, data[pos + skip:pos + size]))
+        out.append((kind, data[pos + skip : pos + size]))
         pos += size
     return out
 
@@ -185,7 +185,7 @@ def _track_size(moov: bytes) -> tuple[int, int] | None:
             offset = 88 if tkhd[0] == 1 else 76
             if len(tkhd) < offset + 8:
                 continue
-            width, height = struct.unpack(">II", tkhd[offset:offset + 8])
+            width, height = struct.unpack(">II", tkhd[offset : offset + 8])
             if width >> 16 and height >> 16:  # 16.16 fixed point; an audio track says 0 x 0
                 return width >> 16, height >> 16
     return None

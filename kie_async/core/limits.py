@@ -42,8 +42,11 @@ def number_problem(
         number = float(value)
     except OverflowError:  # an int too big for a float
         number = math.inf
-    if not math.isfinite(number) or number < minimum or (strict and number == minimum) or (
-        maximum is not None and number > maximum
+    if (
+        not math.isfinite(number)
+        or number < minimum
+        or (strict and number == minimum)
+        or (maximum is not None and number > maximum)
     ):
         return f"must be {want} (got {got})"
     return None

@@ -163,8 +163,7 @@ def sniff_head(head: bytes) -> SniffedMedia:
     if name is None:
         return SniffedMedia(looks_like=_describe(head))
     fmt = _FORMATS[name]
-    return SniffedMedia(format=name, extension=fmt.extension, mime_type=fmt.mime, kinds=fmt.kinds,
-                        looks_like=fmt.label)
+    return SniffedMedia(format=name, extension=fmt.extension, mime_type=fmt.mime, kinds=fmt.kinds, looks_like=fmt.label)
 
 
 def read_head(path: Path) -> bytes:
@@ -310,8 +309,9 @@ def check_media(source: Path | bytes, expect: MediaKind | None = None, *, decode
     if not sniffed.is_media:
         return _problem("not_media", f"is not {_A_KIND[expect]} (looks like {sniffed.looks_like})", sniffed, size)
     if expect is not None and expect not in sniffed.kinds:
-        return _problem("media_kind", f"contains {sniffed.kind} data ({sniffed.format}), not {_A_KIND[expect]}",
-                        sniffed, size)
+        return _problem(
+            "media_kind", f"contains {sniffed.kind} data ({sniffed.format}), not {_A_KIND[expect]}", sniffed, size
+        )
     if decode:
         trouble = header_problem(source, sniffed)
         if trouble is not None:
@@ -319,8 +319,9 @@ def check_media(source: Path | bytes, expect: MediaKind | None = None, *, decode
     return MediaCheck(sniffed=sniffed, size=size)
 
 
-def _problem(rule: ProblemRule, message: str, sniffed: SniffedMedia | None = None,
-             size: int | None = None) -> MediaCheck:
+def _problem(
+    rule: ProblemRule, message: str, sniffed: SniffedMedia | None = None, size: int | None = None
+) -> MediaCheck:
     return MediaCheck(sniffed=sniffed, size=size, problem=MediaProblem(rule=rule, message=message))
 
 
@@ -361,8 +362,11 @@ def _image_header_problem(source: Path | bytes) -> str | None:
 
     # A Source (not new_from_file): no filename option parsing ("x[1].png") and no stale cache entry.
     try:
-        stream = pyvips.Source.new_from_file(str(source)) if isinstance(source, Path) \
+        stream = (
+            pyvips.Source.new_from_file(str(source))
+            if isinstance(source, Path)
             else pyvips.Source.new_from_memory(source)
+        )
         image = pyvips.Image.new_from_source(stream, "", access="sequential")
         width, height = image.width, image.height
         if isinstance(source, Path) and width > 0 and height > 0:

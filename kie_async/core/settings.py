@@ -58,7 +58,9 @@ class PollSettings(BaseModel):
     )
     timeout: float = Field(default=900.0, gt=0, allow_inf_nan=False)
     first_poll_max: float = Field(
-        default=30.0, gt=0, allow_inf_nan=False,
+        default=30.0,
+        gt=0,
+        allow_inf_nan=False,
         description="cap on the wait before a new task's first status read (which is seeded from the model's "
         "typical generation time: a read before the task can be done is a wasted request)",
     )
@@ -74,8 +76,10 @@ class PollSettings(BaseModel):
             if not (math.isfinite(interval) and interval > 0):
                 raise ValueError(f"step {index}: interval must be a finite number of seconds > 0, got {interval!r}")
             if math.isnan(until) or until <= previous:
-                raise ValueError(f"step {index}: until must be > {previous:g} (steps in increasing order; the last "
-                                 f"may be inf), got {until!r}")
+                raise ValueError(
+                    f"step {index}: until must be > {previous:g} (steps in increasing order; the last "
+                    f"may be inf), got {until!r}"
+                )
             previous = until
         return schedule
 

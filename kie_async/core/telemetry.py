@@ -214,8 +214,11 @@ def _instrument(name: str) -> Any | None:
     if found is None:
         meter = provider.get_meter(SCOPE, __version__)
         kind, unit, description = _INSTRUMENTS[name]
-        make = {"histogram": meter.create_histogram, "counter": meter.create_counter,
-                "updown": meter.create_up_down_counter}[kind]
+        make = {
+            "histogram": meter.create_histogram,
+            "counter": meter.create_counter,
+            "updown": meter.create_up_down_counter,
+        }[kind]
         found = _instruments[key] = make(name, unit=unit, description=description)
     return found
 

@@ -63,8 +63,9 @@ def _text_of(content: Any) -> str:
 
 def _turns(fmt: str, body: dict[str, Any]) -> list[tuple[str, str]]:
     if fmt == "gemini":
-        return [(str(c.get("role")), _text_of(c.get("parts"))) for c in body.get("contents") or []
-                if isinstance(c, dict)]
+        return [
+            (str(c.get("role")), _text_of(c.get("parts"))) for c in body.get("contents") or [] if isinstance(c, dict)
+        ]
     field = "input" if fmt == "openai-responses" else "messages"
     raw = body.get(field)
     if isinstance(raw, str):
@@ -112,81 +113,149 @@ class _Answer:
         self.tool_args = json.dumps({"query": " ".join(last.split()[:8])})
         self.input_tokens = max(1, math.ceil(sum(len(t) for _, t in turns) / 4))
         self.output_tokens = max(1, math.ceil(len(self.text or self.tool_args) / 4))
-        self.credits = round(self.input_tokens / 1000 * CREDITS_PER_1K_INPUT
-                             + self.output_tokens / 1000 * CREDITS_PER_1K_OUTPUT, 6)
+        self.credits = round(
+            self.input_tokens / 1000 * CREDITS_PER_1K_INPUT + self.output_tokens / 1000 * CREDITS_PER_1K_OUTPUT, 6
+        )
         self.id = uuid.uuid4().hex[:24]
         self.call_id = f"call_{self.id[:12]}"
 
     # -- whole answers
     def whole(self) -> dict[str, Any]:
-        usage_openai = {"prompt_tokens": self.input_tokens, "completion_tokens": self.output_tokens,
-                        "total_tokens": self.input_tokens + self.output_tokens}
+        usage_openai = {
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
         if self.fmt == "openai-chat":
             message: dict[str, Any] = {"role": "assistant", "content": self.text or None}
             if self.tool:
-                message["tool_calls"] = [{"id": self.call_id, "type": "function",
-                                          "function": {"name": self.tool, "arguments": self.tool_args}}]
-            return {"id": f"chatcmpl-{self.id}", "object": "chat.completion", "created": int(time.time()),
-                    "model": self.model, "choices": [{"index": 0, "message": message,
-                                                      "finish_reason": "tool_calls" if self.tool else "stop"}],
-                    "usage": usage_openai, "credits_consumed": self.credits}
+                message["tool_calls"] = [
+                    {
+                        "id": self.call_id,
+                        "type": "function",
+                        "function": {"name": self.tool, "arguments": self.tool_args},
+                    }
+                ]
+            return {
+                "id": f"chatcmpl-{self.id}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.model,
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if self.tool else "stop"}],
+                "usage": usage_openai,
+                "credits_consumed": self.credits,
+            }
         if self.fmt == "openai-responses":
-            return {"id": f"resp_{self.id}", "object": "response", "model": self.model, "status": "completed",
-                    "output": [self._responses_item()], "usage": self._responses_usage(),
-                    "credits_consumed": self.credits}
+            return {
+                "id": f"resp_{self.id}",
+                "object": "response",
+                "model": self.model,
+                "status": "completed",
+                "output": [self._responses_item()],
+                "usage": self._responses_usage(),
+                "credits_consumed": self.credits,
+            }
         if self.fmt == "anthropic-messages":
             block: dict[str, Any] = {"type": "text", "text": self.text}
             if self.tool:
-                block = {"type": "tool_use", "id": f"toolu_{self.id}", "name": self.tool,
-                         "input": json.loads(self.tool_args)}
-            return {"id": f"msg_{self.id}", "type": "message", "role": "assistant", "model": self.model,
-                    "content": [block], "stop_reason": "tool_use" if self.tool else "end_turn",
-                    "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens},
-                    "credits_consumed": self.credits}
+                block = {
+                    "type": "tool_use",
+                    "id": f"toolu_{self.id}",
+                    "name": self.tool,
+                    "input": json.loads(self.tool_args),
+                }
+            return {
+                "id": f"msg_{self.id}",
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [block],
+                "stop_reason": "tool_use" if self.tool else "end_turn",
+                "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens},
+                "credits_consumed": self.credits,
+            }
         part: dict[str, Any] = {"text": self.text}
         if self.tool:
             part = {"functionCall": {"name": self.tool, "args": json.loads(self.tool_args), "id": self.id[:8]}}
-        return {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP"}],
-                "modelVersion": self.model, "usageMetadata": self._gemini_usage(), "credits_consumed": self.credits,
-                "responseId": self.id}
+        return {
+            "candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP"}],
+            "modelVersion": self.model,
+            "usageMetadata": self._gemini_usage(),
+            "credits_consumed": self.credits,
+            "responseId": self.id,
+        }
 
     def _responses_item(self) -> dict[str, Any]:
         if self.tool:
-            return {"type": "function_call", "id": f"fc_{self.id}", "call_id": self.call_id, "name": self.tool,
-                    "arguments": self.tool_args, "status": "completed"}
-        return {"type": "message", "id": f"msg_{self.id}", "role": "assistant", "status": "completed",
-                "content": [{"type": "output_text", "text": self.text}]}
+            return {
+                "type": "function_call",
+                "id": f"fc_{self.id}",
+                "call_id": self.call_id,
+                "name": self.tool,
+                "arguments": self.tool_args,
+                "status": "completed",
+            }
+        return {
+            "type": "message",
+            "id": f"msg_{self.id}",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": self.text}],
+        }
 
     def _responses_usage(self) -> dict[str, int]:
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "total_tokens": self.input_tokens + self.output_tokens}
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
 
     def _gemini_usage(self) -> dict[str, int]:
-        return {"promptTokenCount": self.input_tokens, "candidatesTokenCount": self.output_tokens,
-                "totalTokenCount": self.input_tokens + self.output_tokens}
+        return {
+            "promptTokenCount": self.input_tokens,
+            "candidatesTokenCount": self.output_tokens,
+            "totalTokenCount": self.input_tokens + self.output_tokens,
+        }
 
     # -- streams: (event name or None, data) pairs
     def events(self) -> Iterator[tuple[str | None, str]]:
         yield from getattr(self, "_events_" + self.fmt.replace("-", "_"))()
 
     def _events_openai_chat(self) -> Iterator[tuple[str | None, str]]:
-        base = {"id": f"chatcmpl-{self.id}", "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": self.model}
+        base = {
+            "id": f"chatcmpl-{self.id}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model,
+        }
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> tuple[None, str]:
             return None, json.dumps({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
         yield chunk({"role": "assistant", "content": ""})
         if self.tool:
-            yield chunk({"tool_calls": [{"index": 0, "id": self.call_id, "type": "function",
-                                         "function": {"name": self.tool, "arguments": ""}}]})
+            yield chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": self.call_id,
+                            "type": "function",
+                            "function": {"name": self.tool, "arguments": ""},
+                        }
+                    ]
+                }
+            )
             for bit in pieces(self.tool_args):
                 yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": bit}}]})
         for bit in pieces(self.text):
             yield chunk({"content": bit})
         yield chunk({}, "tool_calls" if self.tool else "stop")
-        usage = {"prompt_tokens": self.input_tokens, "completion_tokens": self.output_tokens,
-                 "total_tokens": self.input_tokens + self.output_tokens}
+        usage = {
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
         yield None, json.dumps({**base, "choices": [], "usage": usage, "credits_consumed": self.credits})
         yield None, "[DONE]"
 
@@ -199,15 +268,24 @@ class _Answer:
             started["arguments"] = ""
         else:
             started["content"] = []
-        yield "response.output_item.added", json.dumps({"type": "response.output_item.added", "output_index": 0,
-                                                        "item": started})
+        yield (
+            "response.output_item.added",
+            json.dumps({"type": "response.output_item.added", "output_index": 0, "item": started}),
+        )
         kind = "response.function_call_arguments.delta" if self.tool else "response.output_text.delta"
         for bit in pieces(self.tool_args if self.tool else self.text):
             yield kind, json.dumps({"type": kind, "output_index": 0, "content_index": 0, "delta": bit})
-        yield "response.output_item.done", json.dumps({"type": "response.output_item.done", "output_index": 0,
-                                                       "item": item})
-        done = {**head, "status": "completed", "output": [item], "usage": self._responses_usage(),
-                "credits_consumed": self.credits}
+        yield (
+            "response.output_item.done",
+            json.dumps({"type": "response.output_item.done", "output_index": 0, "item": item}),
+        )
+        done = {
+            **head,
+            "status": "completed",
+            "output": [item],
+            "usage": self._responses_usage(),
+            "credits_consumed": self.credits,
+        }
         yield "response.completed", json.dumps({"type": "response.completed", "response": done})
         yield None, "[DONE]"
 
@@ -215,12 +293,24 @@ class _Answer:
         def event(kind: str, **data: Any) -> tuple[str, str]:
             return kind, json.dumps({"type": kind, **data})
 
-        yield event("message_start", message={"id": f"msg_{self.id}", "type": "message", "role": "assistant",
-                                              "model": self.model, "content": [], "stop_reason": None,
-                                              "usage": {"input_tokens": self.input_tokens, "output_tokens": 1}})
+        yield event(
+            "message_start",
+            message={
+                "id": f"msg_{self.id}",
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [],
+                "stop_reason": None,
+                "usage": {"input_tokens": self.input_tokens, "output_tokens": 1},
+            },
+        )
         if self.tool:
-            yield event("content_block_start", index=0, content_block={"type": "tool_use", "id": f"toolu_{self.id}",
-                                                                       "name": self.tool, "input": {}})
+            yield event(
+                "content_block_start",
+                index=0,
+                content_block={"type": "tool_use", "id": f"toolu_{self.id}", "name": self.tool, "input": {}},
+            )
             for bit in pieces(self.tool_args):
                 yield event("content_block_delta", index=0, delta={"type": "input_json_delta", "partial_json": bit})
         else:
@@ -229,8 +319,12 @@ class _Answer:
             for bit in pieces(self.text):
                 yield event("content_block_delta", index=0, delta={"type": "text_delta", "text": bit})
         yield event("content_block_stop", index=0)
-        yield event("message_delta", delta={"stop_reason": "tool_use" if self.tool else "end_turn"},
-                    usage={"output_tokens": self.output_tokens}, credits_consumed=self.credits)
+        yield event(
+            "message_delta",
+            delta={"stop_reason": "tool_use" if self.tool else "end_turn"},
+            usage={"output_tokens": self.output_tokens},
+            credits_consumed=self.credits,
+        )
         yield event("message_stop")
 
     def _events_gemini(self) -> Iterator[tuple[str | None, str]]:
@@ -303,8 +397,9 @@ async def chat_endpoint(request: web.Request) -> web.StreamResponse:
         await response.write(whole[: len(whole) // 2])
         drop_connection(request)
         return response
-    response = web.StreamResponse(status=200, headers={**headers, "Content-Type": "text/event-stream",
-                                                       "Cache-Control": "no-cache"})
+    response = web.StreamResponse(
+        status=200, headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
     await response.prepare(request)
     for sent, (event, data) in enumerate(answer.events()):
         if cut is not None and sent >= cut:

@@ -26,12 +26,15 @@ CHAT_BUNDLE_DIR = Path(__file__).resolve().parent / "chat_schemas"
 CHAT_FOLDERS = ("market/chat", "market/claude", "market/codex", "market/gemini")
 _CHAT_PATH_ENDS = ("/chat/completions", "/responses", "/messages", ":streamGenerateContent")
 
-_ANY_OF = "a part or tool is an object whose keys are all optional, so every value matches each branch of the " \
-          "page's oneOf and none could pass; the page's prose means one of them (anyOf)"
+_ANY_OF = (
+    "a part or tool is an object whose keys are all optional, so every value matches each branch of the "
+    "page's oneOf and none could pass; the page's prose means one of them (anyOf)"
+)
 _CORRECTIONS: dict[str, list[Correction]] = {
     "market/gemini/gemini-3-flash-v1beta.md": [
-        Correction(name="parts-any-of", pointer="/properties/contents/items/properties/parts/items",
-                   value="anyOf", why=_ANY_OF),
+        Correction(
+            name="parts-any-of", pointer="/properties/contents/items/properties/parts/items", value="anyOf", why=_ANY_OF
+        ),
         Correction(name="tools-any-of", pointer="/properties/tools/items", value="anyOf", why=_ANY_OF),
     ],
 }
@@ -102,13 +105,20 @@ def extract_chat(docs_root: Path) -> dict[str, ChatSchema]:
                 model = props.get("model") or {}
                 stream = props.get("stream") or {}
                 bundle = ChatSchema(
-                    endpoint=op.path, wire_format=fmt,
+                    endpoint=op.path,
+                    wire_format=fmt,
                     models=[m for m in model.get("enum") or [] if isinstance(m, str)],
                     stream_default=stream.get("default") if isinstance(stream.get("default"), bool) else None,
                     stream_documented="stream" in props,
-                    page={"source": page.source, "url": page.url, "sha256": page.sha256,
-                          "captured": page.captured.isoformat() if page.captured else None},
-                    corrections=fixes, schema_=schema)
+                    page={
+                        "source": page.source,
+                        "url": page.url,
+                        "sha256": page.sha256,
+                        "captured": page.captured.isoformat() if page.captured else None,
+                    },
+                    corrections=fixes,
+                    schema_=schema,
+                )
                 found[bundle.file_name()] = bundle
     return dict(sorted(found.items()))
 

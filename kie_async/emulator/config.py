@@ -23,8 +23,20 @@ InputChecker = Callable[[str, Any], list[str]]
 """``input_checker(model_id, input) -> problems``; a non-empty list makes createTask answer 422."""
 
 DEFAULT_API_KEY = "kie-emulator-key"
-DEFAULT_VIDEO_MARKERS = ("kling", "seedance", "video", "hailuo", "happyhorse", "sora", "infinitalk", "avatar",
-                         "wan/2-2-animate", "wan/2-7-r2v", "grok-imagine/extend", "grok-imagine/upscale")
+DEFAULT_VIDEO_MARKERS = (
+    "kling",
+    "seedance",
+    "video",
+    "hailuo",
+    "happyhorse",
+    "sora",
+    "infinitalk",
+    "avatar",
+    "wan/2-2-animate",
+    "wan/2-7-r2v",
+    "grok-imagine/extend",
+    "grok-imagine/upscale",
+)
 """Model ids (substrings) whose output is an MP4: the emulator's own reading of Kie.ai's catalogue pages."""
 DEFAULT_AUDIO_MARKERS = ("elevenlabs/",)
 """Model ids (substrings) whose output is audio (ElevenLabs speech, dialogue, sound effects, isolation)."""
@@ -62,7 +74,7 @@ class EmulatorConfig(BaseModel):
     accept_unknown_models: bool = Field(
         default=False,
         description="test setting: accept any model id with an input object (basic checks only) at a flat "
-                    "unknown_model_cost, as the emulator did before it judged by the provider's schemas",
+        "unknown_model_cost, as the emulator did before it judged by the provider's schemas",
     )
 
     image_long_edge: int = Field(default=256, ge=8, le=8192)
@@ -81,7 +93,7 @@ class EmulatorConfig(BaseModel):
     state_dir: Path | None = Field(
         default=None,
         description="keep the account (balances, tasks, uploads) in this folder, shared by every emulator that "
-                    "opens it, so it outlives the process (default: in memory, gone at stop)",
+        "opens it, so it outlives the process (default: in memory, gone at stop)",
     )
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     url_fetch_timeout: float = Field(default=30.0, gt=0)

@@ -46,8 +46,12 @@ def _create_handler(dialect: Dialect) -> Any:
             return reject_create(ctx, 400, "Request body must be a JSON object")
         callback = body.get("callBackUrl")
         prompt = body.get("prompt")
-        ctx.create_arrivals.append({"callBackUrl": callback if isinstance(callback, str) else None,
-                                    "prompt": prompt if isinstance(prompt, str) else None})
+        ctx.create_arrivals.append(
+            {
+                "callBackUrl": callback if isinstance(callback, str) else None,
+                "prompt": prompt if isinstance(prompt, str) else None,
+            }
+        )
         problems = _problems(dialect, body)
         model = dialect.catalogue_model(body)
         fields = {k: v for k, v in body.items() if k not in (dialect.model_field, "callBackUrl")}
@@ -65,9 +69,20 @@ def _create_handler(dialect: Dialect) -> Any:
             return reject_create(ctx, 402, MSG_NO_CREDITS)
         render = dialect.render_params(body)
         extension = {"video": "mp4", "audio": "wav"}.get(dialect.output_kind) or (
-            "jpeg" if str(render.get("output_format", "png")).lower() in ("jpg", "jpeg") else "png")
-        task = sell_task(ctx, key, model, body, cost, extension=extension, outputs=dialect.outputs,
-                         dialect=dialect.name, output_kind=dialect.output_kind, render_params=render)
+            "jpeg" if str(render.get("output_format", "png")).lower() in ("jpg", "jpeg") else "png"
+        )
+        task = sell_task(
+            ctx,
+            key,
+            model,
+            body,
+            cost,
+            extension=extension,
+            outputs=dialect.outputs,
+            dialect=dialect.name,
+            output_kind=dialect.output_kind,
+            render_params=render,
+        )
         return envelope(ctx, 200, "success", {"taskId": task.task_id})
 
     return create

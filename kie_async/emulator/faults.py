@@ -99,8 +99,9 @@ class FaultRegistry:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
 
-    def add(self, endpoint: FaultEndpoint | str, kind: FaultKind | str, count: int | None = 1,
-            **params: object) -> FaultRule:
+    def add(
+        self, endpoint: FaultEndpoint | str, kind: FaultKind | str, count: int | None = 1, **params: object
+    ) -> FaultRule:
         rule = FaultRule.model_validate({"endpoint": endpoint, "kind": kind, "count": count, **params})
         return self.add_rule(rule)
 

@@ -63,8 +63,15 @@ async def output_file(ctx: EmulatorContext, task: EmulatedTask, name: str) -> tu
 
 
 def sell_task(
-    ctx: EmulatorContext, key: str, model: str, body: dict[str, Any], cost: float, *, extension: str,
-    outputs: int = 1, **extra: Any,
+    ctx: EmulatorContext,
+    key: str,
+    model: str,
+    body: dict[str, Any],
+    cost: float,
+    *,
+    extension: str,
+    outputs: int = 1,
+    **extra: Any,
 ) -> EmulatedTask:
     """One sale, whichever API sold it: a task on the timeline (failing if a ``task_fail`` fault is armed),
     on the books and in the stats, its completion scheduled. The ledger has already been charged ``cost``."""

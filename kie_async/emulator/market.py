@@ -83,8 +83,10 @@ async def _note_arrival(request: web.Request, ctx: EmulatorContext) -> None:
     params = body.get("input") if body else None
     prompt = params.get("prompt") if isinstance(params, dict) else None
     ctx.create_arrivals.append(
-        {"callBackUrl": callback if isinstance(callback, str) else None,
-         "prompt": prompt if isinstance(prompt, str) else None}
+        {
+            "callBackUrl": callback if isinstance(callback, str) else None,
+            "prompt": prompt if isinstance(prompt, str) else None,
+        }
     )
 
 

@@ -135,8 +135,9 @@ def sample_audio() -> bytes:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(8000)
-        out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000)))
-                                 for i in range(800)))
+        out.writeframes(
+            b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000))) for i in range(800))
+        )
     return buf.getvalue()
 
 
@@ -149,8 +150,15 @@ def pad_wav(data: bytes, target: int | None, seed_text: str) -> bytes:
     return padded[:4] + struct.pack("<I", len(padded) - 8) + padded[8:]
 
 
-def render_output(seed_text: str, params: dict[str, Any], *, video: bool, long_edge: int,
-                  target_bytes: int | None, audio: bool = False) -> tuple[bytes, str]:
+def render_output(
+    seed_text: str,
+    params: dict[str, Any],
+    *,
+    video: bool,
+    long_edge: int,
+    target_bytes: int | None,
+    audio: bool = False,
+) -> tuple[bytes, str]:
     """Bytes and content type for one output file."""
     if audio:
         return pad_wav(sample_audio(), target_bytes, seed_text), "audio/wav"
@@ -211,7 +219,7 @@ def blob_chunks(size: int, chunk_size: int = _BLOB_BLOCK_SIZE) -> Iterator[bytes
     while offset < size:
         start = offset % _BLOB_BLOCK_SIZE
         length = min(chunk_size, size - offset, _BLOB_BLOCK_SIZE - start)
-        yield block[start:start + length]
+        yield block[start : start + length]
         offset += length
 
 

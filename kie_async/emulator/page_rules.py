@@ -50,8 +50,10 @@ def _seedance_scenarios(params: dict[str, Any]) -> str | None:
     frames = [f for f in ("first_frame_url", "last_frame_url") if _filled(params, f)]
     refs = [f for f in _SEEDANCE_REFS if _filled(params, f)]
     if frames and refs:
-        return (f"{', '.join(frames)} and {', '.join(refs)}: first-frame, first-and-last-frame and multimodal "
-                "reference are mutually exclusive scenarios; send frames or references, not both")
+        return (
+            f"{', '.join(frames)} and {', '.join(refs)}: first-frame, first-and-last-frame and multimodal "
+            "reference are mutually exclusive scenarios; send frames or references, not both"
+        )
     return None
 
 
@@ -157,8 +159,11 @@ def _suno_custom_style_title(body: dict[str, Any]) -> str | None:
 
 def _suno_lengths(body: dict[str, Any]) -> str | None:
     v4 = body.get("model") == "V4"
-    limits = {"prompt": (3000 if v4 else 5000) if body.get("customMode") is True else 500,
-              "style": 200 if v4 else 1000, "title": 80}
+    limits = {
+        "prompt": (3000 if v4 else 5000) if body.get("customMode") is True else 500,
+        "style": 200 if v4 else 1000,
+        "title": 80,
+    }
     for field, limit in limits.items():
         value = body.get(field)
         if isinstance(value, str) and len(value) > limit:
@@ -265,87 +270,200 @@ _SUNO = ("/api/v1/generate",)
 _SUNO_PAGE = "suno-api/generate-music.md"
 
 PAGE_RULES: tuple[PageRule, ...] = (
-    PageRule(name="seedance-scenarios-exclusive", models=_SEEDANCE, page="market/bytedance/seedance-2.md",
-             says="first frame, first & last frames and multimodal reference are mutually exclusive scenarios",
-             check=_seedance_scenarios),
-    PageRule(name="seedance-images-total-9", models=_SEEDANCE, page="market/bytedance/seedance-2.md",
-             says="the frames plus the reference images must not exceed 9", check=_seedance_images_total),
-    PageRule(name="kling30-multi-prompt-with-multi-shots", models=("kling-3.0/video",),
-             page="market/kling/kling-3-0.md", says="multi-shot mode uses the multi_prompt array to define its shots",
-             check=_kling30_multi_prompt),
-    PageRule(name="kling30-prompt-single-shot", models=("kling-3.0/video",), page="market/kling/kling-3-0.md",
-             says="prompt drives a single-shot video (multi_shots false); multi-shot videos use multi_prompt",
-             check=_kling30_prompt),
-    PageRule(name="kling30-aspect-ratio", models=("kling-3.0/video",), page="market/kling/kling-3-0.md",
-             says="aspect_ratio is optional only when image_urls (frames) are given; it then follows the images",
-             check=_kling30_aspect_ratio),
-    PageRule(name="kling30-frames", models=("kling-3.0/video",), page="market/kling/kling-3-0.md",
-             says="image_urls holds the first and last frame; multi-shot mode supports only the first frame",
-             check=_kling30_frames),
-    PageRule(name="grok-i2v-task-id-or-images", models=("grok-imagine/image-to-video",),
-             page="market/grok-imagine/image-to-video.md",
-             says="image_urls must not be used simultaneously with task_id", check=_grok_task_id_or_images),
-    PageRule(name="wan27-i2v-modes", models=("wan/2-7-image-to-video",), page="market/wan/2-7-image-to-video.md",
-             says="three modes: first_frame_url only, first_frame_url and last_frame_url, or first_clip_url",
-             check=_wan27_i2v_modes),
-    PageRule(name="veo-images-by-generation-type", endpoints=_VEO, page=_VEO_PAGE,
-             says="imageUrls holds 1 or 2 images; TEXT_2_VIDEO uses text only, FIRST_AND_LAST_FRAMES_2_VIDEO one or "
-                  "two images, REFERENCE_2_VIDEO requires 1-3 images",
-             check=_veo_images_by_generation_type),
-    PageRule(name="veo-reference-fast-only", endpoints=_VEO, page=_VEO_PAGE,
-             says="REFERENCE_2_VIDEO mode currently only supports the veo3_fast model",
-             check=_veo_reference_fast_only),
-    PageRule(name="runway-no-1080p-at-10s", endpoints=_RUNWAY, page=_RUNWAY_PAGE,
-             says="if a 10-second video is selected, 1080p resolution cannot be selected",
-             check=_runway_no_1080p_at_10s),
-    PageRule(name="runway-text-needs-aspect-ratio", endpoints=_RUNWAY, page=_RUNWAY_PAGE,
-             says="aspectRatio is required for text-to-video requests (with imageUrl the image decides it)",
-             check=_runway_text_needs_aspect_ratio),
-    PageRule(name="suno-prompt-by-mode", endpoints=_SUNO, page=_SUNO_PAGE,
-             says="prompt is always required in non-custom mode, and in custom mode when instrumental is false",
-             check=_suno_prompt_by_mode),
-    PageRule(name="suno-custom-style-title", endpoints=_SUNO, page=_SUNO_PAGE,
-             says="style and title are required in custom mode", check=_suno_custom_style_title),
-    PageRule(name="suno-lengths", endpoints=_SUNO, page=_SUNO_PAGE,
-             says="prompt: 500 characters in non-custom mode, 3000 (V4) or 5000 in custom mode; style: 200 (V4) or "
-                  "1000; title: 80", check=_suno_lengths),
-    PageRule(name="gpt-image-2-i2i-prompt-20000", models=("gpt-image-2-image-to-image",),
-             page="market/gpt/gpt-image-2-image-to-image.md", says="prompt: up to 20,000 characters",
-             check=_max_chars("prompt", 20000)),
-    PageRule(name="grok-i2v-duration-6-30", models=("grok-imagine/image-to-video",),
-             page="market/grok-imagine/image-to-video.md", says="duration: 6-30 seconds (a string)",
-             check=_within("duration", 6, 30)),
-    PageRule(name="infinitalk-seed-range", models=("infinitalk/from-audio",), page="market/infinitalk/from-audio.md",
-             says="seed: valid range 10000 to 1000000", check=_within("seed", 10000, 1000000)),
-    PageRule(name="wan27-image-count", models=("wan/2-7-image", "wan/2-7-image-pro"), page="market/wan/2-7-image.md",
-             says="n: 1-4, or 1-12 when enable_sequential is true", check=_wan27_image_count),
-    PageRule(name="flux2-prompt-min-3",
-             models=("flux-2/flex-image-to-image", "flux-2/flex-text-to-image", "flux-2/pro-image-to-image",
-                     "flux-2/pro-text-to-image"),
-             page="market/flux2/pro-text-to-image.md", says="prompt: between 3 and 5000 characters",
-             check=_min_chars("prompt", 3)),
-    PageRule(name="wan26-prompt-min-2",
-             models=("wan/2-6-flash-image-to-video", "wan/2-6-flash-video-to-video", "wan/2-6-image-to-video",
-                     "wan/2-6-video-to-video"),
-             page="market/wan/2-6-image-to-video.md", says="prompt: a minimum of 2 characters",
-             check=_min_chars("prompt", 2)),
-    PageRule(name="elevenlabs-dialogue-total-5000", models=("elevenlabs/text-to-dialogue-v3",),
-             page="market/elevenlabs/text-to-dialogue-v3.md",
-             says="all text fields of the dialogue together at most 5000 characters", check=_dialogue_total),
-    PageRule(name="wan22-s2v-num-frames-step-4", models=("wan/2-2-a14b-speech-to-video-turbo",),
-             page="market/wan/2-2-a14b-speech-to-video-turbo.md", says="num_frames: 40-120, a multiple of 4",
-             check=_num_frames_step),
-    PageRule(name="suno-weights-two-decimals", endpoints=_SUNO, page=_SUNO_PAGE,
-             says="styleWeight, weirdnessConstraint, audioWeight: 0-1 with up to 2 decimal places",
-             check=_suno_two_decimals),
-    PageRule(name="gpt-image-2-resolution-by-ratio",
-             models=("gpt-image-2-text-to-image", "gpt-image-2-image-to-image"),
-             page="market/gpt/gpt-image-2-image-to-image.md",
-             says="a 1:1 ratio cannot be 4K; auto or no ratio gives 1K only, otherwise the task fails to create",
-             check=_gpt_image_2_resolution),
-    PageRule(name="gpt4o-prompt-or-images", endpoints=("/api/v1/gpt4o-image/generate",),
-             page="4o-image-api/generate-4-o-image.md",
-             says="at least one of prompt or filesUrl must be provided", check=_gpt4o_prompt_or_images),
+    PageRule(
+        name="seedance-scenarios-exclusive",
+        models=_SEEDANCE,
+        page="market/bytedance/seedance-2.md",
+        says="first frame, first & last frames and multimodal reference are mutually exclusive scenarios",
+        check=_seedance_scenarios,
+    ),
+    PageRule(
+        name="seedance-images-total-9",
+        models=_SEEDANCE,
+        page="market/bytedance/seedance-2.md",
+        says="the frames plus the reference images must not exceed 9",
+        check=_seedance_images_total,
+    ),
+    PageRule(
+        name="kling30-multi-prompt-with-multi-shots",
+        models=("kling-3.0/video",),
+        page="market/kling/kling-3-0.md",
+        says="multi-shot mode uses the multi_prompt array to define its shots",
+        check=_kling30_multi_prompt,
+    ),
+    PageRule(
+        name="kling30-prompt-single-shot",
+        models=("kling-3.0/video",),
+        page="market/kling/kling-3-0.md",
+        says="prompt drives a single-shot video (multi_shots false); multi-shot videos use multi_prompt",
+        check=_kling30_prompt,
+    ),
+    PageRule(
+        name="kling30-aspect-ratio",
+        models=("kling-3.0/video",),
+        page="market/kling/kling-3-0.md",
+        says="aspect_ratio is optional only when image_urls (frames) are given; it then follows the images",
+        check=_kling30_aspect_ratio,
+    ),
+    PageRule(
+        name="kling30-frames",
+        models=("kling-3.0/video",),
+        page="market/kling/kling-3-0.md",
+        says="image_urls holds the first and last frame; multi-shot mode supports only the first frame",
+        check=_kling30_frames,
+    ),
+    PageRule(
+        name="grok-i2v-task-id-or-images",
+        models=("grok-imagine/image-to-video",),
+        page="market/grok-imagine/image-to-video.md",
+        says="image_urls must not be used simultaneously with task_id",
+        check=_grok_task_id_or_images,
+    ),
+    PageRule(
+        name="wan27-i2v-modes",
+        models=("wan/2-7-image-to-video",),
+        page="market/wan/2-7-image-to-video.md",
+        says="three modes: first_frame_url only, first_frame_url and last_frame_url, or first_clip_url",
+        check=_wan27_i2v_modes,
+    ),
+    PageRule(
+        name="veo-images-by-generation-type",
+        endpoints=_VEO,
+        page=_VEO_PAGE,
+        says="imageUrls holds 1 or 2 images; TEXT_2_VIDEO uses text only, FIRST_AND_LAST_FRAMES_2_VIDEO one or "
+        "two images, REFERENCE_2_VIDEO requires 1-3 images",
+        check=_veo_images_by_generation_type,
+    ),
+    PageRule(
+        name="veo-reference-fast-only",
+        endpoints=_VEO,
+        page=_VEO_PAGE,
+        says="REFERENCE_2_VIDEO mode currently only supports the veo3_fast model",
+        check=_veo_reference_fast_only,
+    ),
+    PageRule(
+        name="runway-no-1080p-at-10s",
+        endpoints=_RUNWAY,
+        page=_RUNWAY_PAGE,
+        says="if a 10-second video is selected, 1080p resolution cannot be selected",
+        check=_runway_no_1080p_at_10s,
+    ),
+    PageRule(
+        name="runway-text-needs-aspect-ratio",
+        endpoints=_RUNWAY,
+        page=_RUNWAY_PAGE,
+        says="aspectRatio is required for text-to-video requests (with imageUrl the image decides it)",
+        check=_runway_text_needs_aspect_ratio,
+    ),
+    PageRule(
+        name="suno-prompt-by-mode",
+        endpoints=_SUNO,
+        page=_SUNO_PAGE,
+        says="prompt is always required in non-custom mode, and in custom mode when instrumental is false",
+        check=_suno_prompt_by_mode,
+    ),
+    PageRule(
+        name="suno-custom-style-title",
+        endpoints=_SUNO,
+        page=_SUNO_PAGE,
+        says="style and title are required in custom mode",
+        check=_suno_custom_style_title,
+    ),
+    PageRule(
+        name="suno-lengths",
+        endpoints=_SUNO,
+        page=_SUNO_PAGE,
+        says="prompt: 500 characters in non-custom mode, 3000 (V4) or 5000 in custom mode; style: 200 (V4) or "
+        "1000; title: 80",
+        check=_suno_lengths,
+    ),
+    PageRule(
+        name="gpt-image-2-i2i-prompt-20000",
+        models=("gpt-image-2-image-to-image",),
+        page="market/gpt/gpt-image-2-image-to-image.md",
+        says="prompt: up to 20,000 characters",
+        check=_max_chars("prompt", 20000),
+    ),
+    PageRule(
+        name="grok-i2v-duration-6-30",
+        models=("grok-imagine/image-to-video",),
+        page="market/grok-imagine/image-to-video.md",
+        says="duration: 6-30 seconds (a string)",
+        check=_within("duration", 6, 30),
+    ),
+    PageRule(
+        name="infinitalk-seed-range",
+        models=("infinitalk/from-audio",),
+        page="market/infinitalk/from-audio.md",
+        says="seed: valid range 10000 to 1000000",
+        check=_within("seed", 10000, 1000000),
+    ),
+    PageRule(
+        name="wan27-image-count",
+        models=("wan/2-7-image", "wan/2-7-image-pro"),
+        page="market/wan/2-7-image.md",
+        says="n: 1-4, or 1-12 when enable_sequential is true",
+        check=_wan27_image_count,
+    ),
+    PageRule(
+        name="flux2-prompt-min-3",
+        models=(
+            "flux-2/flex-image-to-image",
+            "flux-2/flex-text-to-image",
+            "flux-2/pro-image-to-image",
+            "flux-2/pro-text-to-image",
+        ),
+        page="market/flux2/pro-text-to-image.md",
+        says="prompt: between 3 and 5000 characters",
+        check=_min_chars("prompt", 3),
+    ),
+    PageRule(
+        name="wan26-prompt-min-2",
+        models=(
+            "wan/2-6-flash-image-to-video",
+            "wan/2-6-flash-video-to-video",
+            "wan/2-6-image-to-video",
+            "wan/2-6-video-to-video",
+        ),
+        page="market/wan/2-6-image-to-video.md",
+        says="prompt: a minimum of 2 characters",
+        check=_min_chars("prompt", 2),
+    ),
+    PageRule(
+        name="elevenlabs-dialogue-total-5000",
+        models=("elevenlabs/text-to-dialogue-v3",),
+        page="market/elevenlabs/text-to-dialogue-v3.md",
+        says="all text fields of the dialogue together at most 5000 characters",
+        check=_dialogue_total,
+    ),
+    PageRule(
+        name="wan22-s2v-num-frames-step-4",
+        models=("wan/2-2-a14b-speech-to-video-turbo",),
+        page="market/wan/2-2-a14b-speech-to-video-turbo.md",
+        says="num_frames: 40-120, a multiple of 4",
+        check=_num_frames_step,
+    ),
+    PageRule(
+        name="suno-weights-two-decimals",
+        endpoints=_SUNO,
+        page=_SUNO_PAGE,
+        says="styleWeight, weirdnessConstraint, audioWeight: 0-1 with up to 2 decimal places",
+        check=_suno_two_decimals,
+    ),
+    PageRule(
+        name="gpt-image-2-resolution-by-ratio",
+        models=("gpt-image-2-text-to-image", "gpt-image-2-image-to-image"),
+        page="market/gpt/gpt-image-2-image-to-image.md",
+        says="a 1:1 ratio cannot be 4K; auto or no ratio gives 1K only, otherwise the task fails to create",
+        check=_gpt_image_2_resolution,
+    ),
+    PageRule(
+        name="gpt4o-prompt-or-images",
+        endpoints=("/api/v1/gpt4o-image/generate",),
+        page="4o-image-api/generate-4-o-image.md",
+        says="at least one of prompt or filesUrl must be provided",
+        check=_gpt4o_prompt_or_images,
+    ),
 )
 
 

@@ -55,16 +55,27 @@ class PriceCatalogue(BaseModel):
     def count(self) -> dict[str, int]:
         """The ``/client/v1/model-pricing/count`` payload."""
         kinds = [str(r.get("interfaceType") or "") for r in self.records]
-        return {"all": len(kinds), "image": kinds.count("image"), "video": kinds.count("video"),
-                "music": kinds.count("music"), "chat": kinds.count("chat")}
+        return {
+            "all": len(kinds),
+            "image": kinds.count("image"),
+            "video": kinds.count("video"),
+            "music": kinds.count("music"),
+            "chat": kinds.count("chat"),
+        }
 
     def page(self, page_num: int, page_size: int) -> dict[str, Any]:
         """The ``/client/v1/model-pricing/page`` payload (MyBatis-Plus style paging, as the real API)."""
         total = len(self.records)
         start = (page_num - 1) * page_size
-        return {"records": self.records[start:start + page_size], "total": total, "size": page_size,
-                "current": page_num, "pages": max(1, math.ceil(total / page_size)), "orders": [],
-                "searchCount": True}
+        return {
+            "records": self.records[start : start + page_size],
+            "total": total,
+            "size": page_size,
+            "current": page_num,
+            "pages": max(1, math.ceil(total / page_size)),
+            "orders": [],
+            "searchCount": True,
+        }
 
 
 def _same(expected: Any, actual: Any) -> bool:

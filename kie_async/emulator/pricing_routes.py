@@ -28,8 +28,11 @@ async def pricing_page(request: web.Request) -> web.StreamResponse:
         page_num, page_size = body["pageNum"], body["pageSize"]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return envelope(ctx, 400, "pageNum and pageSize are required")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (page_num, page_size)) \
-            or page_num < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+    if (
+        not all(isinstance(v, int) and not isinstance(v, bool) for v in (page_num, page_size))
+        or page_num < 1
+        or not 1 <= page_size <= MAX_PAGE_SIZE
+    ):
         return envelope(ctx, 400, f"pageNum must be >= 1 and pageSize 1..{MAX_PAGE_SIZE}")
     return envelope(ctx, 200, "success", load_price_catalogue().page(page_num, page_size))
 

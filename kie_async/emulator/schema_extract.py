@@ -27,11 +27,29 @@ SEPARATE_API_FOLDERS = ("veo3-api", "runway-api", "suno-api", "4o-image-api", "f
 """Folders of the APIs with their own endpoints; their create endpoints are bundled too."""
 _NOT_CREATE = re.compile(r"download-url|/get-|record-info|record-detail")
 
-_KEPT_KEYWORDS = frozenset({
-    "type", "enum", "const", "default", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-    "multipleOf", "minLength", "maxLength", "pattern", "format", "minItems", "maxItems", "uniqueItems",
-    "required", "minProperties", "maxProperties",
-})
+_KEPT_KEYWORDS = frozenset(
+    {
+        "type",
+        "enum",
+        "const",
+        "default",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "format",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "required",
+        "minProperties",
+        "maxProperties",
+    }
+)
 _SCHEMA_MAPS = frozenset({"properties"})
 _SCHEMA_VALUES = frozenset({"items", "additionalProperties", "not"})
 _SCHEMA_LISTS = frozenset({"oneOf", "anyOf", "allOf"})
@@ -51,65 +69,131 @@ class Correction(BaseModel):
 
 # Pages whose `model` enum was copied from a sibling page: the page's title, example and URL name another id.
 _PAGE_CORRECTIONS: dict[str, list[Correction]] = {
-    "market/kling/v25-turbo-image-to-video-pro.md": [Correction(
-        name="model-id-from-example", pointer="/properties/model/enum",
-        value=["kling/v2-5-turbo-image-to-video-pro"],
-        why="the page's model enum repeats kling/v2-1-master-image-to-video (a sibling page's id); its title and "
-            "request example send kling/v2-5-turbo-image-to-video-pro")],
-    "market/qwen2/text-to-image.md": [Correction(
-        name="model-id-from-example", pointer="/properties/model/enum", value=["qwen2/text-to-image"],
-        why="the page's model enum repeats qwen2/image-edit (the edit page's id); its request example sends "
-            "qwen2/text-to-image")],
-    "market/kling/kling-3-0.md": [Correction(
-        name="multi-shot-fields-not-always-required", pointer="/properties/input/required",
-        value=["sound", "duration", "mode"],
-        why="the page's input.required lists multi_shots and multi_prompt, yet multi_shots defaults to false and "
+    "market/kling/v25-turbo-image-to-video-pro.md": [
+        Correction(
+            name="model-id-from-example",
+            pointer="/properties/model/enum",
+            value=["kling/v2-5-turbo-image-to-video-pro"],
+            why="the page's model enum repeats kling/v2-1-master-image-to-video (a sibling page's id); its title and "
+            "request example send kling/v2-5-turbo-image-to-video-pro",
+        )
+    ],
+    "market/qwen2/text-to-image.md": [
+        Correction(
+            name="model-id-from-example",
+            pointer="/properties/model/enum",
+            value=["qwen2/text-to-image"],
+            why="the page's model enum repeats qwen2/image-edit (the edit page's id); its request example sends "
+            "qwen2/text-to-image",
+        )
+    ],
+    "market/kling/kling-3-0.md": [
+        Correction(
+            name="multi-shot-fields-not-always-required",
+            pointer="/properties/input/required",
+            value=["sound", "duration", "mode"],
+            why="the page's input.required lists multi_shots and multi_prompt, yet multi_shots defaults to false and "
             "the page says multi_prompt is used only when multi_shots is true; it lists aspect_ratio, yet says "
             "aspect_ratio becomes optional when image_urls are given (Aspect Ratio Auto-Adaptation); it lists prompt, "
             "yet prompt is used when multi_shots is false. Those conditions are the named rules "
-            "kling30-multi-prompt-with-multi-shots, kling30-aspect-ratio and kling30-prompt-single-shot")],
+            "kling30-multi-prompt-with-multi-shots, kling30-aspect-ratio and kling30-prompt-single-shot",
+        )
+    ],
     "market/kling/motion-control-v3.md": [
         Correction(
-            name="callback-optional", pointer="/required", value=["model", "input"],
+            name="callback-optional",
+            pointer="/required",
+            value=["model", "input"],
             why="the top-level required list names callBackUrl, which every other createTask page and the "
-                "createTask description mark optional (the facts file calls it an oddity in the docs)"),
-        Correction(name="prompt-length-from-text", pointer="/properties/input/properties/prompt/maxLength",
-                   value=2500, why="the prompt description says it may be up to 2500 characters long"),
-        Correction(name="one-image-from-text", pointer="/properties/input/properties/input_urls/maxItems", value=1,
-                   why="input_urls is described as '(Required) Include a URL of an image'"),
-        Correction(name="one-video-from-text", pointer="/properties/input/properties/video_urls/maxItems", value=1,
-                   why="video_urls is described as '(Required) Include a video URL'"),
-        Correction(name="orientation-values-from-text",
-                   pointer="/properties/input/properties/character_orientation/enum", value=["video", "image"],
-                   why="character_orientation is described as 'video: Refer to video; image: Refer to image'"),
-        Correction(name="background-values-from-text",
-                   pointer="/properties/input/properties/background_source/enum", value=["input_video", "input_image"],
-                   why="background_source is described as 'input_video: Use video background; input_image: Use "
-                       "image background'"),
+            "createTask description mark optional (the facts file calls it an oddity in the docs)",
+        ),
+        Correction(
+            name="prompt-length-from-text",
+            pointer="/properties/input/properties/prompt/maxLength",
+            value=2500,
+            why="the prompt description says it may be up to 2500 characters long",
+        ),
+        Correction(
+            name="one-image-from-text",
+            pointer="/properties/input/properties/input_urls/maxItems",
+            value=1,
+            why="input_urls is described as '(Required) Include a URL of an image'",
+        ),
+        Correction(
+            name="one-video-from-text",
+            pointer="/properties/input/properties/video_urls/maxItems",
+            value=1,
+            why="video_urls is described as '(Required) Include a video URL'",
+        ),
+        Correction(
+            name="orientation-values-from-text",
+            pointer="/properties/input/properties/character_orientation/enum",
+            value=["video", "image"],
+            why="character_orientation is described as 'video: Refer to video; image: Refer to image'",
+        ),
+        Correction(
+            name="background-values-from-text",
+            pointer="/properties/input/properties/background_source/enum",
+            value=["input_video", "input_image"],
+            why="background_source is described as 'input_video: Use video background; input_image: Use "
+            "image background'",
+        ),
     ],
     "market/bytedance/seedance-2.md": [
-        Correction(name="prompt-required-from-text", pointer="/properties/input/required", value=["prompt"],
-                   why="the prompt description says 'Required field' but the schema has no required list"),
-        Correction(name="duration-range-from-text", pointer="/properties/input/properties/duration/minimum", value=4,
-                   why="duration is described as 'Video duration in 4-15 seconds'"),
-        Correction(name="duration-range-from-text", pointer="/properties/input/properties/duration/maximum", value=15,
-                   why="duration is described as 'Video duration in 4-15 seconds'"),
+        Correction(
+            name="prompt-required-from-text",
+            pointer="/properties/input/required",
+            value=["prompt"],
+            why="the prompt description says 'Required field' but the schema has no required list",
+        ),
+        Correction(
+            name="duration-range-from-text",
+            pointer="/properties/input/properties/duration/minimum",
+            value=4,
+            why="duration is described as 'Video duration in 4-15 seconds'",
+        ),
+        Correction(
+            name="duration-range-from-text",
+            pointer="/properties/input/properties/duration/maximum",
+            value=15,
+            why="duration is described as 'Video duration in 4-15 seconds'",
+        ),
     ],
     "market/grok-imagine/text-to-video.md": [
-        Correction(name="prompt-length-from-text", pointer="/properties/input/properties/prompt/maxLength",
-                   value=5000, why="the prompt description says 'Maximum length: 5000 characters'"),
-        Correction(name="duration-range-from-text", pointer="/properties/input/properties/duration/minimum", value=6,
-                   why="duration is described as '(6-30). (Minimum: 6, Maximum: 30, Step: 1)'"),
-        Correction(name="duration-range-from-text", pointer="/properties/input/properties/duration/maximum",
-                   value=30, why="duration is described as '(6-30). (Minimum: 6, Maximum: 30, Step: 1)'"),
+        Correction(
+            name="prompt-length-from-text",
+            pointer="/properties/input/properties/prompt/maxLength",
+            value=5000,
+            why="the prompt description says 'Maximum length: 5000 characters'",
+        ),
+        Correction(
+            name="duration-range-from-text",
+            pointer="/properties/input/properties/duration/minimum",
+            value=6,
+            why="duration is described as '(6-30). (Minimum: 6, Maximum: 30, Step: 1)'",
+        ),
+        Correction(
+            name="duration-range-from-text",
+            pointer="/properties/input/properties/duration/maximum",
+            value=30,
+            why="duration is described as '(6-30). (Minimum: 6, Maximum: 30, Step: 1)'",
+        ),
     ],
     "market/grok-imagine/image-to-video.md": [
-        Correction(name="prompt-length-from-text", pointer="/properties/input/properties/prompt/maxLength",
-                   value=5000, why="the prompt description says 'Maximum length: 5000 characters'"),
+        Correction(
+            name="prompt-length-from-text",
+            pointer="/properties/input/properties/prompt/maxLength",
+            value=5000,
+            why="the prompt description says 'Maximum length: 5000 characters'",
+        ),
     ],
     "market/grok-imagine/text-to-image.md": [
-        Correction(name="prompt-length-from-text", pointer="/properties/input/properties/prompt/maxLength",
-                   value=5000, why="the prompt description says 'Maximum length: 5000 characters'"),
+        Correction(
+            name="prompt-length-from-text",
+            pointer="/properties/input/properties/prompt/maxLength",
+            value=5000,
+            why="the prompt description says 'Maximum length: 5000 characters'",
+        ),
     ],
 }
 
@@ -118,22 +202,43 @@ _PAGE_CORRECTIONS["market/bytedance/seedance-2-fast.md"] = _PAGE_CORRECTIONS["ma
 # The separate APIs' create endpoints, by path: limits their pages state only in the field descriptions.
 _API_CORRECTIONS: dict[str, list[Correction]] = {
     "/api/v1/runway/generate": [
-        Correction(name="prompt-length-from-text", pointer="/properties/prompt/maxLength", value=1800,
-                   why="the prompt description says 'Maximum length is 1800 characters'"),
-        Correction(name="quality-values-from-text", pointer="/properties/quality/enum", value=["720p", "1080p"],
-                   why="quality is described as 'Video resolution, optional values are 720p or 1080p'"),
-        Correction(name="duration-values-from-text", pointer="/properties/duration/enum", value=[5, 10],
-                   why="duration is described as 'Video duration, optional values are 5 or 10'"),
+        Correction(
+            name="prompt-length-from-text",
+            pointer="/properties/prompt/maxLength",
+            value=1800,
+            why="the prompt description says 'Maximum length is 1800 characters'",
+        ),
+        Correction(
+            name="quality-values-from-text",
+            pointer="/properties/quality/enum",
+            value=["720p", "1080p"],
+            why="quality is described as 'Video resolution, optional values are 720p or 1080p'",
+        ),
+        Correction(
+            name="duration-values-from-text",
+            pointer="/properties/duration/enum",
+            value=[5, 10],
+            why="duration is described as 'Video duration, optional values are 5 or 10'",
+        ),
     ],
-    "/api/v1/generate": [Correction(
-        name="prompt-required-only-by-mode", pointer="/required",
-        value=["customMode", "instrumental", "model", "callBackUrl"],
-        why="the required list names prompt, yet the prompt description and the mode notes say custom mode with "
+    "/api/v1/generate": [
+        Correction(
+            name="prompt-required-only-by-mode",
+            pointer="/required",
+            value=["customMode", "instrumental", "model", "callBackUrl"],
+            why="the required list names prompt, yet the prompt description and the mode notes say custom mode with "
             "instrumental true needs only style and title; when prompt is needed is the rule "
-            "suno-prompt-by-mode (page_rules)")],
-    "/api/v1/gpt4o-image/generate": [Correction(
-        name="five-images-from-text", pointer="/properties/filesUrl/maxItems", value=5,
-        why="filesUrl is described as 'Up to 5 publicly reachable image URLs'")],
+            "suno-prompt-by-mode (page_rules)",
+        )
+    ],
+    "/api/v1/gpt4o-image/generate": [
+        Correction(
+            name="five-images-from-text",
+            pointer="/properties/filesUrl/maxItems",
+            value=5,
+            why="filesUrl is described as 'Up to 5 publicly reachable image URLs'",
+        )
+    ],
 }
 
 # Models the emulator serves whose page is not among the captured docs: derived from a sibling page.
@@ -227,16 +332,27 @@ def _trim_property_names(node: Any, pointer: str) -> list[Correction]:
     required = node.get("required")
     if isinstance(required, list) and any(isinstance(r, str) and r != r.strip() for r in required):
         node["required"] = [r.strip() if isinstance(r, str) else r for r in required]
-        done.append(Correction(name="trimmed-required-name", pointer=f"{pointer}/required", value=node["required"],
-                               why="the page's required list spells a key with stray whitespace"))
+        done.append(
+            Correction(
+                name="trimmed-required-name",
+                pointer=f"{pointer}/required",
+                value=node["required"],
+                why="the page's required list spells a key with stray whitespace",
+            )
+        )
     props = node.get("properties")
     if isinstance(props, dict):
         for name in list(props):
             if name != name.strip():
                 props[name.strip()] = props.pop(name)
-                done.append(Correction(
-                    name="trimmed-property-name", pointer=f"{pointer}/properties/{name.strip()}",
-                    value=name.strip(), why=f"the page's schema spells the key {name!r}, with stray whitespace"))
+                done.append(
+                    Correction(
+                        name="trimmed-property-name",
+                        pointer=f"{pointer}/properties/{name.strip()}",
+                        value=name.strip(),
+                        why=f"the page's schema spells the key {name!r}, with stray whitespace",
+                    )
+                )
         for name, sub in props.items():
             done.extend(_trim_property_names(sub, f"{pointer}/properties/{name}"))
     if isinstance(node.get("items"), dict):
@@ -245,15 +361,20 @@ def _trim_property_names(node: Any, pointer: str) -> list[Correction]:
 
 
 def _provenance(page: ProviderPage) -> dict[str, str | None]:
-    return {"source": page.source, "url": page.url, "sha256": page.sha256,
-            "captured": page.captured.isoformat() if page.captured else None}
+    return {
+        "source": page.source,
+        "url": page.url,
+        "sha256": page.sha256,
+        "captured": page.captured.isoformat() if page.captured else None,
+    }
 
 
 def _bundle(page: ProviderPage, op: PageOperation) -> BundledSchema:
     assert op.request_schema is not None
     schema: JsonSchema = {"$schema": SCHEMA_DIALECT, **to_json_schema(op.request_schema)}
-    corrections = list(_PAGE_CORRECTIONS.get(page.source, []) if op.path == CREATE_TASK_PATH
-                       else _API_CORRECTIONS.get(op.path, []))
+    corrections = list(
+        _PAGE_CORRECTIONS.get(page.source, []) if op.path == CREATE_TASK_PATH else _API_CORRECTIONS.get(op.path, [])
+    )
     for correction in corrections:
         _apply(schema, correction)
     corrections.extend(_trim_property_names(schema, ""))
@@ -263,11 +384,17 @@ def _bundle(page: ProviderPage, op: PageOperation) -> BundledSchema:
         models = list(models) if isinstance(models, list) else list(op.model_ids)
     else:
         models = [str(m) for m in models] if isinstance(models, list) else []
-    examples = [e.get("input") if op.path == CREATE_TASK_PATH else e for e in op.request_examples
-                if isinstance(e, dict)]
-    return BundledSchema(endpoint=op.path, models=[str(m) for m in models], page=_provenance(page),
-                         corrections=corrections, example_inputs=[e for e in examples if isinstance(e, dict)],
-                         schema_=schema)
+    examples = [
+        e.get("input") if op.path == CREATE_TASK_PATH else e for e in op.request_examples if isinstance(e, dict)
+    ]
+    return BundledSchema(
+        endpoint=op.path,
+        models=[str(m) for m in models],
+        page=_provenance(page),
+        corrections=corrections,
+        example_inputs=[e for e in examples if isinstance(e, dict)],
+        schema_=schema,
+    )
 
 
 def extract_all(docs_root: Path) -> dict[str, BundledSchema]:
@@ -284,8 +411,10 @@ def extract_all(docs_root: Path) -> dict[str, BundledSchema]:
                 raise ValueError(f"{page.source}: expected one model id, got {bundle.models}")
             model = bundle.models[0]
             if model in by_model:
-                raise ValueError(f"{page.source} and {by_model[model].page['source']} both claim model {model!r}; "
-                                 "add a named correction")
+                raise ValueError(
+                    f"{page.source} and {by_model[model].page['source']} both claim model {model!r}; "
+                    "add a named correction"
+                )
             by_model[model] = bundle
             found[bundle.file_name()] = bundle
     for folder in SEPARATE_API_FOLDERS:
@@ -301,7 +430,8 @@ def extract_all(docs_root: Path) -> dict[str, BundledSchema]:
         base = by_model[sibling]
         schema = json.loads(json.dumps(base.schema_))
         schema["properties"]["model"]["enum"] = [model]
-        derived = base.model_copy(update={"models": [model], "schema_": schema, "derived_from": sibling,
-                                          "derived_why": why})
+        derived = base.model_copy(
+            update={"models": [model], "schema_": schema, "derived_from": sibling, "derived_why": why}
+        )
         found[derived.file_name()] = derived
     return dict(sorted(found.items()))

@@ -31,8 +31,9 @@ _ADOPT_EVERY = 1.0
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                         flags=socket.AI_PASSIVE)[0]
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -65,8 +66,9 @@ class KieEmulator:
     async def __aenter__(self) -> KieEmulator:
         return await self.start()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.stop()
 
     async def start(self) -> KieEmulator:
@@ -120,8 +122,9 @@ class KieEmulator:
                 schedule_completion(ctx, task)
             if self._running:
                 handles: list[asyncio.TimerHandle] = []
-                handles.append(asyncio.get_running_loop().call_later(
-                    _ADOPT_EVERY, lambda: self._adopt_unfinished(handles[0])))
+                handles.append(
+                    asyncio.get_running_loop().call_later(_ADOPT_EVERY, lambda: self._adopt_unfinished(handles[0]))
+                )
                 ctx.timers.add(handles[0])
 
         ctx.spawn(adopt())
@@ -193,8 +196,9 @@ class KieEmulator:
         values.update(overrides)
         return KieSettings(**values)
 
-    def fail_next(self, n: int = 1, code: str = "500",
-                  msg: str = "Generation failed (injected by the emulator)") -> FaultRule:
+    def fail_next(
+        self, n: int = 1, code: str = "500", msg: str = "Generation failed (injected by the emulator)"
+    ) -> FaultRule:
         """The next ``n`` created tasks end in ``fail`` with this failCode/failMsg."""
         return self.faults.add(FaultEndpoint.CREATE_TASK, FaultKind.TASK_FAIL, count=n, fail_code=code, fail_msg=msg)
 

@@ -101,8 +101,9 @@ def _incoming(ctx: EmulatorContext) -> Path:
     return ctx.upload_dir / ".incoming" / secrets.token_hex(8)
 
 
-async def _finish(ctx: EmulatorContext, key: str, temp: Path, upload_path: str, file_name: str,
-                  size: int, mime: str) -> web.Response:
+async def _finish(
+    ctx: EmulatorContext, key: str, temp: Path, upload_path: str, file_name: str, size: int, mime: str
+) -> web.Response:
     relative = f"kieai/{_uid(key)}/{upload_path}/{file_name}"
     final = ctx.upload_dir / relative
 
@@ -224,8 +225,9 @@ async def url_upload(request: web.Request) -> web.StreamResponse:
                 size = await _write_stream(ctx, response.content, temp)
             url_name = unquote(PurePosixPath(urlsplit(file_url).path).name) or None
             fallback = _extension(url_name, declared)
-            name = _check_file_name(body.get("fileName") or (url_name if url_name and _SEGMENT.match(url_name)
-                                                             else None), fallback)
+            name = _check_file_name(
+                body.get("fileName") or (url_name if url_name and _SEGMENT.match(url_name) else None), fallback
+            )
             result = await _finish(ctx, key, temp, upload_path, name, size, _mime(name, declared))
         except TimeoutError:
             await _discard(temp)
@@ -261,7 +263,7 @@ async def base64_upload(request: web.Request) -> web.StreamResponse:
             if not match["b64"]:
                 raise UploadError(400, "base64Data data URL must be base64-encoded")
             declared = match["mime"]
-            raw = raw[match.end():]
+            raw = raw[match.end() :]
         data = await asyncio.to_thread(_decode_base64, raw)
         if len(data) > ctx.config.max_upload_bytes:
             raise UploadError(400, f"File exceeds the {ctx.config.max_upload_bytes} byte limit")
@@ -318,4 +320,3 @@ def build_upload_app(ctx: EmulatorContext) -> web.Application:
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
-

@@ -71,8 +71,16 @@ def context(request: web.Request) -> EmulatorContext:
     return request.app[CONTEXT_KEY]
 
 
-def envelope(ctx: EmulatorContext, code: int, msg: str, data: Any = None, *, upload: bool = False,
-             retry_after: float | None = None, force_http: bool | None = None) -> web.Response:
+def envelope(
+    ctx: EmulatorContext,
+    code: int,
+    msg: str,
+    data: Any = None,
+    *,
+    upload: bool = False,
+    retry_after: float | None = None,
+    force_http: bool | None = None,
+) -> web.Response:
     """A ``{code, msg, data}`` answer; upload-host answers also carry ``success`` like the live API."""
     body: dict[str, Any] = {"code": code, "msg": msg, "data": data}
     if upload:
@@ -115,8 +123,14 @@ def drop_connection(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def send_spoiled_body(request: web.Request, status: int, headers: Iterable[tuple[str, str]],
-                            chunks: AsyncIterable[bytes], total: int, rule: FaultRule) -> web.StreamResponse:
+async def send_spoiled_body(
+    request: web.Request,
+    status: int,
+    headers: Iterable[tuple[str, str]],
+    chunks: AsyncIterable[bytes],
+    total: int,
+    rule: FaultRule,
+) -> web.StreamResponse:
     """Stream a body under a truncated_body or slow_body rule, honestly declaring ``total`` bytes.
 
     A wrong_body rule answers instead with a 200 that is not the resource (what a misconfigured CDN or proxy
@@ -144,14 +158,15 @@ async def send_spoiled_body(request: web.Request, status: int, headers: Iterable
         return response
     async for chunk in chunks:
         for start in range(0, len(chunk), rule.chunk_size):
-            await response.write(chunk[start:start + rule.chunk_size])
+            await response.write(chunk[start : start + rule.chunk_size])
             await asyncio.sleep(rule.chunk_delay)
     await response.write_eof()
     return response
 
 
-async def _apply_pre(request: web.Request, ctx: EmulatorContext, endpoint: FaultEndpoint,
-                     rule: FaultRule) -> web.StreamResponse:
+async def _apply_pre(
+    request: web.Request, ctx: EmulatorContext, endpoint: FaultEndpoint, rule: FaultRule
+) -> web.StreamResponse:
     upload = endpoint == FaultEndpoint.UPLOADS
     if rule.kind == FaultKind.RATE_LIMIT:
         ctx.stats.rate_limited += 1
@@ -197,8 +212,9 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         return drop_connection(request)
     body = response.body if isinstance(response, web.Response) else b""
     data = bytes(body) if isinstance(body, (bytes, bytearray, memoryview)) else b""
-    return await send_spoiled_body(request, response.status, response.headers.items(), aiter_bytes([data]),
-                                   len(data), post)
+    return await send_spoiled_body(
+        request, response.status, response.headers.items(), aiter_bytes([data]), len(data), post
+    )
 
 
 async def _not_found_as_envelope(request: web.Request, handler: Handler, ctx: EmulatorContext) -> web.StreamResponse:

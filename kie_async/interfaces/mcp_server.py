@@ -61,9 +61,7 @@ _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 
 
 def _missing_extra() -> KieInputError:
-    return KieInputError(
-        "the MCP server needs the 'mcp' package", hint="pip install 'kie-async[mcp]'"
-    )
+    return KieInputError("the MCP server needs the 'mcp' package", hint="pip install 'kie-async[mcp]'")
 
 
 def _guarded(fn: _F) -> _F:
@@ -161,12 +159,15 @@ def _check_live(settings: KieSettings) -> None:
     """Refuse the real Kie.ai before the session would, naming what an MCP server's user can change."""
     if not settings.is_live or (settings.allow_live and settings.key_value()):
         return
-    missing = " and ".join(name for name, unset in (("KIE_API_KEY", not settings.key_value()),
-                                                    ("KIE_ALLOW_LIVE=1", not settings.allow_live)) if unset)
+    missing = " and ".join(
+        name
+        for name, unset in (("KIE_API_KEY", not settings.key_value()), ("KIE_ALLOW_LIVE=1", not settings.allow_live))
+        if unset
+    )
     raise KieConfigError(
         f"the real Kie.ai needs {missing} in this server's environment (it spends credits)",
         hint="to spend nothing, start the server as `kie-async mcp --offline` (the embedded emulator); to go live, "
-             "set them in the client's config for this server and restart it",
+        "set them in the client's config for this server and restart it",
     )
 
 
@@ -191,8 +192,14 @@ def _add_model_tools(server: MCPServer[Any]) -> None:
         registry = load_registry()
         return {
             "models": [
-                {"key": s.key, "label": s.label, "family": s.family, "output_kind": s.output_kind,
-                 "task_modes": [m.name for m in s.task_modes], "aliases": s.aliases}
+                {
+                    "key": s.key,
+                    "label": s.label,
+                    "family": s.family,
+                    "output_kind": s.output_kind,
+                    "task_modes": [m.name for m in s.task_modes],
+                    "aliases": s.aliases,
+                }
                 for s in registry.specs.values()
             ]
         }
@@ -243,8 +250,12 @@ def _add_request_tools(server: MCPServer[Any], limits: McpLimits) -> None:
         budget = budget_credits
         _, validation = await _checked_request(locals(), limits)
         refuse_unsubmittable(validation)
-        preflight = await run_preflight(validation, budget_credits=budget, spelling=MCP,
-                                        allow_unknown_cost=budget is None or limits.allow_unknown_cost)
+        preflight = await run_preflight(
+            validation,
+            budget_credits=budget,
+            spelling=MCP,
+            allow_unknown_cost=budget is None or limits.allow_unknown_cost,
+        )
         return {"validation": validation_view(validation), "preflight": preflight_view(preflight)}
 
 
@@ -296,9 +307,13 @@ def _add_run_tools(server: MCPServer[Any], purchases: Purchases) -> None:
         """What this server may spend (its operator's budget, spent and left), and its rules for media and
         unpriced requests. Set by the operator when starting the server; no tool argument changes them."""
         limits = purchases.limits
-        return {"budget": purchases.budget_view(), "media_roots": [str(r) for r in limits.media_roots],
-                "unpriced_requests": "allowed" if limits.allow_unknown_cost else "refused",
-                "unknown_cost_ceiling": limits.unknown_cost_ceiling, "quote_ttl_seconds": limits.quote_ttl_seconds}
+        return {
+            "budget": purchases.budget_view(),
+            "media_roots": [str(r) for r in limits.media_roots],
+            "unpriced_requests": "allowed" if limits.allow_unknown_cost else "refused",
+            "unknown_cost_ceiling": limits.unknown_cost_ceiling,
+            "quote_ttl_seconds": limits.quote_ttl_seconds,
+        }
 
 
 def _add_stored_run_tools(server: MCPServer[Any], artifacts_root: Path) -> None:
@@ -352,8 +367,9 @@ def _add_account_tools(server: MCPServer[Any], kie: KieSession, open_session: Ca
 def _add_resources(server: MCPServer[Any]) -> None:
     """Every model spec and docs page as a text resource."""
     for spec_path in sorted(data_dir("model_specs").glob("*.yaml")):
-        _add_text_resource(server, f"kie://models/{spec_path.stem}", spec_path, "application/yaml",
-                           f"model spec {spec_path.stem}")
+        _add_text_resource(
+            server, f"kie://models/{spec_path.stem}", spec_path, "application/yaml", f"model spec {spec_path.stem}"
+        )
     for rel, page in _doc_pages():
         _add_text_resource(server, f"kie://docs/{rel}", page, "text/markdown", f"docs page {rel}")
 
@@ -372,4 +388,3 @@ def _add_text_resource(server: MCPServer[Any], uri: str, path: Path, mime: str, 
         return path.read_text(encoding="utf-8")
 
     server.resource(uri, name=uri.rsplit("/", 1)[-1], title=title, mime_type=mime)(read)
-

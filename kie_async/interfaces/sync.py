@@ -229,9 +229,7 @@ class KieClient:
     def get_task(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
         return self._run(lambda: self.session.get_task(task_id, timeout=timeout))
 
-    def wait_for_task(
-        self, task_id: str, *, timeout: float | None = None, raise_on_failure: bool = True
-    ) -> TaskRecord:
+    def wait_for_task(self, task_id: str, *, timeout: float | None = None, raise_on_failure: bool = True) -> TaskRecord:
         return self._run(
             lambda: self.session.wait_for_task(task_id, timeout=timeout, raise_on_failure=raise_on_failure)
         )
@@ -293,11 +291,17 @@ class KieClient:
             )
         )
 
-    def chat(self, model: str, messages: MessagesIn, *, system: str | None = None,
-             options: dict[str, Any] | None = None, timeout: float | None = None) -> ChatResult:
+    def chat(
+        self,
+        model: str,
+        messages: MessagesIn,
+        *,
+        system: str | None = None,
+        options: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> ChatResult:
         """One chat call, answered whole (:meth:`kie_async.KieSession.chat`; streaming needs the async API)."""
-        return self._run(lambda: chat(self.session, model, messages, system=system, options=options,
-                                      timeout=timeout))
+        return self._run(lambda: chat(self.session, model, messages, system=system, options=options, timeout=timeout))
 
     def run(
         self,
@@ -311,9 +315,7 @@ class KieClient:
         Interrupted after the purchase (Ctrl-C, :meth:`close` from another thread), the exception carries the
         task's id as ``task_id``; ``run(request, resume_task_id=...)`` collects that task without buying again.
         """
-        return self._run(
-            lambda: run_pipeline(request, self.session, options=options, resume_task_id=resume_task_id)
-        )
+        return self._run(lambda: run_pipeline(request, self.session, options=options, resume_task_id=resume_task_id))
 
     def run_many(
         self,
@@ -389,4 +391,3 @@ def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
     thread.join(timeout=10)
     if not thread.is_alive():
         loop.close()
-

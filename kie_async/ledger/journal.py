@@ -260,7 +260,8 @@ def batch_identity(requests: list[RawUserRequest]) -> str:
 def request_key(normalized: NormalizedRequest) -> str:
     """A stable hash of what would be submitted (model, mode, prompts, options, media, callback)."""
     dump = _without_empty_extras(
-        normalized.model_dump(mode="python", exclude={"issues", "defaulted", "explicit_options"}))
+        normalized.model_dump(mode="python", exclude={"issues", "defaulted", "explicit_options"})
+    )
     canonical = json.dumps(_stable(dump), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:24]
 

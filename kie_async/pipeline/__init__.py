@@ -14,8 +14,20 @@ import warnings
 from typing import Any
 
 _RUN_NAMES = frozenset(
-    {"Enhancer", "PipelineHooks", "PipelineOptions", "PipelineStatus", "RunOutput", "RunResult", "StageName",
-     "StageOutcome", "StageStatus", "outputs_intact", "parent_run_ids_of", "run_pipeline"}
+    {
+        "Enhancer",
+        "PipelineHooks",
+        "PipelineOptions",
+        "PipelineStatus",
+        "RunOutput",
+        "RunResult",
+        "StageName",
+        "StageOutcome",
+        "StageStatus",
+        "outputs_intact",
+        "parent_run_ids_of",
+        "run_pipeline",
+    }
 )
 
 
@@ -24,7 +36,5 @@ def __getattr__(name: str) -> Any:
     if name not in _RUN_NAMES:
         raise AttributeError(f"module 'kie_async.pipeline' has no attribute {name!r}")
     run = importlib.import_module("kie_async.pipeline.run")
-    warnings.warn(
-        f"kie_async.pipeline.{name} moved to kie_async.pipeline.run.{name}", DeprecationWarning, stacklevel=2
-    )
+    warnings.warn(f"kie_async.pipeline.{name} moved to kie_async.pipeline.run.{name}", DeprecationWarning, stacklevel=2)
     return getattr(run, name)

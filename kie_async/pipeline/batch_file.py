@@ -34,7 +34,10 @@ class FileJournalStrategy:
         entry = self.journal.get(key) if self.journal else None
         root = batch.options.artifacts.resolved_root() if batch.options.write_artifact else None
         plan = await plan_request(
-            entry, raw.model_key, retry_failed=batch.retry_failed, resubmit_uncertain=batch.resubmit_uncertain,
+            entry,
+            raw.model_key,
+            retry_failed=batch.retry_failed,
+            resubmit_uncertain=batch.resubmit_uncertain,
             artifacts_root=root,
         )
         if isinstance(plan, Plan) and plan.adopted:

@@ -34,8 +34,9 @@ class Plan(BaseModel):
 
     def adoption(self, key: str) -> JournalRecord:
         """The journal line that settles an uncertain request on the task its run folder names."""
-        return JournalRecord(key=key, state=RequestState.SUBMITTED, task_id=self.task_id, run_id=self.run_id,
-                             adopted=True)
+        return JournalRecord(
+            key=key, state=RequestState.SUBMITTED, task_id=self.task_id, run_id=self.run_id, adopted=True
+        )
 
 
 async def plan_request(
@@ -129,9 +130,7 @@ def _uncertain_result(entry: JournalEntry, model_key: str) -> RunResult:
     )
 
 
-def still_running(
-    entry: JournalEntry | None, model_key: str, key: str, holder: str | None, waited: float
-) -> RunResult:
+def still_running(entry: JournalEntry | None, model_key: str, key: str, holder: str | None, waited: float) -> RunResult:
     """Another (live) process holds this request and showed no progress for the whole wait: report, don't grab."""
     state = entry.state if entry is not None else RequestState.PENDING
     return RunResult(

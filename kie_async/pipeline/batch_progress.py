@@ -107,8 +107,11 @@ class BatchTracker:
             self.callback_errors += 1
             if self.first_callback_error is None:
                 self.first_callback_error = f"{type(exc).__name__}: {exc}"
-                log.warning("on_progress raised %s (the batch goes on; later failures are counted)",
-                            self.first_callback_error, exc_info=True)
+                log.warning(
+                    "on_progress raised %s (the batch goes on; later failures are counted)",
+                    self.first_callback_error,
+                    exc_info=True,
+                )
 
     def annotate(self, results: list[RunResult]) -> list[RunResult]:
         """Every result, with a warning naming a failing ``on_progress`` (the batch ran on regardless)."""

@@ -102,8 +102,11 @@ class SharedJournalStrategy:
 
     async def _result_of_claim(self, batch: Batch, index: int, claim: ClaimResult) -> RunResult:
         raw, entry = batch.requests[index], claim.entry
-        if entry is not None and entry.state is RequestState.SUCCEEDED and entry.result is not None and (
-            entry.result.host not in (None, self.journal.host)
+        if (
+            entry is not None
+            and entry.state is RequestState.SUCCEEDED
+            and entry.result is not None
+            and (entry.result.host not in (None, self.journal.host))
         ):
             return from_journal(entry, entry.result, raw.model_key)  # its files are on that machine
         # A taker never buys again what its dead holder may have sent, whatever resubmit_uncertain says.
@@ -123,8 +126,9 @@ class SharedJournalStrategy:
         key, attempt, scope = parse_token(token)
         entry = self.journal.get(key)
         if scope != self.journal.scope or entry is None or not attempt_of(entry, attempt):
-            log.warning("callback token %s names another batch's attempt: not settled in batch %r", token,
-                        self.journal.batch_id)
+            log.warning(
+                "callback token %s names another batch's attempt: not settled in batch %r", token, self.journal.batch_id
+            )
             return
         await self.journal.adopt(key, attempt, task_id)
 

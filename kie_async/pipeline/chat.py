@@ -81,9 +81,17 @@ def chat_wire(spec: ChatSpec, provider_model: str | None = None) -> ChatWire:
 
 
 def _build_wire(spec: ChatSpec, model: str) -> ChatWire:
-    return ChatWire(wire_format=spec.wire_format, path=spec.endpoint, provider_model=model,
-                    model_field=spec.model_field, messages_field=spec.messages_field, roles=tuple(spec.roles),
-                    content=spec.content, system_prompt=spec.system_prompt, stream_supported=spec.stream.supported)
+    return ChatWire(
+        wire_format=spec.wire_format,
+        path=spec.endpoint,
+        provider_model=model,
+        model_field=spec.model_field,
+        messages_field=spec.messages_field,
+        roles=tuple(spec.roles),
+        content=spec.content,
+        system_prompt=spec.system_prompt,
+        stream_supported=spec.stream.supported,
+    )
 
 
 def _messages(messages: MessagesIn, system: str | None) -> list[ChatMessage]:
@@ -102,8 +110,9 @@ def _check_options(spec: ChatSpec, options: Mapping[str, Any]) -> None:
     for name, value in options.items():
         opt = spec.options.get(name)
         if opt is None:
-            raise KieInputError(f"{spec.key} takes no option {name!r}; its page documents "
-                                f"{sorted(spec.options) or 'none'}")
+            raise KieInputError(
+                f"{spec.key} takes no option {name!r}; its page documents {sorted(spec.options) or 'none'}"
+            )
         if opt.allowed is not None and value not in opt.allowed:
             raise KieInputError(f"{spec.key}: {name}={value!r} is not one of {opt.allowed}")
 
@@ -115,9 +124,21 @@ class ChatStream:
     its connection; :meth:`final` reads the rest and returns the result.
     """
 
-    def __init__(self, session: BaseSession, model: str, messages: MessagesIn, *, system: str | None,
-                 options: Mapping[str, Any] | None, budget: CreditBudget | None, reserve_credits: float | None,
-                 allow_unknown_cost: bool, provider_model: str | None, timeout: float | None, stream: bool) -> None:
+    def __init__(
+        self,
+        session: BaseSession,
+        model: str,
+        messages: MessagesIn,
+        *,
+        system: str | None,
+        options: Mapping[str, Any] | None,
+        budget: CreditBudget | None,
+        reserve_credits: float | None,
+        allow_unknown_cost: bool,
+        provider_model: str | None,
+        timeout: float | None,
+        stream: bool,
+    ) -> None:
         self._session = session
         self._model = model
         self._turns = _messages(messages, system)
@@ -147,8 +168,9 @@ class ChatStream:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     def __aiter__(self) -> Self:
@@ -253,14 +275,18 @@ class ChatStream:
         if not key:
             await self._release()
             raise KieInputError("no Kie.ai API key configured", hint="set KIE_API_KEY or KieSettings(api_key=...)")
-        headers = {"Authorization": f"Bearer {key}", "User-Agent": user_agent(settings),
-                   "Content-Type": "application/json",
-                   "Accept": "text/event-stream" if self._stream else "application/json"}
+        headers = {
+            "Authorization": f"Bearer {key}",
+            "User-Agent": user_agent(settings),
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if self._stream else "application/json",
+        }
         data = json.dumps(body, ensure_ascii=False).encode()  # bytes go out with the headers in one write
         proxy = _proxy_for(session, url)
         read = self._timeout or settings.request_timeout
-        timeout = aiohttp.ClientTimeout(total=None if self._stream else read, sock_connect=settings.connect_timeout,
-                                        sock_read=read)
+        timeout = aiohttp.ClientTimeout(
+            total=None if self._stream else read, sock_connect=settings.connect_timeout, sock_read=read
+        )
 
         async def attempt() -> aiohttp.ClientResponse:
             session.stats.count(ENDPOINT)
@@ -341,19 +367,28 @@ class ChatStream:
         self._reported = True
         result = self._result
         error = error or (None if result.complete else "incomplete")
-        model = {"gen_ai.provider.name": telemetry.PROVIDER, "gen_ai.operation.name": "chat",
-                 "gen_ai.request.model": result.model}
+        model = {
+            "gen_ai.provider.name": telemetry.PROVIDER,
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": result.model,
+        }
         attributes = {
-            **model, "gen_ai.response.id": result.response_id or result.request_id,
+            **model,
+            "gen_ai.response.id": result.response_id or result.request_id,
             "gen_ai.response.finish_reasons": result.finish_reason,
             "gen_ai.usage.input_tokens": result.usage.input_tokens,
-            "gen_ai.usage.output_tokens": result.usage.output_tokens, "kie.credits.consumed": result.credits_consumed,
-            "kie.credits.charged": result.credits_charged, "kie.chat.streamed": result.streamed,
+            "gen_ai.usage.output_tokens": result.usage.output_tokens,
+            "kie.credits.consumed": result.credits_consumed,
+            "kie.credits.charged": result.credits_charged,
+            "kie.chat.streamed": result.streamed,
             "kie.chat.wire_format": result.wire_format,
         }
         telemetry.record_span(f"chat {result.model}", attributes, self._started_ns, error=error)
-        telemetry.record("gen_ai.client.operation.duration", (time.time_ns() - self._started_ns) / 1e9,
-                         {**model, "error.type": error})
+        telemetry.record(
+            "gen_ai.client.operation.duration",
+            (time.time_ns() - self._started_ns) / 1e9,
+            {**model, "error.type": error},
+        )
         for kind, tokens in (("input", result.usage.input_tokens), ("output", result.usage.output_tokens)):
             if tokens is not None:
                 telemetry.record("gen_ai.client.token.usage", tokens, {**model, "gen_ai.token.type": kind})
@@ -365,12 +400,22 @@ class ChatStream:
         spec = self._spec
         wire_format = spec.wire_format if spec else "openai-chat"
         return ChatResult(
-            model=spec.key if spec else self._model, provider_model=self._provider_model or (
-                spec.provider_model if spec else self._model),
-            wire_format=wire_format, text="".join(acc.text), tool_calls=acc.tool_calls(),
-            finish_reason=acc.finish_reason, usage=acc.usage, credits_consumed=acc.credits,
-            request_id=self._request_id, response_id=acc.response_id, streamed=self._events is not None,
-            complete=incomplete is None, incomplete_reason=incomplete, events=self._count, raw=self._raw)
+            model=spec.key if spec else self._model,
+            provider_model=self._provider_model or (spec.provider_model if spec else self._model),
+            wire_format=wire_format,
+            text="".join(acc.text),
+            tool_calls=acc.tool_calls(),
+            finish_reason=acc.finish_reason,
+            usage=acc.usage,
+            credits_consumed=acc.credits,
+            request_id=self._request_id,
+            response_id=acc.response_id,
+            streamed=self._events is not None,
+            complete=incomplete is None,
+            incomplete_reason=incomplete,
+            events=self._count,
+            raw=self._raw,
+        )
 
     async def _hold_budget(self, spec: ChatSpec) -> None:
         if self._budget is None:
@@ -386,11 +431,14 @@ class ChatStream:
             raise KieRequestBlockedError(
                 f"no token price is known for chat model {spec.key}, so its cost cannot be held against the budget",
                 hint="pass reserve_credits=N (a ceiling to hold) or allow_unknown_cost=True (hold 0); the answer's "
-                     "credits_consumed settles the budget either way; nothing was spent")
+                "credits_consumed settles the budget either way; nothing was spent",
+            )
         if not await self._budget.reserve(amount):
             snap = self._budget.snapshot()
-            raise KieRequestBlockedError(f"holding {amount:g} credits for {spec.key} would pass the budget "
-                                         f"(remaining {snap.remaining:g})", hint="raise the cap; nothing was spent")
+            raise KieRequestBlockedError(
+                f"holding {amount:g} credits for {spec.key} would pass the budget (remaining {snap.remaining:g})",
+                hint="raise the cap; nothing was spent",
+            )
         self._reserved = amount
         self._held = True
 
@@ -411,8 +459,7 @@ class ChatStream:
         else:
             await self._release()
 
-    def _error(self, status: int, headers: Mapping[str, str], raw: bytes,
-               payload: Any = None) -> KieAPIStatusError:
+    def _error(self, status: int, headers: Mapping[str, str], raw: bytes, payload: Any = None) -> KieAPIStatusError:
         if payload is None:
             try:
                 payload = json.loads(raw) if raw else None
@@ -430,8 +477,14 @@ class ChatStream:
                 message, enveloped = str(payload.get("msg") or "error"), True
         evidence = response_evidence(headers, raw, [self._session.settings.key_value() or ""])
         return error_class_for_code(code)(
-            message, code=code, http_status=status, endpoint=ENDPOINT, enveloped=enveloped,
-            retry_after=parse_retry_after(headers.get("Retry-After")), **evidence)
+            message,
+            code=code,
+            http_status=status,
+            endpoint=ENDPOINT,
+            enveloped=enveloped,
+            retry_after=parse_retry_after(headers.get("Retry-After")),
+            **evidence,
+        )
 
 
 def _proxy_for(session: BaseSession, url: str) -> str | None:
@@ -451,27 +504,65 @@ def _is_error(payload: dict[str, Any]) -> bool:
     return isinstance(code, int) and code != 200 and "msg" in payload
 
 
-def chat_stream(session: BaseSession, model: str, messages: MessagesIn, *, system: str | None = None,
-                options: Mapping[str, Any] | None = None, budget: CreditBudget | None = None,
-                reserve_credits: float | None = None, allow_unknown_cost: bool = False,
-                provider_model: str | None = None, timeout: float | None = None) -> ChatStream:
+def chat_stream(
+    session: BaseSession,
+    model: str,
+    messages: MessagesIn,
+    *,
+    system: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    budget: CreditBudget | None = None,
+    reserve_credits: float | None = None,
+    allow_unknown_cost: bool = False,
+    provider_model: str | None = None,
+    timeout: float | None = None,
+) -> ChatStream:
     """Start a streamed chat (nothing is sent until the first ``async for`` step or :meth:`ChatStream.final`).
 
     A model whose page documents no ``stream`` switch answers in one piece; the stream then yields it as one
     text delta. ``timeout`` bounds each wait for the next bytes (a slow first token included)."""
-    return ChatStream(session, model, messages, system=system, options=options, budget=budget,
-                      reserve_credits=reserve_credits, allow_unknown_cost=allow_unknown_cost,
-                      provider_model=provider_model, timeout=timeout, stream=True)
+    return ChatStream(
+        session,
+        model,
+        messages,
+        system=system,
+        options=options,
+        budget=budget,
+        reserve_credits=reserve_credits,
+        allow_unknown_cost=allow_unknown_cost,
+        provider_model=provider_model,
+        timeout=timeout,
+        stream=True,
+    )
 
 
-async def chat(session: BaseSession, model: str, messages: MessagesIn, *, system: str | None = None,
-               options: Mapping[str, Any] | None = None, budget: CreditBudget | None = None,
-               reserve_credits: float | None = None, allow_unknown_cost: bool = False,
-               provider_model: str | None = None, timeout: float | None = None) -> ChatResult:
+async def chat(
+    session: BaseSession,
+    model: str,
+    messages: MessagesIn,
+    *,
+    system: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    budget: CreditBudget | None = None,
+    reserve_credits: float | None = None,
+    allow_unknown_cost: bool = False,
+    provider_model: str | None = None,
+    timeout: float | None = None,
+) -> ChatResult:
     """One chat call, answered whole: ``messages`` is a prompt string or a list of :class:`ChatMessage` (or
     dicts); ``system`` a system prompt; ``options`` the page's extra fields (tools, reasoning effort, ...)."""
-    call = ChatStream(session, model, messages, system=system, options=options, budget=budget,
-                      reserve_credits=reserve_credits, allow_unknown_cost=allow_unknown_cost,
-                      provider_model=provider_model, timeout=timeout, stream=False)
+    call = ChatStream(
+        session,
+        model,
+        messages,
+        system=system,
+        options=options,
+        budget=budget,
+        reserve_credits=reserve_credits,
+        allow_unknown_cost=allow_unknown_cost,
+        provider_model=provider_model,
+        timeout=timeout,
+        stream=False,
+    )
     async with call:
         return await call.final()

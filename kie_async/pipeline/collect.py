@@ -49,6 +49,7 @@ log = logging.getLogger("kie_async.pipeline.run")
 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
+
 async def collect_task(
     run: RunContext,
     normalized: NormalizedRequest,
@@ -100,8 +101,9 @@ async def collect_task(
         if budget is not None and not settled:
             await budget.settle(reserved, None)  # may have been charged: count it
         if not isinstance(exc, KieError | OSError):
-            log.warning("task %s: %s after the purchase; kept as incomplete", task_id, type(exc).__name__,
-                        exc_info=True)
+            log.warning(
+                "task %s: %s after the purchase; kept as incomplete", task_id, type(exc).__name__, exc_info=True
+            )
         return await _incomplete(run, exc)
 
 
@@ -171,8 +173,11 @@ async def _incomplete(run: RunContext, exc: BaseException) -> RunResult:
             error=error,
             error_type=type(exc).__name__,
         )
-    return run.result("incomplete", error=f"{error} (task {run.base.get('task_id')} is paid for: re-run to resume)",
-                      error_type=type(exc).__name__)
+    return run.result(
+        "incomplete",
+        error=f"{error} (task {run.base.get('task_id')} is paid for: re-run to resume)",
+        error_type=type(exc).__name__,
+    )
 
 
 async def _provider_failed(run: RunContext, task: _Finished) -> RunResult:
@@ -208,7 +213,8 @@ async def _deliver(run: RunContext, task: _Finished) -> tuple[list[RunOutput], l
             return existing
     root = run.opts.artifacts.resolved_root()
     staging = (
-        root / ".tmp" / "downloads" / staging_name(folder_name(record.task_id)) if run.opts.write_artifact
+        root / ".tmp" / "downloads" / staging_name(folder_name(record.task_id))
+        if run.opts.write_artifact
         else root / "downloads" / folder_name(record.task_id)
     )
     try:
@@ -292,14 +298,14 @@ async def _intact_run(run: RunContext) -> tuple[list[RunOutput], list[_StoredOut
     if manifest.status is not RunStatus.SUCCEEDED or not manifest.outputs:
         return None
     files = _stored_outputs(artifact)
-    if not await asyncio.to_thread(outputs_intact, [f.path for f in files], [f.sha256 for f in files],
-                                   [f.size for f in files]):
+    if not await asyncio.to_thread(
+        outputs_intact, [f.path for f in files], [f.sha256 for f in files], [f.size for f in files]
+    ):
         return None
     run.base["run_dir"] = str(artifact.run_dir)
     urls = [f.url for f in manifest.outputs if f.path]
     outputs = [
-        RunOutput(source=f.path, url=u, kind=None, run_id=artifact.run_id)
-        for f, u in zip(files, urls, strict=False)
+        RunOutput(source=f.path, url=u, kind=None, run_id=artifact.run_id) for f, u in zip(files, urls, strict=False)
     ]
     return outputs, files
 
@@ -372,9 +378,7 @@ async def _download_all(
             for i, url in enumerate(record.output_urls)
         )
     )
-    return [
-        _StoredOutput(path=Path(r.destination_path), sha256=r.sha256 or "", size=r.bytes_written) for r in results
-    ]
+    return [_StoredOutput(path=Path(r.destination_path), sha256=r.sha256 or "", size=r.bytes_written) for r in results]
 
 
 def _artifact_request(

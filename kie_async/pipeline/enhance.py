@@ -46,17 +46,24 @@ def kie_model(enhance: str) -> str:
     return model
 
 
-async def enhance_with_kie(model: str, context: PromptContext, session: BaseSession, *,
-                           budget: CreditBudget | None, reserve_credits: float) -> tuple[str | None, PromptChat]:
+async def enhance_with_kie(
+    model: str, context: PromptContext, session: BaseSession, *, budget: CreditBudget | None, reserve_credits: float
+) -> tuple[str | None, PromptChat]:
     """The enhanced prompt (``None`` when the answer is empty or broke off) and what the call cost."""
     messages: list[ChatMessage] = []
     if context.system_prompt:
         messages.append(ChatMessage(role="system", content=context.system_prompt))
     messages.append(ChatMessage(role="user", content=context.raw_prompt or ""))
-    result = await chat(session, model, messages, budget=budget,
-                        reserve_credits=reserve_credits if budget is not None else None)
-    record = PromptChat(model=result.model, provider_model=result.provider_model,
-                        credits_consumed=result.credits_consumed, credits_charged=result.credits_charged,
-                        request_id=result.request_id, complete=result.complete)
+    result = await chat(
+        session, model, messages, budget=budget, reserve_credits=reserve_credits if budget is not None else None
+    )
+    record = PromptChat(
+        model=result.model,
+        provider_model=result.provider_model,
+        credits_consumed=result.credits_consumed,
+        credits_charged=result.credits_charged,
+        request_id=result.request_id,
+        complete=result.complete,
+    )
     text = result.text.strip()
     return (text if text and result.complete else None), record

@@ -95,19 +95,35 @@ async def run_many(
 
         bar = BatchProgressBar(len(requests))
         on_progress = both(on_progress, bar)
-    attributes = {"kie.batch.size": len(requests), "kie.batch.concurrency": concurrency,
-                  "kie.batch.budget": budget_credits, "kie.batch.shared": shared_id is not None}
+    attributes = {
+        "kie.batch.size": len(requests),
+        "kie.batch.concurrency": concurrency,
+        "kie.batch.budget": budget_credits,
+        "kie.batch.shared": shared_id is not None,
+    }
     try:
         with telemetry.span("kie.batch", attributes) as span:
             batch = await _start(
-                requests, session, journal, opts, budget_credits=budget_credits, shared_id=shared_id,
-                concurrency=concurrency, on_progress=on_progress, retry_failed=retry_failed,
+                requests,
+                session,
+                journal,
+                opts,
+                budget_credits=budget_credits,
+                shared_id=shared_id,
+                concurrency=concurrency,
+                on_progress=on_progress,
+                retry_failed=retry_failed,
                 resubmit_uncertain=resubmit_uncertain,
             )
             runs = (_reported(journal.run_one(batch, i), i, on_result) for i in range(len(requests)))
             results = RunResults(batch.tracker.annotate(await _in_order(runs)))
-            span.set_all({"kie.batch.succeeded": len(results.succeeded), "kie.credits.charged": results.credits_charged,
-                          "kie.credits.unknown": results.credits_unknown})
+            span.set_all(
+                {
+                    "kie.batch.succeeded": len(results.succeeded),
+                    "kie.credits.charged": results.credits_charged,
+                    "kie.credits.unknown": results.credits_unknown,
+                }
+            )
             return results
     finally:
         if bar is not None:

@@ -124,9 +124,11 @@ class TaskHandle:
         candidates = registry.candidates(model_key)
         if len(candidates) != 1:
             close = registry.suggest(model_key)
-            raise KieInputError(f"unknown model_key {model_key!r}" + (f"; did you mean {' or '.join(map(repr, close))}?"
-                                                                      if close else ""),
-                                hint="see `kie-async models`, or leave it out")
+            raise KieInputError(
+                f"unknown model_key {model_key!r}"
+                + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ""),
+                hint="see `kie-async models`, or leave it out",
+            )
         spec = candidates[0]
         self.model_key, self._output_kind = spec.key, spec.output_kind
         # A task bought through a separate API (Veo, Suno, ...) is read through that API, also from a new session.
@@ -307,8 +309,9 @@ async def submit_request(
             resolve_prompt_context, normalized, preset_key=opts.preset_key, preset_dirs=opts.preset_dirs
         )
         if isinstance(opts.enhance, str):  # the built-in enhancer: Kie chat (no budget at this level)
-            enhanced, _ = await enhance_with_kie(kie_model(opts.enhance), context, session, budget=None,
-                                                 reserve_credits=0.0)
+            enhanced, _ = await enhance_with_kie(
+                kie_model(opts.enhance), context, session, budget=None, reserve_credits=0.0
+            )
         else:
             enhanced = await opts.enhance(context)
         if enhanced and enhanced != normalized.raw_prompt:
@@ -370,7 +373,9 @@ async def _create_once(session: BaseSession, payload: CreateTaskPayload) -> str:
         if send.done() and not send.cancelled() and send.exception() is None:
             log.warning(
                 "submit cancelled after Kie.ai created task %s (%s): it is paid for; re-attach with kie.task(%r)",
-                send.result().task_id, payload.model, send.result().task_id,
+                send.result().task_id,
+                payload.model,
+                send.result().task_id,
             )
         elif not send.done():
             send.cancel()

@@ -220,7 +220,8 @@ class FileOutput:
             return
         said = response.headers.get("Content-Type")
         raise KieDownloadContentError(
-            f"{self.name}: the file host answered HTTP {response.status}" + (f" ({said})" if said else "")
+            f"{self.name}: the file host answered HTTP {response.status}"
+            + (f" ({said})" if said else "")
             + f", but the body is not {_ARTICLE[self.kind]} (looks like {sniffed.looks_like})"
         )
 

@@ -54,9 +54,7 @@ async def submit_once(
     run.submitted_at = datetime.now(UTC)
     run.submitted_here = True
     send = asyncio.ensure_future(
-        session.create_task(
-            attempt.payload, on_wire=attempt.on_wire, on_unsent=attempt.on_unsent, validate=False
-        )
+        session.create_task(attempt.payload, on_wire=attempt.on_wire, on_unsent=attempt.on_unsent, validate=False)
     )
     try:
         async with run.rec.stage("submit"):
@@ -89,9 +87,7 @@ async def _refused(
     if not isinstance(exc, KieError):
         raise exc  # not sent: nothing bought, and not a result this layer knows how to word
     if run.ledger.state is RequestState.SUBMITTING:  # a definite answer: Kie.ai created nothing
-        await run.ledger.move(
-            RequestState.REFUSED, attempt=attempt.id, error=str(exc), error_type=type(exc).__name__
-        )
+        await run.ledger.move(RequestState.REFUSED, attempt=attempt.id, error=str(exc), error_type=type(exc).__name__)
     if budget is not None:
         await budget.release(reserved)
     return run.result("failed", error=str(exc), error_type=type(exc).__name__)
@@ -248,7 +244,4 @@ def _uncertain_hint(normalized: NormalizedRequest, provider_model: str, at: date
     what = f"model {provider_model}" + (f", prompt {prompt!r}" if prompt else "")
     when = at.strftime("%Y-%m-%d %H:%M:%S UTC")
     tail = " A correlated callback, if one arrives, settles it." if callbacks else ""
-    return (
-        f"Check the Kie.ai dashboard logs for a task created around {when} ({what}) before buying it again."
-        + tail
-    )
+    return f"Check the Kie.ai dashboard logs for a task created around {when} ({what}) before buying it again." + tail

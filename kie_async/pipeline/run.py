@@ -113,8 +113,11 @@ async def _run_pipeline(
     except BaseException as exc:  # a cancel, Ctrl-C, a closed client: the caller learns the task it paid for
         task_id = run.base.get("task_id")
         if task_id:
-            attach_paid_task(exc, task_id, f"resume it without buying again: resume_task_id={task_id!r} "
-                                           f"(command line: --resume-task {task_id})")
+            attach_paid_task(
+                exc,
+                task_id,
+                f"resume it without buying again: resume_task_id={task_id!r} (command line: --resume-task {task_id})",
+            )
         raise
 
 
@@ -167,8 +170,16 @@ async def run_pipeline(
     with telemetry.span(f"generate_content {model}", _run_attributes(model, options, resume_task_id)) as span:
         started = time.perf_counter()
         result = await _run_pipeline(
-            request, session, options=options, budget=budget, hooks=hooks, resume_task_id=resume_task_id,
-            parent_run_ids=parent_run_ids, request_key=request_key, prior_state=prior_state, run_id=run_id,
+            request,
+            session,
+            options=options,
+            budget=budget,
+            hooks=hooks,
+            resume_task_id=resume_task_id,
+            parent_run_ids=parent_run_ids,
+            request_key=request_key,
+            prior_state=prior_state,
+            run_id=run_id,
         )
         describe_run(span, result, time.perf_counter() - started)
         return result
@@ -192,7 +203,10 @@ def _recheck(opts: PipelineOptions) -> None:
 
 
 async def _check(
-    run: RunContext, request: RawUserRequest | NormalizedRequest, *, blocking: bool = True,
+    run: RunContext,
+    request: RawUserRequest | NormalizedRequest,
+    *,
+    blocking: bool = True,
     budget: CreditBudget | None = None,
 ) -> tuple[NormalizedRequest, ValidationResult] | RunResult:
     """normalize, prompt, enhance, validate: pure work, no credits.
@@ -211,7 +225,10 @@ async def _check(
     run.base["model_key"] = run.ledger.model_key = normalized.model_key
     async with rec.stage("prompt"):
         read = functools.partial(
-            resolve_prompt_context, normalized, preset_key=opts.preset_key, preset_dirs=opts.preset_dirs,
+            resolve_prompt_context,
+            normalized,
+            preset_key=opts.preset_key,
+            preset_dirs=opts.preset_dirs,
             system_prompt_override=opts.system_prompt_override,
             allow_unknown_placeholders=opts.allow_unknown_placeholders,
         )
@@ -233,8 +250,9 @@ async def _check(
                 normalized, sent, enhanced_prompt=enhanced or sent, preset_key=context.preset_key
             )
     elif opts.prompt_policy == "ask" and opts.enhance is None and blocking:
-        return run.stopped("blocked", "prompt policy 'ask' needs an enhancer (enhance=) and a reviewer "
-                           "(review_prompt=)", "prompt")
+        return run.stopped(
+            "blocked", "prompt policy 'ask' needs an enhancer (enhance=) and a reviewer (review_prompt=)", "prompt"
+        )
     if opts.callback_url and not normalized.callback_url:
         # The callback the task will be sent with is the options' one: rules about it (Suno requires one) see it.
         normalized = normalized.model_copy(update={"callback_url": opts.callback_url})
@@ -249,20 +267,20 @@ async def _check(
     return normalized, validation
 
 
-async def _enhance(run: RunContext, enhance: Enhancer | str, context: PromptContext,
-                   budget: CreditBudget | None) -> str | None:
+async def _enhance(
+    run: RunContext, enhance: Enhancer | str, context: PromptContext, budget: CreditBudget | None
+) -> str | None:
     """The caller's enhancer, or the built-in one (``kie:<chat model>``), whose call is kept on the run."""
     if not isinstance(enhance, str):
         return await enhance(context)
-    enhanced, record = await enhance_with_kie(kie_model(enhance), context, run.session, budget=budget,
-                                              reserve_credits=run.opts.enhance_reserve_credits)
+    enhanced, record = await enhance_with_kie(
+        kie_model(enhance), context, run.session, budget=budget, reserve_credits=run.opts.enhance_reserve_credits
+    )
     run.base["prompt_chat"] = record
     return enhanced
 
 
-async def _apply_policy(
-    opts: PipelineOptions, context: PromptContext, raw: str, enhanced: str | None
-) -> str | None:
+async def _apply_policy(opts: PipelineOptions, context: PromptContext, raw: str, enhanced: str | None) -> str | None:
     """The prompt to send under the policy: None stops the run (``ask`` not approved)."""
     if opts.prompt_policy == "preview":
         return raw  # the enhanced prompt is recorded, the user's own is sent
@@ -322,8 +340,10 @@ async def _reserve(
         if budget.cap is None or not budget.spending_limit:
             reserved = 0.0  # tracked, or capped by the balance alone: the result says "credits unknown"
         elif run.opts.unknown_cost_ceiling is None:
-            why = (f"no price is known for {run.ledger.model_key} and the batch has a credit cap; "
-                   f"{run.opts.spelling.unknown_cost_ceiling} says how much of it one such request may take")
+            why = (
+                f"no price is known for {run.ledger.model_key} and the batch has a credit cap; "
+                f"{run.opts.spelling.unknown_cost_ceiling} says how much of it one such request may take"
+            )
             return run.stopped("blocked", why, "budget")
         else:
             reserved = run.opts.unknown_cost_ceiling
@@ -363,5 +383,3 @@ async def _prepare(
         return run.result("failed", error=str(exc), error_type=type(exc).__name__)
     run.base["prepared"] = prepared
     return prepared
-
-

@@ -52,8 +52,7 @@ class StageRecorder:
             self._on_stage(outcome)
         except Exception as exc:
             if not self.warnings:
-                log.warning("the on_stage hook raised %s: %s (the run goes on)", type(exc).__name__, exc,
-                            exc_info=True)
+                log.warning("the on_stage hook raised %s: %s (the run goes on)", type(exc).__name__, exc, exc_info=True)
             self.warnings.append(f"on_stage raised {type(exc).__name__}: {exc} ({outcome.name} {outcome.status})")
 
     @contextlib.asynccontextmanager
@@ -99,8 +98,13 @@ class RequestLedger:
             # intent, which a re-run reads as uncertain: it will not buy again, and the log says why. Any
             # exception, not only a full disk: a record that cannot be written (a lone surrogate) is no reason
             # to lose the task.
-            log.error("journal: could not record %s for %s (%s: %s); the result still carries it", state.value,
-                      self.key, type(exc).__name__, exc)
+            log.error(
+                "journal: could not record %s for %s (%s: %s); the result still carries it",
+                state.value,
+                self.key,
+                type(exc).__name__,
+                exc,
+            )
 
     async def mark_sending(self, attempt: str) -> None:
         """The request goes out now: the journal's proof-of-not-sent marker (see :mod:`kie_async.ledger.journal`)."""

@@ -53,7 +53,10 @@ async def run_remembered(
         if resume_task_id is not None:
             return await _resume_named(journal, key, entry, request, session, options, resume_task_id)
         plan = await plan_request(
-            entry, request.model_key, retry_failed=True, resubmit_uncertain=resubmit_uncertain,
+            entry,
+            request.model_key,
+            retry_failed=True,
+            resubmit_uncertain=resubmit_uncertain,
             artifacts_root=root if options.write_artifact else None,
         )
         if isinstance(plan, RunResult):
@@ -87,18 +90,22 @@ async def _resume_named(
 ) -> RunResult:
     """``--resume-task ID``: the journal learns the task when it had none (a task found on the dashboard)."""
     if entry is not None and entry.task_id == task_id:
-        return await _run(journal, key, request, session, options, Plan(state=entry.state, task_id=task_id,
-                                                                        run_id=entry.run_id))
+        return await _run(
+            journal, key, request, session, options, Plan(state=entry.state, task_id=task_id, run_id=entry.run_id)
+        )
     if entry is None or entry.task_id is None:
         await journal.record(JournalRecord(key=key, state=RequestState.SUBMITTED, task_id=task_id, adopted=True))
-        return await _run(journal, key, request, session, options, Plan(state=RequestState.SUBMITTED,
-                                                                        task_id=task_id))
+        return await _run(journal, key, request, session, options, Plan(state=RequestState.SUBMITTED, task_id=task_id))
     # The journal holds another task for this request: collect the named one without touching that record.
     return await run_pipeline(request, session, options=options, resume_task_id=task_id)
 
 
 async def _run(
-    journal: BatchJournal, key: str, request: RawUserRequest, session: BaseSession, options: PipelineOptions,
+    journal: BatchJournal,
+    key: str,
+    request: RawUserRequest,
+    session: BaseSession,
+    options: PipelineOptions,
     plan: Plan,
 ) -> RunResult:
     async def on_state(record: JournalRecord) -> None:

@@ -170,12 +170,17 @@ class PipelineOptions(BaseModel):
     preset_key: str | None = Field(default=None, description="a preset key, or the seed toolkit's key for it")
     preset_dirs: list[Path] | None = None
     enhance: Enhancer | str | None = Field(
-        default=None, description="an async enhancer, or 'kie:<chat model>' for the built-in one (Kie chat with the "
-        "preset's system prompt; see kie_async.pipeline.enhance)")
+        default=None,
+        description="an async enhancer, or 'kie:<chat model>' for the built-in one (Kie chat with the "
+        "preset's system prompt; see kie_async.pipeline.enhance)",
+    )
     enhance_reserve_credits: float = Field(
-        default=2.0, ge=0, allow_inf_nan=False,
+        default=2.0,
+        ge=0,
+        allow_inf_nan=False,
         description="with a budget: credits held while the built-in enhancer's chat runs (no token price is known); "
-        "the answer's credits_consumed settles it")
+        "the answer's credits_consumed settles it",
+    )
     prompt_policy: PromptPolicy = Field(
         default="auto",
         description="off: never enhance; auto: send the enhanced prompt; preview: enhance and record it, send the "
@@ -201,7 +206,9 @@ class PipelineOptions(BaseModel):
         default=False, description="let a request with no known price run where a credit limit is in play"
     )
     unknown_cost_ceiling: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False,
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
         description="credits a budget holds for one request with no known price (required with a budget); the "
         "provider's charge settles it when reported, else the ceiling is counted",
     )
@@ -250,7 +257,8 @@ class PipelineOptions(BaseModel):
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ValueError(
-                f"source_context must be plain JSON (strings, finite numbers, lists, objects): {exc}") from None
+                f"source_context must be plain JSON (strings, finite numbers, lists, objects): {exc}"
+            ) from None
         return value
 
 

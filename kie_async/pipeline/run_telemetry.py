@@ -13,24 +13,32 @@ from kie_async.pipeline.run_models import RunResult
 def describe_run(span: telemetry.Span, result: RunResult, seconds: float) -> None:
     """Outcome attributes on the run's span, and the run's metrics (credits, purchase, durations)."""
     model = {"gen_ai.request.model": result.model_key, "gen_ai.provider.name": telemetry.PROVIDER}
-    span.set_all({
-        "gen_ai.response.id": result.task_id,
-        "gen_ai.output.type": _output_type(result),
-        "kie.request.state": result.state.value,
-        "kie.request.key": result.request_key,
-        "kie.run.status": result.status,
-        "kie.run.id": result.run_id,
-        "kie.credits.estimated": result.credits_estimated,
-        "kie.credits.charged": result.credits_charged,
-        "kie.credits.unknown": result.credits_unknown,
-        "kie.resumed": result.resumed,
-    })
+    span.set_all(
+        {
+            "gen_ai.response.id": result.task_id,
+            "gen_ai.output.type": _output_type(result),
+            "kie.request.state": result.state.value,
+            "kie.request.key": result.request_key,
+            "kie.run.status": result.status,
+            "kie.run.id": result.run_id,
+            "kie.credits.estimated": result.credits_estimated,
+            "kie.credits.charged": result.credits_charged,
+            "kie.credits.unknown": result.credits_unknown,
+            "kie.resumed": result.resumed,
+        }
+    )
     if result.status != "succeeded":
         span.error(result.error_type or result.status, result.error)
     status = {**model, "kie.run.status": result.status}
-    telemetry.record("gen_ai.client.operation.duration", seconds,
-                     {**model, "gen_ai.operation.name": "generate_content",
-                      "error.type": None if result.succeeded else (result.error_type or result.status)})
+    telemetry.record(
+        "gen_ai.client.operation.duration",
+        seconds,
+        {
+            **model,
+            "gen_ai.operation.name": "generate_content",
+            "error.type": None if result.succeeded else (result.error_type or result.status),
+        },
+    )
     if result.credits_estimated is not None:
         telemetry.record("kie.credits.estimated", result.credits_estimated, status)
     if result.credits_charged is not None and not result.spent_nothing:

@@ -41,8 +41,13 @@ class _Part(BaseModel):
 
 def _is_api_path(value: str) -> bool:
     """A path on the API host: absolute, not ``//host`` (which a URL join would read as another host)."""
-    return (value.startswith("/") and not value.startswith("//") and value.isascii() and value.isprintable()
-            and not any(c in value for c in "?# \\"))
+    return (
+        value.startswith("/")
+        and not value.startswith("//")
+        and value.isascii()
+        and value.isprintable()
+        and not any(c in value for c in "?# \\")
+    )
 
 
 def _alternatives(path: Path | None) -> list[str]:
@@ -227,9 +232,15 @@ class StatusSpec(_Part):
             if urls:
                 out["resultJson"] = json.dumps({"resultUrls": urls})
         for wire, path in (
-            ("failCode", self.fail_code), ("failMsg", self.fail_msg), ("param", self.param),
-            ("model", self.model), ("createTime", self.create_time), ("updateTime", self.update_time),
-            ("completeTime", self.complete_time), ("costTime", self.cost_time), ("progress", self.progress),
+            ("failCode", self.fail_code),
+            ("failMsg", self.fail_msg),
+            ("param", self.param),
+            ("model", self.model),
+            ("createTime", self.create_time),
+            ("updateTime", self.update_time),
+            ("completeTime", self.complete_time),
+            ("costTime", self.cost_time),
+            ("progress", self.progress),
             ("creditsConsumed", self.credits_consumed),
         ):
             value = pick(data, path)

@@ -93,8 +93,12 @@ def _describe(error: SchemaViolation) -> str:
 def _load_one(path: Path) -> ProviderSchema:
     raw = json.loads(path.read_text(encoding="utf-8"))
     return ProviderSchema(
-        file=path.relative_to(BUNDLE_DIR).as_posix(), endpoint=raw["endpoint"], models=tuple(raw["models"]),
-        page=raw["page"], schema_=raw["schema"], corrections=tuple(raw.get("corrections", [])),
+        file=path.relative_to(BUNDLE_DIR).as_posix(),
+        endpoint=raw["endpoint"],
+        models=tuple(raw["models"]),
+        page=raw["page"],
+        schema_=raw["schema"],
+        corrections=tuple(raw.get("corrections", [])),
         example_inputs=tuple(raw.get("example_inputs", [])),
     )
 

@@ -90,51 +90,92 @@ def _flag(view: View, failed: int = 2) -> int:
 def _veo_record(view: View) -> dict[str, Any]:
     response = None
     if view.ok:
-        response = {"taskId": view.task.task_id, "resultUrls": view.urls, "originUrls": [], "fullResultUrls": view.urls,
-                    "resolution": "1080p"}
+        response = {
+            "taskId": view.task.task_id,
+            "resultUrls": view.urls,
+            "originUrls": [],
+            "fullResultUrls": view.urls,
+            "resolution": "1080p",
+        }
     return {
-        "taskId": view.task.task_id, "paramJson": view.param_json(), "completeTime": view.complete_ms,
-        "response": response, "successFlag": _flag(view), "errorCode": view.error_code,
-        "errorMessage": view.error_message, "createTime": view.task.create_time_ms, "fallbackFlag": False,
+        "taskId": view.task.task_id,
+        "paramJson": view.param_json(),
+        "completeTime": view.complete_ms,
+        "response": response,
+        "successFlag": _flag(view),
+        "errorCode": view.error_code,
+        "errorMessage": view.error_message,
+        "createTime": view.task.create_time_ms,
+        "fallbackFlag": False,
     }
 
 
 def _veo_callback(view: View) -> dict[str, Any]:
     if view.ok:
-        return {"code": 200, "msg": "Veo3.1 video generated successfully.", "data": {
-            "taskId": view.task.task_id, "promptJson": view.param_json(),
-            "info": {"resultUrls": view.urls, "originUrls": [], "resolution": "1080p"}, "fallbackFlag": False}}
-    return {"code": view.error_code or 501, "msg": view.error_message or "generation failed",
-            "data": {"taskId": view.task.task_id, "fallbackFlag": False}}
+        return {
+            "code": 200,
+            "msg": "Veo3.1 video generated successfully.",
+            "data": {
+                "taskId": view.task.task_id,
+                "promptJson": view.param_json(),
+                "info": {"resultUrls": view.urls, "originUrls": [], "resolution": "1080p"},
+                "fallbackFlag": False,
+            },
+        }
+    return {
+        "code": view.error_code or 501,
+        "msg": view.error_message or "generation failed",
+        "data": {"taskId": view.task.task_id, "fallbackFlag": False},
+    }
 
 
 # ---------------------------------------------------------------- Runway (runway-api/generate-ai-video)
 
-_RUNWAY_STATES = {TaskState.WAITING: "wait", TaskState.QUEUING: "queueing", TaskState.GENERATING: "generating",
-                  TaskState.SUCCESS: "success", TaskState.FAIL: "fail"}
+_RUNWAY_STATES = {
+    TaskState.WAITING: "wait",
+    TaskState.QUEUING: "queueing",
+    TaskState.GENERATING: "generating",
+    TaskState.SUCCESS: "success",
+    TaskState.FAIL: "fail",
+}
 
 
 def _runway_record(view: View) -> dict[str, Any]:
     body = view.task.body
     video = None
     if view.ok:
-        video = {"videoId": f"v-{view.task.task_id[:12]}", "taskId": view.task.task_id, "videoUrl": view.urls[0],
-                 "imageUrl": ""}
+        video = {
+            "videoId": f"v-{view.task.task_id[:12]}",
+            "taskId": view.task.task_id,
+            "videoUrl": view.urls[0],
+            "imageUrl": "",
+        }
     return {
-        "taskId": view.task.task_id, "parentTaskId": "",
+        "taskId": view.task.task_id,
+        "parentTaskId": "",
         # The page's generateParam holds prompt, imageUrl and expandPrompt only: no callBackUrl.
         "generateParam": {"prompt": body.get("prompt"), "imageUrl": body.get("imageUrl", ""), "expandPrompt": False},
-        "state": _RUNWAY_STATES[view.state], "generateTime": "", "videoInfo": video,
-        "failCode": view.error_code, "failMsg": view.error_message, "expireFlag": 0,
+        "state": _RUNWAY_STATES[view.state],
+        "generateTime": "",
+        "videoInfo": video,
+        "failCode": view.error_code,
+        "failMsg": view.error_message,
+        "expireFlag": 0,
     }
 
 
 def _runway_callback(view: View) -> dict[str, Any]:
     ok = view.ok
-    return {"code": 200 if ok else view.error_code or 400,
-            "msg": "All generated successfully." if ok else view.error_message or "generation failed",
-            "data": {"task_id": view.task.task_id, "video_id": f"v-{view.task.task_id[:12]}" if ok else "",
-                     "video_url": view.urls[0] if ok else "", "image_url": ""}}
+    return {
+        "code": 200 if ok else view.error_code or 400,
+        "msg": "All generated successfully." if ok else view.error_message or "generation failed",
+        "data": {
+            "task_id": view.task.task_id,
+            "video_id": f"v-{view.task.task_id[:12]}" if ok else "",
+            "video_url": view.urls[0] if ok else "",
+            "image_url": "",
+        },
+    }
 
 
 # ---------------------------------------------------------------- Runway Aleph (runway-api/generate-aleph-video)
@@ -143,26 +184,43 @@ def _runway_callback(view: View) -> dict[str, Any]:
 def _aleph_record(view: View) -> dict[str, Any]:
     response = {"taskId": view.task.task_id, "resultVideoUrl": view.urls[0], "resultImageUrl": ""} if view.ok else None
     return {
-        "taskId": view.task.task_id, "paramJson": view.param_json(), "response": response,
-        "completeTime": view.complete_ms, "createTime": view.task.create_time_ms, "successFlag": _flag(view),
-        "errorCode": view.error_code or 0, "errorMessage": view.error_message,
+        "taskId": view.task.task_id,
+        "paramJson": view.param_json(),
+        "response": response,
+        "completeTime": view.complete_ms,
+        "createTime": view.task.create_time_ms,
+        "successFlag": _flag(view),
+        "errorCode": view.error_code or 0,
+        "errorMessage": view.error_message,
     }
 
 
 def _aleph_callback(view: View) -> dict[str, Any]:
     # The page's callback names the task at the top level, beside code/msg/data.
     if view.ok:
-        return {"code": 200, "msg": "success", "taskId": view.task.task_id,
-                "data": {"result_video_url": view.urls[0], "result_image_url": ""}}
-    return {"code": view.error_code or 501, "msg": view.error_message or "generation failed",
-            "taskId": view.task.task_id, "data": None}
+        return {
+            "code": 200,
+            "msg": "success",
+            "taskId": view.task.task_id,
+            "data": {"result_video_url": view.urls[0], "result_image_url": ""},
+        }
+    return {
+        "code": view.error_code or 501,
+        "msg": view.error_message or "generation failed",
+        "taskId": view.task.task_id,
+        "data": None,
+    }
 
 
 # ---------------------------------------------------------------- Suno (suno-api/generate-music)
 
-_SUNO_STATES = {TaskState.WAITING: "PENDING", TaskState.QUEUING: "TEXT_SUCCESS",
-                TaskState.GENERATING: "FIRST_SUCCESS", TaskState.SUCCESS: "SUCCESS",
-                TaskState.FAIL: "GENERATE_AUDIO_FAILED"}
+_SUNO_STATES = {
+    TaskState.WAITING: "PENDING",
+    TaskState.QUEUING: "TEXT_SUCCESS",
+    TaskState.GENERATING: "FIRST_SUCCESS",
+    TaskState.SUCCESS: "SUCCESS",
+    TaskState.FAIL: "GENERATE_AUDIO_FAILED",
+}
 
 
 def _suno_tracks(view: View, *, snake: bool) -> list[dict[str, Any]]:
@@ -171,33 +229,61 @@ def _suno_tracks(view: View, *, snake: bool) -> list[dict[str, Any]]:
     body = view.task.body
     tracks = []
     for n, url in enumerate(ready):
-        track = {"id": f"{view.task.task_id[:8]}-{n}", "audioUrl": url, "streamAudioUrl": url, "imageUrl": "",
-                 "prompt": body.get("prompt"), "modelName": "chirp-v4", "title": body.get("title", ""),
-                 "tags": body.get("style", ""), "createTime": view.task.create_time_ms, "duration": 0.5}
+        track = {
+            "id": f"{view.task.task_id[:8]}-{n}",
+            "audioUrl": url,
+            "streamAudioUrl": url,
+            "imageUrl": "",
+            "prompt": body.get("prompt"),
+            "modelName": "chirp-v4",
+            "title": body.get("title", ""),
+            "tags": body.get("style", ""),
+            "createTime": view.task.create_time_ms,
+            "duration": 0.5,
+        }
         if snake:
-            track = {"id": track["id"], "audio_url": url, "stream_audio_url": url, "image_url": "",
-                     "prompt": track["prompt"], "model_name": "chirp-v4", "title": track["title"],
-                     "tags": track["tags"], "createTime": track["createTime"], "duration": 0.5}
+            track = {
+                "id": track["id"],
+                "audio_url": url,
+                "stream_audio_url": url,
+                "image_url": "",
+                "prompt": track["prompt"],
+                "model_name": "chirp-v4",
+                "title": track["title"],
+                "tags": track["tags"],
+                "createTime": track["createTime"],
+                "duration": 0.5,
+            }
         tracks.append(track)
     return tracks
 
 
 def _suno_record(view: View) -> dict[str, Any]:
     return {
-        "taskId": view.task.task_id, "parentMusicId": "", "param": view.param_json(),
+        "taskId": view.task.task_id,
+        "parentMusicId": "",
+        "param": view.param_json(),
         "response": {"taskId": view.task.task_id, "sunoData": _suno_tracks(view, snake=False)},
-        "status": _SUNO_STATES[view.state], "type": "chirp-v4", "operationType": "generate",
-        "errorCode": view.error_code, "errorMessage": view.error_message or None,
+        "status": _SUNO_STATES[view.state],
+        "type": "chirp-v4",
+        "operationType": "generate",
+        "errorCode": view.error_code,
+        "errorMessage": view.error_message or None,
     }
 
 
 def _suno_callback(view: View) -> dict[str, Any]:
     if view.ok:
-        return {"code": 200, "msg": "All generated successfully.",
-                "data": {"callbackType": "complete", "task_id": view.task.task_id,
-                         "data": _suno_tracks(view, snake=True)}}
-    return {"code": view.error_code or 501, "msg": view.error_message or "Audio generation failed",
-            "data": {"callbackType": "error", "task_id": view.task.task_id, "data": None}}
+        return {
+            "code": 200,
+            "msg": "All generated successfully.",
+            "data": {"callbackType": "complete", "task_id": view.task.task_id, "data": _suno_tracks(view, snake=True)},
+        }
+    return {
+        "code": view.error_code or 501,
+        "msg": view.error_message or "Audio generation failed",
+        "data": {"callbackType": "error", "task_id": view.task.task_id, "data": None},
+    }
 
 
 # ---------------------------------------------------------------- 4o Image (4o-image-api/)
@@ -208,19 +294,31 @@ _GPT4O_STATUS = {TaskState.SUCCESS: "SUCCESS", TaskState.FAIL: "GENERATE_FAILED"
 def _gpt4o_record(view: View) -> dict[str, Any]:
     progress = 1.0 if view.done else min(0.99, view.task.elapsed() / max(view.task.duration, 1e-6))
     return {
-        "taskId": view.task.task_id, "paramJson": view.param_json(), "completeTime": view.complete_ms,
-        "response": {"resultUrls": view.urls} if view.ok else None, "successFlag": _flag(view),
-        "status": _GPT4O_STATUS.get(view.state, "GENERATING"), "errorCode": view.error_code,
-        "errorMessage": view.error_message, "createTime": view.task.create_time_ms, "progress": f"{progress:.2f}",
+        "taskId": view.task.task_id,
+        "paramJson": view.param_json(),
+        "completeTime": view.complete_ms,
+        "response": {"resultUrls": view.urls} if view.ok else None,
+        "successFlag": _flag(view),
+        "status": _GPT4O_STATUS.get(view.state, "GENERATING"),
+        "errorCode": view.error_code,
+        "errorMessage": view.error_message,
+        "createTime": view.task.create_time_ms,
+        "progress": f"{progress:.2f}",
     }
 
 
 def _gpt4o_callback(view: View) -> dict[str, Any]:
     if view.ok:
-        return {"code": 200, "msg": "success", "data": {"taskId": view.task.task_id,
-                                                        "info": {"result_urls": view.urls}}}
-    return {"code": view.error_code or 400, "msg": view.error_message or "generation failed",
-            "data": {"taskId": view.task.task_id, "info": None}}
+        return {
+            "code": 200,
+            "msg": "success",
+            "data": {"taskId": view.task.task_id, "info": {"result_urls": view.urls}},
+        }
+    return {
+        "code": view.error_code or 400,
+        "msg": view.error_message or "generation failed",
+        "data": {"taskId": view.task.task_id, "info": None},
+    }
 
 
 # ---------------------------------------------------------------- Flux Kontext (flux-kontext-api/)
@@ -229,17 +327,24 @@ def _gpt4o_callback(view: View) -> dict[str, Any]:
 def _flux_record(view: View) -> dict[str, Any]:
     response = {"originImageUrl": view.urls[0], "resultImageUrl": view.urls[0]} if view.ok else None
     return {
-        "taskId": view.task.task_id, "paramJson": view.param_json(), "completeTime": view.complete_ms,
-        "response": response, "successFlag": _flag(view, failed=3), "errorCode": view.error_code,
-        "errorMessage": view.error_message, "createTime": view.task.create_time_ms,
+        "taskId": view.task.task_id,
+        "paramJson": view.param_json(),
+        "completeTime": view.complete_ms,
+        "response": response,
+        "successFlag": _flag(view, failed=3),
+        "errorCode": view.error_code,
+        "errorMessage": view.error_message,
+        "createTime": view.task.create_time_ms,
     }
 
 
 def _flux_callback(view: View) -> dict[str, Any]:
     url = view.urls[0] if view.ok else ""
-    return {"code": 200 if view.ok else view.error_code or 501,
-            "msg": "BFL image generated successfully." if view.ok else view.error_message or "generation failed",
-            "data": {"taskId": view.task.task_id, "info": {"originImageUrl": url, "resultImageUrl": url}}}
+    return {
+        "code": 200 if view.ok else view.error_code or 501,
+        "msg": "BFL image generated successfully." if view.ok else view.error_message or "generation failed",
+        "data": {"taskId": view.task.task_id, "info": {"originImageUrl": url, "resultImageUrl": url}},
+    }
 
 
 def _image_params(ratio_field: str, format_field: str | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -252,25 +357,77 @@ def _image_params(ratio_field: str, format_field: str | None) -> Callable[[dict[
     return params
 
 
-DIALECTS: dict[str, Dialect] = {d.name: d for d in (
-    Dialect("veo3", "/api/v1/veo/generate", "/api/v1/veo/record-info", "video", _veo_record, _veo_callback,
-            catalogue_model=lambda body: str(body.get("model") or "veo3_fast"), model_field="model",
-            required=("prompt",)),
-    Dialect("runway", "/api/v1/runway/generate", "/api/v1/runway/record-detail", "video", _runway_record,
-            _runway_callback, catalogue_model=lambda body: "runway", required=("prompt", "duration", "quality")),
-    Dialect("aleph", "/api/v1/aleph/generate", "/api/v1/aleph/record-info", "video", _aleph_record, _aleph_callback,
-            catalogue_model=lambda body: "runway-aleph", required=("prompt", "videoUrl")),
-    Dialect("suno", "/api/v1/generate", "/api/v1/generate/record-info", "audio", _suno_record, _suno_callback,
+DIALECTS: dict[str, Dialect] = {
+    d.name: d
+    for d in (
+        Dialect(
+            "veo3",
+            "/api/v1/veo/generate",
+            "/api/v1/veo/record-info",
+            "video",
+            _veo_record,
+            _veo_callback,
+            catalogue_model=lambda body: str(body.get("model") or "veo3_fast"),
+            model_field="model",
+            required=("prompt",),
+        ),
+        Dialect(
+            "runway",
+            "/api/v1/runway/generate",
+            "/api/v1/runway/record-detail",
+            "video",
+            _runway_record,
+            _runway_callback,
+            catalogue_model=lambda body: "runway",
+            required=("prompt", "duration", "quality"),
+        ),
+        Dialect(
+            "aleph",
+            "/api/v1/aleph/generate",
+            "/api/v1/aleph/record-info",
+            "video",
+            _aleph_record,
+            _aleph_callback,
+            catalogue_model=lambda body: "runway-aleph",
+            required=("prompt", "videoUrl"),
+        ),
+        Dialect(
+            "suno",
+            "/api/v1/generate",
+            "/api/v1/generate/record-info",
+            "audio",
+            _suno_record,
+            _suno_callback,
             catalogue_model=lambda body: "suno-music",
             # The schema lists prompt as required; its description exempts custom-mode instrumentals.
-            required=("customMode", "instrumental", "model", "callBackUrl"), outputs=2),
-    Dialect("gpt4o-image", "/api/v1/gpt4o-image/generate", "/api/v1/gpt4o-image/record-info", "image",
-            _gpt4o_record, _gpt4o_callback, catalogue_model=lambda body: "gpt4o-image", required=("size",),
-            render_params=lambda body: {"aspect_ratio": body.get("size", "1:1"), "output_format": "png"}),
-    Dialect("flux-kontext", "/api/v1/flux/kontext/generate", "/api/v1/flux/kontext/record-info", "image",
-            _flux_record, _flux_callback, catalogue_model=lambda body: str(body.get("model") or "flux-kontext-pro"),
-            model_field="model", required=("prompt",), render_params=_image_params("aspectRatio", "outputFormat")),
-)}
+            required=("customMode", "instrumental", "model", "callBackUrl"),
+            outputs=2,
+        ),
+        Dialect(
+            "gpt4o-image",
+            "/api/v1/gpt4o-image/generate",
+            "/api/v1/gpt4o-image/record-info",
+            "image",
+            _gpt4o_record,
+            _gpt4o_callback,
+            catalogue_model=lambda body: "gpt4o-image",
+            required=("size",),
+            render_params=lambda body: {"aspect_ratio": body.get("size", "1:1"), "output_format": "png"},
+        ),
+        Dialect(
+            "flux-kontext",
+            "/api/v1/flux/kontext/generate",
+            "/api/v1/flux/kontext/record-info",
+            "image",
+            _flux_record,
+            _flux_callback,
+            catalogue_model=lambda body: str(body.get("model") or "flux-kontext-pro"),
+            model_field="model",
+            required=("prompt",),
+            render_params=_image_params("aspectRatio", "outputFormat"),
+        ),
+    )
+}
 
 
 def view_of(task: EmulatedTask, urls: list[str], now: float | None = None) -> View:

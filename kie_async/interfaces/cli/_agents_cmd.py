@@ -31,23 +31,50 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "balance. Spending is yours, not the agent's: without --budget nothing is bought. Live Kie.ai still "
         "needs KIE_API_KEY and KIE_ALLOW_LIVE=1.",
     )
-    mcp.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio",
-                     help="stdio (default: the client starts this command) or streamable-http (a long-lived server)")
+    mcp.add_argument(
+        "--transport",
+        choices=["stdio", "streamable-http"],
+        default="stdio",
+        help="stdio (default: the client starts this command) or streamable-http (a long-lived server)",
+    )
     mcp.add_argument("--host", default="127.0.0.1", help="streamable-http: address to listen on (default loopback)")
     mcp.add_argument("--port", type=int, default=8765, help="streamable-http: port (default 8765)")
     mcp.add_argument("--out", type=Path, default=None, help="artifacts root (default $KIE_OUTPUT_DIR or ./outputs)")
-    mcp.add_argument("--budget", type=float, default=None, metavar="CREDITS",
-                     help="credits the server may spend over its life, kept across restarts in a state file under "
-                     "--out (default: none, so run_request only dry-runs)")
-    mcp.add_argument("--media-root", type=Path, action="append", default=[], metavar="DIR",
-                     help="a folder local media inputs may come from (repeatable; default: none, only URLs)")
-    mcp.add_argument("--allow-unknown-cost", action="store_true",
-                     help="let the agent buy requests without a price in the pricing snapshot")
-    mcp.add_argument("--unknown-cost-ceiling", type=float, default=None, metavar="CREDITS",
-                     help="credits the budget reserves for each unpriced request (required with --budget and "
-                     "--allow-unknown-cost)")
-    mcp.add_argument("--quote-ttl", type=float, default=600.0, metavar="SECONDS",
-                     help="how long a dry run's quote may be confirmed (default 600)")
+    mcp.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="CREDITS",
+        help="credits the server may spend over its life, kept across restarts in a state file under "
+        "--out (default: none, so run_request only dry-runs)",
+    )
+    mcp.add_argument(
+        "--media-root",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder local media inputs may come from (repeatable; default: none, only URLs)",
+    )
+    mcp.add_argument(
+        "--allow-unknown-cost",
+        action="store_true",
+        help="let the agent buy requests without a price in the pricing snapshot",
+    )
+    mcp.add_argument(
+        "--unknown-cost-ceiling",
+        type=float,
+        default=None,
+        metavar="CREDITS",
+        help="credits the budget reserves for each unpriced request (required with --budget and --allow-unknown-cost)",
+    )
+    mcp.add_argument(
+        "--quote-ttl",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long a dry run's quote may be confirmed (default 600)",
+    )
     add_offline_flag(mcp)
     mcp.set_defaults(handler=_mcp)
 
@@ -66,8 +93,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def _default_guides_dir() -> Path:
     checkout = Path(__file__).resolve().parents[3]
     if not (checkout / "docs").is_dir():
-        raise KieInputError("no docs/ folder next to this install (not a source checkout)",
-                            hint="pass --out FOLDER")
+        raise KieInputError("no docs/ folder next to this install (not a source checkout)", hint="pass --out FOLDER")
     return checkout / "docs" / "agents"
 
 
@@ -108,15 +134,20 @@ def _limits(args: argparse.Namespace) -> McpLimits:
         if not root.expanduser().is_dir():
             raise KieInputError(f"--media-root {root}: not a folder", hint="pass an existing folder")
     try:
-        return McpLimits(budget_credits=args.budget, media_roots=args.media_root,
-                         allow_unknown_cost=args.allow_unknown_cost, unknown_cost_ceiling=args.unknown_cost_ceiling,
-                         quote_ttl_seconds=args.quote_ttl)
+        return McpLimits(
+            budget_credits=args.budget,
+            media_roots=args.media_root,
+            allow_unknown_cost=args.allow_unknown_cost,
+            unknown_cost_ceiling=args.unknown_cost_ceiling,
+            quote_ttl_seconds=args.quote_ttl,
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "the flags"
         flag = {"--budget-credits": "--budget", "--quote-ttl-seconds": "--quote-ttl"}.get(flag, flag)
-        raise KieInputError(f"{flag}: {first['msg'].removeprefix('Value error, ')}",
-                            hint="see kie-async mcp --help") from None
+        raise KieInputError(
+            f"{flag}: {first['msg'].removeprefix('Value error, ')}", hint="see kie-async mcp --help"
+        ) from None
 
 
 async def _serve(args: argparse.Namespace, out: Path, build: Any, limits: McpLimits) -> int:

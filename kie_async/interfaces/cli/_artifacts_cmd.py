@@ -31,8 +31,10 @@ def _at_root(command: _Command) -> Callable[[argparse.Namespace], Coroutine[Any,
     def handler(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         root = resolve_root(args.root)
         if root.exists() and not root.is_dir():
-            raise KieInputError(f"--root {root} is not a folder", hint=f"give --root (or ${DEFAULT_ROOT_ENV}) the "
-                                "artifacts folder, e.g. ./outputs")
+            raise KieInputError(
+                f"--root {root} is not a folder",
+                hint=f"give --root (or ${DEFAULT_ROOT_ENV}) the artifacts folder, e.g. ./outputs",
+            )
         return command(args, root)
 
     return handler
@@ -54,8 +56,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p_list = actions.add_parser("list", help="runs, newest first")
     common(p_list)
     filters(p_list)
-    p_list.add_argument("--status", action="append", choices=[s.value for s in RunStatus],
-                        help="succeeded|failed|partial|cancelled, repeatable (default: any)")
+    p_list.add_argument(
+        "--status",
+        action="append",
+        choices=[s.value for s in RunStatus],
+        help="succeeded|failed|partial|cancelled, repeatable (default: any)",
+    )
     p_list.add_argument("--since", help="ISO time or a span back from now: 30m, 24h, 7d")
     p_list.add_argument("--limit", type=count_arg, default=20, help="at most this many runs (default 20)")
     p_list.add_argument("--tag", action="append", help="only runs carrying this tag (repeatable: all of them)")
@@ -99,8 +105,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="write a static HTML page of the runs (thumbnails, prompts, lineage, links), openable from disk",
     )
     common(p_gallery)
-    p_gallery.add_argument("--out", type=Path, default=None, metavar="DIR",
-                           help="folder to write gallery.html in (default: the artifacts root)")
+    p_gallery.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder to write gallery.html in (default: the artifacts root)",
+    )
     p_gallery.add_argument("--tag", action="append", help="only runs carrying this tag (repeatable: all of them)")
     p_gallery.add_argument("--since", help="ISO time or a span back from now: 30m, 24h, 7d")
     filters(p_gallery)
@@ -113,7 +124,12 @@ def _dump(data: Any) -> None:
 
 async def _list(args: argparse.Namespace, root: Path) -> int:
     entries = await query_runs(
-        root, model=args.model, status=args.status, since=args.since, task_mode=args.task_mode, limit=args.limit,
+        root,
+        model=args.model,
+        status=args.status,
+        since=args.since,
+        task_mode=args.task_mode,
+        limit=args.limit,
         tag=args.tag,
     )
     if args.json:
@@ -121,9 +137,20 @@ async def _list(args: argparse.Namespace, root: Path) -> int:
         return 0
     if not on_terminal():  # a pipe or a log: every cell in full, one line per run
         if entries:
-            out.table(f"runs under {root}", ("run id", "status", "mode", "outputs", "prompt"),
-                      [(e.run_id, e.status.value, e.task_mode or "", ",".join(a.kind.value for a in e.assets),
-                        e.prompt or "") for e in entries])
+            out.table(
+                f"runs under {root}",
+                ("run id", "status", "mode", "outputs", "prompt"),
+                [
+                    (
+                        e.run_id,
+                        e.status.value,
+                        e.task_mode or "",
+                        ",".join(a.kind.value for a in e.assets),
+                        e.prompt or "",
+                    )
+                    for e in entries
+                ],
+            )
         else:
             print(f"no runs under {root}")
         report = await read_index(root)
@@ -139,8 +166,13 @@ async def _list(args: argparse.Namespace, root: Path) -> int:
     # is never cut; the task mode shows when the terminal is wide enough; the prompt takes what is left.
     wide = console.width >= 110
     rows = [
-        (e.run_id, e.status.value, *((e.task_mode or "",) if wide else ()),
-         ",".join(a.kind.value for a in e.assets), e.prompt or "")
+        (
+            e.run_id,
+            e.status.value,
+            *((e.task_mode or "",) if wide else ()),
+            ",".join(a.kind.value for a in e.assets),
+            e.prompt or "",
+        )
         for e in entries
     ]
     headers = ("run id", "status", *(("mode",) if wide else ()), "outputs")
@@ -200,8 +232,12 @@ async def _latest(args: argparse.Namespace, root: Path) -> int:
         return 1
     for asset in assets:  # plain print: paths are meant to be copied, not wrapped by a console
         print(f"{asset.run_id} {asset.kind.value} ({asset.model_key})")
-        for label, path in (("original", asset.original), ("web", asset.web), ("thumb", asset.thumb),
-                            ("poster", asset.poster)):
+        for label, path in (
+            ("original", asset.original),
+            ("web", asset.web),
+            ("thumb", asset.thumb),
+            ("poster", asset.poster),
+        ):
             if path is not None:
                 print(f"  {label:8} {path}")
     return 0
@@ -221,15 +257,18 @@ async def _rebuild(args: argparse.Namespace, root: Path) -> int:
     if report.cleaned_staging_dirs:
         print(f"  removed {len(report.cleaned_staging_dirs)} stale unfinished run folder(s) from .tmp")
     if report.stale_staging_dirs:
-        print(f"  {len(report.stale_staging_dirs)} unfinished run folder(s) in .tmp (crashed or in progress; "
-              "--clean-staging removes those older than 1 hour)")
+        print(
+            f"  {len(report.stale_staging_dirs)} unfinished run folder(s) in .tmp (crashed or in progress; "
+            "--clean-staging removes those older than 1 hour)"
+        )
     return 0 if not report.bad_manifests else 1
 
 
 async def _gallery(args: argparse.Namespace, root: Path) -> int:
     out = check_folder_arg(args.out, "--out") if args.out is not None else None
-    page = await write_gallery(root, out=out, tag=args.tag, since=args.since, model=args.model,
-                                task_mode=args.task_mode)
+    page = await write_gallery(
+        root, out=out, tag=args.tag, since=args.since, model=args.model, task_mode=args.task_mode
+    )
     if args.json:
         _dump(page.model_dump(mode="json"))
     else:  # plain print: the path is meant to be opened or copied

@@ -36,13 +36,23 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument("--journal", type=Path, required=True, help="the batch journal to settle")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    parser.add_argument("--port", type=number_arg(minimum=0, maximum=65535, integer=True), default=8790,
-                        help="port (default: 8790; 0 = any free)")
+    parser.add_argument(
+        "--port",
+        type=number_arg(minimum=0, maximum=65535, integer=True),
+        default=8790,
+        help="port (default: 8790; 0 = any free)",
+    )
     parser.add_argument("--path", default="/kie/callback", help="URL path (default: /kie/callback)")
-    parser.add_argument("--public-url", default=None,
-                        help="the URL Kie.ai reaches this receiver at (a tunnel), printed instead of the local one")
-    add_offline_flag(parser, help="confirm tokens against the embedded emulator, with the offline account the batch "
-                     "used (OUT/emulator-state, OUT being the folder that holds the journal's journals/ folder)")
+    parser.add_argument(
+        "--public-url",
+        default=None,
+        help="the URL Kie.ai reaches this receiver at (a tunnel), printed instead of the local one",
+    )
+    add_offline_flag(
+        parser,
+        help="confirm tokens against the embedded emulator, with the offline account the batch "
+        "used (OUT/emulator-state, OUT being the folder that holds the journal's journals/ folder)",
+    )
     parser.set_defaults(handler=_receive)
 
 
@@ -75,11 +85,15 @@ async def _serve(args: argparse.Namespace, journal: Path, path: str) -> int:
             host, port = runner.addresses[0][:2]
             shown_host = f"[{host}]" if ":" in str(host) else host
             print(f"callback url: {args.public_url or f'http://{shown_host}:{port}{path}'}", flush=True)
-            print(f"journal: {journal}" + ("" if hmac_key else f" (signatures NOT checked: set {HMAC_ENV})"),
-                  flush=True)
+            print(
+                f"journal: {journal}" + ("" if hmac_key else f" (signatures NOT checked: set {HMAC_ENV})"), flush=True
+            )
             await stop.wait()
         finally:
             await runner.cleanup()
-        print(f"stopped: {receiver.stats.accepted} accepted, {receiver.stats.settled} settled in the journal, "
-              f"{receiver.stats.rejected} rejected", flush=True)
+        print(
+            f"stopped: {receiver.stats.accepted} accepted, {receiver.stats.settled} settled in the journal, "
+            f"{receiver.stats.rejected} rejected",
+            flush=True,
+        )
     return 0

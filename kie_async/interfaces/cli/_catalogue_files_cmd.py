@@ -47,8 +47,10 @@ def models_import_command(args: argparse.Namespace) -> int:
     try:
         ModelSpec.model_validate(imported.data)  # refuse before writing: a half-valid file helps nobody
     except ValidationError as exc:
-        raise KieInputError(f"cannot import {source}: the derived spec is not valid: {exc.errors()[0]['msg']}",
-                            hint="import with --key/--model-id, or write the spec by hand") from None
+        raise KieInputError(
+            f"cannot import {source}: the derived spec is not valid: {exc.errors()[0]['msg']}",
+            hint="import with --key/--model-id, or write the spec by hand",
+        ) from None
     if args.out is None:
         print(text, end="")
         return 0
@@ -60,8 +62,12 @@ def models_import_command(args: argparse.Namespace) -> int:
     target.write_text(text, encoding="utf-8")
     load_spec_file(target)  # the importer's output must load; a failure here is an importer bug
     if args.json:
-        print(json.dumps({"path": str(target), "key": imported.key, "todos": imported.todos,
-                          "page_notes": imported.page_notes}, indent=2))
+        print(
+            json.dumps(
+                {"path": str(target), "key": imported.key, "todos": imported.todos, "page_notes": imported.page_notes},
+                indent=2,
+            )
+        )
         return 0
     console = Console()
     console.print(f"wrote [bold]{target}[/] ({len(imported.todos)} TODO(import) to resolve by hand)")
@@ -96,14 +102,25 @@ def _write_refresh(args: argparse.Namespace, doc: Any, source: str) -> int:
     report = refresh_snapshot(doc, base, captured_on=args.date, source=source)
     path = write_snapshot(report.snapshot, out_dir)
     if args.json:
-        print(json.dumps({"path": str(path), "snapshot_id": report.snapshot.snapshot_id, "updated": report.updated,
-                          "carried_over": report.carried_over, "unmatched_records": report.unmatched_records},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "path": str(path),
+                    "snapshot_id": report.snapshot.snapshot_id,
+                    "updated": report.updated,
+                    "carried_over": report.carried_over,
+                    "unmatched_records": report.unmatched_records,
+                },
+                indent=2,
+            )
+        )
         return 0
     console = Console()
     console.print(f"wrote [bold]{path}[/] from base {base.snapshot_id}")
-    console.print(f"  updated {len(report.updated)} rule(s), carried over {len(report.carried_over)}, "
-                  f"{len(report.unmatched_records)} record(s) matched no rule")
+    console.print(
+        f"  updated {len(report.updated)} rule(s), carried over {len(report.carried_over)}, "
+        f"{len(report.unmatched_records)} record(s) matched no rule"
+    )
     for desc in report.unmatched_records:
         console.print(f"  [yellow]unmatched[/] {desc}", highlight=False)
     return 0

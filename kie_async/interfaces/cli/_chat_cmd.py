@@ -22,16 +22,22 @@ from kie_async.wire.chat import ChatResult
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this group's subcommands to the parser."""
     parser = sub.add_parser(
-        "chat", help="ask a chat model (GPT, Claude, Gemini, Codex); the answer streams to stdout",
+        "chat",
+        help="ask a chat model (GPT, Claude, Gemini, Codex); the answer streams to stdout",
         description="Send PROMPT to a Kie.ai chat model (keys in model_specs/chat, or a provider id such as "
-                    "claude-sonnet-4-5). The answer streams to stdout; the credits it used go to stderr. "
-                    "--json prints one result object instead.")
+        "claude-sonnet-4-5). The answer streams to stdout; the credits it used go to stderr. "
+        "--json prints one result object instead.",
+    )
     parser.add_argument("prompt", metavar="PROMPT", help="the user message")
     parser.add_argument("--model", required=True, help="chat model key, alias or provider id")
     parser.add_argument("--system", default=None, metavar="TEXT", help="a system prompt")
-    parser.add_argument("--option", action="append", default=[], metavar="NAME=JSON",
-                        help="an extra field the model's page documents, e.g. reasoning_effort='\"low\"' "
-                             "(repeatable)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="an extra field the model's page documents, e.g. reasoning_effort='\"low\"' (repeatable)",
+    )
     add_offline_flag(parser)
     add_json_flag(parser)
     parser.set_defaults(handler=_chat)
@@ -65,8 +71,11 @@ async def _chat(args: argparse.Namespace) -> int:
         result = await _stream(kie, args, options)
     credits = "unknown" if result.credits_consumed is None else f"{result.credits_consumed:g}"
     usage = result.usage
-    print(f"credits: {credits} ({result.model}; {usage.input_tokens or '?'} in, {usage.output_tokens or '?'} out"
-          f"{'' if result.complete else '; INCOMPLETE: ' + (result.incomplete_reason or '')})", file=sys.stderr)
+    print(
+        f"credits: {credits} ({result.model}; {usage.input_tokens or '?'} in, {usage.output_tokens or '?'} out"
+        f"{'' if result.complete else '; INCOMPLETE: ' + (result.incomplete_reason or '')})",
+        file=sys.stderr,
+    )
     return 0 if result.complete else 1
 
 
@@ -104,7 +113,12 @@ def import_chat_command(page: ProviderPage, args: argparse.Namespace) -> int:
         raise KieInputError(f"{target} exists (it may hold hand edits); pass --force to overwrite it")
     target.write_text(text, encoding="utf-8")
     load_chat_spec_file(target)
-    summary = {"path": str(target), "key": imported.key, "kind": "chat", "todos": imported.todos,
-               "page_notes": imported.page_notes}
+    summary = {
+        "path": str(target),
+        "key": imported.key,
+        "kind": "chat",
+        "todos": imported.todos,
+        "page_notes": imported.page_notes,
+    }
     print(json.dumps(summary, indent=2) if args.json else f"wrote {target} (a chat spec; keep it in model_specs/chat)")
     return 0

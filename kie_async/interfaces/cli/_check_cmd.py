@@ -16,13 +16,19 @@ from kie_async.interfaces.cli._request_args import build_request, request_args
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this group's subcommands to the parser."""
-    validate = sub.add_parser("validate", help="check a request without spending credits",
-                              description="Normalize and validate a request; exit 0 if it can be submitted.")
+    validate = sub.add_parser(
+        "validate",
+        help="check a request without spending credits",
+        description="Normalize and validate a request; exit 0 if it can be submitted.",
+    )
     request_args(validate)
     validate.set_defaults(handler=validate_command)
 
-    estimate = sub.add_parser("estimate", help="estimate a request's cost and gate it on balance/budget",
-                              description="Price a request from the latest pricing snapshot; exit 0 if allowed.")
+    estimate = sub.add_parser(
+        "estimate",
+        help="estimate a request's cost and gate it on balance/budget",
+        description="Price a request from the latest pricing snapshot; exit 0 if allowed.",
+    )
     request_args(estimate)
     estimate.add_argument("--credits", type=credits_arg, default=None, help="available credits to check against")
     estimate.add_argument("--budget", type=credits_arg, default=None, help="refuse if the estimate exceeds this")
@@ -31,12 +37,23 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _print_validation(printer: Printer, result: ValidationResult) -> None:
-    colour = {"ready": "green", "ready_with_defaults": "green", "ready_with_warning": "yellow",
-              "needs_input": "yellow", "invalid": "red"}[result.state]
-    printer.line((result.state, f"bold {colour}"),
-                 f" {result.model_key} ({result.task_mode or '?'} -> {result.provider_model or '?'})")
-    groups = (("impossible", result.impossible_inputs, "red"), ("missing", result.missing_inputs, "yellow"),
-              ("warning", result.warning_details, "yellow"), ("default", result.defaulted_fields, "dim"))
+    colour = {
+        "ready": "green",
+        "ready_with_defaults": "green",
+        "ready_with_warning": "yellow",
+        "needs_input": "yellow",
+        "invalid": "red",
+    }[result.state]
+    printer.line(
+        (result.state, f"bold {colour}"),
+        f" {result.model_key} ({result.task_mode or '?'} -> {result.provider_model or '?'})",
+    )
+    groups = (
+        ("impossible", result.impossible_inputs, "red"),
+        ("missing", result.missing_inputs, "yellow"),
+        ("warning", result.warning_details, "yellow"),
+        ("default", result.defaulted_fields, "dim"),
+    )
     for label, details, style in groups:
         for d in details:
             printer.line("  ", (f"{label:<10}", style), f" {d.field}: {d.message} — fix: {d.fix}")
@@ -54,19 +71,27 @@ def validate_command(args: argparse.Namespace) -> int:
 
 def estimate_command(args: argparse.Namespace) -> int:
     request = build_request(args)
-    result = asyncio.run(run_preflight(
-        request, available_credits=args.credits, budget_credits=args.budget,
-        allow_unknown_cost=args.allow_unknown_cost, check_files=not args.no_file_check,
-    ))
+    result = asyncio.run(
+        run_preflight(
+            request,
+            available_credits=args.credits,
+            budget_credits=args.budget,
+            allow_unknown_cost=args.allow_unknown_cost,
+            check_files=not args.no_file_check,
+        )
+    )
     if args.json:
         print(result.model_dump_json(indent=2, exclude={"validation": {"normalized"}}))
         return 0 if result.allowed else 1
     _print_validation(out, result.validation)
     est = result.estimate
     if est.has_numeric_estimate:
-        out.line(("estimate", "bold"), f" {est.credits:g} credits (${est.usd:.4f}) = {est.rate_credits:g} cr "
-                      f"{est.unit} x {est.quantity:g}; snapshot {est.snapshot_id}; "
-                      f"{'verified' if est.is_known else 'planning figure, not verified billing'}")
+        out.line(
+            ("estimate", "bold"),
+            f" {est.credits:g} credits (${est.usd:.4f}) = {est.rate_credits:g} cr "
+            f"{est.unit} x {est.quantity:g}; snapshot {est.snapshot_id}; "
+            f"{'verified' if est.is_known else 'planning figure, not verified billing'}",
+        )
     else:
         out.line(("estimate", "bold"), f" unknown ({'; '.join(est.notes) or 'no price'})")
     for note in est.assumptions:
@@ -81,5 +106,3 @@ def estimate_command(args: argparse.Namespace) -> int:
     else:
         out.line(("blocked", "bold red"))
     return 0 if result.allowed else 1
-
-

@@ -21,7 +21,8 @@ MAIN_MODULE = f"{PACKAGE}._main"
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, help)
     "demo": (
-        "_core_cmd", "offline tour: embedded emulator, credits, one image through the whole pipeline, a run folder"
+        "_core_cmd",
+        "offline tour: embedded emulator, credits, one image through the whole pipeline, a run folder",
     ),
     "credits": ("_core_cmd", "show the account's remaining credits"),
     "run": ("_run_cmd", "validate, price, upload, submit, wait, download and record one request"),

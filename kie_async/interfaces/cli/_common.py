@@ -29,7 +29,8 @@ def add_offline_flag(parser: argparse.ArgumentParser, *, help: str | None = None
     parser.add_argument(
         "--offline",
         action="store_true",
-        help=help or "run against the embedded local emulator instead of the real Kie.ai (no key, no credits)"
+        help=help
+        or "run against the embedded local emulator instead of the real Kie.ai (no key, no credits)"
         + (kept if state else ""),
     )
     if not state:

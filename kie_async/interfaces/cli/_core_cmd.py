@@ -75,9 +75,19 @@ async def _demo_async(args: argparse.Namespace, out_dir: Path) -> int:
         result = await run_pipeline(request, kie, options=options, hooks=PipelineHooks(on_stage=show))
         after = await kie.get_credits()
     if args.json:
-        print(json.dumps({"status": result.status, "credits_before": before.credits, "credits_after": after.credits,
-                          "run_dir": result.run_dir, "outputs": [str(o.path) for o in result.outputs],
-                          "error": result.error}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "status": result.status,
+                    "credits_before": before.credits,
+                    "credits_after": after.credits,
+                    "run_dir": result.run_dir,
+                    "outputs": [str(o.path) for o in result.outputs],
+                    "error": result.error,
+                },
+                indent=2,
+            )
+        )
         return 0 if result.succeeded and result.outputs else 1
     say(f"credits after: {after.credits:g} (charged {before.credits - after.credits:g})")
     if not result.succeeded or not result.outputs:

@@ -50,10 +50,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="re-seed a shared ledger Redis lost, from run folders and the provider's records",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    recover.add_argument("--coordination", metavar="URL", default=None,
-                         help=f"the Redis URL (default ${COORDINATION_ENV})")
-    recover.add_argument("--out", type=Path, action="append", required=True,
-                         help="an artifacts root whose run folders to read (repeatable)")
+    recover.add_argument(
+        "--coordination", metavar="URL", default=None, help=f"the Redis URL (default ${COORDINATION_ENV})"
+    )
+    recover.add_argument(
+        "--out",
+        type=Path,
+        action="append",
+        required=True,
+        help="an artifacts root whose run folders to read (repeatable)",
+    )
     recover.add_argument("--dry-run", action="store_true", help="report what would be recovered; write nothing")
     recover.add_argument("--json", action="store_true", help="machine-readable output")
     recover.add_argument("--offline", action="store_true", help="read tasks from an embedded emulator")
@@ -73,9 +79,10 @@ async def _run(args: argparse.Namespace, url: str) -> int:
     from kie_async.coordination.redis_coordinator import RedisCoordinator
 
     report = RecoveryReport()
-    async with resolve_settings(args.offline) as settings, KieSession(
-        settings.model_copy(update={"coordination_url": SecretStr(url)})
-    ) as kie:
+    async with (
+        resolve_settings(args.offline) as settings,
+        KieSession(settings.model_copy(update={"coordination_url": SecretStr(url)})) as kie,
+    ):
         for root in args.out:
             await _read_root(kie, root, report)
         coordinator = kie.coordinator
@@ -119,12 +126,13 @@ def _print(report: RecoveryReport, args: argparse.Namespace) -> None:
         print(json.dumps(report.model_dump(mode="json"), indent=2))
         return
     done = "would re-seed" if args.dry_run else f"re-seeded (epoch {report.epoch})"
-    print(f"ledger {done}: {len(report.recovered)} paid task(s) put back ({report.delivered} run folder(s) "
-          "delivered)")
+    print(f"ledger {done}: {len(report.recovered)} paid task(s) put back ({report.delivered} run folder(s) delivered)")
     for item in report.recovered:
         print(f"  {item.key}: task {item.task_id} ({item.state.value})")
     if report.cannot:
-        print(f"cannot recover ({len(report.cannot)}); createTask answers lost before a run folder was written "
-              "cannot be listed:")
+        print(
+            f"cannot recover ({len(report.cannot)}); createTask answers lost before a run folder was written "
+            "cannot be listed:"
+        )
         for line in report.cannot:
             print(f"  {line}")

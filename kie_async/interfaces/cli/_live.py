@@ -33,14 +33,14 @@ def check_live_settings(settings: KieSettings) -> None:
         raise KieConfigError(
             f"no Kie.ai API key: {API_KEY_ENV} is not set",
             hint=f"try the same command with --offline first (the embedded emulator: no key, no credits); for "
-                 f"the real Kie.ai, export {API_KEY_ENV}=... (kie.ai → API keys) and {ALLOW_LIVE_ENV}=1 (it spends "
-                 "credits)",
+            f"the real Kie.ai, export {API_KEY_ENV}=... (kie.ai → API keys) and {ALLOW_LIVE_ENV}=1 (it spends "
+            "credits)",
         )
     if not settings.allow_live:
         raise KieConfigError(
             f"not calling the real Kie.ai (it spends credits) without {ALLOW_LIVE_ENV}=1",
             hint=f"the same command with --offline runs against the embedded emulator and spends nothing; "
-                 f"export {ALLOW_LIVE_ENV}=1 to use the real Kie.ai with {API_KEY_ENV}",
+            f"export {ALLOW_LIVE_ENV}=1 to use the real Kie.ai with {API_KEY_ENV}",
         )
 
 

@@ -32,8 +32,9 @@ class VersionAction(argparse.Action):
     """Print the version report and exit 0 (``main`` answers a bare ``--version`` before building the parser)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
-        kwargs.setdefault("help", f"print the kie-async and Python versions and exit ({DETAILS_FLAG}: also aiohttp "
-                                  "and libvips)")
+        kwargs.setdefault(
+            "help", f"print the kie-async and Python versions and exit ({DETAILS_FLAG}: also aiohttp and libvips)"
+        )
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(
@@ -50,8 +51,11 @@ class VersionAction(argparse.Action):
 class _Parser(argparse.ArgumentParser):
     """argparse, plus a "did you mean" for a mistyped option, said by the (sub)command that has the options."""
 
-    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
-                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+    def parse_args(
+        self,
+        args: Sequence[str] | None = None,  # type: ignore[override]
+        namespace: argparse.Namespace | None = None,
+    ) -> argparse.Namespace:
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
             leaf = _leaf_parser(self, parsed)
@@ -93,8 +97,11 @@ def _parser_with(modules: list[str]) -> argparse.ArgumentParser:
         description="Asyncio SDK for Kie.ai: validate, price and gate requests before they spend credits.",
     )
     parser.add_argument("--version", "-V", action=VersionAction)
-    parser.add_argument(DETAILS_FLAG, action="store_true", help="with --version: also the aiohttp and libvips "
-                                                                 "versions (what a bug report needs)")
+    parser.add_argument(
+        DETAILS_FLAG,
+        action="store_true",
+        help="with --version: also the aiohttp and libvips versions (what a bug report needs)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in modules:
         importlib.import_module(name).register(sub)
@@ -140,8 +147,10 @@ def report_error(exc: Exception) -> int:
     leaf = _leaf(exc)
     code = 2
     if isinstance(leaf, KieAuthenticationError):  # the CLI's spelling of the fix: the variable, and --offline
-        message = (f"the API key in KIE_API_KEY was refused ({leaf.message}) — {leaf.hint}; or try the command "
-                   "with --offline (the embedded emulator: nothing spent)")
+        message = (
+            f"the API key in KIE_API_KEY was refused ({leaf.message}) — {leaf.hint}; or try the command "
+            "with --offline (the embedded emulator: nothing spent)"
+        )
     elif isinstance(leaf, KieError):
         message = str(leaf)
     elif isinstance(leaf, ValidationError):

@@ -22,17 +22,24 @@ from kie_async.interfaces.cli._output import Printer, err, out
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this group's subcommands to the parser."""
     models = sub.add_parser(
-        "models", help="list model keys by family; show one; import a provider docs page",
+        "models",
+        help="list model keys by family; show one; import a provider docs page",
         description="Show the model specs the SDK knows (from model_specs/*.yaml), grouped by family. "
-                    "`models show KEY` prints one model's fields, limits, defaults and an example; "
-                    "`models import PAGE_OR_OPENAPI_FILE` turns a Kie.ai docs page into a spec.")
-    models.add_argument("model", nargs="?", metavar="KEY | show | import",
-                        help="a model key or alias to show; `show KEY`; or `import PAGE`")
+        "`models show KEY` prints one model's fields, limits, defaults and an example; "
+        "`models import PAGE_OR_OPENAPI_FILE` turns a Kie.ai docs page into a spec.",
+    )
+    models.add_argument(
+        "model",
+        nargs="?",
+        metavar="KEY | show | import",
+        help="a model key or alias to show; `show KEY`; or `import PAGE`",
+    )
     models.add_argument("target", nargs="?", help="the KEY of `show`, or the page/OpenAPI file of `import`")
     models.add_argument("--json", action="store_true", help="machine-readable output")
     models.add_argument("--family", default=None, help="import: the spec's family (default: the page's folder)")
-    models.add_argument("--out", type=Path, default=None, help="import: folder to write KEY.yaml to "
-                                                                "(default: print the spec)")
+    models.add_argument(
+        "--out", type=Path, default=None, help="import: folder to write KEY.yaml to (default: print the spec)"
+    )
     models.add_argument("--key", default=None, help="import: model key (default: derived from the provider id)")
     models.add_argument("--model-id", default=None, help="import: provider model id, when the page's is wrong")
     models.add_argument("--force", action="store_true", help="import: overwrite an existing spec file")
@@ -40,21 +47,28 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     pricing = sub.add_parser("pricing", help="pricing snapshots")
     pricing_sub = pricing.add_subparsers(dest="pricing_command", metavar="ACTION", required=True)
-    refresh = pricing_sub.add_parser("refresh", help="build a dated snapshot from Kie.ai's pricing API",
-                                     description="Read Kie.ai's pricing API (live: needs KIE_ALLOW_LIVE=1; or "
-                                                 "--offline, or a saved response with --from) and write a new "
-                                                 "dated snapshot based on the latest one.")
-    refresh.add_argument("--from", dest="source", default=None, type=Path,
-                         help="a saved pricing-API JSON file instead of asking the API")
+    refresh = pricing_sub.add_parser(
+        "refresh",
+        help="build a dated snapshot from Kie.ai's pricing API",
+        description="Read Kie.ai's pricing API (live: needs KIE_ALLOW_LIVE=1; or "
+        "--offline, or a saved response with --from) and write a new "
+        "dated snapshot based on the latest one.",
+    )
+    refresh.add_argument(
+        "--from", dest="source", default=None, type=Path, help="a saved pricing-API JSON file instead of asking the API"
+    )
     add_offline_flag(refresh, state=False)  # a price list needs no account
     refresh.add_argument("--out", type=Path, default=None, help="folder to write to (default: bundled pricing/)")
     refresh.add_argument("--date", type=_date_arg, default=None, help="snapshot date YYYY-MM-DD (default: today)")
     refresh.add_argument("--base-dir", type=Path, default=None, help="snapshot folder to start from")
     refresh.add_argument("--json", action="store_true", help="machine-readable output")
     refresh.set_defaults(handler=pricing_refresh_command)
-    status = pricing_sub.add_parser("status", help="which model keys have a price, from which source, how old",
-                                    description="Per model key: priced or not by the newest snapshot, its source "
-                                                "and age; unpriced keys say how to get a price.")
+    status = pricing_sub.add_parser(
+        "status",
+        help="which model keys have a price, from which source, how old",
+        description="Per model key: priced or not by the newest snapshot, its source "
+        "and age; unpriced keys say how to get a price.",
+    )
     status.add_argument("--model", action="append", default=[], help="only these keys (repeatable)")
     status.add_argument("--unpriced", action="store_true", help="list only keys without a price")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -72,8 +86,17 @@ def pricing_status_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
         return 0
-    table = [[r.model_key, "yes" if r.priced else "no", r.source_kind or "-", r.snapshot_id or "-",
-              "-" if r.age_days is None else str(r.age_days), "yes" if r.billing_verified else "no"] for r in rows]
+    table = [
+        [
+            r.model_key,
+            "yes" if r.priced else "no",
+            r.source_kind or "-",
+            r.snapshot_id or "-",
+            "-" if r.age_days is None else str(r.age_days),
+            "yes" if r.billing_verified else "no",
+        ]
+        for r in rows
+    ]
     out.table("pricing", ["key", "priced", "source", "snapshot", "age (days)", "billing verified"], table)
     priced = sum(r.priced for r in rows)
     out.line(f"{priced} of {len(rows)} key(s) priced")
@@ -125,16 +148,36 @@ def models_command(args: argparse.Namespace) -> int:
         return 0
     rows = catalogue_rows(registry)
     if args.json:
-        print(json.dumps([{"key": r.key, "label": r.label, "family": r.family, "output": r.output,
-                           "aliases": r.aliases, "price": r.price, "priced": r.priced,
-                           "task_modes": {m.name: m.provider_model for m in registry.get(r.key).task_modes}}
-                          for r in rows], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "key": r.key,
+                        "label": r.label,
+                        "family": r.family,
+                        "output": r.output,
+                        "aliases": r.aliases,
+                        "price": r.price,
+                        "priced": r.priced,
+                        "task_modes": {m.name: m.provider_model for m in registry.get(r.key).task_modes},
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
         return 0
     out.line(f"{len(rows)} models in {len({r.family for r in rows})} families ({registry.spec_dir})")
     for family, members in group_by_family(rows).items():
-        out.table(f"{family} ({len(members)})", ("key", "output", "task modes", "provider model", "price"),
-                  [(row.key, row.output, "\n".join(row.task_modes), "\n".join(row.provider_models), row.price)
-                   for row in members], no_wrap=("key",))
+        out.table(
+            f"{family} ({len(members)})",
+            ("key", "output", "task modes", "provider model", "price"),
+            [
+                (row.key, row.output, "\n".join(row.task_modes), "\n".join(row.provider_models), row.price)
+                for row in members
+            ],
+            no_wrap=("key",),
+        )
     return 0
 
 
@@ -142,27 +185,53 @@ def _print_spec(printer: Printer, key: str) -> None:
     spec = load_registry().get(key)
     printer.line((spec.key, "bold"), f" — {spec.label} ({spec.family}, {spec.output_kind}; price {price_range(key)})")
     if spec.source_page is not None:
-        printer.line(f"  source: {spec.source_page.url or spec.source_page.page} "
-                     f"(captured {spec.source_page.captured})")
+        printer.line(
+            f"  source: {spec.source_page.url or spec.source_page.page} (captured {spec.source_page.captured})"
+        )
     rows = []
     prompt = spec.prompt
     if prompt.accepted:
-        rows.append((prompt.field, "string", "native", "", f"{prompt.min_chars or 0}-{prompt.max_chars or '∞'} chars",
-                     "yes" if prompt.required else "no", (prompt.provenance or spec.provenance).status))
+        rows.append(
+            (
+                prompt.field,
+                "string",
+                "native",
+                "",
+                f"{prompt.min_chars or 0}-{prompt.max_chars or '∞'} chars",
+                "yes" if prompt.required else "no",
+                (prompt.provenance or spec.provenance).status,
+            )
+        )
     for name, opt in spec.options.items():
-        rows.append((name, opt.type, opt.wire, "" if opt.default is None else str(opt.default), limits_text(opt),
-                     "yes" if opt.required else "no", (opt.provenance or spec.provenance).status))
-    printer.table("fields", ("field", "type", "wire", "default", "allowed / range", "required", "source"), rows,
-                  no_wrap=("field",))
+        rows.append(
+            (
+                name,
+                opt.type,
+                opt.wire,
+                "" if opt.default is None else str(opt.default),
+                limits_text(opt),
+                "yes" if opt.required else "no",
+                (opt.provenance or spec.provenance).status,
+            )
+        )
+    printer.table(
+        "fields",
+        ("field", "type", "wire", "default", "allowed / range", "required", "source"),
+        rows,
+        no_wrap=("field",),
+    )
     if not prompt.accepted:
         printer.line("  takes no prompt")
     for mode in spec.task_modes:
         printer.line(f"  {mode.name} -> {mode.provider_model}")
         for slot in mode.slots:
-            extras = ", ".join(x for x in (
-                "/".join(slot.formats), f"<= {slot.max_mb:g} MB" if slot.max_mb else "") if x)
-            printer.line(f"    {slot.field}: {slot.min}-{slot.max} {slot.kind} ({'/'.join(slot.roles)})"
-                         f"{'; ' + extras if extras else ''}")
+            extras = ", ".join(
+                x for x in ("/".join(slot.formats), f"<= {slot.max_mb:g} MB" if slot.max_mb else "") if x
+            )
+            printer.line(
+                f"    {slot.field}: {slot.min}-{slot.max} {slot.kind} ({'/'.join(slot.roles)})"
+                f"{'; ' + extras if extras else ''}"
+            )
     for rule in spec.rules:
         printer.line("  ", ("rule", "cyan"), f" {rule.id}: {rule.message}")
     example = example_command(spec.key)
@@ -171,5 +240,3 @@ def _print_spec(printer: Printer, key: str) -> None:
         printer.line(f"    {example}")
     for note in spec.verification_notes:
         printer.line("  ", ("note", "yellow"), f" {note}")
-
-

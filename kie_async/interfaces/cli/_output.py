@@ -62,8 +62,9 @@ class Printer:
 
         self.console().print(Text.assemble(*segments))
 
-    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
-              *, no_wrap: Sequence[str] = ()) -> None:
+    def table(
+        self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], *, no_wrap: Sequence[str] = ()
+    ) -> None:
         """A rich table at the terminal's width, or in a pipe: the title, a header and one aligned line per row."""
         if self.rich:
             from rich.table import Table

@@ -19,18 +19,36 @@ def request_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", default=None)
     parser.add_argument("--task-mode", default=None, help="force a task mode (default: detect from media)")
     for kind in ("image", "video", "audio"):
-        parser.add_argument(f"--{kind}", action="append", default=[], metavar="[ROLE=]SRC",
-                            help=f"{kind} path or URL, optionally prefixed with first_frame=, last_frame= or "
-                                 f"reference=; repeatable")
-    parser.add_argument("--option", action="append", type=_option_arg, default=[], metavar="KEY=VALUE",
-                        help="model option (JSON values allowed for lists); repeatable")
-    parser.add_argument("--extra-option", action="append", type=_option_arg, default=[], metavar="KEY=VALUE",
-                        help="a field Kie.ai takes that the spec does not know yet: sent verbatim, unchecked, "
-                             "with a warning; repeatable")
-    parser.add_argument("--multi-prompt", type=_multi_prompt_arg, default=None,
-                        help="JSON list of {prompt, duration} shots")
-    parser.add_argument("--callback-url", type=callback_url_arg, default=None,
-                        help="http(s) URL Kie.ai calls when the task ends")
+        parser.add_argument(
+            f"--{kind}",
+            action="append",
+            default=[],
+            metavar="[ROLE=]SRC",
+            help=f"{kind} path or URL, optionally prefixed with first_frame=, last_frame= or reference=; repeatable",
+        )
+    parser.add_argument(
+        "--option",
+        action="append",
+        type=_option_arg,
+        default=[],
+        metavar="KEY=VALUE",
+        help="model option (JSON values allowed for lists); repeatable",
+    )
+    parser.add_argument(
+        "--extra-option",
+        action="append",
+        type=_option_arg,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a field Kie.ai takes that the spec does not know yet: sent verbatim, unchecked, "
+        "with a warning; repeatable",
+    )
+    parser.add_argument(
+        "--multi-prompt", type=_multi_prompt_arg, default=None, help="JSON list of {prompt, duration} shots"
+    )
+    parser.add_argument(
+        "--callback-url", type=callback_url_arg, default=None, help="http(s) URL Kie.ai calls when the task ends"
+    )
     parser.add_argument("--no-file-check", action="store_true", help="do not look at local files")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -71,8 +89,9 @@ def _multi_prompt_arg(text: str) -> list[dict[str, Any]]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if not isinstance(shots, list):
-        raise argparse.ArgumentTypeError(f'expected a JSON list of {{"prompt": ..., "duration": ...}} objects, '
-                                         f"got {json_kind(shots)}")
+        raise argparse.ArgumentTypeError(
+            f'expected a JSON list of {{"prompt": ..., "duration": ...}} objects, got {json_kind(shots)}'
+        )
     for index, shot in enumerate(shots):
         if not isinstance(shot, dict):
             raise argparse.ArgumentTypeError(f"item {index} should be an object, got {json_kind(shot)}")
@@ -96,9 +115,14 @@ def build_request(args: argparse.Namespace) -> RawUserRequest:
     options: dict[str, Any] = dict(args.option)
     multi: list[dict[str, Any]] | None = args.multi_prompt
     return RawUserRequest(
-        model_key=args.model, task_mode=args.task_mode, prompt=args.prompt, images=_media(args.image),
-        videos=_media(args.video), audios=_media(args.audio), options=options, callback_url=args.callback_url,
-        multi_prompt=multi, extra_options=dict(getattr(args, "extra_option", [])),
+        model_key=args.model,
+        task_mode=args.task_mode,
+        prompt=args.prompt,
+        images=_media(args.image),
+        videos=_media(args.video),
+        audios=_media(args.audio),
+        options=options,
+        callback_url=args.callback_url,
+        multi_prompt=multi,
+        extra_options=dict(getattr(args, "extra_option", [])),
     )
-
-

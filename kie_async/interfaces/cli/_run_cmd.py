@@ -113,26 +113,49 @@ def _common_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=credits_arg, default=None, help="credit cap: never submit past it")
     parser.add_argument("--allow-unknown-cost", action="store_true", help="submit even when no price is known")
     parser.add_argument(
-        "--unknown-cost-ceiling", type=number_arg(minimum=0.0, strict=True), default=None, metavar="CREDITS",
+        "--unknown-cost-ceiling",
+        type=number_arg(minimum=0.0, strict=True),
+        default=None,
+        metavar="CREDITS",
         help="with a budget: credits it holds for each request with no known price (settled on the real charge)",
     )
     parser.add_argument("--wait-timeout", type=seconds_arg, default=None, help="seconds to wait per task (> 0)")
     parser.add_argument("--no-derivatives", action="store_true", help="skip web/thumb images")
     parser.add_argument(
-        "--yes", action="store_true",
+        "--yes",
+        action="store_true",
         help="confirm runs whose estimate reaches KIE_CONFIRM_CREDIT_THRESHOLD / KIE_CONFIRM_COST_USD_THRESHOLD "
         "(without it a terminal asks; with no terminal such runs are refused)",
     )
-    parser.add_argument("--tag", action="append", default=[], metavar="TAG",
-                        help="tag recorded with the run (repeatable); find it later with `artifacts list --tag`")
-    parser.add_argument("--context", action="append", type=_context_arg, default=[], metavar="KEY=VALUE",
-                        help="your own context stored verbatim in run.json (e.g. request_id=abc); repeatable")
-    parser.add_argument("--enhance-with", default=None, metavar="MODEL",
-                        help="enhance the prompt through this Kie chat model with the preset's system prompt "
-                             "(e.g. claude-haiku-4.5); a batch's --budget counts its credits")
-    parser.add_argument("--prompt-policy", choices=["off", "auto", "preview"], default="auto",
-                        help="with --enhance-with: auto sends the enhanced prompt, preview records it and sends "
-                             "yours, off skips the enhancer")
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="tag recorded with the run (repeatable); find it later with `artifacts list --tag`",
+    )
+    parser.add_argument(
+        "--context",
+        action="append",
+        type=_context_arg,
+        default=[],
+        metavar="KEY=VALUE",
+        help="your own context stored verbatim in run.json (e.g. request_id=abc); repeatable",
+    )
+    parser.add_argument(
+        "--enhance-with",
+        default=None,
+        metavar="MODEL",
+        help="enhance the prompt through this Kie chat model with the preset's system prompt "
+        "(e.g. claude-haiku-4.5); a batch's --budget counts its credits",
+    )
+    parser.add_argument(
+        "--prompt-policy",
+        choices=["off", "auto", "preview"],
+        default="auto",
+        help="with --enhance-with: auto sends the enhanced prompt, preview records it and sends "
+        "yours, off skips the enhancer",
+    )
     add_offline_flag(parser)
 
 
@@ -185,8 +208,9 @@ def confirm_on_terminal(yes: bool) -> ConfirmCallback:
         usd = f" (${est.usd:.2f})" if est.usd is not None else ""
         what = f"{est.credits:g} credits{usd}" if est.credits is not None else "an unknown cost"
         async with lock:
-            err_console.print(f"[yellow]{preflight.validation.model_key}: estimated {what} reaches the "
-                              "confirmation threshold.[/]")
+            err_console.print(
+                f"[yellow]{preflight.validation.model_key}: estimated {what} reaches the confirmation threshold.[/]"
+            )
             answer = await _ask_line("Buy it? [y/N] ")
         return answer is not None and answer.strip().lower() in ("y", "yes")
 
@@ -253,7 +277,10 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
             # Offline too: the emulated account is kept under the output root, so its tasks outlive the command.
             async with settings_for(args, out) as settings, KieSession(settings) as kie:
                 result = await run_remembered(
-                    request, kie, options=_options(args, out), resume_task_id=args.resume_task,
+                    request,
+                    kie,
+                    options=_options(args, out),
+                    resume_task_id=args.resume_task,
                     resubmit_uncertain=args.resubmit_uncertain,
                 )
         except asyncio.CancelledError as exc:
@@ -274,8 +301,10 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
             console.print(f"{mark} {stage.name:<10} {stage.seconds:7.3f}s {stage.detail or ''}")
         console.print(f"status: [bold]{result.status}[/bold]" + (f" — {result.error}" if result.error else ""))
         if _balance_refused(result):
-            console.print("[yellow]nothing was bought.[/] Fix KIE_API_KEY, or try the same command with "
-                          "[bold]--offline[/] (the embedded emulator: nothing spent).")
+            console.print(
+                "[yellow]nothing was bought.[/] Fix KIE_API_KEY, or try the same command with "
+                "[bold]--offline[/] (the embedded emulator: nothing spent)."
+            )
         if _held_for_confirmation(result):
             console.print("[yellow]nothing was bought.[/] Confirm on a terminal, or add [bold]--yes[/] in scripts.")
         for output in result.outputs:
@@ -293,8 +322,13 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
 def result_line(index: int, result: RunResult) -> str:
     """One finished request on one line, nothing cut: ``#3 succeeded nano-banana-2 credits=8 task=... output=PATH``."""
     credits = f"{result.credits_charged:g}" if result.credits_charged is not None else "-"
-    words = [f"#{index}", result.status + (" (resumed)" if result.resumed else ""), result.model_key,
-             f"credits={credits}", f"task={result.task_id or '-'}"]
+    words = [
+        f"#{index}",
+        result.status + (" (resumed)" if result.resumed else ""),
+        result.model_key,
+        f"credits={credits}",
+        f"task={result.task_id or '-'}",
+    ]
     words += [f"output={o.path}" for o in result.outputs]
     if not result.outputs and result.error:
         words.append("error=" + " ".join(part.strip() for part in result.error.splitlines() if part.strip()))
@@ -304,14 +338,20 @@ def result_line(index: int, result: RunResult) -> str:
 def batch_summary(results: list[RunResult]) -> dict[str, Any]:
     """Counts by status and the credits charged: the batch's last line (and the ``summary`` of ``--json``)."""
     statuses = Counter(r.status for r in results)
-    return {"requests": len(results), "statuses": dict(sorted(statuses.items())),
-            "succeeded": statuses["succeeded"],
-            "credits_charged": sum(r.credits_charged or 0.0 for r in results)}
+    return {
+        "requests": len(results),
+        "statuses": dict(sorted(statuses.items())),
+        "succeeded": statuses["succeeded"],
+        "credits_charged": sum(r.credits_charged or 0.0 for r in results),
+    }
 
 
 def _balance_refused(result: RunResult) -> bool:
-    return result.preflight is not None and any(r.code == "balance_unavailable" and "key was refused" in r.message
-                                                for r in result.preflight.reasons)
+    return result.preflight is not None and any(
+        r.code == "balance_unavailable" and "key was refused" in r.message for r in result.preflight.reasons
+    )
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[list[bool]]:
     """SIGTERM (docker stop, Kubernetes, systemd) stops the command the way Ctrl-C does: the running task is
@@ -386,8 +426,10 @@ def _read_batch_text(path: Path) -> str:
         raise KieInputError(f"{path} is a folder, not a JSONL batch file", hint="pass the .jsonl file itself")
     if path.exists() and not path.is_file():
         # /dev/zero reads until memory runs out and a FIFO blocks forever: refused at once, like the journal path.
-        raise KieInputError(f"{path} is not a regular file (a device or a pipe), not a JSONL batch file",
-                            hint="save the requests to a .jsonl file and pass that file")
+        raise KieInputError(
+            f"{path} is not a regular file (a device or a pipe), not a JSONL batch file",
+            hint="save the requests to a .jsonl file and pass that file",
+        )
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -575,8 +617,10 @@ async def _run_batch_async(
                     args, requests, out, journal, shared, show if live else None, log_line
                 )
         except asyncio.CancelledError:
-            err_console.print(f"[yellow]interrupted: every purchase so far is recorded ({where}).[/] The same "
-                              "command resumes them without buying again.")
+            err_console.print(
+                f"[yellow]interrupted: every purchase so far is recorded ({where}).[/] The same "
+                "command resumes them without buying again."
+            )
             if not terminated:
                 raise  # Ctrl-C: the command ends as interrupted (130)
             return _terminated()

@@ -42,8 +42,9 @@ def version_report() -> str:
     """Everything a bug report needs: the SDK, Python, aiohttp and libvips versions."""
     import aiohttp  # only here: the short report must not pay for it
 
-    return "\n".join([f"kie-async {__version__}", _python_line(), f"aiohttp {aiohttp.__version__}",
-                      f"libvips {libvips_version()}"])
+    return "\n".join(
+        [f"kie-async {__version__}", _python_line(), f"aiohttp {aiohttp.__version__}", f"libvips {libvips_version()}"]
+    )
 
 
 def version_request(argv: list[str]) -> str | None:

@@ -51,8 +51,9 @@ def describe_validation_error(exc: ValidationError, *, drop_prefix: int = 0) -> 
     first = exc.errors()[0]
     loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tagged-")))]
     field = field_path(loc[drop_prefix:] or loc)
-    problem, fix = _PROBLEMS.get(first["type"], ("has a value of the wrong type or range", "see the tool's input "
-                                                  "schema for {field}"))
+    problem, fix = _PROBLEMS.get(
+        first["type"], ("has a value of the wrong type or range", "see the tool's input schema for {field}")
+    )
     return f"{field}: {problem} (fix: {fix.format(field=field)})"
 
 
@@ -89,7 +90,8 @@ def check_unknown_arguments(tool: str, arguments: Mapping[str, Any], accepted: I
         if name in ("budget_credits", "allow_unknown_cost", "unknown_cost_ceiling"):
             raise ArgumentProblem(
                 f"{name}: not an argument of {tool}; spending limits and unknown prices are set by the server's "
-                f"operator when starting it, not by a tool call (fix: drop {name}; the server_limits tool shows them)")
+                f"operator when starting it, not by a tool call (fix: drop {name}; the server_limits tool shows them)"
+            )
         hint = did_you_mean(name, names)
         raise ArgumentProblem(f"{name}: not an argument of {tool} (fix: {hint or 'drop it'})")
 
@@ -115,8 +117,9 @@ def confine_media(request: RawUserRequest, roots: list[Path]) -> RawUserRequest:
         real = _inside(media_id, value, roots)
         field, _, rest = media_id.partition("[")
         if field not in update or not rest.rstrip("]").isdigit() or int(rest.rstrip("]")) >= len(update[field]):
-            raise ArgumentProblem(f"{media_id}: a local file given outside images, videos or audios (fix: pass it "
-                                  f"in one of those lists)")
+            raise ArgumentProblem(
+                f"{media_id}: a local file given outside images, videos or audios (fix: pass it in one of those lists)"
+            )
         update[field][int(rest.rstrip("]"))] = str(real)
     return request.model_copy(update=update)
 
@@ -125,15 +128,19 @@ def _inside(field: str, value: str, roots: list[Path]) -> Path:
     if not roots:
         raise ArgumentProblem(
             f"{field}: local files are not allowed on this server (fix: pass an http(s) URL, or ask the server's "
-            f"operator to allow a folder with --media-root)")
+            f"operator to allow a folder with --media-root)"
+        )
     try:
         real = Path(value).expanduser().resolve(strict=True)
     except (OSError, RuntimeError):
-        raise ArgumentProblem(f"{field}: {value!r} does not exist or cannot be read (fix: pass a file under "
-                              f"{_roots_text(roots)})") from None
+        raise ArgumentProblem(
+            f"{field}: {value!r} does not exist or cannot be read (fix: pass a file under {_roots_text(roots)})"
+        ) from None
     if not any(real.is_relative_to(root) for root in roots):
-        raise ArgumentProblem(f"{field}: {value!r} lies outside the folders this server may read (fix: pass a file "
-                              f"under {_roots_text(roots)}, or an http(s) URL)")
+        raise ArgumentProblem(
+            f"{field}: {value!r} lies outside the folders this server may read (fix: pass a file "
+            f"under {_roots_text(roots)}, or an http(s) URL)"
+        )
     return real
 
 

@@ -18,13 +18,17 @@ class McpLimits(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     budget_credits: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False,
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
         description="credits the server may spend over its life (kept across restarts); None: dry runs only",
     )
     media_roots: list[Path] = Field(default_factory=list, description="folders local media may come from")
     allow_unknown_cost: bool = False
     unknown_cost_ceiling: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False,
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
         description="credits reserved from the budget for each request without a price",
     )
     quote_ttl_seconds: float = Field(default=600.0, gt=0, allow_inf_nan=False)
@@ -34,8 +38,10 @@ class McpLimits(BaseModel):
         if self.unknown_cost_ceiling is not None and not self.allow_unknown_cost:
             raise ValueError("--unknown-cost-ceiling only applies with --allow-unknown-cost")
         if self.allow_unknown_cost and self.budget_credits is not None and self.unknown_cost_ceiling is None:
-            raise ValueError("--allow-unknown-cost with --budget needs --unknown-cost-ceiling N (credits the "
-                             "budget reserves for each request without a price)")
+            raise ValueError(
+                "--allow-unknown-cost with --budget needs --unknown-cost-ceiling N (credits the "
+                "budget reserves for each request without a price)"
+            )
         return self
 
     def resolved(self) -> McpLimits:

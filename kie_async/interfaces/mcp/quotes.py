@@ -65,33 +65,49 @@ class QuoteSigner:
         """The quote if this server signed it, else :class:`QuoteProblem`."""
         parts = quote_id.strip().split(".")
         if len(parts) != 3 or parts[0] != "q1" or not hmac.compare_digest(self._mac(parts[1]), parts[2]):
-            raise QuoteProblem(f"quote_id: not a quote this server issued (it is signed; a restarted server "
-                               f"honours none of its earlier quotes) (fix: {_REDO})")
+            raise QuoteProblem(
+                f"quote_id: not a quote this server issued (it is signed; a restarted server "
+                f"honours none of its earlier quotes) (fix: {_REDO})"
+            )
         try:
             fields = json.loads(_unb64(parts[1]))
-            return Quote(key=str(fields["k"]), credits=fields["c"], expires_at=float(fields["e"]),
-                         nonce=str(fields["n"]))
+            return Quote(
+                key=str(fields["k"]), credits=fields["c"], expires_at=float(fields["e"]), nonce=str(fields["n"])
+            )
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise QuoteProblem(f"quote_id: unreadable (fix: {_REDO})") from None
 
-    def check(self, quote_id: str | None, key: str, credits: float | None, *, used: set[str] | frozenset[str] = (
-            frozenset()), now: float | None = None) -> Quote:
+    def check(
+        self,
+        quote_id: str | None,
+        key: str,
+        credits: float | None,
+        *,
+        used: set[str] | frozenset[str] = (frozenset()),
+        now: float | None = None,
+    ) -> Quote:
         """The quote for buying ``key`` at ``credits`` now: present, genuine, not ``used``, same request, same
         price, in time."""
         if not quote_id or not quote_id.strip():
             raise QuoteProblem(f"quote_id: missing; a confirmed run needs the quote_id of its dry run (fix: {_REDO})")
         quote = self.read(quote_id)
         if quote.nonce in used:
-            raise QuoteProblem("quote_id: already used for a delivered run (fix: call run_request without confirm "
-                               "for a new quote to buy this request again)")
+            raise QuoteProblem(
+                "quote_id: already used for a delivered run (fix: call run_request without confirm "
+                "for a new quote to buy this request again)"
+            )
         if quote.key != key:
-            raise QuoteProblem(f"quote_id: it was issued for another request (model, prompt, options or media "
-                               f"differ) (fix: {_REDO} for exactly this request)")
+            raise QuoteProblem(
+                f"quote_id: it was issued for another request (model, prompt, options or media "
+                f"differ) (fix: {_REDO} for exactly this request)"
+            )
         if quote.credits != credits:
             shown = "unpriced" if quote.credits is None else f"{quote.credits:g} credits"
             price = "unpriced" if credits is None else f"{credits:g} credits"
-            raise QuoteProblem(f"quote_id: it quoted {shown}, the price is now {price} (fix: {_REDO}, and "
-                               f"confirm the new price with the user)")
+            raise QuoteProblem(
+                f"quote_id: it quoted {shown}, the price is now {price} (fix: {_REDO}, and "
+                f"confirm the new price with the user)"
+            )
         if (time.time() if now is None else now) > quote.expires_at:
             raise QuoteProblem(f"quote_id: expired ({self.ttl_seconds:g} s after its dry run) (fix: {_REDO})")
         return quote

@@ -94,8 +94,13 @@ class _Fold:
             self.uncertain.discard(rec.key)
             self.unpriced_runs += 1 if rec.unpriced else 0
         elif rec.op == "paid" and rec.task_id:
-            self.paid[rec.key] = PaidRun(key=rec.key, task_id=rec.task_id, run_id=rec.run_id,
-                                         request=rec.request or {}, reserved=self.reservations.get(rec.key, 0.0))
+            self.paid[rec.key] = PaidRun(
+                key=rec.key,
+                task_id=rec.task_id,
+                run_id=rec.run_id,
+                request=rec.request or {},
+                reserved=self.reservations.get(rec.key, 0.0),
+            )
         elif rec.op in ("settle", "uncertain"):
             held = self.reservations.pop(rec.key, 0.0)
             self.spent += held if rec.credits is None else rec.credits

@@ -24,8 +24,9 @@ def kie_error(exc: KieError) -> Exception:
 def server_text(text: str) -> str:
     """Library wording about unknown prices, in this server's terms: the agent has no such argument."""
     if "allow_unknown_cost" in text or "--allow-unknown-cost" in text:
-        return f"the price of this request is unknown and this server does not buy unpriced requests " \
-               f"({UNKNOWN_COST_FIX})"
+        return (
+            f"the price of this request is unknown and this server does not buy unpriced requests ({UNKNOWN_COST_FIX})"
+        )
     return text
 
 
@@ -67,7 +68,8 @@ def preflight_view(preflight: PreflightResult) -> dict[str, Any]:
         "price_verified": est.is_known,
         "pricing_snapshot": est.snapshot_id,
         "assumptions": est.assumptions,
-        "reasons": [{"code": r.code, "blocking": r.blocking, "message": server_text(r.message)}
-                    for r in preflight.reasons],
+        "reasons": [
+            {"code": r.code, "blocking": r.blocking, "message": server_text(r.message)} for r in preflight.reasons
+        ],
         "available_credits": preflight.available_credits,
     }

@@ -68,18 +68,22 @@ class Collected:
             self.credits = found
 
     def tool_calls(self) -> list[ToolCall]:
-        return [ToolCall(id=entry[0], name=entry[1] or "", arguments="".join(entry[2]))
-                for _, entry in sorted(self.tools.items())]
+        return [
+            ToolCall(id=entry[0], name=entry[1] or "", arguments="".join(entry[2]))
+            for _, entry in sorted(self.tools.items())
+        ]
 
 
 def _usage(raw: Any, input_key: str, output_key: str, total_key: str, reasoning: tuple[str, str]) -> ChatUsage | None:
     if not isinstance(raw, dict):
         return None
     details = raw.get(reasoning[0])
-    return ChatUsage(input_tokens=_int(raw.get(input_key)), output_tokens=_int(raw.get(output_key)),
-                     total_tokens=_int(raw.get(total_key)),
-                     reasoning_tokens=_int(details.get(reasoning[1])) if isinstance(details, dict) else _int(
-                         raw.get(reasoning[1])))
+    return ChatUsage(
+        input_tokens=_int(raw.get(input_key)),
+        output_tokens=_int(raw.get(output_key)),
+        total_tokens=_int(raw.get(total_key)),
+        reasoning_tokens=_int(details.get(reasoning[1])) if isinstance(details, dict) else _int(raw.get(reasoning[1])),
+    )
 
 
 def _merged(old: ChatUsage, new: ChatUsage | None) -> ChatUsage:
@@ -129,8 +133,10 @@ class Codec:
         if role == "system" and "system" not in self.wire.roles and "developer" in self.wire.roles:
             role = "developer"
         if role not in self.wire.roles:
-            raise KieInputError(f"{self.wire.provider_model} takes no {message.role!r} messages "
-                                f"(its page lists {list(self.wire.roles)})")
+            raise KieInputError(
+                f"{self.wire.provider_model} takes no {message.role!r} messages "
+                f"(its page lists {list(self.wire.roles)})"
+            )
         return role
 
     def turn(self, message: ChatMessage) -> JSON:
@@ -147,16 +153,18 @@ class Codec:
 class OpenAIChatCodec(Codec):
     def turn(self, message: ChatMessage) -> JSON:
         out: JSON = {"role": self.role(message)}
-        out["content"] = [{"type": "text", "text": message.content}] if self.wire.content == "parts" \
-            else message.content
+        out["content"] = (
+            [{"type": "text", "text": message.content}] if self.wire.content == "parts" else message.content
+        )
         if message.tool_call_id:
             out["tool_call_id"] = message.tool_call_id
         return out
 
     @staticmethod
     def _usage(raw: Any) -> ChatUsage | None:
-        return _usage(raw, "prompt_tokens", "completion_tokens", "total_tokens",
-                      ("completion_tokens_details", "reasoning_tokens"))
+        return _usage(
+            raw, "prompt_tokens", "completion_tokens", "total_tokens", ("completion_tokens_details", "reasoning_tokens")
+        )
 
     def read(self, payload: JSON) -> Collected:
         acc = Collected()
@@ -212,8 +220,9 @@ class ResponsesCodec(Codec):
 
     @staticmethod
     def _usage(raw: Any) -> ChatUsage | None:
-        return _usage(raw, "input_tokens", "output_tokens", "total_tokens",
-                      ("output_tokens_details", "reasoning_tokens"))
+        return _usage(
+            raw, "input_tokens", "output_tokens", "total_tokens", ("output_tokens_details", "reasoning_tokens")
+        )
 
     def _read_response(self, acc: Collected, response: JSON, *, take_output: bool) -> None:
         acc.response_id = response.get("id") or acc.response_id
@@ -274,15 +283,18 @@ class ResponsesCodec(Codec):
 
 class AnthropicCodec(Codec):
     def turn(self, message: ChatMessage) -> JSON:
-        content: Any = message.content if self.wire.content == "text" \
-            else [{"type": "text", "text": message.content}]
+        content: Any = message.content if self.wire.content == "text" else [{"type": "text", "text": message.content}]
         return {"role": self.role(message), "content": content}
 
     @staticmethod
     def _usage(raw: Any) -> ChatUsage | None:
         usage = _usage(raw, "input_tokens", "output_tokens", "total_tokens", ("", ""))
-        if usage is not None and usage.total_tokens is None and usage.input_tokens is not None \
-                and usage.output_tokens is not None:
+        if (
+            usage is not None
+            and usage.total_tokens is None
+            and usage.input_tokens is not None
+            and usage.output_tokens is not None
+        ):
             usage = usage.model_copy(update={"total_tokens": usage.input_tokens + usage.output_tokens})
         return usage
 
@@ -296,7 +308,8 @@ class AnthropicCodec(Codec):
                 acc.text.append(str(block.get("text") or ""))
             elif block.get("type") == "tool_use":
                 acc.tool(len(acc.tools), block.get("id"), block.get("name"))[2].append(
-                    json.dumps(block.get("input") or {}, ensure_ascii=False))
+                    json.dumps(block.get("input") or {}, ensure_ascii=False)
+                )
         acc.finish_reason = payload.get("stop_reason")
         acc.usage = _merged(acc.usage, self._usage(payload.get("usage")))
         acc.note_credits(payload)
@@ -333,7 +346,8 @@ class AnthropicCodec(Codec):
             acc.usage = _merged(acc.usage, self._usage(payload.get("usage")))
             if acc.usage.input_tokens is not None and acc.usage.output_tokens is not None:
                 acc.usage = acc.usage.model_copy(
-                    update={"total_tokens": acc.usage.input_tokens + acc.usage.output_tokens})
+                    update={"total_tokens": acc.usage.input_tokens + acc.usage.output_tokens}
+                )
         elif kind == "message_stop":
             acc.finished = True
         elif kind == "error":
@@ -350,8 +364,10 @@ class GeminiCodec(Codec):
     def role(self, message: ChatMessage) -> str:
         role = {"assistant": "model"}.get(message.role, message.role)
         if role not in self.wire.roles:
-            raise KieInputError(f"{self.wire.provider_model} takes no {message.role!r} messages "
-                                f"(its page lists {list(self.wire.roles)})")
+            raise KieInputError(
+                f"{self.wire.provider_model} takes no {message.role!r} messages "
+                f"(its page lists {list(self.wire.roles)})"
+            )
         return role
 
     def turn(self, message: ChatMessage) -> JSON:
@@ -400,7 +416,9 @@ class GeminiCodec(Codec):
 
 
 _CODECS: dict[str, type[Codec]] = {
-    "openai-chat": OpenAIChatCodec, "openai-responses": ResponsesCodec, "anthropic-messages": AnthropicCodec,
+    "openai-chat": OpenAIChatCodec,
+    "openai-responses": ResponsesCodec,
+    "anthropic-messages": AnthropicCodec,
     "gemini": GeminiCodec,
 }
 
