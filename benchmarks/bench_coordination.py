@@ -564,7 +564,8 @@ def report(figures: dict[str, Any]) -> None:
         ["figure", "value"],
         [
             [
-                f"wake-up after the callback, {f['waiters']} waiters in {f['waiter_processes']} processes, p50 / p99 (ms)",
+                f"wake-up after the callback, {f['waiters']} waiters in {f['waiter_processes']} processes, "
+                "p50 / p99 (ms)",
                 f"{fmt(f['wake_p50_ms'])} / {fmt(f['wake_p99_ms'])}",
             ],
             ["extra status requests per task", fmt(f["extra_status_requests_per_task"], 3)],

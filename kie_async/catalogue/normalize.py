@@ -603,7 +603,8 @@ def _extra_options(
                     value=value,
                     rule="extra_option_known",
                     message=f"{name} is a field the {spec.key} spec knows",
-                    fix=f"pass it in options (options={{{spec.option_name(name) or name!r}: ...}}), where it is checked",
+                    fix=f"pass it in options (options={{{spec.option_name(name) or name!r}: ...}}), "
+                    "where it is checked",
                 )
             )
             continue

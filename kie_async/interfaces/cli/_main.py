@@ -51,9 +51,9 @@ class VersionAction(argparse.Action):
 class _Parser(argparse.ArgumentParser):
     """argparse, plus a "did you mean" for a mistyped option, said by the (sub)command that has the options."""
 
-    def parse_args(
+    def parse_args(  # type: ignore[override]
         self,
-        args: Sequence[str] | None = None,  # type: ignore[override]
+        args: Sequence[str] | None = None,
         namespace: argparse.Namespace | None = None,
     ) -> argparse.Namespace:
         parsed, extras = self.parse_known_args(args, namespace)
