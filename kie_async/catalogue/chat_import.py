@@ -98,50 +98,15 @@ def _chat_field(prop: JsonSchema, required: bool, notes: list[str], name: str) -
 
 def import_chat_page(page: ProviderPage, *, family: str | None = None, key: str | None = None) -> ImportedSpec:
     """Derive a chat spec from ``page``'s chat operation (the importer's chat kind)."""
-    op = chat_operation(page)
-    if op is None or op.request_schema is None:
-        raise SpecImportError(f"{page.source}: documents no chat endpoint with a request schema")
-    fmt = wire_format_of(op.path)
-    assert fmt is not None
-    schema = op.request_schema
-    props: dict[str, JsonSchema] = {
-        str(k): v if isinstance(v, dict) else {} for k, v in (schema.get("properties") or {}).items()
-    }
-    required_list = [str(r) for r in schema.get("required") or []]
+    op, fmt, schema = _chat_request(page)
     notes: list[str] = []
     todos: list[str] = []
-    if len(set(required_list)) != len(required_list):
-        notes.append(f"the required list repeats names: {required_list}")
-    required = set(required_list)
-    messages_field = _MESSAGES_FIELD[fmt]
-    messages = props.get(messages_field, {})
-    if not messages:
-        raise SpecImportError(f"{page.source}: the {fmt} schema has no {messages_field!r} field")
-    if messages.get("oneOf"):  # Responses: a string or a list of messages
-        messages = next((m for m in messages["oneOf"] if isinstance(m, dict) and m.get("type") == "array"), {})
-    model_field: str | None = "model" if "model" in props else None
-    if model_field:
-        raw = props["model"].get("enum") or []
-        models = [str(m) for m in raw if isinstance(m, str)]
-        if len(models) != len(raw):
-            notes.append("the model enum holds entries that are not model ids; left out")
-        if len(models) > 1:
-            todos.append(f"the page lists several model ids {models}; the spec sends {models[0]} unless asked")
-    else:
-        match = _PATH_MODEL.match(op.path) or _GEMINI_MODEL.search(op.path)
-        models = [match["model"]] if match else []
-    if not models:
-        raise SpecImportError(f"{page.source}: names no model id in its schema or path")
+    props, required = _request_fields(schema, notes)
+    messages_field, messages = _messages_schema(page, fmt, props)
+    model_field, models = _provider_models(page, op.path, props, notes, todos)
     roles = _roles(messages)
     if not roles:
         raise SpecImportError(f"{page.source}: the {messages_field!r} items name no roles")
-    system: Literal["role", "field", "fold"] = (
-        "role" if {"system", "developer"} & set(roles) else "field" if "system" in props else "fold"
-    )
-    stream_prop = props.get("stream")
-    stream: dict[str, Any] = {"supported": stream_prop is not None}
-    if stream_prop is not None and isinstance(stream_prop.get("default"), bool):
-        stream["default"] = stream_prop["default"]
     options = {
         name: _chat_field(prop, name in required, notes, name)
         for name, prop in props.items()
@@ -149,7 +114,6 @@ def import_chat_page(page: ProviderPage, *, family: str | None = None, key: str 
     }
     stem = page.source.rsplit("/", 1)[-1].removesuffix(".md")
     model_key = key or model_key_for(stem)
-    captured = page.captured.isoformat() if page.captured else "unknown"
     data: dict[str, Any] = {
         "key": model_key,
         "label": page.title or model_key,
@@ -162,23 +126,98 @@ def import_chat_page(page: ProviderPage, *, family: str | None = None, key: str 
         "messages_field": messages_field,
         "roles": roles,
         "content": _content_shape(messages),
-        "system_prompt": system,
-        "stream": stream,
+        "system_prompt": _system_prompt(roles, props),
+        "stream": _stream(props),
     }
     if options:
         data["options"] = options
-    data["provenance"] = {
-        "source": f"{page.url or page.source} (OpenAPI block, imported)",
-        "checked_on": captured,
-        "status": "doc",
-    }
-    data["verification_notes"] = [
-        f"Imported from the provider's OpenAPI block ({page.source}, captured {captured}); nothing here was "
-        f"checked against the live API by us. No token price is documented: the unknown-price rule applies and "
-        f"the answer's credits_consumed settles a budget."
-    ] + [f"Page defect: {n}" for n in notes]
-    data["source_page"] = {"page": page.source, "url": page.url, "captured": captured, "operation": op.path}
+    data.update(_page_record(page, op.path, notes))
     return ImportedSpec(key=model_key, data=data, todos=todos, page_notes=notes)
+
+
+def _chat_request(page: ProviderPage) -> tuple[PageOperation, WireFormat, JsonSchema]:
+    """The page's chat operation, its wire format and its request schema (an import error if there is none)."""
+    op = chat_operation(page)
+    if op is None or op.request_schema is None:
+        raise SpecImportError(f"{page.source}: documents no chat endpoint with a request schema")
+    fmt = wire_format_of(op.path)
+    assert fmt is not None
+    return op, fmt, op.request_schema
+
+
+def _request_fields(schema: JsonSchema, notes: list[str]) -> tuple[dict[str, JsonSchema], set[str]]:
+    """The request's properties (a non-object one read as empty) and its required names; a repeat is a page note."""
+    props: dict[str, JsonSchema] = {
+        str(k): v if isinstance(v, dict) else {} for k, v in (schema.get("properties") or {}).items()
+    }
+    required_list = [str(r) for r in schema.get("required") or []]
+    if len(set(required_list)) != len(required_list):
+        notes.append(f"the required list repeats names: {required_list}")
+    return props, set(required_list)
+
+
+def _messages_schema(page: ProviderPage, fmt: WireFormat, props: dict[str, JsonSchema]) -> tuple[str, JsonSchema]:
+    """The field holding the conversation and the schema of its list (Responses also takes a bare string)."""
+    messages_field = _MESSAGES_FIELD[fmt]
+    messages = props.get(messages_field, {})
+    if not messages:
+        raise SpecImportError(f"{page.source}: the {fmt} schema has no {messages_field!r} field")
+    if messages.get("oneOf"):  # Responses: a string or a list of messages
+        messages = next((m for m in messages["oneOf"] if isinstance(m, dict) and m.get("type") == "array"), {})
+    return messages_field, messages
+
+
+def _provider_models(
+    page: ProviderPage, path: str, props: dict[str, JsonSchema], notes: list[str], todos: list[str]
+) -> tuple[str | None, list[str]]:
+    """Where the model id goes (a ``model`` field, or ``None`` when it is in the path) and the ids documented."""
+    model_field: str | None = "model" if "model" in props else None
+    if model_field:
+        raw = props["model"].get("enum") or []
+        models = [str(m) for m in raw if isinstance(m, str)]
+        if len(models) != len(raw):
+            notes.append("the model enum holds entries that are not model ids; left out")
+        if len(models) > 1:
+            todos.append(f"the page lists several model ids {models}; the spec sends {models[0]} unless asked")
+    else:
+        match = _PATH_MODEL.match(path) or _GEMINI_MODEL.search(path)
+        models = [match["model"]] if match else []
+    if not models:
+        raise SpecImportError(f"{page.source}: names no model id in its schema or path")
+    return model_field, models
+
+
+def _system_prompt(roles: list[str], props: dict[str, JsonSchema]) -> Literal["role", "field", "fold"]:
+    """How a system prompt goes: a system message, a top-level ``system``, or prepended to the first user turn."""
+    return "role" if {"system", "developer"} & set(roles) else "field" if "system" in props else "fold"
+
+
+def _stream(props: dict[str, JsonSchema]) -> dict[str, Any]:
+    """Whether the request documents a ``stream`` switch, and its default when that is a boolean."""
+    stream_prop = props.get("stream")
+    stream: dict[str, Any] = {"supported": stream_prop is not None}
+    if stream_prop is not None and isinstance(stream_prop.get("default"), bool):
+        stream["default"] = stream_prop["default"]
+    return stream
+
+
+def _page_record(page: ProviderPage, path: str, notes: list[str]) -> dict[str, Any]:
+    """Where the spec came from: provenance, the verification notes (page defects included) and the source page."""
+    captured = page.captured.isoformat() if page.captured else "unknown"
+    return {
+        "provenance": {
+            "source": f"{page.url or page.source} (OpenAPI block, imported)",
+            "checked_on": captured,
+            "status": "doc",
+        },
+        "verification_notes": [
+            f"Imported from the provider's OpenAPI block ({page.source}, captured {captured}); nothing here was "
+            f"checked against the live API by us. No token price is documented: the unknown-price rule applies and "
+            f"the answer's credits_consumed settles a budget."
+        ]
+        + [f"Page defect: {n}" for n in notes],
+        "source_page": {"page": page.source, "url": page.url, "captured": captured, "operation": path},
+    }
 
 
 # -- drift ----------------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from kie_async.catalogue.specs import (
     ConditionContext,
     FieldSpec,
     MediaKind,
+    MediaSlot,
     ModelRegistry,
     ModelSpec,
     TaskModeSpec,
@@ -295,57 +296,84 @@ def plan_media(spec: ModelSpec, mode: TaskModeSpec, media: Sequence[NormalizedMe
     labelled = [m for m in media if m.role is not None]
     unlabelled = [m for m in media if m.role is None]
     for item in [*labelled, *unlabelled]:
-        fits = [
-            s
-            for s in mode.slots
-            if s.kind == item.kind and (item.role in s.roles if item.role is not None else s.accepts_unroled)
-        ]
-        free = [s for s in fits if counts[s.name] < s.max]
-        if free:
-            slot = free[0]
-            counts[slot.name] += 1
-            role = item.role if item.role is not None else slot.roles[0]
-            placed[item.id] = item.model_copy(update={"slot": slot.name, "role": role})
-            continue
-        placed[item.id] = item
-        if fits:
-            slot = fits[0]
-            given = sum(1 for m in media if m.kind == item.kind and (m.role in slot.roles or m.role is None))
-            plan.impossible.append(
-                ImpossibleInput(
-                    field=slot.field,
-                    value=given,
-                    rule="max_items",
-                    message=f"{spec.key} ({mode.name}) takes at most {slot.max} {item.kind}(s) in {slot.field}; "
-                    f"{item.id} does not fit",
-                    fix=f"remove {item.kind}s until at most {slot.max} remain",
-                )
-            )
-            continue
-        kinds_here = sorted({s.kind for s in mode.slots})
-        if not any(s.kind == item.kind for s in mode.slots):
-            message = f"{spec.key} ({mode.name}) takes no {item.kind} input"
-            fix = (
-                f"remove {item.id}"
-                + (f"; this mode takes: {', '.join(kinds_here)}" if kinds_here else "")
-                + _other_modes_hint(spec, mode, item.kind)
-            )
-            rule = "media_kind"
-        else:
-            roles = sorted({r for s in mode.slots if s.kind == item.kind for r in s.roles})
-            message = (
-                f"{item.id} has role {item.role!r}, which {spec.key} ({mode.name}) does not take for "
-                f"{item.kind}s (roles here: {', '.join(roles)}); modes cannot be mixed"
-            )
-            fix = f"give {item.id} one of the roles {roles}, or remove it"
-            rule = "media_role"
-        plan.impossible.append(
-            ImpossibleInput(field=item.id, value=item.role or item.kind, rule=rule, message=message, fix=fix)
+        placed[item.id] = _place_item(spec, mode, media, item, counts, plan.impossible)
+    plan.missing.extend(_slot_shortfalls(spec, mode, counts))
+    _check_media_total(spec, mode, sum(counts.values()), plan)
+    plan.media = [placed[m.id] for m in media]
+    return plan
+
+
+def _place_item(
+    spec: ModelSpec,
+    mode: TaskModeSpec,
+    media: Sequence[NormalizedMedia],
+    item: NormalizedMedia,
+    counts: dict[str, int],
+    impossible: list[ImpossibleInput],
+) -> NormalizedMedia:
+    """``item`` in the first free slot that takes it (counted in ``counts``), else as given, with why it did not fit."""
+    fits = [
+        s
+        for s in mode.slots
+        if s.kind == item.kind and (item.role in s.roles if item.role is not None else s.accepts_unroled)
+    ]
+    free = [s for s in fits if counts[s.name] < s.max]
+    if free:
+        slot = free[0]
+        counts[slot.name] += 1
+        role = item.role if item.role is not None else slot.roles[0]
+        return item.model_copy(update={"slot": slot.name, "role": role})
+    if fits:
+        impossible.append(_slot_full(spec, mode, media, item, fits[0]))
+    else:
+        impossible.append(_not_taken(spec, mode, item))
+    return item
+
+
+def _slot_full(
+    spec: ModelSpec, mode: TaskModeSpec, media: Sequence[NormalizedMedia], item: NormalizedMedia, slot: MediaSlot
+) -> ImpossibleInput:
+    """A slot that takes ``item`` but is full: the value shown is how many such media were given."""
+    given = sum(1 for m in media if m.kind == item.kind and (m.role in slot.roles or m.role is None))
+    return ImpossibleInput(
+        field=slot.field,
+        value=given,
+        rule="max_items",
+        message=f"{spec.key} ({mode.name}) takes at most {slot.max} {item.kind}(s) in {slot.field}; "
+        f"{item.id} does not fit",
+        fix=f"remove {item.kind}s until at most {slot.max} remain",
+    )
+
+
+def _not_taken(spec: ModelSpec, mode: TaskModeSpec, item: NormalizedMedia) -> ImpossibleInput:
+    """No slot of the mode takes ``item``: its kind (naming the modes that do) or its role."""
+    kinds_here = sorted({s.kind for s in mode.slots})
+    if not any(s.kind == item.kind for s in mode.slots):
+        message = f"{spec.key} ({mode.name}) takes no {item.kind} input"
+        fix = (
+            f"remove {item.id}"
+            + (f"; this mode takes: {', '.join(kinds_here)}" if kinds_here else "")
+            + _other_modes_hint(spec, mode, item.kind)
         )
+        rule = "media_kind"
+    else:
+        roles = sorted({r for s in mode.slots if s.kind == item.kind for r in s.roles})
+        message = (
+            f"{item.id} has role {item.role!r}, which {spec.key} ({mode.name}) does not take for "
+            f"{item.kind}s (roles here: {', '.join(roles)}); modes cannot be mixed"
+        )
+        fix = f"give {item.id} one of the roles {roles}, or remove it"
+        rule = "media_role"
+    return ImpossibleInput(field=item.id, value=item.role or item.kind, rule=rule, message=message, fix=fix)
+
+
+def _slot_shortfalls(spec: ModelSpec, mode: TaskModeSpec, counts: dict[str, int]) -> list[MissingInput]:
+    """Each slot holding fewer media than its minimum."""
+    missing: list[MissingInput] = []
     for slot in mode.slots:
         if counts[slot.name] < slot.min:
             need = slot.min - counts[slot.name]
-            plan.missing.append(
+            missing.append(
                 MissingInput(
                     field=slot.field,
                     value=counts[slot.name],
@@ -354,7 +382,11 @@ def plan_media(spec: ModelSpec, mode: TaskModeSpec, media: Sequence[NormalizedMe
                     fix=f"add {need} {slot.kind}" + (f" with role {slot.roles[0]!r}" if slot.roles else ""),
                 )
             )
-    total = sum(counts.values())
+    return missing
+
+
+def _check_media_total(spec: ModelSpec, mode: TaskModeSpec, total: int, plan: MediaPlan) -> None:
+    """The mode's bounds on all media together: too few is missing input, too many is impossible."""
     if total < mode.min_total_media:
         fields = "/".join(s.field for s in mode.slots)
         plan.missing.append(
@@ -376,8 +408,6 @@ def plan_media(spec: ModelSpec, mode: TaskModeSpec, media: Sequence[NormalizedMe
                 fix=f"remove {total - mode.max_total_media} item(s)",
             )
         )
-    plan.media = [placed[m.id] for m in media]
-    return plan
 
 
 def _other_modes_hint(spec: ModelSpec, mode: TaskModeSpec, kind: str) -> str:
@@ -682,28 +712,7 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
     media = classify_media(request)
     candidates = reg.candidates(request.model_key)
     if not candidates:
-        issue = ImpossibleInput(
-            field="model_key",
-            value=request.model_key,
-            rule="unknown_model",
-            message=f"unknown model {request.model_key!r}",
-            fix=suggest_fix(
-                request.model_key,
-                reg.suggest(request.model_key),
-                "use a key from the catalogue: `kie-async models`, or load_registry().model_keys()",
-            ),
-        )
-        return NormalizedRequest(
-            model_key=request.model_key,
-            requested_model_key=request.model_key,
-            known_model=False,
-            raw_prompt=request.prompt,
-            final_prompt_used=request.prompt,
-            media=media,
-            callback_url=request.callback_url,
-            prompt_preset=request.prompt_preset,
-            issues=NormalizationIssues(impossible=[issue, *text_problems]),
-        )
+        return _unknown_model(request, reg, media, text_problems)
     plan = choose_plan(candidates, media, request.task_mode)
     spec = plan.spec
     explicit, option_problems = _coerce_options(spec, request)
@@ -718,22 +727,6 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
         task_mode=mode_name,
         filled_slots=filled,
     )
-    options: dict[str, Any] = {}
-    for name in spec.options:  # spec order, so payloads are stable
-        if name in explicit:
-            options[name] = explicit[name]
-        elif name in defaults:
-            options[name] = defaults[name][0]
-    defaulted = [
-        DefaultedField(
-            field=name,
-            value=value,
-            rule="default",
-            message=f"{name} not given; using {value!r} ({why})",
-            fix=f"pass {name}=... to choose another value",
-        )
-        for name, (value, why) in defaults.items()
-    ]
     return NormalizedRequest(
         model_key=spec.key,
         requested_model_key=request.model_key,
@@ -744,10 +737,10 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
         raw_prompt=request.prompt,
         final_prompt_used=request.prompt,
         prompt_preset=request.prompt_preset,
-        options=options,
+        options=_merged_options(spec, explicit, defaults),
         extra_options=extras,
         explicit_options=list(explicit),
-        defaulted=defaulted,
+        defaulted=_defaulted_fields(defaults),
         media=plan.media,
         callback_url=request.callback_url,
         issues=NormalizationIssues(
@@ -756,3 +749,59 @@ def normalize_request(request: RawUserRequest, *, registry: ModelRegistry | None
             warnings=extra_warnings,
         ),
     )
+
+
+def _unknown_model(
+    request: RawUserRequest,
+    reg: ModelRegistry,
+    media: list[NormalizedMedia],
+    text_problems: list[ImpossibleInput],
+) -> NormalizedRequest:
+    """The request as far as it goes without a spec, its model key the one impossible input (with suggestions)."""
+    issue = ImpossibleInput(
+        field="model_key",
+        value=request.model_key,
+        rule="unknown_model",
+        message=f"unknown model {request.model_key!r}",
+        fix=suggest_fix(
+            request.model_key,
+            reg.suggest(request.model_key),
+            "use a key from the catalogue: `kie-async models`, or load_registry().model_keys()",
+        ),
+    )
+    return NormalizedRequest(
+        model_key=request.model_key,
+        requested_model_key=request.model_key,
+        known_model=False,
+        raw_prompt=request.prompt,
+        final_prompt_used=request.prompt,
+        media=media,
+        callback_url=request.callback_url,
+        prompt_preset=request.prompt_preset,
+        issues=NormalizationIssues(impossible=[issue, *text_problems]),
+    )
+
+
+def _merged_options(spec: ModelSpec, explicit: dict[str, Any], defaults: dict[str, tuple[Any, str]]) -> dict[str, Any]:
+    """The given options, then the defaults, in spec order so payloads are stable."""
+    options: dict[str, Any] = {}
+    for name in spec.options:
+        if name in explicit:
+            options[name] = explicit[name]
+        elif name in defaults:
+            options[name] = defaults[name][0]
+    return options
+
+
+def _defaulted_fields(defaults: dict[str, tuple[Any, str]]) -> list[DefaultedField]:
+    """Each default filled in, with the reason it applies."""
+    return [
+        DefaultedField(
+            field=name,
+            value=value,
+            rule="default",
+            message=f"{name} not given; using {value!r} ({why})",
+            fix=f"pass {name}=... to choose another value",
+        )
+        for name, (value, why) in defaults.items()
+    ]

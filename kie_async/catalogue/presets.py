@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest, ValidationResult
-from kie_async.catalogue.specs import ModelRegistry, load_registry
+from kie_async.catalogue.specs import ModelRegistry, ModelSpec, load_registry
 from kie_async.core.data import data_dir
 from kie_async.core.errors import KieConfigError
 
@@ -251,23 +251,8 @@ def resolve_prompt_context(
     wanted = preset_key or normalized.prompt_preset
     if wanted is None and spec is not None and pattern is not None:
         wanted = spec.default_presets.get(pattern)
-    base = {
-        "model_key": normalized.model_key,
-        "task_mode": normalized.task_mode,
-        "input_pattern": pattern,
-        "raw_prompt": normalized.raw_prompt,
-        "available_presets": fitting,
-        "prompt_max_chars": spec.prompt.max_chars if spec else None,
-    }
-    variables = {
-        "model_key": normalized.model_key,
-        "model_label": spec.label if spec else normalized.model_key,
-        "task_mode": normalized.task_mode or "",
-        "input_pattern": pattern or "",
-        "prompt_max_chars": spec.prompt.max_chars if spec and spec.prompt.max_chars else "the model's limit",
-        "media_summary": _media_summary(normalized),
-        "user_prompt": normalized.raw_prompt or "",
-    }
+    base = _context_base(normalized, spec, fitting)
+    variables = _template_variables(normalized, spec)
     if wanted is None and system_prompt_override is None:
         return PromptContext(**base, warnings=["no preset for this model and input pattern"])
     preset = find_preset(presets, wanted, normalized.model_key, pattern) if wanted is not None else None
@@ -306,6 +291,31 @@ def resolve_prompt_context(
         system_prompt=system,
         warnings=warnings,
     )
+
+
+def _context_base(normalized: NormalizedRequest, spec: ModelSpec | None, fitting: list[str]) -> dict[str, Any]:
+    """The fields every :class:`PromptContext` carries, whichever preset (if any) is rendered."""
+    return {
+        "model_key": normalized.model_key,
+        "task_mode": normalized.task_mode,
+        "input_pattern": normalized.input_pattern,
+        "raw_prompt": normalized.raw_prompt,
+        "available_presets": fitting,
+        "prompt_max_chars": spec.prompt.max_chars if spec else None,
+    }
+
+
+def _template_variables(normalized: NormalizedRequest, spec: ModelSpec | None) -> dict[str, object]:
+    """The ``{{placeholders}}`` a preset or an override may use, each with a text even when the spec is unknown."""
+    return {
+        "model_key": normalized.model_key,
+        "model_label": spec.label if spec else normalized.model_key,
+        "task_mode": normalized.task_mode or "",
+        "input_pattern": normalized.input_pattern or "",
+        "prompt_max_chars": spec.prompt.max_chars if spec and spec.prompt.max_chars else "the model's limit",
+        "media_summary": _media_summary(normalized),
+        "user_prompt": normalized.raw_prompt or "",
+    }
 
 
 def _render_checked(

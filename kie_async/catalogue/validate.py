@@ -208,119 +208,197 @@ def check_media_item(
     item: NormalizedMedia, slot: MediaSlot, *, check_files: bool = True
 ) -> tuple[list[ImpossibleInput], list[WarningDetail]]:
     """Source, format, size and length checks for one placed media item."""
-    impossible: list[ImpossibleInput] = []
+    impossible: list[ImpossibleInput] = _reference_problems(item, slot)
     warnings: list[WarningDetail] = []
-
-    def bad(rule: str, message: str, fix: str, value: Any) -> None:
-        impossible.append(ImpossibleInput(field=item.id, value=value, rule=rule, message=message, fix=fix))
-
-    if item.source_type in ("url", "asset"):
-        value = item.value or ""
-        if not value.lower().startswith(tuple(p.lower() for p in slot.url_prefixes)):
-            bad(
-                "url_scheme",
-                f"{item.id} ({value}) is not a reference {slot.field} accepts",
-                f"use a URL starting with one of {slot.url_prefixes}",
-                value,
-            )
     size: int | None = item.size_bytes
     content: Path | bytes | None = item.data
     if item.source_type == "local_path" and check_files:
-        path = Path(item.value or "")
-        try:
-            stat = path.stat()
-        except OSError:
-            bad("file_exists", f"{item.id}: no such file {path}", "check the path", str(path))
+        size, problem = _local_file_size(item)
+        if problem is not None:
+            impossible.append(problem)
             return impossible, warnings
-        if not path.is_file():
-            bad("file_exists", f"{item.id}: {path} is not a regular file", "pass a file, not a folder", str(path))
-            return impossible, warnings
-        size = stat.st_size
-        content = path
+        content = Path(item.value or "")
     sniffed: SniffedMedia | None = None
     if content is not None:
-        # The content decides, not the name: a text file called .png must not be uploaded and paid for.
-        check = check_media(content, slot.kind, decode=False)
-        sniffed = check.sniffed
-        if check.problem is not None and check.problem.rule == "media_kind" and sniffed is not None:
-            found = _same(sniffed.extension or "")
-            bad(
-                "media_kind",
-                f"{item.id} contains {sniffed.kind} data ({found}), but {slot.field} takes {slot.kind}s",
-                f"pass it as a {sniffed.kind} or pick the right file",
-                found,
-            )
-            return impossible, warnings
-        if check.problem is not None:
-            bad(
-                check.problem.rule,
-                f"{media_subject(item)} {check.problem.message}",
-                input_fix(check.problem.rule, slot.kind, slot.formats),
-                _shown(item),
-            )
+        sniffed, problem = _sniff_content(item, slot, content)
+        if problem is not None:
+            impossible.append(problem)
             return impossible, warnings
     fmt = _same(sniffed.extension) if sniffed is not None and sniffed.extension else item.extension
-    if slot.formats:
-        accepted = {_same(f) for f in slot.formats}
-        if fmt is None:
-            if item.source_type != "asset":
-                warnings.append(
-                    WarningDetail(
-                        field=item.id,
-                        value=item.value or item.filename,
-                        rule="format_unknown",
-                        message=f"{item.id}: file type cannot be told from the name; {slot.field} takes "
-                        f"{', '.join(slot.formats)}",
-                        fix="use a name with a file extension (or pass MediaInput(filename=...))",
-                    )
+    _check_format(item, slot, fmt, sniffed, impossible, warnings)
+    impossible.extend(_size_problems(item, slot, size))
+    impossible.extend(_duration_problems(item, slot))
+    if content is not None and sniffed is not None and not impossible:
+        impossible.extend(_header_problems(item, slot, content, sniffed))
+    return impossible, warnings
+
+
+def _problem(item: NormalizedMedia, rule: str, message: str, fix: str, value: Any) -> ImpossibleInput:
+    """One problem with ``item``, named by its id."""
+    return ImpossibleInput(field=item.id, value=value, rule=rule, message=message, fix=fix)
+
+
+def _reference_problems(item: NormalizedMedia, slot: MediaSlot) -> list[ImpossibleInput]:
+    """A URL or asset reference that starts with none of the slot's ``url_prefixes``."""
+    if item.source_type not in ("url", "asset"):
+        return []
+    value = item.value or ""
+    if value.lower().startswith(tuple(p.lower() for p in slot.url_prefixes)):
+        return []
+    return [
+        _problem(
+            item,
+            "url_scheme",
+            f"{item.id} ({value}) is not a reference {slot.field} accepts",
+            f"use a URL starting with one of {slot.url_prefixes}",
+            value,
+        )
+    ]
+
+
+def _local_file_size(item: NormalizedMedia) -> tuple[int | None, ImpossibleInput | None]:
+    """A local file's size, or why it cannot be read (no such path, or not a regular file)."""
+    path = Path(item.value or "")
+    try:
+        stat = path.stat()
+    except OSError:
+        return None, _problem(item, "file_exists", f"{item.id}: no such file {path}", "check the path", str(path))
+    if not path.is_file():
+        return None, _problem(
+            item, "file_exists", f"{item.id}: {path} is not a regular file", "pass a file, not a folder", str(path)
+        )
+    return stat.st_size, None
+
+
+def _sniff_content(
+    item: NormalizedMedia, slot: MediaSlot, content: Path | bytes
+) -> tuple[SniffedMedia | None, ImpossibleInput | None]:
+    """What the bytes are, and why the slot cannot take them (the content decides, not the name)."""
+    # A text file called .png must not be uploaded and paid for.
+    check = check_media(content, slot.kind, decode=False)
+    sniffed = check.sniffed
+    if check.problem is not None and check.problem.rule == "media_kind" and sniffed is not None:
+        found = _same(sniffed.extension or "")
+        return sniffed, _problem(
+            item,
+            "media_kind",
+            f"{item.id} contains {sniffed.kind} data ({found}), but {slot.field} takes {slot.kind}s",
+            f"pass it as a {sniffed.kind} or pick the right file",
+            found,
+        )
+    if check.problem is not None:
+        return sniffed, _problem(
+            item,
+            check.problem.rule,
+            f"{media_subject(item)} {check.problem.message}",
+            input_fix(check.problem.rule, slot.kind, slot.formats),
+            _shown(item),
+        )
+    return sniffed, None
+
+
+def _check_format(
+    item: NormalizedMedia,
+    slot: MediaSlot,
+    fmt: str | None,
+    sniffed: SniffedMedia | None,
+    impossible: list[ImpossibleInput],
+    warnings: list[WarningDetail],
+) -> None:
+    """The format against the slot's list: a wrong one is impossible, an unknown one a warning (not for assets)."""
+    if not slot.formats:
+        return
+    accepted = {_same(f) for f in slot.formats}
+    if fmt is None:
+        if item.source_type != "asset":
+            warnings.append(
+                WarningDetail(
+                    field=item.id,
+                    value=item.value or item.filename,
+                    rule="format_unknown",
+                    message=f"{item.id}: file type cannot be told from the name; {slot.field} takes "
+                    f"{', '.join(slot.formats)}",
+                    fix="use a name with a file extension (or pass MediaInput(filename=...))",
                 )
-        elif _same(fmt) not in accepted:
-            seen = "contains" if sniffed else "is"
-            bad(
+            )
+    elif _same(fmt) not in accepted:
+        seen = "contains" if sniffed else "is"
+        impossible.append(
+            _problem(
+                item,
                 "format",
                 f"{item.id} {seen} .{fmt}; {slot.field} takes {', '.join(slot.formats)}",
                 f"convert it to one of {', '.join(slot.formats)}",
                 fmt,
             )
-    if size is not None and slot.max_mb is not None and size > slot.max_mb * _MB:
-        bad(
-            "max_mb",
-            f"{item.id} is {size / _MB:.1f} MB; {slot.field} allows {slot.max_mb:g} MB",
-            f"compress or resize it below {slot.max_mb:g} MB",
-            size,
         )
-    if item.duration_seconds is not None and slot.duration_seconds is not None:
-        limits = slot.duration_seconds
-        if limits.min is not None and item.duration_seconds < limits.min:
-            bad(
+
+
+def _size_problems(item: NormalizedMedia, slot: MediaSlot, size: int | None) -> list[ImpossibleInput]:
+    """The file size against the slot's ``max_mb``."""
+    if size is not None and slot.max_mb is not None and size > slot.max_mb * _MB:
+        return [
+            _problem(
+                item,
+                "max_mb",
+                f"{item.id} is {size / _MB:.1f} MB; {slot.field} allows {slot.max_mb:g} MB",
+                f"compress or resize it below {slot.max_mb:g} MB",
+                size,
+            )
+        ]
+    return []
+
+
+def _duration_problems(item: NormalizedMedia, slot: MediaSlot) -> list[ImpossibleInput]:
+    """A clip's length against the slot's bounds in seconds."""
+    if item.duration_seconds is None or slot.duration_seconds is None:
+        return []
+    limits = slot.duration_seconds
+    out: list[ImpossibleInput] = []
+    if limits.min is not None and item.duration_seconds < limits.min:
+        out.append(
+            _problem(
+                item,
                 "min_seconds",
                 f"{item.id} lasts {item.duration_seconds:g} s; {slot.field} needs at least {limits.min:g} s",
                 f"use a clip of at least {limits.min:g} s",
                 item.duration_seconds,
             )
-        if limits.max is not None and item.duration_seconds > limits.max:
-            bad(
+        )
+    if limits.max is not None and item.duration_seconds > limits.max:
+        out.append(
+            _problem(
+                item,
                 "max_seconds",
                 f"{item.id} lasts {item.duration_seconds:g} s; {slot.field} allows at most {limits.max:g} s",
                 f"trim it to {limits.max:g} s",
                 item.duration_seconds,
             )
-    if content is not None and sniffed is not None and not impossible:
-        # Last, as it is the dearest check: a header read (pyvips for images) catches magic-byte look-alikes.
-        trouble = header_problem(content, sniffed)
-        if trouble is not None:
-            bad(
+        )
+    return out
+
+
+def _header_problems(
+    item: NormalizedMedia, slot: MediaSlot, content: Path | bytes, sniffed: SniffedMedia
+) -> list[ImpossibleInput]:
+    """The dearest checks, so run last: a header read catches magic-byte look-alikes, then the pixel bounds."""
+    # A header read (pyvips for images); the pixel bounds come from the header only (an image's, or a video's track
+    # header), before any upload.
+    trouble = header_problem(content, sniffed)
+    if trouble is not None:
+        return [
+            _problem(
+                item,
                 "media_corrupt",
                 f"{media_subject(item)} looks like {sniffed.looks_like} but {trouble}",
                 input_fix("media_corrupt", slot.kind, slot.formats),
                 _shown(item),
             )
-    if content is not None and slot.pixels is not None and sniffed is not None and not impossible:
-        # The header only (an image's, or a video's track header): a page's pixel bounds, before any upload.
-        size_px = image_size(content) if sniffed.kind == "image" else video_size(content)
-        if size_px is not None:
-            impossible.extend(pixel_problems(item.id, slot, size_px))
-    return impossible, warnings
+        ]
+    if slot.pixels is None:
+        return []
+    size_px = image_size(content) if sniffed.kind == "image" else video_size(content)
+    return pixel_problems(item.id, slot, size_px) if size_px is not None else []
 
 
 def media_subject(item: NormalizedMedia) -> str:
@@ -425,6 +503,35 @@ def validate_request(
     spec = reg.get(normalized.model_key)
     mode = spec.mode(normalized.task_mode) if normalized.task_mode else None
     _check_prompt(spec, normalized, normalized.options, missing, impossible)
+    _check_options(spec, normalized, missing, impossible, warnings)
+    if mode is not None:
+        _check_mode_media(spec, mode, normalized, impossible, warnings, check_files=check_files)
+    impossible.extend(conditional_problems(spec, _context(normalized), normalized.prompt, normalized.options))
+    dropped = _apply_rules(spec, normalized, missing, impossible, warnings)
+    _check_callback(normalized.callback_url, impossible, warnings)
+    defaulted = list(normalized.defaulted)
+    return ValidationResult(
+        state=_state(missing, impossible, warnings, defaulted),
+        model_key=spec.key,
+        task_mode=normalized.task_mode,
+        provider_model=normalized.provider_model,
+        missing_inputs=missing,
+        defaulted_fields=defaulted,
+        warning_details=warnings,
+        impossible_inputs=impossible,
+        dropped_fields=dropped,
+        normalized=normalized,
+    )
+
+
+def _check_options(
+    spec: ModelSpec,
+    normalized: NormalizedRequest,
+    missing: list[MissingInput],
+    impossible: list[ImpossibleInput],
+    warnings: list[WarningDetail],
+) -> None:
+    """Each spec option: required ones present, values within the spec, warnings for ones the caller chose."""
     for name, opt in spec.options.items():
         value = normalized.options.get(name)
         if value is None:
@@ -441,37 +548,64 @@ def validate_request(
             continue
         impossible.extend(check_field_value(opt, value, name))
         if name in normalized.explicit_options:
-            if opt.deprecated:
-                warnings.append(
-                    WarningDetail(
-                        field=name,
-                        value=value,
-                        rule="deprecated",
-                        message=f"{name} is deprecated by the provider",
-                        fix=f"drop {name}; it may stop working without notice",
-                    )
-                )
-            if opt.unconfirmed:
-                warnings.append(
-                    WarningDetail(
-                        field=name,
-                        value=value,
-                        rule="unconfirmed_field",
-                        message=f"{name} is not confirmed by every doc source ({opt.verification_note or 'see spec'})",
-                        fix=f"drop {name} if the provider rejects the task",
-                    )
-                )
-    if mode is not None:
-        for item in normalized.media:
-            slot = mode.slot(item.slot) if item.slot else None
-            if slot is None:
-                continue
-            bad, warn = check_media_item(item, slot, check_files=check_files)
-            impossible.extend(bad)
-            warnings.extend(warn)
-        impossible.extend(_check_total_seconds(spec, mode, normalized.media))
-        impossible.extend(_mode_limit_problems(spec, mode, normalized, check_files=check_files))
-    impossible.extend(conditional_problems(spec, _context(normalized), normalized.prompt, normalized.options))
+            warnings.extend(_option_warnings(name, opt, value))
+
+
+def _option_warnings(name: str, opt: FieldSpec, value: Any) -> list[WarningDetail]:
+    """A chosen option the provider deprecates or not every doc source confirms (a default is not warned about)."""
+    out: list[WarningDetail] = []
+    if opt.deprecated:
+        out.append(
+            WarningDetail(
+                field=name,
+                value=value,
+                rule="deprecated",
+                message=f"{name} is deprecated by the provider",
+                fix=f"drop {name}; it may stop working without notice",
+            )
+        )
+    if opt.unconfirmed:
+        out.append(
+            WarningDetail(
+                field=name,
+                value=value,
+                rule="unconfirmed_field",
+                message=f"{name} is not confirmed by every doc source ({opt.verification_note or 'see spec'})",
+                fix=f"drop {name} if the provider rejects the task",
+            )
+        )
+    return out
+
+
+def _check_mode_media(
+    spec: ModelSpec,
+    mode: TaskModeSpec,
+    normalized: NormalizedRequest,
+    impossible: list[ImpossibleInput],
+    warnings: list[WarningDetail],
+    *,
+    check_files: bool,
+) -> None:
+    """Each placed media item against its slot, then the mode's limits across items."""
+    for item in normalized.media:
+        slot = mode.slot(item.slot) if item.slot else None
+        if slot is None:
+            continue
+        bad, warn = check_media_item(item, slot, check_files=check_files)
+        impossible.extend(bad)
+        warnings.extend(warn)
+    impossible.extend(_check_total_seconds(spec, mode, normalized.media))
+    impossible.extend(_mode_limit_problems(spec, mode, normalized, check_files=check_files))
+
+
+def _apply_rules(
+    spec: ModelSpec,
+    normalized: NormalizedRequest,
+    missing: list[MissingInput],
+    impossible: list[ImpossibleInput],
+    warnings: list[WarningDetail],
+) -> list[str]:
+    """File each fired spec rule under its severity; the fields they drop, in order, each once."""
     dropped: list[str] = []
     for rule in fired_rules(spec, normalized):
         detail = {
@@ -488,20 +622,7 @@ def validate_request(
         else:
             warnings.append(WarningDetail(**detail))
         dropped.extend(d for d in rule.drop if d not in dropped)
-    _check_callback(normalized.callback_url, impossible, warnings)
-    defaulted = list(normalized.defaulted)
-    return ValidationResult(
-        state=_state(missing, impossible, warnings, defaulted),
-        model_key=spec.key,
-        task_mode=normalized.task_mode,
-        provider_model=normalized.provider_model,
-        missing_inputs=missing,
-        defaulted_fields=defaulted,
-        warning_details=warnings,
-        impossible_inputs=impossible,
-        dropped_fields=dropped,
-        normalized=normalized,
-    )
+    return dropped
 
 
 def _rule_value(normalized: NormalizedRequest, name: str) -> Any:

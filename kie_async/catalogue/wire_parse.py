@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kie_async.catalogue.normalize import coerce_value, condition_context, fill_defaults
 from kie_async.catalogue.spec_limits import spec_limit_problems
-from kie_async.catalogue.specs import MediaSlot, ModelRegistry, ModelSpec, TaskModeSpec, all_hold, load_registry
+from kie_async.catalogue.specs import (
+    ConditionContext,
+    MediaSlot,
+    ModelRegistry,
+    ModelSpec,
+    TaskModeSpec,
+    all_hold,
+    load_registry,
+)
 from kie_async.catalogue.validate import check_field_value
 
 
@@ -74,37 +82,10 @@ def _url_ok(slot: MediaSlot, url: Any, field: str, problems: list[str]) -> bool:
 def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any]) -> WireParse:
     """Read ``body`` as the provider would for this spec and mode; list every problem found."""
     problems: list[str] = []
-    prompt_raw = body.get(spec.prompt.field)
-    prompt: str | None = None
-    if not spec.prompt.accepted:
-        if prompt_raw not in (None, ""):
-            problems.append(f"{spec.prompt.field}: {spec.key} takes no prompt")
-        prompt_raw = None
-    if prompt_raw is not None and not isinstance(prompt_raw, str):
-        problems.append(f"{spec.prompt.field}: must be a string")
-    elif isinstance(prompt_raw, str):
-        prompt = prompt_raw
-    options: dict[str, Any] = {}
-    for name, opt in spec.options.items():
-        raw = body.get(name)
-        if raw is None:
-            continue
-        value, errors = coerce_value(opt, raw, strict_wire=True)
-        if errors:
-            problems.extend(f"{name}{path}: {msg}" for path, msg in errors)
-            continue
-        options[name] = value
-        problems.extend(f"{p.field}: {p.message}" for p in check_field_value(opt, value, name))
-    slot_urls: dict[str, list[str]] = {}
+    prompt = _read_prompt(spec, body, problems)
+    options = _read_options(spec, body, problems)
+    slot_urls = _read_media(mode, body, problems)
     mode_fields = {s.field for s in mode.slots}
-    for field in dict.fromkeys(s.field for s in mode.slots):
-        raw = body.get(field)
-        if raw is None or raw == [] or raw == "":
-            low = sum(s.min for s in mode.slots if s.field == field)
-            if low:
-                problems.append(f"{field}: is required ({low} item(s))")
-            continue
-        slot_urls.update(_split_field(mode, field, raw, problems))
     other_fields = {s.field for m in spec.task_modes for s in m.slots} - mode_fields
     foreign = 0
     for field in sorted(other_fields):
@@ -122,25 +103,11 @@ def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any
         if name in options or name in defaults
     }
     ctx = condition_context(effective, prompt=prompt, callback_url=None, task_mode=mode.name, filled_slots=filled)
-    prompt_needed = spec.prompt.required and not (
-        spec.prompt.required_unless and all_hold(spec.prompt.required_unless, ctx)
-    )
-    if prompt is None or not prompt.strip():
-        if prompt_needed:
-            problems.append(f"{spec.prompt.field}: is required")
-    else:
-        if spec.prompt.max_chars is not None and len(prompt) > spec.prompt.max_chars:
-            problems.append(f"{spec.prompt.field}: longer than {spec.prompt.max_chars} characters")
-        if spec.prompt.min_chars is not None and len(prompt) < spec.prompt.min_chars:
-            problems.append(f"{spec.prompt.field}: shorter than {spec.prompt.min_chars} characters")
+    problems.extend(_prompt_problems(spec, prompt, ctx))
     for name, opt in spec.options.items():
         if opt.required and name not in options and body.get(name) is None:
             problems.append(f"{name}: is required")
-    for rule in spec.rules:
-        # The callback URL sits beside the input, not in it (a rule about it is checked on the whole request).
-        about_callback = any(cond.field == "callback_url" for cond in rule.when)
-        if rule.severity != "warning" and not about_callback and all_hold(rule.when, ctx):
-            problems.append(f"{rule.field}: {rule.message}")
+    problems.extend(_rule_problems(spec, ctx))
     problems.extend(spec_limit_problems(spec, mode, ctx, prompt, options, slot_urls))
     return WireParse(
         model_key=spec.key,
@@ -153,6 +120,79 @@ def parse_wire_input(spec: ModelSpec, mode: TaskModeSpec, body: Mapping[str, Any
         problems=problems,
         foreign_fields=foreign,
     )
+
+
+def _read_prompt(spec: ModelSpec, body: Mapping[str, Any], problems: list[str]) -> str | None:
+    """The prompt as sent, if it is a string the spec takes (a prompt the model takes none of is a problem)."""
+    prompt_raw = body.get(spec.prompt.field)
+    prompt: str | None = None
+    if not spec.prompt.accepted:
+        if prompt_raw not in (None, ""):
+            problems.append(f"{spec.prompt.field}: {spec.key} takes no prompt")
+        prompt_raw = None
+    if prompt_raw is not None and not isinstance(prompt_raw, str):
+        problems.append(f"{spec.prompt.field}: must be a string")
+    elif isinstance(prompt_raw, str):
+        prompt = prompt_raw
+    return prompt
+
+
+def _read_options(spec: ModelSpec, body: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    """The spec's options present in the body, typed strictly (as the wire carries them) and checked."""
+    options: dict[str, Any] = {}
+    for name, opt in spec.options.items():
+        raw = body.get(name)
+        if raw is None:
+            continue
+        value, errors = coerce_value(opt, raw, strict_wire=True)
+        if errors:
+            problems.extend(f"{name}{path}: {msg}" for path, msg in errors)
+            continue
+        options[name] = value
+        problems.extend(f"{p.field}: {p.message}" for p in check_field_value(opt, value, name))
+    return options
+
+
+def _read_media(mode: TaskModeSpec, body: Mapping[str, Any], problems: list[str]) -> dict[str, list[str]]:
+    """The URLs in each of the mode's media fields, split into its slots; an empty required field is a problem."""
+    slot_urls: dict[str, list[str]] = {}
+    for field in dict.fromkeys(s.field for s in mode.slots):
+        raw = body.get(field)
+        if raw is None or raw == [] or raw == "":
+            low = sum(s.min for s in mode.slots if s.field == field)
+            if low:
+                problems.append(f"{field}: is required ({low} item(s))")
+            continue
+        slot_urls.update(_split_field(mode, field, raw, problems))
+    return slot_urls
+
+
+def _prompt_problems(spec: ModelSpec, prompt: str | None, ctx: ConditionContext) -> list[str]:
+    """A missing prompt the spec needs here (``required_unless`` read against ``ctx``), or one out of length bounds."""
+    problems: list[str] = []
+    prompt_needed = spec.prompt.required and not (
+        spec.prompt.required_unless and all_hold(spec.prompt.required_unless, ctx)
+    )
+    if prompt is None or not prompt.strip():
+        if prompt_needed:
+            problems.append(f"{spec.prompt.field}: is required")
+    else:
+        if spec.prompt.max_chars is not None and len(prompt) > spec.prompt.max_chars:
+            problems.append(f"{spec.prompt.field}: longer than {spec.prompt.max_chars} characters")
+        if spec.prompt.min_chars is not None and len(prompt) < spec.prompt.min_chars:
+            problems.append(f"{spec.prompt.field}: shorter than {spec.prompt.min_chars} characters")
+    return problems
+
+
+def _rule_problems(spec: ModelSpec, ctx: ConditionContext) -> list[str]:
+    """The spec rules that hold for this input and are not warnings."""
+    problems: list[str] = []
+    for rule in spec.rules:
+        # The callback URL sits beside the input, not in it (a rule about it is checked on the whole request).
+        about_callback = any(cond.field == "callback_url" for cond in rule.when)
+        if rule.severity != "warning" and not about_callback and all_hold(rule.when, ctx):
+            problems.append(f"{rule.field}: {rule.message}")
+    return problems
 
 
 def best_wire_parse(

@@ -95,12 +95,7 @@ async def run_many(
 
         bar = BatchProgressBar(len(requests))
         on_progress = both(on_progress, bar)
-    attributes = {
-        "kie.batch.size": len(requests),
-        "kie.batch.concurrency": concurrency,
-        "kie.batch.budget": budget_credits,
-        "kie.batch.shared": shared_id is not None,
-    }
+    attributes = _batch_attributes(len(requests), concurrency, budget_credits, shared=shared_id is not None)
     try:
         with telemetry.span("kie.batch", attributes) as span:
             batch = await _start(
@@ -117,18 +112,33 @@ async def run_many(
             )
             runs = (_reported(journal.run_one(batch, i), i, on_result) for i in range(len(requests)))
             results = RunResults(batch.tracker.annotate(await _in_order(runs)))
-            span.set_all(
-                {
-                    "kie.batch.succeeded": len(results.succeeded),
-                    "kie.credits.charged": results.credits_charged,
-                    "kie.credits.unknown": results.credits_unknown,
-                }
-            )
+            _record_outcome(span, results)
             return results
     finally:
         if bar is not None:
             bar.close()
         await journal.close()
+
+
+def _batch_attributes(size: int, concurrency: int, budget_credits: float | None, *, shared: bool) -> dict[str, object]:
+    """The ``kie.batch`` span's attributes: what the batch was asked to do."""
+    return {
+        "kie.batch.size": size,
+        "kie.batch.concurrency": concurrency,
+        "kie.batch.budget": budget_credits,
+        "kie.batch.shared": shared,
+    }
+
+
+def _record_outcome(span: telemetry.Span, results: RunResults) -> None:
+    """What the batch came to, on its span: how many succeeded and the credits charged (and not known)."""
+    span.set_all(
+        {
+            "kie.batch.succeeded": len(results.succeeded),
+            "kie.credits.charged": results.credits_charged,
+            "kie.credits.unknown": results.credits_unknown,
+        }
+    )
 
 
 def _check_batch_id(batch_id: str | None, journal_path: str | Path | None, *, shared: bool) -> None:
