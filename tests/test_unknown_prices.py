@@ -102,3 +102,15 @@ async def test_the_cli_names_its_own_flags(
     assert await asyncio.to_thread(_cli, [*batch, "--allow-unknown-cost", "--journal", "j2.jsonl"]) == 1
     (second,) = json.loads(capsys.readouterr().out)["results"]
     assert "--unknown-cost-ceiling" in second["error"] and emulator.stats.tasks_created == 0
+
+
+@pytest.mark.parametrize("ceiling", [float("nan"), float("inf"), -5.0, 0.0])
+async def test_an_unusable_ceiling_set_past_validation_is_refused_before_any_purchase(
+    emulator: KieEmulator, tmp_path: Path, ceiling: float
+) -> None:
+    """``model_copy(update=...)`` skips validation: a NaN ceiling would make every budget comparison false."""
+    opts = _options(tmp_path, allow_unknown_cost=True, unknown_cost_ceiling=ceiling)
+    async with KieSession(emulator.settings(poll=FAST_POLL)) as kie:
+        results = await run_many([_unpriced(1)], kie, options=opts, budget_credits=100)
+    assert emulator.stats.tasks_created == 0 and results[0].spent_nothing
+    assert "unknown_cost_ceiling" in (results[0].error or "")

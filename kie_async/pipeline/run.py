@@ -200,6 +200,8 @@ def _recheck(opts: PipelineOptions) -> None:
     check_timeout("wait_timeout", opts.wait_timeout)
     check_credits("budget_credits", opts.budget_credits)
     check_credits("available_credits", opts.available_credits)
+    if check_credits("unknown_cost_ceiling", opts.unknown_cost_ceiling) == 0:
+        raise KieInputError("unknown_cost_ceiling is 0", hint="a budget would hold nothing for an unpriced request")
 
 
 async def _check(
