@@ -43,6 +43,7 @@ def _env(emulator: KieEmulator, tmp_path: Path, **over: str) -> dict[str, str]:
         "KIE_API_KEY": emulator.api_key,
         "KIE_OUTPUT_DIR": str(tmp_path / "out"),
         "PATH": os.environ.get("PATH", ""),
+        "KIE_STATE_DIR": os.environ["KIE_STATE_DIR"],  # this test's own ledger, not the user's
         **over,
     }
 

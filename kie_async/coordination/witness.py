@@ -14,24 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-STATE_DIR_ENV = "KIE_STATE_DIR"
+from kie_async.core.state_dir import STATE_DIR_ENV, state_dir
 
-
-def state_dir() -> Path:
-    """The user's state folder for kie-async (platform conventions; ``KIE_STATE_DIR`` overrides)."""
-    explicit = os.environ.get(STATE_DIR_ENV)
-    if explicit:
-        return Path(explicit)
-    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        return Path(os.environ["LOCALAPPDATA"]) / "kie-async"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "kie-async"
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "kie-async"
+__all__ = ["STATE_DIR_ENV", "remember_epoch", "remembered_epoch", "state_dir"]
 
 
 def _witness_path(url: str, namespace: str) -> Path:

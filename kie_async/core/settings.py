@@ -208,6 +208,11 @@ class KieSettings(BaseModel):
         "turns it off",
     )
     paths: EndpointPaths = Field(default_factory=EndpointPaths, description="endpoint paths (KIE_*_PATH)")
+    ledger_dir: str | None = Field(
+        default=None,
+        description="folder of the purchase ledger (every purchase of this account on this machine, by request); "
+        "default: $KIE_LEDGER, else the user's state folder (see docs/batches-and-resuming.md)",
+    )
     allow_live: bool = Field(
         default=False,
         description="must be True (or KIE_ALLOW_LIVE=1) before the SDK talks to any non-loopback host",
@@ -244,6 +249,8 @@ class KieSettings(BaseModel):
             values["coordination_prefix"] = prefix
         if lease := os.environ.get("KIE_COORDINATION_LEASE_SECONDS"):
             values["coordination_lease_seconds"] = lease
+        if ledger := os.environ.get("KIE_LEDGER", "").strip():
+            values["ledger_dir"] = ledger
         if os.environ.get("KIE_TRUST_ENV", "").lower() in ("0", "false", "no"):
             values["trust_env"] = False
         for field, name in SEED_NUMBER_ENV.items():

@@ -78,12 +78,12 @@ class KieEmulator:
         if ctx.state is not None:
             balances = {self.config.api_key: self.config.credits, **self.config.extra_keys}
             ctx.url_secret = await asyncio.to_thread(ctx.state.open, balances)
-        if self.config.upload_dir is None and ctx.state is not None:
-            ctx.upload_dir = ctx.state.uploads_dir
-        elif self.config.upload_dir is None:
+        if ctx.state is None:  # an account in memory: its uploads and its SDK ledger live and die with it
             self._temp_dir = await asyncio.to_thread(tempfile.mkdtemp, prefix="kie-emulator-")
             ctx.upload_dir = Path(self._temp_dir)
         else:
+            ctx.upload_dir = ctx.state.uploads_dir
+        if self.config.upload_dir is not None:
             ctx.upload_dir = self.config.upload_dir
             await asyncio.to_thread(ctx.upload_dir.mkdir, parents=True, exist_ok=True)
         if self.config.input_checker is schema_input_checker or self.config.cost_fn is price_table_cost:
@@ -193,8 +193,19 @@ class KieEmulator:
                 create_per_window=limit, create_window_seconds=self.config.create_rate_window
             ),
         }
+        ledger = self.ledger_dir
+        if ledger is not None:
+            values["ledger_dir"] = str(ledger)
         values.update(overrides)
         return KieSettings(**values)
+
+    @property
+    def ledger_dir(self) -> Path | None:
+        """Where an SDK aimed at this emulator keeps its purchase ledger: the emulated account's own, beside its
+        state (or in its temporary folder), so it never mixes with a real account's or another emulator's."""
+        if self.config.state_dir is not None:
+            return self.config.state_dir / "ledger"
+        return Path(self._temp_dir) / "ledger" if self._temp_dir is not None else None
 
     def fail_next(
         self, n: int = 1, code: str = "500", msg: str = "Generation failed (injected by the emulator)"

@@ -309,13 +309,25 @@ class KieClient:
         *,
         options: PipelineOptions | None = None,
         resume_task_id: str | None = None,
+        idempotency_key: str | None = None,
+        resubmit: bool = False,
     ) -> RunResult:
-        """:func:`~kie_async.pipeline.run.run_pipeline`: one request end to end, with its run folder.
+        """:func:`~kie_async.pipeline.run.run_pipeline`: one request end to end, with its run folder, in the ledger.
 
         Interrupted after the purchase (Ctrl-C, :meth:`close` from another thread), the exception carries the
-        task's id as ``task_id``; ``run(request, resume_task_id=...)`` collects that task without buying again.
+        task's id as ``task_id``; the same ``run(request)`` again resumes that task without buying again (so does
+        ``resume_task_id=...``).
         """
-        return self._run(lambda: run_pipeline(request, self.session, options=options, resume_task_id=resume_task_id))
+        return self._run(
+            lambda: run_pipeline(
+                request,
+                self.session,
+                options=options,
+                resume_task_id=resume_task_id,
+                idempotency_key=idempotency_key,
+                resubmit=resubmit,
+            )
+        )
 
     def run_many(
         self,

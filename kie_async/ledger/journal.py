@@ -68,6 +68,9 @@ class JournalRecord(BaseModel):
     raw_key: str | None = Field(
         default=None, description="submitting: hash of the request as written, so a spec change cannot re-key it"
     )
+    request: str | None = Field(
+        default=None, description="submitting, under an idempotency key: the request key the key stands for"
+    )
     run_id: str | None = None
     run_dir: str | None = None
     host: str | None = Field(default=None, description="the machine holding run_dir (shared journals span machines)")

@@ -33,6 +33,7 @@ from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.request_state import Money, RequestState, facts
 from kie_async.pipeline.collect import collect_task, outputs_intact
 from kie_async.pipeline.enhance import enhance_with_kie, kie_model
+from kie_async.pipeline.ledgered import run_in_ledger
 from kie_async.pipeline.prepare import prepare_request_for_submission
 from kie_async.pipeline.prepared import PreparedRequest
 from kie_async.pipeline.purchase import submit_once
@@ -90,11 +91,6 @@ async def _run_pipeline(
     """The pipeline itself; :func:`run_pipeline` wraps it in the run's span and metrics."""
     opts = options or PipelineOptions()
     _recheck(opts)  # model_copy(update=...) skips validation: a NaN budget or -1 timeout must not get through
-    if resume_task_id is not None and not resume_task_id.strip():
-        # "" is falsy: it started as a fresh request yet took the resume path, an illegal pending -> incomplete.
-        raise KieInputError(
-            "resume_task_id is empty", hint="pass the task id an earlier run printed, or None to buy a new task"
-        )
     run = RunContext(opts, session, hooks, request_key, parent_run_ids, prior_state, resume_task_id, request.model_key)
     if run_id:
         run.base["run_id"] = run_id
@@ -156,6 +152,9 @@ async def run_pipeline(
     request_key: str | None = None,
     prior_state: RequestState | None = None,
     run_id: str | None = None,
+    idempotency_key: str | None = None,
+    resubmit: bool = False,
+    resubmit_uncertain: bool = False,
 ) -> RunResult:
     """Run one request end to end; returns a :class:`RunResult` (errors after submit are recorded, not raised).
 
@@ -169,20 +168,39 @@ async def run_pipeline(
     model = request.model_key
     with telemetry.span(f"generate_content {model}", _run_attributes(model, options, resume_task_id)) as span:
         started = time.perf_counter()
-        result = await _run_pipeline(
+        opts = options or PipelineOptions()
+        _recheck(opts)
+        parents = parent_run_ids if parent_run_ids is not None else _parents_of(request)
+        inner = functools.partial(_run_pipeline, session=session, options=opts, budget=budget, parent_run_ids=parents)
+        result = await run_in_ledger(
             request,
             session,
-            options=options,
-            budget=budget,
+            inner,
+            options=opts,
             hooks=hooks,
-            resume_task_id=resume_task_id,
-            parent_run_ids=parent_run_ids,
-            request_key=request_key,
+            resume_task_id=_checked_task_id(resume_task_id),
+            request_key_=request_key,
             prior_state=prior_state,
             run_id=run_id,
+            idempotency_key=idempotency_key,
+            resubmit=resubmit,
+            resubmit_uncertain=resubmit_uncertain,
         )
         describe_run(span, result, time.perf_counter() - started)
         return result
+
+
+def _parents_of(request: RawUserRequest | NormalizedRequest) -> list[str] | None:
+    return parent_run_ids_of(request) if isinstance(request, RawUserRequest) else None
+
+
+def _checked_task_id(resume_task_id: str | None) -> str | None:
+    if resume_task_id is not None and not resume_task_id.strip():
+        # "" is falsy: it started as a fresh request yet took the resume path, an illegal pending -> incomplete.
+        raise KieInputError(
+            "resume_task_id is empty", hint="pass the task id an earlier run printed, or None to buy a new task"
+        )
+    return resume_task_id
 
 
 def _run_attributes(model: str, options: PipelineOptions | None, resume_task_id: str | None) -> dict[str, object]:

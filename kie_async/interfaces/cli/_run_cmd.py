@@ -44,8 +44,7 @@ from kie_async.interfaces.cli._output import on_terminal
 from kie_async.interfaces.cli._request_args import build_request, callback_url_arg, request_args
 from kie_async.ledger.journal import batch_identity
 from kie_async.pipeline.fanout import BatchProgress, run_many
-from kie_async.pipeline.run import PipelineOptions, RunResult
-from kie_async.pipeline.run_journal import run_remembered
+from kie_async.pipeline.run import PipelineOptions, RunResult, run_pipeline
 from kie_async.pipeline.run_models import ConfirmCallback, RunResults
 from kie_async.session import KieSession
 
@@ -69,6 +68,19 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="buy again a request an interrupted run may already have bought (check the dashboard first: this can "
         "pay twice)",
+    )
+    run.add_argument(
+        "--resubmit",
+        action="store_true",
+        help="buy a new task even when the ledger holds a paid, undelivered (or maybe bought) one for this request "
+        "(that task stays resumable with --resume-task; this pays again)",
+    )
+    run.add_argument(
+        "--idempotency-key",
+        default=None,
+        metavar="KEY",
+        help="name this purchase: the same command with the same key returns the earlier result instead of buying "
+        "a new variation",
     )
     run.set_defaults(handler=_run)
 
@@ -276,11 +288,13 @@ async def _run_async(args: argparse.Namespace, request: RawUserRequest, out: Pat
         try:
             # Offline too: the emulated account is kept under the output root, so its tasks outlive the command.
             async with settings_for(args, out) as settings, KieSession(settings) as kie:
-                result = await run_remembered(
+                result = await run_pipeline(
                     request,
                     kie,
                     options=_options(args, out),
                     resume_task_id=args.resume_task,
+                    idempotency_key=args.idempotency_key,
+                    resubmit=args.resubmit,
                     resubmit_uncertain=args.resubmit_uncertain,
                 )
         except asyncio.CancelledError as exc:

@@ -1,0 +1,239 @@
+"""The account's purchase ledger: every task this machine bought on one Kie.ai account, by request, whatever bought it.
+
+``run_pipeline`` (and so ``run_many``, the CLI, ``KieClient``, the MCP server) and ``kie.submit`` all claim a
+request here before anything can be bought, record each state change here (the batch journal's format and state
+machine), and release it when they are done. The rules it serves:
+
+- a request whose paid task was never delivered (interrupted, timed out, killed) resumes that task;
+- a request whose last purchase was delivered (or failed at the provider) buys a new one: a new *variation*,
+  recorded under ``<key>#2``, ``<key>#3``...; with an ``idempotency_key`` the earlier result comes back instead;
+- a request whose last attempt may have been bought (the answer was lost) buys nothing unless the caller says so.
+
+Layout: ``<ledger folder>/<account>/requests/<2 hex>/<request key>.jsonl``, one small journal per distinct request,
+each with one owner at a time (the journal's owner lock), so different requests never wait for each other and one
+request is never run by two processes at once. The account folder is named by a hash of the API key (never the
+key). Where the folder is: ``KieSettings.ledger_dir``, else ``$KIE_LEDGER``, else ``ledger`` in the user's state
+folder (:func:`kie_async.core.state_dir.state_dir`: ``~/.local/state/kie-async`` on Linux, by platform convention).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kie_async.core.errors import KieInputError, KieJournalBusyError
+from kie_async.core.settings import KieSettings
+from kie_async.core.state_dir import state_dir
+from kie_async.ledger.journal import BatchJournal, JournalEntry, JournalRecord
+from kie_async.ledger.request_state import RequestState
+
+LEDGER_ENV = "KIE_LEDGER"
+DELIVERED = frozenset({RequestState.SUCCEEDED, RequestState.FAILED})
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def ledger_folder(settings: KieSettings) -> Path:
+    """Where the ledgers of every account live: the setting, ``$KIE_LEDGER``, or the user's state folder."""
+    named = settings.ledger_dir or os.environ.get(LEDGER_ENV, "").strip()
+    return Path(named).expanduser() if named else state_dir() / "ledger"
+
+
+def account_name(settings: KieSettings) -> str:
+    """A folder name for the account: a hash of its key (the key itself never reaches a file name)."""
+    if settings.api_key is None:
+        return "no-key"
+    secret = settings.api_key.get_secret_value().encode("utf-8", "surrogatepass")
+    return "acct-" + hashlib.sha256(b"kie-async account\n" + secret).hexdigest()[:16]
+
+
+def idempotency_base(idempotency_key: object) -> str:
+    """The ledger key an ``idempotency_key`` stands for; the key must be a non-empty string."""
+    if not isinstance(idempotency_key, str) or not idempotency_key.strip():
+        raise KieInputError(
+            f"idempotency_key must be a non-empty string, got {idempotency_key!r}",
+            hint="pass a string that names this purchase in your system (an order id, a job id)",
+        )
+    if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+        raise KieInputError(
+            f"idempotency_key is {len(idempotency_key)} characters long (at most {MAX_IDEMPOTENCY_KEY})",
+            hint="pass a shorter key, or a hash of the long one",
+        )
+    digest = hashlib.sha256(idempotency_key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return f"idem-{digest}"
+
+
+@dataclass
+class _Book:
+    """One request's journal, shared by the runs of this process (on one event loop) that claimed it."""
+
+    journal: BatchJournal
+    loop_books: _LoopBooks
+    users: int = 0
+    claimed: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _LoopBooks:
+    """The books open on one event loop, and the lock that makes "open or share" one step."""
+
+    opening: asyncio.Lock = field(default_factory=asyncio.Lock)
+    books: dict[Path, _Book] = field(default_factory=dict)
+
+
+_LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBooks] = weakref.WeakKeyDictionary()
+
+
+def _books_of_this_loop() -> _LoopBooks:
+    loop = asyncio.get_running_loop()
+    books = _LOOPS.get(loop)
+    if books is None:
+        books = _LOOPS[loop] = _LoopBooks()
+    return books
+
+
+@dataclass
+class LedgerClaim:
+    """A request's variation, held for one run: record its state changes, then :meth:`release` it."""
+
+    ledger: AccountLedger
+    base: str
+    key: str
+    entry: JournalEntry | None
+    _book: _Book
+    request: str | None = None
+    """For an idempotency key: the request key it stands for (recorded with each intent, checked on reuse)."""
+
+    @property
+    def path(self) -> Path:
+        return self._book.journal.path
+
+    async def record(self, record: JournalRecord) -> None:
+        """Append ``record`` under this claim's key. The ledger folds tolerantly (its view may differ from a batch's)."""
+        update: dict[str, object] = {"key": self.key}
+        if record.state is RequestState.SUBMITTING and not record.sending and self.request is not None:
+            update["request"] = self.request
+        await self._book.journal.write(record.model_copy(update=update), fsync=not record.sending)
+
+    def current(self) -> JournalEntry | None:
+        return self._book.journal.get(self.key)
+
+    async def release(self) -> None:
+        self._book.claimed.discard(self.key)
+        await _drop(self._book)
+
+
+class AccountLedger:
+    """The ledger of one account: ``await AccountLedger.for_settings(settings).claim(key)``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"AccountLedger({str(self.root)!r})"
+
+    @classmethod
+    def for_settings(cls, settings: KieSettings) -> AccountLedger:
+        return cls(ledger_folder(settings) / account_name(settings))
+
+    def book_path(self, base: str) -> Path:
+        return self.root / "requests" / base.rpartition("-")[2][:2] / f"{base}.jsonl"
+
+    def books(self) -> list[Path]:
+        """Every request journal of the account (for listing and recovery; blocking, call in a thread)."""
+        folder = self.root / "requests"
+        return sorted(folder.glob("*/*.jsonl")) if folder.is_dir() else []
+
+    async def claim(
+        self,
+        base: str,
+        *,
+        idempotency_key: str | None = None,
+        prefer_task: str | None = None,
+        resubmit: bool = False,
+        legacy: Path | None = None,
+    ) -> LedgerClaim:
+        """Hold the variation of ``base`` this run resumes or buys (see the module's rules)."""
+        request = None
+        if idempotency_key is not None:
+            request, base = base, idempotency_base(idempotency_key)
+        book = await _open(self.book_path(base), legacy)
+        key = base if request is not None else _pick(book, base, prefer_task=prefer_task, resubmit=resubmit)
+        if key in book.claimed:  # only an idempotency key lands on a held variation: one run of it at a time
+            await _drop(book)
+            raise KieJournalBusyError(
+                "a run with this idempotency_key is already in progress in this process",
+                hint="await that run; calling again with the same key afterwards returns its result",
+            )
+        entry = book.journal.get(key)
+        if request is not None and entry is not None and entry.intent is not None:
+            used_for = entry.intent.request
+            if used_for is not None and used_for != request:
+                await _drop(book)
+                raise KieInputError(
+                    "idempotency_key was already used for a different request",
+                    hint="use a new idempotency_key for a new request (the key returns the purchase it first named)",
+                )
+        book.claimed.add(key)
+        return LedgerClaim(self, base, key, entry, book, request)
+
+
+async def _open(path: Path, legacy: Path | None) -> _Book:
+    """This loop's book for ``path``: shared when a run here holds it already, else opened (and owned)."""
+    loop_books = _books_of_this_loop()
+    async with loop_books.opening:
+        book = loop_books.books.get(path)
+        if book is None:
+            if legacy is not None:
+                await asyncio.to_thread(_import_legacy, legacy, path)
+            book = _Book(await BatchJournal.open(path), loop_books=loop_books)
+            loop_books.books[path] = book
+        book.users += 1
+    return book
+
+
+async def _drop(book: _Book) -> None:
+    book.users -= 1
+    if book.users == 0 and book.loop_books.books.get(book.journal.path) is book:
+        del book.loop_books.books[book.journal.path]
+        await book.journal.close()
+
+
+def _pick(book: _Book, base: str, *, prefer_task: str | None, resubmit: bool) -> str:
+    """The variation a run takes: the one holding ``prefer_task``, else the first not delivered, not held by
+    another run of this process, and (with ``resubmit``) not paid or maybe paid."""
+    journal = book.journal
+    number = 1
+    while True:
+        key = base if number == 1 else f"{base}#{number}"
+        entry = journal.get(key)
+        number += 1
+        if entry is None:
+            if key in book.claimed:
+                continue  # another run of this process is buying this variation right now
+            return key
+        if key in book.claimed:
+            continue
+        if prefer_task is not None:
+            if prefer_task in (entry.task_id, *entry.extra_task_ids):
+                return key
+            continue  # a named task never lands on a variation that holds another
+        if entry.state in DELIVERED:
+            continue
+        if resubmit and (entry.uncertain or entry.task_id is not None):
+            continue  # the caller pays again on purpose: that task stays in the ledger, resumable by its id
+        return key
+
+
+def _import_legacy(legacy: Path, path: Path) -> None:
+    """A journal kept under the output root by an earlier version: its records become the ledger's (once)."""
+    if path.exists() or not legacy.is_file():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".import")
+    shutil.copyfile(legacy, partial)
+    os.replace(partial, path)
