@@ -113,7 +113,7 @@ class LedgerClaim:
         return self._book.journal.path
 
     async def record(self, record: JournalRecord) -> None:
-        """Append ``record`` under this claim's key. The ledger folds tolerantly (its view may differ from a batch's)."""
+        """Append ``record`` under this key, folded tolerantly (the ledger's view may differ from a batch's)."""
         update: dict[str, object] = {"key": self.key}
         if record.state is RequestState.SUBMITTING and not record.sending and self.request is not None:
             update["request"] = self.request
