@@ -22,7 +22,7 @@ from kie_async.core.limits import check_timeout
 from kie_async.core.media_sniff import MediaKind
 from kie_async.ledger.budget import CreditBudget
 from kie_async.pipeline.chat import ChatStream, MessagesIn, chat, chat_stream
-from kie_async.pipeline.handle import TaskHandle, TaskOutcome, create_and_wait, submit_request, task_handle
+from kie_async.pipeline.handle import TaskHandle, TaskOutcome, submit_request, task_handle
 from kie_async.pipeline.outputs import FileOutput
 from kie_async.pipeline.run_models import PipelineOptions
 from kie_async.wire.api_models import CreateTaskPayload
@@ -64,14 +64,20 @@ class KieSession(BaseSession):
             )
 
     async def submit(
-        self, request: RawUserRequest | NormalizedRequest, *, options: PipelineOptions | None = None
+        self,
+        request: RawUserRequest | NormalizedRequest,
+        *,
+        options: PipelineOptions | None = None,
+        idempotency_key: str | None = None,
+        resubmit: bool = False,
     ) -> TaskHandle:
         """Validate, preflight, upload and buy one request; return a :class:`TaskHandle` to wait on later.
 
-        Refusals before any spend raise :class:`KieRequestBlockedError`; createTask is sent once (see
-        :mod:`kie_async.pipeline.handle`).
+        Refusals before any spend raise :class:`KieRequestBlockedError`; createTask is sent once and recorded in
+        the account's ledger: a paid task not yet delivered is handed back instead of buying again, and
+        ``idempotency_key`` returns the task it first bought (see :mod:`kie_async.pipeline.handle`).
         """
-        return await submit_request(self, request, options=options)
+        return await submit_request(self, request, options=options, idempotency_key=idempotency_key, resubmit=resubmit)
 
     def task(self, task_id: str, *, model_key: str | None = None) -> TaskHandle:
         """Re-attach to a task by id (created by this process or another); nothing is read until asked."""
@@ -84,10 +90,13 @@ class KieSession(BaseSession):
         options: PipelineOptions | None = None,
         timeout: float | None = None,
         raise_on_failure: bool = True,
+        idempotency_key: str | None = None,
+        resubmit: bool = False,
     ) -> TaskOutcome:
         """``submit`` then ``wait``: one request to a finished :class:`TaskOutcome` with readable outputs."""
         check_timeout("timeout", timeout)
-        return await create_and_wait(self, request, options=options, timeout=timeout, raise_on_failure=raise_on_failure)
+        handle = await self.submit(request, options=options, idempotency_key=idempotency_key, resubmit=resubmit)
+        return await handle.wait(timeout=timeout, raise_on_failure=raise_on_failure)
 
     def output(self, url: str, *, kind: MediaKind | None = None) -> FileOutput:
         """A generated file's URL as a :class:`FileOutput` (``aiter_bytes``, ``aread``, ``save``)."""

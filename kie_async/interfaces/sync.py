@@ -238,9 +238,21 @@ class KieClient:
         return self._run(lambda: self.session.download(url, dest, via_download_url=via_download_url))
 
     def submit(
-        self, request: RawUserRequest | NormalizedRequest, *, options: PipelineOptions | None = None
+        self,
+        request: RawUserRequest | NormalizedRequest,
+        *,
+        options: PipelineOptions | None = None,
+        idempotency_key: str | None = None,
+        resubmit: bool = False,
     ) -> SyncTaskHandle:
-        return SyncTaskHandle(self, self._run(lambda: self.session.submit(request, options=options)))
+        return SyncTaskHandle(
+            self,
+            self._run(
+                lambda: self.session.submit(
+                    request, options=options, idempotency_key=idempotency_key, resubmit=resubmit
+                )
+            ),
+        )
 
     def task(self, task_id: str, *, model_key: str | None = None) -> SyncTaskHandle:
         return SyncTaskHandle(self, self.session.task(task_id, model_key=model_key))
@@ -252,10 +264,17 @@ class KieClient:
         options: PipelineOptions | None = None,
         timeout: float | None = None,
         raise_on_failure: bool = True,
+        idempotency_key: str | None = None,
+        resubmit: bool = False,
     ) -> TaskOutcome:
         return self._run(
             lambda: self.session.create_and_wait(
-                request, options=options, timeout=timeout, raise_on_failure=raise_on_failure
+                request,
+                options=options,
+                timeout=timeout,
+                raise_on_failure=raise_on_failure,
+                idempotency_key=idempotency_key,
+                resubmit=resubmit,
             )
         )
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
@@ -33,6 +35,7 @@ from kie_async.catalogue.specs import ModelRegistry, aload_registry, load_regist
 from kie_async.catalogue.validate import validate_request
 from kie_async.client import BaseSession
 from kie_async.core.errors import (
+    KieError,
     KieInputError,
     KieSubmissionUncertainError,
     KieTaskFailedError,
@@ -40,6 +43,9 @@ from kie_async.core.errors import (
 from kie_async.core.limits import check_credits, check_timeout
 from kie_async.core.media_sniff import MediaKind
 from kie_async.core.settings import PollSettings
+from kie_async.ledger.account import DELIVERED, AccountLedger, LedgerClaim
+from kie_async.ledger.journal import JournalRecord, boot_stamp, request_key
+from kie_async.ledger.request_state import RequestState, facts
 from kie_async.pipeline.enhance import enhance_with_kie, kie_model
 from kie_async.pipeline.outputs import FileOutput
 from kie_async.pipeline.prepare import prepare_request_for_submission
@@ -118,6 +124,8 @@ class TaskHandle:
         self.last: TaskRecord | None = None
         self._output_kind = output_kind
         self._unbound_key: str | None = None  # a model key still to check against the specs (see task_handle)
+        self._ledger: LedgerClaim | None = None
+        """The ledger entry of the purchase this handle came from (``submit``): told once the task is delivered."""
 
     def _bind(self, registry: ModelRegistry, model_key: str) -> None:
         """Take the model's key, output kind and API from its spec; an unknown key is refused."""
@@ -221,6 +229,7 @@ class TaskHandle:
             )
         record = self.last
         assert record is not None
+        await self._delivered(record)
         if raise_on_failure and record.state.is_failure:
             reason = record.fail_msg or ("canceled by the provider" if record.state is TaskState.CANCELED else None)
             raise KieTaskFailedError(self.task_id, record.fail_code, reason)
@@ -231,6 +240,25 @@ class TaskHandle:
             outputs=await self._outputs(record),
             credits_estimated=self.credits_estimated,
         )
+
+    async def _delivered(self, record: TaskRecord) -> None:
+        """The ledger learns the task reached its caller: an identical submit now buys a new variation."""
+        claim, self._ledger = self._ledger, None
+        if claim is None or not is_finished(record):
+            return
+        state = RequestState.FAILED if record.state.is_failure else RequestState.SUCCEEDED
+        done = JournalRecord(
+            key=claim.key,
+            state=state,
+            task_id=self.task_id,
+            output_urls=record.output_urls,
+            credits_charged=record.credits_consumed,
+            error=record.fail_msg if record.state.is_failure else None,
+        )
+        try:
+            await claim.record(done)
+        except Exception as exc:  # the outcome is the caller's either way; a re-submit would only re-attach
+            log.error("ledger: could not record task %s as delivered (%s: %s)", self.task_id, type(exc).__name__, exc)
 
     async def outputs(self, *, timeout: float | None = None) -> list[FileOutput]:
         """The task's outputs as :class:`FileOutput` (waits for the task first if needed)."""
@@ -288,6 +316,8 @@ async def submit_request(
     request: RawUserRequest | NormalizedRequest,
     *,
     options: PipelineOptions | None = None,
+    idempotency_key: str | None = None,
+    resubmit: bool = False,
 ) -> TaskHandle:
     """Check, gate, upload and buy one request; return its handle. See the module docstring for the rules.
 
@@ -295,6 +325,10 @@ async def submit_request(
     ``allow_unknown_cost`` gate the purchase; ``callback_url`` / ``callback_driven``, ``wait_timeout``,
     ``rehost_urls``, ``enhance`` and ``preset_key`` apply as in ``run_pipeline``. Artifact settings do not
     (nothing is downloaded here: use ``save()`` on an output).
+
+    The purchase is claimed and recorded in the account's ledger like a pipeline run's: while the ledger holds
+    a paid task of this request that was not delivered (no ``wait()`` saw it finish), the handle is that task's
+    and nothing is bought; ``idempotency_key`` returns the task it first bought; ``resubmit=True`` pays again.
     """
     opts = options or PipelineOptions()
     # model_copy(update=...) skips validation: a NaN budget or a -1 wait timeout must be refused before the
@@ -304,6 +338,63 @@ async def submit_request(
     check_credits("available_credits", opts.available_credits)
     await preload_model_data()
     normalized = await asyncio.to_thread(normalize_request, request) if isinstance(request, RawUserRequest) else request
+    claim = await AccountLedger.for_settings(session.settings).claim(
+        request_key(normalized), idempotency_key=idempotency_key, resubmit=resubmit
+    )
+    try:
+        earlier = _earlier_task(claim, resubmit)
+        if earlier is not None:
+            return _handle(session, claim, earlier, normalized, opts, estimate=None)
+        payload, estimate = await _gate(session, normalized, opts)
+        task_id = await _create_once(session, payload, _Recorder(claim, normalized, payload, estimate))
+        return _handle(session, claim, task_id, normalized, opts, estimate=estimate)
+    finally:
+        await claim.release()
+
+
+def _handle(
+    session: BaseSession,
+    claim: LedgerClaim,
+    task_id: str,
+    normalized: NormalizedRequest,
+    opts: PipelineOptions,
+    *,
+    estimate: float | None,
+) -> TaskHandle:
+    handle = TaskHandle(
+        session,
+        task_id,
+        model_key=normalized.model_key,
+        output_kind=normalized.output_kind,
+        credits_estimated=estimate,
+        callback_driven=opts.callback_driven,
+        wait_timeout=opts.wait_timeout,
+    )
+    handle._ledger = claim
+    return handle
+
+
+def _earlier_task(claim: LedgerClaim, resubmit: bool) -> str | None:
+    """The task the ledger already holds for this request (paid, not delivered; or named by the idempotency key)."""
+    entry = claim.entry
+    if entry is None:
+        return None
+    if entry.task_id is not None and (facts(entry.state).resumable or entry.state in DELIVERED):
+        return entry.task_id
+    if entry.uncertain and not resubmit:
+        when = entry.intent.at.strftime("%Y-%m-%d %H:%M:%S UTC") if entry.intent else "an earlier run"
+        raise KieSubmissionUncertainError(
+            f"an earlier submit may have bought this request (createTask sent around {when}; no answer was recorded)",
+            hint="look for that task in the Kie.ai dashboard logs and re-attach with kie.task(task_id); "
+            "submit(..., resubmit=True) buys again (it can pay twice)",
+        )
+    return None
+
+
+async def _gate(
+    session: BaseSession, normalized: NormalizedRequest, opts: PipelineOptions
+) -> tuple[CreateTaskPayload, float | None]:
+    """Prompt, validation, preflight, upload: everything before the money. Raises when it stops the request."""
     if opts.enhance is not None and normalized.raw_prompt:
         context = await asyncio.to_thread(
             resolve_prompt_context, normalized, preset_key=opts.preset_key, preset_dirs=opts.preset_dirs
@@ -341,26 +432,59 @@ async def submit_request(
         )
     prepared = await prepare_request_for_submission(validation, session, rehost_urls=opts.rehost_urls)
     payload = build_submission_payload(prepared.validation, callback_url=opts.callback_url or normalized.callback_url)
-    task_id = await _create_once(session, payload)
     estimate = preflight.estimate.credits if preflight.estimate.has_numeric_estimate else None
-    return TaskHandle(
-        session,
-        task_id,
-        model_key=normalized.model_key,
-        output_kind=normalized.output_kind,
-        credits_estimated=estimate,
-        callback_driven=opts.callback_driven,
-        wait_timeout=opts.wait_timeout,
-    )
+    return payload, estimate
 
 
-async def _create_once(session: BaseSession, payload: CreateTaskPayload) -> str:
+class _Recorder:
+    """The ledger's records of one createTask attempt: the intent when the request goes on the wire, then its end."""
+
+    def __init__(
+        self, claim: LedgerClaim, normalized: NormalizedRequest, payload: CreateTaskPayload, estimate: float | None
+    ) -> None:
+        self.claim = claim
+        self.attempt = secrets.token_hex(4)
+        self.on_wire_now = False
+        self.intent = JournalRecord(
+            key=claim.key,
+            state=RequestState.SUBMITTING,
+            attempt=self.attempt,
+            model_key=normalized.model_key,
+            provider_model=payload.model,
+            prompt=(normalized.prompt or "")[:200] or None,
+            credits_estimated=estimate,
+            boot=boot_stamp(),
+        )
+
+    async def on_wire(self) -> None:
+        await self.claim.record(self.intent)  # no durable intent, no send
+        await self.claim.record(self.intent.model_copy(update={"sending": True}))
+        self.on_wire_now = True
+
+    async def on_unsent(self, exc: KieError) -> None:
+        self.on_wire_now = False
+        await self.ended(RequestState.REFUSED, error=f"not sent: {exc}", error_type=type(exc).__name__)
+
+    async def ended(self, state: RequestState, **fields: Any) -> None:
+        """The attempt's end; after the wire a failing disk must not lose the answer (it is logged instead)."""
+        record = JournalRecord(key=self.claim.key, state=state, attempt=self.attempt, **fields)
+        try:
+            await self.claim.record(record)
+        except Exception as exc:
+            log.error("ledger: could not record %s (%s: %s)", state.value, type(exc).__name__, exc)
+
+
+async def _create_once(session: BaseSession, payload: CreateTaskPayload, recorder: _Recorder) -> str:
     """``createTask`` exactly once; an answer already on its way when the caller cancels is waited for and logged."""
     sent_at = datetime.now(UTC)
-    send = asyncio.ensure_future(session.create_task(payload, validate=False))  # checked by the pipeline
+    send = asyncio.ensure_future(
+        # checked by the gate; the recorder's intent reaches the ledger before the bytes leave
+        session.create_task(payload, validate=False, on_wire=recorder.on_wire, on_unsent=recorder.on_unsent)
+    )
     try:
         created = await asyncio.shield(send)
     except KieSubmissionUncertainError as exc:
+        await recorder.ended(RequestState.UNCERTAIN, error=str(exc), error_type=type(exc).__name__)
         when = sent_at.strftime("%Y-%m-%d %H:%M:%S UTC")
         exc.hint = (
             f"look in the Kie.ai dashboard logs for a {payload.model} task created around {when} before buying "
@@ -377,9 +501,17 @@ async def _create_once(session: BaseSession, payload: CreateTaskPayload) -> str:
                 payload.model,
                 send.result().task_id,
             )
+            await recorder.ended(RequestState.SUBMITTED, task_id=send.result().task_id)
         elif not send.done():
             send.cancel()
+        elif recorder.on_wire_now:
+            await recorder.ended(RequestState.UNCERTAIN, error="cancelled while createTask was on the wire")
         raise
+    except KieError as exc:
+        if recorder.on_wire_now:  # a definite "no" from Kie.ai: nothing was bought
+            await recorder.ended(RequestState.REFUSED, error=str(exc), error_type=type(exc).__name__)
+        raise
+    await recorder.ended(RequestState.SUBMITTED, task_id=created.task_id)
     return created.task_id
 
 
