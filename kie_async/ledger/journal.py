@@ -207,6 +207,8 @@ class JournalEntry(BaseModel):
         if record.task_id is None:
             return
         if self.task_id is None and self.state in (
+            RequestState.PENDING,  # a task learnt elsewhere (a resume by id, another journal, the ledger)
+            RequestState.BLOCKED,
             RequestState.SUBMITTING,
             RequestState.UNCERTAIN,
             RequestState.REFUSED,  # a lying "no": a task exists after all, so it must never be bought again
