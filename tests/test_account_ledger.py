@@ -156,7 +156,7 @@ async def test_two_identical_runs_at_once_in_one_process_buy_two_variations(
     assert emulator.stats.tasks_created == 2
 
 
-# -- every entry point reads the same ledger ----------------------------------------------------------------------------
+# -- every entry point reads the same ledger -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=0.6)])
@@ -216,7 +216,7 @@ async def test_the_blocking_client_resumes_what_an_earlier_run_left_paid(emulato
     assert emulator.stats.tasks_created == 1
 
 
-# -- the ledger refuses to guess ----------------------------------------------------------------------------------------
+# -- the ledger refuses to guess -----------------------------------------------------------------------------------
 
 
 async def test_a_ledger_with_an_unreadable_middle_line_stops_before_anything_is_bought(
@@ -239,7 +239,8 @@ from kie_async.core.settings import KieSettings
 from kie_async.ledger.account import AccountLedger
 
 async def main() -> None:
-    claim = await AccountLedger.for_settings(KieSettings(api_key=sys.argv[1], ledger_dir=sys.argv[2])).claim(sys.argv[3])
+    ledger = AccountLedger.for_settings(KieSettings(api_key=sys.argv[1], ledger_dir=sys.argv[2]))
+    claim = await ledger.claim(sys.argv[3])
     print("held", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     await claim.release()
