@@ -18,6 +18,11 @@ if "KIE_ASYNC_CACHE_DIR" not in os.environ:  # the compiled spec index: one per 
     import tempfile
 
     os.environ["KIE_ASYNC_CACHE_DIR"] = tempfile.mkdtemp(prefix="kie-async-test-cache-")
+if "XDG_STATE_HOME" not in os.environ:
+    # The user's purchase ledger is never the suite's, not even for a subprocess whose environment drops KIE_*.
+    import tempfile
+
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="kie-async-test-state-")
 
 
 @pytest.fixture(autouse=True)

@@ -219,6 +219,7 @@ def _env(workdir: Path, emulator: KieEmulator, sandbox: bool, page: str = "") ->
         KIE_API_KEY=emulator.api_key,
         KIE_OUTPUT_DIR=str(workdir / "outputs"),
         KIE_EXAMPLES_GENERATION_SECONDS="0.2",
+        KIE_STATE_DIR=str(workdir / "state"),  # the page's own purchase ledger, never the user's
     )
     return env
 

@@ -1,4 +1,5 @@
-"""``kie-async ledger recover``: re-seed a shared ledger that Redis lost, from run folders and the provider.
+"""``kie-async ledger list``: the account's purchases on this machine. ``kie-async ledger recover``: re-seed a
+shared ledger that Redis lost, from run folders and the provider.
 
 When Redis comes back empty (a restart without persistence, a FLUSHALL), every shared batch stops with
 ``JournalLostError`` and nothing is bought until an operator re-seeds the ledger. This command reads the run
@@ -25,9 +26,11 @@ from kie_async.artifacts.index import read_index
 from kie_async.artifacts.manifest import RunStatus
 from kie_async.coordination.shared_journal import RecoveredRequest
 from kie_async.core.errors import KieError, KieInputError
-from kie_async.interfaces.cli._live import resolve_settings
-from kie_async.ledger.journal import parse_token
-from kie_async.ledger.request_state import RequestState
+from kie_async.interfaces.cli._common import check_folder_arg, default_output_dir
+from kie_async.interfaces.cli._live import resolve_settings, settings_for
+from kie_async.ledger.account import AccountLedger
+from kie_async.ledger.journal import BatchJournal, parse_token
+from kie_async.ledger.request_state import RequestState, facts
 from kie_async.session import KieSession
 from kie_async.wire.callbacks import request_token_from_url
 
@@ -64,6 +67,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     recover.add_argument("--json", action="store_true", help="machine-readable output")
     recover.add_argument("--offline", action="store_true", help="read tasks from an embedded emulator")
     recover.set_defaults(handler=_recover)
+    listing = actions.add_parser(
+        "list",
+        help="what this account's ledger holds: each request's variations, state and task id",
+        description="The purchase ledger of the account (KIE_API_KEY, or --offline's emulated one) on this machine: "
+        "one line per request variation. A paid, undelivered task is what an identical request resumes.",
+    )
+    listing.add_argument("--undelivered", action="store_true", help="only tasks paid for and not delivered")
+    listing.add_argument("--out", type=Path, default=None, help="the output root of --offline (its emulated account)")
+    listing.add_argument("--offline", action="store_true", help="the embedded emulator's account under --out")
+    listing.add_argument("--json", action="store_true", help="machine-readable output (one JSON list)")
+    listing.set_defaults(handler=_list)
 
 
 def _recover(args: argparse.Namespace) -> Any:
@@ -136,3 +150,59 @@ def _print(report: RecoveryReport, args: argparse.Namespace) -> None:
         )
         for line in report.cannot:
             print(f"  {line}")
+
+
+class LedgerLine(BaseModel):
+    """One variation of one request, as ``ledger list`` shows it."""
+
+    key: str
+    state: RequestState
+    task_id: str | None = None
+    model_key: str | None = None
+    prompt: str | None = None
+    at: str | None = None
+    undelivered: bool = Field(description="paid for and not delivered: an identical request resumes it")
+
+
+def _list(args: argparse.Namespace) -> Any:
+    out = check_folder_arg(args.out or default_output_dir(), "--out")
+    return _list_async(args, out)
+
+
+async def _list_async(args: argparse.Namespace, out: Path) -> int:
+    async with settings_for(args, out, check_live=False) as settings:
+        ledger = AccountLedger.for_settings(settings)
+    lines = await asyncio.to_thread(_read_ledger, ledger)
+    if args.undelivered:
+        lines = [line for line in lines if line.undelivered]
+    if args.json:
+        print(json.dumps([line.model_dump(mode="json") for line in lines], indent=2))
+        return 0
+    if not lines:
+        print(f"the ledger at {ledger.root} holds no {'undelivered ' if args.undelivered else ''}purchases")
+    for line in lines:
+        what = f"{line.model_key or '?'} {line.prompt or ''}".strip()
+        mark = "  <- resumable" if line.undelivered else ""
+        print(f"{line.state.value:<11} {line.task_id or '-':<34} {line.key}  {what[:60]}{mark}")
+    return 0
+
+
+def _read_ledger(ledger: AccountLedger) -> list[LedgerLine]:
+    lines: list[LedgerLine] = []
+    for path in ledger.books():
+        view = BatchJournal(path)
+        view._load()  # read only, no ownership: a listing never waits for a run that holds a request
+        for key, entry in view.entries.items():
+            intent = entry.intent or entry.last
+            lines.append(
+                LedgerLine(
+                    key=key,
+                    state=entry.state,
+                    task_id=entry.task_id,
+                    model_key=intent.model_key if intent else None,
+                    prompt=intent.prompt if intent else None,
+                    at=entry.last.at.isoformat(timespec="seconds") if entry.last else None,
+                    undelivered=entry.task_id is not None and facts(entry.state).resumable,
+                )
+            )
+    return lines
