@@ -168,8 +168,9 @@ async def test_inputs_are_checked_before_anything_is_sent(kie: KieSession, emula
         await chat(kie, "gpt-5.2", "hi", options={"reasoning_effort": "medium"})
     with pytest.raises(KieInputError, match="unknown chat model"):
         await chat(kie, "gpt-9", "hi")
-    with pytest.raises(KieInputError, match="no 'tool' messages"):
-        await chat(kie, "claude-haiku-4.5", [ChatMessage.user("hi"), ChatMessage(role="tool", content="x")])
+    stray = ChatMessage(role="tool", content="x", tool_call_id="call_1")  # tool turns: tests/test_chat_tool_turns.py
+    with pytest.raises(KieInputError, match="answers no tool call of an earlier assistant turn"):
+        await chat(kie, "claude-haiku-4.5", [ChatMessage.user("hi"), stray])
     assert chat_requests(emulator) == 0
 
 
