@@ -95,6 +95,8 @@ def test_models_show_a_chat_model_by_key_or_provider_id(capsys: pytest.CaptureFi
     assert main(["models", "show", "claude-sonet-4.5"]) == 1
     assert "did you mean claude-sonnet-4.5" in capsys.readouterr().err
     assert main(["models", "show", "gpt-5.2", "--kind", "chat"]) == 2
+    assert main(["models", "import", "page.md", "--kind", "chat"]) == 2
+    assert "--kind is only for the listing" in capsys.readouterr().err
 
 
 def test_the_example_of_a_chat_model_runs_as_printed(capsys: pytest.CaptureFixture[str]) -> None:

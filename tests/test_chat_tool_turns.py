@@ -191,3 +191,18 @@ async def test_the_emulator_refuses_a_result_of_a_call_nobody_made(
     claude["messages"][2]["content"][0]["tool_use_id"] = "toolu_1"
     status, body = await _post(emulator_client, emulator.base_url + CLAUDE, claude)
     assert status == 200 and "The tool returned: 4" in json.loads(body)["content"][0]["text"]
+
+
+async def test_turns_given_as_dicts_and_a_text_answer_sent_back(kie: KieSession) -> None:
+    model, tools = TOOLS["openai-chat"]
+    first = await kie.chat(model, "weather in Oslo", options={"tools": tools})
+    call = first.tool_calls[0]
+    turns: list[dict[str, Any]] = [
+        {"role": "user", "content": "weather in Oslo"},
+        {"role": "assistant", "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "4 C and grey"},
+    ]
+    second = await kie.chat(model, turns, options={"tools": tools})
+    assert "4 C and grey" in second.text and second.message() == ChatMessage.assistant(second.text)
+    third = await kie.chat(model, [*turns, second.message().model_dump(), {"role": "user", "content": "and Bergen?"}])
+    assert "and Bergen?" in third.text and not third.tool_calls

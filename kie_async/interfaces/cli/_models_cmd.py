@@ -136,6 +136,8 @@ def _date_arg(text: str) -> date:
 
 def models_command(args: argparse.Namespace) -> int:
     if args.model == "import":
+        if args.kind is not None:
+            raise KieInputError("--kind is only for the listing", hint="a page's kind is read from the page")
         code: int = load_action("models import")(args)
         return code
     import_only = [f for f in ("family", "out", "key", "model_id") if getattr(args, f) is not None]
