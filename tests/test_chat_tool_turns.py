@@ -106,8 +106,8 @@ def test_each_format_carries_the_turns_in_its_own_shape() -> None:
     assert [t["role"] for t in gemini] == ["user", "model", "user"]
     assert gemini[1]["parts"][1] == {"functionCall": {"name": "lookup", "args": {"query": "Oslo"}, "id": "call_1"}}
     assert gemini[2]["parts"] == [
-        {"functionResponse": {"name": "lookup", "response": {"result": "4 C"}}},
-        {"functionResponse": {"name": "lookup", "response": {"temp_c": 7}}},
+        {"functionResponse": {"name": "lookup", "response": {"result": "4 C"}, "id": "call_1"}},
+        {"functionResponse": {"name": "lookup", "response": {"temp_c": 7}, "id": "call_2"}},
     ]
     responses = _body("gpt-codex", TURNS)["input"]
     assert [(i["role"], i.get("call_id")) for i in responses] == [
@@ -206,3 +206,23 @@ async def test_turns_given_as_dicts_and_a_text_answer_sent_back(kie: KieSession)
     assert "4 C and grey" in second.text and second.message() == ChatMessage.assistant(second.text)
     third = await kie.chat(model, [*turns, second.message().model_dump(), {"role": "user", "content": "and Bergen?"}])
     assert "and Bergen?" in third.text and not third.tool_calls
+
+
+async def test_the_emulator_matches_gemini_results_by_name_and_id(
+    emulator: KieEmulator, emulator_client: aiohttp.ClientSession
+) -> None:
+    url = emulator.base_url + load_chat_registry().get("gemini-3-flash-v1beta").endpoint
+    call = {"functionCall": {"name": "lookup", "args": {}, "id": "c1"}}
+    contents = [
+        {"role": "user", "parts": [{"text": "hi"}]},
+        {"role": "model", "parts": [call]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "lookup", "response": {"t": 4}, "id": "c2"}}]},
+    ]
+    status, body = await _post(emulator_client, url, {"contents": contents})
+    assert status == 400 and "id 'c2' matches no functionCall id" in body
+    contents[2]["parts"][0]["functionResponse"]["name"] = "other"
+    status, body = await _post(emulator_client, url, {"contents": contents})
+    assert status == 400 and "'other' answers no functionCall before it" in body
+    contents[2]["parts"][0]["functionResponse"].update(name="lookup", id="c1")
+    status, body = await _post(emulator_client, url, {"contents": contents})
+    assert status == 200 and '"finishReason": "STOP"' in body  # streamed: the text comes in pieces

@@ -113,6 +113,7 @@ def _anthropic(messages: list[Any], out: Exchange) -> None:
 
 def _gemini(contents: list[Any], out: Exchange) -> None:
     names: set[str] = set()
+    ids: set[str] = set()
     ends_with_result = False
     for index, content in enumerate(contents):
         parts = [p for p in content.get("parts") or [] if isinstance(p, dict)]
@@ -120,12 +121,18 @@ def _gemini(contents: list[Any], out: Exchange) -> None:
             call = part.get("functionCall")
             if isinstance(call, dict) and isinstance(call.get("name"), str):
                 names.add(call["name"])
-                out.calls.append((call.get("id") if isinstance(call.get("id"), str) else None, call["name"]))
+                call_id = call.get("id") if isinstance(call.get("id"), str) else None
+                ids.update([call_id] if call_id else [])
+                out.calls.append((call_id, call["name"]))
         responses = [p["functionResponse"] for p in parts if isinstance(p.get("functionResponse"), dict)]
         for response in responses:
             if response.get("name") not in names:
                 out.problems.append(
                     f"contents[{index}]: functionResponse {response.get('name')!r} answers no functionCall before it"
+                )
+            elif "id" in response and response["id"] not in ids:
+                out.problems.append(
+                    f"contents[{index}]: functionResponse id {response['id']!r} matches no functionCall id"
                 )
             if not isinstance(response.get("response"), dict):
                 out.problems.append(f"contents[{index}].functionResponse.response: must be an object")

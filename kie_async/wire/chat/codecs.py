@@ -499,7 +499,10 @@ class GeminiCodec(Codec):
             except ValueError:
                 value = None
             response = value if isinstance(value, dict) else {"result": message.content}
-            return {"role": "user", "parts": [{"functionResponse": {"name": message.name, "response": response}}]}
+            answer: JSON = {"name": message.name, "response": response}
+            if message.tool_call_id:
+                answer["id"] = message.tool_call_id
+            return {"role": "user", "parts": [{"functionResponse": answer}]}
         parts: list[JSON] = [{"text": message.content}] if message.content or not message.tool_calls else []
         for call in message.tool_calls:
             function: JSON = {"name": call.name, "args": _arguments(call)}
