@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from kie_async.catalogue.chat_specs import load_chat_registry
 from kie_async.catalogue.guides import HEADER, render_guides, stale_guides, write_guides
 from kie_async.catalogue.specs import load_registry
 from kie_async.interfaces.cli import main
@@ -28,6 +29,20 @@ def test_every_model_is_in_its_family_guide_with_its_price_and_options() -> None
     assert "| mode = 720p | 20 | 0.1 |" in pages["kling.md"]  # kling 3.0 motion control, 720p, per second
     assert "kling_3_0_i2v_first_frame_v1" in pages["kling.md"]  # the seed toolkit's preset key is listed
     assert "{{" not in "".join(pages.values())
+
+
+def test_every_chat_model_is_in_the_chat_guide_with_its_options_and_price_basis() -> None:
+    pages = render_guides()
+    page = pages["chat.md"]
+    for spec in load_chat_registry().specs.values():
+        section = page.split(f"(`{spec.key}`)", 1)[1].split("\n## ", 1)[0]
+        assert f"wire format {spec.wire_format}" in section and f"`POST {spec.endpoint}`" in section
+        assert "price basis: tokens; no token price is published" in section
+        assert f"kie-async chat --offline --model {spec.key}" in section
+        for option in spec.options:
+            assert f"| `{option}` |" in section
+    assert "| `reasoning_effort` | enum | low, high | high |" in page  # gpt-5.2's enum and default
+    assert "[Chat models](chat.md) (kind chat): `claude-haiku-4.5`" in pages["README.md"]
 
 
 def test_regenerating_rewrites_a_stale_guide_and_drops_gone_families(tmp_path: Path) -> None:

@@ -143,8 +143,10 @@ def test_models_lists_families_with_kinds_modes_and_prices(capsys: pytest.Captur
     assert "audio" in out and "text_to_audio" in out and "8-18 cr/image" in out and "unknown" in out
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["key"] for r in rows} == {s.key for s in SPECS}
-    assert {r["output"] for r in rows} == {"image", "video", "audio"}
+    media = [r for r in rows if r["kind"] == "media"]
+    assert {r["key"] for r in media} == {s.key for s in SPECS}
+    assert {r["output"] for r in media} == {"image", "video", "audio"}
+    assert {r["output"] for r in rows if r["kind"] == "chat"} == {"text"}
 
 
 def test_models_show_prints_fields_limits_defaults_and_an_example(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,48 @@ async def test_the_blocking_client_chats(emulator: KieEmulator) -> None:
 
     text = await asyncio.to_thread(script)
     assert text.startswith("[gpt-5-5]") and "hello from a script" in text
+
+
+def test_models_lists_the_chat_models_as_kind_chat_with_their_price_basis(capsys: pytest.CaptureFixture[str]) -> None:
+    chats = load_chat_registry().specs
+    assert main(["models", "--json"]) == 0
+    rows = {r["key"]: r for r in json.loads(capsys.readouterr().out)}
+    assert {k for k, r in rows.items() if r["kind"] == "chat"} == set(chats)
+    assert rows["nano-banana-2"]["kind"] == "media"
+    claude = rows["claude-sonnet-4.5"]
+    assert claude["wire_format"] == "anthropic-messages" and claude["endpoint"] == "/claude/v1/messages"
+    assert claude["output"] == "text" and claude["price"] == "unknown" and claude["priced"] is False
+    assert "credits_consumed" in claude["price_basis"] and "unknown-price rule" in claude["price_basis"]
+    assert main(["models", "--kind", "chat", "--json"]) == 0
+    assert {r["key"] for r in json.loads(capsys.readouterr().out)} == set(chats)
+    assert main(["models", "--kind", "media", "--json"]) == 0
+    assert all(r["kind"] == "media" for r in json.loads(capsys.readouterr().out))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "15 chat models (kind chat" in out and "claude (chat, 5)" in out and "gpt-codex" in out
+
+
+def test_models_show_a_chat_model_by_key_or_provider_id(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "show", "claude-sonnet-4-5"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("claude-sonnet-4.5 — Claude Sonnet 4.5 (kind chat, family claude)")
+    assert "anthropic-messages, POST /claude/v1/messages" in out and "thinkingFlag" in out
+    assert "is put before the first user turn" in out and "price basis: tokens" in out
+    assert "kie-async chat --offline --model claude-sonnet-4.5" in out
+    assert main(["models", "gpt-5.2", "--json"]) == 0
+    [spec] = json.loads(capsys.readouterr().out)
+    assert spec["kind"] == "chat" and spec["stream"] == {"supported": False} and "price_basis" in spec
+    assert spec["options"]["reasoning_effort"]["allowed"] == ["low", "high"]
+    assert main(["models", "show", "claude-sonet-4.5"]) == 1
+    assert "did you mean claude-sonnet-4.5" in capsys.readouterr().err
+    assert main(["models", "show", "gpt-5.2", "--kind", "chat"]) == 2
+    assert main(["models", "import", "page.md", "--kind", "chat"]) == 2
+    assert "--kind is only for the listing" in capsys.readouterr().err
+
+
+def test_the_example_of_a_chat_model_runs_as_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "show", "gemini-2.5-flash"]) == 0
+    line = next(x.strip() for x in capsys.readouterr().out.splitlines() if x.strip().startswith("kie-async chat"))
+    assert main([*shlex.split(line)[1:], "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == "gemini-2.5-flash" and result["complete"] is True and result["credits_consumed"] > 0

@@ -168,8 +168,9 @@ async def test_inputs_are_checked_before_anything_is_sent(kie: KieSession, emula
         await chat(kie, "gpt-5.2", "hi", options={"reasoning_effort": "medium"})
     with pytest.raises(KieInputError, match="unknown chat model"):
         await chat(kie, "gpt-9", "hi")
-    with pytest.raises(KieInputError, match="no 'tool' messages"):
-        await chat(kie, "claude-haiku-4.5", [ChatMessage.user("hi"), ChatMessage(role="tool", content="x")])
+    stray = ChatMessage(role="tool", content="x", tool_call_id="call_1")  # tool turns: tests/test_chat_tool_turns.py
+    with pytest.raises(KieInputError, match="answers no tool call of an earlier assistant turn"):
+        await chat(kie, "claude-haiku-4.5", [ChatMessage.user("hi"), stray])
     assert chat_requests(emulator) == 0
 
 
@@ -235,3 +236,32 @@ async def test_a_stream_cancelled_midway_settles_its_hold_on_close(kie: KieSessi
     with pytest.raises(asyncio.CancelledError):
         await task
     assert budget.snapshot().reserved == 0 and budget.snapshot().spent == 1  # may have been spent: counted
+
+
+async def test_a_with_options_view_chats_with_its_own_retries_and_timeout(
+    kie: KieSession, emulator: KieEmulator
+) -> None:
+    before = emulator.credits()
+    view = kie.with_options(max_retries=0)
+    whole = await view.chat("claude-haiku-4.5", "hello from a view", system="Be brief")
+    async with view.chat_stream("gpt-5.5", "hello again") as stream:
+        deltas = [d async for d in stream]
+    assert whole.complete and "hello from a view" in whole.text and whole.credits_consumed
+    assert stream.result.complete and "".join(d.text for d in deltas) == stream.result.text
+    assert emulator.credits() == pytest.approx(before - whole.credits_consumed - stream.result.credits_consumed)
+    assert kie.stats.requests.get("chat") == view.stats.requests.get("chat") == 2  # one pool, one count
+
+    emulator.faults.add("chat", "rate_limit", count=1, retry_after=0)
+    with pytest.raises(KieRateLimitError):  # the view's max_retries=0: the 429 is not tried again
+        await view.chat("gemini-3-pro", "hello")
+    assert chat_requests(emulator) == 3
+    emulator.faults.add("chat", "rate_limit", count=1, retry_after=0)
+    assert (await kie.chat("gemini-3-pro", "hello")).complete  # the session itself still retries it
+    assert chat_requests(emulator) == 5
+
+    emulator.faults.add("chat", "latency", delay=3.0)
+    budget = CreditBudget(5)
+    with pytest.raises(KieTimeoutError):  # the view's timeout bounds the wait for the first byte
+        await kie.with_options(timeout=0.1).chat("gpt-5.5", "hello", budget=budget, reserve_credits=1)
+    assert chat_requests(emulator) == 6 and budget.snapshot().spent == 1
+    assert kie.settings.request_timeout != 0.1

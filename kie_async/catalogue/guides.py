@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from kie_async.catalogue.chat_specs import CHAT_DIR, ChatRegistry, ChatSpec, load_chat_registry
+from kie_async.catalogue.listing import chat_example_command, chat_option_text, chat_price_basis
 from kie_async.catalogue.presets import PromptPreset, bundled_presets, render_template
 from kie_async.catalogue.pricing import ModelPricing, PricingSnapshot, latest_snapshot
 from kie_async.catalogue.specs import Condition, FieldSpec, ModelRegistry, ModelSpec, load_registry
@@ -213,6 +215,64 @@ def _model_section(spec: ModelSpec, snapshot: PricingSnapshot, presets: list[Pro
     return lines
 
 
+CHAT_PAGE = "chat.md"
+"""The one guide page of every chat model (kind chat), whatever its family."""
+
+_SYSTEM_PROMPT = {
+    "role": "sent as a system message",
+    "field": "sent as a top-level `system` field",
+    "fold": "put before the first user turn (the page lists no system field)",
+}
+
+
+def _chat_section(spec: ChatSpec) -> list[str]:
+    facts = [f"family {spec.family}", f"wire format {spec.wire_format}", f"`POST {spec.endpoint}`"]
+    if spec.aliases:
+        facts.append(f"also called {', '.join(f'`{a}`' for a in spec.aliases)}")
+    stream = "streams" if spec.stream.supported else "answers whole (no `stream` switch on its page)"
+    lines = [
+        f"## {spec.label} (`{spec.key}`)",
+        "",
+        "- " + "; ".join(facts),
+        f"- provider models: {', '.join(f'`{m}`' for m in spec.provider_models)} (the first is sent)",
+        f"- roles {', '.join(spec.roles)}; a system prompt is {_SYSTEM_PROMPT[spec.system_prompt]}; {stream}",
+        f"- price basis: {chat_price_basis(spec)}",
+        f"- try it: `{chat_example_command(spec)}`",
+        "",
+        "### Options",
+        "",
+    ]
+    if not spec.options:
+        lines.append("No options.")
+    else:
+        lines += ["| option | type | values | default |", "| --- | --- | --- | --- |"]
+        for name, opt in spec.options.items():
+            default = "—" if opt.default is None else _fmt(opt.default)
+            values = _cell(chat_option_text(opt)) or "any"
+            lines.append(f"| `{name}` | {opt.type} | {values} | {_cell(default)} |")
+    lines.append("")
+    if spec.verification_notes:
+        lines += ["### What is not confirmed", "", *(f"- {n}" for n in spec.verification_notes), ""]
+    return lines
+
+
+def _chat_page(chat: ChatRegistry) -> str:
+    specs = sorted(chat.specs.values(), key=lambda s: (s.family, s.key))
+    body = [
+        HEADER,
+        "",
+        "# Chat models",
+        "",
+        "Kind *chat*: LLM chat on the same key and credits as the media models. Ask one with "
+        "`kie.chat(model, messages)` or `kie-async chat --model KEY PROMPT` ([Chat](../chat.md)); a budget "
+        "needs `reserve_credits` or `allow_unknown_cost` while no token price is known.",
+        "",
+    ]
+    for spec in specs:
+        body += _chat_section(spec)
+    return "\n".join(body).rstrip() + "\n"
+
+
 def _family_title(family: str) -> str:
     return family.replace("-", " ").replace("_", " ").title()
 
@@ -221,10 +281,12 @@ def render_guides(
     registry: ModelRegistry | None = None,
     snapshot: PricingSnapshot | None = None,
     presets: dict[str, PromptPreset] | None = None,
+    chat: ChatRegistry | None = None,
 ) -> dict[str, str]:
-    """File name -> content for every family guide and the index (``README.md``)."""
+    """File name -> content for every family guide, the chat models' page and the index (``README.md``)."""
     # The bundled data only, by default: a user's KIE_MODEL_SPECS_DIR & co must not leak into committed guides.
     reg = registry or load_registry(data_dir("model_specs"))
+    chats = chat or load_chat_registry(data_dir("model_specs") / CHAT_DIR)
     snap = snapshot or latest_snapshot(data_dir("pricing"))
     bundled = list(presets.values()) if presets is not None else list(bundled_presets())
     families: dict[str, list[ModelSpec]] = defaultdict(list)
@@ -250,6 +312,11 @@ def render_guides(
             body += _model_section(spec, snap, bundled)
         pages[name] = "\n".join(body).rstrip() + "\n"
         index.append(f"- [{_family_title(family)}]({name}): " + ", ".join(f"`{s.key}`" for s in specs))
+    if chats.specs:
+        if CHAT_PAGE in pages:
+            raise ValueError(f"a media family's guide would overwrite the chat models' page {CHAT_PAGE}")
+        pages[CHAT_PAGE] = _chat_page(chats)
+        index.append(f"- [Chat models]({CHAT_PAGE}) (kind chat): " + ", ".join(f"`{k}`" for k in sorted(chats.specs)))
     pages["README.md"] = "\n".join(index).rstrip() + "\n"
     return pages
 

@@ -4,7 +4,9 @@ Every documented chat path gets a route. A request is authorised (Bearer, or the
 ``x-goog-api-key`` headers some pages name), judged by its page's bundled schema (400 with every violation),
 charged ``credits_consumed`` from token counts, and answered whole or as SSE, in small chunks the way the
 providers send them. The reply is a pure function of the model and the conversation, so tests can predict it;
-when the request declares a custom function tool, the reply is a call of that function instead.
+when the request declares a custom function tool, the reply is a call of that function instead, and when the
+conversation ends with tool results (:mod:`.chat_tools` checks they answer calls made before them), the reply
+restates what the tools returned.
 
 Faults (endpoint ``chat``): ``rate_limit`` and ``server_error`` answer before any work, ``latency`` delays the
 first byte, ``slow_body`` pauses ``chunk_delay`` between events, ``stream_cut`` drops the connection after
@@ -26,6 +28,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from kie_async.emulator.chat_schemas import ChatSchema, ChatSchemaBundle, load_chat_schemas
+from kie_async.emulator.chat_tools import Exchange, read_exchange
 from kie_async.emulator.context import EmulatorContext
 from kie_async.emulator.faults import FaultKind
 from kie_async.emulator.wire import POST_FAULT_KEY, context, drop_connection
@@ -102,16 +105,29 @@ def pieces(text: str) -> Iterator[str]:
             start = index
 
 
+def tool_reply_text(model: str, results: list[str]) -> str:
+    """The deterministic answer to tool results: names the model and restates what the tools returned."""
+    said = " ".join(" ".join(results).split()[-60:])
+    digest = hashlib.sha256(f"{model}\n{said}".encode()).hexdigest()[:8]
+    return f"[{model}] The tool returned: {said} (reply {digest})."
+
+
 class _Answer:
-    def __init__(self, fmt: str, model: str, body: dict[str, Any]) -> None:
+    def __init__(self, fmt: str, model: str, body: dict[str, Any], exchange: Exchange | None = None) -> None:
         self.fmt = fmt
         self.model = model
         turns = _turns(fmt, body)
-        self.tool = _custom_tool(fmt, body)
-        self.text = "" if self.tool else reply_text(model, turns)
+        exchange = exchange or Exchange()
+        answered = exchange.last_is_result  # a conversation ending in tool results gets an answer, not a call
+        self.tool = None if answered else _custom_tool(fmt, body)
+        if answered:
+            self.text = tool_reply_text(model, exchange.results)
+        else:
+            self.text = "" if self.tool else reply_text(model, turns)
         last = next((t for r, t in reversed(turns) if r == "user"), "")
         self.tool_args = json.dumps({"query": " ".join(last.split()[:8])})
-        self.input_tokens = max(1, math.ceil(sum(len(t) for _, t in turns) / 4))
+        said = sum(len(t) for _, t in turns) + sum(len(r) for r in exchange.results)
+        self.input_tokens = max(1, math.ceil(said / 4))
         self.output_tokens = max(1, math.ceil(len(self.text or self.tool_args) / 4))
         self.credits = round(
             self.input_tokens / 1000 * CREDITS_PER_1K_INPUT + self.output_tokens / 1000 * CREDITS_PER_1K_OUTPUT, 6
@@ -377,10 +393,12 @@ async def chat_endpoint(request: web.Request) -> web.StreamResponse:
     if schema is None:
         return _error(404, "Not Found", "not_found_error")
     problems = bundle.violations(schema, body)
+    exchange = read_exchange(schema.wire_format, body) if not problems else None
+    problems += exchange.problems if exchange else []
     if problems:
         return _error(400, "; ".join(problems), "invalid_request_error")
     stream = body.get("stream", schema.stream_default) if schema.stream_documented else False
-    answer = _Answer(schema.wire_format, _model_of(schema, body), body)
+    answer = _Answer(schema.wire_format, _model_of(schema, body), body, exchange)
     if not ctx.ledger.try_charge(key, answer.credits):
         return _error(402, "The current credits are insufficient. Please top up.", "insufficient_credits")
     rule = request.get(POST_FAULT_KEY)

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+from pydantic import ValidationError
 
 from kie_async.catalogue.blocked import KieRequestBlockedError
 from kie_async.catalogue.chat_specs import ChatRegistry, ChatSpec, load_chat_registry
@@ -94,11 +95,26 @@ def _build_wire(spec: ChatSpec, model: str) -> ChatWire:
     )
 
 
+def _message(index: int, message: ChatMessage | Mapping[str, Any]) -> ChatMessage:
+    if isinstance(message, ChatMessage):
+        return message
+    try:
+        return ChatMessage.model_validate(message)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise KieInputError(
+            f"messages[{index}]{'.' + where if where else ''}: {first['msg'].removeprefix('Value error, ')}",
+            hint="a message is {role, content} (plus tool_calls on an assistant turn, tool_call_id and name on a "
+            "tool turn); ChatMessage.user/.assistant/.tool build them",
+        ) from None
+
+
 def _messages(messages: MessagesIn, system: str | None) -> list[ChatMessage]:
     if isinstance(messages, str):
         turns = [ChatMessage(role="user", content=messages)]
     else:
-        turns = [m if isinstance(m, ChatMessage) else ChatMessage.model_validate(m) for m in messages]
+        turns = [_message(i, m) for i, m in enumerate(messages)]
     if system:
         turns.insert(0, ChatMessage(role="system", content=system))
     if not any(m.role == "user" for m in turns):

@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "receive Kie.ai callbacks and settle a batch journal's uncertain requests (until Ctrl-C)",
     ),
     "emulator": ("_emulator_cmd", "run a local Kie.ai emulator (no key, no network) until Ctrl-C"),
-    "models": ("_models_cmd", "list model keys by family; show one; import a provider docs page"),
+    "models": ("_models_cmd", "list model keys by family (media and chat); show one; import a provider docs page"),
     "validate": ("_check_cmd", "check a request without spending credits"),
     "estimate": ("_check_cmd", "estimate a request's cost and gate it on balance/budget"),
     "pricing": ("_models_cmd", "pricing snapshots"),

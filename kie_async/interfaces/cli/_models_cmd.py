@@ -9,10 +9,22 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from kie_async.catalogue.listing import catalogue_rows, example_command, group_by_family, limits_text, price_range
+from kie_async.catalogue.chat_specs import ChatSpec, load_chat_registry
+from kie_async.catalogue.listing import (
+    CatalogueRow,
+    catalogue_rows,
+    chat_catalogue_rows,
+    chat_example_command,
+    chat_option_text,
+    chat_price_basis,
+    example_command,
+    group_by_family,
+    limits_text,
+    price_range,
+)
 from kie_async.catalogue.pricing import latest_snapshot
 from kie_async.catalogue.pricing_status import HOW_TO_PRICE, pricing_status
-from kie_async.catalogue.specs import load_registry
+from kie_async.catalogue.specs import ModelRegistry, close_matches, load_registry
 from kie_async.core.errors import KieInputError
 from kie_async.interfaces.cli._commands import load_action
 from kie_async.interfaces.cli._common import add_offline_flag
@@ -23,8 +35,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this group's subcommands to the parser."""
     models = sub.add_parser(
         "models",
-        help="list model keys by family; show one; import a provider docs page",
-        description="Show the model specs the SDK knows (from model_specs/*.yaml), grouped by family. "
+        help="list model keys by family (media and chat); show one; import a provider docs page",
+        description="Show the model specs the SDK knows (from model_specs/*.yaml, and the chat models from "
+        "model_specs/chat/*.yaml, kind chat), grouped by family. "
         "`models show KEY` prints one model's fields, limits, defaults and an example; "
         "`models import PAGE_OR_OPENAPI_FILE` turns a Kie.ai docs page into a spec.",
     )
@@ -36,6 +49,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     models.add_argument("target", nargs="?", help="the KEY of `show`, or the page/OpenAPI file of `import`")
     models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument(
+        "--kind", choices=("media", "chat"), default=None, help="list only media (createTask) or chat models"
+    )
     models.add_argument("--family", default=None, help="import: the spec's family (default: the page's folder)")
     models.add_argument(
         "--out", type=Path, default=None, help="import: folder to write KEY.yaml to (default: print the spec)"
@@ -120,6 +136,8 @@ def _date_arg(text: str) -> date:
 
 def models_command(args: argparse.Namespace) -> int:
     if args.model == "import":
+        if args.kind is not None:
+            raise KieInputError("--kind is only for the listing", hint="a page's kind is read from the page")
         code: int = load_action("models import")(args)
         return code
     import_only = [f for f in ("family", "out", "key", "model_id") if getattr(args, f) is not None]
@@ -133,41 +151,16 @@ def models_command(args: argparse.Namespace) -> int:
         raise KieInputError(f"unexpected argument {args.target!r}; did you mean `models show {args.model}`?")
     registry = load_registry()
     if args.model:
-        candidates = registry.candidates(args.model)
-        if not candidates:
-            close = registry.suggest(args.model)
-            advice = f"did you mean {' or '.join(close)}?" if close else "`kie-async models` lists the keys"
-            err.line(f"error: unknown model {args.model!r}: {advice}")
-            return 1
-        specs = candidates
-        if args.json:
-            print(json.dumps([s.model_dump(mode="json", exclude_none=True) for s in specs], indent=2))
-            return 0
-        for spec in specs:
-            _print_spec(out, spec.key)
-        return 0
-    rows = catalogue_rows(registry)
+        if args.kind is not None:
+            raise KieInputError("--kind is only for the listing", hint=f"drop it: `models show {args.model}`")
+        return _show(registry, args.model, as_json=args.json)
+    rows = [] if args.kind == "chat" else catalogue_rows(registry)
+    chats = [] if args.kind == "media" else chat_catalogue_rows()
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "key": r.key,
-                        "label": r.label,
-                        "family": r.family,
-                        "output": r.output,
-                        "aliases": r.aliases,
-                        "price": r.price,
-                        "priced": r.priced,
-                        "task_modes": {m.name: m.provider_model for m in registry.get(r.key).task_modes},
-                    }
-                    for r in rows
-                ],
-                indent=2,
-            )
-        )
+        print(json.dumps([*(_media_json(registry, r) for r in rows), *map(_chat_json, chats)], indent=2))
         return 0
-    out.line(f"{len(rows)} models in {len({r.family for r in rows})} families ({registry.spec_dir})")
+    if rows:
+        out.line(f"{len(rows)} media models in {len({r.family for r in rows})} families ({registry.spec_dir})")
     for family, members in group_by_family(rows).items():
         out.table(
             f"{family} ({len(members)})",
@@ -178,7 +171,115 @@ def models_command(args: argparse.Namespace) -> int:
             ],
             no_wrap=("key",),
         )
+    if chats:
+        out.line(f"{len(chats)} chat models (kind chat; ask one with `kie-async chat --model KEY`)")
+    for family, members in group_by_family(chats).items():
+        out.table(
+            f"{family} (chat, {len(members)})",
+            ("key", "wire format", "provider model", "price"),
+            [(row.key, row.task_modes[0], "\n".join(row.provider_models), row.price) for row in members],
+            no_wrap=("key",),
+        )
     return 0
+
+
+def _media_json(registry: ModelRegistry, row: CatalogueRow) -> dict[str, Any]:
+    return {
+        "key": row.key,
+        "label": row.label,
+        "family": row.family,
+        "kind": row.kind,
+        "output": row.output,
+        "aliases": row.aliases,
+        "price": row.price,
+        "priced": row.priced,
+        "task_modes": {m.name: m.provider_model for m in registry.get(row.key).task_modes},
+    }
+
+
+def _chat_json(row: CatalogueRow) -> dict[str, Any]:
+    spec = load_chat_registry().specs[row.key]
+    return {
+        "key": row.key,
+        "label": row.label,
+        "family": row.family,
+        "kind": row.kind,
+        "output": row.output,
+        "aliases": row.aliases,
+        "price": row.price,
+        "priced": row.priced,
+        "price_basis": row.price_basis,
+        "wire_format": spec.wire_format,
+        "endpoint": spec.endpoint,
+        "provider_models": list(spec.provider_models),
+    }
+
+
+def _find_chat(name: str) -> ChatSpec | None:
+    try:
+        return load_chat_registry().get(name)
+    except KeyError:
+        return None
+
+
+def _show(registry: ModelRegistry, name: str, *, as_json: bool) -> int:
+    """``models show NAME``: the media specs the name may mean, and the chat model it names."""
+    specs = registry.candidates(name)
+    chat = _find_chat(name)
+    if not specs and chat is None:
+        close = [*registry.suggest(name), *close_matches(name, load_chat_registry().specs)][:3]
+        advice = f"did you mean {' or '.join(close)}?" if close else "`kie-async models` lists the keys"
+        err.line(f"error: unknown model {name!r}: {advice}")
+        return 1
+    if as_json:
+        found = [s.model_dump(mode="json", exclude_none=True) for s in specs]
+        if chat is not None:
+            found.append({**chat.model_dump(mode="json", exclude_none=True), "price_basis": chat_price_basis(chat)})
+        print(json.dumps(found, indent=2))
+        return 0
+    for spec in specs:
+        _print_spec(out, spec.key)
+    if chat is not None:
+        _print_chat_spec(out, chat)
+    return 0
+
+
+def _print_chat_spec(printer: Printer, spec: ChatSpec) -> None:
+    printer.line((spec.key, "bold"), f" — {spec.label} (kind chat, family {spec.family})")
+    if spec.source_page is not None:
+        printer.line(
+            f"  source: {spec.source_page.url or spec.source_page.page} (captured {spec.source_page.captured})"
+        )
+    printer.line(f"  wire format: {spec.wire_format}, POST {spec.endpoint}")
+    printer.line(f"  provider models: {', '.join(spec.provider_models)}")
+    if spec.aliases:
+        printer.line(f"  aliases: {', '.join(spec.aliases)}")
+    system = {
+        "role": "is sent as a system message",
+        "field": "is sent as a top-level `system` field",
+        "fold": "is put before the first user turn",
+    }
+    printer.line(f"  roles: {', '.join(spec.roles)}; a system prompt {system[spec.system_prompt]}")
+    stream = "streams" if spec.stream.supported else "answers whole (the page documents no `stream`)"
+    if spec.stream.supported and spec.stream.default is not None:
+        stream += f" (default stream={str(spec.stream.default).lower()})"
+    printer.line(f"  {stream}")
+    printer.line(f"  price basis: {chat_price_basis(spec)}")
+    rows = [
+        (
+            name,
+            opt.type,
+            "" if opt.default is None else str(opt.default),
+            chat_option_text(opt),
+            "yes" if opt.required else "no",
+        )
+        for name, opt in spec.options.items()
+    ]
+    printer.table("options", ("option", "type", "default", "allowed", "required"), rows, no_wrap=("option",))
+    printer.line("  ", ("example", "bold"))
+    printer.line(f"    {chat_example_command(spec)}")
+    for note in spec.verification_notes:
+        printer.line("  ", ("note", "yellow"), f" {note}")
 
 
 def _print_spec(printer: Printer, key: str) -> None:

@@ -92,6 +92,53 @@ def _merged(old: ChatUsage, new: ChatUsage | None) -> ChatUsage:
     return ChatUsage(**{k: v if v is not None else getattr(old, k) for k, v in new.model_dump().items()})
 
 
+def _text(text: str) -> JSON:
+    return {"type": "text", "text": text}
+
+
+def _arguments(call: ToolCall) -> JSON:
+    """A tool call's arguments as the JSON object the Anthropic and Gemini formats carry."""
+    try:
+        value = json.loads(call.arguments) if call.arguments.strip() else {}
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise KieInputError(
+            f"tool call {call.name!r} ({call.id or 'no id'}): arguments must be a JSON object, got {call.arguments!r}",
+            hint="send back the ToolCall as the answer gave it (result.tool_calls)",
+        )
+    return value
+
+
+def answered_tool_turns(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """The conversation with each tool turn checked against the calls before it (and its ``name`` filled in).
+
+    A tool turn must answer a call of an earlier assistant turn, by id (or by name where the format gave no
+    id); no format accepts a result of a call nobody made.
+    """
+    calls: dict[str, ToolCall] = {}
+    names: set[str] = set()
+    out: list[ChatMessage] = []
+    for index, message in enumerate(messages):
+        for made in message.tool_calls:
+            names.add(made.name)
+            if made.id:
+                calls[made.id] = made
+        if message.role == "tool":
+            call = calls.get(message.tool_call_id or "")
+            if call is None and not (message.tool_call_id is None and message.name in names):
+                raise KieInputError(
+                    f"messages[{index}]: tool turn (tool_call_id {message.tool_call_id!r}, name {message.name!r}) "
+                    "answers no tool call of an earlier assistant turn",
+                    hint="put the assistant turn with the call before it (result.message()), and build the "
+                    "result with ChatMessage.tool(call, output)",
+                )
+            if call is not None and message.name is None:
+                message = message.model_copy(update={"name": call.name})
+        out.append(message)
+    return out
+
+
 class Codec:
     """One wire format: build a body, read a JSON answer, read one SSE event."""
 
@@ -100,11 +147,11 @@ class Codec:
 
     # -- requests
     def body(self, messages: Sequence[ChatMessage], options: Mapping[str, Any], stream: bool | None) -> JSON:
-        turns = self._fold_system(messages)
+        turns = self._fold_system(answered_tool_turns(messages))
         body: JSON = {}
         if self.wire.model_field:
             body[self.wire.model_field] = self.wire.provider_model
-        body[self.wire.messages_field] = [self.turn(m) for m in turns]
+        body[self.wire.messages_field] = self.turns(turns)
         if self.wire.system_prompt == "field":
             system = "\n\n".join(m.content for m in messages if m.role == "system")
             if system:
@@ -142,6 +189,19 @@ class Codec:
     def turn(self, message: ChatMessage) -> JSON:
         raise NotImplementedError
 
+    def turns(self, messages: Sequence[ChatMessage]) -> list[JSON]:
+        """The conversation on the wire (a format may merge or split turns: tool results, tool calls)."""
+        return [self.turn(m) for m in messages]
+
+    def _needs_id(self, message: ChatMessage, call_id: str | None, field: str) -> str:
+        if not call_id:
+            raise KieInputError(
+                f"{self.wire.provider_model} ({self.wire.wire_format}) needs the id of each tool call; "
+                f"a {message.role} turn has no {field}",
+                hint="send back the ToolCall objects of result.tool_calls (result.message(), ChatMessage.tool)",
+            )
+        return call_id
+
     # -- answers
     def read(self, payload: JSON) -> Collected:
         raise NotImplementedError
@@ -153,11 +213,19 @@ class Codec:
 class OpenAIChatCodec(Codec):
     def turn(self, message: ChatMessage) -> JSON:
         out: JSON = {"role": self.role(message)}
-        out["content"] = (
-            [{"type": "text", "text": message.content}] if self.wire.content == "parts" else message.content
-        )
-        if message.tool_call_id:
-            out["tool_call_id"] = message.tool_call_id
+        parts = [{"type": "text", "text": message.content}] if message.content or not message.tool_calls else []
+        out["content"] = parts if self.wire.content == "parts" else message.content
+        if message.tool_calls:
+            out["tool_calls"] = [
+                {
+                    "id": self._needs_id(message, call.id, "tool_calls[].id"),
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments or "{}"},
+                }
+                for call in message.tool_calls
+            ]
+        if message.role == "tool":
+            out["tool_call_id"] = self._needs_id(message, message.tool_call_id, "tool_call_id")
         return out
 
     @staticmethod
@@ -215,8 +283,36 @@ class OpenAIChatCodec(Codec):
 
 
 class ResponsesCodec(Codec):
+    """The Responses pages document input items of role and content only (no ``function_call`` or
+    ``function_call_output`` items), so a tool call goes back as an assistant item and its result as a ``tool``
+    item, in that shape, with the call's ``call_id`` (and ``name``, ``arguments``) beside it; the content
+    restates the call as JSON for a gateway that keeps only role and content."""
+
     def turn(self, message: ChatMessage) -> JSON:
-        return {"role": self.role(message), "content": [{"type": "input_text", "text": message.content}]}
+        item: JSON = {"role": self.role(message), "content": [{"type": "input_text", "text": message.content}]}
+        if message.role == "tool":
+            item["call_id"] = self._needs_id(message, message.tool_call_id, "tool_call_id")
+        return item
+
+    def turns(self, messages: Sequence[ChatMessage]) -> list[JSON]:
+        items: list[JSON] = []
+        for message in messages:
+            if message.content or not message.tool_calls:
+                items.append(self.turn(message))
+            for call in message.tool_calls:
+                call_id = self._needs_id(message, call.id, "tool_calls[].id")
+                stated = {"type": "function_call", "call_id": call_id, "name": call.name, "arguments": call.arguments}
+                text = json.dumps(stated, ensure_ascii=False)
+                items.append(
+                    {
+                        "role": self.role(message),
+                        "content": [{"type": "input_text", "text": text}],
+                        "call_id": call_id,
+                        "name": call.name,
+                        "arguments": call.arguments or "{}",
+                    }
+                )
+        return items
 
     @staticmethod
     def _usage(raw: Any) -> ChatUsage | None:
@@ -282,9 +378,35 @@ class ResponsesCodec(Codec):
 
 
 class AnthropicCodec(Codec):
+    """Tool calls go back as ``tool_use`` blocks of the assistant turn; results as ``tool_result`` blocks of a
+    user turn (consecutive results in one turn, as the Messages API wants them)."""
+
+    def role(self, message: ChatMessage) -> str:
+        return "user" if message.role == "tool" else super().role(message)
+
     def turn(self, message: ChatMessage) -> JSON:
-        content: Any = message.content if self.wire.content == "text" else [{"type": "text", "text": message.content}]
-        return {"role": self.role(message), "content": content}
+        if message.role == "tool":
+            call_id = self._needs_id(message, message.tool_call_id, "tool_call_id")
+            block = {"type": "tool_result", "tool_use_id": call_id, "content": message.content}
+            return {"role": "user", "content": [block]}
+        if not message.tool_calls:
+            text: Any = message.content
+            return {"role": self.role(message), "content": text if self.wire.content == "text" else [_text(text)]}
+        blocks: list[JSON] = [_text(message.content)] if message.content else []
+        for call in message.tool_calls:
+            call_id = self._needs_id(message, call.id, "tool_calls[].id")
+            blocks.append({"type": "tool_use", "id": call_id, "name": call.name, "input": _arguments(call)})
+        return {"role": self.role(message), "content": blocks}
+
+    def turns(self, messages: Sequence[ChatMessage]) -> list[JSON]:
+        out: list[JSON] = []
+        for previous, message in zip([None, *messages], messages, strict=False):
+            turn = self.turn(message)
+            if message.role == "tool" and previous is not None and previous.role == "tool":
+                out[-1]["content"].extend(turn["content"])
+            else:
+                out.append(turn)
+        return out
 
     @staticmethod
     def _usage(raw: Any) -> ChatUsage | None:
@@ -362,7 +484,7 @@ class AnthropicCodec(Codec):
 
 class GeminiCodec(Codec):
     def role(self, message: ChatMessage) -> str:
-        role = {"assistant": "model"}.get(message.role, message.role)
+        role = {"assistant": "model", "tool": "user"}.get(message.role, message.role)
         if role not in self.wire.roles:
             raise KieInputError(
                 f"{self.wire.provider_model} takes no {message.role!r} messages "
@@ -371,7 +493,33 @@ class GeminiCodec(Codec):
         return role
 
     def turn(self, message: ChatMessage) -> JSON:
-        return {"role": self.role(message), "parts": [{"text": message.content}]}
+        if message.role == "tool":
+            try:
+                value = json.loads(message.content)
+            except ValueError:
+                value = None
+            response = value if isinstance(value, dict) else {"result": message.content}
+            answer: JSON = {"name": message.name, "response": response}
+            if message.tool_call_id:
+                answer["id"] = message.tool_call_id
+            return {"role": "user", "parts": [{"functionResponse": answer}]}
+        parts: list[JSON] = [{"text": message.content}] if message.content or not message.tool_calls else []
+        for call in message.tool_calls:
+            function: JSON = {"name": call.name, "args": _arguments(call)}
+            if call.id:
+                function["id"] = call.id
+            parts.append({"functionCall": function})
+        return {"role": self.role(message), "parts": parts}
+
+    def turns(self, messages: Sequence[ChatMessage]) -> list[JSON]:
+        out: list[JSON] = []
+        for previous, message in zip([None, *messages], messages, strict=False):
+            turn = self.turn(message)
+            if message.role == "tool" and previous is not None and previous.role == "tool":
+                out[-1]["parts"].extend(turn["parts"])  # all the function responses of one step in one turn
+            else:
+                out.append(turn)
+        return out
 
     @staticmethod
     def _usage(raw: Any) -> ChatUsage | None:
