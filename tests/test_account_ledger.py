@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
 from kie_async.catalogue.normalize import normalize_request
@@ -23,6 +24,7 @@ from kie_async.catalogue.request_models import RawUserRequest
 from kie_async.core.settings import KieSettings, PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.errors import KieInputError, KieJournalBusyError, KieJournalUnreadableError
+from kie_async.interfaces.callback_receiver import add_callback_route
 from kie_async.ledger.account import AccountLedger, account_name, ledger_folder
 from kie_async.ledger.journal import BatchJournal, JournalRecord, request_key
 from kie_async.ledger.request_state import RequestState
@@ -296,3 +298,29 @@ def test_cli_run_with_an_idempotency_key_returns_the_earlier_purchase(tmp_path: 
     again = json.loads(subprocess.run(command, capture_output=True, text=True, check=True, timeout=300).stdout)
     assert first["status"] == again["status"] == "succeeded"
     assert again["task_id"] == first["task_id"] and again["resumed"] is True
+
+
+async def test_a_callback_settles_the_ledger_of_a_run_whose_answer_was_lost(tmp_path: Path) -> None:
+    """A single run's lost createTask answer leaves the ledger uncertain; the task's callback, received after the
+    run ended, settles it, and the identical run then collects that task instead of reporting it uncertain."""
+    config = EmulatorConfig(generation_seconds=0.1, webhook_hmac_key="whk-ledger")
+    async with KieEmulator(config) as emulator, fast(emulator) as kie, fast(emulator) as elsewhere:
+        app = web.Application()  # the receiver runs apart from the run (another process would do the same)
+        receiver = add_callback_route(app, elsewhere, "/cb", hmac_key="whk-ledger")
+        runner = web.AppRunner(app, shutdown_timeout=1.0)  # the emulator's keep-alive callback connections
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        hook = f"http://127.0.0.1:{runner.addresses[0][1]}/cb"
+        try:
+            emulator.faults.add("createTask", "reset_after")
+            lost = await run_pipeline(fox(), kie, options=opts(tmp_path, callback_url=hook))
+            assert lost.status == "submit_uncertain" and emulator.stats.tasks_created == 1
+            while RequestState.SUBMITTED not in (await entries(kie.settings, fox())).values():
+                await asyncio.sleep(0.02)  # until the task's callback, confirmed by the receiver, settles the ledger
+            assert receiver.stats.accepted >= 1
+            again = await run_pipeline(fox(), kie, options=opts(tmp_path, callback_url=hook))
+        finally:
+            await runner.cleanup()
+    assert again.succeeded and again.task_id == emulator.tasks()[0].task_id
+    assert emulator.stats.tasks_created == 1

@@ -21,6 +21,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from kie_async.core.errors import KieCallbackBodyError, KieCallbackVerificationError, KieInputError
+from kie_async.ledger.account import AccountLedger, settle_in_ledger
 from kie_async.ledger.journal import settle_from_callback
 from kie_async.session import KieSession
 from kie_async.wire.api_models import CallbackEvent, JSONValue
@@ -99,6 +100,8 @@ class CallbackReceiver:
             settled = await settle_from_callback(self._journal, token, task_id)
         else:
             settled = await self._session.coordinator.settle_adoption(token, task_id)
+        # The account's ledger records every purchase too: its entry for the attempt learns the task.
+        await settle_in_ledger(AccountLedger.for_settings(self._session.settings), token, task_id)
         if settled:
             self.stats.settled += 1
 

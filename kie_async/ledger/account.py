@@ -29,7 +29,7 @@ from pathlib import Path
 from kie_async.core.errors import KieInputError, KieJournalBusyError
 from kie_async.core.settings import KieSettings
 from kie_async.core.state_dir import state_dir
-from kie_async.ledger.journal import BatchJournal, JournalEntry, JournalRecord
+from kie_async.ledger.journal import BatchJournal, JournalEntry, JournalRecord, append_adoption, attempt_of, parse_token
 from kie_async.ledger.request_state import RequestState
 
 LEDGER_ENV = "KIE_LEDGER"
@@ -237,3 +237,24 @@ def _import_legacy(legacy: Path, path: Path) -> None:
     partial = path.with_name(path.name + ".import")
     shutil.copyfile(legacy, partial)
     os.replace(partial, path)
+
+
+async def settle_in_ledger(ledger: AccountLedger, token: str, task_id: str) -> bool:
+    """Record a confirmed callback's task in the ledger entry whose attempt the token names (any variation).
+
+    For a receiver when no run of its process waits on the token: the request's next run then resumes the task
+    instead of reporting it uncertain. Returns whether an attempt of this ledger was found.
+    """
+    key, attempt, scope = parse_token(token)
+    if scope is not None or not key:
+        return False  # a shared batch's token (its ledger is in Redis), or a bare attempt from an older version
+    path = ledger.book_path(key.partition("#")[0])
+    if not await asyncio.to_thread(path.is_file):
+        return False
+    view = await BatchJournal.open(path, exclusive=False)
+    for entry in view.entries.values():
+        if attempt_of(entry, attempt):
+            if task_id != entry.task_id and task_id not in entry.extra_task_ids:
+                await append_adoption(path, entry.key, attempt, task_id)
+            return True
+    return False

@@ -104,6 +104,7 @@ async def execute(
             request_key=key,
             prior_state=plan.state,
             run_id=plan.run_id,
+            resubmit_uncertain=batch.resubmit_uncertain,  # the ledger holds the same maybe-bought attempt
         )
     except asyncio.CancelledError:
         raise

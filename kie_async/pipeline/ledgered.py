@@ -175,6 +175,12 @@ def _with_ledger(hooks: PipelineHooks | None, claim: LedgerClaim) -> PipelineHoo
     late = hooks.on_late_adoption if hooks is not None else None
 
     async def on_state(record: JournalRecord) -> None:
+        if record.sending and theirs is not None:
+            # "The bytes go out now": the ledger's marker is written last, so a kill between the two markers
+            # leaves the ledger saying "never sent" only when the caller's journal already says "maybe sent".
+            await theirs(record)
+            await claim.record(record)
+            return
         try:
             await claim.record(record)
         except Exception:
