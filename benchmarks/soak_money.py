@@ -7,7 +7,12 @@ Three processes, as in production: the emulator (its own process, standing in fo
 callback receiver (``kie-async receive-callbacks``, standing in for the web app that receives Kie.ai's
 callbacks), and ``kie-async run-batch`` itself, started again after every interruption. The receiver settles
 requests whose createTask answer was lost (the ``reset_after`` fault, or a kill mid-send) by appending the
-task id to the journal; the next run resumes them.
+task id to the journal (and to the account's ledger); the next run resumes them.
+
+A fourth process buys on the same account at the same time: ``soak_side.py`` (``--side`` requests, 60; 10 with
+``--quick``) through every other entry point (``run_pipeline``, ``run_many``, handles, the blocking client and
+``kie-async run``), SIGKILLed with each interruption and run to the end after the batch. Its requests count in
+every figure below (a side prompt with two tasks is a double like any other).
 
 Figures (every one must be 0):
 
@@ -54,6 +59,8 @@ SHOWN = (
     "killed_between_marker_and_send",
     "uncertain_arrived_no_task",
     "statuses",
+    "side_requests",
+    "side_statuses",
     "tasks_sold",
     "runs",
     "interruptions_fired",
@@ -108,8 +115,12 @@ class Soak:
             "KIE_UPLOAD_BASE_URL": str(emulator.info["upload_base_url"]),
             "KIE_API_KEY": emulator.api_key,
             "KIE_WEBHOOK_HMAC_KEY": HMAC_KEY,
+            "KIE_STATE_DIR": str(work / "state"),  # the soak's own purchase ledger, shared by every process in it
             "PYTHONUNBUFFERED": "1",
         }
+        self.side_prompts = [f"soak side {i}" for i in range(args.side)]
+        self.side_report = work / "side-report.json"
+        self.side: asyncio.subprocess.Process | None = None
         self.rng = random.Random(args.seed)
         self.http = aiohttp.ClientSession()
         self.callback_url = ""
@@ -169,8 +180,50 @@ class Soak:
             self.callback_url,
         )
 
+    async def start_side(self) -> asyncio.subprocess.Process:
+        """The second buyer (``soak_side.py``): every other entry point, on the same account and ledger."""
+        prompts = self.work / "side-prompts.json"
+        prompts.write_text(json.dumps(self.side_prompts))
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).with_name("soak_side.py")),
+            str(prompts),
+            "--out",
+            str(self.out),
+            "--callback-url",
+            self.callback_url,
+            "--journal",
+            str(self.work / "side-journal.jsonl"),
+            "--report",
+            str(self.side_report),
+            env=self.env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+    async def kill_side(self) -> None:
+        if self.side is not None and self.side.returncode is None:
+            self.side.send_signal(signal.SIGKILL)
+            await asyncio.wait_for(self.side.wait(), timeout=60)
+
+    async def finish_side(self) -> dict[str, Any]:
+        """Run the second buyer to the end, again while any of its requests is not settled yet."""
+        report: dict[str, Any] = {}
+        for _ in range(self.args.max_reruns):
+            self.side = await self.start_side()
+            await asyncio.wait_for(self.side.wait(), timeout=self.args.max_wait * 4)
+            report = json.loads(self.side_report.read_text()) if self.side_report.is_file() else {}
+            settled = {"succeeded", "failed"}
+            if len(report) == len(self.side_prompts) and all(r["status"] in settled for r in report.values()):
+                break
+            await asyncio.sleep(self.args.settle_seconds)  # callbacks of lost answers reach the receiver
+        return report
+
     async def interrupted_run(self, how: signal.Signals) -> dict[str, Any]:
         before = len(await self.tasks())
+        if self.side_prompts:
+            await self.kill_side()
+            self.side = await self.start_side()  # buying beside the batch, killed with it
         proc = await asyncio.create_subprocess_exec(
             *self.batch_command(),
             env=self.env,
@@ -186,6 +239,7 @@ class Soak:
         fired = proc.returncode is None
         if fired:
             proc.send_signal(how)
+        await self.kill_side()
         code = await asyncio.wait_for(proc.wait(), timeout=120)
         return {
             "signal": how.name,
@@ -230,10 +284,11 @@ class Soak:
             if set(statuses) <= {"succeeded", "failed", "submit_uncertain"} and not self._settling(final):
                 break
             await asyncio.sleep(self.args.settle_seconds)  # callbacks of lost answers reach the receiver
+        side = await self.finish_side() if self.side_prompts else {}
         await self.control("POST", "/_emulator/faults", {"clear": True, "rules": []})
         await asyncio.sleep(self.args.settle_seconds)
         await self.stop_receiver()
-        return await self.measure(final)
+        return await self.measure(final, side)
 
     def _uncertain_token(self, key: str) -> str:
         attempts = [line.get("attempt") for line in self._journal_lines(key) if line["state"] == "uncertain"]
@@ -265,7 +320,7 @@ class Soak:
                 digests.append(hashlib.sha256(await response.read()).hexdigest())
         return digests
 
-    async def measure(self, final: dict[str, Any]) -> dict[str, Any]:
+    async def measure(self, final: dict[str, Any], side: dict[str, Any]) -> dict[str, Any]:
         tasks = await self.tasks()
         by_prompt: dict[str, list[dict[str, Any]]] = {}
         for task in tasks:
@@ -312,6 +367,7 @@ class Soak:
             for r in final["results"]
             if r["status"] == "succeeded" or (r["status"] == "failed" and r.get("error_type") == "KieTaskFailedError")
         }
+        final_ok.update({r["task_id"]: r for r in side.values() if r["status"] in ("succeeded", "failed")})
         paid_not_final = [t["taskId"] for t in tasks if t["taskId"] not in final_ok]
         statuses = Counter(r["status"] for r in final["results"])
         stats = await self.control("GET", "/_emulator/stats")
@@ -324,6 +380,8 @@ class Soak:
             "paid_tasks_not_final": len(paid_not_final),
             "uncertain_arrived_no_task": true_uncertain_without_task,
             "statuses": dict(statuses),
+            "side_requests": len(self.side_prompts),
+            "side_statuses": dict(Counter(f"{r['way']}:{r['status']}" for r in side.values())),
             "tasks_sold": len(tasks),
             "runs": len(self.runs),
             "interruptions_fired": sum(1 for r in self.runs if r.get("fired")),
@@ -371,13 +429,16 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--sigints", type=int, default=1)
+    parser.add_argument(
+        "--side", type=int, default=60, help="requests bought beside the batch through every other entry point"
+    )
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (journal, outputs) to inspect")
     args = parser.parse_args()
     if args.quick:
-        args.requests, args.kills = 30, 2
+        args.requests, args.kills, args.side = 30, 2, 10
     # The real limit (20 per 10 s) in a full run; a scaled one in --quick so the suite stays fast.
     args.create_limit, args.create_window = (200, 1.0) if args.quick else (20, 10.0)
     args.generation_seconds = 0.5 if args.quick else 1.0
@@ -402,6 +463,7 @@ def main() -> int:
             "requests",
             "kills",
             "sigints",
+            "side",
             "fault_rate",
             "concurrency",
             "seed",

@@ -89,7 +89,7 @@ async def test_an_emulated_account_keeps_its_own_ledger(tmp_path: Path) -> None:
 # -- the rules, through run_pipeline -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=0.6)])
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=2.0)])
 async def test_a_timed_out_run_is_resumed_by_the_identical_run_not_bought_again(
     emulator: KieEmulator, tmp_path: Path
 ) -> None:
@@ -131,7 +131,7 @@ async def test_an_idempotency_key_returns_the_earlier_result_and_refuses_another
     assert emulator.stats.tasks_created == 2
 
 
-@pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=0.6)])
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=2.0)])
 async def test_resubmit_pays_again_on_purpose_and_the_first_task_stays_resumable(
     emulator: KieEmulator, tmp_path: Path
 ) -> None:
@@ -161,7 +161,7 @@ async def test_two_identical_runs_at_once_in_one_process_buy_two_variations(
 # -- every entry point reads the same ledger -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=0.6)])
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=2.0)])
 async def test_a_batch_without_a_journal_resumes_a_task_a_single_run_left_paid(
     emulator: KieEmulator, tmp_path: Path
 ) -> None:
@@ -174,7 +174,7 @@ async def test_a_batch_without_a_journal_resumes_a_task_a_single_run_left_paid(
     assert emulator.stats.tasks_created == 2
 
 
-@pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=0.6)])
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=2.0)])
 async def test_a_batch_journal_learns_the_task_the_ledger_resumes(emulator: KieEmulator, tmp_path: Path) -> None:
     journal = tmp_path / "batch.jsonl"
     async with fast(emulator) as kie:
@@ -203,7 +203,7 @@ async def test_handles_hand_back_an_undelivered_task_and_record_delivery(emulato
     assert emulator.stats.tasks_created == 3
 
 
-@pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=0.6)])
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(generation_seconds=2.0)])
 async def test_the_blocking_client_resumes_what_an_earlier_run_left_paid(emulator: KieEmulator, tmp_path: Path) -> None:
     settings = emulator.settings(poll=FAST_POLL, retry=FAST_RETRY, rate_limit=OPEN_LIMITS)
 

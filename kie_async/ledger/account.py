@@ -258,3 +258,19 @@ async def settle_in_ledger(ledger: AccountLedger, token: str, task_id: str) -> b
                 await append_adoption(path, entry.key, attempt, task_id)
             return True
     return False
+
+
+async def task_of_attempt(ledger: AccountLedger, key: str, attempt: str) -> str | None:
+    """The task the ledger learnt for ``attempt`` of the request ``key`` (a callback settled it there), if any.
+
+    A batch's journal and the ledger record the same attempts; a receiver that settled the attempt only in the
+    ledger (it was not given the batch's journal) must still keep the batch from calling it uncertain forever.
+    """
+    path = ledger.book_path(key.partition("#")[0])
+    if not await asyncio.to_thread(path.is_file):
+        return None
+    view = await BatchJournal.open(path, exclusive=False)
+    for entry in view.entries.values():
+        if entry.task_id is not None and attempt_of(entry, attempt):
+            return entry.task_id
+    return None

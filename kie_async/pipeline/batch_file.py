@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from kie_async.ledger.account import AccountLedger, task_of_attempt
 from kie_async.ledger.journal import BatchJournal, JournalRecord, append_adoption, parse_correlation_token
-from kie_async.ledger.request_state import Money, facts
+from kie_async.ledger.request_state import Money, RequestState, facts
 from kie_async.pipeline.batch import Batch, execute
 from kie_async.pipeline.batch_plan import SKIPPED_STATES, Plan, known_cost, plan_request
 from kie_async.pipeline.run_models import RunResult
@@ -32,6 +33,15 @@ class FileJournalStrategy:
     async def run_one(self, batch: Batch, index: int) -> RunResult:
         raw, key = batch.requests[index], batch.keys[index]
         entry = self.journal.get(key) if self.journal else None
+        if entry is not None and entry.uncertain and entry.attempt is not None:
+            settled = await task_of_attempt(AccountLedger.for_settings(batch.session.settings), key, entry.attempt)
+            if settled is not None:  # a callback settled the lost answer in the ledger: that task is this request's
+                await self.record(
+                    JournalRecord(
+                        key=key, state=RequestState.SUBMITTED, attempt=entry.attempt, task_id=settled, adopted=True
+                    )
+                )
+                entry = self.journal.get(key) if self.journal else None
         root = batch.options.artifacts.resolved_root() if batch.options.write_artifact else None
         plan = await plan_request(
             entry,

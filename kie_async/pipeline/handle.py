@@ -30,10 +30,11 @@ from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.payload import build_submission_payload
 from kie_async.catalogue.preflight import run_preflight
 from kie_async.catalogue.presets import apply_enhanced_prompt, resolve_prompt_context
-from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
+from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest, ValidationResult
 from kie_async.catalogue.specs import ModelRegistry, aload_registry, load_registry, loaded_registry
 from kie_async.catalogue.validate import validate_request
 from kie_async.client import BaseSession
+from kie_async.client.adoption import with_correlation
 from kie_async.core.errors import (
     KieError,
     KieInputError,
@@ -44,7 +45,7 @@ from kie_async.core.limits import check_credits, check_timeout
 from kie_async.core.media_sniff import MediaKind
 from kie_async.core.settings import PollSettings
 from kie_async.ledger.account import DELIVERED, AccountLedger, LedgerClaim
-from kie_async.ledger.journal import JournalRecord, boot_stamp, request_key
+from kie_async.ledger.journal import JournalRecord, boot_stamp, correlation_token, request_key
 from kie_async.ledger.request_state import RequestState, facts
 from kie_async.pipeline.enhance import enhance_with_kie, kie_model
 from kie_async.pipeline.outputs import FileOutput
@@ -345,8 +346,15 @@ async def submit_request(
         earlier = _earlier_task(claim, resubmit)
         if earlier is not None:
             return _handle(session, claim, earlier, normalized, opts, estimate=None)
-        payload, estimate = await _gate(session, normalized, opts)
-        task_id = await _create_once(session, payload, _Recorder(claim, normalized, payload, estimate))
+        prepared, estimate = await _gate(session, normalized, opts)
+        attempt = secrets.token_hex(4)
+        # The callback names the ledger entry and attempt: a lost answer is settled by the task's callback.
+        callback = opts.callback_url or normalized.callback_url
+        payload = build_submission_payload(
+            prepared,
+            callback_url=with_correlation(callback, correlation_token(claim.key, attempt)) if callback else None,
+        )
+        task_id = await _create_once(session, payload, _Recorder(claim, normalized, payload, estimate, attempt))
         return _handle(session, claim, task_id, normalized, opts, estimate=estimate)
     finally:
         await claim.release()
@@ -393,7 +401,7 @@ def _earlier_task(claim: LedgerClaim, resubmit: bool) -> str | None:
 
 async def _gate(
     session: BaseSession, normalized: NormalizedRequest, opts: PipelineOptions
-) -> tuple[CreateTaskPayload, float | None]:
+) -> tuple[ValidationResult, float | None]:
     """Prompt, validation, preflight, upload: everything before the money. Raises when it stops the request."""
     if opts.enhance is not None and normalized.raw_prompt:
         context = await asyncio.to_thread(
@@ -431,19 +439,23 @@ async def _gate(
             preflight=preflight,
         )
     prepared = await prepare_request_for_submission(validation, session, rehost_urls=opts.rehost_urls)
-    payload = build_submission_payload(prepared.validation, callback_url=opts.callback_url or normalized.callback_url)
     estimate = preflight.estimate.credits if preflight.estimate.has_numeric_estimate else None
-    return payload, estimate
+    return prepared.validation, estimate
 
 
 class _Recorder:
     """The ledger's records of one createTask attempt: the intent when the request goes on the wire, then its end."""
 
     def __init__(
-        self, claim: LedgerClaim, normalized: NormalizedRequest, payload: CreateTaskPayload, estimate: float | None
+        self,
+        claim: LedgerClaim,
+        normalized: NormalizedRequest,
+        payload: CreateTaskPayload,
+        estimate: float | None,
+        attempt: str,
     ) -> None:
         self.claim = claim
-        self.attempt = secrets.token_hex(4)
+        self.attempt = attempt
         self.on_wire_now = False
         self.intent = JournalRecord(
             key=claim.key,
