@@ -30,7 +30,7 @@ from kie_async.core.errors import KieInputError, KieJournalBusyError
 from kie_async.core.settings import KieSettings
 from kie_async.core.state_dir import state_dir
 from kie_async.ledger.journal import BatchJournal, JournalEntry, JournalRecord, append_adoption, attempt_of, parse_token
-from kie_async.ledger.request_state import RequestState
+from kie_async.ledger.request_state import RequestState, facts
 
 LEDGER_ENV = "KIE_LEDGER"
 DELIVERED = frozenset({RequestState.SUCCEEDED, RequestState.FAILED})
@@ -107,6 +107,8 @@ class LedgerClaim:
     _book: _Book
     request: str | None = None
     """For an idempotency key: the request key it stands for (recorded with each intent, checked on reuse)."""
+    linked: LedgerClaim | None = None
+    """For a new idempotency key: the plain variation whose paid, undelivered task it took over (kept in step)."""
 
     @property
     def path(self) -> Path:
@@ -115,9 +117,11 @@ class LedgerClaim:
     async def record(self, record: JournalRecord) -> None:
         """Append ``record`` under this key, folded tolerantly (the ledger's view may differ from a batch's)."""
         update: dict[str, object] = {"key": self.key}
-        if record.state is RequestState.SUBMITTING and not record.sending and self.request is not None:
+        if self.request is not None:
             update["request"] = self.request
         await self._book.journal.write(record.model_copy(update=update), fsync=not record.sending)
+        if self.linked is not None and facts(record.state).has_task:
+            await self.linked.record(record)  # the plain variation learns its task was delivered (or is collecting)
 
     def current(self) -> JournalEntry | None:
         return self._book.journal.get(self.key)
@@ -125,6 +129,8 @@ class LedgerClaim:
     async def release(self) -> None:
         self._book.claimed.discard(self.key)
         await _drop(self._book)
+        if self.linked is not None:
+            await self.linked.release()
 
 
 class AccountLedger:
@@ -170,16 +176,30 @@ class AccountLedger:
                 hint="await that run; calling again with the same key afterwards returns its result",
             )
         entry = book.journal.get(key)
-        if request is not None and entry is not None and entry.intent is not None:
-            used_for = entry.intent.request
-            if used_for is not None and used_for != request:
-                await _drop(book)
-                raise KieInputError(
-                    "idempotency_key was already used for a different request",
-                    hint="use a new idempotency_key for a new request (the key returns the purchase it first named)",
-                )
+        if request is not None and entry is not None and _named_request(entry) not in (None, request):
+            await _drop(book)
+            raise KieInputError(
+                "idempotency_key was already used for a different request",
+                hint="use a new idempotency_key for a new request (the key returns the purchase it first named)",
+            )
         book.claimed.add(key)
-        return LedgerClaim(self, base, key, entry, book, request)
+        claim = LedgerClaim(self, base, key, entry, book, request)
+        if request is not None and entry is None:
+            await self._take_over_undelivered(claim, request)
+        return claim
+
+    async def _take_over_undelivered(self, claim: LedgerClaim, request: str) -> None:
+        """A new idempotency key for a request whose plain purchase is paid and undelivered: that task is the
+        key's (an identical request resumes a paid task, named or not), never a second purchase."""
+        plain = await self.claim(request)
+        entry = plain.entry
+        if entry is None or entry.task_id is None or not facts(entry.state).resumable:
+            await plain.release()
+            return
+        claim.linked = plain
+        adoption = JournalRecord(key=claim.key, state=RequestState.SUBMITTED, task_id=entry.task_id, adopted=True)
+        await claim._book.journal.write(adoption.model_copy(update={"request": request, "run_id": entry.run_id}))
+        claim.entry = claim.current()
 
 
 async def _open(path: Path, legacy: Path | None) -> _Book:
@@ -273,4 +293,12 @@ async def task_of_attempt(ledger: AccountLedger, key: str, attempt: str) -> str 
     for entry in view.entries.values():
         if entry.task_id is not None and attempt_of(entry, attempt):
             return entry.task_id
+    return None
+
+
+def _named_request(entry: JournalEntry) -> str | None:
+    """The request key an idempotency key's entry was first used for (its intent's, or its adoption's)."""
+    for record in (entry.last, entry.intent, entry.result):
+        if record is not None and record.request:
+            return record.request
     return None

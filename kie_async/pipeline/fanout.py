@@ -23,7 +23,7 @@ from kie_async.catalogue.normalize import normalize_request
 from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
 from kie_async.client import BaseSession
 from kie_async.core import telemetry
-from kie_async.core.errors import KieInputError
+from kie_async.core.errors import KieInputError, attach_paid_task, paid_task_id
 from kie_async.core.limits import check_run_many_args
 from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.journal import BatchJournal, raw_request_key, request_key
@@ -274,7 +274,23 @@ async def _in_order(runs: Iterable[Awaitable[RunResult]]) -> list[RunResult]:
     answer already on its way, a journal line) instead of returning when the first run is cancelled, which
     would close the session under the others.
     """
-    outcomes = await asyncio.gather(*runs, return_exceptions=True)
+    paid: list[str] = []
+
+    async def noting(run: Awaitable[RunResult]) -> RunResult:
+        try:
+            return await run
+        except BaseException as exc:
+            if (task_id := paid_task_id(exc)) is not None:
+                paid.append(task_id)
+            raise
+
+    try:
+        outcomes = await asyncio.gather(*(noting(run) for run in runs), return_exceptions=True)
+    except asyncio.CancelledError as exc:
+        if paid:  # the caller learns what the batch had bought: the same call again resumes those tasks
+            exc.task_ids = list(paid)  # type: ignore[attr-defined]
+            attach_paid_task(exc, paid[0], f"the same run_many call resumes them (tasks {', '.join(paid)})")
+        raise
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome  # a run turns every expected failure into a result: this is a bug, not a run's error
