@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from kie_async.ledger.journal import BatchJournal, JournalRecord, append_adoption, parse_correlation_token
 from kie_async.ledger.request_state import Money, facts
 from kie_async.pipeline.batch import Batch, execute
+from kie_async.pipeline.batch_chat import run_chat
 from kie_async.pipeline.batch_plan import SKIPPED_STATES, Plan, known_cost, plan_request
+from kie_async.pipeline.chat_request import ChatRequest
 from kie_async.pipeline.run_models import RunResult
 
 
@@ -31,6 +33,8 @@ class FileJournalStrategy:
 
     async def run_one(self, batch: Batch, index: int) -> RunResult:
         raw, key = batch.requests[index], batch.keys[index]
+        if isinstance(raw, ChatRequest):
+            return await run_chat(batch, index, raw, self.journal)
         entry = self.journal.get(key) if self.journal else None
         root = batch.options.artifacts.resolved_root() if batch.options.write_artifact else None
         plan = await plan_request(
