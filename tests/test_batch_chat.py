@@ -7,6 +7,9 @@ that a chat is never asked twice: not retried after its bytes left, not asked ag
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -184,3 +187,66 @@ async def test_a_bad_chat_request_stops_the_batch_before_anything_is_sent(
     assert chat_calls(emulator) == 0 and emulator.stats.tasks_created == 0
     with pytest.raises(KieInputError, match="not a RawUserRequest"):
         await run_many([{"model": "gpt-5.5", "messages": "hi"}], kie)  # type: ignore[list-item]
+
+
+MIXED_LINES = [
+    {"model_key": "nano-banana-2", "prompt": "a paper boat on a pond"},
+    {"model": "claude-haiku-4.5", "messages": "A caption for a paper boat", "system": "Answer with the caption only"},
+    {"model_key": "gpt-5.5", "messages": [{"role": "user", "content": "Three words for calm water"}]},
+]
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
+    env["KIE_STATE_DIR"] = str(tmp_path / "state")
+    command = [sys.executable, "-m", "kie_async", *args]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _balance(tmp_path: Path) -> float:
+    done = _cli(tmp_path, "credits", "--offline", "--offline-state", "out/emulator-state", "--json")
+    assert done.returncode == 0, done.stderr
+    return float(json.loads(done.stdout)["credits"])
+
+
+def test_run_batch_takes_chat_lines_beside_media_lines_and_a_rerun_buys_nothing(tmp_path: Path) -> None:
+    (tmp_path / "mixed.jsonl").write_text("\n".join(json.dumps(line) for line in MIXED_LINES) + "\n")
+    money = ["--budget", "30", "--allow-unknown-cost", "--unknown-cost-ceiling", "2"]
+    first = _cli(tmp_path, "run-batch", "mixed.jsonl", "--offline", "--out", "out", "--json", *money)
+    assert first.returncode == 0, first.stderr
+    results = json.loads(first.stdout)["results"]
+    assert [r["status"] for r in results] == ["succeeded"] * 3
+    assert [r["model_key"] for r in results] == ["nano-banana-2", "claude-haiku-4.5", "gpt-5.5"]
+    caption, water = results[1]["chat"], results[2]["chat"]
+    assert "paper boat" in caption["text"] and "calm water" in water["text"] and "raw" not in caption
+    assert results[1]["credits_charged"] == caption["credits_consumed"] > 0
+    assert Path(results[1]["outputs"][0]).is_file() and results[1]["request_key"].startswith("chat-")
+    after_first = _balance(tmp_path)
+
+    again = _cli(tmp_path, "run-batch", "mixed.jsonl", "--offline", "--out", "out", "--json", *money)
+    assert again.returncode == 0, again.stderr
+    resumed = json.loads(again.stdout)["results"]
+    assert [(r["status"], r["resumed"]) for r in resumed] == [("succeeded", True)] * 3
+    assert resumed[1]["chat"]["text"] == caption["text"]
+    assert _balance(tmp_path) == pytest.approx(after_first)  # nothing bought again, chats included
+
+    # Without a ceiling the budget cannot hold a chat: blocked before the wire, the exit code says so.
+    (tmp_path / "more.jsonl").write_text(json.dumps({"model": "gemini-3-flash", "messages": "hi"}) + "\n")
+    blocked = _cli(tmp_path, "run-batch", "more.jsonl", "--offline", "--out", "out", "--json", "--budget", "30")
+    assert blocked.returncode == 1
+    assert json.loads(blocked.stdout)["results"][0]["status"] == "blocked"
+    assert _balance(tmp_path) == pytest.approx(after_first)
+
+
+def test_run_batch_names_the_line_of_a_bad_chat_call(tmp_path: Path) -> None:
+    (tmp_path / "bad.jsonl").write_text(
+        '{"model_key": "nano-banana-2", "prompt": "x"}\n{"model": "gpt-5.5", "messages": "x", "sytem": "y"}\n'
+    )
+    done = _cli(tmp_path, "run-batch", "bad.jsonl", "--offline", "--out", "out")
+    assert (
+        done.returncode == 2
+        and "bad.jsonl:2: unknown key 'sytem' in a chat line (did you mean 'system'?)" in done.stderr
+    )
+    (tmp_path / "typo.jsonl").write_text('{"model": "gpt-5.5", "mesages": "x"}\n')
+    done = _cli(tmp_path, "run-batch", "typo.jsonl", "--offline", "--out", "out")
+    assert done.returncode == 2 and 'a chat call is a line with "messages"' in done.stderr

@@ -43,6 +43,7 @@ from kie_async.interfaces.cli._live import console, err_console, settings_for
 from kie_async.interfaces.cli._output import on_terminal
 from kie_async.interfaces.cli._request_args import build_request, callback_url_arg, request_args
 from kie_async.ledger.journal import batch_identity
+from kie_async.pipeline.chat_request import BatchRequest, ChatRequest, ChatRunResult
 from kie_async.pipeline.fanout import BatchProgress, run_many
 from kie_async.pipeline.run import PipelineOptions, RunResult, run_pipeline
 from kie_async.pipeline.run_models import ConfirmCallback, RunResults
@@ -84,8 +85,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     run.set_defaults(handler=_run)
 
-    batch = sub.add_parser("run-batch", help="run every request in a JSONL file (one RawUserRequest per line)")
-    batch.add_argument("file", type=Path, help='JSONL: {"model_key": ..., "prompt": ..., "options": {...}}')
+    batch = sub.add_parser(
+        "run-batch", help="run every request in a JSONL file (one RawUserRequest, or a chat call, per line)"
+    )
+    batch.add_argument(
+        "file",
+        type=Path,
+        help='JSONL: {"model_key": ..., "prompt": ..., "options": {...}}; a line with "messages" is a chat call: '
+        '{"model": CHAT_MODEL, "messages": ..., "system": ..., "options": {...}}',
+    )
     batch.add_argument("--concurrency", type=count_arg, default=8, help="pipelines in flight at once (default 8)")
     batch.add_argument("--journal", type=Path, default=None, help="journal file (default OUT/journals/FILE.jsonl)")
     batch.add_argument("--retry-failed", action="store_true", help="re-submit requests whose task failed before")
@@ -272,7 +280,15 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "error": result.error,
         "error_type": result.error_type,
         "warnings": result.warnings,
+        **_chat_summary(result),
     }
+
+
+def _chat_summary(result: RunResult) -> dict[str, Any]:
+    """A chat call's answer in the summary (its text, usage, credits; not the raw body)."""
+    if not isinstance(result, ChatRunResult):
+        return {}
+    return {"chat": result.chat.model_dump(mode="json", exclude={"raw"}) if result.chat is not None else None}
 
 
 def _run(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
@@ -430,7 +446,10 @@ def _coordinated(settings: KieSettings, shared: _SharedBatch | None) -> KieSetti
     return settings.model_copy(update={"coordination_url": shared.url})
 
 
-_LINE_HINT = 'each line is a JSON object such as {"model_key": "nano-banana-2", "prompt": "..."}'
+_LINE_HINT = (
+    'each line is a JSON object such as {"model_key": "nano-banana-2", "prompt": "..."}, or a chat call such as '
+    '{"model": "gpt-5.5", "messages": "...", "system": "..."}'
+)
 _MEDIA_LISTS = ("images", "videos", "audios")
 
 
@@ -487,12 +506,13 @@ def _describe(exc: ValidationError) -> str:
     return f"{_loc_path(first['loc']) or 'line'}: {first['msg']}"
 
 
-def load_batch_file(path: Path) -> list[RawUserRequest]:
+def load_batch_file(path: Path) -> list[BatchRequest]:
     """Parse a JSONL batch file; a bad line is reported as ``FILE:LINE: what is wrong``, nothing is half-read.
 
-    Unknown keys are errors, not ignored: ``"optons": {"resolution": "4K"}`` used to run at the default 1K.
+    Unknown keys are errors, not ignored: ``"optons": {"resolution": "4K"}`` used to run at the default 1K. A line
+    with a ``"messages"`` field is a chat call (:class:`ChatRequest`), every other line a media request.
     """
-    requests: list[RawUserRequest] = []
+    requests: list[BatchRequest] = []
     # Split on newlines only: str.splitlines() also splits on U+2028 & co, which JSON strings may contain.
     for number, line in enumerate(_read_batch_text(path).split("\n"), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -504,18 +524,44 @@ def load_batch_file(path: Path) -> list[RawUserRequest]:
             raise KieInputError(f"{where}: {exc}", hint=_LINE_HINT) from None
         if not isinstance(data, dict):
             raise KieInputError(f"{where}: expected a JSON object, got {json_kind(data)}", hint=_LINE_HINT)
+        if "messages" in data:
+            requests.append(_chat_line(data, where))
+            continue
         try:
             requests.append(RawUserRequest.model_validate(data))
         except ValidationError as exc:
-            raise KieInputError(f"{where}: {_describe(exc)}", hint=_LINE_HINT) from None
+            chat_like = "model" in data and "model_key" not in data
+            more = ' (a chat call is a line with "messages")' if chat_like else ""
+            raise KieInputError(f"{where}: {_describe(exc)}{more}", hint=_LINE_HINT) from None
     if not requests:
         raise KieInputError(f"{path} has no requests", hint="one JSON object per line")
     return requests
 
 
+def _chat_line(data: dict[str, Any], where: str) -> ChatRequest:
+    """A chat call's line: ``model`` (or ``model_key``), ``messages``, then ``system``, ``options``..."""
+    try:
+        return ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]) or "line"
+        if first["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(name, ["model", "messages", "system", "options", "provider_model"], n=1)
+            problem = f"unknown key {name!r} in a chat line" + (f" (did you mean {close[0]!r}?)" if close else "")
+        else:
+            problem = f'{name}: {first["msg"]} (a line with "messages" is a chat call)'
+        raise KieInputError(f"{where}: {problem}", hint=_LINE_HINT) from None
+
+
 def default_batch_id(path: Path) -> str:
     """The shared batch id of a batch file: a hash of its requests (not its bytes), the same on every machine."""
-    return batch_identity(load_batch_file(path))
+    requests = load_batch_file(path)
+    if any(isinstance(r, ChatRequest) for r in requests):
+        raise KieInputError(
+            f"{path} has chat calls, which cannot run in a batch shared over processes yet",
+            hint="run it without --coordination, or put the chat calls in a file of their own",
+        )
+    return batch_identity([r for r in requests if isinstance(r, RawUserRequest)])
 
 
 class _SharedBatch(BaseModel):
@@ -564,7 +610,7 @@ def _run_batch(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 async def _run_many_session(
     args: argparse.Namespace,
-    requests: list[RawUserRequest],
+    requests: list[BatchRequest],
     out: Path,
     journal: Path | None,
     shared: _SharedBatch | None,
@@ -589,7 +635,7 @@ async def _run_many_session(
 
 async def _run_batch_async(
     args: argparse.Namespace,
-    requests: list[RawUserRequest],
+    requests: list[BatchRequest],
     out: Path,
     journal: Path | None,
     shared: _SharedBatch | None,
