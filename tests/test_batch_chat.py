@@ -6,6 +6,7 @@ that a chat is never asked twice: not retried after its bytes left, not asked ag
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -27,6 +28,7 @@ from kie_async.pipeline.chat_request import ChatRequest, ChatRunResult, chat_req
 from kie_async.pipeline.fanout import BatchProgress, run_many
 from kie_async.pipeline.run_models import PipelineOptions, RunResult
 from kie_async.wire.chat import ChatMessage
+from tests.waiting import until
 
 CAPTION = ChatRequest(model="claude-haiku-4.5", messages="A caption for a fox in snow", system="Be brief")
 GREETING = ChatRequest(model="gpt-5.5", messages=[ChatMessage.user("Say hello")])
@@ -132,6 +134,16 @@ async def test_a_mixed_batch_under_a_budget_follows_the_unknown_price_rule(
     # Without allow_unknown_cost, even the balance as the only cap blocks them (as for unpriced media).
     unallowed = await run_many([CAPTION], kie, options=opts(tmp_path, ceiling=None, unknown=False))
     assert unallowed[0].status == "blocked" and "allow_unknown_cost" in (unallowed[0].error or "")
+    per_run = opts(tmp_path, ceiling=None, unknown=False).model_copy(
+        update={"budget_credits": 5, "check_balance": False}
+    )
+    capped = await run_many([CAPTION], kie, options=per_run)  # no batch cap, but a cap on each run: the same rule
+    assert capped[0].status == "blocked" and chat_calls(emulator) == 0
+    free = await run_many(
+        [CAPTION], kie, options=opts(tmp_path, ceiling=None, unknown=False).model_copy(update={"check_balance": False})
+    )
+    assert free[0].succeeded and free[0].credits_charged  # no limit in play: it runs, its credits_consumed counted
+    assert chat_calls(emulator) == 1
 
     # A ceiling of 6, one at a time: the image takes 8, the first chat holds 6 (14 <= 14.5) and is settled on its
     # credits_consumed (a few hundredths), so the second chat fits too; held at its ceiling it would not (20).
@@ -139,7 +151,7 @@ async def test_a_mixed_batch_under_a_budget_follows_the_unknown_price_rule(
     results = await run_many(
         requests, kie, options=opts(tmp_path, ceiling=6), budget_credits=14.5, concurrency=1, on_progress=seen.append
     )
-    assert [r.status for r in results] == ["succeeded"] * 3 and chat_calls(emulator) == 2
+    assert [r.status for r in results] == ["succeeded"] * 3 and chat_calls(emulator) == 3
     consumed = [chat_of(r).chat.credits_consumed for r in results[1:]]  # type: ignore[union-attr]
     assert all(c is not None and 0 < c < 1 for c in consumed)
     assert seen[-1].budget.spent == pytest.approx(8 + sum(c or 0 for c in consumed)) and seen[-1].budget.reserved == 0
@@ -148,7 +160,7 @@ async def test_a_mixed_batch_under_a_budget_follows_the_unknown_price_rule(
     # A ceiling of 7 does not fit beside the image: over budget, nothing sent.
     over = await run_many(requests, kie, options=opts(tmp_path, ceiling=7), budget_credits=14.5, concurrency=1)
     assert [r.status for r in over] == ["succeeded", "over_budget", "over_budget"]
-    assert over[1].spent_nothing and chat_calls(emulator) == 2
+    assert over[1].spent_nothing and chat_calls(emulator) == 3
 
 
 async def test_a_paid_chat_whose_journal_stopped_before_succeeded_is_settled_from_its_saved_answer(
@@ -171,6 +183,32 @@ async def test_a_paid_chat_whose_journal_stopped_before_succeeded_is_settled_fro
     lost = chat_of((await run_many([GREETING], kie, options=opts(tmp_path), journal_path=journal))[0])
     assert lost.status == "incomplete" and lost.text is None and "not bought again" in (lost.error or "")
     assert chat_calls(emulator) == 1
+
+
+async def test_a_batch_cancelled_while_a_chat_is_on_the_wire_never_asks_it_again(
+    kie: KieSession, emulator: KieEmulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "cancelled.jsonl"
+    emulator.faults.add("chat", "latency", delay=30.0)  # the bytes are there; the answer is slow to come
+    batch = asyncio.create_task(run_many([CAPTION], kie, options=opts(tmp_path), journal_path=journal))
+    await until(lambda: chat_calls(emulator) == 1, "the chat reached the emulator")
+    assert '"sending":true' in journal.read_text()
+    batch.cancel()  # Ctrl-C, or a crash: for the journal the same thing
+    await asyncio.gather(batch, return_exceptions=True)
+    emulator.faults.clear()
+
+    again = chat_of((await run_many([CAPTION], kie, options=opts(tmp_path), journal_path=journal))[0])
+    assert again.status == "submit_uncertain" and again.state is RequestState.UNCERTAIN and again.resumed
+    assert chat_calls(emulator) == 1
+
+
+async def test_a_shared_batch_refuses_chat_calls_before_anything_is_sent(
+    emulator: KieEmulator, redis_url: str, tmp_path: Path
+) -> None:
+    async with KieSession(emulator.settings(coordination_url=redis_url)) as kie:
+        with pytest.raises(KieInputError, match="shared over processes"):
+            await run_many([FOX, CAPTION], kie, options=opts(tmp_path), batch_id="mixed")
+    assert chat_calls(emulator) == 0 and emulator.stats.tasks_created == 0
 
 
 async def test_a_bad_chat_request_stops_the_batch_before_anything_is_sent(

@@ -189,21 +189,22 @@ async def _reserve(batch: Batch, request: ChatRequest, spec: ChatSpec) -> float 
     budget, opts = batch.budget, batch.options
     base = {"model_key": request.model, "state": RequestState.BLOCKED}
     reserved = 0.0
-    if budget.cap is not None and spec.price is None:
+    limited = budget.cap is not None or opts.budget_credits is not None  # a batch cap, or a cap on each run
+    if limited and spec.price is None:
         if not opts.allow_unknown_cost:
             why = (
-                f"no token price is known for chat model {spec.key} and the batch has a credit cap (a budget or the "
+                f"no token price is known for chat model {spec.key} and a credit limit is in play (a budget or the "
                 f"balance); {opts.spelling.allow_unknown_cost} lets it run (a budget then holds "
                 f"{opts.spelling.unknown_cost_ceiling} for it, settled on the answer's credits_consumed)"
             )
             return ChatRunResult(status="blocked", error=why, error_type="preflight", **base)
-        if budget.spending_limit and opts.unknown_cost_ceiling is None:
+        if budget.cap is not None and budget.spending_limit and opts.unknown_cost_ceiling is None:
             why = (
                 f"no token price is known for chat model {spec.key} and the batch has a credit cap; "
                 f"{opts.spelling.unknown_cost_ceiling} says how much of it one such request may take"
             )
             return ChatRunResult(status="blocked", error=why, error_type="budget", **base)
-        reserved = (opts.unknown_cost_ceiling or 0.0) if budget.spending_limit else 0.0
+        reserved = (opts.unknown_cost_ceiling or 0.0) if budget.cap is not None and budget.spending_limit else 0.0
     elif spec.price is not None:
         chars = sum(len(m.content) for m in ([] if isinstance(request.messages, str) else request.messages))
         chars += len(request.messages) if isinstance(request.messages, str) else 0
