@@ -288,3 +288,6 @@ def test_run_batch_names_the_line_of_a_bad_chat_call(tmp_path: Path) -> None:
     (tmp_path / "typo.jsonl").write_text('{"model": "gpt-5.5", "mesages": "x"}\n')
     done = _cli(tmp_path, "run-batch", "typo.jsonl", "--offline", "--out", "out")
     assert done.returncode == 2 and 'a chat call is a line with "messages"' in done.stderr
+    (tmp_path / "unknown.jsonl").write_text('\n{"model": "gpt-5.5", "messages": "x", "options": {"temprature": 1}}\n')
+    done = _cli(tmp_path, "run-batch", "unknown.jsonl", "--offline", "--out", "out")
+    assert done.returncode == 2 and "unknown.jsonl:2 (gpt-5.5): gpt-5.5 takes no option 'temprature'" in done.stderr

@@ -42,14 +42,16 @@ log = logging.getLogger("kie_async.pipeline.fanout")
 __all__ = ["answer_path", "check_chat_requests", "run_chat"]
 
 
-async def check_chat_requests(requests: Sequence[BatchRequest]) -> None:
-    """Every chat call of a batch names a chat model and fits it (messages, options), before anything is sent."""
+async def check_chat_requests(requests: Sequence[BatchRequest], where: Sequence[str] | None = None) -> None:
+    """Every chat call of a batch names a chat model and fits it (messages, options), before anything is sent;
+    a refusal names the request as ``where[i]`` (a file's line), else ``requests[i]``."""
     for index, request in enumerate(requests):
         if isinstance(request, ChatRequest):
             try:
                 await _spec(request)
             except KieInputError as exc:
-                raise KieInputError(f"requests[{index}] ({request.model}): {exc.message}", hint=exc.hint) from None
+                name = where[index] if where is not None else f"requests[{index}]"
+                raise KieInputError(f"{name} ({request.model}): {exc.message}", hint=exc.hint) from None
 
 
 async def _spec(request: ChatRequest) -> ChatSpec:

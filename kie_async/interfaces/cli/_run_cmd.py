@@ -43,6 +43,7 @@ from kie_async.interfaces.cli._live import console, err_console, settings_for
 from kie_async.interfaces.cli._output import on_terminal
 from kie_async.interfaces.cli._request_args import build_request, callback_url_arg, request_args
 from kie_async.ledger.journal import batch_identity
+from kie_async.pipeline.batch_chat import check_chat_requests
 from kie_async.pipeline.chat_request import BatchRequest, ChatRequest, ChatRunResult
 from kie_async.pipeline.fanout import BatchProgress, run_many
 from kie_async.pipeline.run import PipelineOptions, RunResult, run_pipeline
@@ -512,7 +513,12 @@ def load_batch_file(path: Path) -> list[BatchRequest]:
     Unknown keys are errors, not ignored: ``"optons": {"resolution": "4K"}`` used to run at the default 1K. A line
     with a ``"messages"`` field is a chat call (:class:`ChatRequest`), every other line a media request.
     """
-    requests: list[BatchRequest] = []
+    return [request for _, request in _batch_lines(path)]
+
+
+def _batch_lines(path: Path) -> list[tuple[str, BatchRequest]]:
+    """:func:`load_batch_file`, each request with its ``FILE:LINE``."""
+    requests: list[tuple[str, BatchRequest]] = []
     # Split on newlines only: str.splitlines() also splits on U+2028 & co, which JSON strings may contain.
     for number, line in enumerate(_read_batch_text(path).split("\n"), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -525,10 +531,10 @@ def load_batch_file(path: Path) -> list[BatchRequest]:
         if not isinstance(data, dict):
             raise KieInputError(f"{where}: expected a JSON object, got {json_kind(data)}", hint=_LINE_HINT)
         if "messages" in data:
-            requests.append(_chat_line(data, where))
+            requests.append((where, _chat_line(data, where)))
             continue
         try:
-            requests.append(RawUserRequest.model_validate(data))
+            requests.append((where, RawUserRequest.model_validate(data)))
         except ValidationError as exc:
             chat_like = "model" in data and "model_key" not in data
             more = ' (a chat call is a line with "messages")' if chat_like else ""
@@ -597,15 +603,28 @@ def _shared_batch(args: argparse.Namespace) -> _SharedBatch | None:
 
 def _run_batch(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     # Everything that can be refused is refused here, before the session (or the emulator) starts.
-    requests = load_batch_file(args.file)
+    lines = _batch_lines(args.file)
     out = check_folder_arg(args.out or default_output_dir(), "--out")
     shared = _shared_batch(args)
     if shared is not None:
-        return _run_batch_async(args, requests, out, None, shared)
+        return _chats_checked(args, lines, out, None, shared)
     journal = check_file_arg(args.journal or out / "journals" / f"{args.file.stem}.jsonl", "--journal")
     if journal.resolve() == args.file.resolve():
         raise KieInputError(f"--journal {journal} is the batch file itself", hint="give --journal another file name")
-    return _run_batch_async(args, requests, out, journal, None)
+    return _chats_checked(args, lines, out, journal, None)
+
+
+async def _chats_checked(
+    args: argparse.Namespace,
+    lines: list[tuple[str, BatchRequest]],
+    out: Path,
+    journal: Path | None,
+    shared: _SharedBatch | None,
+) -> int:
+    """The batch, once its chat lines name chat models and fit them (a refusal names the file's line)."""
+    requests = [request for _, request in lines]
+    await check_chat_requests(requests, [where for where, _ in lines])
+    return await _run_batch_async(args, requests, out, journal, shared)
 
 
 async def _run_many_session(
