@@ -176,6 +176,10 @@ async def test_a_paid_chat_whose_journal_stopped_before_succeeded_is_settled_fro
         assert reopened.state_of(key) is RequestState.SUBMITTED  # as if the process died before its last line
     again = chat_of((await run_many([GREETING], kie, options=opts(tmp_path), journal_path=journal))[0])
     assert again.succeeded and again.resumed and again.text == chat_of(first[0]).text and chat_calls(emulator) == 1
+    answer_path(journal, key).write_text("{}")  # changed since: reported, never bought again
+    changed = chat_of((await run_many([GREETING], kie, options=opts(tmp_path), journal_path=journal))[0])
+    assert changed.succeeded and changed.resumed and changed.text is None and "not bought again" in changed.warnings[0]
+    assert chat_calls(emulator) == 1
 
     answer_path(journal, key).unlink()  # the answer file is gone: paid for, so reported, never bought again
     lines = journal.read_text().splitlines()

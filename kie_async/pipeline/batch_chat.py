@@ -229,10 +229,10 @@ async def _call(batch: Batch, index: int, request: ChatRequest, key: str, journa
     if journal is not None:
         try:
             await journal.record(_intent(request, spec, key, attempt, reserved))
-        except OSError as exc:  # no durable intent, no call
+            await journal.record(JournalRecord(key=key, state=RequestState.SUBMITTING, attempt=attempt, sending=True))
+        except OSError as exc:  # no durable intent (or no marker), no call: a re-run reads it as never sent
             await batch.budget.release(reserved)
             return _failed(request, key, RequestState.BLOCKED, "failed", exc)
-        await journal.record(JournalRecord(key=key, state=RequestState.SUBMITTING, attempt=attempt, sending=True))
     await batch.tracker.set(index, "submitted")
     try:
         answer = await chat(
