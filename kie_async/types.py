@@ -37,6 +37,7 @@ from kie_async.ledger.request_state import (
 from kie_async.pipeline.chat import (
     ChatStream,
 )
+from kie_async.pipeline.chat_request import ChatRequest, ChatRunResult
 from kie_async.pipeline.prepared import (
     PreparedRequest,
 )
@@ -76,6 +77,8 @@ __all__ = [
     "ArtifactSource",
     "AssetRef",
     "ChatDelta",
+    "ChatRequest",
+    "ChatRunResult",
     "ChatStream",
     "ChatUsage",
     "CreateTaskPayload",

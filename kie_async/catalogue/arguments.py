@@ -44,8 +44,10 @@ def check_request_arg(request: object, *, call: str, name: str = "request") -> N
     raise KieInputError(f"{call}: {name} is {_kind(request)}, not a RawUserRequest", hint=_fix_for(request, name))
 
 
-def check_requests_arg(requests: object, *, call: str, name: str = "requests") -> Sequence[Any]:
-    """``requests`` must be a list (or tuple) of :class:`RawUserRequest`; returns it."""
+def check_requests_arg(
+    requests: object, *, call: str, name: str = "requests", also: tuple[type, ...] = ()
+) -> Sequence[Any]:
+    """``requests`` must be a list (or tuple) of :class:`RawUserRequest` (or of the ``also`` types); returns it."""
     if isinstance(requests, _REQUEST_TYPES):
         raise KieInputError(
             f"{call}: {name} is one {type(requests).__name__}, not a list of requests",
@@ -62,7 +64,7 @@ def check_requests_arg(requests: object, *, call: str, name: str = "requests") -
             hint="pass a list of RawUserRequest (list(...) turns a generator into one)",
         )
     for index, item in enumerate(requests):
-        if not isinstance(item, RawUserRequest):
+        if not isinstance(item, (RawUserRequest, *also)):
             raise KieInputError(
                 f"{call}: {name}[{index}] is {_kind(item)}, not a RawUserRequest",
                 hint=_fix_for(item, f"{name}[{index}]"),

@@ -22,6 +22,7 @@ from kie_async.ledger.journal import JournalEntry, JournalRecord
 from kie_async.ledger.request_state import RequestState
 from kie_async.pipeline.batch_plan import Plan, run_failed
 from kie_async.pipeline.batch_progress import BatchTracker
+from kie_async.pipeline.chat_request import BatchRequest
 from kie_async.pipeline.run import parent_run_ids_of, run_pipeline
 from kie_async.pipeline.run_models import PipelineHooks, PipelineOptions, RunResult
 
@@ -33,8 +34,9 @@ class Batch:
     """What every request of one ``run_many`` call shares; request ``i`` is ``requests[i]``, ``keys[i]``…"""
 
     session: BaseSession
-    requests: Sequence[RawUserRequest]
-    normalized: list[NormalizedRequest]
+    requests: Sequence[BatchRequest]
+    normalized: list[NormalizedRequest | None]
+    """Each media request normalized (None for a chat call: :mod:`kie_async.pipeline.batch_chat` runs those)."""
     keys: list[str]
     raw_keys: list[str]
     prepaid: dict[str, float]
@@ -46,6 +48,13 @@ class Batch:
     """Each run's options (the balance was read once for the batch)."""
     retry_failed: bool
     resubmit_uncertain: bool
+
+    def media(self, index: int) -> tuple[RawUserRequest, NormalizedRequest]:
+        """Request ``index`` as a media request and its normalized form (a chat call is not one)."""
+        raw, normalized = self.requests[index], self.normalized[index]
+        if not isinstance(raw, RawUserRequest) or normalized is None:
+            raise TypeError(f"request {index} is a chat call, not a media request")
+        return raw, normalized
 
 
 class JournalStrategy(Protocol):
@@ -81,7 +90,7 @@ async def execute(
     batch: Batch, index: int, entry: JournalEntry | None, plan: Plan, journal: JournalStrategy
 ) -> RunResult:
     """One pipeline run (the caller holds a slot); every expected failure becomes a result."""
-    raw, key = batch.requests[index], batch.keys[index]
+    (raw, normalized), key = batch.media(index), batch.keys[index]
     hooks = PipelineHooks(
         on_state=_state_hook(batch, index, journal) if journal.journaled else None,
         on_stage=batch.tracker.stage_hook(index),
@@ -92,7 +101,7 @@ async def execute(
     telemetry.record("kie.batch.in_flight", 1)
     try:
         return await run_pipeline(
-            batch.normalized[index],  # normalized once for the batch (for the key); lineage passed explicitly
+            normalized,  # normalized once for the batch (for the key); lineage passed explicitly
             batch.session,
             parent_run_ids=parent_run_ids_of(raw),
             options=batch.options,

@@ -9,7 +9,9 @@ from kie_async.ledger.account import AccountLedger, task_of_attempt
 from kie_async.ledger.journal import BatchJournal, JournalRecord, append_adoption, parse_correlation_token
 from kie_async.ledger.request_state import Money, RequestState, facts
 from kie_async.pipeline.batch import Batch, execute
+from kie_async.pipeline.batch_chat import run_chat
 from kie_async.pipeline.batch_plan import SKIPPED_STATES, Plan, known_cost, plan_request
+from kie_async.pipeline.chat_request import ChatRequest
 from kie_async.pipeline.run_models import RunResult
 
 
@@ -32,6 +34,8 @@ class FileJournalStrategy:
 
     async def run_one(self, batch: Batch, index: int) -> RunResult:
         raw, key = batch.requests[index], batch.keys[index]
+        if isinstance(raw, ChatRequest):
+            return await run_chat(batch, index, raw, self.journal)
         entry = self.journal.get(key) if self.journal else None
         if entry is not None and entry.uncertain and entry.attempt is not None:
             settled = await task_of_attempt(AccountLedger.for_settings(batch.session.settings), key, entry.attempt)

@@ -133,6 +133,26 @@ def _check_options(spec: ChatSpec, options: Mapping[str, Any]) -> None:
             raise KieInputError(f"{spec.key}: {name}={value!r} is not one of {opt.allowed}")
 
 
+async def check_chat_call(
+    model: str,
+    messages: MessagesIn,
+    *,
+    system: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    provider_model: str | None = None,
+) -> ChatSpec:
+    """The spec of the chat model a call names, once its messages and options are checked against it (nothing is
+    sent): what :func:`chat` refuses with ``KieInputError`` before the wire, found up front (a batch's chat lines)."""
+    try:
+        spec = (await chat_registry()).get(model)
+    except KeyError as exc:
+        raise KieInputError(str(exc.args[0])) from None
+    chat_wire(spec, provider_model)
+    _check_options(spec, dict(options or {}))
+    _messages(messages, system)
+    return spec
+
+
 class ChatStream:
     """An answer as it arrives: ``async for delta in stream``; then ``stream.result``.
 

@@ -20,7 +20,7 @@ from kie_async.artifacts.staging import sweep_staging
 from kie_async.catalogue.arguments import check_requests_arg
 from kie_async.catalogue.model_data import preload_model_data
 from kie_async.catalogue.normalize import normalize_request
-from kie_async.catalogue.request_models import NormalizedRequest, RawUserRequest
+from kie_async.catalogue.request_models import NormalizedRequest
 from kie_async.client import BaseSession
 from kie_async.core import telemetry
 from kie_async.core.errors import KieInputError, attach_paid_task, paid_task_id
@@ -28,9 +28,11 @@ from kie_async.core.limits import check_run_many_args
 from kie_async.ledger.budget import CreditBudget
 from kie_async.ledger.journal import BatchJournal, raw_request_key, request_key
 from kie_async.pipeline.batch import Batch, JournalStrategy
+from kie_async.pipeline.batch_chat import check_chat_requests
 from kie_async.pipeline.batch_file import FileJournalStrategy
 from kie_async.pipeline.batch_progress import BatchProgress, BatchTracker, ItemPhase, ProgressCallback, both
 from kie_async.pipeline.batch_shared import SharedJournalStrategy
+from kie_async.pipeline.chat_request import BatchRequest, ChatRequest, chat_request_key
 from kie_async.pipeline.run_models import ConfirmCallback, PipelineOptions, RunResult, RunResults
 
 __all__ = ["BatchProgress", "ItemPhase", "ProgressCallback", "run_many"]
@@ -43,7 +45,7 @@ ResultCallback = Callable[[int, RunResult], Awaitable[None] | None]
 
 
 async def run_many(
-    requests: Sequence[RawUserRequest],
+    requests: Sequence[BatchRequest],
     session: BaseSession,
     *,
     concurrency: int = 8,
@@ -80,10 +82,12 @@ async def run_many(
     ``budget_credits`` is then one budget for the batch. A file journal and a shared one cannot both be the
     batch's memory: ``journal_path`` together with a shared ``batch_id`` is refused (``KieInputError``).
     """
-    check_requests_arg(requests, call="run_many")  # one request, or dicts: one typed line, not an AttributeError
+    check_requests_arg(requests, call="run_many", also=(ChatRequest,))  # dicts: one typed line, not AttributeError
     check_run_many_args(concurrency, budget_credits)  # before the balance read: a NaN budget is no budget
     shared_id = batch_id if batch_id is not None and session.coordinator.kind != "local" else None
     _check_batch_id(batch_id, journal_path, shared=shared_id is not None)
+    _check_chat_not_shared(requests, shared=shared_id is not None)
+    await check_chat_requests(requests)  # an unknown chat model or option stops the batch before anything is sent
     opts = options or PipelineOptions()
     if confirm is not None:
         opts = opts.model_copy(update={"confirm": confirm})
@@ -152,6 +156,14 @@ def _check_batch_id(batch_id: str | None, journal_path: str | Path | None, *, sh
         )
 
 
+def _check_chat_not_shared(requests: Sequence[BatchRequest], *, shared: bool) -> None:
+    if shared and any(isinstance(r, ChatRequest) for r in requests):
+        raise KieInputError(
+            "chat calls cannot run in a batch shared over processes yet (its journal keeps no chat answers)",
+            hint="run the chat calls in a batch of this process (a file journal), or drop batch_id",
+        )
+
+
 async def _open_journal(
     session: BaseSession, opts: PipelineOptions, shared_id: str | None, journal_path: str | Path | None
 ) -> JournalStrategy:
@@ -169,7 +181,7 @@ async def _open_journal(
 
 
 async def _start(
-    requests: Sequence[RawUserRequest],
+    requests: Sequence[BatchRequest],
     session: BaseSession,
     journal: JournalStrategy,
     opts: PipelineOptions,
@@ -230,8 +242,8 @@ async def _credit_cap(session: BaseSession, opts: PipelineOptions, budget_credit
 
 
 async def _batch_keys(
-    requests: Sequence[RawUserRequest], journal: JournalStrategy
-) -> tuple[list[NormalizedRequest], list[str], list[str]]:
+    requests: Sequence[BatchRequest], journal: JournalStrategy
+) -> tuple[list[NormalizedRequest | None], list[str], list[str]]:
     """Every request normalized, and its journal keys in input order: identical requests get ``#2``, ``#3``…, and
     a request the journal knows by its written form (the specs changed since) keeps its old key, so it is resumed
     instead of bought again."""
@@ -249,7 +261,10 @@ async def _batch_keys(
     return [normalized for normalized, _, _ in prepared], keys, raw_keys
 
 
-def _normalize_and_key(request: RawUserRequest) -> tuple[NormalizedRequest, str, str]:
+def _normalize_and_key(request: BatchRequest) -> tuple[NormalizedRequest | None, str, str]:
+    if isinstance(request, ChatRequest):
+        key = chat_request_key(request)  # a chat call is keyed as written: nothing to normalize
+        return None, key, key
     normalized = normalize_request(request)
     return normalized, request_key(normalized), raw_request_key(request)
 

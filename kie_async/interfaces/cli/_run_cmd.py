@@ -43,6 +43,8 @@ from kie_async.interfaces.cli._live import console, err_console, settings_for
 from kie_async.interfaces.cli._output import on_terminal
 from kie_async.interfaces.cli._request_args import build_request, callback_url_arg, request_args
 from kie_async.ledger.journal import batch_identity
+from kie_async.pipeline.batch_chat import check_chat_requests
+from kie_async.pipeline.chat_request import BatchRequest, ChatRequest, ChatRunResult
 from kie_async.pipeline.fanout import BatchProgress, run_many
 from kie_async.pipeline.run import PipelineOptions, RunResult, run_pipeline
 from kie_async.pipeline.run_models import ConfirmCallback, RunResults
@@ -84,8 +86,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     run.set_defaults(handler=_run)
 
-    batch = sub.add_parser("run-batch", help="run every request in a JSONL file (one RawUserRequest per line)")
-    batch.add_argument("file", type=Path, help='JSONL: {"model_key": ..., "prompt": ..., "options": {...}}')
+    batch = sub.add_parser(
+        "run-batch", help="run every request in a JSONL file (one RawUserRequest, or a chat call, per line)"
+    )
+    batch.add_argument(
+        "file",
+        type=Path,
+        help='JSONL: {"model_key": ..., "prompt": ..., "options": {...}}; a line with "messages" is a chat call: '
+        '{"model": CHAT_MODEL, "messages": ..., "system": ..., "options": {...}}',
+    )
     batch.add_argument("--concurrency", type=count_arg, default=8, help="pipelines in flight at once (default 8)")
     batch.add_argument("--journal", type=Path, default=None, help="journal file (default OUT/journals/FILE.jsonl)")
     batch.add_argument("--retry-failed", action="store_true", help="re-submit requests whose task failed before")
@@ -272,7 +281,15 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "error": result.error,
         "error_type": result.error_type,
         "warnings": result.warnings,
+        **_chat_summary(result),
     }
+
+
+def _chat_summary(result: RunResult) -> dict[str, Any]:
+    """A chat call's answer in the summary (its text, usage, credits; not the raw body)."""
+    if not isinstance(result, ChatRunResult):
+        return {}
+    return {"chat": result.chat.model_dump(mode="json", exclude={"raw"}) if result.chat is not None else None}
 
 
 def _run(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
@@ -430,7 +447,10 @@ def _coordinated(settings: KieSettings, shared: _SharedBatch | None) -> KieSetti
     return settings.model_copy(update={"coordination_url": shared.url})
 
 
-_LINE_HINT = 'each line is a JSON object such as {"model_key": "nano-banana-2", "prompt": "..."}'
+_LINE_HINT = (
+    'each line is a JSON object such as {"model_key": "nano-banana-2", "prompt": "..."}, or a chat call such as '
+    '{"model": "gpt-5.5", "messages": "...", "system": "..."}'
+)
 _MEDIA_LISTS = ("images", "videos", "audios")
 
 
@@ -487,12 +507,18 @@ def _describe(exc: ValidationError) -> str:
     return f"{_loc_path(first['loc']) or 'line'}: {first['msg']}"
 
 
-def load_batch_file(path: Path) -> list[RawUserRequest]:
+def load_batch_file(path: Path) -> list[BatchRequest]:
     """Parse a JSONL batch file; a bad line is reported as ``FILE:LINE: what is wrong``, nothing is half-read.
 
-    Unknown keys are errors, not ignored: ``"optons": {"resolution": "4K"}`` used to run at the default 1K.
+    Unknown keys are errors, not ignored: ``"optons": {"resolution": "4K"}`` used to run at the default 1K. A line
+    with a ``"messages"`` field is a chat call (:class:`ChatRequest`), every other line a media request.
     """
-    requests: list[RawUserRequest] = []
+    return [request for _, request in _batch_lines(path)]
+
+
+def _batch_lines(path: Path) -> list[tuple[str, BatchRequest]]:
+    """:func:`load_batch_file`, each request with its ``FILE:LINE``."""
+    requests: list[tuple[str, BatchRequest]] = []
     # Split on newlines only: str.splitlines() also splits on U+2028 & co, which JSON strings may contain.
     for number, line in enumerate(_read_batch_text(path).split("\n"), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -504,18 +530,44 @@ def load_batch_file(path: Path) -> list[RawUserRequest]:
             raise KieInputError(f"{where}: {exc}", hint=_LINE_HINT) from None
         if not isinstance(data, dict):
             raise KieInputError(f"{where}: expected a JSON object, got {json_kind(data)}", hint=_LINE_HINT)
+        if "messages" in data:
+            requests.append((where, _chat_line(data, where)))
+            continue
         try:
-            requests.append(RawUserRequest.model_validate(data))
+            requests.append((where, RawUserRequest.model_validate(data)))
         except ValidationError as exc:
-            raise KieInputError(f"{where}: {_describe(exc)}", hint=_LINE_HINT) from None
+            chat_like = "model" in data and "model_key" not in data
+            more = ' (a chat call is a line with "messages")' if chat_like else ""
+            raise KieInputError(f"{where}: {_describe(exc)}{more}", hint=_LINE_HINT) from None
     if not requests:
         raise KieInputError(f"{path} has no requests", hint="one JSON object per line")
     return requests
 
 
+def _chat_line(data: dict[str, Any], where: str) -> ChatRequest:
+    """A chat call's line: ``model`` (or ``model_key``), ``messages``, then ``system``, ``options``..."""
+    try:
+        return ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]) or "line"
+        if first["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(name, ["model", "messages", "system", "options", "provider_model"], n=1)
+            problem = f"unknown key {name!r} in a chat line" + (f" (did you mean {close[0]!r}?)" if close else "")
+        else:
+            problem = f'{name}: {first["msg"]} (a line with "messages" is a chat call)'
+        raise KieInputError(f"{where}: {problem}", hint=_LINE_HINT) from None
+
+
 def default_batch_id(path: Path) -> str:
     """The shared batch id of a batch file: a hash of its requests (not its bytes), the same on every machine."""
-    return batch_identity(load_batch_file(path))
+    requests = load_batch_file(path)
+    if any(isinstance(r, ChatRequest) for r in requests):
+        raise KieInputError(
+            f"{path} has chat calls, which cannot run in a batch shared over processes yet",
+            hint="run it without --coordination, or put the chat calls in a file of their own",
+        )
+    return batch_identity([r for r in requests if isinstance(r, RawUserRequest)])
 
 
 class _SharedBatch(BaseModel):
@@ -551,20 +603,33 @@ def _shared_batch(args: argparse.Namespace) -> _SharedBatch | None:
 
 def _run_batch(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     # Everything that can be refused is refused here, before the session (or the emulator) starts.
-    requests = load_batch_file(args.file)
+    lines = _batch_lines(args.file)
     out = check_folder_arg(args.out or default_output_dir(), "--out")
     shared = _shared_batch(args)
     if shared is not None:
-        return _run_batch_async(args, requests, out, None, shared)
+        return _chats_checked(args, lines, out, None, shared)
     journal = check_file_arg(args.journal or out / "journals" / f"{args.file.stem}.jsonl", "--journal")
     if journal.resolve() == args.file.resolve():
         raise KieInputError(f"--journal {journal} is the batch file itself", hint="give --journal another file name")
-    return _run_batch_async(args, requests, out, journal, None)
+    return _chats_checked(args, lines, out, journal, None)
+
+
+async def _chats_checked(
+    args: argparse.Namespace,
+    lines: list[tuple[str, BatchRequest]],
+    out: Path,
+    journal: Path | None,
+    shared: _SharedBatch | None,
+) -> int:
+    """The batch, once its chat lines name chat models and fit them (a refusal names the file's line)."""
+    requests = [request for _, request in lines]
+    await check_chat_requests(requests, [where for where, _ in lines])
+    return await _run_batch_async(args, requests, out, journal, shared)
 
 
 async def _run_many_session(
     args: argparse.Namespace,
-    requests: list[RawUserRequest],
+    requests: list[BatchRequest],
     out: Path,
     journal: Path | None,
     shared: _SharedBatch | None,
@@ -589,7 +654,7 @@ async def _run_many_session(
 
 async def _run_batch_async(
     args: argparse.Namespace,
-    requests: list[RawUserRequest],
+    requests: list[BatchRequest],
     out: Path,
     journal: Path | None,
     shared: _SharedBatch | None,
