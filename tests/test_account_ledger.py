@@ -111,6 +111,10 @@ async def test_a_delivered_request_run_again_buys_a_new_variation(emulator: KieE
     base = one.request_key
     assert base and two.request_key == f"{base}#2"
     assert await entries(kie.settings, fox()) == {base: RequestState.SUCCEEDED, f"{base}#2": RequestState.SUCCEEDED}
+    # Each run folder names the ledger entry that bought it (what `ledger recover` and a reader need).
+    for result in (one, two):
+        manifest = json.loads((Path(result.run_dir or "") / "run.json").read_text())
+        assert manifest["request_key"] == result.request_key
 
 
 async def test_an_idempotency_key_returns_the_earlier_result_and_refuses_another_request(

@@ -242,6 +242,9 @@ class RunArtifactCreateRequest(_Model):
     provider_trace: ProviderTrace | None = None
     parent_run_ids: list[str] = Field(default_factory=list)
     run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    request_key: str | None = Field(
+        default=None, description="the request's key in the purchase ledger (or a batch's journal)"
+    )
     started_at: datetime | None = None
     error: str | None = None
     tags: list[str] = Field(default_factory=list)
@@ -278,6 +281,9 @@ class RunManifest(_Model):
     outputs: list[ArtifactFile] = Field(default_factory=list)
     provider_trace: ProviderTrace | None = None
     parent_run_ids: list[str] = Field(default_factory=list)
+    request_key: str | None = Field(
+        default=None, description="the request's key in the purchase ledger (or a batch's journal): what bought it"
+    )
     error: str | None = None
     tags: list[str] = Field(default_factory=list)
     source_context: dict[str, Any] = Field(default_factory=dict)

@@ -307,6 +307,7 @@ def build_manifest(
         "outputs": [f.model_dump(mode="json", exclude_defaults=True) for f in outputs],
         "provider_trace": request.provider_trace.model_dump(mode="json") if request.provider_trace else None,
         "parent_run_ids": list(request.parent_run_ids),
+        "request_key": request.request_key,
         "error": request.error,
         "tags": list(request.tags),
         "source_context": dict(request.source_context),

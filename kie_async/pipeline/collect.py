@@ -341,6 +341,8 @@ async def _write_artifact(run: RunContext, task: _Finished, downloaded: list[_St
     )
     if run.base.get("run_id"):
         request = request.model_copy(update={"run_id": run.base["run_id"]})
+    if run.ledger.key:
+        request = request.model_copy(update={"request_key": run.ledger.key})
     if (chat := run.base.get("prompt_chat")) is not None:  # the built-in enhancer's chat call (pipeline.enhance)
         prompts = request.prompts.model_copy(update={"enhanced_with": chat.model, "enhance_credits": chat.charged})
         request = request.model_copy(update={"prompts": prompts})
