@@ -9,7 +9,8 @@ machine), and release it when they are done. The rules it serves:
   recorded under ``<key>#2``, ``<key>#3``...; with an ``idempotency_key`` the earlier result comes back instead;
 - a request whose last attempt may have been bought (the answer was lost) buys nothing unless the caller says so.
 
-Layout: ``<ledger folder>/<account>/requests/<2 hex>/<request key>.jsonl``, one small journal per distinct request,
+Only a request's intent is fsynced (see :meth:`LedgerClaim.record`). Layout:
+``<ledger folder>/<account>/requests/<2 hex>/<request key>.jsonl``, one small journal per distinct request,
 each with one owner at a time (the journal's owner lock), so different requests never wait for each other and one
 request is never run by two processes at once. The account folder is named by a hash of the API key (never the
 key). Where the folder is: ``KieSettings.ledger_dir``, else ``$KIE_LEDGER``, else ``ledger`` in the user's state
@@ -19,10 +20,12 @@ folder (:func:`kie_async.core.state_dir.state_dir`: ``~/.local/state/kie-async``
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import shutil
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,7 +122,11 @@ class LedgerClaim:
         update: dict[str, object] = {"key": self.key}
         if self.request is not None:
             update["request"] = self.request
-        await self._book.journal.write(record.model_copy(update=update), fsync=not record.sending)
+        # Only the intent is fsynced: it must outlive a power loss before the request may leave. Any later line
+        # lost with the page cache reads back as "maybe bought" (or a task to collect again), never as a purchase
+        # to repeat; a killed process loses nothing (the page cache survives it).
+        intent = record.state is RequestState.SUBMITTING and not record.sending
+        await self._book.journal.write(record.model_copy(update=update), fsync=intent)
         if self.linked is not None and facts(record.state).has_task:
             await self.linked.record(record)  # the plain variation learns its task was delivered (or is collecting)
 
@@ -208,9 +215,7 @@ async def _open(path: Path, legacy: Path | None) -> _Book:
     async with loop_books.opening:
         book = loop_books.books.get(path)
         if book is None:
-            if legacy is not None:
-                await asyncio.to_thread(_import_legacy, legacy, path)
-            book = _Book(await BatchJournal.open(path), loop_books=loop_books)
+            book = _Book(await BatchJournal.open(path, before=_legacy_import(legacy, path)), loop_books=loop_books)
             loop_books.books[path] = book
         book.users += 1
     return book
@@ -247,6 +252,10 @@ def _pick(book: _Book, base: str, *, prefer_task: str | None, resubmit: bool) ->
         if resubmit and (entry.uncertain or entry.task_id is not None):
             continue  # the caller pays again on purpose: that task stays in the ledger, resumable by its id
         return key
+
+
+def _legacy_import(legacy: Path | None, path: Path) -> Callable[[], None] | None:
+    return None if legacy is None else functools.partial(_import_legacy, legacy, path)
 
 
 def _import_legacy(legacy: Path, path: Path) -> None:

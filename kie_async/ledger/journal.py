@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -294,10 +295,15 @@ class BatchJournal:
         return f"BatchJournal({str(self.path)!r}, keys={len(self.entries)}, owned={self._lock is not None})"
 
     @classmethod
-    async def open(cls, path: str | Path, *, exclusive: bool = True) -> BatchJournal:
-        """Load the journal and (by default) become its only owner until :meth:`close`."""
+    async def open(
+        cls, path: str | Path, *, exclusive: bool = True, before: Callable[[], None] | None = None
+    ) -> BatchJournal:
+        """Load the journal and (by default) become its only owner until :meth:`close`.
+
+        ``before`` runs first in the same worker thread (one hop for the ledger's legacy import and the open).
+        """
         journal = cls(Path(path))
-        opening = asyncio.ensure_future(asyncio.to_thread(journal._open_blocking, exclusive))
+        opening = asyncio.ensure_future(asyncio.to_thread(journal._open_blocking, exclusive, before))
         try:
             await asyncio.shield(opening)
         except asyncio.CancelledError:
@@ -307,7 +313,9 @@ class BatchJournal:
             raise
         return journal
 
-    def _open_blocking(self, exclusive: bool) -> None:
+    def _open_blocking(self, exclusive: bool, before: Callable[[], None] | None = None) -> None:
+        if before is not None:
+            before()
         if self.path.is_dir():
             raise KieInputError(f"journal_path {self.path} is a folder", hint="give the journal a file name")
         if self.path.exists() and not self.path.is_file():
