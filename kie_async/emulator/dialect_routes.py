@@ -102,7 +102,7 @@ def _judge(
 
 def _status_handler(dialect: Dialect) -> Any:
     async def status(request: web.Request) -> web.StreamResponse:
-        found = readable_task(request, dialect.name)
+        found = readable_task(request, dialect.name, dialect.unknown_task_msg)
         if isinstance(found, web.Response):
             return found
         ctx, task = found

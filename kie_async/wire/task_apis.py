@@ -31,6 +31,9 @@ Path = str | list[str]
 ``*`` takes every element of a list (``response.sunoData.*.audioUrl``); a value that is a JSON-encoded
 string is decoded on the way down, since several status answers nest JSON inside strings.
 """
+UNKNOWN_TASK_MSG = "recordInfo is null"
+"""The market's answer (422) for a task id it does not know; a separate API may spell it its own way."""
+
 
 _MISSING = object()
 
@@ -197,6 +200,16 @@ class StatusSpec(_Part):
     cost_time: Path | None = None
     progress: Path | None = None
     credits_consumed: Path | None = None
+    unknown_task: list[str] = Field(
+        default_factory=lambda: [UNKNOWN_TASK_MSG],
+        min_length=1,
+        description="the messages (422) with which the status endpoint answers a task id it does not know",
+    )
+
+    def says_unknown(self, message: str) -> bool:
+        """Whether a 422's message is this endpoint's way of saying it does not know the task (yet)."""
+        text = message.strip().lower()
+        return any(text == known.strip().lower() for known in self.unknown_task)
 
     @field_validator("path")
     @classmethod

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from kie_async.emulator.state import EmulatedTask
@@ -78,6 +79,8 @@ class Dialect:
     required: tuple[str, ...] = ()
     outputs: int = 1
     render_params: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda body: {})
+    unknown_task_msg: str = "recordInfo is null"
+    """The 422 message for a task id the API does not know: the market's unless the API's page names its own."""
 
 
 def _flag(view: View, failed: int = 2) -> int:
@@ -85,6 +88,17 @@ def _flag(view: View, failed: int = 2) -> int:
 
 
 # ---------------------------------------------------------------- Veo 3.1 (veo3-api/)
+
+
+VEO_UNKNOWN_TASK = "record is null"
+"""Veo's record-info answer (422) for a task it does not know, as its details page lists it."""
+
+
+def _date_text(ms: int | None) -> str | None:
+    """A time spelled as the Veo details page's example spells it (``2025-06-06 10:30:00``; UTC here)."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _veo_record(view: View) -> dict[str, Any]:
@@ -100,12 +114,12 @@ def _veo_record(view: View) -> dict[str, Any]:
     return {
         "taskId": view.task.task_id,
         "paramJson": view.param_json(),
-        "completeTime": view.complete_ms,
+        "completeTime": _date_text(view.complete_ms),
         "response": response,
         "successFlag": _flag(view),
         "errorCode": view.error_code,
         "errorMessage": view.error_message,
-        "createTime": view.task.create_time_ms,
+        "createTime": _date_text(view.task.create_time_ms),
         "fallbackFlag": False,
     }
 
@@ -370,6 +384,7 @@ DIALECTS: dict[str, Dialect] = {
             catalogue_model=lambda body: str(body.get("model") or "veo3_fast"),
             model_field="model",
             required=("prompt",),
+            unknown_task_msg=VEO_UNKNOWN_TASK,
         ),
         Dialect(
             "runway",
