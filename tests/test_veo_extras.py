@@ -5,17 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
 from kie_async.catalogue.request_models import RawUserRequest
 from kie_async.catalogue.specs import load_registry
+from kie_async.catalogue.validate import validate_request
+from kie_async.core.media_sniff import read_head, sniff_head
 from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.emulator.lifecycle import callback_body
+from kie_async.errors import KieValidationError
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
 from kie_async.session import KieSession
+from kie_async.wire.task_apis import pick, pick_all
 
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=30.0)
 FAST_RETRY = RetrySettings(max_retries=2, initial_backoff=0.01, max_backoff=0.05)
 OPEN_LIMITS = RateLimitSettings(create_per_window=1000, create_window_seconds=1.0, reads_per_second=5000)
+CALLBACK = "http://127.0.0.1:9/kie/callback"  # nothing listens: the emulator's delivery fails quietly
 
 
 def opts(root: Path) -> PipelineOptions:
@@ -37,3 +45,91 @@ async def test_veo_lite_is_bought_on_the_veo_api_as_veo3_lite(tmp_path: Path) ->
     assert result.succeeded, result.error
     (task,) = emulator.tasks()
     assert task.dialect == "veo3" and task.body["model"] == "veo3_lite" and requests.get("createTask:veo3") == 1
+
+
+async def _earlier_veo_task(kie: KieSession, tmp_path: Path) -> str:
+    request = RawUserRequest(model_key="veo-3.1-fast", prompt="a dog running through a sunny park")
+    earlier = await run_pipeline(request, kie, options=opts(tmp_path / "earlier"))
+    assert earlier.succeeded and earlier.task_id, earlier.error
+    return earlier.task_id
+
+
+async def test_extend_works_on_an_earlier_veo_task_and_is_read_like_one(tmp_path: Path) -> None:
+    spec = load_registry().get("veo-3.1-extend")
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.1)) as emulator, fast(emulator) as kie:
+        source = await _earlier_veo_task(kie, tmp_path)
+        request = RawUserRequest(
+            model_key="veo-extend",
+            prompt="the dog jumps over a bench and keeps running",
+            options={"task_id": source, "seed": 12345},
+            callback_url=CALLBACK,
+        )
+        result = await run_pipeline(request, kie, options=opts(tmp_path / "extend"))
+        requests = dict(emulator.stats.requests)
+        task = emulator.task(result.task_id or "")
+        assert task is not None
+        body = callback_body(emulator._ctx, task)
+    assert result.succeeded, result.error
+    assert task.dialect == "veo3-extend" and requests.get("createTask:veo3-extend") == 1
+    # Laid out as the page shows it: flat, the page's default model sent, no model id of the SDK's own.
+    callback = task.body.pop("callBackUrl")
+    assert str(callback).startswith(CALLBACK)
+    assert task.body == {
+        "taskId": source,
+        "prompt": "the dog jumps over a bench and keeps running",
+        "seeds": 12345,
+        "model": "fast",
+    }
+    assert result.outputs and "video" in sniff_head(read_head(result.outputs[0].path)).kinds
+    assert pick(body, spec.transport.callback.task_id) == task.task_id
+    assert [u for u in pick_all(body, spec.transport.callback.result_urls) if u]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [("veo-no-such-task", "record is null"), ("market", "record is null"), ("running", "record status is not success")],
+)
+async def test_extend_of_a_task_the_veo_api_did_not_finish_is_refused_before_any_charge(
+    source: str, message: str, tmp_path: Path
+) -> None:
+    transport = load_registry().get("veo-3.1-extend").transport
+    async with KieEmulator(EmulatorConfig(generation_seconds=30)) as emulator, fast(emulator) as kie:
+        if source == "market":  # a market task is unknown to the Veo API
+            source = (await kie.create_task(model="nano-banana-2", input={"prompt": "a fox"})).task_id
+        elif source == "running":
+            source = (
+                await kie.create_task(
+                    model="veo3_fast",
+                    input={"prompt": "a fox"},
+                    transport=load_registry().get("veo-3.1-fast").transport,
+                )
+            ).task_id
+        before = await kie.get_credits()
+        with pytest.raises(KieValidationError, match=message):
+            await kie.create_task(model="veo3-extend", input={"taskId": source, "prompt": "more"}, transport=transport)
+        assert (await kie.get_credits()).credits == before.credits
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"prompt": "more"},
+        {"taskId": "t", "prompt": "more", "seeds": 99},
+        {"taskId": "t", "prompt": "more", "model": "turbo"},
+    ],
+)
+async def test_extend_bodies_are_judged_by_the_pages_schema(body: dict[str, object]) -> None:
+    transport = load_registry().get("veo-3.1-extend").transport
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.1)) as emulator, fast(emulator) as kie:
+        with pytest.raises(KieValidationError):
+            await kie.create_task(model="veo3-extend", input=body, transport=transport)
+        assert emulator.stats.tasks_created == 0
+
+
+def test_the_sdk_refuses_what_the_extend_page_forbids() -> None:
+    report = validate_request(
+        RawUserRequest(model_key="veo-3.1-extend", prompt="more", options={"taskId": "t", "seeds": 123})
+    )
+    assert report.state == "invalid" and any("seeds" in d.field for d in report.all_details())
+    missing = validate_request(RawUserRequest(model_key="veo-3.1-extend", prompt="more"))
+    assert missing.state != "ready"

@@ -81,6 +81,9 @@ class Dialect:
     render_params: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda body: {})
     unknown_task_msg: str = "recordInfo is null"
     """The 422 message for a task id the API does not know: the market's unless the API's page names its own."""
+    source_task_field: str | None = None
+    """The body field naming the earlier task this one works on (Veo's extend): it must be the caller's own,
+    sold on an API read at the same status path, and finished successfully."""
 
 
 def _flag(view: View, failed: int = 2) -> int:
@@ -385,6 +388,18 @@ DIALECTS: dict[str, Dialect] = {
             model_field="model",
             required=("prompt",),
             unknown_task_msg=VEO_UNKNOWN_TASK,
+        ),
+        Dialect(
+            "veo3-extend",
+            "/api/v1/veo/extend",
+            "/api/v1/veo/record-info",
+            "video",
+            _veo_record,
+            _veo_callback,
+            catalogue_model=lambda body: "veo3-extend",
+            required=("taskId", "prompt"),
+            unknown_task_msg=VEO_UNKNOWN_TASK,
+            source_task_field="taskId",
         ),
         Dialect(
             "runway",
