@@ -372,6 +372,7 @@ def test_a_spec_whose_fields_collide_with_its_transport_is_refused(tmp_path: Pat
 API_FOLDERS = {
     "veo3": "veo3-api",
     "veo3-extend": "veo3-api",
+    "veo3-4k": "veo3-api",
     "runway": "runway-api",
     "aleph": "runway-api",
     "suno": "suno-api",
@@ -390,7 +391,7 @@ def _page_ops(kie_docs: Path, folder: str) -> dict[tuple[str, str], PageOperatio
     return {(op.method.upper(), op.path): op for op in _api_operations(kie_docs, folder)}
 
 
-@pytest.mark.parametrize("key", [*sorted(CASES), "veo-3.1-lite", "veo-3.1-extend"])
+@pytest.mark.parametrize("key", [*sorted(CASES), "veo-3.1-lite", "veo-3.1-extend", "veo-3.1-4k"])
 def test_transport_paths_and_fields_match_the_providers_page(key: str, kie_docs: Path) -> None:
     spec = load_registry().get(key)
     folder = API_FOLDERS[spec.transport.name]
@@ -400,7 +401,8 @@ def test_transport_paths_and_fields_match_the_providers_page(key: str, kie_docs:
     assert ("GET", spec.transport.status.path) in ops
     schema = create.request_schema or {}
     documented = set(schema.get("properties", {}))
-    ours = {spec.prompt.field, *spec.options, *(s.field for m in spec.task_modes for s in m.slots)}
+    ours = {*spec.options, *(s.field for m in spec.task_modes for s in m.slots)}
+    ours |= {spec.prompt.field} if spec.prompt.accepted else set()
     ours |= {f for f in (spec.transport.create.model_field, spec.transport.create.callback_field) if f}
     assert ours <= documented, f"fields the page does not document: {sorted(ours - documented)}"
     for mode in spec.task_modes:

@@ -133,3 +133,38 @@ def test_the_sdk_refuses_what_the_extend_page_forbids() -> None:
     assert report.state == "invalid" and any("seeds" in d.field for d in report.all_details())
     missing = validate_request(RawUserRequest(model_key="veo-3.1-extend", prompt="more"))
     assert missing.state != "ready"
+
+
+async def test_4k_upgrades_an_earlier_veo_task_and_calls_back_in_its_own_shape(tmp_path: Path) -> None:
+    spec = load_registry().get("veo-3.1-4k")
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.1)) as emulator, fast(emulator) as kie:
+        source = await _earlier_veo_task(kie, tmp_path)
+        request = RawUserRequest(model_key="veo-4k", options={"task_id": source}, callback_url=CALLBACK)
+        result = await run_pipeline(request, kie, options=opts(tmp_path / "4k"))
+        task = emulator.task(result.task_id or "")
+        assert task is not None
+        body = callback_body(emulator._ctx, task)
+        # No video 1 on a one-video task: refused before any charge, as the page's 422 list says.
+        with pytest.raises(KieValidationError, match="record result data not exist"):
+            await kie.create_task(model="veo3-4k", input={"taskId": source, "index": 1}, transport=spec.transport)
+    assert result.succeeded, result.error
+    assert task.dialect == "veo3_4k" and task.body["taskId"] == source and "index" not in task.body
+    assert "prompt" not in task.body and "model" not in task.body
+    assert result.outputs and "video" in sniff_head(read_head(result.outputs[0].path)).kinds
+    assert body["msg"] == "4K Video generated successfully." and body["data"]["info"]["imageUrls"]
+    assert pick(body, spec.transport.callback.task_id) == task.task_id
+    assert [u for u in pick_all(body, spec.transport.callback.result_urls) if u]
+
+
+async def test_a_failed_4k_upgrade_calls_back_500_with_the_task_id_only(tmp_path: Path) -> None:
+    transport = load_registry().get("veo-3.1-4k").transport
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.1)) as emulator, fast(emulator) as kie:
+        source = await _earlier_veo_task(kie, tmp_path)
+        emulator.fail_next(1)
+        created = await kie.create_task(model="veo3-4k", input={"taskId": source}, transport=transport)
+        record = await kie.wait_for_task(created.task_id, timeout=10, raise_on_failure=False)
+        task = emulator.task(created.task_id)
+        assert task is not None
+        body = callback_body(emulator._ctx, task)
+    assert record.state.value == "fail"
+    assert body["code"] == 500 and body["data"] == {"taskId": created.task_id}

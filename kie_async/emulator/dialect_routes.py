@@ -115,6 +115,9 @@ def _source_task_problem(ctx: EmulatorContext, key: str, dialect: Dialect, body:
         return dialect.unknown_task_msg  # another API's task: unknown on this one
     if source.state_at() is not TaskState.SUCCESS:
         return "record status is not success"
+    index = body.get("index", 0)
+    if isinstance(index, int) and not 0 <= index < len(source.output_names):
+        return "record result data not exist"  # no such video on that task
     return None
 
 

@@ -146,6 +146,22 @@ def _veo_callback(view: View) -> dict[str, Any]:
     }
 
 
+def _veo_4k_callback(view: View) -> dict[str, Any]:
+    """The 4K callback page's shapes: 200 with ``info.resultUrls``/``imageUrls``, or 500 with the task id only."""
+    if view.ok:
+        posters = [url.rsplit(".", 1)[0] + ".jpg" for url in view.urls]
+        return {
+            "code": 200,
+            "msg": "4K Video generated successfully.",
+            "data": {"taskId": view.task.task_id, "info": {"resultUrls": view.urls, "imageUrls": posters}},
+        }
+    return {
+        "code": 500,
+        "msg": view.error_message or "The 4K version of this video is unavailable. Please try a different video.",
+        "data": {"taskId": view.task.task_id},
+    }
+
+
 # ---------------------------------------------------------------- Runway (runway-api/generate-ai-video)
 
 _RUNWAY_STATES = {
@@ -398,6 +414,18 @@ DIALECTS: dict[str, Dialect] = {
             _veo_callback,
             catalogue_model=lambda body: "veo3-extend",
             required=("taskId", "prompt"),
+            unknown_task_msg=VEO_UNKNOWN_TASK,
+            source_task_field="taskId",
+        ),
+        Dialect(
+            "veo3_4k",  # a route name's parts must be identifiers ("4k" is not)
+            "/api/v1/veo/get-4k-video",
+            "/api/v1/veo/record-info",
+            "video",
+            _veo_record,
+            _veo_4k_callback,
+            catalogue_model=lambda body: "veo3-4k",
+            required=("taskId",),
             unknown_task_msg=VEO_UNKNOWN_TASK,
             source_task_field="taskId",
         ),
