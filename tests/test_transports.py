@@ -375,6 +375,7 @@ API_FOLDERS = {
     "veo3-4k": "veo3-api",
     "runway": "runway-api",
     "aleph": "runway-api",
+    "runway-extend": "runway-api",
     "suno": "suno-api",
     "gpt4o-image": "4o-image-api",
     "flux-kontext": "flux-kontext-api",
@@ -391,7 +392,7 @@ def _page_ops(kie_docs: Path, folder: str) -> dict[tuple[str, str], PageOperatio
     return {(op.method.upper(), op.path): op for op in _api_operations(kie_docs, folder)}
 
 
-@pytest.mark.parametrize("key", [*sorted(CASES), "veo-3.1-lite", "veo-3.1-extend", "veo-3.1-4k"])
+@pytest.mark.parametrize("key", [*sorted(CASES), "veo-3.1-lite", "veo-3.1-extend", "veo-3.1-4k", "runway-extend"])
 def test_transport_paths_and_fields_match_the_providers_page(key: str, kie_docs: Path) -> None:
     spec = load_registry().get(key)
     folder = API_FOLDERS[spec.transport.name]

@@ -440,6 +440,17 @@ DIALECTS: dict[str, Dialect] = {
             required=("prompt", "duration", "quality"),
         ),
         Dialect(
+            "runway-extend",
+            "/api/v1/runway/extend",
+            "/api/v1/runway/record-detail",
+            "video",
+            _runway_record,
+            _runway_callback,
+            catalogue_model=lambda body: "runway-extend",
+            required=("taskId", "prompt", "quality"),
+            source_task_field="taskId",
+        ),
+        Dialect(
             "aleph",
             "/api/v1/aleph/generate",
             "/api/v1/aleph/record-info",
