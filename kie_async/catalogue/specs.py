@@ -28,7 +28,7 @@ from kie_async.wire.task_apis import TransportSpec, market_transport
 
 FieldType = Literal["string", "integer", "number", "boolean", "enum", "list", "object"]
 MediaKind = Literal["image", "video", "audio"]
-MediaRole = Literal["first_frame", "last_frame", "reference"]
+MediaRole = Literal["first_frame", "last_frame", "reference", "mask"]
 OutputKind = Literal["image", "video", "audio"]
 TaskModeName = Literal[
     "text_to_image",

@@ -82,7 +82,7 @@ def _create_handler(dialect: Dialect) -> Any:
             body,
             cost,
             extension=extension,
-            outputs=dialect.outputs,
+            outputs=_outputs(dialect, body),
             dialect=dialect.name,
             output_kind=dialect.output_kind,
             render_params=render,
@@ -102,6 +102,14 @@ def _judge(
     if config.accept_unknown_models or config.input_checker is not schema_input_checker:
         return list(config.check_input(model, fields))
     return api_body_problems(dialect.create_path, body)
+
+
+def _outputs(dialect: Dialect, body: dict[str, Any]) -> int:
+    """How many files the task makes: the body's count where the API has one (1, 2 or 4 for 4o Image)."""
+    wanted = body.get(dialect.outputs_field) if dialect.outputs_field else None
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted in (1, 2, 4):
+        return wanted
+    return dialect.outputs
 
 
 def _source_task_problem(ctx: EmulatorContext, key: str, dialect: Dialect, body: dict[str, Any]) -> str | None:

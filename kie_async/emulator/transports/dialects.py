@@ -81,6 +81,8 @@ class Dialect:
     render_params: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda body: {})
     unknown_task_msg: str = "recordInfo is null"
     """The 422 message for a task id the API does not know: the market's unless the API's page names its own."""
+    outputs_field: str | None = None
+    """The body field saying how many outputs a task makes (4o Image's ``nVariants``), when the API has one."""
     source_task_field: str | None = None
     """The body field naming the earlier task this one works on (Veo's extend): it must be the caller's own,
     sold on an API read at the same status path, and finished successfully."""
@@ -481,6 +483,7 @@ DIALECTS: dict[str, Dialect] = {
             _gpt4o_callback,
             catalogue_model=lambda body: "gpt4o-image",
             required=("size",),
+            outputs_field="nVariants",  # the quickstart's 1, 2 or 4
             render_params=lambda body: {"aspect_ratio": body.get("size", "1:1"), "output_format": "png"},
         ),
         Dialect(
