@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
 from kie_async.catalogue.request_models import RawUserRequest
+from kie_async.catalogue.specs import load_registry
 from kie_async.catalogue.validate import validate_request
 from kie_async.core.settings import PollSettings, RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.errors import KieValidationError
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
 from kie_async.session import KieSession
 
@@ -66,3 +70,24 @@ def test_variants_are_1_2_or_4() -> None:
             RawUserRequest(model_key="gpt4o-image", prompt="a cat", options={"nVariants": n}), check_files=False
         )
         assert report.state.startswith("ready") is ok, n
+
+
+async def test_a_4o_image_file_gets_its_link_from_4o_images_own_download_url(tmp_path: Path) -> None:
+    transport = load_registry().get("gpt4o-image").transport
+    assert transport.download_url is not None
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
+        created = await kie.create_task(
+            model="gpt4o-image", input={"prompt": "a cat", "size": "1:1"}, transport=transport
+        )
+        record = await kie.wait_for_task(created.task_id, timeout=10)
+        (url,) = record.output_urls
+        link = await kie.get_download_url(url, task_id=created.task_id)
+        saved = await kie.download(link, tmp_path / "cat.png", expect_kind="image")
+        requests = dict(emulator.stats.requests)
+        other = await kie.create_task(
+            model="gpt4o-image", input={"prompt": "a dog", "size": "1:1"}, transport=transport
+        )
+        with pytest.raises(KieValidationError, match="record result data not exist"):
+            await kie.get_download_url(url, task_id=other.task_id)  # a file of another task
+    assert requests.get("download-url:gpt4o-image") == 1 and "download-url" not in requests
+    assert saved.bytes_written > 0 and "expires=" in link

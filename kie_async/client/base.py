@@ -391,9 +391,12 @@ class BaseSession:
 
     # -- files ---------------------------------------------------------------------------------------------
 
-    async def get_download_url(self, url: str, *, timeout: float | None = None) -> str:
-        """A 20-minute download link for a Kie.ai-generated file URL (outside URLs answer 422)."""
-        return await self._files.get_download_url(url, timeout=timeout)
+    async def get_download_url(self, url: str, *, timeout: float | None = None, task_id: str | None = None) -> str:
+        """A 20-minute download link for a Kie.ai-generated file URL (outside URLs answer 422).
+
+        ``task_id``: the task that made the file. For a task this session bought on an API with its own
+        download-url endpoint (4o Image's ``/api/v1/gpt4o-image/download-url``) that endpoint is asked."""
+        return await self._files.get_download_url(url, timeout=timeout, task_id=task_id)
 
     async def download(
         self,

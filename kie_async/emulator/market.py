@@ -146,6 +146,29 @@ async def download_url(request: web.Request) -> web.StreamResponse:
     return envelope(ctx, 200, "success", signed)
 
 
+async def gpt4o_download_url(request: web.Request) -> web.StreamResponse:
+    """4o Image's own download-url (4o-image-api/get-4-o-image-download-url): ``taskId`` and ``url``, both
+    required; the task must be the caller's 4o Image task and the URL one of its files."""
+    ctx = context(request)
+    key = bearer_key(request)
+    if key is None:
+        return envelope(ctx, 401, MSG_UNAUTHORIZED)
+    body = await json_object(request) or {}
+    task_id, url = body.get("taskId"), body.get("url")
+    if not isinstance(task_id, str) or not task_id or not isinstance(url, str) or not url.strip():
+        return envelope(ctx, 422, "taskId and url are required")
+    task = ctx.tasks.get(task_id, owner=key)
+    if task is None or task.dialect != "gpt4o-image":
+        return envelope(ctx, 422, "record is null")
+    found = _own_file(ctx, url.strip())
+    if found is None or found[0] is not task:
+        return envelope(ctx, 422, "record result data not exist")
+    path = f"/files/{task.task_id}/{found[1]}"
+    expires = int((time.time() + ctx.config.download_url_ttl) * 1000)  # Unix ms
+    signed = f"{ctx.base_url}{path}?expires={expires}&signature={_signature(ctx, path, expires)}"
+    return envelope(ctx, 200, "success", signed)
+
+
 async def serve_file(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     task = ctx.tasks.get(request.match_info["task_id"])
@@ -274,6 +297,7 @@ def build_market_app(ctx: EmulatorContext) -> web.Application:
     router.add_get("/api/v1/jobs/recordInfo", record_info, name="recordInfo")
     router.add_get("/api/v1/chat/credit", credit, name="credit")
     router.add_post("/api/v1/common/download-url", download_url, name="download-url")
+    router.add_post("/api/v1/gpt4o-image/download-url", gpt4o_download_url, name="download-url:gpt4o-image")
     add_pricing_routes(router)
     add_transport_routes(router)
     add_chat_routes(router)

@@ -274,6 +274,25 @@ class CallbackSpec(_Part):
     note: str | None = None
 
 
+class DownloadURLSpec(_Part):
+    """An API's own download-url endpoint (4o Image's): a direct link for one of a task's files, asked with the
+    task id; without one the common ``/api/v1/common/download-url`` (the URL alone) is used."""
+
+    path: str
+    task_id_field: str = "taskId"
+    url_field: str = "url"
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not _is_api_path(value):
+            raise ValueError(f"download-url path {value!r} must be an absolute path without a query")
+        return value
+
+    def body(self, task_id: str, url: str) -> dict[str, str]:
+        return {self.task_id_field: task_id, self.url_field: url}
+
+
 class TransportSpec(_Part):
     """One API as the SDK speaks it (a model spec's ``transport:`` section; the market's when absent)."""
 
@@ -281,6 +300,7 @@ class TransportSpec(_Part):
     create: CreateSpec
     status: StatusSpec
     callback: CallbackSpec = Field(default_factory=CallbackSpec)
+    download_url: DownloadURLSpec | None = None
     description: str | None = None
 
     @property
