@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,9 @@ def test_cli_refresh_offline_writes_a_dated_snapshot(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     snapshot = load_snapshot_file(tmp_path / "2026-12-06_pricing_api.yaml")
     assert snapshot.source_kind == "pricing_api" and "nano-banana-2" in snapshot.models
+    report = json.loads(done.stdout)
+    assert report["unmapped_keys"] == [] and "veo-3.1" in report["unpriced"]  # every key priced or explained
+    assert snapshot.unpriced == latest_snapshot().unpriced
 
 
 def test_cli_refresh_live_needs_the_opt_in(tmp_path: Path) -> None:
