@@ -168,3 +168,35 @@ async def test_a_failed_4k_upgrade_calls_back_500_with_the_task_id_only(tmp_path
         body = callback_body(emulator._ctx, task)
     assert record.state.value == "fail"
     assert body["code"] == 500 and body["data"] == {"taskId": created.task_id}
+
+
+async def test_the_1080p_version_is_asked_until_ready_and_spends_nothing(tmp_path: Path) -> None:
+    transport = load_registry().get("veo-3.1-fast").transport
+    assert transport.upgrade("1080p") is not None
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.3)) as emulator, fast(emulator) as kie:
+        created = await kie.create_task(model="veo3_fast", input={"prompt": "a fox"}, transport=transport)
+        with pytest.raises(KieValidationError, match="record status is not success"):  # not finished: final
+            await kie.get_upgrade_url(created.task_id, "1080p", timeout=5, every=0.05)
+        record = await kie.wait_for_task(created.task_id, timeout=10)
+        before = await kie.get_credits()
+        url = await kie.get_upgrade_url(created.task_id, "1080p", timeout=10, every=0.05)
+        reads = dict(emulator.stats.requests).get("upgrade:veo3_1080p", 0)
+        saved = await kie.download(url, tmp_path / "fox-1080p.mp4", expect_kind="video")
+        with pytest.raises(KieValidationError, match="record result data not exist"):
+            await kie.get_upgrade_url(created.task_id, "1080p", index=3, timeout=5, every=0.05)
+        with pytest.raises(KieValidationError, match="record is null"):
+            await kie.get_upgrade_url("veo-no-such-task", "1080p", timeout=5, transport=transport)
+        after = await kie.get_credits()
+    assert url == record.output_urls[0] and saved.bytes_written > 0
+    assert reads >= 2  # "processing" answers were asked again, not given up on
+    assert after.credits == before.credits
+
+
+async def test_an_api_without_that_upgrade_says_so_before_asking() -> None:
+    from kie_async.errors import KieInputError
+
+    async with KieEmulator(EmulatorConfig(generation_seconds=0.05)) as emulator, fast(emulator) as kie:
+        transport = load_registry().get("veo-3.1-4k").transport
+        with pytest.raises(KieInputError, match="no '1080p' upgrade"):
+            await kie.get_upgrade_url("t", "1080p", transport=transport)
+        assert emulator.stats.requests.get("upgrade:veo3_1080p") is None

@@ -17,7 +17,7 @@ from aiohttp import web
 from kie_async.emulator.context import EmulatorContext, log
 from kie_async.emulator.lifecycle import output_urls, sell_task
 from kie_async.emulator.policy import api_body_problems, schema_input_checker
-from kie_async.emulator.transports.dialects import DIALECTS, Dialect, view_of
+from kie_async.emulator.transports.dialects import DIALECTS, VEO_UNKNOWN_TASK, Dialect, view_of
 from kie_async.emulator.wire import admit, context, envelope, json_object, readable_task, reject_create
 from kie_async.wire.api_models import TaskState
 
@@ -145,6 +145,35 @@ def _status_handler(dialects: list[Dialect]) -> Any:
     return status
 
 
+MSG_1080P_PROCESSING = "1080p is processing. Please check back shortly."
+"""Not ready yet: the 1080P page says only "a non-200 code"; spelled after the 4K page's processing answer."""
+
+
+async def veo_1080p(request: web.Request) -> web.StreamResponse:
+    """Veo's ``GET /api/v1/veo/get-1080p-video?taskId=&index=``: the 1080P URL of a finished Veo generation, once
+    made (here: when as long again as the generation has passed); before that a 422 to ask again after."""
+    ctx = context(request)
+    key = admit(request, ctx, ctx.record_limiter, envelope)
+    if isinstance(key, web.Response):
+        return key
+    task_id = request.query.get("taskId", "").strip()
+    if not task_id:
+        return envelope(ctx, 400, "taskId parameter is required")
+    task = ctx.tasks.get(task_id, owner=key)
+    if task is None or task.dialect != "veo3":
+        return envelope(ctx, 422, VEO_UNKNOWN_TASK)
+    if task.state_at() is not TaskState.SUCCESS:
+        return envelope(ctx, 422, "record status is not success")
+    raw_index = request.query.get("index", "0")
+    index = int(raw_index) if raw_index.isdigit() else -1
+    urls = output_urls(ctx, task)
+    if not 0 <= index < len(urls):
+        return envelope(ctx, 422, "record result data not exist")
+    if task.elapsed() < 2 * task.duration:
+        return envelope(ctx, 422, MSG_1080P_PROCESSING)
+    return envelope(ctx, 200, "success", {"resultUrl": urls[index]})
+
+
 def add_transport_routes(router: web.UrlDispatcher) -> None:
     """Every separate API's create and status route, named so the fault middleware treats them as the market's
     (a status path shared by several APIs is one route, named after the first)."""
@@ -154,3 +183,4 @@ def add_transport_routes(router: web.UrlDispatcher) -> None:
         by_status.setdefault(dialect.status_path, []).append(dialect)
     for path, dialects in by_status.items():
         router.add_get(path, _status_handler(dialects), name=f"recordInfo:{dialects[0].name}")
+    router.add_get("/api/v1/veo/get-1080p-video", veo_1080p, name="upgrade:veo3_1080p")

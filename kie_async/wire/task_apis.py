@@ -293,6 +293,34 @@ class DownloadURLSpec(_Part):
         return {self.task_id_field: task_id, self.url_field: url}
 
 
+class UpgradeSpec(_Part):
+    """A file made from a finished task's output on request, answered as a URL rather than as a new task
+    (Veo's 1080P: ``GET /api/v1/veo/get-1080p-video?taskId=&index=``). Not ready yet, the endpoint answers
+    a non-200 code and is asked again after ``retry_seconds``."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    method: Literal["GET", "POST"] = "GET"
+    path: str
+    task_id_field: str = "taskId"
+    index_field: str | None = "index"
+    result_url: Path = "resultUrl"
+    retry_seconds: float = Field(default=20.0, gt=0)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not _is_api_path(value):
+            raise ValueError(f"upgrade path {value!r} must be an absolute path without a query")
+        return value
+
+    def request(self, task_id: str, index: int) -> dict[str, str | int]:
+        """The query (GET) or body (POST) asking for ``task_id``'s output number ``index``."""
+        asked: dict[str, str | int] = {self.task_id_field: task_id}
+        if self.index_field is not None:
+            asked[self.index_field] = index
+        return asked
+
+
 class TransportSpec(_Part):
     """One API as the SDK speaks it (a model spec's ``transport:`` section; the market's when absent)."""
 
@@ -301,7 +329,11 @@ class TransportSpec(_Part):
     status: StatusSpec
     callback: CallbackSpec = Field(default_factory=CallbackSpec)
     download_url: DownloadURLSpec | None = None
+    upgrades: list[UpgradeSpec] = Field(default_factory=list)
     description: str | None = None
+
+    def upgrade(self, name: str) -> UpgradeSpec | None:
+        return next((u for u in self.upgrades if u.name.lower() == name.lower()), None)
 
     @property
     def is_market(self) -> bool:
