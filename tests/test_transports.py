@@ -225,7 +225,39 @@ async def test_callback_driven_wait_is_woken_by_each_apis_callback(tmp_path: Pat
                 asyncio.gather(*(run_pipeline(r, kie, options=options) for r in requests)), timeout=15
             )
     assert all(r.succeeded for r in results), [r.error for r in results]
-    assert receiver.stats.accepted == len(CASES) and receiver.stats.rejected == 0
+    assert receiver.stats.accepted == len(CASES) and receiver.stats.rejected == 0  # staged callbacks are off
+
+
+async def test_suno_calls_back_text_then_first_then_complete_and_the_run_waits_for_complete(tmp_path: Path) -> None:
+    """The intermediate callbacks wake the waiter, which re-reads the status and keeps waiting: a run that
+    stopped at ``first`` would have half the music."""
+    hmac_key = "stage-key"
+    seen: list[tuple[str, int]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        body = await request.json()
+        verify_callback(dict(request.headers), json.dumps(body).encode(), hmac_key)
+        seen.append((body["data"]["callbackType"], len(body["data"]["data"] or [])))
+        return web.json_response({"ok": True})
+
+    # 4 s: text at 1.2 s, first at 2.8 s, complete at 4 s, each in its own second (the signature's clock).
+    config = EmulatorConfig(generation_seconds=4.0, webhook_hmac_key=hmac_key, staged_callbacks=True)
+    async with KieEmulator(config) as emulator, fast(emulator) as kie:
+        app = web.Application()
+        app.router.add_post("/raw", record)
+        receiver = add_callback_route(app, kie, "/kie/callback", hmac_key=hmac_key)
+        async with serve_app(app) as base:
+            raw = request_for("suno-music").model_copy(update={"callback_url": f"{base}/raw"})
+            direct = await run_pipeline(raw, kie, options=opts(tmp_path / "raw"))
+            await asyncio.sleep(0.2)  # the final callback is sent after the status turns
+            poll = FAST_POLL.model_copy(update={"callback_safety_interval": 60.0})
+            kie.settings = kie.settings.model_copy(update={"poll": poll})
+            options = opts(tmp_path / "woken", callback_url=f"{base}/kie/callback", callback_driven=True)
+            request = request_for("suno-music").model_copy(update={"callback_url": None})
+            woken = await asyncio.wait_for(run_pipeline(request, kie, options=options), timeout=20)
+    assert direct.succeeded and woken.succeeded, (direct.error, woken.error)
+    assert seen == [("text", 0), ("first", 1), ("complete", 2)]
+    assert len(woken.outputs) == 2 and receiver.stats.accepted == 3 and receiver.stats.rejected == 0
 
 
 # -- the callback bodies and status answers, shape by shape ---------------------------------------------------

@@ -81,6 +81,9 @@ class Dialect:
     render_params: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda body: {})
     unknown_task_msg: str = "recordInfo is null"
     """The 422 message for a task id the API does not know: the market's unless the API's page names its own."""
+    stages: tuple[tuple[str, float], ...] = ()
+    """Intermediate callbacks before the final one: ``(callbackType, fraction of the task's duration)``
+    (Suno's ``text`` and ``first``); each is sent by :func:`stage_callback`."""
     outputs_field: str | None = None
     """The body field saying how many outputs a task makes (4o Image's ``nVariants``), when the API has one."""
     source_task_field: str | None = None
@@ -321,6 +324,20 @@ def _suno_callback(view: View) -> dict[str, Any]:
     }
 
 
+_SUNO_STAGE_MSG = {"text": "Text generation completed.", "first": "First track generated successfully."}
+
+
+def stage_callback(view: View, stage: str) -> dict[str, Any]:
+    """Suno's intermediate callback (generate-music-callbacks: ``text``, then ``first``): code 200, the stage in
+    ``data.callbackType``; ``first`` already lists the first track, ``text`` none."""
+    tracks = _suno_tracks(view, snake=True) if stage == "first" else []
+    return {
+        "code": 200,
+        "msg": _SUNO_STAGE_MSG.get(stage, stage),
+        "data": {"callbackType": stage, "task_id": view.task.task_id, "data": tracks},
+    }
+
+
 # ---------------------------------------------------------------- 4o Image (4o-image-api/)
 
 _GPT4O_STATUS = {TaskState.SUCCESS: "SUCCESS", TaskState.FAIL: "GENERATE_FAILED"}
@@ -473,6 +490,7 @@ DIALECTS: dict[str, Dialect] = {
             # The schema lists prompt as required; its description exempts custom-mode instrumentals.
             required=("customMode", "instrumental", "model", "callBackUrl"),
             outputs=2,
+            stages=(("text", 0.3), ("first", 0.7)),
         ),
         Dialect(
             "gpt4o-image",
