@@ -424,6 +424,11 @@ class ModelSpec(_Spec):
     )
     provenance: Provenance
     verification_notes: list[str] = Field(default_factory=list)
+    progress_callback_field: str | None = Field(
+        default=None,
+        description="a top-level body field for progress callbacks (Sora 2's progressCallBackUrl): the run's "
+        "callback URL is sent there too, so progress posts wake the same receiver",
+    )
     transport: TransportSpec = Field(
         default_factory=market_transport,
         description="the API this model is bought through; absent: the market createTask/recordInfo",

@@ -56,6 +56,9 @@ async def create_task(request: web.Request) -> web.StreamResponse:
         problems = list(ctx.config.check_input(model if isinstance(model, str) else "", params))
         if callback is not None and not (isinstance(callback, str) and callback.startswith(("http://", "https://"))):
             problems.append("callBackUrl must be an http(s) URL")
+        progress = body.get("progressCallBackUrl")  # Sora 2's pages: a top-level uri; its posts are not documented
+        if progress is not None and not (isinstance(progress, str) and progress.startswith(("http://", "https://"))):
+            problems.append("progressCallBackUrl must be an http(s) URL")
         if problems:
             return reject_create(ctx, 422, "; ".join(problems))
         assert isinstance(model, str) and isinstance(params, dict)

@@ -131,13 +131,20 @@ class CreateTaskPayload(_Wire):
         default=None, serialization_alias="callBackUrl", validation_alias=AliasChoices("callBackUrl", "callback_url")
     )
     transport: TransportSpec | None = Field(default=None, exclude=True, repr=False)
+    progress_callback_url: str | None = Field(default=None, exclude=True)
+    progress_field: str | None = Field(
+        default=None, exclude=True, description="the top-level body field progress_callback_url goes in"
+    )
 
     @property
     def api(self) -> TransportSpec:
         return self.transport or market_transport()
 
     def to_wire(self) -> dict[str, JSONValue]:
-        return self.api.create.body(self.model, self.input, self.callback_url)
+        body = self.api.create.body(self.model, self.input, self.callback_url)
+        if self.progress_field and self.progress_callback_url:
+            body[self.progress_field] = self.progress_callback_url
+        return body
 
 
 def _id_text(value: object) -> object:
