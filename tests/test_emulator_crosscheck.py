@@ -49,6 +49,17 @@ IDEOGRAM_CHARACTER = {
 # (case-id pattern, page, why). Case ids read "<model key>/<task mode>: <case>".
 DOCUMENTED: list[tuple[str, str, str]] = [
     (
+        r"^runway-extend/follow_up: quality=<not a listed value>$",
+        "runway-api/extend-ai-video.md",
+        "SDK stricter on purpose: the schema types quality as any string, its description says 720p or 1080p",
+    ),
+    (
+        r"^veo-3\.1-4k/upscale: index=min-1$",
+        "veo3-api/get-veo-3-4k-video.md",
+        "SDK stricter on purpose: the page's schema gives the video index no minimum, but a negative index names "
+        "no video (the emulator refuses it too once it looks at the earlier task: record result data not exist)",
+    ),
+    (
         r"^kling-3\.0-motion/motion_control: mode=<not a listed value>$",
         KLING30_MOTION,
         "SDK stricter on purpose: the page gives mode no enum (its text says std/pro, its example 720p), so the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,9 @@ def test_cli_refresh_offline_writes_a_dated_snapshot(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     snapshot = load_snapshot_file(tmp_path / "2026-12-06_pricing_api.yaml")
     assert snapshot.source_kind == "pricing_api" and "nano-banana-2" in snapshot.models
+    report = json.loads(done.stdout)
+    assert report["unmapped_keys"] == [] and "veo-3.1" in report["unpriced"]  # every key priced or explained
+    assert snapshot.unpriced == latest_snapshot().unpriced
 
 
 def test_cli_refresh_live_needs_the_opt_in(tmp_path: Path) -> None:
@@ -163,3 +167,65 @@ def test_cli_refresh_live_needs_the_opt_in(tmp_path: Path) -> None:
     )
     assert done.returncode != 0 and "KIE_ALLOW_LIVE" in done.stderr and "Traceback" not in done.stderr
     assert not list(tmp_path.iterdir())
+
+
+def _sold_models() -> list[tuple[str, dict[str, Any]]]:
+    """Every model id the emulator sells, with an input its page shows: each market model of the bundled
+    schemas, and each separate API's model as that API names it from a body (Veo's three, extend, 4K...)."""
+    from kie_async.emulator.policy import load_provider_schemas
+    from kie_async.emulator.transports import DIALECTS
+
+    sold: dict[str, dict[str, Any]] = {}
+    for bundle in load_provider_schemas().schemas:
+        examples = [e for e in bundle.example_inputs if isinstance(e, dict)] or [{}]
+        if bundle.endpoint == CREATE:
+            for model in bundle.models:
+                sold.setdefault(model, examples[0].get("input") or examples[0])
+            continue
+        for dialect in DIALECTS.values():
+            if dialect.create_path == bundle.endpoint:
+                bodies = [*examples, *({**examples[0], "model": m} for m in bundle.models)]
+                for body in bodies:
+                    sold.setdefault(dialect.catalogue_model(body), body)
+    return sorted(sold.items())
+
+
+def test_the_emulators_price_list_covers_every_model_it_sells() -> None:
+    from kie_async.emulator.policy import price_table_cost
+
+    sold = _sold_models()
+    assert len(sold) > 120 and {"veo3", "veo3_fast", "veo3_lite", "veo3-extend", "veo3-4k"} <= dict(sold).keys()
+    unpriced = [model for model, params in sold if price_table_cost(model, params) is None]
+    assert unpriced == []
+
+
+async def test_nano_banana_v1_is_charged_what_the_sdk_estimates(emulator: KieEmulator) -> None:
+    for model in ("google/nano-banana", "google/nano-banana-edit"):
+        params: dict[str, Any] = {"prompt": "a cat"}
+        if model.endswith("edit"):
+            params["image_urls"] = ["https://example.com/a.png"]
+        before = emulator.credits()
+        answer = await _post(emulator, CREATE, {"model": model, "input": params})
+        assert answer["code"] == 200, answer
+        assert before - emulator.credits() == pytest.approx(4) == estimate_wire_cost(model, params)
+
+
+async def test_a_refresh_from_the_full_price_list_maps_every_key(emulator: KieEmulator) -> None:
+    """Against a pricing API with a row for every model: every rule the snapshot can map (it knows the row's
+    description) is refreshed, none is carried over blind, and every catalogue key ends priced or explained."""
+    from kie_async.catalogue.pricing_status import unmapped_keys
+    from kie_async.catalogue.specs import load_registry
+
+    async with KieSession(emulator.settings()) as kie:
+        records = await kie.get_pricing_records(page_size=50)
+    assert len(records) == await _count(emulator)
+    base = latest_snapshot()
+    report = refresh_snapshot({"records": records}, base)
+    described = [f"{k}: {r.description}" for k, p in base.models.items() for r in p.rules if r.description]
+    assert sorted(report.updated) == sorted(described)
+    assert all(not c.split(": ", 1)[1].startswith("Google") for c in report.carried_over)
+    assert unmapped_keys(load_registry(), report.snapshot) == []
+    # The rows nobody maps are the ones whose description no snapshot rule names (the emulator's own figures).
+    assert all(
+        d.endswith(("(emulator figure)", "(facts file price)")) or "eedance" in d for d in report.unmatched_records
+    )

@@ -186,7 +186,7 @@ for _key, _id in (
 
 # Separate APIs: the fields of their flat bodies (the transport adds the model and callback fields beside them).
 HOOK = "https://hooks.test/kie"
-for _key, _id in (("veo-3.1", "veo3"), ("veo-3.1-fast", "veo3_fast")):
+for _key, _id in (("veo-3.1", "veo3"), ("veo-3.1-fast", "veo3_fast"), ("veo-3.1-lite", "veo3_lite")):
     CASES += [
         (
             f"{_key} text_to_video",
@@ -454,6 +454,8 @@ async def test_emulator_with_sdk_checker_accepts_sdk_payloads_and_rejects_malfor
     async with aiohttp.ClientSession(headers=headers) as http:
         for param in _submittable_payloads():
             payload = param.values[0]
+            if not payload.api.is_market and "taskId" in payload.input:
+                continue  # works on an earlier task of its API: bought for real in test_veo_extras/test_runway_extend
             # Each payload goes where its transport says: the market createTask, or its own API's create path.
             async with http.post(emulator.base_url + payload.api.create.path, json=payload.to_wire()) as response:
                 body = await response.json()

@@ -68,7 +68,10 @@ def test_every_model_key_has_a_spec_that_loads() -> None:
     assert set(registry.model_keys()) >= EXPECTED_KEYS
     for key in set(registry.model_keys()) - EXPECTED_KEYS:
         spec = registry.get(key)
-        assert spec.source_page is not None and spec.source_page.url, key
+        if spec.source_page is None:  # a separate API's spec, written by hand from its page (not importable)
+            assert not spec.transport.is_market and spec.audit_page is not None, key
+            continue
+        assert spec.source_page.url, key
         assert spec.provenance.checked_on == spec.source_page.captured, key
 
 

@@ -571,7 +571,7 @@ _add(
 
 # ---- Separate APIs (their own endpoints and states; see docs/transports.md)
 # Veo 3.1 Quality and Fast
-for _key, _slug in (("veo-3.1", "veo_3_1"), ("veo-3.1-fast", "veo_3_1_fast")):
+for _key, _slug in (("veo-3.1", "veo_3_1"), ("veo-3.1-fast", "veo_3_1_fast"), ("veo-3.1-lite", "veo_3_1_lite")):
     _veo_all = {"aspect_ratio": "9:16", "enableTranslation": False}
     _add(
         f"{_slug}_ready",

@@ -122,11 +122,14 @@ def build_submission_payload(
             continue
         body[name] = to_wire(opt, value)
     body.update(normalized.extra_options)  # the caller's escape hatch: verbatim, after everything we know
+    callback = callback_url or normalized.callback_url
     return CreateTaskPayload(
         model=normalized.provider_model,
         input=body,
-        callback_url=callback_url or normalized.callback_url,
+        callback_url=callback,
         transport=None if spec.transport.is_market else spec.transport,
+        progress_callback_url=callback if spec.progress_callback_field else None,
+        progress_field=spec.progress_callback_field,
     )
 
 

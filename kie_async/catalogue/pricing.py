@@ -100,7 +100,21 @@ class PricingSnapshot(_Price):
     models: dict[str, ModelPricing]
     unmatched_records: list[str] = Field(default_factory=list)
     carried_over: list[str] = Field(default_factory=list)
+    unpriced: dict[str, str] = Field(
+        default_factory=dict,
+        description="catalogue keys deliberately without a price here, each with why (and what would price it)",
+    )
     source_file: str | None = None
+
+    @model_validator(mode="after")
+    def _priced_or_unpriced(self) -> PricingSnapshot:
+        both = sorted(set(self.models) & set(self.unpriced))
+        if both:
+            raise ValueError(f"keys both priced and listed as unpriced: {both}")
+        blank = sorted(k for k, why in self.unpriced.items() if not why.strip())
+        if blank:
+            raise ValueError(f"unpriced keys need a why: {blank}")
+        return self
 
     def rule_credits(self, rule: PriceRule) -> float:
         return rule.credits if rule.credits is not None else round((rule.usd or 0.0) / self.credit_usd, 4)
@@ -472,6 +486,7 @@ def refresh_snapshot(
         models=models,
         unmatched_records=sorted(set(unmatched)),
         carried_over=carried,
+        unpriced={k: why for k, why in base.unpriced.items() if k not in models},
     )
     return RefreshReport(snapshot=snapshot, updated=updated, carried_over=carried, unmatched_records=unmatched)
 

@@ -36,6 +36,8 @@ class PriceStatus(BaseModel):
     billing_verified: bool = False
     rules: int = 0
     how_to_price: str | None = None
+    why_unpriced: str | None = None
+    """Why the snapshot has no price for the key (its ``unpriced`` entry); ``None`` for a key nobody explained."""
 
 
 def pricing_status(
@@ -47,7 +49,8 @@ def pricing_status(
     for key in sorted(registry.specs):
         pricing = snapshot.models.get(key)
         if pricing is None:
-            out.append(PriceStatus(model_key=key, priced=False, how_to_price=HOW_TO_PRICE))
+            why = snapshot.unpriced.get(key)
+            out.append(PriceStatus(model_key=key, priced=False, how_to_price=HOW_TO_PRICE, why_unpriced=why))
             continue
         verified = snapshot.billing_verified or (bool(pricing.rules) and all(r.billing_verified for r in pricing.rules))
         out.append(
@@ -64,3 +67,13 @@ def pricing_status(
             )
         )
     return out
+
+
+def unmapped_keys(registry: ModelRegistry, snapshot: PricingSnapshot) -> list[str]:
+    """Catalogue keys the snapshot neither prices nor explains (a new model nobody looked up yet)."""
+    return sorted(k for k in registry.specs if k not in snapshot.models and k not in snapshot.unpriced)
+
+
+def stale_unpriced(registry: ModelRegistry, snapshot: PricingSnapshot) -> list[str]:
+    """``unpriced`` entries naming a key the catalogue no longer has."""
+    return sorted(k for k in snapshot.unpriced if k not in registry.specs)

@@ -28,7 +28,7 @@ from kie_async.wire.task_apis import TransportSpec, market_transport
 
 FieldType = Literal["string", "integer", "number", "boolean", "enum", "list", "object"]
 MediaKind = Literal["image", "video", "audio"]
-MediaRole = Literal["first_frame", "last_frame", "reference"]
+MediaRole = Literal["first_frame", "last_frame", "reference", "mask"]
 OutputKind = Literal["image", "video", "audio"]
 TaskModeName = Literal[
     "text_to_image",
@@ -424,6 +424,11 @@ class ModelSpec(_Spec):
     )
     provenance: Provenance
     verification_notes: list[str] = Field(default_factory=list)
+    progress_callback_field: str | None = Field(
+        default=None,
+        description="a top-level body field for progress callbacks (Sora 2's progressCallBackUrl): the run's "
+        "callback URL is sent there too, so progress posts wake the same receiver",
+    )
     transport: TransportSpec = Field(
         default_factory=market_transport,
         description="the API this model is bought through; absent: the market createTask/recordInfo",

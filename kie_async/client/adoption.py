@@ -20,7 +20,7 @@ from kie_async.client.request_path import RequestPath, TaskReader
 from kie_async.core.errors import KieError, KieValidationError
 from kie_async.wire.api_models import TaskRecord
 from kie_async.wire.callbacks import KIE_REQUEST_PARAM, request_token_from_url
-from kie_async.wire.task_apis import TransportSpec
+from kie_async.wire.task_apis import TransportSpec, market_transport
 
 log = logging.getLogger("kie_async.client.adoption")
 
@@ -147,13 +147,13 @@ class AdoptionDesk:
         try:
             return await self._read_task(task_id)
         except KieValidationError as exc:
-            if "recordInfo is null" not in exc.message:
+            if not market_transport().status.says_unknown(exc.message):
                 raise
             for other in await self._other_transports():
                 try:
                     return await self._read_task(task_id, transport=other)
                 except KieValidationError as miss:
-                    if "recordInfo is null" not in miss.message:
+                    if not other.status.says_unknown(miss.message):
                         raise
             raise
 

@@ -26,6 +26,7 @@ from kie_async.client.files import Files
 from kie_async.client.options import SessionOptions, options_with
 from kie_async.client.request_path import RequestPath, UnsentHook, WireHook
 from kie_async.client.shared import SharedState
+from kie_async.client.upgrades import fetch_upgrade_url
 from kie_async.client.waiting import Waiter
 from kie_async.coordination import Coordinator
 from kie_async.core.errors import KieInputError
@@ -300,6 +301,27 @@ class BaseSession:
         """
         return await self._requests.get_task(task_id, timeout=timeout, transport=transport)
 
+    async def get_upgrade_url(
+        self,
+        task_id: str,
+        name: str,
+        *,
+        index: int = 0,
+        timeout: float | None = None,
+        transport: TransportSpec | None = None,
+        every: float | None = None,
+    ) -> str:
+        """The URL of a finished task's ``name`` version (Veo's ``"1080p"``) of output ``index``.
+
+        The task's transport spec says where to ask (``transport.upgrades``); the endpoint answers not-ready
+        until the file is made (about 1-3 minutes for Veo's 1080P), so this asks again every ``retry_seconds``
+        of the spec (or ``every``) until ``timeout`` (600 s). Asking spends nothing; an unknown task, one that
+        did not succeed, or a bad key ends it at once.
+        """
+        return await fetch_upgrade_url(
+            self._requests, task_id, name, index=index, timeout=timeout, transport=transport, every=every
+        )
+
     async def wait_for_task(
         self,
         task_id: str,
@@ -391,9 +413,12 @@ class BaseSession:
 
     # -- files ---------------------------------------------------------------------------------------------
 
-    async def get_download_url(self, url: str, *, timeout: float | None = None) -> str:
-        """A 20-minute download link for a Kie.ai-generated file URL (outside URLs answer 422)."""
-        return await self._files.get_download_url(url, timeout=timeout)
+    async def get_download_url(self, url: str, *, timeout: float | None = None, task_id: str | None = None) -> str:
+        """A 20-minute download link for a Kie.ai-generated file URL (outside URLs answer 422).
+
+        ``task_id``: the task that made the file. For a task this session bought on an API with its own
+        download-url endpoint (4o Image's ``/api/v1/gpt4o-image/download-url``) that endpoint is asked."""
+        return await self._files.get_download_url(url, timeout=timeout, task_id=task_id)
 
     async def download(
         self,

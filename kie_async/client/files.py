@@ -79,14 +79,20 @@ class Files:
 
     # -- downloads -------------------------------------------------------------------------------------------
 
-    async def get_download_url(self, url: str, *, timeout: float | None) -> str:
+    async def get_download_url(self, url: str, *, timeout: float | None, task_id: str | None = None) -> str:
+        """A direct link for ``url``; with the ``task_id`` of a task bought on an API that has its own
+        download-url endpoint (4o Image), that endpoint is asked, with the task id, as its page says."""
         check_timeout("timeout", timeout)
+        api = self._requests.known_transport(task_id) if task_id else None
+        own = api.download_url if api is not None else None
+        path = own.path if own is not None else self._options.settings.paths.download_url
+        body = own.body(task_id, url) if own is not None and task_id else {"url": url}
         data = await self._requests.api(
             "POST",
-            self._requests.url(self._options.settings.paths.download_url),
+            self._requests.url(path),
             endpoint="download-url",
             idempotent=True,
-            json_body={"url": url},
+            json_body=body,
             timeout=timeout,
             limiter=self._requests.read_limit(),
         )

@@ -480,15 +480,16 @@ def _parse_record(task_id: str, data: JSONValue, api: TransportSpec | None = Non
 
     A separate API's answer is first translated into the ``recordInfo`` shape by its transport spec.
     """
+    api = api or market_transport()
     if data is None:
-        raise KieValidationError("recordInfo is null", code=422, endpoint="recordInfo")
+        raise KieValidationError(api.status.unknown_task[0], code=422, endpoint="recordInfo")
     if not isinstance(data, dict):
         raise KieResponseShapeError(
             f"recordInfo for task {task_id} is {type(data).__name__}, not an object: {str(data)[:120]!r}",
             task_id=task_id,
             endpoint="recordInfo",
         )
-    data = (api or market_transport()).record_data(data)
+    data = api.record_data(data)
     answered = data.get("taskId", data.get("task_id"))
     if answered is None or answered == "":
         data = {**data, "taskId": task_id}

@@ -140,7 +140,7 @@ class Waiter:
             record = await self._read_task(wait.task_id, transport=wait.api)
             wait.outage = None
         except KieValidationError as exc:
-            if "recordInfo is null" not in exc.message or elapsed - wait.waited_first > _NEW_TASK_GRACE_SECONDS:
+            if not wait.api.status.says_unknown(exc.message) or elapsed - wait.waited_first > _NEW_TASK_GRACE_SECONDS:
                 raise
             record = TaskRecord(task_id=wait.task_id, state=TaskState.WAITING)
         except KieError as exc:

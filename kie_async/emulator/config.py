@@ -99,6 +99,12 @@ class EmulatorConfig(BaseModel):
     url_fetch_timeout: float = Field(default=30.0, gt=0)
 
     webhook_hmac_key: str | None = Field(default=None, description="sign callbacks like Kie.ai when set")
+    staged_callbacks: bool = Field(
+        default=False,
+        description="also send an API's intermediate callbacks (Suno's text and first) before the final one, as "
+        "Kie.ai does; off by default: the signature covers only the task id and a timestamp in seconds, so "
+        "callbacks of one task within one second look like replays to a receiver (use tasks of 4 s or more)",
+    )
     callback_timeout: float = Field(default=10.0, gt=0)
     callback_any_host: bool = Field(
         default=False, description="allow callbacks to non-loopback hosts (off so tests never leave the machine)"

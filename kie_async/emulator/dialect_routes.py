@@ -1,4 +1,4 @@
-"""The emulator's separate APIs (Veo 3.1, Runway, Aleph, Suno, 4o Image, Flux Kontext): create and status routes.
+"""The emulator's separate APIs (Veo 3.1 and its extend, Runway, Aleph, Suno, 4o Image, Flux Kontext): their routes.
 
 They share the market's books (credits, the createTask rate window, the task timeline, the download host,
 signed callbacks) and its fault injection: each create route is faulted as ``createTask`` and each status
@@ -17,8 +17,9 @@ from aiohttp import web
 from kie_async.emulator.context import EmulatorContext, log
 from kie_async.emulator.lifecycle import output_urls, sell_task
 from kie_async.emulator.policy import api_body_problems, schema_input_checker
-from kie_async.emulator.transports.dialects import DIALECTS, Dialect, view_of
+from kie_async.emulator.transports.dialects import DIALECTS, VEO_UNKNOWN_TASK, Dialect, view_of
 from kie_async.emulator.wire import admit, context, envelope, json_object, readable_task, reject_create
+from kie_async.wire.api_models import TaskState
 
 __all__ = ["add_transport_routes"]
 
@@ -60,6 +61,9 @@ def _create_handler(dialect: Dialect) -> Any:
                 problems = _judge(ctx, dialect, model, body, fields)
             if problems:
                 return reject_create(ctx, 422, "; ".join(problems))
+            refused = _source_task_problem(ctx, key, dialect, body)
+            if refused is not None:
+                return reject_create(ctx, 422, refused)
             cost = ctx.config.cost(model, fields)
         except Exception:  # a plugged-in checker or price function must not take the emulator down
             log.exception("emulator: input_checker/cost_fn raised for %s model %r", dialect.name, model)
@@ -78,7 +82,7 @@ def _create_handler(dialect: Dialect) -> Any:
             body,
             cost,
             extension=extension,
-            outputs=dialect.outputs,
+            outputs=_outputs(dialect, body),
             dialect=dialect.name,
             output_kind=dialect.output_kind,
             render_params=render,
@@ -100,19 +104,83 @@ def _judge(
     return api_body_problems(dialect.create_path, body)
 
 
-def _status_handler(dialect: Dialect) -> Any:
+def _outputs(dialect: Dialect, body: dict[str, Any]) -> int:
+    """How many files the task makes: the body's count where the API has one (1, 2 or 4 for 4o Image)."""
+    wanted = body.get(dialect.outputs_field) if dialect.outputs_field else None
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted in (1, 2, 4):
+        return wanted
+    return dialect.outputs
+
+
+def _source_task_problem(ctx: EmulatorContext, key: str, dialect: Dialect, body: dict[str, Any]) -> str | None:
+    """Why the earlier task a body names cannot be worked on (the messages the Veo pages list), or ``None``."""
+    if dialect.source_task_field is None:
+        return None
+    source = ctx.tasks.get(str(body.get(dialect.source_task_field)), owner=key)
+    if source is None or source.dialect not in DIALECTS:
+        return dialect.unknown_task_msg
+    if DIALECTS[source.dialect].status_path != dialect.status_path:
+        return dialect.unknown_task_msg  # another API's task: unknown on this one
+    if source.state_at() is not TaskState.SUCCESS:
+        return "record status is not success"
+    index = body.get("index", 0)
+    if isinstance(index, int) and not 0 <= index < len(source.output_names):
+        return "record result data not exist"  # no such video on that task
+    return None
+
+
+def _status_handler(dialects: list[Dialect]) -> Any:
+    """One status path's reads: every API sold there (Veo's generate and extend share record-info) reads its
+    own tasks in its own shape."""
+    names = frozenset(d.name for d in dialects)
+
     async def status(request: web.Request) -> web.StreamResponse:
-        found = readable_task(request, dialect.name)
+        found = readable_task(request, names, dialects[0].unknown_task_msg)
         if isinstance(found, web.Response):
             return found
         ctx, task = found
-        return envelope(ctx, 200, "success", dialect.record(view_of(task, output_urls(ctx, task))))
+        shape = DIALECTS[task.dialect or dialects[0].name].record
+        return envelope(ctx, 200, "success", shape(view_of(task, output_urls(ctx, task))))
 
     return status
 
 
+MSG_1080P_PROCESSING = "1080p is processing. Please check back shortly."
+"""Not ready yet: the 1080P page says only "a non-200 code"; spelled after the 4K page's processing answer."""
+
+
+async def veo_1080p(request: web.Request) -> web.StreamResponse:
+    """Veo's ``GET /api/v1/veo/get-1080p-video?taskId=&index=``: the 1080P URL of a finished Veo generation, once
+    made (here: when as long again as the generation has passed); before that a 422 to ask again after."""
+    ctx = context(request)
+    key = admit(request, ctx, ctx.record_limiter, envelope)
+    if isinstance(key, web.Response):
+        return key
+    task_id = request.query.get("taskId", "").strip()
+    if not task_id:
+        return envelope(ctx, 400, "taskId parameter is required")
+    task = ctx.tasks.get(task_id, owner=key)
+    if task is None or task.dialect != "veo3":
+        return envelope(ctx, 422, VEO_UNKNOWN_TASK)
+    if task.state_at() is not TaskState.SUCCESS:
+        return envelope(ctx, 422, "record status is not success")
+    raw_index = request.query.get("index", "0")
+    index = int(raw_index) if raw_index.isdigit() else -1
+    urls = output_urls(ctx, task)
+    if not 0 <= index < len(urls):
+        return envelope(ctx, 422, "record result data not exist")
+    if task.elapsed() < 2 * task.duration:
+        return envelope(ctx, 422, MSG_1080P_PROCESSING)
+    return envelope(ctx, 200, "success", {"resultUrl": urls[index]})
+
+
 def add_transport_routes(router: web.UrlDispatcher) -> None:
-    """Every separate API's create and status route, named so the fault middleware treats them as the market's."""
+    """Every separate API's create and status route, named so the fault middleware treats them as the market's
+    (a status path shared by several APIs is one route, named after the first)."""
+    by_status: dict[str, list[Dialect]] = {}
     for dialect in DIALECTS.values():
         router.add_post(dialect.create_path, _create_handler(dialect), name=f"createTask:{dialect.name}")
-        router.add_get(dialect.status_path, _status_handler(dialect), name=f"recordInfo:{dialect.name}")
+        by_status.setdefault(dialect.status_path, []).append(dialect)
+    for path, dialects in by_status.items():
+        router.add_get(path, _status_handler(dialects), name=f"recordInfo:{dialects[0].name}")
+    router.add_get("/api/v1/veo/get-1080p-video", veo_1080p, name="upgrade:veo3_1080p")

@@ -17,7 +17,7 @@ from kie_async.emulator.context import EmulatorContext, log
 from kie_async.emulator.faults import FaultEndpoint, FaultKind
 from kie_async.emulator.media import render_output
 from kie_async.emulator.state import EmulatedTask, TaskFailure, new_task_id
-from kie_async.emulator.transports.dialects import DIALECTS, view_of
+from kie_async.emulator.transports.dialects import DIALECTS, stage_callback, view_of
 from kie_async.emulator.wire import is_loopback_url
 from kie_async.wire.api_models import TaskState
 from kie_async.wire.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_callback
@@ -117,6 +117,25 @@ def schedule_completion(ctx: EmulatorContext, task: EmulatedTask) -> None:
 
     handle = loop.call_later(max(0.0, task.duration - task.elapsed()), fire)
     ctx.timers.add(handle)
+    dialect = DIALECTS.get(task.dialect or "")
+    if dialect is not None and task.callback_url and not task.failure and ctx.config.staged_callbacks:
+        for stage, fraction in dialect.stages:
+            _schedule_stage(ctx, task, stage, fraction)
+
+
+def _schedule_stage(ctx: EmulatorContext, task: EmulatedTask, stage: str, fraction: float) -> None:
+    """An intermediate callback (Suno's ``text``/``first``) at ``fraction`` of the task's duration."""
+    loop = asyncio.get_running_loop()
+    handle: asyncio.TimerHandle | None = None
+
+    def fire() -> None:
+        if handle is not None:
+            ctx.timers.discard(handle)
+        body = stage_callback(view_of(task, output_urls(ctx, task)), stage)
+        ctx.spawn(deliver_callback(ctx, task, task.callback_url or "", body=body))
+
+    handle = loop.call_later(max(0.0, task.duration * fraction - task.elapsed()), fire)
+    ctx.timers.add(handle)
 
 
 async def finalize(ctx: EmulatorContext, task: EmulatedTask) -> None:
@@ -153,8 +172,11 @@ def callback_body(ctx: EmulatorContext, task: EmulatedTask) -> dict[str, Any]:
     }
 
 
-async def deliver_callback(ctx: EmulatorContext, task: EmulatedTask, url: str) -> None:
-    """POST the terminal event; failures are logged and counted, never raised (Kie.ai gives no guarantee)."""
+async def deliver_callback(
+    ctx: EmulatorContext, task: EmulatedTask, url: str, *, body: dict[str, Any] | None = None
+) -> None:
+    """POST the terminal event (or ``body``, an intermediate one); failures are logged and counted, never
+    raised (Kie.ai gives no guarantee)."""
     if not ctx.config.callback_any_host and not is_loopback_url(url):
         log.warning("emulator: not calling back non-loopback host for task %s (set callback_any_host)", task.task_id)
         ctx.stats.callbacks_failed += 1
@@ -167,7 +189,7 @@ async def deliver_callback(ctx: EmulatorContext, task: EmulatedTask, url: str) -
     try:
         async with ctx.http_client().post(
             url,
-            json=callback_body(ctx, task),
+            json=body if body is not None else callback_body(ctx, task),
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=ctx.config.callback_timeout),
         ) as response:

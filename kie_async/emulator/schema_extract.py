@@ -25,7 +25,9 @@ CREATE_TASK_PATH = "/api/v1/jobs/createTask"
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SEPARATE_API_FOLDERS = ("veo3-api", "runway-api", "suno-api", "4o-image-api", "flux-kontext-api")
 """Folders of the APIs with their own endpoints; their create endpoints are bundled too."""
-_NOT_CREATE = re.compile(r"download-url|/get-|record-info|record-detail")
+_NOT_CREATE = re.compile(r"download-url|/get-timestamped-lyrics|record-info|record-detail")
+"""POST endpoints of those folders that read rather than buy (Veo's POST get-4k-video buys a task: it is kept;
+the GET reads, 1080p among them, are left out by their method)."""
 
 _KEPT_KEYWORDS = frozenset(
     {

@@ -255,10 +255,14 @@ def admit(
     return key
 
 
-def readable_task(request: web.Request, dialect: str | None) -> tuple[EmulatorContext, EmulatedTask] | web.Response:
+def readable_task(
+    request: web.Request, dialect: str | frozenset[str] | None, unknown_msg: str = "recordInfo is null"
+) -> tuple[EmulatorContext, EmulatedTask] | web.Response:
     """The task a status read names, admitted by the read limiter, owned by the caller's key and bought through
-    ``dialect``'s API (``None``: the market; each API reads only its own tasks), counted as a status read; else
-    the answer to send (401, 429, 400 without ``taskId``, 422 ``recordInfo is null``)."""
+    ``dialect``'s API (``None``: the market; a set: APIs sharing one status path, as Veo's generate and extend
+    do; each API reads only its own tasks), counted as a status read; else
+    the answer to send (401, 429, 400 without ``taskId``, 422 ``unknown_msg``: the market's ``recordInfo is
+    null``, or the API's own spelling where its page documents one)."""
     ctx = context(request)
     key = admit(request, ctx, ctx.record_limiter, envelope)
     if isinstance(key, web.Response):
@@ -267,8 +271,11 @@ def readable_task(request: web.Request, dialect: str | None) -> tuple[EmulatorCo
     if not task_id:
         return envelope(ctx, 400, "taskId parameter is required")
     task = ctx.tasks.get(task_id, owner=key)
-    if task is None or task.dialect != dialect:
-        return envelope(ctx, 422, "recordInfo is null")  # the market's answer; the other APIs' own is UNCONFIRMED
+    sold_here = task is not None and (
+        task.dialect in dialect if isinstance(dialect, frozenset) else task.dialect == dialect
+    )
+    if task is None or not sold_here:
+        return envelope(ctx, 422, unknown_msg)
     ctx.stats.count_status(task_id)
     return ctx, task
 

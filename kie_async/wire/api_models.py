@@ -131,13 +131,20 @@ class CreateTaskPayload(_Wire):
         default=None, serialization_alias="callBackUrl", validation_alias=AliasChoices("callBackUrl", "callback_url")
     )
     transport: TransportSpec | None = Field(default=None, exclude=True, repr=False)
+    progress_callback_url: str | None = Field(default=None, exclude=True)
+    progress_field: str | None = Field(
+        default=None, exclude=True, description="the top-level body field progress_callback_url goes in"
+    )
 
     @property
     def api(self) -> TransportSpec:
         return self.transport or market_transport()
 
     def to_wire(self) -> dict[str, JSONValue]:
-        return self.api.create.body(self.model, self.input, self.callback_url)
+        body = self.api.create.body(self.model, self.input, self.callback_url)
+        if self.progress_field and self.progress_callback_url:
+            body[self.progress_field] = self.progress_callback_url
+        return body
 
 
 def _id_text(value: object) -> object:
@@ -268,6 +275,24 @@ def _lenient_number(value: object, *, integer: bool) -> tuple[int | float | None
     return value, True
 
 
+_TIME_FIELDS = frozenset({"create_time", "update_time", "complete_time"})
+
+
+def _date_text_ms(value: object) -> int | None:
+    """A time sent as date text (``"2025-06-06 10:30:00"``, as the Veo, Aleph and Flux detail pages show it)
+    in epoch milliseconds; ``None`` for anything else. Text without a zone is read as UTC (the pages name
+    none): a task's duration, one time minus another, is right either way."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
+
+
 def _take(data: dict[str, Any], field: str, wire: str) -> tuple[str | None, object]:
     for key in (wire, field):
         if key in data:
@@ -351,6 +376,9 @@ class TaskRecord(_Wire):
             if key is None:
                 continue
             number, ok = _lenient_number(value, integer=field != "credits_consumed")
+            if not ok and field in _TIME_FIELDS:
+                number = _date_text_ms(value)
+                ok = number is not None
             if not ok:
                 problems.append(f"{wire} {value!r:.80} is not a number; ignored")
             cleaned[key] = number

@@ -31,6 +31,9 @@ Path = str | list[str]
 ``*`` takes every element of a list (``response.sunoData.*.audioUrl``); a value that is a JSON-encoded
 string is decoded on the way down, since several status answers nest JSON inside strings.
 """
+UNKNOWN_TASK_MSG = "recordInfo is null"
+"""The market's answer (422) for a task id it does not know; a separate API may spell it its own way."""
+
 
 _MISSING = object()
 
@@ -197,6 +200,16 @@ class StatusSpec(_Part):
     cost_time: Path | None = None
     progress: Path | None = None
     credits_consumed: Path | None = None
+    unknown_task: list[str] = Field(
+        default_factory=lambda: [UNKNOWN_TASK_MSG],
+        min_length=1,
+        description="the messages (422) with which the status endpoint answers a task id it does not know",
+    )
+
+    def says_unknown(self, message: str) -> bool:
+        """Whether a 422's message is this endpoint's way of saying it does not know the task (yet)."""
+        text = message.strip().lower()
+        return any(text == known.strip().lower() for known in self.unknown_task)
 
     @field_validator("path")
     @classmethod
@@ -261,6 +274,53 @@ class CallbackSpec(_Part):
     note: str | None = None
 
 
+class DownloadURLSpec(_Part):
+    """An API's own download-url endpoint (4o Image's): a direct link for one of a task's files, asked with the
+    task id; without one the common ``/api/v1/common/download-url`` (the URL alone) is used."""
+
+    path: str
+    task_id_field: str = "taskId"
+    url_field: str = "url"
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not _is_api_path(value):
+            raise ValueError(f"download-url path {value!r} must be an absolute path without a query")
+        return value
+
+    def body(self, task_id: str, url: str) -> dict[str, str]:
+        return {self.task_id_field: task_id, self.url_field: url}
+
+
+class UpgradeSpec(_Part):
+    """A file made from a finished task's output on request, answered as a URL rather than as a new task
+    (Veo's 1080P: ``GET /api/v1/veo/get-1080p-video?taskId=&index=``). Not ready yet, the endpoint answers
+    a non-200 code and is asked again after ``retry_seconds``."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    method: Literal["GET", "POST"] = "GET"
+    path: str
+    task_id_field: str = "taskId"
+    index_field: str | None = "index"
+    result_url: Path = "resultUrl"
+    retry_seconds: float = Field(default=20.0, gt=0)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not _is_api_path(value):
+            raise ValueError(f"upgrade path {value!r} must be an absolute path without a query")
+        return value
+
+    def request(self, task_id: str, index: int) -> dict[str, str | int]:
+        """The query (GET) or body (POST) asking for ``task_id``'s output number ``index``."""
+        asked: dict[str, str | int] = {self.task_id_field: task_id}
+        if self.index_field is not None:
+            asked[self.index_field] = index
+        return asked
+
+
 class TransportSpec(_Part):
     """One API as the SDK speaks it (a model spec's ``transport:`` section; the market's when absent)."""
 
@@ -268,7 +328,12 @@ class TransportSpec(_Part):
     create: CreateSpec
     status: StatusSpec
     callback: CallbackSpec = Field(default_factory=CallbackSpec)
+    download_url: DownloadURLSpec | None = None
+    upgrades: list[UpgradeSpec] = Field(default_factory=list)
     description: str | None = None
+
+    def upgrade(self, name: str) -> UpgradeSpec | None:
+        return next((u for u in self.upgrades if u.name.lower() == name.lower()), None)
 
     @property
     def is_market(self) -> bool:

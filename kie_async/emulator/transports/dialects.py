@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from kie_async.emulator.state import EmulatedTask
@@ -78,6 +79,16 @@ class Dialect:
     required: tuple[str, ...] = ()
     outputs: int = 1
     render_params: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda body: {})
+    unknown_task_msg: str = "recordInfo is null"
+    """The 422 message for a task id the API does not know: the market's unless the API's page names its own."""
+    stages: tuple[tuple[str, float], ...] = ()
+    """Intermediate callbacks before the final one: ``(callbackType, fraction of the task's duration)``
+    (Suno's ``text`` and ``first``); each is sent by :func:`stage_callback`."""
+    outputs_field: str | None = None
+    """The body field saying how many outputs a task makes (4o Image's ``nVariants``), when the API has one."""
+    source_task_field: str | None = None
+    """The body field naming the earlier task this one works on (Veo's extend): it must be the caller's own,
+    sold on an API read at the same status path, and finished successfully."""
 
 
 def _flag(view: View, failed: int = 2) -> int:
@@ -85,6 +96,17 @@ def _flag(view: View, failed: int = 2) -> int:
 
 
 # ---------------------------------------------------------------- Veo 3.1 (veo3-api/)
+
+
+VEO_UNKNOWN_TASK = "record is null"
+"""Veo's record-info answer (422) for a task it does not know, as its details page lists it."""
+
+
+def _date_text(ms: int | None) -> str | None:
+    """A time spelled as the Veo details page's example spells it (``2025-06-06 10:30:00``; UTC here)."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _veo_record(view: View) -> dict[str, Any]:
@@ -100,12 +122,12 @@ def _veo_record(view: View) -> dict[str, Any]:
     return {
         "taskId": view.task.task_id,
         "paramJson": view.param_json(),
-        "completeTime": view.complete_ms,
+        "completeTime": _date_text(view.complete_ms),
         "response": response,
         "successFlag": _flag(view),
         "errorCode": view.error_code,
         "errorMessage": view.error_message,
-        "createTime": view.task.create_time_ms,
+        "createTime": _date_text(view.task.create_time_ms),
         "fallbackFlag": False,
     }
 
@@ -126,6 +148,22 @@ def _veo_callback(view: View) -> dict[str, Any]:
         "code": view.error_code or 501,
         "msg": view.error_message or "generation failed",
         "data": {"taskId": view.task.task_id, "fallbackFlag": False},
+    }
+
+
+def _veo_4k_callback(view: View) -> dict[str, Any]:
+    """The 4K callback page's shapes: 200 with ``info.resultUrls``/``imageUrls``, or 500 with the task id only."""
+    if view.ok:
+        posters = [url.rsplit(".", 1)[0] + ".jpg" for url in view.urls]
+        return {
+            "code": 200,
+            "msg": "4K Video generated successfully.",
+            "data": {"taskId": view.task.task_id, "info": {"resultUrls": view.urls, "imageUrls": posters}},
+        }
+    return {
+        "code": 500,
+        "msg": view.error_message or "The 4K version of this video is unavailable. Please try a different video.",
+        "data": {"taskId": view.task.task_id},
     }
 
 
@@ -286,6 +324,20 @@ def _suno_callback(view: View) -> dict[str, Any]:
     }
 
 
+_SUNO_STAGE_MSG = {"text": "Text generation completed.", "first": "First track generated successfully."}
+
+
+def stage_callback(view: View, stage: str) -> dict[str, Any]:
+    """Suno's intermediate callback (generate-music-callbacks: ``text``, then ``first``): code 200, the stage in
+    ``data.callbackType``; ``first`` already lists the first track, ``text`` none."""
+    tracks = _suno_tracks(view, snake=True) if stage == "first" else []
+    return {
+        "code": 200,
+        "msg": _SUNO_STAGE_MSG.get(stage, stage),
+        "data": {"callbackType": stage, "task_id": view.task.task_id, "data": tracks},
+    }
+
+
 # ---------------------------------------------------------------- 4o Image (4o-image-api/)
 
 _GPT4O_STATUS = {TaskState.SUCCESS: "SUCCESS", TaskState.FAIL: "GENERATE_FAILED"}
@@ -370,6 +422,31 @@ DIALECTS: dict[str, Dialect] = {
             catalogue_model=lambda body: str(body.get("model") or "veo3_fast"),
             model_field="model",
             required=("prompt",),
+            unknown_task_msg=VEO_UNKNOWN_TASK,
+        ),
+        Dialect(
+            "veo3-extend",
+            "/api/v1/veo/extend",
+            "/api/v1/veo/record-info",
+            "video",
+            _veo_record,
+            _veo_callback,
+            catalogue_model=lambda body: "veo3-extend",
+            required=("taskId", "prompt"),
+            unknown_task_msg=VEO_UNKNOWN_TASK,
+            source_task_field="taskId",
+        ),
+        Dialect(
+            "veo3_4k",  # a route name's parts must be identifiers ("4k" is not)
+            "/api/v1/veo/get-4k-video",
+            "/api/v1/veo/record-info",
+            "video",
+            _veo_record,
+            _veo_4k_callback,
+            catalogue_model=lambda body: "veo3-4k",
+            required=("taskId",),
+            unknown_task_msg=VEO_UNKNOWN_TASK,
+            source_task_field="taskId",
         ),
         Dialect(
             "runway",
@@ -380,6 +457,17 @@ DIALECTS: dict[str, Dialect] = {
             _runway_callback,
             catalogue_model=lambda body: "runway",
             required=("prompt", "duration", "quality"),
+        ),
+        Dialect(
+            "runway-extend",
+            "/api/v1/runway/extend",
+            "/api/v1/runway/record-detail",
+            "video",
+            _runway_record,
+            _runway_callback,
+            catalogue_model=lambda body: "runway-extend",
+            required=("taskId", "prompt", "quality"),
+            source_task_field="taskId",
         ),
         Dialect(
             "aleph",
@@ -402,6 +490,7 @@ DIALECTS: dict[str, Dialect] = {
             # The schema lists prompt as required; its description exempts custom-mode instrumentals.
             required=("customMode", "instrumental", "model", "callBackUrl"),
             outputs=2,
+            stages=(("text", 0.3), ("first", 0.7)),
         ),
         Dialect(
             "gpt4o-image",
@@ -412,6 +501,7 @@ DIALECTS: dict[str, Dialect] = {
             _gpt4o_callback,
             catalogue_model=lambda body: "gpt4o-image",
             required=("size",),
+            outputs_field="nVariants",  # the quickstart's 1, 2 or 4
             render_params=lambda body: {"aspect_ratio": body.get("size", "1:1"), "output_format": "png"},
         ),
         Dialect(

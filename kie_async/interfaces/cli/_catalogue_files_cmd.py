@@ -18,8 +18,9 @@ from rich.console import Console
 
 from kie_async.catalogue.chat_import import chat_operation
 from kie_async.catalogue.pricing import PricingError, latest_snapshot, refresh_snapshot, write_snapshot
+from kie_async.catalogue.pricing_status import unmapped_keys
 from kie_async.catalogue.spec_import import CREATE_TASK_PATH, SpecImportError, import_page, render_yaml
-from kie_async.catalogue.specs import ModelSpec, load_spec_file
+from kie_async.catalogue.specs import ModelSpec, load_registry, load_spec_file
 from kie_async.core.data import data_dir
 from kie_async.core.errors import KieInputError
 from kie_async.core.provider_pages import ProviderPageError, read_page
@@ -101,6 +102,7 @@ def _write_refresh(args: argparse.Namespace, doc: Any, source: str) -> int:
     base = latest_snapshot(args.base_dir)
     report = refresh_snapshot(doc, base, captured_on=args.date, source=source)
     path = write_snapshot(report.snapshot, out_dir)
+    unmapped = unmapped_keys(load_registry(), report.snapshot)
     if args.json:
         print(
             json.dumps(
@@ -110,6 +112,8 @@ def _write_refresh(args: argparse.Namespace, doc: Any, source: str) -> int:
                     "updated": report.updated,
                     "carried_over": report.carried_over,
                     "unmatched_records": report.unmatched_records,
+                    "unpriced": sorted(report.snapshot.unpriced),
+                    "unmapped_keys": unmapped,
                 },
                 indent=2,
             )
@@ -123,4 +127,10 @@ def _write_refresh(args: argparse.Namespace, doc: Any, source: str) -> int:
     )
     for desc in report.unmatched_records:
         console.print(f"  [yellow]unmatched[/] {desc}", highlight=False)
+    console.print(
+        f"  {len(report.snapshot.models)} key(s) priced, {len(report.snapshot.unpriced)} listed as unpriced with why"
+        f" (`kie-async pricing status --unpriced`), {len(unmapped)} neither"
+    )
+    for key in unmapped:
+        console.print(f"  [yellow]no price and no why[/] {key}", highlight=False)
     return 0

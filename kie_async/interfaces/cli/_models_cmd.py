@@ -117,6 +117,9 @@ def pricing_status_command(args: argparse.Namespace) -> int:
     priced = sum(r.priced for r in rows)
     out.line(f"{priced} of {len(rows)} key(s) priced")
     if priced < len(rows):
+        for row in rows:
+            if not row.priced and row.why_unpriced and args.unpriced:
+                out.line(f"  {row.model_key}: {row.why_unpriced}")
         out.line(f"without a price: {HOW_TO_PRICE}")
     return 0
 
