@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from aiohttp import web
 
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from tests.redis_server import RedisServer
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # A non-interactive shell starts a background command with SIGINT ignored, and every child inherits that:
+    # the tests that press Ctrl-C (tests/test_interrupts.py) then wait for an interrupt that never comes.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if "KIE_ASYNC_CACHE_DIR" not in os.environ:  # the compiled spec index: one per test run, not the user's cache
     import tempfile

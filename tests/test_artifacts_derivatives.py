@@ -198,7 +198,7 @@ async def test_event_loop_keeps_ticking_during_50_uhd_images(uhd_images: list[Pa
     """
     sources = [DerivativeSource(path=uhd_images[n % len(uhd_images)], stem=f"img{n:02d}") for n in range(50)]
     worst: list[float] = []
-    idle: list[float] = []
+    tooks: list[float] = []
     shares: list[float] = []
     for attempt in range(3):
         lag, ticks, took, share = await _max_loop_lag_while_processing(sources, tmp_path / f"attempt{attempt}")
@@ -206,14 +206,15 @@ async def test_event_loop_keeps_ticking_during_50_uhd_images(uhd_images: list[Pa
         if lag < LAG_LIMIT:
             return
         worst.append(lag)
-        idle.append(await _idle_lag(took))
+        tooks.append(took)
         shares.append(share)
+    idle = await _idle_lag(max(tooks))  # once, for the report: the machine's own noise over the longest span
 
     def ms(values: list[float]) -> list[float]:
         return [round(v * 1000, 1) for v in values]
 
     report = (
-        f"loop lag peaked at {ms(worst)} ms; an idle loop over the same spans: {ms(idle)} ms; the loop "
+        f"loop lag peaked at {ms(worst)} ms; an idle loop over the longest span: {ms([idle])} ms; the loop "
         f"thread's share of the CPU time: {[round(s, 3) for s in shares]}"
     )
     # Wall-clock lag on a machine shared with other jobs measures the scheduler as much as this code. Where the

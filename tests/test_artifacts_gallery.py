@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,6 +16,7 @@ import pyvips
 from kie_async import KieSession, PipelineOptions, RawUserRequest, run_pipeline
 from kie_async.artifacts import ArtifactSettings, IndexEntry, RunStatus
 from kie_async.artifacts.gallery import GALLERY_FILENAME, render_gallery, write_gallery
+from kie_async.core.settings import PollSettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.interfaces.cli import main
 from tests.browser import render
@@ -47,17 +47,17 @@ def _parse(text: str) -> _Links:
     return parser
 
 
-@pytest.fixture
-def emulator_config() -> EmulatorConfig:
-    return EmulatorConfig(generation_seconds=0.1)
+FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=120.0)
+"""Poll every 50 ms: the emulator finishes in 0.1 s, and the default schedule would wait seconds per run."""
 
 
-@pytest.fixture
-async def root(emulator: KieEmulator, tmp_path: Path) -> AsyncIterator[Path]:
-    """An artifacts root with an image run (hostile prompt, tagged), a video chained from it, and a failed run."""
-    root = tmp_path / "outputs"
+async def _make_runs(root: Path) -> None:
+    """An image run (hostile prompt, tagged), a video chained from it, and a failed run, all under ``root``."""
     options = PipelineOptions(artifacts=ArtifactSettings(root=root), tags=["keeper"])
-    async with KieSession(emulator.settings()) as kie:
+    async with (
+        KieEmulator(EmulatorConfig(generation_seconds=0.1)) as emulator,
+        KieSession(emulator.settings(poll=FAST_POLL)) as kie,
+    ):
         image = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt=HOSTILE), kie, options=options)
         assert image.succeeded, image.error
         video = await run_pipeline(
@@ -78,7 +78,22 @@ async def root(emulator: KieEmulator, tmp_path: Path) -> AsyncIterator[Path]:
             options=PipelineOptions(artifacts=ArtifactSettings(root=root)),
         )
         assert failed.status == "failed"
-    yield root
+
+
+@pytest.fixture(scope="module")
+def _runs_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The runs are made once per module (three pipeline runs); every test gets its own copy of them."""
+    root = tmp_path_factory.mktemp("gallery-runs") / "outputs"
+    asyncio.run(_make_runs(root))
+    return root
+
+
+@pytest.fixture
+def root(_runs_once: Path, tmp_path: Path) -> Path:
+    """A private copy of the artifacts root (tests write pages into it and delete thumbnails from it)."""
+    root = tmp_path / "outputs"
+    shutil.copytree(_runs_once, root, symlinks=True)
+    return root
 
 
 def _assert_links_resolve(page: Path, text: str) -> _Links:

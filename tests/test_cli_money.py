@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from kie_async.core.settings import KieSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
 from kie_async.interfaces.cli import main
+
+FAST_RETRY = RetrySettings(initial_backoff=0.01, max_backoff=0.05)
 
 
 @pytest.fixture
@@ -22,7 +25,10 @@ def cli_env(emulator: KieEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("KIE_BASE_URL", emulator.base_url)
     monkeypatch.setenv("KIE_UPLOAD_BASE_URL", emulator.upload_base_url)
     monkeypatch.setenv("KIE_API_KEY", emulator.api_key)
+    monkeypatch.setenv("KIE_WAIT_POLL_INTERVAL_SECONDS", "0.05")  # the emulator is done in 0.05 s: poll as fast
     monkeypatch.delenv("KIE_ALLOW_LIVE", raising=False)
+    from_env = KieSettings.from_env  # the broken downloads are retried with millisecond backoff, not seconds
+    monkeypatch.setattr(KieSettings, "from_env", staticmethod(lambda **kw: from_env(**{"retry": FAST_RETRY, **kw})))
     monkeypatch.chdir(tmp_path)
     return emulator
 

@@ -23,6 +23,7 @@ module paths true.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import itertools
 import re
@@ -110,10 +111,17 @@ def _walk(importer: str, node: ast.AST, deferred: bool) -> Iterator[Import]:
         yield from _walk(importer, child, inside)
 
 
+@functools.cache
+def _tree(module: str) -> ast.Module:
+    """The parsed module, once per run (the checks below walk the same trees many times; none changes them)."""
+    path = MODULES[module]
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
 def all_imports() -> list[Import]:
     found: list[Import] = []
-    for name, path in MODULES.items():
-        found.extend(_walk(name, ast.parse(path.read_text(encoding="utf-8"), str(path)), deferred=False))
+    for name in MODULES:
+        found.extend(_walk(name, _tree(name), deferred=False))
     return found
 
 
@@ -219,6 +227,7 @@ HEAVY = frozenset({"rich", "pyvips", "ruamel", "redis", "mcp", "jsonschema", "ai
 """Third-party packages whose import time is worth deferring (a command or a path that does not need them)."""
 
 
+@functools.cache
 def _heavy_at_import(name: str) -> frozenset[str]:
     """The HEAVY packages loading ``name`` imports: its own module-level imports and, in turn, those of the
     kie_async modules it imports at module level (TYPE_CHECKING blocks and function bodies run later)."""
@@ -230,8 +239,7 @@ def _heavy_at_import(name: str) -> frozenset[str]:
         if module in seen or module not in MODULES:
             continue
         seen.add(module)
-        tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
-        for node in tree.body:
+        for node in _tree(module).body:
             if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
                 continue
             for child in ast.walk(node) if isinstance(node, ast.If | ast.Try) else [node]:
@@ -284,8 +292,8 @@ def _definitions(node: ast.AST, prefix: str) -> Iterator[tuple[str, ast.AST]]:
 def test_functions_and_classes_stay_short() -> None:
     too_long: list[str] = []
     used: set[str] = set()
-    for module, path in MODULES.items():
-        for name, node in _definitions(ast.parse(path.read_text(encoding="utf-8")), ""):
+    for module in MODULES:
+        for name, node in _definitions(_tree(module), ""):
             limit = MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_FUNCTION_LINES
             start = getattr(node, "lineno", 0)  # the def/class line (decorators not counted)
             length = (getattr(node, "end_lineno", None) or start) - start + 1

@@ -175,6 +175,7 @@ def _cli_env(emulator: KieEmulator) -> dict[str, str]:
         "KIE_BASE_URL": emulator.base_url,
         "KIE_UPLOAD_BASE_URL": emulator.upload_base_url,
         "KIE_API_KEY": emulator.api_key,
+        "KIE_WAIT_POLL_INTERVAL_SECONDS": "0.1",  # the emulator's tasks take tenths of a second: no 2.5 s first read
     }
 
 
@@ -314,9 +315,9 @@ async def test_a_second_run_batch_process_on_the_same_journal_is_refused(tmp_pat
         "--no-derivatives",
         "--json",
     ]
-    # The owner must still hold the journal when the second process gets to it; on a loaded machine a Python
-    # start-up alone can take seconds, so the owner's tasks take long enough to outlast it.
-    async with KieEmulator(EmulatorConfig(generation_seconds=8.0)) as emulator:
+    # The owner must still hold the journal when the second process gets to it, however slowly a loaded machine
+    # starts Python: its tasks do not finish until the second process has been refused (an event, not a margin).
+    async with KieEmulator(EmulatorConfig(generation_seconds=600.0)) as emulator:
         env = _cli_env(emulator)
         owner = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         while emulator.stats.tasks_created < 1:
@@ -324,6 +325,9 @@ async def test_a_second_run_batch_process_on_the_same_journal_is_refused(tmp_pat
         second = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _, err2 = await asyncio.wait_for(second.communicate(), timeout=60)
         assert owner.returncode is None, "the owner finished before the second process was refused"
+        emulator.config.generation_seconds = 0.05  # the owner's tasks finish now, those still to come at once
+        for task in emulator.tasks():
+            task.duration = 0.05
         await asyncio.wait_for(owner.communicate(), timeout=90)
         per_prompt = tasks_per_prompt(emulator)
     assert second.returncode == 2 and b"Traceback" not in err2
