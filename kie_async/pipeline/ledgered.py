@@ -11,6 +11,7 @@ A shared batch (a coordinator's journal, in Redis) is its own ledger: its runs s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Protocol
@@ -175,22 +176,21 @@ def _with_ledger(hooks: PipelineHooks | None, claim: LedgerClaim) -> PipelineHoo
     late = hooks.on_late_adoption if hooks is not None else None
 
     async def on_state(record: JournalRecord) -> None:
-        if record.sending and theirs is not None:
+        if theirs is None:
+            await claim.record(record)
+            return
+        if record.sending:
             # "The bytes go out now": the ledger's marker is written last, so a kill between the two markers
             # leaves the ledger saying "never sent" only when the caller's journal already says "maybe sent".
             await theirs(record)
             await claim.record(record)
             return
-        try:
-            await claim.record(record)
-        except Exception:
-            # A failed intent stops the purchase (the caller's journal need not hear of it); after the wire the
-            # caller's journal must still learn the move (the pipeline logs the failure and goes on).
-            if theirs is not None and record.state is not RequestState.SUBMITTING:
-                await theirs(record)
-            raise
-        if theirs is not None:
-            await theirs(record)
+        # Both appends start now (each is shielded): a cancelled run still lands its record in both, and the
+        # caller's journal, closed when its batch ends, has already started (and so drains) its append.
+        outcomes = await asyncio.gather(claim.record(record), theirs(record), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def on_late_adoption(token: str, task_id: str) -> None:
         await claim.record(JournalRecord(key=claim.key, state=RequestState.SUBMITTED, task_id=task_id, adopted=True))

@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "credits": ("_core_cmd", "show the account's remaining credits"),
     "run": ("_run_cmd", "validate, price, upload, submit, wait, download and record one request"),
-    "run-batch": ("_run_cmd", "run every request in a JSONL file (one RawUserRequest per line)"),
+    "run-batch": ("_run_cmd", "run every request in a JSONL file (one RawUserRequest, or a chat call, per line)"),
     "receive-callbacks": (
         "_callbacks_cmd",
         "receive Kie.ai callbacks and settle a batch journal's uncertain requests (until Ctrl-C)",
