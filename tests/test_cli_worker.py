@@ -4,6 +4,7 @@ against the emulator; and the package (and that command's refusal) without the e
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import textwrap
@@ -84,3 +85,46 @@ def test_without_the_engine_the_package_imports_and_worker_names_the_extra(engin
     )
     assert proc.returncode == 2, proc.stderr
     assert f"kie-async[{engine}]" in proc.stderr
+
+
+async def kie_async_cli(*argv: str, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kie_async", *argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    async with asyncio.timeout(RESULT_TIMEOUT):
+        out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize("engine", ["celery", "taskiq"])
+async def test_run_batch_on_an_engine_twice_buys_each_line_once(
+    engine: str, emulator: KieEmulator, redis_url: str, tmp_path: Path
+) -> None:
+    batch = requests(2, f"run-batch {engine}")
+    lines = [r.model_dump_json(exclude_defaults=True) for r in [*batch, batch[0]]]  # a line twice: two purchases
+    batch_file = tmp_path / "batch.jsonl"
+    batch_file.write_text("\n".join(lines) + "\n")
+    env = worker_env(emulator, tmp_path)
+    with workers(tmp_path, stop_timeout=10) as group:
+        worker = ["kie_async", "worker", "--engine", engine, "--broker", redis_url, "--concurrency", "2"]
+        group.start(f"cli-{engine}", [*worker, *(["--pool", "threads"] if engine == "celery" else [])], env)
+        command = ["run-batch", str(batch_file), "--engine", engine, "--broker", redis_url, "--json"]
+        first = await kie_async_cli(*command, env=env)
+        second = await kie_async_cli(*command, env=env)  # stopped and started again, or run twice
+        log = group.logs()
+    assert first[0] == 0 and second[0] == 0, (first, second, log)
+    one, two = json.loads(first[1]), json.loads(second[1])
+    assert one["summary"]["succeeded"] == 3 and two["summary"]["resumed"] == 3
+    assert [r["task_id"] for r in one["results"]] == [r["task_id"] for r in two["results"]]
+    assert emulator.stats.tasks_created == 3  # the repeated line is its own purchase; the second command buys none
+    assert tasks_per_prompt(emulator)[batch[0].prompt] == 2
+
+
+def test_run_batch_on_an_engine_refuses_what_only_a_local_batch_has(tmp_path: Path) -> None:
+    batch_file = tmp_path / "batch.jsonl"
+    batch_file.write_text(requests(1, "refused")[0].model_dump_json(exclude_defaults=True) + "\n")
+    argv = ["run-batch", str(batch_file), "--engine", "celery", "--broker", "redis://127.0.0.1:1/0", "--budget", "5"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "kie_async", *argv], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 2 and "--budget cannot go with --engine" in proc.stderr, proc.stderr

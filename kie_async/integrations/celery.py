@@ -29,17 +29,27 @@ one hour); keep it above your longest job, or a running job is delivered twice (
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_shutdown, worker_shutdown
 
-from kie_async.integrations.jobs import JobSummary, KieJournalBusyError, ProcessLoop, busy_countdown, run_job
+from kie_async.integrations.jobs import (
+    JobSummary,
+    KieJournalBusyError,
+    OnResult,
+    ProcessLoop,
+    busy_countdown,
+    run_job,
+)
 from kie_async.session import KieSession
 
-__all__ = ["TASK_NAME", "app", "make_app", "register", "run_request"]
+__all__ = ["TASK_NAME", "app", "enqueue_batch", "make_app", "register", "run_request"]
 
 TASK_NAME = "kie_async.run_request"
 BROKER_ENV = ("KIE_CELERY_BROKER_URL", "CELERY_BROKER_URL")
@@ -106,6 +116,39 @@ def register(celery_app: Any, *, name: str = TASK_NAME, **options: Any) -> Any:
         **options,
     }
     return celery_app.task(**settings)(run_request)
+
+
+async def enqueue_batch(
+    jobs: Sequence[tuple[dict[str, Any], str]],
+    *,
+    broker: str,
+    backend: str | None = None,
+    timeout: float | None = None,
+    on_result: OnResult | None = None,
+) -> list[JobSummary]:
+    """Enqueue ``jobs`` (request JSON, idempotency key: :func:`~kie_async.integrations.jobs.batch_jobs`) on the
+    broker and wait for every summary, in order; ``on_result`` hears of each as it finishes."""
+    producer = make_app(broker, backend or broker)
+    sent = [producer.send_task(TASK_NAME, args=[request, key]) for request, key in jobs]
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def wait() -> list[JobSummary]:
+        pending = dict(enumerate(sent))
+        done: dict[int, JobSummary] = {}
+        while pending:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} of {len(sent)} jobs not finished within {timeout:g} s")
+            for index, job in list(pending.items()):
+                if job.ready():
+                    done[index] = job.get(propagate=True)
+                    del pending[index]
+                    if on_result is not None:
+                        on_result(index, done[index])
+            if pending:
+                time.sleep(0.2)
+        return [done[i] for i in range(len(sent))]
+
+    return await asyncio.to_thread(wait)
 
 
 async def _job(session: KieSession, *, request: dict[str, Any], idempotency_key: str | None) -> JobSummary:

@@ -26,7 +26,8 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from kie_async.catalogue.model_data import preload_model_data
@@ -43,9 +44,12 @@ T = TypeVar("T")
 
 __all__ = [
     "BUSY_COUNTDOWN_ENV",
+    "ENGINE_MODULES",
     "JobSummary",
     "KieJournalBusyError",
+    "OnResult",
     "ProcessLoop",
+    "batch_jobs",
     "busy_countdown",
     "job_key",
     "run_job",
@@ -57,6 +61,13 @@ BUSY_COUNTDOWN_ENV = "KIE_JOB_BUSY_COUNTDOWN"
 
 JobSummary = dict[str, Any]
 """What a job returns through the engine's result backend: plain JSON."""
+
+OnResult = Callable[[int, JobSummary], None]
+"""Told of each finished job of a batch: its index in the batch and its summary."""
+
+ENGINE_MODULES = {"celery": "kie_async.integrations.celery", "taskiq": "kie_async.integrations.taskiq"}
+"""The engine modules by engine name, each with ``async enqueue_batch(jobs, *, broker, backend, timeout,
+on_result)``; imported by name, as its engine is an optional extra."""
 
 
 def busy_countdown() -> float:
@@ -93,6 +104,19 @@ async def job_key(request: RawUserRequest) -> str:
         pass
     dump = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), default=str)
     return "job-json-" + hashlib.sha256(dump.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+async def batch_jobs(requests: Sequence[RawUserRequest]) -> list[tuple[dict[str, Any], str]]:
+    """Each request of a batch as a job: its JSON and its idempotency key (``job-<request key>``; an identical
+    request met again in the batch is ``#2``, ``#3``..., as in a batch journal). Enqueue the same batch again, or
+    after stopping, and the keys are the same: nothing is bought twice."""
+    seen: Counter[str] = Counter()
+    jobs: list[tuple[dict[str, Any], str]] = []
+    for request in requests:
+        key = await job_key(request)
+        seen[key] += 1
+        jobs.append((request.model_dump(mode="json"), key if seen[key] == 1 else f"{key}#{seen[key]}"))
+    return jobs
 
 
 async def run_job(

@@ -26,16 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask, Context, TaskiqDepends, TaskiqEvents, TaskiqState
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from kie_async.core.settings import KieSettings
-from kie_async.integrations.jobs import JobSummary, KieJournalBusyError, busy_countdown, run_job
+from kie_async.integrations.jobs import JobSummary, KieJournalBusyError, OnResult, busy_countdown, run_job
 from kie_async.session import KieSession
 
-__all__ = ["TASK_NAME", "broker", "make_broker", "register", "run_request"]
+__all__ = ["TASK_NAME", "broker", "enqueue_batch", "make_broker", "register", "run_request"]
 
 TASK_NAME = "kie_async.run_request"
 BROKER_ENV = "KIE_TASKIQ_BROKER_URL"
@@ -89,6 +90,36 @@ async def run_request_job(
         except KieJournalBusyError:  # another worker runs this request now: nothing bought, try again later
             await asyncio.sleep(busy_countdown())
     return await run_job(session, request, idempotency_key=idempotency_key)
+
+
+async def enqueue_batch(
+    jobs: Sequence[tuple[dict[str, Any], str]],
+    *,
+    broker: str,
+    backend: str | None = None,
+    timeout: float | None = None,
+    on_result: OnResult | None = None,
+) -> list[JobSummary]:
+    """Enqueue ``jobs`` (request JSON, idempotency key: :func:`~kie_async.integrations.jobs.batch_jobs`) on the
+    broker and wait for every summary, in order; ``on_result`` hears of each as it finishes."""
+    producer = make_broker(broker, backend or broker)
+    await producer.startup()
+    try:
+        task = producer.find_task(TASK_NAME)
+        sent = [await task.kiq(request, key) for request, key in jobs]
+
+        async def one(index: int) -> JobSummary:
+            result = await sent[index].wait_result(check_interval=0.2)
+            result.raise_for_error()
+            summary: JobSummary = result.return_value
+            if on_result is not None:
+                on_result(index, summary)
+            return summary
+
+        async with asyncio.timeout(timeout):
+            return list(await asyncio.gather(*(one(i) for i in range(len(sent)))))
+    finally:
+        await producer.shutdown()
 
 
 async def _session(state: TaskiqState) -> KieSession:

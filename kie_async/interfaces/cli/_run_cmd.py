@@ -39,6 +39,7 @@ from kie_async.interfaces.cli._common import (
     seconds_arg,
     strict_json,
 )
+from kie_async.interfaces.cli._engine_batch import enqueue_batch
 from kie_async.interfaces.cli._live import console, err_console, settings_for
 from kie_async.interfaces.cli._output import on_terminal
 from kie_async.interfaces.cli._request_args import build_request, callback_url_arg, request_args
@@ -114,6 +115,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default=None,
         metavar="ID",
         help="the shared batch's name (default: a hash of FILE's content, so the same file is the same batch)",
+    )
+    batch.add_argument(
+        "--engine",
+        choices=("celery", "taskiq"),
+        default=None,
+        help="enqueue the requests as jobs of this task engine instead of running them here (workers: "
+        "`kie-async worker`); each request is bought once, however often the batch is enqueued",
+    )
+    batch.add_argument("--broker", default=None, metavar="URL", help="with --engine: the workers' broker")
+    batch.add_argument(
+        "--result-backend", default=None, metavar="URL", help="with --engine: where results go (default: the broker)"
     )
     batch.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _common_run_args(batch)
@@ -552,6 +564,8 @@ def _shared_batch(args: argparse.Namespace) -> _SharedBatch | None:
 def _run_batch(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     # Everything that can be refused is refused here, before the session (or the emulator) starts.
     requests = load_batch_file(args.file)
+    if args.engine is not None:
+        return enqueue_batch(args, requests)
     out = check_folder_arg(args.out or default_output_dir(), "--out")
     shared = _shared_batch(args)
     if shared is not None:
