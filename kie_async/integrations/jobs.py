@@ -194,8 +194,14 @@ class ProcessLoop:
         thread = threading.Thread(target=serve, name="kie-async-jobs", daemon=True)
         thread.start()
         ready.wait()
-        session = KieSession(self._settings())
-        asyncio.run_coroutine_threadsafe(session.open(), loop).result()
+        try:
+            session = KieSession(self._settings())
+            asyncio.run_coroutine_threadsafe(session.open(), loop).result()
+        except BaseException:  # bad settings (no key, the real Kie.ai without opt-in): no loop left behind
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+            raise
         self._pid, self._loop, self._thread, self._session = os.getpid(), loop, thread, session
 
     def close(self, *, timeout: float = 30.0) -> None:
