@@ -136,3 +136,26 @@ async def bought_on(jobs: list[Any], batch: list[Any], host: str, emulator: KieE
             return mine
         await asyncio.sleep(0.05)
     raise AssertionError(f"no job bought on {host}\n{group.logs()}")
+
+
+async def test_sixty_requests_over_three_workers_at_the_account_limit_see_no_429(
+    emulator: KieEmulator, redis_url: str, tmp_path: Path
+) -> None:
+    assert emulator.config.create_rate_limit == 20 and emulator.config.create_rate_window == 10.0  # Kie.ai's own
+    app = make_app(redis_url, redis_url)
+    env = worker_env(
+        emulator,
+        tmp_path,
+        KIE_CELERY_BROKER_URL=redis_url,
+        KIE_CELERY_RESULT_BACKEND=redis_url,
+        KIE_COORDINATION_URL=redis_url,  # one createTask window for the account, whichever worker sends
+    )
+    batch = requests(60, "celery sixty")
+    with workers(tmp_path) as group:
+        for n, pool in enumerate(("prefork", "threads", "threads")):
+            start_celery(group, f"w{n}", env, pool=pool)
+        done = await results_of(enqueue(app, batch), group)
+    assert [r["status"] for r in done] == ["succeeded"] * 60
+    assert emulator.stats.tasks_created == 60 and set(tasks_per_prompt(emulator).values()) == {1}
+    assert emulator.stats.rate_limited == 0  # three workers, one account's limit, never a 429
+    assert len(run_folders(tmp_path)) == 60

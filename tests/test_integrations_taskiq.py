@@ -120,3 +120,19 @@ async def test_a_killed_worker_s_jobs_are_claimed_again_and_nothing_is_bought_tw
     assert len({r["task_id"] for r in delivered}) == len(delivered)
     assert all(r["outputs"] and all(Path(p).is_file() for p in r["outputs"]) for r in delivered)
     assert len(run_folders(tmp_path)) == len(delivered)  # every output delivered once, in one run folder
+
+
+async def test_sixty_requests_over_three_workers_at_the_account_limit_see_no_429(
+    emulator: KieEmulator, redis_url: str, producer: Any, tmp_path: Path
+) -> None:
+    assert emulator.config.create_rate_limit == 20 and emulator.config.create_rate_window == 10.0  # Kie.ai's own
+    env = taskiq_env(emulator, tmp_path, redis_url, KIE_COORDINATION_URL=redis_url)
+    batch = requests(60, "taskiq sixty")
+    with workers(tmp_path, STOP_SECONDS) as group:
+        for name in ("w0", "w1", "w2"):
+            start_taskiq(group, name, env)
+        done = await results_of(await enqueue(producer, batch), group)
+    assert [r["status"] for r in done] == ["succeeded"] * 60
+    assert emulator.stats.tasks_created == 60 and set(tasks_per_prompt(emulator).values()) == {1}
+    assert emulator.stats.rate_limited == 0  # three workers, one account's limit, never a 429
+    assert len(run_folders(tmp_path)) == 60
