@@ -12,8 +12,9 @@ the wall time runs from the first enqueue to the last result. The same batch (ne
 
 Figures that must be 0: ``requests_with_two_tasks`` (prompts the emulator sold twice), ``not_succeeded``,
 ``rate_limited`` (429s the emulator sent: the shared window must keep every worker under the limit).
-Reported: wall seconds per engine and for ``run_many``, and the ratio engine / ``run_many`` (1.0: the engine
-reaches the account's limit as well as one process does).
+Reported: wall seconds per engine and for ``run_many``, the ratio engine / ``run_many`` (1.0: the engine
+reaches the account's limit as well as one process does), and the createTask rate from the batch's first to its
+last createTask against the account's sustained rate (``submit_rate_vs_allowed``; goal ≥ 0.95).
 """
 
 from __future__ import annotations
@@ -173,11 +174,11 @@ async def main(args: argparse.Namespace) -> int:
         finally:
             redis.stop()
     per_prompt = Counter(prompt for prompt, _ in tasks)
-    allowed = (-(-count // limit) - 1) * window  # the shortest span the limit allows for `count` createTasks
     for name, prefix in (("celery", "celery bench"), ("taskiq", "taskiq bench"), ("run_many", "local bench")):
         span = create_span(tasks, prefix)
         figures[name]["create_span_seconds"] = span
-        figures[name]["share_of_allowed_rate"] = round(allowed / span, 3) if span else None
+        # createTasks per second after the first, against the account's sustained rate (limit per window)
+        figures[name]["submit_rate_vs_allowed"] = round((count - 1) / span / (limit / window), 3) if span else None
     figures["requests_with_two_tasks"] = sum(1 for n in per_prompt.values() if n > 1)
     for engine in ("celery", "taskiq"):
         figures[engine]["ratio_to_run_many"] = round(
@@ -188,7 +189,7 @@ async def main(args: argparse.Namespace) -> int:
             name,
             str(f["wall_seconds"]),
             str(f["create_span_seconds"]),
-            str(f["share_of_allowed_rate"]),
+            str(f["submit_rate_vs_allowed"]),
             str(f["tasks_created"]),
             str(f["rate_limited"]),
             str(f["not_succeeded"]),
@@ -198,7 +199,7 @@ async def main(args: argparse.Namespace) -> int:
     ]
     print_table(
         f"{count} requests, {limit} createTask per {window:g} s",
-        ["run", "wall s", "create span s", "of allowed", "tasks", "429s", "not ok"],
+        ["run", "wall s", "create span s", "rate / allowed", "tasks", "429s", "not ok"],
         rows,
     )
     write_results(
