@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "_callbacks_cmd",
         "receive Kie.ai callbacks and settle a batch journal's uncertain requests (until Ctrl-C)",
     ),
+    "worker": (
+        "_worker_cmd",
+        "run a Celery or Taskiq worker for kie-async jobs (each request bought once, however often delivered)",
+    ),
     "emulator": ("_emulator_cmd", "run a local Kie.ai emulator (no key, no network) until Ctrl-C"),
     "models": ("_models_cmd", "list model keys by family (media and chat); show one; import a provider docs page"),
     "validate": ("_check_cmd", "check a request without spending credits"),

@@ -39,6 +39,7 @@ from kie_async.interfaces.cli._common import (
     seconds_arg,
     strict_json,
 )
+from kie_async.interfaces.cli._engine_batch import enqueue_batch
 from kie_async.interfaces.cli._live import console, err_console, settings_for
 from kie_async.interfaces.cli._output import on_terminal
 from kie_async.interfaces.cli._request_args import build_request, callback_url_arg, request_args
@@ -55,6 +56,11 @@ COORDINATION_ENV = "KIE_COORDINATION_URL"
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this group's subcommands to the parser."""
+    _register_run(sub)
+    _register_run_batch(sub)
+
+
+def _register_run(sub: argparse._SubParsersAction[Any]) -> None:
     run = sub.add_parser("run", help="validate, price, upload, submit, wait, download and record one request")
     request_args(run)
     _common_run_args(run)
@@ -86,6 +92,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     run.set_defaults(handler=_run)
 
+
+def _register_run_batch(sub: argparse._SubParsersAction[Any]) -> None:
     batch = sub.add_parser(
         "run-batch", help="run every request in a JSONL file (one RawUserRequest, or a chat call, per line)"
     )
@@ -123,6 +131,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default=None,
         metavar="ID",
         help="the shared batch's name (default: a hash of FILE's content, so the same file is the same batch)",
+    )
+    batch.add_argument(
+        "--engine",
+        choices=("celery", "taskiq"),
+        default=None,
+        help="enqueue the requests as jobs of this task engine instead of running them here (workers: "
+        "`kie-async worker`); each request is bought once, however often the batch is enqueued",
+    )
+    batch.add_argument("--broker", default=None, metavar="URL", help="with --engine: the workers' broker")
+    batch.add_argument(
+        "--result-backend", default=None, metavar="URL", help="with --engine: where results go (default: the broker)"
     )
     batch.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _common_run_args(batch)
@@ -516,6 +535,16 @@ def load_batch_file(path: Path) -> list[BatchRequest]:
     return [request for _, request in _batch_lines(path)]
 
 
+def _media_only(lines: list[tuple[str, BatchRequest]]) -> list[RawUserRequest]:
+    """An engine runs media requests as jobs; a chat line is refused before anything is enqueued."""
+    for where, request in lines:
+        if not isinstance(request, RawUserRequest):
+            raise KieInputError(
+                f"{where}: a chat call cannot run as an engine job (yet)", hint="run chat lines without --engine"
+            )
+    return [request for _, request in lines if isinstance(request, RawUserRequest)]
+
+
 def _batch_lines(path: Path) -> list[tuple[str, BatchRequest]]:
     """:func:`load_batch_file`, each request with its ``FILE:LINE``."""
     requests: list[tuple[str, BatchRequest]] = []
@@ -604,6 +633,8 @@ def _shared_batch(args: argparse.Namespace) -> _SharedBatch | None:
 def _run_batch(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     # Everything that can be refused is refused here, before the session (or the emulator) starts.
     lines = _batch_lines(args.file)
+    if args.engine is not None:
+        return enqueue_batch(args, _media_only(lines))
     out = check_folder_arg(args.out or default_output_dir(), "--out")
     shared = _shared_batch(args)
     if shared is not None:
