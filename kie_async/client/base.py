@@ -343,6 +343,15 @@ class BaseSession:
         if coordinator.kind != "local":
             await coordinator.publish_task_update(task_id)
 
+    async def waiting_spans(self, task_id: str) -> list[str]:
+        """The W3C ``traceparent`` of every traced run waiting on ``task_id``: this session's, and with a shared
+        coordinator those of every process on the account (what a callback's span links to)."""
+        found = self._waiter.waiting_spans(task_id)
+        coordinator = self._shared.connection.coordinator
+        if coordinator.kind != "local":
+            found += [value for value in await coordinator.waiting_spans(task_id) if value not in found]
+        return found
+
     def first_poll_delay(self, model: str | None, typical_seconds: float | None = None) -> float:
         """The wait before the first status read of a task of ``model`` just created.
 

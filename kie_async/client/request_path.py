@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from kie_async.client.connection import Connection, SessionStats
 from kie_async.client.options import SessionOptions
-from kie_async.coordination import ReadLimit, SubmitWindow
+from kie_async.coordination import Coordinator, ReadLimit, SubmitWindow
 from kie_async.core import telemetry
 from kie_async.core.errors import (
     KieAPIStatusError,
@@ -319,6 +319,9 @@ class RequestPath:
 
     def read_limit(self) -> ReadLimit:
         return self._connection.coordinator.read_limit
+
+    def coordinator(self) -> Coordinator:
+        return self._connection.coordinator
 
     # -- account and tasks -------------------------------------------------------------------------------------
 

@@ -135,6 +135,18 @@ class Coordinator(ABC):
         del token, task_id
         return False
 
+    async def announce_wait(self, task_id: str, traceparent: str, seconds: float) -> None:  # noqa: B027
+        """A run of this process waits on ``task_id`` inside the span ``traceparent`` (W3C trace context: ids and
+        flags, nothing secret): remember it for ``seconds`` so the span that handles the task's callback, in
+        whichever process receives it, links to that run. In-process: nothing to share (the session knows its own
+        waits)."""
+
+    async def waiting_spans(self, task_id: str) -> list[str]:
+        """The ``traceparent`` of every run on the account that announced a wait on ``task_id`` (in-process:
+        none beyond the session's own waits)."""
+        del task_id
+        return []
+
     def _tell_listeners(self, task_id: str) -> None:
         for listener in list(self._listeners):
             listener(task_id)

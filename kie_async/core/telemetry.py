@@ -19,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from kie_async._version import __version__
@@ -122,18 +123,38 @@ class Span:
 NO_SPAN = Span()
 
 
+def tracing() -> bool:
+    """Whether spans are recorded (the application configured a tracer provider)."""
+    return _tracer() is not None
+
+
 @contextlib.contextmanager
-def span(name: str, attributes: Mapping[str, object] | None = None, *, client: bool = False) -> Iterator[Span]:
-    """A span around the block (current for what runs inside it); exceptions are recorded and re-raised."""
+def span(
+    name: str,
+    attributes: Mapping[str, object] | None = None,
+    *,
+    client: bool = False,
+    server: bool = False,
+    links: Sequence[str] = (),
+) -> Iterator[Span]:
+    """A span around the block (current for what runs inside it); exceptions are recorded and re-raised.
+
+    ``links``: W3C ``traceparent`` values of spans this one is causally tied to (a callback received here links
+    to the span of the run that waits on its task, maybe in another process); malformed ones are skipped."""
     tracer = _tracer()
     if tracer is None:
         yield NO_SPAN
         return
     from opentelemetry.trace import SpanKind
 
-    kind = SpanKind.CLIENT if client else SpanKind.INTERNAL
+    kind = SpanKind.CLIENT if client else SpanKind.SERVER if server else SpanKind.INTERNAL
     with tracer.start_as_current_span(
-        name, kind=kind, attributes=_clean(attributes), record_exception=False, set_status_on_exception=False
+        name,
+        kind=kind,
+        attributes=_clean(attributes),
+        links=[found for value in links if (found := _link(value)) is not None] or None,
+        record_exception=False,
+        set_status_on_exception=False,
     ) as raw:
         handle = Span(raw)
         try:
@@ -170,6 +191,37 @@ def current_ids() -> tuple[str, str] | None:
     if not context.is_valid:
         return None
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+
+
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def traceparent() -> str | None:
+    """The W3C ``traceparent`` of the span recording now (ids and flags only: nothing secret), else None.
+
+    What a wait announces through the coordinator, so the process that receives its task's callback can link to
+    it."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags) & 0xFF:02x}"
+
+
+def _link(value: str) -> Any | None:
+    """A span link to the (remote) span a ``traceparent`` names; None for anything malformed or all-zero."""
+    match = _TRACEPARENT.fullmatch(value)
+    if match is None:
+        return None
+    from opentelemetry.trace import Link, SpanContext, TraceFlags
+
+    trace_id, span_id = int(match[1], 16), int(match[2], 16)
+    if not trace_id or not span_id:
+        return None
+    flags = TraceFlags(int(match[3], 16) & TraceFlags.SAMPLED)
+    return Link(SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags))
 
 
 # -- metrics ------------------------------------------------------------------------------------------------
