@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -126,6 +127,9 @@ async def test_a_run_is_one_span_with_its_stages_and_requests(
     text = _everything(otel)
     assert emulator.api_key not in text and PROMPT not in text
     assert not any(url in text for url in result.output_urls)
+    assert not any(urlsplit(url).path in text for url in result.output_urls)  # a file's path is part of its URL
+    downloads = [s for s in otel.finished() if (s.attributes or {}).get("kie.endpoint") == "download"]
+    assert downloads and all(s.name == "GET" and "url.template" not in (s.attributes or {}) for s in downloads)
 
 
 async def test_a_batch_with_faults_shows_its_retries_and_429s(

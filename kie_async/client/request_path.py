@@ -10,12 +10,13 @@ calls (credits, pricing, createTask, recordInfo) live here too: each is one ``ap
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import aiohttp
 from pydantic import ValidationError
@@ -74,12 +75,12 @@ class TaskReader(Protocol):
     def __call__(self, task_id: str, *, transport: TransportSpec | None = None) -> Awaitable[TaskRecord]: ...
 
 
-def _http_attributes(method: str, url: str, path: str, endpoint: str) -> dict[str, object]:
-    """An HTTP span's attributes: the route's path (never the query: a signed link's token lives there)."""
-    parts = urlsplit(url)
+def _http_attributes(method: str, parts: SplitResult, endpoint: str, *, api: bool) -> dict[str, object]:
+    """An HTTP span's attributes: an API route's path (never the query: a signed link's token lives there); a file
+    host's path is part of a media URL, so a download names no path at all."""
     return {
         "http.request.method": method,
-        "url.template": path,
+        "url.template": (parts.path or "/") if api else None,
         "server.address": parts.hostname,
         "server.port": parts.port,
         "kie.endpoint": endpoint,
@@ -151,10 +152,13 @@ class RequestPath:
         http = self._connection.checked_http()
         proxy = self._connection.proxy_for(url)
         self._stats.count(endpoint)
-        path = urlsplit(url).path or "/"
+        parts = urlsplit(url)
+        path = parts.path or "/"
+        api = endpoint != "download" and parts.netloc in self._connection.auth_hosts  # a route, not a file's path
         started = time.perf_counter()
         outcome: str | None = None
-        with telemetry.span(f"{method} {path}", _http_attributes(method, url, path, endpoint), client=True) as span:
+        attributes = functools.partial(_http_attributes, method, parts, endpoint, api=api)  # built only when traced
+        with telemetry.span(f"{method} {path}" if api else method, attributes, client=True) as span:
             try:
                 async with http.request(
                     method,

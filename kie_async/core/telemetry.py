@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+import types
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import Any, cast
 
 from kie_async._version import __version__
 
@@ -35,7 +39,7 @@ retry_reason: contextvars.ContextVar[str | None] = contextvars.ContextVar("kie_r
 
 AttributeValue = str | bool | int | float
 _providers: dict[str, Any] = {}
-_tracers: dict[int, Any] = {}
+_tracers: dict[str, tuple[Any, Any]] = {}  # "tracer": (the provider, its tracer for kie_async)
 """Providers given to :func:`configure` (tests, apps that keep several): they win over the global ones."""
 
 
@@ -62,22 +66,28 @@ def _tracer() -> Any | None:
         if trace is None:
             return None  # nothing in this process configured tracing: free
         provider = trace.get_tracer_provider()
-        if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
             return None
-    tracer = _tracers.get(id(provider))
-    if tracer is None:
-        tracer = _tracers[id(provider)] = provider.get_tracer(SCOPE, __version__)
+    cached = _tracers.get("tracer")
+    if cached is not None and cached[0] is provider:
+        return cached[1]
+    tracer = provider.get_tracer(SCOPE, __version__)
+    _tracers["tracer"] = (provider, tracer)
     return tracer
+
+
+_SCALARS = frozenset((str, bool, int, float))
 
 
 def _clean(attributes: Mapping[str, object] | None) -> dict[str, AttributeValue]:
     """Attributes OpenTelemetry accepts: None dropped, anything else not a scalar made a string."""
-    clean: dict[str, AttributeValue] = {}
-    for key, value in (attributes or {}).items():
-        if value is None:
-            continue
-        clean[key] = value if isinstance(value, str | bool | int | float) else str(value)
-    return clean
+    if not attributes:
+        return {}
+    return {
+        key: value if type(value) in _SCALARS or isinstance(value, str | bool | int | float) else str(value)  # type: ignore[misc]
+        for key, value in attributes.items()
+        if value is not None
+    }
 
 
 class Span:
@@ -128,40 +138,74 @@ def tracing() -> bool:
     return _tracer() is not None
 
 
-@contextlib.contextmanager
+class _Scope:
+    """What :func:`span` returns while tracing: the span is current inside the block and ends with it. A class
+    rather than a generator: one is opened per stage and per HTTP request, and every microsecond shows."""
+
+    __slots__ = ("_handle", "_token")
+
+    def __init__(self, raw: Any) -> None:
+        self._handle = Span(raw)
+        self._token: object = None
+
+    def __enter__(self) -> Span:
+        api = _api()
+        self._token = api.attach(api.set_span_in_context(self._handle._span))
+        return self._handle
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            if exc is not None:
+                self._handle.fail(exc)
+        finally:
+            _api().detach(self._token)
+            self._handle._span.end()
+
+
+_NO_SCOPE: contextlib.nullcontext[Span] = contextlib.nullcontext(NO_SPAN)
+
+
 def span(
     name: str,
-    attributes: Mapping[str, object] | None = None,
+    attributes: Mapping[str, object] | Callable[[], Mapping[str, object]] | None = None,
     *,
     client: bool = False,
     server: bool = False,
     links: Sequence[str] = (),
-) -> Iterator[Span]:
+) -> AbstractContextManager[Span]:
     """A span around the block (current for what runs inside it); exceptions are recorded and re-raised.
 
     ``links``: W3C ``traceparent`` values of spans this one is causally tied to (a callback received here links
-    to the span of the run that waits on its task, maybe in another process); malformed ones are skipped."""
+    to the span of the run that waits on its task, maybe in another process); malformed ones are skipped.
+    ``attributes`` may be a function that builds them: it is called only when the span is recorded."""
     tracer = _tracer()
     if tracer is None:
-        yield NO_SPAN
-        return
-    from opentelemetry.trace import SpanKind
-
-    kind = SpanKind.CLIENT if client else SpanKind.SERVER if server else SpanKind.INTERNAL
-    with tracer.start_as_current_span(
+        return _NO_SCOPE
+    if callable(attributes):
+        attributes = attributes()
+    api = _api()
+    raw = tracer.start_span(
         name,
-        kind=kind,
+        kind=api.CLIENT if client else api.SERVER if server else api.INTERNAL,
         attributes=_clean(attributes),
-        links=[found for value in links if (found := _link(value)) is not None] or None,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as raw:
-        handle = Span(raw)
-        try:
-            yield handle
-        except BaseException as exc:
-            handle.fail(exc)
-            raise
+        links=[found for value in links if (found := _link(value)) is not None] if links else None,
+    )
+    return _Scope(raw)
+
+
+@functools.cache
+def _api() -> types.SimpleNamespace:
+    """The OpenTelemetry API calls a span needs, looked up once (only ever called once a tracer exists)."""
+    from opentelemetry import context, trace
+
+    return types.SimpleNamespace(
+        attach=context.attach,
+        detach=context.detach,
+        set_span_in_context=trace.set_span_in_context,
+        CLIENT=trace.SpanKind.CLIENT,
+        SERVER=trace.SpanKind.SERVER,
+        INTERNAL=trace.SpanKind.INTERNAL,
+    )
 
 
 def record_span(
@@ -242,7 +286,9 @@ _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
     "kie.download.duration": ("histogram", "s", "time to download one output"),
     "kie.batch.in_flight": ("updown", "{request}", "run_many requests started and not finished"),
 }
-_instruments: dict[str, Any] = {}
+_instruments: dict[str, tuple[Any, Callable[..., None]]] = {}
+"""name: (the meter provider, its instrument's ``record`` or ``add``), made once per provider."""
+_meter_seen: list[Any] = [None, None]  # [the last global meter provider looked at, it or None when a no-op]
 
 
 def _meter_provider() -> Any | None:
@@ -252,35 +298,28 @@ def _meter_provider() -> Any | None:
         if metrics is None:
             return None
         provider = metrics.get_meter_provider()
-        if isinstance(provider, metrics.NoOpMeterProvider) or type(provider).__name__ == "_ProxyMeterProvider":
-            return None
+        if provider is not _meter_seen[0]:
+            noop = isinstance(provider, metrics.NoOpMeterProvider) or type(provider).__name__ == "_ProxyMeterProvider"
+            _meter_seen[:] = [provider, None if noop else provider]
+        return _meter_seen[1]
     return provider
 
 
-def _instrument(name: str) -> Any | None:
-    provider = _meter_provider()
-    if provider is None:
-        return None
-    key = f"{id(provider)}:{name}"
-    found = _instruments.get(key)
-    if found is None:
-        meter = provider.get_meter(SCOPE, __version__)
-        kind, unit, description = _INSTRUMENTS[name]
-        make = {
-            "histogram": meter.create_histogram,
-            "counter": meter.create_counter,
-            "updown": meter.create_up_down_counter,
-        }[kind]
-        found = _instruments[key] = make(name, unit=unit, description=description)
-    return found
+def _instrument(provider: Any, name: str) -> Callable[..., None]:
+    meter = provider.get_meter(SCOPE, __version__)
+    kind, unit, description = _INSTRUMENTS[name]
+    if kind == "histogram":
+        return cast("Callable[..., None]", meter.create_histogram(name, unit=unit, description=description).record)
+    make = meter.create_counter if kind == "counter" else meter.create_up_down_counter
+    return cast("Callable[..., None]", make(name, unit=unit, description=description).add)
 
 
 def record(name: str, value: float, attributes: Mapping[str, object] | None = None) -> None:
     """Add ``value`` to counter/up-down counter ``name`` or record it in histogram ``name`` (no-op when off)."""
-    instrument = _instrument(name)
-    if instrument is None:
+    provider = _meter_provider()
+    if provider is None:
         return
-    if _INSTRUMENTS[name][0] == "histogram":
-        instrument.record(value, attributes=_clean(attributes))
-    else:
-        instrument.add(value, attributes=_clean(attributes))
+    found = _instruments.get(name)
+    if found is None or found[0] is not provider:
+        found = _instruments[name] = (provider, _instrument(provider, name))
+    found[1](value, attributes=_clean(attributes) if attributes else None)
