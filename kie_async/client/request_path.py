@@ -89,6 +89,12 @@ def _http_attributes(method: str, parts: SplitResult, endpoint: str, *, api: boo
     }
 
 
+@functools.cache
+def _endpoint_attributes(endpoint: str) -> telemetry.Attributes:
+    """A rate-limit metric's attributes, built once per endpoint."""
+    return telemetry.attributes({"kie.endpoint": endpoint})
+
+
 def did_no_work(exc: KieError) -> bool:
     """True when a failed attempt provably neither reached the server nor made it do anything."""
     if isinstance(exc, KieRateLimitError):
@@ -171,7 +177,7 @@ class RequestPath:
                     proxy=proxy,
                 ) as response:
                     outcome = str(response.status)
-                    span.set_all({"http.response.status_code": response.status})
+                    span.set_one("http.response.status_code", response.status)
                     try:
                         yield response
                     except KieAPIStatusError as exc:
@@ -277,7 +283,9 @@ class RequestPath:
                 elif limiter is not None:
                     await limiter.acquire()
                 if limiter is not None:
-                    telemetry.record("kie.rate_limit.wait", time.perf_counter() - waited, {"kie.endpoint": endpoint})
+                    telemetry.record(
+                        "kie.rate_limit.wait", time.perf_counter() - waited, _endpoint_attributes(endpoint)
+                    )
                 if on_wire is not None:
                     await on_wire()
                 try:
@@ -289,7 +297,7 @@ class RequestPath:
                     try:
                         envelope = await self.read_envelope(response, endpoint, task_id=(params or {}).get("taskId"))
                     except KieRateLimitError as exc:
-                        telemetry.record("kie.http.rate_limited", 1, {"kie.endpoint": endpoint})
+                        telemetry.record("kie.http.rate_limited", 1, _endpoint_attributes(endpoint))
                         if isinstance(limiter, SubmitWindow):
                             await limiter.pause(exc.retry_after or 1.0)  # every submitter on the account waits
                         raise

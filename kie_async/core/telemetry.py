@@ -79,10 +79,22 @@ def _tracer() -> Any | None:
 _SCALARS = frozenset((str, bool, int, float))
 
 
+class Attributes(dict[str, AttributeValue]):
+    """Attributes cleaned once and shared by many records (a metric's fixed set): passed on as they are. Never
+    change one after :func:`attributes` made it."""
+
+
+def attributes(values: Mapping[str, object]) -> Attributes:
+    """``values`` cleaned once, for a set recorded again and again (cache the result)."""
+    return Attributes(_clean(values))
+
+
 def _clean(attributes: Mapping[str, object] | None) -> dict[str, AttributeValue]:
     """Attributes OpenTelemetry accepts: None dropped, anything else not a scalar made a string."""
     if not attributes:
         return {}
+    if type(attributes) is Attributes:
+        return attributes
     return {
         key: value if type(value) in _SCALARS or isinstance(value, str | bool | int | float) else str(value)  # type: ignore[misc]
         for key, value in attributes.items()
@@ -108,6 +120,11 @@ class Span:
     def set_all(self, attributes: Mapping[str, object]) -> None:
         if self._span is not None:
             self._span.set_attributes(_clean(attributes))
+
+    def set_one(self, name: str, value: AttributeValue) -> None:
+        """One attribute (cheaper than a mapping of one: the SDK checks a mapping as a whole first)."""
+        if self._span is not None:
+            self._span.set_attribute(name, value)
 
     def fail(self, exc: BaseException) -> None:
         """Record ``exc`` with its typed error's class and code (``error.type``, ``kie.error.code``)."""
