@@ -231,7 +231,8 @@ async def test_kie_log_lines_carry_the_trace_and_span_ids(
 async def test_a_callback_span_links_to_the_span_of_the_run_waiting_on_its_task(
     redis_url: str, tmp_path: Path, otel: Collected, shared: bool
 ) -> None:
-    """Worker B receives the signed callback; its span links to the wait of the run on worker A (through Redis)."""
+    """Worker B receives the signed callback; its span links to the wait of the run on worker A, and that wait's
+    span links back to B's (both through Redis)."""
     config = EmulatorConfig(generation_seconds=0.4, webhook_hmac_key="link-key")
     poll = PollSettings(schedule=((float("inf"), 0.05),), timeout=30.0, callback_safety_interval=60.0)
     extra = {"coordination_url": redis_url} if shared else {}
@@ -257,6 +258,10 @@ async def test_a_callback_span_links_to_the_span_of_the_run_waiting_on_its_task(
     assert callback.context.trace_id != run.context.trace_id  # B's own trace, tied to A's by the link
     assert [(link.context.trace_id, link.context.span_id) for link in callback.links] == [
         (run.context.trace_id, wait.context.span_id)
+    ]
+    # and back: the waiting run's wait stage links to the span that handled the callback (relayed through Redis)
+    assert [(link.context.trace_id, link.context.span_id) for link in wait.links] == [
+        (callback.context.trace_id, callback.context.span_id)
     ]
     assert emulator.api_key not in _everything(otel)
 

@@ -28,6 +28,7 @@ from kie_async.client.request_path import RequestPath, UnsentHook, WireHook
 from kie_async.client.shared import SharedState
 from kie_async.client.waiting import Waiter
 from kie_async.coordination import Coordinator
+from kie_async.core import telemetry
 from kie_async.core.errors import KieInputError
 from kie_async.core.limits import check_timeout
 from kie_async.core.logs import setup_logging_from_env
@@ -153,6 +154,7 @@ class BaseSession:
         coordinator.add_task_listener(self._waiter.wake)
         coordinator.add_adoption_listener(self._desk.relayed)
         coordinator.add_resync_listener(self._waiter.wake_all)
+        coordinator.add_span_listener(self._waiter.link_callback)
 
     async def close(self) -> None:
         """Cancel uploads still in flight, then close the connection pool (never one the caller brought).
@@ -337,9 +339,16 @@ class BaseSession:
         return self._waiter.wake(task_id)
 
     async def publish_task_update(self, task_id: str) -> None:
-        """Wake ``task_id``'s waiters in every process on the account (through the coordinator)."""
-        self._waiter.wake(task_id)
+        """Wake ``task_id``'s waiters in every process on the account (through the coordinator).
+
+        Called inside a traced callback's span, the waits' spans link back to it (here and, first, elsewhere)."""
+        traceparent = telemetry.traceparent()
         coordinator = self._shared.connection.coordinator
+        if traceparent is not None:
+            self._waiter.link_callback(task_id, traceparent)
+            if coordinator.kind != "local":
+                await coordinator.publish_callback_span(task_id, traceparent)
+        self._waiter.wake(task_id)
         if coordinator.kind != "local":
             await coordinator.publish_task_update(task_id)
 

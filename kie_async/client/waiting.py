@@ -50,8 +50,9 @@ class WaitState:
     """Shared by a session and its views: who waits on which task, and each model's learned generation time."""
 
     wakeups: dict[str, set[asyncio.Event]] = dataclasses.field(default_factory=dict)
-    spans: dict[asyncio.Event, str] = dataclasses.field(default_factory=dict)
-    """The ``traceparent`` of each traced wait (by its event): what a callback's span links to."""
+    spans: dict[asyncio.Event, tuple[str, telemetry.Span]] = dataclasses.field(default_factory=dict)
+    """Each traced wait (by its event): its span's ``traceparent`` (what a callback's span links to) and the span
+    (which links back to the callback's)."""
     generation_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
@@ -136,14 +137,22 @@ class Waiter:
         traceparent = telemetry.traceparent()
         if traceparent is None:
             return
-        self._state.spans[wait.wake] = traceparent
+        self._state.spans[wait.wake] = (traceparent, telemetry.current_span())
         coordinator = self._requests.coordinator()
         if coordinator.kind != "local":
             await coordinator.announce_wait(wait.task_id, traceparent, wait.deadline - wait.loop.time())
 
     def waiting_spans(self, task_id: str) -> list[str]:
         """The ``traceparent`` of each traced wait on ``task_id`` in this session."""
-        return [found for event in self._state.wakeups.get(task_id, ()) if (found := self._state.spans.get(event))]
+        return [found[0] for event in self._state.wakeups.get(task_id, ()) if (found := self._state.spans.get(event))]
+
+    def link_callback(self, task_id: str, traceparent: str) -> None:
+        """The span that handled ``task_id``'s callback (here or in another process): each traced wait on the task
+        links to it, before the wake it brings."""
+        for event in self._state.wakeups.get(task_id, ()):
+            found = self._state.spans.get(event)
+            if found is not None:
+                found[1].link(traceparent)
 
     async def _first_pause(self, wait: _Wait) -> None:
         """Before the first read of a task just bought: wait what it is expected to take (a callback cuts it short)."""

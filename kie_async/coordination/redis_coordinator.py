@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kie_async.coordination")
 _ADOPT_PREFIX = "adopt:"
+_SPAN_PREFIX = "span:"
 T = TypeVar("T")
 
 OWNER_TTL_MS = 15_000
@@ -490,6 +491,17 @@ class RedisCoordinator(Coordinator):
             return []
         return sorted(str(value) for value in found)[:_WAIT_LINKS]
 
+    async def publish_callback_span(self, task_id: str, traceparent: str) -> None:
+        # Its own message (``span:<task id> <traceparent>``), never folded into the task update: a process of an
+        # earlier version reads it as an unknown task id and ignores it, and still gets the bare update.
+        if self.looks_down:
+            return
+        try:
+            await self.client.publish(self.key("tasks"), f"{_SPAN_PREFIX}{task_id} {traceparent}")
+        except (RedisError, OSError) as exc:
+            self._unreachable_now(exc)
+            log.debug("could not publish the callback span of %s (%s)", task_id, type(exc).__name__)
+
     async def first_callback(self, task_id: str, timestamp: int, keep_seconds: float) -> bool:
         # SET NX with an expiry: one worker wins a replayed pair, on any machine. While the store is away the
         # receiver's own guard still refuses a replay to the same worker (logged: other workers may act on it).
@@ -514,11 +526,17 @@ class RedisCoordinator(Coordinator):
             return False
 
     def _dispatch(self, data: str) -> None:
-        """One channel carries task updates (a bare task id) and adoptions (``adopt:<token> <task id>``)."""
+        """One channel carries task updates (a bare task id), adoptions (``adopt:<token> <task id>``) and the
+        spans that handled callbacks (``span:<task id> <traceparent>``)."""
         if data.startswith(_ADOPT_PREFIX):
             token, _, task_id = data[len(_ADOPT_PREFIX) :].partition(" ")
             if token and task_id:
                 self._tell_adoption(token, task_id)
+            return
+        if data.startswith(_SPAN_PREFIX):
+            task_id, _, traceparent = data[len(_SPAN_PREFIX) :].partition(" ")
+            if task_id and traceparent:
+                self._tell_span(task_id, traceparent)
             return
         self._tell_listeners(data)
 

@@ -126,6 +126,12 @@ class Span:
         if self._span is not None:
             self._span.set_attribute(name, value)
 
+    def link(self, traceparent: str) -> None:
+        """Link this (still open) span to the span a ``traceparent`` names; malformed ones are skipped."""
+        found = _link(traceparent) if self._span is not None else None
+        if found is not None:
+            self._span.add_link(found.context)
+
     def fail(self, exc: BaseException) -> None:
         """Record ``exc`` with its typed error's class and code (``error.type``, ``kie.error.code``)."""
         if self._span is None:
@@ -269,6 +275,15 @@ def traceparent() -> str | None:
     if not context.is_valid:
         return None
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags) & 0xFF:02x}"
+
+
+def current_span() -> Span:
+    """The span recording now, to add to later (a wait's span, linked when its task's callback arrives)."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return NO_SPAN
+    raw = trace.get_current_span()
+    return Span(raw) if raw.is_recording() else NO_SPAN
 
 
 def _link(value: str) -> Any | None:
