@@ -147,7 +147,11 @@ async def test_a_batch_with_faults_shows_its_retries_and_429s(
     assert len(runs) == 3 and all(r.parent is not None and r.parent.span_id == batch.context.span_id for r in runs)
     retried = [s for s in otel.finished() if (s.attributes or {}).get("kie.attempt", 1) > 1]
     assert {str((s.attributes or {}).get("kie.retry.reason")) for s in retried} >= {"KieRateLimitError"}
-    assert sum(p.value for p in otel.metric_points()["kie.http.rate_limited"]) == 1  # type: ignore[attr-defined]
+    points = otel.metric_points()
+    assert sum(p.value for p in points["kie.http.rate_limited"]) == 1  # type: ignore[attr-defined]
+    # the 429 paused the createTask window (1 s without Retry-After): the retry's wait for it is recorded
+    assert sum(p.sum for p in points["kie.rate_limit.wait"]) >= 0.5  # type: ignore[attr-defined]
+    assert [p.value for p in points["kie.batch.in_flight"]] == [0]  # type: ignore[attr-defined]
     text = _everything(otel)
     assert emulator.api_key not in text and PROMPT not in text
 

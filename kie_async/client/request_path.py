@@ -67,6 +67,8 @@ UPLOAD_URL_PATH = "/api/file-url-upload"
 UPLOAD_BASE64_PATH = "/api/file-base64-upload"
 
 _TASK_TRANSPORTS_KEPT = 10_000
+_HELD_SECONDS = 0.001
+"""A rate-limiter wait shorter than this is no wait (the limiter let the request through at once): not recorded."""
 
 
 class TaskReader(Protocol):
@@ -282,10 +284,9 @@ class RequestPath:
                     await stack.enter_async_context(limiter.slot())
                 elif limiter is not None:
                     await limiter.acquire()
-                if limiter is not None:
-                    telemetry.record(
-                        "kie.rate_limit.wait", time.perf_counter() - waited, _endpoint_attributes(endpoint)
-                    )
+                held = time.perf_counter() - waited
+                if limiter is not None and held >= _HELD_SECONDS:  # a request let through at once records nothing
+                    telemetry.record("kie.rate_limit.wait", held, _endpoint_attributes(endpoint))
                 if on_wire is not None:
                     await on_wire()
                 try:

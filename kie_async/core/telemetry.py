@@ -316,7 +316,7 @@ _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
     "kie.stage.duration": ("histogram", "s", "one pipeline stage, by stage and status"),
     "kie.download.size": ("histogram", "By", "bytes of one downloaded output"),
     "kie.download.duration": ("histogram", "s", "time to download one output"),
-    "kie.batch.in_flight": ("updown", "{request}", "run_many requests started and not finished"),
+    "kie.batch.in_flight": ("observed", "{request}", "run_many requests started and not finished"),
 }
 _instruments: dict[str, tuple[Any, Callable[..., None]]] = {}
 """name: (the meter provider, its instrument's ``record`` or ``add``), made once per provider."""
@@ -344,6 +344,39 @@ def _instrument(provider: Any, name: str) -> Callable[..., None]:
         return cast("Callable[..., None]", meter.create_histogram(name, unit=unit, description=description).record)
     make = meter.create_counter if kind == "counter" else meter.create_up_down_counter
     return cast("Callable[..., None]", make(name, unit=unit, description=description).add)
+
+
+_levels: dict[str, float] = {}
+"""The value now of each observed up-down counter (``adjust``): the SDK reads it when it collects, so moving it
+costs a run no SDK call at all."""
+
+
+def adjust(name: str, delta: float) -> None:
+    """Move observed up-down counter ``name`` (``kie.batch.in_flight``) by ``delta``."""
+    _levels[name] = _levels.get(name, 0.0) + delta
+    provider = _meter_provider()
+    if provider is None:
+        return
+    found = _instruments.get(name)
+    if found is None or found[0] is not provider:
+        _instruments[name] = (provider, _observe(provider, name))
+
+
+def _observe(provider: Any, name: str) -> Callable[..., None]:
+    from opentelemetry.metrics import Observation
+
+    def observe(options: object) -> list[Observation]:
+        return [Observation(_levels.get(name, 0.0))]
+
+    _, unit, description = _INSTRUMENTS[name]
+    provider.get_meter(SCOPE, __version__).create_observable_up_down_counter(
+        name, callbacks=[observe], unit=unit, description=description
+    )
+    return _refused
+
+
+def _refused(*args: object, **kwargs: object) -> None:
+    raise TypeError("an observed instrument is moved with adjust(), not record()")
 
 
 def record(name: str, value: float, attributes: Mapping[str, object] | None = None) -> None:
