@@ -39,8 +39,8 @@ retry_reason: contextvars.ContextVar[str | None] = contextvars.ContextVar("kie_r
 
 AttributeValue = str | bool | int | float
 _providers: dict[str, Any] = {}
-_tracers: dict[str, tuple[Any, Any]] = {}  # "tracer": (the provider, its tracer for kie_async)
 """Providers given to :func:`configure` (tests, apps that keep several): they win over the global ones."""
+_tracers: dict[str, tuple[Any, Any]] = {}  # "tracer": (the provider, its tracer for kie_async)
 
 
 def configure(*, tracer_provider: Any = None, meter_provider: Any = None) -> None:
@@ -51,6 +51,7 @@ def configure(*, tracer_provider: Any = None, meter_provider: Any = None) -> Non
         else:
             _providers[name] = provider
     _instruments.clear()
+    _observed.clear()
     _tracers.clear()
 
 
@@ -340,6 +341,8 @@ def _meter_provider() -> Any | None:
 def _instrument(provider: Any, name: str) -> Callable[..., None]:
     meter = provider.get_meter(SCOPE, __version__)
     kind, unit, description = _INSTRUMENTS[name]
+    if kind == "observed":
+        raise TypeError(f"{name} is observed: move it with adjust(), not record()")
     if kind == "histogram":
         return cast("Callable[..., None]", meter.create_histogram(name, unit=unit, description=description).record)
     make = meter.create_counter if kind == "counter" else meter.create_up_down_counter
@@ -349,20 +352,16 @@ def _instrument(provider: Any, name: str) -> Callable[..., None]:
 _levels: dict[str, float] = {}
 """The value now of each observed up-down counter (``adjust``): the SDK reads it when it collects, so moving it
 costs a run no SDK call at all."""
+_observed: dict[str, Any] = {}
+"""name: the meter provider its observable instrument is registered with."""
 
 
 def adjust(name: str, delta: float) -> None:
     """Move observed up-down counter ``name`` (``kie.batch.in_flight``) by ``delta``."""
     _levels[name] = _levels.get(name, 0.0) + delta
     provider = _meter_provider()
-    if provider is None:
+    if provider is None or _observed.get(name) is provider:
         return
-    found = _instruments.get(name)
-    if found is None or found[0] is not provider:
-        _instruments[name] = (provider, _observe(provider, name))
-
-
-def _observe(provider: Any, name: str) -> Callable[..., None]:
     from opentelemetry.metrics import Observation
 
     def observe(options: object) -> list[Observation]:
@@ -372,11 +371,7 @@ def _observe(provider: Any, name: str) -> Callable[..., None]:
     provider.get_meter(SCOPE, __version__).create_observable_up_down_counter(
         name, callbacks=[observe], unit=unit, description=description
     )
-    return _refused
-
-
-def _refused(*args: object, **kwargs: object) -> None:
-    raise TypeError("an observed instrument is moved with adjust(), not record()")
+    _observed[name] = provider
 
 
 def record(name: str, value: float, attributes: Mapping[str, object] | None = None) -> None:
