@@ -343,13 +343,13 @@ class BaseSession:
 
         Called inside a traced callback's span, the waits' spans link back to it (here and, first, elsewhere)."""
         traceparent = telemetry.traceparent()
-        coordinator = self._shared.connection.coordinator
         if traceparent is not None:
             self._waiter.link_callback(task_id, traceparent)
-            if coordinator.kind != "local":
-                await coordinator.publish_callback_span(task_id, traceparent)
         self._waiter.wake(task_id)
+        coordinator = self._shared.connection.coordinator
         if coordinator.kind != "local":
+            if traceparent is not None:  # before the update: a waiter links, then wakes
+                await coordinator.publish_callback_span(task_id, traceparent)
             await coordinator.publish_task_update(task_id)
 
     async def waiting_spans(self, task_id: str) -> list[str]:
