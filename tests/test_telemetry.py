@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -268,6 +269,13 @@ async def test_a_callback_span_links_to_the_span_of_the_run_waiting_on_its_task(
         (callback.context.trace_id, callback.context.span_id)
     ]
     assert emulator.api_key not in _everything(otel)
+    if shared:  # what went through Redis is the wait's trace context and nothing else
+        async with aioredis.from_url(redis_url, decode_responses=True) as store:
+            keys = [key async for key in store.scan_iter(match="*waiting*")]
+            assert len(keys) == 1 and keys[0].endswith(result.task_id)
+            assert await store.smembers(keys[0]) == {
+                f"00-{run.context.trace_id:032x}-{wait.context.span_id:016x}-{int(wait.context.trace_flags):02x}"
+            }
 
 
 def test_links_come_only_from_well_formed_trace_contexts(otel: Collected) -> None:
