@@ -15,7 +15,9 @@ reported too; it is lower than the rate floor, so wall ÷ rate-floor can dip und
 
 Figures: wall ÷ floor, achieved submit rate ÷ allowed rate (steady state after the first burst:
 (N - limit) / (last submit - first submit)), 429s seen by the emulator (goal 0), event-loop lag p50/p99
-(a 10 ms ticker in the same loop), status requests per task (emulator counters).
+(a 10 ms ticker in the same loop), status requests per task (emulator counters), client CPU per run (every
+thread) and the event-loop thread's share of it (where spans and metrics are recorded; the derivative threads'
+image encoding, which varies most on a busy machine, is left out).
 """
 
 from __future__ import annotations
@@ -182,6 +184,7 @@ async def run_scenario(
                 await emu.reset_stats()
                 batch = requests_for(runs, label)
                 cpu_client0, cpu_emu0 = process_cpu_seconds(), process_cpu_seconds(emu.pid)
+                cpu_loop0 = time.thread_time()
                 async with LoopLagProbe() as lag:
                     t0 = time.perf_counter()
                     results = await run_many(
@@ -192,6 +195,7 @@ async def run_scenario(
                         on_progress=on_progress if progress else None,
                     )
                     wall = time.perf_counter() - t0
+                cpu_loop1 = time.thread_time()
                 cpu_client1, cpu_emu1 = process_cpu_seconds(), process_cpu_seconds(emu.pid)
                 submits = sorted(kie.submit_times)
                 sdk_stats = kie.stats.model_copy(deep=True)
@@ -238,6 +242,7 @@ async def run_scenario(
         "stage_median_s": stage_medians,
         "throughput_runs_per_s": round(runs / wall, 3),
         "client_cpu_ms_per_run": _per_run_ms(cpu_client0, cpu_client1, runs),
+        "loop_cpu_ms_per_run": _per_run_ms(cpu_loop0, cpu_loop1, runs),
         "emulator_cpu_ms_per_run": _per_run_ms(cpu_emu0, cpu_emu1, runs),
         "loadavg_after": _loadavg(),
     }
@@ -267,6 +272,7 @@ def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "achieved_over_allowed",
         "throughput_runs_per_s",
         "client_cpu_ms_per_run",
+        "loop_cpu_ms_per_run",
         "emulator_cpu_ms_per_run",
     ]
     out: dict[str, Any] = {k: round(median([s[k] for s in samples]), 4) for k in keys}
@@ -283,6 +289,7 @@ def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
     # The issue's rows with min and max over the repeats (the medians above are what earlier results kept).
     out["spread"] = {
         "client_cpu_ms_per_run": spread([s["client_cpu_ms_per_run"] for s in samples], 2),
+        "loop_cpu_ms_per_run": spread([s["loop_cpu_ms_per_run"] for s in samples], 2),
         "wall_over_floor": spread([s["wall_over_floor"] for s in samples]),
         "wall_over_window_floor": spread([s["wall_over_window_floor"] for s in samples]),
         "loop_lag_p99_ms": spread([s["loop_lag"]["p99_ms"] for s in samples], 2),
@@ -308,17 +315,27 @@ FIGURE_ROWS: list[tuple[str, Any]] = [
     ("status requests / task (max)", lambda f: str(f["status_requests_per_task_max"])),
     ("runs / s", lambda f: fmt(f["throughput_runs_per_s"])),
     ("client CPU per run (ms, min–max)", lambda f: fmt_spread(f["spread"]["client_cpu_ms_per_run"], 1)),
+    ("event-loop thread CPU per run (ms, min–max)", lambda f: fmt_spread(f["spread"]["loop_cpu_ms_per_run"], 1)),
     ("emulator CPU per run (ms)", lambda f: fmt(f["emulator_cpu_ms_per_run"], 1)),
 ]
 
 
+_EXPORTERS: list[Any] = []
+
+
 def setup_otel(mode: str) -> None:
     """off: no OpenTelemetry in the process; api: the API imported, no SDK (the no-op path); sdk: the SDK with an
-    in-memory span exporter and metric reader (what an instrumented service pays, less the export)."""
+    in-memory span exporter and metric reader (what an instrumented service pays, less the export). Fresh
+    providers each time, so ``alternate`` can switch between api and sdk in one process."""
+    for exporter in _EXPORTERS:  # what an earlier sdk repeat kept would weigh on every later one (its GC)
+        exporter.clear()
+    _EXPORTERS.clear()
     if mode == "off":
         return
     import opentelemetry.metrics
     import opentelemetry.trace  # noqa: F401  (imported is what "configured" looks like to kie-async)
+
+    from kie_async.core import telemetry
 
     if mode == "sdk":
         from opentelemetry.sdk.metrics import MeterProvider
@@ -327,18 +344,35 @@ def setup_otel(mode: str) -> None:
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-        from kie_async.core import telemetry
-
         tracer_provider = TracerProvider()
-        tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        exporter = InMemorySpanExporter()
+        _EXPORTERS.append(exporter)
+        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
         telemetry.configure(
             tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()])
         )
-    print(f"OpenTelemetry: {mode}")
+    else:
+        telemetry.configure()  # back to the global providers: the API's no-op ones
+    print(f"OpenTelemetry: {mode}", flush=True)
+
+
+def otel_pairs(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """``--otel alternate``: each sdk repeat over the api repeat just before it (a busy machine drifts slowly, so
+    neighbours share its load): client and event-loop CPU per run, per pair, and their medians."""
+    api = [s for s in samples if s["otel"] == "api"]
+    sdk = [s for s in samples if s["otel"] == "sdk"]
+    out: dict[str, Any] = {}
+    for key in ("client_cpu_ms_per_run", "loop_cpu_ms_per_run"):
+        pairs = [round(b[key] / a[key], 4) for a, b in zip(api, sdk, strict=False)]
+        out[key] = {"sdk_over_api": pairs, "median": round(median(pairs), 4) if pairs else math.nan}
+    return out
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    setup_otel(getattr(args, "otel", "off"))
+    otel = getattr(args, "otel", "off")
+    modes = ["api", "sdk"] if otel == "alternate" else [otel]
+    if otel != "alternate":
+        setup_otel(otel)
     runs = 50 if args.quick else args.runs
     real_runs = 10 if args.quick else args.real_runs
     generation = 0.3 if args.quick else args.generation
@@ -353,24 +387,29 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "derivatives": not args.no_derivatives,
         "artifact_fsync": not args.no_artifact_fsync,
     }
+    scaled_args: dict[str, Any] = {
+        "limit": args.scaled_limit,
+        "window": args.scaled_window,
+        "poll": scaled_poll,
+        "reads_per_second": args.reads_per_second,
+        "downloads": args.downloads,
+        "sdk_limit": args.sdk_create_limit,
+        **common,
+    }
+    if otel == "alternate":  # the first scenario of a process pays its warm-up: not in a pair
+        setup_otel("sdk")
+        await run_scenario(label="warm-up", runs=min(runs, 50), concurrency=min(runs, 50), **scaled_args)
     scaled = []
-    for n in range(repeats):
-        sample = await run_scenario(
-            label=f"scaled-{n}",
-            runs=runs,
-            limit=args.scaled_limit,
-            window=args.scaled_window,
-            poll=scaled_poll,
-            reads_per_second=args.reads_per_second,
-            downloads=args.downloads,
-            sdk_limit=args.sdk_create_limit,
-            concurrency=args.concurrency or runs,
-            **common,
-        )
+    for n, mode in ((n, mode) for n in range(repeats) for mode in modes):
+        if otel == "alternate":
+            setup_otel(mode)
+        sample = await run_scenario(label=f"scaled-{n}", runs=runs, concurrency=args.concurrency or runs, **scaled_args)
+        sample["otel"] = mode
         scaled.append(sample)
         print(
-            f"scaled repeat {n + 1}/{repeats}: wall {sample['wall_s']:.2f}s, floor {sample['floor_s']:.2f}s, "
-            f"429s {sample['emulator_429s']}, ok {sample['succeeded']}/{runs}",
+            f"scaled repeat {n + 1}/{repeats} (otel {mode}): wall {sample['wall_s']:.2f}s, floor "
+            f"{sample['floor_s']:.2f}s, 429s {sample['emulator_429s']}, ok {sample['succeeded']}/{runs}, client "
+            f"CPU/run {sample['client_cpu_ms_per_run']} ms (event loop {sample['loop_cpu_ms_per_run']})",
             flush=True,
         )
     real: list[dict[str, Any]] = []
@@ -395,7 +434,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
 
-    figures: dict[str, Any] = {"scaled": summarise(scaled)}
+    figures: dict[str, Any] = {"scaled": summarise([s for s in scaled if s["otel"] == modes[-1]])}
+    if otel == "alternate":  # "scaled" is the sdk repeats; the api ones and the pairs beside them
+        figures["scaled_api"] = summarise([s for s in scaled if s["otel"] == "api"])
+        figures["otel_pairs"] = otel_pairs(scaled)
+        print(f"sdk / api, per pair: {figures['otel_pairs']}", flush=True)
     columns = ["figure", f"scaled {args.scaled_limit}/{args.scaled_window:g}s"]
     if real:
         figures["real_limit"] = summarise(real)
@@ -422,6 +465,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "real_poll_schedule": "SDK default",
         "concurrency": args.concurrency or "= runs",
         "repeats": repeats,
+        "otel": otel,
         "progress_callback": not args.no_progress,
         "derivatives": "off" if args.no_derivatives else "on (webp 2048 + 384 thumb, SDK defaults)",
         "artifact_fsync": not args.no_artifact_fsync,
@@ -471,9 +515,10 @@ def main() -> int:
     parser.add_argument("--no-artifact-fsync", action="store_true", help="diagnosis: ArtifactSettings(fsync=False)")
     parser.add_argument(
         "--otel",
-        choices=["off", "api", "sdk"],
+        choices=["off", "api", "sdk", "alternate"],
         default="off",
-        help="OpenTelemetry: none (default), the API alone, or the SDK with in-memory export",
+        help="OpenTelemetry: none (default), the API alone, the SDK with in-memory export, or alternate (api and "
+        "sdk repeats in turn in one process, compared pair by pair)",
     )
     parser.add_argument(
         "--emulator-render",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from kie_async import KieSession, RawUserRequest, run_many
@@ -126,6 +127,8 @@ async def test_a_callback_received_by_one_worker_wakes_the_waiter_in_another(red
                 if shared:
                     record = await waiting_worker.wait_for_task(created.task_id, callback_driven=True, timeout=10)
                     assert record.has_usable_result and time.monotonic() - started < 3  # safety poll is 60 s
+                    async with aioredis.from_url(redis_url) as store:  # untraced: no wait announced for span links
+                        assert not [key async for key in store.scan_iter(match="*waiting*")]
                 else:  # nobody told this worker: it learns only at its next poll (here the 2 s deadline's)
                     await waiting_worker.wait_for_task(created.task_id, callback_driven=True, timeout=2)
                     assert time.monotonic() - started >= 1.9

@@ -13,13 +13,17 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
 from kie_async.catalogue.request_models import RawUserRequest
@@ -27,9 +31,11 @@ from kie_async.core import telemetry
 from kie_async.core.logs import setup_logging_from_env
 from kie_async.core.settings import PollSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
+from kie_async.interfaces.callback_receiver import add_callback_route
 from kie_async.pipeline.fanout import run_many
 from kie_async.pipeline.run import PipelineOptions, run_pipeline
 from kie_async.session import KieSession
+from tests.conftest import serve_app
 
 FAST_POLL = PollSettings(schedule=((float("inf"), 0.05),), timeout=60.0)
 FAST_RETRY = RetrySettings(max_retries=4, initial_backoff=0.01, max_backoff=0.05)
@@ -122,6 +128,9 @@ async def test_a_run_is_one_span_with_its_stages_and_requests(
     text = _everything(otel)
     assert emulator.api_key not in text and PROMPT not in text
     assert not any(url in text for url in result.output_urls)
+    assert not any(urlsplit(url).path in text for url in result.output_urls)  # a file's path is part of its URL
+    downloads = [s for s in otel.finished() if (s.attributes or {}).get("kie.endpoint") == "download"]
+    assert downloads and all(s.name == "GET" and "url.template" not in (s.attributes or {}) for s in downloads)
 
 
 async def test_a_batch_with_faults_shows_its_retries_and_429s(
@@ -139,7 +148,11 @@ async def test_a_batch_with_faults_shows_its_retries_and_429s(
     assert len(runs) == 3 and all(r.parent is not None and r.parent.span_id == batch.context.span_id for r in runs)
     retried = [s for s in otel.finished() if (s.attributes or {}).get("kie.attempt", 1) > 1]
     assert {str((s.attributes or {}).get("kie.retry.reason")) for s in retried} >= {"KieRateLimitError"}
-    assert sum(p.value for p in otel.metric_points()["kie.http.rate_limited"]) == 1  # type: ignore[attr-defined]
+    points = otel.metric_points()
+    assert sum(p.value for p in points["kie.http.rate_limited"]) == 1  # type: ignore[attr-defined]
+    # the 429 paused the createTask window (1 s without Retry-After): the retry's wait for it is recorded
+    assert sum(p.sum for p in points["kie.rate_limit.wait"]) >= 0.5  # type: ignore[attr-defined]
+    assert [p.value for p in points["kie.batch.in_flight"]] == [0]  # type: ignore[attr-defined]
     text = _everything(otel)
     assert emulator.api_key not in text and PROMPT not in text
 
@@ -217,3 +230,64 @@ async def test_kie_log_lines_carry_the_trace_and_span_ids(
     trace_id = f"{run.context.trace_id:032x}"
     lines = [line for line in capfd.readouterr().err.splitlines() if "createTask" in line]
     assert result.succeeded and lines and all(f"trace={trace_id} span=" in line for line in lines)
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["two-workers-on-redis", "one-session"])
+async def test_a_callback_span_links_to_the_span_of_the_run_waiting_on_its_task(
+    redis_url: str, tmp_path: Path, otel: Collected, shared: bool
+) -> None:
+    """Worker B receives the signed callback; its span links to the wait of the run on worker A, and that wait's
+    span links back to B's (both through Redis)."""
+    config = EmulatorConfig(generation_seconds=0.4, webhook_hmac_key="link-key")
+    poll = PollSettings(schedule=((float("inf"), 0.05),), timeout=30.0, callback_safety_interval=60.0)
+    extra = {"coordination_url": redis_url} if shared else {}
+    async with KieEmulator(config) as emulator:
+        async with (
+            KieSession(emulator.settings(poll=poll, retry=FAST_RETRY, **extra)) as waiting_worker,
+            KieSession(emulator.settings(poll=poll, retry=FAST_RETRY, **extra)) as other,
+        ):
+            receiving_worker = other if shared else waiting_worker
+            app = web.Application()
+            add_callback_route(app, receiving_worker, "/cb", hmac_key="link-key")
+            async with serve_app(app) as base:
+                options = _options(tmp_path).model_copy(update={"callback_url": f"{base}/cb", "callback_driven": True})
+                result = await run_pipeline(
+                    RawUserRequest(model_key="nano-banana-2", prompt=PROMPT), waiting_worker, options=options
+                )
+        assert result.succeeded and emulator.stats.callbacks_delivered == 1
+    (run,) = otel.named("generate_content ")
+    (wait,) = otel.named("kie.stage wait")
+    (callback,) = otel.named("kie.callback")
+    assert wait.parent is not None and wait.parent.span_id == run.context.span_id
+    assert callback.kind is SpanKind.SERVER and (callback.attributes or {})["gen_ai.response.id"] == result.task_id
+    assert callback.context.trace_id != run.context.trace_id  # B's own trace, tied to A's by the link
+    assert [(link.context.trace_id, link.context.span_id) for link in callback.links] == [
+        (run.context.trace_id, wait.context.span_id)
+    ]
+    # and back: the waiting run's wait stage links to the span that handled the callback (relayed through Redis)
+    assert [(link.context.trace_id, link.context.span_id) for link in wait.links] == [
+        (callback.context.trace_id, callback.context.span_id)
+    ]
+    assert emulator.api_key not in _everything(otel)
+    if shared:  # what went through Redis is the wait's trace context and nothing else
+        async with aioredis.from_url(redis_url, decode_responses=True) as store:
+            keys = [key async for key in store.scan_iter(match="*waiting*")]
+            assert len(keys) == 1 and keys[0].endswith(result.task_id)
+            assert await store.smembers(keys[0]) == {
+                f"00-{run.context.trace_id:032x}-{wait.context.span_id:016x}-{int(wait.context.trace_flags):02x}"
+            }
+
+
+def test_links_come_only_from_well_formed_trace_contexts(otel: Collected) -> None:
+    with telemetry.span("outer") as outer:
+        announced = telemetry.traceparent()
+    assert outer.recording and announced is not None
+    zero = "00-" + "0" * 32 + "-" + "0" * 16 + "-01"
+    with telemetry.span("linked", links=["not a traceparent", zero, announced.upper(), announced]):
+        pass
+    (first,) = otel.named("outer")
+    (linked,) = otel.named("linked")
+    assert [(link.context.trace_id, link.context.span_id) for link in linked.links] == [
+        (first.context.trace_id, first.context.span_id)
+    ]
+    assert linked.links[0].context.is_remote

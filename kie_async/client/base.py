@@ -29,6 +29,7 @@ from kie_async.client.shared import SharedState
 from kie_async.client.upgrades import fetch_upgrade_url
 from kie_async.client.waiting import Waiter
 from kie_async.coordination import Coordinator
+from kie_async.core import telemetry
 from kie_async.core.errors import KieInputError
 from kie_async.core.limits import check_timeout
 from kie_async.core.logs import setup_logging_from_env
@@ -154,6 +155,7 @@ class BaseSession:
         coordinator.add_task_listener(self._waiter.wake)
         coordinator.add_adoption_listener(self._desk.relayed)
         coordinator.add_resync_listener(self._waiter.wake_all)
+        coordinator.add_span_listener(self._waiter.link_callback)
 
     async def close(self) -> None:
         """Cancel uploads still in flight, then close the connection pool (never one the caller brought).
@@ -359,11 +361,27 @@ class BaseSession:
         return self._waiter.wake(task_id)
 
     async def publish_task_update(self, task_id: str) -> None:
-        """Wake ``task_id``'s waiters in every process on the account (through the coordinator)."""
+        """Wake ``task_id``'s waiters in every process on the account (through the coordinator).
+
+        Called inside a traced callback's span, the waits' spans link back to it (here and, first, elsewhere)."""
+        traceparent = telemetry.traceparent()
+        if traceparent is not None:
+            self._waiter.link_callback(task_id, traceparent)
         self._waiter.wake(task_id)
         coordinator = self._shared.connection.coordinator
         if coordinator.kind != "local":
+            if traceparent is not None:  # before the update: a waiter links, then wakes
+                await coordinator.publish_callback_span(task_id, traceparent)
             await coordinator.publish_task_update(task_id)
+
+    async def waiting_spans(self, task_id: str) -> list[str]:
+        """The W3C ``traceparent`` of every traced run waiting on ``task_id``: this session's, and with a shared
+        coordinator those of every process on the account (what a callback's span links to)."""
+        found = self._waiter.waiting_spans(task_id)
+        coordinator = self._shared.connection.coordinator
+        if coordinator.kind != "local":
+            found += [value for value in await coordinator.waiting_spans(task_id) if value not in found]
+        return found
 
     def first_poll_delay(self, model: str | None, typical_seconds: float | None = None) -> float:
         """The wait before the first status read of a task of ``model`` just created.

@@ -10,19 +10,20 @@ calls (credits, pricing, createTask, recordInfo) live here too: each is one ``ap
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import aiohttp
 from pydantic import ValidationError
 
 from kie_async.client.connection import Connection, SessionStats
 from kie_async.client.options import SessionOptions
-from kie_async.coordination import ReadLimit, SubmitWindow
+from kie_async.coordination import Coordinator, ReadLimit, SubmitWindow
 from kie_async.core import telemetry
 from kie_async.core.errors import (
     KieAPIStatusError,
@@ -66,6 +67,8 @@ UPLOAD_URL_PATH = "/api/file-url-upload"
 UPLOAD_BASE64_PATH = "/api/file-base64-upload"
 
 _TASK_TRANSPORTS_KEPT = 10_000
+_HELD_SECONDS = 0.001
+"""A rate-limiter wait shorter than this is no wait (the limiter let the request through at once): not recorded."""
 
 
 class TaskReader(Protocol):
@@ -74,18 +77,24 @@ class TaskReader(Protocol):
     def __call__(self, task_id: str, *, transport: TransportSpec | None = None) -> Awaitable[TaskRecord]: ...
 
 
-def _http_attributes(method: str, url: str, path: str, endpoint: str) -> dict[str, object]:
-    """An HTTP span's attributes: the route's path (never the query: a signed link's token lives there)."""
-    parts = urlsplit(url)
+def _http_attributes(method: str, parts: SplitResult, endpoint: str, *, api: bool) -> dict[str, object]:
+    """An HTTP span's attributes: an API route's path (never the query: a signed link's token lives there); a file
+    host's path is part of a media URL, so a download names no path at all."""
     return {
         "http.request.method": method,
-        "url.template": path,
+        "url.template": (parts.path or "/") if api else None,
         "server.address": parts.hostname,
         "server.port": parts.port,
         "kie.endpoint": endpoint,
         "kie.attempt": attempt_number.get(),
         "kie.retry.reason": telemetry.retry_reason.get(),
     }
+
+
+@functools.cache
+def _endpoint_attributes(endpoint: str) -> telemetry.Attributes:
+    """A rate-limit metric's attributes, built once per endpoint."""
+    return telemetry.attributes({"kie.endpoint": endpoint})
 
 
 def did_no_work(exc: KieError) -> bool:
@@ -151,10 +160,13 @@ class RequestPath:
         http = self._connection.checked_http()
         proxy = self._connection.proxy_for(url)
         self._stats.count(endpoint)
-        path = urlsplit(url).path or "/"
+        parts = urlsplit(url)
+        path = parts.path or "/"
+        api = endpoint != "download" and parts.netloc in self._connection.auth_hosts  # a route, not a file's path
         started = time.perf_counter()
         outcome: str | None = None
-        with telemetry.span(f"{method} {path}", _http_attributes(method, url, path, endpoint), client=True) as span:
+        attributes = functools.partial(_http_attributes, method, parts, endpoint, api=api)  # built only when traced
+        with telemetry.span(f"{method} {path}" if api else method, attributes, client=True) as span:
             try:
                 async with http.request(
                     method,
@@ -167,7 +179,7 @@ class RequestPath:
                     proxy=proxy,
                 ) as response:
                     outcome = str(response.status)
-                    span.set_all({"http.response.status_code": response.status})
+                    span.set_one("http.response.status_code", response.status)
                     try:
                         yield response
                     except KieAPIStatusError as exc:
@@ -272,8 +284,9 @@ class RequestPath:
                     await stack.enter_async_context(limiter.slot())
                 elif limiter is not None:
                     await limiter.acquire()
-                if limiter is not None:
-                    telemetry.record("kie.rate_limit.wait", time.perf_counter() - waited, {"kie.endpoint": endpoint})
+                held = time.perf_counter() - waited
+                if limiter is not None and held >= _HELD_SECONDS:  # a request let through at once records nothing
+                    telemetry.record("kie.rate_limit.wait", held, _endpoint_attributes(endpoint))
                 if on_wire is not None:
                     await on_wire()
                 try:
@@ -285,7 +298,7 @@ class RequestPath:
                     try:
                         envelope = await self.read_envelope(response, endpoint, task_id=(params or {}).get("taskId"))
                     except KieRateLimitError as exc:
-                        telemetry.record("kie.http.rate_limited", 1, {"kie.endpoint": endpoint})
+                        telemetry.record("kie.http.rate_limited", 1, _endpoint_attributes(endpoint))
                         if isinstance(limiter, SubmitWindow):
                             await limiter.pause(exc.retry_after or 1.0)  # every submitter on the account waits
                         raise
@@ -319,6 +332,9 @@ class RequestPath:
 
     def read_limit(self) -> ReadLimit:
         return self._connection.coordinator.read_limit
+
+    def coordinator(self) -> Coordinator:
+        return self._connection.coordinator
 
     # -- account and tasks -------------------------------------------------------------------------------------
 

@@ -50,6 +50,9 @@ class WaitState:
     """Shared by a session and its views: who waits on which task, and each model's learned generation time."""
 
     wakeups: dict[str, set[asyncio.Event]] = dataclasses.field(default_factory=dict)
+    spans: dict[asyncio.Event, tuple[str, telemetry.Span]] = dataclasses.field(default_factory=dict)
+    """Each traced wait (by its event): its span's ``traceparent`` (what a callback's span links to) and the span
+    (which links back to the callback's)."""
     generation_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
@@ -116,6 +119,7 @@ class Waiter:
         )
         self._state.wakeups.setdefault(task_id, set()).add(wait.wake)
         try:
+            await self._announce(wait)
             await self._first_pause(wait)
             while True:
                 record = await self._read(wait)
@@ -126,6 +130,29 @@ class Waiter:
                 await self._sleep(wait, interval)
         finally:
             self._unregister(wait)
+
+    async def _announce(self, wait: _Wait) -> None:
+        """A traced wait tells where it waits, so the span that handles its task's callback links to it: here
+        (the session's own receiver) and, with a shared coordinator, in whichever process receives the callback."""
+        traceparent = telemetry.traceparent()
+        if traceparent is None:
+            return
+        self._state.spans[wait.wake] = (traceparent, telemetry.current_span())
+        coordinator = self._requests.coordinator()
+        if coordinator.kind != "local":
+            await coordinator.announce_wait(wait.task_id, traceparent, wait.deadline - wait.loop.time())
+
+    def waiting_spans(self, task_id: str) -> list[str]:
+        """The ``traceparent`` of each traced wait on ``task_id`` in this session."""
+        return [found[0] for event in self._state.wakeups.get(task_id, ()) if (found := self._state.spans.get(event))]
+
+    def link_callback(self, task_id: str, traceparent: str) -> None:
+        """The span that handled ``task_id``'s callback (here or in another process): each traced wait on the task
+        links to it, before the wake it brings."""
+        for event in self._state.wakeups.get(task_id, ()):
+            found = self._state.spans.get(event)
+            if found is not None:
+                found[1].link(traceparent)
 
     async def _first_pause(self, wait: _Wait) -> None:
         """Before the first read of a task just bought: wait what it is expected to take (a callback cuts it short)."""
@@ -196,6 +223,7 @@ class Waiter:
         wait.wake.clear()
 
     def _unregister(self, wait: _Wait) -> None:
+        self._state.spans.pop(wait.wake, None)
         waiters = self._state.wakeups.get(wait.task_id)
         if waiters is not None:
             waiters.discard(wait.wake)
@@ -220,6 +248,7 @@ class Waiter:
     def forget_waiters(self) -> None:
         """Drop the waiters of a loop that has ended (setting their events would touch that loop)."""
         self._state.wakeups.clear()
+        self._state.spans.clear()
 
     def first_poll_delay(self, model: str | None, typical_seconds: float | None) -> float:
         learned = self._state.generation_seconds.get(model) if model else None

@@ -29,6 +29,9 @@ AdoptionListener = Callable[[str, str], object]
 """Told ``(token, task_id)`` of a lost createTask answer that a receiver in any process confirmed."""
 """Told the task id of every verified callback, from whichever process received it."""
 
+SpanListener = Callable[[str, str], object]
+"""Told ``(task_id, traceparent)``: the span that handled ``task_id``'s callback, in whichever process."""
+
 ResyncListener = Callable[[], object]
 """Told that task updates may have been missed (the shared channel was lost and is back): re-read everything."""
 
@@ -72,6 +75,7 @@ class Coordinator(ABC):
         self._listeners: list[TaskListener] = []
         self._adoption_listeners: list[AdoptionListener] = []
         self._resync_listeners: list[ResyncListener] = []
+        self._span_listeners: list[SpanListener] = []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(namespace={self.namespace!r})"
@@ -134,6 +138,31 @@ class Coordinator(ABC):
         """
         del token, task_id
         return False
+
+    async def announce_wait(self, task_id: str, traceparent: str, seconds: float) -> None:  # noqa: B027
+        """A run of this process waits on ``task_id`` inside the span ``traceparent`` (W3C trace context: ids and
+        flags, nothing secret): remember it for ``seconds`` so the span that handles the task's callback, in
+        whichever process receives it, links to that run. In-process: nothing to share (the session knows its own
+        waits)."""
+
+    def add_span_listener(self, listener: SpanListener) -> None:
+        """``listener(task_id, traceparent)`` runs for every callback span published on the account."""
+        if listener not in self._span_listeners:
+            self._span_listeners.append(listener)
+
+    def _tell_span(self, task_id: str, traceparent: str) -> None:
+        for listener in list(self._span_listeners):
+            listener(task_id, traceparent)
+
+    async def publish_callback_span(self, task_id: str, traceparent: str) -> None:  # noqa: B027
+        """The span handling ``task_id``'s callback here: tell the processes waiting on it, so their wait's span
+        links back to it (sent before the task update that wakes them). In-process: the session links its own."""
+
+    async def waiting_spans(self, task_id: str) -> list[str]:
+        """The ``traceparent`` of every run on the account that announced a wait on ``task_id`` (in-process:
+        none beyond the session's own waits)."""
+        del task_id
+        return []
 
     def _tell_listeners(self, task_id: str) -> None:
         for listener in list(self._listeners):

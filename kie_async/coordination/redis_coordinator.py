@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kie_async.coordination")
 _ADOPT_PREFIX = "adopt:"
+_SPAN_PREFIX = "span:"
 T = TypeVar("T")
 
 OWNER_TTL_MS = 15_000
@@ -67,6 +68,8 @@ RESET_HOLD_MS = 1_500
 _BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 _CHANNEL_BACKOFF = (0.2, 0.5, 1.0)  # the callback channel retries often: a restart is noticed within a second
 _DOWN_SECONDS = 1.0  # after a failed read, reads skip Redis for this long (a blackholed host costs a timeout each)
+_WAIT_KEPT_SECONDS = 24 * 3600.0  # a wait's trace context is kept at most this long (its timeout, else this)
+_WAIT_LINKS = 16  # links from one callback span at most (waits on one task are few: a run, a user's own waits)
 _EPOCH_CHANGED = -1
 _HOLD = -2
 
@@ -463,6 +466,42 @@ class RedisCoordinator(Coordinator):
             self._unreachable_now(exc)
             log.warning("could not relay the adoption of %s (%s)", task_id, type(exc).__name__)
 
+    async def announce_wait(self, task_id: str, traceparent: str, seconds: float) -> None:
+        # Tracing only (a run whose span is recorded): best effort, never a reason for a wait to fail or stall.
+        if self.looks_down:
+            return
+        key = self.key("waiting", task_id)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.sadd(key, traceparent)
+                pipe.pexpire(key, max(1000, round(min(seconds, _WAIT_KEPT_SECONDS) * 1000)))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._unreachable_now(exc)
+            log.debug("could not announce the wait on %s (%s)", task_id, type(exc).__name__)
+
+    async def waiting_spans(self, task_id: str) -> list[str]:
+        if self.looks_down:
+            return []
+        try:
+            found = await self.client.smembers(self.key("waiting", task_id))
+        except (RedisError, OSError) as exc:
+            self._unreachable_now(exc)
+            log.debug("could not read the waits on %s (%s)", task_id, type(exc).__name__)
+            return []
+        return sorted(str(value) for value in found)[:_WAIT_LINKS]
+
+    async def publish_callback_span(self, task_id: str, traceparent: str) -> None:
+        # Its own message (``span:<task id> <traceparent>``), never folded into the task update: a process of an
+        # earlier version reads it as an unknown task id and ignores it, and still gets the bare update.
+        if self.looks_down:
+            return
+        try:
+            await self.client.publish(self.key("tasks"), f"{_SPAN_PREFIX}{task_id} {traceparent}")
+        except (RedisError, OSError) as exc:
+            self._unreachable_now(exc)
+            log.debug("could not publish the callback span of %s (%s)", task_id, type(exc).__name__)
+
     async def first_callback(self, task_id: str, timestamp: int, keep_seconds: float) -> bool:
         # SET NX with an expiry: one worker wins a replayed pair, on any machine. While the store is away the
         # receiver's own guard still refuses a replay to the same worker (logged: other workers may act on it).
@@ -487,11 +526,17 @@ class RedisCoordinator(Coordinator):
             return False
 
     def _dispatch(self, data: str) -> None:
-        """One channel carries task updates (a bare task id) and adoptions (``adopt:<token> <task id>``)."""
+        """One channel carries task updates (a bare task id), adoptions (``adopt:<token> <task id>``) and the
+        spans that handled callbacks (``span:<task id> <traceparent>``)."""
         if data.startswith(_ADOPT_PREFIX):
             token, _, task_id = data[len(_ADOPT_PREFIX) :].partition(" ")
             if token and task_id:
                 self._tell_adoption(token, task_id)
+            return
+        if data.startswith(_SPAN_PREFIX):
+            task_id, _, traceparent = data[len(_SPAN_PREFIX) :].partition(" ")
+            if task_id and traceparent:
+                self._tell_span(task_id, traceparent)
             return
         self._tell_listeners(data)
 

@@ -18,10 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
+import re
 import sys
-from collections.abc import Iterator, Mapping
-from typing import Any
+import types
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import Any, cast
 
 from kie_async._version import __version__
 
@@ -34,8 +39,8 @@ retry_reason: contextvars.ContextVar[str | None] = contextvars.ContextVar("kie_r
 
 AttributeValue = str | bool | int | float
 _providers: dict[str, Any] = {}
-_tracers: dict[int, Any] = {}
 """Providers given to :func:`configure` (tests, apps that keep several): they win over the global ones."""
+_tracers: dict[str, tuple[Any, Any]] = {}  # "tracer": (the provider, its tracer for kie_async)
 
 
 def configure(*, tracer_provider: Any = None, meter_provider: Any = None) -> None:
@@ -46,6 +51,7 @@ def configure(*, tracer_provider: Any = None, meter_provider: Any = None) -> Non
         else:
             _providers[name] = provider
     _instruments.clear()
+    _observed.clear()
     _tracers.clear()
 
 
@@ -61,22 +67,40 @@ def _tracer() -> Any | None:
         if trace is None:
             return None  # nothing in this process configured tracing: free
         provider = trace.get_tracer_provider()
-        if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
             return None
-    tracer = _tracers.get(id(provider))
-    if tracer is None:
-        tracer = _tracers[id(provider)] = provider.get_tracer(SCOPE, __version__)
+    cached = _tracers.get("tracer")
+    if cached is not None and cached[0] is provider:
+        return cached[1]
+    tracer = provider.get_tracer(SCOPE, __version__)
+    _tracers["tracer"] = (provider, tracer)
     return tracer
+
+
+_SCALARS = frozenset((str, bool, int, float))
+
+
+class Attributes(dict[str, AttributeValue]):
+    """Attributes cleaned once and shared by many records (a metric's fixed set): passed on as they are. Never
+    change one after :func:`attributes` made it."""
+
+
+def attributes(values: Mapping[str, object]) -> Attributes:
+    """``values`` cleaned once, for a set recorded again and again (cache the result)."""
+    return Attributes(_clean(values))
 
 
 def _clean(attributes: Mapping[str, object] | None) -> dict[str, AttributeValue]:
     """Attributes OpenTelemetry accepts: None dropped, anything else not a scalar made a string."""
-    clean: dict[str, AttributeValue] = {}
-    for key, value in (attributes or {}).items():
-        if value is None:
-            continue
-        clean[key] = value if isinstance(value, str | bool | int | float) else str(value)
-    return clean
+    if not attributes:
+        return {}
+    if type(attributes) is Attributes:
+        return attributes
+    return {
+        key: value if type(value) in _SCALARS or isinstance(value, str | bool | int | float) else str(value)  # type: ignore[misc]
+        for key, value in attributes.items()
+        if value is not None
+    }
 
 
 class Span:
@@ -97,6 +121,17 @@ class Span:
     def set_all(self, attributes: Mapping[str, object]) -> None:
         if self._span is not None:
             self._span.set_attributes(_clean(attributes))
+
+    def set_one(self, name: str, value: AttributeValue) -> None:
+        """One attribute (cheaper than a mapping of one: the SDK checks a mapping as a whole first)."""
+        if self._span is not None:
+            self._span.set_attribute(name, value)
+
+    def link(self, traceparent: str) -> None:
+        """Link this (still open) span to the span a ``traceparent`` names; malformed ones are skipped."""
+        found = _link(traceparent) if self._span is not None else None
+        if found is not None:
+            self._span.add_link(found.context)
 
     def fail(self, exc: BaseException) -> None:
         """Record ``exc`` with its typed error's class and code (``error.type``, ``kie.error.code``)."""
@@ -122,25 +157,79 @@ class Span:
 NO_SPAN = Span()
 
 
-@contextlib.contextmanager
-def span(name: str, attributes: Mapping[str, object] | None = None, *, client: bool = False) -> Iterator[Span]:
-    """A span around the block (current for what runs inside it); exceptions are recorded and re-raised."""
+def tracing() -> bool:
+    """Whether spans are recorded (the application configured a tracer provider)."""
+    return _tracer() is not None
+
+
+class _Scope:
+    """What :func:`span` returns while tracing: the span is current inside the block and ends with it. A class
+    rather than a generator: one is opened per stage and per HTTP request, and every microsecond shows."""
+
+    __slots__ = ("_handle", "_token")
+
+    def __init__(self, raw: Any) -> None:
+        self._handle = Span(raw)
+        self._token: object = None
+
+    def __enter__(self) -> Span:
+        api = _api()
+        self._token = api.attach(api.set_span_in_context(self._handle._span))
+        return self._handle
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            if exc is not None:
+                self._handle.fail(exc)
+        finally:
+            _api().detach(self._token)
+            self._handle._span.end()
+
+
+_NO_SCOPE: contextlib.nullcontext[Span] = contextlib.nullcontext(NO_SPAN)
+
+
+def span(
+    name: str,
+    attributes: Mapping[str, object] | Callable[[], Mapping[str, object]] | None = None,
+    *,
+    client: bool = False,
+    server: bool = False,
+    links: Sequence[str] = (),
+) -> AbstractContextManager[Span]:
+    """A span around the block (current for what runs inside it); exceptions are recorded and re-raised.
+
+    ``links``: W3C ``traceparent`` values of spans this one is causally tied to (a callback received here links
+    to the span of the run that waits on its task, maybe in another process); malformed ones are skipped.
+    ``attributes`` may be a function that builds them: it is called only when the span is recorded."""
     tracer = _tracer()
     if tracer is None:
-        yield NO_SPAN
-        return
-    from opentelemetry.trace import SpanKind
+        return _NO_SCOPE
+    if callable(attributes):
+        attributes = attributes()
+    api = _api()
+    raw = tracer.start_span(
+        name,
+        kind=api.CLIENT if client else api.SERVER if server else api.INTERNAL,
+        attributes=_clean(attributes),
+        links=[found for value in links if (found := _link(value)) is not None] if links else None,
+    )
+    return _Scope(raw)
 
-    kind = SpanKind.CLIENT if client else SpanKind.INTERNAL
-    with tracer.start_as_current_span(
-        name, kind=kind, attributes=_clean(attributes), record_exception=False, set_status_on_exception=False
-    ) as raw:
-        handle = Span(raw)
-        try:
-            yield handle
-        except BaseException as exc:
-            handle.fail(exc)
-            raise
+
+@functools.cache
+def _api() -> types.SimpleNamespace:
+    """The OpenTelemetry API calls a span needs, looked up once (only ever called once a tracer exists)."""
+    from opentelemetry import context, trace
+
+    return types.SimpleNamespace(
+        attach=context.attach,
+        detach=context.detach,
+        set_span_in_context=trace.set_span_in_context,
+        CLIENT=trace.SpanKind.CLIENT,
+        SERVER=trace.SpanKind.SERVER,
+        INTERNAL=trace.SpanKind.INTERNAL,
+    )
 
 
 def record_span(
@@ -172,6 +261,46 @@ def current_ids() -> tuple[str, str] | None:
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
 
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def traceparent() -> str | None:
+    """The W3C ``traceparent`` of the span recording now (ids and flags only: nothing secret), else None.
+
+    What a wait announces through the coordinator, so the process that receives its task's callback can link to
+    it."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags) & 0xFF:02x}"
+
+
+def current_span() -> Span:
+    """The span recording now, to add to later (a wait's span, linked when its task's callback arrives)."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return NO_SPAN
+    raw = trace.get_current_span()
+    return Span(raw) if raw.is_recording() else NO_SPAN
+
+
+def _link(value: str) -> Any | None:
+    """A span link to the (remote) span a ``traceparent`` names; None for anything malformed or all-zero."""
+    match = _TRACEPARENT.fullmatch(value)
+    if match is None:
+        return None
+    from opentelemetry.trace import Link, SpanContext, TraceFlags
+
+    trace_id, span_id = int(match[1], 16), int(match[2], 16)
+    if not trace_id or not span_id:
+        return None
+    flags = TraceFlags(int(match[3], 16) & TraceFlags.SAMPLED)
+    return Link(SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags))
+
+
 # -- metrics ------------------------------------------------------------------------------------------------
 
 _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
@@ -188,9 +317,11 @@ _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
     "kie.stage.duration": ("histogram", "s", "one pipeline stage, by stage and status"),
     "kie.download.size": ("histogram", "By", "bytes of one downloaded output"),
     "kie.download.duration": ("histogram", "s", "time to download one output"),
-    "kie.batch.in_flight": ("updown", "{request}", "run_many requests started and not finished"),
+    "kie.batch.in_flight": ("observed", "{request}", "run_many requests started and not finished"),
 }
-_instruments: dict[str, Any] = {}
+_instruments: dict[str, tuple[Any, Callable[..., None]]] = {}
+"""name: (the meter provider, its instrument's ``record`` or ``add``), made once per provider."""
+_meter_seen: list[Any] = [None, None]  # [the last global meter provider looked at, it or None when a no-op]
 
 
 def _meter_provider() -> Any | None:
@@ -200,35 +331,55 @@ def _meter_provider() -> Any | None:
         if metrics is None:
             return None
         provider = metrics.get_meter_provider()
-        if isinstance(provider, metrics.NoOpMeterProvider) or type(provider).__name__ == "_ProxyMeterProvider":
-            return None
+        if provider is not _meter_seen[0]:
+            noop = isinstance(provider, metrics.NoOpMeterProvider) or type(provider).__name__ == "_ProxyMeterProvider"
+            _meter_seen[:] = [provider, None if noop else provider]
+        return _meter_seen[1]
     return provider
 
 
-def _instrument(name: str) -> Any | None:
+def _instrument(provider: Any, name: str) -> Callable[..., None]:
+    meter = provider.get_meter(SCOPE, __version__)
+    kind, unit, description = _INSTRUMENTS[name]
+    if kind == "observed":
+        raise TypeError(f"{name} is observed: move it with adjust(), not record()")
+    if kind == "histogram":
+        return cast("Callable[..., None]", meter.create_histogram(name, unit=unit, description=description).record)
+    make = meter.create_counter if kind == "counter" else meter.create_up_down_counter
+    return cast("Callable[..., None]", make(name, unit=unit, description=description).add)
+
+
+_levels: dict[str, float] = {}
+"""The value now of each observed up-down counter (``adjust``): the SDK reads it when it collects, so moving it
+costs a run no SDK call at all."""
+_observed: dict[str, Any] = {}
+"""name: the meter provider its observable instrument is registered with."""
+
+
+def adjust(name: str, delta: float) -> None:
+    """Move observed up-down counter ``name`` (``kie.batch.in_flight``) by ``delta``."""
+    _levels[name] = _levels.get(name, 0.0) + delta
     provider = _meter_provider()
-    if provider is None:
-        return None
-    key = f"{id(provider)}:{name}"
-    found = _instruments.get(key)
-    if found is None:
-        meter = provider.get_meter(SCOPE, __version__)
-        kind, unit, description = _INSTRUMENTS[name]
-        make = {
-            "histogram": meter.create_histogram,
-            "counter": meter.create_counter,
-            "updown": meter.create_up_down_counter,
-        }[kind]
-        found = _instruments[key] = make(name, unit=unit, description=description)
-    return found
+    if provider is None or _observed.get(name) is provider:
+        return
+    from opentelemetry.metrics import Observation
+
+    def observe(options: object) -> list[Observation]:
+        return [Observation(_levels.get(name, 0.0))]
+
+    _, unit, description = _INSTRUMENTS[name]
+    provider.get_meter(SCOPE, __version__).create_observable_up_down_counter(
+        name, callbacks=[observe], unit=unit, description=description
+    )
+    _observed[name] = provider
 
 
 def record(name: str, value: float, attributes: Mapping[str, object] | None = None) -> None:
     """Add ``value`` to counter/up-down counter ``name`` or record it in histogram ``name`` (no-op when off)."""
-    instrument = _instrument(name)
-    if instrument is None:
+    provider = _meter_provider()
+    if provider is None:
         return
-    if _INSTRUMENTS[name][0] == "histogram":
-        instrument.record(value, attributes=_clean(attributes))
-    else:
-        instrument.add(value, attributes=_clean(attributes))
+    found = _instruments.get(name)
+    if found is None or found[0] is not provider:
+        found = _instruments[name] = (provider, _instrument(provider, name))
+    found[1](value, attributes=_clean(attributes) if attributes else None)

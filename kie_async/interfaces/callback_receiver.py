@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from kie_async.core import telemetry
 from kie_async.core.errors import KieCallbackBodyError, KieCallbackVerificationError, KieInputError
 from kie_async.ledger.account import AccountLedger, settle_in_ledger
 from kie_async.ledger.journal import settle_from_callback
@@ -155,6 +156,14 @@ class CallbackReceiver:
             self.stats.replayed += 1
             return self._refuse(409, "callback already received")
         self.stats.accepted += 1
+        # Traced: the span handling the callback links to the run(s) waiting on the task, in whichever process.
+        links = await self._session.waiting_spans(event.task_id) if telemetry.tracing() else []
+        with telemetry.span("kie.callback", _callback_attributes(event), server=True, links=links):
+            await self._accepted(event)
+        return CallbackReply(status=200, body={"code": 200, "msg": "success"})
+
+    async def _accepted(self, event: CallbackEvent) -> None:
+        """Act on a verified, first-seen callback: wake its waiters everywhere, settle a lost answer, tell on_event."""
         await self._session.publish_task_update(event.task_id)  # wakes its waiters in every process
         if event.request_token:  # a request whose createTask answer was lost (confirmed against recordInfo first)
             await self._session.adopt_task(event.request_token, event.task_id, fallback=self._fallback)
@@ -162,7 +171,6 @@ class CallbackReceiver:
             result = self._on_event(event)
             if asyncio.iscoroutine(result):
                 await result
-        return CallbackReply(status=200, body={"code": 200, "msg": "success"})
 
     async def handle(self, request: web.Request) -> web.Response:
         """The aiohttp handler: :meth:`receive` on the request's headers, body and URL.
@@ -183,6 +191,15 @@ class CallbackReceiver:
             else:
                 reply = await self.receive(request.headers, body, request_url=str(request.rel_url))
         return web.json_response(reply.body, status=reply.status)
+
+
+def _callback_attributes(event: CallbackEvent) -> dict[str, object]:
+    """The callback span's attributes: the task and whether it names a lost answer (never the token or body)."""
+    return {
+        "gen_ai.provider.name": telemetry.PROVIDER,
+        "gen_ai.response.id": event.task_id,
+        "kie.callback.correlated": event.request_token is not None,
+    }
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:

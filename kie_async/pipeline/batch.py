@@ -98,7 +98,7 @@ async def execute(
         journal_scope=getattr(journal, "scope", None),
     )
     await batch.tracker.set(index, "preparing")
-    telemetry.record("kie.batch.in_flight", 1)
+    telemetry.adjust("kie.batch.in_flight", 1)
     try:
         return await run_pipeline(
             normalized,  # normalized once for the batch (for the key); lineage passed explicitly
@@ -121,7 +121,7 @@ async def execute(
         log.warning("request %d (%s) failed: %s", index, raw.model_key, exc)
         return run_failed(entry, raw.model_key, key, exc)
     finally:
-        telemetry.record("kie.batch.in_flight", -1)
+        telemetry.adjust("kie.batch.in_flight", -1)
 
 
 def _state_hook(batch: Batch, index: int, journal: JournalStrategy) -> Callable[[JournalRecord], Awaitable[None]]:
