@@ -212,3 +212,20 @@ def test_several_processes_building_the_index_at_once_all_succeed(spec_copy: Pat
     assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.endswith(".tmp")] == []
     clear_registry_cache()
     assert load_registry(spec_copy).get("nano-banana-pro").key == "nano-banana-pro"
+
+
+def test_the_worker_gives_the_users_code_back_the_pydantic_plugins_the_command_line_turned_off() -> None:
+    """``kie-async`` turns pydantic plugins off for its own start-up; ``kie-async worker`` runs the user's tasks in
+    the same process (the engine's worker replaces it), where instrumentation such as a plugin must work."""
+    from kie_async.interfaces.cli import plugins_env_for_user_code
+
+    ours = {"PYDANTIC_DISABLE_PLUGINS": "__all__", "KIE_ASYNC_PLUGINS_OFF": "1", "PATH": "/bin"}
+    assert plugins_env_for_user_code(ours) == {"PATH": "/bin"}
+    theirs = {"PYDANTIC_DISABLE_PLUGINS": "logfire", "PATH": "/bin"}  # the user's own choice stays
+    assert plugins_env_for_user_code(theirs) == theirs
+    code = (
+        "import os, kie_async.interfaces.cli as c; c.main(['--version']); "
+        "print(os.environ.get('KIE_ASYNC_PLUGINS_OFF'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("None")  # called with argv (a library use): the environment is left alone

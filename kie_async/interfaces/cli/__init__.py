@@ -28,6 +28,16 @@ build_parser``), so importing the package stays as cheap as ``--version``."""
 
 
 PYDANTIC_PLUGINS_ENV = "PYDANTIC_DISABLE_PLUGINS"
+PLUGINS_OFF_BY_US_ENV = "KIE_ASYNC_PLUGINS_OFF"
+"""Set beside ``PYDANTIC_DISABLE_PLUGINS`` when the command line turned plugins off, so a command that hands the
+process over to the user's own code (``kie-async worker``) gives them back."""
+
+
+def plugins_env_for_user_code(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` without the plugin switch this command line set for itself (the user's own setting stays)."""
+    if environ.get(PLUGINS_OFF_BY_US_ENV) != "1":
+        return dict(environ)
+    return {k: v for k, v in environ.items() if k not in (PYDANTIC_PLUGINS_ENV, PLUGINS_OFF_BY_US_ENV)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         import os
 
-        os.environ.setdefault(PYDANTIC_PLUGINS_ENV, "__all__")
+        if PYDANTIC_PLUGINS_ENV not in os.environ:
+            os.environ[PYDANTIC_PLUGINS_ENV] = "__all__"
+            os.environ[PLUGINS_OFF_BY_US_ENV] = "1"
     code: int = importlib.import_module(MAIN_MODULE).main(args)
     return code
 

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from kie_async.core.errors import KieConfigError
+from kie_async.interfaces.cli import plugins_env_for_user_code
 from kie_async.interfaces.cli._common import number_arg
 
 ENGINES: dict[str, tuple[str, ...]] = {
@@ -97,5 +98,6 @@ def run_worker(args: argparse.Namespace) -> int:
     argv, env = engine_command(args)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, argv, {**os.environ, **env})  # the engine's worker, in this process
+    # The engine's worker, in this process: the user's tasks may use pydantic plugins the command line turned off.
+    os.execve(sys.executable, argv, {**plugins_env_for_user_code(dict(os.environ)), **env})
     return 0  # pragma: no cover  (execve does not return)
