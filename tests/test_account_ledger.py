@@ -272,10 +272,14 @@ async def test_the_same_request_in_another_process_at_the_same_time_is_refused(
             assert await asyncio.to_thread(holder.stdout.readline) == "held\n"
             with pytest.raises(KieJournalBusyError, match=f"pid {holder.pid}"):
                 await run_pipeline(fox(), kie, options=opts(tmp_path))
+            with pytest.raises(KieJournalBusyError, match=f"pid {holder.pid}"):  # a new key checks the request too
+                await run_pipeline(fox(), kie, options=opts(tmp_path), idempotency_key="job-1")
             other = await run_pipeline(fox("wolf"), kie, options=opts(tmp_path))  # other requests never wait
         finally:
             holder.communicate("\n", timeout=60)
-    assert other.succeeded and emulator.stats.tasks_created == 1
+        # Refused, the named run let go of its own key too: once the other process is done, it runs.
+        named = await run_pipeline(fox(), kie, options=opts(tmp_path), idempotency_key="job-1")
+    assert other.succeeded and named.succeeded and emulator.stats.tasks_created == 2
 
 
 async def test_a_run_journal_of_an_earlier_version_is_read_once_into_the_ledger(

@@ -192,7 +192,11 @@ class AccountLedger:
         book.claimed.add(key)
         claim = LedgerClaim(self, base, key, entry, book, request)
         if request is not None and entry is None:
-            await self._take_over_undelivered(claim, request)
+            try:
+                await self._take_over_undelivered(claim, request)
+            except BaseException:
+                await claim.release()  # the plain request is held elsewhere right now: try again later, whole
+                raise
         return claim
 
     async def _take_over_undelivered(self, claim: LedgerClaim, request: str) -> None:
