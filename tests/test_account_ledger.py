@@ -332,3 +332,26 @@ async def test_a_callback_settles_the_ledger_of_a_run_whose_answer_was_lost(tmp_
             await runner.cleanup()
     assert again.succeeded and again.task_id == emulator.tasks()[0].task_id
     assert emulator.stats.tasks_created == 1
+
+
+async def test_a_paid_variation_is_resumed_even_behind_one_that_was_refused(
+    emulator: KieEmulator, tmp_path: Path
+) -> None:
+    """Variation 1 was refused (nothing bought), variation 2 holds a paid, undelivered task: an identical request,
+    plain or under a new idempotency key, resumes that task; it does not buy on variation 1."""
+    async with fast(emulator) as kie:
+        bought = await kie.create_task(model="nano-banana-2", input={"prompt": "a red fox"})
+        key = request_key(normalize_request(fox()))
+        path = AccountLedger.for_settings(kie.settings).book_path(key)
+        path.parent.mkdir(parents=True)
+        lines = [
+            JournalRecord(key=key, state=RequestState.SUBMITTING, attempt="a1"),
+            JournalRecord(key=key, state=RequestState.REFUSED, attempt="a1", error="429"),
+            JournalRecord(key=f"{key}#2", state=RequestState.SUBMITTED, task_id=bought.task_id, adopted=True),
+        ]
+        path.write_bytes(b"".join(r.to_line() for r in lines))
+        named = await run_pipeline(fox(), kie, options=opts(tmp_path), idempotency_key="after-refusal")
+        assert named.succeeded and named.task_id == bought.task_id
+        plain = await run_pipeline(fox(), kie, options=opts(tmp_path))  # delivered through the key: a new one
+    assert plain.succeeded and plain.task_id != bought.task_id
+    assert emulator.stats.tasks_created == 2

@@ -233,29 +233,31 @@ async def _drop(book: _Book) -> None:
 
 
 def _pick(book: _Book, base: str, *, prefer_task: str | None, resubmit: bool) -> str:
-    """The variation a run takes: the one holding ``prefer_task``, else the first not delivered, not held by
-    another run of this process, and (with ``resubmit``) not paid or maybe paid."""
+    """The variation a run takes, among those no other run of this process holds: the one holding
+    ``prefer_task``; else one with a paid, undelivered task (resumed); else one that may have been bought (reported,
+    never bought again); else one where nothing is at stake, or a new one. ``resubmit`` skips the first two kinds."""
     journal = book.journal
-    number = 1
-    while True:
+    free: list[tuple[str, JournalEntry]] = []
+    number, fresh = 1, None
+    while fresh is None:
         key = base if number == 1 else f"{base}#{number}"
-        entry = journal.get(key)
         number += 1
-        if entry is None:
-            if key in book.claimed:
-                continue  # another run of this process is buying this variation right now
-            return key
+        entry = journal.get(key)
         if key in book.claimed:
-            continue
-        if prefer_task is not None:
-            if prefer_task in (entry.task_id, *entry.extra_task_ids):
-                return key
-            continue  # a named task never lands on a variation that holds another
-        if entry.state in DELIVERED:
-            continue
-        if resubmit and (entry.uncertain or entry.task_id is not None):
-            continue  # the caller pays again on purpose: that task stays in the ledger, resumable by its id
-        return key
+            continue  # another run of this process is on this variation right now
+        if entry is None:
+            fresh = key
+        else:
+            free.append((key, entry))
+    if prefer_task is not None:  # a named task never lands on a variation that holds another
+        return next((k for k, e in free if prefer_task in (e.task_id, *e.extra_task_ids)), fresh)
+    if not resubmit:
+        paid = next((k for k, e in free if e.task_id is not None and facts(e.state).resumable), None)
+        maybe = next((k for k, e in free if e.uncertain), None)
+        if paid is not None or maybe is not None:
+            return paid or str(maybe)
+    idle = (k for k, e in free if e.state not in DELIVERED and e.task_id is None and not e.uncertain)
+    return next(idle, fresh)
 
 
 def _legacy_import(legacy: Path | None, path: Path) -> Callable[[], None] | None:
