@@ -27,7 +27,7 @@ from kie_async import KieSession, PipelineOptions, PollSettings, RawUserRequest,
 from kie_async.artifacts import ArtifactDerivativeSettings, ArtifactSettings
 from kie_async.core.settings import RateLimitSettings, RetrySettings
 from kie_async.emulator import EmulatorConfig, KieEmulator
-from kie_async.errors import paid_task_id
+from kie_async.errors import KieSubmissionUncertainError, paid_task_id
 from tests.test_request_state import EXAMPLES, _prompt_of
 
 PROMPTS = [f"ledger property {i}" for i in range(3)]
@@ -89,7 +89,10 @@ async def _act(
         result = await run_pipeline(request, kie, options=_opts(root), idempotency_key=key)
         return [(request.prompt or "", result.status, result.task_id)]
     if way == "handle":
-        handle = await kie.submit(request, idempotency_key=key)
+        try:
+            handle = await kie.submit(request, idempotency_key=key)
+        except KieSubmissionUncertainError:  # the ledger holds a maybe-bought attempt: reported, nothing bought
+            return [(request.prompt or "", "submit_uncertain", None)]
         if step["interrupt"]:
             return [(request.prompt or "", "incomplete", handle.task_id)]  # never waited on: paid, not delivered
         outcome = await handle.wait(raise_on_failure=False)
@@ -148,11 +151,19 @@ async def _scenario(scenario: list[dict[str, Any]], root: Path) -> None:
             for step in scenario:
                 for prompt, task_id in await _step(kie, emulator, model, step, root):
                     model.delivered(prompt, task_id)
-            for prompt in PROMPTS:  # plain runs: every undelivered plain purchase is collected, none bought
+            sold = len(emulator.tasks())
+            for prompt in PROMPTS:  # every undelivered plain purchase is collected, and nothing more is bought
+                request = RawUserRequest(model_key="nano-banana-2", prompt=prompt)
                 while model.outstanding[prompt]:
-                    result = await run_pipeline(RawUserRequest(model_key="nano-banana-2", prompt=prompt), kie)
+                    result = await run_pipeline(request, kie)
+                    if result.status == "submit_uncertain":
+                        # A cancel landed while the answer was on its way: the ledger says "maybe bought" (never
+                        # buying again), and the caller holds the task id it was handed: resume on it.
+                        task = sorted(model.outstanding[prompt])[0]
+                        result = await run_pipeline(request, kie, resume_task_id=task)
                     assert result.task_id in model.outstanding[prompt], (prompt, result.task_id, model.outstanding)
                     model.delivered(prompt, result.task_id)
+            assert len(emulator.tasks()) == sold, "collecting what was paid for bought something"
         sold = Counter(_prompt_of(t) for t in emulator.tasks())
         assert sum(sold.values()) == len(emulator.tasks())
 

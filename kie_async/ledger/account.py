@@ -204,6 +204,10 @@ class AccountLedger:
         key's (an identical request resumes a paid task, named or not), never a second purchase."""
         plain = await self.claim(request)
         entry = plain.entry
+        if entry is not None and entry.uncertain:
+            claim.entry = entry  # the request may have been bought already: the named run reports it, buys nothing
+            await plain.release()
+            return
         if entry is None or entry.task_id is None or not facts(entry.state).resumable:
             await plain.release()
             return
