@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from kie_async.core.settings import KieSettings, RateLimitSettings
+from kie_async.emulator.chat_schemas import load_chat_schemas
 from kie_async.emulator.config import EmulatorConfig
 from kie_async.emulator.context import EmulatorContext
 from kie_async.emulator.faults import FaultEndpoint, FaultKind, FaultRegistry, FaultRule
@@ -89,6 +90,7 @@ class KieEmulator:
         if self.config.input_checker is schema_input_checker or self.config.cost_fn is price_table_cost:
             await asyncio.to_thread(load_provider_schemas)  # read the bundled files now, not in a request
             await asyncio.to_thread(load_price_catalogue)
+        await asyncio.to_thread(load_chat_schemas)  # the chat routes are built from them: read off the loop
         ctx.client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
         try:
             market_sock = _bind(self.config.host, self.config.port)
